@@ -1,0 +1,7 @@
+"""Entry point for ``python -m mailopsd``."""
+
+import sys
+
+from mailopsd import cli
+
+sys.exit(cli.main())

@@ -1,0 +1,479 @@
+"""Loading the configuration: files on disk to one validated, immutable ``Config``.
+
+The config is one YAML file or a directory of ``*.yaml``/``*.yml`` files, read in
+sorted order and merged by top-level key; campaigns merge by id. Every problem found is
+collected into one ``ConfigError`` whose issues point into the files
+(``file:line:col: path: message``). Positions are recovered only when there is an error
+to show, by composing the offending file again.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from yaml.nodes import Node
+
+from mailopsd.config import templates, yamlparse
+from mailopsd.config.models import SECRET_FIELDS, Campaign, Config, describe
+from mailopsd.errors import ConfigError, ConfigIssue
+
+__all__ = ["CONFIG_SUFFIXES", "LoadedConfig", "config_files", "load_config"]
+
+CONFIG_SUFFIXES = (".yaml", ".yml")
+_SOPS_METADATA_KEY = "sops"
+
+Loc = Sequence[str | int]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A valid configuration and what was read to build it.
+
+    Attributes:
+        config: The validated desired state.
+        files: The config files read, in merge order.
+        revision: sha256 over the config files' and body templates' bytes as read.
+        campaign_files: The file each campaign is defined in.
+        leads_columns: Each campaign's leads file columns, in order.
+        bodies: Each step's body template text, by ``(campaign id, step index)``.
+    """
+
+    config: Config
+    files: tuple[Path, ...]
+    revision: str
+    campaign_files: Mapping[str, Path]
+    leads_columns: Mapping[str, tuple[str, ...]]
+    bodies: Mapping[tuple[str, int], str]
+
+    def leads_path(self, campaign_id: str) -> Path:
+        """Return the leads file of a campaign, resolved against its config file."""
+        campaign = self.config.campaigns[campaign_id]
+        return self.campaign_files[campaign_id].parent / campaign.leads
+
+    def summary(self) -> str:
+        """Describe the config in one line: ``2 campaigns, 5 credentials (3 with …)``."""
+        campaigns = self.config.campaigns.values()
+        credentials = [c for campaign in campaigns for c in campaign.smtp_credentials.values()]
+        with_imap = sum(1 for credential in credentials if credential.has_imap)
+        return (
+            f"{_plural(len(campaigns), 'campaign')}, "
+            f"{_plural(len(credentials), 'credential')} ({with_imap} with reply detection)"
+        )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+@dataclass
+class _Source:
+    """One config file as read, and its composed nodes once an error needs them."""
+
+    path: Path
+    raw: bytes
+    text: str
+    data: dict[object, object] = field(default_factory=dict)
+    _root: Node | None = None
+    _composed: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def root(self) -> Node | None:
+        if not self._composed:
+            self._root = yamlparse.compose_yaml(self.text)
+            self._composed = True
+        return self._root
+
+    def issue(self, loc: Loc, message: str, *, key: bool = False) -> ConfigIssue:
+        line, column, _ = yamlparse.locate(self.root(), loc, key=key)
+        return ConfigIssue(self.name, line, column, _dotted(loc), message)
+
+
+def _dotted(loc: Iterable[str | int]) -> str:
+    return ".".join(str(step) for step in loc)
+
+
+def _whole_file(path: Path, message: str) -> ConfigIssue:
+    return ConfigIssue(str(path), 0, 0, "", message)
+
+
+def config_files(path: Path) -> list[Path]:
+    """List the config files at ``path``: the file itself, or a directory's YAML files.
+
+    Args:
+        path: A config file or a directory of them.
+
+    Returns:
+        The files in merge order (sorted by name; dot-files such as ``.sops.yaml`` skipped).
+
+    Raises:
+        ConfigError: ``path`` does not exist or the directory has no config file.
+    """
+    if path.is_dir():
+        files = sorted(
+            child
+            for child in path.iterdir()
+            if child.suffix in CONFIG_SUFFIXES and not child.name.startswith(".")
+        )
+        if not files:
+            raise ConfigError([_whole_file(path, "no *.yaml or *.yml config files here")])
+        return files
+    if not path.exists():
+        raise ConfigError([_whole_file(path, "no such file or directory")])
+    return [path]
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path),
+                    line,
+                    column,
+                    "",
+                    f"not UTF-8 text (byte 0x{raw[err.start]:02x}); save the file as UTF-8",
+                )
+            ]
+        ) from err
+    return text.removeprefix("\ufeff")
+
+
+def _read_source(path: Path) -> _Source:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError([_whole_file(path, f"cannot read: {err.strerror}")]) from err
+    source = _Source(path=path, raw=raw, text=_decode(path, raw))
+    try:
+        parsed = yamlparse.parse_yaml(source.text)
+    except yamlparse.YamlSyntaxError as err:
+        raise ConfigError([ConfigIssue(str(path), err.line, err.column, "", err.message)]) from err
+    if parsed.data is None:
+        raise ConfigError([_whole_file(path, "empty file: expected a mapping with campaigns:")])
+    if not isinstance(parsed.data, dict):
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    str(path),
+                    1,
+                    1,
+                    "",
+                    "the top level must be a mapping with campaigns: "
+                    f"(got {describe(parsed.data)})",
+                )
+            ]
+        )
+    if parsed.duplicates:
+        raise ConfigError([_duplicate_issue(source, dup) for dup in parsed.duplicates])
+    source.data = parsed.data
+    source.data.pop(_SOPS_METADATA_KEY, None)
+    return source
+
+
+def _duplicate_issue(source: _Source, dup: yamlparse.DuplicateKey) -> ConfigIssue:
+    path = yamlparse.path_to(source.root(), dup.line, dup.column)
+    return ConfigIssue(
+        source.name,
+        dup.line,
+        dup.column,
+        _dotted(path),
+        f'duplicate key "{dup.key}"; it is first given on line {dup.first_line}',
+    )
+
+
+@dataclass
+class _Merge:
+    """The merged raw tree and, for each top-level key or campaign, the file it came from."""
+
+    data: dict[str, object] = field(default_factory=dict)
+    origins: dict[tuple[str, ...], _Source] = field(default_factory=dict)
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def add(self, source: _Source) -> None:
+        for key, value in source.data.items():
+            name = str(key)
+            if name == "campaigns" and isinstance(value, dict):
+                campaigns = self.data.setdefault("campaigns", {})
+                if isinstance(campaigns, dict):
+                    for campaign_id, body in value.items():
+                        self._put(campaigns, ("campaigns", str(campaign_id)), body, source)
+                    continue
+            self._put(self.data, (name,), value, source)
+
+    def _put(
+        self, into: dict[str, object], loc: tuple[str, ...], value: object, source: _Source
+    ) -> None:
+        first = self.origins.get(loc)
+        if first is None:
+            into[loc[-1]] = value
+            self.origins[loc] = source
+            return
+        earlier = first.issue(loc, "", key=True)
+        what = f'campaign "{loc[-1]}"' if loc[0] == "campaigns" else f"{loc[-1]}:"
+        self.issues.append(
+            source.issue(
+                loc,
+                f"{what} is defined twice; it is also at "
+                f"{earlier.file}:{earlier.line}:{earlier.column}",
+                key=True,
+            )
+        )
+
+    def source_for(self, loc: Loc) -> _Source:
+        if len(loc) >= 2 and loc[0] == "campaigns" and ("campaigns", str(loc[1])) in self.origins:
+            return self.origins["campaigns", str(loc[1])]
+        if loc and (str(loc[0]),) in self.origins:
+            return self.origins[(str(loc[0]),)]
+        return next(iter(self.origins.values()))
+
+
+def _unwrap(annotation: object) -> object:
+    """Strip ``Annotated`` and ``| None`` from a field annotation."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _fields_at(loc: Loc) -> list[str]:
+    """Return the field names of the model found at ``loc`` (for suggestions)."""
+    annotation: object = Config
+    for step in loc:
+        inner = _unwrap(annotation)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            if str(step) not in inner.model_fields:
+                return []
+            annotation = inner.model_fields[str(step)].annotation
+        elif typing.get_origin(inner) in (dict, tuple):
+            annotation = typing.get_args(inner)[-1 if typing.get_origin(inner) is dict else 0]
+        else:
+            return []
+    inner = _unwrap(annotation)
+    if isinstance(inner, type) and issubclass(inner, BaseModel):
+        return list(inner.model_fields)
+    return []
+
+
+def _unknown_field_message(loc: Loc) -> str:
+    name = str(loc[-1])
+    if name == "<<":
+        return "merge keys (<<) are not supported: sops keeps them as ordinary keys"
+    close = difflib.get_close_matches(name, _fields_at(loc[:-1]), n=1, cutoff=0.6)
+    return f"unknown field; did you mean {close[0]}?" if close else "unknown field"
+
+
+_TYPE_MESSAGES = {
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "dict_type": "a mapping",
+    "tuple_type": "a list",
+    "list_type": "a list",
+    "bool_type": "true or false",
+}
+
+
+def _message(error: ErrorDetails, loc: Loc) -> str:
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "mailopsd":
+        return str(context["message"])
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return _unknown_field_message(loc)
+    if kind == "too_short":
+        return "must not be empty"
+    if kind in _TYPE_MESSAGES:
+        shown = "value not shown" if loc and loc[-1] in SECRET_FIELDS else None
+        return f"must be {_TYPE_MESSAGES[kind]} (got {shown or describe(error['input'])})"
+    return error["msg"]
+
+
+def _validation_issues(err: ValidationError, merge: _Merge) -> list[ConfigIssue]:
+    issues = []
+    for error in err.errors(include_url=False):
+        loc: list[str | int] = list(error["loc"])
+        is_key = bool(loc) and loc[-1] == "[key]"
+        if is_key:
+            loc.pop()
+        extra = (error.get("ctx") or {}).get("field")
+        if extra:
+            loc += [int(step) if step.isdigit() else step for step in str(extra).split(".")]
+        at_key = is_key or error["type"] in ("missing", "extra_forbidden")
+        message = _message(error, loc)
+        issues.append(merge.source_for(loc).issue(loc, message, key=at_key))
+    return issues
+
+
+def _read_leads_columns(path: Path) -> tuple[str, ...]:
+    """Return the header row of a leads CSV file.
+
+    Raises:
+        ValueError: The file cannot be read or has no usable header (the text says why).
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            header = next(csv.reader(stream), None)
+    except FileNotFoundError as err:
+        raise ValueError(f"leads file {path} not found") from err
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"cannot read leads file {path}: {err}") from err
+    columns = tuple(name.strip() for name in header or ())
+    if not columns:
+        raise ValueError(f"leads file {path} is empty; it needs a header row with email")
+    if "email" not in columns:
+        raise ValueError(f"leads file {path} has no email column (columns: {', '.join(columns)})")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise ValueError(f"leads file {path} repeats the column {repeated[0]}")
+    return columns
+
+
+@dataclass
+class _CampaignFiles:
+    """Checks a campaign's leads file and templates against each other."""
+
+    campaign_id: str
+    campaign: Campaign
+    source: _Source
+    issues: list[ConfigIssue]
+    bodies: dict[tuple[str, int], str]
+    body_files: list[bytes]
+
+    def _issue(self, loc: Loc, message: str) -> None:
+        self.issues.append(self.source.issue(["campaigns", self.campaign_id, *loc], message))
+
+    def columns(self) -> tuple[str, ...] | None:
+        path = self.source.path.parent / self.campaign.leads
+        try:
+            return _read_leads_columns(path)
+        except ValueError as err:
+            self._issue(["leads"], str(err))
+            return None
+
+    def _body(self, index: int) -> str | None:
+        step = self.campaign.sequence[index]
+        if step.body is not None:
+            return step.body
+        path = self.source.path.parent / str(step.body_file)
+        try:
+            raw = path.read_bytes()
+            text = raw.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = "not found" if isinstance(err, FileNotFoundError) else f"unreadable: {err}"
+            self._issue(["sequence", index, "body_file"], f"template file {path} {reason}")
+            return None
+        self.body_files.append(raw)
+        return text
+
+    def check(self, columns: tuple[str, ...] | None) -> None:
+        for index, step in enumerate(self.campaign.sequence):
+            body = self._body(index)
+            if body is not None:
+                self.bodies[self.campaign_id, index] = body
+            name = "body" if step.body is not None else "body_file"
+            self._check_template(index, "subject", step.subject, columns)
+            self._check_template(index, name, body, columns)
+
+    def _check_template(
+        self, index: int, name: str, source: str | None, columns: tuple[str, ...] | None
+    ) -> None:
+        if source is None:
+            return
+        try:
+            variables = templates.template_variables(source)
+        except templates.TemplateError as err:
+            self._issue(["sequence", index, name], str(err))
+            return
+        if columns is None:
+            return
+        for variable in sorted(variables - set(columns)):
+            self._issue(
+                ["sequence", index, name],
+                f"step {index + 1} uses {{{{ {variable} }}}} but {self.campaign.leads} has "
+                f"no {variable} column (columns: {', '.join(columns)})",
+            )
+
+
+def _read_sources(path: Path, merge: _Merge) -> list[_Source]:
+    sources: list[_Source] = []
+    for file in config_files(path):
+        try:
+            sources.append(_read_source(file))
+        except ConfigError as err:
+            merge.issues.extend(err.issues)
+    if not sources:
+        raise ConfigError(merge.issues)
+    for source in sources:
+        merge.add(source)
+    return sources
+
+
+def _revision(sources: Iterable[_Source], body_files: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.path.name.encode() + b"\0" + source.raw + b"\0")
+    for raw in body_files:
+        digest.update(raw + b"\0")
+    return digest.hexdigest()
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read, merge and validate the configuration at ``path``.
+
+    Args:
+        path: A config file or a directory of config files.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: Every problem found, each located in a file.
+    """
+    merge = _Merge()
+    sources = _read_sources(path, merge)
+    try:
+        config = Config.model_validate(merge.data)
+    except ValidationError as err:
+        raise ConfigError(merge.issues + _validation_issues(err, merge)) from None
+    bodies: dict[tuple[str, int], str] = {}
+    body_files: list[bytes] = []
+    columns: dict[str, tuple[str, ...]] = {}
+    for campaign_id, campaign in config.campaigns.items():
+        source = merge.source_for(["campaigns", campaign_id])
+        checker = _CampaignFiles(campaign_id, campaign, source, merge.issues, bodies, body_files)
+        found = checker.columns()
+        checker.check(found)
+        if found is not None:
+            columns[campaign_id] = found
+    if merge.issues:
+        raise ConfigError(merge.issues)
+    return LoadedConfig(
+        config=config,
+        files=tuple(source.path for source in sources),
+        revision=_revision(sources, body_files),
+        campaign_files={cid: merge.source_for(["campaigns", cid]).path for cid in config.campaigns},
+        leads_columns=columns,
+        bodies=bodies,
+    )

@@ -1,0 +1,495 @@
+"""The configuration schema: the single source of truth for every config shape.
+
+Models are frozen and forbid unknown keys. Scalars are checked strictly by the
+validators below (YAML ``true`` is not the integer 1, ``"100"`` is not 100), each
+failing with a message a person can act on; the loader adds file, line and column.
+Secrets are ``SecretStr`` and their values never appear in an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import email_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+    Strict,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
+
+__all__ = [
+    "SECRET_FIELDS",
+    "Campaign",
+    "Config",
+    "Credential",
+    "RateLimit",
+    "SendWindow",
+    "Step",
+    "Unsubscribe",
+    "describe",
+    "failure",
+]
+
+SECRET_FIELDS = frozenset({"smtp_username", "smtp_password", "imap_username", "imap_password"})
+IMAP_FIELDS = ("imap_host", "imap_port", "imap_username", "imap_password")
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+_CLOCK = re.compile(r"([01]?\d|2[0-4]):([0-5]\d)\Z")
+_PLACEHOLDER = re.compile(r"%%([A-Za-z_]*)%%")
+_FOOTER_PLACEHOLDERS = frozenset({"UNSUBSCRIBE", "EMAIL"})
+_GOT_MAX = 60
+
+
+def failure(message: str, *, field: str | None = None) -> PydanticCustomError:
+    """Return a validation error whose text is exactly ``message``.
+
+    Args:
+        message: What is wrong, as a person should read it.
+        field: For a check on a whole model, the dotted path (below the model) of the
+            value the message is about.
+
+    Returns:
+        The error to raise from a validator.
+    """
+    context: dict[str, str] = {"message": message}
+    if field is not None:
+        context["field"] = field
+    return PydanticCustomError("mailopsd", "{message}", context)
+
+
+def describe(value: object) -> str:
+    """Render a YAML value for an error message: ``0``, ``"100"``, ``true``, ``a list``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= _GOT_MAX else text[: _GOT_MAX - 2] + '…"'
+    return repr(value)
+
+
+def _kind(value: object) -> str:
+    """Name the type of a value without showing it (for secrets)."""
+    if value in ("", None):
+        return "nothing"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    return describe(value) if isinstance(value, dict | list) else type(value).__name__
+
+
+def _must(expectation: str, value: object) -> PydanticCustomError:
+    return failure(f"must be {expectation} (got {describe(value)})")
+
+
+def _integer_at_least(minimum: int) -> Callable[[object], int]:
+    def validate(value: object) -> int:
+        if type(value) is not int or value < minimum:
+            raise _must(f"an integer ≥ {minimum}", value)
+        return value
+
+    return validate
+
+
+def _port(value: object) -> int:
+    if type(value) is not int or not 1 <= value <= 65535:
+        raise _must("a port number from 1 to 65535", value)
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _must("a non-empty string", value)
+    return value
+
+
+def _line(value: object) -> str:
+    text = _text(value)
+    if "\r" in text or "\n" in text:
+        raise failure(f"must be a single line (got {describe(text)})")
+    return text
+
+
+def _identifier(value: object) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise failure(
+            f"invalid id {describe(value)}: use 1 to 63 lowercase letters, digits and "
+            "dashes, starting with a letter or digit"
+        )
+    return value
+
+
+def _secret(value: object) -> SecretStr:
+    if not isinstance(value, str) or not value:
+        raise failure(f"must be a non-empty string (got {_kind(value)}; value not shown)")
+    return SecretStr(value)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _host(value: object) -> str:
+    text = _text(value)
+    if "://" in text:
+        raise failure(f"must be a host name, not a URL (got {describe(text)})")
+    labels = text.rstrip(".").split(".")
+    if not _is_ip(text) and (
+        len(text) > 253 or not all(_HOST_LABEL.match(label) for label in labels)
+    ):
+        raise _must("a host name or IP address", value)
+    return text
+
+
+def is_loopback_host(host: str) -> bool:
+    """Tell whether ``host`` names this machine (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _email(value: object) -> str:
+    text = _line(value)
+    try:
+        email_validator.validate_email(text, check_deliverability=False)
+    except email_validator.EmailNotValidError as err:
+        raise failure(f"must be an email address (got {describe(text)}): {err}") from err
+    return text
+
+
+def _bounce_route(value: object) -> str:
+    if value in ("from", "drop"):
+        return str(value)
+    if isinstance(value, str) and "@" in value:
+        return _email(value)
+    raise _must('"from", "drop" or an email address', value)
+
+
+def _ip_address(value: object) -> str:
+    text = _text(value)
+    if not _is_ip(text):
+        raise _must("an IP address", value)
+    return text
+
+
+def _one_of(*choices: str) -> Callable[[object], str]:
+    def validate(value: object) -> str:
+        if not isinstance(value, str) or value not in choices:
+            raise _must("one of " + ", ".join(choices), value)
+        return value
+
+    return validate
+
+
+def _period(value: object) -> Period:
+    if not isinstance(value, str):
+        raise _must('a period such as "1 hour" or "2 days"', value)
+    try:
+        return parse_period(value)
+    except PeriodSyntaxError as err:
+        raise failure(f"{err} (got {describe(value)})") from err
+
+
+def _ratio(value: object) -> float:
+    ratio: float | None = None
+    if isinstance(value, str) and value.endswith("%"):
+        try:
+            ratio = float(value[:-1]) / 100
+        except ValueError:
+            ratio = None
+    elif type(value) in (int, float):
+        ratio = float(value)  # type: ignore[arg-type]  # checked just above
+    if ratio is None or not 0 < ratio <= 1:
+        raise _must('a rate above 0 and at most 1, such as 0.05 or "5%"', value)
+    return ratio
+
+
+def _timezone(value: object) -> str:
+    text = _text(value)
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError) as err:
+        raise _must("an IANA time zone such as Europe/Paris or UTC", value) from err
+    return text
+
+
+def _clock(value: object) -> str:
+    match = _CLOCK.match(value) if isinstance(value, str) else None
+    if match is None or (match.group(1) == "24" and match.group(2) != "00"):
+        raise _must('a time of day "HH:MM" from "00:00" to "24:00"', value)
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
+
+
+def _timestamp(value: object) -> datetime:
+    moment = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise _must("a timestamp with a time zone, such as 2026-11-23T12:00:00Z", value)
+    return moment
+
+
+def _url(value: object) -> str:
+    text = _line(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _must("an http or https URL", value)
+    return text
+
+
+Id = Annotated[str, PlainValidator(_identifier)]
+PositiveInt = Annotated[int, PlainValidator(_integer_at_least(1))]
+Port = Annotated[int, PlainValidator(_port)]
+Text = Annotated[str, PlainValidator(_text)]
+Line = Annotated[str, PlainValidator(_line)]
+Host = Annotated[str, PlainValidator(_host)]
+Email = Annotated[str, PlainValidator(_email)]
+Secret = Annotated[SecretStr, PlainValidator(_secret)]
+PeriodValue = Annotated[Period, PlainValidator(_period)]
+Flag = Annotated[bool, Strict()]
+Weekday = Annotated[str, PlainValidator(_one_of(*WEEKDAYS))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SendWindow(_Model):
+    """When a campaign may send, in its time zone."""
+
+    days: tuple[Weekday, ...] = Field(
+        default=WEEKDAYS, min_length=1, description="Weekdays on which sending is allowed."
+    )
+    start: Annotated[str, PlainValidator(_clock)] = Field(
+        default="00:00", description="Local time of day sending starts, HH:MM."
+    )
+    end: Annotated[str, PlainValidator(_clock)] = Field(
+        default="24:00", description="Local time of day sending stops, HH:MM (exclusive)."
+    )
+
+    @property
+    def start_minute(self) -> int:
+        """Minutes after local midnight at which the window opens."""
+        return int(self.start[:2]) * 60 + int(self.start[3:])
+
+    @property
+    def end_minute(self) -> int:
+        """Minutes after local midnight at which the window closes."""
+        return int(self.end[:2]) * 60 + int(self.end[3:])
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if len(set(self.days)) != len(self.days):
+            raise failure("lists a day twice", field="days")
+        if self.start_minute >= self.end_minute:
+            raise failure(
+                f"end {self.end} must be after start {self.start} "
+                "(windows do not wrap past midnight)",
+                field="end",
+            )
+        return self
+
+
+class Step(_Model):
+    """One message of a campaign's sequence."""
+
+    subject: Line | None = Field(
+        default=None,
+        description="Subject template; required on step 1, later steps default to Re: step 1.",
+    )
+    body: Text | None = Field(default=None, description="Body template (Jinja2), plain text.")
+    body_file: Text | None = Field(
+        default=None, description="Path of a body template file, relative to the config file."
+    )
+    delay: PeriodValue | None = Field(
+        default=None, description="Wait after the previous step was sent; not on step 1."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.body is None) == (self.body_file is None):
+            raise failure("give exactly one of body or body_file", field="body")
+        return self
+
+
+class Unsubscribe(_Model):
+    """The unsubscribe link and footers added to every message."""
+
+    url: Annotated[str, PlainValidator(_url)] | None = Field(
+        default=None, description="Unsubscribe URL; %%EMAIL%% becomes the lead's address."
+    )
+    footer_text: Text | None = Field(
+        default=None, description="Footer for the text part; %%UNSUBSCRIBE%%, %%EMAIL%%."
+    )
+    footer_html: Text | None = Field(
+        default=None, description="Footer for the HTML part; %%UNSUBSCRIBE%%, %%EMAIL%%."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for name in ("footer_text", "footer_html"):
+            text = getattr(self, name) or ""
+            unknown = sorted(set(_PLACEHOLDER.findall(text)) - _FOOTER_PLACEHOLDERS)
+            if unknown:
+                raise failure(
+                    f"unknown placeholder %%{unknown[0]}%%; use %%UNSUBSCRIBE%% or %%EMAIL%%",
+                    field=name,
+                )
+            if "%%UNSUBSCRIBE%%" in text and self.url is None:
+                raise failure("uses %%UNSUBSCRIBE%% but unsubscribe.url is not set", field=name)
+        return self
+
+
+class RateLimit(_Model):
+    """At most ``value`` sends (follow-ups too) in any ``period``."""
+
+    value: PositiveInt = Field(description="Maximum number of sends in one period.")
+    period: PeriodValue = Field(description='Length of the period, e.g. "1 hour".')
+
+
+class Credential(_Model):
+    """One SMTP mailbox a campaign sends from, with optional IMAP reply detection."""
+
+    label: Line | None = Field(default=None, description="Display name.")
+    smtp_host: Host = Field(description="SMTP server host name or IP address.")
+    smtp_port: Port = Field(description="SMTP port: 587 STARTTLS, 465 implicit TLS.")
+    smtp_username: Secret = Field(description="SMTP login name (secret).")
+    smtp_password: Secret = Field(description="SMTP password (secret).")
+    from_name: Line = Field(description="Display name of the From: header.")
+    from_email: Email = Field(description="Address of the From: header.")
+    daily_limit: PositiveInt = Field(description="Step-1 sends per UTC day.")
+    imap_host: Host | None = Field(default=None, description="IMAP host for reply detection.")
+    imap_port: Port | None = Field(default=None, description="IMAP port: 993 implicit TLS.")
+    imap_username: Secret | None = Field(default=None, description="IMAP login (secret).")
+    imap_password: Secret | None = Field(default=None, description="IMAP password (secret).")
+    status: Annotated[
+        Literal["allowed", "blocked", "sandbox"],
+        PlainValidator(_one_of("allowed", "blocked", "sandbox")),
+    ] = Field(default="allowed", description="allowed sends; sandbox delivers nowhere.")
+    enabled: Flag = Field(default=True, description="Manual on/off switch.")
+    rate_limit: RateLimit | None = Field(default=None, description="Sends per period, all steps.")
+    min_interval: PeriodValue | None = Field(
+        default=None, description="Minimum time between two sends of this mailbox."
+    )
+    bcc: Email | None = Field(default=None, description="Address copied on every message.")
+    archive: Flag = Field(default=False, description="Keep a copy of every sent message.")
+    bounce_notifications: Annotated[str, PlainValidator(_bounce_route)] = Field(
+        default="from", description="Where bounces go: from, drop or an address."
+    )
+    source_address: Annotated[str, PlainValidator(_ip_address)] | None = Field(
+        default=None, description="Local IP address to send from."
+    )
+    tls: Annotated[
+        Literal["auto", "starttls", "implicit", "none"],
+        PlainValidator(_one_of("auto", "starttls", "implicit", "none")),
+    ] = Field(default="auto", description="auto picks by port: 465 implicit, else STARTTLS.")
+    reenabled_at: Annotated[datetime, PlainValidator(_timestamp)] | None = Field(
+        default=None, description="Set by a person to re-enable after an auto-disable."
+    )
+
+    @property
+    def has_imap(self) -> bool:
+        """Tell whether reply detection is configured (all four IMAP fields)."""
+        return self.imap_host is not None
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        present = [name for name in IMAP_FIELDS if getattr(self, name) is not None]
+        if present and len(present) < len(IMAP_FIELDS):
+            missing = [name for name in IMAP_FIELDS if name not in present]
+            raise failure(
+                "the imap_* fields go together: all four or none; missing " + ", ".join(missing),
+                field=present[0],
+            )
+        if self.tls == "none" and not is_loopback_host(self.smtp_host):
+            raise failure(
+                f"tls: none sends the password in clear; allowed only for a loopback "
+                f"smtp_host, not {describe(self.smtp_host)}",
+                field="tls",
+            )
+        return self
+
+
+def _sequence(steps: tuple[Step, ...]) -> tuple[Step, ...]:
+    if steps[0].subject is None:
+        raise failure("step 1 needs a subject", field="0")
+    if steps[0].delay is not None:
+        raise failure("step 1 is sent to new leads at once; remove its delay", field="0.delay")
+    for number, step in enumerate(steps[1:], start=2):
+        if step.delay is None:
+            raise failure(
+                f'step {number} needs a delay (e.g. "3 days") after step {number - 1}',
+                field=str(number - 1),
+            )
+    return steps
+
+
+class Campaign(_Model):
+    """A sequence of messages sent to a list of leads from a set of credentials."""
+
+    name: Line = Field(description="Human name of the campaign.")
+    account: Id = Field(default="default", description="Owning account.")
+    timezone: Annotated[str, PlainValidator(_timezone)] = Field(
+        default="UTC", description="IANA time zone of the sending window."
+    )
+    send_window: SendWindow | None = Field(
+        default=None, description="When sends may happen; absent: any time."
+    )
+    leads: Text = Field(description="CSV file of leads, relative to the config file.")
+    sequence: Annotated[tuple[Step, ...], AfterValidator(_sequence)] = Field(
+        min_length=1, description="The steps, in order."
+    )
+    bounce_threshold: Annotated[float, PlainValidator(_ratio)] = Field(
+        default=0.05, description="Bounce rate above which a credential is disabled."
+    )
+    bounce_min_sends: PositiveInt = Field(
+        default=20, description="Sends needed in the window before any verdict."
+    )
+    bounce_window: PeriodValue = Field(
+        default_factory=lambda: parse_period("7 days"),
+        description="Period over which the bounce rate is computed.",
+    )
+    unsubscribe: Unsubscribe | None = Field(default=None, description="Unsubscribe link, footers.")
+    smtp_credentials: dict[Id, Credential] = Field(
+        min_length=1, description="Mailboxes to send from, by id."
+    )
+
+
+class Config(_Model):
+    """The whole desired state, merged from every config file."""
+
+    campaigns: dict[Id, Campaign] = Field(default_factory=dict, description="Campaigns by id.")
