@@ -241,7 +241,11 @@ def parse_yaml(text: str) -> ParsedYaml:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
-        problem = err.problem or err.context or "invalid YAML"
+        problem = err.problem or "invalid YAML"
+        if err.context and err.context.startswith("expected a single document"):
+            problem = "a file holds one document, but a second one starts here"
+        elif err.context:
+            problem = f"{problem} ({err.context})"
         if mark is None:
             raise YamlSyntaxError(f"invalid YAML: {problem}") from err
         raise YamlSyntaxError(
@@ -255,7 +259,8 @@ def parse_yaml(text: str) -> ParsedYaml:
         loader.dispose()
     if "*" in text:
         _count_expanded(data, _EXPANSION_BASE + len(text))
-    return ParsedYaml(data=data, duplicates=tuple(loader.duplicates))
+    duplicates = sorted(loader.duplicates, key=lambda dup: (dup.line, dup.column))
+    return ParsedYaml(data=data, duplicates=tuple(duplicates))
 
 
 def compose_yaml(text: str) -> Node | None:

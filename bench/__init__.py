@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios against reference tools measured in the same run."""

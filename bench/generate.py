@@ -1,0 +1,84 @@
+"""Generate a large, valid config: N campaigns x M credentials, with leads and a template.
+
+    python -m bench.generate OUT_DIR [--campaigns 1000] [--credentials 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_CAMPAIGN = """\
+  camp-{c:05d}:
+    name: Generated campaign {c}
+    account: acct-{account}
+    timezone: Europe/Paris
+    send_window: {{days: [mon, tue, wed, thu, fri], start: "09:00", end: "17:00"}}
+    leads: leads.csv
+    sequence:
+      - subject: "Quick question, {{{{ first_name }}}}"
+        body: |
+          Hi {{{{ first_name }}}}, is {{{{ company }}}} still hiring?
+      - delay: 3 days
+        body_file: step2.txt
+      - delay: 4 days 12:00:00
+        body: "Last note, {{{{ first_name }}}}."
+    bounce_threshold: 5%
+    bounce_min_sends: 20
+    bounce_window: 7 days
+    smtp_credentials:
+"""
+_CREDENTIAL = """\
+      box-{n:02d}:
+        label: Mailbox {n}
+        smtp_host: smtp{n}.example.com
+        smtp_port: 587
+        smtp_username: ENC[AES256_GCM,data:dXNlcm5hbWUtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
+        smtp_password: ENC[AES256_GCM,data:cGFzc3dvcmQtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
+        from_name: Sender {n}
+        from_email: sender{n}.c{c}@example.com
+        daily_limit: {limit}
+        imap_host: imap{n}.example.com
+        imap_port: 993
+        imap_username: ENC[AES256_GCM,data:dXNlcm5hbWUtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
+        imap_password: ENC[AES256_GCM,data:cGFzc3dvcmQtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
+        status: allowed
+        enabled: true
+        rate_limit: {{value: 20, period: "1 hour"}}
+        min_interval: 90 seconds
+        tls: auto
+"""
+
+
+def generate(out: Path, *, campaigns: int, credentials: int) -> Path:
+    """Write ``campaigns.yaml``, ``leads.csv`` and ``step2.txt`` into ``out``.
+
+    Returns:
+        The config file's path.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "leads.csv").write_text("email,first_name,company\na@example.com,Ann,Acme\n")
+    (out / "step2.txt").write_text("Hi {{ first_name }}, following up.\n")
+    parts = ["campaigns:\n"]
+    for c in range(campaigns):
+        parts.append(_CAMPAIGN.format(c=c, account=c % 7))
+        parts.extend(
+            _CREDENTIAL.format(n=n, c=c, limit=50 + n) for n in range(credentials)
+        )
+    path = out / "campaigns.yaml"
+    path.write_text("".join(parts))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--campaigns", type=int, default=1000)
+    parser.add_argument("--credentials", type=int, default=10)
+    args = parser.parse_args()
+    path = generate(args.out, campaigns=args.campaigns, credentials=args.credentials)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Pure modules stay pure: no sockets, databases, subprocesses or environment reads."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mailopsd"
+PURE = [
+    "config/models.py",
+    "config/periods.py",
+    "config/templates.py",
+    "config/yamlparse.py",
+    "errors.py",
+]
+FORBIDDEN_IMPORTS = {"socket", "smtplib", "imaplib", "sqlite3", "subprocess", "ssl", "asyncio"}
+ENVIRONMENT_READERS = {"cli.py", "daemon.py"}
+
+
+def _imports(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_module_imports_no_io(module: str) -> None:
+    """A pure module imports no network, database or process module."""
+    tree = ast.parse((PACKAGE / module).read_text())
+    assert _imports(tree) & FORBIDDEN_IMPORTS == set()
+
+
+def test_only_entry_points_read_environment() -> None:
+    """Only the entry points read os.environ; everything else gets values passed in."""
+    readers = []
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                readers.append(str(path.relative_to(PACKAGE)))
+    assert set(readers) <= ENVIRONMENT_READERS

@@ -1,0 +1,243 @@
+"""Reading config files: directories, merging, bad files, leads and templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.configs import BASE, LEADS, Writer, errors_of, loads
+
+SECOND = """\
+campaigns:
+  beta:
+    name: Beta
+    leads: leads.csv
+    sequence:
+      - {subject: Hello, body: Hi}
+    smtp_credentials:
+      main: {smtp_host: smtp.example.org, smtp_port: 465, smtp_username: u,
+             smtp_password: p, from_name: Bea, from_email: bea@example.org, daily_limit: 5}
+"""
+
+
+class TestDirectories:
+    """A directory of *.yaml/*.yml files is read sorted and merged."""
+
+    def test_merges_campaigns_from_several_files(self, write_config: Writer) -> None:
+        """Campaigns from every config file are merged; other files are ignored."""
+        Path("conf").mkdir()
+        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/10-acme.yaml")
+        write_config(SECOND.replace("leads.csv", "../leads.csv"), name="conf/20-beta.yml")
+        Path("conf/notes.txt").write_text("not config")
+        Path("conf/.sops.yaml").write_text("creation_rules: []\n")
+        loaded = loads(Path("conf"))
+        assert list(loaded.config.campaigns) == ["acme-q4", "beta"]
+        assert [p.name for p in loaded.files] == ["10-acme.yaml", "20-beta.yml"]
+        assert loaded.summary() == "2 campaigns, 2 credentials (0 with reply detection)"
+
+    def test_campaign_defined_twice_names_both_places(self, write_config: Writer) -> None:
+        """The same campaign id in two files is an error naming both places."""
+        Path("conf").mkdir()
+        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/a.yaml")
+        write_config(
+            "# the same campaign again\n" + BASE.replace("leads.csv", "../leads.csv"),
+            name="conf/b.yaml",
+        )
+        assert errors_of(Path("conf")) == [
+            'conf/b.yaml:3:3: campaigns.acme-q4: campaign "acme-q4" is defined twice; '
+            "it is also at conf/a.yaml:2:3"
+        ]
+
+    def test_empty_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A directory without config files is one clear error."""
+        monkeypatch.chdir(tmp_path)
+        Path("empty").mkdir()
+        Path("empty/readme.md").write_text("x")
+        assert errors_of(Path("empty")) == ["empty: no *.yaml or *.yml config files here"]
+
+    def test_missing_path(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A path that does not exist is one clear error."""
+        monkeypatch.chdir(tmp_path)
+        assert errors_of(Path("nowhere.yaml")) == ["nowhere.yaml: no such file or directory"]
+
+    def test_revision_follows_content(self, write_config: Writer) -> None:
+        """The revision changes with the files' bytes and with body templates, not otherwise."""
+        path = write_config()
+        first = loads(path).revision
+        assert loads(path).revision == first
+        write_config(add="        label: Primary\n")
+        assert loads(path).revision != first
+
+
+class TestBadFiles:
+    """Files that are not usable YAML get one error each, never a traceback."""
+
+    def test_duplicate_key(self, write_config: Writer) -> None:
+        """A key given twice is an error naming the first line (PyYAML would keep the last)."""
+        path = write_config(add="        daily_limit: 200\n")
+        assert errors_of(path) == [
+            "c.yaml:19:9: campaigns.acme-q4.smtp_credentials.primary.daily_limit: "
+            'duplicate key "daily_limit"; it is first given on line 18'
+        ]
+
+    def test_duplicate_credential_id(self, write_config: Writer) -> None:
+        """A credential id given twice in a campaign is a duplicate key."""
+        credential = BASE[BASE.index("      primary:") :]
+        errors = errors_of(write_config(add=credential))
+        assert errors == [
+            "c.yaml:19:7: campaigns.acme-q4.smtp_credentials.primary: "
+            'duplicate key "primary"; it is first given on line 11'
+        ]
+
+    def test_not_yaml(self, write_config: Writer) -> None:
+        """A syntax error is located."""
+        path = write_config(replace=("    name: ACME Q4 outreach", "    name: [ACME"))
+        assert errors_of(path) == [
+            "c.yaml:4:10: invalid YAML: did not find expected ',' or ']' "
+            "(while parsing a flow sequence)"
+        ]
+
+    def test_not_utf8(self, write_config: Writer) -> None:
+        """Bytes that are not UTF-8 are located by line and column."""
+        path = write_config()
+        path.write_bytes(BASE.encode().replace(b"name: ACME", b"name: \xe9ACME"))
+        assert errors_of(path) == [
+            "c.yaml:3:11: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+        ]
+
+    @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n"])
+    def test_empty(self, write_config: Writer, text: str) -> None:
+        """An empty file says so."""
+        assert errors_of(write_config(text)) == [
+            "c.yaml: empty file: expected a mapping with campaigns:"
+        ]
+
+    @pytest.mark.parametrize(
+        ("text", "got"), [("- a\n- b\n", "a list"), ("just text\n", '"just text"')]
+    )
+    def test_top_level_not_mapping(self, write_config: Writer, text: str, got: str) -> None:
+        """The top level must be a mapping."""
+        assert errors_of(write_config(text)) == [
+            f"c.yaml:1:1: the top level must be a mapping with campaigns: (got {got})"
+        ]
+
+    def test_alias_bomb(self, write_config: Writer) -> None:
+        """A billion-laughs file fails fast with a located-by-file error."""
+        lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+        lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 10)]
+        errors = errors_of(write_config("\n".join(lines) + "\n"))
+        assert len(errors) == 1
+        assert errors[0].startswith("c.yaml: aliases expand to more than 1,000,")
+
+    def test_anchors_for_shared_settings(self, write_config: Writer) -> None:
+        """Anchors let two credentials share a mapping; both load."""
+        text = BASE.replace("      primary:\n", "      primary: &shared\n") + (
+            "      backup: *shared\n"
+        )
+        credentials = loads(write_config(text)).config.campaigns["acme-q4"].smtp_credentials
+        assert list(credentials) == ["primary", "backup"]
+
+    def test_merge_key_explained(self, write_config: Writer) -> None:
+        """<< is not merged (sops does not merge it); the error says so."""
+        text = BASE.replace("      primary:\n", "      primary: &shared\n") + (
+            "      backup:\n        <<: *shared\n"
+        )
+        assert (
+            "c.yaml:20:9: campaigns.acme-q4.smtp_credentials.backup.<<: "
+            "merge keys (<<) are not supported: sops keeps them as ordinary keys"
+        ) in errors_of(write_config(text))
+
+    def test_every_error_is_reported(self, write_config: Writer) -> None:
+        """Errors in several places and files are all reported, sorted by position."""
+        Path("conf").mkdir()
+        write_config(
+            BASE.replace("leads.csv", "../leads.csv")
+            .replace("smtp_port: 587", "smtp_port: 0")
+            .replace("daily_limit: 100", "daily_limit: -5"),
+            name="conf/a.yaml",
+        )
+        write_config("campaigns: [\n", name="conf/b.yaml")
+        errors = errors_of(Path("conf"))
+        assert [e.split(": ")[0] for e in errors] == [
+            "conf/a.yaml:13:20",
+            "conf/a.yaml:18:22",
+            "conf/b.yaml:2:1",
+        ]
+
+    def test_sops_metadata_is_not_config(self, write_config: Writer) -> None:
+        """A top-level sops: block (encryption metadata) is not read as config."""
+        path = write_config(add="sops:\n  version: 3.11.0\n")
+        assert list(loads(path).config.campaigns) == ["acme-q4"]
+
+
+class TestLeadsAndTemplates:
+    """Templates are checked against the leads file's columns."""
+
+    def test_unknown_variable_names_step_variable_and_file(self, write_config: Writer) -> None:
+        """A variable with no leads column is an error naming step, variable and file."""
+        path = write_config(replace=('body: "Following up"', 'body: "About {{ title }}"'))
+        assert errors_of(path) == [
+            "c.yaml:9:15: campaigns.acme-q4.sequence.1.body: step 2 uses {{ title }} but "
+            "leads.csv has no title column (columns: email, first_name, company)"
+        ]
+
+    def test_subject_variables_checked(self, write_config: Writer) -> None:
+        """Subjects are templates too."""
+        path = write_config(replace=("Quick question, {{ first_name }}", "Hi {{ nick }}"))
+        assert errors_of(path) == [
+            "c.yaml:6:18: campaigns.acme-q4.sequence.0.subject: step 1 uses {{ nick }} but "
+            "leads.csv has no nick column (columns: email, first_name, company)"
+        ]
+
+    def test_template_syntax_error(self, write_config: Writer) -> None:
+        """A template that does not parse says where inside the template."""
+        path = write_config(replace=('body: "Following up"', 'body: "Hi {{ first_name }"'))
+        assert errors_of(path) == [
+            "c.yaml:9:15: campaigns.acme-q4.sequence.1.body: template syntax error on line 1 "
+            "of the template: unexpected '}'"
+        ]
+
+    def test_body_file_is_read_and_checked(self, write_config: Writer) -> None:
+        """A body_file is read relative to the config file and its variables checked."""
+        Path("templates").mkdir()
+        Path("templates/step2.txt").write_text("Hi {{ first_name }} at {{ company }}\n")
+        path = write_config(replace=('body: "Following up"', "body_file: templates/step2.txt"))
+        loaded = loads(path)
+        assert loaded.bodies["acme-q4", 1] == "Hi {{ first_name }} at {{ company }}\n"
+        Path("templates/step2.txt").write_text("Hi {{ surname }}\n")
+        assert errors_of(path) == [
+            "c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: step 2 uses {{ surname }} "
+            "but leads.csv has no surname column (columns: email, first_name, company)"
+        ]
+
+    def test_missing_body_file(self, write_config: Writer) -> None:
+        """A body_file that does not exist is located at the field."""
+        path = write_config(replace=('body: "Following up"', "body_file: nope.txt"))
+        assert errors_of(path) == [
+            "c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: template file nope.txt not found"
+        ]
+
+    @pytest.mark.parametrize(
+        ("content", "message"),
+        [
+            (None, "leads file leads.csv not found"),
+            ("", "leads file leads.csv is empty; it needs a header row with email"),
+            ("mail,name\n", "leads file leads.csv has no email column (columns: mail, name)"),
+            ("email,name,name\n", "leads file leads.csv repeats the column name"),
+        ],
+    )
+    def test_bad_leads_file(self, write_config: Writer, content: str | None, message: str) -> None:
+        """The leads file must exist and have a header row with an email column."""
+        path = write_config()
+        if content is None:
+            Path("leads.csv").unlink()
+        else:
+            Path("leads.csv").write_text(content)
+        assert errors_of(path) == [f"c.yaml:4:12: campaigns.acme-q4.leads: {message}"]
+
+    def test_leads_header_with_bom_and_spaces(self, write_config: Writer) -> None:
+        """A spreadsheet export (BOM, spaces around names) still has its columns read."""
+        path = write_config()
+        Path("leads.csv").write_text("\ufeffemail , first_name\n" + LEADS.split("\n", 1)[1])
+        assert loads(path).leads_columns["acme-q4"] == ("email", "first_name")

@@ -1,0 +1,150 @@
+"""The command line as a person uses it: output, exit codes, JSON, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailopsd import __version__, cli
+from tests.configs import BASE, CANARY, Writer
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "campaigns.example.yaml"
+
+
+class TestValidate:
+    """mailopsd validate."""
+
+    def test_ok_summary(self, write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+        """A valid config prints a one-line summary and exits 0."""
+        assert cli.main(["validate", str(write_config())]) == 0
+        out, err = capsys.readouterr()
+        assert out == "ok: 1 campaign, 1 credential (0 with reply detection)\n"
+        assert err == ""
+
+    def test_errors_on_stderr(
+        self, write_config: Writer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Every error goes to stderr, then a count; exit 1."""
+        path = write_config(
+            BASE.replace("daily_limit: 100", "daily_limit: 0").replace(
+                "smtp_port: 587", "smtp_port: 99999"
+            )
+        )
+        assert cli.main(["validate", str(path)]) == 1
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert err.splitlines() == [
+            "c.yaml:13:20: campaigns.acme-q4.smtp_credentials.primary.smtp_port: "
+            "must be a port number from 1 to 65535 (got 99999)",
+            "c.yaml:18:22: campaigns.acme-q4.smtp_credentials.primary.daily_limit: "
+            "must be an integer ≥ 1 (got 0)",
+            "invalid: 2 errors",
+        ]
+
+    def test_json_format(self, write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+        """--format json prints a list of {file, line, column, path, message}."""
+        path = write_config(BASE.replace("daily_limit: 100", "daily_limit: 0"))
+        assert cli.main(["validate", str(path), "--format", "json"]) == 1
+        assert json.loads(capsys.readouterr().out) == [
+            {
+                "file": "c.yaml",
+                "line": 18,
+                "column": 22,
+                "path": "campaigns.acme-q4.smtp_credentials.primary.daily_limit",
+                "message": "must be an integer ≥ 1 (got 0)",
+            }
+        ]
+
+    def test_json_when_valid(
+        self, write_config: Writer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A valid config in JSON mode is an empty list."""
+        assert cli.main(["validate", str(write_config()), "--format", "json"]) == 0
+        assert json.loads(capsys.readouterr().out) == []
+
+    def test_default_path_from_environment(
+        self,
+        write_config: Writer,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Without PATH, $MAILOPSD_CONFIG is used."""
+        monkeypatch.setenv("MAILOPSD_CONFIG", str(write_config()))
+        assert cli.main(["validate"]) == 0
+        assert capsys.readouterr().out.startswith("ok: ")
+
+    def test_default_path_is_config_dir(
+        self,
+        write_config: Writer,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Without PATH or $MAILOPSD_CONFIG, ./config is used."""
+        monkeypatch.delenv("MAILOPSD_CONFIG", raising=False)
+        Path("config").mkdir()
+        write_config(BASE.replace("leads.csv", "../leads.csv"), name="config/main.yaml")
+        assert cli.main(["validate"]) == 0
+        assert capsys.readouterr().out.startswith("ok: 1 campaign")
+
+    def test_secret_never_printed(
+        self, write_config: Writer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A secret in a wrong place or shape never appears in any output."""
+        path = write_config(
+            BASE.replace(f"smtp_password: {CANARY}", f"smtp_password: [{CANARY}]").replace(
+                "smtp_username: user@example.com", f"smtp_pasword: {CANARY}"
+            )
+        )
+        for extra in ([], ["--format", "json"]):
+            assert cli.main(["validate", str(path), *extra]) == 1
+            out, err = capsys.readouterr()
+            assert CANARY not in out + err
+            assert "smtp_password" in out + err
+
+
+class TestUsage:
+    """Usage errors, help and version."""
+
+    def test_usage_error_exit_2(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """An unknown option is a usage error: exit 2 with a message."""
+        assert cli.main(["validate", "--colour"]) == 2
+        assert "unrecognized arguments: --colour" in capsys.readouterr().err
+
+    def test_no_command(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """A command is required."""
+        assert cli.main([]) == 2
+        assert "required: COMMAND" in capsys.readouterr().err
+
+    def test_bad_format_choice(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--format only takes text or json."""
+        assert cli.main(["validate", "--format", "xml"]) == 2
+        assert "invalid choice: 'xml'" in capsys.readouterr().err
+
+    @pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"]])
+    def test_help(self, argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        """--help works on the program and on every command."""
+        assert cli.main(argv) == 0
+        assert "usage: mailopsd" in capsys.readouterr().out
+
+    def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--version prints the version."""
+        assert cli.main(["--version"]) == 0
+        assert capsys.readouterr().out == f"mailopsd {__version__}\n"
+
+
+def test_installed_command_validates_example() -> None:
+    """The installed program validates the shipped example and exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mailopsd", "validate", str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "ok: 1 campaign, 2 credentials (1 with reply detection)\n"

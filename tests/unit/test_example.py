@@ -1,0 +1,36 @@
+"""The shipped example teaches the whole format: it is valid and uses every field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from mailopsd.config import load_config
+from mailopsd.config.models import (
+    Campaign,
+    Credential,
+    RateLimit,
+    SendWindow,
+    Step,
+    Unsubscribe,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "campaigns.example.yaml"
+
+
+def test_example_is_valid() -> None:
+    """The example loads, with its leads file and body template."""
+    loaded = load_config(EXAMPLE)
+    assert loaded.summary() == "1 campaign, 2 credentials (1 with reply detection)"
+    assert loaded.leads_path("demo-welcome").name == "demo.csv"
+
+
+@pytest.mark.parametrize("model", [Campaign, Credential, RateLimit, SendWindow, Step, Unsubscribe])
+def test_example_uses_every_field(model: type[BaseModel]) -> None:
+    """Every field of the schema appears in the example, so a newcomer sees it."""
+    text = EXAMPLE.read_text()
+    missing = [name for name in model.model_fields if not re.search(rf"\b{name}:", text)]
+    assert missing == []
