@@ -1,6 +1,6 @@
 """Generate a large, valid config: N campaigns x M credentials, with leads and a template.
 
-    python -m bench.generate OUT_DIR [--campaigns 1000] [--credentials 10]
+python -m bench.generate OUT_DIR [--campaigns 1000] [--credentials 10]
 """
 
 from __future__ import annotations
@@ -33,21 +33,30 @@ _CREDENTIAL = """\
         label: Mailbox {n}
         smtp_host: smtp{n}.example.com
         smtp_port: 587
-        smtp_username: ENC[AES256_GCM,data:dXNlcm5hbWUtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
-        smtp_password: ENC[AES256_GCM,data:cGFzc3dvcmQtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
+        smtp_username: {user}
+        smtp_password: {password}
         from_name: Sender {n}
         from_email: sender{n}.c{c}@example.com
         daily_limit: {limit}
         imap_host: imap{n}.example.com
         imap_port: 993
-        imap_username: ENC[AES256_GCM,data:dXNlcm5hbWUtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
-        imap_password: ENC[AES256_GCM,data:cGFzc3dvcmQtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXYtaXY=,tag:dGFnLXRhZy10YWc=,type:str]
+        imap_username: {user}
+        imap_password: {password}
         status: allowed
         enabled: true
         rate_limit: {{value: 20, period: "1 hour"}}
         min_interval: 90 seconds
         tls: auto
 """
+
+
+# Shaped like SOPS values; opaque to the loader until secrets are decrypted.
+_CIPHERTEXT_A = (
+    "ENC[AES256_GCM,data:dXNlcm5hbWUtZm9yLWJlbmNo,iv:aXYtaXYtaXYtaXY=,tag:dGFnLXRhZw==,type:str]"
+)
+_CIPHERTEXT_B = (
+    "ENC[AES256_GCM,data:cGFzc3dvcmQtYmVuY2g=,iv:aXYtaXYtaXYtaXY=,tag:dGFnLXRhZw==,type:str]"
+)
 
 
 def generate(out: Path, *, campaigns: int, credentials: int) -> Path:
@@ -63,7 +72,8 @@ def generate(out: Path, *, campaigns: int, credentials: int) -> Path:
     for c in range(campaigns):
         parts.append(_CAMPAIGN.format(c=c, account=c % 7))
         parts.extend(
-            _CREDENTIAL.format(n=n, c=c, limit=50 + n) for n in range(credentials)
+            _CREDENTIAL.format(n=n, c=c, limit=50 + n, user=_CIPHERTEXT_A, password=_CIPHERTEXT_B)
+            for n in range(credentials)
         )
     path = out / "campaigns.yaml"
     path.write_text("".join(parts))
