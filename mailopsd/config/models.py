@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     SecretStr,
     Strict,
@@ -43,8 +44,10 @@ __all__ = [
     "Unsubscribe",
     "describe",
     "failure",
+    "is_loopback_host",
 ]
 
+REDACTED = "**********"
 SECRET_FIELDS = frozenset({"smtp_username", "smtp_password", "imap_username", "imap_password"})
 IMAP_FIELDS = ("imap_host", "imap_port", "imap_username", "imap_password")
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
@@ -147,6 +150,10 @@ def _secret(value: object) -> SecretStr:
     if not isinstance(value, str) or not value:
         raise failure(f"must be a non-empty string (got {_kind(value)}; value not shown)")
     return SecretStr(value)
+
+
+def _redacted(_: SecretStr) -> str:
+    return REDACTED
 
 
 def _is_ip(text: str) -> bool:
@@ -263,6 +270,10 @@ def _timestamp(value: object) -> datetime:
     return moment
 
 
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 def _url(value: object) -> str:
     text = _line(value)
     parts = urlsplit(text)
@@ -278,10 +289,13 @@ Text = Annotated[str, PlainValidator(_text)]
 Line = Annotated[str, PlainValidator(_line)]
 Host = Annotated[str, PlainValidator(_host)]
 Email = Annotated[str, PlainValidator(_email)]
-Secret = Annotated[SecretStr, PlainValidator(_secret)]
-PeriodValue = Annotated[Period, PlainValidator(_period)]
+Secret = Annotated[SecretStr, PlainValidator(_secret), PlainSerializer(_redacted, return_type=str)]
+PeriodValue = Annotated[Period, PlainValidator(_period), PlainSerializer(str)]
 Flag = Annotated[bool, Strict()]
 Weekday = Annotated[str, PlainValidator(_one_of(*WEEKDAYS))]
+Timestamp = Annotated[
+    datetime, PlainValidator(_timestamp), PlainSerializer(_rfc3339, return_type=str)
+]
 
 
 class _Model(BaseModel):
@@ -417,7 +431,7 @@ class Credential(_Model):
         Literal["auto", "starttls", "implicit", "none"],
         PlainValidator(_one_of("auto", "starttls", "implicit", "none")),
     ] = Field(default="auto", description="auto picks by port: 465 implicit, else STARTTLS.")
-    reenabled_at: Annotated[datetime, PlainValidator(_timestamp)] | None = Field(
+    reenabled_at: Timestamp | None = Field(
         default=None, description="Set by a person to re-enable after an auto-disable."
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 
 from tests.configs import BASE, CANARY, Writer, errors_of, loads
 
@@ -616,3 +617,45 @@ class TestUnknownFields:
         """A misspelt top-level key is found too."""
         path = write_config(replace=("campaigns:", "campaign:"))
         assert errors_of(path) == ["c.yaml:1:1: campaign: unknown field; did you mean campaigns?"]
+
+
+class TestSecrets:
+    """Secret fields are SecretStr and never shown."""
+
+    def test_secret_fields_are_secretstr(self, write_config: Writer) -> None:
+        """All four secret fields hold SecretStr values."""
+        credential = (
+            loads(
+                write_config(
+                    add=(
+                        "        imap_host: imap.example.com\n"
+                        "        imap_port: 993\n"
+                        f"        imap_username: {CANARY}\n"
+                        f"        imap_password: {CANARY}\n"
+                    )
+                )
+            )
+            .config.campaigns["acme-q4"]
+            .smtp_credentials["primary"]
+        )
+        for name in ("smtp_username", "smtp_password", "imap_username", "imap_password"):
+            assert isinstance(getattr(credential, name), SecretStr), name
+
+    def test_repr_and_dump_redact(self, write_config: Writer) -> None:
+        """repr, str and JSON dumps of the loaded config never contain the secret."""
+        loaded = loads(write_config(add="        reenabled_at: 2026-11-23T12:00:00Z\n"))
+        dumped = loaded.config.model_dump_json()
+        shown = repr(loaded) + str(loaded.config) + dumped + repr(loaded.config.model_dump())
+        assert CANARY not in shown
+        assert '"smtp_password":"**********"' in dumped
+        assert '"reenabled_at":"2026-11-23T12:00:00Z"' in dumped
+        assert '"delay":"3 days"' in dumped
+
+    def test_bad_secret_value_not_echoed(self, write_config: Writer) -> None:
+        """An invalid secret is reported by kind, never by value."""
+        path = write_config(replace=(f"smtp_password: {CANARY}", f"smtp_password: [{CANARY}]"))
+        assert errors_of(path) == [
+            _cred(
+                15, 24, "smtp_password", "must be a non-empty string (got a list; value not shown)"
+            )
+        ]
