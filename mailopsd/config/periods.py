@@ -57,29 +57,27 @@ class Period:
             The instant one period later; a day past the end of the target month
             is clamped to its last day.
         """
-        if self.months:
-            month_index = moment.month - 1 + self.months
-            year = moment.year + month_index // 12
-            month = month_index % 12 + 1
-            day = min(moment.day, calendar.monthrange(year, month)[1])
-            moment = moment.replace(year=year, month=month, day=day)
-        return moment + timedelta(seconds=self.seconds)
+        return _add_months(moment, self.months) + timedelta(seconds=self.seconds)
 
     def subtract_from(self, moment: datetime) -> datetime:
-        """Return ``moment`` minus this period (calendar months, then seconds)."""
-        moment = moment - timedelta(seconds=self.seconds)
-        if self.months:
-            month_index = moment.month - 1 - self.months
-            year = moment.year + month_index // 12
-            month = month_index % 12 + 1
-            day = min(moment.day, calendar.monthrange(year, month)[1])
-            moment = moment.replace(year=year, month=month, day=day)
-        return moment
+        """Return ``moment`` minus this period (seconds, then calendar months)."""
+        return _add_months(moment - timedelta(seconds=self.seconds), -self.months)
 
     @property
     def approx_seconds(self) -> int:
         """The length in seconds, counting a month as 30 days (for ordering only)."""
         return self.months * 30 * 86400 + self.seconds
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    """Move ``moment`` by whole calendar months, clamping the day to the month's end."""
+    if not months:
+        return moment
+    month_index = moment.month - 1 + months
+    year = moment.year + month_index // 12
+    month = month_index % 12 + 1
+    day = min(moment.day, calendar.monthrange(year, month)[1])
+    return moment.replace(year=year, month=month, day=day)
 
 
 def _clock_seconds(text: str) -> int:
