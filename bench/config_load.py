@@ -23,7 +23,7 @@ import yaml
 
 from bench.generate import generate
 from mailopsd.config import load_config
-from mailopsd.config.yamlparse import parse_yaml
+from mailopsd.goyaml import parse_yaml
 
 
 def _cpu_model() -> str:

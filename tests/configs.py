@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd.config import LoadedConfig, load_config
+from mailopsd.config.loader import LoadOptions
 from mailopsd.errors import ConfigError
 
 CANARY = "canary-Pw-9f3e2d1c"
@@ -38,14 +39,17 @@ LEADS = "email,first_name,company\ngrace@example.com,Grace,Navy\n"
 
 Writer = Callable[..., Path]
 
+# The schema tests use plaintext secrets; refusing them is tested on its own.
+PLAINTEXT_OK = LoadOptions(allow_plaintext_secrets=True)
+
 
 def errors_of(path: Path) -> list[str]:
     """Load ``path`` and return its errors as printed (none: the test fails)."""
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_config(path, PLAINTEXT_OK)
     return [str(issue) for issue in caught.value.issues]
 
 
 def loads(path: Path) -> LoadedConfig:
     """Load ``path``, which must be valid."""
-    return load_config(path)
+    return load_config(path, PLAINTEXT_OK)

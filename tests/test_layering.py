@@ -12,7 +12,7 @@ PURE = [
     "config/models.py",
     "config/periods.py",
     "config/templates.py",
-    "config/yamlparse.py",
+    "goyaml.py",
     "errors.py",
 ]
 FORBIDDEN_IMPORTS = {"socket", "smtplib", "imaplib", "sqlite3", "subprocess", "ssl", "asyncio"}

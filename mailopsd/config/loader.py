@@ -14,7 +14,7 @@ import difflib
 import hashlib
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,16 +22,35 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import Node
 
-from mailopsd.config import templates, yamlparse
-from mailopsd.config.models import SECRET_FIELDS, Campaign, Config, describe
-from mailopsd.errors import ConfigError, ConfigIssue
+from mailopsd import goyaml, secrets
+from mailopsd.config import templates
+from mailopsd.config.models import IMAP_FIELDS, SECRET_FIELDS, Campaign, Config, describe
+from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
-__all__ = ["CONFIG_SUFFIXES", "LoadedConfig", "config_files", "load_config"]
+__all__ = ["CONFIG_SUFFIXES", "LoadOptions", "LoadedConfig", "config_files", "load_config"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
-_SOPS_METADATA_KEY = "sops"
+SECRET_FIELDS_IN_ORDER = ("smtp_username", "smtp_password", *IMAP_FIELDS[2:])
 
 Loc = Sequence[str | int]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to treat secrets while loading.
+
+    Attributes:
+        identities: Returns the age identities to decrypt SOPS files with (called only
+            when a file is encrypted); ``None`` checks everything but the secrets'
+            contents (``--no-decrypt``).
+        allow_plaintext_secrets: Accept secret fields stored in clear (sandbox demos).
+        plaintext: Decrypted text to use instead of a file's content (``secrets edit``);
+            its secrets count as encrypted.
+    """
+
+    identities: Callable[[], secrets.IdentitySet] | None = None
+    allow_plaintext_secrets: bool = False
+    plaintext: Mapping[Path, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,7 +100,9 @@ class _Source:
     path: Path
     raw: bytes
     text: str
-    data: dict[object, object] = field(default_factory=dict)
+    data: dict[str, object] = field(default_factory=dict)
+    encrypted: frozenset[tuple[str | int, ...]] = frozenset()
+    sealed_elsewhere: frozenset[tuple[str | int, ...]] = frozenset()
     _root: Node | None = None
     _composed: bool = False
 
@@ -91,12 +112,12 @@ class _Source:
 
     def root(self) -> Node | None:
         if not self._composed:
-            self._root = yamlparse.compose_yaml(self.text)
+            self._root = goyaml.compose_yaml(self.text)
             self._composed = True
         return self._root
 
     def issue(self, loc: Loc, message: str, *, key: bool = False) -> ConfigIssue:
-        line, column, _ = yamlparse.locate(self.root(), loc, key=key)
+        line, column, _ = goyaml.locate(self.root(), loc, key=key)
         return ConfigIssue(self.name, line, column, _dotted(loc), message)
 
 
@@ -154,15 +175,16 @@ def _decode(path: Path, raw: bytes) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _read_source(path: Path) -> _Source:
+def _read_source(path: Path, options: LoadOptions) -> _Source:
+    override = options.plaintext.get(path)
     try:
-        raw = path.read_bytes()
+        raw = path.read_bytes() if override is None else override.encode()
     except OSError as err:
         raise ConfigError([_whole_file(path, f"cannot read: {err.strerror}")]) from err
     source = _Source(path=path, raw=raw, text=_decode(path, raw))
     try:
-        parsed = yamlparse.parse_yaml(source.text)
-    except yamlparse.YamlSyntaxError as err:
+        parsed = goyaml.parse_yaml(source.text)
+    except goyaml.YamlSyntaxError as err:
         raise ConfigError([ConfigIssue(str(path), err.line, err.column, "", err.message)]) from err
     if parsed.data is None:
         raise ConfigError([_whole_file(path, "empty file: expected a mapping with campaigns:")])
@@ -182,12 +204,50 @@ def _read_source(path: Path) -> _Source:
     if parsed.duplicates:
         raise ConfigError([_duplicate_issue(source, dup) for dup in parsed.duplicates])
     source.data = parsed.data
-    source.data.pop(_SOPS_METADATA_KEY, None)
+    if override is not None:
+        source.encrypted = _secret_locs(source.data)
+    elif secrets.is_encrypted_data(source.data):
+        _open_secrets(source, options)
     return source
 
 
-def _duplicate_issue(source: _Source, dup: yamlparse.DuplicateKey) -> ConfigIssue:
-    path = yamlparse.path_to(source.root(), dup.line, dup.column)
+def _secret_locs(data: object) -> frozenset[tuple[str | int, ...]]:
+    """Return where secret fields are in a tree (for decrypted text given by ``edit``)."""
+    rule = secrets.Rule("encrypted_regex", "^(" + "|".join(SECRET_FIELDS) + ")$")
+    return frozenset(loc for loc, _, _, encrypted in secrets.walk(data, rule) if encrypted)
+
+
+def _open_secrets(source: _Source, options: LoadOptions) -> None:
+    """Decrypt a SOPS file's data in place, or with ``--no-decrypt`` note what is sealed."""
+    data = {str(key): value for key, value in source.data.items()}
+    try:
+        if options.identities is None:
+            _note_sealed(source, data)
+            return
+        decrypted = secrets.decrypt_data(data, options.identities(), source.name)
+    except secrets.LeafError as err:
+        raise ConfigError([source.issue(err.loc, err.reason)]) from err
+    except SecretError as err:
+        message = str(err).removeprefix(f"{source.name}: ")
+        raise ConfigError([_whole_file(source.path, message)]) from err
+    assert isinstance(decrypted.data, dict)  # noqa: S101 - a mapping stays a mapping
+    source.data = decrypted.data
+    source.encrypted = frozenset(decrypted.encrypted)
+
+
+def _note_sealed(source: _Source, data: dict[str, object]) -> None:
+    """Keep sealed secrets as opaque strings; other sealed values cannot be checked."""
+    meta = secrets.parse_metadata(data.pop("sops"), source.name)
+    sealed = {
+        loc for loc, _, value, encrypted in secrets.walk(data, meta.rule) if encrypted and value
+    }
+    source.data = dict(data)
+    source.encrypted = frozenset(sealed)
+    source.sealed_elsewhere = frozenset(loc for loc in sealed if loc[-1] not in SECRET_FIELDS)
+
+
+def _duplicate_issue(source: _Source, dup: goyaml.DuplicateKey) -> ConfigIssue:
+    path = goyaml.path_to(source.root(), dup.line, dup.column)
     return ConfigIssue(
         source.name,
         dup.line,
@@ -320,9 +380,36 @@ def _validation_issues(err: ValidationError, merge: _Merge) -> list[ConfigIssue]
         extra = (error.get("ctx") or {}).get("field")
         if extra:
             loc += [int(step) if step.isdigit() else step for step in str(extra).split(".")]
+        source = merge.source_for(loc)
+        if tuple(error["loc"]) in source.sealed_elsewhere:
+            continue
         at_key = is_key or error["type"] in ("missing", "extra_forbidden")
-        message = _message(error, loc)
-        issues.append(merge.source_for(loc).issue(loc, message, key=at_key))
+        issues.append(source.issue(loc, _message(error, loc), key=at_key))
+    return issues
+
+
+def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
+    """One issue per file whose secret fields are stored in clear text."""
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for campaign_id, campaign in config.campaigns.items():
+        for credential_id, credential in campaign.smtp_credentials.items():
+            for name in SECRET_FIELDS_IN_ORDER:
+                loc = ("campaigns", campaign_id, "smtp_credentials", credential_id, name)
+                source = merge.source_for(loc)
+                if getattr(credential, name) is not None and loc not in source.encrypted:
+                    found.setdefault(source.name, []).append(loc)
+    issues = []
+    for name, locs in found.items():
+        source = merge.source_for(locs[0])
+        count = f"{len(locs)} secret fields are" if len(locs) > 1 else "this secret field is"
+        issues.append(
+            source.issue(
+                locs[0],
+                f"{count} stored in clear text; encrypt them with: "
+                f"mailopsd secrets encrypt --in-place {name} "
+                "(or pass --allow-plaintext-secrets for a local demo)",
+            )
+        )
     return issues
 
 
@@ -416,11 +503,11 @@ class _CampaignFiles:
             )
 
 
-def _read_sources(path: Path, merge: _Merge) -> list[_Source]:
+def _read_sources(path: Path, merge: _Merge, options: LoadOptions) -> list[_Source]:
     sources: list[_Source] = []
     for file in config_files(path):
         try:
-            sources.append(_read_source(file))
+            sources.append(_read_source(file, options))
         except ConfigError as err:
             merge.issues.extend(err.issues)
     if not sources:
@@ -439,11 +526,13 @@ def _revision(sources: Iterable[_Source], body_files: Iterable[bytes]) -> str:
     return digest.hexdigest()
 
 
-def load_config(path: Path) -> LoadedConfig:
-    """Read, merge and validate the configuration at ``path``.
+def load_config(path: Path, options: LoadOptions | None = None) -> LoadedConfig:
+    """Read, decrypt, merge and validate the configuration at ``path``.
 
     Args:
         path: A config file or a directory of config files.
+        options: How to treat secrets (default: plaintext secrets refused, and SOPS
+            files checked without being decrypted).
 
     Returns:
         The validated configuration.
@@ -451,12 +540,20 @@ def load_config(path: Path) -> LoadedConfig:
     Raises:
         ConfigError: Every problem found, each located in a file.
     """
+    options = options or LoadOptions()
     merge = _Merge()
-    sources = _read_sources(path, merge)
+    sources = _read_sources(path, merge, options)
+    for source in sources:
+        merge.issues.extend(
+            source.issue(loc, "is encrypted, so --no-decrypt cannot check it")
+            for loc in sorted(source.sealed_elsewhere, key=str)
+        )
     try:
         config = Config.model_validate(merge.data)
     except ValidationError as err:
         raise ConfigError(merge.issues + _validation_issues(err, merge)) from None
+    if not options.allow_plaintext_secrets:
+        merge.issues.extend(_plaintext_secrets(config, merge))
     bodies: dict[tuple[str, int], str] = {}
     body_files: list[bytes] = []
     columns: dict[str, tuple[str, ...]] = {}

@@ -14,6 +14,7 @@ from tests.configs import BASE, CANARY, Writer
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "campaigns.example.yaml"
+DEMO_KEY = REPO / "config" / "demo-age-key.txt"
 
 
 class TestValidate:
@@ -21,7 +22,7 @@ class TestValidate:
 
     def test_ok_summary(self, write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
         """A valid config prints a one-line summary and exits 0."""
-        assert cli.main(["validate", str(write_config())]) == 0
+        assert cli.main(["validate", str(write_config()), "--allow-plaintext-secrets"]) == 0
         out, err = capsys.readouterr()
         assert out == "ok: 1 campaign, 1 credential (0 with reply detection)\n"
         assert err == ""
@@ -35,7 +36,7 @@ class TestValidate:
                 "smtp_port: 587", "smtp_port: 99999"
             )
         )
-        assert cli.main(["validate", str(path)]) == 1
+        assert cli.main(["validate", str(path), "--allow-plaintext-secrets"]) == 1
         out, err = capsys.readouterr()
         assert out == ""
         assert err.splitlines() == [
@@ -49,7 +50,9 @@ class TestValidate:
     def test_json_format(self, write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
         """--format json prints a list of {file, line, column, path, message}."""
         path = write_config(BASE.replace("daily_limit: 100", "daily_limit: 0"))
-        assert cli.main(["validate", str(path), "--format", "json"]) == 1
+        assert (
+            cli.main(["validate", str(path), "--format", "json", "--allow-plaintext-secrets"]) == 1
+        )
         assert json.loads(capsys.readouterr().out) == [
             {
                 "file": "c.yaml",
@@ -64,7 +67,12 @@ class TestValidate:
         self, write_config: Writer, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """A valid config in JSON mode is an empty list."""
-        assert cli.main(["validate", str(write_config()), "--format", "json"]) == 0
+        assert (
+            cli.main(
+                ["validate", str(write_config()), "--format", "json", "--allow-plaintext-secrets"]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out) == []
 
     def test_default_path_from_environment(
@@ -75,7 +83,7 @@ class TestValidate:
     ) -> None:
         """Without PATH, $MAILOPSD_CONFIG is used."""
         monkeypatch.setenv("MAILOPSD_CONFIG", str(write_config()))
-        assert cli.main(["validate"]) == 0
+        assert cli.main(["validate", "--allow-plaintext-secrets"]) == 0
         assert capsys.readouterr().out.startswith("ok: ")
 
     def test_default_path_is_config_dir(
@@ -88,7 +96,7 @@ class TestValidate:
         monkeypatch.delenv("MAILOPSD_CONFIG", raising=False)
         Path("config").mkdir()
         write_config(BASE.replace("leads.csv", "../leads.csv"), name="config/main.yaml")
-        assert cli.main(["validate"]) == 0
+        assert cli.main(["validate", "--allow-plaintext-secrets"]) == 0
         assert capsys.readouterr().out.startswith("ok: 1 campaign")
 
     def test_secret_never_printed(
@@ -101,7 +109,7 @@ class TestValidate:
             )
         )
         for extra in ([], ["--format", "json"]):
-            assert cli.main(["validate", str(path), *extra]) == 1
+            assert cli.main(["validate", str(path), "--allow-plaintext-secrets", *extra]) == 1
             out, err = capsys.readouterr()
             assert CANARY not in out + err
             assert "smtp_password" in out + err
@@ -140,7 +148,15 @@ class TestUsage:
 def test_installed_command_validates_example() -> None:
     """The installed program validates the shipped example and exits 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "mailopsd", "validate", str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "mailopsd",
+            "validate",
+            str(EXAMPLE),
+            "--age-key-file",
+            str(DEMO_KEY),
+        ],
         capture_output=True,
         text=True,
         check=False,

@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from mailopsd.config import load_config
+from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import (
     Campaign,
     Credential,
@@ -17,13 +18,16 @@ from mailopsd.config.models import (
     Step,
     Unsubscribe,
 )
+from mailopsd.secrets import parse_identities
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "campaigns.example.yaml"
+DEMO_KEY = EXAMPLE.parent / "demo-age-key.txt"
 
 
 def test_example_is_valid() -> None:
-    """The example loads, with its leads file and body template."""
-    loaded = load_config(EXAMPLE)
+    """The example decrypts with the demo key and loads, with its leads file and template."""
+    identities = parse_identities(DEMO_KEY.read_text(), str(DEMO_KEY))
+    loaded = load_config(EXAMPLE, LoadOptions(identities=lambda: identities))
     assert loaded.summary() == "1 campaign, 2 credentials (1 with reply detection)"
     assert loaded.leads_path("demo-welcome").name == "demo.csv"
 

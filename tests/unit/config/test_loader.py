@@ -165,11 +165,6 @@ class TestBadFiles:
             "conf/b.yaml:2:1",
         ]
 
-    def test_sops_metadata_is_not_config(self, write_config: Writer) -> None:
-        """A top-level sops: block (encryption metadata) is not read as config."""
-        path = write_config(add="sops:\n  version: 3.11.0\n")
-        assert list(loads(path).config.campaigns) == ["acme-q4"]
-
 
 class TestLeadsAndTemplates:
     """Templates are checked against the leads file's columns."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from mailopsd.config.yamlparse import YamlSyntaxError, compose_yaml, locate, parse_yaml
+from mailopsd.goyaml import YamlSyntaxError, compose_yaml, locate, parse_yaml
 
 
 def _value(text: str) -> object:

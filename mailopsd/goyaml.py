@@ -24,13 +24,18 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 __all__ = [
+    "NUMBER_TAG",
     "DuplicateKey",
+    "GoTime",
     "ParsedYaml",
     "YamlSyntaxError",
     "compose_yaml",
+    "format_go_time",
     "locate",
+    "parse_go_timestamp",
     "parse_yaml",
     "path_to",
+    "resolve_plain",
 ]
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
 else:  # the C parser when PyYAML was built with libyaml; same interface
     _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_NUMBER_TAG = "tag:mailopsd,2026:number"
+NUMBER_TAG = "tag:mailopsd,2026:number"
 _MAP_VALUES: dict[str, object] = {
     **dict.fromkeys(("true", "True", "TRUE"), True),
     **dict.fromkeys(("false", "False", "FALSE"), False),
@@ -100,11 +105,52 @@ def _go_int(plain: str) -> int | None:
     return None
 
 
+class GoTime(datetime):
+    """A timestamp that keeps nanoseconds, which ``datetime`` cannot hold.
+
+    Only made when a timestamp has more than six fractional digits, so that its text
+    (and so a SOPS MAC over it) is reproduced exactly.
+    """
+
+    nanosecond: int
+
+    @classmethod
+    def from_datetime(cls, moment: datetime, nanosecond: int) -> GoTime:
+        """Return ``moment`` carrying ``nanosecond`` (0 to 999,999,999) as its fraction."""
+        made = cls(
+            moment.year,
+            moment.month,
+            moment.day,
+            moment.hour,
+            moment.minute,
+            moment.second,
+            nanosecond // 1000,
+            tzinfo=moment.tzinfo,
+        )
+        made.nanosecond = nanosecond
+        return made
+
+
 def _fraction_us(text: str | None) -> int:
     return int((text or "0")[:6].ljust(6, "0"))
 
 
-def _go_timestamp(text: str) -> datetime | None:
+def format_go_time(moment: datetime) -> str:
+    """Format like Go's RFC3339Nano: trailing fraction zeros trimmed, ``Z`` for UTC."""
+    nanos = getattr(moment, "nanosecond", moment.microsecond * 1000)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if nanos:
+        text += "." + f"{nanos:09d}".rstrip("0")
+    offset = moment.utcoffset()
+    if not offset:
+        return text + "Z"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{text}{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def parse_go_timestamp(text: str) -> datetime | None:
+    """Read a timestamp as go-yaml v3 does (date only, or date and time); else ``None``."""
     match = _TIMESTAMP.match(text)
     if match is None:
         return None
@@ -116,7 +162,7 @@ def _go_timestamp(text: str) -> datetime | None:
         offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
         tzinfo = timezone(sign * offset)
     try:
-        return datetime(
+        moment = datetime(
             int(year),
             int(month),
             int(day),
@@ -128,6 +174,9 @@ def _go_timestamp(text: str) -> datetime | None:
         )
     except ValueError:
         return None
+    if fraction is not None and len(fraction.rstrip("0")) > 6:
+        return GoTime.from_datetime(moment, int(fraction[:9].ljust(9, "0")))
+    return moment
 
 
 def resolve_plain(text: str) -> object:
@@ -143,7 +192,7 @@ def resolve_plain(text: str) -> object:
         return _MAP_VALUES[text]
     if text[:1] == ".":
         return float(text) if _YAML_STYLE_FLOAT.match(text) else text
-    stamp = _go_timestamp(text)
+    stamp = parse_go_timestamp(text)
     if stamp is not None:
         return stamp
     plain = text.replace("_", "")
@@ -190,8 +239,8 @@ _Loader.add_implicit_resolver(
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"(?:~|null|Null|NULL|)\Z"), ["~", "n", "N", ""]
 )
-_Loader.add_implicit_resolver(_NUMBER_TAG, re.compile(r"."), list("-+.0123456789"))
-_Loader.add_constructor(_NUMBER_TAG, _Loader.construct_plain)
+_Loader.add_implicit_resolver(NUMBER_TAG, re.compile(r"."), list("-+.0123456789"))
+_Loader.add_constructor(NUMBER_TAG, _Loader.construct_plain)
 
 
 def _count_expanded(data: object, limit: int) -> None:

@@ -1,0 +1,44 @@
+"""SOPS-format secrets with age keys: read what ``sops`` writes, write what ``sops`` reads."""
+
+from mailopsd.secrets.age import IdentitySet, find_identities, generate_identity, parse_identities
+from mailopsd.secrets.creation_rules import CreationRule, find_creation_rule
+from mailopsd.secrets.metadata import DEFAULT_RULE, Metadata, Rule, parse_metadata
+from mailopsd.secrets.sopsfile import (
+    DecryptedFile,
+    EncryptOptions,
+    decrypt_data,
+    decrypt_text,
+    encrypt_text,
+    is_encrypted_data,
+    read_metadata,
+    rotate_text,
+    secret_fields_rule,
+    update_keys_text,
+)
+from mailopsd.secrets.tree import Decrypted, LeafError, walk
+
+__all__ = [
+    "DEFAULT_RULE",
+    "CreationRule",
+    "Decrypted",
+    "DecryptedFile",
+    "EncryptOptions",
+    "IdentitySet",
+    "LeafError",
+    "Metadata",
+    "Rule",
+    "decrypt_data",
+    "decrypt_text",
+    "encrypt_text",
+    "find_creation_rule",
+    "find_identities",
+    "generate_identity",
+    "is_encrypted_data",
+    "parse_identities",
+    "parse_metadata",
+    "read_metadata",
+    "rotate_text",
+    "secret_fields_rule",
+    "update_keys_text",
+    "walk",
+]

@@ -1,0 +1,282 @@
+"""mailopsd secrets: keygen, encrypt, decrypt, edit, rotate, updatekeys, as a person uses them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailopsd import cli, goyaml
+from mailopsd.secrets import decrypt_text, read_metadata
+from tests.configs import BASE, CANARY, Writer
+from tests.sops_tools import KEYS, VECTORS, AgeKey, make_key, run_sops
+
+Runner = object
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> AgeKey:
+    (tmp_path / "keys").mkdir()
+    return make_key(tmp_path / "keys")
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[object]:
+    """Run the CLI; return (exit code, stdout, stderr). Logs never hold the canary."""
+
+    def invoke(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        assert CANARY not in err
+        return code, out, err
+
+    with caplog.at_level(logging.DEBUG):
+        yield invoke
+    assert CANARY not in caplog.text
+
+
+def _editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
+    """Set $EDITOR to a program that replaces ``old`` by ``new`` in the file it edits."""
+    script = tmp_path / "editor.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        f"p.write_text(p.read_text().replace({old!r}, {new!r}))\n"
+    )
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.setenv("EDITOR", f"{sys.executable} {script}")
+
+
+class TestKeygen:
+    """secrets keygen."""
+
+    def test_writes_private_file(self, tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+        """-o writes a 0600 identity file and prints the recipient."""
+        path = tmp_path / "new.txt"
+        code, out, _ = run("secrets", "keygen", "-o", str(path))
+        assert code == 0
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert out.startswith("age1")
+        assert out.strip() in path.read_text()
+        assert run("secrets", "keygen", "-o", str(path))[0] == 1
+
+    def test_prints_identity(self, run) -> None:  # type: ignore[no-untyped-def]
+        """Without -o the identity goes to stdout and the recipient to stderr."""
+        code, out, err = run("secrets", "keygen")
+        assert code == 0
+        assert out.splitlines()[-1].startswith("AGE-SECRET-KEY-1")
+        assert err.startswith("Public key: age1")
+
+
+class TestEncryptDecrypt:
+    """secrets encrypt and secrets decrypt."""
+
+    def test_stdout_leaves_file(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+        """Without --in-place the file is untouched and the SOPS file is printed."""
+        path = write_config()
+        code, out, _ = run("secrets", "encrypt", "--age", key.recipient, str(path))
+        assert code == 0
+        assert path.read_text() == BASE
+        assert "sops:" in out
+        assert CANARY not in out
+
+    def test_default_rule_is_secrets_only(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+        """Without .sops.yaml only the secret fields are encrypted, MAC over them only."""
+        path = write_config()
+        run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+        meta = read_metadata(path.read_text(), "c.yaml")
+        assert meta.mac_only_encrypted
+        assert meta.rule.pattern == "^(imap_password|imap_username|smtp_password|smtp_username)$"
+        result = run_sops(["decrypt", "--output-type", "json", str(path)], key.path)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == goyaml.parse_yaml(BASE).data
+
+    def test_honours_sops_yaml(
+        self,
+        write_config: Writer,
+        key: AgeKey,
+        run,
+        tmp_path: Path,  # type: ignore[no-untyped-def]
+    ) -> None:
+        """The first matching creation rule, found upward from the file, is used."""
+        other = make_key(tmp_path / "keys", "other.txt")
+        (tmp_path / ".sops.yaml").write_text(
+            "creation_rules:\n"
+            "  - path_regex: ^elsewhere/\n"
+            f"    age: {other.recipient}\n"
+            "  - path_regex: conf/.*\\.yaml$\n"
+            f"    age: {key.recipient},{other.recipient}\n"
+            "    encrypted_suffix: _password\n"
+        )
+        (tmp_path / "conf").mkdir()
+        path = write_config(name="conf/c.yaml")
+        assert run("secrets", "encrypt", "--in-place", str(path))[0] == 0
+        meta = read_metadata(path.read_text(), "c.yaml")
+        assert meta.recipients == [key.recipient, other.recipient]
+        assert (meta.rule.kind, meta.rule.pattern) == ("encrypted_suffix", "_password")
+        assert "smtp_username: user@example.com" in path.read_text()
+        assert run_sops(["decrypt", str(path)], other.path).returncode == 0
+
+    def test_decrypt_outputs(self, tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+        """decrypt prints YAML (comments kept) or typed JSON, or writes a 0600 file."""
+        vector = VECTORS / "basic.enc.yaml"
+        key = str(KEYS / "visible-a.txt")
+        code, out, _ = run("secrets", "decrypt", str(vector), "--age-key-file", key)
+        assert code == 0
+        assert "# a full-line comment inside a map" in out
+        code, out, _ = run(
+            "secrets", "decrypt", str(vector), "--age-key-file", key, "--output-type", "json"
+        )
+        assert json.loads(out) == json.loads((VECTORS / "basic.expected.json").read_text())
+        target = tmp_path / "plain.yaml"
+        assert run(
+            "secrets", "decrypt", str(vector), "--age-key-file", key, "--output", str(target)
+        )[:2] == (0, "")
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+    def test_errors_are_one_line(self, run) -> None:  # type: ignore[no-untyped-def]
+        """Tampered files and wrong keys fail with a one-line message, exit 1."""
+        key = str(KEYS / "visible-a.txt")
+        code, out, err = run(
+            "secrets",
+            "decrypt",
+            str(VECTORS / "tampered-plain-value.enc.yaml"),
+            "--age-key-file",
+            key,
+        )
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: {VECTORS / 'tampered-plain-value.enc.yaml'}: MAC mismatch: "
+            "the file was changed without its key, or is corrupted\n"
+        )
+        code, _, err = run(
+            "secrets",
+            "decrypt",
+            str(VECTORS / "basic.enc.yaml"),
+            "--age-key-file",
+            str(KEYS / "visible-b.txt"),
+        )
+        assert code == 1
+        assert err.startswith(
+            f"error: none of the age identities in {KEYS / 'visible-b.txt'} can open"
+        )
+
+    def test_already_encrypted(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+        """Encrypting twice is refused."""
+        path = write_config()
+        run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+        code, _, err = run("secrets", "encrypt", "--age", key.recipient, str(path))
+        assert (code, err) == (1, "error: c.yaml: is already encrypted (it has a sops: block)\n")
+
+    def test_no_recipient(self, write_config: Writer, run) -> None:  # type: ignore[no-untyped-def]
+        """Without --age or .sops.yaml there is no one to encrypt for."""
+        code, _, err = run("secrets", "encrypt", str(write_config()))
+        assert code == 1
+        assert "no age recipient to encrypt for; pass --age age1… or add a .sops.yaml" in err
+
+
+class TestEdit:
+    """secrets edit: decrypt to a private file, $EDITOR, refuse invalid, re-encrypt."""
+
+    @pytest.fixture
+    def encrypted(self, write_config: Writer, key: AgeKey, run) -> Path:  # type: ignore[no-untyped-def]
+        path = write_config()
+        run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+        return path
+
+    def test_valid_change_saved_same_data_key(
+        self,
+        encrypted: Path,
+        key: AgeKey,
+        run,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    ) -> None:
+        """A valid edit is saved, encrypted with the same data key; sops reads it."""
+        before = decrypt_text(encrypted.read_text(), key.identities(), "c.yaml")
+        _editor(tmp_path, monkeypatch, CANARY, CANARY + "-2")
+        code, _, err = run("secrets", "edit", str(encrypted), "--age-key-file", str(key.path))
+        assert (code, err) == (0, "c.yaml: saved\n")
+        after = decrypt_text(encrypted.read_text(), key.identities(), "c.yaml")
+        assert after.data_key == before.data_key
+        assert f"smtp_password: {CANARY}-2" in after.text
+        assert CANARY not in encrypted.read_text()
+        assert run_sops(["decrypt", str(encrypted)], key.path).returncode == 0
+
+    def test_invalid_config_not_saved(
+        self,
+        encrypted: Path,
+        key: AgeKey,
+        run,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    ) -> None:
+        """An edit that breaks the config is refused and the file stays as it was."""
+        original = encrypted.read_text()
+        _editor(tmp_path, monkeypatch, "daily_limit: 100", "daily_limit: 0")
+        code, _, err = run("secrets", "edit", str(encrypted), "--age-key-file", str(key.path))
+        assert code == 1
+        assert err.splitlines() == [
+            "c.yaml:18:22: campaigns.acme-q4.smtp_credentials.primary.daily_limit: "
+            "must be an integer ≥ 1 (got 0)",
+            "c.yaml: not saved; the file is unchanged",
+        ]
+        assert encrypted.read_text() == original
+
+    def test_no_change(
+        self,
+        encrypted: Path,
+        key: AgeKey,
+        run,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    ) -> None:
+        """Closing the editor without a change writes nothing."""
+        original = encrypted.read_text()
+        _editor(tmp_path, monkeypatch, "nothing-to-find", "x")
+        assert run("secrets", "edit", str(encrypted), "--age-key-file", str(key.path)) == (
+            0,
+            "",
+            "c.yaml: no changes\n",
+        )
+        assert encrypted.read_text() == original
+
+
+class TestRotateAndUpdateKeys:
+    """secrets rotate and secrets updatekeys."""
+
+    def test_rotate_changes_data_key(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+        """rotate gives a new data key; values and recipients stay; sops reads it."""
+        path = write_config()
+        run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+        before = decrypt_text(path.read_text(), key.identities(), "c.yaml")
+        assert run("secrets", "rotate", str(path), "--age-key-file", str(key.path))[0] == 0
+        after = decrypt_text(path.read_text(), key.identities(), "c.yaml")
+        assert after.data_key != before.data_key
+        assert after.text == before.text
+        assert after.meta.recipients == before.meta.recipients
+        assert run_sops(["decrypt", str(path)], key.path).returncode == 0
+
+    def test_updatekeys_adds_recipient(
+        self,
+        write_config: Writer,
+        key: AgeKey,
+        run,
+        tmp_path: Path,  # type: ignore[no-untyped-def]
+    ) -> None:
+        """updatekeys wraps the same data key for the recipients .sops.yaml now lists."""
+        path = write_config()
+        run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+        newcomer = make_key(tmp_path / "keys", "newcomer.txt")
+        (tmp_path / ".sops.yaml").write_text(
+            f"creation_rules:\n  - age: {key.recipient}, {newcomer.recipient}\n"
+        )
+        assert run("secrets", "updatekeys", str(path), "--age-key-file", str(key.path))[0] == 0
+        opened = decrypt_text(path.read_text(), newcomer.identities(), "c.yaml")
+        assert f"smtp_password: {CANARY}" in opened.text
+        assert run_sops(["decrypt", str(path)], newcomer.path).returncode == 0

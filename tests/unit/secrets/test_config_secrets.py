@@ -1,0 +1,248 @@
+"""Encrypted configs through validate: keys, --no-decrypt, plaintext refusal, tampering.
+
+Every test also checks that the canary password appears in no output and no log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailopsd import cli
+from mailopsd.config import load_config
+from mailopsd.config.loader import LoadOptions
+from tests.configs import BASE, CANARY, Writer
+from tests.sops_tools import AgeKey, make_key, run_sops
+
+SECRET_LINES = {  # line numbers of the secret values in BASE
+    "smtp_username": 14,
+    "smtp_password": 15,
+}
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> AgeKey:
+    (tmp_path / "keys").mkdir()
+    return make_key(tmp_path / "keys")
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[object]:
+    """Run the CLI; return (exit code, stdout, stderr); the canary must never show."""
+    outputs: list[str] = []
+
+    def invoke(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(list(argv))
+        out, err = capsys.readouterr()
+        outputs.append(out + err)
+        return code, out, err
+
+    with caplog.at_level(logging.DEBUG):
+        yield invoke
+    for text in [*outputs, caplog.text]:
+        assert CANARY not in text
+
+
+@pytest.fixture
+def encrypted(write_config: Writer, key: AgeKey, run) -> Path:  # type: ignore[no-untyped-def]
+    path = write_config()
+    code, _, err = run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+    assert (code, err) == (0, "")
+    return path
+
+
+def test_encrypted_config_validates_with_key(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    """With the key the config validates, and the secrets are really encrypted on disk."""
+    text = encrypted.read_text()
+    assert CANARY not in text
+    assert "smtp_password: ENC[AES256_GCM," in text
+    assert "daily_limit: 100" in text
+    assert run("validate", str(encrypted), "--age-key-file", str(key.path)) == (
+        0,
+        "ok: 1 campaign, 1 credential (0 with reply detection)\n",
+        "",
+    )
+    loaded = load_config(encrypted, LoadOptions(identities=key.identities))
+    credential = loaded.config.campaigns["acme-q4"].smtp_credentials["primary"]
+    assert credential.smtp_password.get_secret_value() == CANARY
+
+
+def test_without_key_fails_clearly(
+    encrypted: Path,
+    run,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Without any key: one clear line and exit 1; --no-decrypt still checks the rest."""
+    for name in (
+        "MAILOPSD_AGE_KEY_FILE",
+        "SOPS_AGE_KEY_FILE",
+        "SOPS_AGE_KEY",
+        "CREDENTIALS_DIRECTORY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    code, out, err = run("validate", str(encrypted))
+    assert (code, out) == (1, "")
+    assert err.startswith("c.yaml: no age identity found (looked at --age-key-file, ")
+    assert run("validate", str(encrypted), "--no-decrypt") == (
+        0,
+        "ok: 1 campaign, 1 credential (0 with reply detection)\n",
+        "",
+    )
+
+
+def test_wrong_key(encrypted: Path, key: AgeKey, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A key the file is not encrypted for is named, with the file's recipients."""
+    other = make_key(tmp_path / "keys", "other.txt")
+    code, _, err = run("validate", str(encrypted), "--age-key-file", str(other.path))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"c.yaml: none of the age identities in {other.path} can open c.yaml; "
+        f"it is encrypted for {key.recipient}"
+    )
+
+
+def test_plaintext_secrets_refused(write_config: Writer, run) -> None:  # type: ignore[no-untyped-def]
+    """Secrets in clear text are refused with the command that fixes it."""
+    path = write_config()
+    code, out, err = run("validate", str(path))
+    assert (code, out) == (1, "")
+    assert err.splitlines()[0] == (
+        "c.yaml:14:24: campaigns.acme-q4.smtp_credentials.primary.smtp_username: "
+        "2 secret fields are stored in clear text; encrypt them with: "
+        "mailopsd secrets encrypt --in-place c.yaml (or pass --allow-plaintext-secrets "
+        "for a local demo)"
+    )
+    assert run("validate", str(path), "--allow-plaintext-secrets")[0] == 0
+
+
+def test_plain_field_editable_without_key(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    """By default only secrets are in the MAC: a person edits daily_limit without the key."""
+    encrypted.write_text(encrypted.read_text().replace("daily_limit: 100", "daily_limit: 250"))
+    assert run("validate", str(encrypted), "--age-key-file", str(key.path))[0] == 0
+    assert run_sops(["decrypt", str(encrypted)], key.path).returncode == 0
+    loaded = load_config(encrypted, LoadOptions(identities=key.identities))
+    assert loaded.config.campaigns["acme-q4"].smtp_credentials["primary"].daily_limit == 250
+
+
+def test_moved_ciphertext_is_located(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    """A ciphertext moved to another key fails at its own line."""
+    lines = encrypted.read_text().splitlines(keepends=True)
+    user, password = (SECRET_LINES[name] - 1 for name in ("smtp_username", "smtp_password"))
+    user_value = lines[user].split(": ", 1)[1]
+    lines[user] = lines[user].split(": ", 1)[0] + ": " + lines[password].split(": ", 1)[1]
+    lines[password] = lines[password].split(": ", 1)[0] + ": " + user_value
+    encrypted.write_text("".join(lines))
+    code, _, err = run("validate", str(encrypted), "--age-key-file", str(key.path))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        "c.yaml:14:24: campaigns.acme-q4.smtp_credentials.primary.smtp_username: "
+        "cannot be decrypted (moved from another key, or corrupted)"
+    )
+
+
+def test_mac_protects_whole_file_under_sops_default(
+    write_config: Writer,
+    key: AgeKey,
+    run,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """With a .sops.yaml asking for sops's default rule, any edit is a MAC mismatch."""
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {key.recipient}\n"
+        "    unencrypted_regex: ^(name|leads|subject|body|delay|smtp_host|smtp_port"
+        "|from_name|from_email|daily_limit)$\n"
+    )
+    path = write_config()
+    assert run("secrets", "encrypt", "--in-place", str(path))[0] == 0
+    assert "unencrypted_regex:" in path.read_text()
+    assert run("validate", str(path), "--age-key-file", str(key.path))[0] == 0
+    path.write_text(path.read_text().replace("daily_limit: 100", "daily_limit: 101"))
+    code, _, err = run("validate", str(path), "--age-key-file", str(key.path))
+    assert (code, err.splitlines()[0]) == (
+        1,
+        "c.yaml: MAC mismatch: the file was changed without its key, or is corrupted",
+    )
+
+
+def test_no_decrypt_names_encrypted_plain_fields(
+    write_config: Writer,
+    key: AgeKey,
+    run,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    """--no-decrypt cannot check a non-secret field that is encrypted, and says so."""
+    path = write_config()
+    made = run_sops(
+        [
+            "encrypt",
+            "--age",
+            key.recipient,
+            "--encrypted-regex",
+            "^(smtp_password|daily_limit)$",
+            str(path),
+        ],
+        key.path,
+    )
+    assert made.returncode == 0, made.stderr
+    path.write_text(made.stdout)
+    code, _, err = run("validate", str(path), "--no-decrypt", "--allow-plaintext-secrets")
+    assert code == 1
+    assert err.splitlines() == [
+        "c.yaml:18:30: campaigns.acme-q4.smtp_credentials.primary.daily_limit: "
+        "is encrypted, so --no-decrypt cannot check it",
+        "invalid: 1 error",
+    ]
+    assert (
+        run("validate", str(path), "--age-key-file", str(key.path), "--allow-plaintext-secrets")[0]
+        == 0
+    )
+
+
+def test_sops_made_config_loads(write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    """A config encrypted by the real sops (its default rule: everything) validates."""
+    path = write_config()
+    made = run_sops(["encrypt", "--age", key.recipient, str(path)], key.path)
+    assert made.returncode == 0, made.stderr
+    path.write_text(made.stdout)
+    assert run("validate", str(path), "--age-key-file", str(key.path)) == (
+        0,
+        "ok: 1 campaign, 1 credential (0 with reply detection)\n",
+        "",
+    )
+
+
+def test_revision_follows_ciphertext(
+    encrypted: Path, key: AgeKey, write_config: Writer, run
+) -> None:  # type: ignore[no-untyped-def]
+    """A changed secret is a changed revision (the revision hashes the bytes as stored)."""
+    options = LoadOptions(identities=key.identities)
+    first = load_config(encrypted, options).revision
+    assert load_config(encrypted, options).revision == first
+    write_config(BASE.replace(CANARY, CANARY + "-rotated"))
+    assert run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(encrypted))[0] == 0
+    assert load_config(encrypted, options).revision != first
+
+
+def test_invalid_encrypted_config_hides_secret(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    """Errors in an encrypted config are shown; the decrypted secrets are not."""
+    encrypted.write_text(encrypted.read_text().replace("daily_limit: 100", "daily_limit: 0"))
+    code, out, _ = run(
+        "validate", str(encrypted), "--age-key-file", str(key.path), "--format", "json"
+    )
+    assert code == 1
+    assert json.loads(out) == [
+        {
+            "file": "c.yaml",
+            "line": 18,
+            "column": 22,
+            "path": "campaigns.acme-q4.smtp_credentials.primary.daily_limit",
+            "message": "must be an integer ≥ 1 (got 0)",
+        }
+    ]
