@@ -59,12 +59,24 @@ _CIPHERTEXT_B = (
 )
 
 
-def generate(out: Path, *, campaigns: int, credentials: int) -> Path:
+def generate(out: Path, *, campaigns: int, credentials: int, plain_secrets: bool = False) -> Path:
     """Write ``campaigns.yaml``, ``leads.csv`` and ``step2.txt`` into ``out``.
+
+    Args:
+        out: The directory to write into.
+        campaigns: How many campaigns.
+        credentials: How many credentials per campaign.
+        plain_secrets: Write secrets in clear (to be encrypted by the caller) instead of
+            opaque ``ENC[…]`` placeholders.
 
     Returns:
         The config file's path.
     """
+    user, password = (
+        ("bench-user@example.com", "bench-password-1234")
+        if plain_secrets
+        else (_CIPHERTEXT_A, _CIPHERTEXT_B)
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "leads.csv").write_text("email,first_name,company\na@example.com,Ann,Acme\n")
     (out / "step2.txt").write_text("Hi {{ first_name }}, following up.\n")
@@ -72,7 +84,7 @@ def generate(out: Path, *, campaigns: int, credentials: int) -> Path:
     for c in range(campaigns):
         parts.append(_CAMPAIGN.format(c=c, account=c % 7))
         parts.extend(
-            _CREDENTIAL.format(n=n, c=c, limit=50 + n, user=_CIPHERTEXT_A, password=_CIPHERTEXT_B)
+            _CREDENTIAL.format(n=n, c=c, limit=50 + n, user=user, password=password)
             for n in range(credentials)
         )
     path = out / "campaigns.yaml"
