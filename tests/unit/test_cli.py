@@ -145,18 +145,13 @@ class TestUsage:
         assert capsys.readouterr().out == f"mailopsd {__version__}\n"
 
 
-def test_installed_command_validates_example() -> None:
-    """The installed program validates the shipped example and exits 0."""
+def test_installed_command_validates_example(tmp_path: Path) -> None:
+    """The installed program decrypts and validates the shipped example and exits 0."""
+    key = tmp_path / "demo-age-key.txt"  # a private copy: a checkout leaves the file 0644
+    key.write_text(DEMO_KEY.read_text())
+    key.chmod(0o600)
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mailopsd",
-            "validate",
-            str(EXAMPLE),
-            "--age-key-file",
-            str(DEMO_KEY),
-        ],
+        [sys.executable, "-m", "mailopsd", "validate", str(EXAMPLE), "--age-key-file", str(key)],
         capture_output=True,
         text=True,
         check=False,
