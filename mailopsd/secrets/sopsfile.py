@@ -56,10 +56,10 @@ class EncryptOptions:
 class DecryptedFile:
     """A decrypted file's text and what is needed to encrypt it again the same way."""
 
-    text: str
+    text: str = field(repr=False)
     meta: Metadata
     data_key: bytes = field(repr=False)
-    comment_aads: Mapping[str, str]
+    comment_aads: Mapping[str, str] = field(repr=False)
 
     def options(self) -> EncryptOptions:
         """The options the file was encrypted with."""

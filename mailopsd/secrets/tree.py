@@ -105,7 +105,7 @@ def walk(tree: object, rule: Rule) -> Iterator[tuple[Loc, tuple[str, ...], objec
 class Decrypted:
     """A decrypted tree and the locations of the values that were encrypted."""
 
-    data: object
+    data: object = field(repr=False)
     encrypted: set[Loc] = field(default_factory=set)
 
 

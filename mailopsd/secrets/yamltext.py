@@ -201,7 +201,7 @@ _IN_LIST = _Collection(SequenceNode("tag:yaml.org,2002:seq", []), (), is_mapping
 class YamlDocument:
     """One YAML document's text and nodes, for encrypting or decrypting in place."""
 
-    text: str
+    text: str = field(repr=False)
     where: str
     root: MappingNode = field(init=False)
 
@@ -410,9 +410,9 @@ def encrypt_document(
 class DecryptedText:
     """A decrypted document's text, which values were encrypted, and comment paths."""
 
-    text: str
+    text: str = field(repr=False)
     encrypted: frozenset[Loc]
-    comment_aads: Mapping[str, str]
+    comment_aads: Mapping[str, str] = field(repr=False)
 
 
 def _open_comment(cipher: ValueCipher, text: str, candidates: list[str]) -> tuple[str, str] | None:
