@@ -44,9 +44,10 @@ def _identities(args: argparse.Namespace) -> secrets.IdentitySet:
 
 
 def _load_options(args: argparse.Namespace) -> loader.LoadOptions:
-    identities = None if args.no_decrypt else functools.cache(lambda: _identities(args))
     return loader.LoadOptions(
-        identities=identities, allow_plaintext_secrets=args.allow_plaintext_secrets
+        identities=functools.cache(lambda: _identities(args)),
+        decrypt=not args.no_decrypt,
+        allow_plaintext_secrets=args.allow_plaintext_secrets,
     )
 
 

@@ -41,14 +41,16 @@ class LoadOptions:
 
     Attributes:
         identities: Returns the age identities to decrypt SOPS files with (called only
-            when a file is encrypted); ``None`` checks everything but the secrets'
-            contents (``--no-decrypt``).
+            when a file is encrypted).
+        decrypt: ``False`` checks everything but the secrets' contents (``--no-decrypt``):
+            encrypted secrets stay opaque strings.
         allow_plaintext_secrets: Accept secret fields stored in clear (sandbox demos).
         plaintext: Decrypted text to use instead of a file's content (``secrets edit``);
             its secrets count as encrypted.
     """
 
     identities: Callable[[], secrets.IdentitySet] | None = None
+    decrypt: bool = True
     allow_plaintext_secrets: bool = False
     plaintext: Mapping[Path, str] = field(default_factory=dict)
 
@@ -221,9 +223,11 @@ def _open_secrets(source: _Source, options: LoadOptions) -> None:
     """Decrypt a SOPS file's data in place, or with ``--no-decrypt`` note what is sealed."""
     data = {str(key): value for key, value in source.data.items()}
     try:
-        if options.identities is None:
+        if not options.decrypt:
             _note_sealed(source, data)
             return
+        if options.identities is None:
+            raise SecretError(f"{source.name}: is encrypted, and no age identity was given")
         decrypted = secrets.decrypt_data(data, options.identities(), source.name)
     except secrets.LeafError as err:
         raise ConfigError([source.issue(err.loc, err.reason)]) from err
@@ -531,8 +535,8 @@ def load_config(path: Path, options: LoadOptions | None = None) -> LoadedConfig:
 
     Args:
         path: A config file or a directory of config files.
-        options: How to treat secrets (default: plaintext secrets refused, and SOPS
-            files checked without being decrypted).
+        options: How to treat secrets (default: plaintext secrets refused, and an
+            encrypted file is an error, since no identity is given).
 
     Returns:
         The validated configuration.

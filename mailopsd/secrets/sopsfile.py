@@ -166,13 +166,11 @@ def _lastmodified(now: datetime) -> str:
 
 def _metadata_entries(
     options: EncryptOptions, data_key: bytes, cipher: ValueCipher, mac: str, now: datetime
-) -> dict[str, object]:
+) -> tuple[list[AgeStanza], dict[str, object]]:
+    """Return the age stanzas and the other metadata entries, in the order sops writes."""
+    stanzas = [AgeStanza(r, age.wrap_data_key(data_key, r)) for r in options.recipients]
     lastmodified = _lastmodified(now)
     entries: dict[str, object] = {
-        "age": [
-            {"recipient": recipient, "enc": age.wrap_data_key(data_key, recipient)}
-            for recipient in options.recipients
-        ],
         "lastmodified": lastmodified,
         "mac": cipher.seal(mac, mac_aad(lastmodified)),
     }
@@ -180,23 +178,25 @@ def _metadata_entries(
         entries["mac_only_encrypted"] = True
     entries[options.rule.kind] = options.rule.pattern
     entries["version"] = SOPS_VERSION
-    return entries
+    return stanzas, entries
 
 
-def _metadata_yaml(entries: Mapping[str, object], indent: int) -> str:
+def _metadata_json(stanzas: list[AgeStanza], entries: Mapping[str, object]) -> dict[str, object]:
+    age_list = [{"recipient": s.recipient, "enc": s.enc} for s in stanzas]
+    return {"age": age_list, **entries}
+
+
+def _metadata_yaml(stanzas: list[AgeStanza], entries: Mapping[str, object], indent: int) -> str:
     pad = " " * indent
-    lines = [f"{pad}sops:"]
+    lines = [f"{pad}sops:", f"{pad}    age:"]
+    for stanza in stanzas:
+        lines.append(f"{pad}        - recipient: {stanza.recipient}")
+        lines.append(f"{pad}          enc: |")
+        lines.extend(f"{pad}            {row}" for row in stanza.enc.splitlines())
     for key, value in entries.items():
-        if key == "age":
-            lines.append(f"{pad}    age:")
-            for stanza in value:  # type: ignore[attr-defined]  # list of dicts built above
-                lines.append(f"{pad}        - recipient: {stanza['recipient']}")
-                lines.append(f"{pad}          enc: |")
-                lines.extend(f"{pad}            {row}" for row in stanza["enc"].splitlines())
-        elif key == "lastmodified" or key.endswith(("regex", "suffix")):
-            lines.append(f"{pad}    {key}: {json.dumps(value)}")
-        else:
-            lines.append(f"{pad}    {key}: {render_scalar(value)}")
+        quoted = key == "lastmodified" or key.endswith(("regex", "suffix"))
+        shown = json.dumps(value) if quoted else render_scalar(value)
+        lines.append(f"{pad}    {key}: {shown}")
     return "\n".join(lines) + "\n"
 
 
@@ -238,7 +238,7 @@ def encrypt_text(
             data, options.rule, cipher, mac_only_encrypted=options.mac_only_encrypted
         )
         assert isinstance(tree, dict)  # noqa: S101 - the top level was checked to be an object
-        tree["sops"] = _metadata_entries(options, key, cipher, mac, now)
+        tree["sops"] = _metadata_json(*_metadata_entries(options, key, cipher, mac, now))
         return json.dumps(tree, indent=4, ensure_ascii=False, default=_json_default) + "\n"
     doc = YamlDocument(text, where)
     body, mac = encrypt_document(
@@ -248,8 +248,8 @@ def encrypt_text(
         mac_only_encrypted=options.mac_only_encrypted,
         comment_aads=comment_aads or {},
     )
-    entries = _metadata_entries(options, key, cipher, mac, now)
-    return body + _metadata_yaml(entries, doc.root.start_mark.column)
+    stanzas, entries = _metadata_entries(options, key, cipher, mac, now)
+    return body + _metadata_yaml(stanzas, entries, doc.root.start_mark.column)
 
 
 def rotate_text(text: str, identities: age.IdentitySet, where: str, *, now: datetime) -> str:
@@ -277,28 +277,17 @@ def update_keys_text(
     meta = read_metadata(text, where)
     _, data_key = _cipher(meta, identities, where)
     stanzas = [AgeStanza(r, age.wrap_data_key(data_key, r)) for r in recipients]
-    if _is_json(where):
-        data = _parse_json(text, where)
-        block = data["sops"]
-        assert isinstance(block, dict)  # noqa: S101 - read_metadata checked it
-        block["age"] = [{"recipient": s.recipient, "enc": s.enc} for s in stanzas]
-        return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
-    doc = YamlDocument(text, where)
-    pair = doc.sops_pair()
-    assert pair is not None  # noqa: S101 - read_metadata checked it
-    entries: dict[str, object] = {
-        "age": [{"recipient": s.recipient, "enc": s.enc} for s in stanzas],
-        "lastmodified": meta.lastmodified,
-        "mac": meta.mac,
-    }
+    entries: dict[str, object] = {"lastmodified": meta.lastmodified, "mac": meta.mac}
     if meta.mac_only_encrypted:
         entries["mac_only_encrypted"] = True
     entries[meta.rule.kind] = meta.rule.pattern
     entries["version"] = meta.version or SOPS_VERSION
+    if _is_json(where):
+        data = _parse_json(text, where)
+        data["sops"] = _metadata_json(stanzas, entries)
+        return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
+    pair = YamlDocument(text, where).sops_pair()
+    assert pair is not None  # noqa: S101 - read_metadata checked it
     key_node, value_node = pair
-    block_text = _metadata_yaml(entries, key_node.start_mark.column)
-    return (
-        text[: key_node.start_mark.index]
-        + block_text.lstrip(" ")
-        + text[value_node.end_mark.index :]
-    )
+    block = _metadata_yaml(stanzas, entries, key_node.start_mark.column).lstrip(" ")
+    return text[: key_node.start_mark.index] + block + text[value_node.end_mark.index :]

@@ -280,3 +280,17 @@ class TestRotateAndUpdateKeys:
         opened = decrypt_text(path.read_text(), newcomer.identities(), "c.yaml")
         assert f"smtp_password: {CANARY}" in opened.text
         assert run_sops(["decrypt", str(path)], newcomer.path).returncode == 0
+
+    def test_json_file_lifecycle(self, key: AgeKey, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        """A JSON file goes through encrypt, rotate and updatekeys; sops reads each step."""
+        path = tmp_path / "s.json"
+        path.write_text(json.dumps({"smtp_password": CANARY, "port": 587}))
+        assert run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))[0] == 0
+        assert CANARY not in path.read_text()
+        assert run("secrets", "rotate", str(path), "--age-key-file", str(key.path))[0] == 0
+        newcomer = make_key(tmp_path / "keys", "newcomer.txt")
+        (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - age: {newcomer.recipient}\n")
+        assert run("secrets", "updatekeys", str(path), "--age-key-file", str(key.path))[0] == 0
+        result = run_sops(["decrypt", str(path)], newcomer.path)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"smtp_password": CANARY, "port": 587}

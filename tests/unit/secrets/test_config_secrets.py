@@ -15,6 +15,7 @@ import pytest
 from mailopsd import cli
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
+from mailopsd.errors import ConfigError
 from tests.configs import BASE, CANARY, Writer
 from tests.sops_tools import AgeKey, make_key, run_sops
 
@@ -245,4 +246,13 @@ def test_invalid_encrypted_config_hides_secret(encrypted: Path, key: AgeKey, run
             "path": "campaigns.acme-q4.smtp_credentials.primary.daily_limit",
             "message": "must be an integer ≥ 1 (got 0)",
         }
+    ]
+
+
+def test_library_default_never_skips_decryption(encrypted: Path) -> None:
+    """Loading an encrypted file without identities is an error, never opaque secrets."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(encrypted)
+    assert [str(issue) for issue in caught.value.issues] == [
+        "c.yaml: is encrypted, and no age identity was given"
     ]
