@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from bench.config_load import _cpu_model, _timed
 from bench.generate import generate
+from bench.timing import alternate, machine, print_table
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import SECRET_FIELDS
@@ -68,21 +67,15 @@ def main() -> None:
             ),
             "mailopsd load_config, decrypting": lambda: load_config(path, load),
         }
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        for _ in range(args.rounds):
-            for name, action in runs.items():
-                times[name].append(_timed(action))
+        medians = alternate(runs, args.rounds)
         size = path.stat().st_size
-    secrets_count = args.campaigns * args.credentials * 4
-    print(f"machine: {os.cpu_count()} cores, {_cpu_model()}")
+    print(f"machine: {machine()}")
     print(
-        f"config: {args.campaigns * args.credentials} credentials, {secrets_count} encrypted "
-        f"values, {size / 1e6:.1f} MB; median of {args.rounds} rounds"
+        f"config: {args.campaigns * args.credentials} credentials, "
+        f"{args.campaigns * args.credentials * 4} encrypted values, {size / 1e6:.1f} MB; "
+        f"median of {args.rounds} rounds"
     )
-    reference = statistics.median(times["sops decrypt (reference)"])
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        print(f"  {name:<40} {median:7.3f} s  x{median / reference:5.2f} of sops")
+    print_table(medians, "sops decrypt (reference)", "sops")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,6 @@ def run_sops(
         check=False,
         timeout=60,
     )
+
+
+CliRun = Callable[..., tuple[int, str, str]]

@@ -3,41 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mailopsd import cli, goyaml
+from mailopsd import goyaml
 from mailopsd.secrets import decrypt_text, read_metadata
 from tests.configs import BASE, CANARY, Writer
-from tests.sops_tools import KEYS, VECTORS, AgeKey, make_key, run_sops
-
-Runner = object
-
-
-@pytest.fixture
-def key(tmp_path: Path) -> AgeKey:
-    (tmp_path / "keys").mkdir()
-    return make_key(tmp_path / "keys")
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[object]:
-    """Run the CLI; return (exit code, stdout, stderr). Logs never hold the canary."""
-
-    def invoke(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        assert CANARY not in err
-        return code, out, err
-
-    with caplog.at_level(logging.DEBUG):
-        yield invoke
-    assert CANARY not in caplog.text
+from tests.sops_tools import KEYS, VECTORS, AgeKey, CliRun, make_key, run_sops
 
 
 def _editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
@@ -55,7 +30,7 @@ def _editor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str)
 class TestKeygen:
     """secrets keygen."""
 
-    def test_writes_private_file(self, tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    def test_writes_private_file(self, tmp_path: Path, run: CliRun) -> None:
         """-o writes a 0600 identity file and prints the recipient."""
         path = tmp_path / "new.txt"
         code, out, _ = run("secrets", "keygen", "-o", str(path))
@@ -65,7 +40,7 @@ class TestKeygen:
         assert out.strip() in path.read_text()
         assert run("secrets", "keygen", "-o", str(path))[0] == 1
 
-    def test_prints_identity(self, run) -> None:  # type: ignore[no-untyped-def]
+    def test_prints_identity(self, run: CliRun) -> None:
         """Without -o the identity goes to stdout and the recipient to stderr."""
         code, out, err = run("secrets", "keygen")
         assert code == 0
@@ -76,7 +51,7 @@ class TestKeygen:
 class TestEncryptDecrypt:
     """secrets encrypt and secrets decrypt."""
 
-    def test_stdout_leaves_file(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    def test_stdout_leaves_file(self, write_config: Writer, key: AgeKey, run: CliRun) -> None:
         """Without --in-place the file is untouched and the SOPS file is printed."""
         path = write_config()
         code, out, _ = run("secrets", "encrypt", "--age", key.recipient, str(path))
@@ -85,7 +60,9 @@ class TestEncryptDecrypt:
         assert "sops:" in out
         assert CANARY not in out
 
-    def test_default_rule_is_secrets_only(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    def test_default_rule_is_secrets_only(
+        self, write_config: Writer, key: AgeKey, run: CliRun
+    ) -> None:
         """Without .sops.yaml only the secret fields are encrypted, MAC over them only."""
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
@@ -101,7 +78,7 @@ class TestEncryptDecrypt:
         write_config: Writer,
         key: AgeKey,
         run,
-        tmp_path: Path,  # type: ignore[no-untyped-def]
+        tmp_path: Path,
     ) -> None:
         """The first matching creation rule, found upward from the file, is used."""
         other = make_key(tmp_path / "keys", "other.txt")
@@ -122,7 +99,7 @@ class TestEncryptDecrypt:
         assert "smtp_username: user@example.com" in path.read_text()
         assert run_sops(["decrypt", str(path)], other.path).returncode == 0
 
-    def test_decrypt_outputs(self, tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
+    def test_decrypt_outputs(self, tmp_path: Path, run: CliRun) -> None:
         """decrypt prints YAML (comments kept) or typed JSON, or writes a 0600 file."""
         vector = VECTORS / "basic.enc.yaml"
         key = str(KEYS / "visible-a.txt")
@@ -139,7 +116,7 @@ class TestEncryptDecrypt:
         )[:2] == (0, "")
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
-    def test_errors_are_one_line(self, run) -> None:  # type: ignore[no-untyped-def]
+    def test_errors_are_one_line(self, run: CliRun) -> None:
         """Tampered files and wrong keys fail with a one-line message, exit 1."""
         key = str(KEYS / "visible-a.txt")
         code, out, err = run(
@@ -166,14 +143,14 @@ class TestEncryptDecrypt:
             f"error: none of the age identities in {KEYS / 'visible-b.txt'} can open"
         )
 
-    def test_already_encrypted(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    def test_already_encrypted(self, write_config: Writer, key: AgeKey, run: CliRun) -> None:
         """Encrypting twice is refused."""
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
         code, _, err = run("secrets", "encrypt", "--age", key.recipient, str(path))
         assert (code, err) == (1, "error: c.yaml: is already encrypted (it has a sops: block)\n")
 
-    def test_no_recipient(self, write_config: Writer, run) -> None:  # type: ignore[no-untyped-def]
+    def test_no_recipient(self, write_config: Writer, run: CliRun) -> None:
         """Without --age or .sops.yaml there is no one to encrypt for."""
         code, _, err = run("secrets", "encrypt", str(write_config()))
         assert code == 1
@@ -184,7 +161,7 @@ class TestEdit:
     """secrets edit: decrypt to a private file, $EDITOR, refuse invalid, re-encrypt."""
 
     @pytest.fixture
-    def encrypted(self, write_config: Writer, key: AgeKey, run) -> Path:  # type: ignore[no-untyped-def]
+    def encrypted(self, write_config: Writer, key: AgeKey, run) -> Path:
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
         return path
@@ -195,7 +172,7 @@ class TestEdit:
         key: AgeKey,
         run,
         tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A valid edit is saved, encrypted with the same data key; sops reads it."""
         before = decrypt_text(encrypted.read_text(), key.identities(), "c.yaml")
@@ -214,7 +191,7 @@ class TestEdit:
         key: AgeKey,
         run,
         tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """An edit that breaks the config is refused and the file stays as it was."""
         original = encrypted.read_text()
@@ -234,7 +211,7 @@ class TestEdit:
         key: AgeKey,
         run,
         tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """Closing the editor without a change writes nothing."""
         original = encrypted.read_text()
@@ -250,7 +227,7 @@ class TestEdit:
 class TestRotateAndUpdateKeys:
     """secrets rotate and secrets updatekeys."""
 
-    def test_rotate_changes_data_key(self, write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+    def test_rotate_changes_data_key(self, write_config: Writer, key: AgeKey, run: CliRun) -> None:
         """rotate gives a new data key; values and recipients stay; sops reads it."""
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
@@ -267,7 +244,7 @@ class TestRotateAndUpdateKeys:
         write_config: Writer,
         key: AgeKey,
         run,
-        tmp_path: Path,  # type: ignore[no-untyped-def]
+        tmp_path: Path,
     ) -> None:
         """updatekeys wraps the same data key for the recipients .sops.yaml now lists."""
         path = write_config()
@@ -281,7 +258,7 @@ class TestRotateAndUpdateKeys:
         assert f"smtp_password: {CANARY}" in opened.text
         assert run_sops(["decrypt", str(path)], newcomer.path).returncode == 0
 
-    def test_json_file_lifecycle(self, key: AgeKey, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def test_json_file_lifecycle(self, key: AgeKey, run: CliRun, tmp_path: Path) -> None:
         """A JSON file goes through encrypt, rotate and updatekeys; sops reads each step."""
         path = tmp_path / "s.json"
         path.write_text(json.dumps({"smtp_password": CANARY, "port": 587}))

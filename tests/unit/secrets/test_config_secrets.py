@@ -6,18 +6,15 @@ Every test also checks that the canary password appears in no output and no log 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from mailopsd import cli
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.errors import ConfigError
 from tests.configs import BASE, CANARY, Writer
-from tests.sops_tools import AgeKey, make_key, run_sops
+from tests.sops_tools import AgeKey, CliRun, make_key, run_sops
 
 SECRET_LINES = {  # line numbers of the secret values in BASE
     "smtp_username": 14,
@@ -26,37 +23,14 @@ SECRET_LINES = {  # line numbers of the secret values in BASE
 
 
 @pytest.fixture
-def key(tmp_path: Path) -> AgeKey:
-    (tmp_path / "keys").mkdir()
-    return make_key(tmp_path / "keys")
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[object]:
-    """Run the CLI; return (exit code, stdout, stderr); the canary must never show."""
-    outputs: list[str] = []
-
-    def invoke(*argv: str) -> tuple[int, str, str]:
-        code = cli.main(list(argv))
-        out, err = capsys.readouterr()
-        outputs.append(out + err)
-        return code, out, err
-
-    with caplog.at_level(logging.DEBUG):
-        yield invoke
-    for text in [*outputs, caplog.text]:
-        assert CANARY not in text
-
-
-@pytest.fixture
-def encrypted(write_config: Writer, key: AgeKey, run) -> Path:  # type: ignore[no-untyped-def]
+def encrypted(write_config: Writer, key: AgeKey, run) -> Path:
     path = write_config()
     code, _, err = run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
     assert (code, err) == (0, "")
     return path
 
 
-def test_encrypted_config_validates_with_key(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+def test_encrypted_config_validates_with_key(encrypted: Path, key: AgeKey, run: CliRun) -> None:
     """With the key the config validates, and the secrets are really encrypted on disk."""
     text = encrypted.read_text()
     assert CANARY not in text
@@ -76,7 +50,7 @@ def test_without_key_fails_clearly(
     encrypted: Path,
     run,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     """Without any key: one clear line and exit 1; --no-decrypt still checks the rest."""
     for name in (
@@ -98,7 +72,7 @@ def test_without_key_fails_clearly(
     )
 
 
-def test_wrong_key(encrypted: Path, key: AgeKey, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_key(encrypted: Path, key: AgeKey, run: CliRun, tmp_path: Path) -> None:
     """A key the file is not encrypted for is named, with the file's recipients."""
     other = make_key(tmp_path / "keys", "other.txt")
     code, _, err = run("validate", str(encrypted), "--age-key-file", str(other.path))
@@ -109,7 +83,7 @@ def test_wrong_key(encrypted: Path, key: AgeKey, run, tmp_path: Path) -> None:  
     )
 
 
-def test_plaintext_secrets_refused(write_config: Writer, run) -> None:  # type: ignore[no-untyped-def]
+def test_plaintext_secrets_refused(write_config: Writer, run: CliRun) -> None:
     """Secrets in clear text are refused with the command that fixes it."""
     path = write_config()
     code, out, err = run("validate", str(path))
@@ -123,7 +97,7 @@ def test_plaintext_secrets_refused(write_config: Writer, run) -> None:  # type: 
     assert run("validate", str(path), "--allow-plaintext-secrets")[0] == 0
 
 
-def test_plain_field_editable_without_key(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+def test_plain_field_editable_without_key(encrypted: Path, key: AgeKey, run: CliRun) -> None:
     """By default only secrets are in the MAC: a person edits daily_limit without the key."""
     encrypted.write_text(encrypted.read_text().replace("daily_limit: 100", "daily_limit: 250"))
     assert run("validate", str(encrypted), "--age-key-file", str(key.path))[0] == 0
@@ -132,7 +106,7 @@ def test_plain_field_editable_without_key(encrypted: Path, key: AgeKey, run) -> 
     assert loaded.config.campaigns["acme-q4"].smtp_credentials["primary"].daily_limit == 250
 
 
-def test_moved_ciphertext_is_located(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+def test_moved_ciphertext_is_located(encrypted: Path, key: AgeKey, run: CliRun) -> None:
     """A ciphertext moved to another key fails at its own line."""
     lines = encrypted.read_text().splitlines(keepends=True)
     user, password = (SECRET_LINES[name] - 1 for name in ("smtp_username", "smtp_password"))
@@ -152,7 +126,7 @@ def test_mac_protects_whole_file_under_sops_default(
     write_config: Writer,
     key: AgeKey,
     run,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     """With a .sops.yaml asking for sops's default rule, any edit is a MAC mismatch."""
     (tmp_path / ".sops.yaml").write_text(
@@ -176,7 +150,7 @@ def test_no_decrypt_names_encrypted_plain_fields(
     write_config: Writer,
     key: AgeKey,
     run,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     """--no-decrypt cannot check a non-secret field that is encrypted, and says so."""
     path = write_config()
@@ -206,7 +180,7 @@ def test_no_decrypt_names_encrypted_plain_fields(
     )
 
 
-def test_sops_made_config_loads(write_config: Writer, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+def test_sops_made_config_loads(write_config: Writer, key: AgeKey, run: CliRun) -> None:
     """A config encrypted by the real sops (its default rule: everything) validates."""
     path = write_config()
     made = run_sops(["encrypt", "--age", key.recipient, str(path)], key.path)
@@ -221,7 +195,7 @@ def test_sops_made_config_loads(write_config: Writer, key: AgeKey, run) -> None:
 
 def test_revision_follows_ciphertext(
     encrypted: Path, key: AgeKey, write_config: Writer, run
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """A changed secret is a changed revision (the revision hashes the bytes as stored)."""
     options = LoadOptions(identities=key.identities)
     first = load_config(encrypted, options).revision
@@ -231,7 +205,7 @@ def test_revision_follows_ciphertext(
     assert load_config(encrypted, options).revision != first
 
 
-def test_invalid_encrypted_config_hides_secret(encrypted: Path, key: AgeKey, run) -> None:  # type: ignore[no-untyped-def]
+def test_invalid_encrypted_config_hides_secret(encrypted: Path, key: AgeKey, run: CliRun) -> None:
     """Errors in an encrypted config are shown; the decrypted secrets are not."""
     encrypted.write_text(encrypted.read_text().replace("daily_limit: 100", "daily_limit: 0"))
     code, out, _ = run(
