@@ -215,7 +215,7 @@ def _read_source(path: Path, options: LoadOptions) -> _Source:
 
 def _secret_locs(data: object) -> frozenset[tuple[str | int, ...]]:
     """Return where secret fields are in a tree (for decrypted text given by ``edit``)."""
-    rule = secrets.Rule("encrypted_regex", "^(" + "|".join(SECRET_FIELDS) + ")$")
+    rule = secrets.secret_fields_rule(SECRET_FIELDS)
     return frozenset(loc for loc, _, _, encrypted in secrets.walk(data, rule) if encrypted)
 
 
