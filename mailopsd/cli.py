@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailopsd import __version__, goyaml, secrets
+from mailopsd.atomicfile import write_atomically
 from mailopsd.config import loader
 from mailopsd.config.models import SECRET_FIELDS
 from mailopsd.errors import ConfigError, MailopsError, SecretError
@@ -75,22 +76,6 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_atomically(path: Path, text: str, *, mode: int | None = None) -> None:
-    """Replace ``path`` with ``text``: temp file beside it, fsync, rename."""
-    keep = mode if mode is not None else (path.stat().st_mode & 0o777 if path.exists() else 0o600)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp, keep)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
@@ -134,7 +119,7 @@ def _encrypt(args: argparse.Namespace) -> int:
     options = _encrypt_options(path, args.age or ())
     encrypted = secrets.encrypt_text(_read(path), options, str(path), now=datetime.now(UTC))
     if args.in_place:
-        _write_atomically(path, encrypted)
+        write_atomically(path, encrypted)
     else:
         print(encrypted, end="")
     return EXIT_OK
@@ -154,7 +139,7 @@ def _decrypt(args: argparse.Namespace) -> int:
     else:
         output = secrets.decrypt_text(text, _identities(args), str(path)).text
     if args.output is not None:
-        _write_atomically(args.output, output, mode=0o600)
+        write_atomically(args.output, output, mode=0o600)
     else:
         print(output, end="")
     return EXIT_OK
@@ -163,7 +148,7 @@ def _decrypt(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     path: Path = args.file
     rotated = secrets.rotate_text(_read(path), _identities(args), str(path), now=datetime.now(UTC))
-    _write_atomically(path, rotated)
+    write_atomically(path, rotated)
     print(f"rotated the data key of {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -174,7 +159,7 @@ def _updatekeys(args: argparse.Namespace) -> int:
     if rule is None:
         raise SecretError(f"no .sops.yaml creation rule applies to {path}")
     updated = secrets.update_keys_text(_read(path), _identities(args), rule.recipients, str(path))
-    _write_atomically(path, updated)
+    write_atomically(path, updated)
     print(f"{path}: now encrypted for {', '.join(rule.recipients)}", file=sys.stderr)
     return EXIT_OK
 
@@ -246,7 +231,7 @@ def _edit(args: argparse.Namespace) -> int:
             data_key=decrypted.data_key,
             comment_aads=decrypted.comment_aads,
         )
-        _write_atomically(path, encrypted)
+        write_atomically(path, encrypted)
         print(f"{path}: saved", file=sys.stderr)
         return EXIT_OK
     finally:
