@@ -325,6 +325,13 @@ class SendWindow(_Model):
         """Minutes after local midnight at which the window closes."""
         return int(self.end[:2]) * 60 + int(self.end[3:])
 
+    def contains(self, moment: datetime, timezone: str) -> bool:
+        """Tell whether ``moment`` falls inside the window, in ``timezone``'s local time."""
+        local = moment.astimezone(ZoneInfo(timezone))
+        minute = local.hour * 60 + local.minute
+        day = WEEKDAYS[local.weekday()]
+        return day in self.days and self.start_minute <= minute < self.end_minute
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if len(set(self.days)) != len(self.days):

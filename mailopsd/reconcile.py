@@ -1,0 +1,374 @@
+"""Reconcile: the desired config and the observed state in, a Plan of typed actions out.
+
+``plan`` is pure: it takes values and returns values, with no I/O and no clock of its
+own. Applying a Plan (``mailopsd.state.apply``) updates the ledger and the state file;
+planning again from the result gives an empty Plan. Removing a campaign or credential
+stops new work on it and keeps its history.
+
+Credentials are compared through fingerprints in which every secret is replaced by a
+keyed digest, so a changed password is seen as changed without being kept anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailopsd.config.leads import LeadRow
+
+__all__ = [
+    "Action",
+    "CampaignAdded",
+    "CampaignChanged",
+    "CampaignRemoved",
+    "CredentialAdded",
+    "CredentialChanged",
+    "CredentialReenabled",
+    "CredentialRemoved",
+    "Desired",
+    "LeadRow",
+    "LeadsChanged",
+    "LeadsFile",
+    "Observed",
+    "ObservedCredential",
+    "Plan",
+    "campaigns_needing_leads",
+    "plan",
+]
+
+CredentialKey = tuple[str, str]
+Snapshot = Mapping[str, object]
+CHANGED_MARK = "(changed)"
+_DELIVERY_FIELDS = ("smtp_host", "imap_host")
+
+
+@dataclass(frozen=True)
+class LeadsFile:
+    """A campaign's leads file: its digest, and its rows when they had to be read."""
+
+    path: str
+    digest: str
+    rows: Mapping[str, LeadRow] | None = None
+
+
+@dataclass(frozen=True)
+class Desired:
+    """The desired state, from a valid config.
+
+    Attributes:
+        revision: The git commit of the config, or its content hash.
+        content_hash: sha256 over the config files' bytes.
+        campaigns: Campaign snapshots (no credentials, no secrets), by id.
+        credentials: Credential fingerprints (secrets as keyed digests), by key.
+        reenabled_at: The ``reenabled_at`` each credential's config holds.
+        leads: Each campaign's leads file.
+        secret_fields: Names of the fields holding secrets (shown only as changed).
+    """
+
+    revision: str
+    content_hash: str
+    campaigns: Mapping[str, Snapshot]
+    credentials: Mapping[CredentialKey, Snapshot]
+    reenabled_at: Mapping[CredentialKey, datetime | None]
+    leads: Mapping[str, LeadsFile]
+    secret_fields: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class ObservedCredential:
+    """What the state file says of a credential."""
+
+    disabled_at: datetime | None = None
+    reenabled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The observed state, from the ledger and the state file.
+
+    ``lead_hashes`` holds, for campaigns whose leads file changed, the row digest of
+    every active lead by address.
+    """
+
+    campaigns: Mapping[str, Snapshot] = field(default_factory=dict)
+    credentials: Mapping[CredentialKey, Snapshot] = field(default_factory=dict)
+    leads_digests: Mapping[str, str] = field(default_factory=dict)
+    lead_hashes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    credential_states: Mapping[CredentialKey, ObservedCredential] = field(default_factory=dict)
+    content_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class CampaignAdded:
+    """A campaign appears in the config."""
+
+    campaign_id: str
+    snapshot: Snapshot
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        return f"+ campaign {self.campaign_id} ({self.snapshot.get('name')})"
+
+
+@dataclass(frozen=True)
+class CampaignRemoved:
+    """A campaign left the config: no new work; history kept."""
+
+    campaign_id: str
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        return f"- campaign {self.campaign_id} (stops; its history is kept)"
+
+
+@dataclass(frozen=True)
+class CampaignChanged:
+    """A campaign's settings changed."""
+
+    campaign_id: str
+    fields: tuple[str, ...]
+    snapshot: Snapshot
+    before: Snapshot
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        changes = ", ".join(
+            _change(name, self.before, self.snapshot, set()) for name in self.fields
+        )
+        return f"~ campaign {self.campaign_id}: {changes}"
+
+
+@dataclass(frozen=True)
+class CredentialAdded:
+    """A credential appears in a campaign."""
+
+    campaign_id: str
+    credential_id: str
+    snapshot: Snapshot
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        where = f"{self.snapshot.get('smtp_host')}:{self.snapshot.get('smtp_port')}"
+        return (
+            f"+ credential {self.campaign_id}/{self.credential_id} "
+            f"({self.snapshot.get('from_email')} via {where})"
+        )
+
+
+@dataclass(frozen=True)
+class CredentialRemoved:
+    """A credential left its campaign: no new work; history kept."""
+
+    campaign_id: str
+    credential_id: str
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        return f"- credential {self.campaign_id}/{self.credential_id} (stops; its history is kept)"
+
+
+@dataclass(frozen=True)
+class CredentialChanged:
+    """A credential's settings changed; secrets are named, never shown."""
+
+    campaign_id: str
+    credential_id: str
+    fields: tuple[str, ...]
+    snapshot: Snapshot
+    before: Snapshot
+    secret_fields: frozenset[str] = frozenset()
+
+    @property
+    def moves_delivery(self) -> bool:
+        """Tell whether the host a password is sent to changed."""
+        return any(name in _DELIVERY_FIELDS for name in self.fields)
+
+    def describe(self) -> str:
+        """One line for ``plan``; a changed host is called out."""
+        changes = ", ".join(
+            _change(name, self.before, self.snapshot, self.secret_fields) for name in self.fields
+        )
+        line = f"~ credential {self.campaign_id}/{self.credential_id}: {changes}"
+        if self.moves_delivery:
+            line += " [!] the password now goes to a different host"
+        return line
+
+
+@dataclass(frozen=True)
+class LeadsChanged:
+    """A campaign's leads file changed: only the difference is imported."""
+
+    campaign_id: str
+    account: str
+    path: str
+    digest: str
+    added: tuple[LeadRow, ...] = ()
+    updated: tuple[LeadRow, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        return (
+            f"~ leads {self.campaign_id}: +{len(self.added)} added, ~{len(self.updated)} "
+            f"changed, -{len(self.removed)} removed ({self.path})"
+        )
+
+
+@dataclass(frozen=True)
+class CredentialReenabled:
+    """A person set ``reenabled_at`` at or after the auto-disable: enable it again."""
+
+    campaign_id: str
+    credential_id: str
+    reenabled_at: datetime
+    disabled_at: datetime
+
+    def describe(self) -> str:
+        """One line for ``plan``."""
+        return (
+            f"^ re-enable {self.campaign_id}/{self.credential_id} (reenabled_at "
+            f"{self.reenabled_at.isoformat()} >= disabled_at {self.disabled_at.isoformat()}; "
+            "bounce window restarts)"
+        )
+
+
+Action = (
+    CampaignAdded
+    | CampaignRemoved
+    | CampaignChanged
+    | CredentialAdded
+    | CredentialRemoved
+    | CredentialChanged
+    | LeadsChanged
+    | CredentialReenabled
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a reconcile would do: the actions, and the revision they bring."""
+
+    revision: str
+    content_hash: str
+    actions: tuple[Action, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        """Tell whether nothing would change."""
+        return not self.actions
+
+    def lines(self) -> list[str]:
+        """One line per action, in the order they apply."""
+        return [action.describe() for action in self.actions]
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _change(
+    name: str, before: Snapshot, after: Snapshot, secrets: set[str] | frozenset[str]
+) -> str:
+    if name in secrets:
+        return f"{name} {CHANGED_MARK}"
+    old, new = before.get(name), after.get(name)
+    if isinstance(old, dict | list) or isinstance(new, dict | list):
+        return f"{name} (changed)"
+    return f"{name} {_shown(old)} -> {_shown(new)}"
+
+
+def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
+    names = list(dict.fromkeys([*before, *after]))
+    return tuple(name for name in names if before.get(name) != after.get(name))
+
+
+def campaigns_needing_leads(desired_digests: Mapping[str, str], observed: Observed) -> set[str]:
+    """Return the campaigns whose leads file differs from what the ledger imported."""
+    return {
+        campaign_id
+        for campaign_id, digest in desired_digests.items()
+        if observed.leads_digests.get(campaign_id) != digest
+    }
+
+
+def _campaign_actions(desired: Desired, observed: Observed) -> list[Action]:
+    actions: list[Action] = []
+    for campaign_id, snapshot in desired.campaigns.items():
+        before = observed.campaigns.get(campaign_id)
+        if before is None:
+            actions.append(CampaignAdded(campaign_id, snapshot))
+        elif fields := _changed_fields(before, snapshot):
+            actions.append(CampaignChanged(campaign_id, fields, snapshot, before))
+    return actions
+
+
+def _credential_actions(desired: Desired, observed: Observed) -> list[Action]:
+    actions: list[Action] = []
+    for (campaign_id, credential_id), snapshot in desired.credentials.items():
+        before = observed.credentials.get((campaign_id, credential_id))
+        if before is None:
+            actions.append(CredentialAdded(campaign_id, credential_id, snapshot))
+        elif fields := _changed_fields(before, snapshot):
+            actions.append(
+                CredentialChanged(
+                    campaign_id, credential_id, fields, snapshot, before, desired.secret_fields
+                )
+            )
+    removed = [key for key in observed.credentials if key not in desired.credentials]
+    actions.extend(CredentialRemoved(*key) for key in removed)
+    return actions
+
+
+def _leads_actions(desired: Desired, observed: Observed) -> list[Action]:
+    actions: list[Action] = []
+    for campaign_id, leads in desired.leads.items():
+        if observed.leads_digests.get(campaign_id) == leads.digest or leads.rows is None:
+            continue
+        known = observed.lead_hashes.get(campaign_id, {})
+        added = tuple(row for email, row in leads.rows.items() if email not in known)
+        updated = tuple(
+            row
+            for email, row in leads.rows.items()
+            if email in known and known[email] != row.row_hash
+        )
+        removed = tuple(sorted(email for email in known if email not in leads.rows))
+        account = str(desired.campaigns.get(campaign_id, {}).get("account", "default"))
+        actions.append(
+            LeadsChanged(campaign_id, account, leads.path, leads.digest, added, updated, removed)
+        )
+    return actions
+
+
+def _reenable_actions(desired: Desired, observed: Observed) -> list[Action]:
+    actions: list[Action] = []
+    for key, reenabled_at in desired.reenabled_at.items():
+        state = observed.credential_states.get(key)
+        if state is None or state.disabled_at is None or reenabled_at is None:
+            continue
+        if reenabled_at >= state.disabled_at:
+            actions.append(CredentialReenabled(*key, reenabled_at, state.disabled_at))
+    return actions
+
+
+def plan(desired: Desired, observed: Observed) -> Plan:
+    """Compute what it takes to bring the observed state to the desired one.
+
+    Args:
+        desired: From a valid config (leads rows read for the campaigns that need them).
+        observed: From the ledger and the state file.
+
+    Returns:
+        The actions, in the order they apply: campaigns, credentials, leads, re-enables,
+        then removed campaigns.
+    """
+    actions = [
+        *_campaign_actions(desired, observed),
+        *_credential_actions(desired, observed),
+        *_leads_actions(desired, observed),
+        *_reenable_actions(desired, observed),
+    ]
+    gone = [cid for cid in observed.campaigns if cid not in desired.campaigns]
+    actions.extend(CampaignRemoved(campaign_id) for campaign_id in gone)
+    return Plan(desired.revision, desired.content_hash, tuple(actions))

@@ -1,0 +1,119 @@
+"""Applying a Plan: the ledger first (one transaction), then the state file.
+
+If the process dies between the two, the next reconcile finds the ledger already up to
+date and plans only what the state file still lacks, so applying is safe to repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mailopsd import reconcile
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.reconcile import (
+    CampaignAdded,
+    CampaignChanged,
+    CampaignRemoved,
+    CredentialAdded,
+    CredentialChanged,
+    CredentialReenabled,
+    CredentialRemoved,
+    LeadsChanged,
+    Plan,
+)
+from mailopsd.state.ledger import LeadRecord, Ledger
+from mailopsd.state.observe import (
+    DigestCache,
+    build_desired,
+    config_revision,
+    credential_key,
+    fingerprint_key,
+    observe,
+    with_lead_hashes,
+)
+from mailopsd.state.statefile import CredentialState, StateFile
+
+__all__ = ["Reconciler", "apply_plan"]
+
+logger = logging.getLogger(__name__)
+
+
+def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
+    for action in plan.actions:
+        if isinstance(action, CampaignAdded | CampaignChanged):
+            account = str(action.snapshot.get("account", "default"))
+            ledger.put_campaign(action.campaign_id, account, action.snapshot, now)
+        elif isinstance(action, CampaignRemoved):
+            ledger.remove_campaign(action.campaign_id, now)
+        elif isinstance(action, CredentialAdded | CredentialChanged):
+            ledger.put_credential(action.campaign_id, action.credential_id, action.snapshot, now)
+        elif isinstance(action, CredentialRemoved):
+            ledger.remove_credential(action.campaign_id, action.credential_id, now)
+        elif isinstance(action, LeadsChanged):
+            records = [
+                LeadRecord(row.email, row.fields, row.row_hash, row.line)
+                for row in (*action.added, *action.updated)
+            ]
+            ledger.import_leads(
+                action.campaign_id,
+                account=action.account,
+                digest=action.digest,
+                upserts=records,
+                removals=action.removed,
+                now=now,
+            )
+
+
+def _apply_to_state(plan: Plan, state: StateFile, now: datetime) -> StateFile:
+    credentials = dict(state.credentials)
+    for action in plan.actions:
+        if isinstance(action, CredentialReenabled):
+            key = credential_key(action.campaign_id, action.credential_id)
+            credentials[key] = CredentialState(
+                bounce_window_start=action.reenabled_at, reenabled_at=action.reenabled_at
+            )
+    daemon = state.daemon.model_copy(
+        update={
+            "applied_revision": plan.revision,
+            "applied_content_hash": plan.content_hash,
+            "applied_at": now,
+        }
+    )
+    return state.model_copy(update={"credentials": credentials, "daemon": daemon})
+
+
+def apply_plan(plan: Plan, *, ledger: Ledger, state: StateFile, now: datetime) -> StateFile:
+    """Apply ``plan`` to the ledger and return the new state (the caller saves it)."""
+    with ledger.transaction():
+        _apply_to_ledger(plan, ledger, now)
+    for line in plan.lines():
+        logger.info("applied %s", line)
+    return _apply_to_state(plan, state, now)
+
+
+@dataclass
+class Reconciler:
+    """Plans and applies reconciles for one state directory, keeping the caches."""
+
+    state_dir: Path
+    ledger: Ledger
+    digests: DigestCache
+
+    def plan(self, loaded: LoadedConfig, state: StateFile) -> Plan:
+        """Compute the plan that brings the ledger and state file to ``loaded``."""
+        observed = observe(self.ledger, state)
+        desired = build_desired(
+            loaded,
+            key=fingerprint_key(self.state_dir),
+            revision=config_revision(loaded.files, loaded.revision),
+            observed=observed,
+            cache=self.digests,
+        )
+        return reconcile.plan(desired, with_lead_hashes(observed, self.ledger, desired))
+
+    def apply(self, plan: Plan, state: StateFile, now: datetime) -> StateFile:
+        """Apply a plan; returns the new state (not yet saved)."""
+        return apply_plan(plan, ledger=self.ledger, state=state, now=now)

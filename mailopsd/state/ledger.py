@@ -1,0 +1,361 @@
+"""The ledger: every lead's progress, every send, reply and bounce, IMAP cursors.
+
+SQLite in WAL mode (readers such as ``mailopsd status`` never block the daemon), with
+``synchronous=FULL`` so a recorded send intent survives a crash. All SQL of mailopsd
+lives in this module, with a schema version and migrations, so another engine can take
+its place. Times are stored as RFC 3339 UTC text with microseconds, which sorts in time
+order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailopsd.errors import StateError
+
+__all__ = ["LEDGER_FILE", "SCHEMA_VERSION", "CredentialCounts", "LeadRecord", "Ledger", "stamp"]
+
+LEDGER_FILE = "ledger.sqlite3"
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        leads_digest TEXT,
+        added_at TEXT NOT NULL,
+        removed_at TEXT
+    );
+    CREATE TABLE credentials (
+        campaign_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        removed_at TEXT,
+        PRIMARY KEY (campaign_id, id)
+    );
+    CREATE TABLE leads (
+        campaign_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        account TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        row_hash TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        added_at TEXT NOT NULL,
+        removed_at TEXT,
+        state TEXT NOT NULL DEFAULT 'new',
+        step INTEGER NOT NULL DEFAULT 0,
+        credential_id TEXT,
+        next_due_at TEXT,
+        PRIMARY KEY (campaign_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE sends (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        intent_at TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        outcome_at TEXT,
+        smtp_code INTEGER,
+        detail TEXT
+    );
+    CREATE INDEX sends_by_credential ON sends (campaign_id, credential_id, intent_at);
+    CREATE TABLE bounces (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        send_id INTEGER,
+        at TEXT NOT NULL,
+        permanent INTEGER NOT NULL,
+        status TEXT,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX bounces_by_credential ON bounces (campaign_id, credential_id, at);
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT,
+        email TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_id TEXT
+    );
+    CREATE TABLE imap_cursors (
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER,
+        last_uid INTEGER,
+        last_poll_at TEXT,
+        last_result TEXT,
+        PRIMARY KEY (campaign_id, credential_id, folder)
+    );
+    CREATE TABLE suppressions (
+        account TEXT NOT NULL,
+        email TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (account, email)
+    );
+    """,
+}
+
+
+def stamp(moment: datetime) -> str:
+    """Format a time as the ledger stores it (UTC, microseconds, ``Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class LeadRecord:
+    """A lead to add or update."""
+
+    email: str
+    fields: Mapping[str, str]
+    row_hash: str
+    line: int
+
+
+@dataclass(frozen=True)
+class CredentialCounts:
+    """Live counters of one credential."""
+
+    sent_today: int = 0
+    followups_today: int = 0
+    sends_in_window: int = 0
+    bounces_in_window: int = 0
+    last_poll_at: str | None = None
+    last_poll_result: str | None = None
+
+
+class Ledger:
+    """The ledger database; one instance per process, used from one thread."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        """Wrap an open connection (use :meth:`open` or :meth:`open_readonly`)."""
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, directory: Path) -> Ledger:
+        """Open (creating and migrating as needed) the ledger in ``directory``.
+
+        Raises:
+            StateError: The file cannot be opened, is not a ledger, or is newer than
+                this mailopsd.
+        """
+        path = directory / LEDGER_FILE
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, timeout=10)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            ledger = cls(connection, path)
+            ledger._migrate()
+        except sqlite3.DatabaseError as err:
+            raise StateError(f"ledger {path} cannot be used: {err}") from err
+        return ledger
+
+    @classmethod
+    def open_readonly(cls, directory: Path) -> Ledger | None:
+        """Open the ledger for reading only (``None`` if there is none yet)."""
+        path = directory / LEDGER_FILE
+        if not path.exists():
+            return None
+        try:
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as err:
+            raise StateError(f"ledger {path} cannot be read: {err}") from err
+        if version > SCHEMA_VERSION:
+            raise StateError(f"ledger {path} has schema {version}, newer than this mailopsd")
+        return cls(connection, path)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"ledger {self.path} has schema {version}, newer than this mailopsd "
+                f"({SCHEMA_VERSION}); upgrade mailopsd"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one transaction (all or nothing)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def integrity_ok(self) -> bool:
+        """Tell whether SQLite's integrity check passes."""
+        return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    # Campaigns and credentials -------------------------------------------------------
+
+    def active_campaigns(self) -> dict[str, dict[str, object]]:
+        """Snapshots of the campaigns not removed, by id."""
+        rows = self._db.execute("SELECT id, snapshot FROM campaigns WHERE removed_at IS NULL")
+        return {row[0]: json.loads(row[1]) for row in rows}
+
+    def active_credentials(self) -> dict[tuple[str, str], dict[str, object]]:
+        """Snapshots of the credentials not removed, by (campaign, credential)."""
+        rows = self._db.execute(
+            "SELECT campaign_id, id, snapshot FROM credentials WHERE removed_at IS NULL"
+        )
+        return {(row[0], row[1]): json.loads(row[2]) for row in rows}
+
+    def leads_digests(self) -> dict[str, str]:
+        """The digest of the leads file last imported, by active campaign."""
+        rows = self._db.execute(
+            "SELECT id, leads_digest FROM campaigns WHERE removed_at IS NULL "
+            "AND leads_digest IS NOT NULL"
+        )
+        return {row[0]: row[1] for row in rows}
+
+    def put_campaign(
+        self, campaign_id: str, account: str, snapshot: Mapping[str, object], now: datetime
+    ) -> None:
+        """Add or update a campaign (a removed one comes back)."""
+        self._db.execute(
+            "INSERT INTO campaigns (id, account, snapshot, added_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET account = excluded.account, "
+            "snapshot = excluded.snapshot, removed_at = NULL",
+            (campaign_id, account, json.dumps(snapshot, sort_keys=True), stamp(now)),
+        )
+
+    def remove_campaign(self, campaign_id: str, now: datetime) -> None:
+        """Mark a campaign removed; its leads, sends and credentials stay for history."""
+        self._db.execute(
+            "UPDATE campaigns SET removed_at = ?, leads_digest = NULL WHERE id = ?",
+            (stamp(now), campaign_id),
+        )
+
+    def put_credential(
+        self, campaign_id: str, credential_id: str, snapshot: Mapping[str, object], now: datetime
+    ) -> None:
+        """Add or update a credential (a removed one comes back)."""
+        self._db.execute(
+            "INSERT INTO credentials (campaign_id, id, snapshot, added_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (campaign_id, id) DO UPDATE SET snapshot = excluded.snapshot, "
+            "removed_at = NULL",
+            (campaign_id, credential_id, json.dumps(snapshot, sort_keys=True), stamp(now)),
+        )
+
+    def remove_credential(self, campaign_id: str, credential_id: str, now: datetime) -> None:
+        """Mark a credential removed; its sends and bounces stay for history."""
+        self._db.execute(
+            "UPDATE credentials SET removed_at = ? WHERE campaign_id = ? AND id = ?",
+            (stamp(now), campaign_id, credential_id),
+        )
+
+    # Leads ----------------------------------------------------------------------------
+
+    def lead_hashes(self, campaign_id: str) -> dict[str, str]:
+        """The row digest of every active lead of a campaign, by address."""
+        rows = self._db.execute(
+            "SELECT email, row_hash FROM leads WHERE campaign_id = ? AND removed_at IS NULL",
+            (campaign_id,),
+        )
+        return dict(rows.fetchall())
+
+    def import_leads(
+        self,
+        campaign_id: str,
+        *,
+        account: str,
+        digest: str,
+        upserts: Iterable[LeadRecord],
+        removals: Iterable[str],
+        now: datetime,
+    ) -> None:
+        """Apply a leads file difference and record the file's digest."""
+        when = stamp(now)
+        self._db.executemany(
+            "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email) DO UPDATE SET "
+            "fields = excluded.fields, row_hash = excluded.row_hash, line = excluded.line, "
+            "removed_at = NULL",
+            (
+                (campaign_id, r.email, account, json.dumps(r.fields), r.row_hash, r.line, when)
+                for r in upserts
+            ),
+        )
+        self._db.executemany(
+            "UPDATE leads SET removed_at = ? WHERE campaign_id = ? AND email = ?",
+            ((when, campaign_id, email) for email in removals),
+        )
+        self._db.execute(
+            "UPDATE campaigns SET leads_digest = ? WHERE id = ?", (digest, campaign_id)
+        )
+
+    def lead_count(self, campaign_id: str) -> int:
+        """How many active leads a campaign has."""
+        row = self._db.execute(
+            "SELECT count(*) FROM leads WHERE campaign_id = ? AND removed_at IS NULL",
+            (campaign_id,),
+        ).fetchone()
+        return int(row[0])
+
+    # Counters -------------------------------------------------------------------------
+
+    def counts(
+        self, campaign_id: str, credential_id: str, *, day_start: datetime, window_start: datetime
+    ) -> CredentialCounts:
+        """Live counters of a credential: today's sends, and sends and bounces in a window."""
+        key = (campaign_id, credential_id)
+        sent = self._db.execute(
+            "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
+            "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
+            "coalesce(sum(intent_at >= :window AND outcome IN ('sent', 'unknown')), 0) "
+            "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential",
+            {
+                "day": stamp(day_start),
+                "window": stamp(window_start),
+                "campaign": key[0],
+                "credential": key[1],
+            },
+        ).fetchone()
+        bounced = self._db.execute(
+            "SELECT count(*) FROM bounces WHERE campaign_id = ? AND credential_id = ? "
+            "AND permanent = 1 AND at >= ?",
+            (*key, stamp(window_start)),
+        ).fetchone()
+        poll = self._db.execute(
+            "SELECT last_poll_at, last_result FROM imap_cursors WHERE campaign_id = ? "
+            "AND credential_id = ? ORDER BY last_poll_at DESC LIMIT 1",
+            key,
+        ).fetchone()
+        return CredentialCounts(
+            sent_today=int(sent[0]),
+            followups_today=int(sent[1]),
+            sends_in_window=int(sent[2]),
+            bounces_in_window=int(bounced[0]),
+            last_poll_at=poll[0] if poll else None,
+            last_poll_result=poll[1] if poll else None,
+        )

@@ -1,0 +1,130 @@
+"""``mailopsd status``: what the daemon applied and observed, per campaign and credential.
+
+Built from the state file and the ledger only (opened read-only), so it works while the
+daemon runs and when it is stopped, and never needs a key or shows a secret. The JSON
+form is a stable interface for scripts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailopsd.config.models import SendWindow
+from mailopsd.config.periods import parse_period
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.observe import credential_key
+from mailopsd.state.statefile import CredentialState, StateFile, format_time, load_state
+
+__all__ = ["PUBLIC_FIELDS", "build_status"]
+
+PUBLIC_FIELDS = (
+    "label",
+    "from_email",
+    "from_name",
+    "smtp_host",
+    "smtp_port",
+    "daily_limit",
+    "status",
+    "enabled",
+)
+
+
+def _state_of(
+    credential: Mapping[str, object],
+    campaign: Mapping[str, object],
+    entry: CredentialState,
+    now: datetime,
+) -> str:
+    if entry.disabled_at is not None:
+        return "disabled"
+    if credential.get("enabled") is False:
+        return "paused"
+    if credential.get("status") == "blocked":
+        return "blocked"
+    window = campaign.get("send_window")
+    if isinstance(window, dict) and not SendWindow.model_validate(window).contains(
+        now, str(campaign.get("timezone", "UTC"))
+    ):
+        return "outside_window"
+    return "sandbox" if credential.get("status") == "sandbox" else "active"
+
+
+def _window_start(
+    campaign: Mapping[str, object], entry: CredentialState, now: datetime
+) -> datetime:
+    start = parse_period(str(campaign.get("bounce_window", "7 days"))).subtract_from(now)
+    if entry.bounce_window_start is not None and entry.bounce_window_start > start:
+        return entry.bounce_window_start
+    return start
+
+
+def _credential(
+    ledger: Ledger,
+    ids: tuple[str, str],
+    snapshot: Mapping[str, object],
+    campaign: Mapping[str, object],
+    state: StateFile,
+    now: datetime,
+) -> dict[str, object]:
+    entry = state.credential(credential_key(*ids))
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    window_start = _window_start(campaign, entry, now)
+    counts = ledger.counts(*ids, day_start=day_start, window_start=window_start)
+    rate = counts.bounces_in_window / counts.sends_in_window if counts.sends_in_window else None
+    return {
+        "id": ids[1],
+        **{name: snapshot.get(name) for name in PUBLIC_FIELDS},
+        "reply_detection": snapshot.get("imap_host") is not None,
+        "state": _state_of(snapshot, campaign, entry, now),
+        "disabled_at": format_time(entry.disabled_at) if entry.disabled_at else None,
+        "disabled_reason": entry.disabled_reason,
+        "sent_today": counts.sent_today,
+        "followups_today": counts.followups_today,
+        "bounce_window_start": format_time(window_start),
+        "sends_in_window": counts.sends_in_window,
+        "bounces_in_window": counts.bounces_in_window,
+        "bounce_rate": rate,
+        "last_poll_at": counts.last_poll_at,
+        "last_poll_result": counts.last_poll_result,
+    }
+
+
+def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
+    """Return the status report (JSON-ready).
+
+    Raises:
+        StateError: The state file or the ledger cannot be read.
+    """
+    state = load_state(state_dir)
+    ledger = Ledger.open_readonly(state_dir)
+    campaigns: list[dict[str, object]] = []
+    if ledger is not None:
+        try:
+            credentials = ledger.active_credentials()
+            for campaign_id, campaign in sorted(ledger.active_campaigns().items()):
+                rows = [
+                    _credential(ledger, key, snapshot, campaign, state, now)
+                    for key, snapshot in sorted(credentials.items())
+                    if key[0] == campaign_id
+                ]
+                campaigns.append(
+                    {
+                        "id": campaign_id,
+                        "name": campaign.get("name"),
+                        "account": campaign.get("account"),
+                        "leads": ledger.lead_count(campaign_id),
+                        "smtp_credentials": rows,
+                    }
+                )
+        finally:
+            ledger.close()
+    daemon = state.daemon
+    return {
+        "revision": daemon.applied_revision,
+        "applied_at": format_time(daemon.applied_at) if daemon.applied_at else None,
+        "last_reload": daemon.last_reload_result,
+        "conditions": [condition.model_dump(mode="json") for condition in state.conditions],
+        "campaigns": campaigns,
+    }

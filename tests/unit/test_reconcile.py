@@ -1,0 +1,176 @@
+"""reconcile.plan: every action kind, idempotence, and the re-enable rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from mailopsd.config.leads import LeadRow
+from mailopsd.reconcile import (
+    CampaignAdded,
+    CampaignChanged,
+    CampaignRemoved,
+    CredentialAdded,
+    CredentialChanged,
+    CredentialReenabled,
+    CredentialRemoved,
+    Desired,
+    LeadsChanged,
+    LeadsFile,
+    Observed,
+    ObservedCredential,
+    plan,
+)
+
+T0 = datetime(2026, 11, 16, tzinfo=UTC)
+DISABLED = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+KEY = ("acme", "primary")
+CAMPAIGN = {"name": "ACME", "account": "default", "timezone": "UTC"}
+CREDENTIAL = {
+    "smtp_host": "smtp.example.com",
+    "smtp_port": 587,
+    "smtp_password": "hmac:aaa",
+    "from_email": "ada@example.com",
+    "daily_limit": 100,
+}
+
+
+def _row(email: str, name: str = "x", line: int = 2) -> LeadRow:
+    return LeadRow(email, {"email": email, "name": name}, f"hash-{email}-{name}", line)
+
+
+def _desired(
+    *,
+    campaigns: dict[str, dict[str, object]] | None = None,
+    credentials: dict[tuple[str, str], dict[str, object]] | None = None,
+    reenabled_at: datetime | None = None,
+    leads: dict[str, LeadsFile] | None = None,
+) -> Desired:
+    credentials = {KEY: CREDENTIAL} if credentials is None else credentials
+    return Desired(
+        revision="sha256:abc",
+        content_hash="abc",
+        campaigns={"acme": CAMPAIGN} if campaigns is None else campaigns,
+        credentials=credentials,
+        reenabled_at={key: reenabled_at for key in credentials},
+        leads={"acme": LeadsFile("leads.csv", "d1")} if leads is None else leads,
+        secret_fields=frozenset({"smtp_password"}),
+    )
+
+
+def _applied(**states: ObservedCredential) -> Observed:
+    """The observed state after _desired() was applied."""
+    return Observed(
+        campaigns={"acme": CAMPAIGN},
+        credentials={KEY: CREDENTIAL},
+        leads_digests={"acme": "d1"},
+        credential_states={tuple(k.split("/")): v for k, v in states.items()},  # type: ignore[misc]
+    )
+
+
+class TestActions:
+    """One test per action kind."""
+
+    def test_everything_new(self) -> None:
+        """A first reconcile adds the campaign, its credential and its leads."""
+        rows = {"a@x.io": _row("a@x.io")}
+        result = plan(_desired(leads={"acme": LeadsFile("leads.csv", "d1", rows)}), Observed())
+        assert [type(a) for a in result.actions] == [CampaignAdded, CredentialAdded, LeadsChanged]
+        assert result.lines() == [
+            "+ campaign acme (ACME)",
+            "+ credential acme/primary (ada@example.com via smtp.example.com:587)",
+            "~ leads acme: +1 added, ~0 changed, -0 removed (leads.csv)",
+        ]
+
+    def test_same_input_twice_is_empty(self) -> None:
+        """Once applied, the same desired state plans nothing."""
+        assert plan(_desired(), _applied()).is_empty
+
+    def test_campaign_changed_names_fields(self) -> None:
+        """A changed campaign names its changed fields with old and new values."""
+        changed = {**CAMPAIGN, "timezone": "Europe/Paris"}
+        result = plan(_desired(campaigns={"acme": changed}), _applied())
+        assert result.actions == (CampaignChanged("acme", ("timezone",), changed, CAMPAIGN),)
+        assert result.lines() == ["~ campaign acme: timezone UTC -> Europe/Paris"]
+
+    def test_credential_changed_hides_secrets(self) -> None:
+        """A changed password is named as changed, never shown; a new host is called out."""
+        changed = {**CREDENTIAL, "smtp_password": "hmac:bbb", "smtp_host": "smtp.other.net"}
+        result = plan(_desired(credentials={KEY: changed}), _applied())
+        (action,) = result.actions
+        assert isinstance(action, CredentialChanged)
+        assert action.fields == ("smtp_host", "smtp_password")
+        assert result.lines() == [
+            "~ credential acme/primary: smtp_host smtp.example.com -> smtp.other.net, "
+            "smtp_password (changed) [!] the password now goes to a different host"
+        ]
+        assert "hmac" not in result.lines()[0]
+
+    def test_credential_removed(self) -> None:
+        """A credential gone from the config is removed (history kept)."""
+        result = plan(_desired(credentials={}), _applied())
+        assert result.actions == (CredentialRemoved("acme", "primary"),)
+        assert result.lines() == ["- credential acme/primary (stops; its history is kept)"]
+
+    def test_campaign_removed(self) -> None:
+        """A campaign gone from the config is removed with its credentials."""
+        result = plan(_desired(campaigns={}, credentials={}, leads={}), _applied())
+        assert result.actions == (CredentialRemoved("acme", "primary"), CampaignRemoved("acme"))
+
+    def test_leads_difference_only(self) -> None:
+        """A changed leads file imports only the rows that differ."""
+        rows = {"a@x.io": _row("a@x.io"), "b@x.io": _row("b@x.io", "new"), "c@x.io": _row("c@x.io")}
+        observed = Observed(
+            campaigns={"acme": CAMPAIGN},
+            credentials={KEY: CREDENTIAL},
+            leads_digests={"acme": "d1"},
+            lead_hashes={
+                "acme": {"a@x.io": "hash-a@x.io-x", "b@x.io": "hash-b@x.io-old", "d@x.io": "h"}
+            },
+        )
+        result = plan(_desired(leads={"acme": LeadsFile("leads.csv", "d2", rows)}), observed)
+        (action,) = result.actions
+        assert isinstance(action, LeadsChanged)
+        assert [r.email for r in action.added] == ["c@x.io"]
+        assert [r.email for r in action.updated] == ["b@x.io"]
+        assert action.removed == ("d@x.io",)
+
+    def test_unchanged_leads_file_is_no_work(self) -> None:
+        """The same digest means no leads action, even without rows."""
+        assert plan(_desired(leads={"acme": LeadsFile("leads.csv", "d1")}), _applied()).is_empty
+
+
+class TestReenable:
+    """A credential is disabled while disabled_at has no reenabled_at at or after it."""
+
+    def test_reenabled_at_after_disable(self) -> None:
+        """reenabled_at after disabled_at re-enables."""
+        at = datetime(2026, 11, 23, 12, tzinfo=UTC)
+        result = plan(
+            _desired(reenabled_at=at),
+            _applied(**{"acme/primary": ObservedCredential(disabled_at=DISABLED)}),
+        )
+        assert result.actions == (CredentialReenabled("acme", "primary", at, DISABLED),)
+
+    def test_reenabled_at_equal_to_disable(self) -> None:
+        """reenabled_at equal to disabled_at re-enables (at or after)."""
+        result = plan(
+            _desired(reenabled_at=DISABLED),
+            _applied(**{"acme/primary": ObservedCredential(disabled_at=DISABLED)}),
+        )
+        assert [type(a) for a in result.actions] == [CredentialReenabled]
+
+    def test_stale_reenabled_at_does_nothing(self) -> None:
+        """A reenabled_at older than a later auto-disable does nothing."""
+        result = plan(
+            _desired(reenabled_at=T0),
+            _applied(**{"acme/primary": ObservedCredential(disabled_at=DISABLED, reenabled_at=T0)}),
+        )
+        assert result.is_empty
+
+    def test_not_disabled_needs_nothing(self) -> None:
+        """A reenabled_at on a credential that is not disabled does nothing."""
+        result = plan(
+            _desired(reenabled_at=DISABLED),
+            _applied(**{"acme/primary": ObservedCredential(reenabled_at=DISABLED)}),
+        )
+        assert result.is_empty
