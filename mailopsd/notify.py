@@ -53,8 +53,9 @@ class Notifier:
         self.send(f"STATUS={status}")
 
     def watchdog(self) -> None:
-        """Pet the watchdog."""
-        self.send("WATCHDOG=1")
+        """Pet the watchdog (only when the manager asked for one)."""
+        if self.watchdog_interval_s is not None:
+            self.send("WATCHDOG=1")
 
     def stopping(self) -> None:
         """Tell the manager the service is shutting down."""

@@ -99,15 +99,16 @@ class Reconciler:
     """Plans and applies reconciles for one state directory, keeping the caches."""
 
     state_dir: Path
-    ledger: Ledger
+    ledger: Ledger | None
     digests: DigestCache
+    create_key: bool = True
 
     def plan(self, loaded: LoadedConfig, state: StateFile) -> Plan:
         """Compute the plan that brings the ledger and state file to ``loaded``."""
         observed = observe(self.ledger, state)
         desired = build_desired(
             loaded,
-            key=fingerprint_key(self.state_dir),
+            key=fingerprint_key(self.state_dir, create=self.create_key),
             revision=config_revision(loaded.files, loaded.revision),
             observed=observed,
             cache=self.digests,
@@ -116,4 +117,5 @@ class Reconciler:
 
     def apply(self, plan: Plan, state: StateFile, now: datetime) -> StateFile:
         """Apply a plan; returns the new state (not yet saved)."""
+        assert self.ledger is not None  # noqa: S101 - only a read-only plan has no ledger
         return apply_plan(plan, ledger=self.ledger, state=state, now=now)

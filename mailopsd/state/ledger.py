@@ -10,6 +10,7 @@ order.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -158,13 +159,15 @@ class Ledger:
         """
         path = directory / LEDGER_FILE
         try:
+            # SQLite gives its -wal and -shm files the mode of the database: keep all private.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             connection = sqlite3.connect(path, isolation_level=None, timeout=10)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
             ledger = cls(connection, path)
             ledger._migrate()
-        except sqlite3.DatabaseError as err:
+        except (OSError, sqlite3.DatabaseError) as err:
             raise StateError(f"ledger {path} cannot be used: {err}") from err
         return ledger
 

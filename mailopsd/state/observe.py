@@ -45,8 +45,13 @@ def credential_key(campaign_id: str, credential_id: str) -> str:
     return f"{campaign_id}/{credential_id}"
 
 
-def fingerprint_key(state_dir: Path) -> bytes:
+def fingerprint_key(state_dir: Path, *, create: bool = True) -> bytes:
     """Return the HMAC key for secret fingerprints, creating it (0600) on first use.
+
+    Args:
+        state_dir: The state directory.
+        create: Make the key if missing; otherwise use a throwaway one (a read-only
+            ``plan`` on a fresh state, where every credential is new anyway).
 
     Raises:
         StateError: The key file cannot be read or created.
@@ -55,6 +60,8 @@ def fingerprint_key(state_dir: Path) -> bytes:
     try:
         if path.exists():
             return path.read_bytes()
+        if not create:
+            return os.urandom(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         key = os.urandom(32)
         with os.fdopen(fd, "wb") as stream:
@@ -138,14 +145,19 @@ def build_desired(
     )
 
 
-def observe(ledger: Ledger, state: StateFile) -> Observed:
-    """Read the observed state (without lead digests: see :func:`with_lead_hashes`)."""
+def observe(ledger: Ledger | None, state: StateFile) -> Observed:
+    """Read the observed state (without lead digests: see :func:`with_lead_hashes`).
+
+    Without a ledger (none created yet) only the state file is observed.
+    """
     states: dict[tuple[str, str], ObservedCredential] = {}
     for key, entry in state.credentials.items():
         campaign_id, _, credential_id = key.partition("/")
         states[campaign_id, credential_id] = ObservedCredential(
             entry.disabled_at, entry.reenabled_at
         )
+    if ledger is None:
+        return Observed(credential_states=states, content_hash=state.daemon.applied_content_hash)
     return Observed(
         campaigns=ledger.active_campaigns(),
         credentials=ledger.active_credentials(),
@@ -155,8 +167,10 @@ def observe(ledger: Ledger, state: StateFile) -> Observed:
     )
 
 
-def with_lead_hashes(observed: Observed, ledger: Ledger, desired: Desired) -> Observed:
+def with_lead_hashes(observed: Observed, ledger: Ledger | None, desired: Desired) -> Observed:
     """Add the ledger's lead digests for the campaigns whose leads file was read."""
+    if ledger is None:
+        return observed
     changed = [cid for cid, leads in desired.leads.items() if leads.rows is not None]
     return replace(observed, lead_hashes={cid: ledger.lead_hashes(cid) for cid in changed})
 

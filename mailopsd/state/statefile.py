@@ -83,8 +83,7 @@ class DaemonState(_Model):
     applied_revision: str | None = None
     applied_content_hash: str | None = None
     applied_at: Time | None = None
-    attempted_revision: str | None = None
-    attempted_at: Time | None = None
+    last_reload_at: Time | None = None
     last_reload_result: Literal["ok", "error"] | None = None
 
 

@@ -1,79 +1,33 @@
-"""The ``mailopsd`` command line: parses arguments, configures output, maps errors to exit codes.
-
-Exit codes: 0 ok, 1 the command failed (``validate`` found errors, a secret could not be
-opened), 2 usage error. Only this module (and the daemon) reads the environment.
-"""
+"""``mailopsd secrets``: keygen, encrypt, decrypt, edit, rotate, updatekeys."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import logging
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailopsd import __version__, goyaml, secrets
+from mailopsd import goyaml, secrets
 from mailopsd.atomicfile import write_atomically
+from mailopsd.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Commands,
+    add_key_option,
+    identities,
+)
 from mailopsd.config import loader
 from mailopsd.config.models import SECRET_FIELDS
-from mailopsd.errors import ConfigError, MailopsError, SecretError
+from mailopsd.errors import ConfigError, SecretError
 
-__all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-logger = logging.getLogger(__name__)
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-def _default_config_path() -> Path:
-    return Path(os.environ.get("MAILOPSD_CONFIG") or "config")
-
-
-def _identities(args: argparse.Namespace) -> secrets.IdentitySet:
-    return secrets.find_identities(key_file=args.age_key_file, environ=os.environ, home=Path.home())
-
-
-def _load_options(args: argparse.Namespace) -> loader.LoadOptions:
-    return loader.LoadOptions(
-        identities=functools.cache(lambda: _identities(args)),
-        decrypt=not args.no_decrypt,
-        allow_plaintext_secrets=args.allow_plaintext_secrets,
-    )
-
-
-def _print_issues(err: ConfigError, output_format: str) -> None:
-    if output_format == "json":
-        print(json.dumps([issue.as_dict() for issue in err.issues], indent=2))
-        return
-    for issue in err.issues:
-        print(issue, file=sys.stderr)
-    count = len(err.issues)
-    print(f"invalid: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
-
-
-def _validate(args: argparse.Namespace) -> int:
-    path: Path = args.path or _default_config_path()
-    try:
-        loaded = loader.load_config(path, _load_options(args))
-    except ConfigError as err:
-        _print_issues(err, args.format)
-        return EXIT_FAILURE
-    if args.format == "json":
-        print("[]")
-        return EXIT_OK
-    print(f"ok: {loaded.summary()}")
-    return EXIT_OK
+__all__ = ["add_secrets"]
 
 
 def _read(path: Path) -> str:
@@ -133,11 +87,11 @@ def _decrypt(args: argparse.Namespace) -> int:
         if not secrets.is_encrypted_data(data):
             raise SecretError(f"{path}: is not encrypted (no sops: metadata)")
         assert isinstance(data, dict)  # noqa: S101 - narrowed above
-        plain = secrets.decrypt_data(data, _identities(args), str(path)).data
+        plain = secrets.decrypt_data(data, identities(args), str(path)).data
         output = json.dumps(plain, indent=4, ensure_ascii=False, default=goyaml.format_go_time)
         output += "\n"
     else:
-        output = secrets.decrypt_text(text, _identities(args), str(path)).text
+        output = secrets.decrypt_text(text, identities(args), str(path)).text
     if args.output is not None:
         write_atomically(args.output, output, mode=0o600)
     else:
@@ -147,7 +101,7 @@ def _decrypt(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     path: Path = args.file
-    rotated = secrets.rotate_text(_read(path), _identities(args), str(path), now=datetime.now(UTC))
+    rotated = secrets.rotate_text(_read(path), identities(args), str(path), now=datetime.now(UTC))
     write_atomically(path, rotated)
     print(f"rotated the data key of {path}", file=sys.stderr)
     return EXIT_OK
@@ -158,7 +112,7 @@ def _updatekeys(args: argparse.Namespace) -> int:
     rule = secrets.find_creation_rule(path)
     if rule is None:
         raise SecretError(f"no .sops.yaml creation rule applies to {path}")
-    updated = secrets.update_keys_text(_read(path), _identities(args), rule.recipients, str(path))
+    updated = secrets.update_keys_text(_read(path), identities(args), rule.recipients, str(path))
     write_atomically(path, updated)
     print(f"{path}: now encrypted for {', '.join(rule.recipients)}", file=sys.stderr)
     return EXIT_OK
@@ -180,7 +134,7 @@ def _edit_problems(path: Path, text: str, args: argparse.Namespace) -> list[str]
     if not isinstance(data, dict) or "campaigns" not in data:
         return []
     options = loader.LoadOptions(
-        identities=functools.cache(lambda: _identities(args)),
+        identities=functools.cache(lambda: identities(args)),
         plaintext={path: text},
     )
     target = (
@@ -202,7 +156,7 @@ def _run_editor(file: Path) -> None:
 
 def _edit(args: argparse.Namespace) -> int:
     path: Path = args.file
-    decrypted = secrets.decrypt_text(_read(path), _identities(args), str(path))
+    decrypted = secrets.decrypt_text(_read(path), identities(args), str(path))
     directory = _private_directory()
     scratch = Path(directory) / path.name
     try:
@@ -239,53 +193,8 @@ def _edit(args: argparse.Namespace) -> int:
         os.rmdir(directory)
 
 
-def _add_key_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--age-key-file",
-        type=Path,
-        help="age identity file (default: $MAILOPSD_AGE_KEY_FILE, "
-        "$CREDENTIALS_DIRECTORY/age-key, $SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY, "
-        "~/.config/sops/age/keys.txt)",
-    )
-
-
-def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    validate = commands.add_parser(
-        "validate",
-        help="check the config files and print every error found",
-        description=(
-            "Check a config file or directory: YAML syntax, schema, secrets, leads files "
-            "and templates. Prints a one-line summary and exits 0 when valid; prints every "
-            "error as file:line:col: path: message and exits 1 otherwise."
-        ),
-    )
-    validate.add_argument(
-        "path",
-        nargs="?",
-        type=Path,
-        help="config file or directory (default: $MAILOPSD_CONFIG, then ./config)",
-    )
-    validate.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="json prints the errors as a list of {file, line, column, path, message}",
-    )
-    _add_key_option(validate)
-    validate.add_argument(
-        "--no-decrypt",
-        action="store_true",
-        help="check everything but the secrets' contents (for CI without the key)",
-    )
-    validate.add_argument(
-        "--allow-plaintext-secrets",
-        action="store_true",
-        help="accept secret fields stored in clear text (local sandbox demos only)",
-    )
-    validate.set_defaults(handler=_validate)
-
-
-def _add_secrets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
+    """Add ``secrets`` and its verbs."""
     group = commands.add_parser(
         "secrets",
         help="create age keys; encrypt, decrypt, edit and rotate SOPS files",
@@ -327,45 +236,4 @@ def _add_secrets(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     updatekeys.add_argument("file", type=Path)
     updatekeys.set_defaults(handler=_updatekeys)
     for parser in (encrypt, decrypt, edit, rotate, updatekeys):
-        _add_key_option(parser)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mailopsd",
-        description="Run outbound email campaigns from declarative YAML kept in git.",
-    )
-    parser.add_argument("--version", action="version", version=f"mailopsd {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_validate(commands)
-    _add_secrets(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line.
-
-    Args:
-        argv: The arguments after the program name (default: ``sys.argv[1:]``).
-
-    Returns:
-        The process exit code.
-    """
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except ConfigError as err:
-        _print_issues(err, "text")
-        return EXIT_FAILURE
-    except MailopsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("interrupted; nothing saved", file=sys.stderr)
-        return EXIT_FAILURE
+        add_key_option(parser)

@@ -1,0 +1,274 @@
+"""The config and daemon commands: validate, run, plan, status, reenable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from mailopsd import secrets
+from mailopsd.atomicfile import write_atomically
+from mailopsd.cli.common import (
+    EXIT_CHANGES,
+    EXIT_FAILURE,
+    EXIT_OK,
+    Commands,
+    add_config_options,
+    add_key_option,
+    default_config_path,
+    identities,
+    load_options,
+    parse_now,
+    print_issues,
+    state_dir,
+)
+from mailopsd.config import loader
+from mailopsd.config.reenable import set_reenabled_at
+from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.errors import ConfigError
+from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
+from mailopsd.notify import Notifier
+from mailopsd.state.apply import Reconciler
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import load_state
+from mailopsd.state.status import build_status
+
+__all__ = ["add_commands"]
+
+
+def _validate(args: argparse.Namespace) -> int:
+    path: Path = args.path or default_config_path()
+    try:
+        loaded = loader.load_config(path, load_options(args))
+    except ConfigError as err:
+        print_issues(err, args.format)
+        return EXIT_FAILURE
+    if args.format == "json":
+        print("[]")
+        return EXIT_OK
+    print(f"ok: {loaded.summary()}")
+    return EXIT_OK
+
+
+def _configure_daemon_logging(log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    elif os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.now is not None and not args.once:
+        print("error: --now is only for --once runs", file=sys.stderr)
+        return EXIT_FAILURE
+    _configure_daemon_logging(args.log_format)
+    fixed = parse_now(args.now) if args.now else None
+    settings = DaemonSettings(
+        config_path=args.config or default_config_path(),
+        state_dir=state_dir(args),
+        load_options=load_options(args),
+        clock=(lambda: fixed) if fixed else (lambda: parse_now(None)),
+    )
+    daemon = Daemon(settings, Notifier(os.environ))
+    try:
+        daemon.start()
+        if not args.once:
+            daemon.serve()
+    finally:
+        daemon.close()
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    loaded = loader.load_config(args.config or default_config_path(), load_options(args))
+    directory = state_dir(args)
+    state = load_state(directory)
+    ledger = Ledger.open_readonly(directory)
+    try:
+        plan = Reconciler(directory, ledger, {}, create_key=False).plan(loaded, state)
+    finally:
+        if ledger is not None:
+            ledger.close()
+    if plan.is_empty:
+        print(f"no changes (revision {plan.revision})")
+        return EXIT_OK
+    print(f"plan for revision {plan.revision}:")
+    for line in plan.lines():
+        print(f"  {line}")
+    return EXIT_CHANGES
+
+
+def _status_text(report: dict[str, object]) -> list[str]:
+    lines = [
+        f"revision {report['revision']} applied {report['applied_at']} "
+        f"(last reload: {report['last_reload'] or 'none'})"
+    ]
+    for condition in report["conditions"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"{condition['type']}={condition['status']} {condition['reason']}: "
+            f"{condition['message']} (since {condition['last_transition']})"
+        )
+        lines.extend(f"  {error}" for error in condition["errors"])
+    for campaign in report["campaigns"]:  # type: ignore[attr-defined]
+        lines.append(
+            f"campaign {campaign['id']} {campaign['name']!r} (account {campaign['account']}, "
+            f"{campaign['leads']} leads)"
+        )
+        for c in campaign["smtp_credentials"]:
+            rate = f"{c['bounce_rate']:.1%}" if c["bounce_rate"] is not None else "-"
+            state = c["state"] + (f" since {c['disabled_at']}" if c["disabled_at"] else "")
+            lines.append(
+                f"  {c['id']}: {state}; {c['from_email']} via {c['smtp_host']}:{c['smtp_port']}; "
+                f"sent today {c['sent_today']}/{c['daily_limit']}, "
+                f"follow-ups {c['followups_today']}; "
+                f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
+                f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
+            )
+            if c["disabled_reason"]:
+                lines.append(f"    disabled: {c['disabled_reason']}")
+    return lines
+
+
+def _status(args: argparse.Namespace) -> int:
+    report = build_status(state_dir(args), parse_now(args.now))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print("\n".join(_status_text(report)))
+    return EXIT_OK
+
+
+def _needs_key(text: str, where: str, path: tuple[str, ...]) -> bool:
+    """Tell whether changing a clear value of this SOPS file needs its key."""
+    meta = secrets.read_metadata(text, where)
+    return not meta.mac_only_encrypted or meta.rule.is_comment_rule or meta.rule.encrypts(path)
+
+
+def _reenable(args: argparse.Namespace) -> int:
+    options = loader.LoadOptions(decrypt=False, allow_plaintext_secrets=True)
+    loaded = loader.load_config(args.config or default_config_path(), options)
+    campaign = loaded.config.campaigns.get(args.campaign)
+    if campaign is None or args.credential not in campaign.smtp_credentials:
+        print(
+            f"error: no credential {args.campaign}/{args.credential} in the config", file=sys.stderr
+        )
+        return EXIT_FAILURE
+    path = loaded.campaign_files[args.campaign]
+    moment: datetime = parse_now(args.now)
+    text = path.read_text(encoding="utf-8")
+    where = str(path)
+    field = ("campaigns", args.campaign, "smtp_credentials", args.credential, "reenabled_at")
+    if "\nsops:" in text and _needs_key(text, where, field):
+        opened = secrets.decrypt_text(text, identities(args), where)
+        changed = set_reenabled_at(opened.text, args.campaign, args.credential, moment, where)
+        text = secrets.encrypt_text(
+            changed,
+            opened.options(),
+            where,
+            now=moment,
+            data_key=opened.data_key,
+            comment_aads=opened.comment_aads,
+        )
+    else:
+        text = set_reenabled_at(text, args.campaign, args.credential, moment, where)
+    write_atomically(path, text)
+    print(f"{path}: set reenabled_at for {args.campaign}/{args.credential}; commit this change")
+    return EXIT_OK
+
+
+def _add_validate(commands: Commands[argparse.ArgumentParser]) -> None:
+    validate = commands.add_parser(
+        "validate",
+        help="check the config files and print every error found",
+        description=(
+            "Check a config file or directory: YAML syntax, schema, secrets, leads files "
+            "and templates. Prints a one-line summary and exits 0 when valid; prints every "
+            "error as file:line:col: path: message and exits 1 otherwise."
+        ),
+    )
+    validate.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        help="config file or directory (default: $MAILOPSD_CONFIG, then ./config)",
+    )
+    validate.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="json prints the errors as a list of {file, line, column, path, message}",
+    )
+    add_key_option(validate)
+    validate.add_argument(
+        "--no-decrypt",
+        action="store_true",
+        help="check everything but the secrets' contents (for CI without the key)",
+    )
+    validate.add_argument(
+        "--allow-plaintext-secrets",
+        action="store_true",
+        help="accept secret fields stored in clear text (local sandbox demos only)",
+    )
+    validate.set_defaults(handler=_validate)
+
+
+def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run the daemon (or, with --once, do what is due now and exit)",
+        description=(
+            "Start on a valid config, reconcile it into the state directory, then watch the "
+            "config files and reload on change or SIGHUP. SIGTERM stops it cleanly."
+        ),
+    )
+    add_config_options(run)
+    run.add_argument("--once", action="store_true", help="reconcile, do the work due now, exit")
+    run.add_argument("--now", help="the time for a --once run (ISO 8601; UTC if no zone)")
+    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.set_defaults(handler=_run)
+
+
+def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
+    """Add validate, run, plan, status and reenable."""
+    _add_validate(commands)
+    _add_run(commands)
+    plan = commands.add_parser(
+        "plan",
+        help="show what a reconcile would do (exit 0: nothing, 2: changes, 1: errors)",
+    )
+    add_config_options(plan)
+    plan.set_defaults(handler=_plan)
+    status = commands.add_parser(
+        "status", help="show campaigns, credentials, counters and conditions (no secrets)"
+    )
+    status.add_argument(
+        "--state-dir",
+        type=Path,
+        help="state directory (default: $MAILOPSD_STATE_DIR, $STATE_DIRECTORY, ./state)",
+    )
+    status.add_argument("--json", action="store_true", help="the stable JSON form")
+    status.add_argument("--now", help="evaluate windows and counters at this time (ISO 8601)")
+    status.set_defaults(handler=_status)
+    reenable = commands.add_parser(
+        "reenable",
+        help="write reenabled_at: now into the YAML that defines a credential",
+        description=(
+            "Set reenabled_at for CAMPAIGN/CREDENTIAL in its YAML file, keeping everything "
+            "else byte for byte. Commit the change; the daemon applies it on reload."
+        ),
+    )
+    reenable.add_argument("campaign")
+    reenable.add_argument("credential")
+    add_config_options(reenable, state=False)
+    reenable.add_argument("--now", help="the time to write (ISO 8601; default: now)")
+    reenable.set_defaults(handler=_reenable)

@@ -1,0 +1,87 @@
+"""Writing ``reenabled_at`` into the YAML file that defines a credential.
+
+Only one line changes (the value of an existing ``reenabled_at``, or one new line at the
+end of the credential's mapping); every other byte, comments included, stays. The text is
+located through the nodes' positions, as the SOPS writer does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from mailopsd import goyaml
+from mailopsd.errors import ConfigError, ConfigIssue
+
+__all__ = ["set_reenabled_at"]
+
+FIELD = "reenabled_at"
+
+
+def _child(node: Node | None, key: str) -> tuple[ScalarNode, Node] | None:
+    if not isinstance(node, MappingNode):
+        return None
+    found = None
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            found = (key_node, value_node)
+    return found
+
+
+def _credential_node(
+    root: Node | None, campaign_id: str, credential_id: str, where: str
+) -> MappingNode:
+    node: Node | None = root
+    for step in ("campaigns", campaign_id, "smtp_credentials", credential_id):
+        pair = _child(node, step)
+        if pair is None:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        where, 0, 0, "", f"defines no credential {campaign_id}/{credential_id}"
+                    )
+                ]
+            )
+        node = pair[1]
+    if not isinstance(node, MappingNode):
+        raise ConfigError([ConfigIssue(where, 0, 0, "", f"{credential_id} is not a mapping")])
+    return node
+
+
+def _insert(text: str, node: MappingNode, value: str) -> str:
+    end: int = node.end_mark.index
+    if node.flow_style:
+        closing = text.rindex("}", 0, end)
+        return text[:closing] + f", {FIELD}: {value}" + text[closing:]
+    column: int = node.value[0][0].start_mark.column
+    line = " " * column + f"{FIELD}: {value}\n"
+    start_of_line = text.rfind("\n", 0, end) + 1
+    if text[start_of_line:end].strip():
+        return text[:end] + ("" if text[:end].endswith("\n") else "\n") + line + text[end:]
+    return text[:start_of_line] + line + text[start_of_line:]
+
+
+def set_reenabled_at(
+    text: str, campaign_id: str, credential_id: str, moment: datetime, where: str
+) -> str:
+    """Return ``text`` with the credential's ``reenabled_at`` set to ``moment``.
+
+    Args:
+        text: A YAML config file (plaintext, or SOPS-encrypted with the field in clear).
+        campaign_id: The campaign.
+        credential_id: The credential.
+        moment: The instant to write (RFC 3339, UTC).
+        where: The file name, for messages.
+
+    Raises:
+        ConfigError: The file does not define that credential.
+    """
+    value = goyaml.format_go_time(moment.replace(microsecond=0))
+    node = _credential_node(goyaml.compose_yaml(text), campaign_id, credential_id, where)
+    existing = _child(node, FIELD)
+    if existing is None:
+        return _insert(text, node, value)
+    start: int = existing[1].start_mark.index
+    end: int = existing[1].end_mark.index
+    return text[:start] + value + text[end:]

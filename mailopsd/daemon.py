@@ -1,0 +1,301 @@
+"""The process: load, reconcile, then watch and reload, until told to stop.
+
+The main loop sleeps until the next scheduled job, a reload request (file change or
+SIGHUP) or a stop request (SIGTERM/SIGINT); signal handlers and the file watcher only set
+flags and wake it. A reload that fails validation keeps the last good config running and
+sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHDOG_USEC``
+set, the loop pets the watchdog at least every half interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+
+import schedule
+import watchfiles
+
+from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig, LoadOptions, load_config
+from mailopsd.errors import ConfigError, StateError
+from mailopsd.notify import Notifier
+from mailopsd.state.apply import Reconciler
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
+
+__all__ = ["Daemon", "DaemonSettings"]
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """What the daemon runs on; filled by the entry point."""
+
+    config_path: Path
+    state_dir: Path
+    load_options: LoadOptions
+    clock: Clock
+    drift_interval_s: int = 300
+    debounce_ms: int = 200
+
+
+def watched_files(loaded: LoadedConfig) -> set[Path]:
+    """The config files and every file they reference (leads, body templates)."""
+    files = {path.resolve() for path in loaded.files}
+    for campaign_id, campaign in loaded.config.campaigns.items():
+        base = loaded.campaign_files[campaign_id].parent
+        files.add((base / campaign.leads).resolve())
+        files.update(
+            (base / step.body_file).resolve() for step in campaign.sequence if step.body_file
+        )
+    return files
+
+
+@dataclass
+class _Watcher:
+    """A thread running ``watchfiles.watch`` over the directories of some files."""
+
+    config_dir: Path
+    files: set[Path]
+    on_change: Callable[[], None]
+    debounce_ms: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def _relevant(self, _: watchfiles.Change, path: str) -> bool:
+        changed = Path(path)
+        if changed in self.files:
+            return True
+        in_config = changed.parent == self.config_dir
+        return in_config and changed.suffix in CONFIG_SUFFIXES and not changed.name.startswith(".")
+
+    def _run(self, directories: list[str]) -> None:
+        for _ in watchfiles.watch(
+            *directories,
+            watch_filter=self._relevant,
+            debounce=self.debounce_ms,
+            stop_event=self.stop,
+            raise_interrupt=False,
+            recursive=False,
+        ):
+            self.on_change()
+
+    def start(self) -> None:
+        directories = sorted({str(self.config_dir)} | {str(path.parent) for path in self.files})
+        self.thread = threading.Thread(
+            target=self._run, args=(directories,), name="mailopsd-watch", daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+class Daemon:
+    """One mailopsd process."""
+
+    def __init__(self, settings: DaemonSettings, notifier: Notifier) -> None:
+        """Prepare; nothing is read until :meth:`start`."""
+        self.settings = settings
+        self.notifier = notifier
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake = threading.Event()
+        self._scheduler = schedule.Scheduler()
+        self._logged_errors: frozenset[str] = frozenset()
+        self._watcher: _Watcher | None = None
+        self._ledger: Ledger | None = None
+        self._reconciler: Reconciler | None = None
+        self.state = StateFile()
+        self.loaded: LoadedConfig | None = None
+
+    # Start and stop -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the state, load the config and reconcile once.
+
+        Raises:
+            StateError: The state directory, state file or ledger cannot be used.
+            ConfigError: The config is invalid (the daemon does not start).
+        """
+        state_dir = self.settings.state_dir
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as err:
+            raise StateError(f"cannot create state directory {state_dir}: {err.strerror}") from err
+        self.state = load_state(state_dir)
+        self._ledger = Ledger.open(state_dir)
+        self._reconciler = Reconciler(state_dir, self._ledger, {})
+        loaded = load_config(self.settings.config_path, self.settings.load_options)
+        self._apply(loaded)
+
+    def close(self) -> None:
+        """Stop the watcher, mark the daemon stopped, and close the ledger."""
+        if self._watcher is not None:
+            self._watcher.close()
+        self._set_condition("Ready", "False", "Stopped", "the daemon is not running")
+        self._save()
+        if self._ledger is not None:
+            self._ledger.close()
+
+    def request_stop(self) -> None:
+        """Ask the main loop to finish (safe from a signal handler or another thread)."""
+        self._stop.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to reload the config."""
+        self._reload.set()
+        self._wake.set()
+
+    # Reconcile ------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.settings.clock()
+
+    def _set_condition(
+        self, kind: str, status: str, reason: str, message: str, errors: Iterable[str] = ()
+    ) -> None:
+        condition = Condition.model_validate(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "last_transition": self._now(),
+                "errors": tuple(errors),
+            }
+        )
+        self.state = self.state.with_condition(condition)
+
+    def _save(self) -> None:
+        try:
+            save_state(self.settings.state_dir, self.state)
+        except StateError as err:
+            logger.error("state not saved error=%s", err)
+
+    def _apply(self, loaded: LoadedConfig) -> None:
+        assert self._reconciler is not None  # noqa: S101 - start() opened it
+        plan = self._reconciler.plan(loaded, self.state)
+        self.state = self._reconciler.apply(plan, self.state, self._now())
+        if plan.actions:
+            logger.info("reconciled revision=%s actions=%d", plan.revision, len(plan.actions))
+        self.loaded = loaded
+        self._set_condition("ConfigError", "False", "Valid", "the config is valid")
+        self._set_condition("Ready", "True", "Reconciled", f"revision {plan.revision} applied")
+        self._save()
+
+    def _reload_now(self, *, notify: bool) -> None:
+        if notify:
+            self.notifier.reloading()
+        try:
+            loaded = load_config(self.settings.config_path, self.settings.load_options)
+            files_before = watched_files(self.loaded) if self.loaded else set()
+            self._apply(loaded)
+        except ConfigError as err:
+            self._config_rejected(err)
+        except StateError as err:
+            logger.error("reconcile failed error=%s", err)
+        else:
+            self._record_reload("ok")
+            if self._logged_errors:
+                logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
+            self._logged_errors = frozenset()
+            if watched_files(loaded) != files_before:
+                self._restart_watcher()
+        if notify:
+            self.notifier.ready(self.status_line())
+
+    def _config_rejected(self, err: ConfigError) -> None:
+        errors = [str(issue) for issue in err.issues]
+        for line in errors:
+            if line not in self._logged_errors:
+                logger.error("config error, keeping the last good config: %s", line)
+        self._logged_errors = frozenset(errors)
+        self._set_condition(
+            "ConfigError",
+            "True",
+            "InvalidConfig",
+            f"{len(errors)} error(s); running on revision {self.state.daemon.applied_revision}",
+            errors,
+        )
+        self._record_reload("error")
+
+    def _record_reload(self, result: str) -> None:
+        daemon = self.state.daemon.model_copy(
+            update={"last_reload_at": self._now(), "last_reload_result": result}
+        )
+        self.state = self.state.model_copy(update={"daemon": daemon})
+        self._save()
+
+    def status_line(self) -> str:
+        """The one-line summary sent as ``STATUS=``."""
+        summary = self.loaded.summary() if self.loaded else "no config"
+        line = f"{summary}; revision {self.state.daemon.applied_revision}"
+        error = self.state.condition("ConfigError")
+        if error is not None and error.status == "True":
+            line += "; config error (running on the last good config)"
+        return line
+
+    # The loop -------------------------------------------------------------------------
+
+    def _restart_watcher(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+        if self.loaded is None:
+            return
+        config = self.settings.config_path.resolve()
+        self._watcher = _Watcher(
+            config_dir=config if config.is_dir() else config.parent,
+            files=watched_files(self.loaded),
+            on_change=self.request_reload,
+            debounce_ms=self.settings.debounce_ms,
+        )
+        self._watcher.start()
+
+    def _install_signals(self) -> None:
+        def on_stop(signum: int, _: FrameType | None) -> None:
+            logger.info("stopping signal=%s", signal.Signals(signum).name)
+            self.request_stop()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def _timeout_s(self) -> float:
+        idle = self._scheduler.idle_seconds
+        timeout = max(idle, 0.0) if idle is not None else 3600.0
+        interval = self.notifier.watchdog_interval_s
+        return min(timeout, interval / 2) if interval else timeout
+
+    def serve(self) -> None:
+        """Run until a stop request: reloads, scheduled jobs, watchdog."""
+        self._install_signals()
+        self._scheduler.every(self.settings.drift_interval_s).seconds.do(
+            self._reload_now, notify=False
+        )
+        self._restart_watcher()
+        self.notifier.ready(self.status_line())
+        logger.info("ready %s", self.status_line())
+        while not self._stop.is_set():
+            if self._reload.is_set():
+                self._reload.clear()
+                self._reload_now(notify=True)
+            self._scheduler.run_pending()
+            self.notifier.watchdog()
+            self._wake.wait(self._timeout_s())
+            self._wake.clear()
+        self.notifier.stopping()
