@@ -114,6 +114,7 @@ class Daemon:
         self._scheduler = schedule.Scheduler()
         self._logged_errors: frozenset[str] = frozenset()
         self._watcher: _Watcher | None = None
+        self._state_loaded = False
         self._ledger: Ledger | None = None
         self._reconciler: Reconciler | None = None
         self.state = StateFile()
@@ -134,6 +135,7 @@ class Daemon:
         except OSError as err:
             raise StateError(f"cannot create state directory {state_dir}: {err.strerror}") from err
         self.state = load_state(state_dir)
+        self._state_loaded = True
         self._ledger = Ledger.open(state_dir)
         self._reconciler = Reconciler(state_dir, self._ledger, {})
         loaded = load_config(self.settings.config_path, self.settings.load_options)
@@ -143,8 +145,9 @@ class Daemon:
         """Stop the watcher, mark the daemon stopped, and close the ledger."""
         if self._watcher is not None:
             self._watcher.close()
-        self._set_condition("Ready", "False", "Stopped", "the daemon is not running")
-        self._save()
+        if self._state_loaded:  # never replace a state file that could not be read
+            self._set_condition("Ready", "False", "Stopped", "the daemon is not running")
+            self._save()
         if self._ledger is not None:
             self._ledger.close()
 

@@ -16,7 +16,13 @@ PURE = [
     "errors.py",
 ]
 FORBIDDEN_IMPORTS = {"socket", "smtplib", "imaplib", "sqlite3", "subprocess", "ssl", "asyncio"}
-ENVIRONMENT_READERS = {"cli/__init__.py", "cli/common.py", "cli/commands.py", "cli/secrets.py", "daemon.py"}
+ENVIRONMENT_READERS = {
+    "cli/__init__.py",
+    "cli/common.py",
+    "cli/commands.py",
+    "cli/secrets.py",
+    "daemon.py",
+}
 
 
 def _imports(tree: ast.AST) -> set[str]:

@@ -1,0 +1,211 @@
+"""The real daemon process: start, apply edits, survive a bad push, reload, stop.
+
+It runs as ``python -m mailopsd run`` with a notify socket of the test's, the way
+systemd runs it; the test reads ``mailopsd status --json`` as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.configs import BASE, LEADS
+from tests.sops_tools import AgeKey, make_key
+
+WAIT_S = 30.0
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self) -> None:
+        # AF_UNIX paths are short (about 107 bytes): a directory right under /tmp.
+        self.directory = tempfile.mkdtemp(prefix="mn-", dir="/tmp")
+        self.path = os.path.join(self.directory, "n")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.5)
+        self.messages: list[str] = []
+
+    def wait_for(self, line: str, *, after: int = 0) -> int:
+        """Wait until a message after index ``after`` holds ``line``; return its index."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for index in range(after, len(self.messages)):
+                if line in self.messages[index].splitlines():
+                    return index
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except TimeoutError:
+                continue
+        raise AssertionError(f"no {line!r} from the daemon; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+        os.unlink(self.path)
+        os.rmdir(self.directory)
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    sock = NotifySocket()
+    yield sock
+    sock.close()
+
+
+def _mailopsd(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailopsd", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _status(state: Path) -> dict[str, object]:
+    result = _mailopsd("status", "--json", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def _eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _limit(state: Path) -> object:
+    campaigns = _status(state)["campaigns"]
+    return campaigns[0]["smtp_credentials"][0]["daily_limit"]  # type: ignore[index]
+
+
+def _condition(state: Path, kind: str) -> dict[str, object]:
+    conditions = _status(state)["conditions"]
+    return next(c for c in conditions if c["type"] == kind)  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path, AgeKey]:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "leads.csv").write_text(LEADS)
+    (config / "c.yaml").write_text(BASE)
+    key = make_key(tmp_path)
+    encrypted = _mailopsd(
+        "secrets", "encrypt", "--age", key.recipient, "--in-place", str(config / "c.yaml")
+    )
+    assert encrypted.returncode == 0, encrypted.stderr
+    return config, tmp_path / "state", key
+
+
+def test_daemon_lifecycle(
+    setup: tuple[Path, Path, AgeKey], notify: NotifySocket, tmp_path: Path
+) -> None:
+    """Start, apply an edit, keep the last good config on a bad push, reload, stop with 0."""
+    config, state, key = setup
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="2000000")
+    env.pop("WATCHDOG_PID", None)
+    log = tmp_path / "daemon.log"
+    arguments = ["run", "--config", str(config), "--state-dir", str(state)]
+    with log.open("w") as stream:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mailopsd", *arguments, "--age-key-file", str(key.path)],
+            env=env,
+            stderr=stream,
+        )
+    try:
+        ready = notify.wait_for("READY=1")
+        assert _limit(state) == 100
+        assert _condition(state, "Ready")["status"] == "True"
+        notify.wait_for("WATCHDOG=1")
+
+        path = config / "c.yaml"
+        path.write_text(path.read_text().replace("daily_limit: 100", "daily_limit: 150"))
+        _eventually(lambda: _limit(state) == 150, "the edit to be applied")
+
+        path.write_text(path.read_text().replace("daily_limit: 150", "daily_limit: 0"))
+        _eventually(lambda: _condition(state, "ConfigError")["status"] == "True", "ConfigError")
+        error = _condition(state, "ConfigError")
+        assert error["errors"] == [
+            f"{path}:18:22: campaigns.acme-q4.smtp_credentials.primary.daily_limit: "
+            "must be an integer ≥ 1 (got 0)"
+        ]
+        assert process.poll() is None
+        assert _limit(state) == 150
+
+        path.write_text(path.read_text().replace("daily_limit: 0", "daily_limit: 175"))
+        _eventually(lambda: _limit(state) == 175, "the fix to be applied")
+        assert _condition(state, "ConfigError")["status"] == "False"
+
+        before = len(notify.messages)
+        process.send_signal(signal.SIGHUP)
+        reloading = notify.wait_for("RELOADING=1", after=before)
+        notify.wait_for("READY=1", after=reloading)
+        assert ready < reloading
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_S) == 0
+        notify.wait_for("STOPPING=1")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert log.read_text().count("must be an integer ≥ 1 (got 0)") == 1
+    assert _condition(state, "Ready")["reason"] == "Stopped"
+
+
+def test_invalid_config_does_not_start(setup: tuple[Path, Path, AgeKey]) -> None:
+    """A daemon asked to start on an invalid config exits 1 and prints the errors."""
+    config, state, key = setup
+    path = config / "c.yaml"
+    path.write_text(path.read_text().replace("smtp_port: 587", "smtp_port: 0"))
+    result = _mailopsd(
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        "--age-key-file",
+        str(key.path),
+        "--once",
+    )
+    assert result.returncode == 1
+    assert (
+        f"{path}:13:20: campaigns.acme-q4.smtp_credentials.primary.smtp_port: "
+        "must be a port number from 1 to 65535 (got 0)"
+    ) in result.stderr
+
+
+def test_corrupt_state_stops_start(setup: tuple[Path, Path, AgeKey]) -> None:
+    """A corrupt state file stops the start with a clear message and is left alone."""
+    config, state, key = setup
+    state.mkdir()
+    (state / "state.yaml").write_text("schema_version: 1\ncredentials: [\n")
+    result = _mailopsd(
+        "run",
+        "--config",
+        str(config),
+        "--state-dir",
+        str(state),
+        "--age-key-file",
+        str(key.path),
+        "--once",
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: state file {state / 'state.yaml'} is not valid YAML")
+    assert (state / "state.yaml").read_text() == "schema_version: 1\ncredentials: [\n"
