@@ -7,7 +7,7 @@ located through the nodes' positions, as the SOPS writer does.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from yaml.nodes import MappingNode, Node, ScalarNode
 
@@ -77,7 +77,7 @@ def set_reenabled_at(
     Raises:
         ConfigError: The file does not define that credential.
     """
-    value = goyaml.format_go_time(moment.replace(microsecond=0))
+    value = goyaml.format_go_time(moment.replace(microsecond=0).astimezone(UTC))
     node = _credential_node(goyaml.compose_yaml(text), campaign_id, credential_id, where)
     existing = _child(node, FIELD)
     if existing is None:

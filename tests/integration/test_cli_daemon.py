@@ -1,0 +1,307 @@
+"""run --once, plan, status and reenable as an operator uses them."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import pytest
+
+from mailopsd import cli
+from mailopsd.state.statefile import CredentialState, load_state, save_state
+from tests.configs import BASE, Writer
+from tests.sops_tools import make_key, run_sops
+
+PLAIN = "--allow-plaintext-secrets"
+COMMENTED = (
+    BASE.replace(
+        "    name: ACME Q4 outreach\n", "    name: ACME Q4 outreach  # shown in status\n"
+    ).replace(
+        "        daily_limit: 100\n",
+        "        daily_limit: 100   # step 1 only\n        # IMAP later\n",
+    )
+    + "# end of file\n"
+)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+    """run --once reconciles and exits 0; status shows the campaign and its counters."""
+    path = write_config()
+    code, _, err = _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    assert code == 0, err
+    assert "applied + campaign acme-q4 (ACME Q4 outreach)" in err
+    code, out, _ = _cli(
+        capsys, "status", "--state-dir", "st", "--json", "--now", "2026-11-23T12:00:00Z"
+    )
+    report = json.loads(out)
+    assert set(report) == {"revision", "applied_at", "last_reload", "conditions", "campaigns"}
+    (campaign,) = report["campaigns"]
+    assert (campaign["id"], campaign["name"], campaign["account"], campaign["leads"]) == (
+        "acme-q4",
+        "ACME Q4 outreach",
+        "default",
+        1,
+    )
+    (credential,) = campaign["smtp_credentials"]
+    assert credential["state"] == "active"
+    assert credential["from_email"] == "ada@example.com"
+    assert (credential["sent_today"], credential["daily_limit"], credential["bounce_rate"]) == (
+        0,
+        100,
+        None,
+    )
+    assert "smtp_password" not in json.dumps(report)
+    code, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T12:00:00Z")
+    assert "campaign acme-q4 'ACME Q4 outreach' (account default, 1 leads)" in out
+    assert "  primary: active; ada@example.com via smtp.example.com:587; sent today 0/100" in out
+
+
+@pytest.mark.parametrize(
+    ("edit", "state_entry", "expected"),
+    [
+        (
+            "",
+            CredentialState(
+                disabled_at="2026-11-20T08:30:00Z", disabled_reason="bounce rate 7.1% (10/140) > 5%"
+            ),
+            "disabled",
+        ),  # type: ignore[arg-type]
+        ("        enabled: false\n", None, "paused"),
+        ("        status: blocked\n", None, "blocked"),
+        ("        status: sandbox\n", None, "sandbox"),
+    ],
+)
+def test_status_states(
+    write_config: Writer,
+    capsys: pytest.CaptureFixture[str],
+    edit: str,
+    state_entry: CredentialState | None,
+    expected: str,
+) -> None:
+    """Each credential state shows in status."""
+    path = write_config(add=edit)
+    assert _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
+    if state_entry is not None:
+        state = load_state(Path("st"))
+        save_state(
+            Path("st"), state.model_copy(update={"credentials": {"acme-q4/primary": state_entry}})
+        )
+    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--json")
+    credential = json.loads(out)["campaigns"][0]["smtp_credentials"][0]
+    assert credential["state"] == expected
+    if expected == "disabled":
+        assert credential["disabled_at"] == "2026-11-20T08:30:00Z"
+        assert credential["disabled_reason"] == "bounce rate 7.1% (10/140) > 5%"
+
+
+def test_outside_window(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Outside the campaign's sending window (in its time zone) status says so."""
+    path = write_config(
+        replace=(
+            "    name: ACME Q4 outreach\n",
+            '    name: x\n    timezone: America/New_York\n    send_window: {start: "09:00", end: "17:00"}\n',
+        )
+    )
+    assert _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
+    states = {}
+    for now in ("2026-11-23T15:00:00Z", "2026-11-23T23:00:00Z", "2026-11-22T15:00:00Z"):
+        _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--json", "--now", now)
+        states[now] = json.loads(out)["campaigns"][0]["smtp_credentials"][0]["state"]
+    assert states == {
+        "2026-11-23T15:00:00Z": "active",
+        "2026-11-23T23:00:00Z": "outside_window",
+        "2026-11-22T15:00:00Z": "active",
+    }
+
+
+def test_plan_exit_codes(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+    """plan: 2 and one line per action when something would change, 0 when nothing, 1 on errors."""
+    path = write_config()
+    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
+    assert code == 2
+    assert out.splitlines()[1:] == [
+        "  + campaign acme-q4 (ACME Q4 outreach)",
+        "  + credential acme-q4/primary (ada@example.com via smtp.example.com:587)",
+        "  ~ leads acme-q4: +1 added, ~0 changed, -0 removed (leads.csv)",
+    ]
+    assert not Path("st").exists() or not (Path("st") / "state.yaml").exists()
+    _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
+    assert (code, out.startswith("no changes (revision ")) == (0, True)
+    write_config(
+        BASE.replace("canary-Pw-9f3e2d1c", "rotated-pw").replace(
+            "smtp.example.com", "smtp.evil.example"
+        )
+    )
+    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
+    assert code == 2
+    assert out.splitlines()[1] == (
+        "  ~ credential acme-q4/primary: smtp_host smtp.example.com -> smtp.evil.example, "
+        "smtp_password (changed) [!] the password now goes to a different host"
+    )
+    assert "rotated-pw" not in out
+    write_config(BASE.replace("daily_limit: 100", "daily_limit: 0"))
+    assert _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)[0] == 1
+
+
+def test_reenable_changes_one_line(
+    write_config: Writer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """reenable adds one line, then changes only that line; comments stay byte for byte."""
+    path = write_config(COMMENTED)
+    code, out, _ = _cli(
+        capsys,
+        "reenable",
+        "acme-q4",
+        "primary",
+        "--config",
+        str(path),
+        "--now",
+        "2026-11-23T12:00:00Z",
+    )
+    assert code == 0
+    assert out == "c.yaml: set reenabled_at for acme-q4/primary; commit this change\n"
+    diff = [
+        line
+        for line in difflib.ndiff(COMMENTED.splitlines(), path.read_text().splitlines())
+        if line[:1] in "+-"
+    ]
+    assert diff == ["+         reenabled_at: 2026-11-23T12:00:00Z"]
+    first = path.read_text()
+    _cli(
+        capsys,
+        "reenable",
+        "acme-q4",
+        "primary",
+        "--config",
+        str(path),
+        "--now",
+        "2026-11-24T08:00:00+02:00",
+    )
+    diff = [
+        line
+        for line in difflib.ndiff(first.splitlines(), path.read_text().splitlines())
+        if line[:1] in "+-"
+    ]
+    assert diff == [
+        "-         reenabled_at: 2026-11-23T12:00:00Z",
+        "+         reenabled_at: 2026-11-24T06:00:00Z",
+    ]
+    assert _cli(capsys, "validate", str(path), PLAIN)[0] == 0
+
+
+def test_reenable_unknown_credential(
+    write_config: Writer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unknown credential is an error and nothing is written."""
+    path = write_config()
+    code, _, err = _cli(capsys, "reenable", "acme-q4", "nope", "--config", str(path))
+    assert (code, err) == (1, "error: no credential acme-q4/nope in the config\n")
+    assert path.read_text() == BASE
+
+
+def test_reenable_keeps_sops_file_valid(
+    write_config: Writer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """On a SOPS file (default rule: plain fields outside the MAC) one line changes and the
+    file still opens with mailopsd and with sops."""
+    key = make_key(tmp_path)
+    path = write_config(COMMENTED)
+    assert (
+        _cli(capsys, "secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))[0] == 0
+    )
+    before = path.read_text()
+    assert (
+        _cli(
+            capsys,
+            "reenable",
+            "acme-q4",
+            "primary",
+            "--config",
+            str(path),
+            "--now",
+            "2026-11-23T12:00:00Z",
+        )[0]
+        == 0
+    )
+    diff = [
+        line
+        for line in difflib.ndiff(before.splitlines(), path.read_text().splitlines())
+        if line[:1] in "+-"
+    ]
+    assert diff == ["+         reenabled_at: 2026-11-23T12:00:00Z"]
+    assert _cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
+    assert run_sops(["decrypt", str(path)], key.path).returncode == 0
+
+
+def test_reenable_full_mac_file_uses_key(
+    write_config: Writer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A SOPS file whose MAC covers every value is re-sealed with its key, so it stays valid."""
+    key = make_key(tmp_path)
+    Path(".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {key.recipient}\n    encrypted_regex: ^smtp_(username|password)$\n"
+    )
+    path = write_config(COMMENTED)
+    assert _cli(capsys, "secrets", "encrypt", "--in-place", str(path))[0] == 0
+    code, _, err = _cli(
+        capsys,
+        "reenable",
+        "acme-q4",
+        "primary",
+        "--config",
+        str(path),
+        "--now",
+        "2026-11-23T12:00:00Z",
+        "--age-key-file",
+        str(key.path),
+    )
+    assert code == 0, err
+    assert "reenabled_at: 2026-11-23T12:00:00Z" in path.read_text()
+    assert "# step 1 only" in path.read_text()
+    assert _cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
+    assert run_sops(["decrypt", str(path)], key.path).returncode == 0
+
+
+def test_log_formats(
+    write_config: Writer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--log-format json gives one JSON object per line; under journald, <N> prefixes."""
+    path = write_config()
+    _, _, err = _cli(
+        capsys,
+        "run",
+        "--config",
+        str(path),
+        "--state-dir",
+        "st",
+        "--once",
+        PLAIN,
+        "--log-format",
+        "json",
+    )
+    records = [json.loads(line) for line in err.splitlines()]
+    assert records[0]["level"] == "info"
+    assert records[0]["message"].startswith("applied + campaign acme-q4")
+    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+    write_config(BASE.replace("daily_limit: 100", "daily_limit: 90"))
+    _, _, err = _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    assert (
+        err.splitlines()[0]
+        == "<6>mailopsd.state.apply: applied ~ credential acme-q4/primary: daily_limit 100 -> 90"
+    )
+
+
+def test_now_needs_once(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+    """--now only makes sense for a --once run."""
+    code, _, err = _cli(
+        capsys, "run", "--config", str(write_config()), "--now", "2026-11-23T12:00:00Z"
+    )
+    assert (code, err) == (1, "error: --now is only for --once runs\n")
