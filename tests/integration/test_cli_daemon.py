@@ -106,7 +106,8 @@ def test_outside_window(write_config: Writer, capsys: pytest.CaptureFixture[str]
     path = write_config(
         replace=(
             "    name: ACME Q4 outreach\n",
-            '    name: x\n    timezone: America/New_York\n    send_window: {start: "09:00", end: "17:00"}\n',
+            "    name: x\n    timezone: America/New_York\n"
+            '    send_window: {start: "09:00", end: "17:00"}\n',
         )
     )
     assert _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
@@ -247,7 +248,8 @@ def test_reenable_full_mac_file_uses_key(
     """A SOPS file whose MAC covers every value is re-sealed with its key, so it stays valid."""
     key = make_key(tmp_path)
     Path(".sops.yaml").write_text(
-        f"creation_rules:\n  - age: {key.recipient}\n    encrypted_regex: ^smtp_(username|password)$\n"
+        f"creation_rules:\n  - age: {key.recipient}\n"
+        "    encrypted_regex: ^smtp_(username|password)$\n"
     )
     path = write_config(COMMENTED)
     assert _cli(capsys, "secrets", "encrypt", "--in-place", str(path))[0] == 0
