@@ -89,8 +89,11 @@ def apply_plan(plan: Plan, *, ledger: Ledger, state: StateFile, now: datetime) -
     """Apply ``plan`` to the ledger and return the new state (the caller saves it)."""
     with ledger.transaction():
         _apply_to_ledger(plan, ledger, now)
-    for line in plan.lines():
-        logger.info("applied %s", line)
+    for action in plan.actions:
+        if isinstance(action, CredentialChanged) and action.moves_delivery:
+            logger.warning("applied %s", action.describe())
+        else:
+            logger.info("applied %s", action.describe())
     return _apply_to_state(plan, state, now)
 
 

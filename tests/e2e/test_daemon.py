@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from mailopsd.state.statefile import load_state
 from tests.configs import BASE, LEADS
 from tests.sops_tools import AgeKey, make_key
 
@@ -135,8 +136,14 @@ def test_daemon_lifecycle(
         notify.wait_for("WATCHDOG=1")
 
         path = config / "c.yaml"
+        first_revision = load_state(state).daemon.applied_revision
         path.write_text(path.read_text().replace("daily_limit: 100", "daily_limit: 150"))
         _eventually(lambda: _limit(state) == 150, "the edit to be applied")
+        assert load_state(state).daemon.applied_revision != first_revision
+
+        with (config / "leads.csv").open("a") as leads:
+            leads.write("alan@example.org,Alan,Bletchley\n")
+        _eventually(lambda: _status(state)["campaigns"][0]["leads"] == 2, "the new lead")  # type: ignore[index]
 
         path.write_text(path.read_text().replace("daily_limit: 150", "daily_limit: 0"))
         _eventually(lambda: _condition(state, "ConfigError")["status"] == "True", "ConfigError")
