@@ -10,7 +10,6 @@ to the reference, and the machine they ran on.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,18 +17,14 @@ from pathlib import Path
 import yaml
 
 from bench.generate import generate
-from bench.timing import alternate, machine, print_table
+from bench.timing import alternate, machine, parse_size, print_table
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.goyaml import parse_yaml
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--campaigns", type=int, default=1000)
-    parser.add_argument("--credentials", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_size(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         path = generate(Path(tmp), campaigns=args.campaigns, credentials=args.credentials)
         text = path.read_text()

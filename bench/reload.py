@@ -11,7 +11,6 @@ reference, timed in the same rounds, is a full cold ``load_config`` of the same 
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import statistics
@@ -23,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.generate import generate
-from bench.timing import machine
+from bench.timing import machine, parse_size
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import SECRET_FIELDS
@@ -46,11 +45,7 @@ def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--campaigns", type=int, default=1000)
-    parser.add_argument("--credentials", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_size(__doc__)
     identity, recipient = generate_identity()
     # Under /tmp: the notify socket's path must stay short (AF_UNIX).
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:

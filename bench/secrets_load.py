@@ -11,7 +11,6 @@ data key, decrypt and MAC every secret, validate). Medians and ratios are printe
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from bench.generate import generate
-from bench.timing import alternate, machine, print_table
+from bench.timing import alternate, machine, parse_size, print_table
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import SECRET_FIELDS
@@ -41,11 +40,7 @@ def _sops() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--campaigns", type=int, default=1000)
-    parser.add_argument("--credentials", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_size(__doc__)
     identity, recipient = generate_identity()
     identities = parse_identities(identity, "bench key")
     with tempfile.TemporaryDirectory() as tmp:

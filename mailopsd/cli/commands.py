@@ -19,6 +19,7 @@ from mailopsd.cli.common import (
     Commands,
     add_config_options,
     add_key_option,
+    add_state_option,
     default_config_path,
     identities,
     load_options,
@@ -251,11 +252,7 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
     status = commands.add_parser(
         "status", help="show campaigns, credentials, counters and conditions (no secrets)"
     )
-    status.add_argument(
-        "--state-dir",
-        type=Path,
-        help="state directory (default: $MAILOPSD_STATE_DIR, $STATE_DIRECTORY, ./state)",
-    )
+    add_state_option(status)
     status.add_argument("--json", action="store_true", help="the stable JSON form")
     status.add_argument("--now", help="evaluate windows and counters at this time (ISO 8601)")
     status.set_defaults(handler=_status)

@@ -22,6 +22,7 @@ __all__ = [
     "Commands",
     "add_config_options",
     "add_key_option",
+    "add_state_option",
     "default_config_path",
     "identities",
     "load_options",
@@ -102,6 +103,15 @@ def add_key_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_state_option(parser: argparse.ArgumentParser) -> None:
+    """``--state-dir``."""
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        help="state directory (default: $MAILOPSD_STATE_DIR, $STATE_DIRECTORY, ./state)",
+    )
+
+
 def add_config_options(parser: argparse.ArgumentParser, *, state: bool = True) -> None:
     """``--config``, ``--state-dir``, ``--age-key-file``, ``--allow-plaintext-secrets``."""
     parser.add_argument(
@@ -110,11 +120,7 @@ def add_config_options(parser: argparse.ArgumentParser, *, state: bool = True) -
         help="config file or directory (default: $MAILOPSD_CONFIG, then ./config)",
     )
     if state:
-        parser.add_argument(
-            "--state-dir",
-            type=Path,
-            help="state directory (default: $MAILOPSD_STATE_DIR, $STATE_DIRECTORY, ./state)",
-        )
+        add_state_option(parser)
     add_key_option(parser)
     parser.add_argument(
         "--allow-plaintext-secrets",

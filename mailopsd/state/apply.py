@@ -24,7 +24,7 @@ from mailopsd.reconcile import (
     LeadsChanged,
     Plan,
 )
-from mailopsd.state.ledger import LeadRecord, Ledger
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import (
     DigestCache,
     build_desired,
@@ -53,15 +53,11 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
         elif isinstance(action, CredentialRemoved):
             ledger.remove_credential(action.campaign_id, action.credential_id, now)
         elif isinstance(action, LeadsChanged):
-            records = [
-                LeadRecord(row.email, row.fields, row.row_hash, row.line)
-                for row in (*action.added, *action.updated)
-            ]
             ledger.import_leads(
                 action.campaign_id,
                 account=action.account,
                 digest=action.digest,
-                upserts=records,
+                upserts=(*action.added, *action.updated),
                 removals=action.removed,
                 now=now,
             )

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
 
-__all__ = ["LEDGER_FILE", "SCHEMA_VERSION", "CredentialCounts", "LeadRecord", "Ledger", "stamp"]
+__all__ = ["LEDGER_FILE", "SCHEMA_VERSION", "CredentialCounts", "Ledger", "stamp"]
 
 LEDGER_FILE = "ledger.sqlite3"
 SCHEMA_VERSION = 1
@@ -117,16 +118,6 @@ _MIGRATIONS: dict[int, str] = {
 def stamp(moment: datetime) -> str:
     """Format a time as the ledger stores it (UTC, microseconds, ``Z``)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class LeadRecord:
-    """A lead to add or update."""
-
-    email: str
-    fields: Mapping[str, str]
-    row_hash: str
-    line: int
 
 
 @dataclass(frozen=True)
@@ -293,7 +284,7 @@ class Ledger:
         *,
         account: str,
         digest: str,
-        upserts: Iterable[LeadRecord],
+        upserts: Iterable[LeadRow],
         removals: Iterable[str],
         now: datetime,
     ) -> None:

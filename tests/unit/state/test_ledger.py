@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
-from mailopsd.state.ledger import LeadRecord, Ledger
+from mailopsd.state.ledger import Ledger
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -62,7 +63,7 @@ def test_transaction_is_all_or_nothing(tmp_path: Path) -> None:
                 "acme",
                 account="default",
                 digest="d",
-                upserts=[LeadRecord("a@x.io", {"email": "a@x.io"}, "h", 2)],
+                upserts=[LeadRow("a@x.io", {"email": "a@x.io"}, "h", 2)],
                 removals=[],
                 now=NOW,
             )
