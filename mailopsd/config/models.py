@@ -438,6 +438,9 @@ class Credential(_Model):
         Literal["auto", "starttls", "implicit", "none"],
         PlainValidator(_one_of("auto", "starttls", "implicit", "none")),
     ] = Field(default="auto", description="auto picks by port: 465 implicit, else STARTTLS.")
+    tls_ca_file: Text | None = Field(
+        default=None, description="PEM file of the CA that signs a private server's certificate."
+    )
     reenabled_at: Timestamp | None = Field(
         default=None, description="Set by a person to re-enable after an auto-disable."
     )
@@ -455,6 +458,10 @@ class Credential(_Model):
             raise failure(
                 "the imap_* fields go together: all four or none; missing " + ", ".join(missing),
                 field=present[0],
+            )
+        if self.tls_ca_file is not None and self.tls == "none":
+            raise failure(
+                "tls_ca_file needs TLS; it is useless with tls: none", field="tls_ca_file"
             )
         if self.tls == "none" and not is_loopback_host(self.smtp_host):
             raise failure(

@@ -21,10 +21,25 @@ from pathlib import Path
 from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
 
-__all__ = ["LEDGER_FILE", "SCHEMA_VERSION", "CredentialCounts", "Ledger", "stamp"]
+__all__ = [
+    "COUNTED_OUTCOMES",
+    "LEDGER_FILE",
+    "SCHEMA_VERSION",
+    "CredentialCounts",
+    "Intent",
+    "LeadProgress",
+    "Ledger",
+    "stamp",
+    "unstamp",
+]
+
+# Outcomes that count against daily limits and rate limits: the message was (or may
+# have been) handed to the server.
+COUNTED_OUTCOMES = ("pending", "sent", "unknown", "bounced")
+_COUNTED_SQL = "('pending', 'sent', 'unknown', 'bounced')"
 
 LEDGER_FILE = "ledger.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -112,12 +127,63 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (account, email)
     );
     """,
+    2: """
+    ALTER TABLE leads ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE leads ADD COLUMN last_error TEXT;
+    ALTER TABLE leads ADD COLUMN message_ids TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE leads ADD COLUMN first_subject TEXT;
+    ALTER TABLE leads ADD COLUMN stop_reason TEXT;
+    ALTER TABLE sends ADD COLUMN subject TEXT;
+    CREATE INDEX leads_due ON leads (campaign_id, state, next_due_at);
+    CREATE INDEX sends_pending ON sends (outcome) WHERE outcome = 'pending';
+    """,
 }
 
 
 def stamp(moment: datetime) -> str:
     """Format a time as the ledger stores it (UTC, microseconds, ``Z``)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def unstamp(text: str) -> datetime:
+    """Read a time the ledger stored."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LeadProgress:
+    """Where a lead is in its sequence.
+
+    ``step`` counts the steps sent (0: none yet); ``state`` is ``new`` (step 1 due),
+    ``waiting`` (next step due at ``next_due_at``), ``sending`` (an intent without its
+    outcome), ``done``, ``stopped`` (replied, bounced, unsubscribed) or ``failed``.
+    """
+
+    campaign_id: str
+    email: str
+    fields: Mapping[str, str]
+    state: str
+    step: int
+    credential_id: str | None
+    next_due_at: str | None
+    attempts: int
+    message_ids: tuple[str, ...]
+    first_subject: str | None
+    last_error: str | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A send about to happen: recorded before the message leaves."""
+
+    campaign_id: str
+    credential_id: str
+    email: str
+    step: int
+    message_id: str
+    subject: str
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -316,6 +382,188 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
+    # Dispatch ---------------------------------------------------------------------------
+
+    _LEAD_COLUMNS = (
+        "campaign_id, email, fields, state, step, credential_id, next_due_at, attempts, "
+        "message_ids, first_subject, last_error, stop_reason"
+    )
+
+    @staticmethod
+    def _progress(row: tuple[object, ...]) -> LeadProgress:
+        return LeadProgress(
+            campaign_id=str(row[0]),
+            email=str(row[1]),
+            fields=json.loads(str(row[2])),
+            state=str(row[3]),
+            step=int(str(row[4])),
+            credential_id=None if row[5] is None else str(row[5]),
+            next_due_at=None if row[6] is None else str(row[6]),
+            attempts=int(str(row[7])),
+            message_ids=tuple(json.loads(str(row[8]))),
+            first_subject=None if row[9] is None else str(row[9]),
+            last_error=None if row[10] is None else str(row[10]),
+            stop_reason=None if row[11] is None else str(row[11]),
+        )
+
+    def due_followups(
+        self, campaign_id: str, account: str, now: datetime, limit: int
+    ) -> list[LeadProgress]:
+        """Leads whose next step is due, oldest first (suppressed addresses left out)."""
+        rows = self._db.execute(
+            f"SELECT {self._LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'waiting' "
+            "AND removed_at IS NULL AND next_due_at <= ? AND NOT EXISTS (SELECT 1 FROM "
+            "suppressions s WHERE s.account = ? AND s.email = leads.email) "
+            "ORDER BY next_due_at LIMIT ?",
+            (campaign_id, stamp(now), account, limit),
+        )
+        return [self._progress(row) for row in rows]
+
+    def new_leads(
+        self, campaign_id: str, account: str, now: datetime, limit: int
+    ) -> list[LeadProgress]:
+        """Leads waiting for step 1, in file order (suppressed addresses left out)."""
+        rows = self._db.execute(
+            f"SELECT {self._LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'new' "
+            "AND removed_at IS NULL AND (next_due_at IS NULL OR next_due_at <= ?) "
+            "AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.account = ? "
+            "AND s.email = leads.email) ORDER BY line LIMIT ?",
+            (campaign_id, stamp(now), account, limit),
+        )
+        return [self._progress(row) for row in rows]
+
+    def step1_today(
+        self, campaign_id: str, day_start: datetime
+    ) -> dict[str, tuple[int, str | None]]:
+        """Per credential: step-1 sends since ``day_start`` and the time of its last send."""
+        rows = self._db.execute(
+            "SELECT credential_id, coalesce(sum(step = 1 AND intent_at >= ?), 0), "
+            f"max(intent_at) FROM sends WHERE campaign_id = ? AND outcome IN {_COUNTED_SQL} "
+            "GROUP BY credential_id",
+            (stamp(day_start), campaign_id),
+        )
+        return {str(row[0]): (int(row[1]), row[2]) for row in rows}
+
+    def sends_since(self, campaign_id: str, since: datetime) -> dict[str, int]:
+        """Per credential: sends of any step since ``since`` (for rate limits)."""
+        rows = self._db.execute(
+            "SELECT credential_id, count(*) FROM sends WHERE campaign_id = ? AND intent_at >= ? "
+            f"AND outcome IN {_COUNTED_SQL} GROUP BY credential_id",
+            (campaign_id, stamp(since)),
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
+    def record_intents(self, intents: list[Intent]) -> list[int]:
+        """Commit every intent (and mark its lead ``sending``) before any message leaves."""
+        ids = []
+        with self.transaction():
+            for intent in intents:
+                cursor = self._db.execute(
+                    "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
+                    "intent_at, subject) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        intent.campaign_id,
+                        intent.credential_id,
+                        intent.email,
+                        intent.step,
+                        intent.message_id,
+                        stamp(intent.at),
+                        intent.subject,
+                    ),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+                self._db.execute(
+                    "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",
+                    (intent.campaign_id, intent.email),
+                )
+        return ids
+
+    def set_outcome(
+        self, send_id: int, *, outcome: str, code: int | None, detail: str, at: datetime
+    ) -> None:
+        """Record how a send ended (inside the caller's transaction)."""
+        self._db.execute(
+            "UPDATE sends SET outcome = ?, smtp_code = ?, detail = ?, outcome_at = ? WHERE id = ?",
+            (outcome, code, detail, stamp(at), send_id),
+        )
+
+    def update_lead(self, lead: LeadProgress) -> None:
+        """Write a lead's progress (inside the caller's transaction)."""
+        self._db.execute(
+            "UPDATE leads SET state = ?, step = ?, credential_id = ?, next_due_at = ?, "
+            "attempts = ?, message_ids = ?, first_subject = ?, last_error = ?, stop_reason = ? "
+            "WHERE campaign_id = ? AND email = ?",
+            (
+                lead.state,
+                lead.step,
+                lead.credential_id,
+                lead.next_due_at,
+                lead.attempts,
+                json.dumps(list(lead.message_ids)),
+                lead.first_subject,
+                lead.last_error,
+                lead.stop_reason,
+                lead.campaign_id,
+                lead.email,
+            ),
+        )
+
+    def add_bounce(
+        self,
+        send_id: int | None,
+        campaign_id: str,
+        credential_id: str,
+        email: str,
+        *,
+        status: str,
+        source: str,
+        at: datetime,
+    ) -> None:
+        """Record a hard bounce (inside the caller's transaction)."""
+        self._db.execute(
+            "INSERT INTO bounces (campaign_id, credential_id, email, send_id, at, permanent, "
+            "status, source) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            (campaign_id, credential_id, email, send_id, stamp(at), status, source),
+        )
+
+    def suppress(self, account: str, email: str, reason: str, at: datetime) -> None:
+        """Suppress an address for every campaign of an account (inside a transaction)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO suppressions (account, email, reason, at) VALUES (?, ?, ?, ?)",
+            (account, email, reason, stamp(at)),
+        )
+
+    def pending_sends(self) -> list[tuple[int, Intent]]:
+        """Sends with an intent and no outcome (the process stopped in between)."""
+        rows = self._db.execute(
+            "SELECT id, campaign_id, credential_id, email, step, message_id, subject, intent_at "
+            "FROM sends WHERE outcome = 'pending' ORDER BY id"
+        )
+        return [
+            (
+                int(row[0]),
+                Intent(row[1], row[2], row[3], int(row[4]), row[5], row[6] or "", unstamp(row[7])),
+            )
+            for row in rows
+        ]
+
+    def lead(self, campaign_id: str, email: str) -> LeadProgress | None:
+        """One lead's progress."""
+        row = self._db.execute(
+            f"SELECT {self._LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND email = ?",
+            (campaign_id, email),
+        ).fetchone()
+        return None if row is None else self._progress(row)
+
+    def unknown_count(self, campaign_id: str, credential_id: str) -> int:
+        """Sends whose outcome is unknown (never re-sent), for status."""
+        row = self._db.execute(
+            "SELECT count(*) FROM sends WHERE campaign_id = ? AND credential_id = ? "
+            "AND outcome = 'unknown'",
+            (campaign_id, credential_id),
+        ).fetchone()
+        return int(row[0])
+
     # Counters -------------------------------------------------------------------------
 
     def counts(
@@ -326,7 +574,7 @@ class Ledger:
         sent = self._db.execute(
             "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
             "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
-            "coalesce(sum(intent_at >= :window AND outcome IN ('sent', 'unknown')), 0) "
+            "coalesce(sum(intent_at >= :window AND outcome IN ('sent', 'unknown', 'bounced')), 0) "
             "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential",
             {
                 "day": stamp(day_start),

@@ -11,7 +11,7 @@ import pytest
 
 from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import SCHEMA_VERSION, Ledger
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -27,7 +27,7 @@ def test_new_ledger_is_private_wal_and_current(tmp_path: Path) -> None:
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
     connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     connection.close()
     reopened = Ledger.open(tmp_path)
     assert reopened.integrity_ok()

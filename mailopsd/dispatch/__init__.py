@@ -1,0 +1,1 @@
+"""Sending: windows, rotation and limits, message composition, SMTP transport, the tick."""
