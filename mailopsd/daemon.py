@@ -22,6 +22,7 @@ import schedule
 import watchfiles
 
 from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig, LoadOptions, load_config
+from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
@@ -44,6 +45,7 @@ class DaemonSettings:
     load_options: LoadOptions
     clock: Clock
     drift_interval_s: int = 300
+    dispatch_interval_s: int = 10
     debounce_ms: int = 200
 
 
@@ -117,6 +119,7 @@ class Daemon:
         self._state_loaded = False
         self._ledger: Ledger | None = None
         self._reconciler: Reconciler | None = None
+        self._dispatcher: Dispatcher | None = None
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -140,11 +143,17 @@ class Daemon:
         self._reconciler = Reconciler(state_dir, self._ledger, {})
         loaded = load_config(self.settings.config_path, self.settings.load_options)
         self._apply(loaded)
+        self._dispatcher = Dispatcher(self._ledger, state_dir)
+        unknown = self._dispatcher.recover(loaded, self._now())
+        if unknown:
+            logger.warning("sends without outcome marked unknown count=%d", unknown)
 
     def close(self) -> None:
         """Stop the watcher, mark the daemon stopped, and close the ledger."""
         if self._watcher is not None:
             self._watcher.close()
+        if self._dispatcher is not None:
+            self._dispatcher.close()
         if self._state_loaded:  # never replace a state file that could not be read
             self._set_condition("Ready", "False", "Stopped", "the daemon is not running")
             self._save()
@@ -241,6 +250,30 @@ class Daemon:
         self.state = self.state.model_copy(update={"daemon": daemon})
         self._save()
 
+    def dispatch(self, *, max_ticks: int = 1000) -> int:
+        """Send what is due now, tick after tick, until nothing more is; return sends made."""
+        if self._dispatcher is None or self.loaded is None:
+            return 0
+        total = 0
+        for _ in range(max_ticks):
+            if self._stop.is_set():
+                break
+            state, report = self._dispatcher.tick(
+                self.loaded, self.state, self._now(), should_stop=self._stop.is_set
+            )
+            if state != self.state:
+                self.state = state
+                self._save()
+            if report.assigned:
+                logger.info(
+                    "dispatched %s",
+                    " ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())),
+                )
+            total += report.assigned
+            if not report.assigned:
+                break
+        return total
+
     def status_line(self) -> str:
         """The one-line summary sent as ``STATUS=``."""
         summary = self.loaded.summary() if self.loaded else "no config"
@@ -290,13 +323,16 @@ class Daemon:
         self._scheduler.every(self.settings.drift_interval_s).seconds.do(
             self._reload_now, notify=False
         )
+        self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._restart_watcher()
         self.notifier.ready(self.status_line())
         logger.info("ready %s", self.status_line())
+        self.dispatch()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
                 self._reload_now(notify=True)
+                self.dispatch()
             self._scheduler.run_pending()
             self.notifier.watchdog()
             self._wake.wait(self._timeout_s())

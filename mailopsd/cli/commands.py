@@ -83,7 +83,9 @@ def _run(args: argparse.Namespace) -> int:
     daemon = Daemon(settings, Notifier(os.environ))
     try:
         daemon.start()
-        if not args.once:
+        if args.once:
+            daemon.dispatch()
+        else:
             daemon.serve()
     finally:
         daemon.close()

@@ -27,6 +27,7 @@ class Budget:
         rate_left: Sends of any step left in the rate-limit window (``None``: no limit).
         interval_free: ``min_interval`` has passed since the last send (or there is none).
         one_per_tick: ``min_interval`` is set, so at most one send per instant.
+        tick_left: Sends left in this tick (a batch bound; ``None``: no bound).
     """
 
     credential_id: str
@@ -35,12 +36,13 @@ class Budget:
     rate_left: int | None = None
     interval_free: bool = True
     one_per_tick: bool = False
+    tick_left: int | None = None
 
     def can_send(self, *, step: int) -> bool:
         """Tell whether a send of ``step`` fits now."""
         if not self.interval_free:
             return False
-        if self.rate_left is not None and self.rate_left <= 0:
+        if any(left is not None and left <= 0 for left in (self.rate_left, self.tick_left)):
             return False
         return step > 1 or self.daily_left > 0
 
@@ -51,6 +53,8 @@ class Budget:
             self.daily_left -= 1
         if self.rate_left is not None:
             self.rate_left -= 1
+        if self.tick_left is not None:
+            self.tick_left -= 1
         if self.one_per_tick:
             self.interval_free = False
 

@@ -63,11 +63,20 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
             )
 
 
+def _ids(action: object) -> tuple[str, str]:
+    return (getattr(action, "campaign_id", ""), getattr(action, "credential_id", ""))
+
+
 def _apply_to_state(plan: Plan, state: StateFile, now: datetime) -> StateFile:
     credentials = dict(state.credentials)
     for action in plan.actions:
+        key = credential_key(*_ids(action))
+        if isinstance(action, CredentialChanged) and key in credentials:
+            # A changed credential gets another chance after AUTH failures.
+            credentials[key] = credentials[key].model_copy(
+                update={"auth_failed_at": None, "auth_failed_reason": None}
+            )
         if isinstance(action, CredentialReenabled):
-            key = credential_key(action.campaign_id, action.credential_id)
             credentials[key] = CredentialState(
                 bounce_window_start=action.reenabled_at, reenabled_at=action.reenabled_at
             )

@@ -194,6 +194,7 @@ class CredentialCounts:
     followups_today: int = 0
     sends_in_window: int = 0
     bounces_in_window: int = 0
+    unknown: int = 0
     last_poll_at: str | None = None
     last_poll_result: str | None = None
 
@@ -555,15 +556,6 @@ class Ledger:
         ).fetchone()
         return None if row is None else self._progress(row)
 
-    def unknown_count(self, campaign_id: str, credential_id: str) -> int:
-        """Sends whose outcome is unknown (never re-sent), for status."""
-        row = self._db.execute(
-            "SELECT count(*) FROM sends WHERE campaign_id = ? AND credential_id = ? "
-            "AND outcome = 'unknown'",
-            (campaign_id, credential_id),
-        ).fetchone()
-        return int(row[0])
-
     # Counters -------------------------------------------------------------------------
 
     def counts(
@@ -574,8 +566,9 @@ class Ledger:
         sent = self._db.execute(
             "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
             "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
-            "coalesce(sum(intent_at >= :window AND outcome IN ('sent', 'unknown', 'bounced')), 0) "
-            "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential",
+            "coalesce(sum(intent_at >= :window), 0), coalesce(sum(outcome = 'unknown'), 0) "
+            "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential "
+            f"AND outcome IN {_COUNTED_SQL}",
             {
                 "day": stamp(day_start),
                 "window": stamp(window_start),
@@ -597,6 +590,7 @@ class Ledger:
             sent_today=int(sent[0]),
             followups_today=int(sent[1]),
             sends_in_window=int(sent[2]),
+            unknown=int(sent[3]),
             bounces_in_window=int(bounced[0]),
             last_poll_at=poll[0] if poll else None,
             last_poll_result=poll[1] if poll else None,

@@ -58,6 +58,10 @@ class CredentialState(_Model):
         default=None, description="Bounces before this instant do not count (re-enable)."
     )
     reenabled_at: Time | None = Field(default=None, description="Last re-enable applied.")
+    auth_failed_at: Time | None = Field(
+        default=None, description="When repeated AUTH failures stopped its use (until it changes)."
+    )
+    auth_failed_reason: str | None = Field(default=None, description="The server's last answer.")
 
     def is_disabled(self, reenabled_at: datetime | None) -> bool:
         """Tell whether it is disabled, given the ``reenabled_at`` its config holds now."""

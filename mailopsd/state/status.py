@@ -39,6 +39,8 @@ def _state_of(
 ) -> str:
     if entry.disabled_at is not None:
         return "disabled"
+    if entry.auth_failed_at is not None:
+        return "auth_failed"
     if credential.get("enabled") is False:
         return "paused"
     if credential.get("status") == "blocked":
@@ -80,12 +82,14 @@ def _credential(
         "state": _state_of(snapshot, campaign, entry, now),
         "disabled_at": format_time(entry.disabled_at) if entry.disabled_at else None,
         "disabled_reason": entry.disabled_reason,
+        "auth_failed_reason": entry.auth_failed_reason,
         "sent_today": counts.sent_today,
         "followups_today": counts.followups_today,
         "bounce_window_start": format_time(window_start),
         "sends_in_window": counts.sends_in_window,
         "bounces_in_window": counts.bounces_in_window,
         "bounce_rate": rate,
+        "unknown_outcomes": counts.unknown,
         "last_poll_at": counts.last_poll_at,
         "last_poll_result": counts.last_poll_result,
     }

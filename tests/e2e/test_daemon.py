@@ -105,7 +105,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, AgeKey]:
     config = tmp_path / "config"
     config.mkdir()
     (config / "leads.csv").write_text(LEADS)
-    (config / "c.yaml").write_text(BASE)
+    (config / "c.yaml").write_text(BASE + "        status: sandbox\n")  # no network
     key = make_key(tmp_path)
     encrypted = _mailopsd(
         "secrets", "encrypt", "--age", key.recipient, "--in-place", str(config / "c.yaml")

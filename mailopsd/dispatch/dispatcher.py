@@ -1,0 +1,447 @@
+"""The dispatcher: one tick sends what is due now, at most once per lead and step.
+
+A tick, for each campaign whose window is open: follow-ups due (each on the credential
+that sent step 1; it waits if that one cannot send), then new leads (rotation picks the
+credential). Every send's intent is committed to the ledger before any message leaves;
+outcomes are committed after. A send whose intent has no outcome (the process died, or
+the connection broke after the message went out) is marked ``unknown`` and never sent
+again. Sends of different credentials run concurrently in a bounded pool; one
+credential's sends go one after the other on its kept-open connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.config.models import Campaign, Credential
+from mailopsd.dispatch.compose import ComposeError, Outgoing, compose
+from mailopsd.dispatch.rotation import Budget, Picker
+from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
+from mailopsd.dispatch.windows import is_open
+from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
+from mailopsd.state.statefile import CredentialState, StateFile
+
+__all__ = ["Dispatcher", "TickReport"]
+
+logger = logging.getLogger(__name__)
+
+CredentialKey = tuple[str, str]
+AUTH_FAILURES_BEFORE_CONDITION = 3
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass
+class TickReport:
+    """What one tick did: sends assigned, and outcomes by kind."""
+
+    assigned: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One send of the tick."""
+
+    key: CredentialKey
+    campaign: Campaign
+    credential: Credential
+    lead: LeadProgress
+    outgoing: Outgoing
+    send_id: int = 0
+    at: datetime = _NEVER
+
+
+def _key(campaign_id: str, credential_id: str) -> str:
+    return f"{campaign_id}/{credential_id}"
+
+
+@dataclass
+class Dispatcher:
+    """Sends due work; keeps connections and per-credential backoff between ticks."""
+
+    ledger: Ledger
+    state_dir: Path
+    smtp: SmtpTransport = field(default_factory=SmtpTransport)
+    workers: int = 8
+    batch_per_credential: int = 50
+    new_per_tick: int = 2000
+    max_attempts: int = 5
+    token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
+    _backoff: dict[CredentialKey, tuple[datetime, int]] = field(default_factory=dict)
+    _auth_failures: Counter[CredentialKey] = field(default_factory=Counter)
+
+    @property
+    def sandbox(self) -> SandboxTransport:
+        """Where sandbox credentials deliver."""
+        return SandboxTransport(self.state_dir / "sandbox")
+
+    # Recovery ---------------------------------------------------------------------------
+
+    def recover(self, loaded: LoadedConfig, now: datetime) -> int:
+        """Mark sends left without an outcome ``unknown``, and move their leads on.
+
+        Returns:
+            How many sends were found so.
+        """
+        pending = self.ledger.pending_sends()
+        with self.ledger.transaction():
+            for send_id, intent in pending:
+                self.ledger.set_outcome(
+                    send_id,
+                    outcome="unknown",
+                    code=None,
+                    detail="no outcome recorded (mailopsd stopped); never sent again",
+                    at=now,
+                )
+                lead = self.ledger.lead(intent.campaign_id, intent.email)
+                campaign = loaded.config.campaigns.get(intent.campaign_id)
+                if lead is not None and lead.state == "sending":
+                    self.ledger.update_lead(_sent(lead, intent, campaign))
+        for _, intent in pending:
+            logger.warning(
+                "send outcome unknown campaign=%s credential=%s step=%d message_id=%s",
+                intent.campaign_id,
+                intent.credential_id,
+                intent.step,
+                intent.message_id,
+            )
+        return len(pending)
+
+    # Budgets ----------------------------------------------------------------------------
+
+    def _usable(
+        self, key: CredentialKey, credential: Credential, state: StateFile, now: datetime
+    ) -> bool:
+        entry = state.credential(_key(*key))
+        if not credential.enabled or credential.status == "blocked":
+            return False
+        if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
+            return False
+        until = self._backoff.get(key)
+        return until is None or until[0] <= now
+
+    def _budgets(
+        self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
+    ) -> dict[str, Budget]:
+        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        usage = self.ledger.step1_today(campaign_id, day_start)
+        windows: dict[str, dict[str, int]] = {}
+        budgets = {}
+        for credential_id, credential in campaign.smtp_credentials.items():
+            if not self._usable((campaign_id, credential_id), credential, state, now):
+                continue
+            sent, last = usage.get(credential_id, (0, None))
+            rate_left = None
+            if credential.rate_limit is not None:
+                period = credential.rate_limit.period
+                if period.text not in windows:
+                    windows[period.text] = self.ledger.sends_since(
+                        campaign_id, period.subtract_from(now)
+                    )
+                rate_left = credential.rate_limit.value - windows[period.text].get(credential_id, 0)
+            interval = credential.min_interval
+            free = interval is None or last is None or interval.add_to(unstamp(last)) <= now
+            budgets[credential_id] = Budget(
+                credential_id=credential_id,
+                sent_today=sent,
+                daily_left=credential.daily_limit - sent,
+                rate_left=rate_left,
+                interval_free=free,
+                one_per_tick=interval is not None,
+                tick_left=self.batch_per_credential,
+            )
+        return budgets
+
+    # Planning the tick -------------------------------------------------------------------
+
+    def _assign(
+        self, loaded: LoadedConfig, state: StateFile, now: datetime
+    ) -> tuple[list[_Job], list[LeadProgress]]:
+        jobs: list[_Job] = []
+        failed: list[LeadProgress] = []
+        for campaign_id, campaign in loaded.config.campaigns.items():
+            if not is_open(campaign, now):
+                continue
+            budgets = self._budgets(campaign_id, campaign, state, now)
+            if not budgets:
+                continue
+            picker = Picker.of(budgets.values())
+            chosen: list[tuple[str, LeadProgress]] = []
+            limit = self.batch_per_credential * len(budgets)
+            for lead in self.ledger.due_followups(campaign_id, campaign.account, now, limit):
+                if lead.credential_id is not None and picker.follow_up(lead.credential_id):
+                    chosen.append((lead.credential_id, lead))
+            capacity = sum(max(b.daily_left, 0) for b in budgets.values())
+            for lead in self.ledger.new_leads(
+                campaign_id, campaign.account, now, min(capacity, self.new_per_tick)
+            ):
+                budget = picker.pick()
+                if budget is None:
+                    break
+                chosen.append((budget.credential_id, lead))
+            for credential_id, lead in chosen:
+                job = self._compose(loaded, campaign_id, credential_id, lead, now)
+                if isinstance(job, _Job):
+                    jobs.append(job)
+                else:
+                    failed.append(job)
+        return jobs, failed
+
+    def _compose(
+        self,
+        loaded: LoadedConfig,
+        campaign_id: str,
+        credential_id: str,
+        lead: LeadProgress,
+        now: datetime,
+    ) -> _Job | LeadProgress:
+        campaign = loaded.config.campaigns[campaign_id]
+        credential = campaign.smtp_credentials[credential_id]
+        try:
+            outgoing = compose(
+                campaign,
+                credential,
+                step_index=lead.step,
+                body_template=loaded.bodies[campaign_id, lead.step],
+                email=lead.email,
+                fields=lead.fields,
+                first_subject=lead.first_subject,
+                earlier_ids=lead.message_ids,
+                now=now,
+                token=self.token(),
+            )
+        except ComposeError as err:
+            logger.error("lead failed campaign=%s email=%s error=%s", campaign_id, lead.email, err)
+            return replace(lead, state="failed", last_error=str(err))
+        return _Job((campaign_id, credential_id), campaign, credential, lead, outgoing)
+
+    # Sending ----------------------------------------------------------------------------
+
+    def _deliver_group(
+        self,
+        jobs: list[_Job],
+        ca_files: dict[CredentialKey, Path | None],
+        should_stop: Callable[[], bool],
+    ) -> list[tuple[_Job, Outcome]]:
+        results: list[tuple[_Job, Outcome]] = []
+        blocked: Outcome | None = None
+        for job in jobs:
+            if blocked is not None or should_stop():
+                reason = blocked.detail if blocked else "mailopsd is stopping"
+                results.append(
+                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"not attempted: {reason}"))
+                )
+                continue
+            if job.credential.status == "sandbox":
+                outcome = self.sandbox.deliver(job.key, job.credential, None, job.outgoing)
+            else:
+                outcome = self.smtp.deliver(
+                    job.key, job.credential, ca_files.get(job.key), job.outgoing
+                )
+            if outcome.kind in (OutcomeKind.AUTH_FAILED, OutcomeKind.NOT_SENT):
+                blocked = outcome
+            results.append((job, outcome))
+        return results
+
+    def _deliver(
+        self, jobs: list[_Job], loaded: LoadedConfig, should_stop: Callable[[], bool]
+    ) -> list[tuple[_Job, Outcome]]:
+        groups: dict[CredentialKey, list[_Job]] = defaultdict(list)
+        for job in jobs:
+            groups[job.key].append(job)
+        ca_files = {
+            key: (loaded.campaign_files[key[0]].parent / group[0].credential.tls_ca_file)
+            if group[0].credential.tls_ca_file
+            else None
+            for key, group in groups.items()
+        }
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(groups)))) as pool:
+            futures = [
+                pool.submit(self._deliver_group, group, ca_files, should_stop)
+                for group in groups.values()
+            ]
+            return [result for future in futures for result in future.result()]
+
+    # Outcomes ---------------------------------------------------------------------------
+
+    def _record(self, results: list[tuple[_Job, Outcome]], now: datetime) -> None:
+        with self.ledger.transaction():
+            for job, outcome in results:
+                self.ledger.set_outcome(
+                    job.send_id,
+                    outcome=outcome.kind.value,
+                    code=outcome.code,
+                    detail=outcome.detail,
+                    at=now,
+                )
+                self.ledger.update_lead(self._after(job, outcome, now))
+                if outcome.kind == OutcomeKind.REJECTED:
+                    self.ledger.add_bounce(
+                        job.send_id,
+                        job.key[0],
+                        job.key[1],
+                        job.lead.email,
+                        status=str(outcome.code),
+                        source="smtp",
+                        at=now,
+                    )
+                    self.ledger.suppress(job.campaign.account, job.lead.email, "hard bounce", now)
+
+    def _after(self, job: _Job, outcome: Outcome, now: datetime) -> LeadProgress:
+        lead = job.lead
+        if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.UNKNOWN):
+            intent = Intent(
+                job.key[0],
+                job.key[1],
+                lead.email,
+                lead.step + 1,
+                job.outgoing.message_id,
+                job.outgoing.subject,
+                job.at,
+            )
+            return _sent(lead, intent, job.campaign)
+        if outcome.kind == OutcomeKind.REJECTED:
+            return replace(
+                lead,
+                state="stopped",
+                stop_reason="bounced",
+                last_error=f"{outcome.code} {outcome.detail}",
+            )
+        back = "new" if lead.step == 0 else "waiting"
+        if outcome.kind == OutcomeKind.DEFERRED:
+            attempts = lead.attempts + 1
+            if attempts >= self.max_attempts:
+                return replace(
+                    lead,
+                    state="failed",
+                    attempts=attempts,
+                    last_error=f"{outcome.code} {outcome.detail}",
+                )
+            delay = timedelta(minutes=min(2**attempts, 360))
+            return replace(
+                lead,
+                state=back,
+                attempts=attempts,
+                next_due_at=stamp(now + delay),
+                last_error=f"{outcome.code} {outcome.detail}",
+            )
+        # The credential's problem, not the lead's: it waits, its attempts unchanged.
+        due = lead.next_due_at if lead.step else stamp(now + timedelta(minutes=1))
+        return replace(lead, state=back, next_due_at=due)
+
+    def _credential_outcomes(
+        self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
+    ) -> StateFile:
+        credentials = dict(state.credentials)
+        for job, outcome in results:
+            key = job.key
+            if outcome.kind == OutcomeKind.AUTH_FAILED:
+                self._auth_failures[key] += 1
+                failures = self._auth_failures[key]
+                self._backoff[key] = (
+                    now + timedelta(seconds=min(30 * 2**failures, 3600)),
+                    failures,
+                )
+                logger.error(
+                    "smtp auth failed campaign=%s credential=%s code=%s detail=%s",
+                    key[0],
+                    key[1],
+                    outcome.code,
+                    outcome.detail,
+                )
+                if failures >= AUTH_FAILURES_BEFORE_CONDITION:
+                    entry = credentials.get(_key(*key), CredentialState())
+                    credentials[_key(*key)] = entry.model_copy(
+                        update={
+                            "auth_failed_at": now,
+                            "auth_failed_reason": f"{outcome.code} {outcome.detail}",
+                        }
+                    )
+            elif outcome.kind == OutcomeKind.NOT_SENT and "not attempted" not in outcome.detail:
+                failures = self._backoff.get(key, (now, 0))[1] + 1
+                self._backoff[key] = (
+                    now + timedelta(seconds=min(15 * 2**failures, 1800)),
+                    failures,
+                )
+                logger.warning(
+                    "smtp unavailable campaign=%s credential=%s detail=%s retry_in_s=%d",
+                    key[0],
+                    key[1],
+                    outcome.detail,
+                    min(15 * 2**failures, 1800),
+                )
+            elif outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.DEFERRED, OutcomeKind.REJECTED):
+                self._backoff.pop(key, None)
+                self._auth_failures.pop(key, None)
+        return state.model_copy(update={"credentials": credentials})
+
+    def tick(
+        self,
+        loaded: LoadedConfig,
+        state: StateFile,
+        now: datetime,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> tuple[StateFile, TickReport]:
+        """Send what is due at ``now``; return the new state and what happened."""
+        jobs, failed = self._assign(loaded, state, now)
+        if failed:
+            with self.ledger.transaction():
+                for lead in failed:
+                    self.ledger.update_lead(lead)
+        report = TickReport(assigned=len(jobs))
+        if not jobs:
+            return state, report
+        intents = [
+            Intent(
+                j.key[0],
+                j.key[1],
+                j.lead.email,
+                j.lead.step + 1,
+                j.outgoing.message_id,
+                j.outgoing.subject,
+                now,
+            )
+            for j in jobs
+        ]
+        ids = self.ledger.record_intents(intents)
+        jobs = [
+            replace(job, send_id=send_id, at=now) for job, send_id in zip(jobs, ids, strict=True)
+        ]
+        results = self._deliver(jobs, loaded, should_stop)
+        self._record(results, now)
+        report.outcomes.update(outcome.kind.value for _, outcome in results)
+        return self._credential_outcomes(results, state, now), report
+
+    def close(self) -> None:
+        """Close every SMTP connection."""
+        self.smtp.close_all()
+
+
+def _sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadProgress:
+    """The lead after step ``intent.step`` went out (or may have)."""
+    ids = (*lead.message_ids, intent.message_id)
+    first = intent.subject if intent.step == 1 else lead.first_subject
+    credential = intent.credential_id if intent.step == 1 else lead.credential_id
+    base = replace(
+        lead,
+        step=intent.step,
+        message_ids=ids,
+        first_subject=first,
+        credential_id=credential,
+        attempts=0,
+        last_error=None,
+    )
+    if campaign is None or intent.step >= len(campaign.sequence):
+        return replace(base, state="done", next_due_at=None)
+    delay = campaign.sequence[intent.step].delay
+    due = delay.add_to(intent.at) if delay is not None else intent.at
+    return replace(base, state="waiting", next_due_at=stamp(due))
