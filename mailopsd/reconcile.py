@@ -50,6 +50,7 @@ class LeadsFile:
     path: str
     digest: str
     rows: Mapping[str, LeadRow] | None = None
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -206,12 +207,14 @@ class LeadsChanged:
     added: tuple[LeadRow, ...] = ()
     updated: tuple[LeadRow, ...] = ()
     removed: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for ``plan``."""
+        skipped = f", {len(self.problems)} rows skipped" if self.problems else ""
         return (
             f"~ leads {self.campaign_id}: +{len(self.added)} added, ~{len(self.updated)} "
-            f"changed, -{len(self.removed)} removed ({self.path})"
+            f"changed, -{len(self.removed)} removed{skipped} ({self.path})"
         )
 
 
@@ -336,7 +339,16 @@ def _leads_actions(desired: Desired, observed: Observed) -> list[Action]:
         removed = tuple(sorted(email for email in known if email not in leads.rows))
         account = str(desired.campaigns.get(campaign_id, {}).get("account", "default"))
         actions.append(
-            LeadsChanged(campaign_id, account, leads.path, leads.digest, added, updated, removed)
+            LeadsChanged(
+                campaign_id,
+                account,
+                leads.path,
+                leads.digest,
+                added,
+                updated,
+                removed,
+                leads.problems,
+            )
         )
     return actions
 

@@ -12,6 +12,8 @@ import pytest
 
 from tests.configs import BASE, LEADS, Writer
 
+pytest_plugins = ["tests.servers.smtp"]
+
 
 @pytest.fixture(autouse=True)
 def _no_leaked_threads() -> Iterator[None]:

@@ -28,6 +28,7 @@ from mailopsd.cli.common import (
     state_dir,
 )
 from mailopsd.config import loader
+from mailopsd.config.leads import read_leads
 from mailopsd.config.reenable import set_reenabled_at
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import ConfigError
@@ -51,6 +52,10 @@ def _validate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print("[]")
         return EXIT_OK
+    for campaign_id in loaded.config.campaigns:
+        path = loaded.leads_path(campaign_id)
+        for problem in read_leads(path, str(path)).problems:
+            print(f"warning: {problem}", file=sys.stderr)
     print(f"ok: {loaded.summary()}")
     return EXIT_OK
 

@@ -56,11 +56,12 @@ def _problem(row: dict[str, str], email: str) -> str | None:
     return None
 
 
-def read_leads(path: Path) -> LeadsRead:
+def read_leads(path: Path, display: str | None = None) -> LeadsRead:
     """Read a leads file.
 
     Args:
         path: The CSV file (UTF-8, a BOM allowed).
+        display: How to name the file in problems (default: ``path``).
 
     Returns:
         The rows by lower-cased address, and one problem line per skipped row.
@@ -69,23 +70,25 @@ def read_leads(path: Path) -> LeadsRead:
         OSError: The file cannot be read.
     """
     read = LeadsRead()
+    name = display or str(path)
     with path.open(encoding="utf-8-sig", newline="") as stream:
         reader = csv.reader(stream)
         header = [name.strip() for name in next(reader, [])]
+        end = reader.line_num
         for row_values in reader:
-            line = reader.line_num
+            line, end = end + 1, reader.line_num  # a quoted value may span lines
             if not any(value.strip() for value in row_values):
                 continue
             row = dict(zip(header, row_values, strict=False))
             email = row.get("email", "").strip()
             problem = _problem(row, email)
             if problem is not None:
-                read.problems.append(f"{path}:{line}: {problem}")
+                read.problems.append(f"{name}:{line}: {problem}")
                 continue
             key = email.lower()
             if key in read.rows:
                 first = read.rows[key].line
-                read.problems.append(f"{path}:{line}: repeats {email} (line {first} kept)")
+                read.problems.append(f"{name}:{line}: repeats {email} (line {first} kept)")
                 continue
             text = json.dumps(row, sort_keys=True, ensure_ascii=False)
             row_hash = hashlib.sha256(text.encode()).hexdigest()

@@ -76,7 +76,6 @@ class Dispatcher:
     max_attempts: int = 5
     token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
     _backoff: dict[CredentialKey, tuple[datetime, int]] = field(default_factory=dict)
-    _auth_failures: Counter[CredentialKey] = field(default_factory=Counter)
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -341,46 +340,46 @@ class Dispatcher:
         self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
     ) -> StateFile:
         credentials = dict(state.credentials)
+        first: dict[CredentialKey, Outcome] = {}
         for job, outcome in results:
-            key = job.key
+            if "not attempted" not in outcome.detail:
+                first.setdefault(job.key, outcome)
+        for key, outcome in first.items():
+            name = _key(*key)
+            entry = credentials.get(name, CredentialState())
             if outcome.kind == OutcomeKind.AUTH_FAILED:
-                self._auth_failures[key] += 1
-                failures = self._auth_failures[key]
+                failures = entry.auth_failures + 1
                 self._backoff[key] = (
                     now + timedelta(seconds=min(30 * 2**failures, 3600)),
                     failures,
                 )
                 logger.error(
-                    "smtp auth failed campaign=%s credential=%s code=%s detail=%s",
-                    key[0],
-                    key[1],
+                    "smtp auth failed campaign=%s credential=%s failures=%d reply=%s %s",
+                    *key,
+                    failures,
                     outcome.code,
                     outcome.detail,
                 )
+                update: dict[str, object] = {"auth_failures": failures}
                 if failures >= AUTH_FAILURES_BEFORE_CONDITION:
-                    entry = credentials.get(_key(*key), CredentialState())
-                    credentials[_key(*key)] = entry.model_copy(
-                        update={
-                            "auth_failed_at": now,
-                            "auth_failed_reason": f"{outcome.code} {outcome.detail}",
-                        }
+                    update.update(
+                        auth_failed_at=now, auth_failed_reason=f"{outcome.code} {outcome.detail}"
                     )
-            elif outcome.kind == OutcomeKind.NOT_SENT and "not attempted" not in outcome.detail:
+                credentials[name] = entry.model_copy(update=update)
+            elif outcome.kind == OutcomeKind.NOT_SENT:
                 failures = self._backoff.get(key, (now, 0))[1] + 1
-                self._backoff[key] = (
-                    now + timedelta(seconds=min(15 * 2**failures, 1800)),
-                    failures,
-                )
+                delay = min(15 * 2**failures, 1800)
+                self._backoff[key] = (now + timedelta(seconds=delay), failures)
                 logger.warning(
                     "smtp unavailable campaign=%s credential=%s detail=%s retry_in_s=%d",
-                    key[0],
-                    key[1],
+                    *key,
                     outcome.detail,
-                    min(15 * 2**failures, 1800),
+                    delay,
                 )
-            elif outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.DEFERRED, OutcomeKind.REJECTED):
+            else:
                 self._backoff.pop(key, None)
-                self._auth_failures.pop(key, None)
+                if entry.auth_failures:
+                    credentials[name] = entry.model_copy(update={"auth_failures": 0})
         return state.model_copy(update={"credentials": credentials})
 
     def tick(

@@ -60,6 +60,7 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
                 upserts=(*action.added, *action.updated),
                 removals=action.removed,
                 now=now,
+                problems=action.problems,
             )
 
 
@@ -74,7 +75,7 @@ def _apply_to_state(plan: Plan, state: StateFile, now: datetime) -> StateFile:
         if isinstance(action, CredentialChanged) and key in credentials:
             # A changed credential gets another chance after AUTH failures.
             credentials[key] = credentials[key].model_copy(
-                update={"auth_failed_at": None, "auth_failed_reason": None}
+                update={"auth_failures": 0, "auth_failed_at": None, "auth_failed_reason": None}
             )
         if isinstance(action, CredentialReenabled):
             credentials[key] = CredentialState(

@@ -134,6 +134,12 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE leads ADD COLUMN first_subject TEXT;
     ALTER TABLE leads ADD COLUMN stop_reason TEXT;
     ALTER TABLE sends ADD COLUMN subject TEXT;
+    CREATE TABLE lead_problems (
+        campaign_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, position)
+    );
     CREATE INDEX leads_due ON leads (campaign_id, state, next_due_at);
     CREATE INDEX sends_pending ON sends (outcome) WHERE outcome = 'pending';
     """,
@@ -354,8 +360,9 @@ class Ledger:
         upserts: Iterable[LeadRow],
         removals: Iterable[str],
         now: datetime,
+        problems: Iterable[str] = (),
     ) -> None:
-        """Apply a leads file difference and record the file's digest."""
+        """Apply a leads file difference; record the file's digest and skipped rows."""
         when = stamp(now)
         self._db.executemany(
             "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at) "
@@ -374,6 +381,19 @@ class Ledger:
         self._db.execute(
             "UPDATE campaigns SET leads_digest = ? WHERE id = ?", (digest, campaign_id)
         )
+        self._db.execute("DELETE FROM lead_problems WHERE campaign_id = ?", (campaign_id,))
+        self._db.executemany(
+            "INSERT INTO lead_problems (campaign_id, position, message) VALUES (?, ?, ?)",
+            ((campaign_id, position, text) for position, text in enumerate(problems)),
+        )
+
+    def lead_problems(self, campaign_id: str) -> list[str]:
+        """The rows the last import of a campaign's leads file skipped, and why."""
+        rows = self._db.execute(
+            "SELECT message FROM lead_problems WHERE campaign_id = ? ORDER BY position",
+            (campaign_id,),
+        )
+        return [str(row[0]) for row in rows]
 
     def lead_count(self, campaign_id: str) -> int:
         """How many active leads a campaign has."""

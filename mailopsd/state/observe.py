@@ -128,12 +128,16 @@ def build_desired(
         path = loaded.leads_path(campaign_id)
         try:
             digest = _leads_digest(path, cache)
-            rows = (
-                read_leads(path).rows if observed.leads_digests.get(campaign_id) != digest else None
-            )
+            changed = observed.leads_digests.get(campaign_id) != digest
+            read = read_leads(path, campaign.leads) if changed else None
         except (OSError, UnicodeDecodeError) as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
-        leads[campaign_id] = LeadsFile(path=str(campaign.leads), digest=digest, rows=rows)
+        leads[campaign_id] = LeadsFile(
+            path=str(campaign.leads),
+            digest=digest,
+            rows=read.rows if read else None,
+            problems=tuple(read.problems) if read else (),
+        )
     return Desired(
         revision=revision,
         content_hash=loaded.revision,

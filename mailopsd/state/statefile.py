@@ -58,6 +58,7 @@ class CredentialState(_Model):
         default=None, description="Bounces before this instant do not count (re-enable)."
     )
     reenabled_at: Time | None = Field(default=None, description="Last re-enable applied.")
+    auth_failures: int = Field(default=0, description="AUTH failures in a row.")
     auth_failed_at: Time | None = Field(
         default=None, description="When repeated AUTH failures stopped its use (until it changes)."
     )

@@ -119,6 +119,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         "name": campaign.get("name"),
                         "account": campaign.get("account"),
                         "leads": ledger.lead_count(campaign_id),
+                        "lead_problems": ledger.lead_problems(campaign_id),
                         "smtp_credentials": rows,
                     }
                 )

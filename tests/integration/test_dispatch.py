@@ -1,0 +1,298 @@
+"""Sending against a real SMTP server on loopback (aiosmtpd with STARTTLS and AUTH)."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mailopsd import cli
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import CredentialState, load_state, save_state
+from tests.dispatch_setup import credential, parsed, run_once, write_campaign
+from tests.servers.smtp import SmtpServer, start_smtp
+from tests.servers.tlsca import TestCA
+
+
+def _logins(server: SmtpServer) -> Counter[str | None]:
+    return Counter(m.login for m in server.handler.messages)
+
+
+def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[str, object]:
+    capsys.readouterr()
+    assert cli.main(["status", "--state-dir", str(state), "--json", "--now", now]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def test_rotation_caps_and_followups_over_days(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """Three mailboxes with caps 2/3/5 share new leads by least use; follow-ups go from the
+    step-1 mailbox, threaded, and do not count against the cap; caps reset at 00:00 UTC."""
+    path = write_campaign(
+        tmp_path,
+        {
+            "a": credential(smtp_server, "ada", daily_limit=2),
+            "b": credential(smtp_server, "box2", daily_limit=3),
+            "c": credential(smtp_server, "box3", daily_limit=5),
+        },
+        leads=25,
+    )
+    state = tmp_path / "state"
+    assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
+    assert _logins(smtp_server) == {"ada": 2, "box2": 3, "box3": 5}
+    assert run_once(path, state, "2026-11-23T23:59:59Z") == 0
+    assert len(smtp_server.handler.messages) == 10  # the cap holds until the UTC day ends
+    first = {m.rcpt_tos[0]: m for m in smtp_server.handler.messages}
+    smtp_server.handler.messages.clear()
+    assert run_once(path, state, "2026-11-24T10:00:01Z") == 0
+    day2 = smtp_server.handler.messages
+    followups = [m for m in day2 if m.rcpt_tos[0] in first]
+    assert len(followups) == 10
+    for message in followups:
+        step1 = first[message.rcpt_tos[0]]
+        assert message.login == step1.login
+        mail, original = parsed(message), parsed(step1)
+        assert mail["Subject"] == f"Re: {original['Subject']}"
+        assert mail["In-Reply-To"] == original["Message-ID"]
+        assert mail["References"] == original["Message-ID"]
+    new = Counter(m.login for m in day2 if m.rcpt_tos[0] not in first)
+    assert new == {"ada": 2, "box2": 3, "box3": 5}
+    assert len({m.rcpt_tos[0] for m in day2}) == 20
+
+
+def test_rate_limit_and_min_interval(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """rate_limit counts every send in its period; min_interval paces one mailbox."""
+    path = write_campaign(
+        tmp_path,
+        {
+            "a": credential(smtp_server, "ada", rate_limit={"value": 2, "period": "1 hour"}),
+            "b": credential(smtp_server, "box2", min_interval="10 minutes"),
+        },
+        leads=20,
+        steps=1,
+    )
+    state = tmp_path / "state"
+    run_once(path, state, "2026-11-23T10:00:00Z")
+    assert _logins(smtp_server) == {"ada": 2, "box2": 1}
+    run_once(path, state, "2026-11-23T10:05:00Z")
+    assert _logins(smtp_server) == {"ada": 2, "box2": 1}
+    run_once(path, state, "2026-11-23T10:10:00Z")
+    assert _logins(smtp_server) == {"ada": 2, "box2": 2}
+    run_once(path, state, "2026-11-23T11:00:01Z")
+    assert _logins(smtp_server) == {"ada": 4, "box2": 3}
+
+
+def test_window_across_dst(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """09:00-17:00 New York time holds across the March DST change."""
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada")},
+        leads=3,
+        steps=1,
+        timezone="America/New_York",
+        send_window={"start": "09:00", "end": "17:00"},
+    )
+    state = tmp_path / "state"
+    run_once(path, state, "2026-03-07T13:30:00Z")  # 08:30 EST: closed
+    assert smtp_server.handler.messages == []
+    run_once(path, state, "2026-03-09T12:30:00Z")  # 08:30 EDT: closed
+    assert smtp_server.handler.messages == []
+    run_once(path, state, "2026-03-09T13:30:00Z")  # 09:30 EDT: open
+    assert len(smtp_server.handler.messages) == 3
+
+
+def test_deferred_then_accepted(tmp_path: Path, test_ca: TestCA) -> None:
+    """A 4xx is retried later and then accepted: the lead gets the message once."""
+    server = start_smtp(
+        test_ca,
+        {"ada": "pw-ada"},
+        rules={"lead0000@example.net": ("DATA_ONCE", "451 4.3.0 Try later")},
+    )
+    try:
+        path = write_campaign(tmp_path, {"a": credential(server, "ada")}, leads=1, steps=1)
+        state = tmp_path / "state"
+        run_once(path, state, "2026-11-23T10:00:00Z")
+        assert server.handler.messages == []
+        run_once(path, state, "2026-11-23T10:00:30Z")  # backoff not over
+        assert server.handler.messages == []
+        run_once(path, state, "2026-11-23T10:05:00Z")
+        assert [m.rcpt_tos for m in server.handler.messages] == [["lead0000@example.net"]]
+    finally:
+        server.controller.stop()
+
+
+def test_rejected_at_rcpt_is_a_bounce(
+    tmp_path: Path, test_ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 5xx at RCPT stops and suppresses the lead and counts as a bounce for the mailbox."""
+    server = start_smtp(
+        test_ca,
+        {"ada": "pw-ada"},
+        rules={"lead0001@example.net": ("RCPT", "550 5.1.1 No such user")},
+    )
+    try:
+        path = write_campaign(tmp_path, {"a": credential(server, "ada")}, leads=3, steps=2)
+        state = tmp_path / "state"
+        run_once(path, state, "2026-11-23T10:00:00Z")
+        assert sorted(m.rcpt_tos[0] for m in server.handler.messages) == [
+            "lead0000@example.net",
+            "lead0002@example.net",
+        ]
+        report = _status(state, capsys, "2026-11-23T10:00:00Z")
+        box = report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[index]
+        assert (box["bounces_in_window"], box["sends_in_window"]) == (1, 3)
+        ledger = Ledger.open(state)
+        lead = ledger.lead("camp", "lead0001@example.net")
+        ledger.close()
+        assert lead is not None
+        assert (lead.state, lead.stop_reason) == ("stopped", "bounced")
+        run_once(path, state, "2026-11-24T10:00:00Z")  # follow-ups: not to the bounced lead
+        assert sum(m.rcpt_tos[0] == "lead0001@example.net" for m in server.handler.messages) == 0
+    finally:
+        server.controller.stop()
+
+
+def test_auth_failure_is_not_a_bounce(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Wrong passwords never count as bounces; after repeated failures the mailbox is
+    marked auth_failed in status until its config changes."""
+    wrong = credential(smtp_server, "ada", smtp_password="not-" + "the-password")
+    path = write_campaign(tmp_path, {"a": wrong}, leads=2, steps=1)
+    state = tmp_path / "state"
+    for minute in range(3):
+        run_once(path, state, f"2026-11-23T10:{minute * 10:02d}:00Z")
+    assert smtp_server.handler.messages == []
+    box = _status(state, capsys, "2026-11-23T10:30:00Z")["campaigns"][0]["smtp_credentials"][0]  # type: ignore[index]
+    assert box["state"] == "auth_failed"
+    assert box["auth_failed_reason"].startswith("535")
+    assert (box["bounces_in_window"], box["sends_in_window"]) == (0, 0)
+    write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2, steps=1)
+    run_once(path, state, "2026-11-23T10:40:00Z")
+    assert len(smtp_server.handler.messages) == 2
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_missing_starttls_refused(tmp_path: Path, test_ca: TestCA) -> None:
+    """A server that offers no STARTTLS gets neither the password nor any message."""
+    server = start_smtp(test_ca, {"ada": "pw-ada"}, starttls=False)
+    try:
+        path = write_campaign(tmp_path, {"a": credential(server, "ada")}, leads=2, steps=1)
+        state = tmp_path / "state"
+        assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
+        assert server.handler.messages == []
+        ledger = Ledger.open(state)
+        lead = ledger.lead("camp", "lead0000@example.net")
+        ledger.close()
+        assert lead is not None
+        assert lead.state == "new"
+    finally:
+        server.controller.stop()
+
+
+def test_sandbox_writes_maildir(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """A sandbox mailbox does everything but the network: Maildir files in the state dir."""
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", status="sandbox")}, leads=3, steps=1
+    )
+    state = tmp_path / "state"
+    run_once(path, state, "2026-11-23T10:00:00Z")
+    assert smtp_server.handler.messages == []
+    box = mailbox.Maildir(state / "sandbox" / "camp" / "a", create=False)
+    assert sorted(message["To"] for message in box) == [f"lead000{i}@example.net" for i in range(3)]
+
+
+def test_blocked_and_disabled_never_used(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """Blocked or disabled mailboxes send nothing; their follow-ups wait, never moved."""
+    creds = {
+        "a": credential(smtp_server, "ada", daily_limit=1),
+        "b": credential(smtp_server, "box2", daily_limit=1),
+    }
+    path = write_campaign(tmp_path, creds, leads=4, steps=2)
+    state = tmp_path / "state"
+    run_once(path, state, "2026-11-23T10:00:00Z")
+    assert _logins(smtp_server) == {"ada": 1, "box2": 1}
+    step1_of = {m.rcpt_tos[0]: m.login for m in smtp_server.handler.messages}
+    saved = load_state(state)
+    disabled = CredentialState(disabled_at="2026-11-23T11:00:00Z", disabled_reason="test")  # type: ignore[arg-type]
+    save_state(state, saved.model_copy(update={"credentials": {"camp/a": disabled}}))
+    write_campaign(
+        tmp_path,
+        {**creds, "b": credential(smtp_server, "box2", daily_limit=1, status="blocked")},
+        leads=4,
+        steps=2,
+    )
+    smtp_server.handler.messages.clear()
+    run_once(path, state, "2026-11-24T10:00:01Z")
+    assert smtp_server.handler.messages == []
+    write_campaign(tmp_path, creds, leads=4, steps=2)
+    run_once(path, state, "2026-11-24T10:00:02Z")
+    assert {m.rcpt_tos[0]: m.login for m in smtp_server.handler.messages if m.login == "box2"}
+    for message in smtp_server.handler.messages:
+        assert message.login != "ada"
+        if message.rcpt_tos[0] in step1_of:
+            assert step1_of[message.rcpt_tos[0]] == message.login
+
+
+def test_message_headers_bcc_and_footers(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """BCC is an envelope recipient only; List-Unsubscribe and footers are set."""
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada", bcc="archive@sender.example.com")},
+        leads=["jo@example.net,Jo"],
+        steps=1,
+        unsubscribe={
+            "url": "https://unsub.example/u/%%EMAIL%%",
+            "footer_text": "Stop: %%UNSUBSCRIBE%% (%%EMAIL%%)",
+            "footer_html": '<p><a href="%%UNSUBSCRIBE%%">Unsubscribe</a></p>',
+        },
+    )
+    run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
+    (received,) = smtp_server.handler.messages
+    assert received.rcpt_tos == ["jo@example.net", "archive@sender.example.com"]
+    mail = parsed(received)
+    assert "Bcc" not in mail
+    assert mail["From"] == "Ada <ada@sender.example.com>"
+    assert mail["Message-ID"].endswith("@sender.example.com>")
+    assert mail["List-Unsubscribe"] == (
+        "<mailto:ada@sender.example.com?subject=unsubscribe>, <https://unsub.example/u/jo@example.net>"
+    )
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = mail.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    assert (
+        text == "Hi Jo, step 1.\n\nStop: https://unsub.example/u/jo@example.net (jo@example.net)\n"
+    )
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert '<a href="https://unsub.example/u/jo@example.net">Unsubscribe</a>' in html
+
+
+def test_header_injection_rows_skipped(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows with a line break or a bad address are skipped and reported; the rest run."""
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada")},
+        leads=[
+            "ok@example.net,Ok",
+            '"evil@example.net","X\r\nBcc: victim@example.org"',
+            "not-an-address,Bad",
+        ],
+        steps=1,
+    )
+    capsys.readouterr()
+    assert cli.main(["validate", str(path), "--allow-plaintext-secrets"]) == 0
+    leads = tmp_path / "leads.csv"
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {leads}:3: has a line break in a value (header injection); skipped",
+        f"warning: {leads}:5: has no valid email ('not-an-address'); skipped",
+    ]
+    run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
+    assert [m.rcpt_tos for m in smtp_server.handler.messages] == [["ok@example.net"]]
+    report = _status(tmp_path / "state", capsys, "2026-11-23T10:00:00Z")
+    assert report["campaigns"][0]["lead_problems"] == [  # type: ignore[index]
+        "leads.csv:3: has a line break in a value (header injection); skipped",
+        "leads.csv:5: has no valid email ('not-an-address'); skipped",
+    ]
