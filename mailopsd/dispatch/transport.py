@@ -15,12 +15,11 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass, field
-from email.policy import SMTP as SMTP_POLICY
 from enum import StrEnum
 from pathlib import Path
 
-from mailopsd.config.models import Credential
-from mailopsd.dispatch.compose import Outgoing
+from mailopsd.config.models import Credential, is_loopback_host
+from mailopsd.dispatch.compose import Outgoing, message_bytes
 
 __all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport", "tls_mode"]
 
@@ -73,7 +72,7 @@ class _NoStartTls(smtplib.SMTPException):
 
 
 def _message_bytes(outgoing: Outgoing) -> bytes:
-    data = outgoing.message.as_bytes(policy=SMTP_POLICY)
+    data = message_bytes(outgoing.message)
     data = re.sub(rb"(?m)^\.", b"..", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
@@ -110,10 +109,14 @@ class SmtpTransport:
                     raise _NoStartTls("the server does not offer STARTTLS; refusing to send")
                 smtp.starttls(context=context)
                 smtp.ehlo()
-            smtp.login(
-                credential.smtp_username.get_secret_value(),
-                credential.smtp_password.get_secret_value(),
-            )
+            if smtp.has_extn("auth"):
+                smtp.login(
+                    credential.smtp_username.get_secret_value(),
+                    credential.smtp_password.get_secret_value(),
+                )
+            elif not (mode == "none" and is_loopback_host(host)):
+                # Only a local relay without TLS may take mail without a login.
+                raise smtplib.SMTPNotSupportedError("the server offers no AUTH; not sending")
         except BaseException:
             _close(smtp)
             raise
@@ -221,5 +224,5 @@ class SandboxTransport:
         directory = self.root / key[0] / key[1]
         directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         box = mailbox.Maildir(directory, create=True)
-        box.add(outgoing.message.as_bytes(policy=SMTP_POLICY))
+        box.add(message_bytes(outgoing.message))
         return Outcome(OutcomeKind.ACCEPTED, 250, "sandbox")
