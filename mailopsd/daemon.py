@@ -21,6 +21,7 @@ from types import FrameType
 import schedule
 import watchfiles
 
+from mailopsd.config.leads import Progress
 from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig, LoadOptions, load_config
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.errors import ConfigError, StateError
@@ -46,6 +47,7 @@ class DaemonSettings:
     clock: Clock
     drift_interval_s: int = 300
     dispatch_interval_s: int = 10
+    progress: Progress | None = None
     debounce_ms: int = 200
 
 
@@ -140,7 +142,7 @@ class Daemon:
         self.state = load_state(state_dir)
         self._state_loaded = True
         self._ledger = Ledger.open(state_dir)
-        self._reconciler = Reconciler(state_dir, self._ledger, {})
+        self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
         loaded = load_config(self.settings.config_path, self.settings.load_options)
         self._apply(loaded)
         self._dispatcher = Dispatcher(self._ledger, state_dir)

@@ -73,6 +73,11 @@ def _configure_daemon_logging(log_format: str) -> None:
     root.setLevel(logging.INFO)
 
 
+def _show_progress(name: str, rows: int, done: bool) -> None:
+    end = "\n" if done else ""
+    print(f"\rreading {name}: {rows:,} rows", end=end, file=sys.stderr, flush=True)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.now is not None and not args.once:
         print("error: --now is only for --once runs", file=sys.stderr)
@@ -84,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         state_dir=state_dir(args),
         load_options=load_options(args),
         clock=(lambda: fixed) if fixed else (lambda: parse_now(None)),
+        progress=_show_progress if sys.stderr.isatty() else None,
     )
     daemon = Daemon(settings, Notifier(os.environ))
     try:

@@ -11,11 +11,11 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["LeadRow", "LeadsRead", "file_digest", "read_leads"]
+__all__ = ["LeadRow", "LeadsRead", "Progress", "file_digest", "read_leads"]
 
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+\Z")
 _CHUNK = 1 << 20
@@ -56,12 +56,20 @@ def _problem(row: dict[str, str], email: str) -> str | None:
     return None
 
 
-def read_leads(path: Path, display: str | None = None) -> LeadsRead:
+Progress = Callable[[str, int, bool], None]
+_PROGRESS_EVERY = 100_000
+
+
+def read_leads(
+    path: Path, display: str | None = None, *, progress: Progress | None = None
+) -> LeadsRead:
     """Read a leads file.
 
     Args:
         path: The CSV file (UTF-8, a BOM allowed).
         display: How to name the file in problems (default: ``path``).
+        progress: Called with the file's name, the rows read so far and whether it is
+            done, every 100,000 rows and at the end (a terminal shows it).
 
     Returns:
         The rows by lower-cased address, and one problem line per skipped row.
@@ -75,8 +83,10 @@ def read_leads(path: Path, display: str | None = None) -> LeadsRead:
         reader = csv.reader(stream)
         header = [name.strip() for name in next(reader, [])]
         end = reader.line_num
-        for row_values in reader:
+        for count, row_values in enumerate(reader, start=1):
             line, end = end + 1, reader.line_num  # a quoted value may span lines
+            if progress is not None and count % _PROGRESS_EVERY == 0:
+                progress(name, count, False)
             if not any(value.strip() for value in row_values):
                 continue
             row = dict(zip(header, row_values, strict=False))
@@ -93,4 +103,6 @@ def read_leads(path: Path, display: str | None = None) -> LeadsRead:
             text = json.dumps(row, sort_keys=True, ensure_ascii=False)
             row_hash = hashlib.sha256(text.encode()).hexdigest()
             read.rows[key] = LeadRow(email=key, fields=row, row_hash=row_hash, line=line)
+    if progress is not None:
+        progress(name, len(read.rows) + len(read.problems), True)
     return read

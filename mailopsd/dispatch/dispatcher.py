@@ -82,6 +82,11 @@ class Dispatcher:
         """Where sandbox credentials deliver."""
         return SandboxTransport(self.state_dir / "sandbox")
 
+    @property
+    def archive(self) -> SandboxTransport:
+        """Where credentials with ``archive: true`` keep a copy of what they sent."""
+        return SandboxTransport(self.state_dir / "archive")
+
     # Recovery ---------------------------------------------------------------------------
 
     def recover(self, loaded: LoadedConfig, now: datetime) -> int:
@@ -175,7 +180,10 @@ class Dispatcher:
             picker = Picker.of(budgets.values())
             chosen: list[tuple[str, LeadProgress]] = []
             limit = self.batch_per_credential * len(budgets)
-            for lead in self.ledger.due_followups(campaign_id, campaign.account, now, limit):
+            due = self.ledger.due_followups(
+                campaign_id, campaign.account, now, credentials=sorted(budgets), limit=limit
+            )
+            for lead in due:
                 if lead.credential_id is not None and picker.follow_up(lead.credential_id):
                     chosen.append((lead.credential_id, lead))
             capacity = sum(max(b.daily_left, 0) for b in budgets.values())
@@ -245,6 +253,8 @@ class Dispatcher:
                 outcome = self.smtp.deliver(
                     job.key, job.credential, ca_files.get(job.key), job.outgoing
                 )
+            if job.credential.archive and outcome.kind == OutcomeKind.ACCEPTED:
+                self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in (OutcomeKind.AUTH_FAILED, OutcomeKind.NOT_SENT):
                 blocked = outcome
             results.append((job, outcome))

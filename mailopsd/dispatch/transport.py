@@ -212,7 +212,7 @@ def _close(smtp: smtplib.SMTP) -> None:
 
 @dataclass
 class SandboxTransport:
-    """Delivers nowhere: each message becomes a Maildir file under the state directory."""
+    """Writes each message as a Maildir file: the sandbox (delivers nowhere) and archives."""
 
     root: Path
 

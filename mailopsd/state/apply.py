@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mailopsd import reconcile
+from mailopsd.config.leads import Progress
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.reconcile import (
     CampaignAdded,
@@ -111,6 +112,7 @@ class Reconciler:
     ledger: Ledger | None
     digests: DigestCache
     create_key: bool = True
+    progress: Progress | None = None
 
     def plan(self, loaded: LoadedConfig, state: StateFile) -> Plan:
         """Compute the plan that brings the ledger and state file to ``loaded``."""
@@ -121,6 +123,7 @@ class Reconciler:
             revision=config_revision(loaded.files, loaded.revision),
             observed=observed,
             cache=self.digests,
+            progress=self.progress,
         )
         return reconcile.plan(desired, with_lead_hashes(observed, self.ledger, desired))
 

@@ -428,15 +428,20 @@ class Ledger:
         )
 
     def due_followups(
-        self, campaign_id: str, account: str, now: datetime, limit: int
+        self, campaign_id: str, account: str, now: datetime, *, credentials: list[str], limit: int
     ) -> list[LeadProgress]:
-        """Leads whose next step is due, oldest first (suppressed addresses left out)."""
+        """Leads whose next step is due on one of ``credentials``, oldest first.
+
+        Suppressed addresses are left out; so are leads of other credentials, so that a
+        disabled mailbox's waiting follow-ups never crowd out those that can go.
+        """
         rows = self._db.execute(
             f"SELECT {self._LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'waiting' "
-            "AND removed_at IS NULL AND next_due_at <= ? AND NOT EXISTS (SELECT 1 FROM "
+            "AND removed_at IS NULL AND next_due_at <= ? "
+            "AND credential_id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1 FROM "
             "suppressions s WHERE s.account = ? AND s.email = leads.email) "
             "ORDER BY next_due_at LIMIT ?",
-            (campaign_id, stamp(now), account, limit),
+            (campaign_id, stamp(now), json.dumps(credentials), account, limit),
         )
         return [self._progress(row) for row in rows]
 

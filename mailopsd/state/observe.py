@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 from dataclasses import replace
 from pathlib import Path
 
-from mailopsd.config.leads import file_digest, read_leads
+from mailopsd.config.leads import Progress, file_digest, read_leads
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import SECRET_FIELDS, Credential
 from mailopsd.errors import StateError
@@ -111,6 +111,7 @@ def build_desired(
     revision: str,
     observed: Observed,
     cache: DigestCache,
+    progress: Progress | None = None,
 ) -> Desired:
     """Build the desired state, reading leads rows only where the file changed.
 
@@ -129,7 +130,7 @@ def build_desired(
         try:
             digest = _leads_digest(path, cache)
             changed = observed.leads_digests.get(campaign_id) != digest
-            read = read_leads(path, campaign.leads) if changed else None
+            read = read_leads(path, campaign.leads, progress=progress) if changed else None
         except (OSError, UnicodeDecodeError) as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
         leads[campaign_id] = LeadsFile(

@@ -296,3 +296,34 @@ def test_header_injection_rows_skipped(
         "leads.csv:3: has a line break in a value (header injection); skipped",
         "leads.csv:5: has no valid email ('not-an-address'); skipped",
     ]
+
+
+def test_archive_keeps_a_copy(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """archive: true keeps a copy of each sent message in a Maildir in the state dir."""
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", archive=True)}, leads=2, steps=1
+    )
+    run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
+    assert len(smtp_server.handler.messages) == 2
+    box = mailbox.Maildir(tmp_path / "state" / "archive" / "camp" / "a", create=False)
+    assert sorted(message["Message-ID"] for message in box) == sorted(
+        parsed(m)["Message-ID"] for m in smtp_server.handler.messages
+    )
+
+
+def test_waiting_followups_do_not_crowd_out(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """Many follow-ups waiting on a disabled mailbox do not hold back another's."""
+    creds = {
+        "a": credential(smtp_server, "ada", daily_limit=60),
+        "b": credential(smtp_server, "box2", daily_limit=1),
+    }
+    path = write_campaign(tmp_path, creds, leads=61, steps=2)
+    state = tmp_path / "state"
+    run_once(path, state, "2026-11-23T10:00:00Z")
+    assert _logins(smtp_server) == {"ada": 60, "box2": 1}
+    saved = load_state(state)
+    disabled = CredentialState(disabled_at="2026-11-23T11:00:00Z", disabled_reason="test")  # type: ignore[arg-type]
+    save_state(state, saved.model_copy(update={"credentials": {"camp/a": disabled}}))
+    smtp_server.handler.messages.clear()
+    run_once(path, state, "2026-11-24T10:00:01Z")
+    assert [m.login for m in smtp_server.handler.messages] == ["box2"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mailopsd.config.leads import read_leads
 from tests.configs import BASE, LEADS, Writer, errors_of, loads
 
 SECOND = """\
@@ -236,3 +237,17 @@ class TestLeadsAndTemplates:
         path = write_config()
         Path("leads.csv").write_text("\ufeffemail , first_name\n" + LEADS.split("\n", 1)[1])
         assert loads(path).leads_columns["acme-q4"] == ("email", "first_name")
+
+
+def test_leads_progress(tmp_path: Path) -> None:
+    """Reading a large leads file reports progress every 100,000 rows, then once done."""
+    path = tmp_path / "leads.csv"
+    path.write_text("email\n" + "".join(f"l{i}@example.net\n" for i in range(250_000)))
+    calls: list[tuple[str, int, bool]] = []
+    read = read_leads(path, "leads.csv", progress=lambda *call: calls.append(call))
+    assert len(read.rows) == 250_000
+    assert calls == [
+        ("leads.csv", 100_000, False),
+        ("leads.csv", 200_000, False),
+        ("leads.csv", 250_000, True),
+    ]
