@@ -1,8 +1,8 @@
 """The systemd notify protocol: ``READY=1``, ``RELOADING=1``, ``STATUS=``, ``WATCHDOG=1``.
 
-One datagram per message to ``$NOTIFY_SOCKET`` (``@`` = abstract socket); without the
-variable every call does nothing. Failures are logged at DEBUG and otherwise ignored:
-systemd going away must not stop the daemon.
+One datagram per message to ``$NOTIFY_SOCKET`` (``@`` = abstract socket), sent without
+blocking; without the variable every call does nothing. Failures are logged at DEBUG and
+otherwise ignored: systemd going away must not stop the daemon.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class Notifier:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                # Never block the main loop on a manager that is slow to read.
+                sock.setblocking(False)
                 sock.sendto("\n".join(lines).encode(), self._address)
         except OSError as err:
             logger.debug("notify failed error=%s", err)
