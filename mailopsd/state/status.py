@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import parse_period
+from mailopsd.inbox import policy
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import credential_key
 from mailopsd.state.statefile import CredentialState, StateFile, format_time, load_state
@@ -56,10 +57,8 @@ def _state_of(
 def _window_start(
     campaign: Mapping[str, object], entry: CredentialState, now: datetime
 ) -> datetime:
-    start = parse_period(str(campaign.get("bounce_window", "7 days"))).subtract_from(now)
-    if entry.bounce_window_start is not None and entry.bounce_window_start > start:
-        return entry.bounce_window_start
-    return start
+    period = parse_period(str(campaign.get("bounce_window", "7 days")))
+    return policy.window_start(period, entry.bounce_window_start, now)
 
 
 def _credential(

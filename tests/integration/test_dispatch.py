@@ -327,3 +327,42 @@ def test_waiting_followups_do_not_crowd_out(tmp_path: Path, smtp_server: SmtpSer
     smtp_server.handler.messages.clear()
     run_once(path, state, "2026-11-24T10:00:01Z")
     assert [m.login for m in smtp_server.handler.messages] == ["box2"]
+
+
+def test_bounce_rate_disables_then_reenable_restarts_window(
+    tmp_path: Path, test_ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hard bounces over the threshold write disabled_at; the mailbox stops at once; a
+    reenabled_at edit brings it back with a fresh window."""
+    rules = {f"lead000{i}@example.net": ("RCPT", "550 5.1.1 No such user") for i in (1, 2, 3)}
+    server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
+    try:
+        settings = {"bounce_threshold": "50%", "bounce_min_sends": 4}
+        path = write_campaign(
+            tmp_path, {"a": credential(server, "ada")}, leads=4, steps=1, **settings
+        )
+        state = tmp_path / "state"
+        run_once(path, state, "2026-11-23T10:00:00Z")
+        entry = load_state(state).credential("camp/a")
+        assert entry.disabled_reason == "bounce rate 75.0% (3/4) > 50% since 2026-11-16T10:00:00Z"
+        assert "disabled_at: '2026-11-23T10:00:00Z'" in (state / "state.yaml").read_text()
+        box = _status(state, capsys, "2026-11-23T10:00:00Z")["campaigns"][0]["smtp_credentials"][0]  # type: ignore[index]
+        assert (box["state"], box["disabled_at"]) == ("disabled", "2026-11-23T10:00:00Z")
+        write_campaign(tmp_path, {"a": credential(server, "ada")}, leads=12, steps=1, **settings)
+        run_once(path, state, "2026-11-23T11:00:00Z")
+        assert len(server.handler.messages) == 1  # disabled: the new leads wait
+        write_campaign(
+            tmp_path,
+            {"a": credential(server, "ada", reenabled_at="2026-11-23T12:00:00Z")},
+            leads=12,
+            steps=1,
+            **settings,
+        )
+        run_once(path, state, "2026-11-23T12:30:00Z")
+        entry = load_state(state).credential("camp/a")
+        assert entry.disabled_at is None
+        assert entry.bounce_window_start is not None
+        assert entry.bounce_window_start.isoformat() == "2026-11-23T12:00:00+00:00"
+        assert len(server.handler.messages) == 9  # old bounces no longer count: 8 new leads went
+    finally:
+        server.controller.stop()

@@ -1,0 +1,1 @@
+"""What comes back: bounces, replies, and the policy that protects a sender's reputation."""

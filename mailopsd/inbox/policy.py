@@ -1,0 +1,35 @@
+"""The bounce-rate policy: when a credential is auto-disabled.
+
+Pure. The rate is hard bounces over sends since the window start (the later of the last
+re-enable and now minus the campaign's ``bounce_window``). No verdict on fewer than
+``bounce_min_sends`` sends; above ``bounce_threshold`` the credential is disabled, with a
+reason that carries the numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from mailopsd.config.models import Campaign
+from mailopsd.config.periods import Period
+from mailopsd.goyaml import format_go_time
+
+__all__ = ["disable_reason", "window_start"]
+
+
+def window_start(window: Period, restarted_at: datetime | None, now: datetime) -> datetime:
+    """The start of the bounce window: ``window`` before ``now``, or a later restart."""
+    start = window.subtract_from(now)
+    return restarted_at if restarted_at is not None and restarted_at > start else start
+
+
+def disable_reason(campaign: Campaign, *, bounces: int, sends: int, since: datetime) -> str | None:
+    """Return why to disable (``bounce rate 7.1% (10/140) > 5% since …``), or ``None``."""
+    if sends < campaign.bounce_min_sends or sends == 0:
+        return None
+    rate = bounces / sends
+    if rate <= campaign.bounce_threshold:
+        return None
+    threshold = f"{campaign.bounce_threshold * 100:g}%"
+    moment = format_go_time(since.replace(microsecond=0))
+    return f"bounce rate {rate:.1%} ({bounces}/{sends}) > {threshold} since {moment}"
