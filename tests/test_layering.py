@@ -9,6 +9,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mailopsd"
 PURE = [
+    "reconcile.py",
+    "dispatch/rotation.py",
+    "dispatch/windows.py",
+    "dispatch/compose.py",
+    "inbox/policy.py",
     "config/models.py",
     "config/periods.py",
     "config/templates.py",
