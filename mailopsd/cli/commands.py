@@ -32,6 +32,7 @@ from mailopsd.config.leads import read_leads
 from mailopsd.config.reenable import set_reenabled_at
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import ConfigError
+from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
@@ -200,6 +201,28 @@ def _reenable(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _classify(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for path in args.files:
+        try:
+            result = classify(Path(path).read_bytes())
+        except OSError as err:
+            print(f"error: cannot read {path}: {err.strerror}", file=sys.stderr)
+            status = EXIT_FAILURE
+            continue
+        record = {
+            "file": str(path),
+            "class": result.kind,
+            "recipients": [
+                {"address": r.address, "status": r.status, "class": r.kind}
+                for r in result.recipients
+            ],
+            "refers_to": list(result.references),
+        }
+        print(json.dumps(record, ensure_ascii=False))
+    return status
+
+
 def _add_validate(commands: Commands[argparse.ArgumentParser]) -> None:
     validate = commands.add_parser(
         "validate",
@@ -282,3 +305,14 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
     add_config_options(reenable, state=False)
     reenable.add_argument("--now", help="the time to write (ISO 8601; default: now)")
     reenable.set_defaults(handler=_reenable)
+    classify_command = commands.add_parser(
+        "classify",
+        help="print what each message file is (bounce class, recipients, Message-IDs)",
+        description=(
+            "One JSON line per file: class (hard, soft, block, auto_reply, feedback, reply, "
+            "unsubscribe, delivered, other), failed recipients with status codes, and the "
+            "Message-IDs the message refers to."
+        ),
+    )
+    classify_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    classify_command.set_defaults(handler=_classify)
