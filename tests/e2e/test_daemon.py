@@ -176,21 +176,17 @@ def test_daemon_lifecycle(
     assert _condition(state, "Ready")["reason"] == "Stopped"
 
 
+def _run_once(config: Path, state: Path, key: AgeKey) -> subprocess.CompletedProcess[str]:
+    where = ("--config", str(config), "--state-dir", str(state))
+    return _mailopsd("run", *where, "--age-key-file", str(key.path), "--once")
+
+
 def test_invalid_config_does_not_start(setup: tuple[Path, Path, AgeKey]) -> None:
     """A daemon asked to start on an invalid config exits 1 and prints the errors."""
     config, state, key = setup
     path = config / "c.yaml"
     path.write_text(path.read_text().replace("smtp_port: 587", "smtp_port: 0"))
-    result = _mailopsd(
-        "run",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        "--age-key-file",
-        str(key.path),
-        "--once",
-    )
+    result = _run_once(config, state, key)
     assert result.returncode == 1
     assert (
         f"{path}:13:20: campaigns.acme-q4.smtp_credentials.primary.smtp_port: "
@@ -203,16 +199,7 @@ def test_corrupt_state_stops_start(setup: tuple[Path, Path, AgeKey]) -> None:
     config, state, key = setup
     state.mkdir()
     (state / "state.yaml").write_text("schema_version: 1\ncredentials: [\n")
-    result = _mailopsd(
-        "run",
-        "--config",
-        str(config),
-        "--state-dir",
-        str(state),
-        "--age-key-file",
-        str(key.path),
-        "--once",
-    )
+    result = _run_once(config, state, key)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: state file {state / 'state.yaml'} is not valid YAML")
     assert (state / "state.yaml").read_text() == "schema_version: 1\ncredentials: [\n"
