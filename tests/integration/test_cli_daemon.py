@@ -25,6 +25,20 @@ COMMENTED = (
 )
 
 
+def _reenable(
+    capsys: pytest.CaptureFixture[str], path: Path, now: str, *extra: str
+) -> tuple[int, str, str]:
+    return _cli(
+        capsys, "reenable", "acme-q4", "primary", "--config", str(path), "--now", now, *extra
+    )
+
+
+def _changed(before: str, path: Path) -> list[str]:
+    """The lines that differ between ``before`` and the file now, as ndiff shows them."""
+    ndiff = difflib.ndiff(before.splitlines(), path.read_text().splitlines())
+    return [line for line in ndiff if line[:1] in "+-"]
+
+
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
@@ -157,40 +171,14 @@ def test_reenable_changes_one_line(
 ) -> None:
     """reenable adds one line, then changes only that line; comments stay byte for byte."""
     path = write_config(COMMENTED)
-    code, out, _ = _cli(
-        capsys,
-        "reenable",
-        "acme-q4",
-        "primary",
-        "--config",
-        str(path),
-        "--now",
-        "2026-11-23T12:00:00Z",
-    )
+    code, out, _ = _reenable(capsys, path, "2026-11-23T12:00:00Z")
     assert code == 0
     assert out == "c.yaml: set reenabled_at for acme-q4/primary; commit this change\n"
-    diff = [
-        line
-        for line in difflib.ndiff(COMMENTED.splitlines(), path.read_text().splitlines())
-        if line[:1] in "+-"
-    ]
+    diff = _changed(COMMENTED, path)
     assert diff == ["+         reenabled_at: 2026-11-23T12:00:00Z"]
     first = path.read_text()
-    _cli(
-        capsys,
-        "reenable",
-        "acme-q4",
-        "primary",
-        "--config",
-        str(path),
-        "--now",
-        "2026-11-24T08:00:00+02:00",
-    )
-    diff = [
-        line
-        for line in difflib.ndiff(first.splitlines(), path.read_text().splitlines())
-        if line[:1] in "+-"
-    ]
+    _reenable(capsys, path, "2026-11-24T08:00:00+02:00")
+    diff = _changed(first, path)
     assert diff == [
         "-         reenabled_at: 2026-11-23T12:00:00Z",
         "+         reenabled_at: 2026-11-24T06:00:00Z",
@@ -219,24 +207,8 @@ def test_reenable_keeps_sops_file_valid(
         _cli(capsys, "secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))[0] == 0
     )
     before = path.read_text()
-    assert (
-        _cli(
-            capsys,
-            "reenable",
-            "acme-q4",
-            "primary",
-            "--config",
-            str(path),
-            "--now",
-            "2026-11-23T12:00:00Z",
-        )[0]
-        == 0
-    )
-    diff = [
-        line
-        for line in difflib.ndiff(before.splitlines(), path.read_text().splitlines())
-        if line[:1] in "+-"
-    ]
+    assert _reenable(capsys, path, "2026-11-23T12:00:00Z")[0] == 0
+    diff = _changed(before, path)
     assert diff == ["+         reenabled_at: 2026-11-23T12:00:00Z"]
     assert _cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
     assert run_sops(["decrypt", str(path)], key.path).returncode == 0
@@ -253,18 +225,7 @@ def test_reenable_full_mac_file_uses_key(
     )
     path = write_config(COMMENTED)
     assert _cli(capsys, "secrets", "encrypt", "--in-place", str(path))[0] == 0
-    code, _, err = _cli(
-        capsys,
-        "reenable",
-        "acme-q4",
-        "primary",
-        "--config",
-        str(path),
-        "--now",
-        "2026-11-23T12:00:00Z",
-        "--age-key-file",
-        str(key.path),
-    )
+    code, _, err = _reenable(capsys, path, "2026-11-23T12:00:00Z", "--age-key-file", str(key.path))
     assert code == 0, err
     assert "reenabled_at: 2026-11-23T12:00:00Z" in path.read_text()
     assert "# step 1 only" in path.read_text()
