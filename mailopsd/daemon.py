@@ -25,6 +25,7 @@ from mailopsd.config.leads import Progress
 from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig, LoadOptions, load_config
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.errors import ConfigError, StateError
+from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
@@ -49,6 +50,9 @@ class DaemonSettings:
     dispatch_interval_s: int = 10
     progress: Progress | None = None
     debounce_ms: int = 200
+    inbox_check_s: int = 5
+    imap_timeout_s: float = 30.0
+    imap_retry_s: float = 60.0
 
 
 def watched_files(loaded: LoadedConfig) -> set[Path]:
@@ -122,6 +126,7 @@ class Daemon:
         self._ledger: Ledger | None = None
         self._reconciler: Reconciler | None = None
         self._dispatcher: Dispatcher | None = None
+        self._inbox: Inbox | None = None
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -146,6 +151,12 @@ class Daemon:
         loaded = load_config(self.settings.config_path, self.settings.load_options)
         self._apply(loaded)
         self._dispatcher = Dispatcher(self._ledger, state_dir)
+        self._inbox = Inbox(
+            self._ledger,
+            timeout_s=self.settings.imap_timeout_s,
+            retry_s=self.settings.imap_retry_s,
+            wake=self._wake.set,
+        )
         unknown = self._dispatcher.recover(loaded, self._now())
         if unknown:
             logger.warning("sends without outcome marked unknown count=%d", unknown)
@@ -156,6 +167,8 @@ class Daemon:
             self._watcher.close()
         if self._dispatcher is not None:
             self._dispatcher.close()
+        if self._inbox is not None:
+            self._inbox.close()
         if self._state_loaded:  # never replace a state file that could not be read
             self._set_condition("Ready", "False", "Stopped", "the daemon is not running")
             self._save()
@@ -276,6 +289,24 @@ class Daemon:
                 break
         return total
 
+    def _set_state(self, state: StateFile) -> None:
+        if state != self.state:
+            self.state = state
+            self._save()
+
+    def inbox_tick(self) -> None:
+        """Record the polls that finished and start those that are due."""
+        if self._inbox is None or self.loaded is None:
+            return
+        self._set_state(self._inbox.collect(self.loaded, self.state, self._now()))
+        self._inbox.start_due(self.loaded)
+
+    def poll_inbox(self) -> None:
+        """Poll every mailbox now and record what it holds (``run --once``)."""
+        if self._inbox is None or self.loaded is None:
+            return
+        self._set_state(self._inbox.poll_all(self.loaded, self.state, self._now()))
+
     def status_line(self) -> str:
         """The one-line summary sent as ``STATUS=``."""
         summary = self.loaded.summary() if self.loaded else "no config"
@@ -326,15 +357,18 @@ class Daemon:
             self._reload_now, notify=False
         )
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
+        self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         self._restart_watcher()
         self.notifier.ready(self.status_line())
         logger.info("ready %s", self.status_line())
+        self.inbox_tick()
         self.dispatch()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
                 self._reload_now(notify=True)
                 self.dispatch()
+            self.inbox_tick()
             self._scheduler.run_pending()
             self.notifier.watchdog()
             self._wake.wait(self._timeout_s())

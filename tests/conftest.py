@@ -12,7 +12,7 @@ import pytest
 
 from tests.configs import BASE, LEADS, Writer
 
-pytest_plugins = ["tests.servers.smtp"]
+pytest_plugins = ["tests.servers.smtp", "tests.servers.imap"]
 
 
 @pytest.fixture(autouse=True)

@@ -96,6 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         daemon.start()
         if args.once:
+            daemon.poll_inbox()
             daemon.dispatch()
         else:
             daemon.serve()
@@ -151,6 +152,8 @@ def _status_text(report: dict[str, object]) -> list[str]:
             )
             if c["disabled_reason"]:
                 lines.append(f"    disabled: {c['disabled_reason']}")
+            if c["inbox_error"]:
+                lines.append(f"    inbox: {c['inbox_error']} (since {c['inbox_error_since']})")
     return lines
 
 

@@ -50,6 +50,8 @@ __all__ = [
 REDACTED = "**********"
 SECRET_FIELDS = frozenset({"smtp_username", "smtp_password", "imap_username", "imap_password"})
 IMAP_FIELDS = ("imap_host", "imap_port", "imap_username", "imap_password")
+IMAP_OPTIONS = ("imap_tls", "imap_tls_ca_file", "imap_folders", "imap_idle", "imap_poll_interval")
+MIN_POLL_SECONDS = 10
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
@@ -228,6 +230,25 @@ def _period(value: object) -> Period:
         raise failure(f"{err} (got {describe(value)})") from err
 
 
+def _poll_interval(value: object) -> Period:
+    period = _period(value)
+    if period.approx_seconds < MIN_POLL_SECONDS:
+        raise failure(f"must be at least {MIN_POLL_SECONDS} seconds (got {describe(value)})")
+    return period
+
+
+def _folders(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise _must("a non-empty list of folder names such as [INBOX, Junk]", value)
+    for item in value:
+        text = _line(item)
+        if any(ord(char) < 32 for char in text) or '"' in text or "\\" in text:
+            raise _must("folder names without quotes or backslashes", item)
+    if len(set(value)) != len(value):
+        raise failure("lists a folder twice")
+    return tuple(value)
+
+
 def _ratio(value: object) -> float:
     ratio: float | None = None
     if isinstance(value, str) and value.endswith("%"):
@@ -291,6 +312,15 @@ Host = Annotated[str, PlainValidator(_host)]
 Email = Annotated[str, PlainValidator(_email)]
 Secret = Annotated[SecretStr, PlainValidator(_secret), PlainSerializer(_redacted, return_type=str)]
 PeriodValue = Annotated[Period, PlainValidator(_period), PlainSerializer(str)]
+PollInterval = Annotated[Period, PlainValidator(_poll_interval), PlainSerializer(str)]
+Folders = Annotated[
+    tuple[str, ...], PlainValidator(_folders), PlainSerializer(list, return_type=list[str])
+]
+Ratio = Annotated[float, PlainValidator(_ratio)]
+TlsMode = Annotated[
+    Literal["auto", "starttls", "implicit", "none"],
+    PlainValidator(_one_of("auto", "starttls", "implicit", "none")),
+]
 Flag = Annotated[bool, Strict()]
 Weekday = Annotated[str, PlainValidator(_one_of(*WEEKDAYS))]
 Timestamp = Annotated[
@@ -417,6 +447,20 @@ class Credential(_Model):
     imap_port: Port | None = Field(default=None, description="IMAP port: 993 implicit TLS.")
     imap_username: Secret | None = Field(default=None, description="IMAP login (secret).")
     imap_password: Secret | None = Field(default=None, description="IMAP password (secret).")
+    imap_tls: TlsMode = Field(
+        default="auto", description="auto picks by port: 993 implicit, else STARTTLS."
+    )
+    imap_tls_ca_file: Text | None = Field(
+        default=None,
+        description="PEM file of the CA that signs a private IMAP server's certificate.",
+    )
+    imap_folders: Folders = Field(
+        default=("INBOX",), description="Folders polled for replies and bounces."
+    )
+    imap_idle: Flag = Field(default=False, description="Also wait with IMAP IDLE on INBOX.")
+    imap_poll_interval: PollInterval | None = Field(
+        default=None, description="Time between two polls; default: the campaign's."
+    )
     status: Annotated[
         Literal["allowed", "blocked", "sandbox"],
         PlainValidator(_one_of("allowed", "blocked", "sandbox")),
@@ -434,16 +478,19 @@ class Credential(_Model):
     source_address: Annotated[str, PlainValidator(_ip_address)] | None = Field(
         default=None, description="Local IP address to send from."
     )
-    tls: Annotated[
-        Literal["auto", "starttls", "implicit", "none"],
-        PlainValidator(_one_of("auto", "starttls", "implicit", "none")),
-    ] = Field(default="auto", description="auto picks by port: 465 implicit, else STARTTLS.")
+    tls: TlsMode = Field(
+        default="auto", description="auto picks by port: 465 implicit, else STARTTLS."
+    )
     tls_ca_file: Text | None = Field(
         default=None, description="PEM file of the CA that signs a private server's certificate."
     )
     reenabled_at: Timestamp | None = Field(
         default=None, description="Set by a person to re-enable after an auto-disable."
     )
+
+    def poll_interval(self, campaign: Campaign) -> Period:
+        """Time between two polls: the credential's own, else its campaign's."""
+        return self.imap_poll_interval or campaign.imap_poll_interval
 
     @property
     def has_imap(self) -> bool:
@@ -459,6 +506,26 @@ class Credential(_Model):
                 "the imap_* fields go together: all four or none; missing " + ", ".join(missing),
                 field=present[0],
             )
+        if not present:
+            for name in IMAP_OPTIONS:
+                if name in self.model_fields_set:
+                    raise failure(
+                        f"{name} needs the four imap_* fields (imap_host, imap_port, "
+                        "imap_username, imap_password)",
+                        field=name,
+                    )
+        if self.imap_host is not None and self.imap_tls == "none":
+            if not is_loopback_host(self.imap_host):
+                raise failure(
+                    f"imap_tls: none sends the password in clear; allowed only for a loopback "
+                    f"imap_host, not {describe(self.imap_host)}",
+                    field="imap_tls",
+                )
+            if self.imap_tls_ca_file is not None:
+                raise failure(
+                    "imap_tls_ca_file needs TLS; it is useless with imap_tls: none",
+                    field="imap_tls_ca_file",
+                )
         if self.tls_ca_file is not None and self.tls == "none":
             raise failure(
                 "tls_ca_file needs TLS; it is useless with tls: none", field="tls_ca_file"
@@ -501,8 +568,12 @@ class Campaign(_Model):
     sequence: Annotated[tuple[Step, ...], AfterValidator(_sequence)] = Field(
         min_length=1, description="The steps, in order."
     )
-    bounce_threshold: Annotated[float, PlainValidator(_ratio)] = Field(
+    bounce_threshold: Ratio = Field(
         default=0.05, description="Bounce rate above which a credential is disabled."
+    )
+    block_threshold: Ratio | None = Field(
+        default=None,
+        description="Rate of policy rejections (blocks) above which a credential is disabled.",
     )
     bounce_min_sends: PositiveInt = Field(
         default=20, description="Sends needed in the window before any verdict."
@@ -512,6 +583,13 @@ class Campaign(_Model):
         description="Period over which the bounce rate is computed.",
     )
     unsubscribe: Unsubscribe | None = Field(default=None, description="Unsubscribe link, footers.")
+    imap_poll_interval: PollInterval = Field(
+        default_factory=lambda: parse_period("5 minutes"),
+        description="Time between two polls of each credential's mailbox.",
+    )
+    stop_on_auto_reply: Flag = Field(
+        default=False, description="Stop a lead's sequence on an auto-reply too."
+    )
     smtp_credentials: dict[Id, Credential] = Field(
         min_length=1, description="Mailboxes to send from, by id."
     )

@@ -26,7 +26,7 @@ from mailopsd.dispatch.compose import ComposeError, Outgoing, compose
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
-from mailopsd.inbox import policy
+from mailopsd.inbox import health
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -431,44 +431,7 @@ class Dispatcher:
         report.outcomes.update(outcome.kind.value for _, outcome in results)
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
-        return self._bounce_policy(bounced, loaded, state, now), report
-
-    def _bounce_policy(
-        self, keys: set[CredentialKey], loaded: LoadedConfig, state: StateFile, now: datetime
-    ) -> StateFile:
-        """After hard bounces, disable the credentials whose bounce rate is too high."""
-        credentials = dict(state.credentials)
-        for campaign_id, credential_id in sorted(keys):
-            campaign = loaded.config.campaigns[campaign_id]
-            name = _key(campaign_id, credential_id)
-            entry = credentials.get(name, CredentialState())
-            if entry.disabled_at is not None:
-                continue
-            since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
-            day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            counts = self.ledger.counts(
-                campaign_id, credential_id, day_start=day_start, window_start=since
-            )
-            reason = policy.disable_reason(
-                campaign,
-                bounces=counts.bounces_in_window,
-                sends=counts.sends_in_window,
-                since=since,
-            )
-            if reason is not None:
-                logger.error(
-                    "credential disabled campaign=%s credential=%s reason=%s; re-enable with "
-                    "reenabled_at in its YAML (mailopsd reenable %s %s)",
-                    campaign_id,
-                    credential_id,
-                    reason,
-                    campaign_id,
-                    credential_id,
-                )
-                credentials[name] = entry.model_copy(
-                    update={"disabled_at": now, "disabled_reason": reason}
-                )
-        return state.model_copy(update={"credentials": credentials})
+        return health.check_credentials(self.ledger, loaded, state, bounced, now), report
 
     def close(self) -> None:
         """Close every SMTP connection."""

@@ -14,7 +14,7 @@ from mailopsd.config.models import Campaign
 from mailopsd.config.periods import Period
 from mailopsd.goyaml import format_go_time
 
-__all__ = ["disable_reason", "window_start"]
+__all__ = ["block_reason", "disable_reason", "window_start"]
 
 
 def window_start(window: Period, restarted_at: datetime | None, now: datetime) -> datetime:
@@ -33,3 +33,18 @@ def disable_reason(campaign: Campaign, *, bounces: int, sends: int, since: datet
     threshold = f"{campaign.bounce_threshold * 100:g}%"
     moment = format_go_time(since.replace(microsecond=0))
     return f"bounce rate {rate:.1%} ({bounces}/{sends}) > {threshold} since {moment}"
+
+
+def block_reason(campaign: Campaign, *, blocks: int, sends: int, since: datetime) -> str | None:
+    """Return why to disable for policy rejections (``block_threshold``), or ``None``."""
+    threshold = campaign.block_threshold
+    if threshold is None or sends < campaign.bounce_min_sends or sends == 0:
+        return None
+    rate = blocks / sends
+    if rate <= threshold:
+        return None
+    moment = format_go_time(since.replace(microsecond=0))
+    return (
+        f"block rate {rate:.1%} ({blocks}/{sends}) > {threshold * 100:g}% since {moment}: "
+        "servers refuse this mailbox (blocklist, spam filter or policy)"
+    )

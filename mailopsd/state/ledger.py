@@ -39,7 +39,7 @@ COUNTED_OUTCOMES = ("pending", "sent", "unknown", "bounced")
 _COUNTED_SQL = "('pending', 'sent', 'unknown', 'bounced')"
 
 LEDGER_FILE = "ledger.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -143,6 +143,23 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX leads_due ON leads (campaign_id, state, next_due_at);
     CREATE INDEX sends_pending ON sends (outcome) WHERE outcome = 'pending';
     """,
+    3: """
+    ALTER TABLE bounces ADD COLUMN kind TEXT NOT NULL DEFAULT 'hard';
+    ALTER TABLE bounces ADD COLUMN detail TEXT;
+    CREATE INDEX sends_by_message_id ON sends (message_id);
+    CREATE INDEX sends_by_email ON sends (email, credential_id);
+    CREATE TABLE inbox_messages (
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        email TEXT,
+        PRIMARY KEY (campaign_id, credential_id, key)
+    ) WITHOUT ROWID;
+    """,
 }
 
 
@@ -200,6 +217,7 @@ class CredentialCounts:
     followups_today: int = 0
     sends_in_window: int = 0
     bounces_in_window: int = 0
+    blocks_in_window: int = 0
     unknown: int = 0
     last_poll_at: str | None = None
     last_poll_result: str | None = None
@@ -541,15 +559,32 @@ class Ledger:
         credential_id: str,
         email: str,
         *,
-        status: str,
+        status: str | None,
         source: str,
         at: datetime,
+        kind: str = "hard",
+        detail: str | None = None,
     ) -> None:
-        """Record a hard bounce (inside the caller's transaction)."""
+        """Record a bounce (inside the caller's transaction).
+
+        ``kind`` is ``hard`` (counts toward the bounce rate), ``block`` (counts toward the
+        block rate) or ``soft`` (recorded only).
+        """
         self._db.execute(
             "INSERT INTO bounces (campaign_id, credential_id, email, send_id, at, permanent, "
-            "status, source) VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
-            (campaign_id, credential_id, email, send_id, stamp(at), status, source),
+            "status, source, kind, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                campaign_id,
+                credential_id,
+                email,
+                send_id,
+                stamp(at),
+                int(kind != "soft"),
+                status,
+                source,
+                kind,
+                detail,
+            ),
         )
 
     def suppress(self, account: str, email: str, reason: str, at: datetime) -> None:
@@ -602,8 +637,8 @@ class Ledger:
             },
         ).fetchone()
         bounced = self._db.execute(
-            "SELECT count(*) FROM bounces WHERE campaign_id = ? AND credential_id = ? "
-            "AND permanent = 1 AND at >= ?",
+            "SELECT coalesce(sum(kind = 'hard'), 0), coalesce(sum(kind = 'block'), 0) "
+            "FROM bounces WHERE campaign_id = ? AND credential_id = ? AND at >= ?",
             (*key, stamp(window_start)),
         ).fetchone()
         poll = self._db.execute(
@@ -617,6 +652,142 @@ class Ledger:
             sends_in_window=int(sent[2]),
             unknown=int(sent[3]),
             bounces_in_window=int(bounced[0]),
+            blocks_in_window=int(bounced[1]),
             last_poll_at=poll[0] if poll else None,
             last_poll_result=poll[1] if poll else None,
         )
+
+    # Inbox ------------------------------------------------------------------------------
+
+    def imap_cursors(self, campaign_id: str, credential_id: str) -> dict[str, tuple[int, int]]:
+        """Per folder: the ``UIDVALIDITY`` and last UID read."""
+        rows = self._db.execute(
+            "SELECT folder, uidvalidity, last_uid FROM imap_cursors WHERE campaign_id = ? "
+            "AND credential_id = ? AND uidvalidity IS NOT NULL",
+            (campaign_id, credential_id),
+        )
+        return {str(row[0]): (int(row[1]), int(row[2] or 0)) for row in rows}
+
+    def set_imap_cursor(
+        self,
+        campaign_id: str,
+        credential_id: str,
+        folder: str,
+        cursor: tuple[int, int] | None,
+        *,
+        at: datetime,
+        result: str,
+    ) -> None:
+        """Record a poll of a folder: its cursor (kept as it was if ``None``) and result."""
+        self._db.execute(
+            "INSERT INTO imap_cursors (campaign_id, credential_id, folder, uidvalidity, "
+            "last_uid, last_poll_at, last_result) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (campaign_id, credential_id, folder) DO UPDATE SET "
+            "uidvalidity = coalesce(excluded.uidvalidity, uidvalidity), "
+            "last_uid = coalesce(excluded.last_uid, last_uid), "
+            "last_poll_at = excluded.last_poll_at, last_result = excluded.last_result",
+            (
+                campaign_id,
+                credential_id,
+                folder,
+                cursor[0] if cursor else None,
+                cursor[1] if cursor else None,
+                stamp(at),
+                result,
+            ),
+        )
+
+    def first_send_at(self, campaign_id: str, credential_id: str) -> datetime | None:
+        """When the credential first sent (or tried to), if ever."""
+        row = self._db.execute(
+            "SELECT min(intent_at) FROM sends WHERE campaign_id = ? AND credential_id = ? "
+            f"AND outcome IN {_COUNTED_SQL}",
+            (campaign_id, credential_id),
+        ).fetchone()
+        return unstamp(row[0]) if row and row[0] else None
+
+    def note_message(
+        self,
+        campaign_id: str,
+        credential_id: str,
+        key: str,
+        *,
+        folder: str,
+        uid: int,
+        kind: str,
+        email: str | None,
+        at: datetime,
+    ) -> bool:
+        """Remember a message read from the mailbox; ``False`` if it was already seen."""
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO inbox_messages (campaign_id, credential_id, key, folder, uid, "
+            "at, kind, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (campaign_id, credential_id, key, folder, uid, stamp(at), kind, email),
+        )
+        return cursor.rowcount == 1
+
+    def has_message(self, campaign_id: str, credential_id: str, key: str) -> bool:
+        """Tell whether a message read from the mailbox was recorded already."""
+        row = self._db.execute(
+            "SELECT 1 FROM inbox_messages WHERE campaign_id = ? AND credential_id = ? AND key = ?",
+            (campaign_id, credential_id, key),
+        ).fetchone()
+        return row is not None
+
+    def send_by_message_id(self, message_ids: Iterable[str]) -> tuple[int, str, str, str] | None:
+        """The send (id, campaign, credential, address) that had one of ``message_ids``."""
+        ids = [m for m in message_ids if m]
+        if not ids:
+            return None
+        row = self._db.execute(
+            "SELECT id, campaign_id, credential_id, email FROM sends WHERE message_id IN "
+            "(SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1",
+            (json.dumps(ids),),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+    def last_send_to(
+        self, campaign_id: str, credential_id: str, email: str
+    ) -> tuple[int, str, str, str] | None:
+        """The last send of a credential to ``email`` (leads' addresses are lower case)."""
+        row = self._db.execute(
+            "SELECT id, campaign_id, credential_id, email FROM sends WHERE email = ? "
+            "AND credential_id = ? AND campaign_id = ? ORDER BY id DESC LIMIT 1",
+            (email.lower(), credential_id, campaign_id),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+    def add_reply(
+        self,
+        campaign_id: str,
+        credential_id: str,
+        email: str,
+        *,
+        kind: str,
+        message_id: str | None,
+        at: datetime,
+    ) -> None:
+        """Record a reply, auto-reply or unsubscribe request (inside a transaction)."""
+        self._db.execute(
+            "INSERT INTO replies (campaign_id, credential_id, email, at, kind, message_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (campaign_id, credential_id, email, stamp(at), kind, message_id),
+        )
+
+    def stop_lead(self, campaign_id: str, email: str, reason: str) -> bool:
+        """Stop a lead's sequence (its queued steps are never sent); ``False`` if it was over."""
+        cursor = self._db.execute(
+            "UPDATE leads SET state = 'stopped', stop_reason = ?, next_due_at = NULL "
+            "WHERE campaign_id = ? AND email = ? AND state IN ('new', 'waiting', 'sending')",
+            (reason, campaign_id, email),
+        )
+        return cursor.rowcount == 1
+
+    def inbox_counts(self, campaign_id: str, credential_id: str) -> dict[str, int]:
+        """Messages read from a credential's mailbox, by class."""
+        rows = self._db.execute(
+            "SELECT kind, count(*) FROM inbox_messages WHERE campaign_id = ? "
+            "AND credential_id = ? GROUP BY kind",
+            (campaign_id, credential_id),
+        )
+        return {str(row[0]): int(row[1]) for row in rows}

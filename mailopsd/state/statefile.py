@@ -63,6 +63,10 @@ class CredentialState(_Model):
         default=None, description="When repeated AUTH failures stopped its use (until it changes)."
     )
     auth_failed_reason: str | None = Field(default=None, description="The server's last answer.")
+    inbox_error: str | None = Field(
+        default=None, description="Why its mailbox cannot be read now (polls retry by themselves)."
+    )
+    inbox_error_since: Time | None = Field(default=None, description="Since when.")
 
     def is_disabled(self, reenabled_at: datetime | None) -> bool:
         """Tell whether it is disabled, given the ``reenabled_at`` its config holds now."""

@@ -91,6 +91,11 @@ def _credential(
         "unknown_outcomes": counts.unknown,
         "last_poll_at": counts.last_poll_at,
         "last_poll_result": counts.last_poll_result,
+        "inbox_error": entry.inbox_error,
+        "inbox_error_since": format_time(entry.inbox_error_since)
+        if entry.inbox_error_since
+        else None,
+        "blocks_in_window": counts.blocks_in_window,
     }
 
 

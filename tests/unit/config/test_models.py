@@ -659,3 +659,108 @@ class TestSecrets:
                 15, 24, "smtp_password", "must be a non-empty string (got a list; value not shown)"
             )
         ]
+
+
+_IMAP = (
+    "        imap_host: imap.example.com\n"
+    "        imap_port: 993\n"
+    "        imap_username: user@example.com\n"
+    "        imap_password: secret\n"
+)
+
+
+class TestInboxFields:
+    """The inbox settings: folders, IDLE, TLS, poll intervals, thresholds."""
+
+    def test_defaults_and_overrides(self, write_config: Writer) -> None:
+        """INBOX every 5 minutes by default; a credential's interval wins over its campaign's."""
+        path = write_config(
+            replace=(
+                "    name: ACME Q4 outreach\n",
+                "    name: x\n    imap_poll_interval: 2 minutes\n",
+            ),
+            add=_IMAP
+            + "        imap_folders: [INBOX, Junk]\n        imap_poll_interval: 30 seconds\n",
+        )
+        campaign = loads(path).config.campaigns["acme-q4"]
+        credential = campaign.smtp_credentials["primary"]
+        assert credential.imap_folders == ("INBOX", "Junk")
+        assert credential.poll_interval(campaign).approx_seconds == 30
+        assert (credential.imap_tls, credential.imap_idle) == ("auto", False)
+        assert (campaign.stop_on_auto_reply, campaign.block_threshold) == (False, None)
+        default = loads(write_config(add=_IMAP)).config.campaigns["acme-q4"]
+        assert default.smtp_credentials["primary"].poll_interval(default).approx_seconds == 300
+        assert default.smtp_credentials["primary"].imap_folders == ("INBOX",)
+
+    @pytest.mark.parametrize(
+        ("add", "expected"),
+        [
+            (
+                "        imap_folders: [INBOX]\n",
+                _cred(
+                    19,
+                    23,
+                    "imap_folders",
+                    "imap_folders needs the four imap_* fields (imap_host, imap_port, "
+                    "imap_username, imap_password)",
+                ),
+            ),
+            (
+                _IMAP + "        imap_poll_interval: 5 seconds\n",
+                _cred(
+                    23, 29, "imap_poll_interval", 'must be at least 10 seconds (got "5 seconds")'
+                ),
+            ),
+            (
+                _IMAP + "        imap_folders: []\n",
+                _cred(
+                    23,
+                    23,
+                    "imap_folders",
+                    "must be a non-empty list of folder names such as [INBOX, Junk] (got a list)",
+                ),
+            ),
+            (
+                _IMAP + "        imap_folders: [INBOX, INBOX]\n",
+                _cred(23, 23, "imap_folders", "lists a folder twice"),
+            ),
+            (
+                _IMAP + '        imap_folders: ["a\\"b"]\n',
+                _cred(
+                    23,
+                    23,
+                    "imap_folders",
+                    'must be folder names without quotes or backslashes (got "a\\"b")',
+                ),
+            ),
+            (
+                _IMAP + "        imap_tls: none\n",
+                _cred(
+                    23,
+                    19,
+                    "imap_tls",
+                    "imap_tls: none sends the password in clear; allowed only for a loopback "
+                    'imap_host, not "imap.example.com"',
+                ),
+            ),
+            (
+                _IMAP + "        imap_idle: yes\n",
+                _cred(23, 20, "imap_idle", 'must be true or false (got "yes")'),
+            ),
+        ],
+    )
+    def test_bad_inbox_field(self, write_config: Writer, add: str, expected: str) -> None:
+        """A wrong inbox setting is reported at its value."""
+        assert errors_of(write_config(add=add)) == [expected]
+
+    def test_block_threshold_and_auto_reply(self, write_config: Writer) -> None:
+        """block_threshold takes a rate like bounce_threshold; stop_on_auto_reply a flag."""
+        path = write_config(
+            replace=(
+                "    name: ACME Q4 outreach\n",
+                "    name: x\n    block_threshold: 2%\n    stop_on_auto_reply: true\n",
+            )
+        )
+        campaign = loads(path).config.campaigns["acme-q4"]
+        assert campaign.block_threshold == pytest.approx(0.02)
+        assert campaign.stop_on_auto_reply is True

@@ -1,0 +1,64 @@
+"""A credential's health after bounces: the auto-disable written to the state file.
+
+Called after every batch of hard bounces or blocks, wherever they were found (an SMTP
+reply at send time, a delivery report in the mailbox): the rates are computed from the
+ledger over the bounce window and, above the campaign's thresholds, the credential gets
+``disabled_at`` and ``disabled_reason`` in the state file, and is used no more until a
+person re-enables it in its YAML.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.inbox import policy
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import CredentialState, StateFile
+
+__all__ = ["check_credentials"]
+
+logger = logging.getLogger(__name__)
+
+
+def check_credentials(
+    ledger: Ledger,
+    loaded: LoadedConfig,
+    state: StateFile,
+    keys: Iterable[tuple[str, str]],
+    now: datetime,
+) -> StateFile:
+    """Disable each of ``keys`` whose bounce or block rate is over its campaign's threshold."""
+    credentials = dict(state.credentials)
+    for campaign_id, credential_id in sorted(set(keys)):
+        campaign = loaded.config.campaigns.get(campaign_id)
+        if campaign is None or credential_id not in campaign.smtp_credentials:
+            continue
+        name = f"{campaign_id}/{credential_id}"
+        entry = credentials.get(name, CredentialState())
+        credential = campaign.smtp_credentials[credential_id]
+        if entry.is_disabled(credential.reenabled_at):
+            continue
+        since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
+        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        counts = ledger.counts(campaign_id, credential_id, day_start=day_start, window_start=since)
+        reason = policy.disable_reason(
+            campaign, bounces=counts.bounces_in_window, sends=counts.sends_in_window, since=since
+        ) or policy.block_reason(
+            campaign, blocks=counts.blocks_in_window, sends=counts.sends_in_window, since=since
+        )
+        if reason is None:
+            continue
+        logger.error(
+            "credential disabled campaign=%s credential=%s reason=%s; re-enable with "
+            "reenabled_at in its YAML (mailopsd reenable %s %s)",
+            campaign_id,
+            credential_id,
+            reason,
+            campaign_id,
+            credential_id,
+        )
+        credentials[name] = entry.model_copy(update={"disabled_at": now, "disabled_reason": reason})
+    return state.model_copy(update={"credentials": credentials})

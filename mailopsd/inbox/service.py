@@ -1,0 +1,396 @@
+"""The inbox: polls every mailbox on its own schedule, off the main thread.
+
+Each credential with the four imap_* fields (and a first send) is polled every
+``imap_poll_interval`` by a small pool of worker threads; the daemon's main thread hands
+out the cursors, then records the results (``record``) and checks the credentials'
+health. A slow or dead server only ever holds a worker, never the dispatcher. A failed
+poll is retried with exponential backoff; the first failure and the recovery are logged
+once each, and the credential's ``inbox_error`` in the state file says what is wrong
+meanwhile. With ``imap_idle: true`` a thread per credential waits in IMAP IDLE and asks
+for a poll as soon as mail arrives.
+
+Processed reports are disposed of as ``bounce_notifications`` says: ``from`` leaves them,
+``drop`` moves them to the Trash folder (or flags them deleted), an address gets them
+forwarded through the credential's SMTP.
+"""
+
+from __future__ import annotations
+
+import email
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.config.models import Credential
+from mailopsd.dispatch.compose import Outgoing
+from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
+from mailopsd.inbox import health
+from mailopsd.inbox.imap import (
+    Cursor,
+    ImapError,
+    MailboxAccess,
+    PollResult,
+    dispose,
+    fetch_full,
+    poll,
+    wait_for_mail,
+)
+from mailopsd.inbox.record import Recorded, record_poll
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import CredentialState, StateFile
+
+__all__ = ["Inbox"]
+
+logger = logging.getLogger(__name__)
+
+CredentialKey = tuple[str, str]
+MAX_BACKOFF_S = 3600.0
+
+
+@dataclass
+class _Mailbox:
+    """What the inbox keeps between polls for one credential."""
+
+    access: MailboxAccess
+    interval_s: float
+    due: float = 0.0
+    failures: int = 0
+    error: str | None = None
+    running: Future[PollResult] | None = None
+    idle: _Idler | None = None
+
+
+@dataclass
+class _Idler:
+    """A thread waiting in IDLE; it asks for a poll when mail arrives."""
+
+    access: MailboxAccess
+    on_mail: Callable[[], None]
+    retry_s: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                arrived = wait_for_mail(self.access, self.stop.is_set)
+            except ImapError as err:
+                failures += 1
+                if failures == 1:
+                    logger.warning(
+                        "imap idle failed campaign=%s credential=%s error=%s",
+                        self.access.campaign_id,
+                        self.access.credential_id,
+                        err,
+                    )
+                self.stop.wait(min(self.retry_s * 2 ** (failures - 1), MAX_BACKOFF_S))
+                continue
+            failures = 0
+            if arrived:
+                self.on_mail()
+
+    def start(self) -> None:
+        name = f"mailopsd-idle-{self.access.campaign_id}/{self.access.credential_id}"
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=self.access.timeout_s + 5)
+
+
+@dataclass
+class Inbox:
+    """Schedules polls, records their results, disposes of processed reports."""
+
+    ledger: Ledger
+    workers: int = 4
+    timeout_s: float = 30.0
+    retry_s: float = 60.0
+    wake: Callable[[], None] = lambda: None
+    monotonic: Callable[[], float] = time.monotonic
+    smtp: SmtpTransport = field(default_factory=SmtpTransport)
+    _mailboxes: dict[CredentialKey, _Mailbox] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
+    _chores: list[Future[str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.workers, thread_name_prefix="mailopsd-imap"
+            )
+        return self._pool
+
+    # Which mailboxes -------------------------------------------------------------------
+
+    def _sync(self, loaded: LoadedConfig) -> None:
+        """Follow the config: new mailboxes, changed ones, removed ones."""
+        wanted: dict[CredentialKey, tuple[MailboxAccess, float, bool]] = {}
+        for campaign_id, campaign in loaded.config.campaigns.items():
+            base = loaded.campaign_files[campaign_id].parent
+            for credential_id, credential in campaign.smtp_credentials.items():
+                if not credential.has_imap or credential.status == "sandbox":
+                    continue
+                key = (campaign_id, credential_id)
+                access = MailboxAccess.of(key, credential, base, timeout_s=self.timeout_s)
+                interval = float(credential.poll_interval(campaign).approx_seconds)
+                wanted[key] = (access, interval, credential.imap_idle)
+        for key in list(self._mailboxes):
+            if key not in wanted or self._mailboxes[key].access != wanted[key][0]:
+                self._forget(key)
+        for key, (access, interval, idle) in wanted.items():
+            mailbox = self._mailboxes.get(key)
+            if mailbox is None:
+                mailbox = self._mailboxes[key] = _Mailbox(access, interval)
+            mailbox.interval_s = interval
+            if idle and mailbox.idle is None:
+                mailbox.idle = _Idler(access, functools.partial(self._poll_soon, key), self.retry_s)
+                mailbox.idle.start()
+            elif not idle and mailbox.idle is not None:
+                mailbox.idle.close()
+                mailbox.idle = None
+
+    def _forget(self, key: CredentialKey) -> None:
+        mailbox = self._mailboxes.pop(key)
+        if mailbox.idle is not None:
+            mailbox.idle.close()
+
+    def _poll_soon(self, key: CredentialKey) -> None:
+        with self._lock:
+            mailbox = self._mailboxes.get(key)
+            if mailbox is not None:
+                mailbox.due = 0.0
+        self.wake()
+
+    # Polls -----------------------------------------------------------------------------
+
+    def _submit(self, key: CredentialKey, mailbox: _Mailbox, since: datetime) -> None:
+        cursors = {
+            folder: Cursor(*cursor) for folder, cursor in self.ledger.imap_cursors(*key).items()
+        }
+        future = self._executor().submit(poll, mailbox.access, cursors, since)
+        future.add_done_callback(lambda _: self.wake())
+        mailbox.running = future
+
+    def start_due(self, loaded: LoadedConfig) -> int:
+        """Start the polls that are due; return how many started."""
+        self._sync(loaded)
+        now = self.monotonic()
+        started = 0
+        for key, mailbox in self._mailboxes.items():
+            with self._lock:
+                due = mailbox.due <= now
+            if mailbox.running is not None or not due:
+                continue
+            since = self.ledger.first_send_at(*key)
+            if since is None:
+                mailbox.due = now + mailbox.interval_s
+                continue
+            self._submit(key, mailbox, since)
+            started += 1
+        return started
+
+    def _failed(
+        self, key: CredentialKey, mailbox: _Mailbox, error: str, state: StateFile, at: datetime
+    ) -> StateFile:
+        mailbox.failures += 1
+        delay = min(
+            min(self.retry_s, mailbox.interval_s) * 2 ** (mailbox.failures - 1), MAX_BACKOFF_S
+        )
+        mailbox.due = self.monotonic() + delay
+        if mailbox.error is None:  # one line when the mailbox becomes unreadable
+            logger.warning(
+                "imap unavailable campaign=%s credential=%s error=%s retry_in_s=%d",
+                *key,
+                error,
+                delay,
+            )
+        mailbox.error = error
+        with self.ledger.transaction():
+            for folder in mailbox.access.folders:
+                self.ledger.set_imap_cursor(*key, folder, None, at=at, result=f"error: {error}")
+        entry = state.credential(f"{key[0]}/{key[1]}")
+        if entry.inbox_error == error:
+            return state
+        update: dict[str, object] = {"inbox_error": error}
+        if entry.inbox_error is None:
+            update["inbox_error_since"] = at
+        return _with_entry(state, key, entry.model_copy(update=update))
+
+    def _succeeded(
+        self,
+        key: CredentialKey,
+        mailbox: _Mailbox,
+        result: PollResult,
+        loaded: LoadedConfig,
+        state: StateFile,
+        at: datetime,
+    ) -> StateFile:
+        if mailbox.error is not None:
+            logger.info("imap reachable again campaign=%s credential=%s", *key)
+        mailbox.failures = 0
+        mailbox.error = None
+        with self._lock:
+            mailbox.due = max(mailbox.due, self.monotonic() + mailbox.interval_s)
+        done = record_poll(self.ledger, loaded, key, result, at)
+        if done.new:
+            logger.info(
+                "inbox read campaign=%s credential=%s %s",
+                *key,
+                " ".join(f"{kind}={n}" for kind, n in sorted(done.by_kind.items())),
+            )
+        self._dispose(key, loaded, done)
+        entry = state.credential(f"{key[0]}/{key[1]}")
+        if entry.inbox_error is not None:
+            cleared = entry.model_copy(update={"inbox_error": None, "inbox_error_since": None})
+            state = _with_entry(state, key, cleared)
+        return health.check_credentials(self.ledger, loaded, state, done.check, at)
+
+    def collect(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
+        """Record every finished poll; return the state with health and errors updated."""
+        for key, mailbox in list(self._mailboxes.items()):
+            future = mailbox.running
+            if future is None or not future.done():
+                continue
+            mailbox.running = None
+            try:
+                result = future.result()
+            except ImapError as err:
+                state = self._failed(key, mailbox, str(err), state, at)
+            except Exception as err:  # a poller bug must not stop the daemon
+                logger.exception("imap poll crashed campaign=%s credential=%s", *key)
+                state = self._failed(
+                    key, mailbox, f"internal error: {type(err).__name__}", state, at
+                )
+            else:
+                state = self._succeeded(key, mailbox, result, loaded, state, at)
+        self._finish_chores()
+        return state
+
+    def poll_all(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
+        """Poll every mailbox now and wait for the results (``run --once``, tests)."""
+        self._sync(loaded)
+        for mailbox in self._mailboxes.values():
+            with self._lock:
+                mailbox.due = 0.0
+        self.start_due(loaded)
+        for mailbox in self._mailboxes.values():
+            if mailbox.running is not None:
+                mailbox.running.exception()
+        state = self.collect(loaded, state, at)
+        for chore in self._chores:
+            chore.exception()
+        self._finish_chores()
+        return state
+
+    # Disposal --------------------------------------------------------------------------
+
+    def _dispose(self, key: CredentialKey, loaded: LoadedConfig, done: Recorded) -> None:
+        campaign = loaded.config.campaigns.get(key[0])
+        if campaign is None or not done.reports:
+            return
+        credential = campaign.smtp_credentials[key[1]]
+        route = credential.bounce_notifications
+        if route == "from":
+            return
+        access = self._mailboxes[key].access
+        by_folder: dict[tuple[str, int], list[int]] = {}
+        for arrival in done.reports:
+            by_folder.setdefault((arrival.folder, arrival.uidvalidity), []).append(arrival.uid)
+        base = loaded.campaign_files[key[0]].parent
+        for (folder, validity), uids in by_folder.items():
+            if route == "drop":
+                chore = self._executor().submit(dispose, access, folder, validity, uids)
+            else:
+                chore = self._executor().submit(
+                    self._forward, key, credential, base, access, folder, validity, uids, route
+                )
+            self._chores.append(chore)
+
+    def _forward(
+        self,
+        key: CredentialKey,
+        credential: Credential,
+        base: Path,
+        access: MailboxAccess,
+        folder: str,
+        validity: int,
+        uids: list[int],
+        to: str,
+    ) -> str:
+        ca_file = base / credential.tls_ca_file if credential.tls_ca_file else None
+        sent = 0
+        for raw in fetch_full(access, folder, validity, uids):
+            outgoing = _forwarded(credential, raw, to)
+            if credential.status == "sandbox":
+                continue
+            outcome = self.smtp.deliver(key, credential, ca_file, outgoing)
+            if outcome.kind != OutcomeKind.ACCEPTED:
+                return f"forward to {to} failed: {outcome.code} {outcome.detail}"
+            sent += 1
+        return f"forwarded {sent} to {to}"
+
+    def _finish_chores(self) -> None:
+        for chore in [c for c in self._chores if c.done()]:
+            self._chores.remove(chore)
+            try:
+                logger.info("bounce reports %s", chore.result())
+            except ImapError as err:
+                logger.warning("bounce reports not disposed of error=%s", err)
+            except Exception:  # a disposal bug must not stop the daemon
+                logger.exception("bounce reports not disposed of")
+
+    def close(self) -> None:
+        """Stop IDLE threads, wait for running polls, close connections."""
+        for key in list(self._mailboxes):
+            self._forget(key)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.smtp.close_all()
+
+
+def _with_entry(state: StateFile, key: CredentialKey, entry: CredentialState) -> StateFile:
+    credentials = dict(state.credentials)
+    credentials[f"{key[0]}/{key[1]}"] = entry
+    return state.model_copy(update={"credentials": credentials})
+
+
+def _forwarded(credential: Credential, raw: bytes, to: str) -> Outgoing:
+    """A message to ``to`` that carries the report ``raw`` as an attachment."""
+    message = Message()
+    message["From"] = credential.from_email
+    message["To"] = to
+    message["Subject"] = "Fwd: delivery report"
+    message["Date"] = formatdate(localtime=False)
+    message_id = make_msgid(domain=credential.from_email.rpartition("@")[2])
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message["MIME-Version"] = "1.0"
+    message.set_type("multipart/mixed")
+    note = Message()
+    note.set_payload("A delivery report mailopsd processed is attached.\n", "utf-8")
+    attached = Message()
+    attached.set_type("message/rfc822")
+    attached.set_payload([email.message_from_bytes(raw)])
+    message.attach(note)
+    message.attach(attached)
+    return Outgoing(
+        message=message,
+        message_id=message_id,
+        subject="Fwd: delivery report",
+        envelope_from=credential.from_email,
+        recipients=(to,),
+    )

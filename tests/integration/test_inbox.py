@@ -1,0 +1,217 @@
+"""The inbox against a real IMAP server (dovecot) and a real SMTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mailopsd import cli
+from mailopsd.state.statefile import load_state
+from tests import inbox_mail
+from tests.dispatch_setup import credential, parsed, run_once, write_campaign
+from tests.servers.imap import Dovecot
+from tests.servers.smtp import SmtpServer
+
+ADA = "ada@sender.example.com"
+DAY1 = "2026-11-23T10:00:00Z"
+DAY1_LATER = "2026-11-23T12:00:00Z"
+DAY2 = "2026-11-24T10:00:01Z"
+
+
+def imap_fields(server: Dovecot, user: str, **overrides: Any) -> dict[str, Any]:
+    """The imap_* fields of a credential that reads ``user``'s mailbox over STARTTLS."""
+    return {
+        "imap_host": server.host,
+        "imap_port": server.port,
+        "imap_username": user,
+        "imap_password": server.users[user],
+        "imap_tls": "starttls",
+        "imap_tls_ca_file": str(server.ca.ca_file),
+        **overrides,
+    }
+
+
+def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[str, Any]:
+    capsys.readouterr()
+    assert cli.main(["status", "--state-dir", str(state), "--json", "--now", now]) == 0
+    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+
+
+def _ada(report: dict[str, Any]) -> dict[str, Any]:
+    return report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[no-any-return]
+
+
+def _sent_ids(server: SmtpServer) -> dict[str, str]:
+    return {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in server.handler.messages}
+
+
+def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(state / "ledger.sqlite3") as db:
+        return db.execute(sql).fetchall()
+
+
+def test_replies_auto_replies_and_unsubscribes(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    dovecot: Dovecot,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A reply (threaded or not) and an unsubscribe stop the lead; an auto-reply does not;
+    mail stays unread; a second poll with no new mail reads nothing."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))}, leads=6
+    )
+    state = tmp_path / "state"
+    assert run_once(path, state, DAY1) == 0
+    ids = _sent_ids(smtp_server)
+    assert len(ids) == 6
+    lead = [f"lead{i:04d}@example.net" for i in range(6)]
+    dovecot.append(user, inbox_mail.reply(lead[0], ADA, ids[lead[0]]))
+    dovecot.append(user, inbox_mail.auto_reply(lead[1], ADA, ids[lead[1]]))
+    dovecot.append(user, inbox_mail.unsubscribe(lead[2], ADA))
+    dovecot.append(user, inbox_mail.reply(lead[3], ADA, None, subject="your note"))
+    dovecot.append(user, inbox_mail.stranger(ADA))
+    smtp_server.handler.messages.clear()
+
+    assert run_once(path, state, DAY2) == 0
+    followed = sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages)
+    assert followed == [lead[1], lead[4], lead[5]]  # the auto-reply does not stop lead 1
+    assert all("\\Seen" not in flags for flags in dovecot.flags(user).values())
+    kinds = dict(_rows(state, "SELECT email, kind FROM replies"))
+    assert kinds == {
+        lead[0]: "reply",
+        lead[1]: "auto_reply",
+        lead[2]: "unsubscribe",
+        lead[3]: "reply",
+    }
+    stopped = dict(_rows(state, "SELECT email, stop_reason FROM leads WHERE state = 'stopped'"))
+    assert stopped == {lead[0]: "replied", lead[2]: "unsubscribed", lead[3]: "replied"}
+    assert _rows(state, "SELECT email, reason FROM suppressions") == [(lead[2], "unsubscribed")]
+    assert _ada(_status(state, capsys, DAY2))["last_poll_result"] == "ok: 5 new"
+
+    smtp_server.handler.messages.clear()
+    assert run_once(path, state, "2026-11-25T10:00:01Z") == 0
+    assert _ada(_status(state, capsys, DAY2))["last_poll_result"] == "ok: 0 new"
+    assert _rows(state, "SELECT count(*) FROM inbox_messages") == [(5,)]
+    assert smtp_server.handler.messages == []  # two-step campaign: all done or stopped
+
+
+def test_stop_on_auto_reply(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    """With stop_on_auto_reply the out-of-office answer ends the sequence too."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))},
+        leads=2,
+        stop_on_auto_reply=True,
+    )
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    ids = _sent_ids(smtp_server)
+    dovecot.append(
+        user, inbox_mail.auto_reply("lead0000@example.net", ADA, ids["lead0000@example.net"])
+    )
+    smtp_server.handler.messages.clear()
+    run_once(path, state, DAY2)
+    assert [m.rcpt_tos[0] for m in smtp_server.handler.messages] == ["lead0001@example.net"]
+
+
+def test_bounce_reports_disable_then_reenable(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    dovecot: Dovecot,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Hard bounces in four real formats push the mailbox over its threshold: disabled_at
+    in state.yaml and status; a soft bounce and a block count as such; a reenabled_at edit
+    brings it back with a fresh window."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))},
+        leads=12,
+        bounce_threshold="20%",
+        bounce_min_sends=10,
+    )
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    ids = _sent_ids(smtp_server)
+    lead = sorted(ids)
+    formats = [
+        inbox_mail.postfix_dsn,
+        inbox_mail.exim_bounce,
+        inbox_mail.exchange_ndr,
+        inbox_mail.gmail_bounce,
+    ]
+    for address, make in zip(lead[:4], formats, strict=True):
+        dovecot.append(user, make(address, ADA, ids[address]))
+    dovecot.append(user, inbox_mail.postfix_dsn(lead[4], ADA, ids[lead[4]], status="4.2.2"))
+    dovecot.append(user, inbox_mail.block_dsn(lead[5], ADA, ids[lead[5]]))
+
+    run_once(path, state, DAY1_LATER)
+    bounces = sorted(_rows(state, "SELECT email, kind, source FROM bounces"))
+    assert bounces == sorted(
+        [(a, "hard", "imap") for a in lead[:4]]
+        + [(lead[4], "soft", "imap"), (lead[5], "block", "imap")]
+    )
+    suppressed = sorted(row[0] for row in _rows(state, "SELECT email FROM suppressions"))
+    assert suppressed == lead[:4]
+    entry = load_state(state).credentials["camp/a"]
+    assert entry.disabled_at is not None
+    assert entry.disabled_reason is not None
+    assert "bounce rate 33.3% (4/12) > 20%" in entry.disabled_reason
+    assert "disabled_at:" in (state / "state.yaml").read_text()
+    report = _ada(_status(state, capsys, DAY1_LATER))
+    assert report["state"] == "disabled"
+    assert (report["bounces_in_window"], report["blocks_in_window"]) == (4, 1)
+
+    smtp_server.handler.messages.clear()
+    run_once(path, state, DAY2)
+    assert smtp_server.handler.messages == []  # disabled: its follow-ups wait
+
+    config = yaml.safe_load(path.read_text())
+    config["campaigns"]["camp"]["smtp_credentials"]["a"]["reenabled_at"] = "2026-11-24T11:00:00Z"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_once(path, state, "2026-11-24T11:00:01Z")
+    report = _ada(_status(state, capsys, "2026-11-24T11:00:01Z"))
+    assert report["state"] == "active"
+    assert report["bounces_in_window"] == 0
+    assert report["bounce_window_start"] == "2026-11-24T11:00:00Z"
+    followed = sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages)
+    assert followed == lead[4:]  # the soft-bounced and blocked leads were not stopped
+
+
+def test_unmatched_and_duplicate_reports(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """A report about an address this mailbox never wrote to changes nothing; the same
+    report twice (a copy in another folder) counts once."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path,
+        {
+            "a": credential(
+                smtp_server, "ada", **imap_fields(dovecot, user, imap_folders=["INBOX", "Junk"])
+            )
+        },
+        leads=2,
+    )
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    ids = _sent_ids(smtp_server)
+    report = inbox_mail.postfix_dsn("lead0000@example.net", ADA, ids["lead0000@example.net"])
+    dovecot.append(user, report)
+    dovecot.append(user, report, folder="Junk")
+    dovecot.append(user, inbox_mail.postfix_dsn("nobody@example.org", ADA, "<x@elsewhere>"))
+    run_once(path, state, DAY1_LATER)
+    assert _rows(state, "SELECT email, kind FROM bounces") == [("lead0000@example.net", "hard")]
+    assert _rows(state, "SELECT folder FROM imap_cursors ORDER BY folder") == [
+        ("INBOX",),
+        ("Junk",),
+    ]

@@ -1,0 +1,292 @@
+"""The inbox when things go wrong: dead, hung or refusing IMAP servers; IDLE; disposal."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mailopsd.config.loader import LoadOptions
+from mailopsd.config.models import Config, Credential
+from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.inbox.imap import MailboxAccess, poll
+from mailopsd.notify import Notifier
+from tests import inbox_mail
+from tests.dispatch_setup import credential, parsed, write_campaign
+from tests.integration.test_inbox import ADA, imap_fields
+from tests.servers.imap import Dovecot, HungServer
+from tests.servers.smtp import SmtpServer
+
+START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+@contextmanager
+def daemon(path: Path, state: Path, clock: list[datetime]) -> Iterator[Daemon]:
+    """A daemon in this process, with short IMAP timeouts and retries, on a test clock."""
+    settings = DaemonSettings(
+        config_path=path,
+        state_dir=state,
+        load_options=LoadOptions(allow_plaintext_secrets=True),
+        clock=lambda: clock[0],
+        imap_timeout_s=1.0,
+        imap_retry_s=0.2,
+    )
+    running = Daemon(settings, Notifier({}))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def _until(check: Callable[[], bool], step: Callable[[], None], timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        step()
+        time.sleep(0.05)
+
+
+def _error(running: Daemon) -> str | None:
+    return running.state.credential("camp/a").inbox_error
+
+
+def _sends(server: SmtpServer) -> int:
+    return len(server.handler.messages)
+
+
+def _campaign(tmp_path: Path, smtp: SmtpServer, imap: dict[str, Any], leads: int = 6) -> Path:
+    return write_campaign(
+        tmp_path,
+        {"a": credential(smtp, "ada", daily_limit=2, **imap)},
+        leads=leads,
+        steps=1,
+    )
+
+
+def test_wrong_password_is_reported_and_sending_goes_on(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    dovecot: Dovecot,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refused login: one log line, an inbox_error in the state, and sends continue."""
+    user, _ = dovecot.add_user()
+    imap = imap_fields(dovecot, user, imap_password="wrong-password-canary")  # noqa: S106
+    path = _campaign(tmp_path, smtp_server, imap)
+    clock = [START]
+    caplog.set_level(logging.INFO)
+    with daemon(path, tmp_path / "state", clock) as running:
+        running.dispatch()
+        _until(lambda: _error(running) is not None, running.inbox_tick)
+        error = _error(running)
+        assert error is not None
+        assert error.startswith("login: ")
+        assert "AUTHENTICATIONFAILED" in error or "Authentication failed" in error
+        for _ in range(5):  # retries keep failing: still one line
+            time.sleep(0.3)
+            running.inbox_tick()
+        clock[0] = START.replace(day=24)
+        running.dispatch()
+        assert _sends(smtp_server) == 4
+    lines = [r.getMessage() for r in caplog.records if "imap unavailable" in r.getMessage()]
+    assert len(lines) == 1
+    assert "wrong-password-canary" not in caplog.text
+    assert "wrong-password-canary" not in (tmp_path / "state" / "state.yaml").read_text()
+
+
+def test_server_stopped_mid_run_then_back(
+    tmp_path: Path, smtp_server: SmtpServer, own_dovecot: Dovecot
+) -> None:
+    """The IMAP server goes away: sending goes on; it comes back: the poller recovers by
+    itself and reads what arrived meanwhile."""
+    user, _ = own_dovecot.add_user()
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada", daily_limit=2, **imap_fields(own_dovecot, user))},
+        leads=6,
+    )
+    clock = [START]
+    state = tmp_path / "state"
+    with daemon(path, state, clock) as running:
+        running.dispatch()
+        running.inbox_tick()
+        _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
+        own_dovecot.stop()
+        running.poll_inbox()
+        assert _error(running) == "connect: Connection refused"
+        clock[0] = START.replace(day=24)
+        running.dispatch()
+        assert _sends(smtp_server) == 6  # dispatching went on: 2 follow-ups and 2 new
+        own_dovecot.start()
+        ids = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp_server.handler.messages}
+        own_dovecot.append(
+            user, inbox_mail.reply("lead0002@example.net", ADA, ids["lead0002@example.net"])
+        )
+        _until(lambda: _error(running) is None, running.inbox_tick)
+        assert _stop_reason(state, "lead0002@example.net") == "replied"
+
+
+def test_hung_server_does_not_hold_dispatch(
+    tmp_path: Path, smtp_server: SmtpServer, hung_imap: HungServer, dovecot: Dovecot
+) -> None:
+    """A server that accepts and never answers times out in a worker; sends go on."""
+    imap = {
+        **imap_fields(dovecot, "user1"),
+        "imap_port": hung_imap.port,
+    }
+    path = _campaign(tmp_path, smtp_server, imap)
+    clock = [START]
+    with daemon(path, tmp_path / "state", clock) as running:
+        running.dispatch()
+        started = time.monotonic()
+        running.inbox_tick()
+        clock[0] = START.replace(day=24)
+        running.dispatch()
+        assert time.monotonic() - started < 1.0  # the poll is still hanging in its worker
+        assert _sends(smtp_server) == 4
+        _until(lambda: _error(running) is not None, running.inbox_tick)
+        assert _error(running) == "connect: timed out"
+
+
+def test_idle_reads_a_reply_at_once(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """With imap_idle the reply is read within seconds, long before the next poll."""
+    user, _ = dovecot.add_user()
+    imap = imap_fields(dovecot, user, imap_idle=True, imap_poll_interval="1 hour")
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada", **imap)}, leads=2)
+    clock = [START]
+    state = tmp_path / "state"
+    with daemon(path, state, clock) as running:
+        running.dispatch()
+        running.inbox_tick()
+        _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
+        time.sleep(0.5)  # the IDLE connection is waiting
+        ids = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp_server.handler.messages}
+        dovecot.append(
+            user, inbox_mail.reply("lead0001@example.net", ADA, ids["lead0001@example.net"])
+        )
+        _until(
+            lambda: _stop_reason(state, "lead0001@example.net") == "replied",
+            running.inbox_tick,
+            timeout_s=10,
+        )
+
+
+@pytest.mark.parametrize("route", ["drop", "forward"])
+def test_bounce_notifications(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, route: str
+) -> None:
+    """drop moves a processed report to Trash; an address gets it forwarded by SMTP; a
+    reply is never touched."""
+    user, _ = dovecot.add_user()
+    target = "postmaster@sender.example.com"
+    notifications = "drop" if route == "drop" else target
+    imap = imap_fields(dovecot, user, bounce_notifications=notifications)
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada", **imap)}, leads=2)
+    if route == "drop":
+        client = dovecot.connect(user)
+        client.create("Trash")
+        client.logout()
+    clock = [START]
+    state = tmp_path / "state"
+    with daemon(path, state, clock) as running:
+        running.dispatch()
+        ids = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp_server.handler.messages}
+        report = inbox_mail.postfix_dsn("lead0000@example.net", ADA, ids["lead0000@example.net"])
+        dovecot.append(user, report)
+        dovecot.append(
+            user, inbox_mail.reply("lead0001@example.net", ADA, ids["lead0001@example.net"])
+        )
+        running.poll_inbox()
+    if route == "drop":
+        assert dovecot.uids(user) == [2]  # the reply stays
+        assert len(dovecot.uids(user, "Trash")) == 1
+    else:
+        forwarded = smtp_server.handler.received_by(target)
+        assert len(forwarded) == 1
+        assert b"Final-Recipient: rfc822; lead0000@example.net" in forwarded[0].data
+        assert dovecot.uids(user) == [1, 2]
+    assert all("\\Seen" not in flags for flags in dovecot.flags(user).values())
+
+
+def _last_result(state: Path) -> str:
+    with sqlite3.connect(state / "ledger.sqlite3") as db:
+        row = db.execute("SELECT last_result FROM imap_cursors LIMIT 1").fetchone()
+    return str(row[0]) if row else ""
+
+
+def _stop_reason(state: Path, email: str) -> str | None:
+    with sqlite3.connect(state / "ledger.sqlite3") as db:
+        row = db.execute("SELECT stop_reason FROM leads WHERE email = ?", (email,)).fetchone()
+    return None if row is None else row[0]
+
+
+def _hostile(to: str) -> list[bytes]:
+    big = b"A" * (20 * 1024 * 1024)
+    attachment = b"\r\n".join(big[i : i + 76] for i in range(0, len(big), 76))
+    return [
+        (
+            b"From: MAILER-DAEMON@mx.example.net\r\nTo: " + to.encode() + b"\r\n"
+            b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+            b"Content-Type: text/plain\r\n\r\nHuge.\r\n--B\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + attachment
+            + b"\r\n--B--\r\n"
+        ),
+        (
+            b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Delivery Status Notification\r\n"
+            b'Content-Type: multipart/report; report-type=delivery-status; boundary="X"\r\n\r\n'
+            b"--X\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n\r\n"
+            b"Action: failed\r\nStatus: 5.1.1\r\n--X--\r\n"
+        ),
+        (
+            b"From: lead0000@example.net\r\nSubject: =?x-unknown?B?////?=\r\n"
+            b"Content-Type: text/plain; charset=x-no-such-charset\r\n"
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ=\xff\xfe broken\r\n"
+        ),
+        (
+            b"From: postmaster@mx.example.net\r\nContent-Type: multipart/report; boundary=\r\n\r\n"
+            b"--\r\n--\r\nno closing boundary \x00\x01\x02\r\n"
+        ),
+    ]
+
+
+def test_hostile_messages_never_stop_the_poller(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """Broken MIME, unknown charsets, a 20 MB report, a DSN without a recipient: the poll
+    reads them all, downloads at most its body limit of each, and nothing crashes."""
+    user, _ = dovecot.add_user()
+    path = _campaign(tmp_path, smtp_server, imap_fields(dovecot, user))
+    for raw in _hostile(ADA):
+        dovecot.append(user, raw)
+    state = tmp_path / "state"
+    with daemon(path, state, [START]) as running:
+        running.dispatch()
+        running.poll_inbox()
+        assert _error(running) is None
+    assert _last_result(state) == "ok: 4 new"
+    credential_config = yaml_credential(path)
+    access = MailboxAccess.of(("camp", "a"), credential_config, path.parent)
+    result = poll(access, {}, START)
+    sizes = {arrival.uid: (arrival.size, arrival.complete) for arrival in result.arrivals}
+    assert sizes[1][0] > 20 * 1024 * 1024
+    assert sizes[1][1] is False  # read up to the body limit only
+    assert result.bodies_fetched == 3  # the three that look like reports
+
+
+def yaml_credential(path: Path) -> Credential:
+    """Credential ``a`` of the campaign file, as the daemon reads it."""
+    data = yaml.safe_load(path.read_text())
+    return Config.model_validate(data).campaigns["camp"].smtp_credentials["a"]
