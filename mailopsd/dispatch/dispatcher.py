@@ -26,7 +26,7 @@ from mailopsd.dispatch.compose import ComposeError, Outgoing, compose
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
-from mailopsd.inbox import health
+from mailopsd.inbox import health, policy
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -238,10 +238,18 @@ class Dispatcher:
         jobs: list[_Job],
         ca_files: dict[CredentialKey, Path | None],
         should_stop: Callable[[], bool],
+        window: tuple[int, int, datetime] | None = None,
     ) -> list[tuple[_Job, Outcome]]:
+        """Send one credential's jobs in order, on its connection.
+
+        ``window`` is the credential's sends (this tick's intents included) and hard
+        bounces in its bounce window, and the window's start: after each 5xx the bounce
+        rate is checked, and once it is over the threshold the rest is not attempted.
+        """
         results: list[tuple[_Job, Outcome]] = []
         blocked: Outcome | None = None
-        for job in jobs:
+        bounces = window[1] if window else 0
+        for position, job in enumerate(jobs):
             if blocked is not None or should_stop():
                 reason = blocked.detail if blocked else "mailopsd is stopping"
                 results.append(
@@ -258,11 +266,33 @@ class Dispatcher:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in (OutcomeKind.AUTH_FAILED, OutcomeKind.NOT_SENT):
                 blocked = outcome
+            if outcome.kind == OutcomeKind.REJECTED and window is not None:
+                bounces += 1
+                sends = window[0] - (len(jobs) - position - 1)
+                verdict = policy.disable_reason(
+                    job.campaign, bounces=bounces, sends=sends, since=window[2]
+                )
+                if verdict is not None:
+                    blocked = Outcome(OutcomeKind.NOT_SENT, None, f"credential disabled: {verdict}")
             results.append((job, outcome))
         return results
 
+    def _window(
+        self, key: CredentialKey, campaign: Campaign, state: StateFile, now: datetime
+    ) -> tuple[int, int, datetime]:
+        entry = state.credential(_key(*key))
+        since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
+        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        counts = self.ledger.counts(*key, day_start=day_start, window_start=since)
+        return counts.sends_in_window, counts.bounces_in_window, since
+
     def _deliver(
-        self, jobs: list[_Job], loaded: LoadedConfig, should_stop: Callable[[], bool]
+        self,
+        jobs: list[_Job],
+        loaded: LoadedConfig,
+        should_stop: Callable[[], bool],
+        state: StateFile,
+        now: datetime,
     ) -> list[tuple[_Job, Outcome]]:
         groups: dict[CredentialKey, list[_Job]] = defaultdict(list)
         for job in jobs:
@@ -273,10 +303,13 @@ class Dispatcher:
             else None
             for key, group in groups.items()
         }
+        windows = {
+            key: self._window(key, group[0].campaign, state, now) for key, group in groups.items()
+        }
         with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(groups)))) as pool:
             futures = [
-                pool.submit(self._deliver_group, group, ca_files, should_stop)
-                for group in groups.values()
+                pool.submit(self._deliver_group, group, ca_files, should_stop, windows[key])
+                for key, group in groups.items()
             ]
             return [result for future in futures for result in future.result()]
 
@@ -426,7 +459,7 @@ class Dispatcher:
         jobs = [
             replace(job, send_id=send_id, at=now) for job, send_id in zip(jobs, ids, strict=True)
         ]
-        results = self._deliver(jobs, loaded, should_stop)
+        results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
         report.outcomes.update(outcome.kind.value for _, outcome in results)
         state = self._credential_outcomes(results, state, now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -364,5 +365,38 @@ def test_bounce_rate_disables_then_reenable_restarts_window(
         assert entry.bounce_window_start is not None
         assert entry.bounce_window_start.isoformat() == "2026-11-23T12:00:00+00:00"
         assert len(server.handler.messages) == 9  # old bounces no longer count: 8 new leads went
+    finally:
+        server.controller.stop()
+
+
+def test_bounce_threshold_stops_the_batch_at_once(
+    tmp_path: Path, test_ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once 5xx replies push the rate over the threshold, the rest of the batch is not
+    attempted: the mailbox is disabled mid-batch and its untried leads stay new."""
+    leads = [f"lead{i:04d}@example.net" for i in range(20)]
+    rules: dict[str, tuple[str, str | None]] = {
+        address: ("RCPT", "550 5.1.1 No such user") for address in leads[1::2]
+    }
+    server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
+    try:
+        path = write_campaign(
+            tmp_path,
+            {"a": credential(server, "ada")},
+            leads=20,
+            steps=1,
+            bounce_threshold="20%",
+            bounce_min_sends=5,
+        )
+        state = tmp_path / "state"
+        run_once(path, state, "2026-11-23T10:00:00Z")
+        # lead 5 is the third 5xx in six sends (50% > 20%): nothing after it is tried
+        assert sorted(m.rcpt_tos[0] for m in server.handler.messages) == leads[0:6:2]
+        entry = load_state(state).credentials["camp/a"]
+        assert entry.disabled_reason is not None
+        assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
+        with sqlite3.connect(state / "ledger.sqlite3") as db:
+            states = Counter(row[0] for row in db.execute("SELECT state FROM leads"))
+        assert states == {"done": 3, "stopped": 3, "new": 14}
     finally:
         server.controller.stop()
