@@ -193,10 +193,12 @@ def record_poll(
 ) -> Recorded:
     """Apply a poll's messages and commit its cursors, all in one transaction."""
     recorder = _Recorder(ledger, loaded, key, now)
-    summary = f"ok: {len(result.arrivals)} new"
     with ledger.transaction():
         for arrival in result.arrivals:
             recorder.one(arrival)
+        summary = f"ok: {recorder.done.new} new"
+        if recorder.done.duplicates:
+            summary += f", {recorder.done.duplicates} seen before"
         for folder in key_folders(result):
             cursor = result.cursors.get(folder)
             ledger.set_imap_cursor(

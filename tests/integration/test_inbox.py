@@ -215,3 +215,28 @@ def test_unmatched_and_duplicate_reports(
         ("INBOX",),
         ("Junk",),
     ]
+
+
+def test_uidvalidity_change_rescans_without_double_counting(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """When the server changes UIDVALIDITY the folder is read again from the first send,
+    and what was recorded before is not counted again."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))}, leads=3
+    )
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    ids = _sent_ids(smtp_server)
+    lead = sorted(ids)
+    dovecot.append(user, inbox_mail.postfix_dsn(lead[0], ADA, ids[lead[0]]))
+    run_once(path, state, DAY1_LATER)
+    before = _rows(state, "SELECT uidvalidity FROM imap_cursors")
+    dovecot.doveadm("mailbox", "update", "-u", user, "--uid-validity", "4242", "INBOX")
+    dovecot.append(user, inbox_mail.reply(lead[1], ADA, ids[lead[1]]))
+    run_once(path, state, DAY1_LATER)
+    assert _rows(state, "SELECT uidvalidity FROM imap_cursors") == [(4242,)] != before
+    assert _rows(state, "SELECT last_result FROM imap_cursors") == [("ok: 1 new, 1 seen before",)]
+    assert _rows(state, "SELECT email, kind FROM bounces") == [(lead[0], "hard")]
+    assert _rows(state, "SELECT email, kind FROM replies") == [(lead[1], "reply")]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mailopsd import cli
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import Config, Credential
 from mailopsd.daemon import Daemon, DaemonSettings
@@ -77,6 +78,7 @@ def test_wrong_password_is_reported_and_sending_goes_on(
     smtp_server: SmtpServer,
     dovecot: Dovecot,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A refused login: one log line, an inbox_error in the state, and sends continue."""
     user, _ = dovecot.add_user()
@@ -99,6 +101,11 @@ def test_wrong_password_is_reported_and_sending_goes_on(
         assert _sends(smtp_server) == 4
     lines = [r.getMessage() for r in caplog.records if "imap unavailable" in r.getMessage()]
     assert len(lines) == 1
+    capsys.readouterr()
+    assert cli.main(["status", "--state-dir", str(tmp_path / "state"), "--now", "2026-11-24"]) == 0
+    shown = capsys.readouterr().out
+    assert "    inbox: login: " in shown  # refused, then slowed down by the server
+    assert "wrong-password-canary" not in shown
     assert "wrong-password-canary" not in caplog.text
     assert "wrong-password-canary" not in (tmp_path / "state" / "state.yaml").read_text()
 

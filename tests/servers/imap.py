@@ -28,6 +28,7 @@ from tests.servers.tlsca import TestCA
 TEMPLATE = Path(__file__).with_name("dovecot.conf.in")
 POOL = 200
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+DOVEADM = shutil.which("doveadm") or "/usr/bin/doveadm"
 
 
 def _free_port() -> int:
@@ -166,6 +167,14 @@ class Dovecot:
         finally:
             client.logout()
         return [int(uid) for uid in (data[0] or b"").split()]
+
+    def doveadm(self, *args: str) -> None:
+        """Run a doveadm command against this instance."""
+        subprocess.run(
+            [DOVEADM, "-c", str(self.directory / "dovecot.conf"), *args],
+            check=True,
+            capture_output=True,
+        )
 
     def log(self) -> str:
         path = self.directory / "dovecot.log"
