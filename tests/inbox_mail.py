@@ -181,3 +181,23 @@ def block_dsn(lead: str, to: str, message_id: str) -> bytes:
         b"Recipient address rejected: User unknown in virtual mailbox table",
         b"Service unavailable; Client host [198.51.100.7] blocked using zen.spamhaus.org",
     )
+
+
+def arf_complaint(lead: str, to: str, message_id: str) -> bytes:
+    """A feedback-loop complaint (RFC 5965): the lead marked the message as spam."""
+    return _crlf(
+        "From: Mail Feedback <feedback@fbl.example.net>\n"
+        f"To: {to}\nSubject: Complaint about a message\n"
+        f"Date: Mon, 23 Nov 2026 12:00:00 +0000\nMessage-ID: <arf-{lead}>\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/report; report-type=feedback-report;\n"
+        '\tboundary="arf"\n\n'
+        "--arf\nContent-Type: text/plain; charset=us-ascii\n\n"
+        "This is an email abuse report for a message received from IP 198.51.100.7.\n\n"
+        "--arf\nContent-Type: message/feedback-report\n\n"
+        "Feedback-Type: abuse\nUser-Agent: ExampleFBL/1.0\nVersion: 1\n"
+        f"Original-Mail-From: <{to}>\nOriginal-Rcpt-To: <{lead}>\n"
+        "Arrival-Date: Mon, 23 Nov 2026 10:00:05 +0000\nSource-IP: 198.51.100.7\n\n"
+        "--arf\nContent-Type: text/rfc822-headers\n\n"
+        f"From: Ada <{to}>\nTo: {lead}\nSubject: Hello\nMessage-ID: {message_id}\n\n"
+        "--arf--\n"
+    )

@@ -240,3 +240,26 @@ def test_uidvalidity_change_rescans_without_double_counting(
     assert _rows(state, "SELECT last_result FROM imap_cursors") == [("ok: 1 new, 1 seen before",)]
     assert _rows(state, "SELECT email, kind FROM bounces") == [(lead[0], "hard")]
     assert _rows(state, "SELECT email, kind FROM replies") == [(lead[1], "reply")]
+
+
+def test_complaint_suppresses_at_once(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """An ARF complaint stops the lead and suppresses the address for the account."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))}, leads=2
+    )
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    ids = _sent_ids(smtp_server)
+    dovecot.append(
+        user, inbox_mail.arf_complaint("lead0000@example.net", ADA, ids["lead0000@example.net"])
+    )
+    smtp_server.handler.messages.clear()
+    run_once(path, state, DAY2)
+    assert [m.rcpt_tos[0] for m in smtp_server.handler.messages] == ["lead0001@example.net"]
+    assert _rows(state, "SELECT email, reason FROM suppressions") == [
+        ("lead0000@example.net", "complaint")
+    ]
+    assert _rows(state, "SELECT kind FROM replies") == [("feedback",)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,12 +15,13 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from mailopsd import cli
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import Config, Credential
 from mailopsd.daemon import Daemon, DaemonSettings
-from mailopsd.inbox.imap import MailboxAccess, poll
+from mailopsd.inbox.imap import ImapError, MailboxAccess, poll
 from mailopsd.notify import Notifier
 from tests import inbox_mail
 from tests.dispatch_setup import credential, parsed, write_campaign
@@ -297,3 +300,88 @@ def yaml_credential(path: Path) -> Credential:
     """Credential ``a`` of the campaign file, as the daemon reads it."""
     data = yaml.safe_load(path.read_text())
     return Config.model_validate(data).campaigns["camp"].smtp_credentials["a"]
+
+
+def _access(server: Dovecot, user: str, **changes: Any) -> MailboxAccess:
+    values: dict[str, Any] = {
+        "campaign_id": "camp",
+        "credential_id": "a",
+        "host": server.host,
+        "port": server.port,
+        "username": SecretStr(user),
+        "password": SecretStr(server.users[user]),
+        "tls": "starttls",
+        "ca_file": server.ca.ca_file,
+        "folders": ("INBOX",),
+        "timeout_s": 5.0,
+    }
+    values.update(changes)
+    return MailboxAccess(**values)
+
+
+def test_implicit_tls_and_certificate_checks(dovecot: Dovecot) -> None:
+    """Implicit TLS works against the IMAPS port; a certificate from an unknown CA is
+    refused before any login, with a message that says so."""
+    user, _ = dovecot.add_user()
+    dovecot.append(user, inbox_mail.stranger(ADA))
+    since = datetime.now(UTC)
+    result = poll(_access(dovecot, user, port=dovecot.imaps_port, tls="implicit"), {}, since)
+    assert len(result.arrivals) == 1
+    for port, tls in ((dovecot.imaps_port, "implicit"), (dovecot.port, "starttls")):
+        with pytest.raises(ImapError, match=r"^tls: certificate not trusted"):
+            poll(_access(dovecot, user, port=port, tls=tls, ca_file=None), {}, since)
+
+
+def test_no_login_without_starttls(no_starttls_imap: list[bytes]) -> None:
+    """A server that does not offer STARTTLS never sees the login."""
+    port = int(no_starttls_imap[0])
+    access = MailboxAccess(
+        campaign_id="camp",
+        credential_id="a",
+        host="127.0.0.1",
+        port=port,
+        username=SecretStr("ada"),
+        password=SecretStr("canary-password"),
+        tls="starttls",
+        ca_file=None,
+        folders=("INBOX",),
+        timeout_s=5.0,
+    )
+    with pytest.raises(ImapError, match=r"^tls: the server does not offer STARTTLS"):
+        poll(access, {}, datetime.now(UTC))
+    received = b"".join(no_starttls_imap[1:])
+    assert b"LOGIN" not in received.upper()
+    assert b"canary-password" not in received
+
+
+@pytest.fixture
+def no_starttls_imap() -> Iterator[list[bytes]]:
+    """An IMAP server on loopback that offers no STARTTLS; item 0 is its port, then every
+    line it received."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    seen: list[bytes] = [str(server.getsockname()[1]).encode()]
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection, connection.makefile("rwb") as stream:
+            stream.write(b"* OK IMAP4rev1 ready\r\n")
+            stream.flush()
+            for line in stream:
+                seen.append(line)
+                tag = line.split(b" ", 1)[0]
+                if b"CAPABILITY" in line.upper():
+                    stream.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
+                stream.write(tag + b" OK done\r\n")
+                stream.flush()
+                if b"LOGOUT" in line.upper():
+                    break
+
+    thread = threading.Thread(target=serve, name="no-starttls-imap", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        thread.join(10)
+        server.close()
