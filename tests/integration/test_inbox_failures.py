@@ -325,8 +325,12 @@ def test_implicit_tls_and_certificate_checks(dovecot: Dovecot) -> None:
     user, _ = dovecot.add_user()
     dovecot.append(user, inbox_mail.stranger(ADA))
     since = datetime.now(UTC)
-    result = poll(_access(dovecot, user, port=dovecot.imaps_port, tls="implicit"), {}, since)
+    access = _access(dovecot, user, port=dovecot.imaps_port, tls="implicit")
+    result = poll(access, {}, since)
     assert len(result.arrivals) == 1
+    again = poll(access, result.cursors, since)  # nothing new: nothing searched or fetched
+    assert (again.arrivals, again.headers_fetched, again.bodies_fetched) == ((), 0, 0)
+    assert again.cursors == result.cursors
     for port, tls in ((dovecot.imaps_port, "implicit"), (dovecot.port, "starttls")):
         with pytest.raises(ImapError, match=r"^tls: certificate not trusted"):
             poll(_access(dovecot, user, port=port, tls=tls, ca_file=None), {}, since)
