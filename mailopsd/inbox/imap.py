@@ -408,6 +408,32 @@ def _readable(sock: socket.socket, timeout_s: float) -> bool:
     return bool(readable)
 
 
+def _line(client: imaplib.IMAP4) -> bytes:
+    line = client.readline()
+    if not line:
+        raise ImapError("idle", "the server closed the connection")
+    return line
+
+
+def _idle(
+    client: imaplib.IMAP4, should_stop: Callable[[], bool], rounds_s: float, renew_s: float
+) -> bool:
+    tag = b"MOPS1"
+    client.send(tag + b" IDLE\r\n")
+    if not _line(client).startswith(b"+"):
+        raise ImapError("idle", "the server refused IDLE")
+    deadline = time.monotonic() + renew_s
+    arrived = False
+    while not arrived and not should_stop() and time.monotonic() < deadline:
+        if _readable(client.sock, rounds_s):
+            line = _line(client)
+            arrived = line.startswith(b"*") and line.rstrip().upper().endswith(b"EXISTS")
+    client.send(b"DONE\r\n")
+    while not _line(client).startswith(tag):
+        pass
+    return arrived
+
+
 def wait_for_mail(
     access: MailboxAccess,
     should_stop: Callable[[], bool],
@@ -421,29 +447,13 @@ def wait_for_mail(
         ImapError: The connection failed or the server does not offer IDLE.
     """
     client = connect(access)
-    tag = b"MOPS1"
     try:
         if "IDLE" not in client.capabilities:
             raise ImapError("idle", "the server does not offer IDLE")
         status, _ = client.select("INBOX", readonly=True)
         if status != "OK":
             raise ImapError("idle", "INBOX cannot be opened")
-        client.send(tag + b" IDLE\r\n")
-        if not client.readline().startswith(b"+"):
-            raise ImapError("idle", "the server refused IDLE")
-        deadline = time.monotonic() + renew_s
-        arrived = False
-        while not arrived and not should_stop() and time.monotonic() < deadline:
-            if not _readable(client.sock, rounds_s):
-                continue
-            line = client.readline()
-            if not line:
-                raise ImapError("idle", "the server closed the connection")
-            arrived = line.startswith(b"*") and line.rstrip().upper().endswith(b"EXISTS")
-        client.send(b"DONE\r\n")
-        while not client.readline().startswith(tag):
-            pass
-        return arrived
+        return _idle(client, should_stop, rounds_s, renew_s)
     except ImapError:
         raise
     except (OSError, imaplib.IMAP4.error, EOFError) as err:
