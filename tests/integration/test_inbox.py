@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _ada(report: dict[str, Any]) -> dict[str, Any]:
     return report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[no-any-return]
 
 
-def _sent_ids(server: SmtpServer) -> dict[str, str]:
+def sent_ids(server: SmtpServer) -> dict[str, str]:
     return {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in server.handler.messages}
 
 
@@ -69,7 +70,7 @@ def test_replies_auto_replies_and_unsubscribes(
     )
     state = tmp_path / "state"
     assert run_once(path, state, DAY1) == 0
-    ids = _sent_ids(smtp_server)
+    ids = sent_ids(smtp_server)
     assert len(ids) == 6
     lead = [f"lead{i:04d}@example.net" for i in range(6)]
     dovecot.append(user, inbox_mail.reply(lead[0], ADA, ids[lead[0]]))
@@ -102,24 +103,35 @@ def test_replies_auto_replies_and_unsubscribes(
     assert smtp_server.handler.messages == []  # two-step campaign: all done or stopped
 
 
-def test_stop_on_auto_reply(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
-    """With stop_on_auto_reply the out-of-office answer ends the sequence too."""
+def _one_lead_answers(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    dovecot: Dovecot,
+    answer: Callable[[str, str, str], bytes],
+    **campaign: Any,
+) -> Path:
+    """Two leads get step 1; lead 0 sends ``answer``; the next day only lead 1 may get
+    step 2 (asserted). Returns the state directory."""
     user, _ = dovecot.add_user()
+    imap = imap_fields(dovecot, user)
     path = write_campaign(
-        tmp_path,
-        {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))},
-        leads=2,
-        stop_on_auto_reply=True,
+        tmp_path, {"a": credential(smtp_server, "ada", **imap)}, leads=2, **campaign
     )
     state = tmp_path / "state"
     run_once(path, state, DAY1)
-    ids = _sent_ids(smtp_server)
-    dovecot.append(
-        user, inbox_mail.auto_reply("lead0000@example.net", ADA, ids["lead0000@example.net"])
-    )
+    ids = sent_ids(smtp_server)
+    dovecot.append(user, answer("lead0000@example.net", ADA, ids["lead0000@example.net"]))
     smtp_server.handler.messages.clear()
     run_once(path, state, DAY2)
     assert [m.rcpt_tos[0] for m in smtp_server.handler.messages] == ["lead0001@example.net"]
+    return state
+
+
+def test_stop_on_auto_reply(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot) -> None:
+    """With stop_on_auto_reply the out-of-office answer ends the sequence too."""
+    _one_lead_answers(
+        tmp_path, smtp_server, dovecot, inbox_mail.auto_reply, stop_on_auto_reply=True
+    )
 
 
 def test_bounce_reports_disable_then_reenable(
@@ -141,7 +153,7 @@ def test_bounce_reports_disable_then_reenable(
     )
     state = tmp_path / "state"
     run_once(path, state, DAY1)
-    ids = _sent_ids(smtp_server)
+    ids = sent_ids(smtp_server)
     lead = sorted(ids)
     formats = [
         inbox_mail.postfix_dsn,
@@ -204,7 +216,7 @@ def test_unmatched_and_duplicate_reports(
     )
     state = tmp_path / "state"
     run_once(path, state, DAY1)
-    ids = _sent_ids(smtp_server)
+    ids = sent_ids(smtp_server)
     report = inbox_mail.postfix_dsn("lead0000@example.net", ADA, ids["lead0000@example.net"])
     dovecot.append(user, report)
     dovecot.append(user, report, folder="Junk")
@@ -228,7 +240,7 @@ def test_uidvalidity_change_rescans_without_double_counting(
     )
     state = tmp_path / "state"
     run_once(path, state, DAY1)
-    ids = _sent_ids(smtp_server)
+    ids = sent_ids(smtp_server)
     lead = sorted(ids)
     dovecot.append(user, inbox_mail.postfix_dsn(lead[0], ADA, ids[lead[0]]))
     run_once(path, state, DAY1_LATER)
@@ -246,19 +258,7 @@ def test_complaint_suppresses_at_once(
     tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
 ) -> None:
     """An ARF complaint stops the lead and suppresses the address for the account."""
-    user, _ = dovecot.add_user()
-    path = write_campaign(
-        tmp_path, {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))}, leads=2
-    )
-    state = tmp_path / "state"
-    run_once(path, state, DAY1)
-    ids = _sent_ids(smtp_server)
-    dovecot.append(
-        user, inbox_mail.arf_complaint("lead0000@example.net", ADA, ids["lead0000@example.net"])
-    )
-    smtp_server.handler.messages.clear()
-    run_once(path, state, DAY2)
-    assert [m.rcpt_tos[0] for m in smtp_server.handler.messages] == ["lead0001@example.net"]
+    state = _one_lead_answers(tmp_path, smtp_server, dovecot, inbox_mail.arf_complaint)
     assert _rows(state, "SELECT email, reason FROM suppressions") == [
         ("lead0000@example.net", "complaint")
     ]

@@ -24,8 +24,8 @@ from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.inbox.imap import ImapError, MailboxAccess, poll
 from mailopsd.notify import Notifier
 from tests import inbox_mail
-from tests.dispatch_setup import credential, parsed, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields
+from tests.dispatch_setup import credential, write_campaign
+from tests.integration.test_inbox import ADA, imap_fields, sent_ids
 from tests.servers.imap import Dovecot, HungServer
 from tests.servers.smtp import SmtpServer
 
@@ -137,7 +137,7 @@ def test_server_stopped_mid_run_then_back(
         running.dispatch()
         assert _sends(smtp_server) == 6  # dispatching went on: 2 follow-ups and 2 new
         own_dovecot.start()
-        ids = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp_server.handler.messages}
+        ids = sent_ids(smtp_server)
         own_dovecot.append(
             user, inbox_mail.reply("lead0002@example.net", ADA, ids["lead0002@example.net"])
         )
@@ -181,7 +181,7 @@ def test_idle_reads_a_reply_at_once(
         running.inbox_tick()
         _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
         time.sleep(0.5)  # the IDLE connection is waiting
-        ids = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp_server.handler.messages}
+        ids = sent_ids(smtp_server)
         dovecot.append(
             user, inbox_mail.reply("lead0001@example.net", ADA, ids["lead0001@example.net"])
         )
@@ -211,7 +211,7 @@ def test_bounce_notifications(
     state = tmp_path / "state"
     with daemon(path, state, clock) as running:
         running.dispatch()
-        ids = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp_server.handler.messages}
+        ids = sent_ids(smtp_server)
         report = inbox_mail.postfix_dsn("lead0000@example.net", ADA, ids["lead0000@example.net"])
         dovecot.append(user, report)
         dovecot.append(
