@@ -11,7 +11,7 @@ import pytest
 
 from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
-from mailopsd.state.ledger import SCHEMA_VERSION, Ledger
+from mailopsd.state.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -80,3 +80,23 @@ def test_readonly_open_of_missing_ledger(tmp_path: Path) -> None:
     """status on a state directory without a ledger sees none (and creates none)."""
     assert Ledger.open_readonly(tmp_path) is None
     assert not (tmp_path / "ledger.sqlite3").exists()
+
+
+def test_schema_2_ledger_is_migrated_keeping_its_bounces(tmp_path: Path) -> None:
+    """A ledger of the previous schema opens; its bounces count as hard ones."""
+    connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    for version in (1, 2):
+        connection.executescript(_MIGRATIONS[version])
+    connection.execute(
+        "INSERT INTO bounces (campaign_id, credential_id, email, at, permanent, status, source) "
+        "VALUES ('acme', 'primary', 'a@example.net', '2026-11-23T11:00:00.000000Z', 1, '550', "
+        "'smtp')"
+    )
+    connection.execute("PRAGMA user_version = 2")
+    connection.commit()
+    connection.close()
+    ledger = Ledger.open(tmp_path)
+    counts = ledger.counts("acme", "primary", day_start=NOW, window_start=NOW.replace(hour=0))
+    assert (counts.bounces_in_window, counts.blocks_in_window) == (1, 0)
+    assert ledger.imap_cursors("acme", "primary") == {}
+    ledger.close()
