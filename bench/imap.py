@@ -1,9 +1,9 @@
 """The inbox: an idle poll against a small and a large mailbox, and classification speed.
 
-    python -m bench.imap [--messages 10000] [--rounds 30]
+    python -m bench imap [--quick]
 
 A private dovecot on loopback (Debian ``dovecot-imapd``) holds two mailboxes, one of 10
-messages and one of ``--messages``, written straight into their Maildirs. After a first
+messages and one of 10,000, written straight into their Maildirs. After a first
 poll has set the cursors, each round times one poll with nothing new (connect, STARTTLS,
 login, one EXAMINE per folder, logout) on each mailbox in turn; an idle poll must cost the
 same whatever the mailbox holds, so the ratio large/small should be about 1. Then the
@@ -12,10 +12,8 @@ labelled bounce corpus is classified over and over (10,000 messages) for message
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,7 +21,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from bench.timing import alternate, machine
+from bench.report import Row
+from bench.timing import alternate
 from mailopsd.inbox.classify import classify
 from mailopsd.inbox.imap import Cursor, MailboxAccess, poll
 from tests.servers.imap import Dovecot, start_dovecot
@@ -92,32 +91,47 @@ def _classification(count: int) -> float:
     return count / (time.perf_counter() - start)
 
 
-def main() -> None:
-    """Run both measurements and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--classify", type=int, default=10_000)
-    args = parser.parse_args()
+def run(quick: bool) -> list[Row]:
+    """Idle polls on a small and a large mailbox, then classification speed."""
     if shutil.which("dovecot") is None:
-        sys.exit("dovecot is not installed (Debian package dovecot-imapd)")
-    print(f"machine: {machine()}")
+        raise RuntimeError("dovecot is not installed (Debian package dovecot-imapd)")
+    large = 200 if quick else 10_000
+    rounds = 5 if quick else 20
     work = Path(tempfile.mkdtemp(prefix="bench-imap-"))
     server = start_dovecot(make_ca(work))
     try:
-        sizes = {"10 messages": 10, f"{args.messages:,} messages": args.messages}
-        medians = _idle_polls(server, sizes, args.rounds)
+        sizes = {"10 messages": 10, f"{large:,} messages": large}
+        medians = _idle_polls(server, sizes, rounds)
     finally:
         server.stop()
         shutil.rmtree(server.directory, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-    small, large = medians.values()
-    for label, seconds in medians.items():
-        print(f"  idle poll, {label:<20} {seconds * 1000:8.1f} ms (median of {args.rounds})")
-    print(f"  ratio large/small: {large / small:.2f}")
-    rates = [_classification(args.classify) for _ in range(3)]
-    print(f"  classification: {statistics.median(rates):,.0f} messages/s (median of 3)")
-
-
-if __name__ == "__main__":
-    main()
+    small_s, large_s = medians.values()
+    rates = [_classification(500 if quick else 10_000) for _ in range(3)]
+    rate = statistics.median(rates)
+    full = not quick
+    note = f"median of {rounds}"
+    return [
+        Row("imap", "idle poll, 10 messages", small_s * 1000, "ms", note=note),
+        Row(
+            "imap",
+            f"idle poll, {large:,} messages",
+            large_s * 1000,
+            "ms",
+            "idle poll, 10 messages",
+            small_s * 1000,
+            large_s / small_s,
+            "ratio ≤ 1.2" if full else "",
+            large_s / small_s <= 1.2 if full else None,
+            note,
+        ),
+        Row(
+            "imap",
+            "classification",
+            rate,
+            "msg/s",
+            target="≥ 2,000 msg/s" if full else "",
+            met=rate >= 2000 if full else None,
+            note="median of 3, the labelled corpus over and over",
+        ),
+    ]

@@ -1,12 +1,13 @@
-"""Change-to-applied latency of the running daemon, and the cost of a reload.
+"""Change-to-applied latency of the running daemon, against a cold load.
 
-    python -m bench.reload [--campaigns 1000] [--credentials 10] [--rounds 5]
+    python -m bench reload [--quick]
 
-A daemon runs on a generated, SOPS-encrypted config. Each round edits one credential's
-``daily_limit`` in the file and measures, from the moment the file is saved, until the
-daemon says ``READY=1`` after its reload (the new state is then written and visible in
-``status``); the daemon-side part is the time from ``RELOADING=1`` to ``READY=1``. The
-reference, timed in the same rounds, is a full cold ``load_config`` of the same file.
+A daemon runs on a generated, SOPS-encrypted config of 10,000 credentials. Each round
+edits one credential's ``daily_limit`` in the file and measures, from the moment the file
+is saved, until the daemon says ``READY=1`` after its reload (the new state is then
+written and visible in ``status``); the daemon-side part is the time from
+``RELOADING=1`` to ``READY=1``. The reference, timed in the same rounds, is a full cold
+``load_config`` of the same file.
 """
 
 from __future__ import annotations
@@ -18,21 +19,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.generate import generate
-from bench.timing import machine, parse_size
+from bench.load import encrypted_config
+from bench.report import Row
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
-from mailopsd.config.models import SECRET_FIELDS
-from mailopsd.secrets import (
-    EncryptOptions,
-    encrypt_text,
-    generate_identity,
-    parse_identities,
-    secret_fields_rule,
-)
+from mailopsd.secrets import generate_identity, parse_identities
 
 
 def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
@@ -44,20 +37,15 @@ def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
     raise TimeoutError(line)
 
 
-def main() -> None:
-    args = parse_size(__doc__)
+def run(quick: bool) -> list[Row]:
+    """Start a daemon, edit its config round after round, and time each reload."""
+    credentials = 100 if quick else 10_000
+    rounds = 3 if quick else 10
     identity, recipient = generate_identity()
     # Under /tmp: the notify socket's path must stay short (AF_UNIX).
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         base = Path(tmp)
-        path = generate(
-            base / "config",
-            campaigns=args.campaigns,
-            credentials=args.credentials,
-            plain_secrets=True,
-        )
-        options = EncryptOptions((recipient,), secret_fields_rule(SECRET_FIELDS), True)
-        path.write_text(encrypt_text(path.read_text(), options, path.name, now=datetime.now(UTC)))
+        path = encrypted_config(base / "config", credentials, recipient)
         key = base / "key.txt"
         key.write_text(identity + "\n")
         key.chmod(0o600)
@@ -79,7 +67,7 @@ def main() -> None:
             latencies, reloads, cold_loads = [], [], []
             identities = parse_identities(identity, "bench")
             load = LoadOptions(identities=lambda: identities)
-            for round_ in range(args.rounds):
+            for round_ in range(rounds):
                 text = path.read_text()
                 old = f"daily_limit: {50 + round_ % 10}\n"
                 text = text.replace(old, f"daily_limit: {500 + round_}\n", 1)
@@ -96,17 +84,29 @@ def main() -> None:
             daemon.terminate()
             daemon.wait(timeout=120)
             sock.close()
-    count = args.campaigns * args.credentials
-    print(f"machine: {machine()}")
-    print(f"config: {count} credentials, SOPS-encrypted; {args.rounds} rounds")
-    print(f"  daemon cold start to READY=1             {cold_start:7.3f} s")
     p50 = statistics.median(latencies)
     reference = statistics.median(cold_loads)
-    ratio = p50 / reference
-    print(f"  file saved -> applied (p50)              {p50:7.3f} s  x{ratio:5.2f} of a cold load")
-    print(f"  reload, RELOADING=1 -> READY=1 (p50)     {statistics.median(reloads):7.3f} s")
-    print(f"  cold load_config of the file (reference) {reference:7.3f} s")
-
-
-if __name__ == "__main__":
-    main()
+    note = f"{credentials:,} credentials, {rounds} rounds"
+    full = not quick
+    return [
+        Row(
+            "reload",
+            "file saved -> applied, p50",
+            p50 * 1000,
+            "ms",
+            "cold load",
+            reference * 1000,
+            p50 / reference,
+            "≤ 100 ms" if full else "",
+            p50 <= 0.1 if full else None,
+            note,
+        ),
+        Row(
+            "reload",
+            "RELOADING=1 -> READY=1, p50",
+            statistics.median(reloads) * 1000,
+            "ms",
+            note=note,
+        ),
+        Row("reload", "daemon cold start to READY=1", cold_start, "s", note=note),
+    ]

@@ -159,6 +159,8 @@ def _redacted(_: SecretStr) -> str:
 
 
 def _is_ip(text: str) -> bool:
+    if ":" not in text and not text[:1].isdigit():
+        return False  # neither IPv6 nor dotted IPv4: a name (cheap, it is the common case)
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -8,6 +8,7 @@ the comments above it), exactly as ``sops`` decides.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,17 @@ RULE_KEYS = (
 _OTHER_KEY_TYPES = ("pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms")
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_matches(pattern: str, key: str) -> bool:
+    """Tell whether a map key matches a rule's regex (keys repeat: cached)."""
+    return _compiled(pattern).search(key) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
 @dataclass(frozen=True)
 class Rule:
     """Which values of a file are encrypted: one of the six SOPS rules."""
@@ -55,8 +67,7 @@ class Rule:
             return not any(key.endswith(self.pattern) for key in path)
         if self.kind == "encrypted_suffix":
             return any(key.endswith(self.pattern) for key in path)
-        regex = re.compile(self.pattern)
-        found = any(regex.search(key) for key in path)
+        found = any(_key_matches(self.pattern, key) for key in path)
         return found if self.kind == "encrypted_regex" else not found
 
     def __str__(self) -> str:
