@@ -2,12 +2,13 @@
 
     python -m bench reload [--quick]
 
-A daemon runs on a generated, SOPS-encrypted config of 10,000 credentials. Each round
-edits one credential's ``daily_limit`` in the file and measures, from the moment the file
+A daemon runs on a generated, SOPS-encrypted config of 10,000 credentials, kept as
+config in git usually is: one file per campaign (1,000 files of 10 credentials). Each
+round edits one credential's ``daily_limit`` in one file and measures, from the moment the file
 is saved, until the daemon says ``READY=1`` after its reload (the new state is then
 written and visible in ``status``); the daemon-side part is the time from
 ``RELOADING=1`` to ``READY=1``. The reference, timed in the same rounds, is a full cold
-``load_config`` of the same file.
+``load_config`` of the same files.
 """
 
 from __future__ import annotations
@@ -19,13 +20,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.load import encrypted_config
+from bench.generate import generate
+from bench.load import PER_CAMPAIGN
 from bench.report import Row
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
-from mailopsd.secrets import generate_identity, parse_identities
+from mailopsd.config.models import SECRET_FIELDS
+from mailopsd.secrets import (
+    EncryptOptions,
+    encrypt_text,
+    generate_identity,
+    parse_identities,
+    secret_fields_rule,
+)
 
 
 def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
@@ -37,6 +47,25 @@ def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
     raise TimeoutError(line)
 
 
+def _split_config(directory: Path, credentials: int, recipient: str) -> Path:
+    """Generate the config, then keep each campaign in its own encrypted file."""
+    whole = generate(
+        directory,
+        campaigns=max(1, credentials // PER_CAMPAIGN),
+        credentials=min(credentials, PER_CAMPAIGN),
+        plain_secrets=True,
+    )
+    options = EncryptOptions((recipient,), secret_fields_rule(SECRET_FIELDS), True)
+    body = whole.read_text().removeprefix("campaigns:\n")
+    whole.unlink()
+    for number, campaign in enumerate(body.split("\n  camp-")):
+        text = "campaigns:\n" + ("  camp-" if number else "") + campaign.rstrip("\n") + "\n"
+        name = f"camp-{number:05d}.yaml"
+        encrypted = encrypt_text(text, options, name, now=datetime.now(UTC))
+        (directory / name).write_text(encrypted)
+    return directory
+
+
 def run(quick: bool) -> list[Row]:
     """Start a daemon, edit its config round after round, and time each reload."""
     credentials = 100 if quick else 10_000
@@ -45,7 +74,7 @@ def run(quick: bool) -> list[Row]:
     # Under /tmp: the notify socket's path must stay short (AF_UNIX).
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         base = Path(tmp)
-        path = encrypted_config(base / "config", credentials, recipient)
+        path = _split_config(base / "config", credentials, recipient)
         key = base / "key.txt"
         key.write_text(identity + "\n")
         key.chmod(0o600)
@@ -56,22 +85,23 @@ def run(quick: bool) -> list[Row]:
         started = time.monotonic()
         daemon = subprocess.Popen(  # noqa: S603 - our own program
             [
-                *(sys.executable, "-m", "mailopsd", "run", "--config", str(path.parent)),
+                *(sys.executable, "-m", "mailopsd", "run", "--config", str(path)),
                 *("--state-dir", str(base / "state"), "--age-key-file", str(key)),
             ],
             env=env,
             stderr=subprocess.DEVNULL,
         )
+        edited = sorted(path.glob("*.yaml"))[0]
         try:
             cold_start = _wait(sock, "READY=1") - started
             latencies, reloads, cold_loads = [], [], []
             identities = parse_identities(identity, "bench")
             load = LoadOptions(identities=lambda: identities)
             for round_ in range(rounds):
-                text = path.read_text()
+                text = edited.read_text()
                 old = f"daily_limit: {50 + round_ % 10}\n"
                 text = text.replace(old, f"daily_limit: {500 + round_}\n", 1)
-                path.write_text(text)
+                edited.write_text(text)
                 saved = time.monotonic()
                 reloading = _wait(sock, "RELOADING=1")
                 ready = _wait(sock, "READY=1")

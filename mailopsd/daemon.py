@@ -22,7 +22,13 @@ import schedule
 import watchfiles
 
 from mailopsd.config.leads import Progress
-from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig, LoadOptions, load_config
+from mailopsd.config.loader import (
+    CONFIG_SUFFIXES,
+    LoadCache,
+    LoadedConfig,
+    LoadOptions,
+    load_config,
+)
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.inbox.service import Inbox
@@ -57,14 +63,12 @@ class DaemonSettings:
 
 def watched_files(loaded: LoadedConfig) -> set[Path]:
     """The config files and every file they reference (leads, body templates)."""
-    files = {path.resolve() for path in loaded.files}
+    files = set(loaded.files)
     for campaign_id, campaign in loaded.config.campaigns.items():
         base = loaded.campaign_files[campaign_id].parent
-        files.add((base / campaign.leads).resolve())
-        files.update(
-            (base / step.body_file).resolve() for step in campaign.sequence if step.body_file
-        )
-    return files
+        files.add(base / campaign.leads)
+        files.update(base / step.body_file for step in campaign.sequence if step.body_file)
+    return {path.resolve() for path in files}  # campaigns often share files: resolve once
 
 
 @dataclass
@@ -127,6 +131,8 @@ class Daemon:
         self._reconciler: Reconciler | None = None
         self._dispatcher: Dispatcher | None = None
         self._inbox: Inbox | None = None
+        self._load_cache = LoadCache()
+        self._watched: set[Path] = set()
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -148,8 +154,9 @@ class Daemon:
         self._state_loaded = True
         self._ledger = Ledger.open(state_dir)
         self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
-        loaded = load_config(self.settings.config_path, self.settings.load_options)
+        loaded = self._load()
         self._apply(loaded)
+        self._watched = watched_files(loaded)
         self._dispatcher = Dispatcher(self._ledger, state_dir)
         self._inbox = Inbox(
             self._ledger,
@@ -211,6 +218,12 @@ class Daemon:
         except StateError as err:
             logger.error("state not saved error=%s", err)
 
+    def _load(self) -> LoadedConfig:
+        """Load the config, redoing only what changed since the last load."""
+        return load_config(
+            self.settings.config_path, self.settings.load_options, cache=self._load_cache
+        )
+
     def _apply(self, loaded: LoadedConfig) -> None:
         assert self._reconciler is not None  # noqa: S101 - start() opened it
         plan = self._reconciler.plan(loaded, self.state)
@@ -226,8 +239,8 @@ class Daemon:
         if notify:
             self.notifier.reloading()
         try:
-            loaded = load_config(self.settings.config_path, self.settings.load_options)
-            files_before = watched_files(self.loaded) if self.loaded else set()
+            loaded = self._load()
+            files_before = self._watched
             self._apply(loaded)
         except ConfigError as err:
             self._config_rejected(err)
@@ -238,7 +251,8 @@ class Daemon:
             if self._logged_errors:
                 logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
             self._logged_errors = frozenset()
-            if watched_files(loaded) != files_before:
+            self._watched = watched_files(loaded)
+            if self._watched != files_before:
                 self._restart_watcher()
         if notify:
             self.notifier.ready(self.status_line())
@@ -326,7 +340,7 @@ class Daemon:
         config = self.settings.config_path.resolve()
         self._watcher = _Watcher(
             config_dir=config if config.is_dir() else config.parent,
-            files=watched_files(self.loaded),
+            files=self._watched,
             on_change=self.request_reload,
             debounce_ms=self.settings.debounce_ms,
         )

@@ -29,6 +29,7 @@ class Notifier:
         pid = environ.get("WATCHDOG_PID", "")
         ours = not pid or pid == str(os.getpid())
         self.watchdog_interval_s = int(usec) / 1e6 if usec.isdigit() and ours else None
+        self._last_watchdog = float("-inf")
 
     def send(self, *lines: str) -> None:
         """Send one message made of ``KEY=value`` lines."""
@@ -55,8 +56,16 @@ class Notifier:
         self.send(f"STATUS={status}")
 
     def watchdog(self) -> None:
-        """Pet the watchdog (only when the manager asked for one)."""
-        if self.watchdog_interval_s is not None:
+        """Pet the watchdog (only when the manager asked for one).
+
+        At most four times per interval, however often the main loop turns: enough to
+        stay alive, few enough never to fill the manager's socket queue.
+        """
+        if self.watchdog_interval_s is None:
+            return
+        now = time.monotonic()
+        if now - self._last_watchdog >= self.watchdog_interval_s / 4:
+            self._last_watchdog = now
             self.send("WATCHDOG=1")
 
     def stopping(self) -> None:

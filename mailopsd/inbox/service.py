@@ -17,6 +17,7 @@ forwarded through the credential's SMTP.
 from __future__ import annotations
 
 import email
+import email.policy
 import functools
 import logging
 import threading
@@ -388,7 +389,7 @@ def _forwarded(credential: Credential, raw: bytes, to: str) -> Outgoing:
     message.attach(note)
     message.attach(attached)
     return Outgoing(
-        message=message,
+        data=message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n")),
         message_id=message_id,
         subject="Fwd: delivery report",
         envelope_from=credential.from_email,

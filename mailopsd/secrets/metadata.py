@@ -61,14 +61,19 @@ class Rule:
         """Tell whether the rule looks at comments rather than keys."""
         return self.kind.endswith("_comment_regex")
 
+    def key_hit(self, key: str) -> bool:
+        """Tell whether one map key matches the rule's suffix or regex (key rules only)."""
+        if self.kind.endswith("_suffix"):
+            return key.endswith(self.pattern)
+        return _key_matches(self.pattern, key)
+
+    def encrypts_hit(self, hit: bool) -> bool:
+        """Whether a value is encrypted, given whether any key of its path matches."""
+        return hit if self.kind in ("encrypted_suffix", "encrypted_regex") else not hit
+
     def encrypts(self, path: Sequence[str]) -> bool:
         """Tell whether a value under the map keys ``path`` is encrypted (key rules only)."""
-        if self.kind == "unencrypted_suffix":
-            return not any(key.endswith(self.pattern) for key in path)
-        if self.kind == "encrypted_suffix":
-            return any(key.endswith(self.pattern) for key in path)
-        found = any(_key_matches(self.pattern, key) for key in path)
-        return found if self.kind == "encrypted_regex" else not found
+        return self.encrypts_hit(any(self.key_hit(key) for key in path))
 
     def __str__(self) -> str:
         """Render as it is written in the metadata."""

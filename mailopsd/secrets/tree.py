@@ -84,20 +84,23 @@ def walk(tree: object, rule: Rule) -> Iterator[tuple[Loc, tuple[str, ...], objec
     Raises:
         SecretError: A map key is not a string (sops refuses those).
     """
-    stack: list[tuple[Loc, tuple[str, ...], object]] = [((), (), tree)]
+    by_comment = rule.is_comment_rule
+    # Each entry carries whether a key of its path matched the rule (decided once per key).
+    stack: list[tuple[Loc, tuple[str, ...], object, bool]] = [((), (), tree, False)]
     while stack:
-        loc, path, node = stack.pop()
+        loc, path, node, hit = stack.pop()
         if isinstance(node, dict):
             for key in reversed(list(node)):
                 if not isinstance(key, str):
                     raise SecretError(f"{dotted(loc)}: map key {key!r} is not a string")
-                stack.append(((*loc, key), (*path, key), node[key]))
+                matched = hit or (not by_comment and rule.key_hit(key))
+                stack.append(((*loc, key), (*path, key), node[key], matched))
         elif isinstance(node, list):
             stack.extend(
-                ((*loc, index), path, item) for index, item in reversed(list(enumerate(node)))
+                ((*loc, index), path, item, hit) for index, item in reversed(list(enumerate(node)))
             )
         else:
-            encrypted = is_sealed(node) if rule.is_comment_rule else rule.encrypts(path)
+            encrypted = is_sealed(node) if by_comment else rule.encrypts_hit(hit)
             yield loc, path, node, encrypted
 
 

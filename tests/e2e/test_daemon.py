@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +28,11 @@ WAIT_S = 30.0
 
 
 class NotifySocket:
-    """A datagram socket standing in for systemd's notify socket."""
+    """A datagram socket standing in for systemd's notify socket.
+
+    Like the service manager, it reads every message as it comes (a thread drains the
+    socket), so the daemon never meets a full queue.
+    """
 
     def __init__(self) -> None:
         # AF_UNIX paths are short (about 107 bytes): a directory right under /tmp.
@@ -35,23 +40,36 @@ class NotifySocket:
         self.path = os.path.join(self.directory, "n")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.path)
-        self.sock.settimeout(0.5)
+        self.sock.settimeout(0.2)
         self.messages: list[str] = []
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self.thread = threading.Thread(target=self._drain, name="notify-reader", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while not self.closing.is_set():
+            try:
+                message = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            with self.lock:
+                self.messages.append(message)
 
     def wait_for(self, line: str, *, after: int = 0) -> int:
         """Wait until a message after index ``after`` holds ``line``; return its index."""
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
-            for index in range(after, len(self.messages)):
-                if line in self.messages[index].splitlines():
-                    return index
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except TimeoutError:
-                continue
+            with self.lock:
+                for index in range(after, len(self.messages)):
+                    if line in self.messages[index].splitlines():
+                        return index
+            time.sleep(0.05)
         raise AssertionError(f"no {line!r} from the daemon; got {self.messages}")
 
     def close(self) -> None:
+        self.closing.set()
+        self.thread.join(5)
         self.sock.close()
         os.unlink(self.path)
         os.rmdir(self.directory)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
+from mailopsd import goyaml
 from mailopsd.goyaml import YamlSyntaxError, compose_yaml, locate, parse_yaml
 
 
@@ -164,3 +166,31 @@ class TestLocate:
         """A path that goes past what exists points at the deepest key found."""
         root = compose_yaml(self.TEXT)
         assert locate(root, ["top", "items", 0, "host"], key=True) == (3, 7, 3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        Path(__file__).resolve().parents[2].joinpath("config/campaigns.example.yaml").read_text(),
+        "a: 1\nb: [true, null, ~, 0x1f, 1_000, .5, -.inf, 2026-11-23, '7', \"8\"]\nc: {d: e}\n",
+        "a: 1\na: 2\nb: {x: 1, x: 3}\n",
+        "base: &b {k: v}\nuse: *b\n",
+        "base: &b {k: v}\nmerged: {<<: *b, j: w}\n",
+        "1: int key\ntrue: bool key\nnull: null key\n",
+        "tagged: !!str 12\nset: !!set {a, b}\n",
+        "- 2026-11-23T12:00:00.123456789Z\n- 2001-12-14 21:59:43.10 -5\n- |\n  block\n",
+    ],
+)
+def test_fast_builder_gives_what_the_constructor_gives(text: str) -> None:
+    """The fast path and PyYAML's constructor (with the go-yaml typing) agree, duplicate
+    keys included; documents the fast path does not handle take the general one."""
+    general = goyaml._Loader(text)
+    general.duplicates = []
+    try:
+        expected = general.get_single_data()
+    finally:
+        general.dispose()
+    parsed = goyaml.parse_yaml(text)
+    assert parsed.data == expected
+    assert repr(parsed.data) == repr(expected)
+    assert list(parsed.duplicates) == sorted(general.duplicates, key=lambda d: (d.line, d.column))

@@ -40,7 +40,20 @@ def test_unread_socket_never_blocks(receiver: tuple[str, socket.socket]) -> None
     path, _ = receiver
     notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
     for _ in range(1000):
+        notifier.status("busy")
+
+
+def test_watchdog_pets_at_most_four_times_per_interval(
+    receiver: tuple[str, socket.socket],
+) -> None:
+    """However often the loop turns, the queue gets a WATCHDOG=1 per quarter interval."""
+    path, sock = receiver
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000000"})
+    for _ in range(100):
         notifier.watchdog()
+    notifier.stopping()
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=stopping"
 
 
 def test_without_socket_does_nothing() -> None:

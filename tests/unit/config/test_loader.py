@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from mailopsd.config.leads import read_leads
-from tests.configs import BASE, LEADS, Writer, errors_of, loads
+from mailopsd.config.loader import LoadCache, load_config
+from mailopsd.errors import ConfigError
+from tests.configs import BASE, LEADS, PLAINTEXT_OK, Writer, errors_of, loads
 
 SECOND = """\
 campaigns:
@@ -251,3 +253,48 @@ def test_leads_progress(tmp_path: Path) -> None:
         ("leads.csv", 200_000, False),
         ("leads.csv", 250_000, True),
     ]
+
+
+class TestReloadCache:
+    """A daemon's cache: a reload redoes only what changed and gives the same result."""
+
+    def _setup(self, write_config: Writer) -> Path:
+        Path("conf").mkdir()
+        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/10-acme.yaml")
+        write_config(SECOND.replace("leads.csv", "../leads.csv"), name="conf/20-beta.yml")
+        return Path("conf")
+
+    def test_unchanged_files_are_kept_changed_ones_read(self, write_config: Writer) -> None:
+        """An edit in one file is seen; the other file's campaign is reused as validated."""
+        conf = self._setup(write_config)
+        cache = LoadCache()
+        first = load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert first.config == loads(conf).config
+        beta = conf / "20-beta.yml"
+        beta.write_text(beta.read_text().replace("daily_limit: 5", "daily_limit: 7"))
+        second = load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert second.config.campaigns["acme-q4"] is first.config.campaigns["acme-q4"]
+        assert second.config.campaigns["beta"].smtp_credentials["main"].daily_limit == 7
+        assert second.config == loads(conf).config
+        assert second.revision != first.revision
+
+    def test_errors_are_the_same_with_a_cache(self, write_config: Writer) -> None:
+        """A bad edit after a good load is reported exactly as without a cache."""
+        conf = self._setup(write_config)
+        cache = LoadCache()
+        load_config(conf, PLAINTEXT_OK, cache=cache)
+        beta = conf / "20-beta.yml"
+        beta.write_text(beta.read_text().replace("daily_limit: 5", "daily_limit: 0"))
+        with pytest.raises(ConfigError) as cached:
+            load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert [str(i) for i in cached.value.issues] == errors_of(conf)
+        assert "daily_limit: must be an integer ≥ 1 (got 0)" in str(cached.value.issues[0])
+
+    def test_a_new_leads_header_is_read(self, write_config: Writer) -> None:
+        """The leads header is read again when the file changes."""
+        conf = self._setup(write_config)
+        cache = LoadCache()
+        load_config(conf, PLAINTEXT_OK, cache=cache)
+        Path("leads.csv").write_text("email,first_name,company,city\ngrace@example.com,G,N,P\n")
+        loaded = load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert loaded.leads_columns["beta"] == ("email", "first_name", "company", "city")
