@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from mailopsd.dispatch.compose import ComposeError, Outgoing, compose
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
+from mailopsd.errors import StateError
 from mailopsd.inbox import health, policy
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
@@ -47,9 +49,9 @@ class TickReport:
     outcomes: Counter[str] = field(default_factory=Counter)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Job:
-    """One send of the tick."""
+    """One send of the tick (its send id and time are set once its intent is recorded)."""
 
     key: CredentialKey
     campaign: Campaign
@@ -77,6 +79,7 @@ class Dispatcher:
     max_attempts: int = 5
     token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
     _backoff: dict[CredentialKey, tuple[datetime, int]] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -187,9 +190,10 @@ class Dispatcher:
             for lead in due:
                 if lead.credential_id is not None and picker.follow_up(lead.credential_id):
                     chosen.append((lead.credential_id, lead))
-            capacity = sum(max(b.daily_left, 0) for b in budgets.values())
+            # Read only the new leads the picker can place: each read lead costs a parse.
+            room = sum(budget.step1_room() for budget in budgets.values())
             for lead in self.ledger.new_leads(
-                campaign_id, campaign.account, now, min(capacity, self.new_per_tick)
+                campaign_id, campaign.account, now, min(room, self.new_per_tick)
             ):
                 budget = picker.pick()
                 if budget is None:
@@ -238,19 +242,22 @@ class Dispatcher:
         jobs: list[_Job],
         ca_files: dict[CredentialKey, Path | None],
         should_stop: Callable[[], bool],
-        window: tuple[int, int, datetime] | None = None,
+        window: Callable[[], tuple[int, int, datetime] | str] | None = None,
     ) -> list[tuple[_Job, Outcome]]:
         """Send one credential's jobs in order, on its connection.
 
-        ``window`` is the credential's sends (this tick's intents included) and hard
-        bounces in its bounce window, and the window's start: after each 5xx the bounce
-        rate is checked, and once it is over the threshold the rest is not attempted.
+        ``window`` reads the credential's sends (this tick's intents included) and hard
+        bounces in its bounce window, and the window's start, when a first 5xx comes:
+        after each 5xx the bounce rate is checked, and once it is over the threshold the
+        rest is not attempted.
         """
         results: list[tuple[_Job, Outcome]] = []
         blocked: Outcome | None = None
-        bounces = window[1] if window else 0
+        counts: tuple[int, int, datetime] | None = None
+        bounces = 0
         for position, job in enumerate(jobs):
             if blocked is not None or should_stop():
+                self.smtp.settle(job.key)  # the envelope sent ahead, if any, goes no further
                 reason = blocked.detail if blocked else "mailopsd is stopping"
                 results.append(
                     (job, Outcome(OutcomeKind.NOT_SENT, None, f"not attempted: {reason}"))
@@ -259,18 +266,28 @@ class Dispatcher:
             if job.credential.status == "sandbox":
                 outcome = self.sandbox.deliver(job.key, job.credential, None, job.outgoing)
             else:
+                then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
                 outcome = self.smtp.deliver(
-                    job.key, job.credential, ca_files.get(job.key), job.outgoing
+                    job.key, job.credential, ca_files.get(job.key), job.outgoing, then
                 )
             if job.credential.archive and outcome.kind == OutcomeKind.ACCEPTED:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in (OutcomeKind.AUTH_FAILED, OutcomeKind.NOT_SENT):
                 blocked = outcome
             if outcome.kind == OutcomeKind.REJECTED and window is not None:
+                if counts is None:
+                    found = window()
+                    if isinstance(found, str):  # the rate cannot be checked: stop here
+                        reason = f"bounce rate unknown ({found})"
+                        blocked = Outcome(OutcomeKind.NOT_SENT, None, reason)
+                        results.append((job, outcome))
+                        continue
+                    counts = found
+                    bounces = counts[1]
                 bounces += 1
-                sends = window[0] - (len(jobs) - position - 1)
+                sends = counts[0] - (len(jobs) - position - 1)
                 verdict = policy.disable_reason(
-                    job.campaign, bounces=bounces, sends=sends, since=window[2]
+                    job.campaign, bounces=bounces, sends=sends, since=counts[2]
                 )
                 if verdict is not None:
                     blocked = Outcome(OutcomeKind.NOT_SENT, None, f"credential disabled: {verdict}")
@@ -279,12 +296,34 @@ class Dispatcher:
 
     def _window(
         self, key: CredentialKey, campaign: Campaign, state: StateFile, now: datetime
-    ) -> tuple[int, int, datetime]:
+    ) -> Callable[[], tuple[int, int, datetime] | str]:
+        """What reads a credential's bounce window, from a sending thread, when needed.
+
+        The ledger is unchanged while a batch is out (outcomes are recorded after it), so
+        reading it at the first 5xx gives what reading it before the batch would; most
+        batches have no 5xx and read nothing. The ledger's connection belongs to this
+        thread: the sending thread opens its own, read-only. A ledger that cannot be read
+        gives the reason instead.
+        """
         entry = state.credential(_key(*key))
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
         day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        counts = self.ledger.counts(*key, day_start=day_start, window_start=since)
-        return counts.sends_in_window, counts.bounces_in_window, since
+        directory = self.ledger.path.parent
+
+        def read() -> tuple[int, int, datetime] | str:
+            try:
+                ledger = Ledger.open_readonly(directory)
+                if ledger is None:
+                    return "no ledger"
+                try:
+                    counts = ledger.counts(*key, day_start=day_start, window_start=since)
+                finally:
+                    ledger.close()
+            except (StateError, sqlite3.Error, OSError) as err:
+                return str(err)
+            return counts.sends_in_window, counts.bounces_in_window, since
+
+        return read
 
     def _deliver(
         self,
@@ -303,15 +342,19 @@ class Dispatcher:
             else None
             for key, group in groups.items()
         }
-        windows = {
-            key: self._window(key, group[0].campaign, state, now) for key, group in groups.items()
-        }
-        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(groups)))) as pool:
-            futures = [
-                pool.submit(self._deliver_group, group, ca_files, should_stop, windows[key])
-                for key, group in groups.items()
-            ]
-            return [result for future in futures for result in future.result()]
+        if self._pool is None:  # kept between ticks: no threads started for every batch
+            self._pool = ThreadPoolExecutor(max(1, self.workers), "mailopsd-send")
+        futures = [
+            self._pool.submit(
+                self._deliver_group,
+                group,
+                ca_files,
+                should_stop,
+                self._window(key, group[0].campaign, state, now),
+            )
+            for key, group in groups.items()
+        ]
+        return [result for future in futures for result in future.result()]
 
     # Outcomes ---------------------------------------------------------------------------
 
@@ -456,9 +499,8 @@ class Dispatcher:
             for j in jobs
         ]
         ids = self.ledger.record_intents(intents)
-        jobs = [
-            replace(job, send_id=send_id, at=now) for job, send_id in zip(jobs, ids, strict=True)
-        ]
+        for job, send_id in zip(jobs, ids, strict=True):
+            job.send_id, job.at = send_id, now
         results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
         report.outcomes.update(outcome.kind.value for _, outcome in results)
@@ -467,26 +509,29 @@ class Dispatcher:
         return health.check_credentials(self.ledger, loaded, state, bounced, now), report
 
     def close(self) -> None:
-        """Close every SMTP connection."""
+        """Stop the sending threads and close every SMTP connection."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         self.smtp.close_all()
 
 
 def _sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadProgress:
     """The lead after step ``intent.step`` went out (or may have)."""
-    ids = (*lead.message_ids, intent.message_id)
-    first = intent.subject if intent.step == 1 else lead.first_subject
-    credential = intent.credential_id if intent.step == 1 else lead.credential_id
-    base = replace(
+    if campaign is None or intent.step >= len(campaign.sequence):
+        state, next_due_at = "done", None
+    else:
+        delay = campaign.sequence[intent.step].delay
+        due = delay.add_to(intent.at) if delay is not None else intent.at
+        state, next_due_at = "waiting", stamp(due)
+    return replace(
         lead,
+        state=state,
         step=intent.step,
-        message_ids=ids,
-        first_subject=first,
-        credential_id=credential,
+        next_due_at=next_due_at,
+        message_ids=(*lead.message_ids, intent.message_id),
+        first_subject=intent.subject if intent.step == 1 else lead.first_subject,
+        credential_id=intent.credential_id if intent.step == 1 else lead.credential_id,
         attempts=0,
         last_error=None,
     )
-    if campaign is None or intent.step >= len(campaign.sequence):
-        return replace(base, state="done", next_due_at=None)
-    delay = campaign.sequence[intent.step].delay
-    due = delay.add_to(intent.at) if delay is not None else intent.at
-    return replace(base, state="waiting", next_due_at=stamp(due))

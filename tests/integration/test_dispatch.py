@@ -7,6 +7,7 @@ import mailbox
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -398,5 +399,68 @@ def test_bounce_threshold_stops_the_batch_at_once(
         with sqlite3.connect(state / "ledger.sqlite3") as db:
             states = Counter(row[0] for row in db.execute("SELECT state FROM leads"))
         assert states == {"done": 3, "stopped": 3, "new": 14}
+    finally:
+        server.controller.stop()
+
+
+def _offer_pipelining(server: SmtpServer) -> None:
+    """Make the aiosmtpd server announce PIPELINING (it reads pipelined commands in order)."""
+
+    async def ehlo(
+        smtp: object, session: Any, envelope: object, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    server.handler.handle_EHLO = ehlo  # type: ignore[attr-defined]
+
+
+def test_pipelining_sends_each_message_once(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """With PIPELINING (envelopes sent ahead with the previous body), two mailboxes send
+    every lead's message once, from the mailbox rotation gave it."""
+    _offer_pipelining(smtp_server)
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada"), "b": credential(smtp_server, "box2")},
+        leads=30,
+        steps=1,
+    )
+    run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
+    received = sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages)
+    assert received == [f"lead{i:04d}@example.net" for i in range(30)]
+    assert _logins(smtp_server) == {"ada": 15, "box2": 15}
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_bounce_threshold_stops_the_batch_with_envelopes_ahead(
+    tmp_path: Path, test_ca: TestCA, pipelining: bool
+) -> None:
+    """The bounce threshold stops the batch at once, also when the next envelope already
+    went ahead: that message is never delivered, its lead stays new."""
+    leads = [f"lead{i:04d}@example.net" for i in range(12)]
+    rules: dict[str, tuple[str, str | None]] = {
+        address: ("DATA", "554 5.7.1 Rejected") for address in leads[1:6:2]
+    }
+    server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
+    if pipelining:
+        _offer_pipelining(server)
+    try:
+        path = write_campaign(
+            tmp_path,
+            {"a": credential(server, "ada")},
+            leads=12,
+            steps=1,
+            bounce_threshold="20%",
+            bounce_min_sends=5,
+        )
+        state = tmp_path / "state"
+        run_once(path, state, "2026-11-23T10:00:00Z")
+        # lead 5 is the third 5xx in six sends: nothing after it is delivered
+        assert sorted(m.rcpt_tos[0] for m in server.handler.messages) == leads[0:6:2]
+        with sqlite3.connect(state / "ledger.sqlite3") as db:
+            states = Counter(row[0] for row in db.execute("SELECT state FROM leads"))
+            outcomes = Counter(row[0] for row in db.execute("SELECT outcome FROM sends"))
+        assert states == {"done": 3, "stopped": 3, "new": 6}
+        assert outcomes == {"sent": 3, "bounced": 3, "not_sent": 6}
     finally:
         server.controller.stop()

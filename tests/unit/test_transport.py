@@ -1,0 +1,346 @@
+"""SMTP transport against a scripted server: pipelining, refusals, dot-stuffing."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from mailopsd.config.models import Campaign, Credential
+from mailopsd.dispatch.compose import Outgoing, compose
+from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
+
+KEY = ("camp", "a")
+
+
+@dataclass
+class Scripted:
+    """A one-connection-at-a-time SMTP server on loopback that does as it is told.
+
+    ``pipelining``: announce PIPELINING. ``hold``: answer nothing after ``MAIL`` until the
+    whole envelope (through ``DATA``) arrived, as only a pipelining client sends it.
+    ``hold_body``: answer a body only once the next message's envelope arrived too (until
+    ``expect`` messages were received), as only a client sending envelopes ahead does.
+    ``refuse``: the reply to ``RCPT`` per address. ``mail_replies``: the replies to the
+    next ``MAIL`` commands (then 250). ``always_354``: answer ``DATA`` with 354 even with no
+    recipient accepted (a broken server).
+    """
+
+    pipelining: bool = True
+    hold: bool = False
+    hold_body: bool = False
+    expect: int = 0
+    refuse: dict[str, str] = field(default_factory=dict)
+    mail_replies: list[str] = field(default_factory=list)
+    always_354: bool = False
+    received: list[bytes] = field(default_factory=list)
+    reads: list[int] = field(default_factory=list)  # commands read together with each MAIL
+    connections: int = 0
+    listener: socket.socket = field(default_factory=socket.socket)
+    thread: threading.Thread | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> int:
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.listener.settimeout(0.05)
+        self.thread = threading.Thread(target=self._serve, name="scripted-smtp")
+        self.thread.start()
+        return int(self.listener.getsockname()[1])
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        self.listener.close()
+
+    def _serve(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            with connection, connection.makefile("rwb") as stream:
+                connection.settimeout(5)
+                with contextlib.suppress(OSError, ValueError):
+                    _Session(self, stream).run()
+
+
+@dataclass
+class _Session:
+    server: Scripted
+    stream: Any
+    pending: list[bytes] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+
+    def reply(self, line: str) -> None:
+        self.stream.write(f"{line}\r\n".encode())
+        self.stream.flush()
+
+    def line(self) -> bytes:
+        return self.pending.pop(0) if self.pending else bytes(self.stream.readline())
+
+    def envelope_ahead(self) -> list[bytes]:
+        """Read the lines of an envelope, through DATA, before answering any of them."""
+        group = [self.line()]
+        while group[-1] and not group[-1].upper().startswith(b"DATA"):
+            group.append(self.line())
+        return group
+
+    def run(self) -> None:
+        server = self.server
+        self.reply("220 scripted ESMTP")
+        while line := self.line():
+            command = line.decode().strip()
+            verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
+            if verb == "EHLO":
+                self.reply("250-scripted")
+                self.reply("250-PIPELINING" if server.pipelining else "250-8BITMIME")
+                self.reply("250 SIZE 1000000")
+            elif verb == "MAIL":
+                if server.hold and not self.pending:
+                    self.pending = [line, *self.envelope_ahead()][1:]
+                server.reads.append(1 + len(self.pending))
+                self.accepted.clear()
+                self.reply(server.mail_replies.pop(0) if server.mail_replies else "250 2.1.0 Ok")
+            elif verb == "RCPT":
+                self.rcpt(command.split("<", 1)[1].rstrip(">"))
+            elif verb == "DATA":
+                self.data()
+            elif verb == "RSET":
+                self.accepted.clear()
+                self.reply("250 2.0.0 Ok")
+            elif verb == "QUIT":
+                self.reply("221 2.0.0 Bye")
+                return
+            else:
+                self.reply("502 5.5.2 What")
+
+    def rcpt(self, address: str) -> None:
+        answer = self.server.refuse.get(address, "250 2.1.5 Ok")
+        if answer.startswith("250"):
+            self.accepted.append(address)
+        self.reply(answer)
+
+    def data(self) -> None:
+        server = self.server
+        if not self.accepted and not server.always_354:
+            self.reply("554 5.5.1 No valid recipients")
+            return
+        self.reply("354 End data with <CR><LF>.<CR><LF>")
+        lines = []
+        while (line := self.stream.readline()) != b".\r\n":
+            if not line:
+                raise ValueError("the client left in the middle of DATA")
+            lines.append(line[1:] if line.startswith(b"..") else line)
+        server.received.append(b"".join(lines))
+        if server.hold_body and len(server.received) < server.expect:
+            self.pending = self.envelope_ahead()
+        self.reply("250 2.0.0 Queued")
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    scripted = Scripted()
+    yield scripted
+    scripted.stop()
+
+
+def _setup(server: Scripted, bcc: str | None = None) -> tuple[Credential, Campaign]:
+    port = server.start()
+    campaign = Campaign.model_validate(
+        {
+            "name": "c",
+            "leads": "l.csv",
+            "sequence": [{"subject": "Hello", "body": "b"}],
+            "smtp_credentials": {
+                "a": {
+                    "smtp_host": "127.0.0.1",
+                    "smtp_port": port,
+                    "smtp_username": "u",
+                    "smtp_password": "p",
+                    "from_name": "Ada",
+                    "from_email": "ada@sender.example.com",
+                    "daily_limit": 10,
+                    "tls": "none",
+                    **({"bcc": bcc} if bcc else {}),
+                }
+            },
+        }
+    )
+    return campaign.smtp_credentials["a"], campaign
+
+
+def _outgoing(campaign: Campaign, address: str, body: str = "Hi.\n") -> Outgoing:
+    return compose(
+        campaign,
+        campaign.smtp_credentials["a"],
+        step_index=0,
+        body_template=body,
+        email=address,
+        fields={},
+        first_subject=None,
+        earlier_ids=(),
+        now=datetime(2026, 11, 23, tzinfo=UTC),
+        token=address.split("@")[0],
+    )
+
+
+def test_pipelined_envelope_then_body(server: Scripted) -> None:
+    """With PIPELINING, MAIL, RCPT and DATA go out together (the server waits for all)."""
+    server.hold = True
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        for n in range(3):
+            outcome = transport.deliver(KEY, credential, None, _outgoing(campaign, f"l{n}@x.test"))
+            assert outcome.kind == OutcomeKind.ACCEPTED
+    finally:
+        transport.close_all()
+    assert len(server.received) == 3
+    assert server.reads == [3, 3, 3]
+    assert server.connections == 1
+
+
+def test_without_pipelining_one_command_at_a_time(server: Scripted) -> None:
+    server.pipelining = False
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        outcome = transport.deliver(KEY, credential, None, _outgoing(campaign, "l@x.test"))
+    finally:
+        transport.close_all()
+    assert outcome.kind == OutcomeKind.ACCEPTED
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_refused_recipient_is_a_bounce_and_the_connection_goes_on(
+    server: Scripted, pipelining: bool
+) -> None:
+    server.pipelining = pipelining
+    server.refuse = {"bad@x.test": "550 5.1.1 No such user"}
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        bad = transport.deliver(KEY, credential, None, _outgoing(campaign, "bad@x.test"))
+        good = transport.deliver(KEY, credential, None, _outgoing(campaign, "good@x.test"))
+    finally:
+        transport.close_all()
+    assert (bad.kind, bad.code) == (OutcomeKind.REJECTED, 550)
+    assert good.kind == OutcomeKind.ACCEPTED
+    assert len(server.received) == 1
+    assert server.connections == 1
+
+
+def test_354_without_recipient_never_gets_a_body(server: Scripted) -> None:
+    """A server that takes DATA after refusing the recipient: the connection is closed
+    without the final dot, so nothing is delivered; the next send reconnects."""
+    server.refuse = {"bad@x.test": "550 5.1.1 No such user"}
+    server.always_354 = True
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        bad = transport.deliver(KEY, credential, None, _outgoing(campaign, "bad@x.test"))
+        good = transport.deliver(KEY, credential, None, _outgoing(campaign, "good@x.test"))
+    finally:
+        transport.close_all()
+    assert (bad.kind, bad.code) == (OutcomeKind.REJECTED, 550)
+    assert good.kind == OutcomeKind.ACCEPTED
+    assert len(server.received) == 1
+    assert b"good@x.test" in server.received[0]
+    assert server.connections == 2
+
+
+def test_bcc_waits_for_the_lead_recipient(server: Scripted) -> None:
+    """With a BCC copy, DATA waits for the RCPT replies: a refused lead sends nothing,
+    not even the copy; a refused copy does not stop the lead's message."""
+    server.refuse = {"bad@x.test": "550 5.1.1 No such user"}
+    server.always_354 = True
+    credential, campaign = _setup(server, bcc="copy@sender.example.com")
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        bad = transport.deliver(KEY, credential, None, _outgoing(campaign, "bad@x.test"))
+        server.refuse = {"copy@sender.example.com": "550 5.1.1 No"}
+        good = transport.deliver(KEY, credential, None, _outgoing(campaign, "good@x.test"))
+    finally:
+        transport.close_all()
+    assert bad.kind == OutcomeKind.REJECTED
+    assert good.kind == OutcomeKind.ACCEPTED
+    assert len(server.received) == 1
+    assert server.connections == 1
+
+
+def test_dots_are_stuffed(server: Scripted) -> None:
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3)
+    body = ".\n..two\n.three\n"
+    try:
+        outgoing = _outgoing(campaign, "l@x.test", body="{% raw %}" + body + "{% endraw %}")
+        assert transport.deliver(KEY, credential, None, outgoing).kind == OutcomeKind.ACCEPTED
+    finally:
+        transport.close_all()
+    assert server.received == [outgoing.data]
+
+
+def test_next_envelope_goes_with_the_body(server: Scripted) -> None:
+    """Given the next message, its envelope goes out with this one's body (the server
+    answers a body only once the next envelope is there)."""
+    server.hold_body, server.expect = True, 3
+    credential, campaign = _setup(server)
+    outgoing = [_outgoing(campaign, f"l{n}@x.test") for n in range(3)]
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        outcomes = [
+            transport.deliver(KEY, credential, None, message, then)
+            for message, then in zip(outgoing, [*outgoing[1:], None], strict=True)
+        ]
+    finally:
+        transport.close_all()
+    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 3
+    assert server.received == [message.data for message in outgoing]
+    assert server.connections == 1
+
+
+def test_envelope_ahead_called_off(server: Scripted) -> None:
+    """A message whose envelope went ahead but that is not sent after all (the batch
+    stopped) is never delivered: its DATA is left without a body."""
+    credential, campaign = _setup(server)
+    first, second, third = (_outgoing(campaign, f"l{n}@x.test") for n in range(3))
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        assert transport.deliver(KEY, credential, None, first, second).kind == OutcomeKind.ACCEPTED
+        transport.settle(KEY)
+        assert transport.deliver(KEY, credential, None, third).kind == OutcomeKind.ACCEPTED
+    finally:
+        transport.close_all()
+    assert server.received == [first.data, third.data]
+    assert server.connections == 2
+
+
+def test_envelope_ahead_refused_goes_again_alone(server: Scripted) -> None:
+    """A server that refuses an envelope sent ahead gets it again on a fresh connection,
+    and no more envelopes ahead."""
+    server.mail_replies = ["250 2.1.0 Ok", "503 5.5.1 Error: improper pipelining"]
+    credential, campaign = _setup(server)
+    outgoing = [_outgoing(campaign, f"l{n}@x.test") for n in range(4)]
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        outcomes = [
+            transport.deliver(KEY, credential, None, message, then)
+            for message, then in zip(outgoing, [*outgoing[1:], None], strict=True)
+        ]
+    finally:
+        transport.close_all()
+    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 4
+    assert server.received == [message.data for message in outgoing]
+    assert server.connections == 2
+    assert len(server.reads) == 5  # four envelopes, and the one refused ahead
+    assert KEY in transport._no_ahead
