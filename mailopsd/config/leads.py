@@ -3,6 +3,11 @@
 Rows whose address is not an address, or with a CR or LF in any value (header
 injection), are skipped and reported with their line; a repeated address keeps its
 first row. An address is the lead's key in its campaign, compared case-insensitively.
+
+:func:`iter_leads` reads a file row by row and keeps nothing, so a file of millions of
+rows costs no more memory than one row (the ledger stages it and finds repeated
+addresses itself); :func:`read_leads` keeps every row in memory, for small files and
+``validate``.
 """
 
 from __future__ import annotations
@@ -11,14 +16,27 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["LeadRow", "LeadsRead", "Progress", "file_digest", "read_leads"]
+__all__ = [
+    "LeadLine",
+    "LeadRow",
+    "LeadsRead",
+    "Progress",
+    "file_digest",
+    "iter_leads",
+    "read_leads",
+    "repeat_problem",
+]
 
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+\Z")
 _CHUNK = 1 << 20
+# What ``row_hash`` digests: json.dumps(row, sort_keys=True, ensure_ascii=False), with
+# the encoder built once rather than for every row.
+_ROW_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,29 @@ class LeadsRead:
     problems: list[str] = field(default_factory=list)
 
 
+class LeadLine(NamedTuple):
+    """One non-blank row of a leads file, as read.
+
+    Attributes:
+        line: The line the row starts on (a quoted value may span lines).
+        email: The address, stripped and lower-cased: the lead's key.
+        given: The address as written, stripped (for messages).
+        fields: The row's columns by name.
+        text: The columns as JSON with sorted keys (what ``row_hash`` digests).
+        row_hash: The sha256 of ``text``.
+        problem: Why the row is skipped (the whole ``file:line: ...`` message), or
+            ``None`` for a usable row. A skipped row has no ``text`` or ``row_hash``.
+    """
+
+    line: int
+    email: str
+    given: str
+    fields: dict[str, str]
+    text: str
+    row_hash: str
+    problem: str | None = None
+
+
 def file_digest(path: Path) -> str:
     """Return the sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -56,14 +97,22 @@ def _problem(row: dict[str, str], email: str) -> str | None:
     return None
 
 
+def repeat_problem(name: str, line: int, given: str, first: int) -> str:
+    """The message for a row whose address an earlier row (``first``) already has."""
+    return f"{name}:{line}: repeats {given} (line {first} kept)"
+
+
 Progress = Callable[[str, int, bool], None]
 _PROGRESS_EVERY = 100_000
 
 
-def read_leads(
+def iter_leads(
     path: Path, display: str | None = None, *, progress: Progress | None = None
-) -> LeadsRead:
-    """Read a leads file.
+) -> Iterator[LeadLine]:
+    """Read a leads file one row at a time, in file order, keeping none.
+
+    Repeated addresses are not detected here: every usable row is yielded, and the
+    caller keeps the first of each address (see :func:`repeat_problem`).
 
     Args:
         path: The CSV file (UTF-8, a BOM allowed).
@@ -71,17 +120,18 @@ def read_leads(
         progress: Called with the file's name, the rows read so far and whether it is
             done, every 100,000 rows and at the end (a terminal shows it).
 
-    Returns:
-        The rows by lower-cased address, and one problem line per skipped row.
+    Yields:
+        Each non-blank row, usable or skipped (with its problem).
 
     Raises:
         OSError: The file cannot be read.
+        UnicodeDecodeError: The file is not UTF-8.
     """
-    read = LeadsRead()
     name = display or str(path)
+    rows = 0
     with path.open(encoding="utf-8-sig", newline="") as stream:
         reader = csv.reader(stream)
-        header = [name.strip() for name in next(reader, [])]
+        header = [column.strip() for column in next(reader, [])]
         end = reader.line_num
         for count, row_values in enumerate(reader, start=1):
             line, end = end + 1, reader.line_num  # a quoted value may span lines
@@ -89,20 +139,45 @@ def read_leads(
                 progress(name, count, False)
             if not any(value.strip() for value in row_values):
                 continue
+            rows += 1
             row = dict(zip(header, row_values, strict=False))
-            email = row.get("email", "").strip()
-            problem = _problem(row, email)
+            given = row.get("email", "").strip()
+            problem = _problem(row, given)
             if problem is not None:
-                read.problems.append(f"{name}:{line}: {problem}")
+                yield LeadLine(line, "", given, row, "", "", f"{name}:{line}: {problem}")
                 continue
-            key = email.lower()
-            if key in read.rows:
-                first = read.rows[key].line
-                read.problems.append(f"{name}:{line}: repeats {email} (line {first} kept)")
-                continue
-            text = json.dumps(row, sort_keys=True, ensure_ascii=False)
+            text = _ROW_JSON(row)
             row_hash = hashlib.sha256(text.encode()).hexdigest()
-            read.rows[key] = LeadRow(email=key, fields=row, row_hash=row_hash, line=line)
+            yield LeadLine(line, given.lower(), given, row, text, row_hash)
     if progress is not None:
-        progress(name, len(read.rows) + len(read.problems), True)
+        progress(name, rows, True)
+
+
+def read_leads(
+    path: Path, display: str | None = None, *, progress: Progress | None = None
+) -> LeadsRead:
+    """Read a whole leads file into memory.
+
+    Args:
+        path: The CSV file (UTF-8, a BOM allowed).
+        display: How to name the file in problems (default: ``path``).
+        progress: As for :func:`iter_leads`.
+
+    Returns:
+        The rows by lower-cased address, and one problem line per skipped row.
+
+    Raises:
+        OSError: The file cannot be read.
+        UnicodeDecodeError: The file is not UTF-8.
+    """
+    read = LeadsRead()
+    name = display or str(path)
+    for lead in iter_leads(path, display, progress=progress):
+        if lead.problem is not None:
+            read.problems.append(lead.problem)
+        elif lead.email in read.rows:
+            first = read.rows[lead.email].line
+            read.problems.append(repeat_problem(name, lead.line, lead.given, first))
+        else:
+            read.rows[lead.email] = LeadRow(lead.email, lead.fields, lead.row_hash, lead.line)
     return read

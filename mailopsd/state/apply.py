@@ -7,7 +7,7 @@ date and plans only what the state file still lacks, so applying is safe to repe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -25,15 +25,15 @@ from mailopsd.reconcile import (
     LeadsChanged,
     Plan,
 )
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import LeadsStage, Ledger, Staged
 from mailopsd.state.observe import (
     DigestCache,
     build_desired,
     config_revision,
     credential_key,
     fingerprint_key,
+    leads_changes,
     observe,
-    with_lead_hashes,
 )
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -53,6 +53,8 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
             ledger.put_credential(action.campaign_id, action.credential_id, action.snapshot, now)
         elif isinstance(action, CredentialRemoved):
             ledger.remove_credential(action.campaign_id, action.credential_id, now)
+        elif isinstance(action, LeadsChanged) and (stage := _stage_of(action)) is not None:
+            ledger.import_staged(stage, account=action.account, digest=action.digest, now=now)
         elif isinstance(action, LeadsChanged):
             ledger.import_leads(
                 action.campaign_id,
@@ -63,6 +65,27 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
                 now=now,
                 problems=action.problems,
             )
+
+
+def _stage_of(action: LeadsChanged) -> LeadsStage | None:
+    """The ledger stage a planned leads import reads from (None: its rows are in memory)."""
+    rows: object = action.added
+    return rows.stage if isinstance(rows, Staged) else None
+
+
+def _with_leads(plan: Plan, leads: list[LeadsChanged]) -> Plan:
+    """Put leads imports where ``reconcile.plan`` puts them: before re-enables and removals."""
+    actions = list(plan.actions)
+    at = next(
+        (
+            index
+            for index, action in enumerate(actions)
+            if isinstance(action, CredentialReenabled | CampaignRemoved)
+        ),
+        len(actions),
+    )
+    actions[at:at] = leads
+    return replace(plan, actions=tuple(actions))
 
 
 def _ids(action: object) -> tuple[str, str]:
@@ -113,19 +136,31 @@ class Reconciler:
     digests: DigestCache
     create_key: bool = True
     progress: Progress | None = None
+    _scratch: Ledger | None = field(default=None, init=False, repr=False)
+
+    def _staging(self) -> Ledger:
+        """Where leads files are staged: the ledger, or without one a scratch ledger."""
+        if self.ledger is not None:
+            return self.ledger
+        if self._scratch is None:
+            self._scratch = Ledger.scratch()
+        return self._scratch
 
     def plan(self, loaded: LoadedConfig, state: StateFile) -> Plan:
-        """Compute the plan that brings the ledger and state file to ``loaded``."""
+        """Compute the plan that brings the ledger and state file to ``loaded``.
+
+        Changed leads files are staged in the ledger; the plan reads their rows from
+        there, until the next plan stages them again.
+        """
         observed = observe(self.ledger, state)
         desired = build_desired(
             loaded,
             key=fingerprint_key(self.state_dir, create=self.create_key),
             revision=config_revision(loaded.files, loaded.revision),
-            observed=observed,
             cache=self.digests,
-            progress=self.progress,
         )
-        return reconcile.plan(desired, with_lead_hashes(observed, self.ledger, desired))
+        leads = leads_changes(self._staging(), loaded, desired, observed, progress=self.progress)
+        return _with_leads(reconcile.plan(desired, observed), leads)
 
     def apply(self, plan: Plan, state: StateFile, now: datetime) -> StateFile:
         """Apply a plan; returns the new state (not yet saved)."""

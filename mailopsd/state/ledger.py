@@ -9,16 +9,18 @@ order.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar, overload
 
-from mailopsd.config.leads import LeadRow
+from mailopsd.config.leads import LeadLine, LeadRow, repeat_problem
 from mailopsd.errors import StateError
 
 __all__ = [
@@ -28,7 +30,9 @@ __all__ = [
     "CredentialCounts",
     "Intent",
     "LeadProgress",
+    "LeadsStage",
     "Ledger",
+    "Staged",
     "stamp",
     "unstamp",
 ]
@@ -37,9 +41,10 @@ __all__ = [
 # have been) handed to the server.
 COUNTED_OUTCOMES = ("pending", "sent", "unknown", "bounced")
 _COUNTED_SQL = "('pending', 'sent', 'unknown', 'bounced')"
+_MIDNIGHT = "T00:00:00.000000Z"
 
 LEDGER_FILE = "ledger.sqlite3"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -160,7 +165,147 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (campaign_id, credential_id, key)
     ) WITHOUT ROWID;
     """,
+    # Counters kept by triggers, so that a tick's questions cost the same whatever the
+    # history holds: each credential's counted sends per UTC day (step 1 and follow-ups
+    # apart), and its last counted send with the step-1 sends of that send's day (what a
+    # tick asks for every credential: one row each). An index for a campaign's sends
+    # since a time (rate limits), one for unknown outcomes. The triggers spell the
+    # counted outcomes out with OR, and no index is partial on them: an IN list there
+    # builds a temporary table on every UPDATE of sends, several times the update's cost.
+    4: """
+    CREATE TABLE credential_days (
+        campaign_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        step1 INTEGER NOT NULL DEFAULT 0,
+        followups INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign_id, day, credential_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE credential_last_send (
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        at TEXT,
+        day_step1 INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign_id, credential_id)
+    ) WITHOUT ROWID;
+    INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
+        SELECT campaign_id, substr(intent_at, 1, 10), credential_id, sum(step = 1), sum(step > 1)
+        FROM sends WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced')
+        GROUP BY campaign_id, substr(intent_at, 1, 10), credential_id;
+    INSERT INTO credential_last_send (campaign_id, credential_id, at)
+        SELECT campaign_id, credential_id, max(intent_at)
+        FROM sends WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced')
+        GROUP BY campaign_id, credential_id;
+    UPDATE credential_last_send SET day_step1 = coalesce((
+        SELECT step1 FROM credential_days AS d
+        WHERE d.campaign_id = credential_last_send.campaign_id
+        AND d.day = substr(credential_last_send.at, 1, 10)
+        AND d.credential_id = credential_last_send.credential_id), 0);
+    CREATE INDEX sends_by_time ON sends (campaign_id, intent_at, credential_id, outcome);
+    CREATE INDEX sends_unknown ON sends (campaign_id, credential_id) WHERE outcome = 'unknown';
+    CREATE TRIGGER sends_count AFTER INSERT ON sends
+    WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
+        OR new.outcome = 'bounced')
+    BEGIN
+        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
+            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
+                new.step = 1, new.step > 1)
+            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
+            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
+        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
+            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
+            ON CONFLICT (campaign_id, credential_id) DO UPDATE
+            SET at = max(coalesce(at, ''), excluded.at);
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = new.credential_id), 0)
+            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
+    END;
+    CREATE TRIGGER sends_recount AFTER UPDATE ON sends
+    WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
+        OR new.outcome = 'bounced')
+        AND (NOT (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
+        OR old.outcome = 'bounced')
+        OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
+        OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
+    BEGIN
+        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
+            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
+                new.step = 1, new.step > 1)
+            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
+            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
+        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
+            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
+            ON CONFLICT (campaign_id, credential_id) DO UPDATE
+            SET at = max(coalesce(at, ''), excluded.at);
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = new.credential_id), 0)
+            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
+    END;
+    CREATE TRIGGER sends_uncount AFTER UPDATE ON sends
+    WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
+        OR old.outcome = 'bounced')
+        AND (NOT (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
+        OR new.outcome = 'bounced')
+        OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
+        OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
+    BEGIN
+        UPDATE credential_days
+            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
+            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
+            AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET at = (
+            SELECT intent_at FROM sends INDEXED BY sends_by_credential
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
+            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
+                OR outcome = 'bounced')
+            ORDER BY intent_at DESC LIMIT 1)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = old.credential_id), 0)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+    END;
+    CREATE TRIGGER sends_uncount_deleted AFTER DELETE ON sends
+    WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
+        OR old.outcome = 'bounced')
+    BEGIN
+        UPDATE credential_days
+            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
+            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
+            AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET at = (
+            SELECT intent_at FROM sends INDEXED BY sends_by_credential
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
+            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
+                OR outcome = 'bounced')
+            ORDER BY intent_at DESC LIMIT 1)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = old.credential_id), 0)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+    END;
+    """,
 }
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (a trigger's body holds semicolons of its own)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
 
 
 def stamp(moment: datetime) -> str:
@@ -210,6 +355,65 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class LeadsStage:
+    """A leads file staged in the ledger's temporary tables, compared with its campaign.
+
+    The counts are those of the comparison; the rows stay in SQLite (see
+    :meth:`Ledger.stage_leads`) until imported, staged again or the connection closes.
+    """
+
+    campaign_id: str
+    number: int
+    added: int
+    updated: int
+    removed: int
+    problems: int
+
+    def table(self, part: str) -> str:
+        """The name of one of the stage's temporary tables."""
+        return f"temp.leads_stage_{self.number}_{part}"
+
+
+_T = TypeVar("_T")
+
+
+class Staged(Sequence[_T]):
+    """A sequence a plan holds without keeping it: counted when staged, read when iterated.
+
+    Iterating runs a query on the ledger's stage, so a plan of a million added leads
+    costs no memory until (and unless) someone walks through them.
+    """
+
+    def __init__(self, stage: LeadsStage, count: int, read: Callable[[], Iterator[_T]]) -> None:
+        self.stage = stage
+        self._count = count
+        self._read = read
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[_T]:
+        return self._read()
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[_T]: ...
+
+    def __getitem__(self, index: int | slice) -> _T | Sequence[_T]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        position = index + self._count if index < 0 else index
+        if not 0 <= position < self._count:
+            raise IndexError(index)
+        return next(itertools.islice(iter(self), position, None))
+
+    def __repr__(self) -> str:
+        return f"<{self._count} staged in {self.stage.table('*')}>"
+
+
+@dataclass(frozen=True)
 class CredentialCounts:
     """Live counters of one credential."""
 
@@ -230,6 +434,19 @@ class Ledger:
         """Wrap an open connection (use :meth:`open` or :meth:`open_readonly`)."""
         self._db = connection
         self.path = path
+        self._stages: dict[str, LeadsStage] = {}
+        self._staged = 0
+
+    @classmethod
+    def scratch(cls) -> Ledger:
+        """An empty ledger in a private temporary file, deleted on close.
+
+        A plan made before any ledger exists stages its leads files here.
+        """
+        connection = sqlite3.connect("", isolation_level=None)
+        ledger = cls(connection, Path())
+        ledger._migrate()
+        return ledger
 
     @classmethod
     def open(cls, directory: Path) -> Ledger:
@@ -281,9 +498,8 @@ class Ledger:
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction():
-                for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for statement in _statements(_MIGRATIONS[target]):
+                    self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {target}")
 
     @contextmanager
@@ -361,13 +577,231 @@ class Ledger:
 
     # Leads ----------------------------------------------------------------------------
 
-    def lead_hashes(self, campaign_id: str) -> dict[str, str]:
-        """The row digest of every active lead of a campaign, by address."""
-        rows = self._db.execute(
-            "SELECT email, row_hash FROM leads WHERE campaign_id = ? AND removed_at IS NULL",
-            (campaign_id,),
+    @contextmanager
+    def _temporary_work(self) -> Iterator[None]:
+        """One transaction for writes to temporary tables (none if one is open already)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def stage_leads(self, campaign_id: str, lines: Iterable[LeadLine], *, name: str) -> LeadsStage:
+        """Stage a leads file read row by row, and compare it with the campaign's leads.
+
+        The rows go to temporary tables (on disk, outside the ledger file: nothing is
+        kept in memory); the first row of each address is kept and the others become
+        problems, then SQL compares the kept rows with the campaign's active leads.
+        Works on a read-only ledger too. A campaign staged again drops its earlier stage.
+
+        Args:
+            campaign_id: The campaign whose leads file it is.
+            lines: The file's rows, in order (see ``iter_leads``).
+            name: How problems name the file.
+
+        Returns:
+            The stage, with how many rows it adds, changes and removes, and its problems.
+        """
+        self.drop_stage(campaign_id)
+        self._staged += 1
+        stage = LeadsStage(campaign_id, self._staged, 0, 0, 0, 0)
+        self._stages[campaign_id] = stage
+        try:
+            with self._temporary_work():
+                counts = self._fill_stage(stage, lines, name)
+        except BaseException:
+            self._stages.pop(campaign_id, None)
+            raise
+        stage = LeadsStage(campaign_id, stage.number, *counts)
+        self._stages[campaign_id] = stage
+        return stage
+
+    def _fill_stage(
+        self, stage: LeadsStage, lines: Iterable[LeadLine], name: str
+    ) -> tuple[int, int, int, int]:
+        """Create a stage's tables, fill and compare them; return its four counts."""
+        lines_table, problems, kept, removed = (
+            stage.table(part) for part in ("lines", "problems", "kept", "removed")
         )
-        return dict(rows.fetchall())
+        self._db.execute(
+            f"CREATE TABLE {lines_table} (line INTEGER PRIMARY KEY, email TEXT NOT NULL, "
+            "given TEXT, fields TEXT NOT NULL, row_hash TEXT NOT NULL)"
+        )
+        self._db.execute(
+            f"CREATE TABLE {problems} (line INTEGER PRIMARY KEY, message TEXT NOT NULL)"
+        )
+        self._db.execute(
+            f"CREATE TABLE {kept} (email TEXT PRIMARY KEY, line INTEGER NOT NULL, change TEXT) "
+            "WITHOUT ROWID"
+        )
+        self._db.execute(f"CREATE TABLE {removed} (email TEXT PRIMARY KEY) WITHOUT ROWID")
+        count = self._load_stage(stage, lines)
+        self._compare_stage(stage, count, name)
+        added, updated = self._db.execute(
+            f"SELECT coalesce(sum(change = 'added'), 0), coalesce(sum(change = 'updated'), 0) "
+            f"FROM {kept}"
+        ).fetchone()
+        (gone,) = self._db.execute(f"SELECT count(*) FROM {removed}").fetchone()
+        (skipped,) = self._db.execute(f"SELECT count(*) FROM {problems}").fetchone()
+        return int(added), int(updated), int(gone), int(skipped)
+
+    _STAGE_BATCH = 2_000
+
+    def _load_stage(self, stage: LeadsStage, lines: Iterable[LeadLine]) -> int:
+        """Write the rows and the skipped rows; return how many usable rows there were."""
+        insert_line = (
+            f"INSERT INTO {stage.table('lines')} (line, email, given, fields, row_hash) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        insert_problem = f"INSERT INTO {stage.table('problems')} (line, message) VALUES (?, ?)"
+        rows: list[tuple[int, str, str | None, str, str]] = []
+        problems: list[tuple[int, str]] = []
+        count = 0
+        for lead in lines:
+            if lead.problem is not None:
+                problems.append((lead.line, lead.problem))
+                continue
+            given = None if lead.given == lead.email else lead.given
+            rows.append((lead.line, lead.email, given, lead.text, lead.row_hash))
+            if len(rows) >= self._STAGE_BATCH:
+                count += len(rows)
+                self._db.executemany(insert_line, rows)
+                rows.clear()
+                self._db.executemany(insert_problem, problems)
+                problems.clear()
+        self._db.executemany(insert_line, rows)
+        self._db.executemany(insert_problem, problems)
+        return count + len(rows)
+
+    def _compare_stage(self, stage: LeadsStage, count: int, name: str) -> None:
+        """Keep each address's first row, note the repeats, and compare with the leads."""
+        lines, problems, kept, removed = (
+            stage.table(part) for part in ("lines", "problems", "kept", "removed")
+        )
+        self._db.execute(
+            f"INSERT INTO {kept} (email, line, change) "
+            "SELECT first.email, first.line, CASE WHEN lead.row_hash IS NULL THEN 'added' "
+            "WHEN lead.row_hash <> staged.row_hash THEN 'updated' END "
+            f"FROM (SELECT email, min(line) AS line FROM {lines} GROUP BY email) AS first "
+            f"JOIN {lines} AS staged ON staged.line = first.line "
+            "LEFT JOIN main.leads AS lead ON lead.campaign_id = ? AND lead.email = first.email "
+            "AND lead.removed_at IS NULL ORDER BY first.email",
+            (stage.campaign_id,),
+        )
+        (distinct,) = self._db.execute(f"SELECT count(*) FROM {kept}").fetchone()
+        if distinct < count:
+            repeats = self._db.execute(
+                f"SELECT staged.line, coalesce(staged.given, staged.email), first.line "
+                f"FROM {lines} AS staged JOIN {kept} AS first ON first.email = staged.email "
+                "WHERE staged.line <> first.line"
+            )
+            while batch := repeats.fetchmany(self._STAGE_BATCH):
+                self._db.executemany(
+                    f"INSERT INTO {problems} (line, message) VALUES (?, ?)",
+                    [
+                        (line, repeat_problem(name, line, given, first))
+                        for line, given, first in batch
+                    ],
+                )
+        self._db.execute(
+            f"INSERT INTO {removed} (email) SELECT lead.email FROM main.leads AS lead "
+            "WHERE lead.campaign_id = ? AND lead.removed_at IS NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {kept} AS k WHERE k.email = lead.email) "
+            "ORDER BY lead.email",
+            (stage.campaign_id,),
+        )
+
+    def _current(self, stage: LeadsStage) -> None:
+        if self._stages.get(stage.campaign_id) is not stage:
+            raise StateError(
+                f"the staged leads of {stage.campaign_id} are gone (imported, or staged again "
+                "since); plan again"
+            )
+
+    def _staged_rows(self, stage: LeadsStage, change: str) -> Iterator[LeadRow]:
+        self._current(stage)
+        rows = self._db.execute(
+            f"SELECT k.email, l.fields, l.row_hash, k.line FROM {stage.table('kept')} AS k "
+            f"JOIN {stage.table('lines')} AS l ON l.line = k.line WHERE k.change = ? "
+            "ORDER BY k.line",
+            (change,),
+        )
+        for email, fields, row_hash, line in rows:
+            yield LeadRow(email, json.loads(fields), row_hash, line)
+
+    def _staged_column(self, stage: LeadsStage, query: str) -> Iterator[str]:
+        self._current(stage)
+        for (value,) in self._db.execute(query):
+            yield str(value)
+
+    def staged_changes(
+        self, stage: LeadsStage
+    ) -> tuple[Staged[LeadRow], Staged[LeadRow], Staged[str], Staged[str]]:
+        """What a stage changes, each part read from the stage when iterated.
+
+        Returns:
+            The rows added and the rows changed (in file order), the addresses removed
+            (sorted) and the problems (by line).
+        """
+        removed = f"SELECT email FROM {stage.table('removed')} ORDER BY email"
+        problems = f"SELECT message FROM {stage.table('problems')} ORDER BY line"
+        return (
+            Staged(stage, stage.added, lambda: self._staged_rows(stage, "added")),
+            Staged(stage, stage.updated, lambda: self._staged_rows(stage, "updated")),
+            Staged(stage, stage.removed, lambda: self._staged_column(stage, removed)),
+            Staged(stage, stage.problems, lambda: self._staged_column(stage, problems)),
+        )
+
+    def drop_stage(self, campaign_id: str) -> None:
+        """Forget a campaign's staged leads file, if any."""
+        stage = self._stages.pop(campaign_id, None)
+        if stage is None:
+            return
+        for part in ("lines", "problems", "kept", "removed"):
+            self._db.execute(f"DROP TABLE IF EXISTS {stage.table(part)}")
+
+    def import_staged(self, stage: LeadsStage, *, account: str, digest: str, now: datetime) -> None:
+        """Apply a staged leads file (inside the caller's transaction), then drop the stage.
+
+        Only the difference is written: rows added or changed are upserted in address
+        order, removed addresses marked removed; the file's digest and skipped rows are
+        recorded.
+
+        Raises:
+            StateError: The stage is gone: imported already, or staged again since.
+        """
+        self._current(stage)
+        when = stamp(now)
+        self._db.execute(
+            "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at) "
+            f"SELECT ?, k.email, ?, l.fields, l.row_hash, k.line, ? FROM {stage.table('kept')} "
+            f"AS k JOIN {stage.table('lines')} AS l ON l.line = k.line "
+            "WHERE k.change IS NOT NULL ORDER BY k.email "
+            "ON CONFLICT (campaign_id, email) DO UPDATE SET fields = excluded.fields, "
+            "row_hash = excluded.row_hash, line = excluded.line, removed_at = NULL",
+            (stage.campaign_id, account, when),
+        )
+        self._db.execute(
+            "UPDATE leads SET removed_at = ? WHERE campaign_id = ? "
+            f"AND email IN (SELECT email FROM {stage.table('removed')})",
+            (when, stage.campaign_id),
+        )
+        self._db.execute(
+            "UPDATE campaigns SET leads_digest = ? WHERE id = ?", (digest, stage.campaign_id)
+        )
+        self._db.execute("DELETE FROM lead_problems WHERE campaign_id = ?", (stage.campaign_id,))
+        self._db.execute(
+            "INSERT INTO lead_problems (campaign_id, position, message) "
+            "SELECT ?, row_number() OVER (ORDER BY line) - 1, message "
+            f"FROM {stage.table('problems')} ORDER BY line",
+            (stage.campaign_id,),
+        )
+        self.drop_stage(stage.campaign_id)
 
     def import_leads(
         self,
@@ -479,20 +913,46 @@ class Ledger:
     def step1_today(
         self, campaign_id: str, day_start: datetime
     ) -> dict[str, tuple[int, str | None]]:
-        """Per credential: step-1 sends since ``day_start`` and the time of its last send."""
+        """Per credential: step-1 sends since ``day_start`` and the time of its last send.
+
+        Every credential that ever made a counted send is listed. From a UTC midnight
+        (what callers pass) one row per credential answers, kept by triggers, whatever
+        the history holds.
+        """
+        since = stamp(day_start)
+        if not since.endswith(_MIDNIGHT):
+            sent = self._db.execute(
+                "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
+                "WHERE campaign_id = ? AND intent_at >= ? AND step = 1 "
+                f"AND outcome IN {_COUNTED_SQL} GROUP BY credential_id",
+                (campaign_id, since),
+            ).fetchall()
+            counts = dict(sent)
+            last = self._db.execute(
+                "SELECT credential_id, at FROM credential_last_send WHERE campaign_id = ? "
+                "AND at IS NOT NULL",
+                (campaign_id,),
+            )
+            return {str(key): (int(counts.get(key, 0)), at) for key, at in last}
+        # The last send's day is the latest day with sends: today's count is its count,
+        # or 0 if it was before today (after today only if the clock went back: add up).
         rows = self._db.execute(
-            "SELECT credential_id, coalesce(sum(step = 1 AND intent_at >= ?), 0), "
-            f"max(intent_at) FROM sends WHERE campaign_id = ? AND outcome IN {_COUNTED_SQL} "
-            "GROUP BY credential_id",
-            (stamp(day_start), campaign_id),
-        )
-        return {str(row[0]): (int(row[1]), row[2]) for row in rows}
+            "SELECT credential_id, CASE WHEN at < :since THEN 0 "
+            "WHEN substr(at, 1, 10) = :day THEN day_step1 ELSE (SELECT sum(step1) "
+            "FROM credential_days AS d WHERE d.campaign_id = :campaign AND d.day >= :day "
+            "AND d.credential_id = last.credential_id) END, at "
+            "FROM credential_last_send AS last WHERE campaign_id = :campaign "
+            "AND at IS NOT NULL",
+            {"campaign": campaign_id, "since": since, "day": since[:10]},
+        ).fetchall()
+        return {key: (sent, at) for key, sent, at in rows}
 
     def sends_since(self, campaign_id: str, since: datetime) -> dict[str, int]:
         """Per credential: sends of any step since ``since`` (for rate limits)."""
         rows = self._db.execute(
-            "SELECT credential_id, count(*) FROM sends WHERE campaign_id = ? AND intent_at >= ? "
-            f"AND outcome IN {_COUNTED_SQL} GROUP BY credential_id",
+            "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
+            f"WHERE campaign_id = ? AND intent_at >= ? AND outcome IN {_COUNTED_SQL} "
+            "GROUP BY credential_id",
             (campaign_id, stamp(since)),
         )
         return {str(row[0]): int(row[1]) for row in rows}
@@ -623,18 +1083,26 @@ class Ledger:
     ) -> CredentialCounts:
         """Live counters of a credential: today's sends, and sends and bounces in a window."""
         key = (campaign_id, credential_id)
+        day, window = stamp(day_start), stamp(window_start)
         sent = self._db.execute(
             "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
             "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
-            "coalesce(sum(intent_at >= :window), 0), coalesce(sum(outcome = 'unknown'), 0) "
-            "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential "
-            f"AND outcome IN {_COUNTED_SQL}",
+            "coalesce(sum(intent_at >= :window), 0) "
+            "FROM sends INDEXED BY sends_by_credential WHERE campaign_id = :campaign "
+            f"AND credential_id = :credential AND outcome IN {_COUNTED_SQL} "
+            "AND intent_at >= :since",
             {
-                "day": stamp(day_start),
-                "window": stamp(window_start),
+                "day": day,
+                "window": window,
+                "since": min(day, window),
                 "campaign": key[0],
                 "credential": key[1],
             },
+        ).fetchone()
+        (unknown,) = self._db.execute(
+            "SELECT count(*) FROM sends INDEXED BY sends_unknown WHERE campaign_id = ? "
+            "AND credential_id = ? AND outcome = 'unknown'",
+            key,
         ).fetchone()
         bounced = self._db.execute(
             "SELECT coalesce(sum(kind = 'hard'), 0), coalesce(sum(kind = 'block'), 0) "
@@ -650,7 +1118,7 @@ class Ledger:
             sent_today=int(sent[0]),
             followups_today=int(sent[1]),
             sends_in_window=int(sent[2]),
-            unknown=int(sent[3]),
+            unknown=int(unknown),
             bounces_in_window=int(bounced[0]),
             blocks_in_window=int(bounced[1]),
             last_poll_at=poll[0] if poll else None,
@@ -700,8 +1168,8 @@ class Ledger:
     def first_send_at(self, campaign_id: str, credential_id: str) -> datetime | None:
         """When the credential first sent (or tried to), if ever."""
         row = self._db.execute(
-            "SELECT min(intent_at) FROM sends WHERE campaign_id = ? AND credential_id = ? "
-            f"AND outcome IN {_COUNTED_SQL}",
+            "SELECT intent_at FROM sends INDEXED BY sends_by_credential WHERE campaign_id = ? "
+            f"AND credential_id = ? AND outcome IN {_COUNTED_SQL} ORDER BY intent_at LIMIT 1",
             (campaign_id, credential_id),
         ).fetchone()
         return unstamp(row[0]) if row and row[0] else None

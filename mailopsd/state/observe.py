@@ -1,7 +1,9 @@
 """The two sides of a reconcile, built from files: desired and observed state.
 
 The desired state comes from a loaded config; the observed state from the ledger and the
-state file.
+state file. Leads files are compared apart (:func:`leads_changes`): a changed file is
+streamed into the ledger's temporary tables and compared there in SQL, so neither its
+rows nor the ledger's are ever all in memory.
 
 Credentials are compared by fingerprint: their fields with every secret replaced by an
 HMAC under a random key kept in the state directory (``fingerprint.key``, 0600), so a
@@ -15,15 +17,15 @@ import hmac
 import os
 import subprocess
 from collections.abc import MutableMapping
-from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar, cast
 
-from mailopsd.config.leads import Progress, file_digest, read_leads
+from mailopsd.config.leads import Progress, file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import SECRET_FIELDS, Credential
 from mailopsd.errors import StateError
-from mailopsd.reconcile import Desired, LeadsFile, Observed, ObservedCredential
-from mailopsd.state.ledger import Ledger
+from mailopsd.reconcile import Desired, LeadsChanged, LeadsFile, Observed, ObservedCredential
+from mailopsd.state.ledger import Ledger, Staged
 from mailopsd.state.statefile import StateFile
 
 __all__ = [
@@ -32,8 +34,8 @@ __all__ = [
     "config_revision",
     "credential_key",
     "fingerprint_key",
+    "leads_changes",
     "observe",
-    "with_lead_hashes",
 ]
 
 FINGERPRINT_KEY_FILE = "fingerprint.key"
@@ -105,15 +107,11 @@ def _campaign_snapshot(loaded: LoadedConfig, campaign_id: str) -> dict[str, obje
 
 
 def build_desired(
-    loaded: LoadedConfig,
-    *,
-    key: bytes,
-    revision: str,
-    observed: Observed,
-    cache: DigestCache,
-    progress: Progress | None = None,
+    loaded: LoadedConfig, *, key: bytes, revision: str, cache: DigestCache
 ) -> Desired:
-    """Build the desired state, reading leads rows only where the file changed.
+    """Build the desired state, with only the digest of each leads file.
+
+    The rows of changed files are compared apart, in the ledger: see :func:`leads_changes`.
 
     Raises:
         StateError: A leads file cannot be read.
@@ -129,16 +127,9 @@ def build_desired(
         path = loaded.leads_path(campaign_id)
         try:
             digest = _leads_digest(path, cache)
-            changed = observed.leads_digests.get(campaign_id) != digest
-            read = read_leads(path, campaign.leads, progress=progress) if changed else None
-        except (OSError, UnicodeDecodeError) as err:
+        except OSError as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
-        leads[campaign_id] = LeadsFile(
-            path=str(campaign.leads),
-            digest=digest,
-            rows=read.rows if read else None,
-            problems=tuple(read.problems) if read else (),
-        )
+        leads[campaign_id] = LeadsFile(path=str(campaign.leads), digest=digest)
     return Desired(
         revision=revision,
         content_hash=loaded.revision,
@@ -151,7 +142,7 @@ def build_desired(
 
 
 def observe(ledger: Ledger | None, state: StateFile) -> Observed:
-    """Read the observed state (without lead digests: see :func:`with_lead_hashes`).
+    """Read the observed state (leads files: only their digests).
 
     Without a ledger (none created yet) only the state file is observed.
     """
@@ -172,12 +163,60 @@ def observe(ledger: Ledger | None, state: StateFile) -> Observed:
     )
 
 
-def with_lead_hashes(observed: Observed, ledger: Ledger | None, desired: Desired) -> Observed:
-    """Add the ledger's lead digests for the campaigns whose leads file was read."""
-    if ledger is None:
-        return observed
-    changed = [cid for cid, leads in desired.leads.items() if leads.rows is not None]
-    return replace(observed, lead_hashes={cid: ledger.lead_hashes(cid) for cid in changed})
+_T = TypeVar("_T")
+
+
+def _as_tuple(staged: Staged[_T]) -> tuple[_T, ...]:
+    # LeadsChanged declares tuples; a Staged sequence answers len(), iteration and
+    # indexing as one does, without holding a million rows in memory.
+    return cast("tuple[_T, ...]", staged)
+
+
+def leads_changes(
+    ledger: Ledger,
+    loaded: LoadedConfig,
+    desired: Desired,
+    observed: Observed,
+    *,
+    progress: Progress | None = None,
+) -> list[LeadsChanged]:
+    """Plan the import of every leads file whose digest differs from the ledger's.
+
+    Each such file is read row by row into a stage of ``ledger`` and compared there with
+    the campaign's leads; the action's rows are read from the stage when iterated, and
+    applying it (:meth:`Ledger.import_staged`) writes only the difference.
+
+    Raises:
+        StateError: A leads file cannot be read.
+    """
+    changes = []
+    for campaign_id, leads in desired.leads.items():
+        if observed.leads_digests.get(campaign_id) == leads.digest:
+            continue
+        campaign = loaded.config.campaigns[campaign_id]
+        path = loaded.leads_path(campaign_id)
+        try:
+            stage = ledger.stage_leads(
+                campaign_id,
+                iter_leads(path, campaign.leads, progress=progress),
+                name=campaign.leads,
+            )
+        except (OSError, UnicodeDecodeError) as err:
+            raise StateError(f"cannot read leads file {path}: {err}") from err
+        added, updated, removed, problems = ledger.staged_changes(stage)
+        changes.append(
+            LeadsChanged(
+                campaign_id,
+                campaign.account,
+                leads.path,
+                leads.digest,
+                added=_as_tuple(added),
+                updated=_as_tuple(updated),
+                removed=_as_tuple(removed),
+                problems=_as_tuple(problems),
+            )
+        )
+    return changes
 
 
 def config_revision(files: tuple[Path, ...], content_hash: str) -> str:

@@ -1,0 +1,78 @@
+"""Reading leads files row by row: lines, problems, repeats, digests and progress."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from mailopsd.config.leads import LeadLine, iter_leads, read_leads
+
+CSV = (
+    "\ufeffemail , first_name\n"
+    "Ada@Example.com,Ada\n"
+    '"bob@example.com","Bob\nSmith"\n'  # a line break in a value: lines 3-4
+    "\n"
+    "not-an-address,Nobody\n"
+    "ADA@example.com,Again\n"
+    " cy@example.com ,Cy\n"
+)
+
+
+def _write(tmp_path: Path, text: str = CSV) -> Path:
+    path = tmp_path / "leads.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_iter_leads_yields_every_non_blank_row_in_order(tmp_path: Path) -> None:
+    """Usable rows keep their first line, lower-cased address and digest; repeats come too."""
+    lines = list(iter_leads(_write(tmp_path), "leads.csv"))
+    assert [(lead.line, lead.email, lead.problem) for lead in lines] == [
+        (2, "ada@example.com", None),
+        (3, "", "leads.csv:3: has a line break in a value (header injection); skipped"),
+        (6, "", "leads.csv:6: has no valid email ('not-an-address'); skipped"),
+        (7, "ada@example.com", None),
+        (8, "cy@example.com", None),
+    ]
+    first = lines[0]
+    assert first.given == "Ada@Example.com"
+    assert first.fields == {"email": "Ada@Example.com", "first_name": "Ada"}
+    assert first.text == json.dumps(first.fields, sort_keys=True, ensure_ascii=False)
+    assert first.row_hash == hashlib.sha256(first.text.encode()).hexdigest()
+    assert lines[4].given == "cy@example.com"
+
+
+def test_read_leads_keeps_the_first_of_a_repeated_address(tmp_path: Path) -> None:
+    """read_leads keeps rows by address and reports skipped rows in line order."""
+    read = read_leads(_write(tmp_path), "leads.csv")
+    assert list(read.rows) == ["ada@example.com", "cy@example.com"]
+    assert read.rows["ada@example.com"].fields["first_name"] == "Ada"
+    assert read.problems == [
+        "leads.csv:3: has a line break in a value (header injection); skipped",
+        "leads.csv:6: has no valid email ('not-an-address'); skipped",
+        "leads.csv:7: repeats ADA@example.com (line 2 kept)",
+    ]
+
+
+def test_iter_leads_keeps_nothing_between_rows(tmp_path: Path) -> None:
+    """The reader is a generator: it reads as it is consumed, and reports progress."""
+    path = _write(tmp_path, "email\n" + "".join(f"l{i}@example.net\n" for i in range(250_001)))
+    calls: list[tuple[str, int, bool]] = []
+    rows = iter_leads(path, "leads.csv", progress=lambda *call: calls.append(call))
+    first = next(rows)
+    assert isinstance(first, LeadLine)
+    assert calls == []
+    assert sum(1 for _ in rows) == 250_000
+    assert calls == [
+        ("leads.csv", 100_000, False),
+        ("leads.csv", 200_000, False),
+        ("leads.csv", 250_001, True),
+    ]
+
+
+def test_display_name_defaults_to_the_path(tmp_path: Path) -> None:
+    """Without a display name, problems name the file by its path."""
+    path = _write(tmp_path, "email\nnope\n")
+    (lead,) = iter_leads(path)
+    assert lead.problem == f"{path}:2: has no valid email ('nope'); skipped"

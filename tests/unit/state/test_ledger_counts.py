@@ -1,0 +1,174 @@
+"""The per-credential counters kept by triggers answer as the sends table itself would."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailopsd.state.ledger import _MIGRATIONS, SCHEMA_VERSION, Intent, Ledger, stamp
+
+NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
+MIDNIGHT = NOW.replace(hour=0, minute=0)
+OUTCOMES = ("sent", "sent", "sent", "deferred", "bounced", "unknown", "not_sent", "auth_failed")
+
+
+def _step1_today(db: sqlite3.Connection, campaign: str, day: datetime) -> dict[str, object]:
+    """What step1_today answered when it read the whole sends table (schema 3)."""
+    rows = db.execute(
+        "SELECT credential_id, coalesce(sum(step = 1 AND intent_at >= ?), 0), max(intent_at) "
+        "FROM sends WHERE campaign_id = ? AND outcome IN ('pending', 'sent', 'unknown', 'bounced') "
+        "GROUP BY credential_id",
+        (stamp(day), campaign),
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+def _sends_since(db: sqlite3.Connection, campaign: str, since: datetime) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT credential_id, count(*) FROM sends WHERE campaign_id = ? AND intent_at >= ? "
+        "AND outcome IN ('pending', 'sent', 'unknown', 'bounced') GROUP BY credential_id",
+        (campaign, stamp(since)),
+    )
+    return dict(rows.fetchall())
+
+
+def _counts(
+    db: sqlite3.Connection, campaign: str, credential: str, day: datetime, window: datetime
+) -> tuple[int, ...]:
+    row = db.execute(
+        "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
+        "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
+        "coalesce(sum(intent_at >= :window), 0), coalesce(sum(outcome = 'unknown'), 0) "
+        "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential "
+        "AND outcome IN ('pending', 'sent', 'unknown', 'bounced')",
+        {
+            "day": stamp(day),
+            "window": stamp(window),
+            "campaign": campaign,
+            "credential": credential,
+        },
+    ).fetchone()
+    return tuple(row)
+
+
+def _first_send(db: sqlite3.Connection, campaign: str, credential: str) -> str | None:
+    row = db.execute(
+        "SELECT min(intent_at) FROM sends WHERE campaign_id = ? AND credential_id = ? "
+        "AND outcome IN ('pending', 'sent', 'unknown', 'bounced')",
+        (campaign, credential),
+    ).fetchone()
+    return row[0]  # type: ignore[no-any-return]
+
+
+def _check(ledger: Ledger, db: sqlite3.Connection) -> None:
+    """Every question a tick or status asks gets the answer a full scan gives."""
+    for campaign in ("acme", "beta"):
+        for day in (MIDNIGHT, MIDNIGHT - timedelta(days=1), NOW - timedelta(hours=5)):
+            assert ledger.step1_today(campaign, day) == _step1_today(db, campaign, day)
+        for since in (NOW - timedelta(hours=1), NOW - timedelta(days=2)):
+            assert ledger.sends_since(campaign, since) == _sends_since(db, campaign, since)
+        for credential in ("a", "b", "c", "z"):
+            window = NOW - timedelta(days=3)
+            counts = ledger.counts(campaign, credential, day_start=MIDNIGHT, window_start=window)
+            assert (
+                counts.sent_today,
+                counts.followups_today,
+                counts.sends_in_window,
+                counts.unknown,
+            ) == _counts(db, campaign, credential, MIDNIGHT, window)
+            first = ledger.first_send_at(campaign, credential)
+            assert (stamp(first) if first else None) == _first_send(db, campaign, credential)
+
+
+def test_counters_follow_every_send_and_outcome(tmp_path: Path) -> None:
+    """Random intents over four days, outcomes set (and taken back): counters stay exact."""
+    rng = random.Random(20261123)
+    ledger = Ledger.open(tmp_path)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    sent: list[int] = []
+    for tick in range(40):
+        intents = [
+            Intent(
+                rng.choice(("acme", "beta")),
+                rng.choice(("a", "b", "c")),
+                f"lead{rng.randrange(50)}@example.net",
+                rng.choice((1, 1, 2, 3)),
+                f"<{tick}.{n}@example.com>",
+                "subject",
+                NOW - timedelta(minutes=rng.randrange(4 * 24 * 60)),
+            )
+            for n in range(rng.randrange(1, 6))
+        ]
+        ids = ledger.record_intents(intents)
+        if tick % 5 == 0:
+            _check(ledger, db)  # pending intents count
+        with ledger.transaction():
+            for send_id in ids:
+                ledger.set_outcome(
+                    send_id, outcome=rng.choice(OUTCOMES), code=None, detail="", at=NOW
+                )
+            for send_id in rng.sample(sent, min(2, len(sent))):
+                ledger.set_outcome(
+                    send_id, outcome=rng.choice(OUTCOMES), code=None, detail="", at=NOW
+                )
+        sent.extend(ids)
+        _check(ledger, db)
+    with ledger.transaction():
+        ledger._db.execute("DELETE FROM sends WHERE id % 3 = 0")
+    _check(ledger, db)
+    db.close()
+    ledger.close()
+
+
+def test_a_send_after_today_still_counts(tmp_path: Path) -> None:
+    """If the clock went back, sends dated later than today count as today's, as before."""
+    ledger = Ledger.open(tmp_path)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    for at in (NOW, NOW + timedelta(days=1), NOW + timedelta(days=2, hours=1)):
+        ledger.record_intents([Intent("acme", "a", "x@example.net", 1, "<m>", "s", at)])
+    assert ledger.step1_today("acme", MIDNIGHT) == {
+        "a": (3, stamp(NOW + timedelta(days=2, hours=1)))
+    }
+    _check(ledger, db)
+    db.close()
+    ledger.close()
+
+
+def test_schema_3_ledger_gets_its_counters(tmp_path: Path) -> None:
+    """A ledger of schema 3 is migrated: counters built from its sends, then kept."""
+    assert SCHEMA_VERSION == 4
+    connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    for version in (1, 2, 3):
+        connection.executescript(_MIGRATIONS[version])
+    rows = [
+        ("acme", "a", 1, NOW - timedelta(days=1), "sent"),
+        ("acme", "a", 1, NOW - timedelta(hours=2), "sent"),
+        ("acme", "a", 2, NOW - timedelta(hours=1), "unknown"),
+        ("acme", "a", 1, NOW, "deferred"),
+        ("acme", "b", 1, NOW - timedelta(days=2), "bounced"),
+        ("beta", "a", 1, NOW - timedelta(minutes=5), "pending"),
+    ]
+    connection.executemany(
+        "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, intent_at, "
+        "outcome) VALUES (?, ?, 'x@example.net', ?, '<m>', ?, ?)",
+        [(c, k, step, stamp(at), outcome) for c, k, step, at, outcome in rows],
+    )
+    connection.execute("PRAGMA user_version = 3")
+    connection.commit()
+    connection.close()
+    ledger = Ledger.open(tmp_path)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert ledger.step1_today("acme", MIDNIGHT) == {
+        "a": (1, stamp(NOW - timedelta(hours=1))),
+        "b": (0, stamp(NOW - timedelta(days=2))),
+    }
+    _check(ledger, db)
+    ledger.record_intents([Intent("acme", "b", "y@example.net", 1, "<n>", "s", NOW)])
+    assert ledger.step1_today("acme", MIDNIGHT)["b"] == (1, stamp(NOW))
+    _check(ledger, db)
+    assert ledger.integrity_ok()
+    db.close()
+    ledger.close()
