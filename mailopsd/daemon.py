@@ -27,6 +27,7 @@ from mailopsd.config.loader import (
     LoadCache,
     LoadedConfig,
     LoadOptions,
+    collector_paused,
     load_config,
 )
 from mailopsd.dispatch.dispatcher import Dispatcher
@@ -239,9 +240,10 @@ class Daemon:
         if notify:
             self.notifier.reloading()
         try:
-            loaded = self._load()
-            files_before = self._watched
-            self._apply(loaded)
+            with collector_paused():
+                loaded = self._load()
+                files_before = self._watched
+                self._apply(loaded)
         except ConfigError as err:
             self._config_rejected(err)
         except StateError as err:

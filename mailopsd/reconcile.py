@@ -283,6 +283,8 @@ def _change(
 
 
 def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
+    if before == after:  # the common case, compared at C speed
+        return ()
     names = list(dict.fromkeys([*before, *after]))
     return tuple(name for name in names if before.get(name) != after.get(name))
 

@@ -34,6 +34,7 @@ __all__ = [
     "LoadCache",
     "LoadOptions",
     "LoadedConfig",
+    "collector_paused",
     "config_files",
     "load_config",
 ]
@@ -608,8 +609,8 @@ def _validated(merge: _Merge, cache: LoadCache | None) -> Config:
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a config's many objects are built.
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a config's many objects are handled.
 
     A load creates hundreds of thousands of containers and frees few; with the collector
     on, each of its passes walks them all again, and a 10,000-credential load takes more
@@ -642,7 +643,7 @@ def load_config(
     Raises:
         ConfigError: Every problem found, each located in a file.
     """
-    with _collector_paused():
+    with collector_paused():
         return _load(path, options or LoadOptions(), cache)
 
 

@@ -126,6 +126,7 @@ class Inbox:
     _pool: ThreadPoolExecutor | None = None
     _chores: list[Future[str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _synced: LoadedConfig | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -136,8 +137,10 @@ class Inbox:
 
     # Which mailboxes -------------------------------------------------------------------
 
-    def _sync(self, loaded: LoadedConfig) -> None:
-        """Follow the config: new mailboxes, changed ones, removed ones."""
+    def _wanted(
+        self, loaded: LoadedConfig
+    ) -> dict[CredentialKey, tuple[MailboxAccess, float, bool]]:
+        """Every mailbox to read: access, poll interval (s), IDLE or not."""
         wanted: dict[CredentialKey, tuple[MailboxAccess, float, bool]] = {}
         for campaign_id, campaign in loaded.config.campaigns.items():
             base = loaded.campaign_files[campaign_id].parent
@@ -148,6 +151,14 @@ class Inbox:
                 access = MailboxAccess.of(key, credential, base, timeout_s=self.timeout_s)
                 interval = float(credential.poll_interval(campaign).approx_seconds)
                 wanted[key] = (access, interval, credential.imap_idle)
+        return wanted
+
+    def _sync(self, loaded: LoadedConfig) -> None:
+        """Follow the config: new mailboxes, changed ones, removed ones (once per load)."""
+        if loaded is self._synced:
+            return
+        self._synced = loaded
+        wanted = self._wanted(loaded)
         for key in list(self._mailboxes):
             if key not in wanted or self._mailboxes[key].access != wanted[key][0]:
                 self._forget(key)
@@ -355,6 +366,7 @@ class Inbox:
 
     def close(self) -> None:
         """Stop IDLE threads, wait for running polls, close connections."""
+        self._synced = None
         for key in list(self._mailboxes):
             self._forget(key)
         if self._pool is not None:

@@ -28,6 +28,7 @@ from mailopsd.reconcile import (
 from mailopsd.state.ledger import LeadsStage, Ledger, Staged
 from mailopsd.state.observe import (
     DigestCache,
+    SnapshotCache,
     build_desired,
     config_revision,
     credential_key,
@@ -137,6 +138,7 @@ class Reconciler:
     create_key: bool = True
     progress: Progress | None = None
     _scratch: Ledger | None = field(default=None, init=False, repr=False)
+    _snapshots: SnapshotCache = field(default_factory=SnapshotCache, init=False, repr=False)
 
     def _staging(self) -> Ledger:
         """Where leads files are staged: the ledger, or without one a scratch ledger."""
@@ -158,6 +160,7 @@ class Reconciler:
             key=fingerprint_key(self.state_dir, create=self.create_key),
             revision=config_revision(loaded.files, loaded.revision),
             cache=self.digests,
+            snapshots=self._snapshots,
         )
         leads = leads_changes(self._staging(), loaded, desired, observed, progress=self.progress)
         return _with_leads(reconcile.plan(desired, observed), leads)

@@ -436,6 +436,9 @@ class Ledger:
         self.path = path
         self._stages: dict[str, LeadsStage] = {}
         self._staged = 0
+        # This process is the ledger's only writer: active credentials' snapshots are
+        # kept in memory after the first read, and updated as they are written.
+        self._credentials: dict[tuple[str, str], dict[str, object]] | None = None
 
     @classmethod
     def scratch(cls) -> Ledger:
@@ -510,6 +513,7 @@ class Ledger:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._credentials = None
             raise
         self._db.execute("COMMIT")
 
@@ -526,10 +530,12 @@ class Ledger:
 
     def active_credentials(self) -> dict[tuple[str, str], dict[str, object]]:
         """Snapshots of the credentials not removed, by (campaign, credential)."""
-        rows = self._db.execute(
-            "SELECT campaign_id, id, snapshot FROM credentials WHERE removed_at IS NULL"
-        )
-        return {(row[0], row[1]): json.loads(row[2]) for row in rows}
+        if self._credentials is None:
+            rows = self._db.execute(
+                "SELECT campaign_id, id, snapshot FROM credentials WHERE removed_at IS NULL"
+            )
+            self._credentials = {(row[0], row[1]): json.loads(row[2]) for row in rows}
+        return dict(self._credentials)
 
     def leads_digests(self) -> dict[str, str]:
         """The digest of the leads file last imported, by active campaign."""
@@ -561,12 +567,15 @@ class Ledger:
         self, campaign_id: str, credential_id: str, snapshot: Mapping[str, object], now: datetime
     ) -> None:
         """Add or update a credential (a removed one comes back)."""
+        text = json.dumps(snapshot, sort_keys=True)
         self._db.execute(
             "INSERT INTO credentials (campaign_id, id, snapshot, added_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (campaign_id, id) DO UPDATE SET snapshot = excluded.snapshot, "
             "removed_at = NULL",
-            (campaign_id, credential_id, json.dumps(snapshot, sort_keys=True), stamp(now)),
+            (campaign_id, credential_id, text, stamp(now)),
         )
+        if self._credentials is not None:
+            self._credentials[campaign_id, credential_id] = json.loads(text)
 
     def remove_credential(self, campaign_id: str, credential_id: str, now: datetime) -> None:
         """Mark a credential removed; its sends and bounces stay for history."""
@@ -574,6 +583,8 @@ class Ledger:
             "UPDATE credentials SET removed_at = ? WHERE campaign_id = ? AND id = ?",
             (stamp(now), campaign_id, credential_id),
         )
+        if self._credentials is not None:
+            self._credentials.pop((campaign_id, credential_id), None)
 
     # Leads ----------------------------------------------------------------------------
 

@@ -12,11 +12,12 @@ changed password is noticed while no password is stored.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
 import subprocess
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -30,6 +31,7 @@ from mailopsd.state.statefile import StateFile
 
 __all__ = [
     "DigestCache",
+    "SnapshotCache",
     "build_desired",
     "config_revision",
     "credential_key",
@@ -95,9 +97,38 @@ def _leads_digest(path: Path, cache: DigestCache) -> str:
     return digest
 
 
-def _campaign_snapshot(loaded: LoadedConfig, campaign_id: str) -> dict[str, object]:
+class SnapshotCache:
+    """Snapshots of the config objects of the last plan, by object.
+
+    A reload's unchanged campaigns are the same objects (see ``LoadCache``), so their
+    snapshots and credential fingerprints are not made again.
+    """
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._kept: dict[int, tuple[object, dict[str, object]]] = {}
+        self._next: dict[int, tuple[object, dict[str, object]]] = {}
+
+    def get(self, item: object, make: Callable[[], dict[str, object]]) -> dict[str, object]:
+        """The snapshot of ``item``: kept from the last plan, else made now (a copy)."""
+        kept = self._kept.get(id(item))
+        if kept is None or kept[0] is not item:
+            kept = (item, make())
+        self._next[id(item)] = kept
+        return dict(kept[1])
+
+    def turn(self) -> None:
+        """Keep what this plan used; forget the rest."""
+        self._kept, self._next = self._next, {}
+
+
+def _campaign_snapshot(
+    loaded: LoadedConfig, campaign_id: str, snapshots: SnapshotCache
+) -> dict[str, object]:
     campaign = loaded.config.campaigns[campaign_id]
-    snapshot = campaign.model_dump(mode="json", exclude={"smtp_credentials"})
+    snapshot = snapshots.get(
+        campaign, lambda: campaign.model_dump(mode="json", exclude={"smtp_credentials"})
+    )
     bodies = [
         loaded.bodies.get((campaign_id, index), "") for index in range(len(campaign.sequence))
     ]
@@ -107,7 +138,12 @@ def _campaign_snapshot(loaded: LoadedConfig, campaign_id: str) -> dict[str, obje
 
 
 def build_desired(
-    loaded: LoadedConfig, *, key: bytes, revision: str, cache: DigestCache
+    loaded: LoadedConfig,
+    *,
+    key: bytes,
+    revision: str,
+    cache: DigestCache,
+    snapshots: SnapshotCache | None = None,
 ) -> Desired:
     """Build the desired state, with only the digest of each leads file.
 
@@ -116,13 +152,16 @@ def build_desired(
     Raises:
         StateError: A leads file cannot be read.
     """
-    campaigns = {cid: _campaign_snapshot(loaded, cid) for cid in loaded.config.campaigns}
+    snapshots = snapshots or SnapshotCache()
+    campaigns = {cid: _campaign_snapshot(loaded, cid, snapshots) for cid in loaded.config.campaigns}
     credentials = {}
     reenabled = {}
     leads: dict[str, LeadsFile] = {}
     for campaign_id, campaign in loaded.config.campaigns.items():
         for credential_id, credential in campaign.smtp_credentials.items():
-            credentials[campaign_id, credential_id] = _fingerprint(credential, key)
+            credentials[campaign_id, credential_id] = snapshots.get(
+                credential, functools.partial(_fingerprint, credential, key)
+            )
             reenabled[campaign_id, credential_id] = credential.reenabled_at
         path = loaded.leads_path(campaign_id)
         try:
@@ -130,6 +169,7 @@ def build_desired(
         except OSError as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
         leads[campaign_id] = LeadsFile(path=str(campaign.leads), digest=digest)
+    snapshots.turn()
     return Desired(
         revision=revision,
         content_hash=loaded.revision,
