@@ -46,6 +46,27 @@ _MIDNIGHT = "T00:00:00.000000Z"
 LEDGER_FILE = "ledger.sqlite3"
 SCHEMA_VERSION = 4
 
+# The body of the two triggers that count a send (a new counted one, or one that became
+# counted), shared by migration 4.
+_COUNT_NEW_SEND = """\
+    BEGIN
+        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
+            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
+                new.step = 1, new.step > 1)
+            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
+            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
+        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
+            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
+            ON CONFLICT (campaign_id, credential_id) DO UPDATE
+            SET at = max(coalesce(at, ''), excluded.at);
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = new.credential_id), 0)
+            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
+    END;
+"""
+
 _MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE campaigns (
@@ -172,7 +193,7 @@ _MIGRATIONS: dict[int, str] = {
     # since a time (rate limits), one for unknown outcomes. The triggers spell the
     # counted outcomes out with OR, and no index is partial on them: an IN list there
     # builds a temporary table on every UPDATE of sends, several times the update's cost.
-    4: """
+    4: f"""
     CREATE TABLE credential_days (
         campaign_id TEXT NOT NULL,
         day TEXT NOT NULL,
@@ -206,46 +227,14 @@ _MIGRATIONS: dict[int, str] = {
     CREATE TRIGGER sends_count AFTER INSERT ON sends
     WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
         OR new.outcome = 'bounced')
-    BEGIN
-        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
-            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
-                new.step = 1, new.step > 1)
-            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
-            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
-        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
-            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
-            ON CONFLICT (campaign_id, credential_id) DO UPDATE
-            SET at = max(coalesce(at, ''), excluded.at);
-        UPDATE credential_last_send SET day_step1 = coalesce((
-            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
-            AND day = substr(credential_last_send.at, 1, 10)
-            AND credential_id = new.credential_id), 0)
-            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
-    END;
-    CREATE TRIGGER sends_recount AFTER UPDATE ON sends
+{_COUNT_NEW_SEND}    CREATE TRIGGER sends_recount AFTER UPDATE ON sends
     WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
         OR new.outcome = 'bounced')
         AND (NOT (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
         OR old.outcome = 'bounced')
         OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
         OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
-    BEGIN
-        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
-            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
-                new.step = 1, new.step > 1)
-            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
-            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
-        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
-            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
-            ON CONFLICT (campaign_id, credential_id) DO UPDATE
-            SET at = max(coalesce(at, ''), excluded.at);
-        UPDATE credential_last_send SET day_step1 = coalesce((
-            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
-            AND day = substr(credential_last_send.at, 1, 10)
-            AND credential_id = new.credential_id), 0)
-            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
-    END;
-    CREATE TRIGGER sends_uncount AFTER UPDATE ON sends
+{_COUNT_NEW_SEND}    CREATE TRIGGER sends_uncount AFTER UPDATE ON sends
     WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
         OR old.outcome = 'bounced')
         AND (NOT (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
