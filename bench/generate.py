@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+PER_CAMPAIGN = 10
+
 _CAMPAIGN = """\
   camp-{c:05d}:
     name: Generated campaign {c}
@@ -90,6 +92,16 @@ def generate(out: Path, *, campaigns: int, credentials: int, plain_secrets: bool
     path = out / "campaigns.yaml"
     path.write_text("".join(parts))
     return path
+
+
+def generate_credentials(out: Path, credentials: int, *, plain_secrets: bool = False) -> Path:
+    """Like :func:`generate`, sized by the total: campaigns of ``PER_CAMPAIGN`` credentials."""
+    return generate(
+        out,
+        campaigns=max(1, credentials // PER_CAMPAIGN),
+        credentials=min(credentials, PER_CAMPAIGN),
+        plain_secrets=plain_secrets,
+    )
 
 
 def main() -> None:

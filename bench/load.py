@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.generate import generate
+from bench.generate import generate_credentials
 from bench.report import Row
 from bench.timing import alternate
 from mailopsd.config import load_config
@@ -35,18 +35,12 @@ from mailopsd.secrets import (
     secret_fields_rule,
 )
 
-PER_CAMPAIGN = 10
 TARGET_S = 1.0
 
 
 def encrypted_config(directory: Path, credentials: int, recipient: str) -> Path:
     """Generate a config of ``credentials`` credentials with its secrets encrypted."""
-    path = generate(
-        directory,
-        campaigns=max(1, credentials // PER_CAMPAIGN),
-        credentials=min(credentials, PER_CAMPAIGN),
-        plain_secrets=True,
-    )
+    path = generate_credentials(directory, credentials, plain_secrets=True)
     options = EncryptOptions((recipient,), secret_fields_rule(SECRET_FIELDS), True)
     path.write_text(encrypt_text(path.read_text(), options, path.name, now=datetime.now(UTC)))
     return path

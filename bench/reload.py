@@ -23,8 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.generate import generate
-from bench.load import PER_CAMPAIGN
+from bench.generate import generate_credentials
 from bench.report import Row
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
@@ -49,12 +48,7 @@ def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
 
 def _split_config(directory: Path, credentials: int, recipient: str) -> Path:
     """Generate the config, then keep each campaign in its own encrypted file."""
-    whole = generate(
-        directory,
-        campaigns=max(1, credentials // PER_CAMPAIGN),
-        credentials=min(credentials, PER_CAMPAIGN),
-        plain_secrets=True,
-    )
+    whole = generate_credentials(directory, credentials, plain_secrets=True)
     options = EncryptOptions((recipient,), secret_fields_rule(SECRET_FIELDS), True)
     body = whole.read_text().removeprefix("campaigns:\n")
     whole.unlink()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -36,19 +35,3 @@ def alternate(runs: Mapping[str, Callable[[], object]], rounds: int) -> dict[str
             action()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(samples) for name, samples in times.items()}
-
-
-def print_table(medians: Mapping[str, float], reference: str, label: str) -> None:
-    """Print each median and its ratio to the ``reference`` entry."""
-    for name, median in medians.items():
-        ratio = median / medians[reference]
-        print(f"  {name:<50} {median:7.3f} s  x{ratio:5.2f} of {label}")
-
-
-def parse_size(description: str | None) -> argparse.Namespace:
-    """Parse ``--campaigns``, ``--credentials`` and ``--rounds`` (every benchmark has them)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--campaigns", type=int, default=1000)
-    parser.add_argument("--credentials", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5)
-    return parser.parse_args()

@@ -312,8 +312,6 @@ def poll(
     access: MailboxAccess,
     cursors: Mapping[str, Cursor],
     since: datetime,
-    *,
-    connection: Callable[[MailboxAccess], imaplib.IMAP4] = connect,
 ) -> PollResult:
     """Read what is new in each folder since ``cursors`` (or since the day of ``since``).
 
@@ -321,7 +319,7 @@ def poll(
         ImapError: The server could not be reached, refused the login, or failed a command.
     """
     started = time.monotonic()
-    client = connection(access)
+    client = connect(access)
     counts = [0, 0]
     found: dict[str, Cursor] = {}
     arrivals: list[Arrival] = []

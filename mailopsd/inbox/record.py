@@ -41,7 +41,6 @@ class Recorded:
     new: int = 0
     duplicates: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
-    unmatched: int = 0
     check: set[CredentialKey] = field(default_factory=set)
     reports: list[Arrival] = field(default_factory=list)
 
@@ -182,8 +181,6 @@ class _Recorder:
         )
         self.done.new += 1
         self.done.by_kind[kind] = self.done.by_kind.get(kind, 0) + 1
-        if email is None and kind != "other":
-            self.done.unmatched += 1
         if kind in REPORT_KINDS:
             self.done.reports.append(arrival)
 
@@ -199,7 +196,7 @@ def record_poll(
         summary = f"ok: {recorder.done.new} new"
         if recorder.done.duplicates:
             summary += f", {recorder.done.duplicates} seen before"
-        for folder in key_folders(result):
+        for folder in (*result.cursors, *result.missing_folders):
             cursor = result.cursors.get(folder)
             ledger.set_imap_cursor(
                 *key,
@@ -209,8 +206,3 @@ def record_poll(
                 result=summary if cursor else "folder not found",
             )
     return recorder.done
-
-
-def key_folders(result: PollResult) -> list[str]:
-    """Every folder a poll looked at (found or missing)."""
-    return [*result.cursors, *result.missing_folders]

@@ -120,7 +120,6 @@ class Inbox:
     timeout_s: float = 30.0
     retry_s: float = 60.0
     wake: Callable[[], None] = lambda: None
-    monotonic: Callable[[], float] = time.monotonic
     smtp: SmtpTransport = field(default_factory=SmtpTransport)
     _mailboxes: dict[CredentialKey, _Mailbox] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
@@ -199,7 +198,7 @@ class Inbox:
     def start_due(self, loaded: LoadedConfig) -> int:
         """Start the polls that are due; return how many started."""
         self._sync(loaded)
-        now = self.monotonic()
+        now = time.monotonic()
         started = 0
         for key, mailbox in self._mailboxes.items():
             with self._lock:
@@ -221,7 +220,7 @@ class Inbox:
         delay = min(
             min(self.retry_s, mailbox.interval_s) * 2 ** (mailbox.failures - 1), MAX_BACKOFF_S
         )
-        mailbox.due = self.monotonic() + delay
+        mailbox.due = time.monotonic() + delay
         if mailbox.error is None:  # one line when the mailbox becomes unreadable
             logger.warning(
                 "imap unavailable campaign=%s credential=%s error=%s retry_in_s=%d",
@@ -255,7 +254,7 @@ class Inbox:
         mailbox.failures = 0
         mailbox.error = None
         with self._lock:
-            mailbox.due = max(mailbox.due, self.monotonic() + mailbox.interval_s)
+            mailbox.due = max(mailbox.due, time.monotonic() + mailbox.interval_s)
         done = record_poll(self.ledger, loaded, key, result, at)
         if done.new:
             logger.info(

@@ -46,8 +46,9 @@ _MIDNIGHT = "T00:00:00.000000Z"
 LEDGER_FILE = "ledger.sqlite3"
 SCHEMA_VERSION = 4
 
-# The body of the two triggers that count a send (a new counted one, or one that became
-# counted), shared by migration 4.
+# The bodies of migration 4's triggers: one counts a send that became counted (inserted,
+# or updated into a counted outcome), the other takes back one that stopped counting
+# (updated away, or deleted).
 _COUNT_NEW_SEND = """\
     BEGIN
         INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
@@ -64,6 +65,27 @@ _COUNT_NEW_SEND = """\
             AND day = substr(credential_last_send.at, 1, 10)
             AND credential_id = new.credential_id), 0)
             WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
+    END;
+"""
+
+_UNCOUNT_OLD_SEND = """\
+    BEGIN
+        UPDATE credential_days
+            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
+            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
+            AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET at = (
+            SELECT intent_at FROM sends INDEXED BY sends_by_credential
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
+            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
+                OR outcome = 'bounced')
+            ORDER BY intent_at DESC LIMIT 1)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = old.credential_id), 0)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
     END;
 """
 
@@ -241,46 +263,10 @@ _MIGRATIONS: dict[int, str] = {
         OR new.outcome = 'bounced')
         OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
         OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
-    BEGIN
-        UPDATE credential_days
-            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
-            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
-            AND credential_id = old.credential_id;
-        UPDATE credential_last_send SET at = (
-            SELECT intent_at FROM sends INDEXED BY sends_by_credential
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
-            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
-                OR outcome = 'bounced')
-            ORDER BY intent_at DESC LIMIT 1)
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
-        UPDATE credential_last_send SET day_step1 = coalesce((
-            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
-            AND day = substr(credential_last_send.at, 1, 10)
-            AND credential_id = old.credential_id), 0)
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
-    END;
-    CREATE TRIGGER sends_uncount_deleted AFTER DELETE ON sends
+{_UNCOUNT_OLD_SEND}    CREATE TRIGGER sends_uncount_deleted AFTER DELETE ON sends
     WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
         OR old.outcome = 'bounced')
-    BEGIN
-        UPDATE credential_days
-            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
-            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
-            AND credential_id = old.credential_id;
-        UPDATE credential_last_send SET at = (
-            SELECT intent_at FROM sends INDEXED BY sends_by_credential
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
-            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
-                OR outcome = 'bounced')
-            ORDER BY intent_at DESC LIMIT 1)
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
-        UPDATE credential_last_send SET day_step1 = coalesce((
-            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
-            AND day = substr(credential_last_send.at, 1, 10)
-            AND credential_id = old.credential_id), 0)
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
-    END;
-    """,
+{_UNCOUNT_OLD_SEND}    """,
 }
 
 
@@ -1185,14 +1171,13 @@ class Ledger:
         kind: str,
         email: str | None,
         at: datetime,
-    ) -> bool:
-        """Remember a message read from the mailbox; ``False`` if it was already seen."""
-        cursor = self._db.execute(
+    ) -> None:
+        """Remember a message read from the mailbox (see :meth:`has_message`)."""
+        self._db.execute(
             "INSERT OR IGNORE INTO inbox_messages (campaign_id, credential_id, key, folder, uid, "
             "at, kind, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (campaign_id, credential_id, key, folder, uid, stamp(at), kind, email),
         )
-        return cursor.rowcount == 1
 
     def has_message(self, campaign_id: str, credential_id: str, key: str) -> bool:
         """Tell whether a message read from the mailbox was recorded already."""
