@@ -5,18 +5,30 @@ SIGHUP) or a stop request (SIGTERM/SIGINT); signal handlers and the file watcher
 flags and wake it. A reload that fails validation keeps the last good config running and
 sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHDOG_USEC``
 set, the loop pets the watchdog at least every half interval.
+
+A state directory that stops taking writes (disk full, read-only, I/O errors) pauses
+the work, since a send whose outcome cannot be recorded could be sent twice: nothing is
+sent, no poll is recorded and no config is applied until a test write to the ledger and
+the state file succeeds again. Then sends left without an outcome are marked
+``unknown`` (as after a crash), and the work resumes. Sending also pauses before the
+disk is full, when less than ``storage_headroom_bytes`` is free.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import schedule
 import watchfiles
@@ -38,9 +50,35 @@ from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
 
-__all__ = ["Daemon", "DaemonSettings"]
+__all__ = ["STORAGE_ERRORS", "Daemon", "DaemonSettings"]
 
 logger = logging.getLogger(__name__)
+
+STORAGE_ERRORS = (StateError, sqlite3.OperationalError, OSError)
+"""What a write to the state directory raises when the directory stops taking writes."""
+
+_UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
+_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open")
+
+_T = TypeVar("_T")
+
+
+def _unwritable(err: BaseException | None) -> bool:
+    """Tell whether an error (or one it was raised from) says writes are refused.
+
+    A full disk, a read-only or failing file system, or missing permission: these pass
+    when the operator acts. A corrupt ledger or state file is not one of them.
+    """
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _UNWRITABLE_ERRNOS:
+            return True
+        if isinstance(err, sqlite3.OperationalError) and any(
+            words in str(err).lower() for words in _UNWRITABLE_SQLITE
+        ):
+            return True
+        err = err.__cause__
+    return False
+
 
 Clock = Callable[[], datetime]
 
@@ -60,6 +98,8 @@ class DaemonSettings:
     inbox_check_s: int = 5
     imap_timeout_s: float = 30.0
     imap_retry_s: float = 60.0
+    storage_headroom_bytes: int = 16 * 1024 * 1024
+    storage_retry_s: float = 5.0
 
 
 def watched_files(loaded: LoadedConfig) -> set[Path]:
@@ -134,6 +174,7 @@ class Daemon:
         self._inbox: Inbox | None = None
         self._load_cache = LoadCache()
         self._watched: set[Path] = set()
+        self._storage_problem: str | None = None
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -153,10 +194,10 @@ class Daemon:
             raise StateError(f"cannot create state directory {state_dir}: {err.strerror}") from err
         self.state = load_state(state_dir)
         self._state_loaded = True
-        self._ledger = Ledger.open(state_dir)
+        self._ledger = self._until_writable("opening the ledger", lambda: Ledger.open(state_dir))
         self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
         loaded = self._load()
-        self._apply(loaded)
+        self._until_writable("applying the config", lambda: self._apply(loaded))
         self._watched = watched_files(loaded)
         self._dispatcher = Dispatcher(self._ledger, state_dir)
         self._inbox = Inbox(
@@ -165,7 +206,11 @@ class Daemon:
             retry_s=self.settings.imap_retry_s,
             wake=self._wake.set,
         )
-        unknown = self._dispatcher.recover(loaded, self._now())
+        dispatcher = self._dispatcher
+        unknown = self._until_writable(
+            "recording sends left without an outcome",
+            lambda: dispatcher.recover(loaded, self._now()),
+        )
         if unknown:
             logger.warning("sends without outcome marked unknown count=%d", unknown)
 
@@ -193,6 +238,36 @@ class Daemon:
         self._reload.set()
         self._wake.set()
 
+    def _until_writable(self, doing: str, action: Callable[[], _T]) -> _T:
+        """Run ``action`` at start, waiting while the state directory takes no writes.
+
+        The daemon reports ready meanwhile, with the reason as its status, so a service
+        manager neither kills nor restarts it; a stop request ends the wait.
+        """
+        waiting = False
+        while True:
+            try:
+                result = action()
+            except STORAGE_ERRORS as err:
+                if not _unwritable(err) or self._stop.is_set():
+                    raise
+                if not waiting:
+                    logger.error(
+                        "state directory not writable, waiting state_dir=%s while=%s error=%s; "
+                        "free space there or make it writable: the start goes on by itself",
+                        self.settings.state_dir,
+                        doing,
+                        err,
+                    )
+                    self.notifier.ready(f"waiting: state directory not writable ({err})")
+                    waiting = True
+                self.notifier.watchdog()
+                self._stop.wait(self.settings.storage_retry_s)
+                continue
+            if waiting:
+                logger.info("state directory writable again state_dir=%s", self.settings.state_dir)
+            return result
+
     # Reconcile ------------------------------------------------------------------------
 
     def _now(self) -> datetime:
@@ -214,10 +289,84 @@ class Daemon:
         self.state = self.state.with_condition(condition)
 
     def _save(self) -> None:
+        if self._storage_problem is not None:
+            return  # saved by the write test that ends the pause
         try:
             save_state(self.settings.state_dir, self.state)
         except StateError as err:
-            logger.error("state not saved error=%s", err)
+            self._storage_failed(err, "saving the state file")
+
+    # The state directory --------------------------------------------------------------
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why the state directory takes no writes now (the work is paused), or None."""
+        return self._storage_problem
+
+    def _storage_failed(self, err: BaseException, doing: str) -> None:
+        """Pause the work: the state directory did not take a write."""
+        reason = str(err) or type(err).__name__
+        if self._storage_problem is None:
+            logger.error(
+                "state directory not writable, work paused state_dir=%s while=%s error=%s; "
+                "free space there or make it writable: the work resumes by itself",
+                self.settings.state_dir,
+                doing,
+                reason,
+            )
+        self._storage_problem = f"{reason} (while {doing})"
+        message = f"work paused, nothing is sent: {self._storage_problem}"
+        self._set_condition("StateWritable", "False", "NotWritable", message)
+        self._set_condition("Ready", "False", "StateNotWritable", message)
+        self.notifier.status(self.status_line())
+        with suppress(StateError):  # shown by status when there is room for it
+            save_state(self.settings.state_dir, self.state)
+
+    def _low_space(self) -> str | None:
+        try:
+            stats = os.statvfs(self.settings.state_dir)
+        except OSError as err:
+            return f"cannot check free space: {err.strerror or err}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < self.settings.storage_headroom_bytes:
+            return (
+                f"{free} bytes free, less than the {self.settings.storage_headroom_bytes} "
+                "kept in reserve for recording sends"
+            )
+        return None
+
+    def _storage_ready(self) -> bool:
+        """Tell whether the work may go on; end a pause once writes succeed again."""
+        low = self._low_space()
+        if low is not None:
+            if self._storage_problem is None:
+                self._storage_failed(OSError(low), "checking free space")
+            return False
+        if self._storage_problem is None:
+            return True
+        if self._ledger is None or self._dispatcher is None or self.loaded is None:
+            return False
+        paused = self.state
+        self._set_condition("StateWritable", "True", "Writable", "the state directory takes writes")
+        self._set_condition(
+            "Ready", "True", "Reconciled", f"revision {paused.daemon.applied_revision} applied"
+        )
+        try:
+            self._ledger.probe_write()
+            unknown = self._dispatcher.recover(self.loaded, self._now())
+            save_state(self.settings.state_dir, self.state)
+        except STORAGE_ERRORS:
+            self.state = paused
+            return False
+        logger.info(
+            "state directory writable again, work resumes state_dir=%s unknown_outcomes=%d",
+            self.settings.state_dir,
+            unknown,
+        )
+        self._storage_problem = None
+        self.notifier.status(self.status_line())
+        self.request_reload()  # apply what changed in the config meanwhile
+        return True
 
     def _load(self) -> LoadedConfig:
         """Load the config, redoing only what changed since the last load."""
@@ -237,6 +386,8 @@ class Daemon:
         self._save()
 
     def _reload_now(self, *, notify: bool) -> None:
+        if not self._storage_ready():
+            return  # the pause's end asks for a reload
         if notify:
             self.notifier.reloading()
         try:
@@ -246,8 +397,8 @@ class Daemon:
                 self._apply(loaded)
         except ConfigError as err:
             self._config_rejected(err)
-        except StateError as err:
-            logger.error("reconcile failed error=%s", err)
+        except STORAGE_ERRORS as err:
+            self._storage_failed(err, "applying the config")
         else:
             self._record_reload("ok")
             if self._logged_errors:
@@ -287,11 +438,15 @@ class Daemon:
             return 0
         total = 0
         for _ in range(max_ticks):
-            if self._stop.is_set():
+            if self._stop.is_set() or not self._storage_ready():
                 break
-            state, report = self._dispatcher.tick(
-                self.loaded, self.state, self._now(), should_stop=self._stop.is_set
-            )
+            try:
+                state, report = self._dispatcher.tick(
+                    self.loaded, self.state, self._now(), should_stop=self._stop.is_set
+                )
+            except STORAGE_ERRORS as err:
+                self._storage_failed(err, "recording sends")
+                break
             if state != self.state:
                 self.state = state
                 self._save()
@@ -312,16 +467,21 @@ class Daemon:
 
     def inbox_tick(self) -> None:
         """Record the polls that finished and start those that are due."""
-        if self._inbox is None or self.loaded is None:
-            return
+        if self._inbox is None or self.loaded is None or not self._storage_ready():
+            return  # finished polls wait in the inbox until they can be recorded
         self._set_state(self._inbox.collect(self.loaded, self.state, self._now()))
+        if self._inbox.unrecorded is not None:
+            self._storage_failed(self._inbox.unrecorded, "recording a mailbox poll")
+            return
         self._inbox.start_due(self.loaded)
 
     def poll_inbox(self) -> None:
         """Poll every mailbox now and record what it holds (``run --once``)."""
-        if self._inbox is None or self.loaded is None:
+        if self._inbox is None or self.loaded is None or not self._storage_ready():
             return
         self._set_state(self._inbox.poll_all(self.loaded, self.state, self._now()))
+        if self._inbox.unrecorded is not None:
+            self._storage_failed(self._inbox.unrecorded, "recording a mailbox poll")
 
     def status_line(self) -> str:
         """The one-line summary sent as ``STATUS=``."""
@@ -330,6 +490,8 @@ class Daemon:
         error = self.state.condition("ConfigError")
         if error is not None and error.status == "True":
             line += "; config error (running on the last good config)"
+        if self._storage_problem is not None:
+            line += f"; work paused, state directory not writable: {self._storage_problem}"
         return line
 
     # The loop -------------------------------------------------------------------------

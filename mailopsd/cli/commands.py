@@ -100,8 +100,12 @@ def _run(args: argparse.Namespace) -> int:
             daemon.dispatch()
         else:
             daemon.serve()
+        paused = daemon.storage_problem
     finally:
         daemon.close()
+    if paused is not None:
+        print(f"error: work paused, state directory not writable: {paused}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -129,6 +133,12 @@ def _status_text(report: dict[str, object]) -> list[str]:
         f"revision {report['revision']} applied {report['applied_at']} "
         f"(last reload: {report['last_reload'] or 'none'})"
     ]
+    storage = report["state_dir"]
+    if not storage["writable"]:  # type: ignore[index]
+        lines.append(
+            f"state directory {storage['path']} not writable: {storage['problem']}; "  # type: ignore[index]
+            "the daemon sends nothing until it is"
+        )
     for condition in report["conditions"]:  # type: ignore[attr-defined]
         lines.append(
             f"{condition['type']}={condition['status']} {condition['reason']}: "

@@ -20,6 +20,7 @@ import email
 import email.policy
 import functools
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.dispatch.compose import Outgoing
 from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
+from mailopsd.errors import StateError
 from mailopsd.inbox import health
 from mailopsd.inbox.imap import (
     Cursor,
@@ -126,6 +128,9 @@ class Inbox:
     _chores: list[Future[str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _synced: LoadedConfig | None = None
+    unrecorded: BaseException | None = None
+    """Why the last :meth:`collect` left a finished poll unrecorded (the ledger took no
+    write); that poll waits to be recorded by a later call."""
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -270,7 +275,13 @@ class Inbox:
         return health.check_credentials(self.ledger, loaded, state, done.check, at)
 
     def collect(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
-        """Record every finished poll; return the state with health and errors updated."""
+        """Record every finished poll; return the state with health and errors updated.
+
+        A poll whose recording fails because the ledger takes no write (disk full,
+        read-only) is kept for a later call, and :attr:`unrecorded` says why; the polls
+        recorded before it stay recorded.
+        """
+        self.unrecorded = None
         for key, mailbox in list(self._mailboxes.items()):
             future = mailbox.running
             if future is None or not future.done():
@@ -286,7 +297,12 @@ class Inbox:
                     key, mailbox, f"internal error: {type(err).__name__}", state, at
                 )
             else:
-                state = self._succeeded(key, mailbox, result, loaded, state, at)
+                try:
+                    state = self._succeeded(key, mailbox, result, loaded, state, at)
+                except (StateError, sqlite3.OperationalError, OSError) as err:
+                    mailbox.running = future  # recorded once the ledger takes writes
+                    self.unrecorded = err
+                    break
         self._finish_chores()
         return state
 

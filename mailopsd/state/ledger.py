@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,6 +283,13 @@ def _statements(script: str) -> Iterator[str]:
         yield pending
 
 
+def _read_only_fs(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def stamp(moment: datetime) -> str:
     """Format a time as the ledger stores it (UTC, microseconds, ``Z``)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -454,8 +461,13 @@ class Ledger:
         path = directory / LEDGER_FILE
         if not path.exists():
             return None
+        # On a read-only file system SQLite cannot set up its shared memory; nothing can
+        # change the file there, so it is read as immutable, unless a write-ahead log
+        # left beside it holds writes the file lacks.
+        frozen = _read_only_fs(directory) and not path.with_name(f"{path.name}-wal").exists()
+        uri = f"file:{path}?mode=ro" + ("&immutable=1" if frozen else "")
         try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+            connection = sqlite3.connect(uri, uri=True, timeout=10)
             version = connection.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as err:
             raise StateError(f"ledger {path} cannot be read: {err}") from err
@@ -486,11 +498,24 @@ class Ledger:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # A failed COMMIT (disk full, I/O error) may already have rolled back; the
+            # ROLLBACK then fails, and the first error is the one that counts.
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
             self._credentials = None
             raise
-        self._db.execute("COMMIT")
+
+    def probe_write(self) -> None:
+        """Write one page and commit it, to tell whether the ledger takes writes now.
+
+        Raises:
+            sqlite3.Error: It does not (disk full, read-only, I/O error).
+        """
+        with self.transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            self._db.execute(f"PRAGMA user_version = {int(version)}")
 
     def integrity_ok(self) -> bool:
         """Tell whether SQLite's integrity check passes."""
@@ -572,10 +597,11 @@ class Ledger:
         self._db.execute("BEGIN")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def stage_leads(self, campaign_id: str, lines: Iterable[LeadLine], *, name: str) -> LeadsStage:
         """Stage a leads file read row by row, and compare it with the campaign's leads.

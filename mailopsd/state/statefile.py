@@ -78,7 +78,7 @@ class CredentialState(_Model):
 class Condition(_Model):
     """A condition in the shape every condition shares."""
 
-    type: Literal["Ready", "ConfigError"]
+    type: Literal["Ready", "ConfigError", "StateWritable"]
     status: Literal["True", "False"]
     reason: str
     message: str = ""

@@ -7,6 +7,7 @@ form is a stable interface for scripts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,21 @@ def _credential(
     }
 
 
+def _storage(state_dir: Path) -> dict[str, object]:
+    """Whether the state directory takes writes, judged without writing to it."""
+    try:
+        stats = os.statvfs(state_dir)
+    except OSError as err:
+        return {"writable": False, "free_bytes": None, "problem": err.strerror or str(err)}
+    free = stats.f_bavail * stats.f_frsize
+    problem = None
+    if stats.f_flag & os.ST_RDONLY:
+        problem = "the file system is read-only"
+    elif free == 0:
+        problem = "no space left on the device"
+    return {"writable": problem is None, "free_bytes": free, "problem": problem}
+
+
 def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
     """Return the status report (JSON-ready).
 
@@ -134,6 +150,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
         "revision": daemon.applied_revision,
         "applied_at": format_time(daemon.applied_at) if daemon.applied_at else None,
         "last_reload": daemon.last_reload_result,
+        "state_dir": {"path": str(state_dir), **_storage(state_dir)},
         "conditions": [condition.model_dump(mode="json") for condition in state.conditions],
         "campaigns": campaigns,
     }

@@ -55,7 +55,17 @@ def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[st
         capsys, "status", "--state-dir", "st", "--json", "--now", "2026-11-23T12:00:00Z"
     )
     report = json.loads(out)
-    assert set(report) == {"revision", "applied_at", "last_reload", "conditions", "campaigns"}
+    assert set(report) == {
+        "revision",
+        "applied_at",
+        "last_reload",
+        "state_dir",
+        "conditions",
+        "campaigns",
+    }
+    assert report["state_dir"]["path"] == "st"
+    assert report["state_dir"]["writable"] is True
+    assert report["state_dir"]["problem"] is None
     (campaign,) = report["campaigns"]
     assert (campaign["id"], campaign["name"], campaign["account"], campaign["leads"]) == (
         "acme-q4",
