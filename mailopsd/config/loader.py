@@ -25,7 +25,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import Node
 
 from mailopsd import goyaml, secrets
-from mailopsd.config import templates
+from mailopsd.config import leads, templates
 from mailopsd.config.models import IMAP_FIELDS, SECRET_FIELDS, Campaign, Config, describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
@@ -110,12 +110,14 @@ class _Source:
     """One config file as read, and its composed nodes once an error needs them."""
 
     path: Path
-    raw: bytes
-    text: str
-    data: dict[str, object] = field(default_factory=dict)
+    # The text may be decrypted (``secrets edit``) and the data holds decrypted
+    # values: neither is ever shown.
+    raw: bytes = field(repr=False)
+    text: str = field(repr=False)
+    data: dict[str, object] = field(default_factory=dict, repr=False)
     encrypted: frozenset[tuple[str | int, ...]] = frozenset()
     sealed_elsewhere: frozenset[tuple[str | int, ...]] = frozenset()
-    _root: Node | None = None
+    _root: Node | None = field(default=None, repr=False)
     _composed: bool = False
 
     @property
@@ -200,6 +202,13 @@ class LoadCache:
     sources: dict[Path, _Source] = field(default_factory=dict)
     campaigns: dict[int, tuple[object, Campaign]] = field(default_factory=dict)
     columns: dict[Path, tuple[tuple[int, int], tuple[str, ...]]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Sizes only: the campaigns are kept with their decrypted data."""
+        return (
+            f"LoadCache(files={len(self.sources)}, campaigns={len(self.campaigns)}, "
+            f"leads_headers={len(self.columns)})"
+        )
 
 
 def _read_cached(path: Path, options: LoadOptions, cache: LoadCache | None) -> _Source:
@@ -458,18 +467,29 @@ def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
 
 
 def _read_leads_columns(path: Path) -> tuple[str, ...]:
-    """Return the header row of a leads CSV file.
+    """Return the header row of a leads CSV file, checking that all of it is UTF-8.
+
+    The rows are read only when the leads are imported, after the config is accepted:
+    a byte that is not UTF-8 in any row must make the config invalid here.
 
     Raises:
-        ValueError: The file cannot be read or has no usable header (the text says why).
+        ValueError: The file cannot be read, is not UTF-8 or has no usable header (the
+            text says why).
     """
     try:
+        not_utf8 = leads.first_non_utf8(path)
         with path.open(encoding="utf-8-sig", newline="") as stream:
-            header = next(csv.reader(stream), None)
+            header = next(csv.reader(stream), None) if not_utf8 is None else None
     except FileNotFoundError as err:
         raise ValueError(f"leads file {path} not found") from err
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"cannot read leads file {path}: {err}") from err
+    if not_utf8 is not None:
+        line, byte = not_utf8
+        raise ValueError(
+            f"leads file {path} is not UTF-8 text (line {line}, byte 0x{byte:02x}); "
+            "save it as UTF-8"
+        )
     columns = tuple(name.strip() for name in header or ())
     if not columns:
         raise ValueError(f"leads file {path} is empty; it needs a header row with email")
