@@ -350,6 +350,20 @@ def _construct(loader: _Loader) -> object:
         return loader.construct_document(node)
 
 
+def _refused_character(text: str, err: yaml.reader.ReaderError) -> YamlSyntaxError:
+    """Locate a character YAML does not allow (a control character, say).
+
+    The reader stops at the first one; its position counts bytes in the C reader and
+    characters in the Python one, so the character is looked up in the text instead.
+    """
+    problem = f"invalid YAML: unacceptable character #x{err.character:04x}: {err.reason}"
+    at = text.find(chr(err.character)) if isinstance(err.character, int) else -1
+    if at < 0:
+        return YamlSyntaxError(problem)
+    line_start = text.rfind("\n", 0, at) + 1
+    return YamlSyntaxError(problem, line=text.count("\n", 0, at) + 1, column=at - line_start + 1)
+
+
 def parse_yaml(text: str) -> ParsedYaml:
     """Parse one YAML document into plain values.
 
@@ -379,6 +393,8 @@ def parse_yaml(text: str) -> ParsedYaml:
         raise YamlSyntaxError(
             f"invalid YAML: {problem}", line=mark.line + 1, column=mark.column + 1
         ) from err
+    except yaml.reader.ReaderError as err:
+        raise _refused_character(text, err) from err
     except yaml.YAMLError as err:
         raise YamlSyntaxError(f"invalid YAML: {err}") from err
     except RecursionError as err:

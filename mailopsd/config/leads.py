@@ -1,8 +1,9 @@
 """Leads files: a CSV with a header row; ``email`` is required, other columns are variables.
 
-Rows whose address is not an address, or with a CR or LF in any value (header
-injection), are skipped and reported with their line; a repeated address keeps its
-first row. An address is the lead's key in its campaign, compared case-insensitively.
+Rows whose address is not an address, with a CR or LF in any value (header
+injection), or that the csv module refuses (a value over its size limit), are skipped
+and reported with their line; a repeated address keeps its first row. An address is the
+lead's key in its campaign, compared case-insensitively.
 
 :func:`iter_leads` reads a file row by row and keeps nothing, so a file of millions of
 rows costs no more memory than one row (the ledger stages it and finds repeated
@@ -12,6 +13,7 @@ addresses itself); :func:`read_leads` keeps every row in memory, for small files
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
@@ -27,6 +29,7 @@ __all__ = [
     "LeadsRead",
     "Progress",
     "file_digest",
+    "first_non_utf8",
     "iter_leads",
     "read_leads",
     "repeat_problem",
@@ -89,6 +92,32 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def first_non_utf8(path: Path) -> tuple[int, int] | None:
+    """Find the first byte of a file that is not UTF-8, reading it a chunk at a time.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The line (1-based) and value of that byte, or ``None`` if the file is UTF-8.
+
+    Raises:
+        OSError: The file cannot be read.
+    """
+    line = 1
+    pending = b""
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            data = pending + chunk
+            try:
+                _, used = codecs.utf_8_decode(data, "strict", False)
+            except UnicodeDecodeError as err:
+                return line + data.count(b"\n", 0, err.start), data[err.start]
+            line += data.count(b"\n", 0, used)
+            pending = data[used:]
+    return (line, pending[0]) if pending else None
+
+
 def _problem(row: dict[str, str], email: str) -> str | None:
     if any("\r" in value or "\n" in value for value in row.values()):
         return "has a line break in a value (header injection); skipped"
@@ -100,6 +129,17 @@ def _problem(row: dict[str, str], email: str) -> str | None:
 def repeat_problem(name: str, line: int, given: str, first: int) -> str:
     """The message for a row whose address an earlier row (``first``) already has."""
     return f"{name}:{line}: repeats {given} (line {first} kept)"
+
+
+def _rows(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
+    """The reader's rows, and in place of a row it refuses, why (it goes on after it)."""
+    while True:
+        try:
+            yield from reader
+        except csv.Error as err:
+            yield err
+        else:
+            return
 
 
 Progress = Callable[[str, int, bool], None]
@@ -133,10 +173,15 @@ def iter_leads(
         reader = csv.reader(stream)
         header = [column.strip() for column in next(reader, [])]
         end = reader.line_num
-        for count, row_values in enumerate(reader, start=1):
+        for count, row_values in enumerate(_rows(reader), start=1):
             line, end = end + 1, reader.line_num  # a quoted value may span lines
             if progress is not None and count % _PROGRESS_EVERY == 0:
                 progress(name, count, False)
+            if isinstance(row_values, csv.Error):
+                rows += 1
+                refused = f"{name}:{line}: cannot be read ({row_values}); skipped"
+                yield LeadLine(line, "", "", {}, "", "", refused)
+                continue
             if not any(value.strip() for value in row_values):
                 continue
             rows += 1

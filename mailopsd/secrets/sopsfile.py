@@ -220,8 +220,8 @@ def encrypt_text(
         comment_aads: Comment texts to encrypt again, with their paths (``edit``).
 
     Raises:
-        SecretError: No recipient, the file is already encrypted, or a value sops cannot
-            store.
+        SecretError: No recipient, the file is already encrypted, a value sops cannot
+            store, or a YAML top level written as a flow mapping.
     """
     if not options.recipients:
         raise SecretError(
@@ -241,6 +241,11 @@ def encrypt_text(
         tree["sops"] = _metadata_json(*_metadata_entries(options, key, cipher, mac, now))
         return json.dumps(tree, indent=4, ensure_ascii=False, default=_json_default) + "\n"
     doc = YamlDocument(text, where)
+    if doc.root.flow_style:  # the sops block added below would follow a {…} mapping
+        raise SecretError(
+            f"{where}: the top level is a flow mapping ({{…}}); write it as block mapping "
+            "lines (key: value) to encrypt it"
+        )
     body, mac = encrypt_document(
         doc,
         options.rule,

@@ -143,6 +143,15 @@ class TestStructure:
             5,
         )
 
+    def test_control_character_position(self) -> None:
+        """A character YAML does not allow is located by line and column, not by offset."""
+        with pytest.raises(YamlSyntaxError) as caught:
+            parse_yaml("é: 1\nb: x\x07y\n")
+        err = caught.value
+        assert err.message.startswith("invalid YAML: unacceptable character #x0007: ")
+        assert "\n" not in err.message
+        assert (err.line, err.column) == (2, 5)
+
     def test_two_documents_refused(self) -> None:
         """A config file holds one YAML document."""
         with pytest.raises(

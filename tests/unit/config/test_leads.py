@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
 
-from mailopsd.config.leads import LeadLine, iter_leads, read_leads
+from mailopsd.config.leads import LeadLine, first_non_utf8, iter_leads, read_leads
 
 CSV = (
     "\ufeffemail , first_name\n"
@@ -76,3 +77,28 @@ def test_display_name_defaults_to_the_path(tmp_path: Path) -> None:
     path = _write(tmp_path, "email\nnope\n")
     (lead,) = iter_leads(path)
     assert lead.problem == f"{path}:2: has no valid email ('nope'); skipped"
+
+
+def test_a_row_the_csv_module_refuses_is_skipped(tmp_path: Path) -> None:
+    """A value over the csv field size limit skips its row with a problem; reading goes on."""
+    huge = "x" * (csv.field_size_limit() + 1)
+    path = _write(tmp_path, f"email\nada@example.com\n{huge}@example.com\ncy@example.com\n")
+    lines = list(iter_leads(path, "leads.csv"))
+    refused = f"field larger than field limit ({csv.field_size_limit()})"
+    assert [(lead.line, lead.email, lead.problem) for lead in lines] == [
+        (2, "ada@example.com", None),
+        (3, "", f"leads.csv:3: cannot be read ({refused}); skipped"),
+        (4, "cy@example.com", None),
+    ]
+
+
+def test_first_non_utf8_reads_across_chunks(tmp_path: Path) -> None:
+    """A character split by a chunk boundary is UTF-8; a bad or cut one is found by line."""
+    path = tmp_path / "leads.csv"
+    head = b"email\n" + b"x" * ((1 << 20) - 7)  # "é" straddles the first 1 MiB read
+    path.write_bytes(head + "é@example.com\n".encode())
+    assert first_non_utf8(path) is None
+    path.write_bytes(head + "é@example.com\n".encode() + b"caf\xe9@example.com\n")
+    assert first_non_utf8(path) == (3, 0xE9)
+    path.write_bytes(head + "é\n".encode() + b"\xc3")  # cut in the middle of a character
+    assert first_non_utf8(path) == (3, 0xC3)

@@ -234,6 +234,16 @@ class TestLeadsAndTemplates:
             Path("leads.csv").write_text(content)
         assert errors_of(path) == [f"c.yaml:4:12: campaigns.acme-q4.leads: {message}"]
 
+    def test_leads_file_not_utf8_past_its_header(self, write_config: Writer) -> None:
+        """A byte that is not UTF-8 anywhere in the leads file is an error giving its line."""
+        path = write_config()
+        rows = "".join(f"lead{i}@example.com,Lead,Co\n" for i in range(1000))
+        Path("leads.csv").write_bytes((LEADS + rows).encode() + b"caf\xe9@example.com,Cafe,Co\n")
+        assert errors_of(path) == [
+            "c.yaml:4:12: campaigns.acme-q4.leads: leads file leads.csv is not UTF-8 text "
+            "(line 1003, byte 0xe9); save it as UTF-8"
+        ]
+
     def test_leads_header_with_bom_and_spaces(self, write_config: Writer) -> None:
         """A spreadsheet export (BOM, spaces around names) still has its columns read."""
         path = write_config()

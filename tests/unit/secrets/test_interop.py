@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailopsd import goyaml
+from mailopsd.errors import SecretError
 from mailopsd.secrets import DEFAULT_RULE, EncryptOptions, Rule, decrypt_text, encrypt_text
 from mailopsd.secrets.yamltext import render_scalar
 from tests.sops_tools import AgeKey, make_key, run_sops
@@ -128,6 +129,14 @@ def test_ours_keeps_layout(key: AgeKey) -> None:
     assert len(changed) == 1
     assert changed[0].startswith("  password: ENC[AES256_GCM,data:")
     assert decrypt_text(encrypted, key.identities(), "rich.yaml").text == RICH
+
+
+@pytest.mark.parametrize("text", ["{}\n", "# settings\n{user: ada, password: pw}\n"])
+def test_flow_mapping_top_level_is_refused(key: AgeKey, text: str) -> None:
+    """A {…} top level is refused: the sops block after it would not be YAML any more."""
+    options = EncryptOptions((key.recipient,), Rule("encrypted_regex", "^password$"))
+    with pytest.raises(SecretError, match=r"the top level is a flow mapping"):
+        encrypt_text(text, options, "flow.yaml", now=NOW)
 
 
 def test_json_both_ways(tmp_path: Path, key: AgeKey) -> None:
