@@ -43,6 +43,7 @@ from mailopsd.config.loader import (
     load_config,
 )
 from mailopsd.dispatch.dispatcher import Dispatcher
+from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
@@ -58,7 +59,7 @@ STORAGE_ERRORS = (StateError, sqlite3.OperationalError, OSError)
 """What a write to the state directory raises when the directory stops taking writes."""
 
 _UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
-_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open")
+_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open", "locked")
 
 _T = TypeVar("_T")
 
@@ -97,6 +98,7 @@ class DaemonSettings:
     debounce_ms: int = 200
     inbox_check_s: int = 5
     imap_timeout_s: float = 30.0
+    smtp_timeout_s: float = 30.0
     imap_retry_s: float = 60.0
     storage_headroom_bytes: int = 16 * 1024 * 1024
     storage_retry_s: float = 5.0
@@ -175,6 +177,7 @@ class Daemon:
         self._load_cache = LoadCache()
         self._watched: set[Path] = set()
         self._storage_problem: str | None = None
+        self._serving = False
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -199,7 +202,12 @@ class Daemon:
         loaded = self._load()
         self._until_writable("applying the config", lambda: self._apply(loaded))
         self._watched = watched_files(loaded)
-        self._dispatcher = Dispatcher(self._ledger, state_dir)
+        self._dispatcher = Dispatcher(
+            self._ledger,
+            state_dir,
+            smtp=SmtpTransport(timeout_s=self.settings.smtp_timeout_s),
+            heartbeat=self.notifier.watchdog,
+        )
         self._inbox = Inbox(
             self._ledger,
             timeout_s=self.settings.imap_timeout_s,
@@ -365,7 +373,7 @@ class Daemon:
         )
         self._storage_problem = None
         self.notifier.status(self.status_line())
-        self.request_reload()  # apply what changed in the config meanwhile
+        self._reload_now(notify=False)  # apply what changed in the config meanwhile
         return True
 
     def _load(self) -> LoadedConfig:
@@ -397,8 +405,11 @@ class Daemon:
                 self._apply(loaded)
         except ConfigError as err:
             self._config_rejected(err)
-        except STORAGE_ERRORS as err:
-            self._storage_failed(err, "applying the config")
+        except (*STORAGE_ERRORS, sqlite3.Error) as err:
+            if _unwritable(err):
+                self._storage_failed(err, "applying the config")
+            else:
+                self._reconcile_failed(err)
         else:
             self._record_reload("ok")
             if self._logged_errors:
@@ -409,6 +420,15 @@ class Daemon:
                 self._restart_watcher()
         if notify:
             self.notifier.ready(self.status_line())
+
+    def _reconcile_failed(self, err: BaseException) -> None:
+        """A valid config that could not be applied: the last applied one keeps running."""
+        message = f"not applied, running on revision {self.state.daemon.applied_revision}: {err}"
+        if self._logged_errors != {message}:
+            logger.error("reconcile failed, keeping the last applied config: %s", err)
+        self._logged_errors = frozenset({message})
+        self._set_condition("Ready", "False", "ReconcileFailed", message)
+        self._record_reload("error")
 
     def _config_rejected(self, err: ConfigError) -> None:
         errors = [str(issue) for issue in err.issues]
@@ -433,18 +453,26 @@ class Daemon:
         self._save()
 
     def dispatch(self, *, max_ticks: int = 1000) -> int:
-        """Send what is due now, tick after tick, until nothing more is; return sends made."""
+        """Send what is due now, tick after tick, until nothing more is; return sends made.
+
+        A long backlog does not hold up the rest: a reload asked for ends the run (the
+        main loop applies it, then dispatches again), and between ticks the watchdog is
+        petted and, while serving, finished mailbox polls are recorded, so a reply
+        stops its lead's next step even in the middle of a backlog.
+        """
         if self._dispatcher is None or self.loaded is None:
             return 0
         total = 0
         for _ in range(max_ticks):
-            if self._stop.is_set() or not self._storage_ready():
+            if self._stop.is_set() or self._reload.is_set() or not self._storage_ready():
                 break
             try:
                 state, report = self._dispatcher.tick(
                     self.loaded, self.state, self._now(), should_stop=self._stop.is_set
                 )
             except STORAGE_ERRORS as err:
+                if not _unwritable(err):
+                    raise
                 self._storage_failed(err, "recording sends")
                 break
             if state != self.state:
@@ -458,6 +486,9 @@ class Daemon:
             total += report.assigned
             if not report.assigned:
                 break
+            self.notifier.watchdog()
+            if self._serving:
+                self.inbox_tick()
         return total
 
     def _set_state(self, state: StateFile) -> None:
@@ -465,13 +496,18 @@ class Daemon:
             self.state = state
             self._save()
 
+    def _poll_unrecorded(self, err: BaseException) -> None:
+        if not _unwritable(err):
+            raise err
+        self._storage_failed(err, "recording a mailbox poll")
+
     def inbox_tick(self) -> None:
         """Record the polls that finished and start those that are due."""
         if self._inbox is None or self.loaded is None or not self._storage_ready():
             return  # finished polls wait in the inbox until they can be recorded
         self._set_state(self._inbox.collect(self.loaded, self.state, self._now()))
         if self._inbox.unrecorded is not None:
-            self._storage_failed(self._inbox.unrecorded, "recording a mailbox poll")
+            self._poll_unrecorded(self._inbox.unrecorded)
             return
         self._inbox.start_due(self.loaded)
 
@@ -481,7 +517,7 @@ class Daemon:
             return
         self._set_state(self._inbox.poll_all(self.loaded, self.state, self._now()))
         if self._inbox.unrecorded is not None:
-            self._storage_failed(self._inbox.unrecorded, "recording a mailbox poll")
+            self._poll_unrecorded(self._inbox.unrecorded)
 
     def status_line(self) -> str:
         """The one-line summary sent as ``STATUS=``."""
@@ -537,6 +573,7 @@ class Daemon:
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         self._restart_watcher()
+        self._serving = True
         self.notifier.ready(self.status_line())
         logger.info("ready %s", self.status_line())
         self.inbox_tick()

@@ -164,6 +164,13 @@ def _status_text(report: dict[str, object]) -> list[str]:
                 lines.append(f"    disabled: {c['disabled_reason']}")
             if c["inbox_error"]:
                 lines.append(f"    inbox: {c['inbox_error']} (since {c['inbox_error_since']})")
+            if c["smtp_error"]:
+                lines.append(f"    smtp: {c['smtp_error']} (since {c['smtp_error_since']})")
+            if c["unknown_outcomes"]:
+                lines.append(
+                    f"    unknown outcomes: {c['unknown_outcomes']} (counted as sent, "
+                    "never sent again; the provider's logs tell whether they went)"
+                )
     return lines
 
 

@@ -2,8 +2,9 @@
 
 A tick, for each campaign whose window is open: follow-ups due (each on the credential
 that sent step 1; it waits if that one cannot send), then new leads (rotation picks the
-credential). Every send's intent is committed to the ledger before any message leaves;
-outcomes are committed after. A send whose intent has no outcome (the process died, or
+credential); at most ``sends_per_tick`` sends in all, campaigns taking turns. Every
+send's intent is committed to the ledger before any message leaves; outcomes are
+committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
 again. Sends of different credentials run concurrently in a bounded pool; one
 credential's sends go one after the other on its kept-open connection.
@@ -16,7 +17,7 @@ import secrets
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,17 @@ logger = logging.getLogger(__name__)
 
 CredentialKey = tuple[str, str]
 AUTH_FAILURES_BEFORE_CONDITION = 3
+HEARTBEAT_S = 5.0
+"""How often a tick waiting on slow servers tells the service manager it is alive."""
+
+# Outcomes that say the server (or the way to it) is in trouble, not the lead: the rest of
+# the credential's batch waits and the credential backs off. A connection lost during
+# DATA is one: the next message would most likely be lost the same way, as ``unknown``.
+_SERVER_TROUBLE = {
+    OutcomeKind.NOT_SENT: "smtp unavailable",
+    OutcomeKind.UNKNOWN: "smtp connection lost during data, outcome unknown (never sent again)",
+}
+_STOPS_BATCH = frozenset({OutcomeKind.AUTH_FAILED, *_SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -75,11 +87,13 @@ class Dispatcher:
     smtp: SmtpTransport = field(default_factory=SmtpTransport)
     workers: int = 8
     batch_per_credential: int = 50
-    new_per_tick: int = 2000
+    sends_per_tick: int = 2000
     max_attempts: int = 5
     token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
+    heartbeat: Callable[[], None] = field(default=lambda: None)
     _backoff: dict[CredentialKey, tuple[datetime, int]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
+    _turn: int = 0
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -173,39 +187,58 @@ class Dispatcher:
     def _assign(
         self, loaded: LoadedConfig, state: StateFile, now: datetime
     ) -> tuple[list[_Job], list[LeadProgress]]:
+        """Choose and compose this tick's sends, at most ``sends_per_tick`` in all.
+
+        The cap is for all campaigns together, so that the messages a tick holds in
+        memory, and the pause in sending while they are prepared, do not grow with the
+        number of campaigns. Campaigns take turns: the next tick starts after the last
+        campaign this one reached.
+        """
         jobs: list[_Job] = []
         failed: list[LeadProgress] = []
-        for campaign_id, campaign in loaded.config.campaigns.items():
-            if not is_open(campaign, now):
-                continue
-            budgets = self._budgets(campaign_id, campaign, state, now)
-            if not budgets:
-                continue
-            picker = Picker.of(budgets.values())
-            chosen: list[tuple[str, LeadProgress]] = []
-            limit = self.batch_per_credential * len(budgets)
-            due = self.ledger.due_followups(
-                campaign_id, campaign.account, now, credentials=sorted(budgets), limit=limit
-            )
-            for lead in due:
-                if lead.credential_id is not None and picker.follow_up(lead.credential_id):
-                    chosen.append((lead.credential_id, lead))
-            # Read only the new leads the picker can place: each read lead costs a parse.
-            room = sum(budget.step1_room() for budget in budgets.values())
-            for lead in self.ledger.new_leads(
-                campaign_id, campaign.account, now, min(room, self.new_per_tick)
-            ):
-                budget = picker.pick()
-                if budget is None:
-                    break
-                chosen.append((budget.credential_id, lead))
-            for credential_id, lead in chosen:
+        order = list(loaded.config.campaigns.items())
+        start = self._turn % len(order) if order else 0
+        rotated = order[start:] + order[:start]
+        reached = 0
+        while reached < len(rotated) and len(jobs) + len(failed) < self.sends_per_tick:
+            campaign_id, campaign = rotated[reached]
+            reached += 1
+            left = self.sends_per_tick - len(jobs) - len(failed)
+            for credential_id, lead in self._choose(campaign_id, campaign, state, now, left):
                 job = self._compose(loaded, campaign_id, credential_id, lead, now)
                 if isinstance(job, _Job):
                     jobs.append(job)
                 else:
                     failed.append(job)
+        self._turn = start + reached
         return jobs, failed
+
+    def _choose(
+        self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime, left: int
+    ) -> list[tuple[str, LeadProgress]]:
+        """Up to ``left`` of a campaign's due sends, each with its credential."""
+        if not is_open(campaign, now):
+            return []
+        budgets = self._budgets(campaign_id, campaign, state, now)
+        if not budgets:
+            return []
+        picker = Picker.of(budgets.values())
+        chosen: list[tuple[str, LeadProgress]] = []
+        limit = min(self.batch_per_credential * len(budgets), left)
+        due = self.ledger.due_followups(
+            campaign_id, campaign.account, now, credentials=sorted(budgets), limit=limit
+        )
+        for lead in due:
+            if lead.credential_id is not None and picker.follow_up(lead.credential_id):
+                chosen.append((lead.credential_id, lead))
+        # Read only the new leads the picker can place: each read lead costs a parse.
+        room = min(sum(budget.step1_room() for budget in budgets.values()), left - len(chosen))
+        for lead in self.ledger.new_leads(campaign_id, campaign.account, now, room):
+            budget = picker.pick()
+            if budget is None:
+                break
+            chosen.append((budget.credential_id, lead))
+        return chosen
 
     def _compose(
         self,
@@ -272,7 +305,7 @@ class Dispatcher:
                 )
             if job.credential.archive and outcome.kind == OutcomeKind.ACCEPTED:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
-            if outcome.kind in (OutcomeKind.AUTH_FAILED, OutcomeKind.NOT_SENT):
+            if outcome.kind in _STOPS_BATCH:
                 blocked = outcome
             if outcome.kind == OutcomeKind.REJECTED and window is not None:
                 if counts is None:
@@ -354,7 +387,12 @@ class Dispatcher:
             )
             for key, group in groups.items()
         ]
-        return [result for future in futures for result in future.result()]
+        while wait(futures, timeout=HEARTBEAT_S).not_done:
+            self.heartbeat()  # slow servers are no hung daemon
+        results = [result for future in futures for result in future.result()]
+        for key in groups:  # every batch is done: no connection is in use
+            self.smtp.release(key)
+        return results
 
     # Outcomes ---------------------------------------------------------------------------
 
@@ -427,11 +465,11 @@ class Dispatcher:
         self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
     ) -> StateFile:
         credentials = dict(state.credentials)
-        first: dict[CredentialKey, Outcome] = {}
+        last: dict[CredentialKey, Outcome] = {}  # how each credential's batch ended
         for job, outcome in results:
             if "not attempted" not in outcome.detail:
-                first.setdefault(job.key, outcome)
-        for key, outcome in first.items():
+                last[job.key] = outcome
+        for key, outcome in last.items():
             name = _key(*key)
             entry = credentials.get(name, CredentialState())
             if outcome.kind == OutcomeKind.AUTH_FAILED:
@@ -453,20 +491,33 @@ class Dispatcher:
                         auth_failed_at=now, auth_failed_reason=f"{outcome.code} {outcome.detail}"
                     )
                 credentials[name] = entry.model_copy(update=update)
-            elif outcome.kind == OutcomeKind.NOT_SENT:
+            elif outcome.kind in _SERVER_TROUBLE:
                 failures = self._backoff.get(key, (now, 0))[1] + 1
                 delay = min(15 * 2**failures, 1800)
                 self._backoff[key] = (now + timedelta(seconds=delay), failures)
                 logger.warning(
-                    "smtp unavailable campaign=%s credential=%s detail=%s retry_in_s=%d",
+                    "%s campaign=%s credential=%s code=%s detail=%s retry_in_s=%d",
+                    _SERVER_TROUBLE[outcome.kind],
                     *key,
+                    outcome.code,
                     outcome.detail,
                     delay,
                 )
+                error = " ".join(str(part) for part in (outcome.code, outcome.detail) if part)
+                credentials[name] = entry.model_copy(
+                    update={
+                        "smtp_error": f"{_SERVER_TROUBLE[outcome.kind]}: {error}",
+                        "smtp_error_since": entry.smtp_error_since or now,
+                    }
+                )
             else:
                 self._backoff.pop(key, None)
-                if entry.auth_failures:
-                    credentials[name] = entry.model_copy(update={"auth_failures": 0})
+                if entry.auth_failures or entry.smtp_error:
+                    if entry.smtp_error:
+                        logger.info("smtp reachable again campaign=%s credential=%s", *key)
+                    credentials[name] = entry.model_copy(
+                        update={"auth_failures": 0, "smtp_error": None, "smtp_error_since": None}
+                    )
         return state.model_copy(update={"credentials": credentials})
 
     def tick(

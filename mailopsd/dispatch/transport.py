@@ -2,8 +2,9 @@
 
 Each send ends in one outcome. Before the server answers ``354`` to ``DATA`` nothing can
 have been delivered, so a failure there is ``not_sent`` (or ``deferred``/``rejected`` when
-the server said so for the recipient). Once the message body is on its way, a broken
-connection is ``unknown``: the message may have been accepted, so it is never sent again.
+the server said so for the recipient). A 421, the server hanging up, is ``not_sent`` at
+any stage. Once the message body is on its way, a broken connection is ``unknown``: the
+message may have been accepted, so it is never sent again.
 TLS is never downgraded: a server that does not offer STARTTLS when it is required gets
 no password. Server text in outcomes is capped and stripped of line breaks.
 
@@ -17,6 +18,11 @@ closed without the final dot, so nothing is delivered. A message with a BCC copy
 ``DATA`` only after the lead's ``RCPT`` was accepted, as without pipelining. A server
 that refuses an envelope sent ahead gets it again on a fresh connection, and no more
 envelopes ahead.
+
+A credential's connection stays open for its next batch, but only the ``keep_open``
+most recently used idle ones do: a fleet of thousands of mailboxes on one relay would
+otherwise hold a connection per mailbox, beyond what the relay serves at once (Postfix's
+``smtp-sink`` serves 256) and beyond the process's open-file limit (1,024 under systemd).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import re
 import smtplib
 import ssl
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -36,6 +43,7 @@ from mailopsd.dispatch.compose import Outgoing
 __all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport", "tls_mode"]
 
 _DETAIL_MAX = 200
+_CLOSING = 421  # "service not available, closing transmission channel" (RFC 5321 3.8)
 CredentialKey = tuple[str, str]
 
 
@@ -68,6 +76,8 @@ def _detail(text: object) -> str:
 def _reply(code: int, text: object) -> Outcome:
     if 200 <= code < 300:
         return Outcome(OutcomeKind.ACCEPTED, code, _detail(text))
+    if code == _CLOSING:  # the server's trouble, whatever the command: not the lead's
+        return Outcome(OutcomeKind.NOT_SENT, code, _detail(text))
     kind = OutcomeKind.DEFERRED if 400 <= code < 500 else OutcomeKind.REJECTED
     return Outcome(kind, code, _detail(text))
 
@@ -104,7 +114,13 @@ class SmtpTransport:
     """
 
     timeout_s: float = 30.0
+    # Postfix takes 50 connections from one client at a time by default
+    # (smtpd_client_connection_count_limit): the dispatcher's eight sending threads and
+    # these idle ones stay under it.
+    keep_open: int = 32
     _connections: dict[CredentialKey, smtplib.SMTP] = field(default_factory=dict)
+    _idle: OrderedDict[CredentialKey, None] = field(default_factory=OrderedDict)
+    _idle_lock: threading.Lock = field(default_factory=threading.Lock)
     _contexts: dict[tuple[str, int, int] | None, ssl.SSLContext] = field(default_factory=dict)
     _contexts_lock: threading.Lock = field(default_factory=threading.Lock)
     _ahead: dict[CredentialKey, tuple[Outgoing, int]] = field(default_factory=dict)
@@ -162,14 +178,39 @@ class SmtpTransport:
     def _session(
         self, key: CredentialKey, credential: Credential, ca_file: Path | None
     ) -> smtplib.SMTP:
+        with self._idle_lock:  # in use again: no other thread may close it now
+            self._idle.pop(key, None)
         smtp = self._connections.get(key)
         if smtp is None:
             smtp = self._connect(credential, ca_file)
             self._connections[key] = smtp
         return smtp
 
+    def release(self, key: CredentialKey) -> None:
+        """Done with a credential's batch: keep its connection open for the next one.
+
+        Beyond ``keep_open`` idle connections, the least recently used are closed (this
+        one too when ``keep_open`` is 0). Call it once the batch is over; a connection
+        taken again for a batch is never closed from another thread.
+        """
+        self.settle(key)
+        closing: list[smtplib.SMTP] = []
+        with self._idle_lock:
+            if key in self._connections:
+                self._idle[key] = None
+                self._idle.move_to_end(key)
+            while len(self._idle) > self.keep_open:
+                oldest, _ = self._idle.popitem(last=False)
+                smtp = self._connections.pop(oldest, None)
+                if smtp is not None:
+                    closing.append(smtp)
+        for smtp in closing:
+            _close(smtp)
+
     def drop(self, key: CredentialKey) -> None:
         """Close a credential's connection (after an error, or when it changed)."""
+        with self._idle_lock:
+            self._idle.pop(key, None)
         if key in self._ahead:  # a DATA may be open: QUIT would be message text
             self._abandon(key)
             return
@@ -243,7 +284,8 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as err:
             return Outcome(OutcomeKind.AUTH_FAILED, err.smtp_code, _detail(err.smtp_error))
         except (OSError, smtplib.SMTPException) as err:
-            return Outcome(OutcomeKind.NOT_SENT, getattr(err, "smtp_code", None), _detail(err))
+            code = getattr(err, "smtp_code", None)
+            return Outcome(OutcomeKind.NOT_SENT, code, _detail(getattr(err, "smtp_error", err)))
         send_ahead = then if key not in self._no_ahead else None
         try:
             outcome, usable, sent_ahead = self._transaction(smtp, outgoing, ahead, send_ahead)
@@ -273,15 +315,15 @@ class SmtpTransport:
         first refusal as a client without pipelining does.
         """
         if ahead:
-            return [smtp.getreply() for _ in range(ahead)]
+            return _replies(smtp, ahead)
         if smtp.has_extn("pipelining"):
             smtp.send("".join(f"{command}\r\n" for command in commands).encode("ascii"))
-            return [smtp.getreply() for _ in commands]
+            return _replies(smtp, len(commands))
         replies: list[tuple[int, bytes]] = []
         for command in commands:
             smtp.putcmd(command)
             replies.append(smtp.getreply())
-            if _refusal(replies) is not None:
+            if _refusal(replies) is not None or replies[-1][0] == _CLOSING:
                 break
         return replies
 
@@ -296,6 +338,8 @@ class SmtpTransport:
         """
         try:
             replies = self._envelope(smtp, _commands(outgoing), ahead)
+            if replies[-1][0] == _CLOSING:  # the server says no more, and hangs up
+                return _reply(*replies[-1]), False, 0
             if ahead and replies[0][0] != 250:
                 raise _BeforeDataError("the envelope sent ahead was refused")
             sent_data = len(replies) == len(outgoing.recipients) + 2  # DATA's reply is last
@@ -308,8 +352,9 @@ class SmtpTransport:
                 return refusal, True, 0
             code, text = replies[-1] if sent_data else smtp.docmd("DATA")
             if code != 354:
-                smtp.rset()
-                return _reply(code, text), True, 0
+                if code != _CLOSING:
+                    smtp.rset()
+                return _reply(code, text), code != _CLOSING, 0
         except (OSError, smtplib.SMTPException) as err:
             raise _BeforeDataError from err
         payload = _data_payload(outgoing.data)
@@ -321,7 +366,15 @@ class SmtpTransport:
             code, text = smtp.getreply()
         except (OSError, smtplib.SMTPException) as err:
             raise _AfterDataError from err
-        return _reply(code, text), True, len(following)
+        return _reply(code, text), code != _CLOSING, len(following)
+
+
+def _replies(smtp: smtplib.SMTP, count: int) -> list[tuple[int, bytes]]:
+    """Up to ``count`` replies: none is read after a 421, as the server hangs up then."""
+    replies = [smtp.getreply()]
+    while len(replies) < count and replies[-1][0] != _CLOSING:
+        replies.append(smtp.getreply())
+    return replies
 
 
 def _commands(outgoing: Outgoing) -> list[str]:

@@ -222,9 +222,10 @@ class Inbox:
         self, key: CredentialKey, mailbox: _Mailbox, error: str, state: StateFile, at: datetime
     ) -> StateFile:
         mailbox.failures += 1
-        delay = min(
-            min(self.retry_s, mailbox.interval_s) * 2 ** (mailbox.failures - 1), MAX_BACKOFF_S
-        )
+        # Back off from the retry delay, but never past the poll interval: a mailbox
+        # that comes back is read as soon as it would have been anyway.
+        cap = min(MAX_BACKOFF_S, max(mailbox.interval_s, self.retry_s))
+        delay = min(min(self.retry_s, mailbox.interval_s) * 2 ** (mailbox.failures - 1), cap)
         mailbox.due = time.monotonic() + delay
         if mailbox.error is None:  # one line when the mailbox becomes unreadable
             logger.warning(
@@ -274,6 +275,24 @@ class Inbox:
             state = _with_entry(state, key, cleared)
         return health.check_credentials(self.ledger, loaded, state, done.check, at)
 
+    def _record(
+        self,
+        key: CredentialKey,
+        mailbox: _Mailbox,
+        future: Future[PollResult],
+        loaded: LoadedConfig,
+        state: StateFile,
+        at: datetime,
+    ) -> StateFile:
+        try:
+            result = future.result()
+        except ImapError as err:
+            return self._failed(key, mailbox, str(err), state, at)
+        except Exception as err:  # a poller bug must not stop the daemon
+            logger.exception("imap poll crashed campaign=%s credential=%s", *key)
+            return self._failed(key, mailbox, f"internal error: {type(err).__name__}", state, at)
+        return self._succeeded(key, mailbox, result, loaded, state, at)
+
     def collect(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
         """Record every finished poll; return the state with health and errors updated.
 
@@ -288,21 +307,11 @@ class Inbox:
                 continue
             mailbox.running = None
             try:
-                result = future.result()
-            except ImapError as err:
-                state = self._failed(key, mailbox, str(err), state, at)
-            except Exception as err:  # a poller bug must not stop the daemon
-                logger.exception("imap poll crashed campaign=%s credential=%s", *key)
-                state = self._failed(
-                    key, mailbox, f"internal error: {type(err).__name__}", state, at
-                )
-            else:
-                try:
-                    state = self._succeeded(key, mailbox, result, loaded, state, at)
-                except (StateError, sqlite3.OperationalError, OSError) as err:
-                    mailbox.running = future  # recorded once the ledger takes writes
-                    self.unrecorded = err
-                    break
+                state = self._record(key, mailbox, future, loaded, state, at)
+            except (StateError, sqlite3.OperationalError, OSError) as err:
+                mailbox.running = future  # recorded once the ledger takes writes
+                self.unrecorded = err
+                break
         self._finish_chores()
         return state
 

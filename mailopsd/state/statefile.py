@@ -67,6 +67,11 @@ class CredentialState(_Model):
         default=None, description="Why its mailbox cannot be read now (polls retry by themselves)."
     )
     inbox_error_since: Time | None = Field(default=None, description="Since when.")
+    smtp_error: str | None = Field(
+        default=None,
+        description="Why its server takes no mail now (421, no answer, TLS refused); it retries.",
+    )
+    smtp_error_since: Time | None = Field(default=None, description="Since when.")
 
     def is_disabled(self, reenabled_at: datetime | None) -> bool:
         """Tell whether it is disabled, given the ``reenabled_at`` its config holds now."""

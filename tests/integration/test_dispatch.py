@@ -6,15 +6,22 @@ import json
 import mailbox
 import sqlite3
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mailopsd import cli
+from mailopsd.config.loader import LoadOptions
+from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.dispatch.dispatcher import HEARTBEAT_S
+from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, load_state, save_state
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
+from tests.e2e.test_daemon import NotifySocket
+from tests.servers.imap import HungServer
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
 
@@ -464,3 +471,66 @@ def test_bounce_threshold_stops_the_batch_with_envelopes_ahead(
         assert outcomes == {"sent": 3, "bounced": 3, "not_sent": 6}
     finally:
         server.controller.stop()
+
+
+def test_server_trouble_shows_in_status_until_mail_goes_again(
+    tmp_path: Path, test_ca: TestCA, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 421 is the server's trouble: status names it on the credential until a send
+    succeeds, and the lead gets its message once."""
+    server = start_smtp(
+        test_ca,
+        {"ada": "pw-ada"},
+        rules={"lead0000@example.net": ("DATA_ONCE", "421 4.7.0 Too busy, try later")},
+    )
+    try:
+        path = write_campaign(tmp_path, {"a": credential(server, "ada")}, leads=1, steps=1)
+        state = tmp_path / "state"
+        run_once(path, state, "2026-11-23T10:00:00Z")
+        capsys.readouterr()
+        assert cli.main(["status", "--state-dir", str(state)]) == 0
+        shown = capsys.readouterr().out
+        assert (
+            "    smtp: smtp unavailable: 421 4.7.0 Too busy, try later "
+            "(since 2026-11-23T10:00:00Z)" in shown
+        )
+        run_once(path, state, "2026-11-23T10:05:00Z")
+        assert [m.rcpt_tos for m in server.handler.messages] == [["lead0000@example.net"]]
+        assert load_state(state).credential("camp/a").smtp_error is None
+    finally:
+        server.controller.stop()
+
+
+def test_a_silent_server_never_starves_the_watchdog(tmp_path: Path, hung_imap: HungServer) -> None:
+    """While a tick waits on a server that never answers, the service manager still
+    hears the daemon is alive; the wait ends at the SMTP timeout, and nothing is sent."""
+    box = {
+        "smtp_host": "127.0.0.1",
+        "smtp_port": hung_imap.port,
+        "smtp_username": "ada",
+        "smtp_password": "pw-ada",
+        "from_name": "Ada",
+        "from_email": "ada@sender.example.com",
+        "daily_limit": 10,
+        "tls": "none",
+    }
+    path = write_campaign(tmp_path, {"a": box}, leads=3, steps=1)
+    notify = NotifySocket()
+    settings = DaemonSettings(
+        config_path=path,
+        state_dir=tmp_path / "state",
+        load_options=LoadOptions(allow_plaintext_secrets=True),
+        clock=lambda: datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+        smtp_timeout_s=HEARTBEAT_S * 1.6,
+    )
+    daemon = Daemon(settings, Notifier({"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"}))
+    try:
+        daemon.start()
+        before = len(notify.messages)
+        assert daemon.dispatch() == 3
+        pings = [m for m in notify.messages[before:] if m == "WATCHDOG=1"]
+        assert pings, notify.messages[before:]
+        assert daemon.state.credential("camp/a").smtp_error is not None
+    finally:
+        daemon.close()
+        notify.close()

@@ -334,3 +334,43 @@ def _wait(
         assert process.poll() is None, f"the daemon exited with {process.returncode}"
         assert time.monotonic() < deadline, "not reached in time"
         time.sleep(0.1)
+
+
+def test_a_config_the_ledger_refuses_keeps_the_last_applied_one(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A valid push that cannot be applied is reported (Ready=False) and changes nothing;
+    the daemon keeps working on what it applied, and the next push that applies clears it."""
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", daily_limit=1000)}, leads=3, steps=1
+    )
+    state = tmp_path / "state"
+    clock = [START]
+    with _daemon(path, state, clock, headroom=0) as daemon:
+        revision = daemon.state.daemon.applied_revision
+        with sqlite3.connect(state / "ledger.sqlite3") as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON leads WHEN NEW.email = 'new@example.net' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        with (tmp_path / "leads.csv").open("a") as leads:
+            leads.write("new@example.net,New\n")
+        daemon._reload_now(notify=False)
+        ready = daemon.state.condition("Ready")
+        assert ready is not None
+        assert (ready.status, ready.reason) == ("False", "ReconcileFailed")
+        assert f"not applied, running on revision {revision}: " in ready.message
+        assert "refused by the test" in ready.message
+        assert daemon.state.daemon.applied_revision == revision
+        assert daemon.state.daemon.last_reload_result == "error"
+        assert daemon.dispatch() == 3
+        assert "Ready=False ReconcileFailed" in _status(state, capsys)
+        with sqlite3.connect(state / "ledger.sqlite3") as db:
+            db.execute("DROP TRIGGER refuse")
+        daemon._reload_now(notify=False)
+        ready = daemon.state.condition("Ready")
+        assert ready is not None
+        assert ready.status == "True"
+        clock[0] += timedelta(minutes=1)
+        assert daemon.dispatch() == 1
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages)[-1] == "new@example.net"

@@ -344,3 +344,59 @@ def test_envelope_ahead_refused_goes_again_alone(server: Scripted) -> None:
     assert server.connections == 2
     assert len(server.reads) == 5  # four envelopes, and the one refused ahead
     assert KEY in transport._no_ahead
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_421_at_mail_is_the_servers_trouble(server: Scripted, pipelining: bool) -> None:
+    """A 421 to MAIL (the server hangs up) is ``not_sent`` with the server's words, not a
+    deferral charged to the lead: no body goes out, and the next send reconnects."""
+    server.pipelining = pipelining
+    server.mail_replies = ["421 4.7.0 Try again later, closing connection"]
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3)
+    try:
+        refused = transport.deliver(KEY, credential, None, _outgoing(campaign, "a@x.test"))
+        accepted = transport.deliver(KEY, credential, None, _outgoing(campaign, "b@x.test"))
+    finally:
+        transport.close_all()
+    assert (refused.kind, refused.code) == (OutcomeKind.NOT_SENT, 421)
+    assert refused.detail == "4.7.0 Try again later, closing connection"
+    assert accepted.kind == OutcomeKind.ACCEPTED
+    assert len(server.received) == 1
+    assert b"b@x.test" in server.received[0]
+    assert server.connections == 2
+
+
+def test_idle_connections_beyond_keep_open_are_closed(server: Scripted) -> None:
+    """Connections released beyond ``keep_open`` are closed, so a server that serves fewer
+    connections at once than there are credentials still gets every credential's mail."""
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3, keep_open=0)
+    try:
+        outcomes = []
+        for name in ("a", "b", "c"):
+            key = ("camp", name)
+            outgoing = _outgoing(campaign, f"{name}@x.test")
+            outcomes.append(transport.deliver(key, credential, None, outgoing))
+            transport.release(key)
+    finally:
+        transport.close_all()
+    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 3
+    assert len(server.received) == 3
+    assert server.connections == 3
+
+
+def test_released_connection_serves_the_next_batch(server: Scripted) -> None:
+    """Within ``keep_open``, a released connection stays open for the credential's next
+    batch."""
+    credential, campaign = _setup(server)
+    transport = SmtpTransport(timeout_s=3, keep_open=1)
+    try:
+        for address in ("a@x.test", "b@x.test"):
+            outcome = transport.deliver(KEY, credential, None, _outgoing(campaign, address))
+            assert outcome.kind == OutcomeKind.ACCEPTED
+            transport.release(KEY)
+    finally:
+        transport.close_all()
+    assert len(server.received) == 2
+    assert server.connections == 1
