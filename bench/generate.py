@@ -1,6 +1,10 @@
-"""Generate a large, valid config: N campaigns x M credentials, with leads and a template.
+"""Generate large, valid configs: N campaigns x M credentials, with leads and a template.
 
 python -m bench.generate OUT_DIR [--campaigns 1000] [--credentials 10]
+
+:func:`generate` writes one file with every field of every credential, for the loading
+benchmarks; :func:`generate_fleet` writes campaigns, one file each, that really send, to
+an SMTP relay on 127.0.0.1, for the daemon under load; :func:`write_leads` writes leads.
 """
 
 from __future__ import annotations
@@ -59,6 +63,79 @@ _CIPHERTEXT_A = (
 _CIPHERTEXT_B = (
     "ENC[AES256_GCM,data:cGFzc3dvcmQtYmVuY2g=,iv:aXYtaXYtaXYtaXY=,tag:dGFnLXRhZw==,type:str]"
 )
+
+
+_FLEET_CAMPAIGN = """\
+campaigns:
+  camp-{c:05d}:
+    name: Fleet campaign {c}
+    leads: leads-{c:05d}.csv
+    sequence:
+      - subject: "Quick question, {{{{ first_name }}}}"
+        body: "Hi {{{{ first_name }}}}, is {{{{ company }}}} hiring?"
+    smtp_credentials:
+"""
+_FLEET_CREDENTIAL = """\
+      box-{n:05d}:
+        smtp_host: 127.0.0.1
+        smtp_port: {port}
+        smtp_username: user{n}
+        smtp_password: password-{n}-fleet
+        from_name: Box {n}
+        from_email: box{n}.c{c}@sender.example.com
+        daily_limit: {limit}
+        tls: none
+"""
+
+
+def write_leads(path: Path, count: int, *, start: int = 0, append: bool = False) -> None:
+    """Write (or append) ``count`` leads ``lead{i}@example.net`` with two more columns."""
+    with path.open("a" if append else "w") as stream:
+        if not append:
+            stream.write("email,first_name,company\n")
+        for first in range(start, start + count, 10_000):
+            stream.write(
+                "".join(
+                    f"lead{i}@example.net,Name{i},Co {i % 977}\n"
+                    for i in range(first, min(first + 10_000, start + count))
+                )
+            )
+
+
+def generate_fleet(
+    out: Path, *, campaigns: int, credentials: int, leads: int, smtp_port: int
+) -> list[Path]:
+    """Write campaigns that send, each in its own file with its own leads file.
+
+    Every credential sends, without TLS or login, to the relay on 127.0.0.1:``smtp_port``
+    (which mailopsd allows only on loopback), with a daily limit no campaign reaches, no
+    rate limit and no send window: what is due goes out at the pace of the daemon and the
+    relay. Secrets are in clear (run with ``--allow-plaintext-secrets``).
+
+    Args:
+        out: The directory to write into (the daemon's ``--config``).
+        campaigns: How many campaigns.
+        credentials: How many credentials in all, shared evenly among the campaigns.
+        leads: How many leads in all, shared evenly; every address is different.
+        smtp_port: The relay's port on 127.0.0.1.
+
+    Returns:
+        The campaign files, in order.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    per_campaign, per_leads = max(1, credentials // campaigns), leads // campaigns
+    paths = []
+    for c in range(campaigns):
+        write_leads(out / f"leads-{c:05d}.csv", per_leads, start=c * per_leads)
+        parts = [_FLEET_CAMPAIGN.format(c=c)]
+        parts.extend(
+            _FLEET_CREDENTIAL.format(n=n, c=c, port=smtp_port, limit=max(1, per_leads))
+            for n in range(per_campaign)
+        )
+        path = out / f"camp-{c:05d}.yaml"
+        path.write_text("".join(parts))
+        paths.append(path)
+    return paths
 
 
 def generate(out: Path, *, campaigns: int, credentials: int, plain_secrets: bool = False) -> Path:

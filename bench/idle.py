@@ -15,64 +15,25 @@ daemon is stopped with ``SIGTERM`` and waited for.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.memory import QUICK_NOTE, mailopsd_command, write_fleet
+from bench.daemon import WatchedDaemon, watched_daemon
+from bench.memory import QUICK_NOTE, write_fleet
 from bench.report import Row
 
 TARGET_PERCENT = 1.0
 DRIFT_INTERVAL_S = 300  # DaemonSettings.drift_interval_s
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """The CPU time (user + system) a process used, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _wait_for(sock: socket.socket, word: str, daemon: subprocess.Popen[bytes], log: Path) -> None:
-    """Read notify datagrams until one holds ``word`` (the daemon must stay alive)."""
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            tail = "\n".join(log.read_text().splitlines()[-20:])
-            raise RuntimeError(f"mailopsd run exited {daemon.returncode}:\n{tail}")
-        try:
-            message = sock.recv(65536).decode()
-        except TimeoutError:
-            continue
-        if re.search(rf"^{word}$", message, re.MULTILINE):
-            return
-    raise RuntimeError(f"no {word} from mailopsd run within an hour")
-
-
-def _stop(daemon: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the daemon and wait; SIGKILL its process group if it hangs."""
-    if daemon.poll() is not None:
-        return
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
+def _ready(daemon: WatchedDaemon, since: float) -> None:
+    """Wait for ``READY=1`` (the import done, or a reload)."""
+    if daemon.wait_for("READY=1", timeout_s=3600, since=since) is None:
+        raise RuntimeError("no READY=1 from mailopsd run within an hour")
 
 
 def run(quick: bool) -> list[Row]:
@@ -86,51 +47,24 @@ def run(quick: bool) -> list[Row]:
         config = write_fleet(
             directory / "config", credentials=credentials, leads=leads, days=(open_day,)
         )
-        notify_path = directory / "notify.sock"
-        log = directory / "daemon.log"
-        with (
-            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
-            log.open("w") as stderr,
-        ):
-            sock.bind(str(notify_path))
-            sock.settimeout(1.0)
-            command = mailopsd_command(
-                "run",
-                "--config",
-                str(config),
-                "--state-dir",
-                str(directory / "state"),
-                "--allow-plaintext-secrets",
-            )
-            environ = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
-            environ.pop("WATCHDOG_USEC", None)
-            started = time.perf_counter()
-            daemon = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-                command,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                env=environ,
-                start_new_session=True,
-            )
-            try:
-                _wait_for(sock, "READY=1", daemon, log)
-                startup = time.perf_counter() - started
-                time.sleep(settle_s)
-                cpu_before, wall_before = _cpu_seconds(daemon.pid), time.perf_counter()
-                time.sleep(measure_s)
-                cpu_after, wall_after = _cpu_seconds(daemon.pid), time.perf_counter()
-                rss = _rss_mb(daemon.pid)
-                percent = (cpu_after - cpu_before) / (wall_after - wall_before) * 100
-                reload_before, reload_start = _cpu_seconds(daemon.pid), time.perf_counter()
-                daemon.send_signal(signal.SIGHUP)
-                _wait_for(sock, "READY=1", daemon, log)
-                reload_wall = time.perf_counter() - reload_start
-                time.sleep(1.0)  # the dispatch that follows a reload
-                reload_cpu = _cpu_seconds(daemon.pid) - reload_before
-                if daemon.poll() is not None:
-                    raise RuntimeError(f"mailopsd run exited {daemon.returncode} while idle")
-            finally:
-                _stop(daemon)
+        arguments = ["run", "--config", str(config), "--state-dir", str(directory / "state")]
+        with watched_daemon([*arguments, "--allow-plaintext-secrets"], directory) as daemon:
+            _ready(daemon, daemon.started)
+            startup = time.monotonic() - daemon.started
+            time.sleep(settle_s)
+            cpu_before, wall_before = daemon.cpu_seconds(), time.perf_counter()
+            time.sleep(measure_s)
+            cpu_after, wall_after = daemon.cpu_seconds(), time.perf_counter()
+            rss = daemon.rss_mb()
+            percent = (cpu_after - cpu_before) / (wall_after - wall_before) * 100
+            reload_before, reload_start = daemon.cpu_seconds(), time.monotonic()
+            daemon.process.send_signal(signal.SIGHUP)
+            _ready(daemon, reload_start)
+            reload_wall = time.monotonic() - reload_start
+            time.sleep(1.0)  # the dispatch that follows a reload
+            reload_cpu = daemon.cpu_seconds() - reload_before
+            if daemon.process.poll() is not None:
+                raise RuntimeError(f"mailopsd run exited {daemon.process.returncode} while idle")
     with_drift = percent + reload_cpu / DRIFT_INTERVAL_S * 100
     quick_note = QUICK_NOTE if quick else ""
     return [

@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.daemon import mailopsd_command
+from bench.generate import write_leads
 from bench.report import Row
 
 TARGET_MB = 150.0
@@ -72,20 +74,6 @@ _CREDENTIAL = """\
 """
 
 
-def write_leads(path: Path, count: int, *, start: int = 0, append: bool = False) -> None:
-    """Write (or append) ``count`` leads ``lead{i}@example.net`` with two more columns."""
-    with path.open("a" if append else "w") as stream:
-        if not append:
-            stream.write("email,first_name,company\n")
-        for first in range(start, start + count, 10_000):
-            stream.write(
-                "".join(
-                    f"lead{i}@example.net,Name{i},Co {i % 977}\n"
-                    for i in range(first, min(first + 10_000, start + count))
-                )
-            )
-
-
 def write_fleet(
     directory: Path, *, credentials: int, leads: int, days: tuple[str, ...] = WORKDAYS
 ) -> Path:
@@ -97,11 +85,6 @@ def write_fleet(
     path = directory / "c.yaml"
     path.write_text("".join(parts))
     return path
-
-
-def mailopsd_command(*arguments: str) -> list[str]:
-    """``python -m mailopsd ARGUMENTS`` with this interpreter."""
-    return [sys.executable, "-m", "mailopsd", *arguments]
 
 
 def _stop(process: subprocess.Popen[str]) -> None:

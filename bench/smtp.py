@@ -25,6 +25,7 @@ postfix (``smtp-sink``, ``smtp-source``). The helpers here serve ``bench.smtp_tl
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import smtplib
 import socket
@@ -33,12 +34,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -103,20 +106,95 @@ def _tool(name: str) -> str:
     return found
 
 
+def _start_sink(port: int, *, counting: bool) -> subprocess.Popen[bytes]:
+    """``smtp-sink`` on 127.0.0.1:``port``, announcing no AUTH; ``-c``: counters on stdout."""
+    return subprocess.Popen(  # noqa: S603 - a fixed tool
+        [
+            *(_tool("smtp-sink"), *(("-c",) if counting else ()), "-a", "-u", "nobody"),
+            *(f"127.0.0.1:{port}", "1024"),
+        ],
+        stdout=subprocess.PIPE if counting else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @contextlib.contextmanager
 def smtp_sink() -> Iterator[int]:
     """Run ``smtp-sink`` on a free loopback port; yield the port; stop it afterwards."""
     port = free_port()
-    sink = subprocess.Popen(  # noqa: S603 - a fixed tool
-        [_tool("smtp-sink"), "-a", "-u", "nobody", f"127.0.0.1:{port}", "1024"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sink = _start_sink(port, counting=False)
     try:
         wait_for_port(port, sink)
         yield port
     finally:
         stop(sink)
+
+
+_RECEIVED = re.compile(rb"mesg=(\d+)")
+
+
+@dataclass
+class SinkCount:
+    """The messages an ``smtp-sink -c`` received: the count, and when it was read.
+
+    ``timeline`` holds ``(monotonic time, messages so far)``, one entry per read of the
+    sink's counters, which it prints after every message.
+    """
+
+    port: int
+    timeline: list[tuple[float, int]] = field(default_factory=lambda: [(time.monotonic(), 0)])
+    _grew: threading.Condition = field(default_factory=threading.Condition)
+
+    def read(self, stream: IO[bytes]) -> None:
+        """Follow the sink's counters until it exits (the reading thread)."""
+        rest = b""
+        while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+            rest += chunk
+            found = _RECEIVED.findall(rest[: rest.rfind(b"\r") + 1])
+            rest = rest[rest.rfind(b"\r") + 1 :]
+            if found:
+                with self._grew:
+                    self.timeline.append((time.monotonic(), int(found[-1])))
+                    self._grew.notify_all()
+
+    def count(self) -> int:
+        """The messages received so far."""
+        with self._grew:
+            return self.timeline[-1][1]
+
+    def wait_for(self, messages: int, timeout_s: float) -> float | None:
+        """When the sink had received ``messages`` in all; None if not within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        with self._grew:
+            while self.timeline[-1][1] < messages:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._grew.wait(left)
+            return next(at for at, count in self.timeline if count >= messages)
+
+    def between(self, start: float, end: float) -> list[tuple[float, int]]:
+        """The timeline's entries from ``start`` to ``end`` (monotonic)."""
+        with self._grew:
+            return [(at, count) for at, count in self.timeline if start <= at <= end]
+
+
+@contextlib.contextmanager
+def counting_smtp_sink() -> Iterator[SinkCount]:
+    """Like :func:`smtp_sink`, counting what arrives and when; yields the count."""
+    port = free_port()
+    sink = _start_sink(port, counting=True)
+    received = SinkCount(port)
+    reader = threading.Thread(target=received.read, args=(sink.stdout,), name="sink-counter")
+    reader.start()
+    try:
+        wait_for_port(port, sink)
+        yield received
+    finally:
+        stop(sink)
+        reader.join(timeout=10)
+        if sink.stdout is not None:
+            sink.stdout.close()
 
 
 # mailopsd -------------------------------------------------------------------------------
