@@ -31,8 +31,11 @@ import email
 import email.errors
 import email.header
 import email.policy
+import encodings
+import encodings.aliases
 import functools
 import html
+import itertools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -62,7 +65,13 @@ _MAX_WORDS = 16 * 2**10  # characters of a diagnostic matched against the word r
 _MAX_PARTS = 64  # MIME parts looked at
 _MAX_DEPTH = 8  # MIME nesting followed
 _MAX_RECIPIENTS = 100  # recipients read from one report
-_MAX_FLUFL = 64 * 2**10  # bytes of a message the flufl.bounce detectors scan
+_MAX_REFERENCES = 100  # Message-IDs kept of those a message refers to, the first ones
+_MAX_FLUFL = 64 * 2**10  # bytes of a message's body the flufl.bounce detectors scan
+_MAX_FLUFL_FIELDS = 200  # header fields they see
+_MAX_FLUFL_LINES = 2000  # lines they see: a detector tries ~50 patterns on each
+_MAX_FLUFL_MARKS = 2 * _MAX_PARTS  # part delimiters and Content-Type fields they may see
+_MAX_LINE = 998  # characters of a line they see (RFC 5322's limit)
+_MAX_DECODED = 16 * 2**10  # characters of a field whose encoded words are decoded
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,8 @@ class Classification:
     ``kind`` is ``hard``, ``soft``, ``block``, ``feedback``, ``auto_reply``, ``delivered``,
     ``unsubscribe``, ``reply`` or ``other``; for reports it is the first recipient's class.
     ``references`` holds the Message-IDs it refers to (the returned message's first, then
-    In-Reply-To and References), ``sender`` the From address, ``notes`` how it was read.
+    In-Reply-To and References; the first 100), ``sender`` the From address, ``notes`` how
+    it was read.
     """
 
     kind: str
@@ -375,7 +385,8 @@ _STAGE = re.compile(
     r"(?:in reply to|after|following|error (?:after|following)|during|response to)"
     r" (?:the )?(?:pipelined )?(rcpt|mail\b|mail from|data|end of data|helo|ehlo|greeting"
     r"|connect|initial connection|banner|starttls|auth)"
-    r"|(refused to talk to me)|^\s*>>> (rcpt|mail|data|helo|ehlo)",
+    # [ \t]*, not \s*: from every line start, \s* would run over all the blank lines after it.
+    r"|(refused to talk to me)|^[ \t]*>>> (rcpt|mail|data|helo|ehlo)",
     re.IGNORECASE | re.MULTILINE,
 )
 _URL = re.compile(r"(?:https?|ftp)://([\w.-]*)\S*|\b(www\.[\w.-]+)\S*", re.IGNORECASE)
@@ -508,8 +519,8 @@ class _Entity:
         value = self.get(name)
         if value is None:
             return ""
-        if "=?" in value:
-            value = _decode_words(value)
+        if "=?" in value:  # decoding costs the square of the words: the head says enough
+            value = _decode_words(value[:_MAX_DECODED]) + value[_MAX_DECODED:]
         return " ".join(value.split())
 
     @functools.cached_property
@@ -542,11 +553,7 @@ class _Entity:
     def text(self) -> str:
         """The body as text, in its charset, HTML tags dropped, at most ``_MAX_TEXT``."""
         kind, params = self.content_type
-        data = self.payload(_MAX_ENCODED)
-        try:
-            text = data.decode(params.get("charset") or "utf-8", "replace")
-        except (LookupError, UnicodeError, ValueError):
-            text = data.decode("utf-8", "replace")
+        text = _decode(self.payload(_MAX_ENCODED), params.get("charset") or "utf-8")
         if kind == "text/html" and "<" in text:
             text = html.unescape(_TAG.sub(" ", text))
         return _clean(text[:_MAX_TEXT])
@@ -562,25 +569,27 @@ def _entity(data: bytes) -> _Entity:
         head, body = data[:_MAX_HEAD], b""
     else:
         head, body = data[: end + 1], data[end + (2 if data[end + 1] == 0x0A else 3) :]
-    found: dict[bytes, list[bytes]] = {}
-    values: list[bytes] = []
+    # A field's lines are joined once at the end: joining as they come costs the square
+    # of the number of lines of a field folded over thousands of them.
+    found: dict[bytes, list[list[bytes]]] = {}
+    pieces: list[bytes] | None = None
     offset = 0
     for line in head.split(b"\n"):
         start, offset = offset, offset + len(line) + 1
         line = line.rstrip(b"\r")
-        if line[:1] in (b" ", b"\t") and values:
-            values[-1] += b" " + line.strip()
+        if line[:1] in (b" ", b"\t") and pieces is not None:
+            pieces.append(line.strip())
             continue
         name, colon, value = line.partition(b":")
         name = name.rstrip()
         if colon and 0 < len(name) <= 80 and name.isascii() and not _BLANK.search(name):
-            values = found.setdefault(name.lower(), [])
-            values.append(value.strip())
+            pieces = [value.strip()]
+            found.setdefault(name.lower(), []).append(pieces)
         elif line:
             body = data[start:]  # not a field: the body began without a blank line
             break
     fields = {
-        name.decode("ascii"): [value.decode("utf-8", "replace") for value in values]
+        name.decode("ascii"): [b" ".join(value).decode("utf-8", "replace") for value in values]
         for name, values in found.items()
     }
     return _Entity(fields, body)
@@ -628,11 +637,54 @@ def _decode_words(text: str) -> str:
         if isinstance(chunk, str):
             decoded.append(chunk)
             continue
-        try:
-            decoded.append(chunk.decode(charset or "ascii", "replace"))
-        except (LookupError, UnicodeError, ValueError):
-            decoded.append(chunk.decode("utf-8", "replace"))
+        decoded.append(_decode(chunk, charset or "ascii"))
     return _clean("".join(decoded))
+
+
+# The codecs a charset may name: Python's text codecs with an alias, and those without one
+# that are mail charsets too. Never a name looked up as given: Python's codec search keeps
+# every unknown name it was asked for, for the life of the process. Not the codecs that
+# read escapes as text (and warn about bad ones), cost the square of their input, always
+# fail, turn bytes into bytes, or exist on Windows only.
+_CHARSETS = (
+    frozenset(encodings.aliases.aliases.values())
+    | {"koi8_u", "koi8_t", "cp874", "cp737", "cp720", "cp856", "cp875", "cp1006", "utf_8_sig"}
+    | {"mac_arabic", "mac_croatian", "mac_farsi", "mac_romanian", "palmos"}
+) - {
+    "unicode_escape",
+    "raw_unicode_escape",
+    "punycode",
+    "idna",
+    "undefined",
+    "base64_codec",
+    "bz2_codec",
+    "hex_codec",
+    "quopri_codec",
+    "rot_13",
+    "uu_codec",
+    "zlib_codec",
+    "mbcs",
+    "oem",
+}
+
+
+def _codec(charset: str) -> str | None:
+    """The codec a charset names, ``None`` for an unknown one (as Python resolves it)."""
+    key = encodings.normalize_encoding(charset.strip().lower()[:64])
+    for candidate in (key, key.replace(".", "_")):
+        name = encodings.aliases.aliases.get(candidate, candidate)
+        if name in _CHARSETS:
+            return name
+    return None
+
+
+def _decode(data: bytes, charset: str) -> str:
+    """``data`` in ``charset`` when it is a text encoding fit for mail, else in UTF-8."""
+    name = _codec(charset)
+    try:
+        return data.decode(name or "utf-8", "replace")
+    except (LookupError, UnicodeError, ValueError):
+        return data.decode("utf-8", "replace")
 
 
 _FIELD = re.compile(r"^([A-Za-z][\w-]{1,40}):[ \t]*(.*)$")
@@ -640,8 +692,8 @@ _FIELD = re.compile(r"^([A-Za-z][\w-]{1,40}):[ \t]*(.*)$")
 
 def _fields(text: str) -> list[dict[str, str]]:
     """RFC 822-style field groups, one per paragraph (DSN and ARF fields)."""
-    groups: list[dict[str, str]] = []
-    current: dict[str, str] = {}
+    groups: list[dict[str, list[str]]] = []
+    current: dict[str, list[str]] = {}
     name = ""
     for line in text.splitlines():
         if not line.strip():
@@ -649,15 +701,15 @@ def _fields(text: str) -> list[dict[str, str]]:
                 groups.append(current)
             current, name = {}, ""
         elif line[0] in " \t" and name:
-            current[name] += " " + line.strip()
+            current[name].append(line.strip())  # joined once below: linear in the lines
         elif match := _FIELD.match(line):
             name = match.group(1).lower()
-            current.setdefault(name, match.group(2).strip())
+            current.setdefault(name, [match.group(2).strip()])
         else:
             name = ""
     if current:
         groups.append(current)
-    return groups
+    return [{name: " ".join(lines) for name, lines in group.items()} for group in groups]
 
 
 def _address(value: str | None) -> str | None:
@@ -758,10 +810,13 @@ _INLINE_HEADERS = re.compile(r"^(?:Received|Return-Path|DKIM-Signature|Message-I
 
 def _split_returned(text: str) -> tuple[str, str]:
     """Split a text report into the report and the copy of the returned message."""
+    checked = -1  # the end of the last line tried: each line once, not once per word in it
     for word in _MARK_WORD.finditer(text):
+        if word.start() < checked:
+            continue
         start = text.rfind("\n", 0, word.start()) + 1
         end = text.find("\n", word.end())
-        end = len(text) if end < 0 else end
+        end = checked = len(text) if end < 0 else end
         if end - start <= 120 and _MARK.fullmatch(text[start:end].strip(_MARK_TRIM)):
             return text[:start], text[end:]
     headers = _INLINE_HEADERS.search(text)
@@ -876,12 +931,14 @@ def _brief(words: str) -> str:
     return " ".join(words.split())[:300]
 
 
-def _flufl_recipients(raw: bytes, report: str, *, temporary: _Flag) -> list[FailedRecipient]:
+def _flufl_recipients(message: _Entity, report: str, *, temporary: _Flag) -> list[FailedRecipient]:
     """The failed addresses ``flufl.bounce`` finds, in the order the report names them."""
+    text = _flufl_text(message)
+    if text is None:
+        return []
     try:
-        text = raw[:_MAX_FLUFL].decode("utf-8", "replace")
-        message = email.message_from_string(text, policy=email.policy.compat32)
-        soon, never = flufl.bounce.all_failures(message)
+        parsed = email.message_from_string(text, policy=email.policy.compat32)
+        soon, never = flufl.bounce.all_failures(parsed)
     except Exception:  # a detector choking on a broken message finds nothing
         return []
     addresses = {_decoded(a): a in soon and a not in never for a in (*never, *soon)}
@@ -900,6 +957,32 @@ def _flufl_recipients(raw: bytes, report: str, *, temporary: _Flag) -> list[Fail
     return recipients
 
 
+# A line that opens a MIME part or declares one (the email parser's lines end in CR or LF).
+_MIME_MARK = re.compile(r"(?:\A|[\r\n])(?:--|content-type:)", re.IGNORECASE)
+_FIRST_LINES = re.compile(rf"(?:[^\r\n]*(?:\r\n?|\n)){{0,{_MAX_FLUFL_LINES}}}[^\r\n]*")
+_LONG_LINE = re.compile(rf"(?:\A|(?<=[\r\n]))([^\r\n]{{{_MAX_LINE}}})[^\r\n]+")
+
+
+def _flufl_text(message: _Entity) -> str | None:
+    """The message as the flufl.bounce detectors may read it; ``None`` for a MIME bomb.
+
+    The detectors cost more than the size of what they read: they walk the MIME tree from
+    its root for every line (parts times depth), try ~50 patterns on each line, some of
+    which backtrack on long lines, and parse address fields slowly. So they get each
+    header field unfolded on one line, the body's first lines, every line cut to 998
+    characters, and nothing of a message with hundreds of parts or nested messages (no
+    report has that many).
+    """
+    fields = ((name, value) for name, values in message.fields.items() for value in values)
+    head = "".join(f"{n}: {v}\n" for n, v in itertools.islice(fields, _MAX_FLUFL_FIELDS))
+    body = message.body[:_MAX_FLUFL].decode("utf-8", "replace")
+    text = _LONG_LINE.sub(r"\1", f"{head}\n{body}")
+    first = _FIRST_LINES.match(text)
+    text = first.group(0) if first else text
+    marks = itertools.islice(_MIME_MARK.finditer(text), _MAX_FLUFL_MARKS + 1)
+    return None if sum(1 for _ in marks) > _MAX_FLUFL_MARKS else text
+
+
 def _decoded(raw: object) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     return text.strip("<>").lower()
@@ -914,6 +997,9 @@ def _dsn_recipients(
     """Recipients of RFC 3464 per-recipient fields; the report's text fills in a bare code."""
     found: list[FailedRecipient] = []
     lines = report.splitlines()
+    # Lowered once for every recipient: a line-by-line search each time costs the report's
+    # length times the number of recipients.
+    lowered = functools.cache(lambda: "\n".join(lines).lower())
     for block in blocks:
         if len(found) == _MAX_RECIPIENTS:
             break
@@ -925,7 +1011,7 @@ def _dsn_recipients(
         action = block.get("action", "").strip().lower()
         status, diagnostic = _dsn_status(block)
         if status is None or status.endswith(".0.0") or _said(diagnostic) is None:
-            about = _about(lines, address)
+            about = _about(lines, lowered(), address)
             if status is None or status.endswith(".0.0"):
                 status = _status_of(about) or status
             if _said(diagnostic) is None:
@@ -966,12 +1052,12 @@ def _wraps(status: str, cause: str) -> bool:
     return cause != status and (subject, detail) in (("0", "0"), ("4", "7"))
 
 
-def _about(lines: list[str], address: str) -> str:
-    """The report's lines about ``address``."""
-    for index, line in enumerate(lines):
-        if address in line.lower():
-            return _block(lines, index, len(lines))
-    return ""
+def _about(lines: list[str], lowered: str, address: str) -> str:
+    """The report's lines about ``address``; ``lowered``: the lines joined and lowercased."""
+    at = lowered.find(address)
+    if at < 0:
+        return ""
+    return _block(lines, lowered.count("\n", 0, at), len(lines))
 
 
 _SES_SUBTYPES = {
@@ -1182,7 +1268,6 @@ def _is_temporary(parts: _Parts, subject: str) -> bool:
 class _Mail:
     """One message, parsed once, with what every reading needs."""
 
-    raw: bytes
     message: _Entity
     parts: _Parts
     report: str  # the text report, without the copy of the returned message
@@ -1211,7 +1296,6 @@ def _classify(raw: bytes) -> Classification:
     if returned_text:
         parts.returned.append(_copy_headers(returned_text.lstrip().encode("utf-8", "replace")))
     mail = _Mail(
-        raw,
         message,
         parts,
         report,
@@ -1226,7 +1310,7 @@ def _classify(raw: bytes) -> Classification:
     return Classification(
         reading.kind,
         tuple(reading.recipients),
-        tuple(dict.fromkeys((*reading.references, *references))),
+        tuple(dict.fromkeys((*reading.references, *references)))[:_MAX_REFERENCES],
         _address(mail.from_field),
         mail.subject,
         (*notes, reading.how),
@@ -1284,7 +1368,7 @@ def _bounce(mail: _Mail) -> _Reading:
     recipients = _text_recipients(report, exclude, named=named, temporary=temporary)
     if recipients:
         return _Reading(recipients[0].kind, recipients, "text")
-    recipients = _flufl_recipients(mail.raw, report, temporary=temporary)
+    recipients = _flufl_recipients(mail.message, report, temporary=temporary)
     if recipients:
         return _Reading(recipients[0].kind, recipients, "flufl.bounce")
     words = report[:_MAX_WORDS]

@@ -5,8 +5,10 @@ only messages it has not seen: the ledger keeps ``UIDVALIDITY`` and the last UID
 folder. When the server's ``UIDNEXT`` says nothing arrived, the poll costs one command
 per folder whatever the mailbox holds. Without a cursor (first poll) or after the server
 changed ``UIDVALIDITY``, it searches from the day of the credential's first send. Headers
-come first (``BODY.PEEK[HEADER]``); only messages that look like delivery or feedback
-reports have their body read, and never more than ``BODY_LIMIT`` bytes of it.
+come first (``BODY.PEEK[HEADER]``, at most ``HEADER_LIMIT`` bytes); only messages that
+look like delivery or feedback reports have their body read, and never more than
+``BODY_LIMIT`` bytes of it. Messages are fetched and classified ``BATCH`` at a time and
+only their classification is kept, so a poll's memory does not grow with the mailbox.
 
 Implicit TLS on 993, STARTTLS elsewhere, certificates verified; a server that does not
 offer STARTTLS gets no password unless it is on loopback and TLS is turned off.
@@ -35,7 +37,9 @@ from mailopsd.config.models import Credential, is_loopback_host
 from mailopsd.inbox.classify import Classification, classify
 
 __all__ = [
+    "BATCH",
     "BODY_LIMIT",
+    "HEADER_LIMIT",
     "Arrival",
     "Cursor",
     "ImapError",
@@ -49,7 +53,9 @@ __all__ = [
 ]
 
 BODY_LIMIT = 256 * 1024
+HEADER_LIMIT = 256 * 1024  # what the classifier reads of a header block, at most
 _CHUNK = 200
+BATCH = 32  # messages fetched and classified at a time: they are held in memory meanwhile
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _FETCH_HEAD = re.compile(rb"UID (\d+)|RFC822\.SIZE (\d+)")
 _REPORT_HINTS = re.compile(
@@ -294,7 +300,18 @@ def _read_folder(
     last = max([floor, *uids, (next_uid - 1) if next_uid and cursor is None else 0])
     if cursor is not None and cursor.uidvalidity != validity and next_uid:
         last = max(last, next_uid - 1)
-    headers = _fetch(client, uids, "BODY.PEEK[HEADER]")
+    arrivals: list[Arrival] = []
+    for start in range(0, len(uids), BATCH):
+        batch = uids[start : start + BATCH]
+        arrivals += _read_batch(client, folder, validity, batch, counts)
+    return Cursor(validity, last), arrivals
+
+
+def _read_batch(
+    client: imaplib.IMAP4, folder: str, validity: int, uids: list[int], counts: list[int]
+) -> list[Arrival]:
+    """Fetch and classify a few messages: their headers, and the bodies of reports."""
+    headers = _fetch(client, uids, f"BODY.PEEK[HEADER]<0.{HEADER_LIMIT}>")
     counts[0] += len(headers)
     wanted = [uid for uid, (_, head) in headers.items() if needs_body(head)]
     bodies = _fetch(client, wanted, f"BODY.PEEK[]<0.{BODY_LIMIT}>") if wanted else {}
@@ -305,7 +322,7 @@ def _read_folder(
         raw = bodies.get(uid, (size, head + b"\r\n"))[1]
         complete = uid not in bodies or size <= BODY_LIMIT
         arrivals.append(Arrival(folder, validity, uid, _key(head), size, complete, classify(raw)))
-    return Cursor(validity, last), arrivals
+    return arrivals
 
 
 def poll(

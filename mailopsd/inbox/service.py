@@ -16,10 +16,11 @@ forwarded through the credential's SMTP.
 
 from __future__ import annotations
 
-import email
-import email.policy
+import base64
 import functools
+import hashlib
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -27,7 +28,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import Message
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
 from mailopsd.errors import StateError
 from mailopsd.inbox import health
 from mailopsd.inbox.imap import (
+    BATCH,
     Cursor,
     ImapError,
     MailboxAccess,
@@ -368,14 +369,15 @@ class Inbox:
     ) -> str:
         ca_file = base / credential.tls_ca_file if credential.tls_ca_file else None
         sent = 0
-        for raw in fetch_full(access, folder, validity, uids):
-            outgoing = _forwarded(credential, raw, to)
-            if credential.status == "sandbox":
-                continue
-            outcome = self.smtp.deliver(key, credential, ca_file, outgoing)
-            if outcome.kind != OutcomeKind.ACCEPTED:
-                return f"forward to {to} failed: {outcome.code} {outcome.detail}"
-            sent += 1
+        for start in range(0, len(uids), BATCH):  # a batch of whole messages in memory
+            for raw in fetch_full(access, folder, validity, uids[start : start + BATCH]):
+                outgoing = _forwarded(credential, raw, to)
+                if credential.status == "sandbox":
+                    continue
+                outcome = self.smtp.deliver(key, credential, ca_file, outgoing)
+                if outcome.kind != OutcomeKind.ACCEPTED:
+                    return f"forward to {to} failed: {outcome.code} {outcome.detail}"
+                sent += 1
         return f"forwarded {sent} to {to}"
 
     def _finish_chores(self) -> None:
@@ -406,28 +408,43 @@ def _with_entry(state: StateFile, key: CredentialKey, entry: CredentialState) ->
 
 
 def _forwarded(credential: Credential, raw: bytes, to: str) -> Outgoing:
-    """A message to ``to`` that carries the report ``raw`` as an attachment."""
-    message = Message()
-    message["From"] = credential.from_email
-    message["To"] = to
-    message["Subject"] = "Fwd: delivery report"
-    message["Date"] = formatdate(localtime=False)
+    """A message to ``to`` that carries the report ``raw`` as an attachment.
+
+    The report goes as it came, never parsed and written again: a hostile one may nest
+    messages thousands deep (the email package then recurses past Python's limit) or hold
+    bytes its generator cannot write back. In clean 7-bit lines it is a ``message/rfc822``
+    part; otherwise a base64 ``report.eml`` file.
+    """
     message_id = make_msgid(domain=credential.from_email.rpartition("@")[2])
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"
-    message["MIME-Version"] = "1.0"
-    message.set_type("multipart/mixed")
-    note = Message()
-    note.set_payload("A delivery report mailopsd processed is attached.\n", "utf-8")
-    attached = Message()
-    attached.set_type("message/rfc822")
-    attached.set_payload([email.message_from_bytes(raw)])
-    message.attach(note)
-    message.attach(attached)
+    boundary = "mailopsd-" + hashlib.sha256(raw).hexdigest()[:32]  # a report cannot hold it
+    head = (
+        f"From: {credential.from_email}\r\nTo: {to}\r\nSubject: Fwd: delivery report\r\n"
+        f"Date: {formatdate(localtime=False)}\r\nMessage-ID: {message_id}\r\n"
+        "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+        f'--{boundary}\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\n'
+        f"A delivery report mailopsd processed is attached.\r\n--{boundary}\r\n"
+    )
     return Outgoing(
-        data=message.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n")),
+        data=head.encode() + _attachment(raw) + f"\r\n--{boundary}--\r\n".encode(),
         message_id=message_id,
         subject="Fwd: delivery report",
         envelope_from=credential.from_email,
         recipients=(to,),
+    )
+
+
+_CLEAN_LINES = re.compile(rb"(?:[\t\x20-\x7e]{0,998}\r\n)*[\t\x20-\x7e]{0,998}")
+
+
+def _attachment(raw: bytes) -> bytes:
+    """The MIME part for a forwarded report: as it came if it is clean 7-bit, else base64."""
+    lines = re.sub(rb"\r?\n", b"\r\n", raw)
+    if _CLEAN_LINES.fullmatch(lines):
+        return b"Content-Type: message/rfc822\r\n\r\n" + lines
+    encoded = base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    return (
+        b'Content-Type: application/octet-stream; name="report.eml"\r\n'
+        b'Content-Disposition: attachment; filename="report.eml"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded
     )

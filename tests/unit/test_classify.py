@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import encodings
 import json
+import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
@@ -714,3 +716,120 @@ def test_classify_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert record["recipients"] == [
         {"address": "kijitora@example.ne.jp", "status": "4.3.2", "class": record["class"]}
     ]
+
+
+# --- Hostile shapes cost about what a plain report of their size costs -------------------
+
+_DAEMON = b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+_PROSE = b"The quick brown fox jumps over the lazy dog while the server retries later.\r\n"
+
+
+def _parts(*bodies: bytes) -> bytes:
+    parts = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\n" + body + b"\r\n" for body in bodies)
+    return _DAEMON + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n' + parts + b"--b--\r\n"
+
+
+def _folded_through_parts() -> bytes:
+    fold = b" x\n" * 21000 + b" x"
+    return _parts(b"final-recipient: rfc822; lead@example.net\n" + fold, *[fold] * 15)
+
+
+def _recipients_and_short_lines() -> bytes:
+    blocks = b"".join(
+        b"Final-Recipient: rfc822; u%d@example.com\r\nAction: failed\r\n\r\n" % n
+        for n in range(100)
+    )
+    report = b"--b\r\nContent-Type: message/delivery-status\r\n\r\n" + blocks + b"--b--\r\n"
+    return _parts(*[b"x\r\n" * 20000] * 6)[: -len(b"--b--\r\n")] + report
+
+
+def _empty_parts() -> bytes:
+    return _DAEMON + b'Content-Type: multipart/mixed; boundary="t"\r\n\r\n' + b"--t\r\n\r\n" * 8000
+
+
+def _nested_around_cr_lines() -> bytes:
+    levels = b"".join(
+        b"Content-Type: multipart/mixed; boundary=n%d\r\n\r\n--n%d\r\n" % (n, n) for n in range(60)
+    )
+    return _DAEMON + levels + b"x\r" * 30000
+
+
+def _nested_around_parts() -> bytes:
+    level = b"Content-Type: multipart/mixed; boundary=n\r\n\r\n--n\r\n"
+    parts = b'Content-Type: multipart/mixed; boundary="t"\r\n\r\n' + b"--t\r\n\r\n" * 3000
+    return _DAEMON + level * 300 + parts
+
+
+_SHAPES: dict[str, tuple[Callable[[], bytes], float]] = {
+    # name: (message, how many times a plain report of its size it may cost)
+    "a DSN field folded on through 16 parts": (_folded_through_parts, 15),
+    "16 parts of one line of 13,000 times copy": (lambda: _parts(*[b"copy " * 13000] * 16), 4),
+    "100 DSN recipients over 120,000 short lines": (_recipients_and_short_lines, 5),
+    "8,000 empty MIME parts": (_empty_parts, 3),
+    "multiparts 300 deep around 3,000 parts": (_nested_around_parts, 3),
+    "multiparts 60 deep around 30,000 CR-only lines": (_nested_around_cr_lines, 3),
+    "20,000 one-character lines": (lambda: _DAEMON + b"\r\n" + b"x\r\n" * 20000, 4),
+    "a line of 20,000 @ after a comma": (lambda: _DAEMON + b"\r\n, " + b"@" * 20000, 4),
+    "16,000 blank lines": (lambda: _DAEMON + b"\r\n" + b"\n" * 16000 + b"x", 10),
+    "16,000 encoded words in the subject": (
+        lambda: b"Subject: " + b"=?utf-8?q?a?= " * 16000 + b"\r\n\r\nx\r\n",
+        3,
+    ),
+}
+
+
+def _best_s(raw: bytes) -> float:
+    """Best of three (a shared machine's stalls are noise)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        _read(raw)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_hostile_shapes_cost_about_a_plain_report(shape: str) -> None:
+    """Folded fields, many recipients, MIME bombs, long or many lines, encoded-word bombs:
+    no shape costs more than a few times a plain report of its size (each cost 6 to 100
+    times as much when its cost grew with the square of the input or with the recipients,
+    and more the larger the message)."""
+    build, most = _SHAPES[shape]
+    raw = build()
+    plain = _DAEMON + b"\r\n" + _PROSE * (len(raw) // len(_PROSE))
+    assert _best_s(raw) / _best_s(plain) <= most
+
+
+def test_charsets_that_are_no_mail_charset_read_as_utf8() -> None:
+    """Python codecs that read escapes (and warn), cost the square of their input or always
+    fail are not charsets: their text reads as UTF-8."""
+    raw = b"Subject: =?unicode-escape?q?=5Cu0041=5C(?= =?punycode?q?abc-?=\r\n\r\nx\r\n"
+    assert _read(raw).subject == "\\u0041\\(abc-"
+
+
+def test_unknown_charsets_are_not_remembered() -> None:
+    """A charset name nobody knows is never handed to Python's codec search, which would
+    keep every such name for the life of the process."""
+    known = len(encodings._cache)  # type: ignore[attr-defined]
+    for n in range(200):
+        name = b"x-hostile-%d" % n
+        _read(
+            b"Subject: =?"
+            + name
+            + b"?q?a?=\r\nContent-Type: text/plain; charset="
+            + name
+            + b"\r\n\r\nbody\r\n"
+        )
+    assert len(encodings._cache) == known  # type: ignore[attr-defined]
+
+
+def test_references_are_capped() -> None:
+    """A References field of thousands of Message-IDs keeps its first hundred, after the
+    In-Reply-To."""
+    ids = b" ".join(b"<r%d@example.net>" % n for n in range(5000))
+    raw = (
+        b"In-Reply-To: <p@example.net>\r\nReferences: " + ids + b"\r\nSubject: Re: x\r\n\r\nok\r\n"
+    )
+    result = _read(raw)
+    assert len(result.references) == 100
+    assert result.references[:2] == ("<p@example.net>", "<r0@example.net>")
