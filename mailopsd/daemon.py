@@ -416,7 +416,7 @@ class Daemon:
                 logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
             self._logged_errors = frozenset()
             self._watched = watched_files(loaded)
-            if self._watched != files_before:
+            if self._watched != files_before and self._serving:
                 self._restart_watcher()
         if notify:
             self.notifier.ready(self.status_line())
@@ -464,7 +464,8 @@ class Daemon:
             return 0
         total = 0
         for _ in range(max_ticks):
-            if self._stop.is_set() or self._reload.is_set() or not self._storage_ready():
+            reload_asked = self._serving and self._reload.is_set()
+            if self._stop.is_set() or reload_asked or not self._storage_ready():
                 break
             try:
                 state, report = self._dispatcher.tick(

@@ -72,6 +72,9 @@ def _configure_daemon_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    # The bounce parser's last resort narrates every detector it runs, and logs a
+    # traceback for mail it cannot read; the classifier reports what matters.
+    logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
 def _show_progress(name: str, rows: int, done: bool) -> None:

@@ -1116,8 +1116,11 @@ class Ledger:
             "AND credential_id = ? AND outcome = 'unknown'",
             key,
         ).fetchone()
+        # Addresses, not reports: several reports about one lead (repeated, or forged)
+        # count once, so the rate never passes what the sends allow.
         bounced = self._db.execute(
-            "SELECT coalesce(sum(kind = 'hard'), 0), coalesce(sum(kind = 'block'), 0) "
+            "SELECT count(DISTINCT CASE WHEN kind = 'hard' THEN lower(email) END), "
+            "count(DISTINCT CASE WHEN kind = 'block' THEN lower(email) END) "
             "FROM bounces WHERE campaign_id = ? AND credential_id = ? AND at >= ?",
             (*key, stamp(window_start)),
         ).fetchone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -270,6 +271,8 @@ def test_log_formats(
         err.splitlines()[0]
         == "<6>mailopsd.state.apply: applied ~ credential acme-q4/primary: daily_limit 100 -> 90"
     )
+    # The bounce parser's narration of its detectors stays out of the daemon's log.
+    assert logging.getLogger("flufl.bounce").getEffectiveLevel() == logging.CRITICAL
 
 
 def test_now_needs_once(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:

@@ -172,3 +172,30 @@ def test_schema_3_ledger_gets_its_counters(tmp_path: Path) -> None:
     assert ledger.integrity_ok()
     db.close()
     ledger.close()
+
+
+def test_many_reports_about_one_address_count_once(tmp_path: Path) -> None:
+    """Bounces count addresses, not reports: repeated (or forged) reports about the same
+    leads never push the rate past what the sends allow."""
+    ledger = Ledger.open(tmp_path)
+    try:
+        with ledger.transaction():
+            for _ in range(5):
+                for email in ("a@example.net", "A@example.net", "b@example.net"):
+                    ledger.add_bounce(
+                        None, "acme", "a", email, status="5.1.1", source="imap", at=NOW
+                    )
+                ledger.add_bounce(
+                    None,
+                    "acme",
+                    "a",
+                    "c@example.net",
+                    status="5.7.1",
+                    source="imap",
+                    at=NOW,
+                    kind="block",
+                )
+        counts = ledger.counts("acme", "a", day_start=MIDNIGHT, window_start=MIDNIGHT)
+    finally:
+        ledger.close()
+    assert (counts.bounces_in_window, counts.blocks_in_window) == (2, 1)
