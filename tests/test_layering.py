@@ -19,6 +19,8 @@ PURE = [
     "config/templates.py",
     "goyaml.py",
     "errors.py",
+    "http/tokens.py",
+    "http/apikeys.py",
 ]
 FORBIDDEN_IMPORTS = {"socket", "smtplib", "imaplib", "sqlite3", "subprocess", "ssl", "asyncio"}
 ENVIRONMENT_READERS = {

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from mailopsd import __version__
+from mailopsd.cli.apikey import add_apikey
 from mailopsd.cli.commands import add_commands
 from mailopsd.cli.common import EXIT_FAILURE, EXIT_USAGE, print_issues
 from mailopsd.cli.secrets import add_secrets
@@ -32,6 +33,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_commands(commands)
     add_secrets(commands)
+    add_apikey(commands)
     return parser
 
 

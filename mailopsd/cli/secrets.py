@@ -24,7 +24,7 @@ from mailopsd.cli.common import (
     identities,
 )
 from mailopsd.config import loader
-from mailopsd.config.models import SECRET_FIELDS
+from mailopsd.config.models import SECRET_FIELDS, Config
 from mailopsd.errors import ConfigError, SecretError
 
 __all__ = ["add_secrets"]
@@ -125,17 +125,24 @@ def _private_directory() -> str:
     return tempfile.mkdtemp(prefix="mailopsd-edit-", dir=shm if shm.is_dir() else None)
 
 
-def _edit_problems(path: Path, text: str, args: argparse.Namespace) -> list[str]:
-    """Return what is wrong with edited plaintext (YAML, and config rules for a config)."""
+def _edit_problems(
+    path: Path, text: str, args: argparse.Namespace, rule: secrets.Rule
+) -> list[str]:
+    """Return what is wrong with edited plaintext (YAML, and config rules for a config).
+
+    ``rule`` is the one the text will be encrypted with: a secret field it does not
+    cover would be saved in clear, and is reported.
+    """
     try:
         data = goyaml.parse_yaml(text).data
     except goyaml.YamlSyntaxError as err:
         return [f"{path}:{err.line}:{err.column}: {err.message}"]
-    if not isinstance(data, dict) or "campaigns" not in data:
+    if not isinstance(data, dict) or not set(data) & set(Config.model_fields):
         return []
     options = loader.LoadOptions(
         identities=functools.cache(lambda: identities(args)),
         plaintext={path: text},
+        plaintext_rules={path: rule},
     )
     target = (
         path.parent if path.parent.is_dir() and len(loader.config_files(path.parent)) > 1 else path
@@ -168,7 +175,7 @@ def _edit(args: argparse.Namespace) -> int:
             if edited == decrypted.text:
                 print(f"{path}: no changes", file=sys.stderr)
                 return EXIT_OK
-            problems = _edit_problems(path, edited, args)
+            problems = _edit_problems(path, edited, args, decrypted.meta.rule)
             if not problems:
                 break
             for problem in problems:

@@ -1,7 +1,8 @@
 """Loading the configuration: files on disk to one validated, immutable ``Config``.
 
 The config is one YAML file or a directory of ``*.yaml``/``*.yml`` files, read in
-sorted order and merged by top-level key; campaigns merge by id. Every problem found is
+sorted order and merged by top-level key; campaigns and api keys merge by id, and any
+other key (``http``) is given in one file only. Every problem found is
 collected into one ``ConfigError`` whose issues point into the files
 (``file:line:col: path: message``). Positions are recovered only when there is an error
 to show, by composing the offending file again.
@@ -41,6 +42,7 @@ __all__ = [
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 SECRET_FIELDS_IN_ORDER = ("smtp_username", "smtp_password", *IMAP_FIELDS[2:])
+_MERGED_BY_ID = {"campaigns": "campaign", "api_keys": "api key"}
 
 Loc = Sequence[str | int]
 
@@ -56,13 +58,18 @@ class LoadOptions:
             encrypted secrets stay opaque strings.
         allow_plaintext_secrets: Accept secret fields stored in clear (sandbox demos).
         plaintext: Decrypted text to use instead of a file's content (``secrets edit``);
-            its secrets count as encrypted.
+            its secrets count as encrypted where the rule it will be encrypted with
+            covers them.
+        plaintext_rules: For a file in ``plaintext``, that rule (default: mailopsd's,
+            which covers every secret field). A file encrypted before a secret field
+            existed has a rule without it: the field would be saved in clear.
     """
 
     identities: Callable[[], secrets.IdentitySet] | None = None
     decrypt: bool = True
     allow_plaintext_secrets: bool = False
     plaintext: Mapping[Path, str] = field(default_factory=dict)
+    plaintext_rules: Mapping[Path, secrets.Rule] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,14 +98,23 @@ class LoadedConfig:
         return self.campaign_files[campaign_id].parent / campaign.leads
 
     def summary(self) -> str:
-        """Describe the config in one line: ``2 campaigns, 5 credentials (3 with …)``."""
+        """Describe the config in one line: ``2 campaigns, 5 credentials (3 with …)``.
+
+        With ``http``, where it listens and the links' base URL follow, and the number
+        of API keys.
+        """
         campaigns = self.config.campaigns.values()
         credentials = [c for campaign in campaigns for c in campaign.smtp_credentials.values()]
         with_imap = sum(1 for credential in credentials if credential.has_imap)
-        return (
+        text = (
             f"{_plural(len(campaigns), 'campaign')}, "
             f"{_plural(len(credentials), 'credential')} ({with_imap} with reply detection)"
         )
+        http = self.config.http
+        if http is not None:
+            keys = _plural(len(self.config.api_keys), "API key")
+            text += f"; http on {http.listen} for {http.public_base_url}, {keys}"
+        return text
 
 
 def _plural(count: int, noun: str) -> str:
@@ -117,6 +133,7 @@ class _Source:
     data: dict[str, object] = field(default_factory=dict, repr=False)
     encrypted: frozenset[tuple[str | int, ...]] = frozenset()
     sealed_elsewhere: frozenset[tuple[str | int, ...]] = frozenset()
+    is_sops: bool = False
     _root: Node | None = field(default=None, repr=False)
     _composed: bool = False
 
@@ -256,15 +273,24 @@ def _read_source(path: Path, options: LoadOptions, raw: bytes | None = None) -> 
         raise ConfigError([_duplicate_issue(source, dup) for dup in parsed.duplicates])
     source.data = parsed.data
     if override is not None:
-        source.encrypted = _secret_locs(source.data)
+        source.is_sops = True
+        source.encrypted = _secret_locs(source.data, options.plaintext_rules.get(path))
     elif secrets.is_encrypted_data(source.data):
+        source.is_sops = True
         _open_secrets(source, options)
     return source
 
 
-def _secret_locs(data: object) -> frozenset[tuple[str | int, ...]]:
-    """Return where secret fields are in a tree (for decrypted text given by ``edit``)."""
-    rule = secrets.secret_fields_rule(SECRET_FIELDS)
+def _secret_locs(
+    data: object, rule: secrets.Rule | None = None
+) -> frozenset[tuple[str | int, ...]]:
+    """Return where ``rule`` will encrypt a tree (for decrypted text given by ``edit``).
+
+    Comment rules decide by comments, which the tree does not keep: the secret fields
+    are taken as covered then (mailopsd cannot encrypt with those rules anyway).
+    """
+    if rule is None or rule.is_comment_rule:
+        rule = secrets.secret_fields_rule(SECRET_FIELDS)
     return frozenset(loc for loc, _, _, encrypted in secrets.walk(data, rule) if encrypted)
 
 
@@ -321,11 +347,11 @@ class _Merge:
     def add(self, source: _Source) -> None:
         for key, value in source.data.items():
             name = str(key)
-            if name == "campaigns" and isinstance(value, dict):
-                campaigns = self.data.setdefault("campaigns", {})
-                if isinstance(campaigns, dict):
-                    for campaign_id, body in value.items():
-                        self._put(campaigns, ("campaigns", str(campaign_id)), body, source)
+            if name in _MERGED_BY_ID and isinstance(value, dict):
+                entries = self.data.setdefault(name, {})
+                if isinstance(entries, dict):
+                    for entry_id, body in value.items():
+                        self._put(entries, (name, str(entry_id)), body, source)
                     continue
             self._put(self.data, (name,), value, source)
 
@@ -338,7 +364,7 @@ class _Merge:
             self.origins[loc] = source
             return
         earlier = first.issue(loc, "", key=True)
-        what = f'campaign "{loc[-1]}"' if loc[0] == "campaigns" else f"{loc[-1]}:"
+        what = f'{_MERGED_BY_ID[loc[0]]} "{loc[-1]}"' if len(loc) > 1 else f"{loc[-1]}:"
         self.issues.append(
             source.issue(
                 loc,
@@ -349,8 +375,8 @@ class _Merge:
         )
 
     def source_for(self, loc: Loc) -> _Source:
-        if len(loc) >= 2 and loc[0] == "campaigns" and ("campaigns", str(loc[1])) in self.origins:
-            return self.origins["campaigns", str(loc[1])]
+        if len(loc) >= 2 and loc[0] in _MERGED_BY_ID and (str(loc[0]), str(loc[1])) in self.origins:
+            return self.origins[str(loc[0]), str(loc[1])]
         if loc and (str(loc[0]),) in self.origins:
             return self.origins[(str(loc[0]),)]
         return next(iter(self.origins.values()))
@@ -441,25 +467,42 @@ def _validation_issues(err: ValidationError, merge: _Merge) -> list[ConfigIssue]
     return issues
 
 
-def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
-    """One issue per file whose secret fields are stored in clear text."""
-    found: dict[str, list[tuple[str, ...]]] = {}
+def _secret_values(config: Config) -> Iterator[tuple[str, ...]]:
+    """Where the config holds a secret: the credentials' in file order, then http's."""
     for campaign_id, campaign in config.campaigns.items():
         for credential_id, credential in campaign.smtp_credentials.items():
             for name in SECRET_FIELDS_IN_ORDER:
-                loc = ("campaigns", campaign_id, "smtp_credentials", credential_id, name)
-                source = merge.source_for(loc)
-                if getattr(credential, name) is not None and loc not in source.encrypted:
-                    found.setdefault(source.name, []).append(loc)
+                if getattr(credential, name) is not None:
+                    yield ("campaigns", campaign_id, "smtp_credentials", credential_id, name)
+    if config.http is not None:
+        yield ("http", "signing_key")
+
+
+def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
+    """One issue per file whose secret fields are stored in clear text."""
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for loc in _secret_values(config):
+        source = merge.source_for(loc)
+        if loc not in source.encrypted:
+            found.setdefault(source.name, []).append(loc)
     issues = []
     for name, locs in found.items():
         source = merge.source_for(locs[0])
-        count = f"{len(locs)} secret fields are" if len(locs) > 1 else "this secret field is"
+        many = len(locs) > 1
+        count = f"{len(locs)} secret fields are" if many else "this secret field is"
+        them = "them" if many else "it"
+        if source.is_sops:
+            advice = (
+                f"the file's encryption rule does not cover {them}: move {them} to a new "
+                "file and encrypt that with: mailopsd secrets encrypt --in-place FILE, or "
+                f"decrypt this file and encrypt it again with a rule that covers {them}"
+            )
+        else:
+            advice = f"encrypt {them} with: mailopsd secrets encrypt --in-place {name}"
         issues.append(
             source.issue(
                 locs[0],
-                f"{count} stored in clear text; encrypt them with: "
-                f"mailopsd secrets encrypt --in-place {name} "
+                f"{count} stored in clear text; {advice} "
                 "(or pass --allow-plaintext-secrets for a local demo)",
             )
         )
@@ -605,12 +648,15 @@ def _revision(sources: Iterable[_Source], body_files: Iterable[bytes]) -> str:
 def _validated(merge: _Merge, cache: LoadCache | None) -> Config:
     """Validate the merged tree; with a cache, only the campaigns not seen unchanged.
 
+    The other top-level keys (``http``, ``api_keys``) are small and validated every
+    time, as are the rules that hold between them and the campaigns.
+
     Raises:
         ValidationError: Something is invalid (always from validating the whole tree,
             so that every error is reported with its full path).
     """
     campaigns = merge.data.get("campaigns")
-    if cache is None or set(merge.data) != {"campaigns"} or not isinstance(campaigns, dict):
+    if cache is None or not isinstance(campaigns, dict):
         return Config.model_validate(merge.data)
     kept: dict[int, tuple[object, Campaign]] = {}
     valid: dict[str, Campaign] = {}
@@ -621,7 +667,7 @@ def _validated(merge: _Merge, cache: LoadCache | None) -> Config:
                 known = (body, Campaign.model_validate(body))
             kept[id(body)] = known
             valid[campaign_id] = known[1]
-        config = Config.model_validate({"campaigns": valid})
+        config = Config.model_validate({**merge.data, "campaigns": valid})
     except ValidationError:
         return Config.model_validate(merge.data)
     cache.campaigns = kept

@@ -34,13 +34,18 @@ from pydantic_core import PydanticCustomError
 from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
 
 __all__ = [
+    "CREDENTIAL_SECRET_FIELDS",
+    "MIN_SIGNING_KEY_CHARS",
     "SECRET_FIELDS",
+    "ApiKey",
     "Campaign",
     "Config",
     "Credential",
+    "Http",
     "RateLimit",
     "SendWindow",
     "Step",
+    "Tracking",
     "Unsubscribe",
     "describe",
     "failure",
@@ -48,7 +53,12 @@ __all__ = [
 ]
 
 REDACTED = "**********"
-SECRET_FIELDS = frozenset({"smtp_username", "smtp_password", "imap_username", "imap_password"})
+CREDENTIAL_SECRET_FIELDS = frozenset(
+    {"smtp_username", "smtp_password", "imap_username", "imap_password"}
+)
+SECRET_FIELDS = CREDENTIAL_SECRET_FIELDS | {"signing_key"}
+"""Every field holding a secret, by name (``http.signing_key`` too)."""
+MIN_SIGNING_KEY_CHARS = 32
 IMAP_FIELDS = ("imap_host", "imap_port", "imap_username", "imap_password")
 IMAP_OPTIONS = ("imap_tls", "imap_tls_ca_file", "imap_folders", "imap_idle", "imap_poll_interval")
 MIN_POLL_SECONDS = 10
@@ -59,6 +69,10 @@ _CLOCK = re.compile(r"([01]?\d|2[0-4]):([0-5]\d)\Z")
 _PLACEHOLDER = re.compile(r"%%([A-Za-z_]*)%%")
 _FOOTER_PLACEHOLDERS = frozenset({"UNSUBSCRIBE", "EMAIL"})
 _GOT_MAX = 60
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
+# What a base URL may hold: it is put as is into headers and HTML attributes.
+_URL_CHARS = re.compile(r"[A-Za-z0-9._~:/%@!$&()*+,;=\[\]?#-]+\Z")
+_LISTEN_EXAMPLE = "host:port, such as 127.0.0.1:8025 or [::1]:8025"
 
 
 def failure(message: str, *, field: str | None = None) -> PydanticCustomError:
@@ -305,6 +319,61 @@ def _url(value: object) -> str:
     return text
 
 
+def _listen(value: object) -> str:
+    text = value if isinstance(value, str) else ""
+    host, colon, port = text.rpartition(":")
+    if not colon or not host or not (port.isascii() and port.isdigit()):
+        raise _must(_LISTEN_EXAMPLE, value)
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as err:
+            raise _must("an IPv6 address inside the brackets", value) from err
+    elif ":" in host:
+        raise failure(f"write an IPv6 address in brackets, as in [::1]:8025 (got {describe(text)})")
+    else:
+        _host(host)
+    if int(port) != 0:  # 0: any free port, which the daemon logs and shows in its status
+        _port(int(port))
+    return text
+
+
+def _base_url(value: object) -> str:
+    text = _url(value)
+    parts = urlsplit(text)
+    if not text.isascii():
+        raise failure(f"must be ASCII; write a domain in its xn-- form (got {describe(text)})")
+    if not _URL_CHARS.match(text):
+        raise failure(
+            f"must not hold spaces, quotes, backslashes or angle brackets (got {describe(text)})"
+        )
+    if "?" in text or "#" in text:
+        raise failure(f"must not have a query or fragment (got {describe(text)})")
+    if "@" in parts.netloc:
+        raise failure(f"must not hold a user name or password (got {describe(text)})")
+    try:
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError as err:
+        raise failure(f"has an invalid port (got {describe(text)})") from err
+    return text.rstrip("/")
+
+
+def _signing_key(value: object) -> SecretStr:
+    secret = _secret(value)
+    if len(secret.get_secret_value()) < MIN_SIGNING_KEY_CHARS:
+        raise failure(
+            f"must be at least {MIN_SIGNING_KEY_CHARS} characters long (value not shown); "
+            "use a random one, e.g. from: openssl rand -base64 48"
+        )
+    return secret
+
+
+def _sha256(value: object) -> str:
+    if not isinstance(value, str) or not _SHA256_HEX.match(value):
+        raise _must("64 lowercase hex digits (the sha256 printed by mailopsd apikey new)", value)
+    return value
+
+
 Id = Annotated[str, PlainValidator(_identifier)]
 PositiveInt = Annotated[int, PlainValidator(_integer_at_least(1))]
 Port = Annotated[int, PlainValidator(_port)]
@@ -332,6 +401,29 @@ Timestamp = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tracking(_Model):
+    """Open and click tracking through the daemon's HTTP server (needs ``http``).
+
+    Both act on a message's HTML part only, which exists when the campaign has an
+    ``unsubscribe.footer_html``: a message without one is not tracked.
+    """
+
+    open: Flag = Field(
+        default=False,
+        description="Add a 1x1 image to the HTML part; the server records an open when it is "
+        "fetched.",
+    )
+    click: Flag = Field(
+        default=False,
+        description="Send the HTML part's http(s) links through the server, which records "
+        "the click and redirects to the original URL; text parts and mailto: links are left "
+        "alone.",
+    )
+
+
+_NO_TRACKING = Tracking()
 
 
 class SendWindow(_Model):
@@ -403,7 +495,9 @@ class Unsubscribe(_Model):
     """The unsubscribe link and footers added to every message."""
 
     url: Annotated[str, PlainValidator(_url)] | None = Field(
-        default=None, description="Unsubscribe URL; %%EMAIL%% becomes the lead's address."
+        default=None,
+        description="Unsubscribe URL; %%EMAIL%% becomes the lead's address. With http "
+        "configured, the one-click link of the daemon's server is used instead.",
     )
     footer_text: Text | None = Field(
         default=None, description="Footer for the text part; %%UNSUBSCRIBE%%, %%EMAIL%%."
@@ -422,9 +516,16 @@ class Unsubscribe(_Model):
                     f"unknown placeholder %%{unknown[0]}%%; use %%UNSUBSCRIBE%% or %%EMAIL%%",
                     field=name,
                 )
-            if "%%UNSUBSCRIBE%%" in text and self.url is None:
-                raise failure("uses %%UNSUBSCRIBE%% but unsubscribe.url is not set", field=name)
         return self
+
+    def footer_without_url(self) -> str | None:
+        """Name a footer using %%UNSUBSCRIBE%% while ``url`` is not set (``None``: none)."""
+        if self.url is not None:
+            return None
+        for name in ("footer_text", "footer_html"):
+            if "%%UNSUBSCRIBE%%" in (getattr(self, name) or ""):
+                return name
+        return None
 
 
 class RateLimit(_Model):
@@ -489,10 +590,19 @@ class Credential(_Model):
     reenabled_at: Timestamp | None = Field(
         default=None, description="Set by a person to re-enable after an auto-disable."
     )
+    tracking: Tracking | None = Field(
+        default=None,
+        description="Open and click tracking of this mailbox's messages; when set, it "
+        "replaces the campaign's as a whole. Needs http.",
+    )
 
     def poll_interval(self, campaign: Campaign) -> Period:
         """Time between two polls: the credential's own, else its campaign's."""
         return self.imap_poll_interval or campaign.imap_poll_interval
+
+    def tracking_for(self, campaign: Campaign) -> Tracking:
+        """Tracking of this mailbox's messages: its own when set, else its campaign's."""
+        return self.tracking or campaign.tracking or _NO_TRACKING
 
     @property
     def has_imap(self) -> bool:
@@ -592,12 +702,123 @@ class Campaign(_Model):
     stop_on_auto_reply: Flag = Field(
         default=False, description="Stop a lead's sequence on an auto-reply too."
     )
+    tracking: Tracking | None = Field(
+        default=None,
+        description="Open and click tracking of the campaign's messages (default off); a "
+        "credential's own tracking wins. Needs http.",
+    )
     smtp_credentials: dict[Id, Credential] = Field(
         min_length=1, description="Mailboxes to send from, by id."
     )
+
+
+class Http(_Model):
+    """The daemon's HTTP server: one-click unsubscribe, tracking links, read-only API."""
+
+    listen: Annotated[str, PlainValidator(_listen)] = Field(
+        description="Address the server listens on, host:port (an IPv6 host in brackets); "
+        "normally a loopback address behind a reverse proxy. Port 0 takes any free port."
+    )
+    public_base_url: Annotated[str, PlainValidator(_base_url)] = Field(
+        description="http(s) URL at which people reach the server, used in the links put "
+        "into messages; no query or fragment, a trailing slash is dropped."
+    )
+    signing_key: Annotated[
+        SecretStr, PlainValidator(_signing_key), PlainSerializer(_redacted, return_type=str)
+    ] = Field(
+        description=f"Key that signs every token in links, at least {MIN_SIGNING_KEY_CHARS} "
+        "characters (secret). Changing it breaks the links of messages already sent."
+    )
+
+    @property
+    def listen_host(self) -> str:
+        """The host part of ``listen`` (an IPv6 address without its brackets)."""
+        host = self.listen.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") else host
+
+    @property
+    def listen_port(self) -> int:
+        """The port part of ``listen``."""
+        return int(self.listen.rpartition(":")[2])
+
+
+class ApiKey(_Model):
+    """A key of the read-only API, declared by its hash only."""
+
+    account: Id = Field(description="Account whose credentials the key may read.")
+    sha256: Annotated[str, PlainValidator(_sha256)] = Field(
+        description="sha256 of the key, 64 lowercase hex digits (mailopsd apikey new prints it)."
+    )
+
+
+def _needs_http(campaign_id: str, campaign: Campaign) -> PydanticCustomError | None:
+    """The error for a campaign that uses what only http provides, if it does."""
+    where = f"campaigns.{campaign_id}"
+    if campaign.tracking is not None:
+        return failure(_TRACKING_NEEDS_HTTP, field=f"{where}.tracking")
+    for credential_id, credential in campaign.smtp_credentials.items():
+        if credential.tracking is not None:
+            return failure(
+                _TRACKING_NEEDS_HTTP, field=f"{where}.smtp_credentials.{credential_id}.tracking"
+            )
+    footer = campaign.unsubscribe.footer_without_url() if campaign.unsubscribe else None
+    if footer is not None:
+        return failure(
+            "uses %%UNSUBSCRIBE%% but there is no unsubscribe URL: set unsubscribe.url, or "
+            "configure http for the one-click link",
+            field=f"{where}.unsubscribe.{footer}",
+        )
+    return None
+
+
+_TRACKING_NEEDS_HTTP = (
+    "tracking needs http.public_base_url: add an http: section (listen, public_base_url, "
+    "signing_key) for the server that records opens and clicks"
+)
 
 
 class Config(_Model):
     """The whole desired state, merged from every config file."""
 
     campaigns: dict[Id, Campaign] = Field(default_factory=dict, description="Campaigns by id.")
+    http: Http | None = Field(
+        default=None,
+        description="The HTTP server for one-click unsubscribe, tracking and the API; "
+        "absent: no server, List-Unsubscribe uses unsubscribe.url.",
+    )
+    api_keys: dict[Id, ApiKey] = Field(
+        default_factory=dict, description="Keys of the read-only API by name (needs http)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.http is None:
+            for campaign_id, campaign in self.campaigns.items():
+                error = _needs_http(campaign_id, campaign)
+                if error is not None:
+                    raise error
+            if self.api_keys:
+                raise failure(
+                    "api keys need http: add an http: section for the server that answers the API",
+                    field=f"api_keys.{next(iter(self.api_keys))}",
+                )
+        self._check_api_keys()
+        return self
+
+    def _check_api_keys(self) -> None:
+        accounts = {campaign.account for campaign in self.campaigns.values()}
+        seen: dict[str, str] = {}
+        for name, key in self.api_keys.items():
+            if key.account not in accounts:
+                known = ", ".join(sorted(accounts)) or "none"
+                raise failure(
+                    f'no campaign belongs to account "{key.account}" (accounts: {known})',
+                    field=f"api_keys.{name}.account",
+                )
+            if key.sha256 in seen:
+                raise failure(
+                    f"is the same key as api_keys.{seen[key.sha256]}; make a new one with: "
+                    "mailopsd apikey new",
+                    field=f"api_keys.{name}.sha256",
+                )
+            seen[key.sha256] = name

@@ -1,10 +1,18 @@
 """Composing one message of a sequence for one lead.
 
-Pure: the time and the Message-ID token are given. Follow-ups are threaded under step 1
-(``Re:`` its subject unless the step has its own, ``In-Reply-To`` and ``References`` to
-the earlier Message-IDs). ``List-Unsubscribe`` always offers a ``mailto:`` to the sending
-mailbox and, with an unsubscribe URL, the URL and one-click ``List-Unsubscribe-Post``.
-BCC is never a header: it is only an envelope recipient.
+Pure: the time, the Message-ID token and the HTTP link settings are given. Follow-ups
+are threaded under step 1 (``Re:`` its subject unless the step has its own,
+``In-Reply-To`` and ``References`` to the earlier Message-IDs). ``List-Unsubscribe``
+always offers a ``mailto:`` to the sending mailbox and, with an unsubscribe URL, the URL
+and one-click ``List-Unsubscribe-Post``. BCC is never a header: it is only an envelope
+recipient.
+
+With ``http`` configured the unsubscribe URL is the daemon's own signed one-click link
+(``<public_base_url>/u/<token>``), replacing ``unsubscribe.url``. Tracking works on the
+HTML part, which a message has only when its campaign has an ``unsubscribe.footer_html``:
+opens add a 1x1 image at the end of it, clicks send its ``http(s)`` links through
+``<public_base_url>/c/<token>``, the token signing the original URL. Text parts, and
+``mailto:``, ``tel:``, fragment and the daemon's own links, are left as written.
 
 The message is written straight to its wire form (CRLF line ends, header lines folded
 under 78 characters, text parts in UTF-8 quoted-printable) rather than through
@@ -17,23 +25,28 @@ from __future__ import annotations
 import binascii
 import functools
 import html
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jinja2
 from jinja2 import nodes
 
-from mailopsd.config.models import Campaign, Credential
+from mailopsd.config.models import Campaign, Credential, Http
 from mailopsd.config.templates import make_environment
+from mailopsd.http import tokens
 
-__all__ = ["ComposeError", "Outgoing", "compose"]
+__all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings"]
 
 _ENVIRONMENT = make_environment()
 _FOLD_AT = 78
+# A quoted href attribute (not data-href or xlink:href); the value is HTML-escaped text.
+_HREF = re.compile(r"""(?<![\w:-])(href\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+_HTML_END = "</body></html>"
 
 
 class ComposeError(ValueError):
@@ -58,6 +71,62 @@ class Outgoing:
     subject: str
     envelope_from: str
     recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """The daemon's own links in one campaign's messages from one mailbox.
+
+    Attributes:
+        base_url: ``http.public_base_url`` (no trailing slash).
+        key: ``http.signing_key`` as UTF-8 bytes; it signs every token.
+        campaign_id: The campaign the tokens are signed for.
+        track_opens: Add the open-tracking image to the HTML part.
+        track_clicks: Send the HTML part's web links through the click redirect.
+    """
+
+    base_url: str
+    key: bytes = field(repr=False)
+    campaign_id: str
+    track_opens: bool = False
+    track_clicks: bool = False
+
+    def url(self, purpose: str, email: str, target: str | None = None) -> str:
+        """The signed link of ``purpose`` (see ``tokens``) for the lead ``email``."""
+        return tokens.link_url(
+            self.base_url,
+            self.key,
+            purpose=purpose,
+            campaign_id=self.campaign_id,
+            email=email,
+            url=target,
+        )
+
+
+def link_settings(
+    http: Http | None, *, campaign_id: str, campaign: Campaign, credential: Credential
+) -> LinkSettings | None:
+    """The link settings of a campaign's messages from ``credential`` (``None`` without http).
+
+    Args:
+        http: The config's ``http`` section.
+        campaign_id: The campaign's id.
+        campaign: The campaign.
+        credential: The mailbox sending: its tracking, when set, wins over the campaign's.
+
+    Returns:
+        What ``compose`` takes as ``links``.
+    """
+    if http is None:
+        return None
+    tracking = credential.tracking_for(campaign)
+    return LinkSettings(
+        base_url=http.public_base_url,
+        key=http.signing_key.get_secret_value().encode("utf-8"),
+        campaign_id=campaign_id,
+        track_opens=tracking.open,
+        track_clicks=tracking.click,
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -100,10 +169,67 @@ def _render(source: str, fields: Mapping[str, str], what: str) -> str:
         raise ComposeError(f"{what}: {err}") from err
 
 
-def _unsubscribe_url(campaign: Campaign, email: str) -> str | None:
+def _unsubscribe_url(campaign: Campaign, email: str, links: LinkSettings | None) -> str | None:
+    if links is not None:
+        return links.url(tokens.UNSUBSCRIBE, email)
     if campaign.unsubscribe is None or campaign.unsubscribe.url is None:
         return None
     return campaign.unsubscribe.url.replace("%%EMAIL%%", quote(email, safe="@"))
+
+
+def _is_trackable(target: str, links: LinkSettings, unsubscribe_url: str | None) -> bool:
+    """Whether a link target goes through the click redirect.
+
+    Only plain ASCII web links: anything else (``mailto:``, ``tel:``, a fragment, a
+    URL with spaces or controls a redirect could not repeat) and the daemon's own links
+    stay as written.
+    """
+    if not target.isascii() or any(char.isspace() or not char.isprintable() for char in target):
+        return False
+    if target == unsubscribe_url or target.startswith(links.base_url + "/"):
+        return False
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def _track_clicks(
+    html_text: str, links: LinkSettings, email: str, unsubscribe_url: str | None
+) -> str:
+    """Point the web links of an HTML part at the click redirect, each signing its URL."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        target = html.unescape(match.group(3)).strip()
+        if not _is_trackable(target, links, unsubscribe_url):
+            return match.group(0)
+        tracked = html.escape(links.url(tokens.CLICK, email, target))
+        return f"{match.group(1)}{match.group(2)}{tracked}{match.group(2)}"
+
+    return _HREF.sub(rewrite, html_text)
+
+
+def _html_part(
+    body: str,
+    footer_html: str,
+    *,
+    links: LinkSettings | None,
+    email: str,
+    unsubscribe_url: str | None,
+) -> str | None:
+    """The HTML alternative (only with an HTML footer), tracked as ``links`` say."""
+    if not footer_html:
+        return None
+    paragraphs = "".join(f"<p>{html.escape(part)}</p>" for part in body.split("\n\n") if part)
+    html_text = f"<html><body>{paragraphs}{footer_html}{_HTML_END}"
+    if links is not None and links.track_clicks:
+        html_text = _track_clicks(html_text, links, email, unsubscribe_url)
+    if links is not None and links.track_opens:
+        pixel = html.escape(links.url(tokens.OPEN, email))
+        image = f'<img src="{pixel}" width="1" height="1" alt="">'
+        html_text = html_text.removesuffix(_HTML_END) + image + _HTML_END
+    return html_text
 
 
 def _footer(template: str | None, url: str | None, email: str) -> str:
@@ -218,8 +344,12 @@ def compose(
     earlier_ids: Sequence[str],
     now: datetime,
     token: str,
+    links: LinkSettings | None = None,
 ) -> Outgoing:
     """Compose step ``step_index`` (0-based) of ``campaign`` for one lead.
+
+    ``links`` (from ``link_settings``, with ``http`` configured) makes the unsubscribe
+    URL the daemon's one-click link and turns tracking on as the settings say.
 
     Raises:
         ComposeError: A template fails for this lead.
@@ -230,15 +360,12 @@ def compose(
     body = _render(body_template, fields, f"step {step_index + 1} body")
     domain = sender.rsplit("@", 1)[1]
     message_id = f"<{token}@{domain}>"
-    url = _unsubscribe_url(campaign, email)
+    url = _unsubscribe_url(campaign, email, links)
     unsubscribe = campaign.unsubscribe
     footer_text = _footer(unsubscribe.footer_text if unsubscribe else None, url, email)
     text = body + (f"\n\n{footer_text}\n" if footer_text else "")
     footer_html = _footer(unsubscribe.footer_html if unsubscribe else None, url, email)
-    html_text = None
-    if footer_html:
-        paragraphs = "".join(f"<p>{html.escape(part)}</p>" for part in body.split("\n\n") if part)
-        html_text = f"<html><body>{paragraphs}{footer_html}</body></html>"
+    html_text = _html_part(body, footer_html, links=links, email=email, unsubscribe_url=url)
     mailto = f"<mailto:{sender}?subject=unsubscribe>"
     headers = [
         _from_header(credential.from_name, sender),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.dispatch.compose import ComposeError, Outgoing, compose
+from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
@@ -262,6 +262,12 @@ class Dispatcher:
                 earlier_ids=lead.message_ids,
                 now=now,
                 token=self.token(),
+                links=link_settings(
+                    loaded.config.http,
+                    campaign_id=campaign_id,
+                    campaign=campaign,
+                    credential=credential,
+                ),
             )
         except ComposeError as err:
             logger.error("lead failed campaign=%s email=%s error=%s", campaign_id, lead.email, err)

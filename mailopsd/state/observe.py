@@ -23,7 +23,7 @@ from typing import TypeVar, cast
 
 from mailopsd.config.leads import Progress, file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.config.models import SECRET_FIELDS, Credential
+from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
 from mailopsd.errors import StateError
 from mailopsd.reconcile import Desired, LeadsChanged, LeadsFile, Observed, ObservedCredential
 from mailopsd.state.ledger import Ledger, Staged
@@ -79,7 +79,7 @@ def fingerprint_key(state_dir: Path, *, create: bool = True) -> bytes:
 
 def _fingerprint(credential: Credential, key: bytes) -> dict[str, object]:
     snapshot = credential.model_dump(mode="json", exclude={"reenabled_at"})
-    for name in SECRET_FIELDS:
+    for name in CREDENTIAL_SECRET_FIELDS:
         secret = getattr(credential, name)
         if secret is not None:
             digest = hmac.new(key, secret.get_secret_value().encode(), hashlib.sha256)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+import re
 import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from mailopsd import cli
 from mailopsd.config.loader import LoadOptions
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.dispatch.dispatcher import HEARTBEAT_S
+from mailopsd.http import tokens
 from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, load_state, save_state
@@ -275,6 +277,53 @@ def test_message_headers_bcc_and_footers(tmp_path: Path, smtp_server: SmtpServer
     )
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert '<a href="https://unsub.example/u/jo@example.net">Unsubscribe</a>' in html
+
+
+def test_http_links_and_tracking(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """With http, List-Unsubscribe and the footers carry the signed one-click link, the
+    HTML part gets the open image and its web links go through the click redirect."""
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada")},
+        leads=["Jo@Example.net,Jo"],
+        steps=1,
+        tracking={"open": True, "click": True},
+        unsubscribe={
+            "url": "https://unsub.example/u/%%EMAIL%%",
+            "footer_text": "Stop: %%UNSUBSCRIBE%%",
+            "footer_html": '<a href="https://example.com/?a=1&amp;b=2">Us</a> '
+            '<a href="%%UNSUBSCRIBE%%">Unsubscribe</a>',
+        },
+    )
+    key = "demo-signing-key-0123456789abcdef"
+    with path.open("a") as stream:
+        stream.write(
+            "http:\n  listen: 127.0.0.1:8025\n  public_base_url: https://mail.example.com/\n"
+            f"  signing_key: {key}\n"
+        )
+    run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
+    (received,) = smtp_server.handler.messages
+    mail = parsed(received)
+    mailto, link = mail["List-Unsubscribe"].split(", ")
+    assert mailto == "<mailto:ada@sender.example.com?subject=unsubscribe>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = link.strip("<>")
+    token = unsubscribe.removeprefix("https://mail.example.com/u/")
+    assert tokens.verify(key.encode(), "u", token) == tokens.Claims("camp", "jo@example.net")
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.replace("\r\n", "\n").endswith(f"Stop: {unsubscribe}\n")
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert f'<a href="{unsubscribe}">Unsubscribe</a>' in html
+    click = re.search(r'<a href="https://mail\.example\.com/c/([\w-]+)">Us</a>', html)
+    assert click is not None
+    claims = tokens.verify(key.encode(), "c", click.group(1))
+    assert claims is not None
+    assert claims.url == "https://example.com/?a=1&b=2"
+    image = re.search(r'<img src="https://mail\.example\.com/o/([\w-]+)\.gif"', html)
+    assert image is not None
+    assert tokens.verify(key.encode(), "o", image.group(1)) == tokens.Claims(
+        "camp", "jo@example.net"
+    )
 
 
 def test_header_injection_rows_skipped(

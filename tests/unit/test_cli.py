@@ -158,4 +158,7 @@ def test_installed_command_validates_example(tmp_path: Path) -> None:
         timeout=60,
     )
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == "ok: 1 campaign, 2 credentials (1 with reply detection)\n"
+    assert result.stdout == (
+        "ok: 1 campaign, 2 credentials (1 with reply detection); "
+        "http on 127.0.0.1:8025 for https://mail.example.com, 1 API key\n"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -13,9 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailopsd.config.models import Campaign
+from mailopsd.config.models import Campaign, Http
 from mailopsd.config.templates import make_environment
-from mailopsd.dispatch.compose import ComposeError, Outgoing, _render, compose
+from mailopsd.dispatch.compose import (
+    ComposeError,
+    LinkSettings,
+    Outgoing,
+    _render,
+    compose,
+    link_settings,
+)
+from mailopsd.http import tokens
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -53,6 +62,7 @@ def _compose(
     step: int = 0,
     earlier: tuple[str, ...] = (),
     address: str = "jo@example.net",
+    links: LinkSettings | None = None,
 ) -> Outgoing:
     campaign = campaign or _campaign()
     return compose(
@@ -66,6 +76,7 @@ def _compose(
         earlier_ids=earlier,
         now=NOW,
         token="0123abcd",  # noqa: S106 - a Message-ID token, not a secret
+        links=links,
     )
 
 
@@ -203,3 +214,157 @@ def test_rendering_matches_jinja(pieces: list[str], value: str, has_other: bool)
             _render(source, fields, "body")
     else:
         assert _render(source, fields, "body") == expected
+
+
+BASE_URL = "https://mail.example.com"
+SIGNING_KEY = b"s" * 32
+
+
+def _links(*, opens: bool = False, clicks: bool = False) -> LinkSettings:
+    return LinkSettings(BASE_URL, SIGNING_KEY, "acme", track_opens=opens, track_clicks=clicks)
+
+
+def _token(url: str, purpose: str) -> str:
+    prefix = f"{BASE_URL}/{purpose}/"
+    assert url.startswith(prefix), url
+    return url.removeprefix(prefix).removesuffix(".gif")
+
+
+def _html(outgoing: Outgoing) -> str:
+    return _text(_parsed(outgoing).get_body(("html",)))  # type: ignore[arg-type]
+
+
+_HREFS = re.compile(r'href="([^"]*)"')
+
+
+FOOTERS = {
+    "url": "https://unsub.example/u/%%EMAIL%%",
+    "footer_text": "Stop: %%UNSUBSCRIBE%% or see https://example.com/plain",
+    "footer_html": (
+        '<a href="https://example.com/a?x=1&amp;y=%C3%A9">A</a> '
+        "<a HREF='HTTP://Example.com/B'>B</a> "
+        '<a href="mailto:ada@example.com">mail</a> <a href="tel:+331">tel</a> '
+        '<a href="#top">top</a> <a href="/relative">rel</a> <a href="ftp://x.example/">f</a> '
+        '<a data-href="https://example.com/data">d</a> '
+        '<a href="%%UNSUBSCRIBE%%">Unsubscribe</a>'
+    ),
+}
+
+
+class TestLinks:
+    """With http: the one-click unsubscribe link, the open image and the click redirect."""
+
+    def test_one_click_unsubscribe_without_unsubscribe_section(self) -> None:
+        """With http, every message offers the signed one-click link, even without footers."""
+        mail = _parsed(_compose(links=_links()))
+        mailto, url = mail["List-Unsubscribe"].split(", ")
+        assert mailto == "<mailto:ada@sender.example.com?subject=unsubscribe>"
+        token = _token(url.strip("<>"), "u")
+        assert tokens.verify(SIGNING_KEY, "u", token) == tokens.Claims("acme", "jo@example.net")
+        assert tokens.verify(SIGNING_KEY, "o", token) is None
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert mail.get_content_type() == "text/plain"
+
+    def test_footers_use_the_signed_link(self) -> None:
+        """%%UNSUBSCRIBE%% in both footers is the signed link, not unsubscribe.url."""
+        outgoing = _compose(_campaign(unsubscribe=FOOTERS), links=_links())
+        mail = _parsed(outgoing)
+        url = mail["List-Unsubscribe"].split(", ")[1].strip("<>")
+        plain = _text(mail.get_body(("plain",)))  # type: ignore[arg-type]
+        assert plain.endswith(f"Stop: {url} or see https://example.com/plain\n")
+        assert f'<a href="{url}">Unsubscribe</a>' in _html(outgoing)
+        assert b"unsub.example" not in outgoing.data
+
+    def test_open_image_ends_the_html_part(self) -> None:
+        """Open tracking adds a signed 1x1 image at the end of the HTML body."""
+        html = _html(_compose(_campaign(unsubscribe=FOOTERS), links=_links(opens=True)))
+        match = re.search(r'<img src="([^"]+)" width="1" height="1" alt=""></body></html>\n$', html)
+        assert match is not None
+        assert match.group(1).endswith(".gif")
+        token = _token(match.group(1), "o")
+        assert tokens.verify(SIGNING_KEY, "o", token) == tokens.Claims("acme", "jo@example.net")
+        assert "/c/" not in html
+
+    def test_click_tracking_rewrites_web_links_only(self) -> None:
+        """Web links go through /c/ with the decoded URL signed; others stay as written."""
+        outgoing = _compose(_campaign(unsubscribe=FOOTERS), links=_links(clicks=True))
+        html = _html(outgoing)
+        hrefs = _HREFS.findall(html)
+        clicked = [h for h in hrefs if h.startswith(f"{BASE_URL}/c/")]
+        targets = [tokens.verify(SIGNING_KEY, "c", _token(h, "c")) for h in clicked]
+        assert [t.url if t else None for t in targets] == ["https://example.com/a?x=1&y=%C3%A9"]
+        assert all(t is not None and t.email == "jo@example.net" for t in targets)
+        assert "<a HREF='" + BASE_URL + "/c/" in html  # quote and case kept
+        for kept in ("mailto:ada@example.com", "tel:+331", "#top", "/relative", "ftp://x.example/"):
+            assert f'href="{kept}"' in html
+        assert 'data-href="https://example.com/data"' in html
+        unsubscribe = _parsed(outgoing)["List-Unsubscribe"].split(", ")[1].strip("<>")
+        assert f'<a href="{unsubscribe}">Unsubscribe</a>' in html
+        plain = _text(_parsed(outgoing).get_body(("plain",)))  # type: ignore[arg-type]
+        assert "https://example.com/plain" in plain
+        assert "/c/" not in plain
+
+    def test_upper_case_link_is_signed_as_written(self) -> None:
+        """A link in single quotes with an upper-case scheme is rewritten and signed as is."""
+        html = _html(_compose(_campaign(unsubscribe=FOOTERS), links=_links(clicks=True)))
+        quoted = re.search(r"HREF='([^']*)'", html)
+        assert quoted is not None
+        claims = tokens.verify(SIGNING_KEY, "c", _token(quoted.group(1), "c"))
+        assert claims is not None
+        assert claims.url == "HTTP://Example.com/B"
+
+    def test_escaped_body_links_are_not_rewritten(self) -> None:
+        """A body's text is escaped into the HTML part, so markup in it is never a link."""
+        footers = {"footer_html": "<p>bye</p>"}
+        body = 'See <a href="https://example.com/x">x</a>\n'
+        html = _html(_compose(_campaign(unsubscribe=footers), body=body, links=_links(clicks=True)))
+        assert "&lt;a href=&quot;https://example.com/x&quot;&gt;" in html
+        assert "/c/" not in html
+
+    def test_no_html_part_no_tracking(self) -> None:
+        """Without footer_html there is no HTML part, so nothing is tracked."""
+        footers = {"footer_text": "Stop: %%UNSUBSCRIBE%%"}
+        outgoing = _compose(_campaign(unsubscribe=footers), links=_links(opens=True, clicks=True))
+        assert _parsed(outgoing).get_content_type() == "text/plain"
+        assert b"/o/" not in outgoing.data
+        assert b"/c/" not in outgoing.data
+
+    def test_tokens_differ_per_lead(self) -> None:
+        """Two leads get different tokens, each verifying for its own address only."""
+        urls = [
+            _parsed(_compose(address=address, links=_links()))["List-Unsubscribe"]
+            .split(", ")[1]
+            .strip("<>")
+            for address in ("jo@example.net", "al@example.net")
+        ]
+        assert urls[0] != urls[1]
+        claims = [tokens.verify(SIGNING_KEY, "u", _token(url, "u")) for url in urls]
+        assert [c.email if c else None for c in claims] == ["jo@example.net", "al@example.net"]
+        other_key = tokens.verify(b"x" * 32, "u", _token(urls[0], "u"))
+        assert other_key is None
+
+    def test_link_settings(self) -> None:
+        """No http, no links; with http, the credential's tracking wins over the campaign's."""
+        http = Http.model_validate(
+            {
+                "listen": "127.0.0.1:8025",
+                "public_base_url": "https://mail.example.com/",
+                "signing_key": "k" * 32,
+            }
+        )
+        campaign = _campaign(
+            tracking={"open": True, "click": True}, credential={"tracking": {"click": True}}
+        )
+        credential = campaign.smtp_credentials["a"]
+        assert (
+            link_settings(None, campaign_id="acme", campaign=campaign, credential=credential)
+            is None
+        )
+        assert link_settings(
+            http, campaign_id="acme", campaign=campaign, credential=credential
+        ) == LinkSettings(
+            "https://mail.example.com", b"k" * 32, "acme", track_opens=False, track_clicks=True
+        )
+        assert "k" * 32 not in repr(
+            link_settings(http, campaign_id="acme", campaign=campaign, credential=credential)
+        )

@@ -11,11 +11,15 @@ from pydantic import BaseModel
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import (
+    ApiKey,
     Campaign,
+    Config,
     Credential,
+    Http,
     RateLimit,
     SendWindow,
     Step,
+    Tracking,
     Unsubscribe,
 )
 from mailopsd.secrets import parse_identities
@@ -28,11 +32,31 @@ def test_example_is_valid() -> None:
     """The example decrypts with the demo key and loads, with its leads file and template."""
     identities = parse_identities(DEMO_KEY.read_text(), str(DEMO_KEY))
     loaded = load_config(EXAMPLE, LoadOptions(identities=lambda: identities))
-    assert loaded.summary() == "1 campaign, 2 credentials (1 with reply detection)"
+    assert loaded.summary() == (
+        "1 campaign, 2 credentials (1 with reply detection); "
+        "http on 127.0.0.1:8025 for https://mail.example.com, 1 API key"
+    )
     assert loaded.leads_path("demo-welcome").name == "demo.csv"
+    http = loaded.config.http
+    assert http is not None
+    assert len(http.signing_key.get_secret_value()) >= 32
 
 
-@pytest.mark.parametrize("model", [Campaign, Credential, RateLimit, SendWindow, Step, Unsubscribe])
+@pytest.mark.parametrize(
+    "model",
+    [
+        ApiKey,
+        Campaign,
+        Config,
+        Credential,
+        Http,
+        RateLimit,
+        SendWindow,
+        Step,
+        Tracking,
+        Unsubscribe,
+    ],
+)
 def test_example_uses_every_field(model: type[BaseModel]) -> None:
     """Every field of the schema appears in the example, so a newcomer sees it."""
     text = EXAMPLE.read_text()

@@ -532,7 +532,8 @@ class TestCampaignRules:
                     4,
                     32,
                     "unsubscribe.footer_text",
-                    "uses %%UNSUBSCRIBE%% but unsubscribe.url is not set",
+                    "uses %%UNSUBSCRIBE%% but there is no unsubscribe URL: set "
+                    "unsubscribe.url, or configure http for the one-click link",
                 ),
             ),
             (

@@ -68,7 +68,9 @@ class TestEncryptDecrypt:
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
         meta = read_metadata(path.read_text(), "c.yaml")
         assert meta.mac_only_encrypted
-        assert meta.rule.pattern == "^(imap_password|imap_username|smtp_password|smtp_username)$"
+        assert meta.rule.pattern == (
+            "^(imap_password|imap_username|signing_key|smtp_password|smtp_username)$"
+        )
         result = run_sops(["decrypt", "--output-type", "json", str(path)], key.path)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == goyaml.parse_yaml(BASE).data
@@ -271,3 +273,62 @@ class TestRotateAndUpdateKeys:
         result = run_sops(["decrypt", str(path)], newcomer.path)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == {"smtp_password": CANARY, "port": 587}
+
+
+class TestEditSigningKey:
+    """secrets edit adding the http section: saved sealed, or refused if it would not be."""
+
+    SIGNING_KEY = f"{CANARY}-signing-0123456789"
+    HTTP = (
+        "daily_limit: 100\n"
+        "http:\n"
+        "  listen: 127.0.0.1:8025\n"
+        "  public_base_url: https://mail.example.com\n"
+        f"  signing_key: {SIGNING_KEY}\n"
+    )
+
+    def test_saved_encrypted(
+        self,
+        write_config: Writer,
+        key: AgeKey,
+        run: CliRun,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Under mailopsd's rule the new signing key is saved encrypted."""
+        path = write_config()
+        run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
+        _editor(tmp_path, monkeypatch, "daily_limit: 100\n", self.HTTP)
+        code, _, err = run("secrets", "edit", str(path), "--age-key-file", str(key.path))
+        assert (code, err) == (0, "c.yaml: saved\n")
+        assert self.SIGNING_KEY not in path.read_text()
+        assert "  signing_key: ENC[AES256_GCM," in path.read_text()
+
+    def test_refused_when_the_rule_misses_it(
+        self,
+        write_config: Writer,
+        key: AgeKey,
+        run: CliRun,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A file whose rule predates the signing key is not saved with it in clear."""
+        (tmp_path / ".sops.yaml").write_text(
+            f"creation_rules:\n  - age: {key.recipient}\n    encrypted_regex: "
+            "^(imap_password|imap_username|smtp_password|smtp_username)$\n"
+        )
+        path = write_config()
+        run("secrets", "encrypt", "--in-place", str(path))
+        original = path.read_text()
+        _editor(tmp_path, monkeypatch, "daily_limit: 100\n", self.HTTP)
+        code, _, err = run("secrets", "edit", str(path), "--age-key-file", str(key.path))
+        assert code == 1
+        assert err.splitlines() == [
+            "c.yaml:22:16: http.signing_key: this secret field is stored in clear text; the "
+            "file's encryption rule does not cover it: move it to a new file and encrypt "
+            "that with: mailopsd secrets encrypt --in-place FILE, or decrypt this file and "
+            "encrypt it again with a rule that covers it (or pass --allow-plaintext-secrets "
+            "for a local demo)",
+            "c.yaml: not saved; the file is unchanged",
+        ]
+        assert path.read_text() == original

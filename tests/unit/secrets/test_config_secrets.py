@@ -230,3 +230,52 @@ def test_library_default_never_skips_decryption(encrypted: Path) -> None:
     assert [str(issue) for issue in caught.value.issues] == [
         "c.yaml: is encrypted, and no age identity was given"
     ]
+
+
+SIGNING_KEY = f"{CANARY}-signing-0123456789"
+HTTP = (
+    "http:\n"
+    "  listen: 127.0.0.1:8025\n"
+    "  public_base_url: https://mail.example.com\n"
+    f"  signing_key: {SIGNING_KEY}\n"
+)
+OLD_RULE = "^(imap_password|imap_username|smtp_password|smtp_username)$"
+
+
+def test_signing_key_encrypted_by_default(write_config: Writer, key: AgeKey, run: CliRun) -> None:
+    """secrets encrypt seals http.signing_key like the passwords; it loads with the key."""
+    path = write_config(add=HTTP)
+    assert run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))[0] == 0
+    text = path.read_text()
+    assert SIGNING_KEY not in text
+    assert "  signing_key: ENC[AES256_GCM," in text
+    assert "  public_base_url: https://mail.example.com\n" in text
+    http = load_config(path, LoadOptions(identities=key.identities)).config.http
+    assert http is not None
+    assert http.signing_key.get_secret_value() == SIGNING_KEY
+    code, out, _ = run("validate", str(path), "--no-decrypt")
+    assert (code, out.startswith("ok: 1 campaign, 1 credential")) == (0, True)
+
+
+def test_signing_key_outside_the_files_rule(
+    write_config: Writer, key: AgeKey, run: CliRun, tmp_path: Path
+) -> None:
+    """A clear signing key added to a file whose rule does not cover it is refused."""
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {key.recipient}\n    encrypted_regex: {OLD_RULE}\n"
+        "    mac_only_encrypted: true\n"
+    )
+    path = write_config()
+    assert run("secrets", "encrypt", "--in-place", str(path))[0] == 0
+    sealed = path.read_text()
+    path.write_text(sealed + HTTP)
+    line = sealed.count("\n") + 4  # after the sops metadata, at the signing key
+    code, _, err = run("validate", str(path), "--age-key-file", str(key.path))
+    assert code == 1
+    assert err.splitlines()[0] == (
+        f"c.yaml:{line}:16: http.signing_key: this secret field is stored in clear text; "
+        "the file's encryption rule does not cover it: move it to a new file and encrypt "
+        "that with: mailopsd secrets encrypt --in-place FILE, or decrypt this file and "
+        "encrypt it again with a rule that covers it (or pass --allow-plaintext-secrets for "
+        "a local demo)"
+    )

@@ -1,0 +1,66 @@
+"""``mailopsd apikey new``: make a key of the read-only API, shown once.
+
+The key goes to stdout once and is written nowhere else; what goes into the config is
+the entry with its sha256, for a person to paste under ``api_keys:``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mailopsd.cli.common import EXIT_OK, Commands
+from mailopsd.config.models import ID_PATTERN
+from mailopsd.http import apikeys
+
+__all__ = ["add_apikey"]
+
+
+def _id(value: str) -> str:
+    if not ID_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid id {value!r}: use 1 to 63 lowercase letters, digits and dashes, "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _new(args: argparse.Namespace) -> int:
+    key = apikeys.generate_api_key()
+    digest = apikeys.hash_api_key(key)
+    name = args.name or f"key-{digest[:8]}"
+    print("API key (shown only this once; give it to the client):", file=sys.stderr, flush=True)
+    print(key, flush=True)
+    print(
+        "\nPaste this under api_keys: in a config file (it holds only the key's hash):",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(f'api_keys:\n  {name}: {{account: {args.account}, sha256: "{digest}"}}', flush=True)
+    return EXIT_OK
+
+
+def add_apikey(commands: Commands[argparse.ArgumentParser]) -> None:
+    """Add ``apikey`` and its verb ``new``."""
+    group = commands.add_parser(
+        "apikey",
+        help="make keys of the read-only API",
+        description="Keys of the read-only API; the config holds only their sha256.",
+    )
+    verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
+    new = verbs.add_parser(
+        "new",
+        help="print a new random key once, and its api_keys entry (hash only)",
+        description=(
+            "Print a new random key on stdout, once, and the api_keys entry to paste into "
+            "a config file: NAME with the account and the key's sha256. The key itself "
+            "is stored nowhere; a lost key is replaced by a new one."
+        ),
+    )
+    new.add_argument(
+        "name", nargs="?", type=_id, help="the key's name in api_keys (default: key-<hash prefix>)"
+    )
+    new.add_argument(
+        "--account", type=_id, default="default", help="account the key may read (default: default)"
+    )
+    new.set_defaults(handler=_new)
