@@ -12,6 +12,12 @@ sent, no poll is recorded and no config is applied until a test write to the led
 the state file succeeds again. Then sends left without an outcome are marked
 ``unknown`` (as after a crash), and the work resumes. Sending also pauses before the
 disk is full, when less than ``storage_headroom_bytes`` is free.
+
+With an ``http`` section, the serving daemon (never a ``run --once``) also runs the
+HTTP server of :mod:`mailopsd.http` on threads of its own. A reload restarts it only
+when ``http.listen`` changed; otherwise the server reads the new config (signing key
+included) in place. A server that cannot bind its address is logged, and tried again
+at the next reload; sending goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from mailopsd.config.loader import (
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
+from mailopsd.http.app import LinkApp, Site
+from mailopsd.http.server import HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
@@ -178,6 +186,10 @@ class Daemon:
         self._watched: set[Path] = set()
         self._storage_problem: str | None = None
         self._serving = False
+        self._http: HttpServer | None = None
+        self._http_listen: str | None = None  # the configured listen of the running server
+        self._http_wanted = False
+        self._http_error: str | None = None
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -223,7 +235,9 @@ class Daemon:
             logger.warning("sends without outcome marked unknown count=%d", unknown)
 
     def close(self) -> None:
-        """Stop the watcher, mark the daemon stopped, and close the ledger."""
+        """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
+        self._http_wanted = False
+        self._stop_http()
         if self._watcher is not None:
             self._watcher.close()
         if self._dispatcher is not None:
@@ -418,6 +432,7 @@ class Daemon:
             self._watched = watched_files(loaded)
             if self._watched != files_before and self._serving:
                 self._restart_watcher()
+            self._sync_http()
         if notify:
             self.notifier.ready(self.status_line())
 
@@ -529,7 +544,70 @@ class Daemon:
             line += "; config error (running on the last good config)"
         if self._storage_problem is not None:
             line += f"; work paused, state directory not writable: {self._storage_problem}"
+        if self._http is not None:
+            line += f"; http on {self._http.listen}"
         return line
+
+    # The HTTP server ------------------------------------------------------------------
+
+    @property
+    def http_listen(self) -> str | None:
+        """Where the HTTP server listens (``host:port``, the real port), if it runs."""
+        return self._http.listen if self._http is not None else None
+
+    def start_http(self) -> None:
+        """Run the HTTP server while the config has an ``http`` section (after :meth:`start`)."""
+        self._http_wanted = True
+        self._sync_http()
+
+    def _not_ready(self) -> str | None:
+        if self.loaded is None:
+            return "no config loaded"
+        if self._storage_problem is not None:
+            return "state directory not writable"
+        return None
+
+    def _site(self) -> Site:
+        state_dir = self.settings.state_dir
+        return Site(
+            http=lambda: self.loaded.config.http if self.loaded is not None else None,
+            not_ready=self._not_ready,
+            open_ledger=lambda: Ledger.open(state_dir),
+            clock=self.settings.clock,
+        )
+
+    def _stop_http(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+        self._http = None
+        self._http_listen = None
+
+    def _sync_http(self) -> None:
+        """Start, restart or stop the HTTP server to match the config now running."""
+        http = self.loaded.config.http if self.loaded is not None else None
+        if not self._http_wanted or http is None:
+            self._stop_http()
+            return
+        if self._http is not None and self._http_listen == http.listen:
+            return  # the app reads the new config itself
+        self._stop_http()
+        try:
+            self._http = start_server(
+                LinkApp(self._site()), host=http.listen_host, port=http.listen_port
+            )
+        except OSError as err:
+            message = f"{http.listen}: {err.strerror or err}"
+            if message != self._http_error:
+                logger.error(
+                    "http server cannot listen listen=%s error=%s; free the address or change "
+                    "http.listen: it is tried again at the next reload",
+                    http.listen,
+                    err.strerror or err,
+                )
+            self._http_error = message
+            return
+        self._http_error = None
+        self._http_listen = http.listen
 
     # The loop -------------------------------------------------------------------------
 
@@ -574,6 +652,7 @@ class Daemon:
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         self._restart_watcher()
+        self.start_http()
         self._serving = True
         self.notifier.ready(self.status_line())
         logger.info("ready %s", self.status_line())

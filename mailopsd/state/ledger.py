@@ -1,10 +1,15 @@
-"""The ledger: every lead's progress, every send, reply and bounce, IMAP cursors.
+"""The ledger: every lead's progress, every send, reply and bounce, IMAP cursors, opens, clicks.
 
 SQLite in WAL mode (readers such as ``mailopsd status`` never block the daemon), with
 ``synchronous=FULL`` so a recorded send intent survives a crash. All SQL of mailopsd
 lives in this module, with a schema version and migrations, so another engine can take
 its place. Times are stored as RFC 3339 UTC text with microseconds, which sorts in time
 order.
+
+The daemon's main thread does most of the writing through one connection; the HTTP
+server's threads open connections of their own, one per request, for short
+transactions (a one-click unsubscribe, an open, a click), waiting on SQLite's busy
+timeout while the main thread holds the write lock.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = [
     "LeadsStage",
     "Ledger",
     "Staged",
+    "Tracked",
     "stamp",
     "unstamp",
 ]
@@ -44,7 +50,7 @@ _COUNTED_SQL = "('pending', 'sent', 'unknown', 'bounced')"
 _MIDNIGHT = "T00:00:00.000000Z"
 
 LEDGER_FILE = "ledger.sqlite3"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The bodies of migration 4's triggers: one counts a send that became counted (inserted,
 # or updated into a counted outcome), the other takes back one that stopped counting
@@ -267,6 +273,27 @@ _MIGRATIONS: dict[int, str] = {
     WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
         OR old.outcome = 'bounced')
 {_UNCOUNT_OLD_SEND}    """,
+    # Tracking: one row per lead for opens and one per lead and link for clicks,
+    # counters rather than events, so a pixel loaded a thousand times costs one row.
+    5: """
+    CREATE TABLE opens (
+        campaign_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE clicks (
+        campaign_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        url TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, email, url)
+    ) WITHOUT ROWID;
+    """,
 }
 
 
@@ -409,8 +436,17 @@ class CredentialCounts:
     last_poll_result: str | None = None
 
 
+@dataclass(frozen=True)
+class Tracked:
+    """How often a lead opened a message, or clicked one link, and when."""
+
+    first_at: datetime
+    last_at: datetime
+    count: int
+
+
 class Ledger:
-    """The ledger database; one instance per process, used from one thread."""
+    """The ledger database: one instance per connection, used from one thread."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         """Wrap an open connection (use :meth:`open` or :meth:`open_readonly`)."""
@@ -418,8 +454,8 @@ class Ledger:
         self.path = path
         self._stages: dict[str, LeadsStage] = {}
         self._staged = 0
-        # This process is the ledger's only writer: active credentials' snapshots are
-        # kept in memory after the first read, and updated as they are written.
+        # Only the main thread's instance writes credentials: active credentials'
+        # snapshots are kept in memory after the first read, and updated as they are written.
         self._credentials: dict[tuple[str, str], dict[str, object]] | None = None
 
     @classmethod
@@ -522,6 +558,13 @@ class Ledger:
         return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     # Campaigns and credentials -------------------------------------------------------
+
+    def campaign_account(self, campaign_id: str) -> str | None:
+        """The account of a campaign the ledger knows, removed ones included."""
+        row = self._db.execute(
+            "SELECT account FROM campaigns WHERE id = ?", (campaign_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def active_campaigns(self) -> dict[str, dict[str, object]]:
         """Snapshots of the campaigns not removed, by id."""
@@ -1004,10 +1047,17 @@ class Ledger:
         )
 
     def update_lead(self, lead: LeadProgress) -> None:
-        """Write a lead's progress (inside the caller's transaction)."""
+        """Write a lead's progress (inside the caller's transaction).
+
+        A lead stopped meanwhile (a one-click unsubscribe from the HTTP server while its
+        step was being sent) stays stopped: its send is recorded, its next step is not.
+        """
         self._db.execute(
-            "UPDATE leads SET state = ?, step = ?, credential_id = ?, next_due_at = ?, "
-            "attempts = ?, message_ids = ?, first_subject = ?, last_error = ?, stop_reason = ? "
+            "UPDATE leads SET state = CASE WHEN state = 'stopped' THEN state ELSE ? END, "
+            "step = ?, credential_id = ?, "
+            "next_due_at = CASE WHEN state = 'stopped' THEN NULL ELSE ? END, "
+            "attempts = ?, message_ids = ?, first_subject = ?, last_error = ?, "
+            "stop_reason = CASE WHEN state = 'stopped' THEN stop_reason ELSE ? END "
             "WHERE campaign_id = ? AND email = ?",
             (
                 lead.state,
@@ -1059,12 +1109,24 @@ class Ledger:
             ),
         )
 
-    def suppress(self, account: str, email: str, reason: str, at: datetime) -> None:
-        """Suppress an address for every campaign of an account (inside a transaction)."""
-        self._db.execute(
+    def suppress(self, account: str, email: str, reason: str, at: datetime) -> bool:
+        """Suppress an address for every campaign of an account (inside a transaction).
+
+        Returns:
+            Whether the address was not suppressed before (the first reason is kept).
+        """
+        cursor = self._db.execute(
             "INSERT OR IGNORE INTO suppressions (account, email, reason, at) VALUES (?, ?, ?, ?)",
             (account, email, reason, stamp(at)),
         )
+        return cursor.rowcount == 1
+
+    def suppression(self, account: str, email: str) -> str | None:
+        """Why an address is suppressed for an account, or ``None`` if it is not."""
+        row = self._db.execute(
+            "SELECT reason FROM suppressions WHERE account = ? AND email = ?", (account, email)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def pending_sends(self) -> list[tuple[int, Intent]]:
         """Sends with an intent and no outcome (the process stopped in between)."""
@@ -1242,7 +1304,7 @@ class Ledger:
     def add_reply(
         self,
         campaign_id: str,
-        credential_id: str,
+        credential_id: str | None,
         email: str,
         *,
         kind: str,
@@ -1273,3 +1335,42 @@ class Ledger:
             (campaign_id, credential_id),
         )
         return {str(row[0]): int(row[1]) for row in rows}
+
+    # Tracking ---------------------------------------------------------------------------
+
+    def record_open(self, campaign_id: str, email: str, at: datetime) -> None:
+        """Count an open of a lead's message, keeping the first time (inside a transaction)."""
+        self._db.execute(
+            "INSERT INTO opens (campaign_id, email, first_at, last_at, count) "
+            "VALUES (?, ?, ?, ?, 1) ON CONFLICT (campaign_id, email) DO UPDATE SET "
+            "count = count + 1, first_at = min(first_at, excluded.first_at), "
+            "last_at = max(last_at, excluded.last_at)",
+            (campaign_id, email, stamp(at), stamp(at)),
+        )
+
+    def record_click(self, campaign_id: str, email: str, url: str, at: datetime) -> None:
+        """Count a click on one link of a lead's message (inside a transaction)."""
+        self._db.execute(
+            "INSERT INTO clicks (campaign_id, email, url, first_at, last_at, count) "
+            "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (campaign_id, email, url) DO UPDATE SET "
+            "count = count + 1, first_at = min(first_at, excluded.first_at), "
+            "last_at = max(last_at, excluded.last_at)",
+            (campaign_id, email, url, stamp(at), stamp(at)),
+        )
+
+    def opens(self, campaign_id: str, email: str) -> Tracked | None:
+        """A lead's opens, or ``None`` if none was seen."""
+        row = self._db.execute(
+            "SELECT first_at, last_at, count FROM opens WHERE campaign_id = ? AND email = ?",
+            (campaign_id, email),
+        ).fetchone()
+        return None if row is None else Tracked(unstamp(row[0]), unstamp(row[1]), int(row[2]))
+
+    def clicks(self, campaign_id: str, email: str) -> dict[str, Tracked]:
+        """A lead's clicks, by link."""
+        rows = self._db.execute(
+            "SELECT url, first_at, last_at, count FROM clicks WHERE campaign_id = ? AND email = ? "
+            "ORDER BY url",
+            (campaign_id, email),
+        )
+        return {str(row[0]): Tracked(unstamp(row[1]), unstamp(row[2]), int(row[3])) for row in rows}

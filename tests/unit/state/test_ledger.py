@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
-from mailopsd.state.ledger import _MIGRATIONS, SCHEMA_VERSION, Ledger
+from mailopsd.state.ledger import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    Ledger,
+    Tracked,
+    _statements,
+    stamp,
+)
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -99,4 +107,82 @@ def test_schema_2_ledger_is_migrated_keeping_its_bounces(tmp_path: Path) -> None
     counts = ledger.counts("acme", "primary", day_start=NOW, window_start=NOW.replace(hour=0))
     assert (counts.bounces_in_window, counts.blocks_in_window) == (1, 0)
     assert ledger.imap_cursors("acme", "primary") == {}
+    ledger.close()
+
+
+def test_schema_4_ledger_gets_tracking_tables(tmp_path: Path) -> None:
+    """A ledger of schema 4 is migrated to 5: its data stays, opens and clicks start empty."""
+    connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    for version in range(1, 5):
+        for statement in _statements(_MIGRATIONS[version]):
+            connection.execute(statement)
+    connection.execute(
+        "INSERT INTO campaigns (id, account, snapshot, added_at) "
+        "VALUES ('acme', 'default', '{}', '2026-11-23T11:00:00.000000Z')"
+    )
+    connection.execute("PRAGMA user_version = 4")
+    connection.commit()
+    connection.close()
+    ledger = Ledger.open(tmp_path)
+    assert ledger.campaign_account("acme") == "default"
+    assert ledger.opens("acme", "a@example.net") is None
+    assert ledger.clicks("acme", "a@example.net") == {}
+    ledger.close()
+    connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    connection.close()
+
+
+class TestTracking:
+    def test_opens_keep_the_first_time_and_count(self, tmp_path: Path) -> None:
+        """Each open counts; the first time stays, the last time moves on."""
+        ledger = Ledger.open(tmp_path)
+        later = NOW + timedelta(hours=3)
+        with ledger.transaction():
+            ledger.record_open("acme", "a@example.net", NOW)
+            ledger.record_open("acme", "a@example.net", later)
+            ledger.record_open("acme", "b@example.net", later)
+        assert ledger.opens("acme", "a@example.net") == Tracked(NOW, later, 2)
+        assert ledger.opens("acme", "b@example.net") == Tracked(later, later, 1)
+        ledger.close()
+
+    def test_clicks_count_per_link(self, tmp_path: Path) -> None:
+        """Clicks are counted per lead and link."""
+        ledger = Ledger.open(tmp_path)
+        with ledger.transaction():
+            for url in ("https://a.example/x", "https://a.example/x", "https://b.example/"):
+                ledger.record_click("acme", "a@example.net", url, NOW)
+        assert ledger.clicks("acme", "a@example.net") == {
+            "https://a.example/x": Tracked(NOW, NOW, 2),
+            "https://b.example/": Tracked(NOW, NOW, 1),
+        }
+        ledger.close()
+
+
+def test_a_lead_stopped_meanwhile_stays_stopped(tmp_path: Path) -> None:
+    """A lead stopped while its step was being sent keeps its stop when the send is recorded."""
+    ledger = Ledger.open(tmp_path)
+    with ledger.transaction():
+        ledger.put_campaign("acme", "default", {}, NOW)
+        ledger.import_leads(
+            "acme",
+            account="default",
+            digest="d",
+            upserts=[LeadRow("a@x.io", {"email": "a@x.io"}, "h", 2)],
+            removals=[],
+            now=NOW,
+        )
+    lead = ledger.lead("acme", "a@x.io")
+    assert lead is not None
+    with ledger.transaction():
+        assert ledger.stop_lead("acme", "a@x.io", "unsubscribed")
+        ledger.update_lead(replace(lead, state="waiting", step=1, next_due_at=stamp(NOW)))
+    after = ledger.lead("acme", "a@x.io")
+    assert after is not None
+    assert (after.state, after.stop_reason, after.step, after.next_due_at) == (
+        "stopped",
+        "unsubscribed",
+        1,
+        None,
+    )
     ledger.close()

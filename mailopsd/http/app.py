@@ -1,0 +1,318 @@
+"""The WSGI application behind the links put into messages, and the health checks.
+
+- ``/u/<token>``: ``GET`` shows a page with one button and changes nothing (mail
+  scanners open links); ``POST`` with ``List-Unsubscribe=One-Click`` (RFC 8058, which
+  the button sends too) unsubscribes at once: no cookie, no further step.
+- ``/o/<token>.gif``: a 1x1 GIF; a ``GET`` counts an open.
+- ``/c/<token>``: a ``GET`` counts a click and redirects (302) to the URL inside the
+  signed token: never anywhere else.
+- ``/healthz``: the process answers; ``/readyz``: a config is loaded and the state
+  directory takes writes (503 otherwise).
+
+A token that does not verify, for the purpose of the path it came on, gets a 404 page.
+Every page is small static HTML with every value escaped, under a Content-Security-Policy
+that allows no script, no frame and no form target but the page itself. The app reads
+the current config through a callable, so a reload swaps the signing key in place, and
+opens a ledger connection per request that writes (see :mod:`mailopsd.http.record`).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import hashlib
+import html
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+from urllib.parse import parse_qs, quote, urlsplit
+from wsgiref.types import StartResponse, WSGIEnvironment
+
+from mailopsd.config.models import Http
+from mailopsd.errors import StateError
+from mailopsd.http import record, tokens
+from mailopsd.state.ledger import Ledger
+
+__all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Site"]
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 4096
+"""The largest request body read (the server refuses larger ones with 413)."""
+
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+"""A transparent 1x1 GIF."""
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;"
+    "color:#222}button{font-size:1rem;padding:.6rem 1.2rem;cursor:pointer}"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode("ascii")).digest()).decode("ascii")
+_CSP = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_COMMON_HEADERS = (
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("X-Robots-Tag", "noindex, nofollow"),
+    ("Content-Security-Policy", _CSP),
+)
+_HTML = "text/html; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
+_READ = ("GET", "HEAD")
+_ONE_CLICK = "One-Click"
+# Characters a Location header keeps as they are: the rest (spaces, controls, non-ASCII)
+# is percent-encoded, so no URL can break the header.
+_URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
+# What a ledger connection of the HTTP threads raises when the state directory does
+# not take the write now (locked too long, disk full, read-only).
+_LEDGER_ERRORS = (sqlite3.Error, StateError, OSError)
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the app reads from the daemon, each time it needs it.
+
+    Attributes:
+        http: The ``http`` section of the config now running (``None``: none).
+        not_ready: Why the daemon is not ready (no config, state not writable), or ``None``.
+        open_ledger: Opens a new ledger connection, for the calling thread only.
+        clock: The current time.
+    """
+
+    http: Callable[[], Http | None]
+    not_ready: Callable[[], str | None]
+    open_ledger: Callable[[], Ledger]
+    clock: Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: str
+    body: bytes = b""
+    content_type: str = _HTML
+    headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def _page(status: str, title: str, *paragraphs: str, form: str = "") -> _Response:
+    """A small HTML page; ``paragraphs`` are plain text (escaped here), ``form`` markup."""
+    text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs)
+    body = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{text}{form}</body></html>"
+    )
+    return _Response(status, body.encode("utf-8"))
+
+
+def _not_found() -> _Response:
+    return _page(
+        "404 Not Found",
+        "Link not found",
+        "This link is not valid. If you copied it from a message, check that it is complete.",
+    )
+
+
+def _unavailable() -> _Response:
+    response = _page(
+        "503 Service Unavailable",
+        "Try again later",
+        "Your request could not be recorded just now. Please try again in a few minutes.",
+    )
+    return _Response(response.status, response.body, headers=(("Retry-After", "60"),))
+
+
+def _text(status: str, text: str) -> _Response:
+    return _Response(status, text.encode("utf-8"), _TEXT)
+
+
+def _request_body(environ: WSGIEnvironment) -> bytes:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return b""
+    if length <= 0:
+        return b""
+    data: bytes = environ["wsgi.input"].read(min(length, MAX_BODY_BYTES))
+    return data
+
+
+def _is_one_click(environ: WSGIEnvironment) -> bool:
+    """Tell whether a POST body holds ``List-Unsubscribe=One-Click`` (RFC 8058).
+
+    The body is ``application/x-www-form-urlencoded`` (what mail providers and the
+    confirmation page send) or ``multipart/form-data`` (which RFC 8058 allows too).
+    """
+    body = _request_body(environ)
+    content_type = str(environ.get("CONTENT_TYPE") or "")
+    if content_type.lower().startswith("multipart/form-data"):
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        for part in message.iter_parts() if message.is_multipart() else ():
+            params = part.get_params(header="content-disposition") or []
+            if ("name", "List-Unsubscribe") in params:
+                payload = part.get_payload(decode=True)
+                if isinstance(payload, bytes) and payload.strip() == _ONE_CLICK.encode():
+                    return True
+        return False
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return _ONE_CLICK in fields.get("List-Unsubscribe", [])
+
+
+def _location(url: str) -> str | None:
+    """The ``Location`` of a click's redirect: the signed URL, if it is http(s)."""
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return None
+    return quote(url, safe=_URL_SAFE)
+
+
+class LinkApp:
+    """The WSGI application; one instance serves every thread of the server."""
+
+    def __init__(self, site: Site) -> None:
+        self.site = site
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer one request (PEP 3333)."""
+        response = self.respond(environ)
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *_COMMON_HEADERS,
+            *response.headers,
+        ]
+        start_response(response.status, headers)
+        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
+
+    def respond(self, environ: WSGIEnvironment) -> _Response:
+        """The response to a request, before it is written."""
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO") or "/")
+        if path in ("/healthz", "/readyz"):
+            if method not in _READ:
+                return self._not_allowed(_READ)
+            return _text("200 OK", "ok\n") if path == "/healthz" else self._ready()
+        link = tokens.parse_link_path(path)
+        if link is None:
+            return _not_found()
+        purpose, token = link
+        allowed = (*_READ, "POST") if purpose == tokens.UNSUBSCRIBE else _READ
+        if method not in allowed:
+            return self._not_allowed(allowed)
+        claims = self._verify(purpose, token)
+        if claims is None:
+            return _not_found()
+        if purpose == tokens.UNSUBSCRIBE:
+            if method == "POST":
+                return self._unsubscribe(environ, claims)
+            return self._confirm(claims)
+        if purpose == tokens.OPEN:
+            return self._open(claims, counted=method == "GET")
+        return self._click(claims, counted=method == "GET")
+
+    @staticmethod
+    def _not_allowed(allowed: tuple[str, ...]) -> _Response:
+        response = _text("405 Method Not Allowed", "method not allowed\n")
+        return _Response(response.status, response.body, _TEXT, (("Allow", ", ".join(allowed)),))
+
+    def _ready(self) -> _Response:
+        problem = self.site.not_ready()
+        if problem is None:
+            return _text("200 OK", "ready\n")
+        return _text("503 Service Unavailable", f"not ready: {problem}\n")
+
+    def _verify(self, purpose: str, token: str) -> tokens.Claims | None:
+        http = self.site.http()
+        if http is None:
+            return None
+        key = http.signing_key.get_secret_value().encode("utf-8")
+        return tokens.verify(key, purpose, token)
+
+    def _with_ledger(self, action: Callable[[Ledger], _T]) -> _T:
+        ledger = self.site.open_ledger()
+        try:
+            return action(ledger)
+        finally:
+            ledger.close()
+
+    def _confirm(self, claims: tokens.Claims) -> _Response:
+        try:
+            account = self._with_ledger(lambda ledger: ledger.campaign_account(claims.campaign_id))
+        except _LEDGER_ERRORS as err:
+            logger.warning("unsubscribe page unavailable, ledger not readable error=%s", err)
+            return _unavailable()
+        if account is None:
+            return _not_found()
+        form = (
+            '<form method="post">'
+            f'<input type="hidden" name="List-Unsubscribe" value="{_ONE_CLICK}">'
+            '<button type="submit">Unsubscribe</button></form>'
+        )
+        return _page(
+            "200 OK",
+            "Unsubscribe",
+            f"Stop messages to {claims.email}? Press the button to unsubscribe.",
+            form=form,
+        )
+
+    def _unsubscribe(self, environ: WSGIEnvironment, claims: tokens.Claims) -> _Response:
+        if not _is_one_click(environ):
+            return _page(
+                "400 Bad Request",
+                "Unsubscribe",
+                "Open this link in a browser and press the button to unsubscribe.",
+            )
+        now = self.site.clock()
+        try:
+            done = self._with_ledger(lambda ledger: record.unsubscribe(ledger, claims, now))
+        except _LEDGER_ERRORS as err:
+            logger.error(
+                "one-click unsubscribe not recorded campaign=%s error=%s; the sender was told "
+                "to try again later",
+                claims.campaign_id,
+                err,
+            )
+            return _unavailable()
+        if done == record.Unsubscribed.UNKNOWN:
+            return _not_found()
+        return _page(
+            "200 OK",
+            "Unsubscribed",
+            f"{claims.email} will receive no more of these messages.",
+        )
+
+    def _open(self, claims: tokens.Claims, *, counted: bool) -> _Response:
+        if counted:
+            self._count("open", claims, record.record_open)
+        return _Response("200 OK", PIXEL_GIF, "image/gif")
+
+    def _click(self, claims: tokens.Claims, *, counted: bool) -> _Response:
+        location = _location(claims.url or "")
+        if location is None:
+            return _not_found()
+        if counted:
+            self._count("click", claims, record.record_click)
+        return _Response("302 Found", b"", _TEXT, (("Location", location),))
+
+    def _count(
+        self,
+        what: str,
+        claims: tokens.Claims,
+        count: Callable[[Ledger, tokens.Claims, datetime], bool],
+    ) -> None:
+        """Count an open or a click; a failure loses the count, never the response."""
+        now = self.site.clock()
+        try:
+            self._with_ledger(lambda ledger: count(ledger, claims, now))
+        except _LEDGER_ERRORS as err:
+            logger.warning("%s not counted campaign=%s error=%s", what, claims.campaign_id, err)

@@ -1,0 +1,101 @@
+"""What a followed link does to the ledger: unsubscribe a lead, count an open or a click.
+
+Runs on the HTTP server's threads, each call in one short transaction of its own on a
+connection of the caller's (see :mod:`mailopsd.state.ledger`). A one-click unsubscribe
+does what an unsubscribe request by mail does (:mod:`mailopsd.inbox.record`): the lead
+stops, its address is suppressed for every campaign of the campaign's account, and an
+``unsubscribe`` reply is recorded; a repeated request changes nothing more.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from enum import StrEnum
+
+from mailopsd.http.tokens import Claims
+from mailopsd.state.ledger import Ledger
+
+__all__ = ["SUPPRESSION_REASON", "Unsubscribed", "record_click", "record_open", "unsubscribe"]
+
+logger = logging.getLogger(__name__)
+
+SUPPRESSION_REASON = "unsubscribed (one-click)"
+
+
+class Unsubscribed(StrEnum):
+    """What a one-click unsubscribe found."""
+
+    UNKNOWN = "unknown"
+    """The ledger knows no such campaign: nothing was done."""
+    DONE = "done"
+    """The address was suppressed now (and its lead stopped)."""
+    ALREADY = "already"
+    """The address was suppressed before: nothing changed."""
+
+
+def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
+    """Stop the lead of a valid unsubscribe token and suppress its address for the account.
+
+    Args:
+        ledger: A ledger connection of the calling thread.
+        claims: What the verified token says.
+        now: The time to record.
+
+    Returns:
+        Whether it was done now, had been done before, or the campaign is unknown.
+
+    Raises:
+        sqlite3.Error: The ledger did not take the write (nothing was recorded).
+    """
+    with ledger.transaction():
+        account = ledger.campaign_account(claims.campaign_id)
+        if account is None:
+            return Unsubscribed.UNKNOWN
+        suppressed = ledger.suppress(account, claims.email, SUPPRESSION_REASON, now)
+        stopped = ledger.stop_lead(claims.campaign_id, claims.email, "unsubscribed")
+        if suppressed or stopped:
+            lead = ledger.lead(claims.campaign_id, claims.email)
+            credential = lead.credential_id if lead is not None else None
+            ledger.add_reply(
+                claims.campaign_id,
+                credential,
+                claims.email,
+                kind="unsubscribe",
+                message_id=None,
+                at=now,
+            )
+    if not (suppressed or stopped):
+        return Unsubscribed.ALREADY
+    logger.info(
+        "lead unsubscribed campaign=%s account=%s source=one-click", claims.campaign_id, account
+    )
+    return Unsubscribed.DONE
+
+
+def record_open(ledger: Ledger, claims: Claims, now: datetime) -> bool:
+    """Count an open of a campaign the ledger knows.
+
+    Returns:
+        Whether it was counted (``False``: unknown campaign).
+    """
+    with ledger.transaction():
+        if ledger.campaign_account(claims.campaign_id) is None:
+            return False
+        ledger.record_open(claims.campaign_id, claims.email, now)
+    return True
+
+
+def record_click(ledger: Ledger, claims: Claims, now: datetime) -> bool:
+    """Count a click on a link of a campaign the ledger knows.
+
+    Returns:
+        Whether it was counted (``False``: unknown campaign, or no URL in the claims).
+    """
+    if claims.url is None:
+        return False
+    with ledger.transaction():
+        if ledger.campaign_account(claims.campaign_id) is None:
+            return False
+        ledger.record_click(claims.campaign_id, claims.email, claims.url, now)
+    return True
