@@ -1,7 +1,8 @@
 """A canary password in every secret field, through a whole daemon's life: it never leaks.
 
-The config's SMTP and IMAP passwords are the canary (SOPS-encrypted with age), and the
-servers really log in with it. The daemon sends, is refused a login, reads its mailbox,
+The config's SMTP and IMAP passwords and its links' signing key hold the canary
+(SOPS-encrypted with age), and the servers really log in with it. The daemon sends, its
+HTTP server answers every link of a message, it is refused a login, reads its mailbox,
 fails to read another, rejects a tampered push, reloads a good one; ``status``, ``plan``
 and ``validate`` run beside it. Afterwards the canary (and its base64 forms, as an AUTH
 exchange would carry it) is in no log record at any level, no command output, no
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import gc
+import http.client
 import logging
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -40,6 +43,7 @@ from tests.servers.tlsca import TestCA
 from tests.sops_tools import AgeKey, make_key
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+SIGNING_KEY = f"{CANARY}-signs-links-{CANARY}"
 
 
 def _forms(secret: str) -> list[bytes]:
@@ -124,6 +128,11 @@ def _encrypted_config(
                     {"subject": "Hello {{ first_name }}", "body": "Hi {{ first_name }}."},
                     {"delay": "1 day", "body": "Again, {{ first_name }}."},
                 ],
+                "tracking": {"open": True, "click": True},
+                "unsubscribe": {
+                    "footer_html": '<a href="https://example.com/about">About</a> '
+                    '<a href="%%UNSUBSCRIBE%%">Unsubscribe</a>'
+                },
                 "smtp_credentials": {
                     # logs in with the canary, and reads a mailbox with it
                     "good": _box(smtp, "good", CANARY, **_imap(imap, "canary", CANARY)),
@@ -133,7 +142,13 @@ def _encrypted_config(
                     "blind": _box(smtp, "good", CANARY, **_imap(imap, "user1", CANARY)),
                 },
             }
-        }
+        },
+        # the links' signing key is the canary too
+        "http": {
+            "listen": "127.0.0.1:0",
+            "public_base_url": "https://mail.example.com",
+            "signing_key": SIGNING_KEY,
+        },
     }
     path = config / "campaigns.yaml"
     path.write_text(yaml.safe_dump(campaign, sort_keys=False))
@@ -156,6 +171,31 @@ def _encrypted_config(
     assert done.returncode == 0, done.stderr
     assert CANARY not in path.read_text()
     return path, config
+
+
+def _visit_links(smtp: SmtpServer, daemon: Daemon) -> Iterator[str]:
+    """Follow every link of the first message to the daemon's HTTP server, as a reader
+    would (the unsubscribe page, its button, the pixel, a click); yield what came back."""
+    listen = daemon.http_listen
+    assert listen is not None
+    message = parsed(smtp.handler.messages[0])
+    html_part = message.get_body(("html",))
+    assert html_part is not None
+    links = re.findall(
+        r'(?:href|src)="https://mail\.example\.com(/[^"]+)"', html_part.get_content()
+    )
+    assert {link[:3] for link in links} == {"/c/", "/u/", "/o/"}, links
+    for path in links:
+        for method, body in (("GET", None), ("POST", b"List-Unsubscribe=One-Click")):
+            if method == "POST" and not path.startswith("/u/"):
+                continue
+            connection = http.client.HTTPConnection(*listen.rsplit(":", 1), timeout=10)
+            try:
+                connection.request(method, path, body=body)
+                response = connection.getresponse()
+                yield f"{response.status} {response.getheaders()} {response.read()!r}"
+            finally:
+                connection.close()
 
 
 def _repr_of_live_objects() -> Iterator[str]:
@@ -213,7 +253,9 @@ def test_canary_leaks_nowhere(
     daemon = Daemon(settings, Notifier({}))
     try:
         daemon.start()
+        daemon.start_http()
         daemon.dispatch()
+        outputs.extend(_visit_links(smtp, daemon))
         sent = {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in smtp.handler.messages}
         assert sent, "nothing was sent with the canary login"
         to, message_id = next(iter(sent.items()))
