@@ -574,6 +574,8 @@ class Daemon:
             not_ready=self._not_ready,
             open_ledger=lambda: Ledger.open(state_dir),
             clock=self.settings.clock,
+            loaded=lambda: self.loaded,
+            state=lambda: self.state,
         )
 
     def _stop_http(self) -> None:

@@ -6,6 +6,8 @@
 - ``/o/<token>.gif``: a 1x1 GIF; a ``GET`` counts an open.
 - ``/c/<token>``: a ``GET`` counts a click and redirects (302) to the URL inside the
   signed token: never anywhere else.
+- ``/campaigns/...`` and ``/openapi.json``: the read-only credentials API, as JSON
+  (see :mod:`mailopsd.http.api`).
 - ``/healthz``: the process answers; ``/readyz``: a config is loaded and the state
   directory takes writes (503 otherwise).
 
@@ -32,10 +34,12 @@ from typing import TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 
+from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Http
 from mailopsd.errors import StateError
-from mailopsd.http import record, tokens
+from mailopsd.http import api, record, tokens
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import StateFile
 
 __all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Site"]
 
@@ -87,12 +91,16 @@ class Site:
         not_ready: Why the daemon is not ready (no config, state not writable), or ``None``.
         open_ledger: Opens a new ledger connection, for the calling thread only.
         clock: The current time.
+        loaded: The config now running (for the API), or ``None``.
+        state: The daemon's state now (for the API).
     """
 
     http: Callable[[], Http | None]
     not_ready: Callable[[], str | None]
     open_ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
+    loaded: Callable[[], LoadedConfig | None]
+    state: Callable[[], StateFile]
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,8 @@ class LinkApp:
             if method not in _READ:
                 return self._not_allowed(_READ)
             return _text("200 OK", "ok\n") if path == "/healthz" else self._ready()
+        if path == api.OPENAPI_PATH or path == api.PREFIX or path.startswith(api.PREFIX + "/"):
+            return self._api(method, path, environ)
         link = tokens.parse_link_path(path)
         if link is None:
             return _not_found()
@@ -219,6 +229,12 @@ class LinkApp:
         if purpose == tokens.OPEN:
             return self._open(claims, counted=method == "GET")
         return self._click(claims, counted=method == "GET")
+
+    def _api(self, method: str, path: str, environ: WSGIEnvironment) -> _Response:
+        site = self.site
+        reader = api.Reader(site.loaded, site.state, site.open_ledger, site.clock)
+        answer = api.answer(reader, method, path, environ)
+        return _Response(answer.status, answer.body, answer.content_type, answer.headers)
 
     @staticmethod
     def _not_allowed(allowed: tuple[str, ...]) -> _Response:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from mailopsd.config.models import SendWindow
-from mailopsd.config.periods import parse_period
+from mailopsd.config.periods import Period, parse_period
 from mailopsd.inbox import policy
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import CredentialCounts, Ledger
 from mailopsd.state.observe import credential_key
 from mailopsd.state.statefile import CredentialState, StateFile, format_time, load_state
 
-__all__ = ["PUBLIC_FIELDS", "build_status"]
+__all__ = ["PUBLIC_FIELDS", "CredentialFigures", "build_status", "measure_credential"]
 
 PUBLIC_FIELDS = (
     "label",
@@ -55,11 +56,47 @@ def _state_of(
     return "sandbox" if credential.get("status") == "sandbox" else "active"
 
 
-def _window_start(
-    campaign: Mapping[str, object], entry: CredentialState, now: datetime
-) -> datetime:
-    period = parse_period(str(campaign.get("bounce_window", "7 days")))
-    return policy.window_start(period, entry.bounce_window_start, now)
+@dataclass(frozen=True)
+class CredentialFigures:
+    """A credential's live counters, and the bounce window they were counted over.
+
+    Attributes:
+        counts: Today's sends and the window's sends and bounces, from the ledger.
+        window_start: Where the bounce window starts (a re-enable moves it forward).
+        bounce_rate: Bounces over sends in the window; ``None`` with no sends.
+    """
+
+    counts: CredentialCounts
+    window_start: datetime
+    bounce_rate: float | None
+
+
+def measure_credential(
+    ledger: Ledger,
+    ids: tuple[str, str],
+    *,
+    bounce_window: Period,
+    entry: CredentialState,
+    now: datetime,
+) -> CredentialFigures:
+    """Count a credential's sends and bounces as the auto-disable rule sees them.
+
+    Args:
+        ledger: An open ledger connection.
+        ids: ``(campaign id, credential id)``.
+        bounce_window: The campaign's ``bounce_window``.
+        entry: The credential's entry in the state file.
+        now: The current time.
+
+    Returns:
+        The counters, the window's start and the bounce rate.
+    """
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    window_start = policy.window_start(bounce_window, entry.bounce_window_start, now)
+    counts = ledger.counts(*ids, day_start=day_start, window_start=window_start)
+    sends = counts.sends_in_window
+    rate = counts.bounces_in_window / sends if sends else None
+    return CredentialFigures(counts, window_start, rate)
 
 
 def _credential(
@@ -71,10 +108,9 @@ def _credential(
     now: datetime,
 ) -> dict[str, object]:
     entry = state.credential(credential_key(*ids))
-    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    window_start = _window_start(campaign, entry, now)
-    counts = ledger.counts(*ids, day_start=day_start, window_start=window_start)
-    rate = counts.bounces_in_window / counts.sends_in_window if counts.sends_in_window else None
+    bounce_window = parse_period(str(campaign.get("bounce_window", "7 days")))
+    figures = measure_credential(ledger, ids, bounce_window=bounce_window, entry=entry, now=now)
+    counts, window_start, rate = figures.counts, figures.window_start, figures.bounce_rate
     return {
         "id": ids[1],
         **{name: snapshot.get(name) for name in PUBLIC_FIELDS},

@@ -1,0 +1,303 @@
+"""The read-only credentials API: campaigns and their SMTP credentials, as JSON.
+
+Paths and shapes follow the credential API this project mirrors (``/campaigns``,
+``/campaigns/{id}/smtp_credentials``...), but only reads are served: the config files
+are the source of truth, so every write answers 405 with the file and line to edit.
+A request carries ``Authorization: Bearer <key>``; the key's account decides which
+campaigns exist for it, and another account's campaign is indistinguishable from a
+missing one. No response holds an SMTP username, password or the signing key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from mailopsd import goyaml
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.config.models import Campaign, Credential
+from mailopsd.errors import StateError
+from mailopsd.http import apikeys
+from mailopsd.http.openapi import OPENAPI
+from mailopsd.state import status
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.observe import credential_key
+from mailopsd.state.statefile import StateFile, format_time
+
+__all__ = ["OPENAPI_PATH", "PREFIX", "ApiResponse", "Reader", "answer"]
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/campaigns"
+OPENAPI_PATH = "/openapi.json"
+_JSON = "application/json"
+_READ = ("GET", "HEAD")
+_LEDGER_ERRORS = (sqlite3.Error, StateError, OSError)
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """A JSON response: status line, body, extra headers."""
+
+    status: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = _JSON
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What the API reads from the daemon, each time it needs it.
+
+    Attributes:
+        loaded: The config now running, or ``None``.
+        state: The daemon's state (disabled credentials, bounce windows).
+        open_ledger: Opens a new ledger connection, for the calling thread only.
+        clock: The current time.
+    """
+
+    loaded: Callable[[], LoadedConfig | None]
+    state: Callable[[], StateFile]
+    open_ledger: Callable[[], Ledger]
+    clock: Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a path names: the campaign, the credential, whether it is ``/reenable``."""
+
+    campaign_id: str | None = None
+    listing: bool = False
+    credential_id: str | None = None
+    reenable: bool = False
+
+
+def _json(status_line: str, data: object, *headers: tuple[str, str]) -> ApiResponse:
+    body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    return ApiResponse(status_line, body, headers)
+
+
+def _error(status_line: str, code: str, message: str, *headers: tuple[str, str]) -> ApiResponse:
+    return _json(status_line, {"error": {"code": code, "message": message}}, *headers)
+
+
+def _unauthorized(message: str) -> ApiResponse:
+    return _error(
+        "401 Unauthorized", "unauthorized", message, ("WWW-Authenticate", 'Bearer realm="mailopsd"')
+    )
+
+
+def _no_campaign(campaign_id: str) -> ApiResponse:
+    return _error("404 Not Found", "campaign_not_found", f'no campaign "{campaign_id}"')
+
+
+def _parse(path: str) -> _Target | None:
+    """The target of a path under ``/campaigns``, or ``None`` when it names nothing."""
+    parts = path.removeprefix(PREFIX).strip("/").split("/") if path != PREFIX else []
+    if any(part == "" for part in parts) or len(parts) > 4:
+        return None
+    if len(parts) >= 2 and parts[1] != "smtp_credentials":
+        return None
+    if len(parts) == 4 and parts[3] != "reenable":
+        return None
+    return _Target(
+        campaign_id=parts[0] if parts else None,
+        listing=len(parts) == 2,
+        credential_id=parts[2] if len(parts) >= 3 else None,
+        reenable=len(parts) == 4,
+    )
+
+
+def _bearer(environ: Mapping[str, object]) -> str | None:
+    scheme, _, token = str(environ.get("HTTP_AUTHORIZATION") or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def answer(reader: Reader, method: str, path: str, environ: Mapping[str, object]) -> ApiResponse:
+    """Answer a request to the API (``/openapi.json`` or a path under ``/campaigns``).
+
+    Args:
+        reader: Where the config, state and ledger come from.
+        method: The request method, upper case.
+        path: The request path.
+        environ: The WSGI environment (for the ``Authorization`` header).
+
+    Returns:
+        The response to write.
+    """
+    if path == OPENAPI_PATH:
+        if method not in _READ:
+            return _not_allowed(_READ, "the API description is read-only")
+        return _json("200 OK", OPENAPI)
+    target = _parse(path)
+    loaded = reader.loaded()
+    if loaded is None:
+        return _error("503 Service Unavailable", "not_ready", "no config is loaded yet")
+    presented = _bearer(environ)
+    if presented is None:
+        return _unauthorized("send the API key as: Authorization: Bearer <key>")
+    name = apikeys.find_api_key(loaded.config.api_keys, presented)
+    if name is None:
+        return _unauthorized("the API key is not one of api_keys; check it or make a new one")
+    if target is None:
+        return _error("404 Not Found", "not_found", f"no API path {path}")
+    account = loaded.config.api_keys[name].account
+    return _Answer(reader, loaded, account).respond(method, target)
+
+
+def _not_allowed(allowed: tuple[str, ...], message: str) -> ApiResponse:
+    return _error(
+        "405 Method Not Allowed", "method_not_allowed", message, ("Allow", ", ".join(allowed))
+    )
+
+
+def _line_of(file: Path, keys: list[str | int]) -> int | None:
+    """The line of ``keys`` in ``file``, composed again (the loader keeps no positions)."""
+    try:
+        root = goyaml.compose_yaml(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    line, _, depth = goyaml.locate(root, keys, key=True)
+    return line if depth == len(keys) else None
+
+
+class _Answer:
+    """One request's answer, for the account of the key it came with."""
+
+    def __init__(self, reader: Reader, loaded: LoadedConfig, account: str) -> None:
+        self.reader = reader
+        self.loaded = loaded
+        self.account = account
+
+    def _campaigns(self) -> dict[str, Campaign]:
+        campaigns = self.loaded.config.campaigns.items()
+        return {key: value for key, value in sorted(campaigns) if value.account == self.account}
+
+    def respond(self, method: str, target: _Target) -> ApiResponse:
+        """Resolve the target for this account, then read it or refuse the write."""
+        campaigns = self._campaigns()
+        campaign_id = target.campaign_id
+        if campaign_id is None:
+            if method not in _READ:
+                return self._refuse(method, None, None)
+            return self._read_all(campaigns)
+        campaign = campaigns.get(campaign_id)
+        if campaign is None:
+            return _no_campaign(campaign_id)
+        credential_id = target.credential_id
+        if credential_id is not None and credential_id not in campaign.smtp_credentials:
+            return _error(
+                "404 Not Found",
+                "smtp_credential_not_found",
+                f'no SMTP credential "{credential_id}" in campaign "{campaign_id}"',
+            )
+        if method not in _READ or target.reenable:
+            return self._refuse(method, campaign_id, credential_id, reenable=target.reenable)
+        return self._read(campaign_id, campaign, target)
+
+    def _read_all(self, campaigns: dict[str, Campaign]) -> ApiResponse:
+        rows = [_campaign_json(key, value) for key, value in campaigns.items()]
+        return _json("200 OK", {"campaigns": rows})
+
+    def _read(self, campaign_id: str, campaign: Campaign, target: _Target) -> ApiResponse:
+        if not target.listing and target.credential_id is None:
+            return _json("200 OK", _campaign_json(campaign_id, campaign))
+        chosen = target.credential_id
+        ids = [chosen] if chosen is not None else sorted(campaign.smtp_credentials)
+        try:
+            ledger = self.reader.open_ledger()
+            try:
+                rows = [self._credential(ledger, campaign_id, campaign, key) for key in ids]
+            finally:
+                ledger.close()
+        except _LEDGER_ERRORS as err:
+            logger.warning("api read failed, ledger not readable error=%s", err)
+            return _error(
+                "503 Service Unavailable", "unavailable", "the ledger cannot be read; try again"
+            )
+        return _json("200 OK", rows[0] if chosen is not None else {"smtp_credentials": rows})
+
+    def _credential(
+        self, ledger: Ledger, campaign_id: str, campaign: Campaign, credential_id: str
+    ) -> dict[str, object]:
+        credential = campaign.smtp_credentials[credential_id]
+        entry = self.reader.state().credential(credential_key(campaign_id, credential_id))
+        figures = status.measure_credential(
+            ledger,
+            (campaign_id, credential_id),
+            bounce_window=campaign.bounce_window,
+            entry=entry,
+            now=self.reader.clock(),
+        )
+        disabled = entry.is_disabled(credential.reenabled_at)
+        return {
+            **_credential_fields(credential_id, credential),
+            "status": "disabled" if disabled else "enabled",
+            "disabled_at": format_time(entry.disabled_at)
+            if disabled and entry.disabled_at
+            else None,
+            "sends_today": figures.counts.sent_today,
+            "followups_today": figures.counts.followups_today,
+            "bounce_rate": figures.bounce_rate,
+            "sends_in_window": figures.counts.sends_in_window,
+            "bounces_in_window": figures.counts.bounces_in_window,
+        }
+
+    def _refuse(
+        self,
+        method: str,
+        campaign_id: str | None,
+        credential_id: str | None,
+        *,
+        reenable: bool = False,
+    ) -> ApiResponse:
+        """405 for a write, naming the file and line to edit instead."""
+        if campaign_id is None:
+            files = ", ".join(path.name for path in self.loaded.files)
+            hint = f"campaigns are declared in {files}: add or edit one there and commit it"
+            return _not_allowed(_READ, f"{method} is not served: the API is read-only; {hint}")
+        keys: list[str | int] = ["campaigns", campaign_id]
+        if credential_id is not None:
+            keys += ["smtp_credentials", credential_id]
+        file = self.loaded.campaign_files[campaign_id]
+        line = _line_of(file, keys)
+        where = f"{file.name}:{line}" if line is not None else file.name
+        dotted = ".".join(str(key) for key in keys)
+        hint = f"edit {where} ({dotted}) and commit it"
+        if credential_id is not None:
+            hint += f"; mailopsd reenable {campaign_id} {credential_id} writes reenabled_at for you"
+        allowed = () if reenable else _READ
+        return _not_allowed(allowed, f"{method} is not served: the API is read-only; {hint}")
+
+
+def _campaign_json(campaign_id: str, campaign: Campaign) -> dict[str, object]:
+    return {
+        "id": campaign_id,
+        "name": campaign.name,
+        "timezone": campaign.timezone,
+        "bounce_threshold": campaign.bounce_threshold,
+        "bounce_window": str(campaign.bounce_window),
+        "smtp_credentials": sorted(campaign.smtp_credentials),
+    }
+
+
+def _credential_fields(credential_id: str, credential: Credential) -> dict[str, object]:
+    """The public fields of a credential's config: never a login or a password."""
+    return {
+        "id": credential_id,
+        "label": credential.label,
+        "from_email": credential.from_email,
+        "from_name": credential.from_name,
+        "smtp_host": credential.smtp_host,
+        "smtp_port": credential.smtp_port,
+        "daily_limit": credential.daily_limit,
+        "reply_detection": credential.imap_host is not None,
+    }
