@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,11 @@ import yaml
 from pydantic import SecretStr
 
 from mailopsd import cli
-from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import Config, Credential
-from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.daemon import Daemon
 from mailopsd.inbox.imap import ImapError, MailboxAccess, poll
-from mailopsd.notify import Notifier
 from tests import inbox_mail
+from tests.daemons import in_process
 from tests.dispatch_setup import credential, write_campaign
 from tests.integration.test_inbox import ADA, imap_fields, sent_ids
 from tests.servers.imap import Dovecot, HungServer
@@ -32,23 +31,9 @@ from tests.servers.smtp import SmtpServer
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
 
-@contextmanager
-def daemon(path: Path, state: Path, clock: list[datetime]) -> Iterator[Daemon]:
+def daemon(path: Path, state: Path, clock: list[datetime]) -> AbstractContextManager[Daemon]:
     """A daemon in this process, with short IMAP timeouts and retries, on a test clock."""
-    settings = DaemonSettings(
-        config_path=path,
-        state_dir=state,
-        load_options=LoadOptions(allow_plaintext_secrets=True),
-        clock=lambda: clock[0],
-        imap_timeout_s=1.0,
-        imap_retry_s=0.2,
-    )
-    running = Daemon(settings, Notifier({}))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.close()
+    return in_process(path, state, clock, imap_timeout_s=1.0, imap_retry_s=0.2)
 
 
 def _until(check: Callable[[], bool], step: Callable[[], None], timeout_s: float = 15) -> None:

@@ -37,8 +37,8 @@ import statistics
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,12 +47,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from mailopsd.config.loader import LoadedConfig, LoadOptions
-from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.daemon import Daemon
 from mailopsd.inbox import imap, record
 from mailopsd.inbox.classify import KINDS, Classification, classify
-from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
+from tests.daemons import in_process
 from tests.dispatch_setup import credential, write_campaign
 from tests.integration.test_inbox import ADA, imap_fields, sent_ids
 from tests.reliability.counts import count, seeded
@@ -265,22 +265,8 @@ def test_classifier_memory_is_bounded_by_the_message() -> None:
 # --- Stage two: a batch through dovecot and the daemon's inbox ----------------------------
 
 
-@contextmanager
-def _daemon(path: Path, state: Path, clock: list[datetime]) -> Iterator[Daemon]:
-    settings = DaemonSettings(
-        config_path=path,
-        state_dir=state,
-        load_options=LoadOptions(allow_plaintext_secrets=True),
-        clock=lambda: clock[0],
-        imap_timeout_s=30.0,
-        imap_retry_s=0.2,
-    )
-    running = Daemon(settings, Notifier({}))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.close()
+def _daemon(path: Path, state: Path, clock: list[datetime]) -> AbstractContextManager[Daemon]:
+    return in_process(path, state, clock, imap_timeout_s=30.0, imap_retry_s=0.2)
 
 
 def _append(client: imaplib.IMAP4, raw: bytes) -> bool:

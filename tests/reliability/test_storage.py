@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,12 +27,11 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailopsd import cli
-from mailopsd.config.loader import LoadOptions
-from mailopsd.daemon import Daemon, DaemonSettings
-from mailopsd.notify import Notifier
+from mailopsd.daemon import Daemon
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
+from tests.daemons import in_process
 from tests.dispatch_setup import credential, parsed, write_campaign
 from tests.integration.test_inbox import ADA, imap_fields, sent_ids
 from tests.servers.imap import Dovecot
@@ -86,21 +86,10 @@ def _checkpoint(state: Path) -> None:
         connection.close()
 
 
-@contextlib.contextmanager
-def _daemon(path: Path, state: Path, clock: list[datetime], headroom: int) -> Iterator[Daemon]:
-    settings = DaemonSettings(
-        config_path=path,
-        state_dir=state,
-        load_options=LoadOptions(allow_plaintext_secrets=True),
-        clock=lambda: clock[0],
-        storage_headroom_bytes=headroom,
-    )
-    running = Daemon(settings, Notifier({}))
-    running.start()
-    try:
-        yield running
-    finally:
-        running.close()
+def _daemon(
+    path: Path, state: Path, clock: list[datetime], headroom: int
+) -> AbstractContextManager[Daemon]:
+    return in_process(path, state, clock, storage_headroom_bytes=headroom)
 
 
 class _FillsDisk(Handler):
