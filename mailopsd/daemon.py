@@ -52,6 +52,7 @@ from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import LinkApp, Site
+from mailopsd.http.metrics import ReloadCounts
 from mailopsd.http.server import HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
@@ -190,6 +191,8 @@ class Daemon:
         self._http_listen: str | None = None  # the configured listen of the running server
         self._http_wanted = False
         self._http_error: str | None = None
+        self._reloads_ok = 0  # since the process started, for /metrics
+        self._reloads_failed = 0
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
 
@@ -461,6 +464,10 @@ class Daemon:
         self._record_reload("error")
 
     def _record_reload(self, result: str) -> None:
+        if result == "ok":
+            self._reloads_ok += 1
+        else:
+            self._reloads_failed += 1
         daemon = self.state.daemon.model_copy(
             update={"last_reload_at": self._now(), "last_reload_result": result}
         )
@@ -576,6 +583,7 @@ class Daemon:
             clock=self.settings.clock,
             loaded=lambda: self.loaded,
             state=lambda: self.state,
+            reloads=lambda: ReloadCounts(ok=self._reloads_ok, failed=self._reloads_failed),
         )
 
     def _stop_http(self) -> None:

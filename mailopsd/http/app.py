@@ -8,6 +8,9 @@
   signed token: never anywhere else.
 - ``/campaigns/...`` and ``/openapi.json``: the read-only credentials API, as JSON
   (see :mod:`mailopsd.http.api`).
+- ``/metrics``: counters and gauges in the Prometheus text format, read from the
+  ledger and the daemon's state at each scrape (see :mod:`mailopsd.http.metrics`); open
+  to any client, like the health checks, since it holds no address and no secret.
 - ``/healthz``: the process answers; ``/readyz``: a config is loaded and the state
   directory takes writes (503 otherwise).
 
@@ -37,7 +40,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Http
 from mailopsd.errors import StateError
-from mailopsd.http import api, record, tokens
+from mailopsd.http import api, metrics, record, tokens
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
@@ -93,6 +96,7 @@ class Site:
         clock: The current time.
         loaded: The config now running (for the API), or ``None``.
         state: The daemon's state now (for the API).
+        reloads: The daemon's reload counts (for ``/metrics``).
     """
 
     http: Callable[[], Http | None]
@@ -101,6 +105,7 @@ class Site:
     clock: Callable[[], datetime]
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
+    reloads: Callable[[], metrics.ReloadCounts]
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,9 @@ class LinkApp:
 
     def __init__(self, site: Site) -> None:
         self.site = site
+        self.metrics = metrics.Exporter(
+            metrics.Sources(site.loaded, site.state, site.open_ledger, site.clock, site.reloads)
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request (PEP 3333)."""
@@ -206,10 +214,8 @@ class LinkApp:
         """The response to a request, before it is written."""
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO") or "/")
-        if path in ("/healthz", "/readyz"):
-            if method not in _READ:
-                return self._not_allowed(_READ)
-            return _text("200 OK", "ok\n") if path == "/healthz" else self._ready()
+        if path in ("/healthz", "/readyz", metrics.PATH):
+            return self._operations(method, path)
         if path == api.OPENAPI_PATH or path == api.PREFIX or path.startswith(api.PREFIX + "/"):
             return self._api(method, path, environ)
         link = tokens.parse_link_path(path)
@@ -229,6 +235,14 @@ class LinkApp:
         if purpose == tokens.OPEN:
             return self._open(claims, counted=method == "GET")
         return self._click(claims, counted=method == "GET")
+
+    def _operations(self, method: str, path: str) -> _Response:
+        """``/healthz``, ``/readyz`` and ``/metrics``: read-only, open to any client."""
+        if method not in _READ:
+            return self._not_allowed(_READ)
+        if path == metrics.PATH:
+            return _Response("200 OK", self.metrics.render(), metrics.CONTENT_TYPE)
+        return _text("200 OK", "ok\n") if path == "/healthz" else self._ready()
 
     def _api(self, method: str, path: str, environ: WSGIEnvironment) -> _Response:
         site = self.site

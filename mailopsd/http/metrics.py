@@ -1,0 +1,219 @@
+"""``GET /metrics``: the ledger's totals and the daemon's state, in the Prometheus text format.
+
+Nothing is counted on the sending path: at each scrape a collector opens one ledger
+connection, adds up what the ledger already holds (sends, bounces, replies,
+suppressions, opens, clicks) and reads the state and config now running (disabled
+credentials, daily-cap headroom, mailbox errors, reloads, the applied revision).
+Counters restart from the ledger, so they survive a restart of the process; only the
+reload counts are the process's own.
+
+Labels are config keys and fixed words only (``campaign``, ``credential``, ``outcome``,
+``kind``, ``account``, ``result``, ``revision``): never an address, a URL or a secret, so
+their number stays bounded and the endpoint needs no API key. A ledger that cannot be
+read leaves its metrics out and sets ``mailopsd_ledger_readable`` to 0. The IMAP poll
+duration is not kept anywhere, so only the time of the last poll is exposed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from mailopsd.config.loader import LoadedConfig
+from mailopsd.config.models import Credential
+from mailopsd.errors import StateError
+from mailopsd.state import status
+from mailopsd.state.ledger import Ledger, Totals, unstamp
+from mailopsd.state.observe import credential_key
+from mailopsd.state.statefile import CredentialState, StateFile
+
+__all__ = ["CONTENT_TYPE", "PATH", "Exporter", "ReloadCounts", "Sources"]
+
+logger = logging.getLogger(__name__)
+
+PATH = "/metrics"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LEDGER_ERRORS = (sqlite3.Error, StateError, OSError)
+_CREDENTIAL = ("campaign", "credential")
+
+# Each ledger total: (metric name, help text, label names), by the field of Totals.
+_COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "sends": ("mailopsd_sends", "Sends, by outcome.", (*_CREDENTIAL, "outcome")),
+    "bounces": ("mailopsd_bounces", "Bounce reports, by class.", (*_CREDENTIAL, "kind")),
+    "replies": (
+        "mailopsd_replies",
+        "Answers from leads: reply, auto_reply, unsubscribe, feedback.",
+        ("campaign", "kind"),
+    ),
+    "opens": ("mailopsd_opens", "Tracking pixel loads.", ("campaign",)),
+    "clicks": ("mailopsd_clicks", "Tracked link clicks.", ("campaign",)),
+}
+
+
+@dataclass(frozen=True)
+class ReloadCounts:
+    """Config reloads since the process started, by result."""
+
+    ok: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a scrape reads from the daemon, each time.
+
+    Attributes:
+        loaded: The config now running, or ``None``.
+        state: The daemon's state now.
+        open_ledger: Opens a new ledger connection, for the calling thread only.
+        clock: The current time.
+        reloads: The reload counts of the process.
+    """
+
+    loaded: Callable[[], LoadedConfig | None]
+    state: Callable[[], StateFile]
+    open_ledger: Callable[[], Ledger]
+    clock: Callable[[], datetime]
+    reloads: Callable[[], ReloadCounts]
+
+
+class _Collector(Collector):
+    """Builds every metric family at scrape time."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the metric families of one scrape."""
+        yield from self._daemon()
+        try:
+            ledger = self.sources.open_ledger()
+        except _LEDGER_ERRORS as err:
+            logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
+            yield GaugeMetricFamily("mailopsd_ledger_readable", _READABLE_HELP, value=0)
+            return
+        try:
+            families = [*_totals(ledger.totals()), *self._credentials(ledger)]
+        except _LEDGER_ERRORS as err:
+            logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
+            families = []
+        finally:
+            ledger.close()
+        yield GaugeMetricFamily(
+            "mailopsd_ledger_readable", _READABLE_HELP, value=int(bool(families))
+        )
+        yield from families
+
+    def _daemon(self) -> Iterator[Metric]:
+        reloads = self.sources.reloads()
+        counter = CounterMetricFamily(
+            "mailopsd_reloads", "Config reloads since the process started.", labels=["result"]
+        )
+        counter.add_metric(["ok"], reloads.ok)
+        counter.add_metric(["error"], reloads.failed)
+        yield counter
+        info = GaugeMetricFamily(
+            "mailopsd_config_info", "The applied config revision (always 1).", labels=["revision"]
+        )
+        revision = self.sources.state().daemon.applied_revision
+        if revision is not None:
+            info.add_metric([revision], 1)
+        yield info
+
+    def _credentials(self, ledger: Ledger) -> list[Metric]:
+        """Per credential of the config now running: disabled, headroom, mailbox."""
+        families = _CredentialFamilies()
+        loaded, state, now = self.sources.loaded(), self.sources.state(), self.sources.clock()
+        campaigns = loaded.config.campaigns.items() if loaded is not None else ()
+        for campaign_id, campaign in sorted(campaigns):
+            for credential_id, credential in sorted(campaign.smtp_credentials.items()):
+                entry = state.credential(credential_key(campaign_id, credential_id))
+                figures = status.measure_credential(
+                    ledger,
+                    (campaign_id, credential_id),
+                    bounce_window=campaign.bounce_window,
+                    entry=entry,
+                    now=now,
+                )
+                families.add([campaign_id, credential_id], credential, entry=entry, figures=figures)
+        return families.all()
+
+
+class _CredentialFamilies:
+    """The per-credential gauges of one scrape."""
+
+    def __init__(self) -> None:
+        self.disabled = GaugeMetricFamily(
+            "mailopsd_credential_disabled", "1 if auto-disabled (bounce rate).", labels=_CREDENTIAL
+        )
+        self.headroom = GaugeMetricFamily(
+            "mailopsd_credential_daily_headroom",
+            "Step-1 sends left today (UTC day) under daily_limit.",
+            labels=_CREDENTIAL,
+        )
+        self.inbox_error = GaugeMetricFamily(
+            "mailopsd_imap_error", "1 if the mailbox cannot be read now.", labels=_CREDENTIAL
+        )
+        self.last_poll = GaugeMetricFamily(
+            "mailopsd_imap_last_poll_timestamp_seconds",
+            "When the mailbox was last polled (Unix time).",
+            labels=_CREDENTIAL,
+        )
+
+    def add(
+        self,
+        labels: list[str],
+        credential: Credential,
+        *,
+        entry: CredentialState,
+        figures: status.CredentialFigures,
+    ) -> None:
+        """Add one credential's samples."""
+        self.disabled.add_metric(labels, int(entry.is_disabled(credential.reenabled_at)))
+        self.headroom.add_metric(labels, max(0, credential.daily_limit - figures.counts.sent_today))
+        if credential.imap_host is None:
+            return  # no mailbox: no reply detection to watch
+        self.inbox_error.add_metric(labels, int(entry.inbox_error is not None))
+        if figures.counts.last_poll_at is not None:
+            self.last_poll.add_metric(labels, unstamp(figures.counts.last_poll_at).timestamp())
+
+    def all(self) -> list[Metric]:
+        """Every family, samples added."""
+        return [self.disabled, self.headroom, self.inbox_error, self.last_poll]
+
+
+_READABLE_HELP = "1 if the ledger could be read for this scrape."
+
+
+def _totals(totals: Totals) -> Iterator[Metric]:
+    for field, (name, documentation, labels) in _COUNTERS.items():
+        family = CounterMetricFamily(name, documentation, labels=labels)
+        counts: dict[tuple[str, ...], int] = getattr(totals, field)
+        for values, count in sorted(counts.items()):
+            family.add_metric(values, count)
+        yield family
+    suppressed = GaugeMetricFamily(
+        "mailopsd_suppressed_addresses", "Addresses never mailed again.", labels=["account"]
+    )
+    for values, count in sorted(totals.suppressions.items()):
+        suppressed.add_metric(values, count)
+    yield suppressed
+
+
+class Exporter:
+    """A private registry holding the collector; one instance serves every thread."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(sources))
+
+    def render(self) -> bytes:
+        """The exposition of one scrape, in the Prometheus text format."""
+        return generate_latest(self.registry)
