@@ -21,7 +21,18 @@ from pathlib import Path
 from bench.report import Row, fmt
 from bench.timing import machine
 
-BENCHMARKS = ("load", "reload", "pick", "smtp", "smtp-tls", "imap", "ledger", "memory", "idle")
+BENCHMARKS = (
+    "load",
+    "reload",
+    "pick",
+    "smtp",
+    "smtp-tls",
+    "imap",
+    "ledger",
+    "memory",
+    "idle",
+    "http",
+)
 RESULTS = Path(__file__).with_name("results.json")
 
 
