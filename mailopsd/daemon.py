@@ -412,7 +412,7 @@ class Daemon:
 
     def _reload_now(self, *, notify: bool) -> None:
         if not self._storage_ready():
-            return  # the pause's end asks for a reload
+            return  # the end of the pause reloads
         if notify:
             self.notifier.reloading()
         try:
