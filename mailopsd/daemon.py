@@ -584,6 +584,7 @@ class Daemon:
             loaded=lambda: self.loaded,
             state=lambda: self.state,
             reloads=lambda: ReloadCounts(ok=self._reloads_ok, failed=self._reloads_failed),
+            polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
         )
 
     def _stop_http(self) -> None:

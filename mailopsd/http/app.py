@@ -30,7 +30,7 @@ import hashlib
 import html
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -41,6 +41,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Http
 from mailopsd.errors import StateError
 from mailopsd.http import api, metrics, record, tokens
+from mailopsd.inbox.service import PollStats
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
@@ -97,6 +98,7 @@ class Site:
         loaded: The config now running (for the API), or ``None``.
         state: The daemon's state now (for the API).
         reloads: The daemon's reload counts (for ``/metrics``).
+        polls: How each mailbox's polls went (for ``/metrics``).
     """
 
     http: Callable[[], Http | None]
@@ -106,6 +108,7 @@ class Site:
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
     reloads: Callable[[], metrics.ReloadCounts]
+    polls: Callable[[], Mapping[tuple[str, str], PollStats]] = dict
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,9 @@ class LinkApp:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.metrics = metrics.Exporter(
-            metrics.Sources(site.loaded, site.state, site.open_ledger, site.clock, site.reloads)
+            metrics.Sources(
+                site.loaded, site.state, site.open_ledger, site.clock, site.reloads, site.polls
+            )
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

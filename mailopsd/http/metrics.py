@@ -5,20 +5,20 @@ connection, adds up what the ledger already holds (sends, bounces, replies,
 suppressions, opens, clicks) and reads the state and config now running (disabled
 credentials, daily-cap headroom, mailbox errors, reloads, the applied revision).
 Counters restart from the ledger, so they survive a restart of the process; only the
-reload counts are the process's own.
+reload counts and the mailbox polls are the process's own.
 
 Labels are config keys and fixed words only (``campaign``, ``credential``, ``outcome``,
 ``kind``, ``account``, ``result``, ``revision``): never an address, a URL or a secret, so
 their number stays bounded and the endpoint needs no API key. A ledger that cannot be
-read leaves its metrics out and sets ``mailopsd_ledger_readable`` to 0. The IMAP poll
-duration is not kept anywhere, so only the time of the last poll is exposed.
+read leaves its metrics out and sets ``mailopsd_ledger_readable`` to 0. Poll counts
+and durations are the inbox's own, since the daemon began to follow each mailbox.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.errors import StateError
+from mailopsd.inbox.service import PollStats
 from mailopsd.state import status
 from mailopsd.state.ledger import Ledger, Totals, unstamp
 from mailopsd.state.observe import credential_key
@@ -75,6 +76,7 @@ class Sources:
         open_ledger: Opens a new ledger connection, for the calling thread only.
         clock: The current time.
         reloads: The reload counts of the process.
+        polls: How each mailbox's polls went, by (campaign, credential).
     """
 
     loaded: Callable[[], LoadedConfig | None]
@@ -82,6 +84,7 @@ class Sources:
     open_ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
     reloads: Callable[[], ReloadCounts]
+    polls: Callable[[], Mapping[tuple[str, str], PollStats]] = dict
 
 
 class _Collector(Collector):
@@ -131,6 +134,7 @@ class _Collector(Collector):
         """Per credential of the config now running: disabled, headroom, mailbox."""
         families = _CredentialFamilies()
         loaded, state, now = self.sources.loaded(), self.sources.state(), self.sources.clock()
+        polls = self.sources.polls()
         campaigns = loaded.config.campaigns.items() if loaded is not None else ()
         for campaign_id, campaign in sorted(campaigns):
             for credential_id, credential in sorted(campaign.smtp_credentials.items()):
@@ -142,7 +146,13 @@ class _Collector(Collector):
                     entry=entry,
                     now=now,
                 )
-                families.add([campaign_id, credential_id], credential, entry=entry, figures=figures)
+                families.add(
+                    [campaign_id, credential_id],
+                    credential,
+                    entry=entry,
+                    figures=figures,
+                    polls=polls.get((campaign_id, credential_id)),
+                )
         return families.all()
 
 
@@ -166,6 +176,21 @@ class _CredentialFamilies:
             "When the mailbox was last polled (Unix time).",
             labels=_CREDENTIAL,
         )
+        self.polls = CounterMetricFamily(
+            "mailopsd_imap_polls",
+            "Mailbox polls since the daemon began to follow the mailbox, by result.",
+            labels=[*_CREDENTIAL, "result"],
+        )
+        self.poll_seconds = CounterMetricFamily(
+            "mailopsd_imap_poll_seconds",
+            "Time spent in those polls, in all (divide by the polls for a mean).",
+            labels=_CREDENTIAL,
+        )
+        self.last_poll_seconds = GaugeMetricFamily(
+            "mailopsd_imap_last_poll_duration_seconds",
+            "How long the last poll took.",
+            labels=_CREDENTIAL,
+        )
 
     def add(
         self,
@@ -174,6 +199,7 @@ class _CredentialFamilies:
         *,
         entry: CredentialState,
         figures: status.CredentialFigures,
+        polls: PollStats | None,
     ) -> None:
         """Add one credential's samples."""
         self.disabled.add_metric(labels, int(entry.is_disabled(credential.reenabled_at)))
@@ -183,10 +209,24 @@ class _CredentialFamilies:
         self.inbox_error.add_metric(labels, int(entry.inbox_error is not None))
         if figures.counts.last_poll_at is not None:
             self.last_poll.add_metric(labels, unstamp(figures.counts.last_poll_at).timestamp())
+        if polls is not None:
+            self.polls.add_metric([*labels, "ok"], polls.ok)
+            self.polls.add_metric([*labels, "error"], polls.failed)
+            self.poll_seconds.add_metric(labels, polls.seconds)
+            if polls.last_seconds is not None:
+                self.last_poll_seconds.add_metric(labels, polls.last_seconds)
 
     def all(self) -> list[Metric]:
         """Every family, samples added."""
-        return [self.disabled, self.headroom, self.inbox_error, self.last_poll]
+        return [
+            self.disabled,
+            self.headroom,
+            self.inbox_error,
+            self.last_poll,
+            self.polls,
+            self.poll_seconds,
+            self.last_poll_seconds,
+        ]
 
 
 _READABLE_HELP = "1 if the ledger could be read for this scrape."

@@ -52,7 +52,7 @@ from mailopsd.inbox.record import Recorded, record_poll
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
-__all__ = ["Inbox"]
+__all__ = ["Inbox", "PollStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,32 @@ class _Mailbox:
     error: str | None = None
     running: Future[PollResult] | None = None
     idle: _Idler | None = None
+    started: float = 0.0  # monotonic times of the running (or last) poll
+    finished: float = 0.0
+    stats: PollStats = field(default_factory=lambda: PollStats())
+
+
+@dataclass(frozen=True)
+class PollStats:
+    """How a mailbox's polls went since the daemon began to follow it.
+
+    Attributes:
+        ok: Polls that read the mailbox.
+        failed: Polls that could not (connect, login, a server error, a timeout).
+        seconds: Their time in all, from the start of a poll to its end.
+        last_seconds: The time of the last one.
+    """
+
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    last_seconds: float | None = None
+
+    def add(self, seconds: float, *, ok: bool) -> PollStats:
+        """These stats with one more poll."""
+        return PollStats(
+            self.ok + ok, self.failed + (not ok), self.seconds + seconds, last_seconds=seconds
+        )
 
 
 @dataclass
@@ -197,8 +223,14 @@ class Inbox:
         cursors = {
             folder: Cursor(*cursor) for folder, cursor in self.ledger.imap_cursors(*key).items()
         }
+        mailbox.started = time.monotonic()
         future = self._executor().submit(poll, mailbox.access, cursors, since)
-        future.add_done_callback(lambda _: self.wake())
+
+        def done(_: Future[PollResult]) -> None:
+            mailbox.finished = time.monotonic()
+            self.wake()
+
+        future.add_done_callback(done)
         mailbox.running = future
 
     def start_due(self, loaded: LoadedConfig) -> int:
@@ -285,14 +317,24 @@ class Inbox:
         state: StateFile,
         at: datetime,
     ) -> StateFile:
+        seconds = max(0.0, (mailbox.finished or time.monotonic()) - mailbox.started)
         try:
             result = future.result()
         except ImapError as err:
-            return self._failed(key, mailbox, str(err), state, at)
+            state = self._failed(key, mailbox, str(err), state, at)
         except Exception as err:  # a poller bug must not stop the daemon
             logger.exception("imap poll crashed campaign=%s credential=%s", *key)
-            return self._failed(key, mailbox, f"internal error: {type(err).__name__}", state, at)
-        return self._succeeded(key, mailbox, result, loaded, state, at)
+            state = self._failed(key, mailbox, f"internal error: {type(err).__name__}", state, at)
+        else:
+            state = self._succeeded(key, mailbox, result, loaded, state, at)
+            mailbox.stats = mailbox.stats.add(seconds, ok=True)
+            return state
+        mailbox.stats = mailbox.stats.add(seconds, ok=False)
+        return state
+
+    def poll_stats(self) -> dict[CredentialKey, PollStats]:
+        """How each mailbox's polls went (safe from another thread)."""
+        return {key: mailbox.stats for key, mailbox in list(self._mailboxes.items())}
 
     def collect(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
         """Record every finished poll; return the state with health and errors updated.

@@ -124,3 +124,25 @@ def test_disabled_credential_and_mailbox_error(tmp_path: Path, smtp_server: Smtp
     assert samples[("mailopsd_imap_error", _credential())] == 1
     assert samples[("mailopsd_credential_daily_headroom", _credential())] == 100
     assert not any(name == "mailopsd_sends_total" for name, _ in samples)
+
+
+def test_mailbox_polls_are_counted_and_timed(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """Each poll of a mailbox counts by result, with its time; a refused one is an error."""
+    path = _write_config(tmp_path, smtp_server)
+    config = yaml.safe_load(path.read_text())
+    mailbox = {"imap_host": "127.0.0.1", "imap_port": 1, "imap_username": "ada"}
+    mailbox["imap_password"] = "pw-imap"  # noqa: S105 - a test credential for a closed port
+    mailbox["imap_tls"] = "none"
+    config["campaigns"]["camp"]["smtp_credentials"]["a"].update(mailbox)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with _daemon(tmp_path, smtp_server, rewrite=False) as started:
+        assert started.daemon.dispatch() == 3
+        before = _scrape(started)
+        started.daemon.poll_inbox()
+        after = _scrape(started)
+    assert ("mailopsd_imap_polls_total", _credential(result="error")) not in before
+    assert after[("mailopsd_imap_polls_total", _credential(result="error"))] == 1
+    assert after[("mailopsd_imap_polls_total", _credential(result="ok"))] == 0
+    took = after[("mailopsd_imap_last_poll_duration_seconds", _credential())]
+    assert 0 < took == after[("mailopsd_imap_poll_seconds_total", _credential())]
+    assert after[("mailopsd_imap_error", _credential())] == 1
