@@ -153,6 +153,12 @@ def _status_text(report: dict[str, object]) -> list[str]:
             f"campaign {campaign['id']} {campaign['name']!r} (account {campaign['account']}, "
             f"{campaign['leads']} leads)"
         )
+        tracked = campaign["tracking"]
+        if tracked["opens"] or tracked["clicks"]:
+            lines.append(
+                f"  tracking: {tracked['leads_opened']} leads opened ({tracked['opens']} opens), "
+                f"{tracked['leads_clicked']} clicked ({tracked['clicks']} clicks)"
+            )
         for c in campaign["smtp_credentials"]:
             rate = f"{c['bounce_rate']:.1%}" if c["bounce_rate"] is not None else "-"
             state = c["state"] + (f" since {c['disabled_at']}" if c["disabled_at"] else "")

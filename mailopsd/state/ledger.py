@@ -1427,6 +1427,24 @@ class Ledger:
         ).fetchone()
         return None if row is None else Tracked(unstamp(row[0]), unstamp(row[1]), int(row[2]))
 
+    def tracking_totals(self, campaign_id: str) -> dict[str, int]:
+        """A campaign's opens and clicks: leads that opened and clicked, and how often."""
+        opened, opens = self._db.execute(
+            "SELECT count(*), coalesce(sum(count), 0) FROM opens WHERE campaign_id = ?",
+            (campaign_id,),
+        ).fetchone()
+        clicked, clicks = self._db.execute(
+            "SELECT count(DISTINCT email), coalesce(sum(count), 0) FROM clicks "
+            "WHERE campaign_id = ?",
+            (campaign_id,),
+        ).fetchone()
+        return {
+            "leads_opened": int(opened),
+            "opens": int(opens),
+            "leads_clicked": int(clicked),
+            "clicks": int(clicks),
+        }
+
     def clicks(self, campaign_id: str, email: str) -> dict[str, Tracked]:
         """A lead's clicks, by link."""
         rows = self._db.execute(

@@ -178,6 +178,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         "account": campaign.get("account"),
                         "leads": ledger.lead_count(campaign_id),
                         "lead_problems": ledger.lead_problems(campaign_id),
+                        "tracking": ledger.tracking_totals(campaign_id),
                         "smtp_credentials": rows,
                     }
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import logging
 import re
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from mailopsd import cli
 from mailopsd.config.loader import LoadOptions
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.http import tokens
@@ -315,6 +317,28 @@ class TestTracking:
         finally:
             ledger.close()
         assert opens == Tracked(START, START + timedelta(hours=2), 3)
+
+    def test_status_shows_opens_and_clicks(
+        self, running: Running, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """``mailopsd status`` counts the leads that opened and clicked, and how often."""
+        for lead, times in ((LEAD, 2), (OTHER, 1)):
+            for _ in range(times):
+                assert running.request("GET", _links(smtp_server, lead)["o"]).status == 200
+        assert running.request("GET", _links(smtp_server, LEAD)["c"]).status == 302
+        capsys.readouterr()
+        assert cli.main(["status", "--state-dir", str(running.state)]) == 0
+        assert (
+            "  tracking: 2 leads opened (3 opens), 1 clicked (1 clicks)" in capsys.readouterr().out
+        )
+        assert cli.main(["status", "--state-dir", str(running.state), "--json"]) == 0
+        (campaign,) = json.loads(capsys.readouterr().out)["campaigns"]
+        assert campaign["tracking"] == {
+            "leads_opened": 2,
+            "opens": 3,
+            "leads_clicked": 1,
+            "clicks": 1,
+        }
 
     def test_other_methods_get_405(self, running: Running, smtp_server: SmtpServer) -> None:
         """Methods a path does not take get 405 and the list of those it takes."""
