@@ -23,10 +23,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from mailopsd.config.loader import LoadOptions
-from mailopsd.daemon import Daemon, DaemonSettings
-from mailopsd.notify import Notifier
+from mailopsd.daemon import Daemon
 from mailopsd.state.ledger import Ledger
+from tests.daemons import in_process
 from tests.dispatch_setup import credential, parsed, write_campaign
 from tests.servers.smtp import SmtpServer
 
@@ -63,22 +62,10 @@ def _daemon(tmp_path: Path, smtp: SmtpServer) -> Iterator[Daemon]:
     config = yaml.safe_load(path.read_text())
     config["http"] = {"listen": "127.0.0.1:0", "public_base_url": BASE_URL, "signing_key": KEY}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    daemon = Daemon(
-        DaemonSettings(
-            config_path=path,
-            state_dir=tmp_path / "state",
-            load_options=LoadOptions(allow_plaintext_secrets=True),
-            clock=lambda: START,
-        ),
-        Notifier({}),
-    )
-    daemon.start()
-    try:
+    with in_process(path, tmp_path / "state", [START]) as daemon:
         daemon.start_http()
         assert daemon.dispatch() == 2
         yield daemon
-    finally:
-        daemon.close()
 
 
 @contextmanager

@@ -19,12 +19,11 @@ import pytest
 import yaml
 
 from mailopsd import cli
-from mailopsd.config.loader import LoadOptions
-from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.daemon import Daemon
 from mailopsd.http import tokens
 from mailopsd.http.app import PIXEL_GIF
-from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger, Tracked
+from tests.daemons import in_process
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
 
@@ -100,22 +99,9 @@ def _daemon(
     path = _write_config(tmp_path, smtp) if rewrite else tmp_path / "c.yaml"
     clock = [START]
     state = tmp_path / "state"
-    daemon = Daemon(
-        DaemonSettings(
-            config_path=path,
-            state_dir=state,
-            load_options=LoadOptions(allow_plaintext_secrets=True),
-            clock=lambda: clock[0],
-            **settings,
-        ),
-        Notifier({}),
-    )
-    daemon.start()
-    try:
+    with in_process(path, state, clock, **settings) as daemon:
         daemon.start_http()
         yield Running(daemon, clock, state, path, [])
-    finally:
-        daemon.close()
 
 
 @pytest.fixture
