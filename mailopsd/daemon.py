@@ -57,15 +57,13 @@ from mailopsd.http.server import HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
 
-__all__ = ["STORAGE_ERRORS", "Daemon", "DaemonSettings"]
+__all__ = ["Daemon", "DaemonSettings"]
 
 logger = logging.getLogger(__name__)
 
-STORAGE_ERRORS = (StateError, sqlite3.OperationalError, OSError)
-"""What a write to the state directory raises when the directory stops taking writes."""
 
 _UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
 _UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open", "locked")
@@ -273,7 +271,7 @@ class Daemon:
         while True:
             try:
                 result = action()
-            except STORAGE_ERRORS as err:
+            except LEDGER_ERRORS as err:
                 if not _unwritable(err) or self._stop.is_set():
                     raise
                 if not waiting:
@@ -380,7 +378,7 @@ class Daemon:
             self._ledger.probe_write()
             unknown = self._dispatcher.recover(self.loaded, self._now())
             save_state(self.settings.state_dir, self.state)
-        except STORAGE_ERRORS:
+        except LEDGER_ERRORS:
             self.state = paused
             return False
         logger.info(
@@ -422,7 +420,7 @@ class Daemon:
                 self._apply(loaded)
         except ConfigError as err:
             self._config_rejected(err)
-        except (*STORAGE_ERRORS, sqlite3.Error) as err:
+        except LEDGER_ERRORS as err:
             if _unwritable(err):
                 self._storage_failed(err, "applying the config")
             else:
@@ -493,7 +491,7 @@ class Daemon:
                 state, report = self._dispatcher.tick(
                     self.loaded, self.state, self._now(), should_stop=self._stop.is_set
                 )
-            except STORAGE_ERRORS as err:
+            except LEDGER_ERRORS as err:
                 if not _unwritable(err):
                     raise
                 self._storage_failed(err, "recording sends")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,11 +22,10 @@ import yaml
 from mailopsd import goyaml
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.errors import StateError
 from mailopsd.http import apikeys
 from mailopsd.http.openapi import OPENAPI
 from mailopsd.state import status
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.observe import credential_key
 from mailopsd.state.statefile import StateFile, format_time
 
@@ -39,7 +37,6 @@ PREFIX = "/campaigns"
 OPENAPI_PATH = "/openapi.json"
 _JSON = "application/json"
 _READ = ("GET", "HEAD")
-_LEDGER_ERRORS = (sqlite3.Error, StateError, OSError)
 
 
 @dataclass(frozen=True)
@@ -218,7 +215,7 @@ class _Answer:
                 rows = [self._credential(ledger, campaign_id, campaign, key) for key in ids]
             finally:
                 ledger.close()
-        except _LEDGER_ERRORS as err:
+        except LEDGER_ERRORS as err:
             logger.warning("api read failed, ledger not readable error=%s", err)
             return _error(
                 "503 Service Unavailable", "unavailable", "the ledger cannot be read; try again"

@@ -29,7 +29,6 @@ import email.policy
 import hashlib
 import html
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,10 +38,9 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Http
-from mailopsd.errors import StateError
 from mailopsd.http import api, metrics, record, tokens
 from mailopsd.inbox.service import PollStats
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import StateFile
 
 __all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Site"]
@@ -79,9 +77,6 @@ _ONE_CLICK = "One-Click"
 # Characters a Location header keeps as they are: the rest (spaces, controls, non-ASCII)
 # is percent-encoded, so no URL can break the header.
 _URL_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
-# What a ledger connection of the HTTP threads raises when the state directory does
-# not take the write now (locked too long, disk full, read-only).
-_LEDGER_ERRORS = (sqlite3.Error, StateError, OSError)
 
 _T = TypeVar("_T")
 
@@ -283,7 +278,7 @@ class LinkApp:
     def _confirm(self, claims: tokens.Claims) -> _Response:
         try:
             account = self._with_ledger(lambda ledger: ledger.campaign_account(claims.campaign_id))
-        except _LEDGER_ERRORS as err:
+        except LEDGER_ERRORS as err:
             logger.warning("unsubscribe page unavailable, ledger not readable error=%s", err)
             return _unavailable()
         if account is None:
@@ -310,7 +305,7 @@ class LinkApp:
         now = self.site.clock()
         try:
             done = self._with_ledger(lambda ledger: record.unsubscribe(ledger, claims, now))
-        except _LEDGER_ERRORS as err:
+        except LEDGER_ERRORS as err:
             logger.error(
                 "one-click unsubscribe not recorded campaign=%s error=%s; the sender was told "
                 "to try again later",
@@ -349,5 +344,5 @@ class LinkApp:
         now = self.site.clock()
         try:
             self._with_ledger(lambda ledger: count(ledger, claims, now))
-        except _LEDGER_ERRORS as err:
+        except LEDGER_ERRORS as err:
             logger.warning("%s not counted campaign=%s error=%s", what, claims.campaign_id, err)

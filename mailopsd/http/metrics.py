@@ -17,7 +17,6 @@ and durations are the inbox's own, since the daemon began to follow each mailbox
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,10 +27,9 @@ from prometheus_client.registry import Collector
 
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
-from mailopsd.errors import StateError
 from mailopsd.inbox.service import PollStats
 from mailopsd.state import status
-from mailopsd.state.ledger import Ledger, Totals, unstamp
+from mailopsd.state.ledger import LEDGER_ERRORS, Ledger, Totals, unstamp
 from mailopsd.state.observe import credential_key
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -41,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 PATH = "/metrics"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-_LEDGER_ERRORS = (sqlite3.Error, StateError, OSError)
 _CREDENTIAL = ("campaign", "credential")
 
 # Each ledger total: (metric name, help text, label names), by the field of Totals.
@@ -98,13 +95,13 @@ class _Collector(Collector):
         yield from self._daemon()
         try:
             ledger = self.sources.open_ledger()
-        except _LEDGER_ERRORS as err:
+        except LEDGER_ERRORS as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             yield GaugeMetricFamily("mailopsd_ledger_readable", _READABLE_HELP, value=0)
             return
         try:
             families = [*_totals(ledger.totals()), *self._credentials(ledger)]
-        except _LEDGER_ERRORS as err:
+        except LEDGER_ERRORS as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             families = []
         finally:

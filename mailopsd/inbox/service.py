@@ -21,7 +21,6 @@ import functools
 import hashlib
 import logging
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,6 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.dispatch.compose import Outgoing
 from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
-from mailopsd.errors import StateError
 from mailopsd.inbox import health
 from mailopsd.inbox.imap import (
     BATCH,
@@ -49,7 +47,7 @@ from mailopsd.inbox.imap import (
     wait_for_mail,
 )
 from mailopsd.inbox.record import Recorded, record_poll
-from mailopsd.state.ledger import Ledger
+from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["Inbox", "PollStats"]
@@ -351,7 +349,7 @@ class Inbox:
             mailbox.running = None
             try:
                 state = self._record(key, mailbox, future, loaded, state, at)
-            except (StateError, sqlite3.OperationalError, OSError) as err:
+            except LEDGER_ERRORS as err:
                 mailbox.running = future  # recorded once the ledger takes writes
                 self.unrecorded = err
                 break

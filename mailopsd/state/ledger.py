@@ -30,6 +30,7 @@ from mailopsd.errors import StateError
 
 __all__ = [
     "COUNTED_OUTCOMES",
+    "LEDGER_ERRORS",
     "LEDGER_FILE",
     "SCHEMA_VERSION",
     "CredentialCounts",
@@ -51,6 +52,9 @@ _COUNTED_SQL = "('pending', 'sent', 'unknown', 'bounced')"
 _MIDNIGHT = "T00:00:00.000000Z"
 
 LEDGER_FILE = "ledger.sqlite3"
+LEDGER_ERRORS = (StateError, sqlite3.Error, OSError)
+"""What opening, reading or writing the ledger (or the state directory) raises when it
+cannot be done: disk full, read-only, locked, damaged."""
 SCHEMA_VERSION = 5
 
 # The bodies of migration 4's triggers: one counts a send that became counted (inserted,
