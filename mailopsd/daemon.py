@@ -52,6 +52,7 @@ from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import LinkApp, Site
+from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
 from mailopsd.http.server import HttpServer, start_server
 from mailopsd.inbox.service import Inbox
@@ -189,6 +190,7 @@ class Daemon:
         self._http_listen: str | None = None  # the configured listen of the running server
         self._http_wanted = False
         self._http_error: str | None = None
+        self._http_ledgers: ThreadLedgers | None = None  # the running server's connections
         self._reloads_ok = 0  # since the process started, for /metrics
         self._reloads_failed = 0
         self.state = StateFile()
@@ -572,12 +574,11 @@ class Daemon:
             return "state directory not writable"
         return None
 
-    def _site(self) -> Site:
-        state_dir = self.settings.state_dir
+    def _site(self, ledgers: ThreadLedgers) -> Site:
         return Site(
             http=lambda: self.loaded.config.http if self.loaded is not None else None,
             not_ready=self._not_ready,
-            open_ledger=lambda: Ledger.open(state_dir),
+            ledger=ledgers.get,
             clock=self.settings.clock,
             loaded=lambda: self.loaded,
             state=lambda: self.state,
@@ -588,7 +589,10 @@ class Daemon:
     def _stop_http(self) -> None:
         if self._http is not None:
             self._http.stop()
+        if self._http_ledgers is not None:
+            self._http_ledgers.close()  # after the server's threads are done with them
         self._http = None
+        self._http_ledgers = None
         self._http_listen = None
 
     def _sync_http(self) -> None:
@@ -600,11 +604,13 @@ class Daemon:
         if self._http is not None and self._http_listen == http.listen:
             return  # the app reads the new config itself
         self._stop_http()
+        ledgers = ThreadLedgers(self.settings.state_dir)
         try:
             self._http = start_server(
-                LinkApp(self._site()), host=http.listen_host, port=http.listen_port
+                LinkApp(self._site(ledgers)), host=http.listen_host, port=http.listen_port
             )
         except OSError as err:
+            ledgers.close()
             message = f"{http.listen}: {err.strerror or err}"
             if message != self._http_error:
                 logger.error(
@@ -616,6 +622,7 @@ class Daemon:
             self._http_error = message
             return
         self._http_error = None
+        self._http_ledgers = ledgers
         self._http_listen = http.listen
 
     # The loop -------------------------------------------------------------------------

@@ -56,13 +56,13 @@ class Reader:
     Attributes:
         loaded: The config now running, or ``None``.
         state: The daemon's state (disabled credentials, bounce windows).
-        open_ledger: Opens a new ledger connection, for the calling thread only.
+        ledger: The calling thread's ledger connection, kept open: never closed by the caller.
         clock: The current time.
     """
 
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
-    open_ledger: Callable[[], Ledger]
+    ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
 
 
@@ -210,11 +210,8 @@ class _Answer:
         chosen = target.credential_id
         ids = [chosen] if chosen is not None else sorted(campaign.smtp_credentials)
         try:
-            ledger = self.reader.open_ledger()
-            try:
-                rows = [self._credential(ledger, campaign_id, campaign, key) for key in ids]
-            finally:
-                ledger.close()
+            ledger = self.reader.ledger()
+            rows = [self._credential(ledger, campaign_id, campaign, key) for key in ids]
         except LEDGER_ERRORS as err:
             logger.warning("api read failed, ledger not readable error=%s", err)
             return _error(

@@ -88,7 +88,7 @@ class Site:
     Attributes:
         http: The ``http`` section of the config now running (``None``: none).
         not_ready: Why the daemon is not ready (no config, state not writable), or ``None``.
-        open_ledger: Opens a new ledger connection, for the calling thread only.
+        ledger: The calling thread's ledger connection, kept open: never closed by the caller.
         clock: The current time.
         loaded: The config now running (for the API), or ``None``.
         state: The daemon's state now (for the API).
@@ -98,7 +98,7 @@ class Site:
 
     http: Callable[[], Http | None]
     not_ready: Callable[[], str | None]
-    open_ledger: Callable[[], Ledger]
+    ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
@@ -194,7 +194,7 @@ class LinkApp:
         self.site = site
         self.metrics = metrics.Exporter(
             metrics.Sources(
-                site.loaded, site.state, site.open_ledger, site.clock, site.reloads, site.polls
+                site.loaded, site.state, site.ledger, site.clock, site.reloads, site.polls
             )
         )
 
@@ -246,7 +246,7 @@ class LinkApp:
 
     def _api(self, method: str, path: str, environ: WSGIEnvironment) -> _Response:
         site = self.site
-        reader = api.Reader(site.loaded, site.state, site.open_ledger, site.clock)
+        reader = api.Reader(site.loaded, site.state, site.ledger, site.clock)
         answer = api.answer(reader, method, path, environ)
         return _Response(answer.status, answer.body, answer.content_type, answer.headers)
 
@@ -256,10 +256,19 @@ class LinkApp:
         return _Response(response.status, response.body, _TEXT, (("Allow", ", ".join(allowed)),))
 
     def _ready(self) -> _Response:
-        problem = self.site.not_ready()
+        problem = self.site.not_ready() or self._ledger_problem()
         if problem is None:
             return _text("200 OK", "ready\n")
         return _text("503 Service Unavailable", f"not ready: {problem}\n")
+
+    def _ledger_problem(self) -> str | None:
+        """Why the ledger cannot be read now, or ``None`` (a read is tried)."""
+        try:
+            self._with_ledger(Ledger.check_readable)
+        except LEDGER_ERRORS as err:
+            logger.warning("not ready, ledger not readable error=%s", err)
+            return "ledger cannot be read"
+        return None
 
     def _verify(self, purpose: str, token: str) -> tokens.Claims | None:
         http = self.site.http()
@@ -269,11 +278,7 @@ class LinkApp:
         return tokens.verify(key, purpose, token)
 
     def _with_ledger(self, action: Callable[[Ledger], _T]) -> _T:
-        ledger = self.site.open_ledger()
-        try:
-            return action(ledger)
-        finally:
-            ledger.close()
+        return action(self.site.ledger())
 
     def _confirm(self, claims: tokens.Claims) -> _Response:
         try:

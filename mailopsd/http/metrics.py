@@ -70,7 +70,7 @@ class Sources:
     Attributes:
         loaded: The config now running, or ``None``.
         state: The daemon's state now.
-        open_ledger: Opens a new ledger connection, for the calling thread only.
+        ledger: The calling thread's ledger connection, kept open: never closed by the caller.
         clock: The current time.
         reloads: The reload counts of the process.
         polls: How each mailbox's polls went, by (campaign, credential).
@@ -78,7 +78,7 @@ class Sources:
 
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
-    open_ledger: Callable[[], Ledger]
+    ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
     reloads: Callable[[], ReloadCounts]
     polls: Callable[[], Mapping[tuple[str, str], PollStats]] = dict
@@ -94,7 +94,7 @@ class _Collector(Collector):
         """Yield the metric families of one scrape."""
         yield from self._daemon()
         try:
-            ledger = self.sources.open_ledger()
+            ledger = self.sources.ledger()
         except LEDGER_ERRORS as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             yield GaugeMetricFamily("mailopsd_ledger_readable", _READABLE_HELP, value=0)
@@ -104,8 +104,6 @@ class _Collector(Collector):
         except LEDGER_ERRORS as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             families = []
-        finally:
-            ledger.close()
         yield GaugeMetricFamily(
             "mailopsd_ledger_readable", _READABLE_HELP, value=int(bool(families))
         )

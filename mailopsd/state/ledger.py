@@ -483,6 +483,18 @@ _TOTALS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty ledger file readable by its owner only, unless it exists.
+
+    SQLite gives its -wal and -shm files the mode of the database, so all stay private.
+    An existing file is never opened here: closing a descriptor of the database drops
+    every lock this process holds on it, SQLite's included, and another process could
+    then take the daemon's write-ahead log away (``O_EXCL`` fails before opening one).
+    """
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class Ledger:
     """The ledger database: one instance per connection, used from one thread."""
 
@@ -508,8 +520,13 @@ class Ledger:
         return ledger
 
     @classmethod
-    def open(cls, directory: Path) -> Ledger:
+    def open(cls, directory: Path, *, any_thread: bool = False) -> Ledger:
         """Open (creating and migrating as needed) the ledger in ``directory``.
+
+        Args:
+            directory: The state directory.
+            any_thread: Let another thread than the opening one use (or close) the
+                connection; the caller makes sure one thread at a time does.
 
         Raises:
             StateError: The file cannot be opened, is not a ledger, or is newer than
@@ -517,9 +534,10 @@ class Ledger:
         """
         path = directory / LEDGER_FILE
         try:
-            # SQLite gives its -wal and -shm files the mode of the database: keep all private.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            connection = sqlite3.connect(path, isolation_level=None, timeout=10)
+            _create_private(path)
+            connection = sqlite3.connect(
+                path, isolation_level=None, timeout=10, check_same_thread=not any_thread
+            )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -552,6 +570,14 @@ class Ledger:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def check_readable(self) -> None:
+        """Read the schema, as every query does first.
+
+        Raises:
+            sqlite3.Error: The database cannot be read (lost files, I/O errors).
+        """
+        self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
