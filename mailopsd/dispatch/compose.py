@@ -10,9 +10,14 @@ recipient.
 With ``http`` configured the unsubscribe URL is the daemon's own signed one-click link
 (``<public_base_url>/u/<token>``), replacing ``unsubscribe.url``. Tracking works on the
 HTML part, which a message has only when its campaign has an ``unsubscribe.footer_html``:
-opens add a 1x1 image at the end of it, clicks send its ``http(s)`` links through
-``<public_base_url>/c/<token>``, the token signing the original URL. Text parts, and
-``mailto:``, ``tel:``, fragment and the daemon's own links, are left as written.
+opens add a 1x1 image at the end of it, clicks send the ``http(s)`` links of the footer
+template through ``<public_base_url>/c/<token>``, the token signing the original URL. Text
+parts, and ``mailto:``, ``tel:``, fragment and the daemon's own links, are left as written.
+
+Every lead value that lands in the HTML part is escaped: the body is plain text escaped
+into paragraphs, and the footer's placeholders are filled in one pass over the template
+as configured (HTML-escaped text, percent-encoded inside a link), so only the template's
+own links are ever tracked; whatever a lead's address holds is never signed as a link.
 
 The message is written straight to its wire form (CRLF line ends, header lines folded
 under 78 characters, text parts in UTF-8 quoted-printable) rather than through
@@ -45,7 +50,11 @@ __all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings
 _ENVIRONMENT = make_environment()
 _FOLD_AT = 78
 # A quoted href attribute (not data-href or xlink:href); the value is HTML-escaped text.
-_HREF = re.compile(r"""(?<![\w:-])(href\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+# A regular expression rather than an HTML parser: only the configured footer template is
+# scanned, and its markup must come out byte for byte as written.
+_HREF = r"""(?<![\w:-])(href\s*=\s*)(["'])(.*?)\2"""
+# In an HTML footer template: one of its links, or a placeholder outside them.
+_FOOTER_HTML = re.compile(_HREF + "|(?-i:%%(EMAIL|UNSUBSCRIBE)%%)", re.IGNORECASE | re.DOTALL)
 _HTML_END = "</body></html>"
 
 
@@ -195,36 +204,61 @@ def _is_trackable(target: str, links: LinkSettings, unsubscribe_url: str | None)
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
-def _track_clicks(
-    html_text: str, links: LinkSettings, email: str, unsubscribe_url: str | None
+def _footer_link(
+    match: re.Match[str], *, email: str, url: str | None, links: LinkSettings | None
 ) -> str:
-    """Point the web links of an HTML part at the click redirect, each signing its URL."""
+    """One ``href`` of the HTML footer template: its placeholders filled, then tracked.
 
-    def rewrite(match: re.Match[str]) -> str:
-        target = html.unescape(match.group(3)).strip()
-        if not _is_trackable(target, links, unsubscribe_url):
-            return match.group(0)
-        tracked = html.escape(links.url(tokens.CLICK, email, target))
-        return f"{match.group(1)}{match.group(2)}{tracked}{match.group(2)}"
+    The lead's address goes into the URL percent-encoded, as in ``unsubscribe.url``, so it
+    cannot end the URL or the attribute; the link stays the template's.
+    """
+    written = html.unescape(match.group(3)).strip()
+    target = written.replace("%%UNSUBSCRIBE%%", url or "").replace(
+        "%%EMAIL%%", quote(email, safe="@")
+    )
+    if links is not None and links.track_clicks and _is_trackable(target, links, url):
+        target = links.url(tokens.CLICK, email, target)
+    elif target == written:
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}{html.escape(target)}{match.group(2)}"
 
-    return _HREF.sub(rewrite, html_text)
+
+def _html_footer(template: str, *, email: str, url: str | None, links: LinkSettings | None) -> str:
+    """The HTML footer for one lead: the template's own links filled and tracked, values escaped.
+
+    One pass over the template as configured: each quoted ``href`` in it is filled and
+    tracked by ``_footer_link``; a placeholder anywhere else becomes HTML-escaped text. What
+    a placeholder puts in is never scanned again, so a lead's value is only ever text: it
+    cannot open a tag or an attribute, nor be taken for a link and signed.
+    """
+    values = {"EMAIL": email, "UNSUBSCRIBE": url or ""}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(4)
+        if name is not None:
+            return html.escape(values[name])
+        return _footer_link(match, email=email, url=url, links=links)
+
+    return _FOOTER_HTML.sub(fill, template)
 
 
 def _html_part(
     body: str,
-    footer_html: str,
+    footer_html: str | None,
     *,
     links: LinkSettings | None,
     email: str,
     unsubscribe_url: str | None,
 ) -> str | None:
-    """The HTML alternative (only with an HTML footer), tracked as ``links`` say."""
+    """The HTML alternative (only with an HTML footer), tracked as ``links`` say.
+
+    The body is plain text, escaped into paragraphs: only the footer template has links.
+    """
     if not footer_html:
         return None
     paragraphs = "".join(f"<p>{html.escape(part)}</p>" for part in body.split("\n\n") if part)
-    html_text = f"<html><body>{paragraphs}{footer_html}{_HTML_END}"
-    if links is not None and links.track_clicks:
-        html_text = _track_clicks(html_text, links, email, unsubscribe_url)
+    footer = _html_footer(footer_html, email=email, url=unsubscribe_url, links=links)
+    html_text = f"<html><body>{paragraphs}{footer}{_HTML_END}"
     if links is not None and links.track_opens:
         pixel = html.escape(links.url(tokens.OPEN, email))
         image = f'<img src="{pixel}" width="1" height="1" alt="">'
@@ -364,7 +398,7 @@ def compose(
     unsubscribe = campaign.unsubscribe
     footer_text = _footer(unsubscribe.footer_text if unsubscribe else None, url, email)
     text = body + (f"\n\n{footer_text}\n" if footer_text else "")
-    footer_html = _footer(unsubscribe.footer_html if unsubscribe else None, url, email)
+    footer_html = unsubscribe.footer_html if unsubscribe else None
     html_text = _html_part(body, footer_html, links=links, email=email, unsubscribe_url=url)
     mailto = f"<mailto:{sender}?subject=unsubscribe>"
     headers = [
