@@ -22,7 +22,9 @@ own links are ever tracked; whatever a lead's address holds is never signed as a
 The message is written straight to its wire form (CRLF line ends, header lines folded
 under 78 characters, text parts in UTF-8 quoted-printable) rather than through
 ``email.message``: the same MIME at a fraction of the cost, since composing is done for
-every send. A header value never holds a line break (one would be header injection).
+every send. A header value never holds a line break (one would be header injection) nor
+any other control character: such a value fails the lead. No line passes 998 characters:
+a subject with a longer unbroken run goes as encoded words, another header fails the lead.
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ __all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings
 
 _ENVIRONMENT = make_environment()
 _FOLD_AT = 78
+_MAX_LINE = 998  # RFC 5322 2.1.1: a line of a message, CRLF excluded
+# Line breaks and the other control characters (Unicode Cc, line and paragraph separators);
+# a tab is white space a header may hold.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 # A quoted href attribute (not data-href or xlink:href); the value is HTML-escaped text.
 # A regular expression rather than an HTML parser: only the configured footer template is
 # scanned, and its markup must come out byte for byte as written.
@@ -282,13 +288,33 @@ def _subject(
     return base if base.lower().startswith("re:") else f"Re: {base}"
 
 
-def _fold(name: str, value: str) -> str:
-    """``Name: value`` and CRLF, folded at spaces so lines stay under 78 characters."""
-    if "\r" in value or "\n" in value:
+def _check_header_value(name: str, value: str) -> None:
+    """Refuse a header value holding a line break or another control character.
+
+    A line break would be header injection; NUL, VT, FF, FS and the like are not allowed
+    in a header (RFC 5322 2.2) and some parsers take them for line ends. The value is not
+    quoted in the error: it may hold the very characters a log line cannot show.
+
+    Raises:
+        ComposeError: The value holds one; the text names the header and the character.
+    """
+    found = _CONTROL.search(value)
+    if found is None:
+        return
+    if found.group() in "\r\n":
         raise ComposeError(f"the {name} header would hold a line break")
+    raise ComposeError(
+        f"the {name} header would hold control character U+{ord(found.group()):04X} "
+        f"(character {found.start() + 1} of the value); it comes from the lead's row or the "
+        "template: remove it there"
+    )
+
+
+def _fold_lines(name: str, value: str) -> list[str]:
+    """``Name: value`` folded at spaces so lines stay under 78 characters where they can."""
     line = f"{name}: {value}"
     if len(line) <= _FOLD_AT:
-        return line + "\r\n"
+        return [line]
     lines: list[str] = []
     for word in value.split(" "):
         if not lines:
@@ -297,6 +323,25 @@ def _fold(name: str, value: str) -> str:
             lines[-1] += f" {word}"
         else:
             lines.append(f" {word}")
+    return lines
+
+
+def _fold(name: str, value: str) -> str:
+    """``Name: value`` and CRLF, folded at spaces so lines stay under 78 characters.
+
+    Raises:
+        ComposeError: The value holds a control character, or a run of it with no space
+            to fold at would make a line longer than 998 characters (RFC 5322 2.1.1).
+    """
+    _check_header_value(name, value)
+    lines = _fold_lines(name, value)
+    longest = max(len(line) for line in lines)
+    if longest > _MAX_LINE:
+        raise ComposeError(
+            f"the {name} header would be a line of {longest} characters, over the "
+            f"{_MAX_LINE} a mail line may hold, with no space to fold it at: shorten the "
+            "value (the lead's address or field, or the config)"
+        )
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -318,11 +363,19 @@ def _ascii_address(address: str, what: str) -> str:
 
 
 def _text_header(name: str, text: str) -> str:
-    """A header of free text: as is when ASCII, else RFC 2047 encoded words."""
+    """A header of free text: as is when ASCII, else RFC 2047 encoded words.
+
+    ASCII text with a run too long to fold at a space (a line over 998 characters) is
+    sent as encoded words too: they can be split anywhere and read back as the same text.
+
+    Raises:
+        ComposeError: The text holds a control character.
+    """
+    _check_header_value(name, text)
     if text.isascii():
-        return _fold(name, text)
-    if "\r" in text or "\n" in text:
-        raise ComposeError(f"the {name} header would hold a line break")
+        lines = _fold_lines(name, text)
+        if max(len(line) for line in lines) <= _MAX_LINE:
+            return "\r\n".join(lines) + "\r\n"
     encoded = Header(text, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n"
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,8 @@ from mailopsd.config.models import Campaign
 from mailopsd.dispatch.compose import LinkSettings, Outgoing, compose
 from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
 from mailopsd.http import tokens
-from tests.dispatch_setup import credential, parsed
+from mailopsd.state.ledger import Ledger
+from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -100,3 +102,46 @@ def test_a_lead_address_never_becomes_a_tracked_link(
     assert sorted(claims.url for claims in clicked if claims is not None) == list(TEMPLATE_LINKS)
     assert len(clicked) == len(TEMPLATE_LINKS)
     assert "Sent to href=&#x27;https://evil.example/x&#x27;@example.com." in html_text
+
+
+def test_a_2000_character_subject_arrives_whole_in_short_lines(
+    smtp_server: SmtpServer, transport: SmtpTransport
+) -> None:
+    """A 2,000-character subject is folded so no line passes 998 octets, and arrives intact."""
+    name = "x" * 1994
+    mail = _send(
+        smtp_server,
+        transport,
+        address="jo@example.net",
+        subject="Hello {{ first_name }}",
+        first_name=name,
+    )
+    (received,) = smtp_server.handler.messages
+    assert all(len(line) <= 998 for line in received.data.split(b"\r\n"))
+    assert mail["Subject"] == f"Hello {name}"
+
+
+def test_a_control_character_in_a_subject_fails_only_that_lead(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """A lead whose subject would hold a control character fails with a clear reason; others go."""
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada")},
+        leads=["jo@example.net,Jo\x0bAnn", "al@example.net,Al"],
+        steps=1,
+    )
+    state = tmp_path / "state"
+    assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
+    assert [m.rcpt_tos for m in smtp_server.handler.messages] == [["al@example.net"]]
+    ledger = Ledger.open(state)
+    try:
+        lead = ledger.lead("camp", "jo@example.net")
+    finally:
+        ledger.close()
+    assert lead is not None
+    assert lead.state == "failed"
+    assert lead.last_error is not None
+    assert "Subject" in lead.last_error
+    assert "control character U+000B" in lead.last_error
+    assert "\x0b" not in lead.last_error

@@ -417,3 +417,41 @@ class TestLeadValuesInHtml:
         html = _html(_compose(_campaign(unsubscribe=FOOTERS), body=body, fields=fields))
         assert "<script" not in html
         assert "<p>Hi &lt;script&gt;alert(1)&lt;/script&gt;.\n</p>" in html
+
+
+class TestHeaderText:
+    """Header values: control characters are refused, long lines are folded or refused."""
+
+    @pytest.mark.parametrize("char", ["\x00", "\x0b", "\x0c", "\x1c", "\x7f", "\x85", "\u2028"])
+    def test_control_character_in_the_subject_fails_the_lead(self, char: str) -> None:
+        """A subject that would hold NUL, VT, FF, FS and the like fails the lead, naming it."""
+        with pytest.raises(ComposeError) as caught:
+            _compose(fields={"first_name": f"Jo{char}Ann"})
+        message = str(caught.value)
+        assert f"control character U+{ord(char):04X}" in message
+        assert "Subject" in message
+        assert char not in message
+
+    @pytest.mark.parametrize("char", ["\x00", "\x0b", "\x0c", "\x1c"])
+    def test_control_character_in_the_address_fails_the_lead(self, char: str) -> None:
+        """An address holding NUL, VT, FF or FS fails the lead instead of reaching To and RCPT."""
+        with pytest.raises(ComposeError) as caught:
+            _compose(address=f"jo{char}@example.net")
+        assert f"control character U+{ord(char):04X}" in str(caught.value)
+        assert "To" in str(caught.value)
+
+    def test_tab_in_the_subject_is_kept(self) -> None:
+        """A tab is white space a header may hold: the subject keeps it."""
+        assert _parsed(_compose(fields={"first_name": "Jo\tAnn"}))["Subject"] == "Hello Jo\tAnn"
+
+    @pytest.mark.parametrize("name", ["x" * 1994, "é" * 1994, "word " * 399])
+    def test_long_subject_is_folded_under_998_octets(self, name: str) -> None:
+        """A 2,000-character subject is sent in lines of at most 998 octets and reads back whole."""
+        outgoing = _compose(fields={"first_name": name})
+        assert all(len(line) <= 998 for line in outgoing.data.split(b"\r\n"))
+        assert _parsed(outgoing)["Subject"] == f"Hello {name}"
+
+    def test_over_long_header_line_fails_the_lead(self) -> None:
+        """An address too long for one header line fails the lead rather than breaking SMTP."""
+        with pytest.raises(ComposeError, match=r"To header.*998"):
+            _compose(address="x" * 1200 + "@example.net")
