@@ -2,6 +2,10 @@
 
 Templates are rendered in a sandbox with undefined variables as errors, so a lead
 never receives "Hi ," and a template cannot reach into Python objects.
+
+Autoescaping is off on purpose: subjects and bodies are plain text (a subject becomes a
+header, a body the text part). The HTML part is made from the rendered body by escaping
+all of it, so a lead's value such as ``<script>`` is text there, escaped exactly once.
 """
 
 from __future__ import annotations

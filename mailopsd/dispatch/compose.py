@@ -10,14 +10,21 @@ recipient.
 With ``http`` configured the unsubscribe URL is the daemon's own signed one-click link
 (``<public_base_url>/u/<token>``), replacing ``unsubscribe.url``. Tracking works on the
 HTML part, which a message has only when its campaign has an ``unsubscribe.footer_html``:
-opens add a 1x1 image at the end of it, clicks send its ``http(s)`` links through
-``<public_base_url>/c/<token>``, the token signing the original URL. Text parts, and
-``mailto:``, ``tel:``, fragment and the daemon's own links, are left as written.
+opens add a 1x1 image at the end of it, clicks send the ``http(s)`` links of the footer
+template through ``<public_base_url>/c/<token>``, the token signing the original URL. Text
+parts, and ``mailto:``, ``tel:``, fragment and the daemon's own links, are left as written.
+
+Every lead value that lands in the HTML part is escaped: the body is plain text escaped
+into paragraphs, and the footer's placeholders are filled in one pass over the template
+as configured (HTML-escaped text, percent-encoded inside a link), so only the template's
+own links are ever tracked; whatever a lead's address holds is never signed as a link.
 
 The message is written straight to its wire form (CRLF line ends, header lines folded
 under 78 characters, text parts in UTF-8 quoted-printable) rather than through
 ``email.message``: the same MIME at a fraction of the cost, since composing is done for
-every send. A header value never holds a line break (one would be header injection).
+every send. A header value never holds a line break (one would be header injection) nor
+any other control character: such a value fails the lead. No line passes 998 characters:
+a subject with a longer unbroken run goes as encoded words, another header fails the lead.
 """
 
 from __future__ import annotations
@@ -44,8 +51,16 @@ __all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings
 
 _ENVIRONMENT = make_environment()
 _FOLD_AT = 78
+_MAX_LINE = 998  # RFC 5322 2.1.1: a line of a message, CRLF excluded
+# Line breaks and the other control characters (Unicode Cc, line and paragraph separators);
+# a tab is white space a header may hold.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 # A quoted href attribute (not data-href or xlink:href); the value is HTML-escaped text.
-_HREF = re.compile(r"""(?<![\w:-])(href\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+# A regular expression rather than an HTML parser: only the configured footer template is
+# scanned, and its markup must come out byte for byte as written.
+_HREF = r"""(?<![\w:-])(href\s*=\s*)(["'])(.*?)\2"""
+# In an HTML footer template: one of its links, or a placeholder outside them.
+_FOOTER_HTML = re.compile(_HREF + "|(?-i:%%(EMAIL|UNSUBSCRIBE)%%)", re.IGNORECASE | re.DOTALL)
 _HTML_END = "</body></html>"
 
 
@@ -195,36 +210,61 @@ def _is_trackable(target: str, links: LinkSettings, unsubscribe_url: str | None)
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
 
 
-def _track_clicks(
-    html_text: str, links: LinkSettings, email: str, unsubscribe_url: str | None
+def _footer_link(
+    match: re.Match[str], *, email: str, url: str | None, links: LinkSettings | None
 ) -> str:
-    """Point the web links of an HTML part at the click redirect, each signing its URL."""
+    """One ``href`` of the HTML footer template: its placeholders filled, then tracked.
 
-    def rewrite(match: re.Match[str]) -> str:
-        target = html.unescape(match.group(3)).strip()
-        if not _is_trackable(target, links, unsubscribe_url):
-            return match.group(0)
-        tracked = html.escape(links.url(tokens.CLICK, email, target))
-        return f"{match.group(1)}{match.group(2)}{tracked}{match.group(2)}"
+    The lead's address goes into the URL percent-encoded, as in ``unsubscribe.url``, so it
+    cannot end the URL or the attribute; the link stays the template's.
+    """
+    written = html.unescape(match.group(3)).strip()
+    target = written.replace("%%UNSUBSCRIBE%%", url or "").replace(
+        "%%EMAIL%%", quote(email, safe="@")
+    )
+    if links is not None and links.track_clicks and _is_trackable(target, links, url):
+        target = links.url(tokens.CLICK, email, target)
+    elif target == written:
+        return match.group(0)
+    return f"{match.group(1)}{match.group(2)}{html.escape(target)}{match.group(2)}"
 
-    return _HREF.sub(rewrite, html_text)
+
+def _html_footer(template: str, *, email: str, url: str | None, links: LinkSettings | None) -> str:
+    """The HTML footer for one lead: the template's own links filled and tracked, values escaped.
+
+    One pass over the template as configured: each quoted ``href`` in it is filled and
+    tracked by ``_footer_link``; a placeholder anywhere else becomes HTML-escaped text. What
+    a placeholder puts in is never scanned again, so a lead's value is only ever text: it
+    cannot open a tag or an attribute, nor be taken for a link and signed.
+    """
+    values = {"EMAIL": email, "UNSUBSCRIBE": url or ""}
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(4)
+        if name is not None:
+            return html.escape(values[name])
+        return _footer_link(match, email=email, url=url, links=links)
+
+    return _FOOTER_HTML.sub(fill, template)
 
 
 def _html_part(
     body: str,
-    footer_html: str,
+    footer_html: str | None,
     *,
     links: LinkSettings | None,
     email: str,
     unsubscribe_url: str | None,
 ) -> str | None:
-    """The HTML alternative (only with an HTML footer), tracked as ``links`` say."""
+    """The HTML alternative (only with an HTML footer), tracked as ``links`` say.
+
+    The body is plain text, escaped into paragraphs: only the footer template has links.
+    """
     if not footer_html:
         return None
     paragraphs = "".join(f"<p>{html.escape(part)}</p>" for part in body.split("\n\n") if part)
-    html_text = f"<html><body>{paragraphs}{footer_html}{_HTML_END}"
-    if links is not None and links.track_clicks:
-        html_text = _track_clicks(html_text, links, email, unsubscribe_url)
+    footer = _html_footer(footer_html, email=email, url=unsubscribe_url, links=links)
+    html_text = f"<html><body>{paragraphs}{footer}{_HTML_END}"
     if links is not None and links.track_opens:
         pixel = html.escape(links.url(tokens.OPEN, email))
         image = f'<img src="{pixel}" width="1" height="1" alt="">'
@@ -248,13 +288,33 @@ def _subject(
     return base if base.lower().startswith("re:") else f"Re: {base}"
 
 
-def _fold(name: str, value: str) -> str:
-    """``Name: value`` and CRLF, folded at spaces so lines stay under 78 characters."""
-    if "\r" in value or "\n" in value:
+def _check_header_value(name: str, value: str) -> None:
+    """Refuse a header value holding a line break or another control character.
+
+    A line break would be header injection; NUL, VT, FF, FS and the like are not allowed
+    in a header (RFC 5322 2.2) and some parsers take them for line ends. The value is not
+    quoted in the error: it may hold the very characters a log line cannot show.
+
+    Raises:
+        ComposeError: The value holds one; the text names the header and the character.
+    """
+    found = _CONTROL.search(value)
+    if found is None:
+        return
+    if found.group() in "\r\n":
         raise ComposeError(f"the {name} header would hold a line break")
+    raise ComposeError(
+        f"the {name} header would hold control character U+{ord(found.group()):04X} "
+        f"(character {found.start() + 1} of the value); it comes from the lead's row or the "
+        "template: remove it there"
+    )
+
+
+def _fold_lines(name: str, value: str) -> list[str]:
+    """``Name: value`` folded at spaces so lines stay under 78 characters where they can."""
     line = f"{name}: {value}"
     if len(line) <= _FOLD_AT:
-        return line + "\r\n"
+        return [line]
     lines: list[str] = []
     for word in value.split(" "):
         if not lines:
@@ -263,6 +323,25 @@ def _fold(name: str, value: str) -> str:
             lines[-1] += f" {word}"
         else:
             lines.append(f" {word}")
+    return lines
+
+
+def _fold(name: str, value: str) -> str:
+    """``Name: value`` and CRLF, folded at spaces so lines stay under 78 characters.
+
+    Raises:
+        ComposeError: The value holds a control character, or a run of it with no space
+            to fold at would make a line longer than 998 characters (RFC 5322 2.1.1).
+    """
+    _check_header_value(name, value)
+    lines = _fold_lines(name, value)
+    longest = max(len(line) for line in lines)
+    if longest > _MAX_LINE:
+        raise ComposeError(
+            f"the {name} header would be a line of {longest} characters, over the "
+            f"{_MAX_LINE} a mail line may hold, with no space to fold it at: shorten the "
+            "value (the lead's address or field, or the config)"
+        )
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -284,11 +363,19 @@ def _ascii_address(address: str, what: str) -> str:
 
 
 def _text_header(name: str, text: str) -> str:
-    """A header of free text: as is when ASCII, else RFC 2047 encoded words."""
+    """A header of free text: as is when ASCII, else RFC 2047 encoded words.
+
+    ASCII text with a run too long to fold at a space (a line over 998 characters) is
+    sent as encoded words too: they can be split anywhere and read back as the same text.
+
+    Raises:
+        ComposeError: The text holds a control character.
+    """
+    _check_header_value(name, text)
     if text.isascii():
-        return _fold(name, text)
-    if "\r" in text or "\n" in text:
-        raise ComposeError(f"the {name} header would hold a line break")
+        lines = _fold_lines(name, text)
+        if max(len(line) for line in lines) <= _MAX_LINE:
+            return "\r\n".join(lines) + "\r\n"
     encoded = Header(text, "utf-8", header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n"
 
@@ -364,7 +451,7 @@ def compose(
     unsubscribe = campaign.unsubscribe
     footer_text = _footer(unsubscribe.footer_text if unsubscribe else None, url, email)
     text = body + (f"\n\n{footer_text}\n" if footer_text else "")
-    footer_html = _footer(unsubscribe.footer_html if unsubscribe else None, url, email)
+    footer_html = unsubscribe.footer_html if unsubscribe else None
     html_text = _html_part(body, footer_html, links=links, email=email, unsubscribe_url=url)
     mailto = f"<mailto:{sender}?subject=unsubscribe>"
     headers = [

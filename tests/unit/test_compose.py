@@ -368,3 +368,90 @@ class TestLinks:
         assert "k" * 32 not in repr(
             link_settings(http, campaign_id="acme", campaign=campaign, credential=credential)
         )
+
+
+EVIL = "href='https://evil.example/x'@example.com"
+
+
+class TestLeadValuesInHtml:
+    """A lead's values are text in the HTML part: escaped, and never a link to track."""
+
+    def test_lead_address_is_escaped_and_never_tracked(self) -> None:
+        """The issue's address shows as text in the footer and yields no click token of its own."""
+        footers = {**FOOTERS, "footer_html": FOOTERS["footer_html"] + " Sent to %%EMAIL%%."}
+        outgoing = _compose(_campaign(unsubscribe=footers), address=EVIL, links=_links(clicks=True))
+        html = _html(outgoing)
+        assert "Sent to href=&#x27;https://evil.example/x&#x27;@example.com." in html
+        clicked = [h for h in _HREFS.findall(html) if h.startswith(f"{BASE_URL}/c/")]
+        targets = [tokens.verify(SIGNING_KEY, "c", _token(h, "c")) for h in clicked]
+        assert [t.url if t else None for t in targets] == ["https://example.com/a?x=1&y=%C3%A9"]
+
+    def test_markup_in_the_address_stays_text(self) -> None:
+        """An address holding markup cannot open a tag or an attribute in the footer."""
+        address = 'x"><script>alert(1)</script>@example.net'
+        footers = {"footer_html": '<p title="%%EMAIL%%">Sent to %%EMAIL%%</p>'}
+        html = _html(_compose(_campaign(unsubscribe=footers), address=address))
+        assert "<script" not in html
+        quoted = "x&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;@example.net"
+        assert f'<p title="{quoted}">Sent to {quoted}</p>' in html
+
+    def test_address_inside_a_template_link_stays_inside_it(self) -> None:
+        """%%EMAIL%% in a template's link is percent-encoded in it; the signed URL is that link."""
+        address = 'x"><a href="https://evil.example/">@example.net'
+        footers = {"footer_html": '<a href="https://example.com/prefs?e=%%EMAIL%%">prefs</a>'}
+        for links in (None, _links(clicks=True)):
+            html = _html(_compose(_campaign(unsubscribe=footers), address=address, links=links))
+            (href,) = _HREFS.findall(html)
+            target = tokens.verify(SIGNING_KEY, "c", _token(href, "c")) if links else None
+            url = target.url if target else href
+            assert url == (
+                "https://example.com/prefs?e=x%22%3E%3Ca%20href%3D%22https%3A%2F%2Fevil.example"
+                "%2F%22%3E@example.net"
+            )
+            assert "evil.example/" not in html
+
+    @pytest.mark.parametrize("body", ["Hi {{ first_name }}.\n", "Hi {{ first_name|trim }}.\n"])
+    def test_markup_in_a_field_is_escaped(self, body: str) -> None:
+        """A first_name holding <script> shows as text in the HTML part, never as markup."""
+        fields = {"first_name": "<script>alert(1)</script>", "email": "jo@example.net"}
+        html = _html(_compose(_campaign(unsubscribe=FOOTERS), body=body, fields=fields))
+        assert "<script" not in html
+        assert "<p>Hi &lt;script&gt;alert(1)&lt;/script&gt;.\n</p>" in html
+
+
+class TestHeaderText:
+    """Header values: control characters are refused, long lines are folded or refused."""
+
+    @pytest.mark.parametrize("char", ["\x00", "\x0b", "\x0c", "\x1c", "\x7f", "\x85", "\u2028"])
+    def test_control_character_in_the_subject_fails_the_lead(self, char: str) -> None:
+        """A subject that would hold NUL, VT, FF, FS and the like fails the lead, naming it."""
+        with pytest.raises(ComposeError) as caught:
+            _compose(fields={"first_name": f"Jo{char}Ann"})
+        message = str(caught.value)
+        assert f"control character U+{ord(char):04X}" in message
+        assert "Subject" in message
+        assert char not in message
+
+    @pytest.mark.parametrize("char", ["\x00", "\x0b", "\x0c", "\x1c"])
+    def test_control_character_in_the_address_fails_the_lead(self, char: str) -> None:
+        """An address holding NUL, VT, FF or FS fails the lead instead of reaching To and RCPT."""
+        with pytest.raises(ComposeError) as caught:
+            _compose(address=f"jo{char}@example.net")
+        assert f"control character U+{ord(char):04X}" in str(caught.value)
+        assert "To" in str(caught.value)
+
+    def test_tab_in_the_subject_is_kept(self) -> None:
+        """A tab is white space a header may hold: the subject keeps it."""
+        assert _parsed(_compose(fields={"first_name": "Jo\tAnn"}))["Subject"] == "Hello Jo\tAnn"
+
+    @pytest.mark.parametrize("name", ["x" * 1994, "é" * 1994, "word " * 399])
+    def test_long_subject_is_folded_under_998_octets(self, name: str) -> None:
+        """A 2,000-character subject is sent in lines of at most 998 octets and reads back whole."""
+        outgoing = _compose(fields={"first_name": name})
+        assert all(len(line) <= 998 for line in outgoing.data.split(b"\r\n"))
+        assert _parsed(outgoing)["Subject"] == f"Hello {name}"
+
+    def test_over_long_header_line_fails_the_lead(self) -> None:
+        """An address too long for one header line fails the lead rather than breaking SMTP."""
+        with pytest.raises(ComposeError, match=r"To header.*998"):
+            _compose(address="x" * 1200 + "@example.net")
