@@ -201,3 +201,14 @@ def arf_complaint(lead: str, to: str, message_id: str) -> bytes:
         f"From: Ada <{to}>\nTo: {lead}\nSubject: Hello\nMessage-ID: {message_id}\n\n"
         "--arf--\n"
     )
+
+
+def unquoting_dsn(lead: str, to: str) -> bytes:
+    """Postfix's report without the returned headers: it quotes none of our Message-IDs,
+    so anyone who knows the lead's address can write it."""
+    whole = postfix_dsn(lead, to, "<unused@nowhere.example>")
+    kept, _, _ = whole.partition(
+        b"--1A2B3C.1700000000/mail.sender.example.com\r\n"
+        b"Content-Description: Undelivered Message Headers"
+    )
+    return kept + b"--1A2B3C.1700000000/mail.sender.example.com--\r\n"

@@ -9,6 +9,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mailopsd import secrets
 from mailopsd.atomicfile import write_atomically
@@ -131,6 +132,38 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_CHANGES
 
 
+def _credential_text(c: dict[str, Any]) -> list[str]:
+    """The status lines of one credential."""
+    lines: list[str] = []
+    rate = f"{c['bounce_rate']:.1%}" if c["bounce_rate"] is not None else "-"
+    state = c["state"] + (f" since {c['disabled_at']}" if c["disabled_at"] else "")
+    lines.append(
+        f"  {c['id']}: {state}; {c['from_email']} via {c['smtp_host']}:{c['smtp_port']}; "
+        f"sent today {c['sent_today']}/{c['daily_limit']}, "
+        f"follow-ups {c['followups_today']}; "
+        f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
+        f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
+    )
+    if c["disabled_reason"]:
+        lines.append(f"    disabled: {c['disabled_reason']}")
+    if c["inbox_error"]:
+        lines.append(f"    inbox: {c['inbox_error']} (since {c['inbox_error_since']})")
+    if c["smtp_error"]:
+        lines.append(f"    smtp: {c['smtp_error']} (since {c['smtp_error_since']})")
+    if c["unconfirmed_bounces_in_window"]:
+        lines.append(
+            f"    unconfirmed bounce reports: {c['unconfirmed_bounces_in_window']} "
+            "(they name leads of this mailbox but quote none of its messages: not "
+            "counted, nothing stopped or suppressed; read them in the mailbox)"
+        )
+    if c["unknown_outcomes"]:
+        lines.append(
+            f"    unknown outcomes: {c['unknown_outcomes']} (counted as sent, "
+            "never sent again; the provider's logs tell whether they went)"
+        )
+    return lines
+
+
 def _status_text(report: dict[str, object]) -> list[str]:
     lines = [
         f"revision {report['revision']} applied {report['applied_at']} "
@@ -160,26 +193,7 @@ def _status_text(report: dict[str, object]) -> list[str]:
                 f"{tracked['leads_clicked']} clicked ({tracked['clicks']} clicks)"
             )
         for c in campaign["smtp_credentials"]:
-            rate = f"{c['bounce_rate']:.1%}" if c["bounce_rate"] is not None else "-"
-            state = c["state"] + (f" since {c['disabled_at']}" if c["disabled_at"] else "")
-            lines.append(
-                f"  {c['id']}: {state}; {c['from_email']} via {c['smtp_host']}:{c['smtp_port']}; "
-                f"sent today {c['sent_today']}/{c['daily_limit']}, "
-                f"follow-ups {c['followups_today']}; "
-                f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
-                f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
-            )
-            if c["disabled_reason"]:
-                lines.append(f"    disabled: {c['disabled_reason']}")
-            if c["inbox_error"]:
-                lines.append(f"    inbox: {c['inbox_error']} (since {c['inbox_error_since']})")
-            if c["smtp_error"]:
-                lines.append(f"    smtp: {c['smtp_error']} (since {c['smtp_error_since']})")
-            if c["unknown_outcomes"]:
-                lines.append(
-                    f"    unknown outcomes: {c['unknown_outcomes']} (counted as sent, "
-                    "never sent again; the provider's logs tell whether they went)"
-                )
+            lines.extend(_credential_text(c))
     return lines
 
 

@@ -4,6 +4,12 @@ Runs on the daemon's main thread, one transaction per poll: the messages' effect
 the folder cursors are committed together, so a crash never loses a message nor counts
 one twice (a message already recorded, by its Message-ID, is skipped).
 
+A message speaks only of the sends made from the mailbox it was found in: those of its
+own credential, and of the credentials of the same account that write from the same
+address without reading a mailbox themselves (their reports and replies land here, and
+nobody else reads them). A Message-ID of another account's send, or of a credential
+that reads its own mailbox, matches nothing here.
+
 - ``reply``: the lead that was written to (matched by the Message-IDs it refers to, else
   by its address among this credential's sends) is stopped: no further step.
 - ``auto_reply``: recorded; stops the lead only with ``stop_on_auto_reply``.
@@ -12,6 +18,10 @@ one twice (a message already recorded, by its Message-ID, is skipped).
 - ``hard``: the lead stops, the address is suppressed and the bounce counts against the
   credential that sent it; ``block`` counts toward that credential's block rate and
   never suppresses; ``soft`` is recorded only.
+- A ``hard`` or ``block`` report that quotes none of this mailbox's Message-IDs for the
+  address it names (no returned headers, no In-Reply-To or References to ours) is
+  ``unconfirmed``: anyone who knows a lead's address can write one, so it is recorded,
+  shown in ``status``, and does nothing else: no count, no stop, no suppression.
 """
 
 from __future__ import annotations
@@ -21,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.inbox.classify import Classification
+from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
 from mailopsd.state.ledger import Ledger
 
-__all__ = ["REPORT_KINDS", "Recorded", "record_poll"]
+__all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "record_poll"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +53,7 @@ class Recorded:
     by_kind: dict[str, int] = field(default_factory=dict)
     check: set[CredentialKey] = field(default_factory=set)
     reports: list[Arrival] = field(default_factory=list)
+    unconfirmed: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,28 +64,60 @@ class _Send:
     email: str
 
 
-def _find(
-    ledger: Ledger, key: CredentialKey, references: tuple[str, ...], address: str | None
-) -> _Send | None:
-    found = ledger.send_by_message_id(references)
-    if found is not None and (address is None or found[3] == address.lower()):
-        return _Send(*found)
-    if address is not None:
-        found = ledger.last_send_to(key[0], key[1], address)
-        if found is not None:
-            return _Send(*found)
-    return None
+def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialKey, frozenset[CredentialKey]]:
+    """For each credential, the credentials whose sends its mailbox may speak of.
+
+    Reports and replies go to the address a message was sent from, so a mailbox hears
+    of its own credential's sends and of those of the credentials of the same account
+    that write from the same address but read no mailbox themselves (were they read,
+    each report would be counted twice).
+    """
+    by_address: dict[tuple[str, str], list[tuple[CredentialKey, bool]]] = {}
+    for campaign_id, campaign in loaded.config.campaigns.items():
+        for credential_id, credential in campaign.smtp_credentials.items():
+            address = (campaign.account, credential.from_email.lower())
+            entry = ((campaign_id, credential_id), credential.has_imap)
+            by_address.setdefault(address, []).append(entry)
+    senders: dict[CredentialKey, frozenset[CredentialKey]] = {}
+    for group in by_address.values():
+        unread = frozenset(key for key, reads in group if not reads)
+        for key, _ in group:
+            senders[key] = unread | {key}
+    return senders
 
 
 class _Recorder:
     def __init__(
-        self, ledger: Ledger, loaded: LoadedConfig, key: CredentialKey, now: datetime
+        self,
+        ledger: Ledger,
+        loaded: LoadedConfig,
+        key: CredentialKey,
+        now: datetime,
+        senders: frozenset[CredentialKey],
     ) -> None:
         self.ledger = ledger
         self.loaded = loaded
         self.key = key
         self.now = now
+        self.senders = senders
         self.done = Recorded()
+
+    def _quoted(self, references: tuple[str, ...], address: str | None) -> _Send | None:
+        """The send of this mailbox a message refers to (to ``address``, if given)."""
+        found = self.ledger.send_by_message_id(references, senders=self.senders, email=address)
+        return None if found is None else _Send(*found)
+
+    def _written_to(self, address: str) -> _Send | None:
+        """The last send of this credential to ``address``."""
+        found = self.ledger.last_send_to(*self.key, address)
+        return None if found is None else _Send(*found)
+
+    def _find(self, references: tuple[str, ...], address: str | None) -> _Send | None:
+        """The send a message refers to, else the last one of this credential to ``address``."""
+        send = self._quoted(references, address)
+        if send is None and address is not None:
+            send = self._written_to(address)
+        return send
 
     def _account(self, campaign_id: str) -> str | None:
         campaign = self.loaded.config.campaigns.get(campaign_id)
@@ -92,36 +135,46 @@ class _Recorder:
         if suppress is not None and account is not None:
             self.ledger.suppress(account, send.email, suppress, self.now)
 
+    def _bounce(self, recipient: FailedRecipient, references: tuple[str, ...]) -> str | None:
+        """Record what a report says of one recipient; return the lead's address if ours."""
+        send = self._quoted(references, recipient.address)
+        confirmed = send is not None
+        send = send or self._written_to(recipient.address)
+        if send is None:
+            return None
+        kind = recipient.kind
+        if kind in ("hard", "block") and not confirmed:
+            kind = "unconfirmed"
+            self.done.unconfirmed += 1
+        if kind in ("hard", "soft", "block", "unconfirmed"):
+            self.ledger.add_bounce(
+                send.send_id,
+                send.campaign_id,
+                send.credential_id,
+                send.email,
+                status=recipient.status,
+                source="imap",
+                at=self.now,
+                kind=kind,
+                detail=recipient.diagnostic[:200] or None,
+            )
+        if kind == "hard":
+            self._stop(send, "bounced", suppress="hard bounce")
+        if kind in ("hard", "block"):
+            self.done.check.add((send.campaign_id, send.credential_id))
+        return send.email
+
     def _reports(self, arrival: Arrival, result: Classification) -> str | None:
         first: str | None = None
         for recipient in result.recipients[:_MAX_RECIPIENTS]:
-            send = _find(self.ledger, self.key, result.references, recipient.address)
-            if send is None:
-                continue
-            first = first or send.email
-            kind = recipient.kind
-            if kind in ("hard", "soft", "block"):
-                self.ledger.add_bounce(
-                    send.send_id,
-                    send.campaign_id,
-                    send.credential_id,
-                    send.email,
-                    status=recipient.status,
-                    source="imap",
-                    at=self.now,
-                    kind=kind,
-                    detail=recipient.diagnostic[:200] or None,
-                )
-            if kind == "hard":
-                self._stop(send, "bounced", suppress="hard bounce")
-            if kind in ("hard", "block"):
-                self.done.check.add((send.campaign_id, send.credential_id))
+            email = self._bounce(recipient, result.references)
+            first = first or email
         if result.kind == "feedback":
             send = None
             if not result.recipients:
-                send = _find(self.ledger, self.key, result.references, None)
+                send = self._find(result.references, None)
             elif first is not None:
-                send = _find(self.ledger, self.key, result.references, first)
+                send = self._find(result.references, first)
             if send is not None:
                 first = send.email
                 self._reply(send, "feedback", arrival)
@@ -139,9 +192,9 @@ class _Recorder:
         )
 
     def _answer(self, arrival: Arrival, result: Classification, kind: str) -> str | None:
-        send = _find(self.ledger, self.key, result.references, None)
+        send = self._find(result.references, None)
         if send is None and result.sender:
-            send = _find(self.ledger, self.key, (), result.sender)
+            send = self._find((), result.sender)
         if send is None:
             return None
         self._reply(send, kind, arrival)
@@ -186,10 +239,31 @@ class _Recorder:
 
 
 def record_poll(
-    ledger: Ledger, loaded: LoadedConfig, key: CredentialKey, result: PollResult, now: datetime
+    ledger: Ledger,
+    loaded: LoadedConfig,
+    key: CredentialKey,
+    result: PollResult,
+    now: datetime,
+    *,
+    senders: frozenset[CredentialKey] | None = None,
 ) -> Recorded:
-    """Apply a poll's messages and commit its cursors, all in one transaction."""
-    recorder = _Recorder(ledger, loaded, key, now)
+    """Apply a poll's messages and commit its cursors, all in one transaction.
+
+    Args:
+        ledger: The ledger, written in one transaction.
+        loaded: The running config.
+        key: The polled credential, ``(campaign, credential)``.
+        result: What the poll read.
+        now: The time recorded.
+        senders: The credentials whose sends this mailbox speaks of (its entry in
+            :func:`mailbox_senders`, computed from ``loaded`` when not given).
+
+    Returns:
+        What recording did.
+    """
+    if senders is None:
+        senders = mailbox_senders(loaded).get(key, frozenset({key}))
+    recorder = _Recorder(ledger, loaded, key, now, senders)
     with ledger.transaction():
         for arrival in result.arrivals:
             recorder.one(arrival)

@@ -46,7 +46,7 @@ from mailopsd.inbox.imap import (
     poll,
     wait_for_mail,
 )
-from mailopsd.inbox.record import Recorded, record_poll
+from mailopsd.inbox.record import Recorded, mailbox_senders, record_poll
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -153,6 +153,7 @@ class Inbox:
     _chores: list[Future[str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _synced: LoadedConfig | None = None
+    _senders: tuple[LoadedConfig, dict[CredentialKey, frozenset[CredentialKey]]] | None = None
     unrecorded: BaseException | None = None
     """Why the last :meth:`collect` left a finished poll unrecorded (the ledger took no
     write); that poll waits to be recorded by a later call."""
@@ -292,12 +293,21 @@ class Inbox:
         mailbox.error = None
         with self._lock:
             mailbox.due = max(mailbox.due, time.monotonic() + mailbox.interval_s)
-        done = record_poll(self.ledger, loaded, key, result, at)
+        done = record_poll(
+            self.ledger, loaded, key, result, at, senders=self._senders_of(loaded, key)
+        )
         if done.new:
             logger.info(
                 "inbox read campaign=%s credential=%s %s",
                 *key,
                 " ".join(f"{kind}={n}" for kind, n in sorted(done.by_kind.items())),
+            )
+        if done.unconfirmed:
+            logger.warning(
+                "bounce reports not counted campaign=%s credential=%s addresses=%d: they quote "
+                "none of this mailbox's messages (status lists them as unconfirmed)",
+                *key,
+                done.unconfirmed,
             )
         self._dispose(key, loaded, done)
         entry = state.credential(f"{key[0]}/{key[1]}")
@@ -329,6 +339,12 @@ class Inbox:
             return state
         mailbox.stats = mailbox.stats.add(seconds, ok=False)
         return state
+
+    def _senders_of(self, loaded: LoadedConfig, key: CredentialKey) -> frozenset[CredentialKey]:
+        """The credentials whose sends ``key``'s mailbox speaks of (worked out once per load)."""
+        if self._senders is None or self._senders[0] is not loaded:
+            self._senders = (loaded, mailbox_senders(loaded))
+        return self._senders[1].get(key, frozenset({key}))
 
     def poll_stats(self) -> dict[CredentialKey, PollStats]:
         """How each mailbox's polls went (safe from another thread)."""

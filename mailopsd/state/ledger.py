@@ -436,6 +436,7 @@ class CredentialCounts:
     sends_in_window: int = 0
     bounces_in_window: int = 0
     blocks_in_window: int = 0
+    unconfirmed_in_window: int = 0
     unknown: int = 0
     last_poll_at: str | None = None
     last_poll_result: str | None = None
@@ -1154,7 +1155,8 @@ class Ledger:
         """Record a bounce (inside the caller's transaction).
 
         ``kind`` is ``hard`` (counts toward the bounce rate), ``block`` (counts toward the
-        block rate) or ``soft`` (recorded only).
+        block rate), ``soft`` (recorded only) or ``unconfirmed`` (a hard bounce or block
+        reported without quoting our message: recorded and shown, never counted).
         """
         self._db.execute(
             "INSERT INTO bounces (campaign_id, credential_id, email, send_id, at, permanent, "
@@ -1246,7 +1248,8 @@ class Ledger:
         # count once, so the rate never passes what the sends allow.
         bounced = self._db.execute(
             "SELECT count(DISTINCT CASE WHEN kind = 'hard' THEN lower(email) END), "
-            "count(DISTINCT CASE WHEN kind = 'block' THEN lower(email) END) "
+            "count(DISTINCT CASE WHEN kind = 'block' THEN lower(email) END), "
+            "count(DISTINCT CASE WHEN kind = 'unconfirmed' THEN lower(email) END) "
             "FROM bounces WHERE campaign_id = ? AND credential_id = ? AND at >= ?",
             (*key, stamp(window_start)),
         ).fetchone()
@@ -1262,6 +1265,7 @@ class Ledger:
             unknown=int(unknown),
             bounces_in_window=int(bounced[0]),
             blocks_in_window=int(bounced[1]),
+            unconfirmed_in_window=int(bounced[2]),
             last_poll_at=poll[0] if poll else None,
             last_poll_result=poll[1] if poll else None,
         )
@@ -1342,15 +1346,35 @@ class Ledger:
         ).fetchone()
         return row is not None
 
-    def send_by_message_id(self, message_ids: Iterable[str]) -> tuple[int, str, str, str] | None:
-        """The send (id, campaign, credential, address) that had one of ``message_ids``."""
+    def send_by_message_id(
+        self,
+        message_ids: Iterable[str],
+        *,
+        senders: Iterable[tuple[str, str]],
+        email: str | None = None,
+    ) -> tuple[int, str, str, str] | None:
+        """The last send (id, campaign, credential, address) that had one of ``message_ids``.
+
+        Args:
+            message_ids: The Message-IDs a message refers to.
+            senders: The ``(campaign, credential)`` pairs whose sends may match: a
+                message read from one mailbox speaks only of the sends made from it.
+            email: Only a send to this address (leads' addresses are lower case).
+        """
         ids = [m for m in message_ids if m]
         if not ids:
             return None
         row = self._db.execute(
             "SELECT id, campaign_id, credential_id, email FROM sends WHERE message_id IN "
-            "(SELECT value FROM json_each(?)) ORDER BY id DESC LIMIT 1",
-            (json.dumps(ids),),
+            "(SELECT value FROM json_each(:ids)) AND (:email IS NULL OR email = :email) "
+            "AND EXISTS (SELECT 1 FROM json_each(:senders) WHERE "
+            "json_extract(value, '$[0]') = campaign_id "
+            "AND json_extract(value, '$[1]') = credential_id) ORDER BY id DESC LIMIT 1",
+            {
+                "ids": json.dumps(ids),
+                "email": email.lower() if email is not None else None,
+                "senders": json.dumps([list(pair) for pair in senders]),
+            },
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 

@@ -133,6 +133,7 @@ def _credential(
         if entry.inbox_error_since
         else None,
         "blocks_in_window": counts.blocks_in_window,
+        "unconfirmed_bounces_in_window": counts.unconfirmed_in_window,
         "smtp_error": entry.smtp_error,
         "smtp_error_since": format_time(entry.smtp_error_since) if entry.smtp_error_since else None,
     }

@@ -263,3 +263,115 @@ def test_complaint_suppresses_at_once(
         ("lead0000@example.net", "complaint")
     ]
     assert _rows(state, "SELECT kind FROM replies") == [("feedback",)]
+
+
+def test_reports_quoting_none_of_our_messages_do_not_disable(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    dovecot: Dovecot,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two hard-bounce reports that quote none of the mailbox's messages, about 2 of its 20
+    leads, do not disable it at the default thresholds: status shows them as unconfirmed,
+    nothing is suppressed and both leads still get their follow-up."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))}, leads=20
+    )
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    lead = sorted(sent_ids(smtp_server))
+    assert len(lead) == 20
+    for address in lead[:2]:
+        dovecot.append(user, inbox_mail.unquoting_dsn(address, ADA))
+
+    run_once(path, state, DAY1_LATER)
+    assert load_state(state).credential("camp/a").disabled_at is None
+    report = _ada(_status(state, capsys, DAY1_LATER))
+    assert report["state"] == "active"
+    assert (report["bounces_in_window"], report["unconfirmed_bounces_in_window"]) == (0, 2)
+    assert _rows(state, "SELECT email FROM suppressions") == []
+    assert cli.main(["status", "--state-dir", str(state), "--now", DAY1_LATER]) == 0
+    assert "unconfirmed bounce reports: 2 (" in capsys.readouterr().out
+
+    smtp_server.handler.messages.clear()
+    run_once(path, state, DAY2)
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages) == lead
+
+
+def _two_accounts(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot) -> tuple[Path, str]:
+    """Campaign ``camp`` of account ``a`` reads ada's mailbox; campaign ``other`` of account
+    ``b`` sends as box2 to 20 other leads. Returns the config path and ada's IMAP user."""
+    user, _ = dovecot.add_user()
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))},
+        leads=20,
+        account="a",
+    )
+    (tmp_path / "leads-b.csv").write_text(
+        "email,first_name\n" + "".join(f"b{i:04d}@example.org,B{i}\n" for i in range(20))
+    )
+    config = yaml.safe_load(path.read_text())
+    other = dict(config["campaigns"]["camp"], account="b", leads="leads-b.csv")
+    other["smtp_credentials"] = {"b": credential(smtp_server, "box2")}
+    config["campaigns"]["other"] = other
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path, user
+
+
+def test_a_report_in_one_account_never_charges_another(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """Reports in account a's mailbox that quote Message-IDs account b's credential sent
+    charge nothing to b: it stays enabled, nothing is suppressed, its leads go on."""
+    path, user = _two_accounts(tmp_path, smtp_server, dovecot)
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    theirs = {
+        m.rcpt_tos[0]: str(parsed(m)["Message-ID"])
+        for m in smtp_server.handler.messages
+        if m.login == "box2"
+    }
+    assert len(theirs) == 20
+    for address in sorted(theirs)[:2]:
+        dovecot.append(user, inbox_mail.postfix_dsn(address, ADA, theirs[address]))
+
+    run_once(path, state, DAY1_LATER)
+    assert load_state(state).credential("other/b").disabled_at is None
+    assert _rows(state, "SELECT count(*) FROM bounces") == [(0,)]
+    assert _rows(state, "SELECT count(*) FROM suppressions") == [(0,)]
+    smtp_server.handler.messages.clear()
+    run_once(path, state, DAY2)
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages if m.login == "box2") == (
+        sorted(theirs)
+    )
+
+
+def test_a_mailbox_speaks_of_the_sends_from_its_address(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """In ada's mailbox, a report quoting a message sent from ada's address by a credential
+    that reads no mailbox counts against that credential; one quoting a message another
+    credential sent from its own address counts against nobody."""
+    user, _ = dovecot.add_user()
+    credentials = {
+        "a": credential(smtp_server, "ada", **imap_fields(dovecot, user)),
+        "b": credential(smtp_server, "box2", from_email=ADA),
+        "c": credential(smtp_server, "box3"),
+    }
+    path = write_campaign(tmp_path, credentials, leads=6)
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    by_login = {
+        m.login: (m.rcpt_tos[0], str(parsed(m)["Message-ID"])) for m in smtp_server.handler.messages
+    }
+    for login in ("box2", "box3"):
+        address, message_id = by_login[login]
+        dovecot.append(user, inbox_mail.postfix_dsn(address, ADA, message_id))
+
+    run_once(path, state, DAY1_LATER)
+    assert _rows(state, "SELECT credential_id, email, kind FROM bounces") == [
+        ("b", by_login["box2"][0], "hard")
+    ]
+    assert _rows(state, "SELECT email FROM suppressions") == [(by_login["box2"][0],)]
