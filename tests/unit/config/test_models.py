@@ -105,6 +105,16 @@ class TestCredentialScalars:
             ),
             (
                 "from_name: Ada",
+                'from_name: "Ada\\vLovelace"',
+                _cred(
+                    16,
+                    20,
+                    "from_name",
+                    'must not hold control character U+000B (got "Ada\\u000bLovelace")',
+                ),
+            ),
+            (
+                "from_name: Ada",
                 'from_name: ""',
                 _cred(16, 20, "from_name", 'must be a non-empty string (got "")'),
             ),
