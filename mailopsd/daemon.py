@@ -15,9 +15,9 @@ disk is full, when less than ``storage_headroom_bytes`` is free.
 
 With an ``http`` section, the serving daemon (never a ``run --once``) also runs the
 HTTP server of :mod:`mailopsd.http` on threads of its own. A reload restarts it only
-when ``http.listen`` changed; otherwise the server reads the new config (signing key
-included) in place. A server that cannot bind its address is logged, and tried again
-at the next reload; sending goes on meanwhile.
+when ``http.listen`` or a limit on clients changed; otherwise the server reads the new
+config (signing key included) in place. A server that cannot bind its address is
+logged, and tried again at the next reload; sending goes on meanwhile.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import LinkApp, Site
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
-from mailopsd.http.server import HttpServer, start_server
+from mailopsd.http.server import ClientLimits, HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
@@ -187,7 +187,8 @@ class Daemon:
         self._storage_problem: str | None = None
         self._serving = False
         self._http: HttpServer | None = None
-        self._http_listen: str | None = None  # the configured listen of the running server
+        # The configured listen and client limits of the running server.
+        self._http_shape: tuple[str, ClientLimits] | None = None
         self._http_wanted = False
         self._http_error: str | None = None
         self._http_ledgers: ThreadLedgers | None = None  # the running server's connections
@@ -593,7 +594,7 @@ class Daemon:
             self._http_ledgers.close()  # after the server's threads are done with them
         self._http = None
         self._http_ledgers = None
-        self._http_listen = None
+        self._http_shape = None
 
     def _sync_http(self) -> None:
         """Start, restart or stop the HTTP server to match the config now running."""
@@ -601,13 +602,20 @@ class Daemon:
         if not self._http_wanted or http is None:
             self._stop_http()
             return
-        if self._http is not None and self._http_listen == http.listen:
+        limits = ClientLimits(
+            request_timeout_s=http.request_timeout.seconds,
+            connections_per_client=http.max_connections_per_client,
+        )
+        if self._http is not None and self._http_shape == (http.listen, limits):
             return  # the app reads the new config itself
         self._stop_http()
         ledgers = ThreadLedgers(self.settings.state_dir)
         try:
             self._http = start_server(
-                LinkApp(self._site(ledgers)), host=http.listen_host, port=http.listen_port
+                LinkApp(self._site(ledgers)),
+                host=http.listen_host,
+                port=http.listen_port,
+                limits=limits,
             )
         except OSError as err:
             ledgers.close()
@@ -623,7 +631,7 @@ class Daemon:
             return
         self._http_error = None
         self._http_ledgers = ledgers
-        self._http_listen = http.listen
+        self._http_shape = (http.listen, limits)
 
     # The loop -------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ MIN_SIGNING_KEY_CHARS = 32
 IMAP_FIELDS = ("imap_host", "imap_port", "imap_username", "imap_password")
 IMAP_OPTIONS = ("imap_tls", "imap_tls_ca_file", "imap_folders", "imap_idle", "imap_poll_interval")
 MIN_POLL_SECONDS = 10
+REQUEST_TIMEOUT_SECONDS = (1, 300)
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
@@ -263,6 +264,14 @@ def _poll_interval(value: object) -> Period:
     return period
 
 
+def _request_timeout(value: object) -> Period:
+    period = _period(value)
+    low, high = REQUEST_TIMEOUT_SECONDS
+    if period.months or not low <= period.seconds <= high:
+        raise failure(f"must be from {low} second to {high // 60} minutes (got {describe(value)})")
+    return period
+
+
 def _folders(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise _must("a non-empty list of folder names such as [INBOX, Junk]", value)
@@ -394,6 +403,7 @@ Email = Annotated[str, PlainValidator(_email)]
 Secret = Annotated[SecretStr, PlainValidator(_secret), PlainSerializer(_redacted, return_type=str)]
 PeriodValue = Annotated[Period, PlainValidator(_period), PlainSerializer(str)]
 PollInterval = Annotated[Period, PlainValidator(_poll_interval), PlainSerializer(str)]
+RequestTimeout = Annotated[Period, PlainValidator(_request_timeout), PlainSerializer(str)]
 Folders = Annotated[
     tuple[str, ...], PlainValidator(_folders), PlainSerializer(list, return_type=list[str])
 ]
@@ -738,6 +748,19 @@ class Http(_Model):
     ] = Field(
         description=f"Key that signs every token in links, at least {MIN_SIGNING_KEY_CHARS} "
         "characters (secret). Changing it breaks the links of messages already sent."
+    )
+    request_timeout: RequestTimeout = Field(
+        default=parse_period("10 seconds"),
+        description="Time a client has to send a whole request (headers and body), from its "
+        "first byte, or from connecting for a connection's first request; a slower one is "
+        "closed unanswered. From 1 second to 5 minutes.",
+    )
+    max_connections_per_client: PositiveInt = Field(
+        default=10,
+        description="Connections one client address may have receiving a request at once "
+        "(just opened, or part of a request sent); a further one closes its oldest such "
+        "connection. A connection whose request has arrived does not count, so a reverse "
+        "proxy on this host, which sends each request whole, is not held back.",
     )
 
     @property

@@ -9,6 +9,24 @@ call of its own: the I/O
 loop runs here one poll at a time, and on :meth:`HttpServer.stop` it closes the
 listening socket and every connection on its own thread, then the workers are shut
 down.
+
+waitress bounds only a connection's silence (its channel timeout), so a client that
+trickles a header line every few seconds could hold a connection for ever, and enough
+of them would take every connection the server accepts (a "slowloris"). Three rules
+close that, all on the I/O thread (waitress has none of them, and no hook but its
+channel and server classes, which are subclassed here):
+
+- a request must arrive whole within :attr:`ClientLimits.request_timeout_s` of its
+  first byte (of the accept, for a connection's first request);
+- one client address may have at most :attr:`ClientLimits.connections_per_client`
+  connections receiving a request (just opened, or part of a request sent); a further
+  one closes its oldest such connection. A connection whose request is complete never
+  counts, so a reverse proxy on the same host, whose requests all come from one
+  address, is not held back: its requests arrive whole at once;
+- when fewer than ``_SPARE_CONNECTIONS`` connections are left before waitress' limit,
+  each new connection closes the kept-alive connection idle for longest: clients must
+  expect an idle connection to be closed (RFC 9112, section 9.5), and so someone
+  holding many connections open after one quick request each cannot fill the server.
 """
 
 from __future__ import annotations
@@ -16,21 +34,151 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from wsgiref.types import WSGIApplication
 
 import waitress.server
 from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.task import ThreadedTaskDispatcher
 
 from mailopsd.http.app import MAX_BODY_BYTES
 
-__all__ = ["HttpServer", "start_server"]
+__all__ = ["ClientLimits", "HttpServer", "start_server"]
 
 logger = logging.getLogger(__name__)
 
 _MAX_HEADER_BYTES = 32 * 1024  # a click token holds its URL: room for long links
 _CHANNEL_TIMEOUT_S = 30
+_MAX_CONNECTIONS = 100  # waitress' default (its listening socket and wake-up pipe count)
+_SPARE_CONNECTIONS = 10
+_SWEEP_S = 1  # how often late requests are looked for (waitress takes whole seconds)
 _POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    """What one client may hold of the server (the config's ``http`` section sets them)."""
+
+    request_timeout_s: float = 10.0
+    """Time to send a whole request, from its first byte (from the accept, for the first)."""
+    connections_per_client: int = 10
+    """Connections one client address may have receiving a request at once."""
+
+
+class _TimedParser(HTTPRequestParser):
+    """waitress' request parser, noting when the request's first byte came."""
+
+    def __init__(self, adj: Adjustments) -> None:
+        super().__init__(adj)
+        self.began = time.monotonic()
+
+
+class _Channel(HTTPChannel):
+    """waitress' connection, which knows since when it has been receiving its request."""
+
+    parser_class = _TimedParser
+
+    def __init__(
+        self,
+        server: waitress.server.BaseWSGIServer,
+        sock: socket.socket,
+        addr: tuple[str, int] | tuple[str, int, int, int],  # IPv4 or IPv6
+        adj: Adjustments,
+        map: Mapping[int, socket.socket] | None = None,  # the name waitress passes it by
+    ) -> None:
+        self.accepted = time.monotonic()
+        self.has_received = False
+        super().__init__(server, sock, addr, adj, map)
+        if isinstance(server, _Server):
+            server.admit(self)
+
+    def received(self, data: bytes) -> bool:
+        """Note that the client has sent something, then parse it as waitress does."""
+        self.has_received = self.has_received or bool(data)
+        return super().received(data)
+
+    def _is_waiting(self) -> bool:
+        """Tell whether it waits for the client: no request to answer, nothing to send."""
+        return not (
+            self.requests or self.total_outbufs_len or self.will_close or self.close_when_flushed
+        )
+
+    def request_began(self) -> float | None:
+        """When the request it is receiving began; ``None`` when it is receiving none."""
+        if not self._is_waiting():
+            return None
+        if isinstance(self.request, _TimedParser):
+            return self.request.began
+        return None if self.has_received else self.accepted
+
+    def is_idle(self) -> bool:
+        """Tell whether it is kept alive after a request, with nothing sent since."""
+        return self._is_waiting() and self.has_received and self.request is None
+
+
+class _Server(waitress.server.TcpWSGIServer):
+    """waitress' server, holding each client to :class:`ClientLimits`."""
+
+    channel_class = _Channel
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        connections: dict[int, socket.socket],
+        workers: ThreadedTaskDispatcher,
+        adj: Adjustments,
+        sockinfo: tuple[int, int, int, tuple[str, int]],
+        limits: ClientLimits,
+    ) -> None:
+        self.limits = limits
+        self._connections = connections
+        self._closed = {"over_client_limit": 0, "idle_for_room": 0}
+        super().__init__(app, map=connections, dispatcher=workers, adj=adj, sockinfo=sockinfo)
+
+    def _channels(self) -> list[_Channel]:
+        return [c for c in self._connections.values() if isinstance(c, _Channel)]
+
+    def admit(self, channel: _Channel) -> None:
+        """Make room for a new connection by the rules of the module's docstring."""
+        channels = self._channels()
+        receiving = [
+            other
+            for other in channels
+            if other.addr[0] == channel.addr[0] and other.request_began() is not None
+        ]
+        if len(receiving) > self.limits.connections_per_client:
+            min(receiving, key=lambda other: other.accepted).will_close = True
+            self._closed["over_client_limit"] += 1
+        if self.adj.connection_limit - len(self._connections) < _SPARE_CONNECTIONS:
+            idle = [other for other in channels if other.is_idle()]
+            if idle:
+                min(idle, key=lambda other: other.last_activity).will_close = True
+                self._closed["idle_for_room"] += 1
+
+    def maintenance(self, now: int) -> None:
+        """Close silent connections as waitress does, and those whose request is late."""
+        super().maintenance(now)
+        cutoff = time.monotonic() - self.limits.request_timeout_s
+        late = 0
+        for channel in self._channels():
+            began = channel.request_began()
+            if began is not None and began < cutoff:
+                channel.will_close = True
+                late += 1
+        if late or any(self._closed.values()):
+            logger.info(
+                "http connections closed late_requests=%d over_client_limit=%d idle_for_room=%d",
+                late,
+                self._closed["over_client_limit"],
+                self._closed["idle_for_room"],
+            )
+            self._closed = dict.fromkeys(self._closed, 0)
 
 
 class HttpServer:
@@ -103,12 +251,16 @@ def _close_all(connections: dict[int, socket.socket]) -> None:
     connections.clear()
 
 
-def _numeric_listen(host: str, port: int) -> str:
-    """``host:port`` with the host's first address, so that exactly one socket is bound."""
-    family, _, _, _, address = socket.getaddrinfo(
+def _resolve(host: str, port: int) -> tuple[str, tuple[int, int, int, tuple[str, int]]]:
+    """``host:port`` with the host's first address, and that address as waitress binds it.
+
+    Only the first address is taken, so that exactly one socket is bound.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    return f"[{address[0]}]:{port}" if family == socket.AF_INET6 else f"{address[0]}:{port}"
+    listen = f"[{address[0]}]:{port}" if family == socket.AF_INET6 else f"{address[0]}:{port}"
+    return listen, (family, kind, proto, (str(address[0]), int(address[1])))
 
 
 def _address(sock: socket.socket) -> str:
@@ -116,7 +268,14 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
 
-def start_server(app: WSGIApplication, *, host: str, port: int, threads: int = 1) -> HttpServer:
+def start_server(
+    app: WSGIApplication,
+    *,
+    host: str,
+    port: int,
+    threads: int = 1,
+    limits: ClientLimits = ClientLimits(),  # frozen: one shared value is safe
+) -> HttpServer:
     """Bind ``host:port`` and serve ``app`` there on background threads.
 
     Args:
@@ -129,6 +288,8 @@ def start_server(app: WSGIApplication, *, host: str, port: int, threads: int = 1
             with ``python -m bench http``: with 4 workers sending fell to 0.42 to 0.53 of
             its quiet pace and the server answered 430 to 600 requests/s; with 1, 0.80
             and 1,000 requests/s).
+        limits: How long a request may take to arrive and how many waiting
+            connections one client may hold.
 
     Returns:
         The running server.
@@ -137,27 +298,41 @@ def start_server(app: WSGIApplication, *, host: str, port: int, threads: int = 1
         OSError: The address cannot be bound (in use, not an address of this machine).
     """
     connections: dict[int, socket.socket] = {}
+    listen, sockinfo = _resolve(host, port)
+    adj = Adjustments(
+        listen=listen,
+        threads=threads,
+        max_request_body_size=MAX_BODY_BYTES,
+        max_request_header_size=_MAX_HEADER_BYTES,
+        channel_timeout=_CHANNEL_TIMEOUT_S,
+        connection_limit=_MAX_CONNECTIONS,
+        cleanup_interval=_SWEEP_S,
+        ident="mailopsd",
+    )
     # The workers start only once the address is bound: a bind that fails leaves no thread.
     workers = ThreadedTaskDispatcher()
     try:
-        server = waitress.server.create_server(
+        server = _Server(
             app,
-            map=connections,
-            _dispatcher=workers,
-            listen=_numeric_listen(host, port),
-            threads=threads,
-            max_request_body_size=MAX_BODY_BYTES,
-            max_request_header_size=_MAX_HEADER_BYTES,
-            channel_timeout=_CHANNEL_TIMEOUT_S,
-            ident="mailopsd",
+            connections=connections,
+            workers=workers,
+            adj=adj,
+            sockinfo=sockinfo,
+            limits=limits,
         )
     except OSError:
         _close_all(connections)  # what waitress opened before the bind failed
         raise
-    if not isinstance(server, waitress.server.BaseWSGIServer) or server.socket is None:
-        raise TypeError("waitress made a multi-socket server for one address")
+    if server.socket is None:
+        raise TypeError("waitress made a server without a socket")
     workers.set_thread_count(threads)
     running = HttpServer(server, connections, _address(server.socket))
     running.start()
-    logger.info("http server listening listen=%s threads=%d", running.listen, threads)
+    logger.info(
+        "http server listening listen=%s threads=%d request_timeout_s=%s connections_per_client=%d",
+        running.listen,
+        threads,
+        limits.request_timeout_s,
+        limits.connections_per_client,
+    )
     return running

@@ -156,6 +156,52 @@ class TestHttp:
         assert '"signing_key":"**********"' in dumped
 
 
+class TestClientLimits:
+    """http.request_timeout and http.max_connections_per_client."""
+
+    def test_defaults_and_settings(self, write_config: Writer) -> None:
+        """A request has 10 seconds and a client 10 waiting connections, unless the config says."""
+        http = loads(write_config(add=_http())).config.http
+        assert http is not None
+        assert (http.request_timeout.seconds, http.max_connections_per_client) == (10, 10)
+        text = _http() + '  request_timeout: "0:00:30"\n  max_connections_per_client: 4\n'
+        http = loads(write_config(add=text)).config.http
+        assert http is not None
+        assert (http.request_timeout.seconds, http.max_connections_per_client) == (30, 4)
+
+    @pytest.mark.parametrize(
+        ("line", "message"),
+        [
+            (
+                'request_timeout: "0 seconds"',
+                'request_timeout: must be longer than zero (got "0 seconds")',
+            ),
+            (
+                'request_timeout: "1 hour"',
+                'request_timeout: must be from 1 second to 5 minutes (got "1 hour")',
+            ),
+            (
+                'request_timeout: "1 month"',
+                'request_timeout: must be from 1 second to 5 minutes (got "1 month")',
+            ),
+            (
+                "request_timeout: 10",
+                'request_timeout: must be a period such as "1 hour" or "2 days" (got 10)',
+            ),
+            (
+                "max_connections_per_client: 0",
+                "max_connections_per_client: must be an integer ≥ 1 (got 0)",
+            ),
+        ],
+    )
+    def test_bad_limits(self, write_config: Writer, line: str, message: str) -> None:
+        """A timeout outside 1 second to 5 minutes, or no connection per client, is located."""
+        column = line.index(":") + 5
+        assert errors_of(write_config(add=_http() + f"  {line}\n")) == [
+            f"c.yaml:23:{column}: http.{message}"
+        ]
+
+
 class TestTracking:
     """tracking on campaigns and credentials."""
 
