@@ -231,9 +231,9 @@ def _login(client: imaplib.IMAP4, username: str, password: str) -> None:
     if "AUTH=PLAIN" not in client.capabilities:
         raise ImapError(
             "login",
-            "the IMAP username or password has non-ASCII characters, which mailopsd sends "
-            "only with AUTHENTICATE PLAIN (UTF-8, RFC 4616), and this server does not offer "
-            "it; use an ASCII password for this mailbox, or a server that offers AUTH=PLAIN",
+            "non-ASCII username or password, sent only with AUTHENTICATE PLAIN (UTF-8, "
+            "RFC 4616), which this server does not offer; use an ASCII password, or a "
+            "server with AUTH=PLAIN",
         )
     response = f"\0{username}\0{password}".encode()
     client.authenticate("PLAIN", lambda _: response)

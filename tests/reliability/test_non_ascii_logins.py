@@ -9,7 +9,9 @@ in any log line, output or state file.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -205,3 +207,64 @@ def test_imap_non_ascii_username_logs_in_nowhere_without_leaking(dovecot: Doveco
     """A non-ASCII IMAP username unknown to the server is refused like any other login."""
     with pytest.raises(ImapError, match=r"^login: \[AUTHENTICATIONFAILED\]"):
         connect(_access(dovecot, "adä", "pw-ascii"))
+
+
+@pytest.fixture
+def login_only_imap() -> Iterator[list[bytes]]:
+    """An IMAP server on loopback offering AUTH=LOGIN only; item 0 is its port, then every
+    line it received."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    seen: list[bytes] = [str(server.getsockname()[1]).encode()]
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection, connection.makefile("rwb") as stream:
+            stream.write(b"* OK IMAP4rev1 ready\r\n")
+            stream.flush()
+            for line in stream:
+                seen.append(line)
+                tag = line.split(b" ", 1)[0]
+                if b"CAPABILITY" in line.upper():
+                    stream.write(b"* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\n")
+                stream.write(tag + b" OK done\r\n")
+                stream.flush()
+                if b"LOGOUT" in line.upper():
+                    break
+
+    thread = threading.Thread(target=serve, name="login-only-imap", daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        thread.join(10)
+        server.close()
+
+
+def test_imap_server_without_auth_plain_never_sees_a_non_ascii_password(
+    login_only_imap: list[bytes],
+) -> None:
+    """A server that does not offer AUTH=PLAIN is sent nothing of a non-ASCII password, and
+    the login error says why and what to do."""
+    access = MailboxAccess(
+        campaign_id="camp",
+        credential_id="a",
+        host="127.0.0.1",
+        port=int(login_only_imap[0]),
+        username=SecretStr("ada"),
+        password=SecretStr(CANARY_NON_ASCII),
+        tls="none",
+        ca_file=None,
+        folders=("INBOX",),
+        timeout_s=5.0,
+    )
+    with pytest.raises(ImapError) as caught:
+        connect(access)
+    assert str(caught.value) == (
+        "login: non-ASCII username or password, sent only with AUTHENTICATE PLAIN (UTF-8, "
+        "RFC 4616), which this server does not offer; use an ASCII password, or a server "
+        "with AUTH=PLAIN"
+    )
+    commands = [line.split(b" ")[1].strip().upper() for line in login_only_imap[1:]]
+    assert commands == [b"CAPABILITY", b"LOGOUT"]
