@@ -141,9 +141,10 @@ def test_one_mailbox_cannot_log_in_the_others_send_and_nothing_leaks(
     assert polled["utf8"].startswith("ok: "), polled
     saved = load_state(state)
     assert saved.credential("camp/utf8").inbox_error is None
-    inbox_error = saved.credential("camp/ascii").inbox_error
-    assert inbox_error is not None
-    assert inbox_error == "login: [AUTHENTICATIONFAILED] Authentication failed."
+    assert (
+        saved.credential("camp/ascii").inbox_error
+        == "login: [AUTHENTICATIONFAILED] Authentication failed."
+    )
     assert saved.credential("camp/wrong").auth_failures >= 1
     assert saved.credential("camp/nonplain").auth_failures >= 1
     odd_error = saved.credential("camp/odd").smtp_error
