@@ -6,7 +6,9 @@ type (``TemporaryError`` carries its delay), so callers never parse messages.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "ConfigError",
@@ -17,6 +19,7 @@ __all__ = [
     "SecretError",
     "StateError",
     "TemporaryError",
+    "describe_unexpected",
 ]
 
 
@@ -87,3 +90,28 @@ class TemporaryError(ReconcileError):
 
 class PermanentError(ReconcileError):
     """A failure that retrying will not fix."""
+
+
+def describe_unexpected(err: BaseException) -> str:
+    """Name an unexpected exception by its type and where it was raised, never its text.
+
+    An exception's text may quote the data it choked on, a password included (a
+    ``UnicodeEncodeError`` shows the character and its position), so what reaches a log
+    or a status is ``binascii.Error at base64.py:560``.
+
+    Args:
+        err: The exception, with its traceback.
+
+    Returns:
+        The exception's qualified type and the file and line of its innermost frame.
+    """
+    kind = type(err)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames:
+        return name
+    return f"{name} at {Path(frames[-1].filename).name}:{frames[-1].lineno}"

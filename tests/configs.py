@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from mailopsd.config.loader import LoadOptions
 from mailopsd.errors import ConfigError
 
 CANARY = "canary-Pw-9f3e2d1c"
+# A password as a person may choose it: letters beyond ASCII, at several positions.
+CANARY_NON_ASCII = "canary-Pä-9f3é2d€1c"
 
 # Line numbers matter: tests assert them. Line 1 is "campaigns:".
 BASE = f"""\
@@ -53,3 +56,30 @@ def errors_of(path: Path) -> list[str]:
 def loads(path: Path) -> LoadedConfig:
     """Load ``path``, which must be valid."""
     return load_config(path, PLAINTEXT_OK)
+
+
+def secret_traces(secret: str) -> list[str]:
+    """What of ``secret`` must never be shown.
+
+    The secret, each of its non-ASCII characters and the ways Python prints them
+    (``'é'``, ``\\xe9``, ``\\u20ac``, UTF-8 bytes as ``\\xc3\\xa9``), the words of a
+    ``UnicodeEncodeError`` (which name the character's position), and the base64 an AUTH
+    exchange would carry.
+    """
+    traces = [secret, "in position", "codec can't"]
+    for char in sorted({c for c in secret if not c.isascii()}):
+        traces += [char, ascii(char).strip("'"), repr(char.encode()).strip("b'")]
+    for shift in range(3):  # each alignment of the secret in a base64 stream
+        traces.append(base64.b64encode(b"\0" * shift + secret.encode()).decode()[4:-4])
+    return traces
+
+
+def traces_in(secret: str, texts: Iterable[str]) -> list[str]:
+    """Each trace of ``secret`` (see ``secret_traces``) found in ``texts``, in context."""
+    found = []
+    for text in texts:
+        for trace in secret_traces(secret):
+            if trace in text:
+                at = text.index(trace)
+                found.append(f"{trace!r} in ...{text[max(0, at - 100) : at + 40]}...")
+    return found

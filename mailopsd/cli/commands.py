@@ -54,6 +54,8 @@ def _validate(args: argparse.Namespace) -> int:
     if args.format == "json":
         print("[]")
         return EXIT_OK
+    for note in loaded.notes:
+        print(f"warning: {note}", file=sys.stderr)
     for campaign_id in loaded.config.campaigns:
         path = loaded.leads_path(campaign_id)
         for problem in read_leads(path, str(path)).problems:

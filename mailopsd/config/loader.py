@@ -83,6 +83,7 @@ class LoadedConfig:
         campaign_files: The file each campaign is defined in.
         leads_columns: Each campaign's leads file columns, in order.
         bodies: Each step's body template text, by ``(campaign id, step index)``.
+        notes: What is valid but worth a warning, each located in a file.
     """
 
     config: Config
@@ -91,6 +92,7 @@ class LoadedConfig:
     campaign_files: Mapping[str, Path]
     leads_columns: Mapping[str, tuple[str, ...]]
     bodies: Mapping[tuple[str, int], str]
+    notes: tuple[ConfigIssue, ...] = ()
 
     def leads_path(self, campaign_id: str) -> Path:
         """Return the leads file of a campaign, resolved against its config file."""
@@ -509,6 +511,34 @@ def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
     return issues
 
 
+_NON_ASCII_LOGIN = {
+    "smtp": "has non-ASCII characters: mailopsd logs in with AUTH PLAIN in UTF-8 (RFC 4616), "
+    "so the SMTP server must offer AUTH PLAIN; if it does not, this credential sends nothing "
+    "and its status says why (an ASCII {what} avoids this)",
+    "imap": "has non-ASCII characters: mailopsd logs in with AUTHENTICATE PLAIN in UTF-8 "
+    "(RFC 4616), so the IMAP server must offer AUTH=PLAIN; if it does not, this mailbox's "
+    "replies and bounces are not read and its status says why (an ASCII {what} avoids this)",
+}
+
+
+def _non_ascii_logins(config: Config, merge: _Merge) -> list[ConfigIssue]:
+    """A note for each login field beyond ASCII: only AUTH PLAIN carries it.
+
+    The note names the field, never its value or which characters are not ASCII.
+    """
+    notes = []
+    for loc in _secret_values(config):
+        if loc[0] != "campaigns":
+            continue
+        credential = config.campaigns[loc[1]].smtp_credentials[loc[3]]
+        value = getattr(credential, loc[4])
+        if value is None or value.get_secret_value().isascii():
+            continue
+        protocol, what = loc[4].split("_", 1)
+        notes.append(merge.source_for(loc).issue(loc, _NON_ASCII_LOGIN[protocol].format(what=what)))
+    return notes
+
+
 def _read_leads_columns(path: Path) -> tuple[str, ...]:
     """Return the header row of a leads CSV file, checking that all of it is UTF-8.
 
@@ -746,4 +776,5 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         campaign_files={cid: merge.source_for(["campaigns", cid]).path for cid in config.campaigns},
         leads_columns=columns,
         bodies=bodies,
+        notes=tuple(_non_ascii_logins(config, merge)),
     )

@@ -28,7 +28,7 @@ from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_sett
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
-from mailopsd.errors import StateError
+from mailopsd.errors import StateError, describe_unexpected
 from mailopsd.inbox import health, policy
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
@@ -302,13 +302,8 @@ class Dispatcher:
                     (job, Outcome(OutcomeKind.NOT_SENT, None, f"not attempted: {reason}"))
                 )
                 continue
-            if job.credential.status == "sandbox":
-                outcome = self.sandbox.deliver(job.key, job.credential, None, job.outgoing)
-            else:
-                then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
-                outcome = self.smtp.deliver(
-                    job.key, job.credential, ca_files.get(job.key), job.outgoing, then
-                )
+            then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
+            outcome = self._send(job, ca_files.get(job.key), then)
             if job.credential.archive and outcome.kind == OutcomeKind.ACCEPTED:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in _STOPS_BATCH:
@@ -332,6 +327,30 @@ class Dispatcher:
                     blocked = Outcome(OutcomeKind.NOT_SENT, None, f"credential disabled: {verdict}")
             results.append((job, outcome))
         return results
+
+    def _send(self, job: _Job, ca_file: Path | None, then: Outgoing | None) -> Outcome:
+        """Send one job; an SMTP send's exception is its credential's outcome, not the end.
+
+        The transport turns SMTP and network trouble into outcomes itself; what escapes
+        it is a bug, at a stage unknown here, so the message may have gone out: it is
+        ``unknown`` and never sent again. It is logged by type and place only, as its
+        text may quote a password.
+        """
+        if job.credential.status == "sandbox":  # the state directory failing pauses all work
+            return self.sandbox.deliver(job.key, job.credential, None, job.outgoing)
+        try:
+            return self.smtp.deliver(job.key, job.credential, ca_file, job.outgoing, then)
+        except Exception as err:  # one credential's trouble must not stop the others
+            what = describe_unexpected(err)
+            logger.error(
+                "send failed unexpectedly campaign=%s credential=%s step=%d error=%s "
+                "outcome=unknown (never sent again; a bug to report)",
+                *job.key,
+                job.lead.step + 1,
+                what,
+            )
+            self.smtp.drop(job.key)
+            return Outcome(OutcomeKind.UNKNOWN, None, f"unexpected {what}")
 
     def _window(
         self, key: CredentialKey, campaign: Campaign, state: StateFile, now: datetime

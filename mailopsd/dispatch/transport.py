@@ -7,6 +7,10 @@ any stage. Once the message body is on its way, a broken connection is ``unknown
 message may have been accepted, so it is never sent again.
 TLS is never downgraded: a server that does not offer STARTTLS when it is required gets
 no password. Server text in outcomes is capped and stripped of line breaks.
+A username or password beyond ASCII logs in with AUTH PLAIN in UTF-8 (RFC 4616); a
+server that does not offer PLAIN is not sent it, and the send is a login failure that
+says why. Any other exception is an outcome too, by the stage it came from, named by its
+type and place only: its text may quote what it choked on, a password included.
 
 When the server offers ``PIPELINING`` (RFC 2920), ``MAIL``, ``RCPT`` and ``DATA`` go in one
 write and their replies are read in order, and the envelope of the credential's next
@@ -27,6 +31,7 @@ otherwise hold a connection per mailbox, beyond what the relay serves at once (P
 
 from __future__ import annotations
 
+import base64
 import mailbox
 import re
 import smtplib
@@ -39,6 +44,7 @@ from pathlib import Path
 
 from mailopsd.config.models import Credential, is_loopback_host
 from mailopsd.dispatch.compose import Outgoing
+from mailopsd.errors import describe_unexpected
 
 __all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport", "tls_mode"]
 
@@ -91,6 +97,53 @@ def tls_mode(credential: Credential) -> str:
 
 class _NoStartTls(smtplib.SMTPException):
     """The server does not offer STARTTLS, which the credential requires."""
+
+
+class _LoginImpossible(smtplib.SMTPException):
+    """The login cannot be sent in a way the server takes; nothing of it was sent."""
+
+
+def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """Log in; a username or password beyond ASCII goes as AUTH PLAIN in UTF-8.
+
+    smtplib encodes every AUTH exchange as ASCII and raises on anything else, so this
+    one exchange is written here: RFC 4616 defines PLAIN's strings as UTF-8, while LOGIN
+    and CRAM-MD5 define no encoding, so they are not tried with such a login.
+
+    Raises:
+        SMTPAuthenticationError: The server refused the login.
+        _LoginImpossible: The login has non-ASCII characters and the server offers no
+            PLAIN.
+    """
+    if username.isascii() and password.isascii():
+        smtp.login(username, password)
+        return
+    offered = smtp.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" not in offered:
+        raise _LoginImpossible(
+            "the SMTP username or password has non-ASCII characters, which mailopsd sends "
+            "only with AUTH PLAIN (UTF-8, RFC 4616), and this server offers AUTH "
+            f"{_detail(' '.join(offered))}; use an ASCII password for this mailbox, or a "
+            "server that offers AUTH PLAIN"
+        )
+    response = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, reply = smtp.docmd("AUTH", f"PLAIN {response}")
+    if code == 334:  # a server that ignores the initial response asks for it (RFC 4954)
+        code, reply = smtp.docmd(response)
+    if code not in (235, 503):  # 503: already logged in
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
+def _failure(err: BaseException) -> str:
+    """What an outcome says of an exception.
+
+    SMTP and network errors give their own text (server text, capped); any other
+    exception gives its type and place only.
+    """
+    cause = err.__cause__ or err
+    if isinstance(cause, OSError | smtplib.SMTPException | _BeforeDataError):
+        return _detail(cause)
+    return f"unexpected {describe_unexpected(cause)}"
 
 
 _LINE_DOT = re.compile(rb"(?m)^\.")
@@ -163,7 +216,8 @@ class SmtpTransport:
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if smtp.has_extn("auth"):
-                smtp.login(
+                _login(
+                    smtp,
                     credential.smtp_username.get_secret_value(),
                     credential.smtp_password.get_secret_value(),
                 )
@@ -266,6 +320,27 @@ class SmtpTransport:
                 return outcome
         return Outcome(OutcomeKind.NOT_SENT, None, "no connection")  # pragma: no cover
 
+    def _open(
+        self, key: CredentialKey, credential: Credential, ca_file: Path | None
+    ) -> smtplib.SMTP | Outcome:
+        """The credential's connection, opened and logged in if need be; else the outcome."""
+        try:
+            return self._session(key, credential, ca_file)
+        except smtplib.SMTPAuthenticationError as err:
+            return Outcome(OutcomeKind.AUTH_FAILED, err.smtp_code, _detail(err.smtp_error))
+        except _LoginImpossible as err:
+            return Outcome(OutcomeKind.AUTH_FAILED, None, str(err))
+        except (OSError, smtplib.SMTPException) as err:
+            code = getattr(err, "smtp_code", None)
+            return Outcome(OutcomeKind.NOT_SENT, code, _detail(getattr(err, "smtp_error", err)))
+        except Exception as err:  # a misbehaving server, or a bug: this mailbox's trouble
+            return Outcome(
+                OutcomeKind.NOT_SENT,
+                None,
+                f"unexpected {describe_unexpected(err)} while connecting or logging in; "
+                "nothing was sent (a misbehaving server, or a bug to report)",
+            )
+
     def _attempt(
         self,
         key: CredentialKey,
@@ -279,13 +354,9 @@ class SmtpTransport:
         """One try on the credential's connection; ``None``: try once more, afresh."""
         fresh = key not in self._connections
         ahead = self._ahead.pop(key, (None, 0))[1]
-        try:
-            smtp = self._session(key, credential, ca_file)
-        except smtplib.SMTPAuthenticationError as err:
-            return Outcome(OutcomeKind.AUTH_FAILED, err.smtp_code, _detail(err.smtp_error))
-        except (OSError, smtplib.SMTPException) as err:
-            code = getattr(err, "smtp_code", None)
-            return Outcome(OutcomeKind.NOT_SENT, code, _detail(getattr(err, "smtp_error", err)))
+        smtp = self._open(key, credential, ca_file)
+        if isinstance(smtp, Outcome):
+            return smtp
         send_ahead = then if key not in self._no_ahead else None
         try:
             outcome, usable, sent_ahead = self._transaction(smtp, outgoing, ahead, send_ahead)
@@ -295,11 +366,11 @@ class SmtpTransport:
                 self._no_ahead.add(key)
                 return None
             if fresh or last:  # a reused connection may have timed out: once more
-                return Outcome(OutcomeKind.NOT_SENT, None, _detail(err.__cause__ or err))
+                return Outcome(OutcomeKind.NOT_SENT, None, _failure(err))
             return None
         except _AfterDataError as err:
             self._abandon(key)
-            return Outcome(OutcomeKind.UNKNOWN, None, _detail(err.__cause__ or err))
+            return Outcome(OutcomeKind.UNKNOWN, None, _failure(err))
         if not usable:
             self._abandon(key)
         elif sent_ahead and then is not None:
@@ -355,7 +426,7 @@ class SmtpTransport:
                 if code != _CLOSING:
                     smtp.rset()
                 return _reply(code, text), code != _CLOSING, 0
-        except (OSError, smtplib.SMTPException) as err:
+        except Exception as err:  # whatever it was, no body was sent
             raise _BeforeDataError from err
         payload = _data_payload(outgoing.data)
         following = _commands(then) if then is not None and smtp.has_extn("pipelining") else []
@@ -364,7 +435,7 @@ class SmtpTransport:
         try:
             smtp.send(payload)
             code, text = smtp.getreply()
-        except (OSError, smtplib.SMTPException) as err:
+        except Exception as err:  # whatever it was, the body may have been delivered
             raise _AfterDataError from err
         return _reply(code, text), code != _CLOSING, len(following)
 

@@ -12,7 +12,10 @@ only their classification is kept, so a poll's memory does not grow with the mai
 
 Implicit TLS on 993, STARTTLS elsewhere, certificates verified; a server that does not
 offer STARTTLS gets no password unless it is on loopback and TLS is turned off.
-Errors are ``ImapError`` with a message that never holds a secret.
+A username or password beyond ASCII logs in with ``AUTHENTICATE PLAIN`` in UTF-8
+(RFC 4616), never with ``LOGIN``.
+Errors are ``ImapError`` with a message that never holds a secret; an unexpected
+exception is named by its type and place only, as its text may quote a password.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from mailopsd.config.models import Credential, is_loopback_host
+from mailopsd.errors import describe_unexpected
 from mailopsd.inbox.classify import Classification, classify
 
 __all__ = [
@@ -194,7 +198,7 @@ def connect(access: MailboxAccess) -> imaplib.IMAP4:
             elif not is_loopback_host(access.host):
                 raise ImapError("tls", "refusing a login in clear to a non-loopback host")
         stage = "login"
-        client.login(access.username.get_secret_value(), access.password.get_secret_value())
+        _login(client, access.username.get_secret_value(), access.password.get_secret_value())
         # Servers announce more (MOVE, IDLE, ...) once logged in.
         status, data = client.capability()
         if status == "OK" and data and isinstance(data[-1], bytes):
@@ -205,7 +209,34 @@ def connect(access: MailboxAccess) -> imaplib.IMAP4:
     except (OSError, imaplib.IMAP4.error, EOFError) as err:
         _close(client)
         raise ImapError(stage, _say(err)) from None
+    except Exception as err:  # a misbehaving server, or a bug: this mailbox's trouble
+        _close(client)
+        raise ImapError(stage, f"unexpected {describe_unexpected(err)}") from None
     return client
+
+
+def _login(client: imaplib.IMAP4, username: str, password: str) -> None:
+    """Log in; a username or password beyond ASCII goes as ``AUTHENTICATE PLAIN``.
+
+    imaplib sends ``LOGIN``'s arguments as ASCII and raises on anything else, and
+    ``LOGIN`` fixes no charset; RFC 4616 defines PLAIN's strings as UTF-8.
+
+    Raises:
+        ImapError: The login has non-ASCII characters and the server offers no PLAIN.
+        imaplib.IMAP4.error: The server refused the login.
+    """
+    if username.isascii() and password.isascii():
+        client.login(username, password)
+        return
+    if "AUTH=PLAIN" not in client.capabilities:
+        raise ImapError(
+            "login",
+            "non-ASCII username or password, sent only with AUTHENTICATE PLAIN (UTF-8, "
+            "RFC 4616), which this server does not offer; use an ASCII password, or a "
+            "server with AUTH=PLAIN",
+        )
+    response = f"\0{username}\0{password}".encode()
+    client.authenticate("PLAIN", lambda _: response)
 
 
 def _close(client: imaplib.IMAP4 | None) -> None:

@@ -34,6 +34,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.dispatch.compose import Outgoing
 from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
+from mailopsd.errors import describe_unexpected
 from mailopsd.inbox import health
 from mailopsd.inbox.imap import (
     BATCH,
@@ -331,8 +332,10 @@ class Inbox:
         except ImapError as err:
             state = self._failed(key, mailbox, str(err), state, at)
         except Exception as err:  # a poller bug must not stop the daemon
-            logger.exception("imap poll crashed campaign=%s credential=%s", *key)
-            state = self._failed(key, mailbox, f"internal error: {type(err).__name__}", state, at)
+            # Its type and place only: an exception's text may quote a password.
+            what = describe_unexpected(err)
+            logger.error("imap poll crashed campaign=%s credential=%s error=%s", *key, what)
+            state = self._failed(key, mailbox, f"internal error: {what}", state, at)
         else:
             state = self._succeeded(key, mailbox, result, loaded, state, at)
             mailbox.stats = mailbox.stats.add(seconds, ok=True)
@@ -443,8 +446,8 @@ class Inbox:
                 logger.info("bounce reports %s", chore.result())
             except ImapError as err:
                 logger.warning("bounce reports not disposed of error=%s", err)
-            except Exception:  # a disposal bug must not stop the daemon
-                logger.exception("bounce reports not disposed of")
+            except Exception as err:  # a disposal bug must not stop the daemon
+                logger.error("bounce reports not disposed of error=%s", describe_unexpected(err))
 
     def close(self) -> None:
         """Stop IDLE threads, wait for running polls, close connections."""

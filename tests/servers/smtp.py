@@ -78,6 +78,14 @@ class Handler:
             return [m for m in self.messages if address in m.rcpt_tos]
 
 
+class BadChallengeHandler(Handler):
+    """Offers AUTH CRAM-MD5 (which clients try first) and challenges with bad base64."""
+
+    async def auth_CRAM__MD5(self, server: SMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        await server.challenge_auth("abc", encode_to_b64=False)  # "abc": bad padding
+        return AuthResult(success=False, handled=False)
+
+
 class TestController(Controller):
     """aiosmtpd's controller, bound to a free loopback port."""
 
@@ -119,13 +127,19 @@ def start_smtp(
     *,
     rules: dict[str, tuple[str, str | None]] | None = None,
     starttls: bool = True,
+    without_auth: tuple[str, ...] = (),
+    handler_class: type[Handler] = Handler,
 ) -> SmtpServer:
-    """Start a server on 127.0.0.1 with STARTTLS (unless ``starttls=False``) and AUTH."""
-    handler = Handler(dict(rules or {}))
+    """Start a server on 127.0.0.1 with STARTTLS (unless ``starttls=False``) and AUTH.
+
+    ``without_auth`` names AUTH mechanisms not to offer (``("PLAIN",)``: LOGIN only).
+    """
+    handler = handler_class(dict(rules or {}))
     kwargs: dict[str, Any] = {
         "server_hostname": "smtp.test",
         "auth_required": True,
         "authenticator": _authenticator(users),
+        "auth_exclude_mechanism": list(without_auth),
     }
     if starttls:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd import __version__, cli
-from tests.configs import BASE, CANARY, Writer
+from tests.configs import BASE, CANARY, CANARY_NON_ASCII, Writer, traces_in
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "campaigns.example.yaml"
@@ -113,6 +113,32 @@ class TestValidate:
             out, err = capsys.readouterr()
             assert CANARY not in out + err
             assert "smtp_password" in out + err
+
+    def test_non_ascii_login_is_said_where_it_is(
+        self, write_config: Writer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A password beyond ASCII is valid; validate says at its place how it is sent and
+        what the server must offer, and shows nothing of it."""
+        path = write_config(
+            replace=(f"smtp_password: {CANARY}", f"smtp_password: {CANARY_NON_ASCII}"),
+            add="        imap_host: imap.example.com\n        imap_port: 993\n"
+            "        imap_username: ada-ü\n        imap_password: pw-ascii\n",
+        )
+        assert cli.main(["validate", str(path), "--allow-plaintext-secrets"]) == 0
+        out, err = capsys.readouterr()
+        assert out == "ok: 1 campaign, 1 credential (1 with reply detection)\n"
+        assert err.splitlines() == [
+            "warning: c.yaml:15:24: campaigns.acme-q4.smtp_credentials.primary.smtp_password: "
+            "has non-ASCII characters: mailopsd logs in with AUTH PLAIN in UTF-8 (RFC 4616), "
+            "so the SMTP server must offer AUTH PLAIN; if it does not, this credential sends "
+            "nothing and its status says why (an ASCII password avoids this)",
+            "warning: c.yaml:21:24: campaigns.acme-q4.smtp_credentials.primary.imap_username: "
+            "has non-ASCII characters: mailopsd logs in with AUTHENTICATE PLAIN in UTF-8 "
+            "(RFC 4616), so the IMAP server must offer AUTH=PLAIN; if it does not, this "
+            "mailbox's replies and bounces are not read and its status says why (an ASCII "
+            "username avoids this)",
+        ]
+        assert not traces_in(CANARY_NON_ASCII, [out, err])
 
 
 class TestUsage:

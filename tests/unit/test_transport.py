@@ -15,6 +15,10 @@ import pytest
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch.compose import Outgoing, compose
 from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
+from tests.configs import CANARY_NON_ASCII, traces_in
+from tests.dispatch_setup import credential
+from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp
+from tests.servers.tlsca import TestCA
 
 KEY = ("camp", "a")
 
@@ -405,3 +409,86 @@ def test_released_connection_serves_the_next_batch(server: Scripted) -> None:
         transport.close_all()
     assert len(server.received) == 2
     assert server.connections == 1
+
+
+def _credential_on(server: SmtpServer, login: str, password: str) -> tuple[Credential, Campaign]:
+    """Credential ``a`` logging in to an aiosmtpd server as ``login`` with ``password``."""
+    box = credential(server, login, smtp_password=password, from_email="ada@example.com")
+    campaign = Campaign.model_validate(
+        {
+            "name": "c",
+            "leads": "l.csv",
+            "sequence": [{"subject": "Hello", "body": "b"}],
+            "smtp_credentials": {"a": box},
+        }
+    )
+    return campaign.smtp_credentials["a"], campaign
+
+
+@pytest.mark.parametrize(
+    ("login", "password"),
+    [("ada", CANARY_NON_ASCII), ("adä-ü", "pw-ascii")],
+    ids=["password", "username"],
+)
+def test_non_ascii_login_goes_as_utf8_auth_plain(
+    test_ca: TestCA, login: str, password: str
+) -> None:
+    """A username or password beyond ASCII logs in with AUTH PLAIN in UTF-8, and sends."""
+    server = start_smtp(test_ca, {login: password})
+    transport = SmtpTransport(timeout_s=10)
+    try:
+        box, campaign = _credential_on(server, login, password)
+        outcome = transport.deliver(
+            KEY, box, server.ca.ca_file, _outgoing(campaign, "lead@example.net")
+        )
+    finally:
+        transport.close_all()
+        server.controller.stop()
+    assert outcome.kind == OutcomeKind.ACCEPTED, outcome
+    assert [message.login for message in server.handler.messages] == [login]
+
+
+def test_non_ascii_password_without_auth_plain_is_a_clear_login_failure(test_ca: TestCA) -> None:
+    """A server offering only AUTH LOGIN gets no non-ASCII password: the send is a login
+    failure saying why and what to do, and shows nothing of the password."""
+    server = start_smtp(test_ca, {"ada": CANARY_NON_ASCII}, without_auth=("PLAIN",))
+    transport = SmtpTransport(timeout_s=10)
+    try:
+        box, campaign = _credential_on(server, "ada", CANARY_NON_ASCII)
+        outcome = transport.deliver(
+            KEY, box, server.ca.ca_file, _outgoing(campaign, "lead@example.net")
+        )
+    finally:
+        transport.close_all()
+        server.controller.stop()
+    assert outcome.kind == OutcomeKind.AUTH_FAILED
+    assert outcome.detail == (
+        "the SMTP username or password has non-ASCII characters, which mailopsd sends "
+        "only with AUTH PLAIN (UTF-8, RFC 4616), and this server offers AUTH LOGIN; "
+        "use an ASCII password for this mailbox, or a server that offers AUTH PLAIN"
+    )
+    assert not traces_in(CANARY_NON_ASCII, [outcome.detail])
+    assert server.handler.messages == []
+
+
+def test_bad_auth_challenge_is_not_sent_and_raises_nothing(test_ca: TestCA) -> None:
+    """A server whose AUTH challenge is not base64 makes the send ``not_sent`` with a
+    one-line reason; nothing escapes the transport."""
+    server = start_smtp(test_ca, {"ada": "pw-ada"}, handler_class=BadChallengeHandler)
+    transport = SmtpTransport(timeout_s=10)
+    try:
+        box, campaign = _credential_on(server, "ada", "pw-ada")
+        outcome = transport.deliver(
+            KEY, box, server.ca.ca_file, _outgoing(campaign, "lead@example.net")
+        )
+    finally:
+        transport.close_all()
+        server.controller.stop()
+    assert outcome.kind == OutcomeKind.NOT_SENT
+    assert outcome.detail.startswith("unexpected binascii.Error at base64.py:")
+    assert outcome.detail.endswith(
+        " while connecting or logging in; nothing was sent (a misbehaving server, or a bug "
+        "to report)"
+    )
+    assert "pw-ada" not in outcome.detail
+    assert server.handler.messages == []
