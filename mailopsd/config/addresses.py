@@ -1,0 +1,139 @@
+"""Email addresses: the one check and the one normal form for every address mailopsd uses.
+
+Leads, ``from_email``, ``bcc`` and ``bounce_to`` are all checked here, with
+email-validator's syntax rules (RFC 5321/5322 dot-atoms; no quoted local parts,
+comments, group or display-name syntax, domain literals, control or invisible
+characters; at most 64 characters before the ``@`` and 254 in all), offline: no DNS.
+
+An address has one spelling on the wire, and it is also the ledger's key, compared when
+de-duplicating leads and when checking suppressions:
+
+- the domain is mapped by UTS-46 (full-width letters folded, soft hyphens and other
+  ignorable characters removed, case folded) and written in A-labels
+  (``bücher.de`` -> ``xn--bcher-kva.de``), as SMTP without SMTPUTF8 carries it;
+- the local part must be ASCII: mailopsd does not speak SMTPUTF8, so a non-ASCII local
+  part could not be sent at all;
+- a lead's key is lower-cased whole (:func:`lead_key`), as it always was: a mailbox
+  provider that tells ``Ada@`` from ``ada@`` is vanishingly rare, and writing the same
+  person twice is the greater harm. ``from_email`` and the other addresses of the
+  configuration keep their local part as written (:func:`wire_form`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import email_validator
+import idna
+
+__all__ = ["AddressError", "key_of", "lead_key", "shown", "wire_form"]
+
+# email-validator costs some 35 µs an address; a leads file of a million rows would
+# spend half a minute in it. An address made only of what this pattern allows (a
+# dot-atom of RFC 5322 atext, lower-case LDH labels with no "--" and a final label
+# ending in a letter) gets the same verdict and form from email-validator, less a
+# few cases checked beside it (lengths and special-use names); anything else is left
+# to email-validator. tests/unit/config/test_addresses.py checks the two agree.
+_ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+_TLD = r"(?:[a-z0-9][a-z0-9-]*)?[a-z]"
+_PLAIN = re.compile(
+    rf"(?P<local>{_ATEXT}+(?:\.{_ATEXT}+)*)@(?P<domain>(?:{_LABEL}\.)+{_TLD})\Z",
+    re.IGNORECASE | re.ASCII,
+)
+_LOCAL_MAX = 64
+_ADDRESS_MAX = 254
+_LABEL_MAX = 63
+_SHOWN_MAX = 80
+
+
+class AddressError(ValueError):
+    """A text is not an address mailopsd can send to; the text says why."""
+
+
+def _plain(text: str) -> str | None:
+    """The address, domain lower-cased, when the fast check alone settles it; else ``None``."""
+    found = _PLAIN.match(text)
+    if found is None or len(text) > _ADDRESS_MAX or len(found["local"]) > _LOCAL_MAX:
+        return None
+    domain = found["domain"].lower()
+    labels = domain.split(".")
+    if "--" in domain or any(len(label) > _LABEL_MAX for label in labels):
+        return None
+    special = email_validator.SPECIAL_USE_DOMAIN_NAMES
+    if any(domain == name or domain.endswith(f".{name}") for name in special):
+        return None
+    return f"{found['local']}@{domain}"
+
+
+def _mapped(text: str) -> str:
+    """``text`` with its domain mapped by UTS-46, as a browser maps a typed name.
+
+    email-validator refuses a soft hyphen or a zero-width space outright; UTS-46, which
+    it applies otherwise, removes them. Mapping first gives every spelling of a domain
+    the same A-labels. A domain UTS-46 refuses is left for email-validator to explain.
+    """
+    local, at, domain = text.rpartition("@")
+    if not at or domain.isascii():
+        return text
+    try:
+        return f"{local}@{idna.uts46_remap(domain, std3_rules=False, transitional=False)}"
+    except idna.IDNAError:
+        return text
+
+
+def wire_form(text: str) -> str:
+    """Check an address and return it as it goes on the wire.
+
+    Args:
+        text: The address, with nothing around it.
+
+    Returns:
+        The local part as written, ``@``, the domain lower-case in A-labels.
+
+    Raises:
+        AddressError: It is not an address mailopsd can send to; the message says why.
+    """
+    plain = _plain(text)
+    if plain is not None:
+        return plain
+    try:
+        checked = email_validator.validate_email(
+            _mapped(text),
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            strict=True,  # keeps the 64-character limit of a local part
+        )
+    except email_validator.EmailNotValidError as err:
+        raise AddressError(str(err)) from err
+    return str(checked.ascii_email)
+
+
+def lead_key(text: str) -> str:
+    """Check a lead's address and return its key: the wire form, lower-cased.
+
+    Raises:
+        AddressError: It is not an address mailopsd can send to.
+    """
+    return wire_form(text).lower()
+
+
+def key_of(text: str) -> str:
+    """The key of an address from outside (a report, a reply, a link), valid or not.
+
+    An address that passes :func:`lead_key` gets its key; any other is only
+    lower-cased, so it still finds what was recorded under that spelling.
+    """
+    try:
+        return lead_key(text.strip())
+    except AddressError:
+        return text.strip().lower()
+
+
+def shown(text: str) -> str:
+    """An address for a message: quoted, control characters escaped, long ones cut."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= _SHOWN_MAX else quoted[: _SHOWN_MAX - 2] + "…'"
