@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar, overload
 
+from mailopsd.config import addresses
 from mailopsd.config.leads import LeadLine, LeadRow, repeat_problem
 from mailopsd.errors import StateError
 
@@ -1150,19 +1151,23 @@ class Ledger:
     def suppress(self, account: str, email: str, reason: str, at: datetime) -> bool:
         """Suppress an address for every campaign of an account (inside a transaction).
 
+        The address is kept under its key (see ``addresses.key_of``), the form leads
+        are keyed by, so every spelling of it is suppressed.
+
         Returns:
             Whether the address was not suppressed before (the first reason is kept).
         """
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO suppressions (account, email, reason, at) VALUES (?, ?, ?, ?)",
-            (account, email, reason, stamp(at)),
+            (account, addresses.key_of(email), reason, stamp(at)),
         )
         return cursor.rowcount == 1
 
     def suppression(self, account: str, email: str) -> str | None:
-        """Why an address is suppressed for an account, or ``None`` if it is not."""
+        """Why an address (any spelling) is suppressed for an account, or ``None``."""
         row = self._db.execute(
-            "SELECT reason FROM suppressions WHERE account = ? AND email = ?", (account, email)
+            "SELECT reason FROM suppressions WHERE account = ? AND email = ?",
+            (account, addresses.key_of(email)),
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -1331,11 +1336,11 @@ class Ledger:
     def last_send_to(
         self, campaign_id: str, credential_id: str, email: str
     ) -> tuple[int, str, str, str] | None:
-        """The last send of a credential to ``email`` (leads' addresses are lower case)."""
+        """The last send of a credential to ``email``, in any spelling (see ``key_of``)."""
         row = self._db.execute(
             "SELECT id, campaign_id, credential_id, email FROM sends WHERE email = ? "
             "AND credential_id = ? AND campaign_id = ? ORDER BY id DESC LIMIT 1",
-            (email.lower(), credential_id, campaign_id),
+            (addresses.key_of(email), credential_id, campaign_id),
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
