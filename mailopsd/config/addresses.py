@@ -2,14 +2,15 @@
 
 Leads, ``from_email``, ``bcc`` and ``bounce_to`` are all checked here, with
 email-validator's syntax rules (RFC 5321/5322 dot-atoms; no quoted local parts,
-comments, group or display-name syntax, domain literals, control or invisible
-characters; at most 64 characters before the ``@`` and 254 in all), offline: no DNS.
+comments, group or display-name syntax, domain literals, control characters or
+special-use domains such as ``.test``; at most 64 characters before the ``@`` and 254
+in all), offline: no DNS.
 
 An address has one spelling on the wire, and it is also the ledger's key, compared when
 de-duplicating leads and when checking suppressions:
 
-- the domain is mapped by UTS-46 (full-width letters folded, soft hyphens and other
-  ignorable characters removed, case folded) and written in A-labels
+- the domain is mapped by UTS-46 (full-width letters folded, soft hyphens, zero-width
+  spaces and other ignorable characters removed, case folded) and written in A-labels
   (``bücher.de`` -> ``xn--bcher-kva.de``), as SMTP without SMTPUTF8 carries it;
 - the local part must be ASCII: mailopsd does not speak SMTPUTF8, so a non-ASCII local
   part could not be sent at all;
