@@ -16,6 +16,7 @@ PURE = [
     "inbox/policy.py",
     "config/models.py",
     "config/periods.py",
+    "config/addresses.py",
     "config/templates.py",
     "goyaml.py",
     "errors.py",

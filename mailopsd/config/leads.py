@@ -1,9 +1,11 @@
 """Leads files: a CSV with a header row; ``email`` is required, other columns are variables.
 
-Rows whose address is not an address, with a CR or LF in any value (header
-injection), or that the csv module refuses (a value over its size limit), are skipped
-and reported with their line; a repeated address keeps its first row. An address is the
-lead's key in its campaign, compared case-insensitively.
+Rows whose address is not an address (see :mod:`mailopsd.config.addresses`), with a CR
+or LF in any value (header injection), or that the csv module refuses (a value over its
+size limit), are skipped and reported with their line; a repeated address keeps its
+first row. An address is the lead's key in its campaign in its one normal form (domain
+in A-labels, lower case), so two spellings of one mailbox are one lead; the row's
+``email`` column holds that form too, as templates see it.
 
 :func:`iter_leads` reads a file row by row and keeps nothing, so a file of millions of
 rows costs no more memory than one row (the ledger stages it and finds repeated
@@ -17,11 +19,12 @@ import codecs
 import csv
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
+
+from mailopsd.config.addresses import AddressError, lead_key, shown
 
 __all__ = [
     "LeadLine",
@@ -35,7 +38,6 @@ __all__ = [
     "repeat_problem",
 ]
 
-_ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\".]+\Z")
 _CHUNK = 1 << 20
 # What ``row_hash`` digests: json.dumps(row, sort_keys=True, ensure_ascii=False), with
 # the encoder built once rather than for every row.
@@ -65,7 +67,7 @@ class LeadLine(NamedTuple):
 
     Attributes:
         line: The line the row starts on (a quoted value may span lines).
-        email: The address, stripped and lower-cased: the lead's key.
+        email: The address in its normal form: the lead's key (see ``addresses``).
         given: The address as written, stripped (for messages).
         fields: The row's columns by name.
         text: The columns as JSON with sorted keys (what ``row_hash`` digests).
@@ -118,12 +120,16 @@ def first_non_utf8(path: Path) -> tuple[int, int] | None:
     return (line, pending[0]) if pending else None
 
 
-def _problem(row: dict[str, str], email: str) -> str | None:
+def _checked(row: dict[str, str], given: str) -> tuple[str, str | None]:
+    """The row's key, or why the row is skipped (the message without its place)."""
     if any("\r" in value or "\n" in value for value in row.values()):
-        return "has a line break in a value (header injection); skipped"
-    if not _ADDRESS.match(email):
-        return f"has no valid email ({email!r}); skipped"
-    return None
+        return "", "has a line break in a value (header injection); skipped"
+    try:
+        return lead_key(given), None
+    except AddressError as err:
+        reason = str(err).rstrip(".")
+        reason = reason[:1].lower() + reason[1:]
+        return "", f"has no valid email ({shown(given)}: {reason}); skipped"
 
 
 def repeat_problem(name: str, line: int, given: str, first: int) -> str:
@@ -187,13 +193,14 @@ def iter_leads(
             rows += 1
             row = dict(zip(header, row_values, strict=False))
             given = row.get("email", "").strip()
-            problem = _problem(row, given)
+            email, problem = _checked(row, given)
             if problem is not None:
                 yield LeadLine(line, "", given, row, "", "", f"{name}:{line}: {problem}")
                 continue
+            row["email"] = email  # templates see the address as it is sent
             text = _ROW_JSON(row)
             row_hash = hashlib.sha256(text.encode()).hexdigest()
-            yield LeadLine(line, given.lower(), given, row, text, row_hash)
+            yield LeadLine(line, email, given, row, text, row_hash)
     if progress is not None:
         progress(name, rows, True)
 
@@ -209,7 +216,8 @@ def read_leads(
         progress: As for :func:`iter_leads`.
 
     Returns:
-        The rows by lower-cased address, and one problem line per skipped row.
+        The rows by key (the normal form of the address), and one problem line per
+        skipped row.
 
     Raises:
         OSError: The file cannot be read.

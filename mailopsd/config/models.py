@@ -17,7 +17,6 @@ from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import email_validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -31,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mailopsd.config import addresses
 from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
 
 __all__ = [
@@ -216,12 +216,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _email(value: object) -> str:
+    """An address of the configuration, checked as leads are; kept as sent on the wire."""
     text = _line(value)
     try:
-        email_validator.validate_email(text, check_deliverability=False)
-    except email_validator.EmailNotValidError as err:
+        return addresses.wire_form(text)
+    except addresses.AddressError as err:
         raise failure(f"must be an email address (got {describe(text)}): {err}") from err
-    return text
 
 
 def _bounce_route(value: object) -> str:

@@ -464,6 +464,15 @@ class Dispatcher:
                 stop_reason="bounced",
                 last_error=f"{outcome.code} {outcome.detail}",
             )
+        if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
+            logger.warning(
+                "lead address refused as malformed campaign=%s credential=%s reply=%s %s",
+                *job.key,
+                outcome.code,
+                outcome.detail,
+            )
+            error = f"address refused as malformed: {outcome.code} {outcome.detail}"
+            return replace(lead, state="failed", last_error=error)
         back = "new" if lead.step == 0 else "waiting"
         if outcome.kind == OutcomeKind.DEFERRED:
             attempts = lead.attempts + 1

@@ -62,6 +62,9 @@ class OutcomeKind(StrEnum):
     NOT_SENT = "not_sent"
     AUTH_FAILED = "auth_failed"
     UNKNOWN = "unknown"
+    INVALID = "invalid"
+    """The server refused the lead's address as malformed: the address's fault, not a
+    bounce of the mailbox (nothing was sent, and it says nothing of the mailbox)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,24 @@ def _detail(text: object) -> str:
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
     flat = " ".join(raw.split())
     return flat if len(flat) <= _DETAIL_MAX else flat[: _DETAIL_MAX - 1] + "…"
+
+
+# RFC 3463 enhanced status codes saying an address itself is malformed: 5.1.3 "bad
+# destination mailbox address syntax", 5.5.2 "syntax error", 5.5.4 "invalid command
+# arguments". Without one, a 501 says the same ("syntax error in parameters or
+# arguments", RFC 5321 4.2.3); other codes without one stay bounces.
+_SYNTAX_STATUS = re.compile(rb"\s*5\.(?:1\.3|5\.[24])(?!\d)")
+_ANY_STATUS = re.compile(rb"\s*[245]\.\d{1,3}\.\d{1,3}(?!\d)")
+_SYNTAX_ERROR = 501
+
+
+def _is_syntax_refusal(code: int, text: bytes) -> bool:
+    """Whether a 5xx reply to ``RCPT`` says the recipient's address is malformed."""
+    if not 500 <= code < 600:
+        return False
+    if _SYNTAX_STATUS.match(text):
+        return True
+    return code == _SYNTAX_ERROR and not _ANY_STATUS.match(text)
 
 
 def _reply(code: int, text: object) -> Outcome:
@@ -460,14 +481,18 @@ def _commands(outgoing: Outgoing) -> list[str]:
 def _refusal(replies: list[tuple[int, bytes]]) -> Outcome | None:
     """The outcome when ``MAIL`` or the lead's ``RCPT`` was refused, else ``None``.
 
-    A refused BCC copy does not stop the lead's message.
+    A refused BCC copy does not stop the lead's message. A ``RCPT`` refused because
+    the address is malformed is ``invalid``, not a bounce.
     """
     code, text = replies[0]
     if code != 250:
         outcome = _reply(code, text)
         return Outcome(OutcomeKind.NOT_SENT if code >= 500 else outcome.kind, code, outcome.detail)
     if len(replies) > 1 and replies[1][0] not in (250, 251):
-        return _reply(*replies[1])
+        outcome = _reply(*replies[1])
+        if _is_syntax_refusal(*replies[1]):
+            return Outcome(OutcomeKind.INVALID, outcome.code, outcome.detail)
+        return outcome
     return None
 
 

@@ -10,9 +10,11 @@ stops, its address is suppressed for every campaign of the campaign's account, a
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
+from mailopsd.config import addresses
 from mailopsd.http.tokens import Claims
 from mailopsd.state.ledger import Ledger
 
@@ -34,6 +36,15 @@ class Unsubscribed(StrEnum):
     """The address was suppressed before: nothing changed."""
 
 
+def _keyed(claims: Claims) -> Claims:
+    """The claims with the lead's address as the ledger keys it.
+
+    A link mailed before addresses were keyed in their normal form (an IDN domain in
+    A-labels) names its lead by the old spelling.
+    """
+    return replace(claims, email=addresses.key_of(claims.email))
+
+
 def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
     """Stop the lead of a valid unsubscribe token and suppress its address for the account.
 
@@ -48,6 +59,7 @@ def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
     Raises:
         sqlite3.Error: The ledger did not take the write (nothing was recorded).
     """
+    claims = _keyed(claims)
     with ledger.transaction():
         account = ledger.campaign_account(claims.campaign_id)
         if account is None:
@@ -82,7 +94,7 @@ def record_open(ledger: Ledger, claims: Claims, now: datetime) -> bool:
     with ledger.transaction():
         if ledger.campaign_account(claims.campaign_id) is None:
             return False
-        ledger.record_open(claims.campaign_id, claims.email, now)
+        ledger.record_open(claims.campaign_id, _keyed(claims).email, now)
     return True
 
 
@@ -97,5 +109,5 @@ def record_click(ledger: Ledger, claims: Claims, now: datetime) -> bool:
     with ledger.transaction():
         if ledger.campaign_account(claims.campaign_id) is None:
             return False
-        ledger.record_click(claims.campaign_id, claims.email, claims.url, now)
+        ledger.record_click(claims.campaign_id, _keyed(claims).email, claims.url, now)
     return True

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar, overload
 
+from mailopsd.config import addresses
 from mailopsd.config.leads import LeadLine, LeadRow, repeat_problem
 from mailopsd.errors import StateError
 
@@ -55,7 +56,7 @@ LEDGER_FILE = "ledger.sqlite3"
 LEDGER_ERRORS = (StateError, sqlite3.Error, OSError)
 """What opening, reading or writing the ledger (or the state directory) raises when it
 cannot be done: disk full, read-only, locked, damaged."""
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The bodies of migration 4's triggers: one counts a send that became counted (inserted,
 # or updated into a counted outcome), the other takes back one that stopped counting
@@ -299,7 +300,11 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (campaign_id, email, url)
     ) WITHOUT ROWID;
     """,
+    # Addresses kept under their normal form (see config/addresses.py); the rows are
+    # rewritten by _rekey_addresses, run with this migration.
+    6: "",
 }
+_REKEY_MIGRATION = 6
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -313,6 +318,74 @@ def _statements(script: str) -> Iterator[str]:
             pending = ""
     if pending.strip(" \n;"):
         yield pending
+
+
+# Before schema 6 an address's key was the address as written, lower-cased. For an
+# ASCII address the normal form is exactly that (email-validator lower-cases only the
+# domain, and the key the local part too), so only keys with non-ASCII characters (an
+# IDN domain, which is now in A-labels) can change; an address now refused keeps its
+# key, and its lead goes when its leads file is next imported.
+_NON_ASCII_KEYS = " UNION ".join(
+    f"SELECT email FROM {table} WHERE email GLOB '*[^ -~]*'"
+    for table in ("leads", "suppressions", "sends", "bounces", "replies", "opens", "clicks")
+)
+_MERGE_TRACKED = {  # table: its key's columns, and what a rewritten row's key is
+    "opens": ("campaign_id, email", "campaign_id, ?"),
+    "clicks": ("campaign_id, email, url", "campaign_id, ?, url"),
+}
+
+
+def _rekey_addresses(db: sqlite3.Connection) -> None:
+    """Rewrite addresses kept under an old spelling to their normal form (migration 6).
+
+    Two rows that become one are merged: a lead keeps the row that went further (a
+    stopped lead stays stopped), a suppression its first reason, opens and clicks add up.
+    """
+    found = [str(row[0]) for row in db.execute(_NON_ASCII_KEYS)]
+    for old, new in ((old, addresses.key_of(old)) for old in found):
+        if new == old:
+            continue
+        for table in ("sends", "bounces", "replies", "inbox_messages"):
+            db.execute(f"UPDATE {table} SET email = ? WHERE email = ?", (new, old))
+        db.execute(
+            "INSERT OR IGNORE INTO suppressions (account, email, reason, at) "
+            "SELECT account, ?, reason, at FROM suppressions WHERE email = ?",
+            (new, old),
+        )
+        db.execute("DELETE FROM suppressions WHERE email = ?", (old,))
+        for table, (columns, rewritten) in _MERGE_TRACKED.items():
+            db.execute(
+                f"INSERT INTO {table} ({columns}, first_at, last_at, count) "
+                f"SELECT {rewritten}, first_at, last_at, count FROM {table} WHERE email = ? "
+                f"ON CONFLICT ({columns}) DO UPDATE SET "
+                "first_at = min(first_at, excluded.first_at), "
+                "last_at = max(last_at, excluded.last_at), count = count + excluded.count",
+                (new, old),
+            )
+            db.execute(f"DELETE FROM {table} WHERE email = ?", (old,))
+        _rekey_leads(db, old, new)
+
+
+def _rekey_leads(db: sqlite3.Connection, old: str, new: str) -> None:
+    """Move each campaign's lead ``old`` to ``new``, keeping the row that went further."""
+    best: dict[str, str] = {}
+    rows = db.execute(
+        "SELECT campaign_id, email FROM leads WHERE email IN (?, ?) "
+        "ORDER BY campaign_id, state = 'stopped' DESC, step DESC, email = ? DESC",
+        (old, new, new),
+    )
+    for campaign_id, email in rows.fetchall():
+        best.setdefault(str(campaign_id), str(email))
+    for campaign_id, email in best.items():
+        db.execute(
+            "DELETE FROM leads WHERE campaign_id = ? AND email IN (?, ?) AND email <> ?",
+            (campaign_id, old, new, email),
+        )
+        if email == old:
+            db.execute(
+                "UPDATE leads SET email = ? WHERE campaign_id = ? AND email = ?",
+                (new, campaign_id, old),
+            )
 
 
 def _read_only_fs(directory: Path) -> bool:
@@ -591,6 +664,8 @@ class Ledger:
             with self.transaction():
                 for statement in _statements(_MIGRATIONS[target]):
                     self._db.execute(statement)
+                if target == _REKEY_MIGRATION:
+                    _rekey_addresses(self._db)
                 self._db.execute(f"PRAGMA user_version = {target}")
 
     @contextmanager
@@ -1178,19 +1253,23 @@ class Ledger:
     def suppress(self, account: str, email: str, reason: str, at: datetime) -> bool:
         """Suppress an address for every campaign of an account (inside a transaction).
 
+        The address is kept under its key (see ``addresses.key_of``), the form leads
+        are keyed by, so every spelling of it is suppressed.
+
         Returns:
             Whether the address was not suppressed before (the first reason is kept).
         """
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO suppressions (account, email, reason, at) VALUES (?, ?, ?, ?)",
-            (account, email, reason, stamp(at)),
+            (account, addresses.key_of(email), reason, stamp(at)),
         )
         return cursor.rowcount == 1
 
     def suppression(self, account: str, email: str) -> str | None:
-        """Why an address is suppressed for an account, or ``None`` if it is not."""
+        """Why an address (any spelling) is suppressed for an account, or ``None``."""
         row = self._db.execute(
-            "SELECT reason FROM suppressions WHERE account = ? AND email = ?", (account, email)
+            "SELECT reason FROM suppressions WHERE account = ? AND email = ?",
+            (account, addresses.key_of(email)),
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -1381,11 +1460,11 @@ class Ledger:
     def last_send_to(
         self, campaign_id: str, credential_id: str, email: str
     ) -> tuple[int, str, str, str] | None:
-        """The last send of a credential to ``email`` (leads' addresses are lower case)."""
+        """The last send of a credential to ``email``, in any spelling (see ``key_of``)."""
         row = self._db.execute(
             "SELECT id, campaign_id, credential_id, email FROM sends WHERE email = ? "
             "AND credential_id = ? AND campaign_id = ? ORDER BY id DESC LIMIT 1",
-            (email.lower(), credential_id, campaign_id),
+            (addresses.key_of(email), credential_id, campaign_id),
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 

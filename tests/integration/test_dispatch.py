@@ -345,14 +345,16 @@ def test_header_injection_rows_skipped(
     leads = tmp_path / "leads.csv"
     assert capsys.readouterr().err.splitlines() == [
         f"warning: {leads}:3: has a line break in a value (header injection); skipped",
-        f"warning: {leads}:5: has no valid email ('not-an-address'); skipped",
+        f"warning: {leads}:5: has no valid email ('not-an-address': "
+        "an email address must have an @-sign); skipped",
     ]
     run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
     assert [m.rcpt_tos for m in smtp_server.handler.messages] == [["ok@example.net"]]
     report = _status(tmp_path / "state", capsys, "2026-11-23T10:00:00Z")
     assert report["campaigns"][0]["lead_problems"] == [  # type: ignore[index]
         "leads.csv:3: has a line break in a value (header injection); skipped",
-        "leads.csv:5: has no valid email ('not-an-address'); skipped",
+        "leads.csv:5: has no valid email ('not-an-address': "
+        "an email address must have an @-sign); skipped",
     ]
 
 

@@ -129,7 +129,7 @@ def test_schema_4_ledger_gets_tracking_tables(tmp_path: Path) -> None:
     assert ledger.clicks("acme", "a@example.net") == {}
     ledger.close()
     connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     connection.close()
 
 
@@ -185,4 +185,71 @@ def test_a_lead_stopped_meanwhile_stays_stopped(tmp_path: Path) -> None:
         1,
         None,
     )
+    ledger.close()
+
+
+def _schema_5_ledger(path: Path, leads: list[tuple[str, str, int]]) -> sqlite3.Connection:
+    """A ledger of schema 5 (keys as written, lower-cased) with ``(email, state, step)`` leads."""
+    connection = sqlite3.connect(path / "ledger.sqlite3")
+    for version in range(1, 6):
+        for statement in _statements(_MIGRATIONS[version]):
+            connection.execute(statement)
+    connection.execute(
+        "INSERT INTO campaigns (id, account, snapshot, added_at) "
+        "VALUES ('acme', 'default', '{}', '2026-11-23T11:00:00.000000Z')"
+    )
+    connection.executemany(
+        "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at, "
+        "state, step, credential_id) VALUES ('acme', ?, 'default', '{}', 'h', ?, "
+        "'2026-11-23T11:00:00.000000Z', ?, ?, 'primary')",
+        [(email, line, state, step) for line, (email, state, step) in enumerate(leads, 2)],
+    )
+    return connection
+
+
+def test_schema_5_keys_of_idn_addresses_are_rewritten(tmp_path: Path) -> None:
+    """Migration 6 keys IDN addresses in A-labels: two spellings of one mailbox become one
+    lead (the stopped one), and its suppression, sends and opens follow."""
+    connection = _schema_5_ledger(
+        tmp_path,
+        [
+            ("a@bücher.de", "stopped", 1),
+            ("a@xn--bcher-kva.de", "new", 0),
+            ("b@bücher.de", "waiting", 1),
+            ("ok@example.com", "waiting", 1),
+        ],
+    )
+    connection.execute(
+        "INSERT INTO suppressions VALUES ('default', 'a@bücher.de', 'hard bounce', "
+        "'2026-11-23T11:00:00.000000Z')"
+    )
+    connection.execute(
+        "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, intent_at, "
+        "outcome) VALUES ('acme', 'primary', 'b@bücher.de', 1, '<m>', "
+        "'2026-11-23T11:00:00.000000Z', 'sent')"
+    )
+    connection.executemany(
+        "INSERT INTO opens VALUES ('acme', ?, ?, ?, ?)",
+        [
+            ("b@bücher.de", "2026-11-23T11:00:00.000000Z", "2026-11-23T11:30:00.000000Z", 2),
+            ("b@xn--bcher-kva.de", "2026-11-23T10:00:00.000000Z", stamp(NOW), 1),
+        ],
+    )
+    connection.execute("PRAGMA user_version = 5")
+    connection.commit()
+    connection.close()
+    ledger = Ledger.open(tmp_path)
+    a_lead = ledger.lead("acme", "a@xn--bcher-kva.de")
+    b_lead = ledger.lead("acme", "b@xn--bcher-kva.de")
+    assert ledger.lead_count("acme") == 3
+    assert a_lead is not None
+    assert (a_lead.state, a_lead.step) == ("stopped", 1)
+    assert b_lead is not None
+    assert (b_lead.state, b_lead.step) == ("waiting", 1)
+    assert ledger.suppression("default", "a@xn--bcher-kva.de") == "hard bounce"
+    assert ledger.last_send_to("acme", "primary", "B@Bücher.de") is not None
+    assert ledger.opens("acme", "b@xn--bcher-kva.de") == Tracked(
+        datetime(2026, 11, 23, 10, tzinfo=UTC), NOW, 3
+    )
+    assert ledger.lead("acme", "ok@example.com") is not None
     ledger.close()

@@ -58,7 +58,8 @@ def test_first_import_adds_the_first_row_of_each_address(ledger: Ledger, tmp_pat
     ]
     assert (list(updated), list(removed)) == ([], [])
     skipped = [
-        "leads.csv:4: has no valid email ('not-an-address'); skipped",
+        "leads.csv:4: has no valid email ('not-an-address': "
+        "an email address must have an @-sign); skipped",
         "leads.csv:5: repeats Ada@Example.com (line 2 kept)",
         "leads.csv:7: repeats BOB@example.com (line 3 kept)",
     ]

@@ -34,7 +34,7 @@ def test_plan_without_a_ledger_stages_in_a_scratch_ledger(write_config: Writer) 
     )
     assert [row.email for row in leads.added] == ["ada@example.com", "bo@example.com"]
     assert list(leads.problems) == [
-        "leads.csv:3: has no valid email ('bad'); skipped",
+        "leads.csv:3: has no valid email ('bad': an email address must have an @-sign); skipped",
         "leads.csv:4: repeats ADA@example.com (line 2 kept)",
     ]
     assert not Path("state").exists()
@@ -52,7 +52,7 @@ def test_leads_apply_before_removed_campaigns(write_config: Writer, tmp_path: Pa
     state = reconciler.apply(plan, StateFile(), NOW)
     assert ledger.lead_count("beta") == 2
     assert ledger.lead_problems("beta") == [
-        "beta.csv:3: has no valid email ('bad'); skipped",
+        "beta.csv:3: has no valid email ('bad': an email address must have an @-sign); skipped",
         "beta.csv:4: repeats ADA@example.com (line 2 kept)",
     ]
     write_config()

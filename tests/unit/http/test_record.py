@@ -1,0 +1,37 @@
+"""What a followed link records, for a lead named by another spelling of its address."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailopsd.config.leads import LeadRow
+from mailopsd.http import record
+from mailopsd.http.tokens import Claims
+from mailopsd.state.ledger import Ledger
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+
+
+def test_a_link_naming_an_old_spelling_unsubscribes_the_lead(tmp_path: Path) -> None:
+    """A link mailed under an IDN's Unicode spelling stops and suppresses its A-label lead."""
+    ledger = Ledger.open(tmp_path)
+    with ledger.transaction():
+        ledger.put_campaign("acme", "default", {"name": "ACME"}, NOW)
+        ledger.import_leads(
+            "acme",
+            account="default",
+            digest="d",
+            upserts=[LeadRow("a@xn--bcher-kva.de", {}, "h", 2)],
+            removals=[],
+            now=NOW,
+        )
+    claims = Claims("acme", "a@bücher.de")
+    assert record.unsubscribe(ledger, claims, NOW) == record.Unsubscribed.DONE
+    assert record.record_open(ledger, claims, NOW)
+    lead = ledger.lead("acme", "a@xn--bcher-kva.de")
+    assert lead is not None
+    assert (lead.state, lead.stop_reason) == ("stopped", "unsubscribed")
+    assert ledger.suppression("default", "a@xn--bcher-kva.de") == record.SUPPRESSION_REASON
+    assert ledger.opens("acme", "a@xn--bcher-kva.de") is not None
+    ledger.close()
