@@ -1438,7 +1438,7 @@ class Ledger:
             message_ids: The Message-IDs a message refers to.
             senders: The ``(campaign, credential)`` pairs whose sends may match: a
                 message read from one mailbox speaks only of the sends made from it.
-            email: Only a send to this address (leads' addresses are lower case).
+            email: Only a send to this address, in any spelling (see ``key_of``).
         """
         ids = [m for m in message_ids if m]
         if not ids:
@@ -1451,7 +1451,7 @@ class Ledger:
             "AND json_extract(value, '$[1]') = credential_id) ORDER BY id DESC LIMIT 1",
             {
                 "ids": json.dumps(ids),
-                "email": email.lower() if email is not None else None,
+                "email": addresses.key_of(email) if email is not None else None,
                 "senders": json.dumps([list(pair) for pair in senders]),
             },
         ).fetchone()
