@@ -95,7 +95,8 @@ class TestValidate:
         """Without PATH or $MAILOPSD_CONFIG, ./config is used."""
         monkeypatch.delenv("MAILOPSD_CONFIG", raising=False)
         Path("config").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="config/main.yaml")
+        Path("leads.csv").rename("config/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="config/main.yaml")
         assert cli.main(["validate", "--allow-plaintext-secrets"]) == 0
         assert capsys.readouterr().out.startswith("ok: 1 campaign")
 
