@@ -657,6 +657,7 @@ class _CampaignFiles:
             return
         try:
             variables = templates.template_variables(source)
+            templates.check_render(source, variables)
         except templates.TemplateError as err:
             self._issue(["sequence", index, name], str(err))
             return

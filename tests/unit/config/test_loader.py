@@ -469,3 +469,34 @@ class TestReferencedFiles:
             "c.yaml:19:22: campaigns.acme-q4.smtp_credentials.primary.tls_ca_file: "
             "CA file /dev/zero is a character device, not a regular file; give a file"
         ]
+
+
+_HUGE = (
+    "the template would make a text of 3,000,000,000 characters, over the limit of "
+    "2,097,152 characters: make the template or what it repeats shorter"
+)
+
+
+class TestTemplateLimits:
+    """validate finds a template that makes a text over the limit whatever the leads hold."""
+
+    def test_huge_repetition_in_a_body(self, write_config: Writer) -> None:
+        """{{ 'x' * 3000000000 }} as a body is a config error located at the body."""
+        path = write_config(replace=('body: "Following up"', "body: \"{{ 'x' * 3000000000 }}\""))
+        assert errors_of(path) == [f"c.yaml:9:15: campaigns.acme-q4.sequence.1.body: {_HUGE}"]
+
+    def test_huge_repetition_in_a_subject(self, write_config: Writer) -> None:
+        """A subject that repeats a text past the limit is located at the subject."""
+        path = write_config(
+            replace=(
+                '"Quick question, {{ first_name }}"',
+                "\"{{ first_name }}{{ 'x' * 3000000000 }}\"",
+            )
+        )
+        assert errors_of(path) == [f"c.yaml:6:18: campaigns.acme-q4.sequence.0.subject: {_HUGE}"]
+
+    def test_huge_repetition_in_a_body_file(self, write_config: Writer) -> None:
+        """A body_file that repeats a text past the limit is located at the body_file."""
+        Path("step2.txt").write_text("{{ 'x' * 3000000000 }}\n")
+        path = write_config(replace=('body: "Following up"', "body_file: step2.txt"))
+        assert errors_of(path) == [f"c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: {_HUGE}"]
