@@ -5,7 +5,9 @@ sorted order and merged by top-level key; campaigns and api keys merge by id, an
 other key (``http``) is given in one file only. Every problem found is
 collected into one ``ConfigError`` whose issues point into the files
 (``file:line:col: path: message``). Positions are recovered only when there is an error
-to show, by composing the offending file again.
+to show, by composing the offending file again. Every file the config names (leads, body
+templates, CA files) and every file of a config directory is read through
+:mod:`mailopsd.config.confined`: inside the config tree, a regular file, bounded.
 """
 
 from __future__ import annotations
