@@ -16,7 +16,6 @@ Reading stops with an error past the limit even if the file grows after it was o
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
@@ -116,14 +115,20 @@ def _check_opened(fd: int, path: Path, root: Path | None, *, what: str, limit_by
         raise RefusedFileError(f"{what} {path} is not a regular file; give a file")
     if info.st_size > limit_bytes:
         raise _too_large(path, what=what, limit_bytes=limit_bytes)
-    if root is not None:
-        with contextlib.suppress(OSError):  # no /proc: the name was checked, that must do
-            opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
-            if not opened.is_relative_to(root):
-                raise RefusedFileError(
-                    f"{what} {path} was replaced while it was opened and now leads outside "
-                    f"the config directory {root}; check what changes it"
-                )
+    if root is not None and not _is_opened_inside(fd, root):
+        raise RefusedFileError(
+            f"{what} {path} was replaced while it was opened and now leads outside "
+            f"the config directory {root}; check what changes it"
+        )
+
+
+def _is_opened_inside(fd: int, root: Path) -> bool:
+    """Whether the file open as ``fd`` is inside ``root``, as ``/proc`` names it."""
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:  # no /proc: the resolved name was checked, that must do
+        return True
+    return opened.is_relative_to(root)
 
 
 def _too_large(path: Path, *, what: str, limit_bytes: int) -> RefusedFileError:
