@@ -58,7 +58,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"warning: {note}", file=sys.stderr)
     for campaign_id in loaded.config.campaigns:
         path = loaded.leads_path(campaign_id)
-        for problem in read_leads(path, str(path)).problems:
+        for problem in read_leads(path, str(path), root=loaded.root).problems:
             print(f"warning: {problem}", file=sys.stderr)
     print(f"ok: {loaded.summary()}")
     return EXIT_OK

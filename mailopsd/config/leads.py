@@ -7,6 +7,10 @@ first row. An address is the lead's key in its campaign in its one normal form (
 in A-labels, lower case), so two spellings of one mailbox are one lead; the row's
 ``email`` column holds that form too, as templates see it.
 
+Every read goes through :mod:`mailopsd.config.confined`: a leads file is a regular file
+of at most ``LEADS_MAX_BYTES``, inside the config tree when one is given, also when it is
+read again at import time, after the config was accepted.
+
 :func:`iter_leads` reads a file row by row and keeps nothing, so a file of millions of
 rows costs no more memory than one row (the ledger stages it and finds repeated
 addresses itself); :func:`read_leads` keeps every row in memory, for small files and
@@ -18,12 +22,14 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple, TextIO
 
+from mailopsd.config import confined
 from mailopsd.config.addresses import AddressError, lead_key, shown
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "file_digest",
     "first_non_utf8",
     "iter_leads",
+    "open_leads",
     "read_leads",
     "repeat_problem",
 ]
@@ -85,30 +92,52 @@ class LeadLine(NamedTuple):
     problem: str | None = None
 
 
-def file_digest(path: Path) -> str:
-    """Return the sha256 of a file's bytes."""
+def _open_binary(path: Path, root: Path | None) -> BinaryIO:
+    return confined.open_binary(path, root, what="leads file", limit_bytes=confined.LEADS_MAX_BYTES)
+
+
+def open_leads(path: Path, *, root: Path | None = None) -> TextIO:
+    """Open a leads file as text for the csv module (UTF-8, a BOM skipped).
+
+    Args:
+        path: The file.
+        root: The config tree it must be inside (``None``: anywhere).
+
+    Returns:
+        The text stream; the caller closes it.
+
+    Raises:
+        RefusedFileError: The file is outside ``root``, not a regular file or too large.
+        OSError: The file cannot be opened.
+    """
+    return io.TextIOWrapper(_open_binary(path, root), encoding="utf-8-sig", newline="")
+
+
+def file_digest(path: Path, *, root: Path | None = None) -> str:
+    """Return the sha256 of a leads file's bytes (``root`` as for :func:`open_leads`)."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    with _open_binary(path, root) as stream:
         while chunk := stream.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def first_non_utf8(path: Path) -> tuple[int, int] | None:
+def first_non_utf8(path: Path, *, root: Path | None = None) -> tuple[int, int] | None:
     """Find the first byte of a file that is not UTF-8, reading it a chunk at a time.
 
     Args:
         path: The file.
+        root: As for :func:`open_leads`.
 
     Returns:
         The line (1-based) and value of that byte, or ``None`` if the file is UTF-8.
 
     Raises:
-        OSError: The file cannot be read.
+        OSError: The file cannot be read (``RefusedFileError``: see :func:`open_leads`).
     """
     line = 1
     pending = b""
-    with path.open("rb") as stream:
+    with _open_binary(path, root) as stream:
         while chunk := stream.read(_CHUNK):
             data = pending + chunk
             try:
@@ -153,7 +182,11 @@ _PROGRESS_EVERY = 100_000
 
 
 def iter_leads(
-    path: Path, display: str | None = None, *, progress: Progress | None = None
+    path: Path,
+    display: str | None = None,
+    *,
+    progress: Progress | None = None,
+    root: Path | None = None,
 ) -> Iterator[LeadLine]:
     """Read a leads file one row at a time, in file order, keeping none.
 
@@ -165,17 +198,18 @@ def iter_leads(
         display: How to name the file in problems (default: ``path``).
         progress: Called with the file's name, the rows read so far and whether it is
             done, every 100,000 rows and at the end (a terminal shows it).
+        root: As for :func:`open_leads`.
 
     Yields:
         Each non-blank row, usable or skipped (with its problem).
 
     Raises:
-        OSError: The file cannot be read.
+        OSError: The file cannot be read (``RefusedFileError``: see :func:`open_leads`).
         UnicodeDecodeError: The file is not UTF-8.
     """
     name = display or str(path)
     rows = 0
-    with path.open(encoding="utf-8-sig", newline="") as stream:
+    with open_leads(path, root=root) as stream:
         reader = csv.reader(stream)
         header = [column.strip() for column in next(reader, [])]
         end = reader.line_num
@@ -206,7 +240,11 @@ def iter_leads(
 
 
 def read_leads(
-    path: Path, display: str | None = None, *, progress: Progress | None = None
+    path: Path,
+    display: str | None = None,
+    *,
+    progress: Progress | None = None,
+    root: Path | None = None,
 ) -> LeadsRead:
     """Read a whole leads file into memory.
 
@@ -214,18 +252,19 @@ def read_leads(
         path: The CSV file (UTF-8, a BOM allowed).
         display: How to name the file in problems (default: ``path``).
         progress: As for :func:`iter_leads`.
+        root: As for :func:`open_leads`.
 
     Returns:
         The rows by key (the normal form of the address), and one problem line per
         skipped row.
 
     Raises:
-        OSError: The file cannot be read.
+        OSError: The file cannot be read (``RefusedFileError``: see :func:`open_leads`).
         UnicodeDecodeError: The file is not UTF-8.
     """
     read = LeadsRead()
     name = display or str(path)
-    for lead in iter_leads(path, display, progress=progress):
+    for lead in iter_leads(path, display, progress=progress, root=root):
         if lead.problem is not None:
             read.problems.append(lead.problem)
         elif lead.email in read.rows:

@@ -5,7 +5,9 @@ sorted order and merged by top-level key; campaigns and api keys merge by id, an
 other key (``http``) is given in one file only. Every problem found is
 collected into one ``ConfigError`` whose issues point into the files
 (``file:line:col: path: message``). Positions are recovered only when there is an error
-to show, by composing the offending file again.
+to show, by composing the offending file again. Every file the config names (leads, body
+templates, CA files) and every file of a config directory is read through
+:mod:`mailopsd.config.confined`: inside the config tree, a regular file, bounded.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import Node
 
 from mailopsd import goyaml, secrets
-from mailopsd.config import leads, templates
+from mailopsd.config import confined, leads, templates
 from mailopsd.config.models import IMAP_FIELDS, SECRET_FIELDS, Campaign, Config, describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
@@ -83,6 +85,7 @@ class LoadedConfig:
         campaign_files: The file each campaign is defined in.
         leads_columns: Each campaign's leads file columns, in order.
         bodies: Each step's body template text, by ``(campaign id, step index)``.
+        root: The config tree (resolved): every file the config names is inside it.
         notes: What is valid but worth a warning, each located in a file.
     """
 
@@ -92,6 +95,7 @@ class LoadedConfig:
     campaign_files: Mapping[str, Path]
     leads_columns: Mapping[str, tuple[str, ...]]
     bodies: Mapping[tuple[str, int], str]
+    root: Path
     notes: tuple[ConfigIssue, ...] = ()
 
     def leads_path(self, campaign_id: str) -> Path:
@@ -230,27 +234,37 @@ class LoadCache:
         )
 
 
-def _read_cached(path: Path, options: LoadOptions, cache: LoadCache | None) -> _Source:
-    """Read a file, or return it as read before when its bytes did not change."""
-    if cache is None or path in options.plaintext:
-        return _read_source(path, options)
+def _read_config_file(path: Path, root: Path | None) -> bytes:
+    """Read a config file: a regular file of bounded size, inside ``root`` when given."""
     try:
-        raw = path.read_bytes()
+        return confined.read_bytes(
+            path, root, what="config file", limit_bytes=confined.CONFIG_MAX_BYTES
+        )
+    except confined.RefusedFileError as err:
+        raise ConfigError([_whole_file(path, str(err))]) from err
     except OSError as err:
         raise ConfigError([_whole_file(path, f"cannot read: {err.strerror}")]) from err
+
+
+def _read_cached(
+    path: Path, options: LoadOptions, cache: LoadCache | None, root: Path | None
+) -> _Source:
+    """Read a file, or return it as read before when its bytes did not change."""
+    if cache is None or path in options.plaintext:
+        return _read_source(path, options, root=root)
+    raw = _read_config_file(path, root)
     kept = cache.sources.get(path)
     if kept is None or kept.raw != raw:
         kept = cache.sources[path] = _read_source(path, options, raw)
     return kept
 
 
-def _read_source(path: Path, options: LoadOptions, raw: bytes | None = None) -> _Source:
+def _read_source(
+    path: Path, options: LoadOptions, raw: bytes | None = None, *, root: Path | None = None
+) -> _Source:
     override = options.plaintext.get(path)
-    try:
-        if raw is None:
-            raw = path.read_bytes() if override is None else override.encode()
-    except OSError as err:
-        raise ConfigError([_whole_file(path, f"cannot read: {err.strerror}")]) from err
+    if raw is None:
+        raw = _read_config_file(path, root) if override is None else override.encode()
     source = _Source(path=path, raw=raw, text=_decode(path, raw))
     try:
         parsed = goyaml.parse_yaml(source.text)
@@ -539,22 +553,25 @@ def _non_ascii_logins(config: Config, merge: _Merge) -> list[ConfigIssue]:
     return notes
 
 
-def _read_leads_columns(path: Path) -> tuple[str, ...]:
+def _read_leads_columns(path: Path, root: Path) -> tuple[str, ...]:
     """Return the header row of a leads CSV file, checking that all of it is UTF-8.
 
     The rows are read only when the leads are imported, after the config is accepted:
     a byte that is not UTF-8 in any row must make the config invalid here.
 
     Raises:
-        ValueError: The file cannot be read, is not UTF-8 or has no usable header (the
-            text says why).
+        ValueError: The file cannot be read, is outside the config tree, is not a
+            regular file, is too large, is not UTF-8 or has no usable header (the text
+            says why).
     """
     try:
-        not_utf8 = leads.first_non_utf8(path)
-        with path.open(encoding="utf-8-sig", newline="") as stream:
+        not_utf8 = leads.first_non_utf8(path, root=root)
+        with leads.open_leads(path, root=root) as stream:
             header = next(csv.reader(stream), None) if not_utf8 is None else None
     except FileNotFoundError as err:
         raise ValueError(f"leads file {path} not found") from err
+    except confined.RefusedFileError as err:
+        raise ValueError(str(err)) from err
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"cannot read leads file {path}: {err}") from err
     if not_utf8 is not None:
@@ -584,6 +601,7 @@ class _CampaignFiles:
     issues: list[ConfigIssue]
     bodies: dict[tuple[str, int], str]
     body_files: list[bytes]
+    root: Path
 
     def _issue(self, loc: Loc, message: str) -> None:
         self.issues.append(self.source.issue(["campaigns", self.campaign_id, *loc], message))
@@ -592,17 +610,18 @@ class _CampaignFiles:
         path = self.source.path.parent / self.campaign.leads
         try:
             if cache is None:
-                return _read_leads_columns(path)
-            stat = path.stat()
+                return _read_leads_columns(path, self.root)
+            # Checked every time: a symlink may now lead elsewhere with the same stamp.
+            stat = confined.confine(path, self.root, what="leads file").stat()
             stamp = (stat.st_mtime_ns, stat.st_size)
             kept = cache.columns.get(path)
             if kept is None or kept[0] != stamp:
-                kept = cache.columns[path] = (stamp, _read_leads_columns(path))
+                kept = cache.columns[path] = (stamp, _read_leads_columns(path, self.root))
             return kept[1]
         except FileNotFoundError:
             self._issue(["leads"], f"leads file {path} not found")
             return None
-        except ValueError as err:
+        except (ValueError, confined.RefusedFileError) as err:
             self._issue(["leads"], str(err))
             return None
 
@@ -612,14 +631,47 @@ class _CampaignFiles:
             return step.body
         path = self.source.path.parent / str(step.body_file)
         try:
-            raw = path.read_bytes()
+            raw = confined.read_bytes(
+                path, self.root, what="template file", limit_bytes=confined.BODY_MAX_BYTES
+            )
             text = raw.decode("utf-8")
+        except confined.RefusedFileError as err:
+            self._issue(["sequence", index, "body_file"], str(err))
+            return None
         except (OSError, UnicodeDecodeError) as err:
             reason = "not found" if isinstance(err, FileNotFoundError) else f"unreadable: {err}"
             self._issue(["sequence", index, "body_file"], f"template file {path} {reason}")
             return None
         self.body_files.append(raw)
         return text
+
+    def check_ca_files(self) -> None:
+        """Check that each CA file the credentials name is a regular file of bounded size.
+
+        A relative path must stay inside the tree, as every other; an absolute one may
+        name a system bundle (``/etc/ssl/certs/ca-certificates.crt``): a CA file is only
+        ever parsed by OpenSSL as certificates, never sent, logged or shown.
+        """
+        for credential_id, credential in self.campaign.smtp_credentials.items():
+            for name in ("tls_ca_file", "imap_tls_ca_file"):
+                given = getattr(credential, name)
+                if given is None:
+                    continue
+                path = self.source.path.parent / given
+                root = None if Path(given).is_absolute() else self.root
+                try:
+                    confined.check_file(
+                        path, root, what="CA file", limit_bytes=confined.CA_MAX_BYTES
+                    )
+                except FileNotFoundError:
+                    message = f"CA file {path} not found"
+                except confined.RefusedFileError as err:
+                    message = str(err)
+                except OSError as err:
+                    message = f"cannot read CA file {path}: {err.strerror}"
+                else:
+                    continue
+                self._issue(["smtp_credentials", credential_id, name], message)
 
     def check(self, columns: tuple[str, ...] | None) -> None:
         for index, step in enumerate(self.campaign.sequence):
@@ -637,6 +689,7 @@ class _CampaignFiles:
             return
         try:
             variables = templates.template_variables(source)
+            templates.check_render(source, variables)
         except templates.TemplateError as err:
             self._issue(["sequence", index, name], str(err))
             return
@@ -653,10 +706,13 @@ class _CampaignFiles:
 def _read_sources(
     path: Path, merge: _Merge, options: LoadOptions, cache: LoadCache | None
 ) -> list[_Source]:
+    # The files of a directory must be inside it; a file named on the command line is
+    # the operator's choice, wherever it is.
+    root = confined.tree_root(path) if path.is_dir() else None
     sources: list[_Source] = []
     for file in config_files(path):
         try:
-            sources.append(_read_cached(file, options, cache))
+            sources.append(_read_cached(file, options, cache, root))
         except ConfigError as err:
             merge.issues.extend(err.issues)
     if not sources:
@@ -745,6 +801,7 @@ def load_config(
 
 def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedConfig:
     merge = _Merge()
+    root = confined.tree_root(path)
     sources = _read_sources(path, merge, options, cache)
     for source in sources:
         merge.issues.extend(
@@ -762,9 +819,12 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
     columns: dict[str, tuple[str, ...]] = {}
     for campaign_id, campaign in config.campaigns.items():
         source = merge.source_for(["campaigns", campaign_id])
-        checker = _CampaignFiles(campaign_id, campaign, source, merge.issues, bodies, body_files)
+        checker = _CampaignFiles(
+            campaign_id, campaign, source, merge.issues, bodies, body_files, root
+        )
         found = checker.columns(cache)
         checker.check(found)
+        checker.check_ca_files()
         if found is not None:
             columns[campaign_id] = found
     if merge.issues:
@@ -776,5 +836,6 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         campaign_files={cid: merge.source_for(["campaigns", cid]).path for cid in config.campaigns},
         leads_columns=columns,
         bodies=bodies,
+        root=root,
         notes=tuple(_non_ascii_logins(config, merge)),
     )

@@ -498,7 +498,9 @@ class Step(_Model):
     )
     body: Text | None = Field(default=None, description="Body template (Jinja2), plain text.")
     body_file: Text | None = Field(
-        default=None, description="Path of a body template file, relative to the config file."
+        default=None,
+        description="Path of a body template file, relative to the config file, inside the "
+        "config directory (symlinks included); a regular file of at most 1 MiB.",
     )
     delay: PeriodValue | None = Field(
         default=None, description="Wait after the previous step was sent; not on step 1."
@@ -575,7 +577,8 @@ class Credential(_Model):
     )
     imap_tls_ca_file: Text | None = Field(
         default=None,
-        description="PEM file of the CA that signs a private IMAP server's certificate.",
+        description="PEM file of the CA that signs a private IMAP server's certificate: a "
+        "relative path inside the config directory, or an absolute one; at most 4 MiB.",
     )
     imap_folders: Folders = Field(
         default=("INBOX",), description="Folders polled for replies and bounces."
@@ -605,7 +608,9 @@ class Credential(_Model):
         default="auto", description="auto picks by port: 465 implicit, else STARTTLS."
     )
     tls_ca_file: Text | None = Field(
-        default=None, description="PEM file of the CA that signs a private server's certificate."
+        default=None,
+        description="PEM file of the CA that signs a private server's certificate: a "
+        "relative path inside the config directory, or an absolute one; at most 4 MiB.",
     )
     reenabled_at: Timestamp | None = Field(
         default=None, description="Set by a person to re-enable after an auto-disable."
@@ -696,7 +701,10 @@ class Campaign(_Model):
     send_window: SendWindow | None = Field(
         default=None, description="When sends may happen; absent: any time."
     )
-    leads: Text = Field(description="CSV file of leads, relative to the config file.")
+    leads: Text = Field(
+        description="CSV file of leads, relative to the config file, inside the config "
+        "directory (symlinks included); a regular file of at most 1 GiB."
+    )
     sequence: Annotated[tuple[Step, ...], AfterValidator(_sequence)] = Field(
         min_length=1, description="The steps, in order."
     )

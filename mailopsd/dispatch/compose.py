@@ -43,13 +43,13 @@ from urllib.parse import quote, urlsplit
 import jinja2
 from jinja2 import nodes
 
+from mailopsd.config import templates
 from mailopsd.config.models import Campaign, Credential, Http
-from mailopsd.config.templates import make_environment
 from mailopsd.http import tokens
 
 __all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings"]
 
-_ENVIRONMENT = make_environment()
+_ENVIRONMENT = templates.make_environment()
 _FOLD_AT = 78
 _MAX_LINE = 998  # RFC 5322 2.1.1: a line of a message, CRLF excluded
 # Line breaks and the other control characters (Unicode Cc, line and paragraph separators);
@@ -177,7 +177,10 @@ def _render(source: str, fields: Mapping[str, str], what: str) -> str:
     parts = _plain(source)
     if parts is not None and all(field in fields for is_name, field in parts if is_name):
         # What Jinja would print, without building a render context for every message.
-        return "".join(str(fields[text]) if is_name else text for is_name, text in parts)
+        texts = [str(fields[text]) if is_name else text for is_name, text in parts]
+        if sum(map(len, texts)) > templates.MAX_TEXT_CHARS:
+            raise ComposeError(f"{what}: {templates.limit_message(sum(map(len, texts)))}")
+        return "".join(texts)
     try:
         return _compiled(source).render(**fields)
     except jinja2.TemplateError as err:

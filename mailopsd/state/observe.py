@@ -21,6 +21,7 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import TypeVar, cast
 
+from mailopsd.config.confined import RefusedFileError, confine
 from mailopsd.config.leads import Progress, file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
@@ -87,12 +88,12 @@ def _fingerprint(credential: Credential, key: bytes) -> dict[str, object]:
     return snapshot
 
 
-def _leads_digest(path: Path, cache: DigestCache) -> str:
-    stat = path.stat()
+def _leads_digest(path: Path, cache: DigestCache, root: Path) -> str:
+    stat = confine(path, root, what="leads file").stat()
     cached = cache.get(path)
     if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
         return cached[2]
-    digest = file_digest(path)
+    digest = file_digest(path, root=root)
     cache[path] = (stat.st_mtime_ns, stat.st_size, digest)
     return digest
 
@@ -165,7 +166,9 @@ def build_desired(
             reenabled[campaign_id, credential_id] = credential.reenabled_at
         path = loaded.leads_path(campaign_id)
         try:
-            digest = _leads_digest(path, cache)
+            digest = _leads_digest(path, cache, loaded.root)
+        except RefusedFileError as err:
+            raise StateError(str(err)) from err
         except OSError as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
         leads[campaign_id] = LeadsFile(path=str(campaign.leads), digest=digest)
@@ -238,9 +241,11 @@ def leads_changes(
         try:
             stage = ledger.stage_leads(
                 campaign_id,
-                iter_leads(path, campaign.leads, progress=progress),
+                iter_leads(path, campaign.leads, progress=progress, root=loaded.root),
                 name=campaign.leads,
             )
+        except RefusedFileError as err:
+            raise StateError(str(err)) from err
         except (OSError, UnicodeDecodeError) as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
         added, updated, removed, problems = ledger.staged_changes(stage)

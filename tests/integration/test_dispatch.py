@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mailopsd import cli
 from mailopsd.config.loader import LoadOptions
@@ -585,3 +586,61 @@ def test_a_silent_server_never_starves_the_watchdog(tmp_path: Path, hung_imap: H
     finally:
         daemon.close()
         notify.close()
+
+
+def _edit_config(path: Path, edit: Any) -> None:
+    """Load the YAML at ``path``, let ``edit`` change it, write it back."""
+    data = yaml.safe_load(path.read_text())
+    edit(data["campaigns"]["camp"])
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_body_file_out_of_the_tree_sends_nothing(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A body_file leading out of the config directory (the age key) stops run with a
+    located config error; nothing is sent and nothing of the file is shown."""
+    config = tmp_path / "config"
+    config.mkdir()
+    (tmp_path / "age-key.txt").write_text("AGE-SECRET-KEY-1NEVERSHOWNNORSENT\n")
+    path = write_campaign(config, {"a": credential(smtp_server, "ada")}, steps=1)
+    _edit_config(
+        path, lambda camp: camp.update(sequence=[{"subject": "Hi", "body_file": "../age-key.txt"}])
+    )
+    code = run_once(path, tmp_path / "state", "2026-11-23T10:00:00Z")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert smtp_server.handler.messages == []
+    assert (
+        f"campaigns.camp.sequence.0.body_file: template file {config}/../age-key.txt is "
+        f"outside the config directory {config.resolve()}"
+    ) in err
+    assert "AGE-SECRET-KEY" not in err
+
+
+def test_template_over_the_limit_fails_only_its_lead(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """A template that makes a text over the limit for one lead fails that lead alone; the
+    other leads are sent in the same run."""
+    leads = ["bomb@example.net,Bomb", "ok1@example.net,Ok", "ok2@example.net,Ok"]
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=leads, steps=1)
+    bomb = "{{ 'x' * (10000000 if first_name == 'Bomb' else 1) }}"
+    _edit_config(path, lambda camp: camp["sequence"][0].update(body=bomb))
+    state = tmp_path / "state"
+    assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages) == [
+        "ok1@example.net",
+        "ok2@example.net",
+    ]
+    ledger = Ledger.open(state)
+    try:
+        lead = ledger.lead("camp", "bomb@example.net")
+    finally:
+        ledger.close()
+    assert lead is not None
+    assert lead.state == "failed"
+    assert lead.last_error == (
+        "step 1 body: the template would make a text of 10,000,000 characters, over the "
+        "limit of 2,097,152 characters: make the template or what it repeats shorter"
+    )

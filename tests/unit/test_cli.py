@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd import __version__, cli
-from tests.configs import BASE, CANARY, CANARY_NON_ASCII, Writer, traces_in
+from tests.configs import BASE, CANARY, CANARY_NON_ASCII, LEADS, Writer, traces_in
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "campaigns.example.yaml"
@@ -95,7 +95,8 @@ class TestValidate:
         """Without PATH or $MAILOPSD_CONFIG, ./config is used."""
         monkeypatch.delenv("MAILOPSD_CONFIG", raising=False)
         Path("config").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="config/main.yaml")
+        Path("leads.csv").rename("config/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="config/main.yaml")
         assert cli.main(["validate", "--allow-plaintext-secrets"]) == 0
         assert capsys.readouterr().out.startswith("ok: 1 campaign")
 
@@ -188,3 +189,38 @@ def test_installed_command_validates_example(tmp_path: Path) -> None:
         "ok: 1 campaign, 2 credentials (1 with reply detection); "
         "http on 127.0.0.1:8025 for https://mail.example.com, 1 API key\n"
     )
+
+
+def test_validate_shows_a_template_over_the_limit(
+    write_config: Writer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate reports {{ 'x' * 3000000000 }} as one located line and exits 1."""
+    path = write_config(BASE.replace('body: "Following up"', "body: \"{{ 'x' * 3000000000 }}\""))
+    assert cli.main(["validate", str(path), "--allow-plaintext-secrets"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "c.yaml:9:15: campaigns.acme-q4.sequence.1.body: the template would make a text of "
+        "3,000,000,000 characters, over the limit of 2,097,152 characters: make the template "
+        "or what it repeats shorter",
+        "invalid: 1 error",
+    ]
+
+
+def test_validate_shows_a_body_file_out_of_the_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """validate reports a body_file reaching the age key as one located line, key unshown."""
+    config = tmp_path / "config"
+    config.mkdir()
+    monkeypatch.chdir(config)
+    (tmp_path / "age-key.txt").write_text("AGE-SECRET-KEY-1NEVERSHOWN\n")
+    Path("leads.csv").write_text(LEADS)
+    Path("c.yaml").write_text(BASE.replace('body: "Following up"', "body_file: ../age-key.txt"))
+    assert cli.main(["validate", ".", "--allow-plaintext-secrets"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: template file ../age-key.txt is "
+        f"outside the config directory {config.resolve()}; put the file in that directory or "
+        "below it and give its path relative to the config file",
+        "invalid: 1 error",
+    ]
+    assert "AGE-SECRET-KEY" not in out + err

@@ -455,3 +455,22 @@ class TestHeaderText:
         """An address too long for one header line fails the lead rather than breaking SMTP."""
         with pytest.raises(ComposeError, match=r"To header.*998"):
             _compose(address="x" * 1200 + "@example.net")
+
+
+def test_a_text_over_the_limit_fails_only_that_lead() -> None:
+    """A template that makes a huge text for one lead's values fails that lead, not others."""
+    body = "{{ 'x' * (30000000 if first_name == 'Bomb' else 2) }}"
+    assert b"xx" in _compose(body=body).data
+    with pytest.raises(ComposeError) as caught:
+        _compose(body=body, fields={"first_name": "Bomb", "email": "jo@example.net"})
+    assert str(caught.value) == (
+        "step 1 body: the template would make a text of 30,000,000 characters, over the "
+        "limit of 2,097,152 characters: make the template or what it repeats shorter"
+    )
+
+
+def test_plain_template_with_long_values_is_capped() -> None:
+    """A template of only names is capped too, when the leads' values make it too long."""
+    body = "{{ first_name }}" * 20
+    with pytest.raises(ComposeError, match=r"^step 1 body: the template would make a text of"):
+        _compose(body=body, fields={"first_name": "y" * 200_000, "email": "jo@example.net"})

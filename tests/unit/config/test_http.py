@@ -317,7 +317,7 @@ SECOND = """\
 campaigns:
   beta:
     name: Beta
-    leads: ../leads.csv
+    leads: leads.csv
     sequence:
       - {subject: Hello, body: Hi}
     smtp_credentials:
@@ -331,7 +331,8 @@ class TestMerging:
 
     def _directory(self, write_config: Writer, http_file: str) -> Path:
         Path("conf").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/10-acme.yaml")
+        Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="conf/10-acme.yaml")
         write_config(http_file, name="conf/20-http.yaml")
         return Path("conf")
 
@@ -396,7 +397,8 @@ class TestSigningKeyInClear:
     def test_refused_in_its_own_file(self, write_config: Writer) -> None:
         """A clear signing key is refused with the command that encrypts its file."""
         Path("conf").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/10-acme.yaml")
+        Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="conf/10-acme.yaml")
         write_config(_http(), name="conf/20-http.yaml")
         with pytest.raises(ConfigError) as caught:
             load_config(Path("conf"), LoadOptions())

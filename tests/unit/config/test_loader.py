@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,9 @@ class TestDirectories:
     def test_merges_campaigns_from_several_files(self, write_config: Writer) -> None:
         """Campaigns from every config file are merged; other files are ignored."""
         Path("conf").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/10-acme.yaml")
-        write_config(SECOND.replace("leads.csv", "../leads.csv"), name="conf/20-beta.yml")
+        Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="conf/10-acme.yaml")
+        write_config(SECOND, name="conf/20-beta.yml")
         Path("conf/notes.txt").write_text("not config")
         Path("conf/.sops.yaml").write_text("creation_rules: []\n")
         loaded = loads(Path("conf"))
@@ -42,9 +44,10 @@ class TestDirectories:
     def test_campaign_defined_twice_names_both_places(self, write_config: Writer) -> None:
         """The same campaign id in two files is an error naming both places."""
         Path("conf").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/a.yaml")
+        Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="conf/a.yaml")
         write_config(
-            "# the same campaign again\n" + BASE.replace("leads.csv", "../leads.csv"),
+            "# the same campaign again\n" + BASE,
             name="conf/b.yaml",
         )
         assert errors_of(Path("conf")) == [
@@ -154,10 +157,11 @@ class TestBadFiles:
     def test_every_error_is_reported(self, write_config: Writer) -> None:
         """Errors in several places and files are all reported, sorted by position."""
         Path("conf").mkdir()
+        Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
         write_config(
-            BASE.replace("leads.csv", "../leads.csv")
-            .replace("smtp_port: 587", "smtp_port: 0")
-            .replace("daily_limit: 100", "daily_limit: -5"),
+            BASE.replace("smtp_port: 587", "smtp_port: 0").replace(
+                "daily_limit: 100", "daily_limit: -5"
+            ),
             name="conf/a.yaml",
         )
         write_config("campaigns: [\n", name="conf/b.yaml")
@@ -270,8 +274,9 @@ class TestReloadCache:
 
     def _setup(self, write_config: Writer) -> Path:
         Path("conf").mkdir()
-        write_config(BASE.replace("leads.csv", "../leads.csv"), name="conf/10-acme.yaml")
-        write_config(SECOND.replace("leads.csv", "../leads.csv"), name="conf/20-beta.yml")
+        Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
+        write_config(BASE, name="conf/10-acme.yaml")
+        write_config(SECOND, name="conf/20-beta.yml")
         return Path("conf")
 
     def test_unchanged_files_are_kept_changed_ones_read(self, write_config: Writer) -> None:
@@ -305,6 +310,193 @@ class TestReloadCache:
         conf = self._setup(write_config)
         cache = LoadCache()
         load_config(conf, PLAINTEXT_OK, cache=cache)
-        Path("leads.csv").write_text("email,first_name,company,city\ngrace@example.com,G,N,P\n")
+        (conf / "leads.csv").write_text("email,first_name,company,city\ngrace@example.com,G,N,P\n")
         loaded = load_config(conf, PLAINTEXT_OK, cache=cache)
         assert loaded.leads_columns["beta"] == ("email", "first_name", "company", "city")
+
+
+KEY_TEXT = "# public key: age1demo\nAGE-SECRET-KEY-1SHOULDNEVERBEREAD\n"
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config directory ``config/`` (the cwd, holding leads.csv) next to an age key."""
+    directory = tmp_path / "config"
+    directory.mkdir()
+    monkeypatch.chdir(directory)
+    (directory / "leads.csv").write_text(LEADS)
+    (tmp_path / "age-key.txt").write_text(KEY_TEXT)
+    return directory
+
+
+def _write_in(tree: Path, old: str, new: str) -> Path:
+    """Write BASE, with ``old`` replaced by ``new``, as c.yaml in ``tree``."""
+    assert old in BASE
+    (tree / "c.yaml").write_text(BASE.replace(old, new, 1))
+    return tree
+
+
+_BODY = ('body: "Following up"', "body_file: {}")
+_BODY_AT = "c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file"
+_LEADS = ("leads: leads.csv", "leads: {}")
+_LEADS_AT = "c.yaml:4:12: campaigns.acme-q4.leads"
+
+
+class TestReferencedFiles:
+    """Files a config names are read only from inside its directory, regular and bounded."""
+
+    @staticmethod
+    def _outside(tree: Path, given: str, what: str, *, via: str = "") -> str:
+        return (
+            f"{what} {given} is outside the config directory {tree}{via}; put the file in "
+            "that directory or below it and give its path relative to the config file"
+        )
+
+    def test_body_file_dotdot_escape(self, tree: Path) -> None:
+        """A body_file reaching out of the tree with .. (the age key) is a located error."""
+        _write_in(tree, _BODY[0], _BODY[1].format("../age-key.txt"))
+        errors = errors_of(Path())
+        assert errors == [f"{_BODY_AT}: {self._outside(tree, '../age-key.txt', 'template file')}"]
+        assert "AGE-SECRET-KEY" not in "".join(errors)
+
+    def test_body_file_absolute_path(self, tree: Path) -> None:
+        """An absolute body_file outside the tree is a located error."""
+        key = tree.parent / "age-key.txt"
+        _write_in(tree, _BODY[0], _BODY[1].format(key))
+        assert errors_of(Path()) == [
+            f"{_BODY_AT}: {self._outside(tree, str(key), 'template file')}"
+        ]
+
+    def test_body_file_symlink_out_of_the_tree(self, tree: Path) -> None:
+        """A body_file that is a symlink leading out of the tree is a located error."""
+        (tree / "step2.txt").symlink_to(tree.parent / "age-key.txt")
+        _write_in(tree, _BODY[0], _BODY[1].format("step2.txt"))
+        via = f" (it leads to {tree.parent / 'age-key.txt'})"
+        assert errors_of(Path()) == [
+            f"{_BODY_AT}: {self._outside(tree, 'step2.txt', 'template file', via=via)}"
+        ]
+
+    def test_symlink_inside_the_tree_is_fine(self, tree: Path) -> None:
+        """Symlinks that resolve inside the tree are followed as before."""
+        (tree / "templates").mkdir()
+        (tree / "templates" / "real.txt").write_text("Hi {{ first_name }}\n")
+        (tree / "step2.txt").symlink_to(tree / "templates" / "real.txt")
+        (tree / "people.csv").symlink_to("leads.csv")
+        (tree / "c.yaml").write_text(
+            BASE.replace(_BODY[0], _BODY[1].format("step2.txt")).replace(
+                "leads: leads.csv", "leads: people.csv"
+            )
+        )
+        loaded = loads(Path())
+        assert loaded.bodies["acme-q4", 1] == "Hi {{ first_name }}\n"
+        assert loaded.leads_columns["acme-q4"] == ("email", "first_name", "company")
+
+    def test_body_file_dev_zero(self, tree: Path) -> None:
+        """body_file: /dev/zero is a located error, not a memory error."""
+        _write_in(tree, _BODY[0], _BODY[1].format("/dev/zero"))
+        assert errors_of(Path()) == [
+            f"{_BODY_AT}: {self._outside(tree, '/dev/zero', 'template file')}"
+        ]
+
+    def test_leads_dev_zero(self, tree: Path) -> None:
+        """leads: /dev/zero is a located error, not a hang."""
+        _write_in(tree, _LEADS[0], _LEADS[1].format("/dev/zero"))
+        assert errors_of(Path()) == [
+            f"{_LEADS_AT}: {self._outside(tree, '/dev/zero', 'leads file')}"
+        ]
+
+    def test_leads_dotdot_escape(self, tree: Path) -> None:
+        """A leads file reaching out of the tree with .. is a located error."""
+        (tree.parent / "other.csv").write_text(LEADS)
+        _write_in(tree, _LEADS[0], _LEADS[1].format("../other.csv"))
+        assert errors_of(Path()) == [
+            f"{_LEADS_AT}: {self._outside(tree, '../other.csv', 'leads file')}"
+        ]
+
+    def test_leads_fifo(self, tree: Path) -> None:
+        """A FIFO as leads file is a located error, not a blocked load."""
+        os.mkfifo(tree / "fifo.csv")
+        _write_in(tree, _LEADS[0], _LEADS[1].format("fifo.csv"))
+        assert errors_of(Path()) == [
+            f"{_LEADS_AT}: leads file fifo.csv is a FIFO, not a regular file; give a file"
+        ]
+
+    def test_leads_directory(self, tree: Path) -> None:
+        """A directory as leads file is a located error."""
+        (tree / "leads.d").mkdir()
+        _write_in(tree, _LEADS[0], _LEADS[1].format("leads.d"))
+        assert errors_of(Path()) == [
+            f"{_LEADS_AT}: leads file leads.d is a directory, not a regular file; give a file"
+        ]
+
+    def test_leads_over_size(self, tree: Path) -> None:
+        """A leads file over 1 GiB is a located error (a sparse file: nothing is written)."""
+        with (tree / "leads.csv").open("r+b") as stream:
+            stream.truncate((1 << 30) + 1)
+        _write_in(tree, "x", "x")
+        assert errors_of(Path()) == [
+            f"{_LEADS_AT}: leads file leads.csv is larger than the limit of 1 GiB; make it smaller"
+        ]
+
+    def test_body_file_over_size(self, tree: Path) -> None:
+        """A body_file over 1 MiB is a located error."""
+        (tree / "big.txt").write_text("x" * ((1 << 20) + 1))
+        _write_in(tree, _BODY[0], _BODY[1].format("big.txt"))
+        assert errors_of(Path()) == [
+            f"{_BODY_AT}: template file big.txt is larger than the limit of 1 MiB; make it smaller"
+        ]
+
+    def test_ca_file_outside(self, tree: Path) -> None:
+        """A tls_ca_file outside the tree is a located error."""
+        _write_in(tree, "daily_limit: 100", "daily_limit: 100\n        tls_ca_file: ../age-key.txt")
+        assert errors_of(Path()) == [
+            "c.yaml:19:22: campaigns.acme-q4.smtp_credentials.primary.tls_ca_file: "
+            + self._outside(tree, "../age-key.txt", "CA file")
+        ]
+
+    def test_config_file_symlink_out_of_the_tree(self, tree: Path) -> None:
+        """A *.yaml in the config directory that leads out of it is refused, unread."""
+        _write_in(tree, "x", "x")
+        (tree / "z.yaml").symlink_to(tree.parent / "age-key.txt")
+        via = f" (it leads to {tree.parent / 'age-key.txt'})"
+        errors = errors_of(Path())
+        assert errors == [f"z.yaml: {self._outside(tree, 'z.yaml', 'config file', via=via)}"]
+
+    def test_ca_file_device(self, tree: Path) -> None:
+        """An absolute CA file may name a system bundle, but never a device such as /dev/zero."""
+        _write_in(tree, "daily_limit: 100", "daily_limit: 100\n        tls_ca_file: /dev/zero")
+        assert errors_of(Path()) == [
+            "c.yaml:19:22: campaigns.acme-q4.smtp_credentials.primary.tls_ca_file: "
+            "CA file /dev/zero is a character device, not a regular file; give a file"
+        ]
+
+
+_HUGE = (
+    "the template would make a text of 3,000,000,000 characters, over the limit of "
+    "2,097,152 characters: make the template or what it repeats shorter"
+)
+
+
+class TestTemplateLimits:
+    """validate finds a template that makes a text over the limit whatever the leads hold."""
+
+    def test_huge_repetition_in_a_body(self, write_config: Writer) -> None:
+        """{{ 'x' * 3000000000 }} as a body is a config error located at the body."""
+        path = write_config(replace=('body: "Following up"', "body: \"{{ 'x' * 3000000000 }}\""))
+        assert errors_of(path) == [f"c.yaml:9:15: campaigns.acme-q4.sequence.1.body: {_HUGE}"]
+
+    def test_huge_repetition_in_a_subject(self, write_config: Writer) -> None:
+        """A subject that repeats a text past the limit is located at the subject."""
+        path = write_config(
+            replace=(
+                '"Quick question, {{ first_name }}"',
+                "\"{{ first_name }}{{ 'x' * 3000000000 }}\"",
+            )
+        )
+        assert errors_of(path) == [f"c.yaml:6:18: campaigns.acme-q4.sequence.0.subject: {_HUGE}"]
+
+    def test_huge_repetition_in_a_body_file(self, write_config: Writer) -> None:
+        """A body_file that repeats a text past the limit is located at the body_file."""
+        Path("step2.txt").write_text("{{ 'x' * 3000000000 }}\n")
+        path = write_config(replace=('body: "Following up"', "body_file: step2.txt"))
+        assert errors_of(path) == [f"c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: {_HUGE}"]

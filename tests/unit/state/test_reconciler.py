@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from mailopsd import cli
 from mailopsd.config.loader import LoadOptions, load_config
+from mailopsd.errors import StateError
 from mailopsd.reconcile import CampaignRemoved, CredentialRemoved, LeadsChanged
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
@@ -93,3 +95,34 @@ def test_plan_command_stages_in_the_readonly_ledger(
     assert code == 2, out
     assert "~ leads acme-q4: +2 added, ~0 changed, -1 removed, 2 rows skipped (leads.csv)" in out
     assert (state_dir / "ledger.sqlite3").read_bytes() == before
+
+
+def test_leads_swapped_after_validation_are_not_read(
+    write_config: Writer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A leads file that leads out of the tree by import time is refused, not imported."""
+    path = write_config()
+    loaded = load_config(path, PLAIN)
+    outside = tmp_path_factory.mktemp("outside") / "leads.csv"
+    outside.write_text(LEADS)
+    Path("leads.csv").unlink()
+    Path("leads.csv").symlink_to(outside)
+    reconciler = Reconciler(Path("state"), None, {}, create_key=False)
+    with pytest.raises(StateError) as caught:
+        reconciler.plan(loaded, StateFile())
+    assert str(caught.value) == (
+        f"leads file leads.csv is outside the config directory {Path.cwd().resolve()} "
+        f"(it leads to {outside}); put the file in that directory or below it and give its "
+        "path relative to the config file"
+    )
+
+
+def test_leads_turned_fifo_after_validation_are_not_read(write_config: Writer) -> None:
+    """A leads file replaced by a FIFO by import time is refused at once, not waited on."""
+    path = write_config()
+    loaded = load_config(path, PLAIN)
+    Path("leads.csv").unlink()
+    os.mkfifo("leads.csv")
+    reconciler = Reconciler(Path("state"), None, {}, create_key=False)
+    with pytest.raises(StateError, match=r"^leads file leads.csv is a FIFO, not a regular file"):
+        reconciler.plan(loaded, StateFile())
