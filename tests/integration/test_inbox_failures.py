@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -25,7 +23,7 @@ from tests import inbox_mail
 from tests.daemons import in_process
 from tests.dispatch_setup import credential, write_campaign
 from tests.integration.test_inbox import ADA, imap_fields, sent_ids
-from tests.servers.imap import Dovecot, HungServer
+from tests.servers.imap import Dovecot, HungServer, agreeable_imap
 from tests.servers.smtp import SmtpServer
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -347,30 +345,5 @@ def test_no_login_without_starttls(no_starttls_imap: list[bytes]) -> None:
 def no_starttls_imap() -> Iterator[list[bytes]]:
     """An IMAP server on loopback that offers no STARTTLS; item 0 is its port, then every
     line it received."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    seen: list[bytes] = [str(server.getsockname()[1]).encode()]
-
-    def serve() -> None:
-        connection, _ = server.accept()
-        with connection, connection.makefile("rwb") as stream:
-            stream.write(b"* OK IMAP4rev1 ready\r\n")
-            stream.flush()
-            for line in stream:
-                seen.append(line)
-                tag = line.split(b" ", 1)[0]
-                if b"CAPABILITY" in line.upper():
-                    stream.write(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n")
-                stream.write(tag + b" OK done\r\n")
-                stream.flush()
-                if b"LOGOUT" in line.upper():
-                    break
-
-    thread = threading.Thread(target=serve, name="no-starttls-imap", daemon=True)
-    thread.start()
-    try:
+    with agreeable_imap(b"IMAP4rev1 AUTH=PLAIN", "no-starttls-imap") as seen:
         yield seen
-    finally:
-        thread.join(10)
-        server.close()

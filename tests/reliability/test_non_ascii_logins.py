@@ -8,10 +8,7 @@ in any log line, output or state file.
 
 from __future__ import annotations
 
-import logging
-import socket
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -24,41 +21,22 @@ from mailopsd.inbox.imap import ImapError, MailboxAccess, connect
 from mailopsd.state.statefile import load_state
 from tests.configs import CANARY_NON_ASCII, traces_in
 from tests.dispatch_setup import credential, run_once, write_campaign
-from tests.servers.imap import Dovecot
+from tests.logs import LogLines, captured
+from tests.servers.imap import Dovecot, agreeable_imap
 from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
 
 NOW = "2026-11-23T10:00:00Z"
 
 
-class _Records(logging.Handler):
-    """Every record of mailopsd's loggers, at every level, tracebacks included."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = self.format(record)
-        if record.exc_info:
-            text += "\n" + logging.Formatter().formatException(record.exc_info)
-        self.lines.append(text)
-
-
 @pytest.fixture
-def records() -> Iterator[_Records]:
-    # On mailopsd's logger, not the root: ``mailopsd run`` replaces the root's handlers.
-    handler = _Records()
-    logger = logging.getLogger("mailopsd")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+def records() -> Iterator[LogLines]:
+    """Every record of mailopsd's loggers.
+
+    On mailopsd's logger, not the root: ``mailopsd run`` replaces the root's handlers.
+    """
+    with captured("mailopsd") as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 @pytest.fixture
@@ -95,7 +73,7 @@ def test_one_mailbox_cannot_log_in_the_others_send_and_nothing_leaks(
     tmp_path: Path,
     test_ca: TestCA,
     canary_imap: Dovecot,
-    records: _Records,
+    records: LogLines,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Non-ASCII passwords log in over AUTH PLAIN and IMAP; a LOGIN-only server, a refused
@@ -214,33 +192,8 @@ def test_imap_non_ascii_username_logs_in_nowhere_without_leaking(dovecot: Doveco
 def login_only_imap() -> Iterator[list[bytes]]:
     """An IMAP server on loopback offering AUTH=LOGIN only; item 0 is its port, then every
     line it received."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    seen: list[bytes] = [str(server.getsockname()[1]).encode()]
-
-    def serve() -> None:
-        connection, _ = server.accept()
-        with connection, connection.makefile("rwb") as stream:
-            stream.write(b"* OK IMAP4rev1 ready\r\n")
-            stream.flush()
-            for line in stream:
-                seen.append(line)
-                tag = line.split(b" ", 1)[0]
-                if b"CAPABILITY" in line.upper():
-                    stream.write(b"* CAPABILITY IMAP4rev1 AUTH=LOGIN\r\n")
-                stream.write(tag + b" OK done\r\n")
-                stream.flush()
-                if b"LOGOUT" in line.upper():
-                    break
-
-    thread = threading.Thread(target=serve, name="login-only-imap", daemon=True)
-    thread.start()
-    try:
+    with agreeable_imap(b"IMAP4rev1 AUTH=LOGIN", "login-only-imap") as seen:
         yield seen
-    finally:
-        thread.join(10)
-        server.close()
 
 
 def test_imap_server_without_auth_plain_never_sees_a_non_ascii_password(

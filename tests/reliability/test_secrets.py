@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import gc
 import http.client
-import logging
 import os
 import re
 import stat
@@ -37,6 +36,7 @@ from mailopsd.notify import Notifier
 from tests import inbox_mail
 from tests.configs import CANARY
 from tests.dispatch_setup import parsed
+from tests.logs import LogLines, captured
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
@@ -53,35 +53,11 @@ def _forms(secret: str) -> list[bytes]:
     return [raw, base64.b64encode(raw), *(base64.b64encode(p)[8:] for p in plain)]
 
 
-class _Everything(logging.Handler):
-    """Keeps every record of every logger but the test server's, at every level."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "mail.log":
-            return  # the test SMTP server's own log, which sees the AUTH exchange
-        text = self.format(record)
-        if record.exc_info:
-            text += self.formatException(record.exc_info)
-        self.lines.append(text)
-
-
 @pytest.fixture
-def every_log() -> Iterator[_Everything]:
-    handler = _Everything()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+def every_log() -> Iterator[LogLines]:
+    """Every record of every logger but the test SMTP server's (it sees the AUTH exchange)."""
+    with captured(skip=frozenset({"mail.log"})) as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def _box(server: SmtpServer, login: str, password: str, **extra: Any) -> dict[str, Any]:
@@ -226,7 +202,7 @@ def test_canary_leaks_nowhere(
     tmp_path: Path,
     test_ca: TestCA,
     own_dovecot: Dovecot,
-    every_log: _Everything,
+    every_log: LogLines,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Sends, refusals, polls, a tampered push, status, plan: the canary is nowhere."""

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,3 +257,39 @@ def hung_imap() -> Iterator[HungServer]:
         for connection in server.accepted:
             connection.close()
         sock.close()
+
+
+@contextmanager
+def agreeable_imap(capability: bytes, name: str) -> Iterator[list[bytes]]:
+    """A one-connection IMAP server on loopback, without TLS, that answers OK to anything.
+
+    It offers ``capability`` (say ``b"IMAP4rev1 AUTH=PLAIN"``); item 0 of what it yields is
+    its port, then every line it received, to show what a client sent it.
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    seen: list[bytes] = [str(server.getsockname()[1]).encode()]
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection, connection.makefile("rwb") as stream:
+            stream.write(b"* OK IMAP4rev1 ready\r\n")
+            stream.flush()
+            for line in stream:
+                seen.append(line)
+                tag = line.split(b" ", 1)[0]
+                if b"CAPABILITY" in line.upper():
+                    stream.write(b"* CAPABILITY " + capability + b"\r\n")
+                stream.write(tag + b" OK done\r\n")
+                stream.flush()
+                if b"LOGOUT" in line.upper():
+                    break
+
+    thread = threading.Thread(target=serve, name=name, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        thread.join(10)
+        server.close()
