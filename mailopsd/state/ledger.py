@@ -14,6 +14,7 @@ timeout while the main thread holds the write lock.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -618,7 +619,11 @@ class Ledger:
             ledger = cls(connection, path)
             ledger._migrate()
         except (OSError, sqlite3.DatabaseError) as err:
-            raise StateError(f"ledger {path} cannot be used: {err}") from err
+            # SQLite says only "unable to open database file" where the file exists on a
+            # read-only file system; say why.
+            read_only = not isinstance(err, OSError) and _read_only_fs(directory)
+            cause = f"{err} ({os.strerror(errno.EROFS)})" if read_only else str(err)
+            raise StateError(f"ledger {path} cannot be used: {cause}") from err
         return ledger
 
     @classmethod
