@@ -19,10 +19,10 @@ channel and server classes, which are subclassed here):
 - a request must arrive whole within :attr:`ClientLimits.request_timeout_s` of its
   first byte (of the accept, for a connection's first request);
 - one client address may have at most :attr:`ClientLimits.connections_per_client`
-  connections receiving a request (just opened, or part of a request sent); a further
-  one closes its oldest such connection. A connection whose request is complete never
-  counts, so a reverse proxy on the same host, whose requests all come from one
-  address, is not held back: its requests arrive whole at once;
+  connections receiving a request (part of a request sent, or nothing sent for a
+  second); a further one closes its oldest such connection. A connection whose
+  request is complete never counts, so a reverse proxy on the same host, whose
+  requests all come from one address, is not held back: its requests arrive whole;
 - when fewer than ``_SPARE_CONNECTIONS`` connections are left before waitress' limit,
   each new connection closes the kept-alive connection idle for longest: clients must
   expect an idle connection to be closed (RFC 9112, section 9.5), and so someone
@@ -56,6 +56,7 @@ _MAX_HEADER_BYTES = 32 * 1024  # a click token holds its URL: room for long link
 _CHANNEL_TIMEOUT_S = 30
 _MAX_CONNECTIONS = 100  # waitress' default (its listening socket and wake-up pipe count)
 _SPARE_CONNECTIONS = 10
+_QUIET_GRACE_S = 1.0  # see _Channel.is_holding
 _SWEEP_S = 1  # how often late requests are looked for (waitress takes whole seconds)
 _POLL_S = 0.5
 
@@ -116,6 +117,18 @@ class _Channel(HTTPChannel):
             return self.request.began
         return None if self.has_received else self.accepted
 
+    def is_holding(self, now: float) -> bool:
+        """Tell whether it holds a place waiting on its client, for the per-client cap.
+
+        A connection that has sent part of a request does at once; one that has sent
+        nothing yet only after ``_QUIET_GRACE_S``: a burst of clients (a load tool, a
+        proxy filling its pool) connects first and sends its whole requests right after.
+        """
+        began = self.request_began()
+        if began is None:
+            return False
+        return self.has_received or now - began >= _QUIET_GRACE_S
+
     def is_idle(self) -> bool:
         """Tell whether it is kept alive after a request, with nothing sent since."""
         return self._is_waiting() and self.has_received and self.request is None
@@ -147,30 +160,39 @@ class _Server(waitress.server.TcpWSGIServer):
     def admit(self, channel: _Channel) -> None:
         """Make room for a new connection by the rules of the module's docstring."""
         channels = self._channels()
-        receiving = [
-            other
-            for other in channels
-            if other.addr[0] == channel.addr[0] and other.request_began() is not None
-        ]
-        if len(receiving) > self.limits.connections_per_client:
-            min(receiving, key=lambda other: other.accepted).will_close = True
-            self._closed["over_client_limit"] += 1
+        self._cap_client(channel.addr[0], channels, time.monotonic())
         if self.adj.connection_limit - len(self._connections) < _SPARE_CONNECTIONS:
             idle = [other for other in channels if other.is_idle()]
             if idle:
                 min(idle, key=lambda other: other.last_activity).will_close = True
                 self._closed["idle_for_room"] += 1
 
+    def _cap_client(self, address: str, channels: list[_Channel], now: float) -> None:
+        """Close the oldest connections of ``address`` that hold places beyond its cap."""
+        holding = [c for c in channels if c.addr[0] == address and c.is_holding(now)]
+        extra = len(holding) - self.limits.connections_per_client
+        for other in sorted(holding, key=lambda c: c.accepted)[: max(extra, 0)]:
+            other.will_close = True
+            self._closed["over_client_limit"] += 1
+
     def maintenance(self, now: int) -> None:
-        """Close silent connections as waitress does, and those whose request is late."""
+        """Close silent connections, late requests and connections beyond a client's cap.
+
+        Silent ones as waitress does; the cap again here for a burst of connections that
+        had sent nothing yet when they were admitted.
+        """
         super().maintenance(now)
-        cutoff = time.monotonic() - self.limits.request_timeout_s
+        moment = time.monotonic()
+        cutoff = moment - self.limits.request_timeout_s
         late = 0
-        for channel in self._channels():
+        channels = self._channels()
+        for channel in channels:
             began = channel.request_began()
             if began is not None and began < cutoff:
                 channel.will_close = True
                 late += 1
+        for address in {c.addr[0] for c in channels if not c.will_close}:
+            self._cap_client(address, [c for c in channels if not c.will_close], moment)
         if late or any(self._closed.values()):
             logger.info(
                 "http connections closed late_requests=%d over_client_limit=%d idle_for_room=%d",

@@ -158,3 +158,23 @@ def test_a_reload_applies_new_limits(tmp_path: Path, smtp_server: SmtpServer) ->
         daemon._reload_now(notify=False)
         slow = _slow(stack, SLOW_HOST, _port(daemon))
         assert _is_closed(slow, wait_s=5)
+
+
+def test_a_burst_of_whole_requests_from_one_address_is_answered(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """60 connections opened at once from one address, then each sending its whole request,
+    are all answered: a burst (a proxy filling its pool, a load tool) is not a flood."""
+    with _daemon(tmp_path, smtp_server) as daemon, ExitStack() as stack:
+        port = _port(daemon)
+        burst = []
+        for _ in range(60):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.settimeout(10)
+            sock.bind((FLOOD_HOST, 0))
+            sock.connect(("127.0.0.1", port))
+            burst.append(sock)
+        for sock in burst:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [sock.makefile("rb").readline() for sock in burst]
+        assert answers == [b"HTTP/1.1 200 OK\r\n"] * 60
