@@ -343,7 +343,7 @@ def _serve_and_end(
     process = _run(path, state, log, once=False)
     outside.watch()
     outside.wait_answered(process, timeout_s=60)
-    time.sleep(chance.uniform(0.1, 2.0))
+    time.sleep(chance.uniform(0.1, 1.5))
     answered = outside.unwatch()
     if process.poll() is not None:
         raise AssertionError(f"a serving daemon ended by itself: {log.read_text()[-2000:]}")
@@ -377,7 +377,7 @@ def test_sigkill_anywhere(tmp_path: Path, test_ca: TestCA, dovecot: Dovecot) -> 
         with _Replier(server, dovecot, user) as replier, outside:
             while kills < KILLS and runs < KILLS * 4:  # runs that finish first are no kills
                 runs += 1
-                if chance.random() < 0.5:
+                if chance.random() < 0.4:
                     serving += 1
                     stop = serving % 3 == 0
                     stops += _serve_and_end(path, state, log, outside, chance, stop=stop)
