@@ -46,6 +46,6 @@ def test_unit_speaks_notify_and_reloads() -> None:
         "Restart=on-failure",
         "DynamicUser=yes",
         "StateDirectory=mailopsd",
-        "LoadCredential=age-key:/etc/mailopsd/age-key.txt",
+        "LoadCredential=age-key:/etc/credstore/mailopsd-age-key",
     ):
         assert line in text.splitlines()
