@@ -86,7 +86,7 @@ def test_a_slow_test_fails_alone_and_the_run_goes_on(tmp_path: Path) -> None:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=240,
         check=False,
     )
     said = done.stdout + done.stderr
