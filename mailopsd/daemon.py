@@ -503,10 +503,7 @@ class Daemon:
                 self.state = state
                 self._save()
             if report.assigned:
-                logger.info(
-                    "dispatched %s",
-                    " ".join(f"{k}={v}" for k, v in sorted(report.outcomes.items())),
-                )
+                logger.info("dispatched %s", report.summary())
             total += report.assigned
             if not report.assigned:
                 break

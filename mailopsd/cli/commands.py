@@ -30,7 +30,7 @@ from mailopsd.cli.common import (
 )
 from mailopsd.config import loader
 from mailopsd.config.leads import read_leads
-from mailopsd.config.reenable import set_reenabled_at
+from mailopsd.config.reenable import set_reenabled_at, unknown_credential
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import ConfigError
 from mailopsd.inbox.classify import classify
@@ -217,11 +217,9 @@ def _needs_key(text: str, where: str, path: tuple[str, ...]) -> bool:
 def _reenable(args: argparse.Namespace) -> int:
     options = loader.LoadOptions(decrypt=False, allow_plaintext_secrets=True)
     loaded = loader.load_config(args.config or default_config_path(), options)
-    campaign = loaded.config.campaigns.get(args.campaign)
-    if campaign is None or args.credential not in campaign.smtp_credentials:
-        print(
-            f"error: no credential {args.campaign}/{args.credential} in the config", file=sys.stderr
-        )
+    unknown = unknown_credential(loaded.config, args.campaign, args.credential)
+    if unknown is not None:
+        print(f"error: {unknown}", file=sys.stderr)
         return EXIT_FAILURE
     path = loaded.campaign_files[args.campaign]
     moment: datetime = parse_now(args.now)

@@ -27,7 +27,7 @@ import re
 import email_validator
 import idna
 
-__all__ = ["AddressError", "key_of", "lead_key", "shown", "wire_form"]
+__all__ = ["AddressError", "key_of", "lead_key", "refusal", "shown", "wire_form"]
 
 # email-validator costs some 35 µs an address; a leads file of a million rows would
 # spend half a minute in it. An ASCII address whose lower-case form this pattern and
@@ -53,6 +53,16 @@ _SHOWN_MAX = 80
 
 class AddressError(ValueError):
     """A text is not an address mailopsd can send to; the text says why."""
+
+
+def refusal(err: AddressError) -> str:
+    """Why an address was refused, as the tail of a message: lower-case, no full stop.
+
+    Leads and the addresses of the configuration (``from_email``, ``bcc``...) are
+    refused in the same words.
+    """
+    text = str(err).rstrip(".")
+    return text[:1].lower() + text[1:]
 
 
 def _is_plain_domain(domain: str) -> bool:

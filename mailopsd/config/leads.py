@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple, TextIO
 
 from mailopsd.config import confined
-from mailopsd.config.addresses import AddressError, lead_key, shown
+from mailopsd.config.addresses import AddressError, lead_key, refusal, shown
 
 __all__ = [
     "LeadLine",
@@ -156,9 +156,7 @@ def _checked(row: dict[str, str], given: str) -> tuple[str, str | None]:
     try:
         return lead_key(given), None
     except AddressError as err:
-        reason = str(err).rstrip(".")
-        reason = reason[:1].lower() + reason[1:]
-        return "", f"has no valid email ({shown(given)}: {reason}); skipped"
+        return "", f"has no valid email ({shown(given)}: {refusal(err)}); skipped"
 
 
 def repeat_problem(name: str, line: int, given: str, first: int) -> str:

@@ -28,7 +28,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import Node
 
 from mailopsd import goyaml, secrets
-from mailopsd.config import confined, leads, templates
+from mailopsd.config import confined, leads, suggest, templates
 from mailopsd.config.models import IMAP_FIELDS, SECRET_FIELDS, Campaign, Config, describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
@@ -696,10 +696,12 @@ class _CampaignFiles:
         if columns is None:
             return
         for variable in sorted(variables - set(columns)):
+            hint = suggest.did_you_mean(variable, columns)
             self._issue(
                 ["sequence", index, name],
                 f"step {index + 1} uses {{{{ {variable} }}}} but {self.campaign.leads} has "
-                f"no {variable} column (columns: {', '.join(columns)})",
+                f"no {variable} column{f'; {hint}' if hint else ''} "
+                f"(columns: {', '.join(columns)})",
             )
 
 

@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from mailopsd.config import addresses
+from mailopsd.config import addresses, periods, suggest
 from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
 
 __all__ = [
@@ -221,7 +221,8 @@ def _email(value: object) -> str:
     try:
         return addresses.wire_form(text)
     except addresses.AddressError as err:
-        raise failure(f"must be an email address (got {describe(text)}): {err}") from err
+        reason = addresses.refusal(err)
+        raise failure(f"must be an email address (got {describe(text)}): {reason}") from err
 
 
 def _bounce_route(value: object) -> str:
@@ -249,12 +250,18 @@ def _one_of(*choices: str) -> Callable[[object], str]:
 
 
 def _period(value: object) -> Period:
-    if not isinstance(value, str):
-        raise _must('a period such as "1 hour" or "2 days"', value)
-    try:
-        return parse_period(value)
-    except PeriodSyntaxError as err:
-        raise failure(f"{err} (got {describe(value)})") from err
+    if type(value) is int:
+        reason = f'a number needs a unit, e.g. "{value} minutes"'
+    elif not isinstance(value, str):
+        reason = "must be a period written as text"
+    else:
+        try:
+            return parse_period(value)
+        except PeriodSyntaxError as err:
+            if not err.about_syntax:
+                raise failure(f"{err} (got {describe(value)})") from err
+            reason = str(err)
+    raise failure(f"{reason} (got {describe(value)}); {periods.SYNTAX}")
 
 
 def _poll_interval(value: object) -> Period:
@@ -303,7 +310,10 @@ def _timezone(value: object) -> str:
     try:
         ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError) as err:
-        raise _must("an IANA time zone such as Europe/Paris or UTC", value) from err
+        meant = suggest.closest_zone(text)
+        hint = f"; did you mean {meant}?" if meant else ""
+        expected = "an IANA time zone such as Europe/Paris or UTC"
+        raise failure(f"must be {expected} (got {describe(value)}){hint}") from err
     return text
 
 

@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-__all__ = ["Period", "PeriodSyntaxError", "parse_period"]
+from mailopsd.config import suggest
+
+__all__ = ["SYNTAX", "Period", "PeriodSyntaxError", "parse_period"]
 
 _SECONDS_PER_UNIT = {
     "second": 1,
@@ -23,7 +25,13 @@ _SECONDS_PER_UNIT = {
     "day": 86400,
     "week": 7 * 86400,
 }
-_UNITS_HINT = "second(s), minute(s), hour(s), day(s), week(s) or month(s)"
+_UNIT_WORDS = [f"{unit}{plural}" for unit in (*_SECONDS_PER_UNIT, "month") for plural in ("", "s")]
+SYNTAX = (
+    'a period is "<count> <unit> [hh:mm:ss]" or "hh:mm:ss", unit one of second(s), '
+    'minute(s), hour(s), day(s), week(s), month(s): "1 hour", "2 days", "0:30:00", '
+    '"4 months 5:00:00"'
+)
+"""How periods are written, for messages about one that is not."""
 _EXAMPLES = '"1 hour", "2 days", "0:30:00" or "4 months 5:00:00"'
 _CLOCK = r"(\d+):(\d\d):(\d\d)"
 _CLOCK_ONLY = re.compile(rf"{_CLOCK}\Z")
@@ -32,7 +40,14 @@ _COUNT = re.compile(r"\d+\Z")
 
 
 class PeriodSyntaxError(ValueError):
-    """A period string does not follow the period syntax; the text says why."""
+    """A period string does not follow the period syntax; the text says why.
+
+    ``about_syntax`` is false for a well-formed period that is refused (zero long).
+    """
+
+    def __init__(self, message: str, *, about_syntax: bool = True) -> None:
+        super().__init__(message)
+        self.about_syntax = about_syntax
 
 
 @dataclass(frozen=True)
@@ -93,7 +108,8 @@ def _clock_seconds(text: str) -> int:
 def _unit_of(word: str) -> str:
     unit = word[:-1] if word.endswith("s") else word
     if unit != "month" and unit not in _SECONDS_PER_UNIT:
-        raise PeriodSyntaxError(f'unknown unit "{word}"; use {_UNITS_HINT}')
+        hint = suggest.did_you_mean(word, _UNIT_WORDS, quote='"')
+        raise PeriodSyntaxError(f'unknown unit "{word}"' + (f", {hint}" if hint else ""))
     return unit
 
 
@@ -134,5 +150,5 @@ def parse_period(text: str) -> Period:
     else:
         months, seconds = _parse_counted(stripped)
     if months == 0 and seconds == 0:
-        raise PeriodSyntaxError("must be longer than zero")
+        raise PeriodSyntaxError("must be longer than zero", about_syntax=False)
     return Period(months=months, seconds=seconds, text=stripped)

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from mailopsd import goyaml
+from mailopsd.config import suggest
+from mailopsd.config.models import Config
 from mailopsd.errors import ConfigError, ConfigIssue
 
-__all__ = ["set_reenabled_at"]
+__all__ = ["set_reenabled_at", "unknown_credential"]
 
 FIELD = "reenabled_at"
 
@@ -47,6 +49,36 @@ def _credential_node(
     if not isinstance(node, MappingNode):
         raise ConfigError([ConfigIssue(where, 0, 0, "", f"{credential_id} is not a mapping")])
     return node
+
+
+def unknown_credential(config: Config, campaign_id: str, credential_id: str) -> str | None:
+    """Say what is wrong with a campaign and credential id a person gave, if anything.
+
+    Args:
+        config: The loaded config.
+        campaign_id: The campaign id as given.
+        credential_id: The credential id as given.
+
+    Returns:
+        ``None`` when the config defines that credential; else a message naming the id
+        that is unknown, the closest known one, and the ids there are.
+    """
+    campaign = config.campaigns.get(campaign_id)
+    if campaign is None:
+        known = list(config.campaigns)
+        hint = suggest.did_you_mean(campaign_id, known)
+        return (
+            f"no campaign {campaign_id} in the config{f'; {hint}' if hint else ''} "
+            f"(campaigns: {suggest.listed(known) or 'none'})"
+        )
+    if credential_id in campaign.smtp_credentials:
+        return None
+    known = list(campaign.smtp_credentials)
+    hint = suggest.did_you_mean(credential_id, known)
+    return (
+        f"no credential {campaign_id}/{credential_id} in the config{f'; {hint}' if hint else ''} "
+        f"(credentials of {campaign_id}: {suggest.listed(known)})"
+    )
 
 
 def _insert(text: str, node: MappingNode, value: str) -> str:

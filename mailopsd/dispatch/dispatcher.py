@@ -33,7 +33,7 @@ from mailopsd.inbox import health, policy
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
-__all__ = ["Dispatcher", "TickReport"]
+__all__ = ["NOT_SENT_REASONS", "Dispatcher", "TickReport"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,59 @@ _STOPS_BATCH = frozenset({OutcomeKind.AUTH_FAILED, *_SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
+# Why a send was ``not_sent``, as the ``dispatched`` log line counts them:
+# ``not_sent_<reason>=N``. The mailbox's own line (``smtp unavailable ...``, ``smtp auth
+# failed ...``) says what its server answered.
+NOT_SENT_REASONS = {
+    "smtp_unavailable": "the server could not be reached, or failed or hung up before the "
+    "message (a 4xx, a 421, a refused or lost connection, no STARTTLS)",
+    "server_refused": "the server refused the session or the sender with a 5xx before the "
+    "lead's address (e.g. a from_email the login may not send as)",
+    "after_failure": "not attempted: an earlier send of the same mailbox in this batch "
+    "failed (server trouble or login), so the rest of its batch waits for the next try",
+    "credential_disabled": "not attempted: the mailbox passed its bounce threshold in this "
+    "batch and was disabled",
+    "bounce_rate_unknown": "not attempted: the mailbox's bounce rate could not be read after "
+    "a bounce, so its batch stopped",
+    "stopping": "not attempted: mailopsd was stopping",
+}
+_NOT_ATTEMPTED = "not attempted: "
+_STOPPING = "mailopsd is stopping"
+_DISABLED = "credential disabled: "
+_RATE_UNKNOWN = "bounce rate unknown"
+
+
+def _not_sent_reason(outcome: Outcome) -> str:
+    """Which of ``NOT_SENT_REASONS`` a ``not_sent`` outcome is."""
+    if outcome.detail.startswith(_NOT_ATTEMPTED):
+        cause = outcome.detail.removeprefix(_NOT_ATTEMPTED)
+        if cause == _STOPPING:
+            return "stopping"
+        if cause.startswith(_DISABLED):
+            return "credential_disabled"
+        return "bounce_rate_unknown" if cause.startswith(_RATE_UNKNOWN) else "after_failure"
+    if outcome.code is not None and outcome.code >= 500:
+        return "server_refused"
+    return "smtp_unavailable"
+
+
 @dataclass
 class TickReport:
-    """What one tick did: sends assigned, and outcomes by kind."""
+    """What one tick did: sends assigned, outcomes by kind, ``not_sent`` ones by reason."""
 
     assigned: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    not_sent: Counter[str] = field(default_factory=Counter)
+    """``not_sent`` outcomes by reason, in the order of ``NOT_SENT_REASONS``."""
+
+    def summary(self) -> str:
+        """``sent=3 not_sent=2 not_sent_smtp_unavailable=1 not_sent_after_failure=1``.
+
+        Outcomes by kind, then what was not sent by reason (see ``NOT_SENT_REASONS``).
+        """
+        counts = [f"{kind}={n}" for kind, n in sorted(self.outcomes.items())]
+        reasons = [f"not_sent_{why}={self.not_sent[why]}" for why in self.not_sent]
+        return " ".join(counts + reasons)
 
 
 @dataclass(slots=True)
@@ -270,7 +317,13 @@ class Dispatcher:
                 ),
             )
         except ComposeError as err:
-            logger.error("lead failed campaign=%s email=%s error=%s", campaign_id, lead.email, err)
+            logger.error(
+                "lead failed campaign=%s credential=%s lead=%s error=%s",
+                campaign_id,
+                credential_id,
+                lead.email,
+                err,
+            )
             return replace(lead, state="failed", last_error=str(err))
         return _Job((campaign_id, credential_id), campaign, credential, lead, outgoing)
 
@@ -297,9 +350,9 @@ class Dispatcher:
         for position, job in enumerate(jobs):
             if blocked is not None or should_stop():
                 self.smtp.settle(job.key)  # the envelope sent ahead, if any, goes no further
-                reason = blocked.detail if blocked else "mailopsd is stopping"
+                reason = blocked.detail if blocked else _STOPPING
                 results.append(
-                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"not attempted: {reason}"))
+                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"{_NOT_ATTEMPTED}{reason}"))
                 )
                 continue
             then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
@@ -312,7 +365,7 @@ class Dispatcher:
                 if counts is None:
                     found = window()
                     if isinstance(found, str):  # the rate cannot be checked: stop here
-                        reason = f"bounce rate unknown ({found})"
+                        reason = f"{_RATE_UNKNOWN} ({found})"
                         blocked = Outcome(OutcomeKind.NOT_SENT, None, reason)
                         results.append((job, outcome))
                         continue
@@ -324,7 +377,7 @@ class Dispatcher:
                     job.campaign, bounces=bounces, sends=sends, since=counts[2]
                 )
                 if verdict is not None:
-                    blocked = Outcome(OutcomeKind.NOT_SENT, None, f"credential disabled: {verdict}")
+                    blocked = Outcome(OutcomeKind.NOT_SENT, None, f"{_DISABLED}{verdict}")
             results.append((job, outcome))
         return results
 
@@ -466,8 +519,10 @@ class Dispatcher:
             )
         if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
             logger.warning(
-                "lead address refused as malformed campaign=%s credential=%s reply=%s %s",
+                "lead address refused as malformed campaign=%s credential=%s lead=%s code=%s "
+                "reply=%s",
                 *job.key,
+                lead.email,
                 outcome.code,
                 outcome.detail,
             )
@@ -501,7 +556,7 @@ class Dispatcher:
         credentials = dict(state.credentials)
         last: dict[CredentialKey, Outcome] = {}  # how each credential's batch ended
         for job, outcome in results:
-            if "not attempted" not in outcome.detail:
+            if not outcome.detail.startswith(_NOT_ATTEMPTED):
                 last[job.key] = outcome
         for key, outcome in last.items():
             name = _key(*key)
@@ -589,6 +644,12 @@ class Dispatcher:
         results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
         report.outcomes.update(outcome.kind.value for _, outcome in results)
+        reasons = Counter(
+            _not_sent_reason(outcome)
+            for _, outcome in results
+            if outcome.kind == OutcomeKind.NOT_SENT
+        )
+        report.not_sent.update({why: reasons[why] for why in NOT_SENT_REASONS if reasons[why]})
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
         return health.check_credentials(self.ledger, loaded, state, bounced, now), report

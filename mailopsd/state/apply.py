@@ -121,10 +121,16 @@ def apply_plan(plan: Plan, *, ledger: Ledger, state: StateFile, now: datetime) -
     with ledger.transaction():
         _apply_to_ledger(plan, ledger, now)
     for action in plan.actions:
+        # campaign and credential as fields of a JSON log line (describe() has them in text)
+        about = {
+            name: getattr(action, f"{name}_id")
+            for name in ("campaign", "credential")
+            if hasattr(action, f"{name}_id")
+        }
         if isinstance(action, CredentialChanged) and action.moves_delivery:
-            logger.warning("applied %s", action.describe())
+            logger.warning("applied %s", action.describe(), extra=about)
         else:
-            logger.info("applied %s", action.describe())
+            logger.info("applied %s", action.describe(), extra=about)
     return _apply_to_state(plan, state, now)
 
 

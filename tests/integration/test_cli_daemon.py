@@ -203,7 +203,10 @@ def test_reenable_unknown_credential(
     """An unknown credential is an error and nothing is written."""
     path = write_config()
     code, _, err = _cli(capsys, "reenable", "acme-q4", "nope", "--config", str(path))
-    assert (code, err) == (1, "error: no credential acme-q4/nope in the config\n")
+    assert (code, err) == (
+        1,
+        "error: no credential acme-q4/nope in the config (credentials of acme-q4: primary)\n",
+    )
     assert path.read_text() == BASE
 
 

@@ -117,6 +117,6 @@ class TestConfigAddresses:
         path = write_config(replace=("from_email: ada@example.com", 'from_email: "a(b)@x.com"'))
         assert errors_of(path) == [
             "c.yaml:17:21: campaigns.acme-q4.smtp_credentials.primary.from_email: must be an "
-            'email address (got "a(b)@x.com"): The email address contains invalid characters '
-            "before the @-sign: '(', ')'."
+            'email address (got "a(b)@x.com"): the email address contains invalid characters '
+            "before the @-sign: '(', ')'"
         ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd.config.loader import LoadCache, LoadOptions, load_config
+from mailopsd.config.periods import SYNTAX
 from mailopsd.errors import ConfigError
 from mailopsd.http import apikeys
 from tests.configs import BASE, PLAINTEXT_OK, Writer, errors_of, loads
@@ -186,7 +187,7 @@ class TestClientLimits:
             ),
             (
                 "request_timeout: 10",
-                'request_timeout: must be a period such as "1 hour" or "2 days" (got 10)',
+                f'request_timeout: a number needs a unit, e.g. "10 minutes" (got 10); {SYNTAX}',
             ),
             (
                 "max_connections_per_client: 0",

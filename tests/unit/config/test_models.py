@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
+from mailopsd.config.periods import SYNTAX
 from tests.configs import BASE, CANARY, Writer, errors_of, loads
 
 CRED = "c.yaml:{line}:{col}: campaigns.acme-q4.smtp_credentials.primary.{field}: {message}"
@@ -90,7 +91,7 @@ class TestCredentialScalars:
                     21,
                     "from_email",
                     'must be an email address (got "ada.example.com"): '
-                    "An email address must have an @-sign.",
+                    "an email address must have an @-sign",
                 ),
             ),
             (
@@ -152,7 +153,7 @@ class TestCredentialScalars:
                     14,
                     "bcc",
                     'must be an email address (got "archive"): '
-                    "An email address must have an @-sign.",
+                    "an email address must have an @-sign",
                 ),
             ),
             (
@@ -188,8 +189,7 @@ class TestCredentialScalars:
                     19,
                     40,
                     "rate_limit.period",
-                    'unknown unit "fortnight"; use second(s), minute(s), hour(s), day(s), '
-                    'week(s) or month(s) (got "1 fortnight")',
+                    f'unknown unit "fortnight" (got "1 fortnight"); {SYNTAX}',
                 ),
             ),
             (
@@ -198,7 +198,7 @@ class TestCredentialScalars:
                     19,
                     23,
                     "min_interval",
-                    'must be a period such as "1 hour" or "2 days" (got 90)',
+                    f'a number needs a unit, e.g. "90 minutes" (got 90); {SYNTAX}',
                 ),
             ),
             (
@@ -412,7 +412,10 @@ class TestCampaignRules:
                 "    name: ACME Q4 outreach\n",
                 "    name: ACME Q4 outreach\n    bounce_window: 7\n",
                 _campaign(
-                    4, 20, "bounce_window", 'must be a period such as "1 hour" or "2 days" (got 7)'
+                    4,
+                    20,
+                    "bounce_window",
+                    f'a number needs a unit, e.g. "7 minutes" (got 7); {SYNTAX}',
                 ),
             ),
         ],
@@ -506,8 +509,7 @@ class TestCampaignRules:
                     8,
                     16,
                     "sequence.1.delay",
-                    'unknown unit "fortnights"; use second(s), minute(s), hour(s), day(s), '
-                    'week(s) or month(s) (got "3 fortnights")',
+                    f'unknown unit "fortnights" (got "3 fortnights"); {SYNTAX}',
                 ),
             ),
             (
