@@ -48,7 +48,7 @@ from mailopsd.config.loader import (
     collector_paused,
     load_config,
 )
-from mailopsd.dispatch.dispatcher import Dispatcher
+from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import LinkApp, Site
@@ -196,6 +196,7 @@ class Daemon:
         self._reloads_failed = 0
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
+        self.work_done = TickReport()  # every tick's, since the process started
 
     # Start and stop -------------------------------------------------------------------
 
@@ -502,6 +503,7 @@ class Daemon:
             if state != self.state:
                 self.state = state
                 self._save()
+            self.work_done.add(report)
             if report.assigned:
                 logger.info(
                     "dispatched %s",

@@ -13,6 +13,7 @@ from typing import Any
 
 from mailopsd import secrets
 from mailopsd.atomicfile import write_atomically
+from mailopsd.cli import summary
 from mailopsd.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
@@ -99,11 +100,13 @@ def _run(args: argparse.Namespace) -> int:
         progress=_show_progress if sys.stderr.isatty() else None,
     )
     daemon = Daemon(settings, Notifier(os.environ))
+    lines: list[str] = []
     try:
         daemon.start()
         if args.once:
             daemon.poll_inbox()
             daemon.dispatch()
+            lines = _once_summary(daemon)
         else:
             daemon.serve()
         paused = daemon.storage_problem
@@ -112,7 +115,22 @@ def _run(args: argparse.Namespace) -> int:
     if paused is not None:
         print(f"error: work paused, state directory not writable: {paused}", file=sys.stderr)
         return EXIT_FAILURE
+    print("\n".join(lines), end="\n" if lines else "")
     return EXIT_OK
+
+
+def _once_summary(daemon: Daemon) -> list[str]:
+    """What a ``run --once`` did and what comes next, read while the daemon's ledger is open.
+
+    The daemon's connection then closes last, and takes the write-ahead log files with
+    it, as after any run.
+    """
+    if daemon.storage_problem is not None:
+        return []
+    settings = daemon.settings
+    now = settings.clock()
+    report = build_status(settings.state_dir, now)
+    return summary.run_lines(report, daemon.work_done, state_dir=settings.state_dir, now=now)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -188,6 +206,7 @@ def _status_text(report: dict[str, object]) -> list[str]:
             f"campaign {campaign['id']} {campaign['name']!r} (account {campaign['account']}, "
             f"{campaign['leads']} leads)"
         )
+        lines.extend(summary.campaign_lines(campaign))
         tracked = campaign["tracking"]
         if tracked["opens"] or tracked["clicks"]:
             lines.append(

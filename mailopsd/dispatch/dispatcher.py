@@ -55,10 +55,26 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 @dataclass
 class TickReport:
-    """What one tick did: sends assigned, and outcomes by kind."""
+    """What one tick (or several, added up) did.
+
+    Attributes:
+        assigned: Sends assigned.
+        outcomes: Outcomes by kind.
+        sends: Outcomes by ``(campaign, credential, kind)``.
+        failed_leads: Leads failed before any send (a template error), by campaign.
+    """
 
     assigned: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    sends: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    failed_leads: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: TickReport) -> None:
+        """Add another tick's report to this one."""
+        self.assigned += other.assigned
+        self.outcomes.update(other.outcomes)
+        self.sends.update(other.sends)
+        self.failed_leads.update(other.failed_leads)
 
 
 @dataclass(slots=True)
@@ -569,6 +585,7 @@ class Dispatcher:
                 for lead in failed:
                     self.ledger.update_lead(lead)
         report = TickReport(assigned=len(jobs))
+        report.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:
             return state, report
         intents = [
@@ -589,6 +606,7 @@ class Dispatcher:
         results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
         report.outcomes.update(outcome.kind.value for _, outcome in results)
+        report.sends.update((*job.key, outcome.kind.value) for job, outcome in results)
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
         return health.check_credentials(self.ledger, loaded, state, bounced, now), report

@@ -19,6 +19,7 @@ from mailopsd.errors import StateError
 from mailopsd.inbox import policy
 from mailopsd.state.ledger import LEDGER_FILE, CredentialCounts, Ledger
 from mailopsd.state.observe import credential_key
+from mailopsd.state.progress import campaign_progress
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -210,12 +211,13 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                     for key, snapshot in sorted(credentials.items())
                     if key[0] == campaign_id
                 ]
+                progress = campaign_progress(ledger, campaign_id, campaign, rows, now)
                 campaigns.append(
                     {
                         "id": campaign_id,
                         "name": campaign.get("name"),
                         "account": campaign.get("account"),
-                        "leads": ledger.lead_count(campaign_id),
+                        **progress,
                         "lead_problems": ledger.lead_problems(campaign_id),
                         "tracking": ledger.tracking_totals(campaign_id),
                         "smtp_credentials": rows,
