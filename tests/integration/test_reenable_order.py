@@ -11,6 +11,8 @@ import pytest
 from mailopsd import cli
 from mailopsd.state.statefile import CredentialState, load_state, save_state
 from tests.configs import BASE, Writer
+from tests.daemons import in_process
+from tests.logs import captured
 
 PLAIN = "--allow-plaintext-secrets"
 DISABLED_AT = "2026-11-22T08:30:00Z"
@@ -155,3 +157,21 @@ def test_reenable_with_a_wrong_state_dir(
     assert code == 1
     assert err.startswith(f"error: no daemon state in {Path.cwd() / 'nope'} (that directory")
     assert path.read_text() == BASE
+
+
+def test_running_daemon_logs_it_once(disabled: Path, write_config: Writer) -> None:
+    """A running daemon logs the warning once, not at every reconcile, and not after a
+    reenabled_at that counts is pushed."""
+    write_config(EARLY)
+    clock = [datetime.fromisoformat("2026-11-23T10:00:00+00:00")]
+    with captured("mailopsd") as log, in_process(disabled, Path("st"), clock) as daemon:
+        daemon._reload_now(notify=False)
+        daemon._reload_now(notify=False)
+        write_config(BASE + "        reenabled_at: 2026-11-23T09:00:00Z\n")
+        daemon._reload_now(notify=False)
+    warnings = [line for line in log.lines if "reenabled_at has no effect" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "mailopsd.daemon WARNING reenabled_at has no effect: c.yaml:19:23"
+    )
+    assert any("applied ^ re-enable acme-q4/primary" in line for line in log.lines)
