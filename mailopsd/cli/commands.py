@@ -77,19 +77,19 @@ def _ignored_issues(
     *,
     config: Path | None,
     state_dir: Path | None,
+    key_file: Path | None,
 ) -> list[ConfigIssue]:
     """Each ``reenabled_at`` that has no effect, at its field, with the command that helps.
 
-    ``config`` and ``state_dir`` are the options the person gave, repeated in the command.
+    ``config``, ``state_dir`` and ``key_file`` are the options the person gave, repeated
+    in the command.
     """
+    options = {"--config": config, "--state-dir": state_dir, "--age-key-file": key_file}
+    given = [part for name, value in options.items() if value for part in (name, str(value))]
     issues = []
     for note in ignored:
         ids = (note.campaign_id, note.credential_id)
-        command = ["mailopsd", "reenable", *ids]
-        if config is not None:
-            command += ["--config", str(config)]
-        if state_dir is not None:
-            command += ["--state-dir", str(state_dir)]
+        command = ["mailopsd", "reenable", *ids, *given]
         issues.append(
             ignored_issue(
                 loaded.campaign_files[note.campaign_id],
@@ -117,7 +117,9 @@ def _state_issues(loaded: loader.LoadedConfig, args: argparse.Namespace) -> list
         for credential_id, credential in campaign.smtp_credentials.items()
     }
     ignored = reconcile.ignored_reenables(written, states)
-    return _ignored_issues(loaded, ignored, config=args.path, state_dir=directory)
+    return _ignored_issues(
+        loaded, ignored, config=args.path, state_dir=directory, key_file=args.age_key_file
+    )
 
 
 def _configure_daemon_logging(log_format: str) -> None:
@@ -199,7 +201,11 @@ def _plan(args: argparse.Namespace) -> int:
         if ledger is not None:
             ledger.close()
     for issue in _ignored_issues(
-        loaded, plan.ignored, config=args.config, state_dir=args.state_dir
+        loaded,
+        plan.ignored,
+        config=args.config,
+        state_dir=args.state_dir,
+        key_file=args.age_key_file,
     ):
         print(f"warning: {issue}", file=sys.stderr)
     if plan.is_empty:

@@ -3,6 +3,7 @@ can see the state says so; reenable checks the state it is given."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from pathlib import Path
 
@@ -50,12 +51,18 @@ def disabled(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> Path:
 def test_plan_says_it_has_no_effect(
     disabled: Path, write_config: Writer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """plan: no changes, and a warning at the field with why and the command to run."""
+    """plan: no changes, and a warning at the field with why and a command that, run as
+    printed, writes a reenabled_at that counts."""
     write_config(EARLY)
     code, out, err = _cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
     assert code == 0
     assert out.startswith("no changes (revision ")
     assert err == WARNING + "\n"
+    suggested = shlex.split(err.split("run: ")[1])
+    assert _cli(capsys, *suggested[1:])[0] == 0
+    code, out, err = _cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
+    assert (code, err) == (2, "")
+    assert "  ^ re-enable acme-q4/primary" in out
 
 
 def test_validate_with_state_dir_says_it(
