@@ -92,8 +92,9 @@ def _next_lines(campaign: Report) -> list[str]:
     followup = upcoming["followup"]
     if followup is not None:
         what = f"  next: step {followup['step']} for {_count(followup['leads'], 'lead')}"
-        due = ", due now" if followup["due_now"] else f" from {_when(followup, zone)}"
-        lines.append(what + due)
+        first = ", the first" if followup["leads"] > 1 else ","
+        due = " due now" if followup["due_now"] else f" from {_when(followup, zone)}"
+        lines.append(what + first + due)
     return lines or ["  next: nothing is due; no lead has a step left to send"]
 
 

@@ -43,7 +43,9 @@ def _moment(moment: datetime | None, timezone: str) -> dict[str, str | None]:
 class _Outlook:
     """What status computes for one campaign, from its snapshot and the ledger's tallies."""
 
-    def __init__(self, snapshot: Snapshot, tally: LeadTally, sends: SendTally, now: datetime):
+    def __init__(
+        self, snapshot: Snapshot, tally: LeadTally, sends: SendTally, now: datetime
+    ) -> None:
         self.now = now
         self.tally = tally
         self.sends = sends

@@ -80,7 +80,7 @@ def test_demo_sends_at_any_hour_and_says_so(
     assert lines[1:] == [
         "campaign demo-welcome: sent 3, failed 0",
         f"  sandbox copies (delivered nowhere): {copies}",
-        f"  next: step 2 for 3 leads from {next_due}",
+        f"  next: step 2 for 3 leads, the first from {next_due}",
         "details: mailopsd status --state-dir state",
     ]
     assert "Traceback" not in err
@@ -99,7 +99,8 @@ def test_status_after_the_demo_run(checkout: Path, capsys: pytest.CaptureFixture
         "  leads: 0 new, 3 in sequence (after step 1: 3), 0 finished, 0 replied, 0 bounced, "
         "0 unsubscribed, 0 stopped",
         "  sends: 3 today (UTC day), 3 in total",
-        "  next: step 2 for 3 leads from Wed 2026-12-09 03:00 Europe/Paris (2026-12-09T02:00:00Z)",
+        "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:00 Europe/Paris "
+        "(2026-12-09T02:00:00Z)",
         "  finish: about Sun 2026-12-13 15:00 Europe/Paris (2026-12-13T14:00:00Z), when the "
         "last lead's last step is due",
     ]
@@ -115,7 +116,8 @@ def test_second_run_says_nothing_was_due(
     assert code == 0
     assert out.splitlines()[1:] == [
         "campaign demo-welcome: sent 0, failed 0",
-        "  next: step 2 for 3 leads from Wed 2026-12-09 03:00 Europe/Paris (2026-12-09T02:00:00Z)",
+        "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:00 Europe/Paris "
+        "(2026-12-09T02:00:00Z)",
         "details: mailopsd status --state-dir state",
     ]
     assert sum(len(recipients) for recipients in _sandbox(checkout).values()) == 3

@@ -120,7 +120,7 @@ def test_campaign_progress(write_config: Writer, capsys: pytest.CaptureFixture[s
         "  sends: 4 today (UTC day), 7 in total",
         "  next: step 1 for 1 new lead from Fri 2026-11-27 00:00 UTC (2026-11-27T00:00:00Z), "
         "when the daily limits reset (00:00 UTC)",
-        "  next: step 2 for 1 lead from Sun 2026-11-29 10:00 UTC (2026-11-29T10:00:00Z)",
+        "  next: step 2 for 1 lead, from Sun 2026-11-29 10:00 UTC (2026-11-29T10:00:00Z)",
         "  finish: about Fri 2026-12-04 00:00 UTC (2026-12-04T00:00:00Z), at today's pace of "
         "3 new leads a day",
     ]
@@ -179,7 +179,7 @@ def test_campaign_progress_to_the_end(
         "  leads: 0 new, 1 in sequence (after step 2: 1), 0 finished, 0 replied, 0 bounced, "
         "0 unsubscribed, 0 stopped",
         "  sends: 1 today (UTC day), 2 in total",
-        "  next: step 3 for 1 lead from Mon 2026-11-30 10:00 UTC (2026-11-30T10:00:00Z)",
+        "  next: step 3 for 1 lead, from Mon 2026-11-30 10:00 UTC (2026-11-30T10:00:00Z)",
         "  finish: about Mon 2026-11-30 10:00 UTC (2026-11-30T10:00:00Z), when the last "
         "lead's last step is due",
     ]
