@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import shlex
 import signal
 import sqlite3
 import threading
@@ -48,7 +49,8 @@ from mailopsd.config.loader import (
     collector_paused,
     load_config,
 )
-from mailopsd.dispatch.dispatcher import Dispatcher
+from mailopsd.config.reenable import ignored_issue
+from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import LinkApp, Site
@@ -57,6 +59,7 @@ from mailopsd.http.metrics import ReloadCounts
 from mailopsd.http.server import ClientLimits, HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
+from mailopsd.reconcile import ReenableIgnored
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
@@ -176,6 +179,7 @@ class Daemon:
         self._wake = threading.Event()
         self._scheduler = schedule.Scheduler()
         self._logged_errors: frozenset[str] = frozenset()
+        self._logged_ignored: frozenset[str] = frozenset()
         self._watcher: _Watcher | None = None
         self._state_loaded = False
         self._ledger: Ledger | None = None
@@ -196,6 +200,7 @@ class Daemon:
         self._reloads_failed = 0
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
+        self.work_done = TickReport()  # every tick's, since the process started
 
     # Start and stop -------------------------------------------------------------------
 
@@ -406,10 +411,32 @@ class Daemon:
         self.state = self._reconciler.apply(plan, self.state, self._now())
         if plan.actions:
             logger.info("reconciled revision=%s actions=%d", plan.revision, len(plan.actions))
+        self._warn_ignored(loaded, plan.ignored)
         self.loaded = loaded
         self._set_condition("ConfigError", "False", "Valid", "the config is valid")
         self._set_condition("Ready", "True", "Reconciled", f"revision {plan.revision} applied")
         self._save()
+
+    def _warn_ignored(self, loaded: LoadedConfig, ignored: tuple[ReenableIgnored, ...]) -> None:
+        """Log each ``reenabled_at`` that has no effect, once while it stays so."""
+        lines = set()
+        for note in ignored:
+            ids = (note.campaign_id, note.credential_id)
+            config, state_dir = str(self.settings.config_path), str(self.settings.state_dir)
+            command = shlex.join(
+                ["mailopsd", "reenable", *ids, "--config", config, "--state-dir", state_dir]
+            )
+            issue = ignored_issue(
+                loaded.campaign_files[note.campaign_id],
+                ids,
+                reenabled_at=note.reenabled_at,
+                disabled_at=note.disabled_at,
+                command=command,
+            )
+            lines.add(str(issue))
+        for line in sorted(lines - self._logged_ignored):
+            logger.warning("reenabled_at has no effect: %s", line)
+        self._logged_ignored = frozenset(lines)
 
     def _reload_now(self, *, notify: bool) -> None:
         if not self._storage_ready():
@@ -502,6 +529,7 @@ class Daemon:
             if state != self.state:
                 self.state = state
                 self._save()
+            self.work_done.add(report)
             if report.assigned:
                 logger.info("dispatched %s", report.summary())
             total += report.assigned

@@ -33,7 +33,9 @@ __all__ = [
     "Observed",
     "ObservedCredential",
     "Plan",
+    "ReenableIgnored",
     "campaigns_needing_leads",
+    "ignored_reenables",
     "plan",
 ]
 
@@ -236,6 +238,21 @@ class CredentialReenabled:
         )
 
 
+@dataclass(frozen=True)
+class ReenableIgnored:
+    """A ``reenabled_at`` before the auto-disable it would end: it has no effect.
+
+    It happens when a credential is disabled again after its last re-enable, and when
+    a person writes a time before the disable. Not an action: nothing changes, but a
+    person believes the credential is back, so plan, validate and the log say it.
+    """
+
+    campaign_id: str
+    credential_id: str
+    reenabled_at: datetime
+    disabled_at: datetime
+
+
 Action = (
     CampaignAdded
     | CampaignRemoved
@@ -250,11 +267,12 @@ Action = (
 
 @dataclass(frozen=True)
 class Plan:
-    """What a reconcile would do: the actions, and the revision they bring."""
+    """What a reconcile would do: the actions, the revision they bring, what has no effect."""
 
     revision: str
     content_hash: str
     actions: tuple[Action, ...]
+    ignored: tuple[ReenableIgnored, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -366,6 +384,26 @@ def _reenable_actions(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
+def ignored_reenables(
+    reenabled_at: Mapping[CredentialKey, datetime | None],
+    states: Mapping[CredentialKey, ObservedCredential],
+) -> list[ReenableIgnored]:
+    """Return each ``reenabled_at`` that is before its credential's ``disabled_at``.
+
+    Args:
+        reenabled_at: What each credential's config holds.
+        states: What the state file says of each credential.
+    """
+    ignored = []
+    for key, reenabled in reenabled_at.items():
+        state = states.get(key)
+        if state is None or state.disabled_at is None or reenabled is None:
+            continue
+        if reenabled < state.disabled_at:
+            ignored.append(ReenableIgnored(*key, reenabled, state.disabled_at))
+    return ignored
+
+
 def plan(desired: Desired, observed: Observed) -> Plan:
     """Compute what it takes to bring the observed state to the desired one.
 
@@ -375,7 +413,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
 
     Returns:
         The actions, in the order they apply: campaigns, credentials, leads, re-enables,
-        then removed campaigns.
+        then removed campaigns; and the ``reenabled_at`` values that have no effect.
     """
     actions = [
         *_campaign_actions(desired, observed),
@@ -385,4 +423,5 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     ]
     gone = [cid for cid in observed.campaigns if cid not in desired.campaigns]
     actions.extend(CampaignRemoved(campaign_id) for campaign_id in gone)
-    return Plan(desired.revision, desired.content_hash, tuple(actions))
+    ignored = ignored_reenables(desired.reenabled_at, observed.credential_states)
+    return Plan(desired.revision, desired.content_hash, tuple(actions), tuple(ignored))

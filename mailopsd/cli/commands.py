@@ -6,13 +6,16 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailopsd import secrets
+from mailopsd import reconcile, secrets
 from mailopsd.atomicfile import write_atomically
+from mailopsd.cli import summary
 from mailopsd.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
@@ -30,16 +33,17 @@ from mailopsd.cli.common import (
 )
 from mailopsd.config import loader
 from mailopsd.config.leads import read_leads
-from mailopsd.config.reenable import set_reenabled_at, unknown_credential
+from mailopsd.config.reenable import ignored_issue, set_reenabled_at, unknown_credential
 from mailopsd.daemon import Daemon, DaemonSettings
-from mailopsd.errors import ConfigError
+from mailopsd.errors import ConfigError, ConfigIssue
 from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
 from mailopsd.notify import Notifier
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
-from mailopsd.state.statefile import load_state
-from mailopsd.state.status import build_status
+from mailopsd.state.observe import credential_key, observe
+from mailopsd.state.statefile import format_time, load_state
+from mailopsd.state.status import build_status, require_state
 
 __all__ = ["add_commands"]
 
@@ -51,6 +55,9 @@ def _validate(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print_issues(err, args.format)
         return EXIT_FAILURE
+    if args.state_dir is not None:
+        for issue in _state_issues(loaded, args):
+            print(f"warning: {issue}", file=sys.stderr)
     if args.format == "json":
         print("[]")
         return EXIT_OK
@@ -62,6 +69,57 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"warning: {problem}", file=sys.stderr)
     print(f"ok: {loaded.summary()}")
     return EXIT_OK
+
+
+def _ignored_issues(
+    loaded: loader.LoadedConfig,
+    ignored: Iterable[reconcile.ReenableIgnored],
+    *,
+    config: Path | None,
+    state_dir: Path | None,
+    key_file: Path | None,
+) -> list[ConfigIssue]:
+    """Each ``reenabled_at`` that has no effect, at its field, with the command that helps.
+
+    ``config``, ``state_dir`` and ``key_file`` are the options the person gave, repeated
+    in the command.
+    """
+    options = {"--config": config, "--state-dir": state_dir, "--age-key-file": key_file}
+    given = [part for name, value in options.items() if value for part in (name, str(value))]
+    issues = []
+    for note in ignored:
+        ids = (note.campaign_id, note.credential_id)
+        command = ["mailopsd", "reenable", *ids, *given]
+        issues.append(
+            ignored_issue(
+                loaded.campaign_files[note.campaign_id],
+                ids,
+                reenabled_at=note.reenabled_at,
+                disabled_at=note.disabled_at,
+                command=shlex.join(command),
+            )
+        )
+    return issues
+
+
+def _state_issues(loaded: loader.LoadedConfig, args: argparse.Namespace) -> list[ConfigIssue]:
+    """What the daemon's state says of the config: ``reenabled_at`` values with no effect.
+
+    Raises:
+        StateError: ``--state-dir`` holds no daemon state, or it cannot be read.
+    """
+    directory: Path = args.state_dir
+    require_state(directory)
+    states = observe(None, load_state(directory)).credential_states
+    written = {
+        (campaign_id, credential_id): credential.reenabled_at
+        for campaign_id, campaign in loaded.config.campaigns.items()
+        for credential_id, credential in campaign.smtp_credentials.items()
+    }
+    ignored = reconcile.ignored_reenables(written, states)
+    return _ignored_issues(
+        loaded, ignored, config=args.path, state_dir=directory, key_file=args.age_key_file
+    )
 
 
 def _configure_daemon_logging(log_format: str) -> None:
@@ -99,11 +157,13 @@ def _run(args: argparse.Namespace) -> int:
         progress=_show_progress if sys.stderr.isatty() else None,
     )
     daemon = Daemon(settings, Notifier(os.environ))
+    lines: list[str] = []
     try:
         daemon.start()
         if args.once:
             daemon.poll_inbox()
             daemon.dispatch()
+            lines = _once_summary(daemon)
         else:
             daemon.serve()
         paused = daemon.storage_problem
@@ -112,7 +172,22 @@ def _run(args: argparse.Namespace) -> int:
     if paused is not None:
         print(f"error: work paused, state directory not writable: {paused}", file=sys.stderr)
         return EXIT_FAILURE
+    print("\n".join(lines), end="\n" if lines else "")
     return EXIT_OK
+
+
+def _once_summary(daemon: Daemon) -> list[str]:
+    """What a ``run --once`` did and what comes next, read while the daemon's ledger is open.
+
+    The daemon's connection then closes last, and takes the write-ahead log files with
+    it, as after any run.
+    """
+    if daemon.storage_problem is not None:
+        return []
+    settings = daemon.settings
+    now = settings.clock()
+    report = build_status(settings.state_dir, now)
+    return summary.run_lines(report, daemon.work_done, state_dir=settings.state_dir, now=now)
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -125,6 +200,14 @@ def _plan(args: argparse.Namespace) -> int:
     finally:
         if ledger is not None:
             ledger.close()
+    for issue in _ignored_issues(
+        loaded,
+        plan.ignored,
+        config=args.config,
+        state_dir=args.state_dir,
+        key_file=args.age_key_file,
+    ):
+        print(f"warning: {issue}", file=sys.stderr)
     if plan.is_empty:
         print(f"no changes (revision {plan.revision})")
         return EXIT_OK
@@ -188,6 +271,7 @@ def _status_text(report: dict[str, object]) -> list[str]:
             f"campaign {campaign['id']} {campaign['name']!r} (account {campaign['account']}, "
             f"{campaign['leads']} leads)"
         )
+        lines.extend(summary.campaign_lines(campaign))
         tracked = campaign["tracking"]
         if tracked["opens"] or tracked["clicks"]:
             lines.append(
@@ -223,6 +307,14 @@ def _reenable(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     path = loaded.campaign_files[args.campaign]
     moment: datetime = parse_now(args.now)
+    disabled_at = None
+    if args.state_dir is not None:
+        require_state(args.state_dir)
+        key = credential_key(args.campaign, args.credential)
+        disabled_at = load_state(args.state_dir).credential(key).disabled_at
+        refusal = _reenable_refusal(args, moment, disabled_at)
+        if refusal is not None:
+            return refusal
     text = path.read_text(encoding="utf-8")
     where = str(path)
     field = ("campaigns", args.campaign, "smtp_credentials", args.credential, "reenabled_at")
@@ -240,8 +332,33 @@ def _reenable(args: argparse.Namespace) -> int:
     else:
         text = set_reenabled_at(text, args.campaign, args.credential, moment, where)
     write_atomically(path, text)
-    print(f"{path}: set reenabled_at for {args.campaign}/{args.credential}; commit this change")
+    since = f" (disabled since {format_time(disabled_at)})" if disabled_at else ""
+    print(
+        f"{path}: set reenabled_at for {args.campaign}/{args.credential}{since}; commit this change"
+    )
     return EXIT_OK
+
+
+def _reenable_refusal(
+    args: argparse.Namespace, moment: datetime, disabled_at: datetime | None
+) -> int | None:
+    """Why ``reenable`` writes nothing, per the daemon's state (printed), or ``None``."""
+    name = f"{args.campaign}/{args.credential}"
+    if disabled_at is None:
+        print(
+            f"{name} is not disabled in the daemon state in {args.state_dir}: nothing to "
+            "re-enable, nothing written"
+        )
+        return EXIT_OK
+    if moment.replace(microsecond=0) < disabled_at:
+        print(
+            f"error: {format_time(moment)} is before {name}'s disabled_at "
+            f"{format_time(disabled_at)}: a reenabled_at before it would have no effect; "
+            "give --now at or after it, or leave --now out; nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return None
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -299,6 +416,12 @@ def _add_validate(commands: Commands[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="accept secret fields stored in clear text (local sandbox demos only)",
     )
+    validate.add_argument(
+        "--state-dir",
+        type=Path,
+        help="the daemon's state directory: also warn of a reenabled_at that has no effect "
+        "there (before its credential's disabled_at); default: no state is read",
+    )
     validate.set_defaults(handler=_validate)
 
 
@@ -346,6 +469,12 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
     reenable.add_argument("campaign")
     reenable.add_argument("credential")
     add_config_options(reenable, state=False)
+    reenable.add_argument(
+        "--state-dir",
+        type=Path,
+        help="the daemon's state directory: write only if the credential is disabled there, "
+        "and only a time at or after its disabled_at; default: no state is read",
+    )
     reenable.add_argument("--now", help="the time to write (ISO 8601; default: now)")
     reenable.set_defaults(handler=_reenable)
     classify_command = commands.add_parser(

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -485,6 +485,25 @@ class SendWindow(_Model):
         minute = local.hour * 60 + local.minute
         day = WEEKDAYS[local.weekday()]
         return day in self.days and self.start_minute <= minute < self.end_minute
+
+    @property
+    def is_always_open(self) -> bool:
+        """Tell whether the window never closes (every day, 00:00 to 24:00)."""
+        return len(self.days) == len(WEEKDAYS) and (self.start_minute, self.end_minute) == (0, 1440)
+
+    def next_opening(self, moment: datetime, timezone: str) -> datetime:
+        """Return ``moment`` if the window is open then, else the next instant it opens."""
+        if self.contains(moment, timezone):
+            return moment
+        zone = ZoneInfo(timezone)
+        start = time(self.start_minute // 60, self.start_minute % 60)
+        first = moment.astimezone(zone).date()
+        for offset in range(8):
+            day = first + timedelta(days=offset)
+            opening = datetime.combine(day, start, tzinfo=zone)
+            if WEEKDAYS[day.weekday()] in self.days and opening > moment:
+                return opening
+        raise AssertionError("a valid window opens within a week")  # pragma: no cover
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -8,7 +8,9 @@ located through the nodes' positions, as the SOPS writer does.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
+import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
 from mailopsd import goyaml
@@ -16,7 +18,7 @@ from mailopsd.config import suggest
 from mailopsd.config.models import Config
 from mailopsd.errors import ConfigError, ConfigIssue
 
-__all__ = ["set_reenabled_at", "unknown_credential"]
+__all__ = ["ignored_issue", "set_reenabled_at", "unknown_credential"]
 
 FIELD = "reenabled_at"
 
@@ -117,3 +119,40 @@ def set_reenabled_at(
     start: int = existing[1].start_mark.index
     end: int = existing[1].end_mark.index
     return text[:start] + value + text[end:]
+
+
+def ignored_issue(
+    path: Path,
+    ids: tuple[str, str],
+    *,
+    reenabled_at: datetime,
+    disabled_at: datetime,
+    command: str,
+) -> ConfigIssue:
+    """Say, at the field, that a ``reenabled_at`` before the auto-disable has no effect.
+
+    Args:
+        path: The config file that defines the credential.
+        ids: ``(campaign id, credential id)``.
+        reenabled_at: The value the file holds.
+        disabled_at: When the daemon disabled the credential (its state file says).
+        command: The ``mailopsd reenable`` command line that writes a value that counts.
+
+    Returns:
+        The warning, at the field's line and column (0 if the file cannot be read now).
+    """
+    loc = ("campaigns", ids[0], "smtp_credentials", ids[1], FIELD)
+    try:
+        line, column, _ = goyaml.locate(goyaml.compose_yaml(path.read_text("utf-8")), loc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        line = column = 0
+    written, disabled = (
+        goyaml.format_go_time(moment.replace(microsecond=0).astimezone(UTC))
+        for moment in (reenabled_at, disabled_at)
+    )
+    message = (
+        f"{written} is before the credential's disabled_at {disabled} (it was auto-disabled "
+        "after that time), so it has no effect and the credential stays disabled; to "
+        f"re-enable it, run: {command}"
+    )
+    return ConfigIssue(str(path), line, column, ".".join(loc), message)

@@ -91,12 +91,21 @@ def _not_sent_reason(outcome: Outcome) -> str:
 
 @dataclass
 class TickReport:
-    """What one tick did: sends assigned, outcomes by kind, ``not_sent`` ones by reason."""
+    """What one tick (or several, added up) did.
+
+    Attributes:
+        assigned: Sends assigned.
+        outcomes: Outcomes by kind.
+        not_sent: ``not_sent`` outcomes by reason, in the order of ``NOT_SENT_REASONS``.
+        sends: Outcomes by ``(campaign, credential, kind)``.
+        failed_leads: Leads failed before any send (a template error), by campaign.
+    """
 
     assigned: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     not_sent: Counter[str] = field(default_factory=Counter)
-    """``not_sent`` outcomes by reason, in the order of ``NOT_SENT_REASONS``."""
+    sends: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    failed_leads: Counter[str] = field(default_factory=Counter)
 
     def summary(self) -> str:
         """``sent=3 not_sent=2 not_sent_smtp_unavailable=1 not_sent_after_failure=1``.
@@ -106,6 +115,14 @@ class TickReport:
         counts = [f"{kind}={n}" for kind, n in sorted(self.outcomes.items())]
         reasons = [f"not_sent_{why}={self.not_sent[why]}" for why in self.not_sent]
         return " ".join(counts + reasons)
+
+    def add(self, other: TickReport) -> None:
+        """Add another tick's report to this one."""
+        self.assigned += other.assigned
+        self.outcomes.update(other.outcomes)
+        self.not_sent.update(other.not_sent)
+        self.sends.update(other.sends)
+        self.failed_leads.update(other.failed_leads)
 
 
 @dataclass(slots=True)
@@ -624,6 +641,7 @@ class Dispatcher:
                 for lead in failed:
                     self.ledger.update_lead(lead)
         report = TickReport(assigned=len(jobs))
+        report.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:
             return state, report
         intents = [
@@ -650,6 +668,7 @@ class Dispatcher:
             if outcome.kind == OutcomeKind.NOT_SENT
         )
         report.not_sent.update({why: reasons[why] for why in NOT_SENT_REASONS if reasons[why]})
+        report.sends.update((*job.key, outcome.kind.value) for job, outcome in results)
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
         return health.check_credentials(self.ledger, loaded, state, bounced, now), report

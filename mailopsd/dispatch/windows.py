@@ -6,10 +6,9 @@ Pure. Local times come from ``zoneinfo``, so a window of 09:00-17:00 in New York
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
-from mailopsd.config.models import WEEKDAYS, Campaign
+from mailopsd.config.models import Campaign
 
 __all__ = ["is_open", "next_open"]
 
@@ -23,16 +22,4 @@ def is_open(campaign: Campaign, now: datetime) -> bool:
 def next_open(campaign: Campaign, now: datetime) -> datetime:
     """Return ``now`` if the window is open, else the next instant it opens (≤ 8 days on)."""
     window = campaign.send_window
-    if window is None or window.contains(now, campaign.timezone):
-        return now
-    zone = ZoneInfo(campaign.timezone)
-    local = now.astimezone(zone)
-    start = time(window.start_minute // 60, window.start_minute % 60)
-    for offset in range(8):
-        day = local.date() + timedelta(days=offset)
-        if WEEKDAYS[day.weekday()] not in window.days:
-            continue
-        opening = datetime.combine(day, start, tzinfo=zone)
-        if opening > now:
-            return opening
-    return now + timedelta(days=8)  # pragma: no cover - a valid window opens within a week
+    return now if window is None else window.next_opening(now, campaign.timezone)

@@ -38,9 +38,12 @@ __all__ = [
     "CredentialCounts",
     "Intent",
     "LeadProgress",
+    "LeadTally",
     "LeadsStage",
     "Ledger",
+    "SendTally",
     "Staged",
+    "StepWait",
     "Totals",
     "Tracked",
     "stamp",
@@ -514,6 +517,71 @@ class CredentialCounts:
     unknown: int = 0
     last_poll_at: str | None = None
     last_poll_result: str | None = None
+
+
+@dataclass(frozen=True)
+class StepWait:
+    """The leads waiting for their next step after the same number of steps sent.
+
+    Attributes:
+        leads: How many (suppressed addresses included: see ``LeadTally.suppressed``).
+        first_due: The earliest time one of them is due (ledger stamp).
+        last_due: The latest.
+    """
+
+    leads: int
+    first_due: str | None
+    last_due: str | None
+
+
+@dataclass(frozen=True)
+class LeadTally:
+    """Where a campaign's active leads stand.
+
+    Attributes:
+        total: Active leads.
+        by_state: Leads by state: ``new``, ``sending``, ``waiting``, ``done``, ``failed``,
+            and the stopped ones by reason: ``replied``, ``bounced``, ``unsubscribed``,
+            ``stopped`` (any other reason: a complaint, an auto-reply).
+        waiting: Per number of steps sent, the leads waiting for their next step.
+        suppressed: Per ``(state, steps sent)``, new and waiting leads whose address is
+            suppressed for the account: they are never sent their next step.
+    """
+
+    total: int
+    by_state: dict[str, int]
+    waiting: dict[int, StepWait]
+    suppressed: dict[tuple[str, int], int]
+
+
+@dataclass(frozen=True)
+class SendTally:
+    """A campaign's counted sends (handed to a server, or may have been).
+
+    Attributes:
+        total: Since the campaign began.
+        today: Since ``day_start``, every step.
+        step1_today: Since ``day_start``, step 1 only.
+    """
+
+    total: int
+    today: int
+    step1_today: int
+
+
+# What one scan of a campaign's leads adds up, by name (module constants only).
+_TALLIED_STATES = {
+    "new": "state = 'new'",
+    "sending": "state = 'sending'",
+    "waiting": "state = 'waiting'",
+    "done": "state = 'done'",
+    "failed": "state = 'failed'",
+    "replied": "state = 'stopped' AND stop_reason = 'replied'",
+    "bounced": "state = 'stopped' AND stop_reason = 'bounced'",
+    "unsubscribed": "state = 'stopped' AND stop_reason = 'unsubscribed'",
+    "stopped": "state = 'stopped' AND coalesce(stop_reason, '') "
+    "NOT IN ('replied', 'bounced', 'unsubscribed')",
+}
 
 
 @dataclass(frozen=True)
@@ -1054,6 +1122,70 @@ class Ledger:
             (campaign_id,),
         ).fetchone()
         return int(row[0])
+
+    def lead_tally(self, campaign_id: str, account: str, *, steps: int) -> LeadTally:
+        """Count a campaign's active leads by state, and its waiting leads by step.
+
+        One pass over the campaign's leads (conditional sums, no sort: a grouped query
+        would sort every lead), then one lookup per suppressed address of the account,
+        in one read transaction.
+
+        Args:
+            campaign_id: The campaign.
+            account: Its account (suppressions are per account).
+            steps: The length of its sequence (waiting leads have sent 1 to steps - 1).
+        """
+        sums = [f"coalesce(sum({where}), 0)" for where in _TALLIED_STATES.values()]
+        for sent in range(1, max(steps, 1)):
+            after = f"state = 'waiting' AND step = {int(sent)}"
+            sums += [
+                f"coalesce(sum({after}), 0)",
+                f"min(CASE WHEN {after} THEN next_due_at END)",
+                f"max(CASE WHEN {after} THEN next_due_at END)",
+            ]
+        with self._read_snapshot():
+            row = self._db.execute(
+                f"SELECT count(*), {', '.join(sums)} FROM leads "
+                "WHERE campaign_id = ? AND removed_at IS NULL",
+                (campaign_id,),
+            ).fetchone()
+            # From the account's suppressions to the leads, not the other way round:
+            # an account has far fewer suppressed addresses than leads.
+            blocked = self._db.execute(
+                "SELECT l.state, l.step, count(*) FROM suppressions AS s CROSS JOIN leads AS l "
+                "ON l.campaign_id = ? AND l.email = s.email WHERE s.account = ? "
+                "AND l.state IN ('new', 'waiting') AND l.removed_at IS NULL "
+                "GROUP BY l.state, l.step",
+                (campaign_id, account),
+            ).fetchall()
+        counts = row[1 : 1 + len(_TALLIED_STATES)]
+        steps_part = row[1 + len(_TALLIED_STATES) :]
+        waiting = {
+            index // 3 + 1: StepWait(int(steps_part[index]), *steps_part[index + 1 : index + 3])
+            for index in range(0, len(steps_part), 3)
+            if steps_part[index]
+        }
+        return LeadTally(
+            total=int(row[0]),
+            by_state=dict(zip(_TALLIED_STATES, map(int, counts), strict=True)),
+            waiting=waiting,
+            suppressed={(str(state), int(step)): int(n) for state, step, n in blocked},
+        )
+
+    def send_tally(self, campaign_id: str, day_start: datetime) -> SendTally:
+        """Count a campaign's sends: in all, and since ``day_start`` (a UTC midnight).
+
+        Read from the per-day counters the triggers keep: one row per day and mailbox.
+        """
+        day = stamp(day_start)[:10]
+        row = self._db.execute(
+            "SELECT coalesce(sum(step1 + followups), 0), "
+            "coalesce(sum(CASE WHEN day >= :day THEN step1 + followups END), 0), "
+            "coalesce(sum(CASE WHEN day >= :day THEN step1 END), 0) "
+            "FROM credential_days WHERE campaign_id = :campaign",
+            {"day": day, "campaign": campaign_id},
+        ).fetchone()
+        return SendTally(total=int(row[0]), today=int(row[1]), step1_today=int(row[2]))
 
     # Dispatch ---------------------------------------------------------------------------
 

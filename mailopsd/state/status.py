@@ -15,12 +15,26 @@ from pathlib import Path
 
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import Period, parse_period
+from mailopsd.errors import StateError
 from mailopsd.inbox import policy
-from mailopsd.state.ledger import CredentialCounts, Ledger
+from mailopsd.state.ledger import LEDGER_FILE, CredentialCounts, Ledger
 from mailopsd.state.observe import credential_key
-from mailopsd.state.statefile import CredentialState, StateFile, format_time, load_state
+from mailopsd.state.progress import campaign_progress
+from mailopsd.state.statefile import (
+    STATE_FILE,
+    CredentialState,
+    StateFile,
+    format_time,
+    load_state,
+)
 
-__all__ = ["PUBLIC_FIELDS", "CredentialFigures", "build_status", "measure_credential"]
+__all__ = [
+    "PUBLIC_FIELDS",
+    "CredentialFigures",
+    "build_status",
+    "measure_credential",
+    "require_state",
+]
 
 PUBLIC_FIELDS = (
     "label",
@@ -154,12 +168,37 @@ def _storage(state_dir: Path) -> dict[str, object]:
     return {"writable": problem is None, "free_bytes": free, "problem": problem}
 
 
+def require_state(state_dir: Path) -> None:
+    """Check that ``state_dir`` holds a daemon's state (its state file or its ledger).
+
+    Raises:
+        StateError: It does not: where it looked, and where the state usually is.
+    """
+    if (state_dir / STATE_FILE).is_file() or (state_dir / LEDGER_FILE).is_file():
+        return
+    where = state_dir.absolute()
+    if not state_dir.exists():
+        found = "that directory does not exist"
+    elif not state_dir.is_dir():
+        found = "that is not a directory"
+    else:
+        found = f"it has no {STATE_FILE} or {LEDGER_FILE}"
+    raise StateError(
+        f"no daemon state in {where} ({found}): give the daemon's state directory with "
+        "--state-dir (the service's is /var/lib/mailopsd; the default is "
+        "$MAILOPSD_STATE_DIR, then $STATE_DIRECTORY, then ./state), or run "
+        "'mailopsd run' first to create it"
+    )
+
+
 def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
     """Return the status report (JSON-ready).
 
     Raises:
-        StateError: The state file or the ledger cannot be read.
+        StateError: There is no daemon state in ``state_dir``, or its state file or
+            ledger cannot be read.
     """
+    require_state(state_dir)
     state = load_state(state_dir)
     ledger = Ledger.open_readonly(state_dir)
     campaigns: list[dict[str, object]] = []
@@ -172,12 +211,13 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                     for key, snapshot in sorted(credentials.items())
                     if key[0] == campaign_id
                 ]
+                progress = campaign_progress(ledger, campaign_id, campaign, rows, now)
                 campaigns.append(
                     {
                         "id": campaign_id,
                         "name": campaign.get("name"),
                         "account": campaign.get("account"),
-                        "leads": ledger.lead_count(campaign_id),
+                        **progress,
                         "lead_problems": ledger.lead_problems(campaign_id),
                         "tracking": ledger.tracking_totals(campaign_id),
                         "smtp_credentials": rows,

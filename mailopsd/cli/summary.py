@@ -1,0 +1,175 @@
+"""Text for people: a campaign's progress in ``status``, and what a ``run --once`` did.
+
+Both read the status report (see ``mailopsd.state.status``); the run summary adds the
+outcomes the run counted. Times are shown in the campaign's time zone and in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mailopsd.config.models import WEEKDAYS
+from mailopsd.dispatch.dispatcher import TickReport
+from mailopsd.state.progress import local_time
+from mailopsd.state.statefile import format_time
+
+__all__ = ["campaign_lines", "run_lines"]
+
+Report = Mapping[str, Any]
+
+_FAILED = ("bounced", "invalid")
+_RETRIED = ("deferred", "not_sent", "auth_failed")
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}{'' if number == 1 else 's'}"
+
+
+def _when(moment: Report, timezone: str) -> str:
+    """``Wed 2026-12-09 03:00 Europe/Paris (2026-12-09T02:00:00Z)``."""
+    at = datetime.fromisoformat(str(moment["at_local"]))
+    return f"{local_time(at, timezone)} ({moment['at']})"
+
+
+def _window_line(window: Report) -> str:
+    zone = window["timezone"]
+    if window["always_open"]:
+        return f"  send window: any time ({zone})"
+    days = window["days"]
+    named = "every day" if len(days) == len(WEEKDAYS) else ",".join(days)
+    shape = f"{named} {window['start']}-{window['end']} {zone}"
+    if window["open_now"]:
+        return f"  send window {shape}: open now"
+    return f"  send window {shape}: closed; opens {_when(window['next_open'], zone)}"
+
+
+def _leads_line(progress: Report) -> str:
+    by_step = ", ".join(
+        f"after step {sent}: {count}"
+        for sent, count in progress["in_sequence_by_step"].items()
+        if count
+    )
+    line = (
+        f"  leads: {progress['new']} new, {progress['in_sequence']} in sequence"
+        + (f" ({by_step})" if by_step else "")
+        + f", {progress['finished']} finished, {progress['replied']} replied, "
+        f"{progress['bounced']} bounced, {progress['unsubscribed']} unsubscribed, "
+        f"{progress['stopped']} stopped"
+    )
+    extra = [
+        f"{progress[name]} {label}"
+        for name, label in (
+            ("sending", "sending"),
+            ("failed", "failed"),
+            ("suppressed", "suppressed (address suppressed for the account: never sent)"),
+        )
+        if progress[name]
+    ]
+    return line + (f"; {', '.join(extra)}" if extra else "")
+
+
+def _new_line(new: Report, timezone: str) -> str:
+    what = f"  next: step 1 for {_count(new['leads'], 'new lead')}"
+    held_by = new["held_by"]
+    if held_by is None:
+        return f"{what}, due now (as each mailbox's rate_limit and min_interval allow)"
+    if held_by == "no_mailbox":
+        return f"{what}: no mailbox can send (each is disabled, paused, blocked or failing AUTH)"
+    if held_by == "daily_limits":
+        return f"{what} from {_when(new, timezone)}, when the daily limits reset (00:00 UTC)"
+    return f"{what} from {_when(new, timezone)}, when the send window opens"
+
+
+def _next_lines(campaign: Report) -> list[str]:
+    zone = campaign["window"]["timezone"]
+    upcoming = campaign["next"]
+    lines = []
+    if upcoming["new_leads"] is not None:
+        lines.append(_new_line(upcoming["new_leads"], zone))
+    followup = upcoming["followup"]
+    if followup is not None:
+        what = f"  next: step {followup['step']} for {_count(followup['leads'], 'lead')}"
+        first = ", the first" if followup["leads"] > 1 else ","
+        due = " due now" if followup["due_now"] else f" from {_when(followup, zone)}"
+        lines.append(what + first + due)
+    return lines or ["  next: nothing is due; no lead has a step left to send"]
+
+
+def _finish_line(campaign: Report) -> str:
+    finish = campaign["finish"]
+    if finish["finished"]:
+        return "  finish: every lead has finished its sequence or stopped"
+    if finish["at"] is None:
+        return f"  finish: no estimate yet ({finish['note']})"
+    when = _when(finish, campaign["window"]["timezone"])
+    if campaign["progress"]["new"]:
+        pace = _count(finish["step1_per_day"], "new lead")
+        return f"  finish: about {when}, at today's pace of {pace} a day"
+    return f"  finish: about {when}, when the last lead's last step is due"
+
+
+def campaign_lines(campaign: Report) -> list[str]:
+    """The status lines of a campaign's window, leads, sends, next work and finish."""
+    sends = campaign["sends"]
+    return [
+        _window_line(campaign["window"]),
+        _leads_line(campaign["progress"]),
+        f"  sends: {sends['today']} today (UTC day), {sends['total']} in total",
+        *_next_lines(campaign),
+        _finish_line(campaign),
+    ]
+
+
+def _outcome_line(campaign_id: str, work: TickReport) -> str:
+    kinds: dict[str, int] = {}
+    for (campaign, _, kind), count in work.sends.items():
+        if campaign == campaign_id:
+            kinds[kind] = kinds.get(kind, 0) + count
+    failed = sum(kinds.get(kind, 0) for kind in _FAILED) + work.failed_leads[campaign_id]
+    line = f"campaign {campaign_id}: sent {kinds.get('sent', 0)}, failed {failed}"
+    retried = sum(kinds.get(kind, 0) for kind in _RETRIED)
+    if retried:
+        line += f", {retried} to retry later"
+    if kinds.get("unknown"):
+        line += f", {kinds['unknown']} with outcome unknown (never sent again)"
+    return line
+
+
+def _sandbox_line(campaign: Report, work: TickReport, state_dir: Path) -> str | None:
+    copies = []
+    for credential in campaign["smtp_credentials"]:
+        sent = work.sends[campaign["id"], credential["id"], "sent"]
+        if credential["status"] == "sandbox" and sent:
+            box = state_dir / "sandbox" / campaign["id"] / credential["id"] / "new"
+            copies.append(f"{box}/ ({sent})")
+    if not copies:
+        return None
+    return f"  sandbox copies (delivered nowhere): {', '.join(copies)}"
+
+
+def run_lines(report: Report, work: TickReport, *, state_dir: Path, now: datetime) -> list[str]:
+    """What a ``run --once`` did, per campaign, and what comes next.
+
+    Args:
+        report: The status report, read after the run.
+        work: The outcomes the run counted.
+        state_dir: The state directory (where the sandbox copies are).
+        now: The time of the run.
+
+    Returns:
+        The lines to print.
+    """
+    lines = [f"run --once at {format_time(now)}: revision {report['revision']} applied"]
+    if not report["campaigns"]:
+        lines.append("no campaigns in the config")
+    for campaign in report["campaigns"]:
+        lines.append(_outcome_line(campaign["id"], work))
+        sandbox = _sandbox_line(campaign, work, state_dir)
+        if sandbox is not None:
+            lines.append(sandbox)
+        lines.extend(_next_lines(campaign))
+    lines.append(f"details: mailopsd status --state-dir {state_dir}")
+    return lines
