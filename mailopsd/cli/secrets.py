@@ -48,6 +48,59 @@ def _encrypt_options(path: Path, recipients: Sequence[str]) -> secrets.EncryptOp
     )
 
 
+def _make_private_parents(path: Path) -> None:
+    """Create the missing parent directories of ``path``, each 0700.
+
+    ``os.makedirs(mode=…)`` gives the mode to the last directory only, so each missing
+    one is made (and chmod-ed, past the umask) in turn.
+    """
+    missing = [parent for parent in path.parents if not parent.exists()]
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+            directory.chmod(0o700)
+        except OSError as err:
+            raise _unwritable_key(path, err, directory=directory) from err
+
+
+def _unwritable_key(path: Path, err: OSError, *, directory: Path | None = None) -> SecretError:
+    """One line saying why the key file cannot be written there, and what to do."""
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    failed = f"cannot create the directory {directory}: " if directory else ""
+    if isinstance(err, IsADirectoryError) or path.is_dir():
+        reason = "it is a directory; give a file name with -o, such as ~/.config/sops/age/keys.txt"
+    elif blocker is not None:
+        reason = f"{blocker} is not a directory; choose another path with -o"
+    elif isinstance(err, PermissionError):
+        reason = f"{failed}permission denied; choose a path you can write with -o"
+    else:
+        reason = f"{failed}{err.strerror or err}; choose another path with -o"
+    return SecretError(f"cannot write the age key to {path}: {reason}")
+
+
+def _write_key_file(path: Path, text: str, *, force: bool) -> None:
+    """Write a new key file (0600) in private directories; replace one only if ``force``.
+
+    Raises:
+        SecretError: The file exists (without ``force``) or cannot be written.
+    """
+    if path.exists() and not path.is_dir() and not force:
+        raise SecretError(
+            f"{path} exists: not overwriting an age key (files encrypted for it could no "
+            "longer be opened); pass --force to replace it"
+        )
+    _make_private_parents(path)
+    try:
+        if force:
+            write_atomically(path, text, mode=0o600)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as err:
+        raise _unwritable_key(path, err) from err
+
+
 def _keygen(args: argparse.Namespace) -> int:
     identity, recipient = secrets.generate_identity()
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -56,15 +109,10 @@ def _keygen(args: argparse.Namespace) -> int:
         print(text, end="")
         print(f"Public key: {recipient}", file=sys.stderr)
         return EXIT_OK
-    path: Path = args.output
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        print(f"error: {path} exists; not overwriting a key", file=sys.stderr)
-        return EXIT_FAILURE
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(text)
+    path = Path(args.output).expanduser()
+    _write_key_file(path, text, force=args.force)
     print(recipient)
+    print(f"wrote a new age identity to {path} (mode 0600)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -209,7 +257,15 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
     keygen = verbs.add_parser("keygen", help="create an age identity (prints its recipient)")
-    keygen.add_argument("-o", "--output", type=Path, help="write the identity here (mode 0600)")
+    keygen.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="write the identity here (mode 0600; missing directories are made 0700)",
+    )
+    keygen.add_argument(
+        "--force", action="store_true", help="replace the key file at --output if it exists"
+    )
     keygen.set_defaults(handler=_keygen)
     encrypt = verbs.add_parser(
         "encrypt",
