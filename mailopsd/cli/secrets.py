@@ -37,14 +37,88 @@ def _read(path: Path) -> str:
         raise SecretError(f"cannot read {path}: {err}") from err
 
 
-def _encrypt_options(path: Path, recipients: Sequence[str]) -> secrets.EncryptOptions:
-    """Options from ``--age`` and the nearest ``.sops.yaml``; mailopsd's default otherwise."""
-    rule = secrets.find_creation_rule(path)
-    chosen = tuple(recipients) or (rule.recipients if rule else ())
+def _own_recipient(args: argparse.Namespace) -> str | None:
+    """The recipient of the person's own key, if one is found where keys are looked for."""
+    try:
+        found = identities(args)
+    except SecretError:
+        return None
+    recipients = (str(identity.to_public()) for identity in found.identities)
+    return next((r for r in recipients if not secrets.has_demo_recipient([r])), None)
+
+
+def _own_key_advice(args: argparse.Namespace, path: Path) -> str:
+    """The command that encrypts ``path`` for the person's own key (made first if need be)."""
+    command = "mailopsd secrets encrypt --age {} " + ("--in-place " if args.in_place else "")
+    command += shlex.quote(str(path))
+    own = _own_recipient(args)
+    if own is not None:
+        return f"to encrypt it for your own key, run: {command.format(own)}"
+    return (
+        "make your own key with: mailopsd secrets keygen -o ~/.config/sops/age/keys.txt, "
+        f"then run: {command.format('<the age1… it prints>')}"
+    )
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the working directory when it is inside it, as a person typed it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _matching_rule(path: Path) -> tuple[secrets.CreationRule | None, str]:
+    """The creation rule for ``path``, or ``None`` and why none applies."""
+    try:
+        rule = secrets.find_creation_rule(path)
+    except secrets.NoMatchingRuleError as err:
+        return None, f" (no creation rule in {_shown(err.source)} matches it)"
+    if rule is not None and not rule.recipients:
+        return rule, f" (the creation rule for it in {_shown(rule.source)} names none)"
+    return rule, ""
+
+
+def _encrypt_options(path: Path, args: argparse.Namespace) -> secrets.EncryptOptions:
+    """Options from ``--age`` and the nearest ``.sops.yaml``; mailopsd's default otherwise.
+
+    ``--age`` overrides a rule's recipients and works where no rule matches (``sops``
+    refuses then), so the command an error suggests always runs. The demo key is refused
+    for any file but the demo campaign file, wherever it comes from.
+    """
+    rule, why = _matching_rule(path)
+    given = tuple(args.age or ())
+    chosen = given or (rule.recipients if rule else ())
+    if not chosen:
+        raise SecretError(
+            f"{path}: no age recipient to encrypt for{why}; {_own_key_advice(args, path)}"
+        )
+    if secrets.has_demo_recipient(chosen) and not secrets.is_demo_file(path):
+        source = f" (from {_shown(rule.source)})" if rule is not None and not given else ""
+        raise SecretError(f"{path}: {secrets.demo_refusal(source)}; {_own_key_advice(args, path)}")
     if rule is not None and rule.rule is not None:
         return secrets.EncryptOptions(chosen, rule.rule, rule.mac_only_encrypted)
     return secrets.EncryptOptions(
         chosen, secrets.secret_fields_rule(SECRET_FIELDS), mac_only_encrypted=True
+    )
+
+
+def _refuse_demo_encrypted(path: Path, recipients: Sequence[str], args: argparse.Namespace) -> None:
+    """Refuse to write again a file (not the demo's) that is encrypted for the demo key.
+
+    Raises:
+        SecretError: It is; the message gives the steps that move it to the person's key.
+    """
+    if not secrets.has_demo_recipient(recipients) or secrets.is_demo_file(path):
+        return
+    given = f" --age-key-file {shlex.quote(str(args.age_key_file))}" if args.age_key_file else ""
+    name = shlex.quote(str(path))
+    raise SecretError(
+        f"{path}: is encrypted for the demo key {secrets.DEMO_RECIPIENT}, whose private key "
+        "ships with mailopsd (config/demo-age-key.txt), so anyone can read its secrets; move "
+        "it to your own key: put your recipient in the creation rule for it in .sops.yaml, "
+        f"run: mailopsd secrets updatekeys {name}{given}, then: mailopsd secrets rotate {name}, "
+        "and change the passwords it holds"
     )
 
 
@@ -118,7 +192,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _encrypt(args: argparse.Namespace) -> int:
     path: Path = args.file
-    options = _encrypt_options(path, args.age or ())
+    options = _encrypt_options(path, args)
     encrypted = secrets.encrypt_text(_read(path), options, str(path), now=datetime.now(UTC))
     if args.in_place:
         write_atomically(path, encrypted)
@@ -149,7 +223,9 @@ def _decrypt(args: argparse.Namespace) -> int:
 
 def _rotate(args: argparse.Namespace) -> int:
     path: Path = args.file
-    rotated = secrets.rotate_text(_read(path), identities(args), str(path), now=datetime.now(UTC))
+    text = _read(path)
+    _refuse_demo_encrypted(path, secrets.read_metadata(text, str(path)).recipients, args)
+    rotated = secrets.rotate_text(text, identities(args), str(path), now=datetime.now(UTC))
     write_atomically(path, rotated)
     print(f"rotated the data key of {path}", file=sys.stderr)
     return EXIT_OK
@@ -160,6 +236,15 @@ def _updatekeys(args: argparse.Namespace) -> int:
     rule = secrets.find_creation_rule(path)
     if rule is None:
         raise SecretError(f"no .sops.yaml creation rule applies to {path}")
+    if not rule.recipients:
+        raise SecretError(
+            f"{path}: the creation rule for it in {_shown(rule.source)} names no age "
+            "recipient; add yours to it (age: age1…, from: mailopsd secrets keygen -o "
+            "~/.config/sops/age/keys.txt)"
+        )
+    if secrets.has_demo_recipient(rule.recipients) and not secrets.is_demo_file(path):
+        refusal = secrets.demo_refusal(f" (from {_shown(rule.source)})")
+        raise SecretError(f"{path}: {refusal}; take the demo recipient out of that rule")
     updated = secrets.update_keys_text(_read(path), identities(args), rule.recipients, str(path))
     write_atomically(path, updated)
     print(f"{path}: now encrypted for {', '.join(rule.recipients)}", file=sys.stderr)
@@ -212,6 +297,7 @@ def _run_editor(file: Path) -> None:
 def _edit(args: argparse.Namespace) -> int:
     path: Path = args.file
     decrypted = secrets.decrypt_text(_read(path), identities(args), str(path))
+    _refuse_demo_encrypted(path, decrypted.meta.recipients, args)
     directory = _private_directory()
     scratch = Path(directory) / path.name
     try:

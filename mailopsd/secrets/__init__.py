@@ -1,7 +1,13 @@
 """SOPS-format secrets with age keys: read what ``sops`` writes, write what ``sops`` reads."""
 
 from mailopsd.secrets.age import IdentitySet, find_identities, generate_identity, parse_identities
-from mailopsd.secrets.creation_rules import CreationRule, find_creation_rule
+from mailopsd.secrets.creation_rules import CreationRule, NoMatchingRuleError, find_creation_rule
+from mailopsd.secrets.demo import (
+    DEMO_RECIPIENT,
+    demo_refusal,
+    has_demo_recipient,
+    is_demo_file,
+)
 from mailopsd.secrets.metadata import DEFAULT_RULE, Metadata, Rule, parse_metadata
 from mailopsd.secrets.sopsfile import (
     DecryptedFile,
@@ -19,6 +25,7 @@ from mailopsd.secrets.tree import Decrypted, LeafError, walk
 
 __all__ = [
     "DEFAULT_RULE",
+    "DEMO_RECIPIENT",
     "CreationRule",
     "Decrypted",
     "DecryptedFile",
@@ -26,13 +33,17 @@ __all__ = [
     "IdentitySet",
     "LeafError",
     "Metadata",
+    "NoMatchingRuleError",
     "Rule",
     "decrypt_data",
     "decrypt_text",
+    "demo_refusal",
     "encrypt_text",
     "find_creation_rule",
     "find_identities",
     "generate_identity",
+    "has_demo_recipient",
+    "is_demo_file",
     "is_encrypted_data",
     "parse_identities",
     "parse_metadata",
