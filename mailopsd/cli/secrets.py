@@ -205,13 +205,13 @@ def _decrypt(args: argparse.Namespace) -> int:
     path: Path = args.file
     text = _read(path)
     if args.output_type == "json" and not str(path).endswith(".json"):
-        data = goyaml.parse_yaml(text).data
-        if not secrets.is_encrypted_data(data):
-            raise SecretError(f"{path}: is not encrypted (no sops: metadata)")
-        assert isinstance(data, dict)  # noqa: S101 - narrowed above
-        plain = secrets.decrypt_data(data, identities(args), str(path)).data
-        output = json.dumps(plain, indent=4, ensure_ascii=False, default=goyaml.format_go_time)
-        output += "\n"
+        # One JSON value per YAML document, one after another, as yq and jq write them
+        # (sops prints the first document only).
+        documents = secrets.decrypt_yaml_data(text, identities(args), str(path))
+        output = "".join(
+            json.dumps(plain, indent=4, ensure_ascii=False, default=goyaml.format_go_time) + "\n"
+            for plain in documents
+        )
     else:
         output = secrets.decrypt_text(text, identities(args), str(path)).text
     if args.output is not None:
@@ -267,9 +267,13 @@ def _edit_problems(
     cover would be saved in clear, and is reported.
     """
     try:
+        if len(secrets.split_documents(text, str(path))) > 1:
+            return []  # several documents: not a config, and valid YAML
         data = goyaml.parse_yaml(text).data
     except goyaml.YamlSyntaxError as err:
         return [f"{path}:{err.line}:{err.column}: {err.message}"]
+    except SecretError as err:
+        return [str(err)]
     if not isinstance(data, dict) or not set(data) & set(Config.model_fields):
         return []
     options = loader.LoadOptions(
@@ -366,10 +370,20 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
     encrypt.add_argument("--age", action="append", metavar="RECIPIENT", help="age1… recipient")
     encrypt.add_argument("-i", "--in-place", action="store_true", help="replace FILE")
     encrypt.set_defaults(handler=_encrypt)
-    decrypt = verbs.add_parser("decrypt", help="print the plaintext of a SOPS file")
+    decrypt = verbs.add_parser(
+        "decrypt",
+        help="print the plaintext of a SOPS file",
+        description="Print the plaintext of FILE. With --output-type json, a YAML file of "
+        "several documents gives one JSON value per document, one after another.",
+    )
     decrypt.add_argument("file", type=Path)
     decrypt.add_argument("--output", type=Path, help="write here (mode 0600) instead")
-    decrypt.add_argument("--output-type", choices=("yaml", "json"), default="yaml")
+    decrypt.add_argument(
+        "--output-type",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="the plaintext's format (default: yaml; a .json file is always JSON)",
+    )
     decrypt.set_defaults(handler=_decrypt)
     edit = verbs.add_parser(
         "edit", help="edit a SOPS file in $EDITOR; an invalid config is not saved"

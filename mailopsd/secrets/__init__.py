@@ -14,6 +14,7 @@ from mailopsd.secrets.sopsfile import (
     EncryptOptions,
     decrypt_data,
     decrypt_text,
+    decrypt_yaml_data,
     encrypt_text,
     is_encrypted_data,
     read_metadata,
@@ -22,6 +23,7 @@ from mailopsd.secrets.sopsfile import (
     update_keys_text,
 )
 from mailopsd.secrets.tree import Decrypted, LeafError, walk
+from mailopsd.secrets.yamltext import split_documents
 
 __all__ = [
     "DEFAULT_RULE",
@@ -37,6 +39,7 @@ __all__ = [
     "Rule",
     "decrypt_data",
     "decrypt_text",
+    "decrypt_yaml_data",
     "demo_refusal",
     "encrypt_text",
     "find_creation_rule",
@@ -50,6 +53,7 @@ __all__ = [
     "read_metadata",
     "rotate_text",
     "secret_fields_rule",
+    "split_documents",
     "update_keys_text",
     "walk",
 ]

@@ -2,7 +2,9 @@
 
 YAML files are transformed as text (see ``yamltext``), so everything a person wrote stays
 as written; JSON files are parsed and written again (JSON has no comments). Every
-operation checks the MAC of what it reads.
+operation checks the MAC of what it reads. A YAML file of several documents is handled as
+``sops`` handles it: the documents in order under one data key and one MAC, the metadata
+read from the first and written into each.
 """
 
 from __future__ import annotations
@@ -17,13 +19,21 @@ from mailopsd import goyaml
 from mailopsd.errors import SecretError
 from mailopsd.secrets import age
 from mailopsd.secrets.metadata import AgeStanza, Metadata, Rule, mac_aad, parse_metadata
-from mailopsd.secrets.tree import Decrypted, decrypt_tree, encrypt_tree
+from mailopsd.secrets.tree import (
+    Decrypted,
+    MacBuilder,
+    check_mac,
+    decrypt_tree,
+    decrypt_trees,
+    encrypt_tree,
+)
 from mailopsd.secrets.values import ValueCipher
 from mailopsd.secrets.yamltext import (
     YamlDocument,
     decrypt_document,
     encrypt_document,
     render_scalar,
+    split_documents,
 )
 
 __all__ = [
@@ -32,6 +42,7 @@ __all__ = [
     "EncryptOptions",
     "decrypt_data",
     "decrypt_text",
+    "decrypt_yaml_data",
     "encrypt_text",
     "is_encrypted_data",
     "read_metadata",
@@ -118,8 +129,19 @@ def _parse_json(text: str, where: str) -> dict[str, object]:
     return data
 
 
+def _document_data(doc: YamlDocument) -> dict[str, object]:
+    """Parse one document of a YAML file into plain values (a mapping, as composed)."""
+    try:
+        data = goyaml.parse_yaml(doc.text).data
+    except goyaml.YamlSyntaxError as err:
+        line = doc.first_line + err.line
+        raise SecretError(f"{doc.where}:{line}:{err.column}: {err.message}") from err
+    assert isinstance(data, dict)  # noqa: S101 - YamlDocument checked the top level
+    return {str(key): value for key, value in data.items()}
+
+
 def read_metadata(text: str, where: str) -> Metadata:
-    """Return the metadata of an encrypted YAML or JSON file.
+    """Return the metadata of an encrypted YAML or JSON file (a YAML file's first document).
 
     Raises:
         SecretError: The file is not a SOPS file mailopsd can read.
@@ -127,14 +149,26 @@ def read_metadata(text: str, where: str) -> Metadata:
     if _is_json(where):
         data: object = _parse_json(text, where)
     else:
-        try:
-            data = goyaml.parse_yaml(text).data
-        except goyaml.YamlSyntaxError as err:
-            raise SecretError(f"{where}:{err.line}:{err.column}: {err.message}") from err
+        data = _document_data(split_documents(text, where)[0])
     if not is_encrypted_data(data):
         raise SecretError(f"{where}: is not encrypted (no sops: metadata)")
     assert isinstance(data, dict)  # noqa: S101 - narrowed by is_encrypted_data
     return parse_metadata(data["sops"], where)
+
+
+def decrypt_yaml_data(text: str, identities: age.IdentitySet, where: str) -> list[object]:
+    """Decrypt a SOPS YAML file into each document's plain values, checking the MAC.
+
+    Raises:
+        SecretError: As :func:`decrypt_data`, or the text is not valid YAML.
+    """
+    trees = [_document_data(doc) for doc in split_documents(text, where)]
+    if not is_encrypted_data(trees[0]):
+        raise SecretError(f"{where}: is not encrypted (no sops: metadata)")
+    meta = parse_metadata(trees[0]["sops"], where)
+    cipher, _ = _cipher(meta, identities, where)
+    plain = [{key: value for key, value in tree.items() if key != "sops"} for tree in trees]
+    return [found.data for found in decrypt_trees(plain, meta, cipher, where)]
 
 
 def _json_default(value: object) -> str:
@@ -156,8 +190,11 @@ def decrypt_text(text: str, identities: age.IdentitySet, where: str) -> Decrypte
         plain = decrypt_tree(tree, meta, cipher, where).data
         output = json.dumps(plain, indent=4, ensure_ascii=False, default=_json_default) + "\n"
         return DecryptedFile(output, meta, data_key, {})
-    decrypted = decrypt_document(YamlDocument(text, where), meta, cipher)
-    return DecryptedFile(decrypted.text, meta, data_key, decrypted.comment_aads)
+    mac = MacBuilder(mac_only_encrypted=meta.mac_only_encrypted)
+    parts = [decrypt_document(doc, meta, cipher, mac) for doc in split_documents(text, where)]
+    check_mac(cipher, meta, mac.hexdigest(), where)
+    comment_aads = {text: aad for part in parts for text, aad in part.comment_aads.items()}
+    return DecryptedFile("".join(part.text for part in parts), meta, data_key, comment_aads)
 
 
 def _lastmodified(now: datetime) -> str:
@@ -229,32 +266,63 @@ def encrypt_text(
             ".sops.yaml creation rule"
         )
     key = data_key if data_key is not None else os.urandom(32)
-    cipher = ValueCipher(key)
+    sealer = _Sealer(options, key, now)
     if _is_json(where):
-        data = _parse_json(text, where)
-        if "sops" in data:
-            raise SecretError(f"{where}: is already encrypted (it has a sops key)")
-        tree, mac = encrypt_tree(
-            data, options.rule, cipher, mac_only_encrypted=options.mac_only_encrypted
-        )
-        assert isinstance(tree, dict)  # noqa: S101 - the top level was checked to be an object
-        tree["sops"] = _metadata_json(*_metadata_entries(options, key, cipher, mac, now))
-        return json.dumps(tree, indent=4, ensure_ascii=False, default=_json_default) + "\n"
-    doc = YamlDocument(text, where)
-    if doc.root.flow_style:  # the sops block added below would follow a {…} mapping
-        raise SecretError(
-            f"{where}: the top level is a flow mapping ({{…}}); write it as block mapping "
-            "lines (key: value) to encrypt it"
-        )
-    body, mac = encrypt_document(
-        doc,
-        options.rule,
-        cipher,
-        mac_only_encrypted=options.mac_only_encrypted,
-        comment_aads=comment_aads or {},
+        return _encrypt_json(text, sealer, where)
+    docs = split_documents(text, where)
+    for doc in docs:
+        if doc.root.flow_style:  # the sops block added below would follow a {…} mapping
+            raise SecretError(
+                f"{doc.where}: the top level is a flow mapping ({{…}}); write it as block "
+                "mapping lines (key: value) to encrypt it"
+            )
+    mac = MacBuilder(mac_only_encrypted=options.mac_only_encrypted)
+    bodies = [
+        encrypt_document(doc, options.rule, sealer.cipher, mac=mac, comment_aads=comment_aads or {})
+        for doc in docs
+    ]
+    stanzas, entries = sealer.metadata(mac.hexdigest())
+    return "".join(
+        _with_block(body, _metadata_yaml(stanzas, entries, doc.root.start_mark.column))
+        for doc, body in zip(docs, bodies, strict=True)
     )
-    stanzas, entries = _metadata_entries(options, key, cipher, mac, now)
-    return body + _metadata_yaml(stanzas, entries, doc.root.start_mark.column)
+
+
+@dataclass(frozen=True)
+class _Sealer:
+    """What encrypting one file needs: its options, data key and time."""
+
+    options: EncryptOptions
+    key: bytes = field(repr=False)
+    now: datetime
+
+    @property
+    def cipher(self) -> ValueCipher:
+        return ValueCipher(self.key)
+
+    def metadata(self, mac: str) -> tuple[list[AgeStanza], dict[str, object]]:
+        return _metadata_entries(self.options, self.key, self.cipher, mac, self.now)
+
+
+def _encrypt_json(text: str, sealer: _Sealer, where: str) -> str:
+    data = _parse_json(text, where)
+    if "sops" in data:
+        raise SecretError(f"{where}: is already encrypted (it has a sops key)")
+    options = sealer.options
+    tree, mac = encrypt_tree(
+        data, options.rule, sealer.cipher, mac_only_encrypted=options.mac_only_encrypted
+    )
+    assert isinstance(tree, dict)  # noqa: S101 - the top level was checked to be an object
+    tree["sops"] = _metadata_json(*sealer.metadata(mac))
+    return json.dumps(tree, indent=4, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def _with_block(body: str, block: str) -> str:
+    """Append a ``sops`` block to a document's text, before its end marker (``...``) if any."""
+    lines = body.splitlines(keepends=True)
+    if lines and lines[-1].rstrip() == "...":
+        return "".join(lines[:-1]) + block + lines[-1]
+    return body + block
 
 
 def rotate_text(text: str, identities: age.IdentitySet, where: str, *, now: datetime) -> str:
@@ -291,8 +359,16 @@ def update_keys_text(
         data = _parse_json(text, where)
         data["sops"] = _metadata_json(stanzas, entries)
         return json.dumps(data, indent=4, ensure_ascii=False) + "\n"
-    pair = YamlDocument(text, where).sops_pair()
-    assert pair is not None  # noqa: S101 - read_metadata checked it
+    return "".join(_replace_block(doc, stanzas, entries) for doc in split_documents(text, where))
+
+
+def _replace_block(
+    doc: YamlDocument, stanzas: list[AgeStanza], entries: Mapping[str, object]
+) -> str:
+    """A document's text with its ``sops`` block (if it has one) written anew."""
+    pair = doc.sops_pair()
+    if pair is None:
+        return doc.text
     key_node, value_node = pair
     block = _metadata_yaml(stanzas, entries, key_node.start_mark.column).lstrip(" ")
-    return text[: key_node.start_mark.index] + block + text[value_node.end_mark.index :]
+    return doc.text[: key_node.start_mark.index] + block + doc.text[value_node.end_mark.index :]
