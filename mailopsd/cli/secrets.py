@@ -190,15 +190,61 @@ def _keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _hints(path: Path) -> secrets.Hints:
+    """Where the old path of a renamed key may be found: the secret fields, git history."""
+    return secrets.Hints(
+        field_names=frozenset(SECRET_FIELDS), earlier=lambda: secrets.earlier_versions(path)
+    )
+
+
 def _encrypt(args: argparse.Namespace) -> int:
     path: Path = args.file
+    text = _read(path)
+    if secrets.is_encrypted_text(text, str(path)):
+        return _encrypt_new_values(args, path, text)
     options = _encrypt_options(path, args)
-    encrypted = secrets.encrypt_text(_read(path), options, str(path), now=datetime.now(UTC))
+    encrypted = secrets.encrypt_text(text, options, str(path), now=datetime.now(UTC))
     if args.in_place:
         write_atomically(path, encrypted)
     else:
         print(encrypted, end="")
     return EXIT_OK
+
+
+def _encrypt_new_values(args: argparse.Namespace, path: Path, text: str) -> int:
+    """Seal the new clear values and the renamed keys' values of an encrypted file."""
+    name = shlex.quote(str(path))
+    if args.age:
+        raise SecretError(
+            f"{path}: is already encrypted (it has a sops: block), so --age does not apply; to "
+            f"encrypt new values in it, run: mailopsd secrets encrypt -i {name} (its recipients "
+            f"change with: mailopsd secrets updatekeys {name})"
+        )
+    _refuse_demo_encrypted(path, secrets.read_metadata(text, str(path)).recipients, args)
+    updated = secrets.update_text(
+        text, identities(args), str(path), now=datetime.now(UTC), hints=_hints(path)
+    )
+    done = [
+        *([f"encrypted {_count(updated.sealed, 'new value')}"] if updated.sealed else []),
+        *(
+            [f"re-encrypted {_count(updated.resealed, 'value')} under their new names"]
+            if updated.resealed
+            else []
+        ),
+    ]
+    if args.in_place and done:
+        write_atomically(path, updated.text)
+    elif not args.in_place:
+        print(updated.text, end="")
+    summary = "; ".join(done) or (
+        "already encrypted; no new clear-text secret or renamed key to encrypt"
+    )
+    print(f"{path}: {summary}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _decrypt(args: argparse.Namespace) -> int:
@@ -207,13 +253,13 @@ def _decrypt(args: argparse.Namespace) -> int:
     if args.output_type == "json" and not str(path).endswith(".json"):
         # One JSON value per YAML document, one after another, as yq and jq write them
         # (sops prints the first document only).
-        documents = secrets.decrypt_yaml_data(text, identities(args), str(path))
+        documents = secrets.decrypt_yaml_data(text, identities(args), str(path), hints=_hints(path))
         output = "".join(
             json.dumps(plain, indent=4, ensure_ascii=False, default=goyaml.format_go_time) + "\n"
             for plain in documents
         )
     else:
-        output = secrets.decrypt_text(text, identities(args), str(path)).text
+        output = secrets.decrypt_text(text, identities(args), str(path), hints=_hints(path)).text
     if args.output is not None:
         write_atomically(args.output, output, mode=0o600)
     else:
@@ -225,7 +271,9 @@ def _rotate(args: argparse.Namespace) -> int:
     path: Path = args.file
     text = _read(path)
     _refuse_demo_encrypted(path, secrets.read_metadata(text, str(path)).recipients, args)
-    rotated = secrets.rotate_text(text, identities(args), str(path), now=datetime.now(UTC))
+    rotated = secrets.rotate_text(
+        text, identities(args), str(path), now=datetime.now(UTC), hints=_hints(path)
+    )
     write_atomically(path, rotated)
     print(f"rotated the data key of {path}", file=sys.stderr)
     return EXIT_OK
@@ -300,7 +348,7 @@ def _run_editor(file: Path) -> None:
 
 def _edit(args: argparse.Namespace) -> int:
     path: Path = args.file
-    decrypted = secrets.decrypt_text(_read(path), identities(args), str(path))
+    decrypted = secrets.decrypt_text(_read(path), identities(args), str(path), hints=_hints(path))
     _refuse_demo_encrypted(path, decrypted.meta.recipients, args)
     directory = _private_directory()
     scratch = Path(directory) / path.name
@@ -363,7 +411,9 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
         description=(
             "Encrypt FILE for the --age recipients, or those of the nearest .sops.yaml "
             "creation rule. Without a .sops.yaml rule, only the secret fields are "
-            "encrypted and the MAC covers only them, so plain fields stay editable."
+            "encrypted and the MAC covers only them, so plain fields stay editable. On an "
+            "encrypted file, encrypt the values added in clear text and those whose key "
+            "was renamed, with the file's own data key (needs its key)."
         ),
     )
     encrypt.add_argument("file", type=Path)

@@ -37,6 +37,7 @@ __all__ = [
     "decrypt_document",
     "encrypt_document",
     "render_scalar",
+    "sealed_text",
     "split_documents",
 ]
 
@@ -404,10 +405,24 @@ class YamlDocument:
         edits = list(replacements)
         if pair is not None:
             edits.append((pair[0].start_mark.index, pair[1].end_mark.index, ""))
+        return self.edited(edits)
+
+    def edited(self, edits: list[tuple[int, int, str]]) -> str:
+        """Apply ``(start, end, text)`` replacements (not overlapping) to the text."""
         text = self.text
         for start, end, new in sorted(edits, reverse=True):
             text = text[:start] + new + text[end:]
         return text if text.endswith("\n") or not text else text + "\n"
+
+    def covered_leaves(self, rule: Rule) -> Iterator[tuple[Loc, tuple[str, ...], object, bool]]:
+        """Yield ``(loc, path, value, covered)`` for each leaf: covered when ``rule`` seals it.
+
+        Under a comment rule, the comments a leaf follows decide; ``sops`` wrote a sealed
+        value for it then, so a value counts as covered when it looks sealed.
+        """
+        for leaf in self.leaves():
+            covered = is_sealed(leaf.value) if rule.is_comment_rule else rule.encrypts(leaf.path)
+            yield leaf.loc, leaf.path, leaf.value, covered
 
 
 def _block_tail(node: ScalarNode, text: str) -> str:
@@ -458,6 +473,12 @@ def encrypt_document(
                 (comment.start, comment.end, "#" + cipher.seal(Comment(comment.text), aad))
             )
     return doc.without_sops(edits)
+
+
+def sealed_text(node_text: str, leaf: Leaf, sealed: str) -> str:
+    """The text that replaces a leaf's scalar with its sealed value (quoted in a flow)."""
+    shown = f'"{sealed}"' if leaf.in_flow else sealed
+    return shown + _block_tail(leaf.node, node_text)
 
 
 @dataclass(frozen=True)

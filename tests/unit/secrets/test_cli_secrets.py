@@ -220,11 +220,16 @@ class TestEncryptDecrypt:
         )
 
     def test_already_encrypted(self, write_config: Writer, key: AgeKey, run: CliRun) -> None:
-        """Encrypting twice is refused."""
+        """Encrypting twice for --age is refused, with the command for new values."""
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
         code, _, err = run("secrets", "encrypt", "--age", key.recipient, str(path))
-        assert (code, err) == (1, "error: c.yaml: is already encrypted (it has a sops: block)\n")
+        assert (code, err) == (
+            1,
+            "error: c.yaml: is already encrypted (it has a sops: block), so --age does not "
+            "apply; to encrypt new values in it, run: mailopsd secrets encrypt -i c.yaml (its "
+            "recipients change with: mailopsd secrets updatekeys c.yaml)\n",
+        )
 
     def test_no_recipient(self, write_config: Writer, run: CliRun) -> None:
         """Without --age or .sops.yaml there is no one to encrypt for; --age is suggested."""
