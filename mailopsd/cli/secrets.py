@@ -79,6 +79,17 @@ def _matching_rule(path: Path) -> tuple[secrets.CreationRule | None, str]:
     return rule, ""
 
 
+def _write(path: Path, text: str, *, mode: int | None = None) -> None:
+    """Replace ``path`` atomically; an I/O error is one line naming the file."""
+    try:
+        write_atomically(path, text, mode=mode)
+    except OSError as err:
+        raise SecretError(
+            f"cannot write {path}: {err.strerror or err}; check the path, then run the "
+            "command again"
+        ) from err
+
+
 def _encrypt_options(path: Path, args: argparse.Namespace) -> secrets.EncryptOptions:
     """Options from ``--age`` and the nearest ``.sops.yaml``; mailopsd's default otherwise.
 
@@ -205,7 +216,7 @@ def _encrypt(args: argparse.Namespace) -> int:
     options = _encrypt_options(path, args)
     encrypted = secrets.encrypt_text(text, options, str(path), now=datetime.now(UTC))
     if args.in_place:
-        write_atomically(path, encrypted)
+        _write(path, encrypted)
     else:
         print(encrypted, end="")
     return EXIT_OK
@@ -233,7 +244,7 @@ def _encrypt_new_values(args: argparse.Namespace, path: Path, text: str) -> int:
         ),
     ]
     if args.in_place and done:
-        write_atomically(path, updated.text)
+        _write(path, updated.text)
     elif not args.in_place:
         print(updated.text, end="")
     summary = "; ".join(done) or (
@@ -261,7 +272,7 @@ def _decrypt(args: argparse.Namespace) -> int:
     else:
         output = secrets.decrypt_text(text, identities(args), str(path), hints=_hints(path)).text
     if args.output is not None:
-        write_atomically(args.output, output, mode=0o600)
+        _write(args.output, output, mode=0o600)
     else:
         print(output, end="")
     return EXIT_OK
@@ -274,7 +285,7 @@ def _rotate(args: argparse.Namespace) -> int:
     rotated = secrets.rotate_text(
         text, identities(args), str(path), now=datetime.now(UTC), hints=_hints(path)
     )
-    write_atomically(path, rotated)
+    _write(path, rotated)
     print(f"rotated the data key of {path}", file=sys.stderr)
     return EXIT_OK
 
@@ -294,7 +305,7 @@ def _updatekeys(args: argparse.Namespace) -> int:
         refusal = secrets.demo_refusal(f" (from {_shown(rule.source)})")
         raise SecretError(f"{path}: {refusal}; take the demo recipient out of that rule")
     updated = secrets.update_keys_text(_read(path), identities(args), rule.recipients, str(path))
-    write_atomically(path, updated)
+    _write(path, updated)
     print(f"{path}: now encrypted for {', '.join(rule.recipients)}", file=sys.stderr)
     return EXIT_OK
 
@@ -378,7 +389,7 @@ def _edit(args: argparse.Namespace) -> int:
             data_key=decrypted.data_key,
             comment_aads=decrypted.comment_aads,
         )
-        write_atomically(path, encrypted)
+        _write(path, encrypted)
         print(f"{path}: saved", file=sys.stderr)
         return EXIT_OK
     finally:

@@ -192,6 +192,25 @@ class TestEncryptDecrypt:
         )[:2] == (0, "")
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
+    def test_unwritable_output_is_one_line(self, tmp_path: Path, run: CliRun) -> None:
+        """--output in a missing directory fails in one line naming it, nothing written."""
+        target = tmp_path / "missing" / "plain.yaml"
+        code, out, err = run(
+            "secrets",
+            "decrypt",
+            str(VECTORS / "basic.enc.yaml"),
+            "--age-key-file",
+            str(KEYS / "visible-a.txt"),
+            "--output",
+            str(target),
+        )
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: cannot write {target}: No such file or directory; "
+            "check the path, then run the command again\n"
+        )
+        assert not target.parent.exists()
+
     def test_errors_are_one_line(self, run: CliRun) -> None:
         """Tampered files and wrong keys fail with a one-line message, exit 1."""
         key = str(KEYS / "visible-a.txt")
