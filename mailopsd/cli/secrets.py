@@ -126,7 +126,7 @@ def _refuse_demo_encrypted(path: Path, recipients: Sequence[str], args: argparse
     name = shlex.quote(str(path))
     raise SecretError(
         f"{path}: is encrypted for the demo key {secrets.DEMO_RECIPIENT}, whose private key "
-        "ships with mailopsd (config/demo-age-key.txt), so anyone can read its secrets; move "
+        f"ships with mailopsd ({secrets.DEMO_KEY_FILE}), so anyone can read its secrets; move "
         "it to your own key: put your recipient in the creation rule for it in .sops.yaml, "
         f"run: mailopsd secrets updatekeys {name}{given}, then: mailopsd secrets rotate {name}, "
         "and change the passwords it holds"

@@ -4,6 +4,7 @@ from mailopsd.secrets.age import IdentitySet, find_identities, generate_identity
 from mailopsd.secrets.changes import ChangedFileError, Finding, Hints
 from mailopsd.secrets.creation_rules import CreationRule, NoMatchingRuleError, find_creation_rule
 from mailopsd.secrets.demo import (
+    DEMO_KEY_FILE,
     DEMO_RECIPIENT,
     demo_refusal,
     has_demo_recipient,
@@ -32,6 +33,7 @@ from mailopsd.secrets.yamltext import split_documents
 
 __all__ = [
     "DEFAULT_RULE",
+    "DEMO_KEY_FILE",
     "DEMO_RECIPIENT",
     "ChangedFileError",
     "CreationRule",

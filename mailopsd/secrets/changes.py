@@ -127,11 +127,9 @@ class Finding:
     def render(self, where: str) -> str:
         """Write as ``file:line:col: path: message`` (the file alone when not located)."""
         place = f"{where}:{self.line}:{self.column}" if self.line else where
-        return (
-            f"{place}: {dotted(self.loc)}: {self.message}"
-            if self.loc
-            else (f"{place}: {self.message}")
-        )
+        if not self.loc:
+            return f"{place}: {self.message}"
+        return f"{place}: {dotted(self.loc)}: {self.message}"
 
 
 class ChangedFileError(SecretError):
@@ -144,6 +142,10 @@ class ChangedFileError(SecretError):
         more = len(self.findings) - 1
         text = self.findings[0].render(where)
         super().__init__(text + (f" (and {more} more)" if more else ""))
+
+
+_PathsOf = Callable[[str], Iterable[tuple[str, tuple[str, ...]]]]
+"""Reads the sealed values of a file's text, each with its path."""
 
 
 class _EarlierPaths:
@@ -167,9 +169,6 @@ class _EarlierPaths:
             for value, path in self._parse(text):
                 self._known.setdefault(value, path)
         return self._known[sealed]
-
-
-_PathsOf = Callable[[str], Iterable[tuple[str, tuple[str, ...]]]]
 
 
 @dataclass
