@@ -63,6 +63,7 @@ def load_options(args: argparse.Namespace) -> loader.LoadOptions:
         identities=functools.cache(lambda: identities(args)),
         decrypt=not getattr(args, "no_decrypt", False),
         allow_plaintext_secrets=args.allow_plaintext_secrets,
+        earlier_versions=secrets.earlier_versions,
     )
 
 

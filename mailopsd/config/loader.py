@@ -65,6 +65,9 @@ class LoadOptions:
         plaintext_rules: For a file in ``plaintext``, that rule (default: mailopsd's,
             which covers every secret field). A file encrypted before a secret field
             existed has a rule without it: the field would be saved in clear.
+        earlier_versions: Returns earlier versions of a config file, newest first, where
+            the old name of a renamed key may be found (read only when an encrypted value
+            no longer opens where it is).
     """
 
     identities: Callable[[], secrets.IdentitySet] | None = None
@@ -72,6 +75,7 @@ class LoadOptions:
     allow_plaintext_secrets: bool = False
     plaintext: Mapping[Path, str] = field(default_factory=dict)
     plaintext_rules: Mapping[Path, secrets.Rule] = field(default_factory=dict)
+    earlier_versions: Callable[[Path], Iterable[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -319,7 +323,11 @@ def _open_secrets(source: _Source, options: LoadOptions) -> None:
             return
         if options.identities is None:
             raise SecretError(f"{source.name}: is encrypted, and no age identity was given")
-        decrypted = secrets.decrypt_data(data, options.identities(), source.name)
+        decrypted = secrets.decrypt_data(
+            data, options.identities(), source.name, hints=_hints(source.path, options)
+        )
+    except secrets.ChangedFileError as err:
+        raise ConfigError([_finding_issue(source, finding) for finding in err.findings]) from err
     except secrets.LeafError as err:
         raise ConfigError([source.issue(err.loc, err.reason)]) from err
     except SecretError as err:
@@ -328,6 +336,21 @@ def _open_secrets(source: _Source, options: LoadOptions) -> None:
     assert isinstance(decrypted.data, dict)  # noqa: S101 - a mapping stays a mapping
     source.data = decrypted.data
     source.encrypted = frozenset(decrypted.encrypted)
+
+
+def _hints(path: Path, options: LoadOptions) -> secrets.Hints:
+    """Where a renamed key's old name may be found: the secret fields, earlier versions."""
+    earlier = options.earlier_versions
+    return secrets.Hints(
+        field_names=frozenset(SECRET_FIELDS),
+        earlier=None if earlier is None else lambda: earlier(path),
+    )
+
+
+def _finding_issue(source: _Source, finding: secrets.Finding) -> ConfigIssue:
+    if not finding.loc:
+        return _whole_file(source.path, finding.message)
+    return source.issue(finding.loc, finding.message, key=finding.at_key)
 
 
 def _note_sealed(source: _Source, data: dict[str, object]) -> None:

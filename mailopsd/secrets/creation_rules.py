@@ -15,14 +15,17 @@ from mailopsd import goyaml
 from mailopsd.errors import SecretError
 from mailopsd.secrets.metadata import RULE_KEYS, Rule
 
-__all__ = ["CONFIG_NAME", "CreationRule", "find_creation_rule"]
+__all__ = ["CONFIG_NAME", "CreationRule", "NoMatchingRuleError", "find_creation_rule"]
 
 CONFIG_NAME = ".sops.yaml"
 
 
 @dataclass(frozen=True)
 class CreationRule:
-    """What a matching creation rule asks for, and which file it came from."""
+    """What a matching creation rule asks for, and which file it came from.
+
+    ``recipients`` is empty for a rule that names none: ``--age`` gives them then.
+    """
 
     source: Path
     recipients: tuple[str, ...]
@@ -48,7 +51,9 @@ def _recipients(entry: dict[object, object], source: Path) -> tuple[str, ...]:
         return tuple(part.strip() for part in value.split(",") if part.strip())
     if isinstance(value, list) and all(isinstance(part, str) for part in value):
         return tuple(part.strip() for part in value)
-    raise SecretError(f"{source}: the matching creation rule names no age recipients")
+    if value is None:
+        return ()
+    raise SecretError(f"{source}: the matching creation rule's age: is not a list of recipients")
 
 
 def _rule(entry: dict[object, object], source: Path) -> Rule | None:
@@ -61,11 +66,22 @@ def _rule(entry: dict[object, object], source: Path) -> Rule | None:
     return Rule(key, str(pattern))
 
 
+class NoMatchingRuleError(SecretError):
+    """A ``.sops.yaml`` applies to the file, but none of its rules matches it."""
+
+    def __init__(self, source: Path, relative: str) -> None:
+        """Keep the ``.sops.yaml`` and the path its rules were matched against."""
+        super().__init__(f"{source}: no creation rule matches {relative}")
+        self.source = source
+        self.relative = relative
+
+
 def find_creation_rule(file: Path) -> CreationRule | None:
     """Return the creation rule for ``file``, or ``None`` when no ``.sops.yaml`` applies.
 
     Raises:
-        SecretError: A ``.sops.yaml`` exists but is invalid or has no matching rule.
+        NoMatchingRuleError: A ``.sops.yaml`` applies, but none of its rules matches the file.
+        SecretError: A ``.sops.yaml`` applies but is invalid.
     """
     absolute = file.resolve()
     source = _nearest_config(absolute.parent)
@@ -94,4 +110,4 @@ def find_creation_rule(file: Path) -> CreationRule | None:
                 rule=_rule(entry, source),
                 mac_only_encrypted=entry.get("mac_only_encrypted") is True,
             )
-    raise SecretError(f"{source}: no creation rule matches {relative}")
+    raise NoMatchingRuleError(source, relative)

@@ -10,7 +10,7 @@ order (only the encrypted ones under ``mac_only_encrypted``), upper-case hex.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailopsd.errors import SecretError
@@ -24,6 +24,7 @@ __all__ = [
     "MacBuilder",
     "aad_of",
     "decrypt_tree",
+    "decrypt_trees",
     "dotted",
     "encrypt_tree",
     "walk",
@@ -134,15 +135,29 @@ def decrypt_tree(
         SecretError: A value that should be encrypted is not, a value does not decrypt,
             or the MAC does not match.
     """
+    return decrypt_trees([tree], meta, cipher, where)[0]
+
+
+def decrypt_trees(
+    trees: Sequence[dict[str, object]], meta: Metadata, cipher: ValueCipher, where: str
+) -> list[Decrypted]:
+    """Decrypt the documents of one file in order; one MAC covers them all.
+
+    Raises:
+        SecretError: As :func:`decrypt_tree`.
+    """
     mac = MacBuilder(mac_only_encrypted=meta.mac_only_encrypted)
-    opened: dict[Loc, object] = {}
-    for loc, path, value, encrypted in walk(tree, meta.rule):
-        if encrypted and value not in ("", None):
-            opened[loc] = open_leaf(cipher, value, loc, path, where)
-            value = opened[loc]
-        mac.add(value, encrypted=encrypted)
+    found = []
+    for tree in trees:
+        opened: dict[Loc, object] = {}
+        for loc, path, value, encrypted in walk(tree, meta.rule):
+            if encrypted and value not in ("", None):
+                opened[loc] = open_leaf(cipher, value, loc, path, where)
+                value = opened[loc]
+            mac.add(value, encrypted=encrypted)
+        found.append(Decrypted(data=_rebuild(tree, opened), encrypted=set(opened)))
     check_mac(cipher, meta, mac.hexdigest(), where)
-    return Decrypted(data=_rebuild(tree, opened), encrypted=set(opened))
+    return found
 
 
 def open_leaf(

@@ -25,6 +25,7 @@ from mailopsd.goyaml import format_go_time, parse_go_timestamp
 __all__ = [
     "IV_BYTES",
     "Comment",
+    "NotOpenedError",
     "SealError",
     "Sealed",
     "ValueCipher",
@@ -45,6 +46,10 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 class SealError(ValueError):
     """A value cannot be sealed or opened; the text says why (never the value)."""
+
+
+class NotOpenedError(SealError):
+    """A well-formed value that this key does not open under this path (AAD)."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,9 @@ class ValueCipher:
         try:
             plaintext = self._aead.decrypt(sealed.iv, sealed.data + sealed.tag, aad.encode())
         except (InvalidTag, ValueError) as err:
-            raise SealError("cannot be decrypted (moved from another key, or corrupted)") from err
+            raise NotOpenedError(
+                "cannot be decrypted (moved from another key, or corrupted)"
+            ) from err
         try:
             return _decode(plaintext, sealed.kind)
         except (UnicodeDecodeError, ValueError) as err:

@@ -7,22 +7,27 @@ the person wrote them. Values are typed as go-yaml v3 types them, like the reade
 Comments are encrypted as ``sops`` encrypts them (under the rule, bound to the mapping
 they sit in); comments inside lists stay in clear, since ``sops`` turns those into list
 items. Decrypting tries the comment's own collection first, then every other one.
+
+A file may hold several documents (``---``), as ``sops`` allows: each is its own tree, one
+after the other, under the file's one data key and one MAC; each gets its ``sops`` block.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mailopsd import goyaml
 from mailopsd.errors import SecretError
 from mailopsd.secrets.metadata import Metadata, Rule
-from mailopsd.secrets.tree import Loc, MacBuilder, aad_of, check_mac, dotted, open_leaf
+from mailopsd.secrets.tree import Loc, MacBuilder, aad_of, dotted, open_leaf
 from mailopsd.secrets.values import Comment, SealError, ValueCipher, is_sealed
 
 __all__ = [
@@ -32,6 +37,8 @@ __all__ = [
     "decrypt_document",
     "encrypt_document",
     "render_scalar",
+    "sealed_text",
+    "split_documents",
 ]
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -197,20 +204,69 @@ class _Comment:
 _IN_LIST = _Collection(SequenceNode("tag:yaml.org,2002:seq", []), (), is_mapping=False)
 
 
+def _not_yaml(where: str, err: yaml.YAMLError, *, first_line: int = 0) -> SecretError:
+    """One line for a YAML error: where it is, and what the parser says."""
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        mark = err.problem_mark
+        problem = err.problem or "invalid YAML"
+        if err.context:
+            problem = f"{problem} ({err.context})"
+        return SecretError(
+            f"{where}:{first_line + mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}"
+        )
+    return SecretError(f"{where}: not valid YAML: {' '.join(str(err).split())}")
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the parser compose_yaml uses
+
+
+def split_documents(text: str, where: str) -> list[YamlDocument]:
+    """Split a YAML stream into its documents, each with its own text (``---`` included).
+
+    The texts put back together are ``text``; each document keeps the line it starts on,
+    so messages point into the file.
+
+    Raises:
+        SecretError: The text is not valid YAML, or a document is not a mapping.
+    """
+    try:
+        starts = [
+            event.start_mark.index
+            for event in yaml.parse(text, Loader=_LOADER)
+            if isinstance(event, yaml.DocumentStartEvent) and event.start_mark is not None
+        ]
+    except yaml.YAMLError as err:
+        raise _not_yaml(where, err) from err
+    bounds = [0, *starts[1:], len(text)]
+    many = len(starts) > 1
+    return [
+        YamlDocument(
+            text[start:end],
+            f"{where} (document {number})" if many else where,
+            first_line=text.count("\n", 0, start),
+        )
+        for number, (start, end) in enumerate(itertools.pairwise(bounds), start=1)
+    ]
+
+
 @dataclass
 class YamlDocument:
-    """One YAML document's text and nodes, for encrypting or decrypting in place."""
+    """One YAML document's text and nodes, for encrypting or decrypting in place.
+
+    ``first_line`` is the number of lines before it in its file (0 for the first).
+    """
 
     text: str = field(repr=False)
     where: str
+    first_line: int = 0
     root: MappingNode = field(init=False)
 
     def __post_init__(self) -> None:
         """Compose the text; the top level must be a mapping."""
         try:
             root = goyaml.compose_yaml(self.text)
-        except Exception as err:
-            raise SecretError(f"{self.where}: not valid YAML: {err}") from err
+        except yaml.YAMLError as err:
+            raise _not_yaml(self.where, err, first_line=self.first_line) from err
         if not isinstance(root, MappingNode):
             raise SecretError(f"{self.where}: the top level must be a mapping")
         self.root = root
@@ -349,10 +405,24 @@ class YamlDocument:
         edits = list(replacements)
         if pair is not None:
             edits.append((pair[0].start_mark.index, pair[1].end_mark.index, ""))
+        return self.edited(edits)
+
+    def edited(self, edits: list[tuple[int, int, str]]) -> str:
+        """Apply ``(start, end, text)`` replacements (not overlapping) to the text."""
         text = self.text
         for start, end, new in sorted(edits, reverse=True):
             text = text[:start] + new + text[end:]
         return text if text.endswith("\n") or not text else text + "\n"
+
+    def covered_leaves(self, rule: Rule) -> Iterator[tuple[Loc, tuple[str, ...], object, bool]]:
+        """Yield ``(loc, path, value, covered)`` for each leaf: covered when ``rule`` seals it.
+
+        Under a comment rule, the comments a leaf follows decide; ``sops`` wrote a sealed
+        value for it then, so a value counts as covered when it looks sealed.
+        """
+        for leaf in self.leaves():
+            covered = is_sealed(leaf.value) if rule.is_comment_rule else rule.encrypts(leaf.path)
+            yield leaf.loc, leaf.path, leaf.value, covered
 
 
 def _block_tail(node: ScalarNode, text: str) -> str:
@@ -365,10 +435,10 @@ def encrypt_document(
     rule: Rule,
     cipher: ValueCipher,
     *,
-    mac_only_encrypted: bool,
+    mac: MacBuilder,
     comment_aads: Mapping[str, str],
-) -> tuple[str, str]:
-    """Encrypt the leaves ``rule`` selects; return the text (no ``sops`` block) and the MAC.
+) -> str:
+    """Encrypt the leaves ``rule`` selects, feeding ``mac``; return the text (no ``sops`` block).
 
     Raises:
         SecretError: The file has a ``sops`` block already, uses a comment rule, or holds
@@ -381,7 +451,6 @@ def encrypt_document(
             f"{doc.where}: {rule.kind} rules are not supported for encryption; "
             "use encrypted_regex or a suffix rule"
         )
-    mac = MacBuilder(mac_only_encrypted=mac_only_encrypted)
     edits: list[tuple[int, int, str]] = []
     for leaf in doc.leaves():
         encrypted = rule.encrypts(leaf.path)
@@ -403,7 +472,13 @@ def encrypt_document(
             edits.append(
                 (comment.start, comment.end, "#" + cipher.seal(Comment(comment.text), aad))
             )
-    return doc.without_sops(edits), mac.hexdigest()
+    return doc.without_sops(edits)
+
+
+def sealed_text(node_text: str, leaf: Leaf, sealed: str) -> str:
+    """The text that replaces a leaf's scalar with its sealed value (quoted in a flow)."""
+    shown = f'"{sealed}"' if leaf.in_flow else sealed
+    return shown + _block_tail(leaf.node, node_text)
 
 
 @dataclass(frozen=True)
@@ -426,13 +501,14 @@ def _open_comment(cipher: ValueCipher, text: str, candidates: list[str]) -> tupl
     return None
 
 
-def decrypt_document(doc: YamlDocument, meta: Metadata, cipher: ValueCipher) -> DecryptedText:
-    """Decrypt a SOPS YAML document into plain YAML text, checking the MAC.
+def decrypt_document(
+    doc: YamlDocument, meta: Metadata, cipher: ValueCipher, mac: MacBuilder
+) -> DecryptedText:
+    """Decrypt a SOPS YAML document into plain YAML text, feeding ``mac`` (checked by the caller).
 
     Raises:
-        SecretError: A value does not decrypt or the MAC does not match.
+        SecretError: A value does not decrypt.
     """
-    mac = MacBuilder(mac_only_encrypted=meta.mac_only_encrypted)
     edits: list[tuple[int, int, str]] = []
     encrypted: set[Loc] = set()
     for leaf in doc.leaves():
@@ -449,7 +525,6 @@ def decrypt_document(doc: YamlDocument, meta: Metadata, cipher: ValueCipher) -> 
                 (node.start_mark.index, node.end_mark.index, shown + _block_tail(node, doc.text))
             )
         mac.add(value, encrypted=is_encrypted)
-    check_mac(cipher, meta, mac.hexdigest(), doc.where)
     comment_aads: dict[str, str] = {}
     for comment in doc.comments():
         if is_sealed(comment.text):

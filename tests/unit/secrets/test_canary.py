@@ -66,7 +66,7 @@ def test_canary_never_leaks(
     seen += [out, err, caplog.text]
     assert all(CANARY not in text for text in seen)
     assert "must be an integer ≥ 1 (got -1)" in err
-    assert "cannot be decrypted (moved from another key, or corrupted)" in err
+    assert "smtp_username: holds the value encrypted as " in err
 
 
 def test_example_needs_the_demo_key(

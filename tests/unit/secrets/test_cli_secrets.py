@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -39,6 +40,79 @@ class TestKeygen:
         assert out.startswith("age1")
         assert out.strip() in path.read_text()
         assert run("secrets", "keygen", "-o", str(path))[0] == 1
+
+    def test_creates_private_parent_directories(self, tmp_path: Path, run: CliRun) -> None:
+        """Missing parent directories are made 0700, the key 0600; the recipient is printed."""
+        path = tmp_path / "home" / ".config" / "sops" / "age" / "keys.txt"
+        code, out, err = run("secrets", "keygen", "-o", str(path))
+        assert code == 0
+        assert out.startswith("age1")
+        assert err == f"wrote a new age identity to {path} (mode 0600)\n"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        for directory in (path.parent, *path.parents[:4]):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+        assert "AGE-SECRET-KEY-1" in path.read_text()
+
+    def test_refuses_to_overwrite_without_force(self, tmp_path: Path, run: CliRun) -> None:
+        """An existing key file stays unless --force; then a new 0600 key replaces it."""
+        path = tmp_path / "keys.txt"
+        first = run("secrets", "keygen", "-o", str(path))[1]
+        code, out, err = run("secrets", "keygen", "-o", str(path))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: {path} exists: not overwriting an age key (files encrypted for it "
+            "could no longer be opened); pass --force to replace it\n"
+        )
+        assert first.strip() in path.read_text()
+        code, out, _ = run("secrets", "keygen", "-o", str(path), "--force")
+        assert code == 0
+        assert out.strip() in path.read_text()
+        assert first.strip() not in path.read_text()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    def test_io_errors_are_one_line(self, tmp_path: Path, run: CliRun) -> None:
+        """A path that cannot be written gives one line naming it and the cause, exit 1."""
+        blocker = tmp_path / "a-file"
+        blocker.write_text("not a directory\n")
+        code, out, err = run("secrets", "keygen", "-o", str(blocker / "age" / "keys.txt"))
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: cannot write the age key to {blocker / 'age' / 'keys.txt'}: "
+            f"{blocker} is not a directory; choose another path with -o\n"
+        )
+        code, out, err = run("secrets", "keygen", "-o", str(tmp_path), "--force")
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: cannot write the age key to {tmp_path}: it is a directory; "
+            "give a file name with -o, such as ~/.config/sops/age/keys.txt\n"
+        )
+
+    def test_readme_keygen_line_works(self, tmp_path: Path) -> None:
+        """The README's keygen line, run by a shell in a fresh home, writes the key."""
+        readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+        line = next(row for row in readme.splitlines() if row.startswith("mailopsd secrets keygen"))
+        command = line.split("#")[0].strip().replace("mailopsd", "python3 -m mailopsd", 1)
+        home = tmp_path / "fresh-home"
+        home.mkdir()
+        result = subprocess.run(
+            ["/bin/sh", "-c", command],
+            capture_output=True,
+            text=True,
+            env={
+                "HOME": str(home),
+                "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
+            },
+            check=False,
+            timeout=60,
+        )
+        assert (result.returncode, result.stderr) == (
+            0,
+            f"wrote a new age identity to {home}/.config/sops/age/keys.txt (mode 0600)\n",
+        )
+        key = home / ".config" / "sops" / "age" / "keys.txt"
+        assert result.stdout.strip() in key.read_text()
+        assert stat.S_IMODE((home / ".config").stat().st_mode) == 0o700
 
     def test_prints_identity(self, run: CliRun) -> None:
         """Without -o the identity goes to stdout and the recipient to stderr."""
@@ -118,6 +192,25 @@ class TestEncryptDecrypt:
         )[:2] == (0, "")
         assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
+    def test_unwritable_output_is_one_line(self, tmp_path: Path, run: CliRun) -> None:
+        """--output in a missing directory fails in one line naming it, nothing written."""
+        target = tmp_path / "missing" / "plain.yaml"
+        code, out, err = run(
+            "secrets",
+            "decrypt",
+            str(VECTORS / "basic.enc.yaml"),
+            "--age-key-file",
+            str(KEYS / "visible-a.txt"),
+            "--output",
+            str(target),
+        )
+        assert (code, out) == (1, "")
+        assert err == (
+            f"error: cannot write {target}: No such file or directory; "
+            "check the path, then run the command again\n"
+        )
+        assert not target.parent.exists()
+
     def test_errors_are_one_line(self, run: CliRun) -> None:
         """Tampered files and wrong keys fail with a one-line message, exit 1."""
         key = str(KEYS / "visible-a.txt")
@@ -146,17 +239,23 @@ class TestEncryptDecrypt:
         )
 
     def test_already_encrypted(self, write_config: Writer, key: AgeKey, run: CliRun) -> None:
-        """Encrypting twice is refused."""
+        """Encrypting twice for --age is refused, with the command for new values."""
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
         code, _, err = run("secrets", "encrypt", "--age", key.recipient, str(path))
-        assert (code, err) == (1, "error: c.yaml: is already encrypted (it has a sops: block)\n")
+        assert (code, err) == (
+            1,
+            "error: c.yaml: is already encrypted (it has a sops: block), so --age does not "
+            "apply; to encrypt new values in it, run: mailopsd secrets encrypt -i c.yaml (its "
+            "recipients change with: mailopsd secrets updatekeys c.yaml)\n",
+        )
 
     def test_no_recipient(self, write_config: Writer, run: CliRun) -> None:
-        """Without --age or .sops.yaml there is no one to encrypt for."""
+        """Without --age or .sops.yaml there is no one to encrypt for; --age is suggested."""
         code, _, err = run("secrets", "encrypt", str(write_config()))
         assert code == 1
-        assert "no age recipient to encrypt for; pass --age age1… or add a .sops.yaml" in err
+        assert err.startswith("error: c.yaml: no age recipient to encrypt for; ")
+        assert "run: mailopsd secrets encrypt --age " in err
 
 
 class TestEdit:

@@ -107,7 +107,7 @@ def test_plain_field_editable_without_key(encrypted: Path, key: AgeKey, run: Cli
 
 
 def test_moved_ciphertext_is_located(encrypted: Path, key: AgeKey, run: CliRun) -> None:
-    """A ciphertext moved to another key fails at its own line."""
+    """A ciphertext moved to another key fails at its own line, naming where it belongs."""
     lines = encrypted.read_text().splitlines(keepends=True)
     user, password = (SECRET_LINES[name] - 1 for name in ("smtp_username", "smtp_password"))
     user_value = lines[user].split(": ", 1)[1]
@@ -118,7 +118,9 @@ def test_moved_ciphertext_is_located(encrypted: Path, key: AgeKey, run: CliRun) 
     assert code == 1
     assert err.splitlines()[0] == (
         "c.yaml:14:24: campaigns.acme-q4.smtp_credentials.primary.smtp_username: "
-        "cannot be decrypted (moved from another key, or corrupted)"
+        "holds the value encrypted as campaigns.acme-q4.smtp_credentials.primary.smtp_password: "
+        "it was moved here without the key; move it back, or make such changes with: "
+        "mailopsd secrets edit c.yaml"
     )
 
 
