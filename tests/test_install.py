@@ -352,7 +352,9 @@ def test_install_section_runs_as_written(machines: tuple[Container, Workstation]
             first_commit = workstation.head()
     keygen, updatekeys, start, look = outputs[1], outputs[2], outputs[3], outputs[4]
 
-    assert re.fullmatch(r"age1[0-9a-z]{58}\n", keygen), keygen
+    recipient, note = keygen.splitlines()  # the recipient on stdout, a note on stderr
+    assert re.fullmatch(r"age1[0-9a-z]{58}", recipient), keygen
+    assert note == "wrote a new age identity to /etc/credstore/mailopsd-age-key (mode 0600)"
     assert "acme.yaml: now encrypted for age1" in updatekeys
     assert "ok: 1 campaign, 1 credential" in start
     assert "Active: active (running)" in look
