@@ -33,8 +33,11 @@ __all__ = ["add_secrets"]
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SecretError(f"cannot read {path}: {err}") from err
+    except OSError as err:
+        raise SecretError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from err
+    except UnicodeDecodeError as err:
+        # The decoder's own message quotes the byte and its position: part of a secret.
+        raise SecretError(f"{path}: not UTF-8 text; save the file as UTF-8") from err
 
 
 def _encrypt_options(path: Path, recipients: Sequence[str]) -> secrets.EncryptOptions:
@@ -109,10 +112,11 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def _updatekeys(args: argparse.Namespace) -> int:
     path: Path = args.file
+    text = _read(path)
     rule = secrets.find_creation_rule(path)
     if rule is None:
         raise SecretError(f"no .sops.yaml creation rule applies to {path}")
-    updated = secrets.update_keys_text(_read(path), identities(args), rule.recipients, str(path))
+    updated = secrets.update_keys_text(text, identities(args), rule.recipients, str(path))
     write_atomically(path, updated)
     print(f"{path}: now encrypted for {', '.join(rule.recipients)}", file=sys.stderr)
     return EXIT_OK
