@@ -147,6 +147,7 @@ def _edit_problems(
         identities=functools.cache(lambda: identities(args)),
         plaintext={path: text},
         plaintext_rules={path: rule},
+        allow_plaintext_secrets=args.allow_plaintext_secrets,
     )
     target = (
         path.parent if path.parent.is_dir() and len(loader.config_files(path.parent)) > 1 else path
@@ -237,6 +238,12 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
         "edit", help="edit a SOPS file in $EDITOR; an invalid config is not saved"
     )
     edit.add_argument("file", type=Path)
+    edit.add_argument(
+        "--allow-plaintext-secrets",
+        action="store_true",
+        help="accept secret fields stored in clear text while checking the edited config "
+        "(local sandbox demos only)",
+    )
     edit.set_defaults(handler=_edit)
     rotate = verbs.add_parser("rotate", help="re-encrypt FILE with a new data key, in place")
     rotate.add_argument("file", type=Path)

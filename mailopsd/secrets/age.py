@@ -121,10 +121,7 @@ def find_identities(
         if found is not None:
             return found
     tried = ", ".join(name for name, _ in places)
-    raise SecretError(
-        f"no age identity found (looked at {tried}); give one with --age-key-file, "
-        "or check without secrets using --no-decrypt"
-    )
+    raise SecretError(f"no age identity found (looked at {tried}); give one with --age-key-file")
 
 
 def _from_env_file(environ: Mapping[str, str], name: str) -> IdentitySet | None:
