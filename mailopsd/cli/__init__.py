@@ -32,7 +32,12 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Run outbound email campaigns from declarative YAML kept in git.",
     )
     parser.add_argument("--version", action="version", version=f"mailopsd {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(
+        dest="command",
+        metavar="COMMAND",
+        required=True,
+        help="what to do (mailopsd COMMAND --help tells more)",
+    )
     add_commands(commands)
     add_secrets(commands)
     add_apikey(commands)

@@ -316,7 +316,12 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
     add_config_options(run)
     run.add_argument("--once", action="store_true", help="reconcile, do the work due now, exit")
     run.add_argument("--now", help="the time for a --once run (ISO 8601; UTC if no zone)")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (with <N> priorities under systemd) or one JSON object per line",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -345,8 +350,8 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
             "else byte for byte. Commit the change; the daemon applies it on reload."
         ),
     )
-    reenable.add_argument("campaign")
-    reenable.add_argument("credential")
+    reenable.add_argument("campaign", help="the campaign's id")
+    reenable.add_argument("credential", help="the credential's id in that campaign")
     add_config_options(reenable, state=False)
     reenable.add_argument("--now", help="the time to write (ISO 8601; default: now)")
     reenable.set_defaults(handler=_reenable)
@@ -359,5 +364,7 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
             "Message-IDs the message refers to."
         ),
     )
-    classify_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    classify_command.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="a message as a file (RFC 5322)"
+    )
     classify_command.set_defaults(handler=_classify)

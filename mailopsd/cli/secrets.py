@@ -212,7 +212,9 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
         help="create age keys; encrypt, decrypt, edit and rotate SOPS files",
         description="SOPS-format files with age keys, readable and writable by sops too.",
     )
-    verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs = group.add_subparsers(
+        dest="verb", metavar="VERB", required=True, help="what to do with keys or files"
+    )
     keygen = verbs.add_parser("keygen", help="create an age identity (prints its recipient)")
     keygen.add_argument("-o", "--output", type=Path, help="write the identity here (mode 0600)")
     keygen.set_defaults(handler=_keygen)
@@ -225,19 +227,24 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
             "encrypted and the MAC covers only them, so plain fields stay editable."
         ),
     )
-    encrypt.add_argument("file", type=Path)
+    encrypt.add_argument("file", type=Path, help="the plaintext YAML or JSON file")
     encrypt.add_argument("--age", action="append", metavar="RECIPIENT", help="age1… recipient")
     encrypt.add_argument("-i", "--in-place", action="store_true", help="replace FILE")
     encrypt.set_defaults(handler=_encrypt)
     decrypt = verbs.add_parser("decrypt", help="print the plaintext of a SOPS file")
-    decrypt.add_argument("file", type=Path)
+    decrypt.add_argument("file", type=Path, help="the SOPS file to decrypt")
     decrypt.add_argument("--output", type=Path, help="write here (mode 0600) instead")
-    decrypt.add_argument("--output-type", choices=("yaml", "json"), default="yaml")
+    decrypt.add_argument(
+        "--output-type",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="the plaintext's form: YAML (as the file is) or JSON",
+    )
     decrypt.set_defaults(handler=_decrypt)
     edit = verbs.add_parser(
         "edit", help="edit a SOPS file in $EDITOR; an invalid config is not saved"
     )
-    edit.add_argument("file", type=Path)
+    edit.add_argument("file", type=Path, help="the SOPS file to edit")
     edit.add_argument(
         "--allow-plaintext-secrets",
         action="store_true",
@@ -246,12 +253,12 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
     )
     edit.set_defaults(handler=_edit)
     rotate = verbs.add_parser("rotate", help="re-encrypt FILE with a new data key, in place")
-    rotate.add_argument("file", type=Path)
+    rotate.add_argument("file", type=Path, help="the SOPS file to re-encrypt")
     rotate.set_defaults(handler=_rotate)
     updatekeys = verbs.add_parser(
         "updatekeys", help="re-wrap FILE's data key for the recipients of .sops.yaml"
     )
-    updatekeys.add_argument("file", type=Path)
+    updatekeys.add_argument("file", type=Path, help="the SOPS file whose recipients change")
     updatekeys.set_defaults(handler=_updatekeys)
     for parser in (encrypt, decrypt, edit, rotate, updatekeys):
         add_key_option(parser)
