@@ -28,6 +28,7 @@ from mailopsd.cli.common import (
     print_issues,
     state_dir,
 )
+from mailopsd.cli.planjson import plan_as_json
 from mailopsd.config import loader
 from mailopsd.config.leads import read_leads
 from mailopsd.config.reenable import set_reenabled_at
@@ -125,6 +126,9 @@ def _plan(args: argparse.Namespace) -> int:
     finally:
         if ledger is not None:
             ledger.close()
+    if args.json:
+        print(json.dumps(plan_as_json(plan), indent=2, ensure_ascii=False))
+        return EXIT_OK if plan.is_empty else EXIT_CHANGES
     if plan.is_empty:
         print(f"no changes (revision {plan.revision})")
         return EXIT_OK
@@ -334,6 +338,9 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
         help="show what a reconcile would do (exit 0: nothing, 2: changes, 1: errors)",
     )
     add_config_options(plan)
+    plan.add_argument(
+        "--json", action="store_true", help="the stable JSON form (see README: Running)"
+    )
     plan.set_defaults(handler=_plan)
     status = commands.add_parser(
         "status", help="show campaigns, credentials, counters and conditions (no secrets)"
