@@ -59,7 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -77,6 +79,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         print(f"error: {_unexpected_text(args, err)}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` chose, so that a usage error shows its usage.
+
+    argparse reports an option a sub-command does not know with the program's usage,
+    which lists only the commands; this names the command and its options.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _command_parser(action.choices[chosen], args)
+    return parser
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -50,6 +50,7 @@ class Case:
     what: str
     argv: tuple[str, ...]
     code: int = FAILURE
+    says: str = ""
 
     @property
     def id(self) -> str:
@@ -69,8 +70,18 @@ def _cases() -> list[Case]:
         c("validate", "no key", ("validate", "{enc}")),
         c("validate", "wrong key", ("validate", "{enc}", "--age-key-file", "{other_key}")),
         c("validate", "garbage key", ("validate", "{enc}", "--age-key-file", "{garbage_key}")),
-        c("validate", "key is a directory", ("validate", "{enc}", "--age-key-file", "{dir}")),
-        c("validate", "missing key", ("validate", "{enc}", "--age-key-file", "{missing}")),
+        c(
+            "validate",
+            "key is a directory",
+            ("validate", "{enc}", "--age-key-file", "{dir}"),
+            says="cannot read age key file adir: is a directory",
+        ),
+        c(
+            "validate",
+            "missing key",
+            ("validate", "{enc}", "--age-key-file", "{missing}"),
+            says="cannot read age key file missing.yaml: no such file or directory",
+        ),
         c("validate", "clear secrets", ("validate", "{plain}")),
         c("validate", "bad --format", ("validate", "{enc}", "--format", "xml"), USAGE),
         # run
@@ -85,6 +96,7 @@ def _cases() -> list[Case]:
             "run",
             "state dir is a file",
             ("run", "--once", "--config", "{enc}", *key, "--state-dir", "{file}"),
+            says="state directory afile is a file",
         ),
         c(
             "run",
@@ -165,11 +177,13 @@ def _cases() -> list[Case]:
             "secrets encrypt",
             "binary file",
             ("secrets", "encrypt", "{binary}", "--age", "{recipient}"),
+            says="binary.yaml: not UTF-8 text",
         ),
         c(
             "secrets encrypt",
             "garbage YAML",
             ("secrets", "encrypt", "{garbage}", "--age", "{recipient}"),
+            says="garbage.yaml:2:1: invalid YAML",
         ),
         c(
             "secrets encrypt",
@@ -180,6 +194,7 @@ def _cases() -> list[Case]:
             "secrets encrypt",
             "private key as recipient",
             ("secrets", "encrypt", "{plain}", "--age", "{identity}"),
+            says="a private age identity",
         ),
         c("secrets encrypt", "no recipient", ("secrets", "encrypt", "{plain}")),
         c("secrets encrypt", "bad option", ("secrets", "encrypt", "{plain}", "--bogus"), USAGE),
@@ -203,11 +218,13 @@ def _cases() -> list[Case]:
             "secrets decrypt",
             "--output in a missing directory",
             ("secrets", "decrypt", "{enc}", *key, "--output", "{missing}/out.yaml"),
+            says="missing.yaml/out.yaml: no such file or directory",
         ),
         c(
             "secrets decrypt",
             "--output is a directory",
             ("secrets", "decrypt", "{enc}", *key, "--output", "{dir}"),
+            says="adir: is a directory",
         ),
         c(
             "secrets decrypt",
@@ -232,7 +249,12 @@ def _cases() -> list[Case]:
             "wrong key",
             ("secrets", "rotate", "{enc}", "--age-key-file", "{other_key}"),
         ),
-        c("secrets updatekeys", "missing file", ("secrets", "updatekeys", "{missing}", *key)),
+        c(
+            "secrets updatekeys",
+            "missing file",
+            ("secrets", "updatekeys", "{missing}", *key),
+            says="cannot read missing.yaml: no such file or directory",
+        ),
         c("secrets updatekeys", "directory", ("secrets", "updatekeys", "{dir}", *key)),
         c("secrets updatekeys", "no creation rule", ("secrets", "updatekeys", "{enc}", *key)),
         c(
@@ -342,6 +364,9 @@ def test_bad_input_is_one_line(
     lines = _message_lines(err, code)
     assert len(lines) == 1, err
     assert ("unexpected error" in lines[0]) == (case.id in SAFETY_NET_ONLY), lines[0]
+    assert case.says in lines[0]
+    if ": error: " in lines[0]:  # argparse's usage error names the command it concerns
+        assert lines[0].startswith(f"mailopsd {case.command}: error: "), lines[0]
     for secret in (CANARY, scene["identity"], scene["identity"][16:40]):
         assert secret not in out + err
 
