@@ -192,6 +192,22 @@ def test_example_commands_in_its_header(home: Path) -> None:
         assert result.returncode == 0, (command, result.stderr)
 
 
+def test_key_file_readable_by_others_suggests_chmod(home: Path, tmp_path: Path) -> None:
+    """The warning on a key file others can read names a chmod that silences it."""
+    keys = tmp_path / "my keys"  # a space: the printed command must quote the path
+    keys.mkdir()
+    key = make_key(keys)
+    key.path.chmod(0o644)
+    conf = _clear_config(tmp_path / "conf")
+    cli.main(["secrets", "encrypt", "--age", key.recipient, "-i", str(conf / "c.yaml")])
+    validate = f"mailopsd validate conf --age-key-file '{key.path}'"
+    warned = run_as_printed(validate, cwd=tmp_path, home=home)
+    assert warned.returncode == 0
+    (chmod,) = [line.split("run: ", 1)[1] for line in warned.stderr.splitlines() if "run: " in line]
+    assert run_as_printed(chmod, cwd=tmp_path, home=home).returncode == 0
+    assert run_as_printed(validate, cwd=tmp_path, home=home).stderr == ""
+
+
 def test_duplicate_api_key_suggests_apikey_new(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
