@@ -116,7 +116,7 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 _OS_ADVICE = {
-    errno.ENOENT: "check the path; its directory must exist",
+    errno.ENOENT: "check the path (its directory must exist)",
     errno.ENOTDIR: "a part of the path is a file, not a directory",
     errno.EISDIR: "give a file, not a directory",
     errno.EACCES: "check its permissions and owner",
