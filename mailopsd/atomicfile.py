@@ -23,8 +23,22 @@ def write_atomically(path: Path, text: str, *, mode: int | None = None) -> None:
         mode: Its permission bits; by default those of the file it replaces, else 0600.
 
     Raises:
-        OSError: The file cannot be written; the old one is left as it was.
+        OSError: The file cannot be written (its ``filename`` is ``path``, never the
+            temporary file's); the old one is left as it was.
     """
+    try:
+        _replace(path, text, mode)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from err
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _replace(path: Path, text: str, mode: int | None) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``."""
     if mode is None:
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -38,8 +52,3 @@ def write_atomically(path: Path, text: str, *, mode: int | None = None) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

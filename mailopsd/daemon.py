@@ -214,6 +214,11 @@ class Daemon:
         state_dir = self.settings.state_dir
         try:
             state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError as err:
+            raise StateError(
+                f"state directory {state_dir} is a file; give --state-dir a directory "
+                "(a missing one is created)"
+            ) from err
         except OSError as err:
             raise StateError(f"cannot create state directory {state_dir}: {err.strerror}") from err
         self.state = load_state(state_dir)

@@ -47,7 +47,7 @@ def add_apikey(commands: Commands[argparse.ArgumentParser]) -> None:
         help="make keys of the read-only API",
         description="Keys of the read-only API; the config holds only their sha256.",
     )
-    verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True, help="what to do")
     new = verbs.add_parser(
         "new",
         help="print a new random key once, and its api_keys entry (hash only)",

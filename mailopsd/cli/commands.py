@@ -31,6 +31,7 @@ from mailopsd.cli.common import (
     print_issues,
     state_dir,
 )
+from mailopsd.cli.planjson import plan_as_json
 from mailopsd.config import loader
 from mailopsd.config.leads import read_leads
 from mailopsd.config.reenable import ignored_issue, set_reenabled_at, unknown_credential
@@ -208,6 +209,9 @@ def _plan(args: argparse.Namespace) -> int:
         key_file=args.age_key_file,
     ):
         print(f"warning: {issue}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(plan_as_json(plan), indent=2, ensure_ascii=False))
+        return EXIT_OK if plan.is_empty else EXIT_CHANGES
     if plan.is_empty:
         print(f"no changes (revision {plan.revision})")
         return EXIT_OK
@@ -437,7 +441,12 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
     add_config_options(run)
     run.add_argument("--once", action="store_true", help="reconcile, do the work due now, exit")
     run.add_argument("--now", help="the time for a --once run (ISO 8601; UTC if no zone)")
-    run.add_argument("--log-format", choices=("text", "json"), default="text")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (with <N> priorities under systemd) or one JSON object per line",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -450,6 +459,9 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
         help="show what a reconcile would do (exit 0: nothing, 2: changes, 1: errors)",
     )
     add_config_options(plan)
+    plan.add_argument(
+        "--json", action="store_true", help="the stable JSON form (see README: Running)"
+    )
     plan.set_defaults(handler=_plan)
     status = commands.add_parser(
         "status", help="show campaigns, credentials, counters and conditions (no secrets)"
@@ -466,8 +478,8 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
             "else byte for byte. Commit the change; the daemon applies it on reload."
         ),
     )
-    reenable.add_argument("campaign")
-    reenable.add_argument("credential")
+    reenable.add_argument("campaign", help="the campaign's id")
+    reenable.add_argument("credential", help="the credential's id in that campaign")
     add_config_options(reenable, state=False)
     reenable.add_argument(
         "--state-dir",
@@ -486,5 +498,7 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
             "Message-IDs the message refers to."
         ),
     )
-    classify_command.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    classify_command.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="a message as a file (RFC 5322)"
+    )
     classify_command.set_defaults(handler=_classify)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mailopsd import secrets
 from mailopsd.config import loader
-from mailopsd.errors import ConfigError
+from mailopsd.errors import ConfigError, SecretError
 
 __all__ = [
     "EXIT_CHANGES",
@@ -53,8 +53,20 @@ def state_dir(args: argparse.Namespace) -> Path:
 
 
 def identities(args: argparse.Namespace) -> secrets.IdentitySet:
-    """The age identities, found in the documented order."""
-    return secrets.find_identities(key_file=args.age_key_file, environ=os.environ, home=Path.home())
+    """The age identities, found in the documented order.
+
+    Raises:
+        SecretError: None is found, or the one found is unusable; for a command that
+            can do without (``validate --no-decrypt``), the message says so.
+    """
+    try:
+        return secrets.find_identities(
+            key_file=args.age_key_file, environ=os.environ, home=Path.home()
+        )
+    except SecretError as err:
+        if getattr(args, "no_decrypt", None) is False:
+            raise SecretError(f"{err} (or add --no-decrypt to check all but the secrets)") from err
+        raise
 
 
 def load_options(args: argparse.Namespace) -> loader.LoadOptions:

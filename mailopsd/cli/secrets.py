@@ -33,8 +33,11 @@ __all__ = ["add_secrets"]
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SecretError(f"cannot read {path}: {err}") from err
+    except OSError as err:
+        raise SecretError(f"cannot read {path}: {(err.strerror or str(err)).lower()}") from err
+    except UnicodeDecodeError as err:
+        # The decoder's own message quotes the byte and its position: part of a secret.
+        raise SecretError(f"{path}: not UTF-8 text; save the file as UTF-8") from err
 
 
 def _own_recipient(args: argparse.Namespace) -> str | None:
@@ -292,6 +295,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def _updatekeys(args: argparse.Namespace) -> int:
     path: Path = args.file
+    text = _read(path)
     rule = secrets.find_creation_rule(path)
     if rule is None:
         raise SecretError(f"no .sops.yaml creation rule applies to {path}")
@@ -304,7 +308,7 @@ def _updatekeys(args: argparse.Namespace) -> int:
     if secrets.has_demo_recipient(rule.recipients) and not secrets.is_demo_file(path):
         refusal = secrets.demo_refusal(f" (from {_shown(rule.source)})")
         raise SecretError(f"{path}: {refusal}; take the demo recipient out of that rule")
-    updated = secrets.update_keys_text(_read(path), identities(args), rule.recipients, str(path))
+    updated = secrets.update_keys_text(text, identities(args), rule.recipients, str(path))
     _write(path, updated)
     print(f"{path}: now encrypted for {', '.join(rule.recipients)}", file=sys.stderr)
     return EXIT_OK
@@ -339,6 +343,7 @@ def _edit_problems(
         identities=functools.cache(lambda: identities(args)),
         plaintext={path: text},
         plaintext_rules={path: rule},
+        allow_plaintext_secrets=args.allow_plaintext_secrets,
     )
     target = (
         path.parent if path.parent.is_dir() and len(loader.config_files(path.parent)) > 1 else path
@@ -404,7 +409,9 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
         help="create age keys; encrypt, decrypt, edit and rotate SOPS files",
         description="SOPS-format files with age keys, readable and writable by sops too.",
     )
-    verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs = group.add_subparsers(
+        dest="verb", metavar="VERB", required=True, help="what to do with keys or files"
+    )
     keygen = verbs.add_parser("keygen", help="create an age identity (prints its recipient)")
     keygen.add_argument(
         "-o",
@@ -427,7 +434,7 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
             "was renamed, with the file's own data key (needs its key)."
         ),
     )
-    encrypt.add_argument("file", type=Path)
+    encrypt.add_argument("file", type=Path, help="the plaintext YAML or JSON file")
     encrypt.add_argument("--age", action="append", metavar="RECIPIENT", help="age1… recipient")
     encrypt.add_argument("-i", "--in-place", action="store_true", help="replace FILE")
     encrypt.set_defaults(handler=_encrypt)
@@ -437,7 +444,7 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
         description="Print the plaintext of FILE. With --output-type json, a YAML file of "
         "several documents gives one JSON value per document, one after another.",
     )
-    decrypt.add_argument("file", type=Path)
+    decrypt.add_argument("file", type=Path, help="the SOPS file to decrypt")
     decrypt.add_argument("--output", type=Path, help="write here (mode 0600) instead")
     decrypt.add_argument(
         "--output-type",
@@ -449,15 +456,21 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
     edit = verbs.add_parser(
         "edit", help="edit a SOPS file in $EDITOR; an invalid config is not saved"
     )
-    edit.add_argument("file", type=Path)
+    edit.add_argument("file", type=Path, help="the SOPS file to edit")
+    edit.add_argument(
+        "--allow-plaintext-secrets",
+        action="store_true",
+        help="accept secret fields stored in clear text while checking the edited config "
+        "(local sandbox demos only)",
+    )
     edit.set_defaults(handler=_edit)
     rotate = verbs.add_parser("rotate", help="re-encrypt FILE with a new data key, in place")
-    rotate.add_argument("file", type=Path)
+    rotate.add_argument("file", type=Path, help="the SOPS file to re-encrypt")
     rotate.set_defaults(handler=_rotate)
     updatekeys = verbs.add_parser(
         "updatekeys", help="re-wrap FILE's data key for the recipients of .sops.yaml"
     )
-    updatekeys.add_argument("file", type=Path)
+    updatekeys.add_argument("file", type=Path, help="the SOPS file whose recipients change")
     updatekeys.set_defaults(handler=_updatekeys)
     for parser in (encrypt, decrypt, edit, rotate, updatekeys):
         add_key_option(parser)

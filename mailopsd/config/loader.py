@@ -17,6 +17,7 @@ import csv
 import difflib
 import gc
 import hashlib
+import shlex
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -101,6 +102,11 @@ class LoadedConfig:
     bodies: Mapping[tuple[str, int], str]
     root: Path
     notes: tuple[ConfigIssue, ...] = ()
+
+    @property
+    def config_path(self) -> Path:
+        """The absolute ``--config`` path that loads this config again: its file or directory."""
+        return self.files[0].resolve() if len(self.files) == 1 else self.root
 
     def leads_path(self, campaign_id: str) -> Path:
         """Return the leads file of a campaign, resolved against its config file."""
@@ -517,7 +523,43 @@ def _secret_values(config: Config) -> Iterator[tuple[str, ...]]:
         yield ("http", "signing_key")
 
 
-def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
+def _own_recipients(options: LoadOptions) -> tuple[str, ...]:
+    """The recipients of the age identities this load would decrypt with, if any."""
+    if options.identities is None:
+        return ()
+    try:
+        found = options.identities()
+    except SecretError:
+        return ()
+    return tuple(str(identity.to_public()) for identity in found.identities)
+
+
+def _encrypt_advice(source: _Source, them: str, options: LoadOptions) -> str:
+    """The command that encrypts a clear file's secrets so that this load can open them.
+
+    A ``.sops.yaml`` rule is followed when it encrypts for one of the identities at hand;
+    otherwise the command names their recipients with ``--age`` (a file encrypted for
+    others' keys only would not open here). Without any identity, making one comes first.
+    """
+    name = shlex.quote(source.name)
+    mine = _own_recipients(options)
+    try:
+        rule = secrets.find_creation_rule(source.path)
+    except SecretError:  # the encrypt command reports a broken .sops.yaml itself
+        rule = None
+    if rule is not None and (not mine or set(mine) & set(rule.recipients)):
+        return f"encrypt {them} with: mailopsd secrets encrypt --in-place {name}"
+    if mine:
+        ages = " ".join(f"--age {recipient}" for recipient in mine)
+        return f"encrypt {them} with: mailopsd secrets encrypt {ages} --in-place {name}"
+    return (
+        f"encrypt {them} for your own age key: make one with: mailopsd secrets keygen -o "
+        "~/.config/sops/age/keys.txt, then check again for the command that encrypts "
+        f"{name}"
+    )
+
+
+def _plaintext_secrets(config: Config, merge: _Merge, options: LoadOptions) -> list[ConfigIssue]:
     """One issue per file whose secret fields are stored in clear text."""
     found: dict[str, list[tuple[str, ...]]] = {}
     for loc in _secret_values(config):
@@ -525,7 +567,7 @@ def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
         if loc not in source.encrypted:
             found.setdefault(source.name, []).append(loc)
     issues = []
-    for name, locs in found.items():
+    for locs in found.values():
         source = merge.source_for(locs[0])
         many = len(locs) > 1
         count = f"{len(locs)} secret fields are" if many else "this secret field is"
@@ -537,7 +579,7 @@ def _plaintext_secrets(config: Config, merge: _Merge) -> list[ConfigIssue]:
                 f"decrypt this file and encrypt it again with a rule that covers {them}"
             )
         else:
-            advice = f"encrypt {them} with: mailopsd secrets encrypt --in-place {name}"
+            advice = _encrypt_advice(source, them, options)
         issues.append(
             source.issue(
                 locs[0],
@@ -838,7 +880,7 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
     except ValidationError as err:
         raise ConfigError(merge.issues + _validation_issues(err, merge)) from None
     if not options.allow_plaintext_secrets:
-        merge.issues.extend(_plaintext_secrets(config, merge))
+        merge.issues.extend(_plaintext_secrets(config, merge, options))
     bodies: dict[tuple[str, int], str] = {}
     body_files: list[bytes] = []
     columns: dict[str, tuple[str, ...]] = {}

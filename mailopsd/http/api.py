@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -267,7 +268,9 @@ class _Answer:
         dotted = ".".join(str(key) for key in keys)
         hint = f"edit {where} ({dotted}) and commit it"
         if credential_id is not None:
-            hint += f"; mailopsd reenable {campaign_id} {credential_id} writes reenabled_at for you"
+            name = shlex.quote(file.name)
+            command = f"mailopsd reenable {campaign_id} {credential_id} --config {name}"
+            hint += f"; {command}, run in the directory of {file.name}, writes reenabled_at for you"
         allowed = () if reenable else _READ
         return _not_allowed(allowed, f"{method} is not served: the API is read-only; {hint}")
 

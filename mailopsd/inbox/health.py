@@ -10,6 +10,7 @@ person re-enables it in its YAML.
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -53,12 +54,13 @@ def check_credentials(
             continue
         logger.error(
             "credential disabled campaign=%s credential=%s reason=%s; re-enable with "
-            "reenabled_at in its YAML (mailopsd reenable %s %s)",
+            "reenabled_at in its YAML (mailopsd reenable %s %s --config %s)",
             campaign_id,
             credential_id,
             reason,
             campaign_id,
             credential_id,
+            shlex.quote(str(loaded.config_path)),
         )
         credentials[name] = entry.model_copy(update={"disabled_at": now, "disabled_reason": reason})
     return state.model_copy(update={"credentials": credentials})

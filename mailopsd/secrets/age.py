@@ -9,6 +9,7 @@ Identities are looked for in this order, the first place that exists being used:
 from __future__ import annotations
 
 import logging
+import shlex
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,14 +77,17 @@ def _read_key_file(path: Path) -> IdentitySet:
     try:
         mode = path.stat().st_mode
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise SecretError(f"cannot read age key file {path}: {err}") from err
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        raise SecretError(f"cannot read age key file {path}: {reason}") from err
+    except UnicodeDecodeError as err:
+        raise SecretError(f"age key file {path} is not UTF-8 text: is it a key file?") from err
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         logger.warning(
             "age key file readable by others path=%s mode=%s; run: chmod 600 %s",
             path,
             oct(mode & 0o777),
-            path,
+            shlex.quote(str(path)),
         )
     return parse_identities(text, str(path))
 
@@ -117,10 +121,7 @@ def find_identities(
         if found is not None:
             return found
     tried = ", ".join(name for name, _ in places)
-    raise SecretError(
-        f"no age identity found (looked at {tried}); give one with --age-key-file, "
-        "or check without secrets using --no-decrypt"
-    )
+    raise SecretError(f"no age identity found (looked at {tried}); give one with --age-key-file")
 
 
 def _from_env_file(environ: Mapping[str, str], name: str) -> IdentitySet | None:
@@ -157,6 +158,13 @@ def parse_recipient(text: str) -> x25519.Recipient:
     try:
         return x25519.Recipient.from_str(text.strip())
     except pyrage.RecipientError as err:
+        if text.strip().upper().startswith("AGE-SECRET-KEY-"):
+            # Never echo it: this is the private half, given where the public one belongs.
+            raise SecretError(
+                "a private age identity (AGE-SECRET-KEY-1…) was given where a recipient "
+                "belongs; give its public key instead, the age1… on the '# public key:' "
+                "line of the key file"
+            ) from None
         raise SecretError(f"{text.strip()!r} is not an age recipient (age1…)") from err
 
 

@@ -201,6 +201,20 @@ class _Comment:
         return list(dict.fromkeys(aad_of(path) for path in paths))
 
 
+def _syntax_error(text: str, where: str, *, first_line: int = 0) -> SecretError:
+    """Say where and why ``text`` is not YAML, in one line, as the config loader does.
+
+    PyYAML's own message spans several lines and names ``<unicode string>``; the parser
+    that reads configs words it as ``file:line:col: invalid YAML: …``.
+    """
+    try:
+        goyaml.parse_yaml(text)
+    except goyaml.YamlSyntaxError as err:
+        at = f"{where}:{first_line + err.line}:{err.column}" if err.line else where
+        return SecretError(f"{at}: {err.message}")
+    return SecretError(f"{where}: invalid YAML")
+
+
 _IN_LIST = _Collection(SequenceNode("tag:yaml.org,2002:seq", []), (), is_mapping=False)
 
 
@@ -267,6 +281,8 @@ class YamlDocument:
             root = goyaml.compose_yaml(self.text)
         except yaml.YAMLError as err:
             raise _not_yaml(self.where, err, first_line=self.first_line) from err
+        except Exception as err:  # the reader's own refusals (control characters, …)
+            raise _syntax_error(self.text, self.where, first_line=self.first_line) from err
         if not isinstance(root, MappingNode):
             raise SecretError(f"{self.where}: the top level must be a mapping")
         self.root = root

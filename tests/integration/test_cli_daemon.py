@@ -177,6 +177,79 @@ def test_plan_exit_codes(write_config: Writer, capsys: pytest.CaptureFixture[str
     assert _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)[0] == 1
 
 
+def test_plan_json(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
+    """plan --json gives the revision and each action as an object, secrets only named;
+    exit codes as for the text form."""
+    path = write_config()
+    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json")
+    plan = json.loads(out)
+    assert code == 2
+    assert set(plan) == {"revision", "content_hash", "changes", "actions"}
+    assert plan["revision"].startswith("sha256:")
+    assert plan["changes"] is True
+    assert plan["actions"] == [
+        {
+            "action": "add",
+            "kind": "campaign",
+            "campaign": "acme-q4",
+            "name": "ACME Q4 outreach",
+            "text": "+ campaign acme-q4 (ACME Q4 outreach)",
+        },
+        {
+            "action": "add",
+            "kind": "credential",
+            "campaign": "acme-q4",
+            "credential": "primary",
+            "from_email": "ada@example.com",
+            "smtp_host": "smtp.example.com",
+            "smtp_port": 587,
+            "text": "+ credential acme-q4/primary (ada@example.com via smtp.example.com:587)",
+        },
+        {
+            "action": "change",
+            "kind": "leads",
+            "campaign": "acme-q4",
+            "file": "leads.csv",
+            "added": 1,
+            "changed": 0,
+            "removed": 0,
+            "skipped": 0,
+            "problems": [],
+            "text": "~ leads acme-q4: +1 added, ~0 changed, -0 removed (leads.csv)",
+        },
+    ]
+    _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json")
+    assert (code, json.loads(out)["changes"], json.loads(out)["actions"]) == (0, False, [])
+    state = load_state(Path("st"))
+    disabled = CredentialState(disabled_at="2026-11-20T08:30:00Z", disabled_reason="bounces")  # type: ignore[arg-type]
+    save_state(Path("st"), state.model_copy(update={"credentials": {"acme-q4/primary": disabled}}))
+    write_config(
+        BASE.replace("canary-Pw-9f3e2d1c", "rotated-pw").replace(
+            "smtp.example.com", "smtp.evil.example"
+        ),
+        add="        reenabled_at: 2026-11-21T00:00:00Z\n",
+    )
+    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json")
+    assert code == 2
+    assert "rotated-pw" not in out
+    changed, reenabled = json.loads(out)["actions"]
+    assert changed["changes"] == [
+        {"field": "smtp_host", "before": "smtp.example.com", "after": "smtp.evil.example"},
+        {"field": "smtp_password", "secret": True},
+    ]
+    assert changed["moves_delivery"] is True
+    assert {key: reenabled[key] for key in ("action", "kind", "credential")} == {
+        "action": "reenable",
+        "kind": "credential",
+        "credential": "primary",
+    }
+    assert (reenabled["reenabled_at"], reenabled["disabled_at"]) == (
+        "2026-11-21T00:00:00+00:00",
+        "2026-11-20T08:30:00+00:00",
+    )
+
+
 def test_reenable_changes_one_line(
     write_config: Writer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ from mailopsd.http.apikeys import hash_api_key
 from mailopsd.state.statefile import CredentialState, StateFile, save_state
 from tests.dispatch_setup import credential, write_campaign
 from tests.integration.test_http import KEY, Reply, Running, _daemon
+from tests.printed import run_as_printed, suggested_commands
 from tests.servers.smtp import SmtpServer
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -207,8 +208,22 @@ class TestWrites:
             assert reply.status == 405, (method, path)
             message = _error("method_not_allowed", reply)
             assert f"edit c.yaml:{line} (campaigns.camp.smtp_credentials.b)" in message
-            assert "mailopsd reenable camp b writes reenabled_at" in message
+            assert (
+                "mailopsd reenable camp b --config c.yaml, run in the directory of c.yaml, "
+                "writes reenabled_at for you"
+            ) in message
         assert api.request("GET", base + "/reenable", headers=AUTH_A).status == 405
+
+    def test_reenable_command_works_as_printed(self, api: Running, tmp_path: Path) -> None:
+        """The reenable command a 405 names, run where it says, writes reenabled_at."""
+        reply = api.request("POST", "/campaigns/camp/smtp_credentials/b/reenable", b"{}", AUTH_A)
+        (command,) = suggested_commands(_error("method_not_allowed", reply))
+        home = tmp_path / "home"
+        home.mkdir()
+        result = run_as_printed(command, cwd=api.path.parent, home=home)
+        assert result.returncode == 0, result.stderr
+        config = yaml.safe_load(api.path.read_text())
+        assert "reenabled_at" in config["campaigns"]["camp"]["smtp_credentials"]["b"]
 
     def test_campaign_writes(self, api: Running) -> None:
         """POST of a credential names the campaign's line; POST /campaigns the files."""

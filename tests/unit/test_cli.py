@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,10 +168,31 @@ class TestUsage:
         assert cli.main(argv) == 0
         assert "usage: mailopsd" in capsys.readouterr().out
 
+    def test_every_option_has_help(self) -> None:
+        """Every option and argument of every command says what it is in --help."""
+        missing = [
+            f"{command}: {'/'.join(action.option_strings) or action.dest}"
+            for command, parser in _parsers(cli._build_parser(), "mailopsd")
+            for action in parser._actions
+            if not (action.help or "").strip()
+        ]
+        assert missing == []
+
     def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--version prints the version."""
         assert cli.main(["--version"]) == 0
         assert capsys.readouterr().out == f"mailopsd {__version__}\n"
+
+
+def _parsers(
+    parser: argparse.ArgumentParser, name: str
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """``parser`` and every sub-command's parser below it, with the command they read."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(sub, f"{name} {sub_name}")
 
 
 def test_installed_command_validates_example(tmp_path: Path) -> None:

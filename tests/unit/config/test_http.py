@@ -396,7 +396,8 @@ class TestSigningKeyInClear:
     """The signing key is a secret field: stored in clear, it is refused."""
 
     def test_refused_in_its_own_file(self, write_config: Writer) -> None:
-        """A clear signing key is refused with the command that encrypts its file."""
+        """A clear signing key is refused with the way to encrypt its file (no key at hand:
+        make one first)."""
         Path("conf").mkdir()
         Path("leads.csv").rename("conf/leads.csv")  # leads live in the config tree
         write_config(BASE, name="conf/10-acme.yaml")
@@ -406,8 +407,9 @@ class TestSigningKeyInClear:
         shown = [str(issue) for issue in caught.value.issues]
         assert (
             "conf/20-http.yaml:4:16: http.signing_key: this secret field is stored in clear "
-            "text; encrypt it with: mailopsd secrets encrypt --in-place conf/20-http.yaml (or "
-            "pass --allow-plaintext-secrets for a local demo)"
+            "text; encrypt it for your own age key: make one with: mailopsd secrets keygen -o "
+            "~/.config/sops/age/keys.txt, then check again for the command that encrypts "
+            "conf/20-http.yaml (or pass --allow-plaintext-secrets for a local demo)"
         ) in shown
         assert all(SIGNING_KEY not in line for line in shown)
 

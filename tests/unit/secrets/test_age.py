@@ -57,8 +57,7 @@ class TestDiscovery:
         assert str(caught.value) == (
             "no age identity found (looked at --age-key-file, $MAILOPSD_AGE_KEY_FILE, "
             "$CREDENTIALS_DIRECTORY/age-key, $SOPS_AGE_KEY_FILE, $SOPS_AGE_KEY, "
-            "~/.config/sops/age/keys.txt); give one with --age-key-file, or check without "
-            "secrets using --no-decrypt"
+            "~/.config/sops/age/keys.txt); give one with --age-key-file"
         )
 
     def test_readable_key_file_warns(

@@ -83,16 +83,16 @@ def test_wrong_key(encrypted: Path, key: AgeKey, run: CliRun, tmp_path: Path) ->
     )
 
 
-def test_plaintext_secrets_refused(write_config: Writer, run: CliRun) -> None:
-    """Secrets in clear text are refused with the command that fixes it."""
+def test_plaintext_secrets_refused(write_config: Writer, run: CliRun, key: AgeKey) -> None:
+    """Secrets in clear text are refused with the command that encrypts them for the key."""
     path = write_config()
-    code, out, err = run("validate", str(path))
+    code, out, err = run("validate", str(path), "--age-key-file", str(key.path))
     assert (code, out) == (1, "")
     assert err.splitlines()[0] == (
         "c.yaml:14:24: campaigns.acme-q4.smtp_credentials.primary.smtp_username: "
         "2 secret fields are stored in clear text; encrypt them with: "
-        "mailopsd secrets encrypt --in-place c.yaml (or pass --allow-plaintext-secrets "
-        "for a local demo)"
+        f"mailopsd secrets encrypt --age {key.recipient} --in-place c.yaml (or pass "
+        "--allow-plaintext-secrets for a local demo)"
     )
     assert run("validate", str(path), "--allow-plaintext-secrets")[0] == 0
 
