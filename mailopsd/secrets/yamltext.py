@@ -226,9 +226,9 @@ def _not_yaml(where: str, err: yaml.YAMLError, *, first_line: int = 0) -> Secret
         if err.context:
             problem = f"{problem} ({err.context})"
         return SecretError(
-            f"{where}:{first_line + mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}"
+            f"{where}:{first_line + mark.line + 1}:{mark.column + 1}: invalid YAML: {problem}"
         )
-    return SecretError(f"{where}: not valid YAML: {' '.join(str(err).split())}")
+    return SecretError(f"{where}: invalid YAML: {' '.join(str(err).split())}")
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the parser compose_yaml uses
