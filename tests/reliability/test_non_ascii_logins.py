@@ -21,6 +21,7 @@ from mailopsd.inbox.imap import ImapError, MailboxAccess, connect
 from mailopsd.state.statefile import load_state
 from tests.configs import CANARY_NON_ASCII, traces_in
 from tests.dispatch_setup import credential, run_once, write_campaign
+from tests.integration.test_inbox import imap_fields
 from tests.logs import LogLines, captured
 from tests.servers.imap import Dovecot, agreeable_imap
 from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp
@@ -50,17 +51,6 @@ def canary_imap(own_dovecot: Dovecot) -> Dovecot:
     return own_dovecot
 
 
-def _imap(server: Dovecot, user: str, password: str) -> dict[str, object]:
-    return {
-        "imap_host": server.host,
-        "imap_port": server.port,
-        "imap_username": user,
-        "imap_password": password,
-        "imap_tls": "starttls",
-        "imap_tls_ca_file": str(server.ca.ca_file),
-    }
-
-
 def _logins(server: SmtpServer) -> set[str | None]:
     return {message.login for message in server.handler.messages}
 
@@ -87,13 +77,15 @@ def test_one_mailbox_cannot_log_in_the_others_send_and_nothing_leaks(
     odd = start_smtp(test_ca, {"odd": "pw-odd"}, handler_class=BadChallengeHandler)
     boxes = {
         # sends; its mailbox refuses the non-ASCII password
-        "ascii": credential(plain, "ascii", **_imap(canary_imap, "user1", CANARY_NON_ASCII)),
+        "ascii": credential(
+            plain, "ascii", **imap_fields(canary_imap, "user1", imap_password=CANARY_NON_ASCII)
+        ),
         # sends and reads its mailbox, both with the non-ASCII password
         "utf8": credential(
             plain,
             "utf8",
             smtp_password=CANARY_NON_ASCII,
-            **_imap(canary_imap, "canary", CANARY_NON_ASCII),
+            **imap_fields(canary_imap, "canary", imap_password=CANARY_NON_ASCII),
         ),
         # refused: the server knows another password
         "wrong": credential(plain, "wrong", smtp_password=CANARY_NON_ASCII),

@@ -36,6 +36,7 @@ from mailopsd.notify import Notifier
 from tests import inbox_mail
 from tests.configs import CANARY
 from tests.dispatch_setup import parsed
+from tests.integration.test_inbox import imap_fields
 from tests.logs import LogLines, captured
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer, start_smtp
@@ -75,17 +76,6 @@ def _box(server: SmtpServer, login: str, password: str, **extra: Any) -> dict[st
     }
 
 
-def _imap(server: Dovecot, user: str, password: str) -> dict[str, Any]:
-    return {
-        "imap_host": server.host,
-        "imap_port": server.port,
-        "imap_username": user,
-        "imap_password": password,
-        "imap_tls": "starttls",
-        "imap_tls_ca_file": str(server.ca.ca_file),
-    }
-
-
 def _encrypted_config(
     directory: Path, smtp: SmtpServer, imap: Dovecot, key: AgeKey
 ) -> tuple[Path, Path]:
@@ -111,11 +101,15 @@ def _encrypted_config(
                 },
                 "smtp_credentials": {
                     # logs in with the canary, and reads a mailbox with it
-                    "good": _box(smtp, "good", CANARY, **_imap(imap, "canary", CANARY)),
+                    "good": _box(
+                        smtp, "good", CANARY, **imap_fields(imap, "canary", imap_password=CANARY)
+                    ),
                     # refused: the server knows another password for this login
                     "refused": _box(smtp, "refused", CANARY),
                     # reads a mailbox whose password is wrong
-                    "blind": _box(smtp, "good", CANARY, **_imap(imap, "user1", CANARY)),
+                    "blind": _box(
+                        smtp, "good", CANARY, **imap_fields(imap, "user1", imap_password=CANARY)
+                    ),
                 },
             }
         },
