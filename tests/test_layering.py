@@ -15,6 +15,7 @@ PURE = [
     "dispatch/compose.py",
     "inbox/policy.py",
     "config/models.py",
+    "config/scalars.py",
     "config/periods.py",
     "config/addresses.py",
     "config/templates.py",

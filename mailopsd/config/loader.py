@@ -30,7 +30,8 @@ from yaml.nodes import Node
 
 from mailopsd import goyaml, secrets
 from mailopsd.config import confined, leads, suggest, templates
-from mailopsd.config.models import IMAP_FIELDS, SECRET_FIELDS, Campaign, Config, describe
+from mailopsd.config.models import IMAP_FIELDS, SECRET_FIELDS, Campaign, Config
+from mailopsd.config.scalars import describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
 __all__ = [
