@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from mailopsd.cli.common import EXIT_OK, Commands
-from mailopsd.config.models import ID_PATTERN
+from mailopsd.config.scalars import ID_PATTERN
 from mailopsd.http import apikeys
 
 __all__ = ["add_apikey"]

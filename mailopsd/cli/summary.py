@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailopsd.config.models import WEEKDAYS
+from mailopsd.config.scalars import WEEKDAYS
 from mailopsd.dispatch.dispatcher import TickReport
 from mailopsd.state.progress import local_time
 from mailopsd.state.statefile import format_time

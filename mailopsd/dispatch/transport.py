@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from mailopsd.config.models import Credential, is_loopback_host
+from mailopsd.config.models import Credential
+from mailopsd.config.scalars import is_loopback_host
 from mailopsd.dispatch.compose import Outgoing
 from mailopsd.errors import describe_unexpected
 

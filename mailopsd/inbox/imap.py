@@ -36,7 +36,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from mailopsd.config.models import Credential, is_loopback_host
+from mailopsd.config.models import Credential
+from mailopsd.config.scalars import is_loopback_host
 from mailopsd.errors import describe_unexpected
 from mailopsd.inbox.classify import Classification, classify
 

@@ -1,0 +1,95 @@
+"""The reuse of work between config loads, so that a daemon's reload redoes only what changed.
+
+The result of a load is the same with or without it. Pure: the loader reads the files
+and hands their bytes and stamps over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from mailopsd.config.models import Campaign, Config
+from mailopsd.config.origins import Source
+
+__all__ = ["LoadCache", "validate_config"]
+
+Stamp = tuple[int, int]
+"""A file's modification time (ns) and size: a leads header is read again when it changes."""
+
+
+@dataclass
+class LoadCache:
+    """What a running daemon keeps between loads: a reload redoes only what changed.
+
+    Files are kept as read (parsed and decrypted) while their bytes stay the same; a
+    campaign stays validated while its file does; a leads header while the file's size
+    and modification time do. Decrypted values live in this process's memory only,
+    exactly as in the loaded config.
+    """
+
+    sources: dict[Path, Source] = field(default_factory=dict)
+    campaigns: dict[int, tuple[object, Campaign]] = field(default_factory=dict)
+    columns: dict[Path, tuple[Stamp, tuple[str, ...]]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Sizes only: the campaigns are kept with their decrypted data."""
+        return (
+            f"LoadCache(files={len(self.sources)}, campaigns={len(self.campaigns)}, "
+            f"leads_headers={len(self.columns)})"
+        )
+
+    def source(self, path: Path, raw: bytes, read: Callable[[bytes], Source]) -> Source:
+        """Return the file as read before when ``raw`` is the same, else ``read(raw)``."""
+        kept = self.sources.get(path)
+        if kept is None or kept.raw != raw:
+            kept = self.sources[path] = read(raw)
+        return kept
+
+    def leads_columns(
+        self, path: Path, stamp: Stamp, read: Callable[[], tuple[str, ...]]
+    ) -> tuple[str, ...]:
+        """Return a leads header as read before when ``stamp`` is the same, else ``read()``."""
+        kept = self.columns.get(path)
+        if kept is None or kept[0] != stamp:
+            kept = self.columns[path] = (stamp, read())
+        return kept[1]
+
+
+def validate_config(data: dict[str, object], cache: LoadCache | None) -> Config:
+    """Validate the merged tree; with a cache, only the campaigns not seen unchanged.
+
+    The other top-level keys (``http``, ``api_keys``) are small and validated every
+    time, as are the rules that hold between them and the campaigns.
+
+    Args:
+        data: The merged tree of every config file.
+        cache: What the previous loads kept, updated here on success.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ValidationError: Something is invalid (always from validating the whole tree,
+            so that every error is reported with its full path).
+    """
+    campaigns = data.get("campaigns")
+    if cache is None or not isinstance(campaigns, dict):
+        return Config.model_validate(data)
+    kept: dict[int, tuple[object, Campaign]] = {}
+    valid: dict[str, Campaign] = {}
+    try:
+        for campaign_id, body in campaigns.items():
+            known = cache.campaigns.get(id(body))
+            if known is None or known[0] is not body:
+                known = (body, Campaign.model_validate(body))
+            kept[id(body)] = known
+            valid[campaign_id] = known[1]
+        config = Config.model_validate({**data, "campaigns": valid})
+    except ValidationError:
+        return Config.model_validate(data)
+    cache.campaigns = kept
+    return config

@@ -1,0 +1,176 @@
+"""The files a campaign names, checked when the config is loaded.
+
+A campaign's leads file must have a usable header (all of the file UTF-8), its body
+templates must read and render and use only the leads' columns, and each CA file its
+credentials name must be a regular file of bounded size. Each file is read through
+:mod:`mailopsd.config.confined`: inside the config tree, a regular file, bounded. A
+problem is an issue at the field that names the file.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailopsd.config import confined, leads, suggest, templates
+from mailopsd.config.cache import LoadCache
+from mailopsd.config.models import Campaign
+from mailopsd.config.origins import Loc, Source
+from mailopsd.errors import ConfigIssue
+
+__all__ = ["CampaignFiles"]
+
+
+def _read_leads_columns(path: Path, root: Path) -> tuple[str, ...]:
+    """Return the header row of a leads CSV file, checking that all of it is UTF-8.
+
+    The rows are read only when the leads are imported, after the config is accepted:
+    a byte that is not UTF-8 in any row must make the config invalid here.
+
+    Raises:
+        ValueError: The file cannot be read, is outside the config tree, is not a
+            regular file, is too large, is not UTF-8 or has no usable header (the text
+            says why).
+    """
+    try:
+        not_utf8 = leads.first_non_utf8(path, root=root)
+        with leads.open_leads(path, root=root) as stream:
+            header = next(csv.reader(stream), None) if not_utf8 is None else None
+    except FileNotFoundError as err:
+        raise ValueError(f"leads file {path} not found") from err
+    except confined.RefusedFileError as err:
+        raise ValueError(str(err)) from err
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"cannot read leads file {path}: {err}") from err
+    if not_utf8 is not None:
+        line, byte = not_utf8
+        raise ValueError(
+            f"leads file {path} is not UTF-8 text (line {line}, byte 0x{byte:02x}); "
+            "save it as UTF-8"
+        )
+    columns = tuple(name.strip() for name in header or ())
+    if not columns:
+        raise ValueError(f"leads file {path} is empty; it needs a header row with email")
+    if "email" not in columns:
+        raise ValueError(f"leads file {path} has no email column (columns: {', '.join(columns)})")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise ValueError(f"leads file {path} repeats the column {repeated[0]}")
+    return columns
+
+
+@dataclass
+class CampaignFiles:
+    """Checks the files one campaign names: its leads header, its templates against it, CA files."""
+
+    campaign_id: str
+    campaign: Campaign
+    source: Source
+    issues: list[ConfigIssue]
+    bodies: dict[tuple[str, int], str]
+    body_files: list[bytes]
+    root: Path
+
+    def _issue(self, loc: Loc, message: str) -> None:
+        self.issues.append(self.source.issue(["campaigns", self.campaign_id, *loc], message))
+
+    def columns(self, cache: LoadCache | None) -> tuple[str, ...] | None:
+        """Return the leads file's columns, or ``None`` after noting why they cannot be read."""
+        path = self.source.path.parent / self.campaign.leads
+        try:
+            if cache is None:
+                return _read_leads_columns(path, self.root)
+            # Checked every time: a symlink may now lead elsewhere with the same stamp.
+            stat = confined.confine(path, self.root, what="leads file").stat()
+            return cache.leads_columns(
+                path,
+                (stat.st_mtime_ns, stat.st_size),
+                lambda: _read_leads_columns(path, self.root),
+            )
+        except FileNotFoundError:
+            self._issue(["leads"], f"leads file {path} not found")
+            return None
+        except (ValueError, confined.RefusedFileError) as err:
+            self._issue(["leads"], str(err))
+            return None
+
+    def _body(self, index: int) -> str | None:
+        step = self.campaign.sequence[index]
+        if step.body is not None:
+            return step.body
+        path = self.source.path.parent / str(step.body_file)
+        try:
+            raw = confined.read_bytes(
+                path, self.root, what="template file", limit_bytes=confined.BODY_MAX_BYTES
+            )
+            text = raw.decode("utf-8")
+        except confined.RefusedFileError as err:
+            self._issue(["sequence", index, "body_file"], str(err))
+            return None
+        except (OSError, UnicodeDecodeError) as err:
+            reason = "not found" if isinstance(err, FileNotFoundError) else f"unreadable: {err}"
+            self._issue(["sequence", index, "body_file"], f"template file {path} {reason}")
+            return None
+        self.body_files.append(raw)
+        return text
+
+    def check_ca_files(self) -> None:
+        """Check that each CA file the credentials name is a regular file of bounded size.
+
+        A relative path must stay inside the tree, as every other; an absolute one may
+        name a system bundle (``/etc/ssl/certs/ca-certificates.crt``): a CA file is only
+        ever parsed by OpenSSL as certificates, never sent, logged or shown.
+        """
+        for credential_id, credential in self.campaign.smtp_credentials.items():
+            for name in ("tls_ca_file", "imap_tls_ca_file"):
+                given = getattr(credential, name)
+                if given is None:
+                    continue
+                path = self.source.path.parent / given
+                root = None if Path(given).is_absolute() else self.root
+                try:
+                    confined.check_file(
+                        path, root, what="CA file", limit_bytes=confined.CA_MAX_BYTES
+                    )
+                except FileNotFoundError:
+                    message = f"CA file {path} not found"
+                except confined.RefusedFileError as err:
+                    message = str(err)
+                except OSError as err:
+                    message = f"cannot read CA file {path}: {err.strerror}"
+                else:
+                    continue
+                self._issue(["smtp_credentials", credential_id, name], message)
+
+    def check(self, columns: tuple[str, ...] | None) -> None:
+        """Read each step's body and check its templates (against ``columns`` if known)."""
+        for index, step in enumerate(self.campaign.sequence):
+            body = self._body(index)
+            if body is not None:
+                self.bodies[self.campaign_id, index] = body
+            name = "body" if step.body is not None else "body_file"
+            self._check_template(index, "subject", step.subject, columns)
+            self._check_template(index, name, body, columns)
+
+    def _check_template(
+        self, index: int, name: str, source: str | None, columns: tuple[str, ...] | None
+    ) -> None:
+        if source is None:
+            return
+        try:
+            variables = templates.template_variables(source)
+            templates.check_render(source, variables)
+        except templates.TemplateError as err:
+            self._issue(["sequence", index, name], str(err))
+            return
+        if columns is None:
+            return
+        for variable in sorted(variables - set(columns)):
+            hint = suggest.did_you_mean(variable, columns)
+            self._issue(
+                ["sequence", index, name],
+                f"step {index + 1} uses {{{{ {variable} }}}} but {self.campaign.leads} has "
+                f"no {variable} column{f'; {hint}' if hint else ''} "
+                f"(columns: {', '.join(columns)})",
+            )

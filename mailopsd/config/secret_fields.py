@@ -1,0 +1,138 @@
+"""Checks on the secret fields of a validated config, as the files store them.
+
+A secret stored in clear text is an error, with the command that encrypts it (unless
+``--allow-plaintext-secrets``); a login name or password beyond ASCII is a note, since
+only AUTH PLAIN carries it. A message names the field, never its value.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterator
+
+from mailopsd import secrets
+from mailopsd.config.models import IMAP_FIELDS, Config
+from mailopsd.config.origins import Merge, Source
+from mailopsd.errors import ConfigIssue, SecretError
+
+__all__ = ["non_ascii_logins", "plaintext_secrets"]
+
+SECRET_FIELDS_IN_ORDER = ("smtp_username", "smtp_password", *IMAP_FIELDS[2:])
+Identities = Callable[[], secrets.IdentitySet]
+_NON_ASCII_LOGIN = {
+    "smtp": "has non-ASCII characters: mailopsd logs in with AUTH PLAIN in UTF-8 (RFC 4616), "
+    "so the SMTP server must offer AUTH PLAIN; if it does not, this credential sends nothing "
+    "and its status says why (an ASCII {what} avoids this)",
+    "imap": "has non-ASCII characters: mailopsd logs in with AUTHENTICATE PLAIN in UTF-8 "
+    "(RFC 4616), so the IMAP server must offer AUTH=PLAIN; if it does not, this mailbox's "
+    "replies and bounces are not read and its status says why (an ASCII {what} avoids this)",
+}
+
+
+def _secret_values(config: Config) -> Iterator[tuple[str, ...]]:
+    """Where the config holds a secret: the credentials' in file order, then http's."""
+    for campaign_id, campaign in config.campaigns.items():
+        for credential_id, credential in campaign.smtp_credentials.items():
+            for name in SECRET_FIELDS_IN_ORDER:
+                if getattr(credential, name) is not None:
+                    yield ("campaigns", campaign_id, "smtp_credentials", credential_id, name)
+    if config.http is not None:
+        yield ("http", "signing_key")
+
+
+def _own_recipients(identities: Identities | None) -> tuple[str, ...]:
+    """The recipients of the age identities this load would decrypt with, if any."""
+    if identities is None:
+        return ()
+    try:
+        found = identities()
+    except SecretError:
+        return ()
+    return tuple(str(identity.to_public()) for identity in found.identities)
+
+
+def _encrypt_advice(source: Source, them: str, identities: Identities | None) -> str:
+    """The command that encrypts a clear file's secrets so that this load can open them.
+
+    A ``.sops.yaml`` rule is followed when it encrypts for one of the identities at hand;
+    otherwise the command names their recipients with ``--age`` (a file encrypted for
+    others' keys only would not open here). Without any identity, making one comes first.
+    """
+    name = shlex.quote(source.name)
+    mine = _own_recipients(identities)
+    try:
+        rule = secrets.find_creation_rule(source.path)
+    except SecretError:  # the encrypt command reports a broken .sops.yaml itself
+        rule = None
+    if rule is not None and (not mine or set(mine) & set(rule.recipients)):
+        return f"encrypt {them} with: mailopsd secrets encrypt --in-place {name}"
+    if mine:
+        ages = " ".join(f"--age {recipient}" for recipient in mine)
+        return f"encrypt {them} with: mailopsd secrets encrypt {ages} --in-place {name}"
+    return (
+        f"encrypt {them} for your own age key: make one with: mailopsd secrets keygen -o "
+        "~/.config/sops/age/keys.txt, then check again for the command that encrypts "
+        f"{name}"
+    )
+
+
+def plaintext_secrets(
+    config: Config, merge: Merge, identities: Identities | None
+) -> list[ConfigIssue]:
+    """Return one issue per file whose secret fields are stored in clear text.
+
+    Args:
+        config: The validated configuration.
+        merge: The file each part of it came from, and what was encrypted there.
+        identities: Returns the age identities this load decrypts with, if any: the
+            advice encrypts for them.
+
+    Returns:
+        The issues, each at the first such field of its file, with the command that
+        encrypts them.
+    """
+    found: dict[str, list[tuple[str, ...]]] = {}
+    for loc in _secret_values(config):
+        source = merge.source_for(loc)
+        if loc not in source.encrypted:
+            found.setdefault(source.name, []).append(loc)
+    issues = []
+    for locs in found.values():
+        source = merge.source_for(locs[0])
+        many = len(locs) > 1
+        count = f"{len(locs)} secret fields are" if many else "this secret field is"
+        them = "them" if many else "it"
+        if source.is_sops:
+            advice = (
+                f"the file's encryption rule does not cover {them}: move {them} to a new "
+                "file and encrypt that with: mailopsd secrets encrypt --in-place FILE, or "
+                f"decrypt this file and encrypt it again with a rule that covers {them}"
+            )
+        else:
+            advice = _encrypt_advice(source, them, identities)
+        issues.append(
+            source.issue(
+                locs[0],
+                f"{count} stored in clear text; {advice} "
+                "(or pass --allow-plaintext-secrets for a local demo)",
+            )
+        )
+    return issues
+
+
+def non_ascii_logins(config: Config, merge: Merge) -> list[ConfigIssue]:
+    """Return a note for each login field beyond ASCII: only AUTH PLAIN carries it.
+
+    The note names the field, never its value or which characters are not ASCII.
+    """
+    notes = []
+    for loc in _secret_values(config):
+        if loc[0] != "campaigns":
+            continue
+        credential = config.campaigns[loc[1]].smtp_credentials[loc[3]]
+        value = getattr(credential, loc[4])
+        if value is None or value.get_secret_value().isascii():
+            continue
+        protocol, what = loc[4].split("_", 1)
+        notes.append(merge.source_for(loc).issue(loc, _NON_ASCII_LOGIN[protocol].format(what=what)))
+    return notes
