@@ -1,4 +1,4 @@
-"""The process: load, reconcile, then watch and reload, until told to stop.
+"""The daemon's loop: load, reconcile, then watch and reload, until told to stop.
 
 The main loop sleeps until the next scheduled job, a reload request (file change or
 SIGHUP) or a stop request (SIGTERM/SIGINT); signal handlers and the file watcher only set
@@ -31,18 +31,16 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
 import schedule
-import watchfiles
 
 from mailopsd.config.leads import Progress
 from mailopsd.config.loader import (
-    CONFIG_SUFFIXES,
     LoadCache,
     LoadedConfig,
     LoadOptions,
@@ -50,6 +48,7 @@ from mailopsd.config.loader import (
     load_config,
 )
 from mailopsd.config.reenable import ignored_issue
+from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
 from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
@@ -66,7 +65,8 @@ from mailopsd.state.statefile import Condition, StateFile, load_state, save_stat
 
 __all__ = ["Daemon", "DaemonSettings"]
 
-logger = logging.getLogger(__name__)
+# The daemon's lines keep one logger name, whichever of its modules writes them.
+logger = logging.getLogger("mailopsd.daemon")
 
 
 _UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
@@ -115,58 +115,6 @@ class DaemonSettings:
     storage_retry_s: float = 5.0
 
 
-def watched_files(loaded: LoadedConfig) -> set[Path]:
-    """The config files and every file they reference (leads, body templates)."""
-    files = set(loaded.files)
-    for campaign_id, campaign in loaded.config.campaigns.items():
-        base = loaded.campaign_files[campaign_id].parent
-        files.add(base / campaign.leads)
-        files.update(base / step.body_file for step in campaign.sequence if step.body_file)
-    return {path.resolve() for path in files}  # campaigns often share files: resolve once
-
-
-@dataclass
-class _Watcher:
-    """A thread running ``watchfiles.watch`` over the directories of some files."""
-
-    config_dir: Path
-    files: set[Path]
-    on_change: Callable[[], None]
-    debounce_ms: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def _relevant(self, _: watchfiles.Change, path: str) -> bool:
-        changed = Path(path)
-        if changed in self.files:
-            return True
-        in_config = changed.parent == self.config_dir
-        return in_config and changed.suffix in CONFIG_SUFFIXES and not changed.name.startswith(".")
-
-    def _run(self, directories: list[str]) -> None:
-        for _ in watchfiles.watch(
-            *directories,
-            watch_filter=self._relevant,
-            debounce=self.debounce_ms,
-            stop_event=self.stop,
-            raise_interrupt=False,
-            recursive=False,
-        ):
-            self.on_change()
-
-    def start(self) -> None:
-        directories = sorted({str(self.config_dir)} | {str(path.parent) for path in self.files})
-        self.thread = threading.Thread(
-            target=self._run, args=(directories,), name="mailopsd-watch", daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-
-
 class Daemon:
     """One mailopsd process."""
 
@@ -180,7 +128,7 @@ class Daemon:
         self._scheduler = schedule.Scheduler()
         self._logged_errors: frozenset[str] = frozenset()
         self._logged_ignored: frozenset[str] = frozenset()
-        self._watcher: _Watcher | None = None
+        self._watcher: Watcher | None = None
         self._state_loaded = False
         self._ledger: Ledger | None = None
         self._reconciler: Reconciler | None = None
@@ -670,14 +618,12 @@ class Daemon:
             self._watcher.close()
         if self.loaded is None:
             return
-        config = self.settings.config_path.resolve()
-        self._watcher = _Watcher(
-            config_dir=config if config.is_dir() else config.parent,
-            files=self._watched,
+        self._watcher = start_watcher(
+            self.settings.config_path,
+            self._watched,
             on_change=self.request_reload,
             debounce_ms=self.settings.debounce_ms,
         )
-        self._watcher.start()
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _: FrameType | None) -> None:

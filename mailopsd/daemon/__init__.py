@@ -1,0 +1,9 @@
+"""The process: load, reconcile, then watch and reload, until told to stop.
+
+:class:`Daemon` (in :mod:`.loop`) runs the main loop; signal handlers and the file
+watcher (:mod:`.watcher`) only set flags and wake it.
+"""
+
+from mailopsd.daemon.loop import Daemon, DaemonSettings
+
+__all__ = ["Daemon", "DaemonSettings"]
