@@ -1,7 +1,8 @@
 """The process: load, reconcile, then watch and reload, until told to stop.
 
 :class:`Daemon` (in :mod:`.loop`) runs the main loop; signal handlers and the file
-watcher (:mod:`.watcher`) only set flags and wake it.
+watcher (:mod:`.watcher`) only set flags and wake it. A state directory that stops
+taking writes pauses the work until a test write succeeds again (:mod:`.storage`).
 """
 
 from mailopsd.daemon.loop import Daemon, DaemonSettings

@@ -6,12 +6,8 @@ flags and wake it. A reload that fails validation keeps the last good config run
 sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHDOG_USEC``
 set, the loop pets the watchdog at least every half interval.
 
-A state directory that stops taking writes (disk full, read-only, I/O errors) pauses
-the work, since a send whose outcome cannot be recorded could be sent twice: nothing is
-sent, no poll is recorded and no config is applied until a test write to the ledger and
-the state file succeeds again. Then sends left without an outcome are marked
-``unknown`` (as after a crash), and the work resumes. Sending also pauses before the
-disk is full, when less than ``storage_headroom_bytes`` is free.
+The pause while the state directory takes no writes lives in :mod:`.storage`, the
+config watcher in :mod:`.watcher`.
 
 With an ``http`` section, the serving daemon (never a ``run --once``) also runs the
 HTTP server of :mod:`mailopsd.http` on threads of its own. A reload restarts it only
@@ -22,12 +18,9 @@ logged, and tried again at the next reload; sending goes on meanwhile.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import shlex
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
@@ -48,6 +41,7 @@ from mailopsd.config.loader import (
     load_config,
 )
 from mailopsd.config.reenable import ignored_issue
+from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
 from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
 from mailopsd.dispatch.transport import SmtpTransport
@@ -69,27 +63,7 @@ __all__ = ["Daemon", "DaemonSettings"]
 logger = logging.getLogger("mailopsd.daemon")
 
 
-_UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
-_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open", "locked")
-
 _T = TypeVar("_T")
-
-
-def _unwritable(err: BaseException | None) -> bool:
-    """Tell whether an error (or one it was raised from) says writes are refused.
-
-    A full disk, a read-only or failing file system, or missing permission: these pass
-    when the operator acts. A corrupt ledger or state file is not one of them.
-    """
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in _UNWRITABLE_ERRNOS:
-            return True
-        if isinstance(err, sqlite3.OperationalError) and any(
-            words in str(err).lower() for words in _UNWRITABLE_SQLITE
-        ):
-            return True
-        err = err.__cause__
-    return False
 
 
 Clock = Callable[[], datetime]
@@ -136,7 +110,11 @@ class Daemon:
         self._inbox: Inbox | None = None
         self._load_cache = LoadCache()
         self._watched: set[Path] = set()
-        self._storage_problem: str | None = None
+        self._storage = StoragePause(
+            settings.state_dir,
+            headroom_bytes=settings.storage_headroom_bytes,
+            retry_s=settings.storage_retry_s,
+        )
         self._serving = False
         self._http: HttpServer | None = None
         # The configured listen and client limits of the running server.
@@ -223,36 +201,10 @@ class Daemon:
         self._wake.set()
 
     def _until_writable(self, doing: str, action: Callable[[], _T]) -> _T:
-        """Run ``action`` at start, waiting while the state directory takes no writes.
+        """Run ``action`` at start, waiting while the state directory takes no writes."""
+        return self._storage.wait_writable(doing, action, stop=self._stop, notifier=self.notifier)
 
-        The daemon reports ready meanwhile, with the reason as its status, so a service
-        manager neither kills nor restarts it; a stop request ends the wait.
-        """
-        waiting = False
-        while True:
-            try:
-                result = action()
-            except LEDGER_ERRORS as err:
-                if not _unwritable(err) or self._stop.is_set():
-                    raise
-                if not waiting:
-                    logger.error(
-                        "state directory not writable, waiting state_dir=%s while=%s error=%s; "
-                        "free space there or make it writable: the start goes on by itself",
-                        self.settings.state_dir,
-                        doing,
-                        err,
-                    )
-                    self.notifier.ready(f"waiting: state directory not writable ({err})")
-                    waiting = True
-                self.notifier.watchdog()
-                self._stop.wait(self.settings.storage_retry_s)
-                continue
-            if waiting:
-                logger.info("state directory writable again state_dir=%s", self.settings.state_dir)
-            return result
-
-    # Reconcile ------------------------------------------------------------------------
+    # Conditions and the state file --------------------------------------------------
 
     def _now(self) -> datetime:
         return self.settings.clock()
@@ -273,7 +225,7 @@ class Daemon:
         self.state = self.state.with_condition(condition)
 
     def _save(self) -> None:
-        if self._storage_problem is not None:
+        if self._storage.problem is not None:
             return  # saved by the write test that ends the pause
         try:
             save_state(self.settings.state_dir, self.state)
@@ -285,72 +237,61 @@ class Daemon:
     @property
     def storage_problem(self) -> str | None:
         """Why the state directory takes no writes now (the work is paused), or None."""
-        return self._storage_problem
+        return self._storage.problem
 
     def _storage_failed(self, err: BaseException, doing: str) -> None:
         """Pause the work: the state directory did not take a write."""
-        reason = str(err) or type(err).__name__
-        if self._storage_problem is None:
-            logger.error(
-                "state directory not writable, work paused state_dir=%s while=%s error=%s; "
-                "free space there or make it writable: the work resumes by itself",
-                self.settings.state_dir,
-                doing,
-                reason,
-            )
-        self._storage_problem = f"{reason} (while {doing})"
-        message = f"work paused, nothing is sent: {self._storage_problem}"
+        problem = self._storage.begin(err, doing)
+        message = f"work paused, nothing is sent: {problem}"
         self._set_condition("StateWritable", "False", "NotWritable", message)
         self._set_condition("Ready", "False", "StateNotWritable", message)
         self.notifier.status(self.status_line())
         with suppress(StateError):  # shown by status when there is room for it
             save_state(self.settings.state_dir, self.state)
 
-    def _low_space(self) -> str | None:
-        try:
-            stats = os.statvfs(self.settings.state_dir)
-        except OSError as err:
-            return f"cannot check free space: {err.strerror or err}"
-        free = stats.f_bavail * stats.f_frsize
-        if free < self.settings.storage_headroom_bytes:
-            return (
-                f"{free} bytes free, less than the {self.settings.storage_headroom_bytes} "
-                "kept in reserve for recording sends"
-            )
-        return None
-
     def _storage_ready(self) -> bool:
         """Tell whether the work may go on; end a pause once writes succeed again."""
-        low = self._low_space()
+        low = self._storage.low_space()
         if low is not None:
-            if self._storage_problem is None:
+            if self._storage.problem is None:
                 self._storage_failed(OSError(low), "checking free space")
             return False
-        if self._storage_problem is None:
+        if self._storage.problem is None:
             return True
-        if self._ledger is None or self._dispatcher is None or self.loaded is None:
+        ledger, dispatcher, loaded = self._ledger, self._dispatcher, self.loaded
+        if ledger is None or dispatcher is None or loaded is None:
             return False
+        if not self._storage.try_end(lambda: self._write_test(ledger, dispatcher, loaded)):
+            return False
+        self.notifier.status(self.status_line())
+        self._reload_now(notify=False)  # apply what changed in the config meanwhile
+        return True
+
+    def _write_test(self, ledger: Ledger, dispatcher: Dispatcher, loaded: LoadedConfig) -> int:
+        """The writes that end a pause: ledger, unknown outcomes, state file (as writable).
+
+        Returns:
+            How many sends left without an outcome were marked ``unknown``.
+
+        Raises:
+            StateError, sqlite3.Error, OSError: A write was refused; the state is left as
+                it was.
+        """
         paused = self.state
         self._set_condition("StateWritable", "True", "Writable", "the state directory takes writes")
         self._set_condition(
             "Ready", "True", "Reconciled", f"revision {paused.daemon.applied_revision} applied"
         )
         try:
-            self._ledger.probe_write()
-            unknown = self._dispatcher.recover(self.loaded, self._now())
+            ledger.probe_write()
+            unknown = dispatcher.recover(loaded, self._now())
             save_state(self.settings.state_dir, self.state)
         except LEDGER_ERRORS:
             self.state = paused
-            return False
-        logger.info(
-            "state directory writable again, work resumes state_dir=%s unknown_outcomes=%d",
-            self.settings.state_dir,
-            unknown,
-        )
-        self._storage_problem = None
-        self.notifier.status(self.status_line())
-        self._reload_now(notify=False)  # apply what changed in the config meanwhile
-        return True
+            raise
+        return unknown
+
+    # Load and apply -------------------------------------------------------------------
 
     def _load(self) -> LoadedConfig:
         """Load the config, redoing only what changed since the last load."""
@@ -404,7 +345,7 @@ class Daemon:
         except ConfigError as err:
             self._config_rejected(err)
         except LEDGER_ERRORS as err:
-            if _unwritable(err):
+            if unwritable(err):
                 self._storage_failed(err, "applying the config")
             else:
                 self._reconcile_failed(err)
@@ -475,7 +416,7 @@ class Daemon:
                     self.loaded, self.state, self._now(), should_stop=self._stop.is_set
                 )
             except LEDGER_ERRORS as err:
-                if not _unwritable(err):
+                if not unwritable(err):
                     raise
                 self._storage_failed(err, "recording sends")
                 break
@@ -499,7 +440,7 @@ class Daemon:
             self._save()
 
     def _poll_unrecorded(self, err: BaseException) -> None:
-        if not _unwritable(err):
+        if not unwritable(err):
             raise err
         self._storage_failed(err, "recording a mailbox poll")
 
@@ -528,8 +469,8 @@ class Daemon:
         error = self.state.condition("ConfigError")
         if error is not None and error.status == "True":
             line += "; config error (running on the last good config)"
-        if self._storage_problem is not None:
-            line += f"; work paused, state directory not writable: {self._storage_problem}"
+        if self._storage.problem is not None:
+            line += f"; work paused, state directory not writable: {self._storage.problem}"
         if self._http is not None:
             line += f"; http on {self._http.listen}"
         return line
@@ -549,7 +490,7 @@ class Daemon:
     def _not_ready(self) -> str | None:
         if self.loaded is None:
             return "no config loaded"
-        if self._storage_problem is not None:
+        if self._storage.problem is not None:
             return "state directory not writable"
         return None
 
