@@ -6,14 +6,9 @@ flags and wake it. A reload that fails validation keeps the last good config run
 sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHDOG_USEC``
 set, the loop pets the watchdog at least every half interval.
 
-The pause while the state directory takes no writes lives in :mod:`.storage`, the
-config watcher in :mod:`.watcher`.
-
-With an ``http`` section, the serving daemon (never a ``run --once``) also runs the
-HTTP server of :mod:`mailopsd.http` on threads of its own. A reload restarts it only
-when ``http.listen`` or a limit on clients changed; otherwise the server reads the new
-config (signing key included) in place. A server that cannot bind its address is
-logged, and tried again at the next reload; sending goes on meanwhile.
+The parts it runs live beside it: the config watcher (:mod:`.watcher`), the pause while
+the state directory takes no writes (:mod:`.storage`) and the HTTP server's supervisor
+(:mod:`.httpsupervisor`).
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -40,16 +35,17 @@ from mailopsd.config.loader import (
     collector_paused,
     load_config,
 )
+from mailopsd.config.models import Http
 from mailopsd.config.reenable import ignored_issue
+from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
 from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
-from mailopsd.http.app import LinkApp, Site
+from mailopsd.http.app import Site
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
-from mailopsd.http.server import ClientLimits, HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
@@ -62,9 +58,7 @@ __all__ = ["Daemon", "DaemonSettings"]
 # The daemon's lines keep one logger name, whichever of its modules writes them.
 logger = logging.getLogger("mailopsd.daemon")
 
-
 _T = TypeVar("_T")
-
 
 Clock = Callable[[], datetime]
 
@@ -116,14 +110,8 @@ class Daemon:
             retry_s=settings.storage_retry_s,
         )
         self._serving = False
-        self._http: HttpServer | None = None
-        # The configured listen and client limits of the running server.
-        self._http_shape: tuple[str, ClientLimits] | None = None
-        self._http_wanted = False
-        self._http_error: str | None = None
-        self._http_ledgers: ThreadLedgers | None = None  # the running server's connections
-        self._reloads_ok = 0  # since the process started, for /metrics
-        self._reloads_failed = 0
+        self._http = HttpSupervisor(settings.state_dir, self._site)
+        self._reloads = ReloadCounts()  # since the process started, for /metrics
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
         self.work_done = TickReport()  # every tick's, since the process started
@@ -176,8 +164,7 @@ class Daemon:
 
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
-        self._http_wanted = False
-        self._stop_http()
+        self._http.close()
         if self._watcher is not None:
             self._watcher.close()
         if self._dispatcher is not None:
@@ -204,7 +191,7 @@ class Daemon:
         """Run ``action`` at start, waiting while the state directory takes no writes."""
         return self._storage.wait_writable(doing, action, stop=self._stop, notifier=self.notifier)
 
-    # Conditions and the state file --------------------------------------------------
+    # Conditions and the state file ----------------------------------------------------
 
     def _now(self) -> datetime:
         return self.settings.clock()
@@ -386,10 +373,11 @@ class Daemon:
         self._record_reload("error")
 
     def _record_reload(self, result: str) -> None:
+        counts = self._reloads
         if result == "ok":
-            self._reloads_ok += 1
+            self._reloads = replace(counts, ok=counts.ok + 1)
         else:
-            self._reloads_failed += 1
+            self._reloads = replace(counts, failed=counts.failed + 1)
         daemon = self.state.daemon.model_copy(
             update={"last_reload_at": self._now(), "last_reload_result": result}
         )
@@ -471,7 +459,7 @@ class Daemon:
             line += "; config error (running on the last good config)"
         if self._storage.problem is not None:
             line += f"; work paused, state directory not writable: {self._storage.problem}"
-        if self._http is not None:
+        if self._http.listen is not None:
             line += f"; http on {self._http.listen}"
         return line
 
@@ -480,12 +468,18 @@ class Daemon:
     @property
     def http_listen(self) -> str | None:
         """Where the HTTP server listens (``host:port``, the real port), if it runs."""
-        return self._http.listen if self._http is not None else None
+        return self._http.listen
 
     def start_http(self) -> None:
         """Run the HTTP server while the config has an ``http`` section (after :meth:`start`)."""
-        self._http_wanted = True
-        self._sync_http()
+        self._http.start(self._http_config())
+
+    def _sync_http(self) -> None:
+        """Start, restart or stop the HTTP server to match the config now running."""
+        self._http.sync(self._http_config())
+
+    def _http_config(self) -> Http | None:
+        return self.loaded.config.http if self.loaded is not None else None
 
     def _not_ready(self) -> str | None:
         if self.loaded is None:
@@ -496,61 +490,15 @@ class Daemon:
 
     def _site(self, ledgers: ThreadLedgers) -> Site:
         return Site(
-            http=lambda: self.loaded.config.http if self.loaded is not None else None,
+            http=self._http_config,
             not_ready=self._not_ready,
             ledger=ledgers.get,
             clock=self.settings.clock,
             loaded=lambda: self.loaded,
             state=lambda: self.state,
-            reloads=lambda: ReloadCounts(ok=self._reloads_ok, failed=self._reloads_failed),
+            reloads=lambda: self._reloads,
             polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
         )
-
-    def _stop_http(self) -> None:
-        if self._http is not None:
-            self._http.stop()
-        if self._http_ledgers is not None:
-            self._http_ledgers.close()  # after the server's threads are done with them
-        self._http = None
-        self._http_ledgers = None
-        self._http_shape = None
-
-    def _sync_http(self) -> None:
-        """Start, restart or stop the HTTP server to match the config now running."""
-        http = self.loaded.config.http if self.loaded is not None else None
-        if not self._http_wanted or http is None:
-            self._stop_http()
-            return
-        limits = ClientLimits(
-            request_timeout_s=http.request_timeout.seconds,
-            connections_per_client=http.max_connections_per_client,
-        )
-        if self._http is not None and self._http_shape == (http.listen, limits):
-            return  # the app reads the new config itself
-        self._stop_http()
-        ledgers = ThreadLedgers(self.settings.state_dir)
-        try:
-            self._http = start_server(
-                LinkApp(self._site(ledgers)),
-                host=http.listen_host,
-                port=http.listen_port,
-                limits=limits,
-            )
-        except OSError as err:
-            ledgers.close()
-            message = f"{http.listen}: {err.strerror or err}"
-            if message != self._http_error:
-                logger.error(
-                    "http server cannot listen listen=%s error=%s; free the address or change "
-                    "http.listen: it is tried again at the next reload",
-                    http.listen,
-                    err.strerror or err,
-                )
-            self._http_error = message
-            return
-        self._http_error = None
-        self._http_ledgers = ledgers
-        self._http_shape = (http.listen, limits)
 
     # The loop -------------------------------------------------------------------------
 
