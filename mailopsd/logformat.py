@@ -2,6 +2,8 @@
 
 Under journald (``$JOURNAL_STREAM`` set) text lines carry a ``<N>`` syslog priority
 prefix and no timestamp (journald adds its own). The entry point picks the formatter.
+A record logged with its exception (``logger.exception``) keeps the traceback: on the
+lines below it as text, in an ``exception`` field as JSON.
 
 A JSON line also carries the ``key=value`` pairs of its message as fields, so a log
 store can filter on ``campaign``, ``credential`` or ``lead`` without parsing text. Our
@@ -37,21 +39,48 @@ def _priority(level: int) -> int:
     )
 
 
+def _traceback(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The record's traceback, then its stack, as ``logging.Formatter`` writes them; or ``""``.
+
+    The traceback text is kept on the record, as the standard formatter does, so a second
+    handler does not format it again.
+    """
+    if record.exc_info and not record.exc_text:
+        record.exc_text = formatter.formatException(record.exc_info)
+    parts = [record.exc_text or ""]
+    if record.stack_info:
+        parts.append(formatter.formatStack(record.stack_info))
+    return "\n".join(part for part in parts if part)
+
+
 class TextFormatter(logging.Formatter):
-    """``2026-11-23T12:00:00Z INFO mailopsd.daemon: reloaded revision=…``."""
+    """``2026-11-23T12:00:00Z INFO mailopsd.daemon: reloaded revision=…``.
+
+    A record with an exception (``logger.exception``) or a stack is followed by its
+    traceback, on the lines below.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
         moment = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return f"{moment} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{moment} {record.levelname} {record.name}: {record.getMessage()}"
+        trace = _traceback(self, record)
+        return f"{line}\n{trace}" if trace else line
 
 
 class JournalFormatter(logging.Formatter):
-    """``<6>mailopsd.daemon: reloaded revision=…`` for journald."""
+    """``<6>mailopsd.daemon: reloaded revision=…`` for journald.
+
+    journald reads each line as an entry of its own: a traceback's lines carry the
+    record's priority too, so an error's traceback is filed as an error.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """Render one record."""
-        return f"<{_priority(record.levelno)}>{record.name}: {record.getMessage()}"
+        prefix = f"<{_priority(record.levelno)}>"
+        line = f"{prefix}{record.name}: {record.getMessage()}"
+        trace = _traceback(self, record)
+        return "\n".join([line, *(prefix + text for text in trace.splitlines())])
 
 
 # A printf-style conversion, as logging's %-formatting reads them.
@@ -149,8 +178,9 @@ def record_fields(record: logging.LogRecord) -> dict[str, object]:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, then fields.
 
-    The fields are the message's ``key=value`` pairs (:func:`record_fields`); one named
-    like the four above is left out (the message still has it).
+    The fields are the message's ``key=value`` pairs (:func:`record_fields`). A record
+    with an exception or a stack also has ``exception``: its traceback, as text. A field
+    named like one of these is left out (the message still has it).
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -162,6 +192,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        trace = _traceback(self, record)
+        if trace:
+            line["exception"] = trace
         for key, value in record_fields(record).items():
             line.setdefault(key, value)
         return json.dumps(line)

@@ -1,4 +1,4 @@
-"""The process: load, reconcile, then watch and reload, until told to stop.
+"""The daemon's loop: load, reconcile, then watch and reload, until told to stop.
 
 The main loop sleeps until the next scheduled job, a reload request (file change or
 SIGHUP) or a stop request (SIGTERM/SIGINT); signal handlers and the file watcher only set
@@ -6,57 +6,46 @@ flags and wake it. A reload that fails validation keeps the last good config run
 sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHDOG_USEC``
 set, the loop pets the watchdog at least every half interval.
 
-A state directory that stops taking writes (disk full, read-only, I/O errors) pauses
-the work, since a send whose outcome cannot be recorded could be sent twice: nothing is
-sent, no poll is recorded and no config is applied until a test write to the ledger and
-the state file succeeds again. Then sends left without an outcome are marked
-``unknown`` (as after a crash), and the work resumes. Sending also pauses before the
-disk is full, when less than ``storage_headroom_bytes`` is free.
-
-With an ``http`` section, the serving daemon (never a ``run --once``) also runs the
-HTTP server of :mod:`mailopsd.http` on threads of its own. A reload restarts it only
-when ``http.listen`` or a limit on clients changed; otherwise the server reads the new
-config (signing key included) in place. A server that cannot bind its address is
-logged, and tried again at the next reload; sending goes on meanwhile.
+The parts it runs live beside it: the config watcher (:mod:`.watcher`), the pause while
+the state directory takes no writes (:mod:`.storage`) and the HTTP server's supervisor
+(:mod:`.httpsupervisor`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import shlex
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
 import schedule
-import watchfiles
 
 from mailopsd.config.leads import Progress
 from mailopsd.config.loader import (
-    CONFIG_SUFFIXES,
     LoadCache,
     LoadedConfig,
     LoadOptions,
     collector_paused,
     load_config,
 )
+from mailopsd.config.models import Http
 from mailopsd.config.reenable import ignored_issue
+from mailopsd.daemon.httpsupervisor import HttpSupervisor
+from mailopsd.daemon.storage import StoragePause, unwritable
+from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
 from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
-from mailopsd.http.app import LinkApp, Site
+from mailopsd.http.app import Site
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
-from mailopsd.http.server import ClientLimits, HttpServer, start_server
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
@@ -66,31 +55,10 @@ from mailopsd.state.statefile import Condition, StateFile, load_state, save_stat
 
 __all__ = ["Daemon", "DaemonSettings"]
 
-logger = logging.getLogger(__name__)
-
-
-_UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
-_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open", "locked")
+# The daemon's lines keep one logger name, whichever of its modules writes them.
+logger = logging.getLogger("mailopsd.daemon")
 
 _T = TypeVar("_T")
-
-
-def _unwritable(err: BaseException | None) -> bool:
-    """Tell whether an error (or one it was raised from) says writes are refused.
-
-    A full disk, a read-only or failing file system, or missing permission: these pass
-    when the operator acts. A corrupt ledger or state file is not one of them.
-    """
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in _UNWRITABLE_ERRNOS:
-            return True
-        if isinstance(err, sqlite3.OperationalError) and any(
-            words in str(err).lower() for words in _UNWRITABLE_SQLITE
-        ):
-            return True
-        err = err.__cause__
-    return False
-
 
 Clock = Callable[[], datetime]
 
@@ -115,58 +83,6 @@ class DaemonSettings:
     storage_retry_s: float = 5.0
 
 
-def watched_files(loaded: LoadedConfig) -> set[Path]:
-    """The config files and every file they reference (leads, body templates)."""
-    files = set(loaded.files)
-    for campaign_id, campaign in loaded.config.campaigns.items():
-        base = loaded.campaign_files[campaign_id].parent
-        files.add(base / campaign.leads)
-        files.update(base / step.body_file for step in campaign.sequence if step.body_file)
-    return {path.resolve() for path in files}  # campaigns often share files: resolve once
-
-
-@dataclass
-class _Watcher:
-    """A thread running ``watchfiles.watch`` over the directories of some files."""
-
-    config_dir: Path
-    files: set[Path]
-    on_change: Callable[[], None]
-    debounce_ms: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def _relevant(self, _: watchfiles.Change, path: str) -> bool:
-        changed = Path(path)
-        if changed in self.files:
-            return True
-        in_config = changed.parent == self.config_dir
-        return in_config and changed.suffix in CONFIG_SUFFIXES and not changed.name.startswith(".")
-
-    def _run(self, directories: list[str]) -> None:
-        for _ in watchfiles.watch(
-            *directories,
-            watch_filter=self._relevant,
-            debounce=self.debounce_ms,
-            stop_event=self.stop,
-            raise_interrupt=False,
-            recursive=False,
-        ):
-            self.on_change()
-
-    def start(self) -> None:
-        directories = sorted({str(self.config_dir)} | {str(path.parent) for path in self.files})
-        self.thread = threading.Thread(
-            target=self._run, args=(directories,), name="mailopsd-watch", daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        if self.thread is not None:
-            self.thread.join(timeout=10)
-
-
 class Daemon:
     """One mailopsd process."""
 
@@ -180,7 +96,7 @@ class Daemon:
         self._scheduler = schedule.Scheduler()
         self._logged_errors: frozenset[str] = frozenset()
         self._logged_ignored: frozenset[str] = frozenset()
-        self._watcher: _Watcher | None = None
+        self._watcher: Watcher | None = None
         self._state_loaded = False
         self._ledger: Ledger | None = None
         self._reconciler: Reconciler | None = None
@@ -188,16 +104,14 @@ class Daemon:
         self._inbox: Inbox | None = None
         self._load_cache = LoadCache()
         self._watched: set[Path] = set()
-        self._storage_problem: str | None = None
+        self._storage = StoragePause(
+            settings.state_dir,
+            headroom_bytes=settings.storage_headroom_bytes,
+            retry_s=settings.storage_retry_s,
+        )
         self._serving = False
-        self._http: HttpServer | None = None
-        # The configured listen and client limits of the running server.
-        self._http_shape: tuple[str, ClientLimits] | None = None
-        self._http_wanted = False
-        self._http_error: str | None = None
-        self._http_ledgers: ThreadLedgers | None = None  # the running server's connections
-        self._reloads_ok = 0  # since the process started, for /metrics
-        self._reloads_failed = 0
+        self._http = HttpSupervisor(settings.state_dir, self._site)
+        self._reloads = ReloadCounts()  # since the process started, for /metrics
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
         self.work_done = TickReport()  # every tick's, since the process started
@@ -250,8 +164,7 @@ class Daemon:
 
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
-        self._http_wanted = False
-        self._stop_http()
+        self._http.close()
         if self._watcher is not None:
             self._watcher.close()
         if self._dispatcher is not None:
@@ -275,36 +188,10 @@ class Daemon:
         self._wake.set()
 
     def _until_writable(self, doing: str, action: Callable[[], _T]) -> _T:
-        """Run ``action`` at start, waiting while the state directory takes no writes.
+        """Run ``action`` at start, waiting while the state directory takes no writes."""
+        return self._storage.wait_writable(doing, action, stop=self._stop, notifier=self.notifier)
 
-        The daemon reports ready meanwhile, with the reason as its status, so a service
-        manager neither kills nor restarts it; a stop request ends the wait.
-        """
-        waiting = False
-        while True:
-            try:
-                result = action()
-            except LEDGER_ERRORS as err:
-                if not _unwritable(err) or self._stop.is_set():
-                    raise
-                if not waiting:
-                    logger.error(
-                        "state directory not writable, waiting state_dir=%s while=%s error=%s; "
-                        "free space there or make it writable: the start goes on by itself",
-                        self.settings.state_dir,
-                        doing,
-                        err,
-                    )
-                    self.notifier.ready(f"waiting: state directory not writable ({err})")
-                    waiting = True
-                self.notifier.watchdog()
-                self._stop.wait(self.settings.storage_retry_s)
-                continue
-            if waiting:
-                logger.info("state directory writable again state_dir=%s", self.settings.state_dir)
-            return result
-
-    # Reconcile ------------------------------------------------------------------------
+    # Conditions and the state file ----------------------------------------------------
 
     def _now(self) -> datetime:
         return self.settings.clock()
@@ -325,7 +212,7 @@ class Daemon:
         self.state = self.state.with_condition(condition)
 
     def _save(self) -> None:
-        if self._storage_problem is not None:
+        if self._storage.problem is not None:
             return  # saved by the write test that ends the pause
         try:
             save_state(self.settings.state_dir, self.state)
@@ -337,72 +224,61 @@ class Daemon:
     @property
     def storage_problem(self) -> str | None:
         """Why the state directory takes no writes now (the work is paused), or None."""
-        return self._storage_problem
+        return self._storage.problem
 
     def _storage_failed(self, err: BaseException, doing: str) -> None:
         """Pause the work: the state directory did not take a write."""
-        reason = str(err) or type(err).__name__
-        if self._storage_problem is None:
-            logger.error(
-                "state directory not writable, work paused state_dir=%s while=%s error=%s; "
-                "free space there or make it writable: the work resumes by itself",
-                self.settings.state_dir,
-                doing,
-                reason,
-            )
-        self._storage_problem = f"{reason} (while {doing})"
-        message = f"work paused, nothing is sent: {self._storage_problem}"
+        problem = self._storage.begin(err, doing)
+        message = f"work paused, nothing is sent: {problem}"
         self._set_condition("StateWritable", "False", "NotWritable", message)
         self._set_condition("Ready", "False", "StateNotWritable", message)
         self.notifier.status(self.status_line())
         with suppress(StateError):  # shown by status when there is room for it
             save_state(self.settings.state_dir, self.state)
 
-    def _low_space(self) -> str | None:
-        try:
-            stats = os.statvfs(self.settings.state_dir)
-        except OSError as err:
-            return f"cannot check free space: {err.strerror or err}"
-        free = stats.f_bavail * stats.f_frsize
-        if free < self.settings.storage_headroom_bytes:
-            return (
-                f"{free} bytes free, less than the {self.settings.storage_headroom_bytes} "
-                "kept in reserve for recording sends"
-            )
-        return None
-
     def _storage_ready(self) -> bool:
         """Tell whether the work may go on; end a pause once writes succeed again."""
-        low = self._low_space()
+        low = self._storage.low_space()
         if low is not None:
-            if self._storage_problem is None:
+            if self._storage.problem is None:
                 self._storage_failed(OSError(low), "checking free space")
             return False
-        if self._storage_problem is None:
+        if self._storage.problem is None:
             return True
-        if self._ledger is None or self._dispatcher is None or self.loaded is None:
+        ledger, dispatcher, loaded = self._ledger, self._dispatcher, self.loaded
+        if ledger is None or dispatcher is None or loaded is None:
             return False
+        if not self._storage.try_end(lambda: self._write_test(ledger, dispatcher, loaded)):
+            return False
+        self.notifier.status(self.status_line())
+        self._reload_now(notify=False)  # apply what changed in the config meanwhile
+        return True
+
+    def _write_test(self, ledger: Ledger, dispatcher: Dispatcher, loaded: LoadedConfig) -> int:
+        """The writes that end a pause: ledger, unknown outcomes, state file (as writable).
+
+        Returns:
+            How many sends left without an outcome were marked ``unknown``.
+
+        Raises:
+            StateError, sqlite3.Error, OSError: A write was refused; the state is left as
+                it was.
+        """
         paused = self.state
         self._set_condition("StateWritable", "True", "Writable", "the state directory takes writes")
         self._set_condition(
             "Ready", "True", "Reconciled", f"revision {paused.daemon.applied_revision} applied"
         )
         try:
-            self._ledger.probe_write()
-            unknown = self._dispatcher.recover(self.loaded, self._now())
+            ledger.probe_write()
+            unknown = dispatcher.recover(loaded, self._now())
             save_state(self.settings.state_dir, self.state)
         except LEDGER_ERRORS:
             self.state = paused
-            return False
-        logger.info(
-            "state directory writable again, work resumes state_dir=%s unknown_outcomes=%d",
-            self.settings.state_dir,
-            unknown,
-        )
-        self._storage_problem = None
-        self.notifier.status(self.status_line())
-        self._reload_now(notify=False)  # apply what changed in the config meanwhile
-        return True
+            raise
+        return unknown
+
+    # Load and apply -------------------------------------------------------------------
 
     def _load(self) -> LoadedConfig:
         """Load the config, redoing only what changed since the last load."""
@@ -456,7 +332,7 @@ class Daemon:
         except ConfigError as err:
             self._config_rejected(err)
         except LEDGER_ERRORS as err:
-            if _unwritable(err):
+            if unwritable(err):
                 self._storage_failed(err, "applying the config")
             else:
                 self._reconcile_failed(err)
@@ -497,10 +373,11 @@ class Daemon:
         self._record_reload("error")
 
     def _record_reload(self, result: str) -> None:
+        counts = self._reloads
         if result == "ok":
-            self._reloads_ok += 1
+            self._reloads = replace(counts, ok=counts.ok + 1)
         else:
-            self._reloads_failed += 1
+            self._reloads = replace(counts, failed=counts.failed + 1)
         daemon = self.state.daemon.model_copy(
             update={"last_reload_at": self._now(), "last_reload_result": result}
         )
@@ -527,7 +404,7 @@ class Daemon:
                     self.loaded, self.state, self._now(), should_stop=self._stop.is_set
                 )
             except LEDGER_ERRORS as err:
-                if not _unwritable(err):
+                if not unwritable(err):
                     raise
                 self._storage_failed(err, "recording sends")
                 break
@@ -551,7 +428,7 @@ class Daemon:
             self._save()
 
     def _poll_unrecorded(self, err: BaseException) -> None:
-        if not _unwritable(err):
+        if not unwritable(err):
             raise err
         self._storage_failed(err, "recording a mailbox poll")
 
@@ -580,9 +457,9 @@ class Daemon:
         error = self.state.condition("ConfigError")
         if error is not None and error.status == "True":
             line += "; config error (running on the last good config)"
-        if self._storage_problem is not None:
-            line += f"; work paused, state directory not writable: {self._storage_problem}"
-        if self._http is not None:
+        if self._storage.problem is not None:
+            line += f"; work paused, state directory not writable: {self._storage.problem}"
+        if self._http.listen is not None:
             line += f"; http on {self._http.listen}"
         return line
 
@@ -591,77 +468,37 @@ class Daemon:
     @property
     def http_listen(self) -> str | None:
         """Where the HTTP server listens (``host:port``, the real port), if it runs."""
-        return self._http.listen if self._http is not None else None
+        return self._http.listen
 
     def start_http(self) -> None:
         """Run the HTTP server while the config has an ``http`` section (after :meth:`start`)."""
-        self._http_wanted = True
-        self._sync_http()
+        self._http.start(self._http_config())
+
+    def _sync_http(self) -> None:
+        """Start, restart or stop the HTTP server to match the config now running."""
+        self._http.sync(self._http_config())
+
+    def _http_config(self) -> Http | None:
+        return self.loaded.config.http if self.loaded is not None else None
 
     def _not_ready(self) -> str | None:
         if self.loaded is None:
             return "no config loaded"
-        if self._storage_problem is not None:
+        if self._storage.problem is not None:
             return "state directory not writable"
         return None
 
     def _site(self, ledgers: ThreadLedgers) -> Site:
         return Site(
-            http=lambda: self.loaded.config.http if self.loaded is not None else None,
+            http=self._http_config,
             not_ready=self._not_ready,
             ledger=ledgers.get,
             clock=self.settings.clock,
             loaded=lambda: self.loaded,
             state=lambda: self.state,
-            reloads=lambda: ReloadCounts(ok=self._reloads_ok, failed=self._reloads_failed),
+            reloads=lambda: self._reloads,
             polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
         )
-
-    def _stop_http(self) -> None:
-        if self._http is not None:
-            self._http.stop()
-        if self._http_ledgers is not None:
-            self._http_ledgers.close()  # after the server's threads are done with them
-        self._http = None
-        self._http_ledgers = None
-        self._http_shape = None
-
-    def _sync_http(self) -> None:
-        """Start, restart or stop the HTTP server to match the config now running."""
-        http = self.loaded.config.http if self.loaded is not None else None
-        if not self._http_wanted or http is None:
-            self._stop_http()
-            return
-        limits = ClientLimits(
-            request_timeout_s=http.request_timeout.seconds,
-            connections_per_client=http.max_connections_per_client,
-        )
-        if self._http is not None and self._http_shape == (http.listen, limits):
-            return  # the app reads the new config itself
-        self._stop_http()
-        ledgers = ThreadLedgers(self.settings.state_dir)
-        try:
-            self._http = start_server(
-                LinkApp(self._site(ledgers)),
-                host=http.listen_host,
-                port=http.listen_port,
-                limits=limits,
-            )
-        except OSError as err:
-            ledgers.close()
-            message = f"{http.listen}: {err.strerror or err}"
-            if message != self._http_error:
-                logger.error(
-                    "http server cannot listen listen=%s error=%s; free the address or change "
-                    "http.listen: it is tried again at the next reload",
-                    http.listen,
-                    err.strerror or err,
-                )
-            self._http_error = message
-            return
-        self._http_error = None
-        self._http_ledgers = ledgers
-        self._http_shape = (http.listen, limits)
 
     # The loop -------------------------------------------------------------------------
 
@@ -670,14 +507,12 @@ class Daemon:
             self._watcher.close()
         if self.loaded is None:
             return
-        config = self.settings.config_path.resolve()
-        self._watcher = _Watcher(
-            config_dir=config if config.is_dir() else config.parent,
-            files=self._watched,
+        self._watcher = start_watcher(
+            self.settings.config_path,
+            self._watched,
             on_change=self.request_reload,
             debounce_ms=self.settings.debounce_ms,
         )
-        self._watcher.start()
 
     def _install_signals(self) -> None:
         def on_stop(signum: int, _: FrameType | None) -> None:

@@ -1,0 +1,170 @@
+"""The storage pause: no work while the state directory takes no writes.
+
+A send whose outcome cannot be recorded could be sent twice, so when the state
+directory stops taking writes (disk full, read-only, I/O errors, no permission) the
+daemon pauses its work: nothing is sent, no poll is recorded and no config is applied
+until a test write to the ledger and the state file succeeds again. Sending also pauses
+before the disk is full, when less than the headroom is free. At start, the daemon waits
+instead, reporting ready with the reason as its status, so a service manager neither
+kills nor restarts it.
+
+:class:`StoragePause` holds whether the work is paused and why, tells when it may end,
+and writes the log lines of both; the daemon decides what the test write is and shows
+the pause in its conditions and status.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from mailopsd.notify import Notifier
+from mailopsd.state.ledger import LEDGER_ERRORS
+
+__all__ = ["StoragePause", "unwritable"]
+
+# The daemon's lines keep one logger name, whichever of its modules writes them.
+logger = logging.getLogger("mailopsd.daemon")
+
+_UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
+_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open", "locked")
+
+_T = TypeVar("_T")
+
+
+def unwritable(err: BaseException | None) -> bool:
+    """Tell whether an error (or one it was raised from) says writes are refused.
+
+    A full disk, a read-only or failing file system, or missing permission: these pass
+    when the operator acts. A corrupt ledger or state file is not one of them.
+    """
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in _UNWRITABLE_ERRNOS:
+            return True
+        if isinstance(err, sqlite3.OperationalError) and any(
+            words in str(err).lower() for words in _UNWRITABLE_SQLITE
+        ):
+            return True
+        err = err.__cause__
+    return False
+
+
+class StoragePause:
+    """Whether the work is paused for the state directory, and why."""
+
+    def __init__(self, state_dir: Path, *, headroom_bytes: int, retry_s: float) -> None:
+        """Not paused.
+
+        Args:
+            state_dir: The state directory.
+            headroom_bytes: Sending pauses when less than this is free there.
+            retry_s: How long a start waits between tries while writes are refused.
+        """
+        self._state_dir = state_dir
+        self._headroom_bytes = headroom_bytes
+        self._retry_s = retry_s
+        self._problem: str | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the state directory takes no writes now (the work is paused), or None."""
+        return self._problem
+
+    def begin(self, err: BaseException, doing: str) -> str:
+        """Pause the work: the state directory did not take a write while ``doing``.
+
+        The first failure of a pause is logged; later ones only update the reason.
+
+        Returns:
+            The reason, as :attr:`problem` now says it.
+        """
+        reason = str(err) or type(err).__name__
+        if self._problem is None:
+            logger.error(
+                "state directory not writable, work paused state_dir=%s while=%s error=%s; "
+                "free space there or make it writable: the work resumes by itself",
+                self._state_dir,
+                doing,
+                reason,
+            )
+        self._problem = f"{reason} (while {doing})"
+        return self._problem
+
+    def low_space(self) -> str | None:
+        """Why there is too little free space to send, or None."""
+        try:
+            stats = os.statvfs(self._state_dir)
+        except OSError as err:
+            return f"cannot check free space: {err.strerror or err}"
+        free = stats.f_bavail * stats.f_frsize
+        if free < self._headroom_bytes:
+            return (
+                f"{free} bytes free, less than the {self._headroom_bytes} "
+                "kept in reserve for recording sends"
+            )
+        return None
+
+    def try_end(self, write_test: Callable[[], int]) -> bool:
+        """End the pause if ``write_test`` succeeds; tell whether it did.
+
+        Args:
+            write_test: Writes to the ledger and the state file, and returns how many
+                sends it marked ``unknown``; raises one of ``LEDGER_ERRORS`` if a write
+                is refused.
+        """
+        try:
+            unknown = write_test()
+        except LEDGER_ERRORS:
+            return False
+        logger.info(
+            "state directory writable again, work resumes state_dir=%s unknown_outcomes=%d",
+            self._state_dir,
+            unknown,
+        )
+        self._problem = None
+        return True
+
+    def wait_writable(
+        self, doing: str, action: Callable[[], _T], *, stop: threading.Event, notifier: Notifier
+    ) -> _T:
+        """Run ``action`` at start, waiting while the state directory takes no writes.
+
+        The daemon reports ready meanwhile, with the reason as its status; ``stop`` set
+        ends the wait.
+
+        Raises:
+            StateError, sqlite3.Error, OSError: ``action`` failed otherwise, or while
+                ``stop`` was set.
+        """
+        waiting = False
+        while True:
+            try:
+                result = action()
+            except LEDGER_ERRORS as err:
+                if not unwritable(err) or stop.is_set():
+                    raise
+                if not waiting:
+                    self._log_waiting(doing, err)
+                    notifier.ready(f"waiting: state directory not writable ({err})")
+                    waiting = True
+                notifier.watchdog()
+                stop.wait(self._retry_s)
+                continue
+            if waiting:
+                logger.info("state directory writable again state_dir=%s", self._state_dir)
+            return result
+
+    def _log_waiting(self, doing: str, err: BaseException) -> None:
+        logger.error(
+            "state directory not writable, waiting state_dir=%s while=%s error=%s; "
+            "free space there or make it writable: the start goes on by itself",
+            self._state_dir,
+            doing,
+            err,
+        )

@@ -1,0 +1,100 @@
+"""The config watcher: a thread that asks for a reload when a config file changes.
+
+It watches the config directory and the directory of every file the config refers to
+(leads, body templates), with ``watchfiles``, and filters on the file name: editors
+replace files by rename, so a watch on the file itself would lose it. It only calls
+back (the daemon sets a flag and wakes its loop); a change of the watched set of files
+means a new watcher.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import watchfiles
+
+from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig
+
+__all__ = ["Watcher", "start_watcher", "watched_files"]
+
+
+def watched_files(loaded: LoadedConfig) -> set[Path]:
+    """The config files and every file they reference (leads, body templates)."""
+    files = set(loaded.files)
+    for campaign_id, campaign in loaded.config.campaigns.items():
+        base = loaded.campaign_files[campaign_id].parent
+        files.add(base / campaign.leads)
+        files.update(base / step.body_file for step in campaign.sequence if step.body_file)
+    return {path.resolve() for path in files}  # campaigns often share files: resolve once
+
+
+@dataclass
+class Watcher:
+    """A thread running ``watchfiles.watch`` over the directories of some files."""
+
+    config_dir: Path
+    files: set[Path]
+    on_change: Callable[[], None]
+    debounce_ms: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def _relevant(self, _: watchfiles.Change, path: str) -> bool:
+        changed = Path(path)
+        if changed in self.files:
+            return True
+        in_config = changed.parent == self.config_dir
+        return in_config and changed.suffix in CONFIG_SUFFIXES and not changed.name.startswith(".")
+
+    def _run(self, directories: list[str]) -> None:
+        for _ in watchfiles.watch(
+            *directories,
+            watch_filter=self._relevant,
+            debounce=self.debounce_ms,
+            stop_event=self.stop,
+            raise_interrupt=False,
+            recursive=False,
+        ):
+            self.on_change()
+
+    def start(self) -> None:
+        """Start watching, on a thread of its own."""
+        directories = sorted({str(self.config_dir)} | {str(path.parent) for path in self.files})
+        self.thread = threading.Thread(
+            target=self._run, args=(directories,), name="mailopsd-watch", daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop watching and wait for the thread."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
+
+
+def start_watcher(
+    config_path: Path, files: set[Path], *, on_change: Callable[[], None], debounce_ms: int
+) -> Watcher:
+    """Watch a config (a file or a directory) and the files it refers to.
+
+    Args:
+        config_path: The config file, or the directory of config files.
+        files: The files it refers to (:func:`watched_files`).
+        on_change: Called on the watcher's thread after each change.
+        debounce_ms: How long changes are gathered before a call.
+
+    Returns:
+        The watcher, started; :meth:`Watcher.close` stops it.
+    """
+    config = config_path.resolve()
+    watcher = Watcher(
+        config_dir=config if config.is_dir() else config.parent,
+        files=files,
+        on_change=on_change,
+        debounce_ms=debounce_ms,
+    )
+    watcher.start()
+    return watcher
