@@ -33,7 +33,7 @@ ENVIRONMENT_READERS = {
     "cli/common.py",
     "cli/commands.py",
     "cli/secrets.py",
-    "daemon.py",
+    "daemon/loop.py",
 }
 
 
