@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mailopsd import backoff
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
@@ -555,7 +556,7 @@ class Dispatcher:
                     attempts=attempts,
                     last_error=f"{outcome.code} {outcome.detail}",
                 )
-            delay = timedelta(minutes=min(2**attempts, 360))
+            delay = timedelta(seconds=backoff.DEFERRED_LEAD.delay_s(attempts))
             return replace(
                 lead,
                 state=back,
@@ -581,7 +582,7 @@ class Dispatcher:
             if outcome.kind == OutcomeKind.AUTH_FAILED:
                 failures = entry.auth_failures + 1
                 self._backoff[key] = (
-                    now + timedelta(seconds=min(30 * 2**failures, 3600)),
+                    now + timedelta(seconds=backoff.SMTP_AUTH.delay_s(failures)),
                     failures,
                 )
                 logger.error(
@@ -599,7 +600,7 @@ class Dispatcher:
                 credentials[name] = entry.model_copy(update=update)
             elif outcome.kind in _SERVER_TROUBLE:
                 failures = self._backoff.get(key, (now, 0))[1] + 1
-                delay = min(15 * 2**failures, 1800)
+                delay = backoff.SMTP_TROUBLE.delay_s(failures)
                 self._backoff[key] = (now + timedelta(seconds=delay), failures)
                 logger.warning(
                     "%s campaign=%s credential=%s code=%s detail=%s retry_in_s=%d",

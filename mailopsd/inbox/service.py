@@ -30,6 +30,7 @@ from datetime import datetime
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from mailopsd import backoff
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.dispatch.compose import Outgoing
@@ -56,7 +57,6 @@ __all__ = ["Inbox", "PollStats"]
 logger = logging.getLogger(__name__)
 
 CredentialKey = tuple[str, str]
-MAX_BACKOFF_S = 3600.0
 
 
 @dataclass
@@ -122,7 +122,7 @@ class _Idler:
                         self.access.credential_id,
                         err,
                     )
-                self.stop.wait(min(self.retry_s * 2 ** (failures - 1), MAX_BACKOFF_S))
+                self.stop.wait(backoff.imap_idle(self.retry_s).delay_s(failures))
                 continue
             failures = 0
             if arrived:
@@ -255,10 +255,7 @@ class Inbox:
         self, key: CredentialKey, mailbox: _Mailbox, error: str, state: StateFile, at: datetime
     ) -> StateFile:
         mailbox.failures += 1
-        # Back off from the retry delay, but never past the poll interval: a mailbox
-        # that comes back is read as soon as it would have been anyway.
-        cap = min(MAX_BACKOFF_S, max(mailbox.interval_s, self.retry_s))
-        delay = min(min(self.retry_s, mailbox.interval_s) * 2 ** (mailbox.failures - 1), cap)
+        delay = backoff.imap_poll(self.retry_s, mailbox.interval_s).delay_s(mailbox.failures)
         mailbox.due = time.monotonic() + delay
         if mailbox.error is None:  # one line when the mailbox becomes unreadable
             logger.warning(

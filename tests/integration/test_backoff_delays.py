@@ -13,6 +13,7 @@ from pathlib import Path
 from mailopsd.state.ledger import LeadProgress, Ledger, unstamp
 from tests.daemons import in_process
 from tests.dispatch_setup import credential, run_once, write_campaign
+from tests.integration.test_log_lines import _closed_port
 from tests.logs import LogLines, captured
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
@@ -103,3 +104,26 @@ def test_refused_login_backs_off_one_then_two_minutes(
             daemon.dispatch()
             assert _auth_failures(log) == failures
     assert smtp_server.handler.messages == []
+
+
+def test_a_mailbox_down_for_over_a_thousand_polls_is_still_retried(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """A mailbox that cannot be read poll after poll, more than a thousand times in a
+    row, keeps being tried and reported: the wait stays at its cap."""
+    imap = {
+        "imap_host": "127.0.0.1",
+        "imap_port": _closed_port(),
+        "imap_username": "ada",
+        "imap_password": "pw-ada",
+        "imap_tls": "starttls",
+        "imap_tls_ca_file": str(smtp_server.ca.ca_file),
+    }
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada", **imap)}, leads=1)
+    clock = [START]
+    with in_process(path, tmp_path / "state", clock, imap_retry_s=0.2) as daemon:
+        daemon.dispatch()  # a mailbox is read once something was sent from it
+        for _ in range(1100):
+            daemon.poll_inbox()
+        assert daemon.state.credential("camp/a").inbox_error == "connect: Connection refused"
+    assert len(smtp_server.handler.messages) == 1
