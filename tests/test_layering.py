@@ -20,6 +20,9 @@ PURE = [
     "config/templates.py",
     "goyaml.py",
     "errors.py",
+    "refs.py",
+    "clock.py",
+    "backoff.py",
     "http/tokens.py",
     "http/apikeys.py",
 ]

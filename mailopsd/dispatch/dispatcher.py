@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailopsd import backoff
+from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
@@ -31,6 +32,7 @@ from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, 
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import StateError, describe_unexpected
 from mailopsd.inbox import health, policy
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -38,7 +40,6 @@ __all__ = ["NOT_SENT_REASONS", "Dispatcher", "TickReport"]
 
 logger = logging.getLogger(__name__)
 
-CredentialKey = tuple[str, str]
 AUTH_FAILURES_BEFORE_CONDITION = 3
 HEARTBEAT_S = 5.0
 """How often a tick waiting on slow servers tells the service manager it is alive."""
@@ -130,17 +131,13 @@ class TickReport:
 class _Job:
     """One send of the tick (its send id and time are set once its intent is recorded)."""
 
-    key: CredentialKey
+    key: CredentialRef
     campaign: Campaign
     credential: Credential
     lead: LeadProgress
     outgoing: Outgoing
     send_id: int = 0
     at: datetime = _NEVER
-
-
-def _key(campaign_id: str, credential_id: str) -> str:
-    return f"{campaign_id}/{credential_id}"
 
 
 @dataclass
@@ -156,7 +153,7 @@ class Dispatcher:
     max_attempts: int = 5
     token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
     heartbeat: Callable[[], None] = field(default=lambda: None)
-    _backoff: dict[CredentialKey, tuple[datetime, int]] = field(default_factory=dict)
+    _backoff: dict[CredentialRef, tuple[datetime, int]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _turn: int = 0
 
@@ -205,9 +202,9 @@ class Dispatcher:
     # Budgets ----------------------------------------------------------------------------
 
     def _usable(
-        self, key: CredentialKey, credential: Credential, state: StateFile, now: datetime
+        self, key: CredentialRef, credential: Credential, state: StateFile, now: datetime
     ) -> bool:
-        entry = state.credential(_key(*key))
+        entry = state.credential(credential_key(*key))
         if not credential.enabled or credential.status == "blocked":
             return False
         if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
@@ -218,7 +215,7 @@ class Dispatcher:
     def _budgets(
         self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
     ) -> dict[str, Budget]:
-        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = utc_day_start(now)
         usage = self.ledger.step1_today(campaign_id, day_start)
         windows: dict[str, dict[str, int]] = {}
         budgets = {}
@@ -350,7 +347,7 @@ class Dispatcher:
     def _deliver_group(
         self,
         jobs: list[_Job],
-        ca_files: dict[CredentialKey, Path | None],
+        ca_files: dict[CredentialRef, Path | None],
         should_stop: Callable[[], bool],
         window: Callable[[], tuple[int, int, datetime] | str] | None = None,
     ) -> list[tuple[_Job, Outcome]]:
@@ -424,7 +421,7 @@ class Dispatcher:
             return Outcome(OutcomeKind.UNKNOWN, None, f"unexpected {what}")
 
     def _window(
-        self, key: CredentialKey, campaign: Campaign, state: StateFile, now: datetime
+        self, key: CredentialRef, campaign: Campaign, state: StateFile, now: datetime
     ) -> Callable[[], tuple[int, int, datetime] | str]:
         """What reads a credential's bounce window, from a sending thread, when needed.
 
@@ -434,9 +431,9 @@ class Dispatcher:
         thread: the sending thread opens its own, read-only. A ledger that cannot be read
         gives the reason instead.
         """
-        entry = state.credential(_key(*key))
+        entry = state.credential(credential_key(*key))
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
-        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = utc_day_start(now)
         directory = self.ledger.path.parent
 
         def read() -> tuple[int, int, datetime] | str:
@@ -462,7 +459,7 @@ class Dispatcher:
         state: StateFile,
         now: datetime,
     ) -> list[tuple[_Job, Outcome]]:
-        groups: dict[CredentialKey, list[_Job]] = defaultdict(list)
+        groups: dict[CredentialRef, list[_Job]] = defaultdict(list)
         for job in jobs:
             groups[job.key].append(job)
         ca_files = {
@@ -572,12 +569,12 @@ class Dispatcher:
         self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
     ) -> StateFile:
         credentials = dict(state.credentials)
-        last: dict[CredentialKey, Outcome] = {}  # how each credential's batch ended
+        last: dict[CredentialRef, Outcome] = {}  # how each credential's batch ended
         for job, outcome in results:
             if not outcome.detail.startswith(_NOT_ATTEMPTED):
                 last[job.key] = outcome
         for key, outcome in last.items():
-            name = _key(*key)
+            name = credential_key(*key)
             entry = credentials.get(name, CredentialState())
             if outcome.kind == OutcomeKind.AUTH_FAILED:
                 failures = entry.auth_failures + 1

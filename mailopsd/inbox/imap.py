@@ -39,6 +39,7 @@ from pydantic import SecretStr
 from mailopsd.config.models import Credential, is_loopback_host
 from mailopsd.errors import describe_unexpected
 from mailopsd.inbox.classify import Classification, classify
+from mailopsd.refs import CredentialRef
 
 __all__ = [
     "BATCH",
@@ -99,7 +100,7 @@ class MailboxAccess:
 
     @classmethod
     def of(
-        cls, key: tuple[str, str], credential: Credential, base: Path, *, timeout_s: float = 30.0
+        cls, key: CredentialRef, credential: Credential, base: Path, *, timeout_s: float = 30.0
     ) -> MailboxAccess:
         """Build from a credential with the four imap_* fields (paths relative to ``base``)."""
         if (

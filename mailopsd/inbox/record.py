@@ -33,6 +33,7 @@ from datetime import datetime
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
+from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "record_poll"]
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 REPORT_KINDS = frozenset({"hard", "soft", "block", "feedback", "delivered"})
 _MAX_RECIPIENTS = 100
-CredentialKey = tuple[str, str]
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Recorded:
     new: int = 0
     duplicates: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
-    check: set[CredentialKey] = field(default_factory=set)
+    check: set[CredentialRef] = field(default_factory=set)
     reports: list[Arrival] = field(default_factory=list)
     unconfirmed: int = 0
 
@@ -64,7 +64,7 @@ class _Send:
     email: str
 
 
-def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialKey, frozenset[CredentialKey]]:
+def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialRef, frozenset[CredentialRef]]:
     """For each credential, the credentials whose sends its mailbox may speak of.
 
     Reports and replies go to the address a message was sent from, so a mailbox hears
@@ -72,13 +72,13 @@ def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialKey, frozenset[Crede
     that write from the same address but read no mailbox themselves (were they read,
     each report would be counted twice).
     """
-    by_address: dict[tuple[str, str], list[tuple[CredentialKey, bool]]] = {}
+    by_address: dict[tuple[str, str], list[tuple[CredentialRef, bool]]] = {}
     for campaign_id, campaign in loaded.config.campaigns.items():
         for credential_id, credential in campaign.smtp_credentials.items():
             address = (campaign.account, credential.from_email.lower())
             entry = ((campaign_id, credential_id), credential.has_imap)
             by_address.setdefault(address, []).append(entry)
-    senders: dict[CredentialKey, frozenset[CredentialKey]] = {}
+    senders: dict[CredentialRef, frozenset[CredentialRef]] = {}
     for group in by_address.values():
         unread = frozenset(key for key, reads in group if not reads)
         for key, _ in group:
@@ -91,9 +91,9 @@ class _Recorder:
         self,
         ledger: Ledger,
         loaded: LoadedConfig,
-        key: CredentialKey,
+        key: CredentialRef,
         now: datetime,
-        senders: frozenset[CredentialKey],
+        senders: frozenset[CredentialRef],
     ) -> None:
         self.ledger = ledger
         self.loaded = loaded
@@ -241,11 +241,11 @@ class _Recorder:
 def record_poll(
     ledger: Ledger,
     loaded: LoadedConfig,
-    key: CredentialKey,
+    key: CredentialRef,
     result: PollResult,
     now: datetime,
     *,
-    senders: frozenset[CredentialKey] | None = None,
+    senders: frozenset[CredentialRef] | None = None,
 ) -> Recorded:
     """Apply a poll's messages and commit its cursors, all in one transaction.
 
