@@ -23,6 +23,7 @@ PURE = [
     "refs.py",
     "clock.py",
     "backoff.py",
+    "lifecycle.py",
     "http/tokens.py",
     "http/apikeys.py",
 ]

@@ -32,6 +32,7 @@ from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, 
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import StateError, describe_unexpected
 from mailopsd.inbox import health, policy
+from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
@@ -187,7 +188,7 @@ class Dispatcher:
                 )
                 lead = self.ledger.lead(intent.campaign_id, intent.email)
                 campaign = loaded.config.campaigns.get(intent.campaign_id)
-                if lead is not None and lead.state == "sending":
+                if lead is not None and lead.state == LeadState.SENDING:
                     self.ledger.update_lead(_sent(lead, intent, campaign))
         for _, intent in pending:
             logger.warning(
@@ -339,7 +340,7 @@ class Dispatcher:
                 lead.email,
                 err,
             )
-            return replace(lead, state="failed", last_error=str(err))
+            return replace(lead, state=LeadState.FAILED, last_error=str(err))
         return _Job((campaign_id, credential_id), campaign, credential, lead, outgoing)
 
     # Sending ----------------------------------------------------------------------------
@@ -528,8 +529,8 @@ class Dispatcher:
         if outcome.kind == OutcomeKind.REJECTED:
             return replace(
                 lead,
-                state="stopped",
-                stop_reason="bounced",
+                state=LeadState.STOPPED,
+                stop_reason=StopReason.BOUNCED,
                 last_error=f"{outcome.code} {outcome.detail}",
             )
         if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
@@ -542,14 +543,14 @@ class Dispatcher:
                 outcome.detail,
             )
             error = f"address refused as malformed: {outcome.code} {outcome.detail}"
-            return replace(lead, state="failed", last_error=error)
-        back = "new" if lead.step == 0 else "waiting"
+            return replace(lead, state=LeadState.FAILED, last_error=error)
+        back = LeadState.NEW if lead.step == 0 else LeadState.WAITING
         if outcome.kind == OutcomeKind.DEFERRED:
             attempts = lead.attempts + 1
             if attempts >= self.max_attempts:
                 return replace(
                     lead,
-                    state="failed",
+                    state=LeadState.FAILED,
                     attempts=attempts,
                     last_error=f"{outcome.code} {outcome.detail}",
                 )
@@ -682,11 +683,11 @@ class Dispatcher:
 def _sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadProgress:
     """The lead after step ``intent.step`` went out (or may have)."""
     if campaign is None or intent.step >= len(campaign.sequence):
-        state, next_due_at = "done", None
+        state, next_due_at = LeadState.DONE, None
     else:
         delay = campaign.sequence[intent.step].delay
         due = delay.add_to(intent.at) if delay is not None else intent.at
-        state, next_due_at = "waiting", stamp(due)
+        state, next_due_at = LeadState.WAITING, stamp(due)
     return replace(
         lead,
         state=state,

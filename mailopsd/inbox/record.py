@@ -33,6 +33,7 @@ from datetime import datetime
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
+from mailopsd.lifecycle import StopReason
 from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import Ledger
 
@@ -123,7 +124,7 @@ class _Recorder:
         campaign = self.loaded.config.campaigns.get(campaign_id)
         return campaign.account if campaign is not None else None
 
-    def _stop(self, send: _Send, reason: str, *, suppress: str | None = None) -> None:
+    def _stop(self, send: _Send, reason: StopReason, *, suppress: str | None = None) -> None:
         if self.ledger.stop_lead(send.campaign_id, send.email, reason):
             logger.info(
                 "lead stopped campaign=%s credential=%s reason=%s",
@@ -159,7 +160,7 @@ class _Recorder:
                 detail=recipient.diagnostic[:200] or None,
             )
         if kind == "hard":
-            self._stop(send, "bounced", suppress="hard bounce")
+            self._stop(send, StopReason.BOUNCED, suppress="hard bounce")
         if kind in ("hard", "block"):
             self.done.check.add((send.campaign_id, send.credential_id))
         return send.email
@@ -178,7 +179,7 @@ class _Recorder:
             if send is not None:
                 first = send.email
                 self._reply(send, "feedback", arrival)
-                self._stop(send, "complained", suppress="complaint")
+                self._stop(send, StopReason.COMPLAINED, suppress="complaint")
         return first
 
     def _reply(self, send: _Send, kind: str, arrival: Arrival) -> None:
@@ -199,13 +200,13 @@ class _Recorder:
             return None
         self._reply(send, kind, arrival)
         if kind == "reply":
-            self._stop(send, "replied")
+            self._stop(send, StopReason.REPLIED)
         elif kind == "unsubscribe":
-            self._stop(send, "unsubscribed", suppress="unsubscribed")
+            self._stop(send, StopReason.UNSUBSCRIBED, suppress="unsubscribed")
         else:
             campaign = self.loaded.config.campaigns.get(send.campaign_id)
             if campaign is not None and campaign.stop_on_auto_reply:
-                self._stop(send, "auto_reply")
+                self._stop(send, StopReason.AUTO_REPLY)
         return send.email
 
     def one(self, arrival: Arrival) -> None:
