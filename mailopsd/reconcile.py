@@ -35,7 +35,6 @@ __all__ = [
     "ObservedCredential",
     "Plan",
     "ReenableIgnored",
-    "campaigns_needing_leads",
     "ignored_reenables",
     "plan",
 ]
@@ -305,15 +304,6 @@ def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
         return ()
     names = list(dict.fromkeys([*before, *after]))
     return tuple(name for name in names if before.get(name) != after.get(name))
-
-
-def campaigns_needing_leads(desired_digests: Mapping[str, str], observed: Observed) -> set[str]:
-    """Return the campaigns whose leads file differs from what the ledger imported."""
-    return {
-        campaign_id
-        for campaign_id, digest in desired_digests.items()
-        if observed.leads_digests.get(campaign_id) != digest
-    }
 
 
 def _campaign_actions(desired: Desired, observed: Observed) -> list[Action]:
