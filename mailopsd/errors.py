@@ -1,7 +1,7 @@
 """The one error hierarchy of mailopsd.
 
-Every failure a person may see is a ``MailopsError``; the retry policy lives in the
-type (``TemporaryError`` carries its delay), so callers never parse messages.
+Every failure a person may see is a ``MailopsError``; callers tell failures apart by
+type, never by parsing messages.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "MailopsError",
-    "PermanentError",
-    "ReconcileError",
     "SecretError",
     "StateError",
-    "TemporaryError",
     "describe_unexpected",
 ]
 
@@ -73,23 +70,6 @@ class SecretError(MailopsError):
 
 class StateError(MailopsError):
     """The state directory, state file or ledger cannot be used."""
-
-
-class ReconcileError(MailopsError):
-    """Applying the desired configuration failed."""
-
-
-class TemporaryError(ReconcileError):
-    """A failure that may go away; retry after ``delay_s`` seconds."""
-
-    def __init__(self, message: str, *, delay_s: float) -> None:
-        """Record the message and the suggested delay."""
-        super().__init__(message)
-        self.delay_s = delay_s
-
-
-class PermanentError(ReconcileError):
-    """A failure that retrying will not fix."""
 
 
 def describe_unexpected(err: BaseException) -> str:

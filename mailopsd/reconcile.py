@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailopsd.config.leads import LeadRow
+from mailopsd.refs import CredentialRef
 
 __all__ = [
     "Action",
@@ -34,12 +35,10 @@ __all__ = [
     "ObservedCredential",
     "Plan",
     "ReenableIgnored",
-    "campaigns_needing_leads",
     "ignored_reenables",
     "plan",
 ]
 
-CredentialKey = tuple[str, str]
 Snapshot = Mapping[str, object]
 CHANGED_MARK = "(changed)"
 _DELIVERY_FIELDS = ("smtp_host", "imap_host")
@@ -72,8 +71,8 @@ class Desired:
     revision: str
     content_hash: str
     campaigns: Mapping[str, Snapshot]
-    credentials: Mapping[CredentialKey, Snapshot]
-    reenabled_at: Mapping[CredentialKey, datetime | None]
+    credentials: Mapping[CredentialRef, Snapshot]
+    reenabled_at: Mapping[CredentialRef, datetime | None]
     leads: Mapping[str, LeadsFile]
     secret_fields: frozenset[str] = frozenset()
 
@@ -95,10 +94,10 @@ class Observed:
     """
 
     campaigns: Mapping[str, Snapshot] = field(default_factory=dict)
-    credentials: Mapping[CredentialKey, Snapshot] = field(default_factory=dict)
+    credentials: Mapping[CredentialRef, Snapshot] = field(default_factory=dict)
     leads_digests: Mapping[str, str] = field(default_factory=dict)
     lead_hashes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    credential_states: Mapping[CredentialKey, ObservedCredential] = field(default_factory=dict)
+    credential_states: Mapping[CredentialRef, ObservedCredential] = field(default_factory=dict)
     content_hash: str | None = None
 
 
@@ -307,15 +306,6 @@ def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
     return tuple(name for name in names if before.get(name) != after.get(name))
 
 
-def campaigns_needing_leads(desired_digests: Mapping[str, str], observed: Observed) -> set[str]:
-    """Return the campaigns whose leads file differs from what the ledger imported."""
-    return {
-        campaign_id
-        for campaign_id, digest in desired_digests.items()
-        if observed.leads_digests.get(campaign_id) != digest
-    }
-
-
 def _campaign_actions(desired: Desired, observed: Observed) -> list[Action]:
     actions: list[Action] = []
     for campaign_id, snapshot in desired.campaigns.items():
@@ -385,8 +375,8 @@ def _reenable_actions(desired: Desired, observed: Observed) -> list[Action]:
 
 
 def ignored_reenables(
-    reenabled_at: Mapping[CredentialKey, datetime | None],
-    states: Mapping[CredentialKey, ObservedCredential],
+    reenabled_at: Mapping[CredentialRef, datetime | None],
+    states: Mapping[CredentialRef, ObservedCredential],
 ) -> list[ReenableIgnored]:
     """Return each ``reenabled_at`` that is before its credential's ``disabled_at``.
 

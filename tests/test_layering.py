@@ -24,6 +24,10 @@ PURE = [
     "config/templates.py",
     "goyaml.py",
     "errors.py",
+    "refs.py",
+    "clock.py",
+    "backoff.py",
+    "lifecycle.py",
     "http/tokens.py",
     "http/apikeys.py",
 ]

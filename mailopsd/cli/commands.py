@@ -40,9 +40,10 @@ from mailopsd.errors import ConfigError, ConfigIssue
 from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
 from mailopsd.notify import Notifier
+from mailopsd.refs import credential_key
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
-from mailopsd.state.observe import credential_key, observe
+from mailopsd.state.observe import observe
 from mailopsd.state.statefile import format_time, load_state
 from mailopsd.state.status import build_status, require_state
 

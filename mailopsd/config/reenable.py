@@ -17,6 +17,7 @@ from mailopsd import goyaml
 from mailopsd.config import suggest
 from mailopsd.config.models import Config
 from mailopsd.errors import ConfigError, ConfigIssue
+from mailopsd.refs import CredentialRef
 
 __all__ = ["ignored_issue", "set_reenabled_at", "unknown_credential"]
 
@@ -123,7 +124,7 @@ def set_reenabled_at(
 
 def ignored_issue(
     path: Path,
-    ids: tuple[str, str],
+    ids: CredentialRef,
     *,
     reenabled_at: datetime,
     disabled_at: datetime,

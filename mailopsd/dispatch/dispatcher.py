@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mailopsd import backoff
+from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
@@ -30,6 +32,8 @@ from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, 
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import StateError, describe_unexpected
 from mailopsd.inbox import health, policy
+from mailopsd.lifecycle import LeadState, StopReason
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -37,7 +41,6 @@ __all__ = ["NOT_SENT_REASONS", "Dispatcher", "TickReport"]
 
 logger = logging.getLogger(__name__)
 
-CredentialKey = tuple[str, str]
 AUTH_FAILURES_BEFORE_CONDITION = 3
 HEARTBEAT_S = 5.0
 """How often a tick waiting on slow servers tells the service manager it is alive."""
@@ -129,17 +132,13 @@ class TickReport:
 class _Job:
     """One send of the tick (its send id and time are set once its intent is recorded)."""
 
-    key: CredentialKey
+    key: CredentialRef
     campaign: Campaign
     credential: Credential
     lead: LeadProgress
     outgoing: Outgoing
     send_id: int = 0
     at: datetime = _NEVER
-
-
-def _key(campaign_id: str, credential_id: str) -> str:
-    return f"{campaign_id}/{credential_id}"
 
 
 @dataclass
@@ -155,7 +154,7 @@ class Dispatcher:
     max_attempts: int = 5
     token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
     heartbeat: Callable[[], None] = field(default=lambda: None)
-    _backoff: dict[CredentialKey, tuple[datetime, int]] = field(default_factory=dict)
+    _backoff: dict[CredentialRef, tuple[datetime, int]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _turn: int = 0
 
@@ -189,7 +188,7 @@ class Dispatcher:
                 )
                 lead = self.ledger.lead(intent.campaign_id, intent.email)
                 campaign = loaded.config.campaigns.get(intent.campaign_id)
-                if lead is not None and lead.state == "sending":
+                if lead is not None and lead.state == LeadState.SENDING:
                     self.ledger.update_lead(_sent(lead, intent, campaign))
         for _, intent in pending:
             logger.warning(
@@ -204,9 +203,9 @@ class Dispatcher:
     # Budgets ----------------------------------------------------------------------------
 
     def _usable(
-        self, key: CredentialKey, credential: Credential, state: StateFile, now: datetime
+        self, key: CredentialRef, credential: Credential, state: StateFile, now: datetime
     ) -> bool:
-        entry = state.credential(_key(*key))
+        entry = state.credential(credential_key(*key))
         if not credential.enabled or credential.status == "blocked":
             return False
         if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
@@ -217,7 +216,7 @@ class Dispatcher:
     def _budgets(
         self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
     ) -> dict[str, Budget]:
-        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = utc_day_start(now)
         usage = self.ledger.step1_today(campaign_id, day_start)
         windows: dict[str, dict[str, int]] = {}
         budgets = {}
@@ -341,7 +340,7 @@ class Dispatcher:
                 lead.email,
                 err,
             )
-            return replace(lead, state="failed", last_error=str(err))
+            return replace(lead, state=LeadState.FAILED, last_error=str(err))
         return _Job((campaign_id, credential_id), campaign, credential, lead, outgoing)
 
     # Sending ----------------------------------------------------------------------------
@@ -349,7 +348,7 @@ class Dispatcher:
     def _deliver_group(
         self,
         jobs: list[_Job],
-        ca_files: dict[CredentialKey, Path | None],
+        ca_files: dict[CredentialRef, Path | None],
         should_stop: Callable[[], bool],
         window: Callable[[], tuple[int, int, datetime] | str] | None = None,
     ) -> list[tuple[_Job, Outcome]]:
@@ -423,7 +422,7 @@ class Dispatcher:
             return Outcome(OutcomeKind.UNKNOWN, None, f"unexpected {what}")
 
     def _window(
-        self, key: CredentialKey, campaign: Campaign, state: StateFile, now: datetime
+        self, key: CredentialRef, campaign: Campaign, state: StateFile, now: datetime
     ) -> Callable[[], tuple[int, int, datetime] | str]:
         """What reads a credential's bounce window, from a sending thread, when needed.
 
@@ -433,9 +432,9 @@ class Dispatcher:
         thread: the sending thread opens its own, read-only. A ledger that cannot be read
         gives the reason instead.
         """
-        entry = state.credential(_key(*key))
+        entry = state.credential(credential_key(*key))
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
-        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = utc_day_start(now)
         directory = self.ledger.path.parent
 
         def read() -> tuple[int, int, datetime] | str:
@@ -461,7 +460,7 @@ class Dispatcher:
         state: StateFile,
         now: datetime,
     ) -> list[tuple[_Job, Outcome]]:
-        groups: dict[CredentialKey, list[_Job]] = defaultdict(list)
+        groups: dict[CredentialRef, list[_Job]] = defaultdict(list)
         for job in jobs:
             groups[job.key].append(job)
         ca_files = {
@@ -530,8 +529,8 @@ class Dispatcher:
         if outcome.kind == OutcomeKind.REJECTED:
             return replace(
                 lead,
-                state="stopped",
-                stop_reason="bounced",
+                state=LeadState.STOPPED,
+                stop_reason=StopReason.BOUNCED,
                 last_error=f"{outcome.code} {outcome.detail}",
             )
         if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
@@ -544,18 +543,18 @@ class Dispatcher:
                 outcome.detail,
             )
             error = f"address refused as malformed: {outcome.code} {outcome.detail}"
-            return replace(lead, state="failed", last_error=error)
-        back = "new" if lead.step == 0 else "waiting"
+            return replace(lead, state=LeadState.FAILED, last_error=error)
+        back = LeadState.NEW if lead.step == 0 else LeadState.WAITING
         if outcome.kind == OutcomeKind.DEFERRED:
             attempts = lead.attempts + 1
             if attempts >= self.max_attempts:
                 return replace(
                     lead,
-                    state="failed",
+                    state=LeadState.FAILED,
                     attempts=attempts,
                     last_error=f"{outcome.code} {outcome.detail}",
                 )
-            delay = timedelta(minutes=min(2**attempts, 360))
+            delay = timedelta(seconds=backoff.DEFERRED_LEAD.delay_s(attempts))
             return replace(
                 lead,
                 state=back,
@@ -571,17 +570,17 @@ class Dispatcher:
         self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
     ) -> StateFile:
         credentials = dict(state.credentials)
-        last: dict[CredentialKey, Outcome] = {}  # how each credential's batch ended
+        last: dict[CredentialRef, Outcome] = {}  # how each credential's batch ended
         for job, outcome in results:
             if not outcome.detail.startswith(_NOT_ATTEMPTED):
                 last[job.key] = outcome
         for key, outcome in last.items():
-            name = _key(*key)
+            name = credential_key(*key)
             entry = credentials.get(name, CredentialState())
             if outcome.kind == OutcomeKind.AUTH_FAILED:
                 failures = entry.auth_failures + 1
                 self._backoff[key] = (
-                    now + timedelta(seconds=min(30 * 2**failures, 3600)),
+                    now + timedelta(seconds=backoff.SMTP_AUTH.delay_s(failures)),
                     failures,
                 )
                 logger.error(
@@ -599,7 +598,7 @@ class Dispatcher:
                 credentials[name] = entry.model_copy(update=update)
             elif outcome.kind in _SERVER_TROUBLE:
                 failures = self._backoff.get(key, (now, 0))[1] + 1
-                delay = min(15 * 2**failures, 1800)
+                delay = backoff.SMTP_TROUBLE.delay_s(failures)
                 self._backoff[key] = (now + timedelta(seconds=delay), failures)
                 logger.warning(
                     "%s campaign=%s credential=%s code=%s detail=%s retry_in_s=%d",
@@ -684,11 +683,11 @@ class Dispatcher:
 def _sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadProgress:
     """The lead after step ``intent.step`` went out (or may have)."""
     if campaign is None or intent.step >= len(campaign.sequence):
-        state, next_due_at = "done", None
+        state, next_due_at = LeadState.DONE, None
     else:
         delay = campaign.sequence[intent.step].delay
         due = delay.add_to(intent.at) if delay is not None else intent.at
-        state, next_due_at = "waiting", stamp(due)
+        state, next_due_at = LeadState.WAITING, stamp(due)
     return replace(
         lead,
         state=state,

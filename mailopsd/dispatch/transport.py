@@ -46,12 +46,12 @@ from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
 from mailopsd.dispatch.compose import Outgoing
 from mailopsd.errors import describe_unexpected
+from mailopsd.refs import CredentialRef
 
 __all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport", "tls_mode"]
 
 _DETAIL_MAX = 200
 _CLOSING = 421  # "service not available, closing transmission channel" (RFC 5321 3.8)
-CredentialKey = tuple[str, str]
 
 
 class OutcomeKind(StrEnum):
@@ -193,13 +193,13 @@ class SmtpTransport:
     # (smtpd_client_connection_count_limit): the dispatcher's eight sending threads and
     # these idle ones stay under it.
     keep_open: int = 32
-    _connections: dict[CredentialKey, smtplib.SMTP] = field(default_factory=dict)
-    _idle: OrderedDict[CredentialKey, None] = field(default_factory=OrderedDict)
+    _connections: dict[CredentialRef, smtplib.SMTP] = field(default_factory=dict)
+    _idle: OrderedDict[CredentialRef, None] = field(default_factory=OrderedDict)
     _idle_lock: threading.Lock = field(default_factory=threading.Lock)
     _contexts: dict[tuple[str, int, int] | None, ssl.SSLContext] = field(default_factory=dict)
     _contexts_lock: threading.Lock = field(default_factory=threading.Lock)
-    _ahead: dict[CredentialKey, tuple[Outgoing, int]] = field(default_factory=dict)
-    _no_ahead: set[CredentialKey] = field(default_factory=set)
+    _ahead: dict[CredentialRef, tuple[Outgoing, int]] = field(default_factory=dict)
+    _no_ahead: set[CredentialRef] = field(default_factory=set)
 
     def _context(self, ca_file: Path | None) -> ssl.SSLContext:
         """A verifying TLS context for ``ca_file`` (else the system's CAs), made once.
@@ -252,7 +252,7 @@ class SmtpTransport:
         return smtp
 
     def _session(
-        self, key: CredentialKey, credential: Credential, ca_file: Path | None
+        self, key: CredentialRef, credential: Credential, ca_file: Path | None
     ) -> smtplib.SMTP:
         with self._idle_lock:  # in use again: no other thread may close it now
             self._idle.pop(key, None)
@@ -262,7 +262,7 @@ class SmtpTransport:
             self._connections[key] = smtp
         return smtp
 
-    def release(self, key: CredentialKey) -> None:
+    def release(self, key: CredentialRef) -> None:
         """Done with a credential's batch: keep its connection open for the next one.
 
         Beyond ``keep_open`` idle connections, the least recently used are closed (this
@@ -283,7 +283,7 @@ class SmtpTransport:
         for smtp in closing:
             _close(smtp)
 
-    def drop(self, key: CredentialKey) -> None:
+    def drop(self, key: CredentialRef) -> None:
         """Close a credential's connection (after an error, or when it changed)."""
         with self._idle_lock:
             self._idle.pop(key, None)
@@ -299,14 +299,14 @@ class SmtpTransport:
         for key in list(self._connections):
             self.drop(key)
 
-    def _abandon(self, key: CredentialKey) -> None:
+    def _abandon(self, key: CredentialRef) -> None:
         """Close a connection at once, without QUIT: an open ``DATA`` gets no final dot."""
         self._ahead.pop(key, None)
         smtp = self._connections.pop(key, None)
         if smtp is not None:
             smtp.close()
 
-    def settle(self, key: CredentialKey) -> None:
+    def settle(self, key: CredentialRef) -> None:
         """Call off the envelope sent ahead for a message that will not be sent now."""
         ahead = self._ahead.pop(key, None)
         smtp = self._connections.get(key)
@@ -323,7 +323,7 @@ class SmtpTransport:
 
     def deliver(
         self,
-        key: CredentialKey,
+        key: CredentialRef,
         credential: Credential,
         ca_file: Path | None,
         outgoing: Outgoing,
@@ -343,7 +343,7 @@ class SmtpTransport:
         return Outcome(OutcomeKind.NOT_SENT, None, "no connection")  # pragma: no cover
 
     def _open(
-        self, key: CredentialKey, credential: Credential, ca_file: Path | None
+        self, key: CredentialRef, credential: Credential, ca_file: Path | None
     ) -> smtplib.SMTP | Outcome:
         """The credential's connection, opened and logged in if need be; else the outcome."""
         try:
@@ -365,7 +365,7 @@ class SmtpTransport:
 
     def _attempt(
         self,
-        key: CredentialKey,
+        key: CredentialRef,
         credential: Credential,
         ca_file: Path | None,
         outgoing: Outgoing,
@@ -519,7 +519,7 @@ class SandboxTransport:
     root: Path
 
     def deliver(
-        self, key: CredentialKey, credential: Credential, ca_file: Path | None, outgoing: Outgoing
+        self, key: CredentialRef, credential: Credential, ca_file: Path | None, outgoing: Outgoing
     ) -> Outcome:
         """Write the message to ``<root>/<campaign>/<credential>/`` (a Maildir)."""
         del credential, ca_file

@@ -1,4 +1,4 @@
-"""Sending windows: whether a campaign may send now, and when it may next, in its time zone.
+"""Sending windows: whether a campaign may send now, in its time zone.
 
 Pure. Local times come from ``zoneinfo``, so a window of 09:00-17:00 in New York stays
 09:00-17:00 local across daylight-saving changes.
@@ -10,16 +10,10 @@ from datetime import datetime
 
 from mailopsd.config.models import Campaign
 
-__all__ = ["is_open", "next_open"]
+__all__ = ["is_open"]
 
 
 def is_open(campaign: Campaign, now: datetime) -> bool:
     """Tell whether ``campaign`` may send at ``now`` (always, without a window)."""
     window = campaign.send_window
     return window is None or window.contains(now, campaign.timezone)
-
-
-def next_open(campaign: Campaign, now: datetime) -> datetime:
-    """Return ``now`` if the window is open, else the next instant it opens (≤ 8 days on)."""
-    window = campaign.send_window
-    return now if window is None else window.next_opening(now, campaign.timezone)

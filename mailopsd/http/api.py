@@ -25,9 +25,9 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.http import apikeys
 from mailopsd.http.openapi import OPENAPI
+from mailopsd.refs import credential_key
 from mailopsd.state import status
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
-from mailopsd.state.observe import credential_key
 from mailopsd.state.statefile import StateFile, format_time
 
 __all__ = ["OPENAPI_PATH", "PREFIX", "ApiResponse", "Reader", "answer"]

@@ -40,6 +40,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Http
 from mailopsd.http import api, metrics, record, tokens
 from mailopsd.inbox.service import PollStats
+from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import StateFile
 
@@ -103,7 +104,7 @@ class Site:
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
     reloads: Callable[[], metrics.ReloadCounts]
-    polls: Callable[[], Mapping[tuple[str, str], PollStats]] = dict
+    polls: Callable[[], Mapping[CredentialRef, PollStats]] = dict
 
 
 @dataclass(frozen=True)

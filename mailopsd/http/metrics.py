@@ -28,9 +28,9 @@ from prometheus_client.registry import Collector
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.inbox.service import PollStats
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state import status
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger, Totals, unstamp
-from mailopsd.state.observe import credential_key
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["CONTENT_TYPE", "PATH", "Exporter", "ReloadCounts", "Sources"]
@@ -81,7 +81,7 @@ class Sources:
     ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
     reloads: Callable[[], ReloadCounts]
-    polls: Callable[[], Mapping[tuple[str, str], PollStats]] = dict
+    polls: Callable[[], Mapping[CredentialRef, PollStats]] = dict
 
 
 class _Collector(Collector):

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from mailopsd.config import addresses
 from mailopsd.http.tokens import Claims
+from mailopsd.lifecycle import StopReason
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["SUPPRESSION_REASON", "Unsubscribed", "record_click", "record_open", "unsubscribe"]
@@ -65,7 +66,7 @@ def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
         if account is None:
             return Unsubscribed.UNKNOWN
         suppressed = ledger.suppress(account, claims.email, SUPPRESSION_REASON, now)
-        stopped = ledger.stop_lead(claims.campaign_id, claims.email, "unsubscribed")
+        stopped = ledger.stop_lead(claims.campaign_id, claims.email, StopReason.UNSUBSCRIBED)
         if suppressed or stopped:
             lead = ledger.lead(claims.campaign_id, claims.email)
             credential = lead.credential_id if lead is not None else None

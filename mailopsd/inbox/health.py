@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import shlex
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.inbox import policy
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -28,7 +30,7 @@ def check_credentials(
     ledger: Ledger,
     loaded: LoadedConfig,
     state: StateFile,
-    keys: Iterable[tuple[str, str]],
+    keys: Iterable[CredentialRef],
     now: datetime,
 ) -> StateFile:
     """Disable each of ``keys`` whose bounce or block rate is over its campaign's threshold."""
@@ -37,13 +39,13 @@ def check_credentials(
         campaign = loaded.config.campaigns.get(campaign_id)
         if campaign is None or credential_id not in campaign.smtp_credentials:
             continue
-        name = f"{campaign_id}/{credential_id}"
+        name = credential_key(campaign_id, credential_id)
         entry = credentials.get(name, CredentialState())
         credential = campaign.smtp_credentials[credential_id]
         if entry.is_disabled(credential.reenabled_at):
             continue
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
-        day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day_start = utc_day_start(now)
         counts = ledger.counts(campaign_id, credential_id, day_start=day_start, window_start=since)
         reason = policy.disable_reason(
             campaign, bounces=counts.bounces_in_window, sends=counts.sends_in_window, since=since

@@ -40,6 +40,7 @@ from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
 from mailopsd.errors import describe_unexpected
 from mailopsd.inbox.classify import Classification, classify
+from mailopsd.refs import CredentialRef
 
 __all__ = [
     "BATCH",
@@ -100,7 +101,7 @@ class MailboxAccess:
 
     @classmethod
     def of(
-        cls, key: tuple[str, str], credential: Credential, base: Path, *, timeout_s: float = 30.0
+        cls, key: CredentialRef, credential: Credential, base: Path, *, timeout_s: float = 30.0
     ) -> MailboxAccess:
         """Build from a credential with the four imap_* fields (paths relative to ``base``)."""
         if (

@@ -33,6 +33,8 @@ from datetime import datetime
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
+from mailopsd.lifecycle import StopReason
+from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "record_poll"]
@@ -41,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 REPORT_KINDS = frozenset({"hard", "soft", "block", "feedback", "delivered"})
 _MAX_RECIPIENTS = 100
-CredentialKey = tuple[str, str]
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Recorded:
     new: int = 0
     duplicates: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
-    check: set[CredentialKey] = field(default_factory=set)
+    check: set[CredentialRef] = field(default_factory=set)
     reports: list[Arrival] = field(default_factory=list)
     unconfirmed: int = 0
 
@@ -64,7 +65,7 @@ class _Send:
     email: str
 
 
-def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialKey, frozenset[CredentialKey]]:
+def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialRef, frozenset[CredentialRef]]:
     """For each credential, the credentials whose sends its mailbox may speak of.
 
     Reports and replies go to the address a message was sent from, so a mailbox hears
@@ -72,13 +73,13 @@ def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialKey, frozenset[Crede
     that write from the same address but read no mailbox themselves (were they read,
     each report would be counted twice).
     """
-    by_address: dict[tuple[str, str], list[tuple[CredentialKey, bool]]] = {}
+    by_address: dict[tuple[str, str], list[tuple[CredentialRef, bool]]] = {}
     for campaign_id, campaign in loaded.config.campaigns.items():
         for credential_id, credential in campaign.smtp_credentials.items():
             address = (campaign.account, credential.from_email.lower())
             entry = ((campaign_id, credential_id), credential.has_imap)
             by_address.setdefault(address, []).append(entry)
-    senders: dict[CredentialKey, frozenset[CredentialKey]] = {}
+    senders: dict[CredentialRef, frozenset[CredentialRef]] = {}
     for group in by_address.values():
         unread = frozenset(key for key, reads in group if not reads)
         for key, _ in group:
@@ -91,9 +92,9 @@ class _Recorder:
         self,
         ledger: Ledger,
         loaded: LoadedConfig,
-        key: CredentialKey,
+        key: CredentialRef,
         now: datetime,
-        senders: frozenset[CredentialKey],
+        senders: frozenset[CredentialRef],
     ) -> None:
         self.ledger = ledger
         self.loaded = loaded
@@ -123,7 +124,7 @@ class _Recorder:
         campaign = self.loaded.config.campaigns.get(campaign_id)
         return campaign.account if campaign is not None else None
 
-    def _stop(self, send: _Send, reason: str, *, suppress: str | None = None) -> None:
+    def _stop(self, send: _Send, reason: StopReason, *, suppress: str | None = None) -> None:
         if self.ledger.stop_lead(send.campaign_id, send.email, reason):
             logger.info(
                 "lead stopped campaign=%s credential=%s reason=%s",
@@ -159,7 +160,7 @@ class _Recorder:
                 detail=recipient.diagnostic[:200] or None,
             )
         if kind == "hard":
-            self._stop(send, "bounced", suppress="hard bounce")
+            self._stop(send, StopReason.BOUNCED, suppress="hard bounce")
         if kind in ("hard", "block"):
             self.done.check.add((send.campaign_id, send.credential_id))
         return send.email
@@ -178,7 +179,7 @@ class _Recorder:
             if send is not None:
                 first = send.email
                 self._reply(send, "feedback", arrival)
-                self._stop(send, "complained", suppress="complaint")
+                self._stop(send, StopReason.COMPLAINED, suppress="complaint")
         return first
 
     def _reply(self, send: _Send, kind: str, arrival: Arrival) -> None:
@@ -199,13 +200,13 @@ class _Recorder:
             return None
         self._reply(send, kind, arrival)
         if kind == "reply":
-            self._stop(send, "replied")
+            self._stop(send, StopReason.REPLIED)
         elif kind == "unsubscribe":
-            self._stop(send, "unsubscribed", suppress="unsubscribed")
+            self._stop(send, StopReason.UNSUBSCRIBED, suppress="unsubscribed")
         else:
             campaign = self.loaded.config.campaigns.get(send.campaign_id)
             if campaign is not None and campaign.stop_on_auto_reply:
-                self._stop(send, "auto_reply")
+                self._stop(send, StopReason.AUTO_REPLY)
         return send.email
 
     def one(self, arrival: Arrival) -> None:
@@ -241,11 +242,11 @@ class _Recorder:
 def record_poll(
     ledger: Ledger,
     loaded: LoadedConfig,
-    key: CredentialKey,
+    key: CredentialRef,
     result: PollResult,
     now: datetime,
     *,
-    senders: frozenset[CredentialKey] | None = None,
+    senders: frozenset[CredentialRef] | None = None,
 ) -> Recorded:
     """Apply a poll's messages and commit its cursors, all in one transaction.
 

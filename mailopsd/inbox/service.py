@@ -30,6 +30,7 @@ from datetime import datetime
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from mailopsd import backoff
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.dispatch.compose import Outgoing
@@ -48,15 +49,13 @@ from mailopsd.inbox.imap import (
     wait_for_mail,
 )
 from mailopsd.inbox.record import Recorded, mailbox_senders, record_poll
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["Inbox", "PollStats"]
 
 logger = logging.getLogger(__name__)
-
-CredentialKey = tuple[str, str]
-MAX_BACKOFF_S = 3600.0
 
 
 @dataclass
@@ -122,7 +121,7 @@ class _Idler:
                         self.access.credential_id,
                         err,
                     )
-                self.stop.wait(min(self.retry_s * 2 ** (failures - 1), MAX_BACKOFF_S))
+                self.stop.wait(backoff.imap_idle(self.retry_s).delay_s(failures))
                 continue
             failures = 0
             if arrived:
@@ -149,12 +148,12 @@ class Inbox:
     retry_s: float = 60.0
     wake: Callable[[], None] = lambda: None
     smtp: SmtpTransport = field(default_factory=SmtpTransport)
-    _mailboxes: dict[CredentialKey, _Mailbox] = field(default_factory=dict)
+    _mailboxes: dict[CredentialRef, _Mailbox] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _chores: list[Future[str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _synced: LoadedConfig | None = None
-    _senders: tuple[LoadedConfig, dict[CredentialKey, frozenset[CredentialKey]]] | None = None
+    _senders: tuple[LoadedConfig, dict[CredentialRef, frozenset[CredentialRef]]] | None = None
     unrecorded: BaseException | None = None
     """Why the last :meth:`collect` left a finished poll unrecorded (the ledger took no
     write); that poll waits to be recorded by a later call."""
@@ -170,9 +169,9 @@ class Inbox:
 
     def _wanted(
         self, loaded: LoadedConfig
-    ) -> dict[CredentialKey, tuple[MailboxAccess, float, bool]]:
+    ) -> dict[CredentialRef, tuple[MailboxAccess, float, bool]]:
         """Every mailbox to read: access, poll interval (s), IDLE or not."""
-        wanted: dict[CredentialKey, tuple[MailboxAccess, float, bool]] = {}
+        wanted: dict[CredentialRef, tuple[MailboxAccess, float, bool]] = {}
         for campaign_id, campaign in loaded.config.campaigns.items():
             base = loaded.campaign_files[campaign_id].parent
             for credential_id, credential in campaign.smtp_credentials.items():
@@ -205,12 +204,12 @@ class Inbox:
                 mailbox.idle.close()
                 mailbox.idle = None
 
-    def _forget(self, key: CredentialKey) -> None:
+    def _forget(self, key: CredentialRef) -> None:
         mailbox = self._mailboxes.pop(key)
         if mailbox.idle is not None:
             mailbox.idle.close()
 
-    def _poll_soon(self, key: CredentialKey) -> None:
+    def _poll_soon(self, key: CredentialRef) -> None:
         with self._lock:
             mailbox = self._mailboxes.get(key)
             if mailbox is not None:
@@ -219,7 +218,7 @@ class Inbox:
 
     # Polls -----------------------------------------------------------------------------
 
-    def _submit(self, key: CredentialKey, mailbox: _Mailbox, since: datetime) -> None:
+    def _submit(self, key: CredentialRef, mailbox: _Mailbox, since: datetime) -> None:
         cursors = {
             folder: Cursor(*cursor) for folder, cursor in self.ledger.imap_cursors(*key).items()
         }
@@ -252,13 +251,10 @@ class Inbox:
         return started
 
     def _failed(
-        self, key: CredentialKey, mailbox: _Mailbox, error: str, state: StateFile, at: datetime
+        self, key: CredentialRef, mailbox: _Mailbox, error: str, state: StateFile, at: datetime
     ) -> StateFile:
         mailbox.failures += 1
-        # Back off from the retry delay, but never past the poll interval: a mailbox
-        # that comes back is read as soon as it would have been anyway.
-        cap = min(MAX_BACKOFF_S, max(mailbox.interval_s, self.retry_s))
-        delay = min(min(self.retry_s, mailbox.interval_s) * 2 ** (mailbox.failures - 1), cap)
+        delay = backoff.imap_poll(self.retry_s, mailbox.interval_s).delay_s(mailbox.failures)
         mailbox.due = time.monotonic() + delay
         if mailbox.error is None:  # one line when the mailbox becomes unreadable
             logger.warning(
@@ -271,7 +267,7 @@ class Inbox:
         with self.ledger.transaction():
             for folder in mailbox.access.folders:
                 self.ledger.set_imap_cursor(*key, folder, None, at=at, result=f"error: {error}")
-        entry = state.credential(f"{key[0]}/{key[1]}")
+        entry = state.credential(credential_key(*key))
         if entry.inbox_error == error:
             return state
         update: dict[str, object] = {"inbox_error": error}
@@ -281,7 +277,7 @@ class Inbox:
 
     def _succeeded(
         self,
-        key: CredentialKey,
+        key: CredentialRef,
         mailbox: _Mailbox,
         result: PollResult,
         loaded: LoadedConfig,
@@ -311,7 +307,7 @@ class Inbox:
                 done.unconfirmed,
             )
         self._dispose(key, loaded, done)
-        entry = state.credential(f"{key[0]}/{key[1]}")
+        entry = state.credential(credential_key(*key))
         if entry.inbox_error is not None:
             cleared = entry.model_copy(update={"inbox_error": None, "inbox_error_since": None})
             state = _with_entry(state, key, cleared)
@@ -319,7 +315,7 @@ class Inbox:
 
     def _record(
         self,
-        key: CredentialKey,
+        key: CredentialRef,
         mailbox: _Mailbox,
         future: Future[PollResult],
         loaded: LoadedConfig,
@@ -343,13 +339,13 @@ class Inbox:
         mailbox.stats = mailbox.stats.add(seconds, ok=False)
         return state
 
-    def _senders_of(self, loaded: LoadedConfig, key: CredentialKey) -> frozenset[CredentialKey]:
+    def _senders_of(self, loaded: LoadedConfig, key: CredentialRef) -> frozenset[CredentialRef]:
         """The credentials whose sends ``key``'s mailbox speaks of (worked out once per load)."""
         if self._senders is None or self._senders[0] is not loaded:
             self._senders = (loaded, mailbox_senders(loaded))
         return self._senders[1].get(key, frozenset({key}))
 
-    def poll_stats(self) -> dict[CredentialKey, PollStats]:
+    def poll_stats(self) -> dict[CredentialRef, PollStats]:
         """How each mailbox's polls went (safe from another thread)."""
         return {key: mailbox.stats for key, mailbox in list(self._mailboxes.items())}
 
@@ -393,7 +389,7 @@ class Inbox:
 
     # Disposal --------------------------------------------------------------------------
 
-    def _dispose(self, key: CredentialKey, loaded: LoadedConfig, done: Recorded) -> None:
+    def _dispose(self, key: CredentialRef, loaded: LoadedConfig, done: Recorded) -> None:
         campaign = loaded.config.campaigns.get(key[0])
         if campaign is None or not done.reports:
             return
@@ -417,7 +413,7 @@ class Inbox:
 
     def _forward(
         self,
-        key: CredentialKey,
+        key: CredentialRef,
         credential: Credential,
         base: Path,
         access: MailboxAccess,
@@ -460,9 +456,9 @@ class Inbox:
         self.smtp.close_all()
 
 
-def _with_entry(state: StateFile, key: CredentialKey, entry: CredentialState) -> StateFile:
+def _with_entry(state: StateFile, key: CredentialRef, entry: CredentialState) -> StateFile:
     credentials = dict(state.credentials)
-    credentials[f"{key[0]}/{key[1]}"] = entry
+    credentials[credential_key(*key)] = entry
     return state.model_copy(update={"credentials": credentials})
 
 

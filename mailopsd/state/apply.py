@@ -25,13 +25,13 @@ from mailopsd.reconcile import (
     LeadsChanged,
     Plan,
 )
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LeadsStage, Ledger, Staged
 from mailopsd.state.observe import (
     DigestCache,
     SnapshotCache,
     build_desired,
     config_revision,
-    credential_key,
     fingerprint_key,
     leads_changes,
     observe,
@@ -89,7 +89,7 @@ def _with_leads(plan: Plan, leads: list[LeadsChanged]) -> Plan:
     return replace(plan, actions=tuple(actions))
 
 
-def _ids(action: object) -> tuple[str, str]:
+def _ids(action: object) -> CredentialRef:
     return (getattr(action, "campaign_id", ""), getattr(action, "credential_id", ""))
 
 

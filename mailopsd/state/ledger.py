@@ -1631,15 +1631,6 @@ class Ledger:
         )
         return cursor.rowcount == 1
 
-    def inbox_counts(self, campaign_id: str, credential_id: str) -> dict[str, int]:
-        """Messages read from a credential's mailbox, by class."""
-        rows = self._db.execute(
-            "SELECT kind, count(*) FROM inbox_messages WHERE campaign_id = ? "
-            "AND credential_id = ? GROUP BY kind",
-            (campaign_id, credential_id),
-        )
-        return {str(row[0]): int(row[1]) for row in rows}
-
     def totals(self) -> Totals:
         """Running totals of sends, bounces, replies, suppressions, opens and clicks.
 

@@ -27,6 +27,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
 from mailopsd.errors import StateError
 from mailopsd.reconcile import Desired, LeadsChanged, LeadsFile, Observed, ObservedCredential
+from mailopsd.refs import CredentialRef, parse_credential_key
 from mailopsd.state.ledger import Ledger, Staged
 from mailopsd.state.statefile import StateFile
 
@@ -35,7 +36,6 @@ __all__ = [
     "SnapshotCache",
     "build_desired",
     "config_revision",
-    "credential_key",
     "fingerprint_key",
     "leads_changes",
     "observe",
@@ -43,11 +43,6 @@ __all__ = [
 
 FINGERPRINT_KEY_FILE = "fingerprint.key"
 DigestCache = MutableMapping[Path, tuple[int, int, str]]
-
-
-def credential_key(campaign_id: str, credential_id: str) -> str:
-    """The key of a credential in the state file: ``campaign/credential``."""
-    return f"{campaign_id}/{credential_id}"
 
 
 def fingerprint_key(state_dir: Path, *, create: bool = True) -> bytes:
@@ -189,10 +184,9 @@ def observe(ledger: Ledger | None, state: StateFile) -> Observed:
 
     Without a ledger (none created yet) only the state file is observed.
     """
-    states: dict[tuple[str, str], ObservedCredential] = {}
+    states: dict[CredentialRef, ObservedCredential] = {}
     for key, entry in state.credentials.items():
-        campaign_id, _, credential_id = key.partition("/")
-        states[campaign_id, credential_id] = ObservedCredential(
+        states[parse_credential_key(key)] = ObservedCredential(
             entry.disabled_at, entry.reenabled_at
         )
     if ledger is None:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from mailopsd.clock import next_utc_day_start, utc_day_start
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import parse_period
 from mailopsd.state.ledger import LeadTally, Ledger, SendTally, unstamp
@@ -150,7 +151,7 @@ class _Outlook:
         if not usable:
             held_by, at = "no_mailbox", None
         elif room <= 0:
-            held_by, at = "daily_limits", self.opening(_next_utc_midnight(self.now))
+            held_by, at = "daily_limits", self.opening(next_utc_day_start(self.now))
         elif self.opening(self.now) != self.now:
             held_by, at = "send_window", self.opening(self.now)
         return {"leads": self.new_leads, "held_by": held_by, **_moment(at, self.timezone)}
@@ -171,19 +172,11 @@ class _Outlook:
                 note = "no step-1 sends today, so no pace to go by"
                 return {**report, **_moment(None, self.timezone), "note": note}
             days = math.ceil(self.new_leads / pace)
-            last_start = self.opening(_utc_midnight(self.now) + timedelta(days=days))
+            last_start = self.opening(utc_day_start(self.now) + timedelta(days=days))
             ends.append(self.after_steps(1, last_start))
         if not ends:
             return {**report, **_moment(None, self.timezone), "finished": True}
         return {**report, **_moment(self.opening(max(ends)), self.timezone)}
-
-
-def _utc_midnight(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-def _next_utc_midnight(moment: datetime) -> datetime:
-    return _utc_midnight(moment) + timedelta(days=1)
 
 
 def campaign_progress(
@@ -210,7 +203,7 @@ def campaign_progress(
     steps = len(sequence) if isinstance(sequence, list) else 1
     account = str(snapshot.get("account") or "default")
     tally = ledger.lead_tally(campaign_id, account, steps=steps)
-    sends = ledger.send_tally(campaign_id, _utc_midnight(now))
+    sends = ledger.send_tally(campaign_id, utc_day_start(now))
     outlook = _Outlook(snapshot, tally, sends, now)
     upcoming = {"followup": outlook.next_followup(), "new_leads": outlook.new_outlook(credentials)}
     return {

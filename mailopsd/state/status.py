@@ -10,15 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from mailopsd.clock import utc_day_start
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import Period, parse_period
 from mailopsd.errors import StateError
 from mailopsd.inbox import policy
+from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, CredentialCounts, Ledger
-from mailopsd.state.observe import credential_key
 from mailopsd.state.progress import campaign_progress
 from mailopsd.state.statefile import (
     STATE_FILE,
@@ -87,7 +88,7 @@ class CredentialFigures:
 
 def measure_credential(
     ledger: Ledger,
-    ids: tuple[str, str],
+    ids: CredentialRef,
     *,
     bounce_window: Period,
     entry: CredentialState,
@@ -105,9 +106,8 @@ def measure_credential(
     Returns:
         The counters, the window's start and the bounce rate.
     """
-    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     window_start = policy.window_start(bounce_window, entry.bounce_window_start, now)
-    counts = ledger.counts(*ids, day_start=day_start, window_start=window_start)
+    counts = ledger.counts(*ids, day_start=utc_day_start(now), window_start=window_start)
     sends = counts.sends_in_window
     rate = counts.bounces_in_window / sends if sends else None
     return CredentialFigures(counts, window_start, rate)
@@ -115,7 +115,7 @@ def measure_credential(
 
 def _credential(
     ledger: Ledger,
-    ids: tuple[str, str],
+    ids: CredentialRef,
     snapshot: Mapping[str, object],
     campaign: Mapping[str, object],
     state: StateFile,
