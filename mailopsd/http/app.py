@@ -193,6 +193,9 @@ class LinkApp:
 
     def __init__(self, site: Site) -> None:
         self.site = site
+        # The last ledger error /readyz logged: a probe every few seconds logs a failing
+        # ledger once, and once again when it reads again.
+        self._ledger_error: str | None = None
         self.metrics = metrics.Exporter(
             metrics.Sources(
                 site.loaded, site.state, site.ledger, site.clock, site.reloads, site.polls
@@ -267,8 +270,13 @@ class LinkApp:
         try:
             self._with_ledger(Ledger.check_readable)
         except LEDGER_ERRORS as err:
-            logger.warning("not ready, ledger not readable error=%s", err)
+            if str(err) != self._ledger_error:
+                logger.warning("not ready, ledger not readable error=%s", err)
+            self._ledger_error = str(err)
             return "ledger cannot be read"
+        if self._ledger_error is not None:
+            logger.info("ready, ledger readable again")
+            self._ledger_error = None
         return None
 
     def _verify(self, purpose: str, token: str) -> tokens.Claims | None:

@@ -9,6 +9,7 @@ gone and delete the write-ahead log under it.
 from __future__ import annotations
 
 import http.client
+import logging
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mailopsd.config.loader import LoadOptions, load_config
@@ -113,7 +115,9 @@ def test_outside_readers_keep_the_write_ahead_log(tmp_path: Path, smtp_server: S
         database.close()
 
 
-def test_readyz_fails_when_the_ledger_cannot_be_read(tmp_path: Path) -> None:
+def test_readyz_fails_when_the_ledger_cannot_be_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """``/readyz`` answers 503 and names the ledger when the ledger cannot be read."""
     (tmp_path / "leads.csv").write_text("email\nx@example.net\n")
     config = tmp_path / "c.yaml"
@@ -133,9 +137,14 @@ def test_readyz_fails_when_the_ledger_cannot_be_read(tmp_path: Path) -> None:
         reloads=lambda: ReloadCounts(ok=0, failed=0),
         polls=dict,
     )
+    app = LinkApp(site)
+    caplog.set_level(logging.INFO, logger="mailopsd.http")
     try:
-        response = LinkApp(site).respond({"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz"})
+        responses = [app.respond({"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz"}) for _ in "ab"]
     finally:
         ledgers.close()
-    assert response.status.startswith("503")
-    assert b"ledger" in response.body
+    for response in responses:
+        assert response.status.startswith("503")
+        assert response.body == b"not ready: ledger cannot be read\n"
+    warned = [r for r in caplog.records if "ledger not readable" in r.getMessage()]
+    assert len(warned) == 1  # a probe every few seconds logs it once
