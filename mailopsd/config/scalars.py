@@ -25,6 +25,7 @@ from mailopsd.config import addresses, periods, suggest
 from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
 
 __all__ = [
+    "CONTROL_CHARACTERS",
     "ID_PATTERN",
     "MIN_POLL_SECONDS",
     "MIN_SIGNING_KEY_CHARS",
@@ -151,14 +152,14 @@ def _text(value: object) -> str:
 
 # Control characters other than tab (Unicode Cc, line and paragraph separators): a header
 # cannot hold them, so a name or subject with one would fail every message it is sent in.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _line(value: object) -> str:
     text = _text(value)
     if "\r" in text or "\n" in text:
         raise failure(f"must be a single line (got {describe(text)})")
-    found = _CONTROL.search(text)
+    found = CONTROL_CHARACTERS.search(text)
     if found is not None:
         raise failure(
             f"must not hold control character U+{ord(found.group()):04X} (got {describe(text)})"

@@ -45,6 +45,7 @@ from jinja2 import nodes
 
 from mailopsd.config import templates
 from mailopsd.config.models import Campaign, Credential, Http
+from mailopsd.config.scalars import CONTROL_CHARACTERS
 from mailopsd.http import tokens
 
 __all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings"]
@@ -52,9 +53,6 @@ __all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings
 _ENVIRONMENT = templates.make_environment()
 _FOLD_AT = 78
 _MAX_LINE = 998  # RFC 5322 2.1.1: a line of a message, CRLF excluded
-# Line breaks and the other control characters (Unicode Cc, line and paragraph separators);
-# a tab is white space a header may hold.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 # A quoted href attribute (not data-href or xlink:href); the value is HTML-escaped text.
 # A regular expression rather than an HTML parser: only the configured footer template is
 # scanned, and its markup must come out byte for byte as written.
@@ -301,7 +299,7 @@ def _check_header_value(name: str, value: str) -> None:
     Raises:
         ComposeError: The value holds one; the text names the header and the character.
     """
-    found = _CONTROL.search(value)
+    found = CONTROL_CHARACTERS.search(value)
     if found is None:
         return
     if found.group() in "\r\n":

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd import cli
 from mailopsd.state.statefile import CredentialState, load_state, save_state
+from tests.commands import run_cli
 from tests.configs import BASE, Writer
 from tests.sops_tools import make_key, run_sops
 
@@ -29,7 +29,7 @@ COMMENTED = (
 def _reenable(
     capsys: pytest.CaptureFixture[str], path: Path, now: str, *extra: str
 ) -> tuple[int, str, str]:
-    return _cli(
+    return run_cli(
         capsys, "reenable", "acme-q4", "primary", "--config", str(path), "--now", now, *extra
     )
 
@@ -40,19 +40,15 @@ def _changed(before: str, path: Path) -> list[str]:
     return [line for line in ndiff if line[:1] in "+-"]
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
     """run --once reconciles and exits 0; status shows the campaign and its counters."""
     path = write_config()
-    code, _, err = _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    code, _, err = run_cli(
+        capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN
+    )
     assert code == 0, err
     assert "applied + campaign acme-q4 (ACME Q4 outreach)" in err
-    code, out, _ = _cli(
+    code, out, _ = run_cli(
         capsys, "status", "--state-dir", "st", "--json", "--now", "2026-11-23T12:00:00Z"
     )
     report = json.loads(out)
@@ -83,7 +79,7 @@ def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[st
         None,
     )
     assert "smtp_password" not in json.dumps(report)
-    code, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T12:00:00Z")
+    code, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T12:00:00Z")
     assert "campaign acme-q4 'ACME Q4 outreach' (account default, 1 leads)" in out
     assert "  primary: active; ada@example.com via smtp.example.com:587; sent today 0/100" in out
 
@@ -112,13 +108,15 @@ def test_status_states(
 ) -> None:
     """Each credential state shows in status."""
     path = write_config(add=edit)
-    assert _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
+    assert (
+        run_cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
+    )
     if state_entry is not None:
         state = load_state(Path("st"))
         save_state(
             Path("st"), state.model_copy(update={"credentials": {"acme-q4/primary": state_entry}})
         )
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--json")
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--json")
     credential = json.loads(out)["campaigns"][0]["smtp_credentials"][0]
     assert credential["state"] == expected
     if expected == "disabled":
@@ -135,10 +133,12 @@ def test_outside_window(write_config: Writer, capsys: pytest.CaptureFixture[str]
             '    send_window: {start: "09:00", end: "17:00"}\n',
         )
     )
-    assert _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
+    assert (
+        run_cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)[0] == 0
+    )
     states = {}
     for now in ("2026-11-23T15:00:00Z", "2026-11-23T23:00:00Z", "2026-11-22T15:00:00Z"):
-        _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--json", "--now", now)
+        _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--json", "--now", now)
         states[now] = json.loads(out)["campaigns"][0]["smtp_credentials"][0]["state"]
     assert states == {
         "2026-11-23T15:00:00Z": "active",
@@ -150,7 +150,7 @@ def test_outside_window(write_config: Writer, capsys: pytest.CaptureFixture[str]
 def test_plan_exit_codes(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
     """plan: 2 and one line per action when something would change, 0 when nothing, 1 on errors."""
     path = write_config()
-    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
+    code, out, _ = run_cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
     assert code == 2
     assert out.splitlines()[1:] == [
         "  + campaign acme-q4 (ACME Q4 outreach)",
@@ -158,15 +158,15 @@ def test_plan_exit_codes(write_config: Writer, capsys: pytest.CaptureFixture[str
         "  ~ leads acme-q4: +1 added, ~0 changed, -0 removed (leads.csv)",
     ]
     assert not Path("st").exists() or not (Path("st") / "state.yaml").exists()
-    _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
-    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
+    run_cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    code, out, _ = run_cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
     assert (code, out.startswith("no changes (revision ")) == (0, True)
     write_config(
         BASE.replace("canary-Pw-9f3e2d1c", "rotated-pw").replace(
             "smtp.example.com", "smtp.evil.example"
         )
     )
-    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
+    code, out, _ = run_cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)
     assert code == 2
     assert out.splitlines()[1] == (
         "  ~ credential acme-q4/primary: smtp_host smtp.example.com -> smtp.evil.example, "
@@ -174,14 +174,16 @@ def test_plan_exit_codes(write_config: Writer, capsys: pytest.CaptureFixture[str
     )
     assert "rotated-pw" not in out
     write_config(BASE.replace("daily_limit: 100", "daily_limit: 0"))
-    assert _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)[0] == 1
+    assert run_cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN)[0] == 1
 
 
 def test_plan_json(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
     """plan --json gives the revision and each action as an object, secrets only named;
     exit codes as for the text form."""
     path = write_config()
-    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json")
+    code, out, _ = run_cli(
+        capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json"
+    )
     plan = json.loads(out)
     assert code == 2
     assert set(plan) == {"revision", "content_hash", "changes", "actions"}
@@ -218,8 +220,10 @@ def test_plan_json(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> 
             "text": "~ leads acme-q4: +1 added, ~0 changed, -0 removed (leads.csv)",
         },
     ]
-    _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
-    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json")
+    run_cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    code, out, _ = run_cli(
+        capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json"
+    )
     assert (code, json.loads(out)["changes"], json.loads(out)["actions"]) == (0, False, [])
     state = load_state(Path("st"))
     disabled = CredentialState(disabled_at="2026-11-20T08:30:00Z", disabled_reason="bounces")  # type: ignore[arg-type]
@@ -230,7 +234,9 @@ def test_plan_json(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> 
         ),
         add="        reenabled_at: 2026-11-21T00:00:00Z\n",
     )
-    code, out, _ = _cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json")
+    code, out, _ = run_cli(
+        capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN, "--json"
+    )
     assert code == 2
     assert "rotated-pw" not in out
     changed, reenabled = json.loads(out)["actions"]
@@ -267,7 +273,7 @@ def test_reenable_changes_one_line(
         "-         reenabled_at: 2026-11-23T12:00:00Z",
         "+         reenabled_at: 2026-11-24T06:00:00Z",
     ]
-    assert _cli(capsys, "validate", str(path), PLAIN)[0] == 0
+    assert run_cli(capsys, "validate", str(path), PLAIN)[0] == 0
 
 
 def test_reenable_unknown_credential(
@@ -275,7 +281,7 @@ def test_reenable_unknown_credential(
 ) -> None:
     """An unknown credential is an error and nothing is written."""
     path = write_config()
-    code, _, err = _cli(capsys, "reenable", "acme-q4", "nope", "--config", str(path))
+    code, _, err = run_cli(capsys, "reenable", "acme-q4", "nope", "--config", str(path))
     assert (code, err) == (
         1,
         "error: no credential acme-q4/nope in the config (credentials of acme-q4: primary)\n",
@@ -291,13 +297,14 @@ def test_reenable_keeps_sops_file_valid(
     key = make_key(tmp_path)
     path = write_config(COMMENTED)
     assert (
-        _cli(capsys, "secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))[0] == 0
+        run_cli(capsys, "secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))[0]
+        == 0
     )
     before = path.read_text()
     assert _reenable(capsys, path, "2026-11-23T12:00:00Z")[0] == 0
     diff = _changed(before, path)
     assert diff == ["+         reenabled_at: 2026-11-23T12:00:00Z"]
-    assert _cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
+    assert run_cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
     assert run_sops(["decrypt", str(path)], key.path).returncode == 0
 
 
@@ -311,12 +318,12 @@ def test_reenable_full_mac_file_uses_key(
         "    encrypted_regex: ^smtp_(username|password)$\n"
     )
     path = write_config(COMMENTED)
-    assert _cli(capsys, "secrets", "encrypt", "--in-place", str(path))[0] == 0
+    assert run_cli(capsys, "secrets", "encrypt", "--in-place", str(path))[0] == 0
     code, _, err = _reenable(capsys, path, "2026-11-23T12:00:00Z", "--age-key-file", str(key.path))
     assert code == 0, err
     assert "reenabled_at: 2026-11-23T12:00:00Z" in path.read_text()
     assert "# step 1 only" in path.read_text()
-    assert _cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
+    assert run_cli(capsys, "validate", str(path), "--age-key-file", str(key.path))[0] == 0
     assert run_sops(["decrypt", str(path)], key.path).returncode == 0
 
 
@@ -325,7 +332,7 @@ def test_log_formats(
 ) -> None:
     """--log-format json gives one JSON object per line; under journald, <N> prefixes."""
     path = write_config()
-    _, _, err = _cli(
+    _, _, err = run_cli(
         capsys,
         "run",
         "--config",
@@ -342,7 +349,7 @@ def test_log_formats(
     assert records[0]["message"].startswith("applied + campaign acme-q4")
     monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
     write_config(BASE.replace("daily_limit: 100", "daily_limit: 90"))
-    _, _, err = _cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
+    _, _, err = run_cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN)
     assert (
         err.splitlines()[0]
         == "<6>mailopsd.state.apply: applied ~ credential acme-q4/primary: daily_limit 100 -> 90"
@@ -353,7 +360,7 @@ def test_log_formats(
 
 def test_now_needs_once(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> None:
     """--now only makes sense for a --once run."""
-    code, _, err = _cli(
+    code, _, err = run_cli(
         capsys, "run", "--config", str(write_config()), "--now", "2026-11-23T12:00:00Z"
     )
     assert (code, err) == (1, "error: --now is only for --once runs\n")

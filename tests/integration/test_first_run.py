@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd import cli
+from tests.commands import run_cli
 from tests.configs import BASE, Writer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,12 +38,6 @@ def checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _sandbox(root: Path) -> dict[str, list[str]]:
     """The recipients of the messages in each sandbox Maildir of the demo campaign."""
     found = {}
@@ -66,7 +60,7 @@ def test_demo_sends_at_any_hour_and_says_so(
 ) -> None:
     """The demo run sends step 1 to the three demo leads into the sandbox and prints what it
     sent, where the copies are and when step 2 is due."""
-    code, out, err = _cli(capsys, *FIRST_COMMAND, "--now", now)
+    code, out, err = run_cli(capsys, *FIRST_COMMAND, "--now", now)
     assert code == 0, err
     boxes = _sandbox(checkout)
     assert sorted(to for recipients in boxes.values() for to in recipients) == sorted(DEMO_LEADS)
@@ -89,8 +83,8 @@ def test_demo_sends_at_any_hour_and_says_so(
 def test_status_after_the_demo_run(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """README's second half, status, shows the window, the leads and what is due next."""
     now = "2026-12-06T03:00:00+01:00"
-    assert _cli(capsys, *FIRST_COMMAND, "--now", now)[0] == 0
-    code, out, _ = _cli(capsys, "status", "--now", now)
+    assert run_cli(capsys, *FIRST_COMMAND, "--now", now)[0] == 0
+    code, out, _ = run_cli(capsys, "status", "--now", now)
     assert code == 0
     campaign = out.splitlines()[3:9]
     assert campaign == [
@@ -111,8 +105,8 @@ def test_second_run_says_nothing_was_due(
 ) -> None:
     """Run again the same day, the demo sends nothing more and says when the next step is."""
     now = "2026-12-06T03:00:00+01:00"
-    assert _cli(capsys, *FIRST_COMMAND, "--now", now)[0] == 0
-    code, out, _ = _cli(capsys, *FIRST_COMMAND, "--now", "2026-12-06T04:00:00+01:00")
+    assert run_cli(capsys, *FIRST_COMMAND, "--now", now)[0] == 0
+    code, out, _ = run_cli(capsys, *FIRST_COMMAND, "--now", "2026-12-06T04:00:00+01:00")
     assert code == 0
     assert out.splitlines()[1:] == [
         "campaign demo-welcome: sent 0, failed 0",
@@ -155,21 +149,21 @@ def test_closed_window_says_when_it_opens(
     path = write_config(WINDOWED, add=SANDBOX)
     sunday = "2026-11-22T15:00:00Z"
     run = ["run", "--config", str(path), "--state-dir", "st", "--once"]
-    code, out, _ = _cli(capsys, *run, "--allow-plaintext-secrets", "--now", sunday)
+    code, out, _ = run_cli(capsys, *run, "--allow-plaintext-secrets", "--now", sunday)
     assert code == 0
     opening = "Mon 2026-11-23 09:00 America/New_York (2026-11-23T14:00:00Z)"
     assert out.splitlines()[1:3] == [
         "campaign acme-q4: sent 0, failed 0",
         f"  next: step 1 for 1 new lead from {opening}, when the send window opens",
     ]
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", sunday)
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", sunday)
     shape = "send window mon,tue,wed,thu,fri 09:00-17:00 America/New_York"
     assert f"  {shape}: closed; opens {opening}" in out.splitlines()
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--json", "--now", sunday)
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--json", "--now", sunday)
     window = json.loads(out)["campaigns"][0]["window"]
     assert (window["open_now"], window["next_open"]) == (
         False,
         {"at": "2026-11-23T14:00:00Z", "at_local": "2026-11-23T09:00:00-05:00"},
     )
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T15:00:00Z")
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T15:00:00Z")
     assert f"  {shape}: open now" in out.splitlines()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd import cli
 from mailopsd.state.statefile import CredentialState, load_state, save_state
+from tests.commands import run_cli
 from tests.configs import BASE, Writer
 from tests.daemons import in_process
 from tests.logs import captured
@@ -27,18 +27,12 @@ WARNING = (
 )
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def disabled(write_config: Writer, capsys: pytest.CaptureFixture[str]) -> Path:
     """A config whose credential the daemon auto-disabled (state in ./st), as c.yaml."""
     path = write_config()
     run = ["run", "--config", str(path), "--state-dir", "st", "--once", PLAIN]
-    assert _cli(capsys, *run, "--now", "2026-11-22T08:00:00Z")[0] == 0
+    assert run_cli(capsys, *run, "--now", "2026-11-22T08:00:00Z")[0] == 0
     state = load_state(Path("st"))
     entry = CredentialState(
         disabled_at=datetime.fromisoformat(DISABLED_AT),
@@ -54,13 +48,13 @@ def test_plan_says_it_has_no_effect(
     """plan: no changes, and a warning at the field with why and a command that, run as
     printed, writes a reenabled_at that counts."""
     write_config(EARLY)
-    code, out, err = _cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
+    code, out, err = run_cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
     assert code == 0
     assert out.startswith("no changes (revision ")
     assert err == WARNING + "\n"
     suggested = shlex.split(err.split("run: ")[1])
-    assert _cli(capsys, *suggested[1:])[0] == 0
-    code, out, err = _cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
+    assert run_cli(capsys, *suggested[1:])[0] == 0
+    code, out, err = run_cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
     assert (code, err) == (2, "")
     assert "  ^ re-enable acme-q4/primary" in out
 
@@ -70,13 +64,13 @@ def test_validate_with_state_dir_says_it(
 ) -> None:
     """validate --state-dir warns the same way; without it, validate reads no state."""
     write_config(EARLY)
-    code, out, err = _cli(capsys, "validate", "c.yaml", "--state-dir", "st", PLAIN)
+    code, out, err = run_cli(capsys, "validate", "c.yaml", "--state-dir", "st", PLAIN)
     assert (code, out, err) == (
         0,
         "ok: 1 campaign, 1 credential (0 with reply detection)\n",
         WARNING + "\n",
     )
-    assert _cli(capsys, "validate", "c.yaml", PLAIN) == (
+    assert run_cli(capsys, "validate", "c.yaml", PLAIN) == (
         0,
         "ok: 1 campaign, 1 credential (0 with reply detection)\n",
         "",
@@ -88,7 +82,7 @@ def test_validate_with_a_wrong_state_dir(
 ) -> None:
     """validate --state-dir where there is no state says where it looked, exit 1."""
     write_config()
-    code, _, err = _cli(capsys, "validate", "c.yaml", "--state-dir", "nope", PLAIN)
+    code, _, err = run_cli(capsys, "validate", "c.yaml", "--state-dir", "nope", PLAIN)
     assert code == 1
     assert err.startswith(f"error: no daemon state in {Path.cwd() / 'nope'} (that directory")
 
@@ -99,11 +93,11 @@ def test_daemon_log_says_it(
     """The daemon logs the warning when it applies such a config; the credential stays off."""
     write_config(EARLY)
     run = ["run", "--config", "c.yaml", "--state-dir", "st", "--once", PLAIN]
-    code, out, err = _cli(capsys, *run, "--now", "2026-11-23T10:00:00Z")
+    code, out, err = run_cli(capsys, *run, "--now", "2026-11-23T10:00:00Z")
     assert code == 0
     assert f"reenabled_at has no effect: {WARNING.removeprefix('warning: ')}" in err
     assert "campaign acme-q4: sent 0, failed 0" in out
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T10:00:00Z")
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T10:00:00Z")
     assert f"  primary: disabled since {DISABLED_AT}" in out
 
 
@@ -112,7 +106,7 @@ def test_reenable_refuses_a_time_before_the_disable(
 ) -> None:
     """reenable --state-dir with --now before disabled_at writes nothing and says why."""
     before = disabled.read_text()
-    code, out, err = _cli(capsys, *REENABLE, "--now", "2026-11-22T08:00:00Z")
+    code, out, err = run_cli(capsys, *REENABLE, "--now", "2026-11-22T08:00:00Z")
     assert (code, out) == (1, "")
     assert err == (
         "error: 2026-11-22T08:00:00Z is before acme-q4/primary's disabled_at "
@@ -126,13 +120,13 @@ def test_reenable_with_state_dir_then_plan(
     disabled: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """reenable --state-dir writes a time after the disable, and plan then re-enables."""
-    code, out, _ = _cli(capsys, *REENABLE, "--now", "2026-11-23T09:00:00Z")
+    code, out, _ = run_cli(capsys, *REENABLE, "--now", "2026-11-23T09:00:00Z")
     assert (code, out) == (
         0,
         "c.yaml: set reenabled_at for acme-q4/primary (disabled since 2026-11-22T08:30:00Z); "
         "commit this change\n",
     )
-    code, out, err = _cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
+    code, out, err = run_cli(capsys, "plan", "--config", "c.yaml", "--state-dir", "st", PLAIN)
     assert (code, err) == (2, "")
     assert "  ^ re-enable acme-q4/primary (reenabled_at 2026-11-23T09:00:00+00:00" in out
 
@@ -143,8 +137,8 @@ def test_reenable_a_credential_not_disabled(
     """reenable --state-dir on a credential that is not disabled writes nothing."""
     path = write_config()
     run = ["run", "--config", str(path), "--state-dir", "st", "--once", PLAIN]
-    assert _cli(capsys, *run, "--now", "2026-11-22T08:00:00Z")[0] == 0
-    code, out, _ = _cli(capsys, *REENABLE)
+    assert run_cli(capsys, *run, "--now", "2026-11-22T08:00:00Z")[0] == 0
+    code, out, _ = run_cli(capsys, *REENABLE)
     assert (code, out) == (
         0,
         "acme-q4/primary is not disabled in the daemon state in st: nothing to re-enable, "
@@ -158,7 +152,7 @@ def test_reenable_with_a_wrong_state_dir(
 ) -> None:
     """reenable --state-dir where there is no state says where it looked, writes nothing."""
     path = write_config()
-    code, _, err = _cli(
+    code, _, err = run_cli(
         capsys, "reenable", "acme-q4", "primary", "--config", "c.yaml", "--state-dir", "nope"
     )
     assert code == 1

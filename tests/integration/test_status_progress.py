@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd import cli
 from mailopsd.state.ledger import Ledger, unstamp
+from tests.commands import run_cli
 from tests.configs import BASE, Writer
 
 PLAIN = "--allow-plaintext-secrets"
@@ -22,12 +22,6 @@ THREE_STEPS = BASE.replace(
 NINE_LEADS = "email,first_name,company\n" + "".join(
     f"lead{n}@example.com,{'Bell' + chr(7) if n == 2 else f'Lead{n}'},Co\n" for n in range(1, 10)
 )
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 class TestNoState:
@@ -44,7 +38,7 @@ class TestNoState:
         """A state directory that does not exist: one line naming where it looked, exit 1."""
         monkeypatch.chdir(tmp_path)
         extra = ["--json"] if json_form else []
-        code, out, err = _cli(capsys, "status", "--state-dir", "nope", *extra)
+        code, out, err = run_cli(capsys, "status", "--state-dir", "nope", *extra)
         assert (code, out) == (1, "")
         assert err == (
             f"error: no daemon state in {tmp_path / 'nope'} (that directory does not exist): "
@@ -61,7 +55,7 @@ class TestNoState:
         monkeypatch.chdir(tmp_path)
         Path("elsewhere").mkdir()
         monkeypatch.setenv("MAILOPSD_STATE_DIR", "elsewhere")
-        code, out, err = _cli(capsys, "status")
+        code, out, err = run_cli(capsys, "status")
         assert (code, out) == (1, "")
         assert err.startswith(
             f"error: no daemon state in {tmp_path / 'elsewhere'} "
@@ -75,7 +69,7 @@ class TestNoState:
         """A file given as the state directory is refused as not a directory."""
         monkeypatch.chdir(tmp_path)
         Path("state.txt").write_text("")
-        code, _, err = _cli(capsys, "status", "--state-dir", "state.txt")
+        code, _, err = run_cli(capsys, "status", "--state-dir", "state.txt")
         assert code == 1
         assert f"no daemon state in {tmp_path / 'state.txt'} (that is not a directory)" in err
 
@@ -100,16 +94,16 @@ def test_campaign_progress(write_config: Writer, capsys: pytest.CaptureFixture[s
     path = write_config(THREE_STEPS)
     Path("leads.csv").write_text(NINE_LEADS)
     run = ["run", "--config", str(path), "--state-dir", "st", "--once", PLAIN, "--now"]
-    code, out, _ = _cli(capsys, *run, "2026-11-23T10:00:00Z")
+    code, out, _ = run_cli(capsys, *run, "2026-11-23T10:00:00Z")
     assert (code, out.splitlines()[1]) == (0, "campaign acme-q4: sent 3, failed 1")
     _stop("st", {"lead1@example.com": "replied", "lead3@example.com": "unsubscribed"})
-    assert _cli(capsys, *run, "2026-11-26T10:00:00Z")[0] == 0
+    assert run_cli(capsys, *run, "2026-11-26T10:00:00Z")[0] == 0
     _stop(
         "st",
         {"lead5@example.com": "bounced", "lead6@example.com": "complained"},
         suppress="lead9@example.com",
     )
-    code, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-26T12:00:00Z")
+    code, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-26T12:00:00Z")
     assert code == 0
     assert out.splitlines()[3:10] == [
         "campaign acme-q4 'ACME Q4 outreach' (account default, 9 leads)",
@@ -124,7 +118,9 @@ def test_campaign_progress(write_config: Writer, capsys: pytest.CaptureFixture[s
         "  finish: about Fri 2026-12-04 00:00 UTC (2026-12-04T00:00:00Z), at today's pace of "
         "3 new leads a day",
     ]
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--json", "--now", "2026-11-26T12:00Z")
+    _, out, _ = run_cli(
+        capsys, "status", "--state-dir", "st", "--json", "--now", "2026-11-26T12:00Z"
+    )
     campaign = json.loads(out)["campaigns"][0]
     assert campaign["leads"] == 9
     assert campaign["progress"] == {
@@ -173,8 +169,8 @@ def test_campaign_progress_to_the_end(
     path = write_config(THREE_STEPS)
     run = ["run", "--config", str(path), "--state-dir", "st", "--once", PLAIN, "--now"]
     for now in ("2026-11-23T10:00:00Z", "2026-11-26T10:00:00Z"):
-        assert _cli(capsys, *run, now)[0] == 0
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-26T12:00:00Z")
+        assert run_cli(capsys, *run, now)[0] == 0
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-26T12:00:00Z")
     assert out.splitlines()[5:9] == [
         "  leads: 0 new, 1 in sequence (after step 2: 1), 0 finished, 0 replied, 0 bounced, "
         "0 unsubscribed, 0 stopped",
@@ -183,14 +179,14 @@ def test_campaign_progress_to_the_end(
         "  finish: about Mon 2026-11-30 10:00 UTC (2026-11-30T10:00:00Z), when the last "
         "lead's last step is due",
     ]
-    code, out, _ = _cli(capsys, *run, "2026-11-30T10:00:00Z")
+    code, out, _ = run_cli(capsys, *run, "2026-11-30T10:00:00Z")
     assert code == 0
     assert out.splitlines()[1:4] == [
         "campaign acme-q4: sent 1, failed 0",
         "  sandbox copies (delivered nowhere): st/sandbox/acme-q4/primary/new/ (1)",
         "  next: nothing is due; no lead has a step left to send",
     ]
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-30T12:00:00Z")
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-30T12:00:00Z")
     assert out.splitlines()[5] == (
         "  leads: 0 new, 0 in sequence, 1 finished, 0 replied, 0 bounced, 0 unsubscribed, 0 stopped"
     )
@@ -202,12 +198,12 @@ def test_no_mailbox_can_send(write_config: Writer, capsys: pytest.CaptureFixture
     no finish time without a pace."""
     path = write_config(THREE_STEPS + "        enabled: false\n")
     run = ["run", "--config", str(path), "--state-dir", "st", "--once", PLAIN]
-    code, out, _ = _cli(capsys, *run, "--now", "2026-11-23T10:00:00Z")
+    code, out, _ = run_cli(capsys, *run, "--now", "2026-11-23T10:00:00Z")
     assert code == 0
     assert out.splitlines()[1:3] == [
         "campaign acme-q4: sent 0, failed 0",
         "  next: step 1 for 1 new lead: no mailbox can send (each is disabled, paused, "
         "blocked or failing AUTH)",
     ]
-    _, out, _ = _cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T10:00:00Z")
+    _, out, _ = run_cli(capsys, "status", "--state-dir", "st", "--now", "2026-11-23T10:00:00Z")
     assert "  finish: no estimate yet (no step-1 sends today, so no pace to go by)" in out

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd import cli
+from tests.commands import run_cli
 from tests.configs import BASE, LEADS, Writer
 
 PLAIN = "--allow-plaintext-secrets"
@@ -18,14 +18,8 @@ PERIOD_SYNTAX = (
 )
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _validate(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, str]:
-    code, out, err = _cli(capsys, "validate", str(path), PLAIN)
+    code, out, err = run_cli(capsys, "validate", str(path), PLAIN)
     return code, out + err
 
 
@@ -110,7 +104,7 @@ class TestDidYouMean:
     ) -> None:
         """``reenable`` with a misspelt campaign or credential names the id it most likely means."""
         path = write_config()
-        code, _, err = _cli(capsys, "reenable", campaign, credential, "--config", str(path))
+        code, _, err = run_cli(capsys, "reenable", campaign, credential, "--config", str(path))
         assert (code, err) == (1, message + "\n")
         assert path.read_text() == BASE
 
