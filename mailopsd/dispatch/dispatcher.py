@@ -31,7 +31,7 @@ from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import StateError, describe_unexpected
-from mailopsd.inbox import health, policy
+from mailopsd.health import autodisable, policy
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
@@ -670,7 +670,7 @@ class Dispatcher:
         report.sends.update((*job.key, outcome.kind.value) for job, outcome in results)
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
-        return health.check_credentials(self.ledger, loaded, state, bounced, now), report
+        return autodisable.check_credentials(self.ledger, loaded, state, bounced, now), report
 
     def close(self) -> None:
         """Stop the sending threads and close every SMTP connection."""

@@ -36,7 +36,7 @@ from mailopsd.config.models import Credential
 from mailopsd.dispatch.compose import Outgoing
 from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
 from mailopsd.errors import describe_unexpected
-from mailopsd.inbox import health
+from mailopsd.health import autodisable
 from mailopsd.inbox.imap import (
     BATCH,
     Cursor,
@@ -311,7 +311,7 @@ class Inbox:
         if entry.inbox_error is not None:
             cleared = entry.model_copy(update={"inbox_error": None, "inbox_error_since": None})
             state = _with_entry(state, key, cleared)
-        return health.check_credentials(self.ledger, loaded, state, done.check, at)
+        return autodisable.check_credentials(self.ledger, loaded, state, done.check, at)
 
     def _record(
         self,

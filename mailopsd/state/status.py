@@ -17,7 +17,7 @@ from mailopsd.clock import utc_day_start
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import Period, parse_period
 from mailopsd.errors import StateError
-from mailopsd.inbox import policy
+from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, CredentialCounts, Ledger
 from mailopsd.state.progress import campaign_progress

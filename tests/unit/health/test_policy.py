@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from mailopsd.config.models import Campaign
 from mailopsd.config.periods import parse_period
-from mailopsd.inbox.policy import disable_reason, window_start
+from mailopsd.health.policy import disable_reason, window_start
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 SINCE = datetime(2026, 11, 16, tzinfo=UTC)

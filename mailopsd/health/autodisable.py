@@ -16,7 +16,7 @@ from datetime import datetime
 
 from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.inbox import policy
+from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
