@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -30,8 +29,8 @@ from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_sett
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
-from mailopsd.errors import StateError, describe_unexpected
-from mailopsd.health import autodisable, policy
+from mailopsd.errors import describe_unexpected
+from mailopsd.health import autodisable, batch
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
@@ -74,8 +73,6 @@ NOT_SENT_REASONS = {
 }
 _NOT_ATTEMPTED = "not attempted: "
 _STOPPING = "mailopsd is stopping"
-_DISABLED = "credential disabled: "
-_RATE_UNKNOWN = "bounce rate unknown"
 
 
 def _not_sent_reason(outcome: Outcome) -> str:
@@ -84,9 +81,9 @@ def _not_sent_reason(outcome: Outcome) -> str:
         cause = outcome.detail.removeprefix(_NOT_ATTEMPTED)
         if cause == _STOPPING:
             return "stopping"
-        if cause.startswith(_DISABLED):
+        if cause.startswith(batch.DISABLED):
             return "credential_disabled"
-        return "bounce_rate_unknown" if cause.startswith(_RATE_UNKNOWN) else "after_failure"
+        return "bounce_rate_unknown" if cause.startswith(batch.RATE_UNKNOWN) else "after_failure"
     if outcome.code is not None and outcome.code >= 500:
         return "server_refused"
     return "smtp_unavailable"
@@ -350,19 +347,16 @@ class Dispatcher:
         jobs: list[_Job],
         ca_files: dict[CredentialRef, Path | None],
         should_stop: Callable[[], bool],
-        window: Callable[[], tuple[int, int, datetime] | str] | None = None,
+        check: batch.BounceCheck | None = None,
     ) -> list[tuple[_Job, Outcome]]:
         """Send one credential's jobs in order, on its connection.
 
-        ``window`` reads the credential's sends (this tick's intents included) and hard
-        bounces in its bounce window, and the window's start, when a first 5xx comes:
-        after each 5xx the bounce rate is checked, and once it is over the threshold the
-        rest is not attempted.
+        After each 5xx ``check`` is asked whether the credential's bounce rate allows
+        the rest; once it is over the threshold (or cannot be read) the rest is not
+        attempted.
         """
         results: list[tuple[_Job, Outcome]] = []
         blocked: Outcome | None = None
-        counts: tuple[int, int, datetime] | None = None
-        bounces = 0
         for position, job in enumerate(jobs):
             if blocked is not None or should_stop():
                 self.smtp.settle(job.key)  # the envelope sent ahead, if any, goes no further
@@ -377,23 +371,10 @@ class Dispatcher:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in _STOPS_BATCH:
                 blocked = outcome
-            if outcome.kind == OutcomeKind.REJECTED and window is not None:
-                if counts is None:
-                    found = window()
-                    if isinstance(found, str):  # the rate cannot be checked: stop here
-                        reason = f"{_RATE_UNKNOWN} ({found})"
-                        blocked = Outcome(OutcomeKind.NOT_SENT, None, reason)
-                        results.append((job, outcome))
-                        continue
-                    counts = found
-                    bounces = counts[1]
-                bounces += 1
-                sends = counts[0] - (len(jobs) - position - 1)
-                verdict = policy.disable_reason(
-                    job.campaign, bounces=bounces, sends=sends, since=counts[2]
-                )
-                if verdict is not None:
-                    blocked = Outcome(OutcomeKind.NOT_SENT, None, f"{_DISABLED}{verdict}")
+            if outcome.kind == OutcomeKind.REJECTED and check is not None:
+                halt = check.after_bounce(unsent=len(jobs) - position - 1)
+                if halt is not None:
+                    blocked = Outcome(OutcomeKind.NOT_SENT, None, halt)
             results.append((job, outcome))
         return results
 
@@ -421,37 +402,6 @@ class Dispatcher:
             self.smtp.drop(job.key)
             return Outcome(OutcomeKind.UNKNOWN, None, f"unexpected {what}")
 
-    def _window(
-        self, key: CredentialRef, campaign: Campaign, state: StateFile, now: datetime
-    ) -> Callable[[], tuple[int, int, datetime] | str]:
-        """What reads a credential's bounce window, from a sending thread, when needed.
-
-        The ledger is unchanged while a batch is out (outcomes are recorded after it), so
-        reading it at the first 5xx gives what reading it before the batch would; most
-        batches have no 5xx and read nothing. The ledger's connection belongs to this
-        thread: the sending thread opens its own, read-only. A ledger that cannot be read
-        gives the reason instead.
-        """
-        entry = state.credential(credential_key(*key))
-        since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
-        day_start = utc_day_start(now)
-        directory = self.ledger.path.parent
-
-        def read() -> tuple[int, int, datetime] | str:
-            try:
-                ledger = Ledger.open_readonly(directory)
-                if ledger is None:
-                    return "no ledger"
-                try:
-                    counts = ledger.counts(*key, day_start=day_start, window_start=since)
-                finally:
-                    ledger.close()
-            except (StateError, sqlite3.Error, OSError) as err:
-                return str(err)
-            return counts.sends_in_window, counts.bounces_in_window, since
-
-        return read
-
     def _deliver(
         self,
         jobs: list[_Job],
@@ -477,7 +427,7 @@ class Dispatcher:
                 group,
                 ca_files,
                 should_stop,
-                self._window(key, group[0].campaign, state, now),
+                batch.BounceCheck.of(self.ledger.path.parent, key, group[0].campaign, state, now),
             )
             for key, group in groups.items()
         ]
