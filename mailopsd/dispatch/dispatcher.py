@@ -30,7 +30,7 @@ from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import describe_unexpected
-from mailopsd.health import autodisable, batch
+from mailopsd.health import autodisable, batch, effects
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
@@ -461,7 +461,13 @@ class Dispatcher:
                         source="smtp",
                         at=now,
                     )
-                    self.ledger.suppress(job.campaign.account, job.lead.email, "hard bounce", now)
+                    effects.suppress(
+                        self.ledger,
+                        job.campaign.account,
+                        job.lead.email,
+                        effects.Suppression.HARD_BOUNCE,
+                        now,
+                    )
 
     def _after(self, job: _Job, outcome: Outcome, now: datetime) -> LeadProgress:
         lead = job.lead
@@ -477,11 +483,8 @@ class Dispatcher:
             )
             return _sent(lead, intent, job.campaign)
         if outcome.kind == OutcomeKind.REJECTED:
-            return replace(
-                lead,
-                state=LeadState.STOPPED,
-                stop_reason=StopReason.BOUNCED,
-                last_error=f"{outcome.code} {outcome.detail}",
+            return effects.stopped(
+                lead, StopReason.BOUNCED, error=f"{outcome.code} {outcome.detail}"
             )
         if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
             logger.warning(

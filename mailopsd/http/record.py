@@ -4,7 +4,8 @@ Runs on the HTTP server's threads, each call in one short transaction of its own
 connection of the caller's (see :mod:`mailopsd.state.ledger`). A one-click unsubscribe
 does what an unsubscribe request by mail does (:mod:`mailopsd.inbox.record`): the lead
 stops, its address is suppressed for every campaign of the campaign's account, and an
-``unsubscribe`` reply is recorded; a repeated request changes nothing more.
+``unsubscribe`` reply is recorded; a repeated request changes nothing more. Both go
+through :mod:`mailopsd.health.effects`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailopsd.config import addresses
+from mailopsd.health import effects
 from mailopsd.http.tokens import Claims
 from mailopsd.lifecycle import StopReason
 from mailopsd.state.ledger import Ledger
 
-__all__ = ["SUPPRESSION_REASON", "Unsubscribed", "record_click", "record_open", "unsubscribe"]
+__all__ = ["Unsubscribed", "record_click", "record_open", "unsubscribe"]
 
 logger = logging.getLogger(__name__)
-
-SUPPRESSION_REASON = "unsubscribed (one-click)"
 
 
 class Unsubscribed(StrEnum):
@@ -65,8 +65,12 @@ def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
         account = ledger.campaign_account(claims.campaign_id)
         if account is None:
             return Unsubscribed.UNKNOWN
-        suppressed = ledger.suppress(account, claims.email, SUPPRESSION_REASON, now)
-        stopped = ledger.stop_lead(claims.campaign_id, claims.email, StopReason.UNSUBSCRIBED)
+        suppressed = effects.suppress(
+            ledger, account, claims.email, effects.Suppression.UNSUBSCRIBED_ONE_CLICK, now
+        )
+        stopped = effects.stop_lead(
+            ledger, claims.campaign_id, claims.email, StopReason.UNSUBSCRIBED
+        )
         if suppressed or stopped:
             lead = ledger.lead(claims.campaign_id, claims.email)
             credential = lead.credential_id if lead is not None else None

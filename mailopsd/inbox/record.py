@@ -2,7 +2,8 @@
 
 Runs on the daemon's main thread, one transaction per poll: the messages' effects and
 the folder cursors are committed together, so a crash never loses a message nor counts
-one twice (a message already recorded, by its Message-ID, is skipped).
+one twice (a message already recorded, by its Message-ID, is skipped). Leads are stopped
+and addresses suppressed through :mod:`mailopsd.health.effects`, as at send time.
 
 A message speaks only of the sends made from the mailbox it was found in: those of its
 own credential, and of the credentials of the same account that write from the same
@@ -26,11 +27,11 @@ that reads its own mailbox, matches nothing here.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailopsd.config.loader import LoadedConfig
+from mailopsd.health import effects
 from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
 from mailopsd.lifecycle import StopReason
@@ -38,8 +39,6 @@ from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "record_poll"]
-
-logger = logging.getLogger(__name__)
 
 REPORT_KINDS = frozenset({"hard", "soft", "block", "feedback", "delivered"})
 _MAX_RECIPIENTS = 100
@@ -124,17 +123,18 @@ class _Recorder:
         campaign = self.loaded.config.campaigns.get(campaign_id)
         return campaign.account if campaign is not None else None
 
-    def _stop(self, send: _Send, reason: StopReason, *, suppress: str | None = None) -> None:
-        if self.ledger.stop_lead(send.campaign_id, send.email, reason):
-            logger.info(
-                "lead stopped campaign=%s credential=%s reason=%s",
-                send.campaign_id,
-                send.credential_id,
-                reason,
-            )
-        account = self._account(send.campaign_id)
-        if suppress is not None and account is not None:
-            self.ledger.suppress(account, send.email, suppress, self.now)
+    def _stop(
+        self, send: _Send, reason: StopReason, *, suppress: effects.Suppression | None = None
+    ) -> None:
+        effects.record_stop(
+            self.ledger,
+            (send.campaign_id, send.credential_id),
+            send.email,
+            reason,
+            account=self._account(send.campaign_id),
+            suppression=suppress,
+            now=self.now,
+        )
 
     def _bounce(self, recipient: FailedRecipient, references: tuple[str, ...]) -> str | None:
         """Record what a report says of one recipient; return the lead's address if ours."""
@@ -160,7 +160,7 @@ class _Recorder:
                 detail=recipient.diagnostic[:200] or None,
             )
         if kind == "hard":
-            self._stop(send, StopReason.BOUNCED, suppress="hard bounce")
+            self._stop(send, StopReason.BOUNCED, suppress=effects.Suppression.HARD_BOUNCE)
         if kind in ("hard", "block"):
             self.done.check.add((send.campaign_id, send.credential_id))
         return send.email
@@ -179,7 +179,7 @@ class _Recorder:
             if send is not None:
                 first = send.email
                 self._reply(send, "feedback", arrival)
-                self._stop(send, StopReason.COMPLAINED, suppress="complaint")
+                self._stop(send, StopReason.COMPLAINED, suppress=effects.Suppression.COMPLAINT)
         return first
 
     def _reply(self, send: _Send, kind: str, arrival: Arrival) -> None:
@@ -202,7 +202,7 @@ class _Recorder:
         if kind == "reply":
             self._stop(send, StopReason.REPLIED)
         elif kind == "unsubscribe":
-            self._stop(send, StopReason.UNSUBSCRIBED, suppress="unsubscribed")
+            self._stop(send, StopReason.UNSUBSCRIBED, suppress=effects.Suppression.UNSUBSCRIBED)
         else:
             campaign = self.loaded.config.campaigns.get(send.campaign_id)
             if campaign is not None and campaign.stop_on_auto_reply:

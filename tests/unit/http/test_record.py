@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailopsd.config.leads import LeadRow
+from mailopsd.health.effects import Suppression
 from mailopsd.http import record
 from mailopsd.http.tokens import Claims
 from mailopsd.state.ledger import Ledger
@@ -32,6 +33,6 @@ def test_a_link_naming_an_old_spelling_unsubscribes_the_lead(tmp_path: Path) -> 
     lead = ledger.lead("acme", "a@xn--bcher-kva.de")
     assert lead is not None
     assert (lead.state, lead.stop_reason) == ("stopped", "unsubscribed")
-    assert ledger.suppression("default", "a@xn--bcher-kva.de") == record.SUPPRESSION_REASON
+    assert ledger.suppression("default", "a@xn--bcher-kva.de") == Suppression.UNSUBSCRIBED_ONE_CLICK
     assert ledger.opens("acme", "a@xn--bcher-kva.de") is not None
     ledger.close()
