@@ -25,15 +25,16 @@ from mailopsd import backoff
 from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
+from mailopsd.dispatch import progression
 from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
-from mailopsd.lifecycle import LeadState, StopReason
+from mailopsd.lifecycle import LeadState
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
+from mailopsd.state.ledger import Intent, LeadProgress, Ledger, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["NOT_SENT_REASONS", "Dispatcher", "TickReport"]
@@ -137,6 +138,18 @@ class _Job:
     send_id: int = 0
     at: datetime = _NEVER
 
+    def intent(self, at: datetime) -> Intent:
+        """The intent of this send, recorded at ``at``."""
+        return Intent(
+            self.key[0],
+            self.key[1],
+            self.lead.email,
+            self.lead.step + 1,
+            self.outgoing.message_id,
+            self.outgoing.subject,
+            at,
+        )
+
 
 @dataclass
 class Dispatcher:
@@ -186,7 +199,7 @@ class Dispatcher:
                 lead = self.ledger.lead(intent.campaign_id, intent.email)
                 campaign = loaded.config.campaigns.get(intent.campaign_id)
                 if lead is not None and lead.state == LeadState.SENDING:
-                    self.ledger.update_lead(_sent(lead, intent, campaign))
+                    self.ledger.update_lead(progression.sent(lead, intent, campaign))
         for _, intent in pending:
             logger.warning(
                 "send outcome unknown campaign=%s credential=%s step=%d message_id=%s",
@@ -470,54 +483,23 @@ class Dispatcher:
                     )
 
     def _after(self, job: _Job, outcome: Outcome, now: datetime) -> LeadProgress:
-        lead = job.lead
-        if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.UNKNOWN):
-            intent = Intent(
-                job.key[0],
-                job.key[1],
-                lead.email,
-                lead.step + 1,
-                job.outgoing.message_id,
-                job.outgoing.subject,
-                job.at,
-            )
-            return _sent(lead, intent, job.campaign)
-        if outcome.kind == OutcomeKind.REJECTED:
-            return effects.stopped(
-                lead, StopReason.BOUNCED, error=f"{outcome.code} {outcome.detail}"
-            )
         if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
             logger.warning(
                 "lead address refused as malformed campaign=%s credential=%s lead=%s code=%s "
                 "reply=%s",
                 *job.key,
-                lead.email,
+                job.lead.email,
                 outcome.code,
                 outcome.detail,
             )
-            error = f"address refused as malformed: {outcome.code} {outcome.detail}"
-            return replace(lead, state=LeadState.FAILED, last_error=error)
-        back = LeadState.NEW if lead.step == 0 else LeadState.WAITING
-        if outcome.kind == OutcomeKind.DEFERRED:
-            attempts = lead.attempts + 1
-            if attempts >= self.max_attempts:
-                return replace(
-                    lead,
-                    state=LeadState.FAILED,
-                    attempts=attempts,
-                    last_error=f"{outcome.code} {outcome.detail}",
-                )
-            delay = timedelta(seconds=backoff.DEFERRED_LEAD.delay_s(attempts))
-            return replace(
-                lead,
-                state=back,
-                attempts=attempts,
-                next_due_at=stamp(now + delay),
-                last_error=f"{outcome.code} {outcome.detail}",
-            )
-        # The credential's problem, not the lead's: it waits, its attempts unchanged.
-        due = lead.next_due_at if lead.step else stamp(now + timedelta(minutes=1))
-        return replace(lead, state=back, next_due_at=due)
+        return progression.after_outcome(
+            job.lead,
+            outcome,
+            job.intent(job.at),
+            job.campaign,
+            max_attempts=self.max_attempts,
+            now=now,
+        )
 
     def _credential_outcomes(
         self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
@@ -596,18 +578,7 @@ class Dispatcher:
         report.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:
             return state, report
-        intents = [
-            Intent(
-                j.key[0],
-                j.key[1],
-                j.lead.email,
-                j.lead.step + 1,
-                j.outgoing.message_id,
-                j.outgoing.subject,
-                now,
-            )
-            for j in jobs
-        ]
+        intents = [job.intent(now) for job in jobs]
         ids = self.ledger.record_intents(intents)
         for job, send_id in zip(jobs, ids, strict=True):
             job.send_id, job.at = send_id, now
@@ -631,24 +602,3 @@ class Dispatcher:
             self._pool.shutdown()
             self._pool = None
         self.smtp.close_all()
-
-
-def _sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadProgress:
-    """The lead after step ``intent.step`` went out (or may have)."""
-    if campaign is None or intent.step >= len(campaign.sequence):
-        state, next_due_at = LeadState.DONE, None
-    else:
-        delay = campaign.sequence[intent.step].delay
-        due = delay.add_to(intent.at) if delay is not None else intent.at
-        state, next_due_at = LeadState.WAITING, stamp(due)
-    return replace(
-        lead,
-        state=state,
-        step=intent.step,
-        next_due_at=next_due_at,
-        message_ids=(*lead.message_ids, intent.message_id),
-        first_subject=intent.subject if intent.step == 1 else lead.first_subject,
-        credential_id=intent.credential_id if intent.step == 1 else lead.credential_id,
-        attempts=0,
-        last_error=None,
-    )
