@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mailopsd.config.scalars import WEEKDAYS
-from mailopsd.dispatch.dispatcher import TickReport
+from mailopsd.dispatch.report import TickReport
 from mailopsd.state.progress import local_time
 from mailopsd.state.statefile import format_time
 

@@ -40,7 +40,8 @@ from mailopsd.config.reenable import ignored_issue
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
-from mailopsd.dispatch.dispatcher import Dispatcher, TickReport
+from mailopsd.dispatch.dispatcher import Dispatcher
+from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import Site

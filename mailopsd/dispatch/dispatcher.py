@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -25,8 +25,9 @@ from mailopsd import backoff
 from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.dispatch import progression
+from mailopsd.dispatch import progression, report
 from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
+from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
@@ -37,7 +38,7 @@ from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 
-__all__ = ["NOT_SENT_REASONS", "Dispatcher", "TickReport"]
+__all__ = ["Dispatcher"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,76 +55,6 @@ _SERVER_TROUBLE = {
 }
 _STOPS_BATCH = frozenset({OutcomeKind.AUTH_FAILED, *_SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
-
-
-# Why a send was ``not_sent``, as the ``dispatched`` log line counts them:
-# ``not_sent_<reason>=N``. The mailbox's own line (``smtp unavailable ...``, ``smtp auth
-# failed ...``) says what its server answered.
-NOT_SENT_REASONS = {
-    "smtp_unavailable": "the server could not be reached, or failed or hung up before the "
-    "message (a 4xx, a 421, a refused or lost connection, no STARTTLS)",
-    "server_refused": "the server refused the session or the sender with a 5xx before the "
-    "lead's address (e.g. a from_email the login may not send as)",
-    "after_failure": "not attempted: an earlier send of the same mailbox in this batch "
-    "failed (server trouble or login), so the rest of its batch waits for the next try",
-    "credential_disabled": "not attempted: the mailbox passed its bounce threshold in this "
-    "batch and was disabled",
-    "bounce_rate_unknown": "not attempted: the mailbox's bounce rate could not be read after "
-    "a bounce, so its batch stopped",
-    "stopping": "not attempted: mailopsd was stopping",
-}
-_NOT_ATTEMPTED = "not attempted: "
-_STOPPING = "mailopsd is stopping"
-
-
-def _not_sent_reason(outcome: Outcome) -> str:
-    """Which of ``NOT_SENT_REASONS`` a ``not_sent`` outcome is."""
-    if outcome.detail.startswith(_NOT_ATTEMPTED):
-        cause = outcome.detail.removeprefix(_NOT_ATTEMPTED)
-        if cause == _STOPPING:
-            return "stopping"
-        if cause.startswith(batch.DISABLED):
-            return "credential_disabled"
-        return "bounce_rate_unknown" if cause.startswith(batch.RATE_UNKNOWN) else "after_failure"
-    if outcome.code is not None and outcome.code >= 500:
-        return "server_refused"
-    return "smtp_unavailable"
-
-
-@dataclass
-class TickReport:
-    """What one tick (or several, added up) did.
-
-    Attributes:
-        assigned: Sends assigned.
-        outcomes: Outcomes by kind.
-        not_sent: ``not_sent`` outcomes by reason, in the order of ``NOT_SENT_REASONS``.
-        sends: Outcomes by ``(campaign, credential, kind)``.
-        failed_leads: Leads failed before any send (a template error), by campaign.
-    """
-
-    assigned: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    not_sent: Counter[str] = field(default_factory=Counter)
-    sends: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    failed_leads: Counter[str] = field(default_factory=Counter)
-
-    def summary(self) -> str:
-        """``sent=3 not_sent=2 not_sent_smtp_unavailable=1 not_sent_after_failure=1``.
-
-        Outcomes by kind, then what was not sent by reason (see ``NOT_SENT_REASONS``).
-        """
-        counts = [f"{kind}={n}" for kind, n in sorted(self.outcomes.items())]
-        reasons = [f"not_sent_{why}={self.not_sent[why]}" for why in self.not_sent]
-        return " ".join(counts + reasons)
-
-    def add(self, other: TickReport) -> None:
-        """Add another tick's report to this one."""
-        self.assigned += other.assigned
-        self.outcomes.update(other.outcomes)
-        self.not_sent.update(other.not_sent)
-        self.sends.update(other.sends)
-        self.failed_leads.update(other.failed_leads)
 
 
 @dataclass(slots=True)
@@ -373,9 +304,9 @@ class Dispatcher:
         for position, job in enumerate(jobs):
             if blocked is not None or should_stop():
                 self.smtp.settle(job.key)  # the envelope sent ahead, if any, goes no further
-                reason = blocked.detail if blocked else _STOPPING
+                reason = blocked.detail if blocked else report.STOPPING
                 results.append(
-                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"{_NOT_ATTEMPTED}{reason}"))
+                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"{report.NOT_ATTEMPTED}{reason}"))
                 )
                 continue
             then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
@@ -507,7 +438,7 @@ class Dispatcher:
         credentials = dict(state.credentials)
         last: dict[CredentialRef, Outcome] = {}  # how each credential's batch ended
         for job, outcome in results:
-            if not outcome.detail.startswith(_NOT_ATTEMPTED):
+            if not outcome.detail.startswith(report.NOT_ATTEMPTED):
                 last[job.key] = outcome
         for key, outcome in last.items():
             name = credential_key(*key)
@@ -574,27 +505,20 @@ class Dispatcher:
             with self.ledger.transaction():
                 for lead in failed:
                     self.ledger.update_lead(lead)
-        report = TickReport(assigned=len(jobs))
-        report.failed_leads.update(lead.campaign_id for lead in failed)
+        done = TickReport(assigned=len(jobs))
+        done.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:
-            return state, report
+            return state, done
         intents = [job.intent(now) for job in jobs]
         ids = self.ledger.record_intents(intents)
         for job, send_id in zip(jobs, ids, strict=True):
             job.send_id, job.at = send_id, now
         results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
-        report.outcomes.update(outcome.kind.value for _, outcome in results)
-        reasons = Counter(
-            _not_sent_reason(outcome)
-            for _, outcome in results
-            if outcome.kind == OutcomeKind.NOT_SENT
-        )
-        report.not_sent.update({why: reasons[why] for why in NOT_SENT_REASONS if reasons[why]})
-        report.sends.update((*job.key, outcome.kind.value) for job, outcome in results)
+        done.count([(job.key, outcome) for job, outcome in results])
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
-        return autodisable.check_credentials(self.ledger, loaded, state, bounced, now), report
+        return autodisable.check_credentials(self.ledger, loaded, state, bounced, now), done
 
     def close(self) -> None:
         """Stop the sending threads and close every SMTP connection."""
