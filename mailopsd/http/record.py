@@ -18,7 +18,7 @@ from enum import StrEnum
 from mailopsd.config import addresses
 from mailopsd.health import effects
 from mailopsd.http.tokens import Claims
-from mailopsd.lifecycle import StopReason
+from mailopsd.lifecycle import MailKind, StopReason
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["Unsubscribed", "record_click", "record_open", "unsubscribe"]
@@ -78,7 +78,7 @@ def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
                 claims.campaign_id,
                 credential,
                 claims.email,
-                kind="unsubscribe",
+                kind=MailKind.UNSUBSCRIBE,
                 message_id=None,
                 at=now,
             )

@@ -34,13 +34,17 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.health import effects
 from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
-from mailopsd.lifecycle import StopReason
+from mailopsd.lifecycle import MailKind, StopReason
 from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "record_poll"]
 
-REPORT_KINDS = frozenset({"hard", "soft", "block", "feedback", "delivered"})
+REPORT_KINDS = frozenset(
+    {MailKind.HARD, MailKind.SOFT, MailKind.BLOCK, MailKind.FEEDBACK, MailKind.DELIVERED}
+)
+_BOUNCE_KINDS = frozenset({MailKind.HARD, MailKind.SOFT, MailKind.BLOCK, MailKind.UNCONFIRMED})
+_COUNTED_KINDS = frozenset({MailKind.HARD, MailKind.BLOCK})  # toward a rate, once confirmed
 _MAX_RECIPIENTS = 100
 
 
@@ -50,7 +54,7 @@ class Recorded:
 
     new: int = 0
     duplicates: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)
+    by_kind: dict[MailKind, int] = field(default_factory=dict)
     check: set[CredentialRef] = field(default_factory=set)
     reports: list[Arrival] = field(default_factory=list)
     unconfirmed: int = 0
@@ -144,10 +148,10 @@ class _Recorder:
         if send is None:
             return None
         kind = recipient.kind
-        if kind in ("hard", "block") and not confirmed:
-            kind = "unconfirmed"
+        if kind in _COUNTED_KINDS and not confirmed:
+            kind = MailKind.UNCONFIRMED
             self.done.unconfirmed += 1
-        if kind in ("hard", "soft", "block", "unconfirmed"):
+        if kind in _BOUNCE_KINDS:
             self.ledger.add_bounce(
                 send.send_id,
                 send.campaign_id,
@@ -159,9 +163,9 @@ class _Recorder:
                 kind=kind,
                 detail=recipient.diagnostic[:200] or None,
             )
-        if kind == "hard":
+        if kind == MailKind.HARD:
             self._stop(send, StopReason.BOUNCED, suppress=effects.Suppression.HARD_BOUNCE)
-        if kind in ("hard", "block"):
+        if kind in _COUNTED_KINDS:
             self.done.check.add((send.campaign_id, send.credential_id))
         return send.email
 
@@ -170,7 +174,7 @@ class _Recorder:
         for recipient in result.recipients[:_MAX_RECIPIENTS]:
             email = self._bounce(recipient, result.references)
             first = first or email
-        if result.kind == "feedback":
+        if result.kind == MailKind.FEEDBACK:
             send = None
             if not result.recipients:
                 send = self._find(result.references, None)
@@ -178,11 +182,11 @@ class _Recorder:
                 send = self._find(result.references, first)
             if send is not None:
                 first = send.email
-                self._reply(send, "feedback", arrival)
+                self._reply(send, MailKind.FEEDBACK, arrival)
                 self._stop(send, StopReason.COMPLAINED, suppress=effects.Suppression.COMPLAINT)
         return first
 
-    def _reply(self, send: _Send, kind: str, arrival: Arrival) -> None:
+    def _reply(self, send: _Send, kind: MailKind, arrival: Arrival) -> None:
         self.ledger.add_reply(
             send.campaign_id,
             send.credential_id,
@@ -192,16 +196,16 @@ class _Recorder:
             at=self.now,
         )
 
-    def _answer(self, arrival: Arrival, result: Classification, kind: str) -> str | None:
+    def _answer(self, arrival: Arrival, result: Classification, kind: MailKind) -> str | None:
         send = self._find(result.references, None)
         if send is None and result.sender:
             send = self._find((), result.sender)
         if send is None:
             return None
         self._reply(send, kind, arrival)
-        if kind == "reply":
+        if kind == MailKind.REPLY:
             self._stop(send, StopReason.REPLIED)
-        elif kind == "unsubscribe":
+        elif kind == MailKind.UNSUBSCRIBE:
             self._stop(send, StopReason.UNSUBSCRIBED, suppress=effects.Suppression.UNSUBSCRIBED)
         else:
             campaign = self.loaded.config.campaigns.get(send.campaign_id)
@@ -218,12 +222,12 @@ class _Recorder:
         email: str | None = None
         if kind in REPORT_KINDS:
             email = self._reports(arrival, result)
-        elif kind in ("reply", "auto_reply", "unsubscribe"):
+        elif kind in (MailKind.REPLY, MailKind.AUTO_REPLY, MailKind.UNSUBSCRIBE):
             email = self._answer(arrival, result, kind)
-        elif kind == "other" and result.sender:
+        elif kind == MailKind.OTHER and result.sender:
             # Not threaded, but from an address this mailbox wrote to: a reply.
-            email = self._answer(arrival, result, "reply")
-            kind = "reply" if email is not None else kind
+            email = self._answer(arrival, result, MailKind.REPLY)
+            kind = MailKind.REPLY if email is not None else kind
         self.ledger.note_message(
             *self.key,
             arrival.key,

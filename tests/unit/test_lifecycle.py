@@ -1,8 +1,9 @@
-"""Lead states and stop reasons are the words the ledger stores and the status shows."""
+"""Lead states, stop reasons and mail kinds are the words the ledger stores and the status shows."""
 
 from __future__ import annotations
 
-from mailopsd.lifecycle import LeadState, StopReason
+from mailopsd.inbox.classify import KINDS
+from mailopsd.lifecycle import LeadState, MailKind, StopReason
 
 
 class TestLifecycle:
@@ -28,3 +29,19 @@ class TestLifecycle:
             "unsubscribed",
             "auto_reply",
         ]
+
+    def test_mail_kinds(self) -> None:
+        """Each mail kind is stored as its word; the classifier gives all but ``unconfirmed``."""
+        assert [str(kind) for kind in MailKind] == [
+            "hard",
+            "soft",
+            "block",
+            "unconfirmed",
+            "feedback",
+            "auto_reply",
+            "delivered",
+            "unsubscribe",
+            "reply",
+            "other",
+        ]
+        assert set(MailKind) - set(KINDS) == {MailKind.UNCONFIRMED}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mailopsd.inbox.classify import codes, freetext, limits, phrases, reader, reports, rules
 from mailopsd.inbox.classify.model import Classification, FailedRecipient, Reading
+from mailopsd.lifecycle import MailKind
 
 __all__ = ["classify"]
 
@@ -32,7 +33,7 @@ def classify(raw: bytes) -> Classification:
     try:
         return _classify(raw)
     except Exception as err:  # the contract is a class for any input
-        return Classification("other", notes=(f"unreadable: {type(err).__name__}",))
+        return Classification(MailKind.OTHER, notes=(f"unreadable: {type(err).__name__}",))
 
 
 # --- People and robots --------------------------------------------------------------------
@@ -142,7 +143,7 @@ def _classify(raw: bytes) -> Classification:
 def _read(mail: _Mail) -> Reading:
     """Read a message as a complaint, a notification, a report or a person's mail."""
     if mail.parts.feedback or mail.report_type == "feedback-report":
-        return Reading("feedback", reports.feedback_recipients(mail.parts), "arf")
+        return Reading(MailKind.FEEDBACK, reports.feedback_recipients(mail.parts), "arf")
     head = mail.parts.text.lstrip()[:4096]
     if head.startswith("{") and ("notificationType" in head or "eventType" in head):
         ses = reports.ses_notification(mail.parts.text)
@@ -152,21 +153,21 @@ def _read(mail: _Mail) -> Reading:
         return _bounce(mail)
     sender = reader.first_address(mail.from_field)
     if _UNSUBSCRIBE.fullmatch(mail.subject):
-        return Reading("unsubscribe", _self(sender, "unsubscribe"), "unsubscribe")
+        return Reading(MailKind.UNSUBSCRIBE, _self(sender, MailKind.UNSUBSCRIBE), "unsubscribe")
     if _ROBOT_FROM.search(mail.from_field) and _BOUNCE_BODY.search(mail.report[:8192]):
         return _bounce(mail)  # a robot's report without the usual headers
     if _is_auto_reply(mail):
-        return Reading("auto_reply", _self(sender, "auto_reply"), "auto-reply")
+        return Reading(MailKind.AUTO_REPLY, _self(sender, MailKind.AUTO_REPLY), "auto-reply")
     if _replies(mail.message):
-        return Reading("reply", [], "reply")
-    return Reading("other", [], "other")
+        return Reading(MailKind.REPLY, [], "reply")
+    return Reading(MailKind.OTHER, [], "other")
 
 
 def _replies(message: reader.Entity) -> bool:
     return "in-reply-to" in message.fields or "references" in message.fields
 
 
-def _self(sender: str | None, kind: str) -> list[FailedRecipient]:
+def _self(sender: str | None, kind: MailKind) -> list[FailedRecipient]:
     return [FailedRecipient(sender, None, kind)] if sender else []
 
 

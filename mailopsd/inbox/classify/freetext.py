@@ -21,6 +21,7 @@ import flufl.bounce
 
 from mailopsd.inbox.classify import codes, limits, phrases, reader, rules
 from mailopsd.inbox.classify.model import FailedRecipient
+from mailopsd.lifecycle import MailKind
 
 __all__ = ["brief", "flufl_recipients", "recipient_lines", "split_returned", "text_recipients"]
 
@@ -120,7 +121,7 @@ def text_recipients(
     order = list(dict.fromkeys(a for a in named if a not in exclude)) or [a for a, _ in found]
 
     @functools.cache
-    def whole() -> tuple[str | None, str, str]:
+    def whole() -> tuple[str | None, MailKind, str]:
         words = report[: limits.MAX_WORDS]
         status = codes.status_of(words)
         return status, rules.kind_of(status, words, temporary=temporary), words

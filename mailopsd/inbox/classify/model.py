@@ -5,19 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mailopsd.lifecycle import MailKind
+
 __all__ = ["KINDS", "Classification", "FailedRecipient", "Reading"]
 
-KINDS = (
-    "hard",
-    "soft",
-    "block",
-    "feedback",
-    "auto_reply",
-    "delivered",
-    "unsubscribe",
-    "reply",
-    "other",
-)
+KINDS = tuple(kind for kind in MailKind if kind is not MailKind.UNCONFIRMED)
+"""Every class the classifier gives (``unconfirmed`` is the recorder's)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +24,7 @@ class FailedRecipient:
 
     address: str
     status: str | None
-    kind: str
+    kind: MailKind
     diagnostic: str = ""
     original: str | None = None
 
@@ -47,7 +40,7 @@ class Classification:
     it was read.
     """
 
-    kind: str
+    kind: MailKind
     recipients: tuple[FailedRecipient, ...] = ()
     references: tuple[str, ...] = ()
     sender: str | None = None
@@ -58,7 +51,7 @@ class Classification:
 class Reading(NamedTuple):
     """What a message was read as: its class, its recipients, how they were found."""
 
-    kind: str
+    kind: MailKind
     recipients: list[FailedRecipient]
     how: str
     references: tuple[str, ...] = ()

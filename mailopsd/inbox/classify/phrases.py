@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailopsd.lifecycle import MailKind
+
 __all__ = [
     "AUTO_HEADERS",
     "BOUNCE_BODY",
@@ -42,7 +44,7 @@ class PhraseRule:
     code; ``None``: none, a specific code wins).
     """
 
-    kind: str
+    kind: MailKind
     phrases: tuple[str, ...]
     overrules: str | None = None
 
@@ -56,13 +58,13 @@ class PhraseRule:
 WORD_RULES = (
     # The sender's own volume: a sending quota is not the recipient's mailbox quota.
     PhraseRule(
-        "block",
+        MailKind.BLOCK,
         (r"\b(?:daily|hourly|sending|outgoing|outbound) (?:message |e?mail )?(?:quota|limit)",),
         overrules=r"",
     ),
     # A full mailbox, in the many ways servers say it.
     PhraseRule(
-        "soft",
+        MailKind.SOFT,
         (
             r"(?:mail ?box|mail ?folder|mail ?drop|inbox|postfach|buz[oó]n|bo[iî]te|casella)"
             r"[^.;]{0,40}?(?:\bfull\b|\bvoll\b|llen[oa]|plein|pien[ao]|exceed|quota)",
@@ -79,7 +81,7 @@ WORD_RULES = (
     ),
     # The recipient's account exists but is closed, disabled or blocked.
     PhraseRule(
-        "hard",
+        MailKind.HARD,
         (
             r"(?<!your )(?<!sending )(?<!sender )\b(?:account|mailbox|mail box)\b[^.;:]{0,40}?"
             r"\b(?:disabled|suspended|deactivated|inactive|closed|locked|frozen|expired|blocked"
@@ -89,7 +91,7 @@ WORD_RULES = (
     ),
     # The sender's address or domain, relaying, authentication.
     PhraseRule(
-        "block",
+        MailKind.BLOCK,
         (
             r"\bsender\b[^.;]{0,30}?\b(?:rejected|denied|blocked|refused|unknown|invalid"
             r"|not (?:allowed|authori[sz]ed|permitted|accepted)|verif)",
@@ -111,7 +113,7 @@ WORD_RULES = (
     ),
     # The receiving server limits connections or greylists: come back later.
     PhraseRule(
-        "soft",
+        MailKind.SOFT,
         (
             r"too many (?:concurrent |simultaneous |open )?connections",
             r"connection (?:rate |count )?limit",
@@ -122,7 +124,7 @@ WORD_RULES = (
     ),
     # The address or its domain does not exist.
     PhraseRule(
-        "hard",
+        MailKind.HARD,
         (
             r"\b(?:user|recipient|addressee|mailbox|address|account|alias|destination|local part)s?"
             r" (?:is )?(?:unknown|not found|not known|not exist|does not exist|doesn't exist"
@@ -174,7 +176,7 @@ WORD_RULES = (
     ),
     # The message or the sending host was refused: spam, lists, reputation, policy.
     PhraseRule(
-        "block",
+        MailKind.BLOCK,
         (
             r"spam|unsolicited|\bjunk\b|bulk mail",
             r"black ?list|block ?list|deny ?list|blocked|banned",
@@ -205,7 +207,7 @@ WORD_RULES = (
     ),
     # Too big, expired in the queue, network, the receiving system's own trouble.
     PhraseRule(
-        "soft",
+        MailKind.SOFT,
         (
             r"too (?:big|large)",
             r"size (?:limit|exceed)",

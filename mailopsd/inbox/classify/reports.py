@@ -11,6 +11,7 @@ import json
 
 from mailopsd.inbox.classify import codes, freetext, limits, phrases, reader, rules
 from mailopsd.inbox.classify.model import FailedRecipient, Reading
+from mailopsd.lifecycle import MailKind
 
 __all__ = ["dsn_recipients", "feedback_recipients", "ses_notification"]
 
@@ -41,7 +42,7 @@ def dsn_recipients(
             if rules.matching_rule(diagnostic) is None:
                 diagnostic = " ".join(f"{diagnostic} {about}".split())
         if action in ("delivered", "relayed", "expanded"):
-            kind = "delivered"
+            kind = MailKind.DELIVERED
         else:
             kind = rules.kind_of(
                 status, diagnostic, temporary=rules.either(action == "delayed", temporary)
@@ -105,8 +106,8 @@ def ses_notification(text: str) -> Reading | None:
     )
     if event == "Complaint":
         listed = _list(_dict(data.get("complaint")).get("complainedRecipients"))
-        recipients = [FailedRecipient(a, None, "feedback") for a in _ses_addresses(listed)]
-        return Reading("feedback", recipients, "ses", references)
+        recipients = [FailedRecipient(a, None, MailKind.FEEDBACK) for a in _ses_addresses(listed)]
+        return Reading(MailKind.FEEDBACK, recipients, "ses", references)
     if event == "Delivery":
         delivery = _dict(data.get("delivery"))
         response = reader.clean(str(delivery.get("smtpResponse", "")))
@@ -114,9 +115,9 @@ def ses_notification(text: str) -> Reading | None:
         code = ".".join(found.groups()) if found else None
         listed = _list(delivery.get("recipients"))
         recipients = [
-            FailedRecipient(a, code, "delivered", response) for a in _ses_addresses(listed)
+            FailedRecipient(a, code, MailKind.DELIVERED, response) for a in _ses_addresses(listed)
         ]
-        return Reading("delivered", recipients, "ses", references)
+        return Reading(MailKind.DELIVERED, recipients, "ses", references)
     if event == "Bounce":
         bounce = _dict(data.get("bounce"))
         transient = str(bounce.get("bounceType", "")) == "Transient"
@@ -130,7 +131,7 @@ def ses_notification(text: str) -> Reading | None:
             status = codes.status_of(str(entry.get("status", ""))) or codes.status_of(words)
             kind = rules.kind_of(status, words, temporary=lambda: transient)
             recipients.append(FailedRecipient(address, status, kind, words[:300]))
-        kind = recipients[0].kind if recipients else "soft" if transient else "hard"
+        kind = recipients[0].kind if recipients else MailKind.SOFT if transient else MailKind.HARD
         return Reading(kind, recipients, "ses", references)
     return None
 
@@ -165,4 +166,4 @@ def feedback_recipients(parts: reader.Parts) -> list[FailedRecipient]:
     ]
     if not found:
         found = [a for m in parts.returned if (a := reader.first_address(m.get("to")))][:1]
-    return [FailedRecipient(a, None, "feedback") for a in dict.fromkeys(found)]
+    return [FailedRecipient(a, None, MailKind.FEEDBACK) for a in dict.fromkeys(found)]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailopsd.inbox.classify import codes, limits, phrases, reader
+from mailopsd.lifecycle import MailKind
 
 __all__ = ["Flag", "Rule", "either", "informative", "kind_of", "matching_rule", "never"]
 
@@ -23,7 +24,7 @@ __all__ = ["Flag", "Rule", "either", "informative", "kind_of", "matching_rule", 
 class Rule:
     """Phrases that name a class, and the status codes they overrule."""
 
-    kind: str
+    kind: MailKind
     pattern: re.Pattern[str]
     overrules: re.Pattern[str] | None = None
 
@@ -66,7 +67,7 @@ def _url_host(match: re.Match[str]) -> str:
     return f" {match.group(1) or match.group(2) or ''} "
 
 
-def _stage_kind(words: str) -> str | None:
+def _stage_kind(words: str) -> MailKind | None:
     """``block`` when a refusal answered the greeting, HELO, MAIL FROM or the content.
 
     The last command named is the one refused (a transcript lists those before it).
@@ -79,8 +80,8 @@ def _stage_kind(words: str) -> str | None:
         return None
     if command.startswith(("data", "end of data")):
         reply = codes.REPLY_CODE.search(words)
-        return None if reply is not None and reply.group(1) == "4" else "block"
-    return "block"
+        return None if reply is not None and reply.group(1) == "4" else MailKind.BLOCK
+    return MailKind.BLOCK
 
 
 Flag = Callable[[], bool]  # a yes or no worked out only when needed
@@ -100,7 +101,7 @@ def never() -> bool:
     return False
 
 
-def kind_of(status: str | None, words: str, *, temporary: Flag = never) -> str:
+def kind_of(status: str | None, words: str, *, temporary: Flag = never) -> MailKind:
     """The class of one failed recipient from its status code and the server's words.
 
     A specific status code decides, unless the words plainly overrule it: the sender's
@@ -111,7 +112,7 @@ def kind_of(status: str | None, words: str, *, temporary: Flag = never) -> str:
     code (RFC 7504's 521 and 556 say the host or domain takes no mail at all).
     """
     if status is not None and status.startswith("2."):
-        return "delivered"
+        return MailKind.DELIVERED
     said = matching_rule(words)
     if status is not None and (specific := codes.status_kind(status)) is not None:
         if said is not None and said.overrules is not None and said.overrules.search(status):
@@ -122,12 +123,12 @@ def kind_of(status: str | None, words: str, *, temporary: Flag = never) -> str:
         return found
     reply = codes.REPLY_CODE.search(words)
     if reply is not None and reply.group(0) in ("521", "556"):
-        return "hard"
+        return MailKind.HARD
     if status is not None:
         return codes.fallback_kind(status)
     if reply is not None:
-        return "soft" if reply.group(1) == "4" else "hard"
-    return "soft" if temporary() else "hard"
+        return MailKind.SOFT if reply.group(1) == "4" else MailKind.HARD
+    return MailKind.SOFT if temporary() else MailKind.HARD
 
 
 def informative(words: str) -> bool:
