@@ -7,7 +7,9 @@ send's intent is committed to the ledger before any message leaves; outcomes are
 committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
 again. Sends of different credentials run concurrently in a bounded pool; one
-credential's sends go one after the other on its kept-open connection.
+credential's sends go one after the other on its kept-open connection. After each 5xx
+a batch asks :mod:`mailopsd.health.batch` whether its credential may go on; after the
+tick, :mod:`mailopsd.health.autodisable` checks the credentials that bounced.
 """
 
 from __future__ import annotations

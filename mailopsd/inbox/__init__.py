@@ -1,1 +1,4 @@
-"""What comes back: bounces, replies, and the policy that protects a sender's reputation."""
+"""What comes back: each mailbox polled, its messages classified and recorded.
+
+What a bounce or a complaint does to a lead and to its credential is ``mailopsd.health``'s.
+"""
