@@ -38,7 +38,7 @@ PURE = [
     "clock.py",
     "backoff.py",
     "lifecycle.py",
-    "http/tokens.py",
+    "tokens.py",
     "http/apikeys.py",
 ]
 FORBIDDEN_IMPORTS = {"socket", "smtplib", "imaplib", "sqlite3", "subprocess", "ssl", "asyncio"}

@@ -43,12 +43,13 @@ from urllib.parse import quote, urlsplit
 import jinja2
 from jinja2 import nodes
 
+from mailopsd import tokens
 from mailopsd.config import templates
 from mailopsd.config.models import Campaign, Credential, Http
 from mailopsd.config.scalars import CONTROL_CHARACTERS
-from mailopsd.http import tokens
+from mailopsd.smtp.message import Outgoing
 
-__all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings"]
+__all__ = ["ComposeError", "LinkSettings", "compose", "link_settings"]
 
 _ENVIRONMENT = templates.make_environment()
 _FOLD_AT = 78
@@ -64,26 +65,6 @@ _HTML_END = "</body></html>"
 
 class ComposeError(ValueError):
     """A template could not be rendered for a lead (the text says which and why)."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A composed message and its envelope.
-
-    Attributes:
-        data: The whole message as sent (headers and body, CRLF line ends), before the
-            SMTP dot-stuffing.
-        message_id: Its ``Message-ID``, angle brackets included.
-        subject: Its subject (decoded).
-        envelope_from: ``MAIL FROM``.
-        recipients: ``RCPT TO``: the lead first, then the BCC copy if any.
-    """
-
-    data: bytes
-    message_id: str
-    subject: str
-    envelope_from: str
-    recipients: tuple[str, ...]
 
 
 @dataclass(frozen=True)

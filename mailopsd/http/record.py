@@ -15,9 +15,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from mailopsd.config import addresses
-from mailopsd.http.tokens import Claims
 from mailopsd.lifecycle import StopReason
 from mailopsd.state.ledger import Ledger
+from mailopsd.tokens import Claims
 
 __all__ = ["SUPPRESSION_REASON", "Unsubscribed", "record_click", "record_open", "unsubscribe"]
 

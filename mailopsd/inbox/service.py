@@ -33,8 +33,6 @@ from pathlib import Path
 from mailopsd import backoff
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
-from mailopsd.dispatch.compose import Outgoing
-from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
 from mailopsd.errors import describe_unexpected
 from mailopsd.inbox import health
 from mailopsd.inbox.imap import (
@@ -50,6 +48,8 @@ from mailopsd.inbox.imap import (
 )
 from mailopsd.inbox.record import Recorded, mailbox_senders, record_poll
 from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.smtp.message import Outgoing
+from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 

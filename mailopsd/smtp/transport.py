@@ -44,9 +44,9 @@ from pathlib import Path
 
 from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
-from mailopsd.dispatch.compose import Outgoing
 from mailopsd.errors import describe_unexpected
 from mailopsd.refs import CredentialRef
+from mailopsd.smtp.message import Outgoing
 
 __all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport", "tls_mode"]
 
