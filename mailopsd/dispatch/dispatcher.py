@@ -26,14 +26,14 @@ from mailopsd import backoff
 from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.dispatch.compose import ComposeError, compose, link_settings
+from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import StateError, describe_unexpected
 from mailopsd.inbox import health, policy
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.smtp.message import Outgoing
+from mailopsd.smtp.message import ComposeError, Outgoing
 from mailopsd.smtp.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile

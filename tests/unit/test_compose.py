@@ -18,13 +18,12 @@ from mailopsd import tokens
 from mailopsd.config.models import Campaign, Http
 from mailopsd.config.templates import make_environment
 from mailopsd.dispatch.compose import (
-    ComposeError,
     LinkSettings,
     _render,
     compose,
     link_settings,
 )
-from mailopsd.smtp.message import Outgoing
+from mailopsd.smtp.message import ComposeError, Outgoing
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
