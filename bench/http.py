@@ -35,7 +35,7 @@ from bench.daemon import watched_daemon
 from bench.report import Row
 from bench.smtp import SinkCount, counting_smtp_sink, free_port, plain_credentials, wait_for_port
 from bench.smtp import write_campaign as write_smtp_campaign
-from mailopsd.http import tokens
+from mailopsd import tokens
 
 KEY = "bench-signing-key-0123456789abcdefghijklmnop"
 CONNECTIONS = 64

@@ -45,7 +45,7 @@ from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import observe
 from mailopsd.state.statefile import format_time, load_state
-from mailopsd.state.status import build_status, require_state
+from mailopsd.status.report import build_status, require_state
 
 __all__ = ["add_commands"]
 

@@ -1,6 +1,6 @@
 """Text for people: a campaign's progress in ``status``, and what a ``run --once`` did.
 
-Both read the status report (see ``mailopsd.state.status``); the run summary adds the
+Both read the status report (see ``mailopsd.status.report``); the run summary adds the
 outcomes the run counted. Times are shown in the campaign's time zone and in UTC.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from mailopsd.config.scalars import WEEKDAYS
 from mailopsd.dispatch.report import TickReport
-from mailopsd.state.progress import local_time
 from mailopsd.state.statefile import format_time
+from mailopsd.status.progress import local_time
 
 __all__ = ["campaign_lines", "run_lines"]
 

@@ -18,7 +18,9 @@ from pydantic_core import PydanticCustomError
 
 from mailopsd.config.periods import Period, parse_period
 from mailopsd.config.scalars import (
+    IMAP_IMPLICIT_TLS_PORT,
     MIN_SIGNING_KEY_CHARS,
+    SMTP_IMPLICIT_TLS_PORT,
     WEEKDAYS,
     BaseUrl,
     BounceRoute,
@@ -50,6 +52,7 @@ from mailopsd.config.scalars import (
     failure,
     is_loopback_host,
     one_of,
+    resolve_tls,
 )
 
 __all__ = [
@@ -299,6 +302,16 @@ class Credential(_Model):
         description="Open and click tracking of this mailbox's messages; when set, it "
         "replaces the campaign's as a whole. Needs http.",
     )
+
+    @property
+    def smtp_tls_mode(self) -> str:
+        """``tls`` with ``auto`` resolved: implicit TLS on port 465, else STARTTLS."""
+        return resolve_tls(self.tls, self.smtp_port, SMTP_IMPLICIT_TLS_PORT)
+
+    @property
+    def imap_tls_mode(self) -> str:
+        """``imap_tls`` with ``auto`` resolved: implicit TLS on port 993, else STARTTLS."""
+        return resolve_tls(self.imap_tls, self.imap_port or 0, IMAP_IMPLICIT_TLS_PORT)
 
     def poll_interval(self, campaign: Campaign) -> Period:
         """Time between two polls: the credential's own, else its campaign's."""

@@ -27,10 +27,12 @@ from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
 __all__ = [
     "CONTROL_CHARACTERS",
     "ID_PATTERN",
+    "IMAP_IMPLICIT_TLS_PORT",
     "MIN_POLL_SECONDS",
     "MIN_SIGNING_KEY_CHARS",
     "REDACTED",
     "REQUEST_TIMEOUT_SECONDS",
+    "SMTP_IMPLICIT_TLS_PORT",
     "WEEKDAYS",
     "BaseUrl",
     "BounceRoute",
@@ -62,6 +64,7 @@ __all__ = [
     "failure",
     "is_loopback_host",
     "one_of",
+    "resolve_tls",
 ]
 
 REDACTED = "**********"
@@ -427,6 +430,17 @@ TlsMode = Annotated[
     Literal["auto", "starttls", "implicit", "none"],
     PlainValidator(one_of("auto", "starttls", "implicit", "none")),
 ]
+SMTP_IMPLICIT_TLS_PORT = 465  # RFC 8314: SMTP submission over implicit TLS
+IMAP_IMPLICIT_TLS_PORT = 993  # RFC 8314: IMAP over implicit TLS
+
+
+def resolve_tls(mode: str, port: int, implicit_port: int) -> str:
+    """``implicit``, ``starttls`` or ``none``: ``auto`` is implicit TLS on ``implicit_port``."""
+    if mode == "auto":
+        return "implicit" if port == implicit_port else "starttls"
+    return mode
+
+
 Flag = Annotated[bool, Strict()]
 Weekday = Annotated[str, PlainValidator(one_of(*WEEKDAYS))]
 Timestamp = Annotated[

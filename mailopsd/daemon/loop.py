@@ -42,7 +42,6 @@ from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.report import TickReport
-from mailopsd.dispatch.transport import SmtpTransport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import Site
 from mailopsd.http.ledgers import ThreadLedgers
@@ -50,6 +49,7 @@ from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
+from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import Condition, StateFile, load_state, save_state

@@ -19,40 +19,42 @@ into paragraphs, and the footer's placeholders are filled in one pass over the t
 as configured (HTML-escaped text, percent-encoded inside a link), so only the template's
 own links are ever tracked; whatever a lead's address holds is never signed as a link.
 
-The message is written straight to its wire form (CRLF line ends, header lines folded
-under 78 characters, text parts in UTF-8 quoted-printable) rather than through
-``email.message``: the same MIME at a fraction of the cost, since composing is done for
-every send. A header value never holds a line break (one would be header injection) nor
-any other control character: such a value fails the lead. No line passes 998 characters:
-a subject with a longer unbroken run goes as encoded words, another header fails the lead.
+The wire form is written by :mod:`mailopsd.smtp.message`: a header value holding a line
+break or another control character fails the lead, and so does a header line over 998
+characters that cannot be folded (a subject with a longer unbroken run goes as encoded
+words instead).
 """
 
 from __future__ import annotations
 
-import binascii
 import functools
 import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.header import Header
-from email.utils import format_datetime, formataddr
 from urllib.parse import quote, urlsplit
 
 import jinja2
 from jinja2 import nodes
 
+from mailopsd import tokens
 from mailopsd.config import templates
 from mailopsd.config.models import Campaign, Credential, Http
-from mailopsd.config.scalars import CONTROL_CHARACTERS
-from mailopsd.http import tokens
+from mailopsd.smtp.message import (
+    ComposeError,
+    Outgoing,
+    ascii_address,
+    date_header,
+    fold,
+    from_header,
+    text_body,
+    text_header,
+)
 
-__all__ = ["ComposeError", "LinkSettings", "Outgoing", "compose", "link_settings"]
+__all__ = ["LinkSettings", "compose", "link_settings"]
 
 _ENVIRONMENT = templates.make_environment()
-_FOLD_AT = 78
-_MAX_LINE = 998  # RFC 5322 2.1.1: a line of a message, CRLF excluded
 # A quoted href attribute (not data-href or xlink:href); the value is HTML-escaped text.
 # A regular expression rather than an HTML parser: only the configured footer template is
 # scanned, and its markup must come out byte for byte as written.
@@ -60,30 +62,6 @@ _HREF = r"""(?<![\w:-])(href\s*=\s*)(["'])(.*?)\2"""
 # In an HTML footer template: one of its links, or a placeholder outside them.
 _FOOTER_HTML = re.compile(_HREF + "|(?-i:%%(EMAIL|UNSUBSCRIBE)%%)", re.IGNORECASE | re.DOTALL)
 _HTML_END = "</body></html>"
-
-
-class ComposeError(ValueError):
-    """A template could not be rendered for a lead (the text says which and why)."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A composed message and its envelope.
-
-    Attributes:
-        data: The whole message as sent (headers and body, CRLF line ends), before the
-            SMTP dot-stuffing.
-        message_id: Its ``Message-ID``, angle brackets included.
-        subject: Its subject (decoded).
-        envelope_from: ``MAIL FROM``.
-        recipients: ``RCPT TO``: the lead first, then the BCC copy if any.
-    """
-
-    data: bytes
-    message_id: str
-    subject: str
-    envelope_from: str
-    recipients: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -289,137 +267,6 @@ def _subject(
     return base if base.lower().startswith("re:") else f"Re: {base}"
 
 
-def _check_header_value(name: str, value: str) -> None:
-    """Refuse a header value holding a line break or another control character.
-
-    A line break would be header injection; NUL, VT, FF, FS and the like are not allowed
-    in a header (RFC 5322 2.2) and some parsers take them for line ends. The value is not
-    quoted in the error: it may hold the very characters a log line cannot show.
-
-    Raises:
-        ComposeError: The value holds one; the text names the header and the character.
-    """
-    found = CONTROL_CHARACTERS.search(value)
-    if found is None:
-        return
-    if found.group() in "\r\n":
-        raise ComposeError(f"the {name} header would hold a line break")
-    raise ComposeError(
-        f"the {name} header would hold control character U+{ord(found.group()):04X} "
-        f"(character {found.start() + 1} of the value); it comes from the lead's row or the "
-        "template: remove it there"
-    )
-
-
-def _fold_lines(name: str, value: str) -> list[str]:
-    """``Name: value`` folded at spaces so lines stay under 78 characters where they can."""
-    line = f"{name}: {value}"
-    if len(line) <= _FOLD_AT:
-        return [line]
-    lines: list[str] = []
-    for word in value.split(" "):
-        if not lines:
-            lines.append(f"{name}: {word}")
-        elif len(lines[-1]) + 1 + len(word) <= _FOLD_AT or not lines[-1].strip():
-            lines[-1] += f" {word}"
-        else:
-            lines.append(f" {word}")
-    return lines
-
-
-def _fold(name: str, value: str) -> str:
-    """``Name: value`` and CRLF, folded at spaces so lines stay under 78 characters.
-
-    Raises:
-        ComposeError: The value holds a control character, or a run of it with no space
-            to fold at would make a line longer than 998 characters (RFC 5322 2.1.1).
-    """
-    _check_header_value(name, value)
-    lines = _fold_lines(name, value)
-    longest = max(len(line) for line in lines)
-    if longest > _MAX_LINE:
-        raise ComposeError(
-            f"the {name} header would be a line of {longest} characters, over the "
-            f"{_MAX_LINE} a mail line may hold, with no space to fold it at: shorten the "
-            "value (the lead's address or field, or the config)"
-        )
-    return "\r\n".join(lines) + "\r\n"
-
-
-def _ascii_address(address: str, what: str) -> str:
-    """``address`` as SMTP without SMTPUTF8 takes it: an IDN domain in its ASCII form.
-
-    Raises:
-        ComposeError: The local part is not ASCII (only SMTPUTF8 could carry it).
-    """
-    if address.isascii():
-        return address
-    local, _, domain = address.rpartition("@")
-    try:
-        if not local.isascii():
-            raise UnicodeError("a non-ASCII local part needs SMTPUTF8")
-        return f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError as err:
-        raise ComposeError(f"{what} {address!r} cannot be sent: {err}") from err
-
-
-def _text_header(name: str, text: str) -> str:
-    """A header of free text: as is when ASCII, else RFC 2047 encoded words.
-
-    ASCII text with a run too long to fold at a space (a line over 998 characters) is
-    sent as encoded words too: they can be split anywhere and read back as the same text.
-
-    Raises:
-        ComposeError: The text holds a control character.
-    """
-    _check_header_value(name, text)
-    if text.isascii():
-        lines = _fold_lines(name, text)
-        if max(len(line) for line in lines) <= _MAX_LINE:
-            return "\r\n".join(lines) + "\r\n"
-    encoded = Header(text, "utf-8", header_name=name).encode(linesep="\r\n")
-    return f"{name}: {encoded}\r\n"
-
-
-@functools.lru_cache(maxsize=1024)
-def _from_header(name: str, address: str) -> str:
-    return _fold("From", formataddr((name, address), charset="utf-8"))
-
-
-@functools.lru_cache(maxsize=64)
-def _date_header(now: datetime) -> str:
-    return _fold("Date", format_datetime(now))
-
-
-def _qp(text: str) -> bytes:
-    """``text`` in UTF-8 quoted-printable, CRLF line ends, ending with a line end."""
-    flat = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not flat.endswith("\n"):
-        flat += "\n"
-    return binascii.b2a_qp(flat.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-
-
-_PLAIN = b'Content-Type: text/plain; charset="utf-8"\r\n'
-_HTML = b'Content-Type: text/html; charset="utf-8"\r\n'
-_QP = b"Content-Transfer-Encoding: quoted-printable\r\n"
-
-
-def _body(text: str, html_text: str | None, boundary: str) -> bytes:
-    """The MIME headers and body: one text part, or text and HTML as alternatives."""
-    if html_text is None:
-        return _PLAIN + _QP + b"\r\n" + _qp(text)
-    mark = boundary.encode("ascii")
-    return b"".join(
-        (
-            b'Content-Type: multipart/alternative; boundary="' + mark + b'"\r\n\r\n',
-            # The line end before a delimiter belongs to the delimiter, not the part.
-            b"--" + mark + b"\r\n" + _PLAIN + _QP + b"\r\n" + _qp(text),
-            b"\r\n--" + mark + b"\r\n" + _HTML + _QP + b"\r\n" + _qp(html_text),
-            b"\r\n--" + mark + b"--\r\n",
-        )
-    )
-
-
 def compose(
     campaign: Campaign,
     credential: Credential,
@@ -442,8 +289,8 @@ def compose(
     Raises:
         ComposeError: A template fails for this lead.
     """
-    to = _ascii_address(email, "address")
-    sender = _ascii_address(credential.from_email, "from_email")
+    to = ascii_address(email, "address")
+    sender = ascii_address(credential.from_email, "from_email")
     subject = _subject(campaign, step_index, fields, first_subject)
     body = _render(body_template, fields, f"step {step_index + 1} body")
     domain = sender.rsplit("@", 1)[1]
@@ -456,22 +303,22 @@ def compose(
     html_text = _html_part(body, footer_html, links=links, email=email, unsubscribe_url=url)
     mailto = f"<mailto:{sender}?subject=unsubscribe>"
     headers = [
-        _from_header(credential.from_name, sender),
-        _fold("To", to),
-        _text_header("Subject", subject),
-        _date_header(now),
-        _fold("Message-ID", message_id),
+        from_header(credential.from_name, sender),
+        fold("To", to),
+        text_header("Subject", subject),
+        date_header(now),
+        fold("Message-ID", message_id),
     ]
     if earlier_ids:
-        headers.append(_fold("In-Reply-To", earlier_ids[-1]))
-        headers.append(_fold("References", " ".join(earlier_ids)))
-    headers.append(_fold("List-Unsubscribe", f"{mailto}, <{url}>" if url else mailto))
+        headers.append(fold("In-Reply-To", earlier_ids[-1]))
+        headers.append(fold("References", " ".join(earlier_ids)))
+    headers.append(fold("List-Unsubscribe", f"{mailto}, <{url}>" if url else mailto))
     if url:
         headers.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     headers.append("MIME-Version: 1.0\r\n")
     head = "".join(headers)
     if not head.isascii():  # e.g. a non-ASCII URL: refuse rather than send 8-bit headers
         raise ComposeError("a header would hold non-ASCII text outside an encoded word")
-    data = head.encode("ascii") + _body(text, html_text, f"=_alt_{token}")
-    recipients = (to, _ascii_address(credential.bcc, "bcc")) if credential.bcc else (to,)
+    data = head.encode("ascii") + text_body(text, html_text, f"=_alt_{token}")
+    recipients = (to, ascii_address(credential.bcc, "bcc")) if credential.bcc else (to,)
     return Outgoing(data, message_id, subject, sender, recipients)

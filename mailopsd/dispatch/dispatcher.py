@@ -28,15 +28,16 @@ from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch import progression, report
-from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
+from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.rotation import Budget, Picker
-from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
 from mailopsd.lifecycle import LeadState
 from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.smtp.message import ComposeError, Outgoing
+from mailopsd.smtp.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
 from mailopsd.state.ledger import Intent, LeadProgress, Ledger, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
 

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta
 
 from mailopsd import backoff
 from mailopsd.config.models import Campaign
-from mailopsd.dispatch.transport import Outcome, OutcomeKind
 from mailopsd.health import effects
 from mailopsd.lifecycle import LeadState, StopReason
+from mailopsd.smtp.transport import Outcome, OutcomeKind
 from mailopsd.state.ledger import Intent, LeadProgress, stamp
 
 __all__ = ["after_outcome", "sent"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mailopsd.dispatch.transport import Outcome, OutcomeKind
 from mailopsd.health import batch
 from mailopsd.refs import CredentialRef
+from mailopsd.smtp.transport import Outcome, OutcomeKind
 
 __all__ = ["NOT_ATTEMPTED", "NOT_SENT_REASONS", "STOPPING", "TickReport", "not_sent_reason"]
 

@@ -26,9 +26,9 @@ from mailopsd.config.models import Campaign, Credential
 from mailopsd.http import apikeys
 from mailopsd.http.openapi import OPENAPI
 from mailopsd.refs import credential_key
-from mailopsd.state import status
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import StateFile, format_time
+from mailopsd.status import report
 
 __all__ = ["OPENAPI_PATH", "PREFIX", "ApiResponse", "Reader", "answer"]
 
@@ -225,7 +225,7 @@ class _Answer:
     ) -> dict[str, object]:
         credential = campaign.smtp_credentials[credential_id]
         entry = self.reader.state().credential(credential_key(campaign_id, credential_id))
-        figures = status.measure_credential(
+        figures = report.measure_credential(
             ledger,
             (campaign_id, credential_id),
             bounce_window=campaign.bounce_window,

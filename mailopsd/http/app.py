@@ -36,9 +36,10 @@ from typing import TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 
+from mailopsd import tokens
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Http
-from mailopsd.http import api, metrics, record, tokens
+from mailopsd.http import api, metrics, record
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger

@@ -29,9 +29,9 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state import status
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger, Totals, unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
+from mailopsd.status import report
 
 __all__ = ["CONTENT_TYPE", "PATH", "Exporter", "ReloadCounts", "Sources"]
 
@@ -134,7 +134,7 @@ class _Collector(Collector):
         for campaign_id, campaign in sorted(campaigns):
             for credential_id, credential in sorted(campaign.smtp_credentials.items()):
                 entry = state.credential(credential_key(campaign_id, credential_id))
-                figures = status.measure_credential(
+                figures = report.measure_credential(
                     ledger,
                     (campaign_id, credential_id),
                     bounce_window=campaign.bounce_window,
@@ -193,7 +193,7 @@ class _CredentialFamilies:
         credential: Credential,
         *,
         entry: CredentialState,
-        figures: status.CredentialFigures,
+        figures: report.CredentialFigures,
         polls: PollStats | None,
     ) -> None:
         """Add one credential's samples."""

@@ -17,9 +17,9 @@ from enum import StrEnum
 
 from mailopsd.config import addresses
 from mailopsd.health import effects
-from mailopsd.http.tokens import Claims
 from mailopsd.lifecycle import MailKind, StopReason
 from mailopsd.state.ledger import Ledger
+from mailopsd.tokens import Claims
 
 __all__ = ["Unsubscribed", "record_click", "record_open", "unsubscribe"]
 

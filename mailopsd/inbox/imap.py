@@ -111,9 +111,6 @@ class MailboxAccess:
             or credential.imap_password is None
         ):
             raise ValueError("the credential has no IMAP fields")
-        mode = credential.imap_tls
-        if mode == "auto":
-            mode = "implicit" if credential.imap_port == 993 else "starttls"
         ca_file = base / credential.imap_tls_ca_file if credential.imap_tls_ca_file else None
         return cls(
             campaign_id=key[0],
@@ -122,7 +119,7 @@ class MailboxAccess:
             port=credential.imap_port,
             username=credential.imap_username,
             password=credential.imap_password,
-            tls=mode,
+            tls=credential.imap_tls_mode,
             ca_file=ca_file,
             folders=credential.imap_folders,
             timeout_s=timeout_s,

@@ -16,25 +16,20 @@ forwarded through the credential's SMTP.
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.utils import formatdate, make_msgid
+from datetime import UTC, datetime
+from email.utils import make_msgid
 from pathlib import Path
 
 from mailopsd import backoff
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
-from mailopsd.dispatch.compose import Outgoing
-from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable
 from mailopsd.inbox.imap import (
@@ -50,6 +45,8 @@ from mailopsd.inbox.imap import (
 )
 from mailopsd.inbox.record import Recorded, mailbox_senders, record_poll
 from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.smtp.message import forwarded_report
+from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
 from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -426,7 +423,13 @@ class Inbox:
         sent = 0
         for start in range(0, len(uids), BATCH):  # a batch of whole messages in memory
             for raw in fetch_full(access, folder, validity, uids[start : start + BATCH]):
-                outgoing = _forwarded(credential, raw, to)
+                outgoing = forwarded_report(
+                    sender=credential.from_email,
+                    to=to,
+                    raw=raw,
+                    message_id=make_msgid(domain=credential.from_email.rpartition("@")[2]),
+                    now=datetime.now(UTC),
+                )
                 if credential.status == "sandbox":
                     continue
                 outcome = self.smtp.deliver(key, credential, ca_file, outgoing)
@@ -460,46 +463,3 @@ def _with_entry(state: StateFile, key: CredentialRef, entry: CredentialState) ->
     credentials = dict(state.credentials)
     credentials[credential_key(*key)] = entry
     return state.model_copy(update={"credentials": credentials})
-
-
-def _forwarded(credential: Credential, raw: bytes, to: str) -> Outgoing:
-    """A message to ``to`` that carries the report ``raw`` as an attachment.
-
-    The report goes as it came, never parsed and written again: a hostile one may nest
-    messages thousands deep (the email package then recurses past Python's limit) or hold
-    bytes its generator cannot write back. In clean 7-bit lines it is a ``message/rfc822``
-    part; otherwise a base64 ``report.eml`` file.
-    """
-    message_id = make_msgid(domain=credential.from_email.rpartition("@")[2])
-    boundary = "mailopsd-" + hashlib.sha256(raw).hexdigest()[:32]  # a report cannot hold it
-    head = (
-        f"From: {credential.from_email}\r\nTo: {to}\r\nSubject: Fwd: delivery report\r\n"
-        f"Date: {formatdate(localtime=False)}\r\nMessage-ID: {message_id}\r\n"
-        "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
-        f'--{boundary}\r\nContent-Type: text/plain; charset="utf-8"\r\n\r\n'
-        f"A delivery report mailopsd processed is attached.\r\n--{boundary}\r\n"
-    )
-    return Outgoing(
-        data=head.encode() + _attachment(raw) + f"\r\n--{boundary}--\r\n".encode(),
-        message_id=message_id,
-        subject="Fwd: delivery report",
-        envelope_from=credential.from_email,
-        recipients=(to,),
-    )
-
-
-_CLEAN_LINES = re.compile(rb"(?:[\t\x20-\x7e]{0,998}\r\n)*[\t\x20-\x7e]{0,998}")
-
-
-def _attachment(raw: bytes) -> bytes:
-    """The MIME part for a forwarded report: as it came if it is clean 7-bit, else base64."""
-    lines = re.sub(rb"\r?\n", b"\r\n", raw)
-    if _CLEAN_LINES.fullmatch(lines):
-        return b"Content-Type: message/rfc822\r\n\r\n" + lines
-    encoded = base64.encodebytes(raw).replace(b"\n", b"\r\n")
-    return (
-        b'Content-Type: application/octet-stream; name="report.eml"\r\n'
-        b'Content-Disposition: attachment; filename="report.eml"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded
-    )

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from mailopsd import tokens
 from mailopsd.config.models import Campaign
-from mailopsd.dispatch.compose import LinkSettings, Outgoing, compose
-from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
-from mailopsd.http import tokens
+from mailopsd.dispatch.compose import LinkSettings, compose
+from mailopsd.smtp.message import Outgoing
+from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
 from mailopsd.state.ledger import Ledger
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import SmtpServer

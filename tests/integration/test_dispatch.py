@@ -14,11 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from mailopsd import cli
+from mailopsd import cli, tokens
 from mailopsd.config.loader import LoadOptions
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.dispatch.dispatcher import HEARTBEAT_S
-from mailopsd.http import tokens
 from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, load_state, save_state

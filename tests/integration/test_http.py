@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mailopsd import cli
+from mailopsd import cli, tokens
 from mailopsd.daemon import Daemon
-from mailopsd.http import tokens
 from mailopsd.http.app import PIXEL_GIF
 from mailopsd.state.ledger import Ledger, Tracked
 from tests.daemons import in_process

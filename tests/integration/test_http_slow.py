@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
+from mailopsd import tokens
 from mailopsd.daemon import Daemon
-from mailopsd.http import tokens
 from tests.daemons import in_process
 from tests.dispatch_setup import credential, write_campaign
 from tests.servers.smtp import SmtpServer

@@ -14,17 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailopsd import tokens
 from mailopsd.config.models import Campaign, Http
 from mailopsd.config.templates import make_environment
 from mailopsd.dispatch.compose import (
-    ComposeError,
     LinkSettings,
-    Outgoing,
     _render,
     compose,
     link_settings,
 )
-from mailopsd.http import tokens
+from mailopsd.smtp.message import ComposeError, Outgoing
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.dispatch.compose import Outgoing, compose
-from mailopsd.dispatch.transport import OutcomeKind, SmtpTransport
+from mailopsd.dispatch.compose import compose
+from mailopsd.smtp.message import Outgoing
+from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
 from tests.configs import CANARY_NON_ASCII, traces_in
 from tests.dispatch_setup import credential
 from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp

@@ -320,6 +320,36 @@ class TestCrossFieldRules:
         )
         assert loads(path).config.campaigns["acme-q4"].smtp_credentials["primary"].tls == "none"
 
+    @pytest.mark.parametrize(
+        ("ports", "modes", "expected"),
+        [
+            ((587, 143), "", ("starttls", "starttls")),
+            ((465, 993), "", ("implicit", "implicit")),
+            (
+                (587, 993),
+                "        tls: implicit\n        imap_tls: starttls\n",
+                ("implicit", "starttls"),
+            ),
+        ],
+    )
+    def test_tls_auto_picks_by_port(
+        self,
+        write_config: Writer,
+        ports: tuple[int, int],
+        modes: str,
+        expected: tuple[str, str],
+    ) -> None:
+        """auto is implicit TLS on 465 (SMTP) and 993 (IMAP), else STARTTLS; a mode set stays."""
+        path = write_config(
+            replace=("smtp_port: 587", f"smtp_port: {ports[0]}"),
+            add="        imap_host: imap.example.com\n"
+            f"        imap_port: {ports[1]}\n"
+            "        imap_username: user@example.com\n"
+            f"        imap_password: {CANARY}\n" + modes,
+        )
+        credential = loads(path).config.campaigns["acme-q4"].smtp_credentials["primary"]
+        assert (credential.smtp_tls_mode, credential.imap_tls_mode) == expected
+
 
 class TestCampaignRules:
     """Campaign-level fields, the sequence, the window and the unsubscribe block."""

@@ -8,8 +8,8 @@ from pathlib import Path
 from mailopsd.config.leads import LeadRow
 from mailopsd.health.effects import Suppression
 from mailopsd.http import record
-from mailopsd.http.tokens import Claims
 from mailopsd.state.ledger import Ledger
+from mailopsd.tokens import Claims
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 

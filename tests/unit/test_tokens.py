@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailopsd.http import tokens
-from mailopsd.http.tokens import Claims
+from mailopsd import tokens
+from mailopsd.tokens import Claims
 
 KEY = b"k" * 32
 OTHER_KEY = b"o" * 32

@@ -44,11 +44,11 @@ from pathlib import Path
 
 from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
-from mailopsd.dispatch.compose import Outgoing
 from mailopsd.errors import describe_unexpected
 from mailopsd.refs import CredentialRef
+from mailopsd.smtp.message import Outgoing
 
-__all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport", "tls_mode"]
+__all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport"]
 
 _DETAIL_MAX = 200
 _CLOSING = 421  # "service not available, closing transmission channel" (RFC 5321 3.8)
@@ -108,13 +108,6 @@ def _reply(code: int, text: object) -> Outcome:
         return Outcome(OutcomeKind.NOT_SENT, code, _detail(text))
     kind = OutcomeKind.DEFERRED if 400 <= code < 500 else OutcomeKind.REJECTED
     return Outcome(kind, code, _detail(text))
-
-
-def tls_mode(credential: Credential) -> str:
-    """``implicit``, ``starttls`` or ``none``: ``auto`` is implicit TLS on 465, else STARTTLS."""
-    if credential.tls == "auto":
-        return "implicit" if credential.smtp_port == 465 else "starttls"
-    return credential.tls
 
 
 class _NoStartTls(smtplib.SMTPException):
@@ -219,7 +212,7 @@ class SmtpTransport:
         return context
 
     def _connect(self, credential: Credential, ca_file: Path | None) -> smtplib.SMTP:
-        mode = tls_mode(credential)
+        mode = credential.smtp_tls_mode
         context = self._context(ca_file) if mode != "none" else None
         source = (credential.source_address, 0) if credential.source_address else None
         host, port = credential.smtp_host, credential.smtp_port

@@ -20,7 +20,6 @@ from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, CredentialCounts, Ledger
-from mailopsd.state.progress import campaign_progress
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -28,6 +27,7 @@ from mailopsd.state.statefile import (
     format_time,
     load_state,
 )
+from mailopsd.status.progress import campaign_progress
 
 __all__ = [
     "PUBLIC_FIELDS",

@@ -1,0 +1,1 @@
+"""The daemon's own state: the ledger (SQLite) and the state file."""
