@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import pytest
 
 from mailopsd.config.models import SECRET_FIELDS
 from tests.configs import BASE, CANARY, LEADS
+from tests.waiting import poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -278,15 +279,6 @@ def machines(tmp_path: Path) -> Iterator[tuple[Container, Workstation]]:
         container.stop()
 
 
-def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _status(server: Container) -> dict[str, object]:
     done = server.shell("/opt/mailopsd/bin/mailopsd status --json --state-dir /var/lib/mailopsd")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -361,10 +353,20 @@ def test_install_section_runs_as_written(machines: tuple[Container, Workstation]
     assert f"revision git:{first_commit[:12]}" in look
     assert "campaign acme-q4 'ACME Q4 outreach'" in look
 
-    _eventually(lambda: bool(_sandbox_copies(server)), "a sandbox copy of the first send")
+    poll_until(
+        lambda: bool(_sandbox_copies(server)),
+        timeout_s=WAIT_S,
+        interval_s=0.5,
+        what="a sandbox copy of the first send",
+    )
     assert "To: grace@example.com" in _sandbox_copies(server)[0]
 
-    _eventually(lambda: _daily_limit(server) == 150, "the pulled change to be applied")
+    poll_until(
+        lambda: _daily_limit(server) == 150,
+        timeout_s=WAIT_S,
+        interval_s=0.5,
+        what="the pulled change to be applied",
+    )
     assert _status(server)["revision"] == f"git:{pushed[:12]}"
     assert server.shell("systemctl is-active mailopsd").stdout == "active\n"
     journal = _journal(server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from tests.dispatch_setup import credential, write_campaign
 from tests.integration.test_inbox import ADA, imap_fields, sent_ids
 from tests.servers.imap import Dovecot, HungServer, agreeable_imap
 from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -32,14 +33,6 @@ START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 def daemon(path: Path, state: Path, clock: list[datetime]) -> AbstractContextManager[Daemon]:
     """A daemon in this process, with short IMAP timeouts and retries, on a test clock."""
     return in_process(path, state, clock, imap_timeout_s=1.0, imap_retry_s=0.2)
-
-
-def _until(check: Callable[[], bool], step: Callable[[], None], timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        step()
-        time.sleep(0.05)
 
 
 def _error(running: Daemon) -> str | None:
@@ -74,7 +67,12 @@ def test_wrong_password_is_reported_and_sending_goes_on(
     caplog.set_level(logging.INFO)
     with daemon(path, tmp_path / "state", clock) as running:
         running.dispatch()
-        _until(lambda: _error(running) is not None, running.inbox_tick)
+        poll_until(
+            lambda: _error(running) is not None,
+            timeout_s=15,
+            what="the mailbox error",
+            between=running.inbox_tick,
+        )
         error = _error(running)
         assert error is not None
         assert error.startswith("login: ")
@@ -112,7 +110,12 @@ def test_server_stopped_mid_run_then_back(
     with daemon(path, state, clock) as running:
         running.dispatch()
         running.inbox_tick()
-        _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
+        poll_until(
+            lambda: _last_result(state).startswith("ok"),
+            timeout_s=15,
+            what="a good poll",
+            between=running.inbox_tick,
+        )
         own_dovecot.stop()
         running.poll_inbox()
         assert _error(running) == "connect: Connection refused"
@@ -124,7 +127,12 @@ def test_server_stopped_mid_run_then_back(
         own_dovecot.append(
             user, inbox_mail.reply("lead0002@example.net", ADA, ids["lead0002@example.net"])
         )
-        _until(lambda: _error(running) is None, running.inbox_tick)
+        poll_until(
+            lambda: _error(running) is None,
+            timeout_s=15,
+            what="the mailbox to read again",
+            between=running.inbox_tick,
+        )
         assert _stop_reason(state, "lead0002@example.net") == "replied"
 
 
@@ -146,7 +154,12 @@ def test_hung_server_does_not_hold_dispatch(
         running.dispatch()
         assert time.monotonic() - started < 1.0  # the poll is still hanging in its worker
         assert _sends(smtp_server) == 4
-        _until(lambda: _error(running) is not None, running.inbox_tick)
+        poll_until(
+            lambda: _error(running) is not None,
+            timeout_s=15,
+            what="the mailbox error",
+            between=running.inbox_tick,
+        )
         assert _error(running) == "connect: timed out"
 
 
@@ -162,16 +175,22 @@ def test_idle_reads_a_reply_at_once(
     with daemon(path, state, clock) as running:
         running.dispatch()
         running.inbox_tick()
-        _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
+        poll_until(
+            lambda: _last_result(state).startswith("ok"),
+            timeout_s=15,
+            what="a good poll",
+            between=running.inbox_tick,
+        )
         time.sleep(0.5)  # the IDLE connection is waiting
         ids = sent_ids(smtp_server)
         dovecot.append(
             user, inbox_mail.reply("lead0001@example.net", ADA, ids["lead0001@example.net"])
         )
-        _until(
+        poll_until(
             lambda: _stop_reason(state, "lead0001@example.net") == "replied",
-            running.inbox_tick,
             timeout_s=10,
+            what="the reply to stop the lead",
+            between=running.inbox_tick,
         )
 
 

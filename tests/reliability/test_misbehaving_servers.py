@@ -58,6 +58,7 @@ from tests.reliability.counts import count
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import Handler, SmtpServer, TestController, start_smtp
 from tests.servers.tlsca import TestCA, make_ca
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SPEED = 120  # daemon seconds per real second: a backoff of 30 s takes 0.25 s
@@ -138,7 +139,12 @@ class _DaemonProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _RUNNER, json.dumps(options)], stderr=stream
             )
-        _eventually(lambda: " ready " in self.text(), "the daemon to be ready", self.check)
+        poll_until(
+            lambda: " ready " in self.text(),
+            timeout_s=WAIT_S,
+            what="the daemon to be ready",
+            between=self.check,
+        )
 
     def check(self) -> None:
         """Fail at once, with its log, if the daemon died."""
@@ -196,16 +202,6 @@ def _measured(daemon: _DaemonProcess, into: dict[str, _Cpu], label: str) -> Iter
     cpu, wall = daemon.cpu_s(), time.monotonic()
     yield
     into[label] = _Cpu(daemon.cpu_s() - cpu, time.monotonic() - wall)
-
-
-def _eventually(
-    check: Callable[[], bool], what: str, alive: Callable[[], None], timeout_s: float = WAIT_S
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        alive()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _status(state: Path, *extra: str) -> str:
@@ -572,7 +568,7 @@ def _wait_for_recovery(
         )
 
     with contextlib.suppress(AssertionError):  # the tests say what did not recover
-        _eventually(done, "recovery", daemon.check, timeout_s=BACKOFF_CAP_S + 15)
+        poll_until(done, timeout_s=BACKOFF_CAP_S + 15, what="recovery", between=daemon.check)
     return recovered
 
 
@@ -1042,7 +1038,12 @@ def _run_imap(
     with _running(directory) as daemon:
         started = time.monotonic()
         with _measured(daemon, cpu, "window"):
-            _eventually(lambda: _cursor(state, UIDVALIDITY)[2] != polled, "a poll", daemon.check)
+            poll_until(
+                lambda: _cursor(state, UIDVALIDITY)[2] != polled,
+                timeout_s=WAIT_S,
+                what="a poll",
+                between=daemon.check,
+            )
             validities = _renumber(directory, dovecot, smtp)
             _watch_until(started + WINDOW_S - 1.5, daemon, rescan)
             status_during = _status(state)
@@ -1063,7 +1064,12 @@ def _run_imap(
             return len(recovered) == len(waiting)
 
         with _measured(daemon, cpu, "recovery"), contextlib.suppress(AssertionError):
-            _eventually(done, "the mailboxes to read again", daemon.check, WINDOW_S + 15)
+            poll_until(
+                done,
+                timeout_s=WINDOW_S + 15,
+                what="the mailboxes to read again",
+                between=daemon.check,
+            )
         exit_code = daemon.stop()
     status_text = _status(state)
     return _ImapRun(
