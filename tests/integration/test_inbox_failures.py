@@ -21,8 +21,7 @@ from mailopsd.daemon import Daemon
 from mailopsd.inbox.imap import ImapError, MailboxAccess, poll
 from tests import inbox_mail
 from tests.daemons import in_process
-from tests.dispatch_setup import credential, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields, sent_ids
+from tests.dispatch_setup import ADA, credential, imap_fields, sent_ids, write_campaign
 from tests.servers.imap import Dovecot, HungServer, agreeable_imap
 from tests.servers.smtp import SmtpServer
 from tests.waiting import poll_until

@@ -43,6 +43,7 @@ from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import SecretError
 from mailopsd.notify import Notifier
 from mailopsd.state.statefile import load_state
+from tests import dispatch_setup
 from tests.reliability.counts import count, seeded
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
@@ -74,17 +75,7 @@ Tree = dict[str, Any]
 
 
 def _credential(server: SmtpServer, login: str) -> Tree:
-    return {
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_username": login,
-        "smtp_password": f"pw-{login}",
-        "from_name": login.capitalize(),
-        "from_email": f"{login}@sender.example.com",
-        "daily_limit": 1,
-        "tls": "starttls",
-        "tls_ca_file": CA_FILE,
-    }
+    return dispatch_setup.credential(server, login, daily_limit=1, tls_ca_file=CA_FILE)
 
 
 def _campaign(campaign_id: str, server: SmtpServer) -> Tree:

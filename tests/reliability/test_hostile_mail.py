@@ -53,8 +53,7 @@ from mailopsd.inbox import imap, record
 from mailopsd.inbox.classify import KINDS, Classification, classify
 from mailopsd.state.ledger import Ledger
 from tests.daemons import in_process
-from tests.dispatch_setup import credential, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields, sent_ids
+from tests.dispatch_setup import ADA, credential, imap_fields, sent_ids, write_campaign
 from tests.reliability.counts import count, seeded
 from tests.reliability.malformed_mail import Malformed, Targets, generate
 from tests.servers.imap import Dovecot

@@ -46,8 +46,16 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
-from tests.dispatch_setup import credential, parsed, run_once, write_campaign
-from tests.integration.test_inbox import imap_fields
+from tests.dispatch_setup import (
+    campaign_tree,
+    credential,
+    imap_fields,
+    parsed,
+    run_once,
+    write_campaign,
+    write_config,
+    write_leads,
+)
 from tests.integration.test_inbox_failures import daemon as in_process_daemon
 from tests.reliability.counts import count
 from tests.servers.imap import Dovecot
@@ -395,26 +403,20 @@ def _write_config(
     credentials: dict[str, dict[str, Any]],
     *,
     follow_up: str = "30 days",
-    **campaign: Any,
+    **fields: Any,
 ) -> Path:
     """One campaign per scenario (its id is the scenario's), each with ``LEADS`` leads."""
     campaigns = {}
     for name, values in credentials.items():
-        rows = "".join(f"{_lead(name, i)},Lead{i}\n" for i in range(LEADS))
-        (directory / f"{name}.csv").write_text("email,first_name\n" + rows)
-        campaigns[name] = {
-            "name": f"Misbehaving {name}",
-            "leads": f"{name}.csv",
-            "sequence": [
-                {"subject": "Hello {{ first_name }}", "body": "Hi {{ first_name }}, step 1."},
-                {"delay": follow_up, "body": "Hi again {{ first_name }}, step 2."},
-            ],
-            "smtp_credentials": {"a": values},
-            **campaign,
-        }
-    path = directory / "c.yaml"
-    path.write_text(yaml.safe_dump({"campaigns": campaigns}, sort_keys=False))
-    return path
+        write_leads(directory / f"{name}.csv", [f"{_lead(name, i)},Lead{i}" for i in range(LEADS)])
+        campaigns[name] = campaign_tree(
+            {"a": values},
+            delay=follow_up,
+            name=f"Misbehaving {name}",
+            leads=f"{name}.csv",
+            **fields,
+        )
+    return write_config(directory, campaigns)
 
 
 def _lines(log: str, campaign: str) -> list[str]:

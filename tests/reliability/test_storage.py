@@ -31,8 +31,7 @@ from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
 from tests.daemons import in_process
-from tests.dispatch_setup import credential, parsed, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields, sent_ids
+from tests.dispatch_setup import ADA, credential, imap_fields, parsed, sent_ids, write_campaign
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import Handler, SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
