@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,6 +279,10 @@ def machines(tmp_path: Path) -> Iterator[tuple[Container, Workstation]]:
         container.stop()
 
 
+def _eventually(check: Callable[[], object], what: str) -> None:
+    poll_until(check, timeout_s=WAIT_S, interval_s=0.5, what=what)
+
+
 def _status(server: Container) -> dict[str, object]:
     done = server.shell("/opt/mailopsd/bin/mailopsd status --json --state-dir /var/lib/mailopsd")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -353,20 +357,10 @@ def test_install_section_runs_as_written(machines: tuple[Container, Workstation]
     assert f"revision git:{first_commit[:12]}" in look
     assert "campaign acme-q4 'ACME Q4 outreach'" in look
 
-    poll_until(
-        lambda: bool(_sandbox_copies(server)),
-        timeout_s=WAIT_S,
-        interval_s=0.5,
-        what="a sandbox copy of the first send",
-    )
+    _eventually(lambda: bool(_sandbox_copies(server)), "a sandbox copy of the first send")
     assert "To: grace@example.com" in _sandbox_copies(server)[0]
 
-    poll_until(
-        lambda: _daily_limit(server) == 150,
-        timeout_s=WAIT_S,
-        interval_s=0.5,
-        what="the pulled change to be applied",
-    )
+    _eventually(lambda: _daily_limit(server) == 150, "the pulled change to be applied")
     assert _status(server)["revision"] == f"git:{pushed[:12]}"
     assert server.shell("systemctl is-active mailopsd").stdout == "active\n"
     journal = _journal(server)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,6 +100,10 @@ def _status(state: Path) -> dict[str, object]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
+def _eventually(check: Callable[[], object], what: str) -> None:
+    poll_until(check, timeout_s=WAIT_S, interval_s=0.2, what=what)
+
+
 def _limit(state: Path) -> object:
     campaigns = _status(state)["campaigns"]
     return campaigns[0]["smtp_credentials"][0]["daily_limit"]  # type: ignore[index]
@@ -148,30 +152,15 @@ def test_daemon_lifecycle(
         path = config / "c.yaml"
         first_revision = load_state(state).daemon.applied_revision
         path.write_text(path.read_text().replace("daily_limit: 100", "daily_limit: 150"))
-        poll_until(
-            lambda: _limit(state) == 150,
-            timeout_s=WAIT_S,
-            interval_s=0.2,
-            what="the edit to be applied",
-        )
+        _eventually(lambda: _limit(state) == 150, "the edit to be applied")
         assert load_state(state).daemon.applied_revision != first_revision
 
         with (config / "leads.csv").open("a") as leads:
             leads.write("alan@example.org,Alan,Bletchley\n")
-        poll_until(
-            lambda: _status(state)["campaigns"][0]["leads"] == 2,  # type: ignore[index]
-            timeout_s=WAIT_S,
-            interval_s=0.2,
-            what="the new lead",
-        )
+        _eventually(lambda: _status(state)["campaigns"][0]["leads"] == 2, "the new lead")  # type: ignore[index]
 
         path.write_text(path.read_text().replace("daily_limit: 150", "daily_limit: 0"))
-        poll_until(
-            lambda: _condition(state, "ConfigError")["status"] == "True",
-            timeout_s=WAIT_S,
-            interval_s=0.2,
-            what="ConfigError",
-        )
+        _eventually(lambda: _condition(state, "ConfigError")["status"] == "True", "ConfigError")
         error = _condition(state, "ConfigError")
         assert error["errors"] == [
             f"{path}:18:22: campaigns.acme-q4.smtp_credentials.primary.daily_limit: "
@@ -181,12 +170,7 @@ def test_daemon_lifecycle(
         assert _limit(state) == 150
 
         path.write_text(path.read_text().replace("daily_limit: 0", "daily_limit: 175"))
-        poll_until(
-            lambda: _limit(state) == 175,
-            timeout_s=WAIT_S,
-            interval_s=0.2,
-            what="the fix to be applied",
-        )
+        _eventually(lambda: _limit(state) == 175, "the fix to be applied")
         assert _condition(state, "ConfigError")["status"] == "False"
 
         before = len(notify.messages)

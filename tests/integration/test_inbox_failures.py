@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +32,13 @@ START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 def daemon(path: Path, state: Path, clock: list[datetime]) -> AbstractContextManager[Daemon]:
     """A daemon in this process, with short IMAP timeouts and retries, on a test clock."""
     return in_process(path, state, clock, imap_timeout_s=1.0, imap_retry_s=0.2)
+
+
+def _tick_until(
+    running: Daemon, check: Callable[[], object], *, what: str, timeout_s: float = 15
+) -> None:
+    """Tick the daemon's inbox until ``check()`` holds."""
+    poll_until(check, timeout_s=timeout_s, what=what, between=running.inbox_tick)
 
 
 def _error(running: Daemon) -> str | None:
@@ -66,12 +73,7 @@ def test_wrong_password_is_reported_and_sending_goes_on(
     caplog.set_level(logging.INFO)
     with daemon(path, tmp_path / "state", clock) as running:
         running.dispatch()
-        poll_until(
-            lambda: _error(running) is not None,
-            timeout_s=15,
-            what="the mailbox error",
-            between=running.inbox_tick,
-        )
+        _tick_until(running, lambda: _error(running) is not None, what="the mailbox error")
         error = _error(running)
         assert error is not None
         assert error.startswith("login: ")
@@ -109,12 +111,7 @@ def test_server_stopped_mid_run_then_back(
     with daemon(path, state, clock) as running:
         running.dispatch()
         running.inbox_tick()
-        poll_until(
-            lambda: _last_result(state).startswith("ok"),
-            timeout_s=15,
-            what="a good poll",
-            between=running.inbox_tick,
-        )
+        _tick_until(running, lambda: _last_result(state).startswith("ok"), what="a good poll")
         own_dovecot.stop()
         running.poll_inbox()
         assert _error(running) == "connect: Connection refused"
@@ -126,12 +123,7 @@ def test_server_stopped_mid_run_then_back(
         own_dovecot.append(
             user, inbox_mail.reply("lead0002@example.net", ADA, ids["lead0002@example.net"])
         )
-        poll_until(
-            lambda: _error(running) is None,
-            timeout_s=15,
-            what="the mailbox to read again",
-            between=running.inbox_tick,
-        )
+        _tick_until(running, lambda: _error(running) is None, what="the mailbox to read again")
         assert _stop_reason(state, "lead0002@example.net") == "replied"
 
 
@@ -153,12 +145,7 @@ def test_hung_server_does_not_hold_dispatch(
         running.dispatch()
         assert time.monotonic() - started < 1.0  # the poll is still hanging in its worker
         assert _sends(smtp_server) == 4
-        poll_until(
-            lambda: _error(running) is not None,
-            timeout_s=15,
-            what="the mailbox error",
-            between=running.inbox_tick,
-        )
+        _tick_until(running, lambda: _error(running) is not None, what="the mailbox error")
         assert _error(running) == "connect: timed out"
 
 
@@ -174,22 +161,17 @@ def test_idle_reads_a_reply_at_once(
     with daemon(path, state, clock) as running:
         running.dispatch()
         running.inbox_tick()
-        poll_until(
-            lambda: _last_result(state).startswith("ok"),
-            timeout_s=15,
-            what="a good poll",
-            between=running.inbox_tick,
-        )
+        _tick_until(running, lambda: _last_result(state).startswith("ok"), what="a good poll")
         time.sleep(0.5)  # the IDLE connection is waiting
         ids = sent_ids(smtp_server)
         dovecot.append(
             user, inbox_mail.reply("lead0001@example.net", ADA, ids["lead0001@example.net"])
         )
-        poll_until(
+        _tick_until(
+            running,
             lambda: _stop_reason(state, "lead0001@example.net") == "replied",
-            timeout_s=10,
             what="the reply to stop the lead",
-            between=running.inbox_tick,
+            timeout_s=10,
         )
 
 
