@@ -27,6 +27,7 @@ import pytest
 
 from mailopsd.config.models import SECRET_FIELDS
 from tests.configs import BASE, CANARY, LEADS
+from tests.waiting import poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -278,13 +279,8 @@ def machines(tmp_path: Path) -> Iterator[tuple[Container, Workstation]]:
         container.stop()
 
 
-def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+def _eventually(check: Callable[[], object], what: str) -> None:
+    poll_until(check, timeout_s=WAIT_S, interval_s=0.5, what=what)
 
 
 def _status(server: Container) -> dict[str, object]:

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -57,11 +56,9 @@ def _daemon(tmp_path: Path, smtp: SmtpServer) -> Iterator[Daemon]:
         {"a": credential(smtp, "ada")},
         leads=2,
         steps=2,
+        http={"listen": "127.0.0.1:0", "public_base_url": BASE_URL, "signing_key": KEY},
         unsubscribe={"footer_html": '<p><a href="%%UNSUBSCRIBE%%">Stop</a></p>'},
     )
-    config = yaml.safe_load(path.read_text())
-    config["http"] = {"listen": "127.0.0.1:0", "public_base_url": BASE_URL, "signing_key": KEY}
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
     with in_process(path, tmp_path / "state", [START]) as daemon:
         daemon.start_http()
         assert daemon.dispatch() == 2

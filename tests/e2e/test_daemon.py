@@ -23,6 +23,7 @@ import pytest
 from mailopsd.state.statefile import load_state
 from tests.configs import BASE, LEADS
 from tests.sops_tools import AgeKey, make_key
+from tests.waiting import poll_until
 
 WAIT_S = 30.0
 
@@ -99,13 +100,8 @@ def _status(state: Path) -> dict[str, object]:
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def _eventually(check: Callable[[], object], what: str) -> None:
+    poll_until(check, timeout_s=WAIT_S, interval_s=0.2, what=what)
 
 
 def _limit(state: Path) -> object:

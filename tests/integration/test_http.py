@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mailopsd import cli, tokens
 from mailopsd.daemon import Daemon
@@ -77,18 +76,15 @@ class Running:
 
 
 def _write_config(tmp_path: Path, smtp: SmtpServer, *, key: str = KEY, leads: int = 3) -> Path:
-    path = write_campaign(
+    return write_campaign(
         tmp_path,
         {"a": credential(smtp, "ada")},
         leads=leads,
         steps=2,
+        http={"listen": "127.0.0.1:0", "public_base_url": BASE_URL, "signing_key": key},
         unsubscribe={"footer_html": FOOTER},
         tracking={"open": True, "click": True},
     )
-    config = yaml.safe_load(path.read_text())
-    config["http"] = {"listen": "127.0.0.1:0", "public_base_url": BASE_URL, "signing_key": key}
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import yaml
 
 from mailopsd.http.apikeys import hash_api_key
 from mailopsd.state.statefile import CredentialState, StateFile, save_state
-from tests.dispatch_setup import credential, write_campaign
+from tests.dispatch_setup import campaign_tree, credential, write_config, write_leads
 from tests.integration.test_http import KEY, Reply, Running, _daemon
 from tests.printed import run_as_printed, suggested_commands
 from tests.servers.smtp import SmtpServer
@@ -27,28 +27,28 @@ SECRETS = ("pw-ada", "pw-box2", "pw-box3", '"ada"', '"box2"', '"box3"', KEY, KEY
 
 
 def _write_config(tmp_path: Path, smtp: SmtpServer) -> Path:
-    path = write_campaign(
+    write_leads(tmp_path / "leads.csv", 3)
+    unsubscribe = {"footer_html": '<p><a href="%%UNSUBSCRIBE%%">Stop</a></p>'}
+    boxes = {"a": credential(smtp, "ada", label="Primary"), "b": credential(smtp, "box2")}
+    others = {"e": credential(smtp, "box3")}
+    return write_config(
         tmp_path,
-        {"a": credential(smtp, "ada", label="Primary"), "b": credential(smtp, "box2")},
-        leads=3,
-        steps=2,
-        unsubscribe={"footer_html": '<p><a href="%%UNSUBSCRIBE%%">Stop</a></p>'},
+        {
+            "camp": campaign_tree(boxes, unsubscribe=unsubscribe),
+            "other": campaign_tree(
+                others, name="Other account", unsubscribe=unsubscribe, account="acct-b"
+            ),
+        },
+        http={
+            "listen": "127.0.0.1:0",
+            "public_base_url": "https://mail.example.com",
+            "signing_key": KEY,
+        },
+        api_keys={
+            "ops": {"account": "default", "sha256": hash_api_key(KEY_A)},
+            "partner": {"account": "acct-b", "sha256": hash_api_key(KEY_B)},
+        },
     )
-    config = yaml.safe_load(path.read_text())
-    other = dict(config["campaigns"]["camp"], account="acct-b", name="Other account")
-    other["smtp_credentials"] = {"e": credential(smtp, "box3")}
-    config["campaigns"]["other"] = other
-    config["http"] = {
-        "listen": "127.0.0.1:0",
-        "public_base_url": "https://mail.example.com",
-        "signing_key": KEY,
-    }
-    config["api_keys"] = {
-        "ops": {"account": "default", "sha256": hash_api_key(KEY_A)},
-        "partner": {"account": "acct-b", "sha256": hash_api_key(KEY_B)},
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
 
 
 @pytest.fixture

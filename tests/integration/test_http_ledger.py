@@ -38,11 +38,7 @@ SQLITE3 = shutil.which("sqlite3")
 
 
 def _config(tmp_path: Path, smtp: SmtpServer, leads: int) -> Path:
-    path = write_campaign(tmp_path, {"a": credential(smtp, "ada")}, leads=leads, steps=2)
-    config = yaml.safe_load(path.read_text())
-    config["http"] = HTTP
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return write_campaign(tmp_path, {"a": credential(smtp, "ada")}, leads=leads, steps=2, http=HTTP)
 
 
 def _get(listen: str, path: str) -> tuple[int, str]:

@@ -34,15 +34,18 @@ MAX_TICKS = 40  # the slow connections must be gone well before 8 s
 @contextmanager
 def _daemon(tmp_path: Path, smtp: SmtpServer, **http: Any) -> Iterator[Daemon]:
     """A daemon in this process with its HTTP server on 127.0.0.1 and ``http`` settings."""
-    path = write_campaign(tmp_path, {"a": credential(smtp, "ada")}, leads=2, steps=1)
-    config = yaml.safe_load(path.read_text())
-    config["http"] = {
-        "listen": "127.0.0.1:0",
-        "public_base_url": "https://mail.example.com",
-        "signing_key": KEY,
-        **http,
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path = write_campaign(
+        tmp_path,
+        {"a": credential(smtp, "ada")},
+        leads=2,
+        steps=1,
+        http={
+            "listen": "127.0.0.1:0",
+            "public_base_url": "https://mail.example.com",
+            "signing_key": KEY,
+            **http,
+        },
+    )
     with in_process(path, tmp_path / "state", [START]) as daemon:
         daemon.start_http()
         yield daemon

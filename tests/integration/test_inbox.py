@@ -14,27 +14,24 @@ import yaml
 from mailopsd import cli
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
-from tests.dispatch_setup import credential, parsed, run_once, write_campaign
+from tests.dispatch_setup import (
+    ADA,
+    campaign_tree,
+    credential,
+    imap_fields,
+    parsed,
+    run_once,
+    sent_ids,
+    write_campaign,
+    write_config,
+    write_leads,
+)
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
 
-ADA = "ada@sender.example.com"
 DAY1 = "2026-11-23T10:00:00Z"
 DAY1_LATER = "2026-11-23T12:00:00Z"
 DAY2 = "2026-11-24T10:00:01Z"
-
-
-def imap_fields(server: Dovecot, user: str, **overrides: Any) -> dict[str, Any]:
-    """The imap_* fields of a credential that reads ``user``'s mailbox over STARTTLS."""
-    return {
-        "imap_host": server.host,
-        "imap_port": server.port,
-        "imap_username": user,
-        "imap_password": server.users[user],
-        "imap_tls": "starttls",
-        "imap_tls_ca_file": str(server.ca.ca_file),
-        **overrides,
-    }
 
 
 def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[str, Any]:
@@ -45,10 +42,6 @@ def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[s
 
 def _ada(report: dict[str, Any]) -> dict[str, Any]:
     return report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[no-any-return]
-
-
-def sent_ids(server: SmtpServer) -> dict[str, str]:
-    return {m.rcpt_tos[0]: str(parsed(m)["Message-ID"]) for m in server.handler.messages}
 
 
 def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -303,20 +296,17 @@ def _two_accounts(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot) -> 
     """Campaign ``camp`` of account ``a`` reads ada's mailbox; campaign ``other`` of account
     ``b`` sends as box2 to 20 other leads. Returns the config path and ada's IMAP user."""
     user, _ = dovecot.add_user()
-    path = write_campaign(
+    write_leads(tmp_path / "leads.csv", 20)
+    write_leads(tmp_path / "leads-b.csv", [f"b{i:04d}@example.org,B{i}" for i in range(20)])
+    ada = {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))}
+    box2 = {"b": credential(smtp_server, "box2")}
+    path = write_config(
         tmp_path,
-        {"a": credential(smtp_server, "ada", **imap_fields(dovecot, user))},
-        leads=20,
-        account="a",
+        {
+            "camp": campaign_tree(ada, account="a"),
+            "other": campaign_tree(box2, account="b", leads="leads-b.csv"),
+        },
     )
-    (tmp_path / "leads-b.csv").write_text(
-        "email,first_name\n" + "".join(f"b{i:04d}@example.org,B{i}\n" for i in range(20))
-    )
-    config = yaml.safe_load(path.read_text())
-    other = dict(config["campaigns"]["camp"], account="b", leads="leads-b.csv")
-    other["smtp_credentials"] = {"b": credential(smtp_server, "box2")}
-    config["campaigns"]["other"] = other
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path, user
 
 

@@ -21,10 +21,10 @@ from mailopsd.daemon import Daemon
 from mailopsd.inbox.imap import ImapError, MailboxAccess, poll
 from tests import inbox_mail
 from tests.daemons import in_process
-from tests.dispatch_setup import credential, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields, sent_ids
+from tests.dispatch_setup import ADA, credential, imap_fields, sent_ids, write_campaign
 from tests.servers.imap import Dovecot, HungServer, agreeable_imap
 from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 
@@ -34,12 +34,11 @@ def daemon(path: Path, state: Path, clock: list[datetime]) -> AbstractContextMan
     return in_process(path, state, clock, imap_timeout_s=1.0, imap_retry_s=0.2)
 
 
-def _until(check: Callable[[], bool], step: Callable[[], None], timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        step()
-        time.sleep(0.05)
+def _tick_until(
+    running: Daemon, check: Callable[[], object], *, what: str, timeout_s: float = 15
+) -> None:
+    """Tick the daemon's inbox until ``check()`` holds."""
+    poll_until(check, timeout_s=timeout_s, what=what, between=running.inbox_tick)
 
 
 def _error(running: Daemon) -> str | None:
@@ -74,7 +73,7 @@ def test_wrong_password_is_reported_and_sending_goes_on(
     caplog.set_level(logging.INFO)
     with daemon(path, tmp_path / "state", clock) as running:
         running.dispatch()
-        _until(lambda: _error(running) is not None, running.inbox_tick)
+        _tick_until(running, lambda: _error(running) is not None, what="the mailbox error")
         error = _error(running)
         assert error is not None
         assert error.startswith("login: ")
@@ -112,7 +111,7 @@ def test_server_stopped_mid_run_then_back(
     with daemon(path, state, clock) as running:
         running.dispatch()
         running.inbox_tick()
-        _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
+        _tick_until(running, lambda: _last_result(state).startswith("ok"), what="a good poll")
         own_dovecot.stop()
         running.poll_inbox()
         assert _error(running) == "connect: Connection refused"
@@ -124,7 +123,7 @@ def test_server_stopped_mid_run_then_back(
         own_dovecot.append(
             user, inbox_mail.reply("lead0002@example.net", ADA, ids["lead0002@example.net"])
         )
-        _until(lambda: _error(running) is None, running.inbox_tick)
+        _tick_until(running, lambda: _error(running) is None, what="the mailbox to read again")
         assert _stop_reason(state, "lead0002@example.net") == "replied"
 
 
@@ -146,7 +145,7 @@ def test_hung_server_does_not_hold_dispatch(
         running.dispatch()
         assert time.monotonic() - started < 1.0  # the poll is still hanging in its worker
         assert _sends(smtp_server) == 4
-        _until(lambda: _error(running) is not None, running.inbox_tick)
+        _tick_until(running, lambda: _error(running) is not None, what="the mailbox error")
         assert _error(running) == "connect: timed out"
 
 
@@ -162,15 +161,16 @@ def test_idle_reads_a_reply_at_once(
     with daemon(path, state, clock) as running:
         running.dispatch()
         running.inbox_tick()
-        _until(lambda: _last_result(state).startswith("ok"), running.inbox_tick)
+        _tick_until(running, lambda: _last_result(state).startswith("ok"), what="a good poll")
         time.sleep(0.5)  # the IDLE connection is waiting
         ids = sent_ids(smtp_server)
         dovecot.append(
             user, inbox_mail.reply("lead0001@example.net", ADA, ids["lead0001@example.net"])
         )
-        _until(
+        _tick_until(
+            running,
             lambda: _stop_reason(state, "lead0001@example.net") == "replied",
-            running.inbox_tick,
+            what="the reply to stop the lead",
             timeout_s=10,
         )
 

@@ -43,10 +43,12 @@ from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import SecretError
 from mailopsd.notify import Notifier
 from mailopsd.state.statefile import load_state
+from tests import dispatch_setup
 from tests.reliability.counts import count, seeded
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
 from tests.sops_tools import AgeKey, make_key
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 ENCRYPTED_AT = datetime(2026, 11, 1, tzinfo=UTC)
@@ -73,17 +75,7 @@ Tree = dict[str, Any]
 
 
 def _credential(server: SmtpServer, login: str) -> Tree:
-    return {
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_username": login,
-        "smtp_password": f"pw-{login}",
-        "from_name": login.capitalize(),
-        "from_email": f"{login}@sender.example.com",
-        "daily_limit": 1,
-        "tls": "starttls",
-        "tls_ca_file": CA_FILE,
-    }
+    return dispatch_setup.credential(server, login, daily_limit=1, tls_ca_file=CA_FILE)
 
 
 def _campaign(campaign_id: str, server: SmtpServer) -> Tree:
@@ -728,7 +720,12 @@ class Pusher:
         if not self.via_watcher:
             self.running._reload_now(notify=False)
             return
-        wait_for(self.running._reload.is_set, "the watcher to ask for a reload")
+        poll_until(
+            self.running._reload.is_set,
+            timeout_s=WAIT_S,
+            interval_s=0.02,
+            what="the watcher to ask for a reload",
+        )
         self.running._reload.clear()
         watcher = self.running._watcher
         self.running._reload_now(notify=True)
@@ -748,7 +745,7 @@ class Pusher:
             path.write_bytes(content)
             return self.running._reload.is_set()
 
-        wait_for(seen, "the watcher to start")
+        poll_until(seen, timeout_s=WAIT_S, interval_s=0.02, what="the watcher to start")
         self.running._reload.clear()
 
     def push(self, mutation: Mutation) -> None:
@@ -829,14 +826,6 @@ class Pusher:
             f"{name}: {valid + rejected} mutations, {rejected} rejected, {valid} valid; "
             f"per kind rejected+valid: {', '.join(parts)}; valid ones: {valid_ops or 'none'}"
         )
-
-
-def wait_for(check: Callable[[], bool], what: str) -> None:
-    """Wait until ``check()`` holds (a failure after WAIT_S, never a timing claim)."""
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def check_location(error: str, directory: Path, mutation: Mutation) -> None:

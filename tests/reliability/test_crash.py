@@ -33,13 +33,18 @@ from random import Random
 from typing import Any
 
 import pytest
-import yaml
 
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
-from tests.dispatch_setup import parsed
-from tests.integration.test_inbox import imap_fields
+from tests.dispatch_setup import (
+    campaign_tree,
+    credential,
+    imap_fields,
+    parsed,
+    write_config,
+    write_leads,
+)
 from tests.reliability.counts import count, seeded
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer, start_smtp
@@ -53,17 +58,7 @@ UNSUBSCRIBE = re.compile(r"<https://links\.example\.com(/u/[A-Za-z0-9_-]+)>")
 
 
 def _box(server: SmtpServer, login: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_username": login,
-        "smtp_password": f"pw-{login}",
-        "from_email": f"{login}@sender.example.com",
-        "from_name": login.capitalize(),
-        "daily_limit": 100_000,
-        "tls": "none",
-        **extra,
-    }
+    return credential(server, login, daily_limit=100_000, tls="none", **extra)
 
 
 def _free_port() -> int:
@@ -75,46 +70,33 @@ def _free_port() -> int:
 def _write_config(
     directory: Path, server: SmtpServer, imap: dict[str, Any], http_port: int
 ) -> Path:
-    (directory / "main.csv").write_text(
-        "email,first_name\n" + "".join(f"lead{i:05d}@example.net,L{i}\n" for i in range(LEADS))
+    write_leads(directory / "main.csv", [f"lead{i:05d}@example.net,L{i}" for i in range(LEADS)])
+    write_leads(
+        directory / "risky.csv", [f"risk{i:04d}@example.org,R{i}" for i in range(RISKY_LEADS)]
     )
-    (directory / "risky.csv").write_text(
-        "email,first_name\n"
-        + "".join(f"risk{i:04d}@example.org,R{i}\n" for i in range(RISKY_LEADS))
+    boxes = {
+        "b0": _box(server, "box0", **imap),
+        **{f"b{i}": _box(server, f"box{i}") for i in range(1, 4)},
+    }
+    main = campaign_tree(boxes, delay="0:00:01", name="Main", leads="main.csv")
+    risky = campaign_tree(
+        {"r": _box(server, "box4")},
+        delay="0:00:01",
+        name="Risky",
+        leads="risky.csv",
+        bounce_threshold=0.2,
+        bounce_min_sends=20,
     )
-    steps = [
-        {"subject": "Hello {{ first_name }}", "body": "Hi {{ first_name }}, step 1."},
-        {"delay": "0:00:01", "body": "Hi again {{ first_name }}, step 2."},
-    ]
-    config = {
-        "http": {
+    return write_config(
+        directory,
+        {"main": main, "risky": risky},
+        file_name="campaigns.yaml",
+        http={
             "listen": f"127.0.0.1:{http_port}",
             "public_base_url": "https://links.example.com",
             "signing_key": "crash-test-signing-key-0123456789abcdef",
         },
-        "campaigns": {
-            "main": {
-                "name": "Main",
-                "leads": "main.csv",
-                "sequence": steps,
-                "smtp_credentials": {
-                    "b0": _box(server, "box0", **imap),
-                    **{f"b{i}": _box(server, f"box{i}") for i in range(1, 4)},
-                },
-            },
-            "risky": {
-                "name": "Risky",
-                "leads": "risky.csv",
-                "sequence": steps,
-                "bounce_threshold": 0.2,
-                "bounce_min_sends": 20,
-                "smtp_credentials": {"r": _box(server, "box4")},
-            },
-        },
-    }
-    path = directory / "campaigns.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    )
 
 
 def _run(path: Path, state: Path, log: Path, *, once: bool = True) -> subprocess.Popen[bytes]:

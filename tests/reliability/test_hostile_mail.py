@@ -53,12 +53,12 @@ from mailopsd.inbox import imap, record
 from mailopsd.inbox.classify import KINDS, Classification, classify
 from mailopsd.state.ledger import Ledger
 from tests.daemons import in_process
-from tests.dispatch_setup import credential, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields, sent_ids
+from tests.dispatch_setup import ADA, credential, imap_fields, sent_ids, write_campaign
 from tests.reliability.counts import count, seeded
 from tests.reliability.malformed_mail import Malformed, Targets, generate
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
 
 MiB = 2**20
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -310,15 +310,15 @@ def _poll_once(running: Daemon, state: Path) -> tuple[str, int, int]:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        deadline = time.monotonic() + 5 * HANG_S
-        result = ""
-        while not result.startswith("ok"):
+
+        def finished() -> str:
             running.inbox_tick()
             result = str((_rows(state, "SELECT last_result FROM imap_cursors") or [("",)])[0][0])
             error = running.state.credential("camp/a").inbox_error
             assert error is None, error
-            assert time.monotonic() < deadline, f"the poll did not finish in {5 * HANG_S} s"
-            time.sleep(0.05)
+            return result if result.startswith("ok") else ""
+
+        result = poll_until(finished, timeout_s=5 * HANG_S, what="the first poll to finish")
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import json
 import logging
@@ -44,20 +43,25 @@ from typing import Any
 import pytest
 import yaml
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
-from tests.dispatch_setup import credential, parsed, run_once, write_campaign
-from tests.integration.test_inbox import imap_fields
+from tests.dispatch_setup import (
+    campaign_tree,
+    credential,
+    imap_fields,
+    parsed,
+    run_once,
+    write_campaign,
+    write_config,
+    write_leads,
+)
 from tests.integration.test_inbox_failures import daemon as in_process_daemon
 from tests.reliability.counts import count
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import Handler, SmtpServer, TestController, start_smtp
-from tests.servers.tlsca import TestCA, make_ca
+from tests.servers.tlsca import TestCA, make_ca, new_authority
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 SPEED = 120  # daemon seconds per real second: a backoff of 30 s takes 0.25 s
@@ -138,7 +142,12 @@ class _DaemonProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-c", _RUNNER, json.dumps(options)], stderr=stream
             )
-        _eventually(lambda: " ready " in self.text(), "the daemon to be ready", self.check)
+        poll_until(
+            lambda: " ready " in self.text(),
+            timeout_s=WAIT_S,
+            what="the daemon to be ready",
+            between=self.check,
+        )
 
     def check(self) -> None:
         """Fail at once, with its log, if the daemon died."""
@@ -198,16 +207,6 @@ def _measured(daemon: _DaemonProcess, into: dict[str, _Cpu], label: str) -> Iter
     into[label] = _Cpu(daemon.cpu_s() - cpu, time.monotonic() - wall)
 
 
-def _eventually(
-    check: Callable[[], bool], what: str, alive: Callable[[], None], timeout_s: float = WAIT_S
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        alive()
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _status(state: Path, *extra: str) -> str:
     """``mailopsd status`` as an operator runs it (text, or ``--json``)."""
     when = (START + timedelta(hours=12)).isoformat()
@@ -246,99 +245,6 @@ def _leads_done(state: Path) -> dict[str, int]:
         return {}
     rows = _rows(state, "SELECT campaign_id, count(*) FROM leads WHERE step >= 1 GROUP BY 1")
     return {campaign: int(done) for campaign, done in rows}
-
-
-# Certificates ---------------------------------------------------------------------------
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-@dataclass(frozen=True)
-class _Pki:
-    """A CA the daemon trusts, and server certificates good and bad."""
-
-    directory: Path
-    ca_key: ec.EllipticCurvePrivateKey
-    ca_cert: x509.Certificate
-
-    @property
-    def ca_file(self) -> Path:
-        return self.directory / "ca.pem"
-
-    def issue(self, name: str, *, names: list[x509.GeneralName], expired: bool = False) -> TestCA:
-        """A certificate for ``names`` signed by the CA; ``expired``: valid until yesterday."""
-        now = datetime.now(UTC)
-        key = ec.generate_private_key(ec.SECP256R1())
-        until = now - timedelta(days=1) if expired else now + timedelta(days=30)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(name))
-            .issuer_name(self.ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=10))
-            .not_valid_after(until)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key()),
-                critical=False,
-            )
-            .sign(self.ca_key, hashes.SHA256())
-        )
-        files = TestCA(self.ca_file, self.directory / f"{name}.pem", self.directory / f"{name}.key")
-        files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        files.key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        return files
-
-
-def _make_pki(directory: Path) -> _Pki:
-    now = datetime.now(UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("mailopsd misbehaviour CA"))
-        .issuer_name(_name("mailopsd misbehaviour CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=10))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pki = _Pki(directory, key, cert)
-    pki.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return pki
-
-
-def _server_context(files: TestCA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(files.cert_file, files.key_file)
-    return context
 
 
 # A misbehaving SMTP server --------------------------------------------------------------
@@ -497,26 +403,20 @@ def _write_config(
     credentials: dict[str, dict[str, Any]],
     *,
     follow_up: str = "30 days",
-    **campaign: Any,
+    **fields: Any,
 ) -> Path:
     """One campaign per scenario (its id is the scenario's), each with ``LEADS`` leads."""
     campaigns = {}
     for name, values in credentials.items():
-        rows = "".join(f"{_lead(name, i)},Lead{i}\n" for i in range(LEADS))
-        (directory / f"{name}.csv").write_text("email,first_name\n" + rows)
-        campaigns[name] = {
-            "name": f"Misbehaving {name}",
-            "leads": f"{name}.csv",
-            "sequence": [
-                {"subject": "Hello {{ first_name }}", "body": "Hi {{ first_name }}, step 1."},
-                {"delay": follow_up, "body": "Hi again {{ first_name }}, step 2."},
-            ],
-            "smtp_credentials": {"a": values},
-            **campaign,
-        }
-    path = directory / "c.yaml"
-    path.write_text(yaml.safe_dump({"campaigns": campaigns}, sort_keys=False))
-    return path
+        write_leads(directory / f"{name}.csv", [f"{_lead(name, i)},Lead{i}" for i in range(LEADS)])
+        campaigns[name] = campaign_tree(
+            {"a": values},
+            delay=follow_up,
+            name=f"Misbehaving {name}",
+            leads=f"{name}.csv",
+            **fields,
+        )
+    return write_config(directory, campaigns)
 
 
 def _lines(log: str, campaign: str) -> list[str]:
@@ -572,7 +472,7 @@ def _wait_for_recovery(
         )
 
     with contextlib.suppress(AssertionError):  # the tests say what did not recover
-        _eventually(done, "recovery", daemon.check, timeout_s=BACKOFF_CAP_S + 15)
+        poll_until(done, timeout_s=BACKOFF_CAP_S + 15, what="recovery", between=daemon.check)
     return recovered
 
 
@@ -619,15 +519,18 @@ def _run_faults(directory: Path, servers: dict[str, _FaultyHandler]) -> _SmtpRun
 
 
 def _smtp_contexts(directory: Path) -> tuple[dict[str, ssl.SSLContext], TestCA]:
-    pki = _make_pki(directory)
+    authority = new_authority(directory, common_name="mailopsd misbehaviour CA")
     (directory / "other").mkdir()
-    ip = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
-    good = pki.issue("good", names=[ip, x509.DNSName("localhost")])
+    good = authority.issue("good", names=["127.0.0.1", "localhost"])
+    wrong = authority.issue("wrong", names=["mx.other.test"])
+    expired = authority.issue(
+        "expired", names=["127.0.0.1"], valid_from_days=-10, valid_until_days=-1
+    )
     contexts = {
-        "ok": _server_context(good),
-        "unknown-ca": _server_context(make_ca(directory / "other")),
-        "wrong-host": _server_context(pki.issue("wrong", names=[x509.DNSName("mx.other.test")])),
-        "expired-cert": _server_context(pki.issue("expired", names=[ip], expired=True)),
+        "ok": good.server_context(),
+        "unknown-ca": make_ca(directory / "other").server_context(),
+        "wrong-host": wrong.server_context(),
+        "expired-cert": expired.server_context(),
     }
     return contexts, good
 
@@ -781,7 +684,7 @@ def test_cut_during_data_costs_one_lead_and_backs_off(tmp_path: Path, test_ca: T
     """A connection cut during DATA makes that one send ``unknown``, stops the rest of the
     credential's batch and backs the credential off; after the backoff the others go out
     and the unknown one never does."""
-    server = _start_faulty({"ok": _server_context(test_ca)}, test_ca)
+    server = _start_faulty({"ok": test_ca.server_context()}, test_ca)
     handler = _handler(server)
     handler.mode = "cut-data"
     path = write_campaign(tmp_path, {"a": credential(server, "cut")}, leads=5, steps=1)
@@ -1042,7 +945,12 @@ def _run_imap(
     with _running(directory) as daemon:
         started = time.monotonic()
         with _measured(daemon, cpu, "window"):
-            _eventually(lambda: _cursor(state, UIDVALIDITY)[2] != polled, "a poll", daemon.check)
+            poll_until(
+                lambda: _cursor(state, UIDVALIDITY)[2] != polled,
+                timeout_s=WAIT_S,
+                what="a poll",
+                between=daemon.check,
+            )
             validities = _renumber(directory, dovecot, smtp)
             _watch_until(started + WINDOW_S - 1.5, daemon, rescan)
             status_during = _status(state)
@@ -1063,7 +971,12 @@ def _run_imap(
             return len(recovered) == len(waiting)
 
         with _measured(daemon, cpu, "recovery"), contextlib.suppress(AssertionError):
-            _eventually(done, "the mailboxes to read again", daemon.check, WINDOW_S + 15)
+            poll_until(
+                done,
+                timeout_s=WINDOW_S + 15,
+                what="the mailboxes to read again",
+                between=daemon.check,
+            )
         exit_code = daemon.stop()
     status_text = _status(state)
     return _ImapRun(

@@ -20,8 +20,7 @@ from mailopsd import cli
 from mailopsd.inbox.imap import ImapError, MailboxAccess, connect
 from mailopsd.state.statefile import load_state
 from tests.configs import CANARY_NON_ASCII, traces_in
-from tests.dispatch_setup import credential, run_once, write_campaign
-from tests.integration.test_inbox import imap_fields
+from tests.dispatch_setup import credential, imap_fields, run_once, write_campaign
 from tests.logs import LogLines, captured
 from tests.servers.imap import Dovecot, agreeable_imap
 from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp

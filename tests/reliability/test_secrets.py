@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from mailopsd import cli
 from mailopsd.config.loader import LoadOptions
@@ -35,8 +34,14 @@ from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.notify import Notifier
 from tests import inbox_mail
 from tests.configs import CANARY
-from tests.dispatch_setup import parsed
-from tests.integration.test_inbox import imap_fields
+from tests.dispatch_setup import (
+    campaign_tree,
+    credential,
+    imap_fields,
+    parsed,
+    write_config,
+    write_leads,
+)
 from tests.logs import LogLines, captured
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer, start_smtp
@@ -61,19 +66,9 @@ def every_log() -> Iterator[LogLines]:
         yield handler
 
 
-def _box(server: SmtpServer, login: str, password: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "smtp_host": server.host,
-        "smtp_port": server.port,
-        "smtp_username": login,
-        "smtp_password": password,
-        "from_email": f"{login}@sender.example.com",
-        "from_name": login.capitalize(),
-        "daily_limit": 100,
-        "tls": "starttls",
-        "tls_ca_file": str(server.ca.ca_file),
-        **extra,
-    }
+def _box(server: SmtpServer, login: str, **extra: Any) -> dict[str, Any]:
+    """A credential whose password is the canary."""
+    return credential(server, login, smtp_password=CANARY, **extra)
 
 
 def _encrypted_config(
@@ -82,46 +77,35 @@ def _encrypted_config(
     """A config whose every secret is the canary, encrypted; the file and its folder."""
     config = directory / "config"
     config.mkdir()
-    (config / "leads.csv").write_text(
-        "email,first_name\n" + "".join(f"lead{i}@example.net,L{i}\n" for i in range(6))
-    )
-    campaign = {
-        "campaigns": {
-            "camp": {
-                "name": "Canary",
-                "leads": "leads.csv",
-                "sequence": [
-                    {"subject": "Hello {{ first_name }}", "body": "Hi {{ first_name }}."},
-                    {"delay": "1 day", "body": "Again, {{ first_name }}."},
-                ],
-                "tracking": {"open": True, "click": True},
-                "unsubscribe": {
-                    "footer_html": '<a href="https://example.com/about">About</a> '
-                    '<a href="%%UNSUBSCRIBE%%">Unsubscribe</a>'
-                },
-                "smtp_credentials": {
-                    # logs in with the canary, and reads a mailbox with it
-                    "good": _box(
-                        smtp, "good", CANARY, **imap_fields(imap, "canary", imap_password=CANARY)
-                    ),
-                    # refused: the server knows another password for this login
-                    "refused": _box(smtp, "refused", CANARY),
-                    # reads a mailbox whose password is wrong
-                    "blind": _box(
-                        smtp, "good", CANARY, **imap_fields(imap, "user1", imap_password=CANARY)
-                    ),
-                },
-            }
+    write_leads(config / "leads.csv", [f"lead{i}@example.net,L{i}" for i in range(6)])
+    boxes = {
+        # logs in with the canary, and reads a mailbox with it
+        "good": _box(smtp, "good", **imap_fields(imap, "canary", imap_password=CANARY)),
+        # refused: the server knows another password for this login
+        "refused": _box(smtp, "refused"),
+        # reads a mailbox whose password is wrong
+        "blind": _box(smtp, "good", **imap_fields(imap, "user1", imap_password=CANARY)),
+    }
+    canary = campaign_tree(
+        boxes,
+        name="Canary",
+        tracking={"open": True, "click": True},
+        unsubscribe={
+            "footer_html": '<a href="https://example.com/about">About</a> '
+            '<a href="%%UNSUBSCRIBE%%">Unsubscribe</a>'
         },
+    )
+    path = write_config(
+        config,
+        {"camp": canary},
+        file_name="campaigns.yaml",
         # the links' signing key is the canary too
-        "http": {
+        http={
             "listen": "127.0.0.1:0",
             "public_base_url": "https://mail.example.com",
             "signing_key": SIGNING_KEY,
         },
-    }
-    path = config / "campaigns.yaml"
-    path.write_text(yaml.safe_dump(campaign, sort_keys=False))
+    )
     done = subprocess.run(
         [
             sys.executable,

@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -32,11 +31,11 @@ from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
 from tests.daemons import in_process
-from tests.dispatch_setup import credential, parsed, write_campaign
-from tests.integration.test_inbox import ADA, imap_fields, sent_ids
+from tests.dispatch_setup import ADA, credential, imap_fields, parsed, sent_ids, write_campaign
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import Handler, SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 _MOUNT = shutil.which("mount") or "mount"
@@ -298,14 +297,26 @@ def test_read_only_state_directory_at_start(
                 stderr=subprocess.STDOUT,
             )
         try:
-            _wait(lambda: "state directory not writable, waiting" in log.read_text(), daemon)
+            poll_until(
+                lambda: "state directory not writable, waiting" in log.read_text(),
+                timeout_s=60,
+                interval_s=0.1,
+                what="the daemon to wait for its state directory",
+                between=lambda: _still_running(daemon),
+            )
             assert "Read-only file system" in log.read_text() or "readonly" in log.read_text()
             shown = _status(state, capsys)
             assert "not writable: the file system is read-only" in shown
             assert len(smtp_server.handler.messages) == 20
             assert daemon.poll() is None  # waiting, not exited
             subprocess.run([_MOUNT, "-o", "remount,rw", str(disk)], check=True)
-            _wait(lambda: len(smtp_server.handler.messages) == 30, daemon)
+            poll_until(
+                lambda: len(smtp_server.handler.messages) == 30,
+                timeout_s=60,
+                interval_s=0.1,
+                what="the daemon to send the 10 new leads",
+                between=lambda: _still_running(daemon),
+            )
             assert "state directory writable again" in log.read_text()
         finally:
             daemon.send_signal(signal.SIGTERM)
@@ -315,14 +326,8 @@ def test_read_only_state_directory_at_start(
     assert max(_witness(smtp_server).values()) == 1
 
 
-def _wait(
-    check: Callable[[], bool], process: subprocess.Popen[bytes], timeout_s: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert process.poll() is None, f"the daemon exited with {process.returncode}"
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.1)
+def _still_running(process: subprocess.Popen[bytes]) -> None:
+    assert process.poll() is None, f"the daemon exited with {process.returncode}"
 
 
 def test_a_config_the_ledger_refuses_keeps_the_last_applied_one(

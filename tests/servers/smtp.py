@@ -9,7 +9,6 @@ the body, ``("DATA_ONCE", "451 …")`` after the body the first time only,
 from __future__ import annotations
 
 import asyncio
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,9 +141,7 @@ def start_smtp(
         "auth_exclude_mechanism": list(without_auth),
     }
     if starttls:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(ca.cert_file, ca.key_file)
-        kwargs.update(tls_context=tls, require_starttls=True, auth_require_tls=True)
+        kwargs.update(tls_context=ca.server_context(), require_starttls=True, auth_require_tls=True)
     else:
         kwargs.update(auth_require_tls=False)
     controller = TestController(handler, hostname="127.0.0.1", port=0, **kwargs)
