@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -28,13 +27,17 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch.compose import ComposeError, Outgoing, compose, link_settings
 from mailopsd.dispatch.rotation import Budget, Picker
-from mailopsd.dispatch.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
+from mailopsd.dispatch.transport import Outcome, SandboxTransport, SmtpTransport
 from mailopsd.dispatch.windows import is_open
-from mailopsd.errors import StateError, describe_unexpected
+from mailopsd.errors import describe_unexpected
 from mailopsd.inbox import health, policy
-from mailopsd.lifecycle import LeadState, StopReason
+from mailopsd.lifecycle import LeadState, SendOutcome, StopReason
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state.ledger import Intent, LeadProgress, Ledger, stamp, unstamp
+from mailopsd.state.errors import StorageError
+from mailopsd.state.leads import LeadProgress
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import stamp, unstamp
+from mailopsd.state.sends import Intent
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["NOT_SENT_REASONS", "Dispatcher", "TickReport"]
@@ -49,10 +52,10 @@ HEARTBEAT_S = 5.0
 # the credential's batch waits and the credential backs off. A connection lost during
 # DATA is one: the next message would most likely be lost the same way, as ``unknown``.
 _SERVER_TROUBLE = {
-    OutcomeKind.NOT_SENT: "smtp unavailable",
-    OutcomeKind.UNKNOWN: "smtp connection lost during data, outcome unknown (never sent again)",
+    SendOutcome.NOT_SENT: "smtp unavailable",
+    SendOutcome.UNKNOWN: "smtp connection lost during data, outcome unknown (never sent again)",
 }
-_STOPS_BATCH = frozenset({OutcomeKind.AUTH_FAILED, *_SERVER_TROUBLE})
+_STOPS_BATCH = frozenset({SendOutcome.AUTH_FAILED, *_SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -176,20 +179,20 @@ class Dispatcher:
         Returns:
             How many sends were found so.
         """
-        pending = self.ledger.pending_sends()
+        pending = self.ledger.sends.pending()
         with self.ledger.transaction():
             for send_id, intent in pending:
-                self.ledger.set_outcome(
+                self.ledger.sends.set_outcome(
                     send_id,
-                    outcome="unknown",
+                    outcome=SendOutcome.UNKNOWN,
                     code=None,
                     detail="no outcome recorded (mailopsd stopped); never sent again",
                     at=now,
                 )
-                lead = self.ledger.lead(intent.campaign_id, intent.email)
+                lead = self.ledger.leads.get(intent.campaign_id, intent.email)
                 campaign = loaded.config.campaigns.get(intent.campaign_id)
                 if lead is not None and lead.state == LeadState.SENDING:
-                    self.ledger.update_lead(_sent(lead, intent, campaign))
+                    self.ledger.leads.update(_sent(lead, intent, campaign))
         for _, intent in pending:
             logger.warning(
                 "send outcome unknown campaign=%s credential=%s step=%d message_id=%s",
@@ -217,7 +220,7 @@ class Dispatcher:
         self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
     ) -> dict[str, Budget]:
         day_start = utc_day_start(now)
-        usage = self.ledger.step1_today(campaign_id, day_start)
+        usage = self.ledger.sends.step1_today(campaign_id, day_start)
         windows: dict[str, dict[str, int]] = {}
         budgets = {}
         for credential_id, credential in campaign.smtp_credentials.items():
@@ -228,7 +231,7 @@ class Dispatcher:
             if credential.rate_limit is not None:
                 period = credential.rate_limit.period
                 if period.text not in windows:
-                    windows[period.text] = self.ledger.sends_since(
+                    windows[period.text] = self.ledger.sends.since(
                         campaign_id, period.subtract_from(now)
                     )
                 rate_left = credential.rate_limit.value - windows[period.text].get(credential_id, 0)
@@ -288,7 +291,7 @@ class Dispatcher:
         picker = Picker.of(budgets.values())
         chosen: list[tuple[str, LeadProgress]] = []
         limit = min(self.batch_per_credential * len(budgets), left)
-        due = self.ledger.due_followups(
+        due = self.ledger.leads.due_followups(
             campaign_id, campaign.account, now, credentials=sorted(budgets), limit=limit
         )
         for lead in due:
@@ -296,7 +299,7 @@ class Dispatcher:
                 chosen.append((lead.credential_id, lead))
         # Read only the new leads the picker can place: each read lead costs a parse.
         room = min(sum(budget.step1_room() for budget in budgets.values()), left - len(chosen))
-        for lead in self.ledger.new_leads(campaign_id, campaign.account, now, room):
+        for lead in self.ledger.leads.new(campaign_id, campaign.account, now, room):
             budget = picker.pick()
             if budget is None:
                 break
@@ -368,21 +371,21 @@ class Dispatcher:
                 self.smtp.settle(job.key)  # the envelope sent ahead, if any, goes no further
                 reason = blocked.detail if blocked else _STOPPING
                 results.append(
-                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"{_NOT_ATTEMPTED}{reason}"))
+                    (job, Outcome(SendOutcome.NOT_SENT, None, f"{_NOT_ATTEMPTED}{reason}"))
                 )
                 continue
             then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
             outcome = self._send(job, ca_files.get(job.key), then)
-            if job.credential.archive and outcome.kind == OutcomeKind.ACCEPTED:
+            if job.credential.archive and outcome.kind == SendOutcome.SENT:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in _STOPS_BATCH:
                 blocked = outcome
-            if outcome.kind == OutcomeKind.REJECTED and window is not None:
+            if outcome.kind == SendOutcome.BOUNCED and window is not None:
                 if counts is None:
                     found = window()
                     if isinstance(found, str):  # the rate cannot be checked: stop here
                         reason = f"{_RATE_UNKNOWN} ({found})"
-                        blocked = Outcome(OutcomeKind.NOT_SENT, None, reason)
+                        blocked = Outcome(SendOutcome.NOT_SENT, None, reason)
                         results.append((job, outcome))
                         continue
                     counts = found
@@ -393,7 +396,7 @@ class Dispatcher:
                     job.campaign, bounces=bounces, sends=sends, since=counts[2]
                 )
                 if verdict is not None:
-                    blocked = Outcome(OutcomeKind.NOT_SENT, None, f"{_DISABLED}{verdict}")
+                    blocked = Outcome(SendOutcome.NOT_SENT, None, f"{_DISABLED}{verdict}")
             results.append((job, outcome))
         return results
 
@@ -419,7 +422,7 @@ class Dispatcher:
                 what,
             )
             self.smtp.drop(job.key)
-            return Outcome(OutcomeKind.UNKNOWN, None, f"unexpected {what}")
+            return Outcome(SendOutcome.UNKNOWN, None, f"unexpected {what}")
 
     def _window(
         self, key: CredentialRef, campaign: Campaign, state: StateFile, now: datetime
@@ -443,10 +446,10 @@ class Dispatcher:
                 if ledger is None:
                     return "no ledger"
                 try:
-                    counts = ledger.counts(*key, day_start=day_start, window_start=since)
+                    counts = ledger.sends.counts(*key, day_start=day_start, window_start=since)
                 finally:
                     ledger.close()
-            except (StateError, sqlite3.Error, OSError) as err:
+            except StorageError as err:
                 return str(err)
             return counts.sends_in_window, counts.bounces_in_window, since
 
@@ -493,16 +496,16 @@ class Dispatcher:
     def _record(self, results: list[tuple[_Job, Outcome]], now: datetime) -> None:
         with self.ledger.transaction():
             for job, outcome in results:
-                self.ledger.set_outcome(
+                self.ledger.sends.set_outcome(
                     job.send_id,
                     outcome=outcome.kind.value,
                     code=outcome.code,
                     detail=outcome.detail,
                     at=now,
                 )
-                self.ledger.update_lead(self._after(job, outcome, now))
-                if outcome.kind == OutcomeKind.REJECTED:
-                    self.ledger.add_bounce(
+                self.ledger.leads.update(self._after(job, outcome, now))
+                if outcome.kind == SendOutcome.BOUNCED:
+                    self.ledger.sends.add_bounce(
                         job.send_id,
                         job.key[0],
                         job.key[1],
@@ -511,11 +514,13 @@ class Dispatcher:
                         source="smtp",
                         at=now,
                     )
-                    self.ledger.suppress(job.campaign.account, job.lead.email, "hard bounce", now)
+                    self.ledger.suppressions.add(
+                        job.campaign.account, job.lead.email, "hard bounce", now
+                    )
 
     def _after(self, job: _Job, outcome: Outcome, now: datetime) -> LeadProgress:
         lead = job.lead
-        if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.UNKNOWN):
+        if outcome.kind in (SendOutcome.SENT, SendOutcome.UNKNOWN):
             intent = Intent(
                 job.key[0],
                 job.key[1],
@@ -526,14 +531,14 @@ class Dispatcher:
                 job.at,
             )
             return _sent(lead, intent, job.campaign)
-        if outcome.kind == OutcomeKind.REJECTED:
+        if outcome.kind == SendOutcome.BOUNCED:
             return replace(
                 lead,
                 state=LeadState.STOPPED,
                 stop_reason=StopReason.BOUNCED,
                 last_error=f"{outcome.code} {outcome.detail}",
             )
-        if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
+        if outcome.kind == SendOutcome.INVALID:  # never tried again; not a bounce
             logger.warning(
                 "lead address refused as malformed campaign=%s credential=%s lead=%s code=%s "
                 "reply=%s",
@@ -545,7 +550,7 @@ class Dispatcher:
             error = f"address refused as malformed: {outcome.code} {outcome.detail}"
             return replace(lead, state=LeadState.FAILED, last_error=error)
         back = LeadState.NEW if lead.step == 0 else LeadState.WAITING
-        if outcome.kind == OutcomeKind.DEFERRED:
+        if outcome.kind == SendOutcome.DEFERRED:
             attempts = lead.attempts + 1
             if attempts >= self.max_attempts:
                 return replace(
@@ -577,7 +582,7 @@ class Dispatcher:
         for key, outcome in last.items():
             name = credential_key(*key)
             entry = credentials.get(name, CredentialState())
-            if outcome.kind == OutcomeKind.AUTH_FAILED:
+            if outcome.kind == SendOutcome.AUTH_FAILED:
                 failures = entry.auth_failures + 1
                 self._backoff[key] = (
                     now + timedelta(seconds=backoff.SMTP_AUTH.delay_s(failures)),
@@ -638,7 +643,7 @@ class Dispatcher:
         if failed:
             with self.ledger.transaction():
                 for lead in failed:
-                    self.ledger.update_lead(lead)
+                    self.ledger.leads.update(lead)
         report = TickReport(assigned=len(jobs))
         report.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:
@@ -655,7 +660,7 @@ class Dispatcher:
             )
             for j in jobs
         ]
-        ids = self.ledger.record_intents(intents)
+        ids = self.ledger.sends.record_intents(intents)
         for job, send_id in zip(jobs, ids, strict=True):
             job.send_id, job.at = send_id, now
         results = self._deliver(jobs, loaded, should_stop, state, now)
@@ -664,12 +669,12 @@ class Dispatcher:
         reasons = Counter(
             _not_sent_reason(outcome)
             for _, outcome in results
-            if outcome.kind == OutcomeKind.NOT_SENT
+            if outcome.kind == SendOutcome.NOT_SENT
         )
         report.not_sent.update({why: reasons[why] for why in NOT_SENT_REASONS if reasons[why]})
         report.sends.update((*job.key, outcome.kind.value) for job, outcome in results)
         state = self._credential_outcomes(results, state, now)
-        bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
+        bounced = {job.key for job, outcome in results if outcome.kind == SendOutcome.BOUNCED}
         return health.check_credentials(self.ledger, loaded, state, bounced, now), report
 
     def close(self) -> None:

@@ -105,12 +105,12 @@ class _Recorder:
 
     def _quoted(self, references: tuple[str, ...], address: str | None) -> _Send | None:
         """The send of this mailbox a message refers to (to ``address``, if given)."""
-        found = self.ledger.send_by_message_id(references, senders=self.senders, email=address)
+        found = self.ledger.sends.by_message_id(references, senders=self.senders, email=address)
         return None if found is None else _Send(*found)
 
     def _written_to(self, address: str) -> _Send | None:
         """The last send of this credential to ``address``."""
-        found = self.ledger.last_send_to(*self.key, address)
+        found = self.ledger.sends.last_to(*self.key, address)
         return None if found is None else _Send(*found)
 
     def _find(self, references: tuple[str, ...], address: str | None) -> _Send | None:
@@ -125,7 +125,7 @@ class _Recorder:
         return campaign.account if campaign is not None else None
 
     def _stop(self, send: _Send, reason: StopReason, *, suppress: str | None = None) -> None:
-        if self.ledger.stop_lead(send.campaign_id, send.email, reason):
+        if self.ledger.leads.stop(send.campaign_id, send.email, reason):
             logger.info(
                 "lead stopped campaign=%s credential=%s reason=%s",
                 send.campaign_id,
@@ -134,7 +134,7 @@ class _Recorder:
             )
         account = self._account(send.campaign_id)
         if suppress is not None and account is not None:
-            self.ledger.suppress(account, send.email, suppress, self.now)
+            self.ledger.suppressions.add(account, send.email, suppress, self.now)
 
     def _bounce(self, recipient: FailedRecipient, references: tuple[str, ...]) -> str | None:
         """Record what a report says of one recipient; return the lead's address if ours."""
@@ -148,7 +148,7 @@ class _Recorder:
             kind = "unconfirmed"
             self.done.unconfirmed += 1
         if kind in ("hard", "soft", "block", "unconfirmed"):
-            self.ledger.add_bounce(
+            self.ledger.sends.add_bounce(
                 send.send_id,
                 send.campaign_id,
                 send.credential_id,
@@ -183,7 +183,7 @@ class _Recorder:
         return first
 
     def _reply(self, send: _Send, kind: str, arrival: Arrival) -> None:
-        self.ledger.add_reply(
+        self.ledger.inbox.add_reply(
             send.campaign_id,
             send.credential_id,
             send.email,
@@ -210,7 +210,7 @@ class _Recorder:
         return send.email
 
     def one(self, arrival: Arrival) -> None:
-        if self.ledger.has_message(*self.key, arrival.key):
+        if self.ledger.inbox.has_message(*self.key, arrival.key):
             self.done.duplicates += 1
             return
         result = arrival.classification
@@ -224,7 +224,7 @@ class _Recorder:
             # Not threaded, but from an address this mailbox wrote to: a reply.
             email = self._answer(arrival, result, "reply")
             kind = "reply" if email is not None else kind
-        self.ledger.note_message(
+        self.ledger.inbox.note_message(
             *self.key,
             arrival.key,
             folder=arrival.folder,
@@ -273,7 +273,7 @@ def record_poll(
             summary += f", {recorder.done.duplicates} seen before"
         for folder in (*result.cursors, *result.missing_folders):
             cursor = result.cursors.get(folder)
-            ledger.set_imap_cursor(
+            ledger.inbox.set_cursor(
                 *key,
                 folder,
                 (cursor.uidvalidity, cursor.last_uid) if cursor else None,

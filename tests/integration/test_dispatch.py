@@ -156,7 +156,7 @@ def test_rejected_at_rcpt_is_a_bounce(
         box = report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[index]
         assert (box["bounces_in_window"], box["sends_in_window"]) == (1, 3)
         ledger = Ledger.open(state)
-        lead = ledger.lead("camp", "lead0001@example.net")
+        lead = ledger.leads.get("camp", "lead0001@example.net")
         ledger.close()
         assert lead is not None
         assert (lead.state, lead.stop_reason) == ("stopped", "bounced")
@@ -196,7 +196,7 @@ def test_missing_starttls_refused(tmp_path: Path, test_ca: TestCA) -> None:
         assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
         assert server.handler.messages == []
         ledger = Ledger.open(state)
-        lead = ledger.lead("camp", "lead0000@example.net")
+        lead = ledger.leads.get("camp", "lead0000@example.net")
         ledger.close()
         assert lead is not None
         assert lead.state == "new"
@@ -635,7 +635,7 @@ def test_template_over_the_limit_fails_only_its_lead(
     ]
     ledger = Ledger.open(state)
     try:
-        lead = ledger.lead("camp", "bomb@example.net")
+        lead = ledger.leads.get("camp", "bomb@example.net")
     finally:
         ledger.close()
     assert lead is not None
