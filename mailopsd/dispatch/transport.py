@@ -47,6 +47,7 @@ from mailopsd.dispatch.compose import Outgoing
 from mailopsd.errors import describe_unexpected
 from mailopsd.lifecycle import SendOutcome
 from mailopsd.refs import CredentialRef
+from mailopsd.state.errors import storage_error
 
 __all__ = ["Outcome", "SandboxTransport", "SmtpTransport", "tls_mode"]
 
@@ -511,10 +512,18 @@ class SandboxTransport:
     def deliver(
         self, key: CredentialRef, credential: Credential, ca_file: Path | None, outgoing: Outgoing
     ) -> Outcome:
-        """Write the message to ``<root>/<campaign>/<credential>/`` (a Maildir)."""
+        """Write the message to ``<root>/<campaign>/<credential>/`` (a Maildir).
+
+        Raises:
+            StorageError: The state directory refused the write (full, read-only): like
+                the ledger refusing one, it pauses the work.
+        """
         del credential, ca_file
         directory = self.root / key[0] / key[1]
-        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        box = mailbox.Maildir(directory, create=True)
-        box.add(outgoing.data)
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            box = mailbox.Maildir(directory, create=True)
+            box.add(outgoing.data)
+        except OSError as err:
+            raise storage_error(err) from err
         return Outcome(SendOutcome.SENT, 250, "sandbox")
