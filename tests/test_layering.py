@@ -77,3 +77,14 @@ def test_only_entry_points_read_environment() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
                 readers.append(str(path.relative_to(PACKAGE)))
     assert set(readers) <= ENVIRONMENT_READERS
+
+
+def test_only_the_state_package_speaks_sql() -> None:
+    """Only mailopsd/state imports sqlite3: everything else goes through its repositories."""
+    importers = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if "sqlite3" in _imports(ast.parse(path.read_text()))
+    ]
+    assert importers
+    assert all(name.startswith("state/") for name in importers), importers
