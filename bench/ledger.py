@@ -3,16 +3,16 @@
     python -m bench ledger [--quick]
 
 Recording: 100,000 sends go through the dispatcher's path, in ticks of 500 (ten
-credentials, 50 each): ``record_intents`` (one transaction, the leads marked
-``sending``), then one transaction of ``set_outcome`` and ``update_lead`` per send. The
-reference, alternating with it over the rounds, is the same SQL written by bare
-``executemany`` on a ledger of the same schema: what SQLite itself costs.
+credentials, 50 each): ``sends.record_intents`` (one transaction, the leads marked
+``sending``), then one transaction of ``sends.set_outcome`` and ``leads.update`` per
+send. The reference, alternating with it over the rounds, is the same SQL written by
+bare ``executemany`` on a ledger of the same schema: what SQLite itself costs.
 
 Counts: a ledger whose ``sends`` holds 1,000,000 rows of one campaign, spread over 5,000
 credentials and 30 days (some deferred, bounced or unknown, with their bounces), is asked
-what the dispatcher and ``status`` ask on every tick: ``step1_today`` (every credential's
-step-1 sends today and last send), ``counts`` of one credential, and ``sends_since`` an
-hour ago (rate limits). Medians of many calls; the target is 5 ms each.
+what the dispatcher and ``status`` ask on every tick: ``sends.step1_today`` (every
+credential's step-1 sends today and last send), ``sends.counts`` of one credential, and
+``sends.since`` an hour ago (rate limits). Medians of many calls; the target is 5 ms each.
 """
 
 from __future__ import annotations

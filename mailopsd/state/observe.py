@@ -223,7 +223,7 @@ def leads_changes(
 
     Each such file is read row by row into a stage of ``ledger`` and compared there with
     the campaign's leads; the action's rows are read from the stage when iterated, and
-    applying it (:meth:`Ledger.import_staged`) writes only the difference.
+    applying it (:meth:`LeadImports.apply_stage`) writes only the difference.
 
     Raises:
         StateError: A leads file cannot be read.
