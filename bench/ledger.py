@@ -3,16 +3,16 @@
     python -m bench ledger [--quick]
 
 Recording: 100,000 sends go through the dispatcher's path, in ticks of 500 (ten
-credentials, 50 each): ``record_intents`` (one transaction, the leads marked
-``sending``), then one transaction of ``set_outcome`` and ``update_lead`` per send. The
-reference, alternating with it over the rounds, is the same SQL written by bare
-``executemany`` on a ledger of the same schema: what SQLite itself costs.
+credentials, 50 each): ``sends.record_intents`` (one transaction, the leads marked
+``sending``), then one transaction of ``sends.set_outcome`` and ``leads.update`` per
+send. The reference, alternating with it over the rounds, is the same SQL written by
+bare ``executemany`` on a ledger of the same schema: what SQLite itself costs.
 
 Counts: a ledger whose ``sends`` holds 1,000,000 rows of one campaign, spread over 5,000
 credentials and 30 days (some deferred, bounced or unknown, with their bounces), is asked
-what the dispatcher and ``status`` ask on every tick: ``step1_today`` (every credential's
-step-1 sends today and last send), ``counts`` of one credential, and ``sends_since`` an
-hour ago (rate limits). Medians of many calls; the target is 5 ms each.
+what the dispatcher and ``status`` ask on every tick: ``sends.step1_today`` (every
+credential's step-1 sends today and last send), ``sends.counts`` of one credential, and
+``sends.since`` an hour ago (rate limits). Medians of many calls; the target is 5 ms each.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ from pathlib import Path
 
 from bench.report import Row
 from mailopsd.config.leads import LeadRow
-from mailopsd.state.ledger import LEDGER_FILE, Intent, LeadProgress, Ledger, stamp
+from mailopsd.state.leads import LeadProgress
+from mailopsd.state.ledger import LEDGER_FILE, Ledger
+from mailopsd.state.schema import stamp
+from mailopsd.state.sends import Intent
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 DAY_START = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -54,8 +57,8 @@ def _leads(count: int) -> list[LeadRow]:
 def _fresh_ledger(directory: Path, leads: list[LeadRow]) -> Ledger:
     ledger = Ledger.open(directory)
     with ledger.transaction():
-        ledger.put_campaign(CAMPAIGN, "default", {"name": "bench"}, NOW)
-        ledger.import_leads(
+        ledger.campaigns.put(CAMPAIGN, "default", {"name": "bench"}, NOW)
+        ledger.imports.apply_rows(
             CAMPAIGN,
             account="default",
             digest="bench",
@@ -86,11 +89,13 @@ def _record_with_ledger(directory: Path, leads: list[LeadRow]) -> float:
                 )
                 for n, lead in enumerate(batch)
             ]
-            ids = ledger.record_intents(intents)
+            ids = ledger.sends.record_intents(intents)
             with ledger.transaction():
                 for send_id, intent, lead in zip(ids, intents, batch, strict=True):
-                    ledger.set_outcome(send_id, outcome="sent", code=250, detail="250 ok", at=at)
-                    ledger.update_lead(
+                    ledger.sends.set_outcome(
+                        send_id, outcome="sent", code=250, detail="250 ok", at=at
+                    )
+                    ledger.leads.update(
                         LeadProgress(
                             campaign_id=CAMPAIGN,
                             email=lead.email,
@@ -262,17 +267,17 @@ def _counting(quick: bool) -> list[Row]:
             window = NOW - timedelta(days=7)
             hour_ago = NOW - timedelta(hours=1)
             queries: dict[str, Callable[[], object]] = {
-                f"step1_today (all {credentials:,} credentials)": lambda: ledger.step1_today(
+                f"step1_today (all {credentials:,} credentials)": lambda: ledger.sends.step1_today(
                     CAMPAIGN, DAY_START
                 ),
-                "counts (one credential, 7-day window)": lambda: ledger.counts(
+                "counts (one credential, 7-day window)": lambda: ledger.sends.counts(
                     CAMPAIGN, one, day_start=DAY_START, window_start=window
                 ),
-                "sends_since (one hour, all credentials)": lambda: ledger.sends_since(
+                "sends_since (one hour, all credentials)": lambda: ledger.sends.since(
                     CAMPAIGN, hour_ago
                 ),
             }
-            usage = ledger.step1_today(CAMPAIGN, DAY_START)
+            usage = ledger.sends.step1_today(CAMPAIGN, DAY_START)
             if len(usage) != credentials:
                 raise RuntimeError(f"step1_today saw {len(usage)} of {credentials} credentials")
             results = {name: _median_ms(query, calls) for name, query in queries.items()}

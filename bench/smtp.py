@@ -29,7 +29,6 @@ import re
 import shutil
 import smtplib
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from bench.report import Row
 from mailopsd.config.loader import LoadOptions
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.notify import Notifier
-from mailopsd.state.ledger import LEDGER_FILE
+from mailopsd.state.ledger import Ledger
 
 CREDENTIALS = 4
 SENDER = "sender@bench.example.com"
@@ -261,8 +260,14 @@ def mailopsd_rate(
         elapsed = time.perf_counter() - start
     finally:
         daemon.close()
-    with contextlib.closing(sqlite3.connect(directory / "state" / LEDGER_FILE)) as db:
-        outcomes = dict(db.execute("SELECT outcome, count(*) FROM sends GROUP BY outcome"))
+    outcomes: dict[str, int] = {}
+    ledger = Ledger.open_readonly(directory / "state")
+    if ledger is not None:
+        try:
+            for (_, _, outcome), count in ledger.totals.read().sends.items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+        finally:
+            ledger.close()
     if outcomes != {"sent": messages}:
         raise RuntimeError(
             f"mailopsd: {messages} messages expected sent, the ledger has {outcomes}"

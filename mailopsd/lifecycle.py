@@ -1,4 +1,4 @@
-"""A lead's lifecycle: the states it moves through, why it stops early, what comes back.
+"""A lead's lifecycle: its states, why it stops early, how its sends end, what comes back.
 
 The values are the words the ledger stores and the status shows, so they never change;
 the names let code say which state it means. Pure.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["LeadState", "MailKind", "StopReason"]
+__all__ = ["COUNTED_OUTCOMES", "LeadState", "MailKind", "SendOutcome", "StopReason"]
 
 
 class LeadState(StrEnum):
@@ -36,6 +36,39 @@ class StopReason(StrEnum):
     REPLIED = "replied"
     UNSUBSCRIBED = "unsubscribed"
     AUTO_REPLY = "auto_reply"
+
+
+class SendOutcome(StrEnum):
+    """How a send ended, as its row in the ledger says."""
+
+    PENDING = "pending"
+    """Its intent is recorded, its outcome not yet (or never: the process stopped)."""
+    SENT = "sent"
+    """The server accepted the message."""
+    DEFERRED = "deferred"
+    """The server refused it for now (4xx): the step is tried again later."""
+    BOUNCED = "bounced"
+    """The server refused it (5xx)."""
+    NOT_SENT = "not_sent"
+    """The message was not handed to the server (no connection, the server's own
+    trouble, or not tried): the step is tried again later."""
+    AUTH_FAILED = "auth_failed"
+    """The server refused the mailbox's login."""
+    UNKNOWN = "unknown"
+    """The connection was lost after the message was handed over: never sent again."""
+    INVALID = "invalid"
+    """The server refused the lead's address as malformed: the address's fault, not a
+    bounce of the mailbox (nothing was sent, and it says nothing of the mailbox)."""
+
+
+COUNTED_OUTCOMES = (
+    SendOutcome.PENDING,
+    SendOutcome.SENT,
+    SendOutcome.UNKNOWN,
+    SendOutcome.BOUNCED,
+)
+"""The outcomes that count against daily limits and rate limits: the message was (or may
+have been) handed to the server. Migration 4's triggers spell the same list out."""
 
 
 class MailKind(StrEnum):

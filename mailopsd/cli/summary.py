@@ -13,6 +13,7 @@ from typing import Any
 
 from mailopsd.config.scalars import WEEKDAYS
 from mailopsd.dispatch.report import TickReport
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.statefile import format_time
 from mailopsd.status.progress import local_time
 
@@ -20,8 +21,8 @@ __all__ = ["campaign_lines", "run_lines"]
 
 Report = Mapping[str, Any]
 
-_FAILED = ("bounced", "invalid")
-_RETRIED = ("deferred", "not_sent", "auth_failed")
+_FAILED = (SendOutcome.BOUNCED, SendOutcome.INVALID)
+_RETRIED = (SendOutcome.DEFERRED, SendOutcome.NOT_SENT, SendOutcome.AUTH_FAILED)
 
 
 def _count(number: int, word: str) -> str:
@@ -129,19 +130,19 @@ def _outcome_line(campaign_id: str, work: TickReport) -> str:
         if campaign == campaign_id:
             kinds[kind] = kinds.get(kind, 0) + count
     failed = sum(kinds.get(kind, 0) for kind in _FAILED) + work.failed_leads[campaign_id]
-    line = f"campaign {campaign_id}: sent {kinds.get('sent', 0)}, failed {failed}"
+    line = f"campaign {campaign_id}: sent {kinds.get(SendOutcome.SENT, 0)}, failed {failed}"
     retried = sum(kinds.get(kind, 0) for kind in _RETRIED)
     if retried:
         line += f", {retried} to retry later"
-    if kinds.get("unknown"):
-        line += f", {kinds['unknown']} with outcome unknown (never sent again)"
+    if kinds.get(SendOutcome.UNKNOWN):
+        line += f", {kinds[SendOutcome.UNKNOWN]} with outcome unknown (never sent again)"
     return line
 
 
 def _sandbox_line(campaign: Report, work: TickReport, state_dir: Path) -> str | None:
     copies = []
     for credential in campaign["smtp_credentials"]:
-        sent = work.sends[campaign["id"], credential["id"], "sent"]
+        sent = work.sends[campaign["id"], credential["id"], SendOutcome.SENT]
         if credential["status"] == "sandbox" and sent:
             box = state_dir / "sandbox" / campaign["id"] / credential["id"] / "new"
             copies.append(f"{box}/ ({sent})")

@@ -51,7 +51,8 @@ from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
-from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
+from mailopsd.state.errors import StorageError
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
 
 __all__ = ["Daemon", "DaemonSettings"]
@@ -262,8 +263,7 @@ class Daemon:
             How many sends left without an outcome were marked ``unknown``.
 
         Raises:
-            StateError, sqlite3.Error, OSError: A write was refused; the state is left as
-                it was.
+            StorageError: A write was refused; the state is left as it was.
         """
         paused = self.state
         self._set_condition("StateWritable", "True", "Writable", "the state directory takes writes")
@@ -274,7 +274,7 @@ class Daemon:
             ledger.probe_write()
             unknown = dispatcher.recover(loaded, self._now())
             save_state(self.settings.state_dir, self.state)
-        except LEDGER_ERRORS:
+        except StorageError:
             self.state = paused
             raise
         return unknown
@@ -332,7 +332,7 @@ class Daemon:
                 self._apply(loaded)
         except ConfigError as err:
             self._config_rejected(err)
-        except LEDGER_ERRORS as err:
+        except StateError as err:  # the ledger's, the state file's, or a leads file's
             if unwritable(err):
                 self._storage_failed(err, "applying the config")
             else:
@@ -404,7 +404,7 @@ class Daemon:
                 state, report = self._dispatcher.tick(
                     self.loaded, self.state, self._now(), should_stop=self._stop.is_set
                 )
-            except LEDGER_ERRORS as err:
+            except StorageError as err:
                 if not unwritable(err):
                     raise
                 self._storage_failed(err, "recording sends")

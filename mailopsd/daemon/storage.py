@@ -15,25 +15,29 @@ the pause in its conditions and status.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from mailopsd.notify import Notifier
-from mailopsd.state.ledger import LEDGER_ERRORS
+from mailopsd.state.errors import (
+    StorageError,
+    StorageFullError,
+    StorageReadOnlyError,
+    StorageUnavailableError,
+)
 
 __all__ = ["StoragePause", "unwritable"]
 
 # The daemon's lines keep one logger name, whichever of its modules writes them.
 logger = logging.getLogger("mailopsd.daemon")
 
-_UNWRITABLE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
-_UNWRITABLE_SQLITE = ("readonly", "disk is full", "disk i/o error", "unable to open", "locked")
+# What passes when the operator acts (space freed, the file system made writable, the
+# disk back): the work pauses meanwhile. A damaged ledger or state file does not.
+_UNWRITABLE = (StorageFullError, StorageReadOnlyError, StorageUnavailableError)
 
 _T = TypeVar("_T")
 
@@ -45,11 +49,7 @@ def unwritable(err: BaseException | None) -> bool:
     when the operator acts. A corrupt ledger or state file is not one of them.
     """
     while err is not None:
-        if isinstance(err, OSError) and err.errno in _UNWRITABLE_ERRNOS:
-            return True
-        if isinstance(err, sqlite3.OperationalError) and any(
-            words in str(err).lower() for words in _UNWRITABLE_SQLITE
-        ):
+        if isinstance(err, _UNWRITABLE):
             return True
         err = err.__cause__
     return False
@@ -115,12 +115,12 @@ class StoragePause:
 
         Args:
             write_test: Writes to the ledger and the state file, and returns how many
-                sends it marked ``unknown``; raises one of ``LEDGER_ERRORS`` if a write
-                is refused.
+                sends it marked ``unknown``; raises a ``StorageError`` if a write is
+                refused.
         """
         try:
             unknown = write_test()
-        except LEDGER_ERRORS:
+        except StorageError:
             return False
         logger.info(
             "state directory writable again, work resumes state_dir=%s unknown_outcomes=%d",
@@ -139,14 +139,14 @@ class StoragePause:
         ends the wait.
 
         Raises:
-            StateError, sqlite3.Error, OSError: ``action`` failed otherwise, or while
-                ``stop`` was set.
+            StateError: ``action`` failed otherwise (a ``StorageError`` that does not
+                pass by itself, or another), or while ``stop`` was set.
         """
         waiting = False
         while True:
             try:
                 result = action()
-            except LEDGER_ERRORS as err:
+            except StorageError as err:
                 if not unwritable(err) or stop.is_set():
                     raise
                 if not waiting:

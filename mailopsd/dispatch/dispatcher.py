@@ -34,11 +34,14 @@ from mailopsd.dispatch.rotation import Budget, Picker
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
-from mailopsd.lifecycle import LeadState
+from mailopsd.lifecycle import LeadState, SendOutcome
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.smtp.message import ComposeError, Outgoing
-from mailopsd.smtp.transport import Outcome, OutcomeKind, SandboxTransport, SmtpTransport
-from mailopsd.state.ledger import Intent, LeadProgress, Ledger, unstamp
+from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
+from mailopsd.state.leads import LeadProgress
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import unstamp
+from mailopsd.state.sends import Intent
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["Dispatcher"]
@@ -53,10 +56,10 @@ HEARTBEAT_S = 5.0
 # the credential's batch waits and the credential backs off. A connection lost during
 # DATA is one: the next message would most likely be lost the same way, as ``unknown``.
 _SERVER_TROUBLE = {
-    OutcomeKind.NOT_SENT: "smtp unavailable",
-    OutcomeKind.UNKNOWN: "smtp connection lost during data, outcome unknown (never sent again)",
+    SendOutcome.NOT_SENT: "smtp unavailable",
+    SendOutcome.UNKNOWN: "smtp connection lost during data, outcome unknown (never sent again)",
 }
-_STOPS_BATCH = frozenset({OutcomeKind.AUTH_FAILED, *_SERVER_TROUBLE})
+_STOPS_BATCH = frozenset({SendOutcome.AUTH_FAILED, *_SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -120,20 +123,20 @@ class Dispatcher:
         Returns:
             How many sends were found so.
         """
-        pending = self.ledger.pending_sends()
+        pending = self.ledger.sends.pending()
         with self.ledger.transaction():
             for send_id, intent in pending:
-                self.ledger.set_outcome(
+                self.ledger.sends.set_outcome(
                     send_id,
-                    outcome="unknown",
+                    outcome=SendOutcome.UNKNOWN,
                     code=None,
                     detail="no outcome recorded (mailopsd stopped); never sent again",
                     at=now,
                 )
-                lead = self.ledger.lead(intent.campaign_id, intent.email)
+                lead = self.ledger.leads.get(intent.campaign_id, intent.email)
                 campaign = loaded.config.campaigns.get(intent.campaign_id)
                 if lead is not None and lead.state == LeadState.SENDING:
-                    self.ledger.update_lead(progression.sent(lead, intent, campaign))
+                    self.ledger.leads.update(progression.sent(lead, intent, campaign))
         for _, intent in pending:
             logger.warning(
                 "send outcome unknown campaign=%s credential=%s step=%d message_id=%s",
@@ -161,7 +164,7 @@ class Dispatcher:
         self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
     ) -> dict[str, Budget]:
         day_start = utc_day_start(now)
-        usage = self.ledger.step1_today(campaign_id, day_start)
+        usage = self.ledger.sends.step1_today(campaign_id, day_start)
         windows: dict[str, dict[str, int]] = {}
         budgets = {}
         for credential_id, credential in campaign.smtp_credentials.items():
@@ -172,7 +175,7 @@ class Dispatcher:
             if credential.rate_limit is not None:
                 period = credential.rate_limit.period
                 if period.text not in windows:
-                    windows[period.text] = self.ledger.sends_since(
+                    windows[period.text] = self.ledger.sends.since(
                         campaign_id, period.subtract_from(now)
                     )
                 rate_left = credential.rate_limit.value - windows[period.text].get(credential_id, 0)
@@ -232,7 +235,7 @@ class Dispatcher:
         picker = Picker.of(budgets.values())
         chosen: list[tuple[str, LeadProgress]] = []
         limit = min(self.batch_per_credential * len(budgets), left)
-        due = self.ledger.due_followups(
+        due = self.ledger.leads.due_followups(
             campaign_id, campaign.account, now, credentials=sorted(budgets), limit=limit
         )
         for lead in due:
@@ -240,7 +243,7 @@ class Dispatcher:
                 chosen.append((lead.credential_id, lead))
         # Read only the new leads the picker can place: each read lead costs a parse.
         room = min(sum(budget.step1_room() for budget in budgets.values()), left - len(chosen))
-        for lead in self.ledger.new_leads(campaign_id, campaign.account, now, room):
+        for lead in self.ledger.leads.new(campaign_id, campaign.account, now, room):
             budget = picker.pick()
             if budget is None:
                 break
@@ -309,19 +312,19 @@ class Dispatcher:
                 self.smtp.settle(job.key)  # the envelope sent ahead, if any, goes no further
                 reason = blocked.detail if blocked else report.STOPPING
                 results.append(
-                    (job, Outcome(OutcomeKind.NOT_SENT, None, f"{report.NOT_ATTEMPTED}{reason}"))
+                    (job, Outcome(SendOutcome.NOT_SENT, None, f"{report.NOT_ATTEMPTED}{reason}"))
                 )
                 continue
             then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
             outcome = self._send(job, ca_files.get(job.key), then)
-            if job.credential.archive and outcome.kind == OutcomeKind.ACCEPTED:
+            if job.credential.archive and outcome.kind == SendOutcome.SENT:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in _STOPS_BATCH:
                 blocked = outcome
-            if outcome.kind == OutcomeKind.REJECTED and check is not None:
+            if outcome.kind == SendOutcome.BOUNCED and check is not None:
                 halt = check.after_bounce(unsent=len(jobs) - position - 1)
                 if halt is not None:
-                    blocked = Outcome(OutcomeKind.NOT_SENT, None, halt)
+                    blocked = Outcome(SendOutcome.NOT_SENT, None, halt)
             results.append((job, outcome))
         return results
 
@@ -347,7 +350,7 @@ class Dispatcher:
                 what,
             )
             self.smtp.drop(job.key)
-            return Outcome(OutcomeKind.UNKNOWN, None, f"unexpected {what}")
+            return Outcome(SendOutcome.UNKNOWN, None, f"unexpected {what}")
 
     def _deliver(
         self,
@@ -390,16 +393,16 @@ class Dispatcher:
     def _record(self, results: list[tuple[_Job, Outcome]], now: datetime) -> None:
         with self.ledger.transaction():
             for job, outcome in results:
-                self.ledger.set_outcome(
+                self.ledger.sends.set_outcome(
                     job.send_id,
                     outcome=outcome.kind.value,
                     code=outcome.code,
                     detail=outcome.detail,
                     at=now,
                 )
-                self.ledger.update_lead(self._after(job, outcome, now))
-                if outcome.kind == OutcomeKind.REJECTED:
-                    self.ledger.add_bounce(
+                self.ledger.leads.update(self._after(job, outcome, now))
+                if outcome.kind == SendOutcome.BOUNCED:
+                    self.ledger.sends.add_bounce(
                         job.send_id,
                         job.key[0],
                         job.key[1],
@@ -417,7 +420,7 @@ class Dispatcher:
                     )
 
     def _after(self, job: _Job, outcome: Outcome, now: datetime) -> LeadProgress:
-        if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
+        if outcome.kind == SendOutcome.INVALID:  # never tried again; not a bounce
             logger.warning(
                 "lead address refused as malformed campaign=%s credential=%s lead=%s code=%s "
                 "reply=%s",
@@ -446,7 +449,7 @@ class Dispatcher:
         for key, outcome in last.items():
             name = credential_key(*key)
             entry = credentials.get(name, CredentialState())
-            if outcome.kind == OutcomeKind.AUTH_FAILED:
+            if outcome.kind == SendOutcome.AUTH_FAILED:
                 failures = entry.auth_failures + 1
                 self._backoff[key] = (
                     now + timedelta(seconds=backoff.SMTP_AUTH.delay_s(failures)),
@@ -507,20 +510,20 @@ class Dispatcher:
         if failed:
             with self.ledger.transaction():
                 for lead in failed:
-                    self.ledger.update_lead(lead)
+                    self.ledger.leads.update(lead)
         done = TickReport(assigned=len(jobs))
         done.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:
             return state, done
         intents = [job.intent(now) for job in jobs]
-        ids = self.ledger.record_intents(intents)
+        ids = self.ledger.sends.record_intents(intents)
         for job, send_id in zip(jobs, ids, strict=True):
             job.send_id, job.at = send_id, now
         results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
         done.count([(job.key, outcome) for job, outcome in results])
         state = self._credential_outcomes(results, state, now)
-        bounced = {job.key for job, outcome in results if outcome.kind == OutcomeKind.REJECTED}
+        bounced = {job.key for job, outcome in results if outcome.kind == SendOutcome.BOUNCED}
         return autodisable.check_credentials(self.ledger, loaded, state, bounced, now), done
 
     def close(self) -> None:

@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 from mailopsd import backoff
 from mailopsd.config.models import Campaign
 from mailopsd.health import effects
-from mailopsd.lifecycle import LeadState, StopReason
-from mailopsd.smtp.transport import Outcome, OutcomeKind
-from mailopsd.state.ledger import Intent, LeadProgress, stamp
+from mailopsd.lifecycle import LeadState, SendOutcome, StopReason
+from mailopsd.smtp.transport import Outcome
+from mailopsd.state.leads import LeadProgress
+from mailopsd.state.schema import stamp
+from mailopsd.state.sends import Intent
 
 __all__ = ["after_outcome", "sent"]
 
@@ -49,15 +51,15 @@ def after_outcome(
     Returns:
         The lead to write.
     """
-    if outcome.kind in (OutcomeKind.ACCEPTED, OutcomeKind.UNKNOWN):
+    if outcome.kind in (SendOutcome.SENT, SendOutcome.UNKNOWN):
         return sent(lead, intent, campaign)
-    if outcome.kind == OutcomeKind.REJECTED:
+    if outcome.kind == SendOutcome.BOUNCED:
         return effects.stopped(lead, StopReason.BOUNCED, error=f"{outcome.code} {outcome.detail}")
-    if outcome.kind == OutcomeKind.INVALID:  # never tried again; not a bounce
+    if outcome.kind == SendOutcome.INVALID:  # never tried again; not a bounce
         error = f"address refused as malformed: {outcome.code} {outcome.detail}"
         return replace(lead, state=LeadState.FAILED, last_error=error)
     back = LeadState.NEW if lead.step == 0 else LeadState.WAITING
-    if outcome.kind == OutcomeKind.DEFERRED:
+    if outcome.kind == SendOutcome.DEFERRED:
         attempts = lead.attempts + 1
         if attempts >= max_attempts:
             return replace(

@@ -12,8 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from mailopsd.health import batch
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.refs import CredentialRef
-from mailopsd.smtp.transport import Outcome, OutcomeKind
+from mailopsd.smtp.transport import Outcome
 
 __all__ = ["NOT_ATTEMPTED", "NOT_SENT_REASONS", "STOPPING", "TickReport", "not_sent_reason"]
 
@@ -86,7 +87,7 @@ class TickReport:
         reasons = Counter(
             not_sent_reason(outcome)
             for _, outcome in results
-            if outcome.kind == OutcomeKind.NOT_SENT
+            if outcome.kind == SendOutcome.NOT_SENT
         )
         self.not_sent.update({why: reasons[why] for why in NOT_SENT_REASONS if reasons[why]})
         self.sends.update((*key, outcome.kind.value) for key, outcome in results)

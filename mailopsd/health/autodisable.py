@@ -46,7 +46,9 @@ def check_credentials(
             continue
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
         day_start = utc_day_start(now)
-        counts = ledger.counts(campaign_id, credential_id, day_start=day_start, window_start=since)
+        counts = ledger.sends.counts(
+            campaign_id, credential_id, day_start=day_start, window_start=since
+        )
         reason = policy.disable_reason(
             campaign, bounces=counts.bounces_in_window, sends=counts.sends_in_window, since=since
         ) or policy.block_reason(

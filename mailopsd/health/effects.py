@@ -17,7 +17,8 @@ from enum import StrEnum
 
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef
-from mailopsd.state.ledger import LeadProgress, Ledger
+from mailopsd.state.leads import LeadProgress
+from mailopsd.state.ledger import Ledger
 
 __all__ = ["Suppression", "record_stop", "stop_lead", "stopped", "suppress"]
 
@@ -41,7 +42,7 @@ def suppress(ledger: Ledger, account: str, email: str, reason: Suppression, now:
     Returns:
         Whether it was not suppressed before (the first reason is kept).
     """
-    return ledger.suppress(account, email, reason, now)
+    return ledger.suppressions.add(account, email, reason, now)
 
 
 def stop_lead(ledger: Ledger, campaign_id: str, email: str, reason: StopReason) -> bool:
@@ -50,7 +51,7 @@ def stop_lead(ledger: Ledger, campaign_id: str, email: str, reason: StopReason) 
     Returns:
         Whether it was going on (``False``: it was over, or there is no such lead).
     """
-    return ledger.stop_lead(campaign_id, email, reason)
+    return ledger.leads.stop(campaign_id, email, reason)
 
 
 def record_stop(

@@ -26,7 +26,8 @@ from mailopsd.config.models import Campaign, Credential
 from mailopsd.http import apikeys
 from mailopsd.http.openapi import OPENAPI
 from mailopsd.refs import credential_key
-from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
+from mailopsd.state.errors import StorageError
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile, format_time
 from mailopsd.status import report
 
@@ -213,7 +214,7 @@ class _Answer:
         try:
             ledger = self.reader.ledger()
             rows = [self._credential(ledger, campaign_id, campaign, key) for key in ids]
-        except LEDGER_ERRORS as err:
+        except StorageError as err:
             logger.warning("api read failed, ledger not readable error=%s", err)
             return _error(
                 "503 Service Unavailable", "unavailable", "the ledger cannot be read; try again"

@@ -42,7 +42,8 @@ from mailopsd.config.models import Http
 from mailopsd.http import api, metrics, record
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef
-from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
+from mailopsd.state.errors import StorageError
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
 __all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Site"]
@@ -270,7 +271,7 @@ class LinkApp:
         """Why the ledger cannot be read now, or ``None`` (a read is tried)."""
         try:
             self._with_ledger(Ledger.check_readable)
-        except LEDGER_ERRORS as err:
+        except StorageError as err:
             if str(err) != self._ledger_error:
                 logger.warning("not ready, ledger not readable error=%s", err)
             self._ledger_error = str(err)
@@ -292,8 +293,8 @@ class LinkApp:
 
     def _confirm(self, claims: tokens.Claims) -> _Response:
         try:
-            account = self._with_ledger(lambda ledger: ledger.campaign_account(claims.campaign_id))
-        except LEDGER_ERRORS as err:
+            account = self._with_ledger(lambda ledger: ledger.campaigns.account(claims.campaign_id))
+        except StorageError as err:
             logger.warning("unsubscribe page unavailable, ledger not readable error=%s", err)
             return _unavailable()
         if account is None:
@@ -320,7 +321,7 @@ class LinkApp:
         now = self.site.clock()
         try:
             done = self._with_ledger(lambda ledger: record.unsubscribe(ledger, claims, now))
-        except LEDGER_ERRORS as err:
+        except StorageError as err:
             logger.error(
                 "one-click unsubscribe not recorded campaign=%s error=%s; the sender was told "
                 "to try again later",
@@ -359,5 +360,5 @@ class LinkApp:
         now = self.site.clock()
         try:
             self._with_ledger(lambda ledger: count(ledger, claims, now))
-        except LEDGER_ERRORS as err:
+        except StorageError as err:
             logger.warning("%s not counted campaign=%s error=%s", what, claims.campaign_id, err)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from mailopsd.errors import StateError
+from mailopsd.state.errors import StorageUnavailableError
 from mailopsd.state.ledger import Ledger
 
 __all__ = ["ThreadLedgers"]
@@ -32,7 +32,8 @@ class ThreadLedgers:
         """The calling thread's connection; the caller must not close it.
 
         Raises:
-            StateError: The ledger cannot be opened (it is tried again at the next call).
+            StorageError: The ledger cannot be opened (it is tried again at the next
+                call), or the server has stopped (``StorageUnavailableError``).
         """
         ledger: Ledger | None = getattr(self._local, "ledger", None)
         if ledger is not None:
@@ -41,7 +42,9 @@ class ThreadLedgers:
         with self._lock:
             if self._closed:
                 ledger.close()
-                raise StateError("the HTTP server has stopped; its ledger connections are closed")
+                raise StorageUnavailableError(
+                    "the HTTP server has stopped; its ledger connections are closed"
+                )
             self._opened.append(ledger)
         self._local.ledger = ledger
         return ledger

@@ -29,8 +29,11 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state.ledger import LEDGER_ERRORS, Ledger, Totals, unstamp
+from mailopsd.state.errors import StorageError
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import unstamp
 from mailopsd.state.statefile import CredentialState, StateFile
+from mailopsd.state.totals import Totals
 from mailopsd.status import report
 
 __all__ = ["CONTENT_TYPE", "PATH", "Exporter", "ReloadCounts", "Sources"]
@@ -95,13 +98,13 @@ class _Collector(Collector):
         yield from self._daemon()
         try:
             ledger = self.sources.ledger()
-        except LEDGER_ERRORS as err:
+        except StorageError as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             yield GaugeMetricFamily("mailopsd_ledger_readable", _READABLE_HELP, value=0)
             return
         try:
-            families = [*_totals(ledger.totals()), *self._credentials(ledger)]
-        except LEDGER_ERRORS as err:
+            families = [*_totals(ledger.totals.read()), *self._credentials(ledger)]
+        except StorageError as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             families = []
         yield GaugeMetricFamily(

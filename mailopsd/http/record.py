@@ -58,11 +58,11 @@ def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
         Whether it was done now, had been done before, or the campaign is unknown.
 
     Raises:
-        sqlite3.Error: The ledger did not take the write (nothing was recorded).
+        StorageError: The ledger did not take the write (nothing was recorded).
     """
     claims = _keyed(claims)
     with ledger.transaction():
-        account = ledger.campaign_account(claims.campaign_id)
+        account = ledger.campaigns.account(claims.campaign_id)
         if account is None:
             return Unsubscribed.UNKNOWN
         suppressed = effects.suppress(
@@ -72,9 +72,9 @@ def unsubscribe(ledger: Ledger, claims: Claims, now: datetime) -> Unsubscribed:
             ledger, claims.campaign_id, claims.email, StopReason.UNSUBSCRIBED
         )
         if suppressed or stopped:
-            lead = ledger.lead(claims.campaign_id, claims.email)
+            lead = ledger.leads.get(claims.campaign_id, claims.email)
             credential = lead.credential_id if lead is not None else None
-            ledger.add_reply(
+            ledger.inbox.add_reply(
                 claims.campaign_id,
                 credential,
                 claims.email,
@@ -97,9 +97,9 @@ def record_open(ledger: Ledger, claims: Claims, now: datetime) -> bool:
         Whether it was counted (``False``: unknown campaign).
     """
     with ledger.transaction():
-        if ledger.campaign_account(claims.campaign_id) is None:
+        if ledger.campaigns.account(claims.campaign_id) is None:
             return False
-        ledger.record_open(claims.campaign_id, _keyed(claims).email, now)
+        ledger.tracking.record_open(claims.campaign_id, _keyed(claims).email, now)
     return True
 
 
@@ -112,7 +112,7 @@ def record_click(ledger: Ledger, claims: Claims, now: datetime) -> bool:
     if claims.url is None:
         return False
     with ledger.transaction():
-        if ledger.campaign_account(claims.campaign_id) is None:
+        if ledger.campaigns.account(claims.campaign_id) is None:
             return False
-        ledger.record_click(claims.campaign_id, _keyed(claims).email, claims.url, now)
+        ledger.tracking.record_click(claims.campaign_id, _keyed(claims).email, claims.url, now)
     return True

@@ -108,12 +108,12 @@ class _Recorder:
 
     def _quoted(self, references: tuple[str, ...], address: str | None) -> _Send | None:
         """The send of this mailbox a message refers to (to ``address``, if given)."""
-        found = self.ledger.send_by_message_id(references, senders=self.senders, email=address)
+        found = self.ledger.sends.by_message_id(references, senders=self.senders, email=address)
         return None if found is None else _Send(*found)
 
     def _written_to(self, address: str) -> _Send | None:
         """The last send of this credential to ``address``."""
-        found = self.ledger.last_send_to(*self.key, address)
+        found = self.ledger.sends.last_to(*self.key, address)
         return None if found is None else _Send(*found)
 
     def _find(self, references: tuple[str, ...], address: str | None) -> _Send | None:
@@ -152,7 +152,7 @@ class _Recorder:
             kind = MailKind.UNCONFIRMED
             self.done.unconfirmed += 1
         if kind in _BOUNCE_KINDS:
-            self.ledger.add_bounce(
+            self.ledger.sends.add_bounce(
                 send.send_id,
                 send.campaign_id,
                 send.credential_id,
@@ -187,7 +187,7 @@ class _Recorder:
         return first
 
     def _reply(self, send: _Send, kind: MailKind, arrival: Arrival) -> None:
-        self.ledger.add_reply(
+        self.ledger.inbox.add_reply(
             send.campaign_id,
             send.credential_id,
             send.email,
@@ -214,7 +214,7 @@ class _Recorder:
         return send.email
 
     def one(self, arrival: Arrival) -> None:
-        if self.ledger.has_message(*self.key, arrival.key):
+        if self.ledger.inbox.has_message(*self.key, arrival.key):
             self.done.duplicates += 1
             return
         result = arrival.classification
@@ -228,7 +228,7 @@ class _Recorder:
             # Not threaded, but from an address this mailbox wrote to: a reply.
             email = self._answer(arrival, result, MailKind.REPLY)
             kind = MailKind.REPLY if email is not None else kind
-        self.ledger.note_message(
+        self.ledger.inbox.note_message(
             *self.key,
             arrival.key,
             folder=arrival.folder,
@@ -277,7 +277,7 @@ def record_poll(
             summary += f", {recorder.done.duplicates} seen before"
         for folder in (*result.cursors, *result.missing_folders):
             cursor = result.cursors.get(folder)
-            ledger.set_imap_cursor(
+            ledger.inbox.set_cursor(
                 *key,
                 folder,
                 (cursor.uidvalidity, cursor.last_uid) if cursor else None,

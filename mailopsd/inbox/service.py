@@ -30,7 +30,7 @@ from pathlib import Path
 from mailopsd import backoff
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
-from mailopsd.errors import describe_unexpected
+from mailopsd.errors import StateError, describe_unexpected
 from mailopsd.health import autodisable
 from mailopsd.inbox.imap import (
     BATCH,
@@ -44,10 +44,11 @@ from mailopsd.inbox.imap import (
     wait_for_mail,
 )
 from mailopsd.inbox.record import Recorded, mailbox_senders, record_poll
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.smtp.message import forwarded_report
-from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
-from mailopsd.state.ledger import LEDGER_ERRORS, Ledger
+from mailopsd.smtp.transport import SmtpTransport
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["Inbox", "PollStats"]
@@ -217,7 +218,7 @@ class Inbox:
 
     def _submit(self, key: CredentialRef, mailbox: _Mailbox, since: datetime) -> None:
         cursors = {
-            folder: Cursor(*cursor) for folder, cursor in self.ledger.imap_cursors(*key).items()
+            folder: Cursor(*cursor) for folder, cursor in self.ledger.inbox.cursors(*key).items()
         }
         mailbox.started = time.monotonic()
         future = self._executor().submit(poll, mailbox.access, cursors, since)
@@ -239,7 +240,7 @@ class Inbox:
                 due = mailbox.due <= now
             if mailbox.running is not None or not due:
                 continue
-            since = self.ledger.first_send_at(*key)
+            since = self.ledger.sends.first_at(*key)
             if since is None:
                 mailbox.due = now + mailbox.interval_s
                 continue
@@ -263,7 +264,7 @@ class Inbox:
         mailbox.error = error
         with self.ledger.transaction():
             for folder in mailbox.access.folders:
-                self.ledger.set_imap_cursor(*key, folder, None, at=at, result=f"error: {error}")
+                self.ledger.inbox.set_cursor(*key, folder, None, at=at, result=f"error: {error}")
         entry = state.credential(credential_key(*key))
         if entry.inbox_error == error:
             return state
@@ -361,7 +362,7 @@ class Inbox:
             mailbox.running = None
             try:
                 state = self._record(key, mailbox, future, loaded, state, at)
-            except LEDGER_ERRORS as err:
+            except StateError as err:
                 mailbox.running = future  # recorded once the ledger takes writes
                 self.unrecorded = err
                 break
@@ -433,7 +434,7 @@ class Inbox:
                 if credential.status == "sandbox":
                     continue
                 outcome = self.smtp.deliver(key, credential, ca_file, outgoing)
-                if outcome.kind != OutcomeKind.ACCEPTED:
+                if outcome.kind != SendOutcome.SENT:
                     return f"forward to {to} failed: {outcome.code} {outcome.detail}"
                 sent += 1
         return f"forwarded {sent} to {to}"

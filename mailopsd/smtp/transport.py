@@ -39,40 +39,31 @@ import ssl
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
 from mailopsd.errors import describe_unexpected
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.refs import CredentialRef
 from mailopsd.smtp.message import Outgoing
+from mailopsd.state.errors import storage_error
 
-__all__ = ["Outcome", "OutcomeKind", "SandboxTransport", "SmtpTransport"]
+__all__ = ["Outcome", "SandboxTransport", "SmtpTransport"]
 
 _DETAIL_MAX = 200
 _CLOSING = 421  # "service not available, closing transmission channel" (RFC 5321 3.8)
 
 
-class OutcomeKind(StrEnum):
-    """How a send ended."""
-
-    ACCEPTED = "sent"
-    DEFERRED = "deferred"
-    REJECTED = "bounced"
-    NOT_SENT = "not_sent"
-    AUTH_FAILED = "auth_failed"
-    UNKNOWN = "unknown"
-    INVALID = "invalid"
-    """The server refused the lead's address as malformed: the address's fault, not a
-    bounce of the mailbox (nothing was sent, and it says nothing of the mailbox)."""
-
-
 @dataclass(frozen=True)
 class Outcome:
-    """The end of one send: kind, SMTP code if any, a short detail."""
+    """The end of one send: kind, SMTP code if any, a short detail.
 
-    kind: OutcomeKind
+    ``kind`` is never ``SendOutcome.PENDING``: that is the ledger's word for a send
+    whose end is not known yet.
+    """
+
+    kind: SendOutcome
     code: int | None = None
     detail: str = ""
 
@@ -103,10 +94,10 @@ def _is_syntax_refusal(code: int, text: bytes) -> bool:
 
 def _reply(code: int, text: object) -> Outcome:
     if 200 <= code < 300:
-        return Outcome(OutcomeKind.ACCEPTED, code, _detail(text))
+        return Outcome(SendOutcome.SENT, code, _detail(text))
     if code == _CLOSING:  # the server's trouble, whatever the command: not the lead's
-        return Outcome(OutcomeKind.NOT_SENT, code, _detail(text))
-    kind = OutcomeKind.DEFERRED if 400 <= code < 500 else OutcomeKind.REJECTED
+        return Outcome(SendOutcome.NOT_SENT, code, _detail(text))
+    kind = SendOutcome.DEFERRED if 400 <= code < 500 else SendOutcome.BOUNCED
     return Outcome(kind, code, _detail(text))
 
 
@@ -333,7 +324,7 @@ class SmtpTransport:
             outcome = self._attempt(key, credential, ca_file, outgoing, then, last=attempt == 2)
             if outcome is not None:
                 return outcome
-        return Outcome(OutcomeKind.NOT_SENT, None, "no connection")  # pragma: no cover
+        return Outcome(SendOutcome.NOT_SENT, None, "no connection")  # pragma: no cover
 
     def _open(
         self, key: CredentialRef, credential: Credential, ca_file: Path | None
@@ -342,15 +333,15 @@ class SmtpTransport:
         try:
             return self._session(key, credential, ca_file)
         except smtplib.SMTPAuthenticationError as err:
-            return Outcome(OutcomeKind.AUTH_FAILED, err.smtp_code, _detail(err.smtp_error))
+            return Outcome(SendOutcome.AUTH_FAILED, err.smtp_code, _detail(err.smtp_error))
         except _LoginImpossible as err:
-            return Outcome(OutcomeKind.AUTH_FAILED, None, str(err))
+            return Outcome(SendOutcome.AUTH_FAILED, None, str(err))
         except (OSError, smtplib.SMTPException) as err:
             code = getattr(err, "smtp_code", None)
-            return Outcome(OutcomeKind.NOT_SENT, code, _detail(getattr(err, "smtp_error", err)))
+            return Outcome(SendOutcome.NOT_SENT, code, _detail(getattr(err, "smtp_error", err)))
         except Exception as err:  # a misbehaving server, or a bug: this mailbox's trouble
             return Outcome(
-                OutcomeKind.NOT_SENT,
+                SendOutcome.NOT_SENT,
                 None,
                 f"unexpected {describe_unexpected(err)} while connecting or logging in; "
                 "nothing was sent (a misbehaving server, or a bug to report)",
@@ -381,11 +372,11 @@ class SmtpTransport:
                 self._no_ahead.add(key)
                 return None
             if fresh or last:  # a reused connection may have timed out: once more
-                return Outcome(OutcomeKind.NOT_SENT, None, _failure(err))
+                return Outcome(SendOutcome.NOT_SENT, None, _failure(err))
             return None
         except _AfterDataError as err:
             self._abandon(key)
-            return Outcome(OutcomeKind.UNKNOWN, None, _failure(err))
+            return Outcome(SendOutcome.UNKNOWN, None, _failure(err))
         if not usable:
             self._abandon(key)
         elif sent_ahead and then is not None:
@@ -481,11 +472,11 @@ def _refusal(replies: list[tuple[int, bytes]]) -> Outcome | None:
     code, text = replies[0]
     if code != 250:
         outcome = _reply(code, text)
-        return Outcome(OutcomeKind.NOT_SENT if code >= 500 else outcome.kind, code, outcome.detail)
+        return Outcome(SendOutcome.NOT_SENT if code >= 500 else outcome.kind, code, outcome.detail)
     if len(replies) > 1 and replies[1][0] not in (250, 251):
         outcome = _reply(*replies[1])
         if _is_syntax_refusal(*replies[1]):
-            return Outcome(OutcomeKind.INVALID, outcome.code, outcome.detail)
+            return Outcome(SendOutcome.INVALID, outcome.code, outcome.detail)
         return outcome
     return None
 
@@ -514,10 +505,18 @@ class SandboxTransport:
     def deliver(
         self, key: CredentialRef, credential: Credential, ca_file: Path | None, outgoing: Outgoing
     ) -> Outcome:
-        """Write the message to ``<root>/<campaign>/<credential>/`` (a Maildir)."""
+        """Write the message to ``<root>/<campaign>/<credential>/`` (a Maildir).
+
+        Raises:
+            StorageError: The state directory refused the write (full, read-only): like
+                the ledger refusing one, it pauses the work.
+        """
         del credential, ca_file
         directory = self.root / key[0] / key[1]
-        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        box = mailbox.Maildir(directory, create=True)
-        box.add(outgoing.data)
-        return Outcome(OutcomeKind.ACCEPTED, 250, "sandbox")
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            box = mailbox.Maildir(directory, create=True)
+            box.add(outgoing.data)
+        except OSError as err:
+            raise storage_error(err) from err
+        return Outcome(SendOutcome.SENT, 250, "sandbox")

@@ -26,7 +26,8 @@ from mailopsd.reconcile import (
     Plan,
 )
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state.ledger import LeadsStage, Ledger, Staged
+from mailopsd.state.imports import LeadsStage, Staged
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import (
     DigestCache,
     SnapshotCache,
@@ -47,17 +48,19 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
     for action in plan.actions:
         if isinstance(action, CampaignAdded | CampaignChanged):
             account = str(action.snapshot.get("account", "default"))
-            ledger.put_campaign(action.campaign_id, account, action.snapshot, now)
+            ledger.campaigns.put(action.campaign_id, account, action.snapshot, now)
         elif isinstance(action, CampaignRemoved):
-            ledger.remove_campaign(action.campaign_id, now)
+            ledger.campaigns.remove(action.campaign_id, now)
         elif isinstance(action, CredentialAdded | CredentialChanged):
-            ledger.put_credential(action.campaign_id, action.credential_id, action.snapshot, now)
+            ledger.campaigns.put_credential(
+                action.campaign_id, action.credential_id, action.snapshot, now
+            )
         elif isinstance(action, CredentialRemoved):
-            ledger.remove_credential(action.campaign_id, action.credential_id, now)
+            ledger.campaigns.remove_credential(action.campaign_id, action.credential_id, now)
         elif isinstance(action, LeadsChanged) and (stage := _stage_of(action)) is not None:
-            ledger.import_staged(stage, account=action.account, digest=action.digest, now=now)
+            ledger.imports.apply_stage(stage, account=action.account, digest=action.digest, now=now)
         elif isinstance(action, LeadsChanged):
-            ledger.import_leads(
+            ledger.imports.apply_rows(
                 action.campaign_id,
                 account=action.account,
                 digest=action.digest,

@@ -28,7 +28,9 @@ from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Cred
 from mailopsd.errors import StateError
 from mailopsd.reconcile import Desired, LeadsChanged, LeadsFile, Observed, ObservedCredential
 from mailopsd.refs import CredentialRef, parse_credential_key
-from mailopsd.state.ledger import Ledger, Staged
+from mailopsd.state.errors import storage_error
+from mailopsd.state.imports import Staged
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
 __all__ = [
@@ -54,7 +56,7 @@ def fingerprint_key(state_dir: Path, *, create: bool = True) -> bytes:
             ``plan`` on a fresh state, where every credential is new anyway).
 
     Raises:
-        StateError: The key file cannot be read or created.
+        StorageError: The key file cannot be read or created (the subclass says why).
     """
     path = state_dir / FINGERPRINT_KEY_FILE
     try:
@@ -69,7 +71,7 @@ def fingerprint_key(state_dir: Path, *, create: bool = True) -> bytes:
             stream.flush()
             os.fsync(stream.fileno())
     except OSError as err:
-        raise StateError(f"cannot use {path}: {err.strerror or err}") from err
+        raise storage_error(err, f"cannot use {path}: {err.strerror or err}") from err
     return key
 
 
@@ -192,9 +194,9 @@ def observe(ledger: Ledger | None, state: StateFile) -> Observed:
     if ledger is None:
         return Observed(credential_states=states, content_hash=state.daemon.applied_content_hash)
     return Observed(
-        campaigns=ledger.active_campaigns(),
-        credentials=ledger.active_credentials(),
-        leads_digests=ledger.leads_digests(),
+        campaigns=ledger.campaigns.active(),
+        credentials=ledger.campaigns.active_credentials(),
+        leads_digests=ledger.campaigns.leads_digests(),
         credential_states=states,
         content_hash=state.daemon.applied_content_hash,
     )
@@ -221,7 +223,7 @@ def leads_changes(
 
     Each such file is read row by row into a stage of ``ledger`` and compared there with
     the campaign's leads; the action's rows are read from the stage when iterated, and
-    applying it (:meth:`Ledger.import_staged`) writes only the difference.
+    applying it (:meth:`LeadImports.apply_stage`) writes only the difference.
 
     Raises:
         StateError: A leads file cannot be read.
@@ -233,7 +235,7 @@ def leads_changes(
         campaign = loaded.config.campaigns[campaign_id]
         path = loaded.leads_path(campaign_id)
         try:
-            stage = ledger.stage_leads(
+            stage = ledger.imports.stage(
                 campaign_id,
                 iter_leads(path, campaign.leads, progress=progress, root=loaded.root),
                 name=campaign.leads,
@@ -242,7 +244,7 @@ def leads_changes(
             raise StateError(str(err)) from err
         except (OSError, UnicodeDecodeError) as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
-        added, updated, removed, problems = ledger.staged_changes(stage)
+        added, updated, removed, problems = ledger.imports.changes(stage)
         changes.append(
             LeadsChanged(
                 campaign_id,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationEr
 from mailopsd import goyaml
 from mailopsd.atomicfile import write_atomically
 from mailopsd.errors import StateError
+from mailopsd.state.errors import storage_error
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -166,7 +167,8 @@ def save_state(directory: Path, state: StateFile) -> None:
     """Write ``state.yaml`` atomically with mode 0600.
 
     Raises:
-        StateError: The file cannot be written (the old one is left as it was).
+        StorageError: The file cannot be written (the old one is left as it was); the
+            subclass says why (a full disk, a read-only one).
     """
     text = "# Written by mailopsd. Do not edit: re-enable a credential in its YAML config.\n"
     text += yaml.safe_dump(state.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -174,4 +176,4 @@ def save_state(directory: Path, state: StateFile) -> None:
     try:
         write_atomically(path, text, mode=0o600)
     except OSError as err:
-        raise StateError(f"cannot write state file {path}: {err.strerror or err}") from err
+        raise storage_error(err, f"cannot write state file {path}: {err.strerror or err}") from err

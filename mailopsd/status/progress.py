@@ -17,7 +17,10 @@ from zoneinfo import ZoneInfo
 from mailopsd.clock import next_utc_day_start, utc_day_start
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import parse_period
-from mailopsd.state.ledger import LeadTally, Ledger, SendTally, unstamp
+from mailopsd.state.leads import LeadTally
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import unstamp
+from mailopsd.state.sends import SendTally
 from mailopsd.state.statefile import format_time
 
 __all__ = ["USABLE_STATES", "campaign_progress", "local_time"]
@@ -202,8 +205,8 @@ def campaign_progress(
     sequence = snapshot.get("sequence")
     steps = len(sequence) if isinstance(sequence, list) else 1
     account = str(snapshot.get("account") or "default")
-    tally = ledger.lead_tally(campaign_id, account, steps=steps)
-    sends = ledger.send_tally(campaign_id, utc_day_start(now))
+    tally = ledger.leads.tally(campaign_id, account, steps=steps)
+    sends = ledger.sends.tally(campaign_id, utc_day_start(now))
     outlook = _Outlook(snapshot, tally, sends, now)
     upcoming = {"followup": outlook.next_followup(), "new_leads": outlook.new_outlook(credentials)}
     return {

@@ -19,7 +19,8 @@ from mailopsd.config.periods import Period, parse_period
 from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state.ledger import LEDGER_FILE, CredentialCounts, Ledger
+from mailopsd.state.ledger import LEDGER_FILE, Ledger
+from mailopsd.state.sends import CredentialCounts
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -107,7 +108,7 @@ def measure_credential(
         The counters, the window's start and the bounce rate.
     """
     window_start = policy.window_start(bounce_window, entry.bounce_window_start, now)
-    counts = ledger.counts(*ids, day_start=utc_day_start(now), window_start=window_start)
+    counts = ledger.sends.counts(*ids, day_start=utc_day_start(now), window_start=window_start)
     sends = counts.sends_in_window
     rate = counts.bounces_in_window / sends if sends else None
     return CredentialFigures(counts, window_start, rate)
@@ -204,8 +205,8 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
     campaigns: list[dict[str, object]] = []
     if ledger is not None:
         try:
-            credentials = ledger.active_credentials()
-            for campaign_id, campaign in sorted(ledger.active_campaigns().items()):
+            credentials = ledger.campaigns.active_credentials()
+            for campaign_id, campaign in sorted(ledger.campaigns.active().items()):
                 rows = [
                     _credential(ledger, key, snapshot, campaign, state, now)
                     for key, snapshot in sorted(credentials.items())
@@ -218,8 +219,8 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         "name": campaign.get("name"),
                         "account": campaign.get("account"),
                         **progress,
-                        "lead_problems": ledger.lead_problems(campaign_id),
-                        "tracking": ledger.tracking_totals(campaign_id),
+                        "lead_problems": ledger.imports.problems(campaign_id),
+                        "tracking": ledger.tracking.totals(campaign_id),
                         "smtp_credentials": rows,
                     }
                 )

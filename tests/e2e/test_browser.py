@@ -90,9 +90,9 @@ def _chromium(profile: Path) -> Iterator[webdriver.Chrome]:
 def _state(daemon: Daemon, email: str) -> tuple[str, str | None]:
     ledger = Ledger.open(daemon.settings.state_dir)
     try:
-        lead = ledger.lead("camp", email)
+        lead = ledger.leads.get("camp", email)
         assert lead is not None
-        return lead.state, ledger.suppression("default", email)
+        return lead.state, ledger.suppressions.reason("default", email)
     finally:
         ledger.close()
 

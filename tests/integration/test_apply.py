@@ -74,7 +74,7 @@ def test_removal_keeps_history(write_config: Writer, reconciler: Reconciler) -> 
     write_config()
     lines, state = _cycle(reconciler, path, state)
     assert lines == ["- credential acme-q4/backup (stops; its history is kept)"]
-    assert ("acme-q4", "backup") not in reconciler.ledger.active_credentials()  # type: ignore[union-attr]
+    assert ("acme-q4", "backup") not in reconciler.ledger.campaigns.active_credentials()  # type: ignore[union-attr]
     write_config(add=SECOND)
     lines, _ = _cycle(reconciler, path, state)
     assert lines == ["+ credential acme-q4/backup (bea@example.org via smtp.example.org:465)"]
@@ -97,7 +97,7 @@ def test_leads_incremental(write_config: Writer, reconciler: Reconciler) -> None
         ["grace@example.com"],
     )
     state = reconciler.apply(plan, state, NOW)
-    assert reconciler.ledger.lead_count("acme-q4") == 2  # type: ignore[union-attr]
+    assert reconciler.ledger.leads.count("acme-q4") == 2  # type: ignore[union-attr]
     Path("leads.csv").write_text(LEADS)
     lines, _ = _cycle(reconciler, path, state)
     assert lines == ["~ leads acme-q4: +0 added, ~1 changed, -1 removed (leads.csv)"]

@@ -10,7 +10,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mailopsd.state.ledger import LeadProgress, Ledger, unstamp
+from mailopsd.state.leads import LeadProgress
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import unstamp
 from tests.daemons import in_process
 from tests.dispatch_setup import credential, run_once, write_campaign
 from tests.integration.test_log_lines import _closed_port
@@ -25,7 +27,7 @@ LEAD = "lead0000@example.net"
 def _lead(state: Path) -> LeadProgress:
     ledger = Ledger.open(state)
     try:
-        lead = ledger.lead("camp", LEAD)
+        lead = ledger.leads.get("camp", LEAD)
     finally:
         ledger.close()
     assert lead is not None

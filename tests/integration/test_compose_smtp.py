@@ -18,8 +18,9 @@ import pytest
 from mailopsd import tokens
 from mailopsd.config.models import Campaign
 from mailopsd.dispatch.compose import LinkSettings, compose
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.smtp.message import Outgoing
-from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
+from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.ledger import Ledger
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
@@ -80,7 +81,7 @@ def _send(
     # message as composed goes to a plain envelope address, the headers are unchanged.
     outgoing = dataclasses.replace(outgoing, recipients=("sink@example.net",))
     outcome = transport.deliver(("camp", "a"), account, server.ca.ca_file, outgoing)
-    assert outcome.kind is OutcomeKind.ACCEPTED, outcome
+    assert outcome.kind is SendOutcome.SENT, outcome
     (received,) = server.handler.messages
     return parsed(received)
 
@@ -137,7 +138,7 @@ def test_a_control_character_in_a_subject_fails_only_that_lead(
     assert [m.rcpt_tos for m in smtp_server.handler.messages] == [["al@example.net"]]
     ledger = Ledger.open(state)
     try:
-        lead = ledger.lead("camp", "jo@example.net")
+        lead = ledger.leads.get("camp", "jo@example.net")
     finally:
         ledger.close()
     assert lead is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import mailbox
 import re
-import sqlite3
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,7 +154,7 @@ def test_rejected_at_rcpt_is_a_bounce(
         box = report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[index]
         assert (box["bounces_in_window"], box["sends_in_window"]) == (1, 3)
         ledger = Ledger.open(state)
-        lead = ledger.lead("camp", "lead0001@example.net")
+        lead = ledger.leads.get("camp", "lead0001@example.net")
         ledger.close()
         assert lead is not None
         assert (lead.state, lead.stop_reason) == ("stopped", "bounced")
@@ -195,7 +194,7 @@ def test_missing_starttls_refused(tmp_path: Path, test_ca: TestCA) -> None:
         assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
         assert server.handler.messages == []
         ledger = Ledger.open(state)
-        lead = ledger.lead("camp", "lead0000@example.net")
+        lead = ledger.leads.get("camp", "lead0000@example.net")
         ledger.close()
         assert lead is not None
         assert lead.state == "new"
@@ -454,11 +453,24 @@ def test_bounce_threshold_stops_the_batch_at_once(
         entry = load_state(state).credentials["camp/a"]
         assert entry.disabled_reason is not None
         assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
-        with sqlite3.connect(state / "ledger.sqlite3") as db:
-            states = Counter(row[0] for row in db.execute("SELECT state FROM leads"))
-        assert states == {"done": 3, "stopped": 3, "new": 14}
+        states, _ = _leads_and_outcomes(state)
+        assert states == {"done": 3, "bounced": 3, "new": 14}
     finally:
         server.controller.stop()
+
+
+def _leads_and_outcomes(state: Path) -> tuple[dict[str, int], Counter[str]]:
+    """The campaign's leads by state (stopped ones by reason), and its sends by outcome."""
+    ledger = Ledger.open_readonly(state)
+    assert ledger is not None
+    try:
+        tally = ledger.leads.tally("camp", "default", steps=1)
+        outcomes: Counter[str] = Counter()
+        for (_, _, outcome), count in ledger.totals.read().sends.items():
+            outcomes[outcome] += count
+    finally:
+        ledger.close()
+    return {name: count for name, count in tally.by_state.items() if count}, outcomes
 
 
 def _offer_pipelining(server: SmtpServer) -> None:
@@ -515,10 +527,8 @@ def test_bounce_threshold_stops_the_batch_with_envelopes_ahead(
         run_once(path, state, "2026-11-23T10:00:00Z")
         # lead 5 is the third 5xx in six sends: nothing after it is delivered
         assert sorted(m.rcpt_tos[0] for m in server.handler.messages) == leads[0:6:2]
-        with sqlite3.connect(state / "ledger.sqlite3") as db:
-            states = Counter(row[0] for row in db.execute("SELECT state FROM leads"))
-            outcomes = Counter(row[0] for row in db.execute("SELECT outcome FROM sends"))
-        assert states == {"done": 3, "stopped": 3, "new": 6}
+        states, outcomes = _leads_and_outcomes(state)
+        assert states == {"done": 3, "bounced": 3, "new": 6}
         assert outcomes == {"sent": 3, "bounced": 3, "not_sent": 6}
     finally:
         server.controller.stop()
@@ -634,7 +644,7 @@ def test_template_over_the_limit_fails_only_its_lead(
     ]
     ledger = Ledger.open(state)
     try:
-        lead = ledger.lead("camp", "bomb@example.net")
+        lead = ledger.leads.get("camp", "bomb@example.net")
     finally:
         ledger.close()
     assert lead is not None

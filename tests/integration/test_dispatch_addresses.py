@@ -58,7 +58,9 @@ def test_a_suppressed_mailbox_is_not_mailed_under_another_spelling(
     state.mkdir()
     ledger = Ledger.open(state)
     with ledger.transaction():
-        ledger.suppress("default", suppressed, "unsubscribed", datetime(2026, 1, 1, tzinfo=UTC))
+        ledger.suppressions.add(
+            "default", suppressed, "unsubscribed", datetime(2026, 1, 1, tzinfo=UTC)
+        )
     ledger.close()
     leads = [f"{lead},Suppressed", "other@example.net,Other"]
     path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=leads, steps=1)
@@ -98,8 +100,8 @@ def test_a_refused_address_syntax_is_not_a_bounce(
         assert (box["state"], box["bounces_in_window"]) == ("active", 0)
         assert load_state(state).credential("camp/a").disabled_at is None
         ledger = Ledger.open(state)
-        lead = ledger.lead("camp", "lead0000@example.net")
-        suppression = ledger.suppression("default", "lead0000@example.net")
+        lead = ledger.leads.get("camp", "lead0000@example.net")
+        suppression = ledger.suppressions.reason("default", "lead0000@example.net")
         ledger.close()
         assert lead is not None
         assert lead.state == "failed"

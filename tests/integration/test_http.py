@@ -20,7 +20,8 @@ import pytest
 from mailopsd import cli, tokens
 from mailopsd.daemon import Daemon
 from mailopsd.http.app import PIXEL_GIF
-from mailopsd.state.ledger import Ledger, Tracked
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.tracking import Tracked
 from tests.daemons import in_process
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
@@ -123,9 +124,9 @@ def _links(server: SmtpServer, email: str) -> dict[str, str]:
 def _lead(run: Running, email: str) -> tuple[str, str | None]:
     ledger = run.ledger()
     try:
-        lead = ledger.lead("camp", email)
+        lead = ledger.leads.get("camp", email)
         assert lead is not None
-        return lead.state, ledger.suppression("default", email)
+        return lead.state, ledger.suppressions.reason("default", email)
     finally:
         ledger.close()
 
@@ -157,9 +158,7 @@ class TestUnsubscribe:
         assert followed == [OTHER, "lead0002@example.net"]
         ledger = running.ledger()
         try:
-            rows = ledger._db.execute(
-                "SELECT email, kind, credential_id FROM replies ORDER BY id"
-            ).fetchall()
+            rows = [(r.email, r.kind, r.credential_id) for r in ledger.inbox.replies()]
         finally:
             ledger.close()
         assert rows == [(LEAD, "unsubscribe", "a")]
@@ -274,7 +273,7 @@ class TestTracking:
         assert running.request("HEAD", path).status == 302  # not counted
         ledger = running.ledger()
         try:
-            clicks = ledger.clicks("camp", LEAD)
+            clicks = ledger.tracking.clicks("camp", LEAD)
         finally:
             ledger.close()
         assert clicks == {OFFER: Tracked(START, START + timedelta(minutes=5), 2)}
@@ -293,8 +292,8 @@ class TestTracking:
             running.clock[0] += timedelta(hours=1)
         ledger = running.ledger()
         try:
-            opens = ledger.opens("camp", LEAD)
-            assert ledger.opens("camp", OTHER) is None
+            opens = ledger.tracking.opens("camp", LEAD)
+            assert ledger.tracking.opens("camp", OTHER) is None
         finally:
             ledger.close()
         assert opens == Tracked(START, START + timedelta(hours=2), 3)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.state.ledger import Ledger, unstamp
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import unstamp
 from tests.commands import run_cli
 from tests.configs import BASE, Writer
 
@@ -80,10 +81,10 @@ def _stop(state_dir: str, reasons: dict[str, str], *, suppress: str | None = Non
     try:
         with ledger.transaction():
             for email, reason in reasons.items():
-                assert ledger.stop_lead("acme-q4", email, reason)
+                assert ledger.leads.stop("acme-q4", email, reason)
             if suppress is not None:
                 at = unstamp("2026-11-26T11:00:00.000000Z")
-                ledger.suppress("default", suppress, "hard bounce", at)
+                ledger.suppressions.add("default", suppress, "hard bounce", at)
     finally:
         ledger.close()
 

@@ -671,15 +671,15 @@ def applied(running: Daemon) -> Applied:
     """Read what ``running`` has applied, from its memory, state and ledger."""
     ledger = running._ledger
     assert ledger is not None
-    campaigns = ledger.active_campaigns()
+    campaigns = ledger.campaigns.active()
     return Applied(
         revision=running.state.daemon.applied_revision,
         content_hash=running.state.daemon.applied_content_hash,
         loaded=running.loaded,
         campaigns=campaigns,
-        credentials=ledger.active_credentials(),
-        leads_digests=ledger.leads_digests(),
-        lead_counts={campaign_id: ledger.lead_count(campaign_id) for campaign_id in campaigns},
+        credentials=ledger.campaigns.active_credentials(),
+        leads_digests=ledger.campaigns.leads_digests(),
+        lead_counts={campaign_id: ledger.leads.count(campaign_id) for campaign_id in campaigns},
         credential_states=frozenset(running.state.credentials),
     )
 
@@ -959,7 +959,7 @@ def test_leads_row_the_csv_module_refuses(tmp_path: Path, smtp: SmtpServer) -> N
         ledger = pusher.running._ledger
         assert ledger is not None
         line = content.count(b"\n")
-        assert ledger.lead_problems("gamma") == [
+        assert ledger.imports.problems("gamma") == [
             f"{name}:{line}: cannot be read (field larger than field limit "
             f"({csv.field_size_limit()})); skipped"
         ]

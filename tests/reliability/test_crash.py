@@ -397,16 +397,14 @@ def test_sigkill_anywhere(tmp_path: Path, test_ca: TestCA, dovecot: Dovecot) -> 
     ledger = Ledger.open(state)
     try:
         assert ledger.integrity_ok()
-        outcomes = dict(ledger._db.execute("SELECT message_id, outcome FROM sends"))
+        message_ids = [str(parsed(m)["Message-ID"]) for m in received]
+        outcomes = ledger.sends.outcomes(message_ids)
         replied = Counter(
-            email
-            for (email,) in ledger._db.execute(
-                "SELECT email FROM replies WHERE campaign_id = 'main' AND kind = 'reply'"
-            )
+            reply.email for reply in ledger.inbox.replies("main") if reply.kind == "reply"
         )
     finally:
         ledger.close()
-    assert {outcomes.get(str(parsed(m)["Message-ID"])) for m in received} <= {"sent", "unknown"}
+    assert {outcomes.get(message_id) for message_id in message_ids} <= {"sent", "unknown"}
     missing = sorted(replier.replied - set(replied))
     assert not missing, f"replies not recorded: {missing[:5]}"
     assert max(replied.values()) == 1, "a reply was recorded twice"

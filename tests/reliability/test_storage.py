@@ -179,9 +179,9 @@ def test_disk_fills_mid_batch(
             ledger = Ledger.open(state)
             try:
                 assert ledger.integrity_ok()
-                outcomes = Counter(
-                    row[0] for row in ledger._db.execute("SELECT outcome FROM sends")
-                )
+                outcomes: Counter[str] = Counter()
+                for (_, _, outcome), count in ledger.totals.read().sends.items():
+                    outcomes[outcome] += count
             finally:
                 ledger.close()
     finally:
@@ -196,7 +196,7 @@ def _stop_reason(state: Path, email: str) -> str | None:
     ledger = Ledger.open_readonly(state)
     assert ledger is not None
     try:
-        lead = ledger.lead("camp", email)
+        lead = ledger.leads.get("camp", email)
     finally:
         ledger.close()
     assert lead is not None

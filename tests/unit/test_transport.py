@@ -14,8 +14,9 @@ import pytest
 
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch.compose import compose
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.smtp.message import Outgoing
-from mailopsd.smtp.transport import OutcomeKind, SmtpTransport
+from mailopsd.smtp.transport import SmtpTransport
 from tests.configs import CANARY_NON_ASCII, traces_in
 from tests.dispatch_setup import credential
 from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp
@@ -211,7 +212,7 @@ def test_pipelined_envelope_then_body(server: Scripted) -> None:
     try:
         for n in range(3):
             outcome = transport.deliver(KEY, credential, None, _outgoing(campaign, f"l{n}@x.test"))
-            assert outcome.kind == OutcomeKind.ACCEPTED
+            assert outcome.kind == SendOutcome.SENT
     finally:
         transport.close_all()
     assert len(server.received) == 3
@@ -227,7 +228,7 @@ def test_without_pipelining_one_command_at_a_time(server: Scripted) -> None:
         outcome = transport.deliver(KEY, credential, None, _outgoing(campaign, "l@x.test"))
     finally:
         transport.close_all()
-    assert outcome.kind == OutcomeKind.ACCEPTED
+    assert outcome.kind == SendOutcome.SENT
     assert len(server.received) == 1
 
 
@@ -244,8 +245,8 @@ def test_refused_recipient_is_a_bounce_and_the_connection_goes_on(
         good = transport.deliver(KEY, credential, None, _outgoing(campaign, "good@x.test"))
     finally:
         transport.close_all()
-    assert (bad.kind, bad.code) == (OutcomeKind.REJECTED, 550)
-    assert good.kind == OutcomeKind.ACCEPTED
+    assert (bad.kind, bad.code) == (SendOutcome.BOUNCED, 550)
+    assert good.kind == SendOutcome.SENT
     assert len(server.received) == 1
     assert server.connections == 1
 
@@ -262,8 +263,8 @@ def test_354_without_recipient_never_gets_a_body(server: Scripted) -> None:
         good = transport.deliver(KEY, credential, None, _outgoing(campaign, "good@x.test"))
     finally:
         transport.close_all()
-    assert (bad.kind, bad.code) == (OutcomeKind.REJECTED, 550)
-    assert good.kind == OutcomeKind.ACCEPTED
+    assert (bad.kind, bad.code) == (SendOutcome.BOUNCED, 550)
+    assert good.kind == SendOutcome.SENT
     assert len(server.received) == 1
     assert b"good@x.test" in server.received[0]
     assert server.connections == 2
@@ -282,8 +283,8 @@ def test_bcc_waits_for_the_lead_recipient(server: Scripted) -> None:
         good = transport.deliver(KEY, credential, None, _outgoing(campaign, "good@x.test"))
     finally:
         transport.close_all()
-    assert bad.kind == OutcomeKind.REJECTED
-    assert good.kind == OutcomeKind.ACCEPTED
+    assert bad.kind == SendOutcome.BOUNCED
+    assert good.kind == SendOutcome.SENT
     assert len(server.received) == 1
     assert server.connections == 1
 
@@ -294,7 +295,7 @@ def test_dots_are_stuffed(server: Scripted) -> None:
     body = ".\n..two\n.three\n"
     try:
         outgoing = _outgoing(campaign, "l@x.test", body="{% raw %}" + body + "{% endraw %}")
-        assert transport.deliver(KEY, credential, None, outgoing).kind == OutcomeKind.ACCEPTED
+        assert transport.deliver(KEY, credential, None, outgoing).kind == SendOutcome.SENT
     finally:
         transport.close_all()
     assert server.received == [outgoing.data]
@@ -314,7 +315,7 @@ def test_next_envelope_goes_with_the_body(server: Scripted) -> None:
         ]
     finally:
         transport.close_all()
-    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 3
+    assert [o.kind for o in outcomes] == [SendOutcome.SENT] * 3
     assert server.received == [message.data for message in outgoing]
     assert server.connections == 1
 
@@ -326,9 +327,9 @@ def test_envelope_ahead_called_off(server: Scripted) -> None:
     first, second, third = (_outgoing(campaign, f"l{n}@x.test") for n in range(3))
     transport = SmtpTransport(timeout_s=3)
     try:
-        assert transport.deliver(KEY, credential, None, first, second).kind == OutcomeKind.ACCEPTED
+        assert transport.deliver(KEY, credential, None, first, second).kind == SendOutcome.SENT
         transport.settle(KEY)
-        assert transport.deliver(KEY, credential, None, third).kind == OutcomeKind.ACCEPTED
+        assert transport.deliver(KEY, credential, None, third).kind == SendOutcome.SENT
     finally:
         transport.close_all()
     assert server.received == [first.data, third.data]
@@ -349,7 +350,7 @@ def test_envelope_ahead_refused_goes_again_alone(server: Scripted) -> None:
         ]
     finally:
         transport.close_all()
-    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 4
+    assert [o.kind for o in outcomes] == [SendOutcome.SENT] * 4
     assert server.received == [message.data for message in outgoing]
     assert server.connections == 2
     assert len(server.reads) == 5  # four envelopes, and the one refused ahead
@@ -369,9 +370,9 @@ def test_421_at_mail_is_the_servers_trouble(server: Scripted, pipelining: bool) 
         accepted = transport.deliver(KEY, credential, None, _outgoing(campaign, "b@x.test"))
     finally:
         transport.close_all()
-    assert (refused.kind, refused.code) == (OutcomeKind.NOT_SENT, 421)
+    assert (refused.kind, refused.code) == (SendOutcome.NOT_SENT, 421)
     assert refused.detail == "4.7.0 Try again later, closing connection"
-    assert accepted.kind == OutcomeKind.ACCEPTED
+    assert accepted.kind == SendOutcome.SENT
     assert len(server.received) == 1
     assert b"b@x.test" in server.received[0]
     assert server.connections == 2
@@ -391,7 +392,7 @@ def test_idle_connections_beyond_keep_open_are_closed(server: Scripted) -> None:
             transport.release(key)
     finally:
         transport.close_all()
-    assert [o.kind for o in outcomes] == [OutcomeKind.ACCEPTED] * 3
+    assert [o.kind for o in outcomes] == [SendOutcome.SENT] * 3
     assert len(server.received) == 3
     assert server.connections == 3
 
@@ -404,7 +405,7 @@ def test_released_connection_serves_the_next_batch(server: Scripted) -> None:
     try:
         for address in ("a@x.test", "b@x.test"):
             outcome = transport.deliver(KEY, credential, None, _outgoing(campaign, address))
-            assert outcome.kind == OutcomeKind.ACCEPTED
+            assert outcome.kind == SendOutcome.SENT
             transport.release(KEY)
     finally:
         transport.close_all()
@@ -445,7 +446,7 @@ def test_non_ascii_login_goes_as_utf8_auth_plain(
     finally:
         transport.close_all()
         server.controller.stop()
-    assert outcome.kind == OutcomeKind.ACCEPTED, outcome
+    assert outcome.kind == SendOutcome.SENT, outcome
     assert [message.login for message in server.handler.messages] == [login]
 
 
@@ -462,7 +463,7 @@ def test_non_ascii_password_without_auth_plain_is_a_clear_login_failure(test_ca:
     finally:
         transport.close_all()
         server.controller.stop()
-    assert outcome.kind == OutcomeKind.AUTH_FAILED
+    assert outcome.kind == SendOutcome.AUTH_FAILED
     assert outcome.detail == (
         "the SMTP username or password has non-ASCII characters, which mailopsd sends "
         "only with AUTH PLAIN (UTF-8, RFC 4616), and this server offers AUTH LOGIN; "
@@ -485,7 +486,7 @@ def test_bad_auth_challenge_is_not_sent_and_raises_nothing(test_ca: TestCA) -> N
     finally:
         transport.close_all()
         server.controller.stop()
-    assert outcome.kind == OutcomeKind.NOT_SENT
+    assert outcome.kind == SendOutcome.NOT_SENT
     assert outcome.detail.startswith("unexpected binascii.Error at base64.py:")
     assert outcome.detail.endswith(
         " while connecting or logging in; nothing was sent (a misbehaving server, or a bug "

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mailopsd.config.models import Campaign
 from mailopsd.health.batch import BounceCheck
-from mailopsd.state.ledger import Intent, Ledger
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.sends import Intent
 from mailopsd.state.statefile import StateFile
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -52,7 +53,7 @@ class TestBounceCheck:
             intents = [
                 Intent("c", "a", f"l{n}@example.com", 1, f"<{n}@x>", "s", NOW) for n in range(20)
             ]
-            ledger.record_intents(intents)
+            ledger.sends.record_intents(intents)
         finally:
             ledger.close()
         check = _check(tmp_path)

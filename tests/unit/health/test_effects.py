@@ -21,8 +21,8 @@ NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened = Ledger.open(tmp_path)
     with opened.transaction():
-        opened.put_campaign("acme", "default", {"name": "ACME"}, NOW)
-        opened.import_leads(
+        opened.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
+        opened.imports.apply_rows(
             "acme",
             account="default",
             digest="d",
@@ -53,10 +53,10 @@ class TestRecordStop:
                     suppression=effects.Suppression.COMPLAINT,
                     now=NOW,
                 )
-        lead = ledger.lead("acme", "a@example.com")
+        lead = ledger.leads.get("acme", "a@example.com")
         assert lead is not None
         assert (lead.state, lead.stop_reason) == (LeadState.STOPPED, "complained")
-        assert ledger.suppression("default", "a@example.com") == "complaint"
+        assert ledger.suppressions.reason("default", "a@example.com") == "complaint"
         stops = [r.getMessage() for r in caplog.records if "lead stopped" in r.getMessage()]
         assert stops == ["lead stopped campaign=acme credential=a reason=complained"]
 
@@ -72,7 +72,7 @@ class TestRecordStop:
                 suppression=effects.Suppression.HARD_BOUNCE,
                 now=NOW,
             )
-        assert ledger.suppression("default", "a@example.com") is None
+        assert ledger.suppressions.reason("default", "a@example.com") is None
 
 
 def test_suppression_words_are_stored_words() -> None:

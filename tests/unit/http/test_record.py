@@ -18,8 +18,8 @@ def test_a_link_naming_an_old_spelling_unsubscribes_the_lead(tmp_path: Path) -> 
     """A link mailed under an IDN's Unicode spelling stops and suppresses its A-label lead."""
     ledger = Ledger.open(tmp_path)
     with ledger.transaction():
-        ledger.put_campaign("acme", "default", {"name": "ACME"}, NOW)
-        ledger.import_leads(
+        ledger.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
+        ledger.imports.apply_rows(
             "acme",
             account="default",
             digest="d",
@@ -30,9 +30,12 @@ def test_a_link_naming_an_old_spelling_unsubscribes_the_lead(tmp_path: Path) -> 
     claims = Claims("acme", "a@bücher.de")
     assert record.unsubscribe(ledger, claims, NOW) == record.Unsubscribed.DONE
     assert record.record_open(ledger, claims, NOW)
-    lead = ledger.lead("acme", "a@xn--bcher-kva.de")
+    lead = ledger.leads.get("acme", "a@xn--bcher-kva.de")
     assert lead is not None
     assert (lead.state, lead.stop_reason) == ("stopped", "unsubscribed")
-    assert ledger.suppression("default", "a@xn--bcher-kva.de") == Suppression.UNSUBSCRIBED_ONE_CLICK
-    assert ledger.opens("acme", "a@xn--bcher-kva.de") is not None
+    assert (
+        ledger.suppressions.reason("default", "a@xn--bcher-kva.de")
+        == Suppression.UNSUBSCRIBED_ONE_CLICK
+    )
+    assert ledger.tracking.opens("acme", "a@xn--bcher-kva.de") is not None
     ledger.close()

@@ -12,14 +12,9 @@ import pytest
 
 from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
-from mailopsd.state.ledger import (
-    _MIGRATIONS,
-    SCHEMA_VERSION,
-    Ledger,
-    Tracked,
-    _statements,
-    stamp,
-)
+from mailopsd.state.ledger import Ledger
+from mailopsd.state.schema import _MIGRATIONS, SCHEMA_VERSION, _statements, stamp
+from mailopsd.state.tracking import Tracked
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -27,7 +22,7 @@ NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 def test_new_ledger_is_private_wal_and_current(tmp_path: Path) -> None:
     """A new ledger is 0600, in WAL mode, at the current schema, and passes integrity."""
     ledger = Ledger.open(tmp_path)
-    ledger.put_campaign("acme", "default", {"name": "ACME"}, NOW)
+    ledger.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
     ledger.close()
     for name in ("ledger.sqlite3", "ledger.sqlite3-wal", "ledger.sqlite3-shm"):
         path = tmp_path / name
@@ -39,7 +34,7 @@ def test_new_ledger_is_private_wal_and_current(tmp_path: Path) -> None:
     connection.close()
     reopened = Ledger.open(tmp_path)
     assert reopened.integrity_ok()
-    assert reopened.active_campaigns() == {"acme": {"name": "ACME"}}
+    assert reopened.campaigns.active() == {"acme": {"name": "ACME"}}
     reopened.close()
 
 
@@ -63,11 +58,11 @@ def test_not_a_database(tmp_path: Path) -> None:
 def test_transaction_is_all_or_nothing(tmp_path: Path) -> None:
     """A failure inside a transaction leaves nothing of it."""
     ledger = Ledger.open(tmp_path)
-    ledger.put_campaign("acme", "default", {"name": "ACME"}, NOW)
+    ledger.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
 
     def import_then_fail() -> None:
         with ledger.transaction():
-            ledger.import_leads(
+            ledger.imports.apply_rows(
                 "acme",
                 account="default",
                 digest="d",
@@ -79,8 +74,8 @@ def test_transaction_is_all_or_nothing(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError):
         import_then_fail()
-    assert ledger.lead_count("acme") == 0
-    assert ledger.leads_digests() == {}
+    assert ledger.leads.count("acme") == 0
+    assert ledger.campaigns.leads_digests() == {}
     ledger.close()
 
 
@@ -104,9 +99,9 @@ def test_schema_2_ledger_is_migrated_keeping_its_bounces(tmp_path: Path) -> None
     connection.commit()
     connection.close()
     ledger = Ledger.open(tmp_path)
-    counts = ledger.counts("acme", "primary", day_start=NOW, window_start=NOW.replace(hour=0))
+    counts = ledger.sends.counts("acme", "primary", day_start=NOW, window_start=NOW.replace(hour=0))
     assert (counts.bounces_in_window, counts.blocks_in_window) == (1, 0)
-    assert ledger.imap_cursors("acme", "primary") == {}
+    assert ledger.inbox.cursors("acme", "primary") == {}
     ledger.close()
 
 
@@ -124,9 +119,9 @@ def test_schema_4_ledger_gets_tracking_tables(tmp_path: Path) -> None:
     connection.commit()
     connection.close()
     ledger = Ledger.open(tmp_path)
-    assert ledger.campaign_account("acme") == "default"
-    assert ledger.opens("acme", "a@example.net") is None
-    assert ledger.clicks("acme", "a@example.net") == {}
+    assert ledger.campaigns.account("acme") == "default"
+    assert ledger.tracking.opens("acme", "a@example.net") is None
+    assert ledger.tracking.clicks("acme", "a@example.net") == {}
     ledger.close()
     connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
     assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
@@ -139,11 +134,11 @@ class TestTracking:
         ledger = Ledger.open(tmp_path)
         later = NOW + timedelta(hours=3)
         with ledger.transaction():
-            ledger.record_open("acme", "a@example.net", NOW)
-            ledger.record_open("acme", "a@example.net", later)
-            ledger.record_open("acme", "b@example.net", later)
-        assert ledger.opens("acme", "a@example.net") == Tracked(NOW, later, 2)
-        assert ledger.opens("acme", "b@example.net") == Tracked(later, later, 1)
+            ledger.tracking.record_open("acme", "a@example.net", NOW)
+            ledger.tracking.record_open("acme", "a@example.net", later)
+            ledger.tracking.record_open("acme", "b@example.net", later)
+        assert ledger.tracking.opens("acme", "a@example.net") == Tracked(NOW, later, 2)
+        assert ledger.tracking.opens("acme", "b@example.net") == Tracked(later, later, 1)
         ledger.close()
 
     def test_clicks_count_per_link(self, tmp_path: Path) -> None:
@@ -151,8 +146,8 @@ class TestTracking:
         ledger = Ledger.open(tmp_path)
         with ledger.transaction():
             for url in ("https://a.example/x", "https://a.example/x", "https://b.example/"):
-                ledger.record_click("acme", "a@example.net", url, NOW)
-        assert ledger.clicks("acme", "a@example.net") == {
+                ledger.tracking.record_click("acme", "a@example.net", url, NOW)
+        assert ledger.tracking.clicks("acme", "a@example.net") == {
             "https://a.example/x": Tracked(NOW, NOW, 2),
             "https://b.example/": Tracked(NOW, NOW, 1),
         }
@@ -163,8 +158,8 @@ def test_a_lead_stopped_meanwhile_stays_stopped(tmp_path: Path) -> None:
     """A lead stopped while its step was being sent keeps its stop when the send is recorded."""
     ledger = Ledger.open(tmp_path)
     with ledger.transaction():
-        ledger.put_campaign("acme", "default", {}, NOW)
-        ledger.import_leads(
+        ledger.campaigns.put("acme", "default", {}, NOW)
+        ledger.imports.apply_rows(
             "acme",
             account="default",
             digest="d",
@@ -172,12 +167,12 @@ def test_a_lead_stopped_meanwhile_stays_stopped(tmp_path: Path) -> None:
             removals=[],
             now=NOW,
         )
-    lead = ledger.lead("acme", "a@x.io")
+    lead = ledger.leads.get("acme", "a@x.io")
     assert lead is not None
     with ledger.transaction():
-        assert ledger.stop_lead("acme", "a@x.io", "unsubscribed")
-        ledger.update_lead(replace(lead, state="waiting", step=1, next_due_at=stamp(NOW)))
-    after = ledger.lead("acme", "a@x.io")
+        assert ledger.leads.stop("acme", "a@x.io", "unsubscribed")
+        ledger.leads.update(replace(lead, state="waiting", step=1, next_due_at=stamp(NOW)))
+    after = ledger.leads.get("acme", "a@x.io")
     assert after is not None
     assert (after.state, after.stop_reason, after.step, after.next_due_at) == (
         "stopped",
@@ -239,17 +234,17 @@ def test_schema_5_keys_of_idn_addresses_are_rewritten(tmp_path: Path) -> None:
     connection.commit()
     connection.close()
     ledger = Ledger.open(tmp_path)
-    a_lead = ledger.lead("acme", "a@xn--bcher-kva.de")
-    b_lead = ledger.lead("acme", "b@xn--bcher-kva.de")
-    assert ledger.lead_count("acme") == 3
+    a_lead = ledger.leads.get("acme", "a@xn--bcher-kva.de")
+    b_lead = ledger.leads.get("acme", "b@xn--bcher-kva.de")
+    assert ledger.leads.count("acme") == 3
     assert a_lead is not None
     assert (a_lead.state, a_lead.step) == ("stopped", 1)
     assert b_lead is not None
     assert (b_lead.state, b_lead.step) == ("waiting", 1)
-    assert ledger.suppression("default", "a@xn--bcher-kva.de") == "hard bounce"
-    assert ledger.last_send_to("acme", "primary", "B@Bücher.de") is not None
-    assert ledger.opens("acme", "b@xn--bcher-kva.de") == Tracked(
+    assert ledger.suppressions.reason("default", "a@xn--bcher-kva.de") == "hard bounce"
+    assert ledger.sends.last_to("acme", "primary", "B@Bücher.de") is not None
+    assert ledger.tracking.opens("acme", "b@xn--bcher-kva.de") == Tracked(
         datetime(2026, 11, 23, 10, tzinfo=UTC), NOW, 3
     )
-    assert ledger.lead("acme", "ok@example.com") is not None
+    assert ledger.leads.get("acme", "ok@example.com") is not None
     ledger.close()

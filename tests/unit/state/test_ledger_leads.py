@@ -10,7 +10,8 @@ import pytest
 
 from mailopsd.config.leads import iter_leads
 from mailopsd.errors import StateError
-from mailopsd.state.ledger import LeadsStage, Ledger
+from mailopsd.state.imports import LeadsStage
+from mailopsd.state.ledger import Ledger
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -19,7 +20,7 @@ NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened = Ledger.open(tmp_path)
     with opened.transaction():
-        opened.put_campaign("acme", "default", {"name": "ACME"}, NOW)
+        opened.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
     yield opened
     opened.close()
 
@@ -27,12 +28,12 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 def _stage(ledger: Ledger, tmp_path: Path, text: str) -> LeadsStage:
     path = tmp_path / "leads.csv"
     path.write_text(text)
-    return ledger.stage_leads("acme", iter_leads(path, "leads.csv"), name="leads.csv")
+    return ledger.imports.stage("acme", iter_leads(path, "leads.csv"), name="leads.csv")
 
 
 def _import(ledger: Ledger, stage: LeadsStage, digest: str = "d1") -> None:
     with ledger.transaction():
-        ledger.import_staged(stage, account="default", digest=digest, now=NOW)
+        ledger.imports.apply_stage(stage, account="default", digest=digest, now=NOW)
 
 
 FIRST = (
@@ -50,7 +51,7 @@ def test_first_import_adds_the_first_row_of_each_address(ledger: Ledger, tmp_pat
     """Repeats and bad rows become problems, in line order; the rest is added."""
     stage = _stage(ledger, tmp_path, FIRST)
     assert (stage.added, stage.updated, stage.removed, stage.problems) == (3, 0, 0, 3)
-    added, updated, removed, problems = ledger.staged_changes(stage)
+    added, updated, removed, problems = ledger.imports.changes(stage)
     assert [(row.email, row.line, row.fields["first_name"]) for row in added] == [
         ("ada@example.com", 2, "Ada"),
         ("bob@example.com", 3, "Bob"),
@@ -65,18 +66,18 @@ def test_first_import_adds_the_first_row_of_each_address(ledger: Ledger, tmp_pat
     ]
     assert list(problems) == skipped
     _import(ledger, stage)
-    assert ledger.lead_count("acme") == 3
-    assert ledger.leads_digests() == {"acme": "d1"}
-    assert ledger.lead_problems("acme") == skipped
+    assert ledger.leads.count("acme") == 3
+    assert ledger.campaigns.leads_digests() == {"acme": "d1"}
+    assert ledger.imports.problems("acme") == skipped
     with pytest.raises(StateError, match="gone"):
         list(problems)  # the stage is dropped once imported
-    lead = ledger.lead("acme", "ada@example.com")
+    lead = ledger.leads.get("acme", "ada@example.com")
     assert lead is not None
     assert (lead.state, dict(lead.fields)) == (
         "new",
         {"email": "ada@example.com", "first_name": "Ada"},
     )
-    assert [lead.email for lead in ledger.new_leads("acme", "default", NOW, 10)] == [
+    assert [lead.email for lead in ledger.leads.new("acme", "default", NOW, 10)] == [
         "ada@example.com",
         "bob@example.com",
         "cy@example.com",
@@ -86,29 +87,29 @@ def test_first_import_adds_the_first_row_of_each_address(ledger: Ledger, tmp_pat
 def test_second_import_writes_only_the_difference(ledger: Ledger, tmp_path: Path) -> None:
     """A changed row is updated (its progress kept), a missing one removed, a new one added."""
     _import(ledger, _stage(ledger, tmp_path, FIRST))
-    ledger.stop_lead("acme", "bob@example.com", "replied")
+    ledger.leads.stop("acme", "bob@example.com", "replied")
     stage = _stage(
         ledger,
         tmp_path,
         "email,first_name\nbob@example.com,Robert\ndee@example.com,Dee\ncy@example.com,Cy\n",
     )
-    added, updated, removed, problems = ledger.staged_changes(stage)
+    added, updated, removed, problems = ledger.imports.changes(stage)
     assert [row.email for row in added] == ["dee@example.com"]
     assert [(row.email, row.line) for row in updated] == [("bob@example.com", 2)]
     assert list(removed) == ["ada@example.com"]
     assert len(problems) == 0
     _import(ledger, stage, digest="d2")
-    assert ledger.lead_count("acme") == 3
-    assert ledger.lead_problems("acme") == []
-    bob = ledger.lead("acme", "bob@example.com")
+    assert ledger.leads.count("acme") == 3
+    assert ledger.imports.problems("acme") == []
+    bob = ledger.leads.get("acme", "bob@example.com")
     assert bob is not None
     assert (bob.state, bob.fields["first_name"]) == ("stopped", "Robert")
-    assert ledger.leads_digests() == {"acme": "d2"}
+    assert ledger.campaigns.leads_digests() == {"acme": "d2"}
     # A removed address that comes back is active again, with its history.
     again = _stage(ledger, tmp_path, "email,first_name\nada@example.com,Ada\n")
     assert (again.added, again.updated, again.removed) == (1, 0, 3)
     _import(ledger, again, digest="d3")
-    assert ledger.lead_count("acme") == 1
+    assert ledger.leads.count("acme") == 1
 
 
 def test_an_unchanged_file_stages_no_change(ledger: Ledger, tmp_path: Path) -> None:
@@ -121,7 +122,7 @@ def test_an_unchanged_file_stages_no_change(ledger: Ledger, tmp_path: Path) -> N
 def test_staged_sequences_behave_as_sequences(ledger: Ledger, tmp_path: Path) -> None:
     """len, indexing (negative too), slices, membership; a repr that reads nothing."""
     stage = _stage(ledger, tmp_path, FIRST)
-    added, _, removed, problems = ledger.staged_changes(stage)
+    added, _, removed, problems = ledger.imports.changes(stage)
     assert len(added) == 3
     assert added[0].email == "ada@example.com"
     assert added[-1].email == "cy@example.com"
@@ -140,9 +141,9 @@ def test_a_stage_is_replaced_by_the_next(ledger: Ledger, tmp_path: Path) -> None
     with pytest.raises(StateError, match="gone"):
         _import(ledger, older)
     with pytest.raises(StateError, match="gone"):
-        list(ledger.staged_changes(older)[0])
+        list(ledger.imports.changes(older)[0])
     _import(ledger, newer)
-    assert ledger.lead_count("acme") == 1
+    assert ledger.leads.count("acme") == 1
     with pytest.raises(StateError, match="gone"):
         _import(ledger, newer)  # imported stages are dropped
 
@@ -152,7 +153,7 @@ def test_a_failed_read_leaves_no_stage(ledger: Ledger, tmp_path: Path) -> None:
     path = tmp_path / "leads.csv"
     path.write_bytes(b"email\nok@example.com\n\xff\xfe\n")
     with pytest.raises(UnicodeDecodeError):
-        ledger.stage_leads("acme", iter_leads(path), name="leads.csv")
+        ledger.imports.stage("acme", iter_leads(path), name="leads.csv")
     stage = _stage(ledger, tmp_path, "email\nok@example.com\n")
     assert stage.added == 1
 
@@ -161,7 +162,7 @@ def test_staging_works_on_a_readonly_ledger(tmp_path: Path) -> None:
     """``mailopsd plan`` stages in a read-only ledger (temporary tables only)."""
     ledger = Ledger.open(tmp_path)
     with ledger.transaction():
-        ledger.put_campaign("acme", "default", {"name": "ACME"}, NOW)
+        ledger.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
     _import(ledger, _stage(ledger, tmp_path, FIRST))
     ledger.close()
     readonly = Ledger.open_readonly(tmp_path)
@@ -176,5 +177,5 @@ def test_scratch_ledger_is_private_and_empty(tmp_path: Path) -> None:
     scratch = Ledger.scratch()
     stage = _stage(scratch, tmp_path, FIRST)
     assert (stage.added, stage.removed) == (3, 0)
-    assert scratch.active_campaigns() == {}
+    assert scratch.campaigns.active() == {}
     scratch.close()

@@ -52,8 +52,8 @@ def test_leads_apply_before_removed_campaigns(write_config: Writer, tmp_path: Pa
     reconciler = Reconciler(state_dir, ledger, {})
     plan = reconciler.plan(load_config(path, PLAIN), StateFile())
     state = reconciler.apply(plan, StateFile(), NOW)
-    assert ledger.lead_count("beta") == 2
-    assert ledger.lead_problems("beta") == [
+    assert ledger.leads.count("beta") == 2
+    assert ledger.imports.problems("beta") == [
         "beta.csv:3: has no valid email ('bad': an email address must have an @-sign); skipped",
         "beta.csv:4: repeats ADA@example.com (line 2 kept)",
     ]
@@ -66,7 +66,7 @@ def test_leads_apply_before_removed_campaigns(write_config: Writer, tmp_path: Pa
         CampaignRemoved,
     ]
     state = reconciler.apply(plan, state, NOW)
-    assert ledger.lead_count("acme-q4") == 2
+    assert ledger.leads.count("acme-q4") == 2
     assert reconciler.plan(load_config(path, PLAIN), state).is_empty
     ledger.close()
 

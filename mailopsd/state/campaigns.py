@@ -1,0 +1,119 @@
+"""The campaigns and credentials the ledger knows: their snapshots, added and removed.
+
+A removed campaign or credential keeps its row (its leads, sends and bounces stay for
+history) and comes back if added again. The active credentials' snapshots are read once
+per connection and kept in memory, updated as they are written (see
+:class:`~mailopsd.state.db.Database`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+
+from mailopsd.state.db import Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import stamp
+
+__all__ = ["Campaigns"]
+
+
+class Campaigns(Repository):
+    """Campaign and credential records."""
+
+    def account(self, campaign_id: str) -> str | None:
+        """The account of a campaign the ledger knows, removed ones included."""
+        try:
+            row = self._db.execute(
+                "SELECT account FROM campaigns WHERE id = ?", (campaign_id,)
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return None if row is None else str(row[0])
+
+    def active(self) -> dict[str, dict[str, object]]:
+        """Snapshots of the campaigns not removed, by id."""
+        try:
+            rows = self._db.execute("SELECT id, snapshot FROM campaigns WHERE removed_at IS NULL")
+            return {row[0]: json.loads(row[1]) for row in rows}
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def active_credentials(self) -> dict[tuple[str, str], dict[str, object]]:
+        """Snapshots of the credentials not removed, by (campaign, credential)."""
+        database = self._database
+        if database.credentials is None:
+            try:
+                rows = self._db.execute(
+                    "SELECT campaign_id, id, snapshot FROM credentials WHERE removed_at IS NULL"
+                )
+                database.credentials = {(row[0], row[1]): json.loads(row[2]) for row in rows}
+            except sqlite3.Error as err:
+                raise storage_error(err) from err
+        return dict(database.credentials)
+
+    def leads_digests(self) -> dict[str, str]:
+        """The digest of the leads file last imported, by active campaign."""
+        try:
+            rows = self._db.execute(
+                "SELECT id, leads_digest FROM campaigns WHERE removed_at IS NULL "
+                "AND leads_digest IS NOT NULL"
+            )
+            return {row[0]: row[1] for row in rows}
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def put(
+        self, campaign_id: str, account: str, snapshot: Mapping[str, object], now: datetime
+    ) -> None:
+        """Add or update a campaign (a removed one comes back)."""
+        try:
+            self._db.execute(
+                "INSERT INTO campaigns (id, account, snapshot, added_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET account = excluded.account, "
+                "snapshot = excluded.snapshot, removed_at = NULL",
+                (campaign_id, account, json.dumps(snapshot, sort_keys=True), stamp(now)),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def remove(self, campaign_id: str, now: datetime) -> None:
+        """Mark a campaign removed; its leads, sends and credentials stay for history."""
+        try:
+            self._db.execute(
+                "UPDATE campaigns SET removed_at = ?, leads_digest = NULL WHERE id = ?",
+                (stamp(now), campaign_id),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def put_credential(
+        self, campaign_id: str, credential_id: str, snapshot: Mapping[str, object], now: datetime
+    ) -> None:
+        """Add or update a credential (a removed one comes back)."""
+        text = json.dumps(snapshot, sort_keys=True)
+        try:
+            self._db.execute(
+                "INSERT INTO credentials (campaign_id, id, snapshot, added_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id, id) DO UPDATE SET "
+                "snapshot = excluded.snapshot, removed_at = NULL",
+                (campaign_id, credential_id, text, stamp(now)),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        if self._database.credentials is not None:
+            self._database.credentials[campaign_id, credential_id] = json.loads(text)
+
+    def remove_credential(self, campaign_id: str, credential_id: str, now: datetime) -> None:
+        """Mark a credential removed; its sends and bounces stay for history."""
+        try:
+            self._db.execute(
+                "UPDATE credentials SET removed_at = ? WHERE campaign_id = ? AND id = ?",
+                (stamp(now), campaign_id, credential_id),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        if self._database.credentials is not None:
+            self._database.credentials.pop((campaign_id, credential_id), None)

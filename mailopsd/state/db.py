@@ -1,0 +1,97 @@
+"""The ledger's connection and what its repositories share on it.
+
+One :class:`Database` per SQLite connection: the transactions (all or nothing), the read
+snapshots (several reads that agree with each other), the work on temporary tables,
+and the caches every repository of the connection must see alike (the active
+credentials' snapshots, which a rolled-back transaction forgets). Each repository is a
+:class:`Repository` holding it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from mailopsd.state.errors import storage_error
+
+__all__ = ["Database", "Repository"]
+
+
+class Database:
+    """One connection to the ledger, used from one thread, and its shared caches."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        """Share ``connection`` (to the ledger at ``path``) between repositories."""
+        self.connection = connection
+        self.path = path
+        # Only the main thread's instance writes credentials: active credentials'
+        # snapshots are kept in memory after the first read, and updated as they are written.
+        self.credentials: dict[tuple[str, str], dict[str, object]] | None = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one transaction (all or nothing).
+
+        Raises:
+            StorageError: The transaction could not begin or commit (it was rolled back).
+        """
+        try:
+            self.connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        try:
+            yield
+            self.connection.execute("COMMIT")
+        except BaseException as err:
+            # A failed COMMIT (disk full, I/O error) may already have rolled back; the
+            # ROLLBACK then fails, and the first error is the one that counts.
+            with suppress(sqlite3.Error):
+                self.connection.execute("ROLLBACK")
+            self.credentials = None
+            if isinstance(err, sqlite3.Error):
+                raise storage_error(err) from err
+            raise
+
+    @contextmanager
+    def temporary_work(self) -> Iterator[None]:
+        """One transaction for writes to temporary tables (none if one is open already)."""
+        if self.connection.in_transaction:
+            yield
+            return
+        self.connection.execute("BEGIN")
+        try:
+            yield
+            self.connection.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already
+                self.connection.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Several reads in one read transaction (none if one is open already)."""
+        if self.connection.in_transaction:
+            yield
+            return
+        self.connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.connection.execute("COMMIT")
+
+
+class Repository:
+    """The reads and writes of one part of the ledger, on the connection it shares.
+
+    Every public method translates SQLite's errors into storage errors (see
+    :mod:`mailopsd.state.errors`) around its whole body: nothing per row, nothing when
+    nothing fails. An ``OSError`` passes as it is: SQLite raises none, so it comes from
+    an iterable the caller gave (a leads file being read), and is the caller's.
+    """
+
+    def __init__(self, database: Database) -> None:
+        """Work on ``database``'s connection."""
+        self._database = database
+        self._db = database.connection

@@ -1,0 +1,378 @@
+"""Importing a campaign's leads file: staged and compared in SQLite, then applied.
+
+A leads file may hold a million rows, so it never sits in memory: its rows go to
+temporary tables (on disk, outside the ledger file), SQL compares them with the
+campaign's leads, and a plan holds only the counts (see :class:`Staged`). Applying it
+writes only the difference; the rows skipped, and why, are kept for ``status``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar, overload
+
+from mailopsd.config.leads import LeadLine, LeadRow, repeat_problem
+from mailopsd.errors import StateError
+from mailopsd.state.db import Database, Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import stamp
+
+__all__ = ["LeadImports", "LeadsStage", "Staged"]
+
+
+@dataclass(frozen=True)
+class LeadsStage:
+    """A leads file staged in the ledger's temporary tables, compared with its campaign.
+
+    The counts are those of the comparison; the rows stay in SQLite (see
+    :meth:`LeadImports.stage`) until imported, staged again or the connection closes.
+    """
+
+    campaign_id: str
+    number: int
+    added: int
+    updated: int
+    removed: int
+    problems: int
+
+    def table(self, part: str) -> str:
+        """The name of one of the stage's temporary tables."""
+        return f"temp.leads_stage_{self.number}_{part}"
+
+
+_T = TypeVar("_T")
+
+
+class Staged(Sequence[_T]):
+    """A sequence a plan holds without keeping it: counted when staged, read when iterated.
+
+    Iterating runs a query on the ledger's stage, so a plan of a million added leads
+    costs no memory until (and unless) someone walks through them.
+    """
+
+    def __init__(self, stage: LeadsStage, count: int, read: Callable[[], Iterator[_T]]) -> None:
+        self.stage = stage
+        self._count = count
+        self._read = read
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[_T]:
+        return self._read()
+
+    @overload
+    def __getitem__(self, index: int) -> _T: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[_T]: ...
+
+    def __getitem__(self, index: int | slice) -> _T | Sequence[_T]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        position = index + self._count if index < 0 else index
+        if not 0 <= position < self._count:
+            raise IndexError(index)
+        return next(itertools.islice(iter(self), position, None))
+
+    def __repr__(self) -> str:
+        return f"<{self._count} staged in {self.stage.table('*')}>"
+
+
+class LeadImports(Repository):
+    """Leads files staged, compared and applied; the rows their last import skipped."""
+
+    _STAGE_BATCH = 2_000
+
+    def __init__(self, database: Database) -> None:
+        """No stage yet."""
+        super().__init__(database)
+        self._stages: dict[str, LeadsStage] = {}
+        self._staged = 0
+
+    def stage(self, campaign_id: str, lines: Iterable[LeadLine], *, name: str) -> LeadsStage:
+        """Stage a leads file read row by row, and compare it with the campaign's leads.
+
+        The rows go to temporary tables (on disk, outside the ledger file: nothing is
+        kept in memory); the first row of each address is kept and the others become
+        problems, then SQL compares the kept rows with the campaign's active leads.
+        Works on a read-only ledger too. A campaign staged again drops its earlier stage.
+
+        Args:
+            campaign_id: The campaign whose leads file it is.
+            lines: The file's rows, in order (see ``iter_leads``).
+            name: How problems name the file.
+
+        Returns:
+            The stage, with how many rows it adds, changes and removes, and its problems.
+
+        Raises:
+            StorageError: The ledger refused the stage.
+            OSError: ``lines`` could not be read (as ``lines`` raised it).
+        """
+        self.drop(campaign_id)
+        self._staged += 1
+        stage = LeadsStage(campaign_id, self._staged, 0, 0, 0, 0)
+        self._stages[campaign_id] = stage
+        try:
+            with self._database.temporary_work():
+                counts = self._fill_stage(stage, lines, name)
+        except sqlite3.Error as err:
+            self._stages.pop(campaign_id, None)
+            raise storage_error(err) from err
+        except BaseException:
+            self._stages.pop(campaign_id, None)
+            raise
+        stage = LeadsStage(campaign_id, stage.number, *counts)
+        self._stages[campaign_id] = stage
+        return stage
+
+    def _fill_stage(
+        self, stage: LeadsStage, lines: Iterable[LeadLine], name: str
+    ) -> tuple[int, int, int, int]:
+        """Create a stage's tables, fill and compare them; return its four counts."""
+        lines_table, problems, kept, removed = (
+            stage.table(part) for part in ("lines", "problems", "kept", "removed")
+        )
+        self._db.execute(
+            f"CREATE TABLE {lines_table} (line INTEGER PRIMARY KEY, email TEXT NOT NULL, "
+            "given TEXT, fields TEXT NOT NULL, row_hash TEXT NOT NULL)"
+        )
+        self._db.execute(
+            f"CREATE TABLE {problems} (line INTEGER PRIMARY KEY, message TEXT NOT NULL)"
+        )
+        self._db.execute(
+            f"CREATE TABLE {kept} (email TEXT PRIMARY KEY, line INTEGER NOT NULL, change TEXT) "
+            "WITHOUT ROWID"
+        )
+        self._db.execute(f"CREATE TABLE {removed} (email TEXT PRIMARY KEY) WITHOUT ROWID")
+        count = self._load_stage(stage, lines)
+        self._compare_stage(stage, count, name)
+        added, updated = self._db.execute(
+            f"SELECT coalesce(sum(change = 'added'), 0), coalesce(sum(change = 'updated'), 0) "
+            f"FROM {kept}"
+        ).fetchone()
+        (gone,) = self._db.execute(f"SELECT count(*) FROM {removed}").fetchone()
+        (skipped,) = self._db.execute(f"SELECT count(*) FROM {problems}").fetchone()
+        return int(added), int(updated), int(gone), int(skipped)
+
+    def _load_stage(self, stage: LeadsStage, lines: Iterable[LeadLine]) -> int:
+        """Write the rows and the skipped rows; return how many usable rows there were."""
+        insert_line = (
+            f"INSERT INTO {stage.table('lines')} (line, email, given, fields, row_hash) "
+            "VALUES (?, ?, ?, ?, ?)"
+        )
+        insert_problem = f"INSERT INTO {stage.table('problems')} (line, message) VALUES (?, ?)"
+        rows: list[tuple[int, str, str | None, str, str]] = []
+        problems: list[tuple[int, str]] = []
+        count = 0
+        for lead in lines:
+            if lead.problem is not None:
+                problems.append((lead.line, lead.problem))
+                continue
+            given = None if lead.given == lead.email else lead.given
+            rows.append((lead.line, lead.email, given, lead.text, lead.row_hash))
+            if len(rows) >= self._STAGE_BATCH:
+                count += len(rows)
+                self._db.executemany(insert_line, rows)
+                rows.clear()
+                self._db.executemany(insert_problem, problems)
+                problems.clear()
+        self._db.executemany(insert_line, rows)
+        self._db.executemany(insert_problem, problems)
+        return count + len(rows)
+
+    def _compare_stage(self, stage: LeadsStage, count: int, name: str) -> None:
+        """Keep each address's first row, note the repeats, and compare with the leads."""
+        lines, problems, kept, removed = (
+            stage.table(part) for part in ("lines", "problems", "kept", "removed")
+        )
+        self._db.execute(
+            f"INSERT INTO {kept} (email, line, change) "
+            "SELECT first.email, first.line, CASE WHEN lead.row_hash IS NULL THEN 'added' "
+            "WHEN lead.row_hash <> staged.row_hash THEN 'updated' END "
+            f"FROM (SELECT email, min(line) AS line FROM {lines} GROUP BY email) AS first "
+            f"JOIN {lines} AS staged ON staged.line = first.line "
+            "LEFT JOIN main.leads AS lead ON lead.campaign_id = ? AND lead.email = first.email "
+            "AND lead.removed_at IS NULL ORDER BY first.email",
+            (stage.campaign_id,),
+        )
+        (distinct,) = self._db.execute(f"SELECT count(*) FROM {kept}").fetchone()
+        if distinct < count:
+            repeats = self._db.execute(
+                f"SELECT staged.line, coalesce(staged.given, staged.email), first.line "
+                f"FROM {lines} AS staged JOIN {kept} AS first ON first.email = staged.email "
+                "WHERE staged.line <> first.line"
+            )
+            while batch := repeats.fetchmany(self._STAGE_BATCH):
+                self._db.executemany(
+                    f"INSERT INTO {problems} (line, message) VALUES (?, ?)",
+                    [
+                        (line, repeat_problem(name, line, given, first))
+                        for line, given, first in batch
+                    ],
+                )
+        self._db.execute(
+            f"INSERT INTO {removed} (email) SELECT lead.email FROM main.leads AS lead "
+            "WHERE lead.campaign_id = ? AND lead.removed_at IS NULL "
+            f"AND NOT EXISTS (SELECT 1 FROM {kept} AS k WHERE k.email = lead.email) "
+            "ORDER BY lead.email",
+            (stage.campaign_id,),
+        )
+
+    def _current(self, stage: LeadsStage) -> None:
+        if self._stages.get(stage.campaign_id) is not stage:
+            raise StateError(
+                f"the staged leads of {stage.campaign_id} are gone (imported, or staged again "
+                "since); plan again"
+            )
+
+    def _staged_rows(self, stage: LeadsStage, change: str) -> Iterator[LeadRow]:
+        self._current(stage)
+        try:
+            rows = self._db.execute(
+                f"SELECT k.email, l.fields, l.row_hash, k.line FROM {stage.table('kept')} AS k "
+                f"JOIN {stage.table('lines')} AS l ON l.line = k.line WHERE k.change = ? "
+                "ORDER BY k.line",
+                (change,),
+            )
+            for email, fields, row_hash, line in rows:
+                yield LeadRow(email, json.loads(fields), row_hash, line)
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def _staged_column(self, stage: LeadsStage, query: str) -> Iterator[str]:
+        self._current(stage)
+        try:
+            for (value,) in self._db.execute(query):
+                yield str(value)
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def changes(
+        self, stage: LeadsStage
+    ) -> tuple[Staged[LeadRow], Staged[LeadRow], Staged[str], Staged[str]]:
+        """What a stage changes, each part read from the stage when iterated.
+
+        Returns:
+            The rows added and the rows changed (in file order), the addresses removed
+            (sorted) and the problems (by line).
+        """
+        removed = f"SELECT email FROM {stage.table('removed')} ORDER BY email"
+        problems = f"SELECT message FROM {stage.table('problems')} ORDER BY line"
+        return (
+            Staged(stage, stage.added, lambda: self._staged_rows(stage, "added")),
+            Staged(stage, stage.updated, lambda: self._staged_rows(stage, "updated")),
+            Staged(stage, stage.removed, lambda: self._staged_column(stage, removed)),
+            Staged(stage, stage.problems, lambda: self._staged_column(stage, problems)),
+        )
+
+    def drop(self, campaign_id: str) -> None:
+        """Forget a campaign's staged leads file, if any."""
+        stage = self._stages.pop(campaign_id, None)
+        if stage is None:
+            return
+        try:
+            for part in ("lines", "problems", "kept", "removed"):
+                self._db.execute(f"DROP TABLE IF EXISTS {stage.table(part)}")
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def apply_stage(self, stage: LeadsStage, *, account: str, digest: str, now: datetime) -> None:
+        """Apply a staged leads file (inside the caller's transaction), then drop the stage.
+
+        Only the difference is written: rows added or changed are upserted in address
+        order, removed addresses marked removed; the file's digest and skipped rows are
+        recorded.
+
+        Raises:
+            StateError: The stage is gone: imported already, or staged again since.
+            StorageError: The ledger refused the writes.
+        """
+        self._current(stage)
+        try:
+            self._apply_stage(stage, account=account, digest=digest, when=stamp(now))
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        self.drop(stage.campaign_id)
+
+    def _apply_stage(self, stage: LeadsStage, *, account: str, digest: str, when: str) -> None:
+        self._db.execute(
+            "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at) "
+            f"SELECT ?, k.email, ?, l.fields, l.row_hash, k.line, ? FROM {stage.table('kept')} "
+            f"AS k JOIN {stage.table('lines')} AS l ON l.line = k.line "
+            "WHERE k.change IS NOT NULL ORDER BY k.email "
+            "ON CONFLICT (campaign_id, email) DO UPDATE SET fields = excluded.fields, "
+            "row_hash = excluded.row_hash, line = excluded.line, removed_at = NULL",
+            (stage.campaign_id, account, when),
+        )
+        self._db.execute(
+            "UPDATE leads SET removed_at = ? WHERE campaign_id = ? "
+            f"AND email IN (SELECT email FROM {stage.table('removed')})",
+            (when, stage.campaign_id),
+        )
+        self._db.execute(
+            "UPDATE campaigns SET leads_digest = ? WHERE id = ?", (digest, stage.campaign_id)
+        )
+        self._db.execute("DELETE FROM lead_problems WHERE campaign_id = ?", (stage.campaign_id,))
+        self._db.execute(
+            "INSERT INTO lead_problems (campaign_id, position, message) "
+            "SELECT ?, row_number() OVER (ORDER BY line) - 1, message "
+            f"FROM {stage.table('problems')} ORDER BY line",
+            (stage.campaign_id,),
+        )
+
+    def apply_rows(
+        self,
+        campaign_id: str,
+        *,
+        account: str,
+        digest: str,
+        upserts: Iterable[LeadRow],
+        removals: Iterable[str],
+        now: datetime,
+        problems: Iterable[str] = (),
+    ) -> None:
+        """Apply a leads file difference; record the file's digest and skipped rows."""
+        when = stamp(now)
+        try:
+            self._db.executemany(
+                "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, "
+                "added_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email) "
+                "DO UPDATE SET fields = excluded.fields, row_hash = excluded.row_hash, "
+                "line = excluded.line, removed_at = NULL",
+                (
+                    (campaign_id, r.email, account, json.dumps(r.fields), r.row_hash, r.line, when)
+                    for r in upserts
+                ),
+            )
+            self._db.executemany(
+                "UPDATE leads SET removed_at = ? WHERE campaign_id = ? AND email = ?",
+                ((when, campaign_id, email) for email in removals),
+            )
+            self._db.execute(
+                "UPDATE campaigns SET leads_digest = ? WHERE id = ?", (digest, campaign_id)
+            )
+            self._db.execute("DELETE FROM lead_problems WHERE campaign_id = ?", (campaign_id,))
+            self._db.executemany(
+                "INSERT INTO lead_problems (campaign_id, position, message) VALUES (?, ?, ?)",
+                ((campaign_id, position, text) for position, text in enumerate(problems)),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def problems(self, campaign_id: str) -> list[str]:
+        """The rows the last import of a campaign's leads file skipped, and why."""
+        try:
+            rows = self._db.execute(
+                "SELECT message FROM lead_problems WHERE campaign_id = ? ORDER BY position",
+                (campaign_id,),
+            )
+            return [str(row[0]) for row in rows]
+        except sqlite3.Error as err:
+            raise storage_error(err) from err

@@ -1,0 +1,272 @@
+"""The leads' progress through their sequences: what is due, where each lead stands.
+
+A lead's row is written by the import of its campaign's leads file (see
+:mod:`mailopsd.state.imports`) and moved on by the dispatcher and the inbox: a step
+sent, a reply or a bounce stops it. Reads leave out removed leads and, for the work
+that is due, the addresses suppressed for the campaign's account.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailopsd.state.db import Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import stamp
+
+__all__ = ["LeadProgress", "LeadTally", "Leads", "StepWait"]
+
+
+@dataclass(frozen=True)
+class LeadProgress:
+    """Where a lead is in its sequence.
+
+    ``step`` counts the steps sent (0: none yet); ``state`` is ``new`` (step 1 due),
+    ``waiting`` (next step due at ``next_due_at``), ``sending`` (an intent without its
+    outcome), ``done``, ``stopped`` (replied, bounced, unsubscribed) or ``failed``.
+    """
+
+    campaign_id: str
+    email: str
+    fields: Mapping[str, str]
+    state: str
+    step: int
+    credential_id: str | None
+    next_due_at: str | None
+    attempts: int
+    message_ids: tuple[str, ...]
+    first_subject: str | None
+    last_error: str | None = None
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StepWait:
+    """The leads waiting for their next step after the same number of steps sent.
+
+    Attributes:
+        leads: How many (suppressed addresses included: see ``LeadTally.suppressed``).
+        first_due: The earliest time one of them is due (ledger stamp).
+        last_due: The latest.
+    """
+
+    leads: int
+    first_due: str | None
+    last_due: str | None
+
+
+@dataclass(frozen=True)
+class LeadTally:
+    """Where a campaign's active leads stand.
+
+    Attributes:
+        total: Active leads.
+        by_state: Leads by state: ``new``, ``sending``, ``waiting``, ``done``, ``failed``,
+            and the stopped ones by reason: ``replied``, ``bounced``, ``unsubscribed``,
+            ``stopped`` (any other reason: a complaint, an auto-reply).
+        waiting: Per number of steps sent, the leads waiting for their next step.
+        suppressed: Per ``(state, steps sent)``, new and waiting leads whose address is
+            suppressed for the account: they are never sent their next step.
+    """
+
+    total: int
+    by_state: dict[str, int]
+    waiting: dict[int, StepWait]
+    suppressed: dict[tuple[str, int], int]
+
+
+# What one scan of a campaign's leads adds up, by name (module constants only).
+_TALLIED_STATES = {
+    "new": "state = 'new'",
+    "sending": "state = 'sending'",
+    "waiting": "state = 'waiting'",
+    "done": "state = 'done'",
+    "failed": "state = 'failed'",
+    "replied": "state = 'stopped' AND stop_reason = 'replied'",
+    "bounced": "state = 'stopped' AND stop_reason = 'bounced'",
+    "unsubscribed": "state = 'stopped' AND stop_reason = 'unsubscribed'",
+    "stopped": "state = 'stopped' AND coalesce(stop_reason, '') "
+    "NOT IN ('replied', 'bounced', 'unsubscribed')",
+}
+
+_LEAD_COLUMNS = (
+    "campaign_id, email, fields, state, step, credential_id, next_due_at, attempts, "
+    "message_ids, first_subject, last_error, stop_reason"
+)
+
+
+def _progress(row: tuple[object, ...]) -> LeadProgress:
+    return LeadProgress(
+        campaign_id=str(row[0]),
+        email=str(row[1]),
+        fields=json.loads(str(row[2])),
+        state=str(row[3]),
+        step=int(str(row[4])),
+        credential_id=None if row[5] is None else str(row[5]),
+        next_due_at=None if row[6] is None else str(row[6]),
+        attempts=int(str(row[7])),
+        message_ids=tuple(json.loads(str(row[8]))),
+        first_subject=None if row[9] is None else str(row[9]),
+        last_error=None if row[10] is None else str(row[10]),
+        stop_reason=None if row[11] is None else str(row[11]),
+    )
+
+
+class Leads(Repository):
+    """Each lead's progress: the work due, one lead, a campaign's tally."""
+
+    def due_followups(
+        self, campaign_id: str, account: str, now: datetime, *, credentials: list[str], limit: int
+    ) -> list[LeadProgress]:
+        """Leads whose next step is due on one of ``credentials``, oldest first.
+
+        Suppressed addresses are left out; so are leads of other credentials, so that a
+        disabled mailbox's waiting follow-ups never crowd out those that can go.
+        """
+        try:
+            rows = self._db.execute(
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'waiting' "
+                "AND removed_at IS NULL AND next_due_at <= ? "
+                "AND credential_id IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
+                "(SELECT 1 FROM suppressions s WHERE s.account = ? AND s.email = leads.email) "
+                "ORDER BY next_due_at LIMIT ?",
+                (campaign_id, stamp(now), json.dumps(credentials), account, limit),
+            )
+            return [_progress(row) for row in rows]
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def new(self, campaign_id: str, account: str, now: datetime, limit: int) -> list[LeadProgress]:
+        """Leads waiting for step 1, in file order (suppressed addresses left out)."""
+        try:
+            rows = self._db.execute(
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'new' "
+                "AND removed_at IS NULL AND (next_due_at IS NULL OR next_due_at <= ?) "
+                "AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.account = ? "
+                "AND s.email = leads.email) ORDER BY line LIMIT ?",
+                (campaign_id, stamp(now), account, limit),
+            )
+            return [_progress(row) for row in rows]
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def get(self, campaign_id: str, email: str) -> LeadProgress | None:
+        """One lead's progress."""
+        try:
+            row = self._db.execute(
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND email = ?",
+                (campaign_id, email),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return None if row is None else _progress(row)
+
+    def count(self, campaign_id: str) -> int:
+        """How many active leads a campaign has."""
+        try:
+            row = self._db.execute(
+                "SELECT count(*) FROM leads WHERE campaign_id = ? AND removed_at IS NULL",
+                (campaign_id,),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return int(row[0])
+
+    def tally(self, campaign_id: str, account: str, *, steps: int) -> LeadTally:
+        """Count a campaign's active leads by state, and its waiting leads by step.
+
+        One pass over the campaign's leads (conditional sums, no sort: a grouped query
+        would sort every lead), then one lookup per suppressed address of the account,
+        in one read transaction.
+
+        Args:
+            campaign_id: The campaign.
+            account: Its account (suppressions are per account).
+            steps: The length of its sequence (waiting leads have sent 1 to steps - 1).
+        """
+        sums = [f"coalesce(sum({where}), 0)" for where in _TALLIED_STATES.values()]
+        for sent in range(1, max(steps, 1)):
+            after = f"state = 'waiting' AND step = {int(sent)}"
+            sums += [
+                f"coalesce(sum({after}), 0)",
+                f"min(CASE WHEN {after} THEN next_due_at END)",
+                f"max(CASE WHEN {after} THEN next_due_at END)",
+            ]
+        try:
+            with self._database.read_snapshot():
+                row = self._db.execute(
+                    f"SELECT count(*), {', '.join(sums)} FROM leads "
+                    "WHERE campaign_id = ? AND removed_at IS NULL",
+                    (campaign_id,),
+                ).fetchone()
+                # From the account's suppressions to the leads, not the other way round:
+                # an account has far fewer suppressed addresses than leads.
+                blocked = self._db.execute(
+                    "SELECT l.state, l.step, count(*) FROM suppressions AS s "
+                    "CROSS JOIN leads AS l ON l.campaign_id = ? AND l.email = s.email "
+                    "WHERE s.account = ? AND l.state IN ('new', 'waiting') "
+                    "AND l.removed_at IS NULL GROUP BY l.state, l.step",
+                    (campaign_id, account),
+                ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        counts = row[1 : 1 + len(_TALLIED_STATES)]
+        steps_part = row[1 + len(_TALLIED_STATES) :]
+        waiting = {
+            index // 3 + 1: StepWait(int(steps_part[index]), *steps_part[index + 1 : index + 3])
+            for index in range(0, len(steps_part), 3)
+            if steps_part[index]
+        }
+        return LeadTally(
+            total=int(row[0]),
+            by_state=dict(zip(_TALLIED_STATES, map(int, counts), strict=True)),
+            waiting=waiting,
+            suppressed={(str(state), int(step)): int(n) for state, step, n in blocked},
+        )
+
+    def update(self, lead: LeadProgress) -> None:
+        """Write a lead's progress (inside the caller's transaction).
+
+        A lead stopped meanwhile (a one-click unsubscribe from the HTTP server while its
+        step was being sent) stays stopped: its send is recorded, its next step is not.
+        """
+        try:
+            self._db.execute(
+                "UPDATE leads SET state = CASE WHEN state = 'stopped' THEN state ELSE ? END, "
+                "step = ?, credential_id = ?, "
+                "next_due_at = CASE WHEN state = 'stopped' THEN NULL ELSE ? END, "
+                "attempts = ?, message_ids = ?, first_subject = ?, last_error = ?, "
+                "stop_reason = CASE WHEN state = 'stopped' THEN stop_reason ELSE ? END "
+                "WHERE campaign_id = ? AND email = ?",
+                (
+                    lead.state,
+                    lead.step,
+                    lead.credential_id,
+                    lead.next_due_at,
+                    lead.attempts,
+                    json.dumps(list(lead.message_ids)),
+                    lead.first_subject,
+                    lead.last_error,
+                    lead.stop_reason,
+                    lead.campaign_id,
+                    lead.email,
+                ),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def stop(self, campaign_id: str, email: str, reason: str) -> bool:
+        """Stop a lead's sequence (its queued steps are never sent); ``False`` if it was over."""
+        try:
+            cursor = self._db.execute(
+                "UPDATE leads SET state = 'stopped', stop_reason = ?, next_due_at = NULL "
+                "WHERE campaign_id = ? AND email = ? AND state IN ('new', 'waiting', 'sending')",
+                (reason, campaign_id, email),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return cursor.rowcount == 1

@@ -1,0 +1,388 @@
+"""The ledger's schema: its version, its migrations, and how it stores values.
+
+The migrations are kept as they were first written, each run once in order and
+recorded in ``PRAGMA user_version``; a ledger's file is never rewritten otherwise.
+Times are stored as RFC 3339 UTC text with microseconds, which sorts in time order.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from mailopsd.config import addresses
+from mailopsd.state.db import Database
+from mailopsd.state.errors import StorageTooNewError
+
+__all__ = ["SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
+
+SCHEMA_VERSION = 6
+
+# The bodies of migration 4's triggers: one counts a send that became counted (inserted,
+# or updated into a counted outcome), the other takes back one that stopped counting
+# (updated away, or deleted).
+_COUNT_NEW_SEND = """\
+    BEGIN
+        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
+            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
+                new.step = 1, new.step > 1)
+            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
+            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
+        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
+            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
+            ON CONFLICT (campaign_id, credential_id) DO UPDATE
+            SET at = max(coalesce(at, ''), excluded.at);
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = new.credential_id), 0)
+            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
+    END;
+"""
+
+_UNCOUNT_OLD_SEND = """\
+    BEGIN
+        UPDATE credential_days
+            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
+            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
+            AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET at = (
+            SELECT intent_at FROM sends INDEXED BY sends_by_credential
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
+            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
+                OR outcome = 'bounced')
+            ORDER BY intent_at DESC LIMIT 1)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+        UPDATE credential_last_send SET day_step1 = coalesce((
+            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
+            AND day = substr(credential_last_send.at, 1, 10)
+            AND credential_id = old.credential_id), 0)
+            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
+    END;
+"""
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        leads_digest TEXT,
+        added_at TEXT NOT NULL,
+        removed_at TEXT
+    );
+    CREATE TABLE credentials (
+        campaign_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        added_at TEXT NOT NULL,
+        removed_at TEXT,
+        PRIMARY KEY (campaign_id, id)
+    );
+    CREATE TABLE leads (
+        campaign_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        account TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        row_hash TEXT NOT NULL,
+        line INTEGER NOT NULL,
+        added_at TEXT NOT NULL,
+        removed_at TEXT,
+        state TEXT NOT NULL DEFAULT 'new',
+        step INTEGER NOT NULL DEFAULT 0,
+        credential_id TEXT,
+        next_due_at TEXT,
+        PRIMARY KEY (campaign_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE sends (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        intent_at TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        outcome_at TEXT,
+        smtp_code INTEGER,
+        detail TEXT
+    );
+    CREATE INDEX sends_by_credential ON sends (campaign_id, credential_id, intent_at);
+    CREATE TABLE bounces (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        send_id INTEGER,
+        at TEXT NOT NULL,
+        permanent INTEGER NOT NULL,
+        status TEXT,
+        source TEXT NOT NULL
+    );
+    CREATE INDEX bounces_by_credential ON bounces (campaign_id, credential_id, at);
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY,
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT,
+        email TEXT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        message_id TEXT
+    );
+    CREATE TABLE imap_cursors (
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER,
+        last_uid INTEGER,
+        last_poll_at TEXT,
+        last_result TEXT,
+        PRIMARY KEY (campaign_id, credential_id, folder)
+    );
+    CREATE TABLE suppressions (
+        account TEXT NOT NULL,
+        email TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (account, email)
+    );
+    """,
+    2: """
+    ALTER TABLE leads ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE leads ADD COLUMN last_error TEXT;
+    ALTER TABLE leads ADD COLUMN message_ids TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE leads ADD COLUMN first_subject TEXT;
+    ALTER TABLE leads ADD COLUMN stop_reason TEXT;
+    ALTER TABLE sends ADD COLUMN subject TEXT;
+    CREATE TABLE lead_problems (
+        campaign_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, position)
+    );
+    CREATE INDEX leads_due ON leads (campaign_id, state, next_due_at);
+    CREATE INDEX sends_pending ON sends (outcome) WHERE outcome = 'pending';
+    """,
+    3: """
+    ALTER TABLE bounces ADD COLUMN kind TEXT NOT NULL DEFAULT 'hard';
+    ALTER TABLE bounces ADD COLUMN detail TEXT;
+    CREATE INDEX sends_by_message_id ON sends (message_id);
+    CREATE INDEX sends_by_email ON sends (email, credential_id);
+    CREATE TABLE inbox_messages (
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        email TEXT,
+        PRIMARY KEY (campaign_id, credential_id, key)
+    ) WITHOUT ROWID;
+    """,
+    # Counters kept by triggers, so that a tick's questions cost the same whatever the
+    # history holds: each credential's counted sends per UTC day (step 1 and follow-ups
+    # apart), and its last counted send with the step-1 sends of that send's day (what a
+    # tick asks for every credential: one row each). An index for a campaign's sends
+    # since a time (rate limits), one for unknown outcomes. The triggers spell the
+    # counted outcomes out with OR, and no index is partial on them: an IN list there
+    # builds a temporary table on every UPDATE of sends, several times the update's cost.
+    4: f"""
+    CREATE TABLE credential_days (
+        campaign_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        step1 INTEGER NOT NULL DEFAULT 0,
+        followups INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign_id, day, credential_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE credential_last_send (
+        campaign_id TEXT NOT NULL,
+        credential_id TEXT NOT NULL,
+        at TEXT,
+        day_step1 INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign_id, credential_id)
+    ) WITHOUT ROWID;
+    INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
+        SELECT campaign_id, substr(intent_at, 1, 10), credential_id, sum(step = 1), sum(step > 1)
+        FROM sends WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced')
+        GROUP BY campaign_id, substr(intent_at, 1, 10), credential_id;
+    INSERT INTO credential_last_send (campaign_id, credential_id, at)
+        SELECT campaign_id, credential_id, max(intent_at)
+        FROM sends WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced')
+        GROUP BY campaign_id, credential_id;
+    UPDATE credential_last_send SET day_step1 = coalesce((
+        SELECT step1 FROM credential_days AS d
+        WHERE d.campaign_id = credential_last_send.campaign_id
+        AND d.day = substr(credential_last_send.at, 1, 10)
+        AND d.credential_id = credential_last_send.credential_id), 0);
+    CREATE INDEX sends_by_time ON sends (campaign_id, intent_at, credential_id, outcome);
+    CREATE INDEX sends_unknown ON sends (campaign_id, credential_id) WHERE outcome = 'unknown';
+    CREATE TRIGGER sends_count AFTER INSERT ON sends
+    WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
+        OR new.outcome = 'bounced')
+{_COUNT_NEW_SEND}    CREATE TRIGGER sends_recount AFTER UPDATE ON sends
+    WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
+        OR new.outcome = 'bounced')
+        AND (NOT (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
+        OR old.outcome = 'bounced')
+        OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
+        OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
+{_COUNT_NEW_SEND}    CREATE TRIGGER sends_uncount AFTER UPDATE ON sends
+    WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
+        OR old.outcome = 'bounced')
+        AND (NOT (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
+        OR new.outcome = 'bounced')
+        OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
+        OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
+{_UNCOUNT_OLD_SEND}    CREATE TRIGGER sends_uncount_deleted AFTER DELETE ON sends
+    WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
+        OR old.outcome = 'bounced')
+{_UNCOUNT_OLD_SEND}    """,
+    # Tracking: one row per lead for opens and one per lead and link for clicks,
+    # counters rather than events, so a pixel loaded a thousand times costs one row.
+    5: """
+    CREATE TABLE opens (
+        campaign_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE clicks (
+        campaign_id TEXT NOT NULL,
+        email TEXT NOT NULL,
+        url TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        last_at TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, email, url)
+    ) WITHOUT ROWID;
+    """,
+    # Addresses kept under their normal form (see config/addresses.py); the rows are
+    # rewritten by _rekey_addresses, run with this migration.
+    6: "",
+}
+_REKEY_MIGRATION = 6
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (a trigger's body holds semicolons of its own)."""
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
+
+
+# Before schema 6 an address's key was the address as written, lower-cased. For an
+# ASCII address the normal form is exactly that (email-validator lower-cases only the
+# domain, and the key the local part too), so only keys with non-ASCII characters (an
+# IDN domain, which is now in A-labels) can change; an address now refused keeps its
+# key, and its lead goes when its leads file is next imported.
+_NON_ASCII_KEYS = " UNION ".join(
+    f"SELECT email FROM {table} WHERE email GLOB '*[^ -~]*'"
+    for table in ("leads", "suppressions", "sends", "bounces", "replies", "opens", "clicks")
+)
+_MERGE_TRACKED = {  # table: its key's columns, and what a rewritten row's key is
+    "opens": ("campaign_id, email", "campaign_id, ?"),
+    "clicks": ("campaign_id, email, url", "campaign_id, ?, url"),
+}
+
+
+def _rekey_addresses(db: sqlite3.Connection) -> None:
+    """Rewrite addresses kept under an old spelling to their normal form (migration 6).
+
+    Two rows that become one are merged: a lead keeps the row that went further (a
+    stopped lead stays stopped), a suppression its first reason, opens and clicks add up.
+    """
+    found = [str(row[0]) for row in db.execute(_NON_ASCII_KEYS)]
+    for old, new in ((old, addresses.key_of(old)) for old in found):
+        if new == old:
+            continue
+        for table in ("sends", "bounces", "replies", "inbox_messages"):
+            db.execute(f"UPDATE {table} SET email = ? WHERE email = ?", (new, old))
+        db.execute(
+            "INSERT OR IGNORE INTO suppressions (account, email, reason, at) "
+            "SELECT account, ?, reason, at FROM suppressions WHERE email = ?",
+            (new, old),
+        )
+        db.execute("DELETE FROM suppressions WHERE email = ?", (old,))
+        for table, (columns, rewritten) in _MERGE_TRACKED.items():
+            db.execute(
+                f"INSERT INTO {table} ({columns}, first_at, last_at, count) "
+                f"SELECT {rewritten}, first_at, last_at, count FROM {table} WHERE email = ? "
+                f"ON CONFLICT ({columns}) DO UPDATE SET "
+                "first_at = min(first_at, excluded.first_at), "
+                "last_at = max(last_at, excluded.last_at), count = count + excluded.count",
+                (new, old),
+            )
+            db.execute(f"DELETE FROM {table} WHERE email = ?", (old,))
+        _rekey_leads(db, old, new)
+
+
+def _rekey_leads(db: sqlite3.Connection, old: str, new: str) -> None:
+    """Move each campaign's lead ``old`` to ``new``, keeping the row that went further."""
+    best: dict[str, str] = {}
+    rows = db.execute(
+        "SELECT campaign_id, email FROM leads WHERE email IN (?, ?) "
+        "ORDER BY campaign_id, state = 'stopped' DESC, step DESC, email = ? DESC",
+        (old, new, new),
+    )
+    for campaign_id, email in rows.fetchall():
+        best.setdefault(str(campaign_id), str(email))
+    for campaign_id, email in best.items():
+        db.execute(
+            "DELETE FROM leads WHERE campaign_id = ? AND email IN (?, ?) AND email <> ?",
+            (campaign_id, old, new, email),
+        )
+        if email == old:
+            db.execute(
+                "UPDATE leads SET email = ? WHERE campaign_id = ? AND email = ?",
+                (new, campaign_id, old),
+            )
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The schema version a ledger's file records (0: a new, empty file)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(database: Database) -> None:
+    """Bring a ledger to :data:`SCHEMA_VERSION`, one migration per transaction.
+
+    Raises:
+        StorageTooNewError: The ledger's schema is newer than this program's.
+        sqlite3.Error: The schema could not be read.
+        StorageError: A migration could not be written (it was rolled back).
+    """
+    db = database.connection
+    version = schema_version(db)
+    if version > SCHEMA_VERSION:
+        raise StorageTooNewError(
+            f"ledger {database.path} has schema {version}, newer than this mailopsd "
+            f"({SCHEMA_VERSION}); upgrade mailopsd"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        with database.transaction():
+            for statement in _statements(_MIGRATIONS[target]):
+                db.execute(statement)
+            if target == _REKEY_MIGRATION:
+                _rekey_addresses(db)
+            db.execute(f"PRAGMA user_version = {target}")
+
+
+def stamp(moment: datetime) -> str:
+    """Format a time as the ledger stores it (UTC, microseconds, ``Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def unstamp(text: str) -> datetime:
+    """Read a time the ledger stored."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)

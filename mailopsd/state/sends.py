@@ -1,0 +1,377 @@
+"""Sends: each intent before its message leaves, its outcome, its bounces, and the counts.
+
+An intent is committed before any message of its batch leaves, and a send with an
+intent and no outcome is never sent again (at most once). The counts that rate limits
+and daily limits ask on every tick are read from counters the schema's triggers keep
+(see :mod:`mailopsd.state.schema`), so they cost the same whatever the history holds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailopsd.config import addresses
+from mailopsd.lifecycle import COUNTED_OUTCOMES, SendOutcome
+from mailopsd.state.db import Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import stamp, unstamp
+
+__all__ = ["CredentialCounts", "Intent", "SendTally", "Sends"]
+
+# The counted outcomes as an SQL list, for ``outcome IN ...``, and single outcomes.
+_COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
+_PENDING_SQL = f"'{SendOutcome.PENDING.value}'"
+_UNKNOWN_SQL = f"'{SendOutcome.UNKNOWN.value}'"
+_MIDNIGHT = "T00:00:00.000000Z"
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A send about to happen: recorded before the message leaves."""
+
+    campaign_id: str
+    credential_id: str
+    email: str
+    step: int
+    message_id: str
+    subject: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CredentialCounts:
+    """Live counters of one credential."""
+
+    sent_today: int = 0
+    followups_today: int = 0
+    sends_in_window: int = 0
+    bounces_in_window: int = 0
+    blocks_in_window: int = 0
+    unconfirmed_in_window: int = 0
+    unknown: int = 0
+    last_poll_at: str | None = None
+    last_poll_result: str | None = None
+
+
+@dataclass(frozen=True)
+class SendTally:
+    """A campaign's counted sends (handed to a server, or may have been).
+
+    Attributes:
+        total: Since the campaign began.
+        today: Since ``day_start``, every step.
+        step1_today: Since ``day_start``, step 1 only.
+    """
+
+    total: int
+    today: int
+    step1_today: int
+
+
+# A send found for a message: (id, campaign, credential, address).
+_SendRow = tuple[int, str, str, str]
+
+
+class Sends(Repository):
+    """Intents, outcomes and bounces; the counts limits are checked against."""
+
+    def record_intents(self, intents: list[Intent]) -> list[int]:
+        """Commit every intent (and mark its lead ``sending``) before any message leaves."""
+        ids = []
+        with self._database.transaction():  # which translates SQLite's errors
+            for intent in intents:
+                cursor = self._db.execute(
+                    "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
+                    "intent_at, subject) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        intent.campaign_id,
+                        intent.credential_id,
+                        intent.email,
+                        intent.step,
+                        intent.message_id,
+                        stamp(intent.at),
+                        intent.subject,
+                    ),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+                self._db.execute(
+                    "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",
+                    (intent.campaign_id, intent.email),
+                )
+        return ids
+
+    def set_outcome(
+        self, send_id: int, *, outcome: str, code: int | None, detail: str, at: datetime
+    ) -> None:
+        """Record how a send ended (inside the caller's transaction)."""
+        try:
+            self._db.execute(
+                "UPDATE sends SET outcome = ?, smtp_code = ?, detail = ?, outcome_at = ? "
+                "WHERE id = ?",
+                (outcome, code, detail, stamp(at), send_id),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def add_bounce(
+        self,
+        send_id: int | None,
+        campaign_id: str,
+        credential_id: str,
+        email: str,
+        *,
+        status: str | None,
+        source: str,
+        at: datetime,
+        kind: str = "hard",
+        detail: str | None = None,
+    ) -> None:
+        """Record a bounce (inside the caller's transaction).
+
+        ``kind`` is ``hard`` (counts toward the bounce rate), ``block`` (counts toward the
+        block rate), ``soft`` (recorded only) or ``unconfirmed`` (a hard bounce or block
+        reported without quoting our message: recorded and shown, never counted).
+        """
+        try:
+            self._db.execute(
+                "INSERT INTO bounces (campaign_id, credential_id, email, send_id, at, "
+                "permanent, status, source, kind, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    campaign_id,
+                    credential_id,
+                    email,
+                    send_id,
+                    stamp(at),
+                    int(kind != "soft"),
+                    status,
+                    source,
+                    kind,
+                    detail,
+                ),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def pending(self) -> list[tuple[int, Intent]]:
+        """Sends with an intent and no outcome (the process stopped in between)."""
+        try:
+            rows = self._db.execute(
+                "SELECT id, campaign_id, credential_id, email, step, message_id, subject, "
+                f"intent_at FROM sends WHERE outcome = {_PENDING_SQL} ORDER BY id"
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return [
+            (
+                int(row[0]),
+                Intent(row[1], row[2], row[3], int(row[4]), row[5], row[6] or "", unstamp(row[7])),
+            )
+            for row in rows
+        ]
+
+    def counts(
+        self, campaign_id: str, credential_id: str, *, day_start: datetime, window_start: datetime
+    ) -> CredentialCounts:
+        """Live counters of a credential: today's sends, and sends and bounces in a window."""
+        key = (campaign_id, credential_id)
+        day, window = stamp(day_start), stamp(window_start)
+        try:
+            sent = self._db.execute(
+                "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
+                "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
+                "coalesce(sum(intent_at >= :window), 0) "
+                "FROM sends INDEXED BY sends_by_credential WHERE campaign_id = :campaign "
+                f"AND credential_id = :credential AND outcome IN {_COUNTED_SQL} "
+                "AND intent_at >= :since",
+                {
+                    "day": day,
+                    "window": window,
+                    "since": min(day, window),
+                    "campaign": key[0],
+                    "credential": key[1],
+                },
+            ).fetchone()
+            (unknown,) = self._db.execute(
+                "SELECT count(*) FROM sends INDEXED BY sends_unknown WHERE campaign_id = ? "
+                f"AND credential_id = ? AND outcome = {_UNKNOWN_SQL}",
+                key,
+            ).fetchone()
+            # Addresses, not reports: several reports about one lead (repeated, or forged)
+            # count once, so the rate never passes what the sends allow.
+            bounced = self._db.execute(
+                "SELECT count(DISTINCT CASE WHEN kind = 'hard' THEN lower(email) END), "
+                "count(DISTINCT CASE WHEN kind = 'block' THEN lower(email) END), "
+                "count(DISTINCT CASE WHEN kind = 'unconfirmed' THEN lower(email) END) "
+                "FROM bounces WHERE campaign_id = ? AND credential_id = ? AND at >= ?",
+                (*key, stamp(window_start)),
+            ).fetchone()
+            poll = self._db.execute(
+                "SELECT last_poll_at, last_result FROM imap_cursors WHERE campaign_id = ? "
+                "AND credential_id = ? ORDER BY last_poll_at DESC LIMIT 1",
+                key,
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return CredentialCounts(
+            sent_today=int(sent[0]),
+            followups_today=int(sent[1]),
+            sends_in_window=int(sent[2]),
+            unknown=int(unknown),
+            bounces_in_window=int(bounced[0]),
+            blocks_in_window=int(bounced[1]),
+            unconfirmed_in_window=int(bounced[2]),
+            last_poll_at=poll[0] if poll else None,
+            last_poll_result=poll[1] if poll else None,
+        )
+
+    def tally(self, campaign_id: str, day_start: datetime) -> SendTally:
+        """Count a campaign's sends: in all, and since ``day_start`` (a UTC midnight).
+
+        Read from the per-day counters the triggers keep: one row per day and mailbox.
+        """
+        day = stamp(day_start)[:10]
+        try:
+            row = self._db.execute(
+                "SELECT coalesce(sum(step1 + followups), 0), "
+                "coalesce(sum(CASE WHEN day >= :day THEN step1 + followups END), 0), "
+                "coalesce(sum(CASE WHEN day >= :day THEN step1 END), 0) "
+                "FROM credential_days WHERE campaign_id = :campaign",
+                {"day": day, "campaign": campaign_id},
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return SendTally(total=int(row[0]), today=int(row[1]), step1_today=int(row[2]))
+
+    def step1_today(
+        self, campaign_id: str, day_start: datetime
+    ) -> dict[str, tuple[int, str | None]]:
+        """Per credential: step-1 sends since ``day_start`` and the time of its last send.
+
+        Every credential that ever made a counted send is listed. From a UTC midnight
+        (what callers pass) one row per credential answers, kept by triggers, whatever
+        the history holds.
+        """
+        since = stamp(day_start)
+        try:
+            if not since.endswith(_MIDNIGHT):
+                return self._step1_since(campaign_id, since)
+            # The last send's day is the latest day with sends: today's count is its
+            # count, or 0 if it was before today (after today only if the clock went
+            # back: add up).
+            rows = self._db.execute(
+                "SELECT credential_id, CASE WHEN at < :since THEN 0 "
+                "WHEN substr(at, 1, 10) = :day THEN day_step1 ELSE (SELECT sum(step1) "
+                "FROM credential_days AS d WHERE d.campaign_id = :campaign AND d.day >= :day "
+                "AND d.credential_id = last.credential_id) END, at "
+                "FROM credential_last_send AS last WHERE campaign_id = :campaign "
+                "AND at IS NOT NULL",
+                {"campaign": campaign_id, "since": since, "day": since[:10]},
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return {key: (sent, at) for key, sent, at in rows}
+
+    def _step1_since(self, campaign_id: str, since: str) -> dict[str, tuple[int, str | None]]:
+        """:meth:`step1_today` from another time than a midnight: counted from the sends."""
+        sent = self._db.execute(
+            "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
+            "WHERE campaign_id = ? AND intent_at >= ? AND step = 1 "
+            f"AND outcome IN {_COUNTED_SQL} GROUP BY credential_id",
+            (campaign_id, since),
+        ).fetchall()
+        counts = dict(sent)
+        last = self._db.execute(
+            "SELECT credential_id, at FROM credential_last_send WHERE campaign_id = ? "
+            "AND at IS NOT NULL",
+            (campaign_id,),
+        )
+        return {str(key): (int(counts.get(key, 0)), at) for key, at in last}
+
+    def since(self, campaign_id: str, since: datetime) -> dict[str, int]:
+        """Per credential: sends of any step since ``since`` (for rate limits)."""
+        try:
+            rows = self._db.execute(
+                "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
+                f"WHERE campaign_id = ? AND intent_at >= ? AND outcome IN {_COUNTED_SQL} "
+                "GROUP BY credential_id",
+                (campaign_id, stamp(since)),
+            )
+            return {str(row[0]): int(row[1]) for row in rows}
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def first_at(self, campaign_id: str, credential_id: str) -> datetime | None:
+        """When the credential first sent (or tried to), if ever."""
+        try:
+            row = self._db.execute(
+                "SELECT intent_at FROM sends INDEXED BY sends_by_credential WHERE campaign_id = ? "
+                f"AND credential_id = ? AND outcome IN {_COUNTED_SQL} ORDER BY intent_at LIMIT 1",
+                (campaign_id, credential_id),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return unstamp(row[0]) if row and row[0] else None
+
+    def by_message_id(
+        self,
+        message_ids: Iterable[str],
+        *,
+        senders: Iterable[tuple[str, str]],
+        email: str | None = None,
+    ) -> _SendRow | None:
+        """The last send (id, campaign, credential, address) that had one of ``message_ids``.
+
+        Args:
+            message_ids: The Message-IDs a message refers to.
+            senders: The ``(campaign, credential)`` pairs whose sends may match: a
+                message read from one mailbox speaks only of the sends made from it.
+            email: Only a send to this address, in any spelling (see ``key_of``).
+        """
+        ids = [m for m in message_ids if m]
+        if not ids:
+            return None
+        try:
+            row = self._db.execute(
+                "SELECT id, campaign_id, credential_id, email FROM sends WHERE message_id IN "
+                "(SELECT value FROM json_each(:ids)) AND (:email IS NULL OR email = :email) "
+                "AND EXISTS (SELECT 1 FROM json_each(:senders) WHERE "
+                "json_extract(value, '$[0]') = campaign_id "
+                "AND json_extract(value, '$[1]') = credential_id) ORDER BY id DESC LIMIT 1",
+                {
+                    "ids": json.dumps(ids),
+                    "email": addresses.key_of(email) if email is not None else None,
+                    "senders": json.dumps([list(pair) for pair in senders]),
+                },
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+    def outcomes(self, message_ids: Iterable[str]) -> dict[str, str]:
+        """The outcome of each send that had one of ``message_ids``, by Message-ID."""
+        try:
+            rows = self._db.execute(
+                "SELECT message_id, outcome FROM sends WHERE message_id IN "
+                "(SELECT value FROM json_each(?)) ORDER BY id",
+                (json.dumps(list(message_ids)),),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return {str(message_id): str(outcome) for message_id, outcome in rows}
+
+    def last_to(self, campaign_id: str, credential_id: str, email: str) -> _SendRow | None:
+        """The last send of a credential to ``email``, in any spelling (see ``key_of``)."""
+        try:
+            row = self._db.execute(
+                "SELECT id, campaign_id, credential_id, email FROM sends WHERE email = ? "
+                "AND credential_id = ? AND campaign_id = ? ORDER BY id DESC LIMIT 1",
+                (addresses.key_of(email), credential_id, campaign_id),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))

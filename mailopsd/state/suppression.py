@@ -1,0 +1,48 @@
+"""Suppressed addresses: never sent to again by any campaign of their account.
+
+An address is kept under its key (see ``addresses.key_of``), the form leads are keyed
+by, so every spelling of it is suppressed; the first reason is kept.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from mailopsd.config import addresses
+from mailopsd.state.db import Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import stamp
+
+__all__ = ["Suppressions"]
+
+
+class Suppressions(Repository):
+    """The addresses suppressed per account, and why."""
+
+    def add(self, account: str, email: str, reason: str, at: datetime) -> bool:
+        """Suppress an address for every campaign of an account (inside a transaction).
+
+        Returns:
+            Whether the address was not suppressed before (the first reason is kept).
+        """
+        try:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO suppressions (account, email, reason, at) "
+                "VALUES (?, ?, ?, ?)",
+                (account, addresses.key_of(email), reason, stamp(at)),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return cursor.rowcount == 1
+
+    def reason(self, account: str, email: str) -> str | None:
+        """Why an address (any spelling) is suppressed for an account, or ``None``."""
+        try:
+            row = self._db.execute(
+                "SELECT reason FROM suppressions WHERE account = ? AND email = ?",
+                (account, addresses.key_of(email)),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return None if row is None else str(row[0])

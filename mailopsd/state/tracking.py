@@ -1,0 +1,102 @@
+"""Opens and clicks: counters per lead (and per link), never one row per event.
+
+A pixel loaded a thousand times costs one row: each lead's opens, and each of its
+links' clicks, are a count with the first and the last time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailopsd.state.db import Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import stamp, unstamp
+
+__all__ = ["Tracked", "Tracking"]
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """How often a lead opened a message, or clicked one link, and when."""
+
+    first_at: datetime
+    last_at: datetime
+    count: int
+
+
+class Tracking(Repository):
+    """Opens and clicks per lead."""
+
+    def record_open(self, campaign_id: str, email: str, at: datetime) -> None:
+        """Count an open of a lead's message, keeping the first time (inside a transaction)."""
+        try:
+            self._db.execute(
+                "INSERT INTO opens (campaign_id, email, first_at, last_at, count) "
+                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (campaign_id, email) DO UPDATE SET "
+                "count = count + 1, first_at = min(first_at, excluded.first_at), "
+                "last_at = max(last_at, excluded.last_at)",
+                (campaign_id, email, stamp(at), stamp(at)),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def record_click(self, campaign_id: str, email: str, url: str, at: datetime) -> None:
+        """Count a click on one link of a lead's message (inside a transaction)."""
+        try:
+            self._db.execute(
+                "INSERT INTO clicks (campaign_id, email, url, first_at, last_at, count) "
+                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (campaign_id, email, url) DO UPDATE SET "
+                "count = count + 1, first_at = min(first_at, excluded.first_at), "
+                "last_at = max(last_at, excluded.last_at)",
+                (campaign_id, email, url, stamp(at), stamp(at)),
+            )
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def opens(self, campaign_id: str, email: str) -> Tracked | None:
+        """A lead's opens, or ``None`` if none was seen."""
+        try:
+            row = self._db.execute(
+                "SELECT first_at, last_at, count FROM opens WHERE campaign_id = ? AND email = ?",
+                (campaign_id, email),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return None if row is None else Tracked(unstamp(row[0]), unstamp(row[1]), int(row[2]))
+
+    def clicks(self, campaign_id: str, email: str) -> dict[str, Tracked]:
+        """A lead's clicks, by link."""
+        try:
+            rows = self._db.execute(
+                "SELECT url, first_at, last_at, count FROM clicks WHERE campaign_id = ? "
+                "AND email = ? ORDER BY url",
+                (campaign_id, email),
+            )
+            return {
+                str(row[0]): Tracked(unstamp(row[1]), unstamp(row[2]), int(row[3])) for row in rows
+            }
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def totals(self, campaign_id: str) -> dict[str, int]:
+        """A campaign's opens and clicks: leads that opened and clicked, and how often."""
+        try:
+            opened, opens = self._db.execute(
+                "SELECT count(*), coalesce(sum(count), 0) FROM opens WHERE campaign_id = ?",
+                (campaign_id,),
+            ).fetchone()
+            clicked, clicks = self._db.execute(
+                "SELECT count(DISTINCT email), coalesce(sum(count), 0) FROM clicks "
+                "WHERE campaign_id = ?",
+                (campaign_id,),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return {
+            "leads_opened": int(opened),
+            "opens": int(opens),
+            "leads_clicked": int(clicked),
+            "clicks": int(clicks),
+        }
