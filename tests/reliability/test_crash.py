@@ -226,8 +226,8 @@ class _Outside:
         try:
             connection.request(method, path, body=body, headers=headers)
             answer = connection.getresponse().read().decode("utf-8", "replace")
-        except OSError:
-            return None  # no daemon serving now
+        except (OSError, http.client.HTTPException):
+            return None  # no daemon serving now, or it was killed while answering
         finally:
             connection.close()
         self.reads["http"] += 1
