@@ -11,7 +11,7 @@ keyed digest, so a changed password is seen as changed without being kept anywhe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +30,7 @@ __all__ = [
     "Desired",
     "LeadRow",
     "LeadsChanged",
+    "LeadsDiff",
     "LeadsFile",
     "Observed",
     "ObservedCredential",
@@ -46,12 +47,26 @@ _DELIVERY_FIELDS = ("smtp_host", "imap_host")
 
 @dataclass(frozen=True)
 class LeadsFile:
-    """A campaign's leads file: its digest, and its rows when they had to be read."""
+    """A campaign's leads file: its path as configured, and its digest."""
 
     path: str
     digest: str
-    rows: Mapping[str, LeadRow] | None = None
-    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeadsDiff:
+    """What a changed leads file changes, as the ledger compared it with the campaign's leads.
+
+    The rows are compared where they are stored, never all held in memory: each part is a
+    sequence that reads them when iterated. ``stage`` numbers the comparison: applying
+    checks that it is still the campaign's latest (a file staged again needs a new plan).
+    """
+
+    stage: int = 0
+    added: Sequence[LeadRow] = ()
+    updated: Sequence[LeadRow] = ()
+    removed: Sequence[str] = ()
+    problems: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -87,16 +102,11 @@ class ObservedCredential:
 
 @dataclass(frozen=True)
 class Observed:
-    """The observed state, from the ledger and the state file.
-
-    ``lead_hashes`` holds, for campaigns whose leads file changed, the row digest of
-    every active lead by address.
-    """
+    """The observed state, from the ledger and the state file."""
 
     campaigns: Mapping[str, Snapshot] = field(default_factory=dict)
     credentials: Mapping[CredentialRef, Snapshot] = field(default_factory=dict)
     leads_digests: Mapping[str, str] = field(default_factory=dict)
-    lead_hashes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     credential_states: Mapping[CredentialRef, ObservedCredential] = field(default_factory=dict)
     content_hash: str | None = None
 
@@ -205,10 +215,11 @@ class LeadsChanged:
     account: str
     path: str
     digest: str
-    added: tuple[LeadRow, ...] = ()
-    updated: tuple[LeadRow, ...] = ()
-    removed: tuple[str, ...] = ()
-    problems: tuple[str, ...] = ()
+    stage: int = 0
+    added: Sequence[LeadRow] = ()
+    updated: Sequence[LeadRow] = ()
+    removed: Sequence[str] = ()
+    problems: Sequence[str] = ()
 
     def describe(self) -> str:
         """One line for ``plan``."""
@@ -334,19 +345,14 @@ def _credential_actions(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
-def _leads_actions(desired: Desired, observed: Observed) -> list[Action]:
+def _leads_actions(
+    desired: Desired, observed: Observed, diffs: Mapping[str, LeadsDiff]
+) -> list[Action]:
     actions: list[Action] = []
     for campaign_id, leads in desired.leads.items():
-        if observed.leads_digests.get(campaign_id) == leads.digest or leads.rows is None:
+        diff = diffs.get(campaign_id)
+        if observed.leads_digests.get(campaign_id) == leads.digest or diff is None:
             continue
-        known = observed.lead_hashes.get(campaign_id, {})
-        added = tuple(row for email, row in leads.rows.items() if email not in known)
-        updated = tuple(
-            row
-            for email, row in leads.rows.items()
-            if email in known and known[email] != row.row_hash
-        )
-        removed = tuple(sorted(email for email in known if email not in leads.rows))
         account = str(desired.campaigns.get(campaign_id, {}).get("account", "default"))
         actions.append(
             LeadsChanged(
@@ -354,10 +360,11 @@ def _leads_actions(desired: Desired, observed: Observed) -> list[Action]:
                 account,
                 leads.path,
                 leads.digest,
-                added,
-                updated,
-                removed,
-                leads.problems,
+                diff.stage,
+                diff.added,
+                diff.updated,
+                diff.removed,
+                diff.problems,
             )
         )
     return actions
@@ -394,12 +401,16 @@ def ignored_reenables(
     return ignored
 
 
-def plan(desired: Desired, observed: Observed) -> Plan:
+def plan(
+    desired: Desired, observed: Observed, leads: Mapping[str, LeadsDiff] | None = None
+) -> Plan:
     """Compute what it takes to bring the observed state to the desired one.
 
     Args:
-        desired: From a valid config (leads rows read for the campaigns that need them).
+        desired: From a valid config.
         observed: From the ledger and the state file.
+        leads: For each campaign whose leads file changed (its digest differs from the
+            ledger's), what it changes, as the ledger compared it.
 
     Returns:
         The actions, in the order they apply: campaigns, credentials, leads, re-enables,
@@ -408,7 +419,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     actions = [
         *_campaign_actions(desired, observed),
         *_credential_actions(desired, observed),
-        *_leads_actions(desired, observed),
+        *_leads_actions(desired, observed, leads or {}),
         *_reenable_actions(desired, observed),
     ]
     gone = [cid for cid in observed.campaigns if cid not in desired.campaigns]

@@ -7,7 +7,7 @@ date and plans only what the state file still lacks, so applying is safe to repe
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +26,6 @@ from mailopsd.reconcile import (
     Plan,
 )
 from mailopsd.refs import CredentialRef, credential_key
-from mailopsd.state.imports import LeadsStage, Staged
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import (
     DigestCache,
@@ -34,7 +33,7 @@ from mailopsd.state.observe import (
     build_desired,
     config_revision,
     fingerprint_key,
-    leads_changes,
+    leads_diffs,
     observe,
 )
 from mailopsd.state.statefile import CredentialState, StateFile
@@ -57,39 +56,14 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
             )
         elif isinstance(action, CredentialRemoved):
             ledger.campaigns.remove_credential(action.campaign_id, action.credential_id, now)
-        elif isinstance(action, LeadsChanged) and (stage := _stage_of(action)) is not None:
-            ledger.imports.apply_stage(stage, account=action.account, digest=action.digest, now=now)
         elif isinstance(action, LeadsChanged):
-            ledger.imports.apply_rows(
+            ledger.imports.apply_stage(
                 action.campaign_id,
+                action.stage,
                 account=action.account,
                 digest=action.digest,
-                upserts=(*action.added, *action.updated),
-                removals=action.removed,
                 now=now,
-                problems=action.problems,
             )
-
-
-def _stage_of(action: LeadsChanged) -> LeadsStage | None:
-    """The ledger stage a planned leads import reads from (None: its rows are in memory)."""
-    rows: object = action.added
-    return rows.stage if isinstance(rows, Staged) else None
-
-
-def _with_leads(plan: Plan, leads: list[LeadsChanged]) -> Plan:
-    """Put leads imports where ``reconcile.plan`` puts them: before re-enables and removals."""
-    actions = list(plan.actions)
-    at = next(
-        (
-            index
-            for index, action in enumerate(actions)
-            if isinstance(action, CredentialReenabled | CampaignRemoved)
-        ),
-        len(actions),
-    )
-    actions[at:at] = leads
-    return replace(plan, actions=tuple(actions))
 
 
 def _ids(action: object) -> CredentialRef:
@@ -171,8 +145,8 @@ class Reconciler:
             cache=self.digests,
             snapshots=self._snapshots,
         )
-        leads = leads_changes(self._staging(), loaded, desired, observed, progress=self.progress)
-        return _with_leads(reconcile.plan(desired, observed), leads)
+        leads = leads_diffs(self._staging(), loaded, desired, observed, progress=self.progress)
+        return reconcile.plan(desired, observed, leads)
 
     def apply(self, plan: Plan, state: StateFile, now: datetime) -> StateFile:
         """Apply a plan; returns the new state (not yet saved)."""

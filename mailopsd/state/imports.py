@@ -18,6 +18,7 @@ from typing import TypeVar, overload
 
 from mailopsd.config.leads import LeadLine, LeadRow, repeat_problem
 from mailopsd.errors import StateError
+from mailopsd.reconcile import LeadsDiff
 from mailopsd.state.db import Database, Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp
@@ -254,9 +255,7 @@ class LeadImports(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
 
-    def changes(
-        self, stage: LeadsStage
-    ) -> tuple[Staged[LeadRow], Staged[LeadRow], Staged[str], Staged[str]]:
+    def changes(self, stage: LeadsStage) -> LeadsDiff:
         """What a stage changes, each part read from the stage when iterated.
 
         Returns:
@@ -265,7 +264,8 @@ class LeadImports(Repository):
         """
         removed = f"SELECT email FROM {stage.table('removed')} ORDER BY email"
         problems = f"SELECT message FROM {stage.table('problems')} ORDER BY line"
-        return (
+        return LeadsDiff(
+            stage.number,
             Staged(stage, stage.added, lambda: self._staged_rows(stage, "added")),
             Staged(stage, stage.updated, lambda: self._staged_rows(stage, "updated")),
             Staged(stage, stage.removed, lambda: self._staged_column(stage, removed)),
@@ -283,23 +283,37 @@ class LeadImports(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
 
-    def apply_stage(self, stage: LeadsStage, *, account: str, digest: str, now: datetime) -> None:
+    def apply_stage(
+        self, campaign_id: str, number: int, *, account: str, digest: str, now: datetime
+    ) -> None:
         """Apply a staged leads file (inside the caller's transaction), then drop the stage.
 
         Only the difference is written: rows added or changed are upserted in address
         order, removed addresses marked removed; the file's digest and skipped rows are
         recorded.
 
+        Args:
+            campaign_id: The campaign whose leads file was staged.
+            number: The stage, as its :class:`LeadsDiff` numbers it.
+            account: The campaign's account.
+            digest: The leads file's digest, recorded with the import.
+            now: The time recorded.
+
         Raises:
             StateError: The stage is gone: imported already, or staged again since.
             StorageError: The ledger refused the writes.
         """
-        self._current(stage)
+        stage = self._stages.get(campaign_id)
+        if stage is None or stage.number != number:
+            raise StateError(
+                f"the staged leads of {campaign_id} are gone (imported, or staged again "
+                "since); plan again"
+            )
         try:
             self._apply_stage(stage, account=account, digest=digest, when=stamp(now))
         except sqlite3.Error as err:
             raise storage_error(err) from err
-        self.drop(stage.campaign_id)
+        self.drop(campaign_id)
 
     def _apply_stage(self, stage: LeadsStage, *, account: str, digest: str, when: str) -> None:
         self._db.execute(

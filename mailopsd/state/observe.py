@@ -1,7 +1,7 @@
 """The two sides of a reconcile, built from files: desired and observed state.
 
 The desired state comes from a loaded config; the observed state from the ledger and the
-state file. Leads files are compared apart (:func:`leads_changes`): a changed file is
+state file. Leads files are compared apart (:func:`leads_diffs`): a changed file is
 streamed into the ledger's temporary tables and compared there in SQL, so neither its
 rows nor the ledger's are ever all in memory.
 
@@ -19,17 +19,15 @@ import os
 import subprocess
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import TypeVar, cast
 
 from mailopsd.config.confined import RefusedFileError, confine
 from mailopsd.config.leads import Progress, file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
 from mailopsd.errors import StateError
-from mailopsd.reconcile import Desired, LeadsChanged, LeadsFile, Observed, ObservedCredential
+from mailopsd.reconcile import Desired, LeadsDiff, LeadsFile, Observed, ObservedCredential
 from mailopsd.refs import CredentialRef, parse_credential_key
 from mailopsd.state.errors import storage_error
-from mailopsd.state.imports import Staged
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
@@ -39,7 +37,7 @@ __all__ = [
     "build_desired",
     "config_revision",
     "fingerprint_key",
-    "leads_changes",
+    "leads_diffs",
     "observe",
 ]
 
@@ -145,7 +143,7 @@ def build_desired(
 ) -> Desired:
     """Build the desired state, with only the digest of each leads file.
 
-    The rows of changed files are compared apart, in the ledger: see :func:`leads_changes`.
+    The rows of changed files are compared apart, in the ledger: see :func:`leads_diffs`.
 
     Raises:
         StateError: A leads file cannot be read.
@@ -202,33 +200,24 @@ def observe(ledger: Ledger | None, state: StateFile) -> Observed:
     )
 
 
-_T = TypeVar("_T")
-
-
-def _as_tuple(staged: Staged[_T]) -> tuple[_T, ...]:
-    # LeadsChanged declares tuples; a Staged sequence answers len(), iteration and
-    # indexing as one does, without holding a million rows in memory.
-    return cast("tuple[_T, ...]", staged)
-
-
-def leads_changes(
+def leads_diffs(
     ledger: Ledger,
     loaded: LoadedConfig,
     desired: Desired,
     observed: Observed,
     *,
     progress: Progress | None = None,
-) -> list[LeadsChanged]:
-    """Plan the import of every leads file whose digest differs from the ledger's.
+) -> dict[str, LeadsDiff]:
+    """Compare every leads file whose digest differs from the ledger's with its campaign's leads.
 
-    Each such file is read row by row into a stage of ``ledger`` and compared there with
-    the campaign's leads; the action's rows are read from the stage when iterated, and
-    applying it (:meth:`LeadImports.apply_stage`) writes only the difference.
+    Each such file is read row by row into a stage of ``ledger`` and compared there; the
+    differences' rows are read from the stage when iterated, and applying the plan's
+    action (:meth:`LeadImports.apply_stage`) writes only the difference.
 
     Raises:
         StateError: A leads file cannot be read.
     """
-    changes = []
+    diffs: dict[str, LeadsDiff] = {}
     for campaign_id, leads in desired.leads.items():
         if observed.leads_digests.get(campaign_id) == leads.digest:
             continue
@@ -244,20 +233,8 @@ def leads_changes(
             raise StateError(str(err)) from err
         except (OSError, UnicodeDecodeError) as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
-        added, updated, removed, problems = ledger.imports.changes(stage)
-        changes.append(
-            LeadsChanged(
-                campaign_id,
-                campaign.account,
-                leads.path,
-                leads.digest,
-                added=_as_tuple(added),
-                updated=_as_tuple(updated),
-                removed=_as_tuple(removed),
-                problems=_as_tuple(problems),
-            )
-        )
-    return changes
+        diffs[campaign_id] = ledger.imports.changes(stage)
+    return diffs
 
 
 def config_revision(files: tuple[Path, ...], content_hash: str) -> str:

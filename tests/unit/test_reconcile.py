@@ -15,6 +15,7 @@ from mailopsd.reconcile import (
     CredentialRemoved,
     Desired,
     LeadsChanged,
+    LeadsDiff,
     LeadsFile,
     Observed,
     ObservedCredential,
@@ -72,8 +73,8 @@ class TestActions:
 
     def test_everything_new(self) -> None:
         """A first reconcile adds the campaign, its credential and its leads."""
-        rows = {"a@x.io": _row("a@x.io")}
-        result = plan(_desired(leads={"acme": LeadsFile("leads.csv", "d1", rows)}), Observed())
+        diff = LeadsDiff(1, added=(_row("a@x.io"),))
+        result = plan(_desired(), Observed(), {"acme": diff})
         assert [type(a) for a in result.actions] == [CampaignAdded, CredentialAdded, LeadsChanged]
         assert result.lines() == [
             "+ campaign acme (ACME)",
@@ -117,26 +118,32 @@ class TestActions:
         assert result.actions == (CredentialRemoved("acme", "primary"), CampaignRemoved("acme"))
 
     def test_leads_difference_only(self) -> None:
-        """A changed leads file imports only the rows that differ."""
-        rows = {"a@x.io": _row("a@x.io"), "b@x.io": _row("b@x.io", "new"), "c@x.io": _row("c@x.io")}
-        observed = Observed(
-            campaigns={"acme": CAMPAIGN},
-            credentials={KEY: CREDENTIAL},
-            leads_digests={"acme": "d1"},
-            lead_hashes={
-                "acme": {"a@x.io": "hash-a@x.io-x", "b@x.io": "hash-b@x.io-old", "d@x.io": "h"}
-            },
+        """A changed leads file imports the difference the ledger found, from its stage."""
+        diff = LeadsDiff(7, (_row("c@x.io"),), (_row("b@x.io", "new"),), ("d@x.io",), ("bad",))
+        result = plan(
+            _desired(leads={"acme": LeadsFile("leads.csv", "d2")}), _applied(), {"acme": diff}
         )
-        result = plan(_desired(leads={"acme": LeadsFile("leads.csv", "d2", rows)}), observed)
-        (action,) = result.actions
-        assert isinstance(action, LeadsChanged)
-        assert [r.email for r in action.added] == ["c@x.io"]
-        assert [r.email for r in action.updated] == ["b@x.io"]
-        assert action.removed == ("d@x.io",)
+        assert result.actions == (
+            LeadsChanged(
+                "acme",
+                "default",
+                "leads.csv",
+                "d2",
+                7,
+                diff.added,
+                diff.updated,
+                diff.removed,
+                diff.problems,
+            ),
+        )
+        assert result.lines() == [
+            "~ leads acme: +1 added, ~1 changed, -1 removed, 1 rows skipped (leads.csv)"
+        ]
 
     def test_unchanged_leads_file_is_no_work(self) -> None:
         """The same digest means no leads action, even without rows."""
-        assert plan(_desired(leads={"acme": LeadsFile("leads.csv", "d1")}), _applied()).is_empty
+        diff = LeadsDiff(1, added=(_row("a@x.io"),))
+        assert plan(_desired(), _applied(), {"acme": diff}).is_empty
 
 
 class TestReenable:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from mailopsd.config.leads import iter_leads
+from mailopsd.config.leads import LeadRow, iter_leads
 from mailopsd.errors import StateError
+from mailopsd.reconcile import LeadsDiff
 from mailopsd.state.imports import LeadsStage
 from mailopsd.state.ledger import Ledger
 
@@ -33,7 +34,13 @@ def _stage(ledger: Ledger, tmp_path: Path, text: str) -> LeadsStage:
 
 def _import(ledger: Ledger, stage: LeadsStage, digest: str = "d1") -> None:
     with ledger.transaction():
-        ledger.imports.apply_stage(stage, account="default", digest=digest, now=NOW)
+        ledger.imports.apply_stage("acme", stage.number, account="default", digest=digest, now=NOW)
+
+
+def _parts(
+    diff: LeadsDiff,
+) -> tuple[Sequence[LeadRow], Sequence[LeadRow], Sequence[str], Sequence[str]]:
+    return diff.added, diff.updated, diff.removed, diff.problems
 
 
 FIRST = (
@@ -51,7 +58,7 @@ def test_first_import_adds_the_first_row_of_each_address(ledger: Ledger, tmp_pat
     """Repeats and bad rows become problems, in line order; the rest is added."""
     stage = _stage(ledger, tmp_path, FIRST)
     assert (stage.added, stage.updated, stage.removed, stage.problems) == (3, 0, 0, 3)
-    added, updated, removed, problems = ledger.imports.changes(stage)
+    added, updated, removed, problems = _parts(ledger.imports.changes(stage))
     assert [(row.email, row.line, row.fields["first_name"]) for row in added] == [
         ("ada@example.com", 2, "Ada"),
         ("bob@example.com", 3, "Bob"),
@@ -93,7 +100,7 @@ def test_second_import_writes_only_the_difference(ledger: Ledger, tmp_path: Path
         tmp_path,
         "email,first_name\nbob@example.com,Robert\ndee@example.com,Dee\ncy@example.com,Cy\n",
     )
-    added, updated, removed, problems = ledger.imports.changes(stage)
+    added, updated, removed, problems = _parts(ledger.imports.changes(stage))
     assert [row.email for row in added] == ["dee@example.com"]
     assert [(row.email, row.line) for row in updated] == [("bob@example.com", 2)]
     assert list(removed) == ["ada@example.com"]
@@ -122,7 +129,7 @@ def test_an_unchanged_file_stages_no_change(ledger: Ledger, tmp_path: Path) -> N
 def test_staged_sequences_behave_as_sequences(ledger: Ledger, tmp_path: Path) -> None:
     """len, indexing (negative too), slices, membership; a repr that reads nothing."""
     stage = _stage(ledger, tmp_path, FIRST)
-    added, _, removed, problems = ledger.imports.changes(stage)
+    added, _, removed, problems = _parts(ledger.imports.changes(stage))
     assert len(added) == 3
     assert added[0].email == "ada@example.com"
     assert added[-1].email == "cy@example.com"
@@ -141,7 +148,7 @@ def test_a_stage_is_replaced_by_the_next(ledger: Ledger, tmp_path: Path) -> None
     with pytest.raises(StateError, match="gone"):
         _import(ledger, older)
     with pytest.raises(StateError, match="gone"):
-        list(ledger.imports.changes(older)[0])
+        list(ledger.imports.changes(older).added)
     _import(ledger, newer)
     assert ledger.leads.count("acme") == 1
     with pytest.raises(StateError, match="gone"):
