@@ -17,6 +17,7 @@ credential's step-1 sends today and last send), ``sends.counts`` of one credenti
 
 from __future__ import annotations
 
+import csv
 import random
 import sqlite3
 import statistics
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.report import Row
-from mailopsd.config.leads import LeadRow
+from mailopsd.config.leads import LeadRow, iter_leads
 from mailopsd.state.leads import LeadProgress
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.schema import stamp
@@ -55,16 +56,18 @@ def _leads(count: int) -> list[LeadRow]:
 
 
 def _fresh_ledger(directory: Path, leads: list[LeadRow]) -> Ledger:
+    """A ledger holding the campaign and its leads, imported as a leads file is."""
+    path = directory / "leads.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(("email", "first_name"))
+        writer.writerows((lead.email, lead.fields["first_name"]) for lead in leads)
     ledger = Ledger.open(directory)
+    stage = ledger.imports.stage(CAMPAIGN, iter_leads(path, "leads.csv"), name="leads.csv")
     with ledger.transaction():
         ledger.campaigns.put(CAMPAIGN, "default", {"name": "bench"}, NOW)
-        ledger.imports.apply_rows(
-            CAMPAIGN,
-            account="default",
-            digest="bench",
-            upserts=leads,
-            removals=(),
-            now=NOW,
+        ledger.imports.apply_stage(
+            CAMPAIGN, stage.number, account="default", digest="bench", now=NOW
         )
     return ledger
 

@@ -341,45 +341,6 @@ class LeadImports(Repository):
             (stage.campaign_id,),
         )
 
-    def apply_rows(
-        self,
-        campaign_id: str,
-        *,
-        account: str,
-        digest: str,
-        upserts: Iterable[LeadRow],
-        removals: Iterable[str],
-        now: datetime,
-        problems: Iterable[str] = (),
-    ) -> None:
-        """Apply a leads file difference; record the file's digest and skipped rows."""
-        when = stamp(now)
-        try:
-            self._db.executemany(
-                "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, "
-                "added_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email) "
-                "DO UPDATE SET fields = excluded.fields, row_hash = excluded.row_hash, "
-                "line = excluded.line, removed_at = NULL",
-                (
-                    (campaign_id, r.email, account, json.dumps(r.fields), r.row_hash, r.line, when)
-                    for r in upserts
-                ),
-            )
-            self._db.executemany(
-                "UPDATE leads SET removed_at = ? WHERE campaign_id = ? AND email = ?",
-                ((when, campaign_id, email) for email in removals),
-            )
-            self._db.execute(
-                "UPDATE campaigns SET leads_digest = ? WHERE id = ?", (digest, campaign_id)
-            )
-            self._db.execute("DELETE FROM lead_problems WHERE campaign_id = ?", (campaign_id,))
-            self._db.executemany(
-                "INSERT INTO lead_problems (campaign_id, position, message) VALUES (?, ?, ?)",
-                ((campaign_id, position, text) for position, text in enumerate(problems)),
-            )
-        except sqlite3.Error as err:
-            raise storage_error(err) from err
-
     def problems(self, campaign_id: str) -> list[str]:
         """The rows the last import of a campaign's leads file skipped, and why."""
         try:

@@ -17,7 +17,7 @@ from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp, unstamp
 
-__all__ = ["InboxRecords", "Reply"]
+__all__ = ["Cursor", "InboxRecords", "Reply"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,19 @@ class Reply:
     kind: str
     at: datetime
     message_id: str | None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the reading of one mailbox folder stands, and how its last poll went."""
+
+    campaign_id: str
+    credential_id: str
+    folder: str
+    uidvalidity: int | None
+    last_uid: int | None
+    last_poll_at: datetime | None
+    last_result: str | None
 
 
 class InboxRecords(Repository):
@@ -46,6 +59,22 @@ class InboxRecords(Repository):
             return {str(row[0]): (int(row[1]), int(row[2] or 0)) for row in rows}
         except sqlite3.Error as err:
             raise storage_error(err) from err
+
+    def polls(self, campaign_id: str | None = None) -> list[Cursor]:
+        """Every folder's cursor (of one campaign, or of all), by credential and folder."""
+        try:
+            rows = self._db.execute(
+                "SELECT campaign_id, credential_id, folder, uidvalidity, last_uid, "
+                "last_poll_at, last_result FROM imap_cursors WHERE ? IS NULL OR campaign_id = ? "
+                "ORDER BY campaign_id, credential_id, folder",
+                (campaign_id, campaign_id),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return [
+            Cursor(c, k, folder, validity, uid, None if at is None else unstamp(at), result)
+            for c, k, folder, validity, uid, at, result in rows
+        ]
 
     def set_cursor(
         self,
@@ -112,6 +141,16 @@ class InboxRecords(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return row is not None
+
+    def messages_read(self, campaign_id: str) -> int:
+        """How many messages of a campaign's mailboxes were read and recorded."""
+        try:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM inbox_messages WHERE campaign_id = ?", (campaign_id,)
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return int(count)
 
     def add_reply(
         self,

@@ -20,7 +20,7 @@ from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp, unstamp
 
-__all__ = ["CredentialCounts", "Intent", "SendTally", "Sends"]
+__all__ = ["Bounce", "CredentialCounts", "Intent", "SendTally", "Sends"]
 
 # The counted outcomes as an SQL list, for ``outcome IN ...``, and single outcomes.
 _COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
@@ -74,6 +74,18 @@ class SendTally:
 
 # A send found for a message: (id, campaign, credential, address).
 _SendRow = tuple[int, str, str, str]
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """A bounce as recorded: at send time (``source`` ``smtp``) or from a report."""
+
+    campaign_id: str
+    credential_id: str
+    email: str
+    kind: str
+    source: str
+    at: datetime
 
 
 class Sends(Repository):
@@ -156,6 +168,18 @@ class Sends(Repository):
             )
         except sqlite3.Error as err:
             raise storage_error(err) from err
+
+    def bounces(self, campaign_id: str | None = None) -> list[Bounce]:
+        """The bounces recorded (of one campaign, or of all), in the order they came."""
+        try:
+            rows = self._db.execute(
+                "SELECT campaign_id, credential_id, email, kind, source, at FROM bounces "
+                "WHERE ? IS NULL OR campaign_id = ? ORDER BY id",
+                (campaign_id, campaign_id),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return [Bounce(c, k, e, kind, source, unstamp(at)) for c, k, e, kind, source, at in rows]
 
     def pending(self) -> list[tuple[int, Intent]]:
         """Sends with an intent and no outcome (the process stopped in between)."""

@@ -46,3 +46,15 @@ class Suppressions(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return None if row is None else str(row[0])
+
+    def entries(self, account: str | None = None) -> dict[str, str]:
+        """The suppressed addresses (of one account, or of all) and why, by address."""
+        try:
+            rows = self._db.execute(
+                "SELECT email, reason FROM suppressions WHERE ? IS NULL OR account = ? "
+                "ORDER BY email",
+                (account, account),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return {str(email): str(reason) for email, reason in rows}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 import yaml
 
 from mailopsd import cli
+from mailopsd.state.inbox import Cursor
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
 from tests.dispatch_setup import (
@@ -26,6 +26,7 @@ from tests.dispatch_setup import (
     write_config,
     write_leads,
 )
+from tests.ledger_setup import read_ledger
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
 
@@ -44,9 +45,26 @@ def _ada(report: dict[str, Any]) -> dict[str, Any]:
     return report["campaigns"][0]["smtp_credentials"][0]  # type: ignore[no-any-return]
 
 
-def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(state / "ledger.sqlite3") as db:
-        return db.execute(sql).fetchall()
+def _bounces(state: Path) -> list[tuple[str, str, str]]:
+    """(credential, address, kind) of each bounce recorded, in the order they came."""
+    with read_ledger(state) as ledger:
+        return [(b.credential_id, b.email, b.kind) for b in ledger.sends.bounces()]
+
+
+def _replies(state: Path) -> list[tuple[str, str]]:
+    """(address, kind) of each reply recorded, in the order they came."""
+    with read_ledger(state) as ledger:
+        return [(reply.email, reply.kind) for reply in ledger.inbox.replies()]
+
+
+def _suppressed(state: Path) -> dict[str, str]:
+    with read_ledger(state) as ledger:
+        return ledger.suppressions.entries()
+
+
+def _cursors(state: Path) -> list[Cursor]:
+    with read_ledger(state) as ledger:
+        return ledger.inbox.polls()
 
 
 def test_replies_auto_replies_and_unsubscribes(
@@ -77,22 +95,24 @@ def test_replies_auto_replies_and_unsubscribes(
     followed = sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages)
     assert followed == [lead[1], lead[4], lead[5]]  # the auto-reply does not stop lead 1
     assert all("\\Seen" not in flags for flags in dovecot.flags(user).values())
-    kinds = dict(_rows(state, "SELECT email, kind FROM replies"))
-    assert kinds == {
+    assert dict(_replies(state)) == {
         lead[0]: "reply",
         lead[1]: "auto_reply",
         lead[2]: "unsubscribe",
         lead[3]: "reply",
     }
-    stopped = dict(_rows(state, "SELECT email, stop_reason FROM leads WHERE state = 'stopped'"))
+    with read_ledger(state) as ledger:
+        leads = [ledger.leads.get("camp", address) for address in lead]
+    stopped = {p.email: p.stop_reason for p in leads if p is not None and p.state == "stopped"}
     assert stopped == {lead[0]: "replied", lead[2]: "unsubscribed", lead[3]: "replied"}
-    assert _rows(state, "SELECT email, reason FROM suppressions") == [(lead[2], "unsubscribed")]
+    assert _suppressed(state) == {lead[2]: "unsubscribed"}
     assert _ada(_status(state, capsys, DAY2))["last_poll_result"] == "ok: 5 new"
 
     smtp_server.handler.messages.clear()
     assert run_once(path, state, "2026-11-25T10:00:01Z") == 0
     assert _ada(_status(state, capsys, DAY2))["last_poll_result"] == "ok: 0 new"
-    assert _rows(state, "SELECT count(*) FROM inbox_messages") == [(5,)]
+    with read_ledger(state) as ledger:
+        assert ledger.inbox.messages_read("camp") == 5
     assert smtp_server.handler.messages == []  # two-step campaign: all done or stopped
 
 
@@ -160,13 +180,13 @@ def test_bounce_reports_disable_then_reenable(
     dovecot.append(user, inbox_mail.block_dsn(lead[5], ADA, ids[lead[5]]))
 
     run_once(path, state, DAY1_LATER)
-    bounces = sorted(_rows(state, "SELECT email, kind, source FROM bounces"))
+    with read_ledger(state) as ledger:
+        bounces = sorted((b.email, b.kind, b.source) for b in ledger.sends.bounces())
     assert bounces == sorted(
         [(a, "hard", "imap") for a in lead[:4]]
         + [(lead[4], "soft", "imap"), (lead[5], "block", "imap")]
     )
-    suppressed = sorted(row[0] for row in _rows(state, "SELECT email FROM suppressions"))
-    assert suppressed == lead[:4]
+    assert sorted(_suppressed(state)) == lead[:4]
     entry = load_state(state).credentials["camp/a"]
     assert entry.disabled_at is not None
     assert entry.disabled_reason is not None
@@ -215,11 +235,8 @@ def test_unmatched_and_duplicate_reports(
     dovecot.append(user, report, folder="Junk")
     dovecot.append(user, inbox_mail.postfix_dsn("nobody@example.org", ADA, "<x@elsewhere>"))
     run_once(path, state, DAY1_LATER)
-    assert _rows(state, "SELECT email, kind FROM bounces") == [("lead0000@example.net", "hard")]
-    assert _rows(state, "SELECT folder FROM imap_cursors ORDER BY folder") == [
-        ("INBOX",),
-        ("Junk",),
-    ]
+    assert _bounces(state) == [("a", "lead0000@example.net", "hard")]
+    assert [cursor.folder for cursor in _cursors(state)] == ["INBOX", "Junk"]
 
 
 def test_uidvalidity_change_rescans_without_double_counting(
@@ -237,14 +254,15 @@ def test_uidvalidity_change_rescans_without_double_counting(
     lead = sorted(ids)
     dovecot.append(user, inbox_mail.postfix_dsn(lead[0], ADA, ids[lead[0]]))
     run_once(path, state, DAY1_LATER)
-    before = _rows(state, "SELECT uidvalidity FROM imap_cursors")
+    (before,) = _cursors(state)
     dovecot.doveadm("mailbox", "update", "-u", user, "--uid-validity", "4242", "INBOX")
     dovecot.append(user, inbox_mail.reply(lead[1], ADA, ids[lead[1]]))
     run_once(path, state, DAY1_LATER)
-    assert _rows(state, "SELECT uidvalidity FROM imap_cursors") == [(4242,)] != before
-    assert _rows(state, "SELECT last_result FROM imap_cursors") == [("ok: 1 new, 1 seen before",)]
-    assert _rows(state, "SELECT email, kind FROM bounces") == [(lead[0], "hard")]
-    assert _rows(state, "SELECT email, kind FROM replies") == [(lead[1], "reply")]
+    (after,) = _cursors(state)
+    assert after.uidvalidity == 4242 != before.uidvalidity
+    assert after.last_result == "ok: 1 new, 1 seen before"
+    assert _bounces(state) == [("a", lead[0], "hard")]
+    assert _replies(state) == [(lead[1], "reply")]
 
 
 def test_complaint_suppresses_at_once(
@@ -252,10 +270,8 @@ def test_complaint_suppresses_at_once(
 ) -> None:
     """An ARF complaint stops the lead and suppresses the address for the account."""
     state = _one_lead_answers(tmp_path, smtp_server, dovecot, inbox_mail.arf_complaint)
-    assert _rows(state, "SELECT email, reason FROM suppressions") == [
-        ("lead0000@example.net", "complaint")
-    ]
-    assert _rows(state, "SELECT kind FROM replies") == [("feedback",)]
+    assert _suppressed(state) == {"lead0000@example.net": "complaint"}
+    assert _replies(state) == [("lead0000@example.net", "feedback")]
 
 
 def test_reports_quoting_none_of_our_messages_do_not_disable(
@@ -283,7 +299,7 @@ def test_reports_quoting_none_of_our_messages_do_not_disable(
     report = _ada(_status(state, capsys, DAY1_LATER))
     assert report["state"] == "active"
     assert (report["bounces_in_window"], report["unconfirmed_bounces_in_window"]) == (0, 2)
-    assert _rows(state, "SELECT email FROM suppressions") == []
+    assert _suppressed(state) == {}
     assert cli.main(["status", "--state-dir", str(state), "--now", DAY1_LATER]) == 0
     assert "unconfirmed bounce reports: 2 (" in capsys.readouterr().out
 
@@ -329,8 +345,8 @@ def test_a_report_in_one_account_never_charges_another(
 
     run_once(path, state, DAY1_LATER)
     assert load_state(state).credential("other/b").disabled_at is None
-    assert _rows(state, "SELECT count(*) FROM bounces") == [(0,)]
-    assert _rows(state, "SELECT count(*) FROM suppressions") == [(0,)]
+    assert _bounces(state) == []
+    assert _suppressed(state) == {}
     smtp_server.handler.messages.clear()
     run_once(path, state, DAY2)
     assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages if m.login == "box2") == (
@@ -361,7 +377,5 @@ def test_a_mailbox_speaks_of_the_sends_from_its_address(
         dovecot.append(user, inbox_mail.postfix_dsn(address, ADA, message_id))
 
     run_once(path, state, DAY1_LATER)
-    assert _rows(state, "SELECT credential_id, email, kind FROM bounces") == [
-        ("b", by_login["box2"][0], "hard")
-    ]
-    assert _rows(state, "SELECT email FROM suppressions") == [(by_login["box2"][0],)]
+    assert _bounces(state) == [("b", by_login["box2"][0], "hard")]
+    assert list(_suppressed(state)) == [by_login["box2"][0]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -22,6 +21,7 @@ from mailopsd.inbox.imap import ImapError, MailboxAccess, poll
 from tests import inbox_mail
 from tests.daemons import in_process
 from tests.dispatch_setup import ADA, credential, imap_fields, sent_ids, write_campaign
+from tests.ledger_setup import read_ledger
 from tests.servers.imap import Dovecot, HungServer, agreeable_imap
 from tests.servers.smtp import SmtpServer
 from tests.waiting import poll_until
@@ -213,15 +213,15 @@ def test_bounce_notifications(
 
 
 def _last_result(state: Path) -> str:
-    with sqlite3.connect(state / "ledger.sqlite3") as db:
-        row = db.execute("SELECT last_result FROM imap_cursors LIMIT 1").fetchone()
-    return str(row[0]) if row else ""
+    with read_ledger(state) as ledger:
+        polls = ledger.inbox.polls()
+    return polls[0].last_result or "" if polls else ""
 
 
 def _stop_reason(state: Path, email: str) -> str | None:
-    with sqlite3.connect(state / "ledger.sqlite3") as db:
-        row = db.execute("SELECT stop_reason FROM leads WHERE email = ?", (email,)).fetchone()
-    return None if row is None else row[0]
+    with read_ledger(state) as ledger:
+        lead = ledger.leads.get("camp", email)
+    return None if lead is None else lead.stop_reason
 
 
 def _hostile(to: str) -> list[bytes]:

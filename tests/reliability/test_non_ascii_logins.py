@@ -8,9 +8,7 @@ in any log line, output or state file.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from mailopsd.inbox.imap import ImapError, MailboxAccess, connect
 from mailopsd.state.statefile import load_state
 from tests.configs import CANARY_NON_ASCII, traces_in
 from tests.dispatch_setup import credential, imap_fields, run_once, write_campaign
+from tests.ledger_setup import read_ledger
 from tests.logs import LogLines, captured
 from tests.servers.imap import Dovecot, agreeable_imap
 from tests.servers.smtp import BadChallengeHandler, SmtpServer, start_smtp
@@ -105,8 +104,8 @@ def test_one_mailbox_cannot_log_in_the_others_send_and_nothing_leaks(
     assert _logins(plain) == {"ascii", "utf8"}
     assert login_only.handler.messages == odd.handler.messages == []
 
-    with closing(sqlite3.connect(state / "ledger.sqlite3")) as db:
-        polled = dict(db.execute("SELECT credential_id, last_result FROM imap_cursors"))
+    with read_ledger(state) as ledger:
+        polled = {cursor.credential_id: cursor.last_result or "" for cursor in ledger.inbox.polls()}
     assert polled["utf8"].startswith("ok: "), polled
     saved = load_state(state)
     assert saved.credential("camp/utf8").inbox_error is None

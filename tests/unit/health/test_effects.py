@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.config.leads import LeadRow
 from mailopsd.health import effects
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.state.ledger import Ledger
+from tests.ledger_setup import import_leads
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -22,14 +22,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
     opened = Ledger.open(tmp_path)
     with opened.transaction():
         opened.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
-        opened.imports.apply_rows(
-            "acme",
-            account="default",
-            digest="d",
-            upserts=[LeadRow("a@example.com", {}, "h", 2)],
-            removals=[],
-            now=NOW,
-        )
+        import_leads(opened, "acme", ["a@example.com"], now=NOW)
     try:
         yield opened
     finally:

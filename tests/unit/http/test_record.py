@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailopsd.config.leads import LeadRow
 from mailopsd.health.effects import Suppression
 from mailopsd.http import record
 from mailopsd.state.ledger import Ledger
 from mailopsd.tokens import Claims
+from tests.ledger_setup import import_leads
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -19,14 +19,7 @@ def test_a_link_naming_an_old_spelling_unsubscribes_the_lead(tmp_path: Path) -> 
     ledger = Ledger.open(tmp_path)
     with ledger.transaction():
         ledger.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
-        ledger.imports.apply_rows(
-            "acme",
-            account="default",
-            digest="d",
-            upserts=[LeadRow("a@xn--bcher-kva.de", {}, "h", 2)],
-            removals=[],
-            now=NOW,
-        )
+        import_leads(ledger, "acme", ["a@xn--bcher-kva.de"], now=NOW)
     claims = Claims("acme", "a@bücher.de")
     assert record.unsubscribe(ledger, claims, NOW) == record.Unsubscribed.DONE
     assert record.record_open(ledger, claims, NOW)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mailopsd.config.leads import LeadRow
 from mailopsd.errors import StateError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import _MIGRATIONS, SCHEMA_VERSION, _statements, stamp
 from mailopsd.state.tracking import Tracked
+from tests.ledger_setup import import_leads
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -62,14 +62,7 @@ def test_transaction_is_all_or_nothing(tmp_path: Path) -> None:
 
     def import_then_fail() -> None:
         with ledger.transaction():
-            ledger.imports.apply_rows(
-                "acme",
-                account="default",
-                digest="d",
-                upserts=[LeadRow("a@x.io", {"email": "a@x.io"}, "h", 2)],
-                removals=[],
-                now=NOW,
-            )
+            import_leads(ledger, "acme", ["a@x.io"], now=NOW)
             raise RuntimeError
 
     with pytest.raises(RuntimeError):
@@ -159,14 +152,7 @@ def test_a_lead_stopped_meanwhile_stays_stopped(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path)
     with ledger.transaction():
         ledger.campaigns.put("acme", "default", {}, NOW)
-        ledger.imports.apply_rows(
-            "acme",
-            account="default",
-            digest="d",
-            upserts=[LeadRow("a@x.io", {"email": "a@x.io"}, "h", 2)],
-            removals=[],
-            now=NOW,
-        )
+        import_leads(ledger, "acme", ["a@x.io"], now=NOW)
     lead = ledger.leads.get("acme", "a@x.io")
     assert lead is not None
     with ledger.transaction():
