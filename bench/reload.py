@@ -49,6 +49,10 @@ def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
 def _split_config(directory: Path, credentials: int, recipient: str) -> Path:
     """Generate the config, then keep each campaign in its own encrypted file."""
     whole = generate_credentials(directory, credentials, plain_secrets=True)
+    # No leads: the daemon under test only reloads. With the generated lead, a tick in
+    # the campaigns' send window would try the generated hosts, which resolve nowhere,
+    # and hold the loop (and so the reload) for as long as the name lookups take.
+    (directory / "leads.csv").write_text("email,first_name,company\n")
     options = EncryptOptions((recipient,), secret_fields_rule(SECRET_FIELDS), True)
     body = whole.read_text().removeprefix("campaigns:\n")
     whole.unlink()
