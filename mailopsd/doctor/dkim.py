@@ -141,7 +141,7 @@ def is_usable(key: DkimKey | None) -> bool:
 
 
 def check_dkim(
-    dns: Dns, domain: str, selectors: tuple[str, ...] | None
+    dns: Dns, domain: str, *, selectors: tuple[str, ...] | None
 ) -> tuple[list[Finding], bool]:
     """The DKIM findings of ``domain``: one per configured selector, or per key found.
 

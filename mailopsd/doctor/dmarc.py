@@ -49,14 +49,13 @@ class DmarcPolicy:
         return self.tags.get("p", "")
 
 
-def parse_policy(name: str, domain: str, text: str) -> DmarcPolicy:
+def parse_policy(text: str, *, name: str, domain: str) -> DmarcPolicy:
     """Read a DMARC record found at ``name`` for ``domain``."""
     parts = [part.strip() for part in text.split(";") if part.strip()]
     tags: dict[str, str] = {}
     for part in parts:
         tag, _, value = part.partition("=")
         tags.setdefault(tag.strip().lower(), value.strip())
-    policy = DmarcPolicy(name, domain, text, tags)
     problem = None
     if not parts or parts[0].replace(" ", "") != "v=DMARC1":
         problem = "it must start with v=DMARC1"
@@ -64,9 +63,7 @@ def parse_policy(name: str, domain: str, text: str) -> DmarcPolicy:
         problem = f"p={tags.get('p', '')} is not none, quarantine or reject"
     elif tags.get("sp", "none").lower() not in _POLICIES:
         problem = f"sp={tags['sp']} is not none, quarantine or reject"
-    if problem is not None:
-        return DmarcPolicy(name, domain, text, tags, problem)
-    return policy
+    return DmarcPolicy(name, domain, text, tags, problem)
 
 
 def find_policy(dns: Dns, domain: str) -> DmarcPolicy | None:
@@ -85,7 +82,7 @@ def find_policy(dns: Dns, domain: str) -> DmarcPolicy | None:
                 name, owner, records[0], problem=f"{len(records)} DMARC records at one name"
             )
         if records:
-            return parse_policy(name, owner, records[0])
+            return parse_policy(records[0], name=name, domain=owner)
     return None
 
 

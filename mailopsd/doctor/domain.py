@@ -163,7 +163,7 @@ def check_domain(dns: Dns, target: SendingDomain) -> DomainReport:
     for host in target.smtp_hosts:
         findings.append(spfreport.check_spf(dns, spfreport.SpfCheck(domain, target.sender, host)))
     spf_ok = all(f.severity is Severity.OK for f in findings if f.check == "spf")
-    dkim_findings, dkim_ok = dkim.check_dkim(dns, domain, target.selectors)
+    dkim_findings, dkim_ok = dkim.check_dkim(dns, domain, selectors=target.selectors)
     dmarc_finding, policy = dmarc.check_dmarc(dns, domain)
     findings += [*dkim_findings, dmarc_finding]
     findings.append(

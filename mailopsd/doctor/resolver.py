@@ -56,7 +56,8 @@ def parse_nameserver(text: str) -> Nameserver:
     host, port = text, str(_DNS_PORT)
     if text.startswith("["):
         host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") if rest.startswith(":") else (rest or port)
+        if rest:
+            port = rest[1:] if rest.startswith(":") else ""  # "" is refused below
     elif text.count(":") == 1:
         host, _, port = text.partition(":")
     try:

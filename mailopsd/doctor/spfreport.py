@@ -119,15 +119,23 @@ def _evaluated(
     lookups = f"{cost.total} of {spf.LOOKUP_LIMIT} DNS lookups"
     problems = f"; nested problems: {'; '.join(cost.problems)}" if cost.problems else ""
     text = f"{shown}; smtp_host {check.smtp_host}: {results}; {lookups}{problems}"
+    return _verdict(check, record, text, verdicts)
+
+
+def _verdict(
+    check: SpfCheck, record: spf.SpfRecord, text: str, verdicts: dict[IpAddress, spf.Verdict]
+) -> Finding:
+    """The finding for the host's verdicts (``text`` says them), with the record to publish."""
+    assert record.text is not None  # noqa: S101 - checked by the caller
     if any(term.name == "all" and term.qualifier == "+" for term in record.terms):
         return Finding(
             "spf",
             Severity.FAIL,
             f"{text}; +all authorises every address on the internet to send as "
             f"{check.domain}: end the record with ~all or -all",
-            (txt_record(check.domain, _with_terms(record.text, addresses)),),
+            (txt_record(check.domain, _with_terms(record.text, list(verdicts))),),
         )
-    if all(address.is_loopback for address in addresses):
+    if all(address.is_loopback for address in verdicts):
         return Finding(
             "spf",
             Severity.WARN,

@@ -37,18 +37,21 @@ def _url_source(config: Config, campaign: Campaign) -> tuple[str, str] | None:
     return None
 
 
+_NO_URL = Finding(
+    "one-click",
+    Severity.FAIL,
+    "List-Unsubscribe has only a mailto: and there is no List-Unsubscribe-Post, because the "
+    "campaign has no unsubscribe URL: Gmail and Yahoo require one-click unsubscribe "
+    "(RFC 8058) of bulk senders. Configure http, whose server answers the one-click POST "
+    "itself",
+    change=_HTTP_SNIPPET,
+)
+
+
 def _one_click(config: Config, campaign: Campaign) -> Finding:
     source = _url_source(config, campaign)
     if source is None:
-        return Finding(
-            "one-click",
-            Severity.FAIL,
-            "List-Unsubscribe has only a mailto: and there is no List-Unsubscribe-Post, "
-            "because the campaign has no unsubscribe URL: Gmail and Yahoo require one-click "
-            "unsubscribe (RFC 8058) of bulk senders. Configure http, whose server answers "
-            "the one-click POST itself",
-            change=_HTTP_SNIPPET,
-        )
+        return _NO_URL
     url, where = source
     if urlsplit(url).scheme != "https":
         return Finding(

@@ -70,6 +70,14 @@ revoked._domainkey.broken IN TXT "v=DKIM1; k=rsa; p="
 weak._domainkey.broken IN TXT "v=DKIM1; k=rsa; p={_rsa_key(512)}"
 old._domainkey.broken IN TXT {_txt(f"v=DKIM1; k=rsa; p={_rsa_key(1024)}")}
 _dmarc.broken IN TXT "v=DMARC1; p=maybe"
+spf-a IN TXT "v=spf1 a:smtp.example.net -all"
+spf-mx IN MX 10 smtp.example.net.
+spf-mx IN TXT "v=spf1 mx -all"
+spf-redirect IN TXT "v=spf1 redirect=_spf.example.net"
+spf-exists IN TXT "v=spf1 exists:%{{i}}.allow.example.com ~all"
+192.0.2.25.allow IN A 127.0.0.2
+spf-void IN TXT "v=spf1 a:n1.example.com a:n2.example.com a:n3.example.com -all"
+spf-open IN TXT "v=spf1 +all"
 """,
         "example.org": """
 bare IN A 203.0.113.7
@@ -86,12 +94,17 @@ http:
 
 
 def _config(
-    credentials: dict[str, str], *, unsubscribe: str = "", http: str = HTTP, selectors: str = ""
+    credentials: dict[str, str],
+    *,
+    unsubscribe: str = "",
+    http: str = HTTP,
+    selectors: str = "",
+    smtp_host: str = SMTP,
 ) -> Path:
     """Write c.yaml (in the test's cwd) with one campaign sending from these addresses."""
     blocks = "".join(
         f"""      {name}:
-        smtp_host: {SMTP}
+        smtp_host: {smtp_host}
         smtp_port: 587
         smtp_username: {name}@example.net
         smtp_password: {CANARY}
@@ -273,6 +286,101 @@ class TestDoctorText:
         assert _lines_of(out, "bulk-sender")[0].startswith(
             "warn  bulk-sender  Gmail and Yahoo (February 2024): DKIM aligned and DMARC present"
         )
+
+    @pytest.mark.parametrize(
+        ("domain", "expected"),
+        [
+            (
+                "spf-a.example.com",
+                [
+                    "ok    spf          spf-a.example.com: 'v=spf1 a:smtp.example.net -all'; "
+                    f"smtp_host {SMTP}: 192.0.2.25: pass (a:smtp.example.net in "
+                    "spf-a.example.com); 2001:db8::25: pass (a:smtp.example.net in "
+                    "spf-a.example.com); 1 of 10 DNS lookups"
+                ],
+            ),
+            (
+                "spf-mx.example.com",
+                [
+                    "ok    spf          spf-mx.example.com: 'v=spf1 mx -all'; smtp_host "
+                    f"{SMTP}: 192.0.2.25: pass (mx in spf-mx.example.com); 2001:db8::25: pass "
+                    "(mx in spf-mx.example.com); 1 of 10 DNS lookups"
+                ],
+            ),
+            (
+                "spf-redirect.example.com",
+                [
+                    "ok    spf          spf-redirect.example.com: 'v=spf1 "
+                    f"redirect=_spf.example.net'; smtp_host {SMTP}: 192.0.2.25: pass "
+                    "(ip4:192.0.2.0/24 in _spf.example.net); 2001:db8::25: pass "
+                    "(ip6:2001:db8::/32 in _spf.example.net); 1 of 10 DNS lookups"
+                ],
+            ),
+            (
+                "spf-exists.example.com",
+                [
+                    "fail  spf          spf-exists.example.com: 'v=spf1 "
+                    f"exists:%{{i}}.allow.example.com ~all'; smtp_host {SMTP}: 192.0.2.25: "
+                    "pass (exists:%{i}.allow.example.com in spf-exists.example.com); "
+                    "2001:db8::25: softfail (~all in spf-exists.example.com); 1 of 10 DNS "
+                    "lookups: not authorised, so receivers see SPF softfail; add the host's "
+                    "addresses (or the include: your SMTP provider documents)",
+                    'publish: spf-exists.example.com. TXT "v=spf1 ip6:2001:db8::25 '
+                    'exists:%{i}.allow.example.com ~all"',
+                ],
+            ),
+            (
+                "spf-void.example.com",
+                [
+                    "fail  spf          spf-void.example.com: 'v=spf1 a:n1.example.com "
+                    f"a:n2.example.com a:n3.example.com -all'; smtp_host {SMTP}: 192.0.2.25: "
+                    "permerror (more than 2 lookups found nothing); 2001:db8::25: permerror "
+                    "(more than 2 lookups found nothing); 3 of 10 DNS lookups: not authorised, "
+                    "so receivers see SPF permerror; add the host's addresses (or the include: "
+                    "your SMTP provider documents)",
+                    'publish: spf-void.example.com. TXT "v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 '
+                    'a:n1.example.com a:n2.example.com a:n3.example.com -all"',
+                ],
+            ),
+            (
+                "spf-open.example.com",
+                [
+                    "fail  spf          spf-open.example.com: 'v=spf1 +all'; smtp_host "
+                    f"{SMTP}: 192.0.2.25: pass (+all in spf-open.example.com); 2001:db8::25: "
+                    "pass (+all in spf-open.example.com); 0 of 10 DNS lookups; +all authorises "
+                    "every address on the internet to send as spf-open.example.com: end the "
+                    "record with ~all or -all",
+                    'publish: spf-open.example.com. TXT "v=spf1 ip4:192.0.2.25 ip6:2001:db8::25 '
+                    '~all"',
+                ],
+            ),
+        ],
+    )
+    def test_spf_mechanisms(
+        self,
+        dns: Nsd,
+        capsys: pytest.CaptureFixture[str],
+        domain: str,
+        expected: list[str],
+    ) -> None:
+        """a, mx, redirect=, exists with a macro, void lookups and +all, address by address."""
+        _config({"primary": f"ada@{domain}"}, unsubscribe=FOOTER)
+        _, out, err = _doctor(capsys, dns)
+        assert err == ""
+        assert _lines_of(out, "spf") == expected
+
+    def test_relay_on_this_machine_is_a_warning(
+        self, dns: Nsd, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A loopback smtp_host: the address mail leaves from is unknown, so only a warning."""
+        _config({"primary": "ada@good.example.com"}, smtp_host="127.0.0.1", selectors=S1)
+        _, out, _ = _doctor(capsys, dns)
+        assert _lines_of(out, "spf") == [
+            "warn  spf          good.example.com: 'v=spf1 include:_spf.example.net -all'; "
+            "smtp_host 127.0.0.1: 127.0.0.1: fail (-all in good.example.com); 1 of 10 DNS "
+            "lookups; 127.0.0.1 is on this machine (a relay): the address your mail leaves "
+            "from is not known here; check that the record authorises it"
+        ]
 
     def test_dmarc_of_the_parent_domain_applies_its_sp(
         self, dns: Nsd, capsys: pytest.CaptureFixture[str]
