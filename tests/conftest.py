@@ -12,7 +12,7 @@ import pytest
 
 from tests.configs import BASE, LEADS, Writer
 
-pytest_plugins = ["tests.servers.smtp", "tests.servers.imap"]
+pytest_plugins = ["tests.servers.smtp", "tests.servers.imap", "tests.servers.dns"]
 
 
 @pytest.fixture(autouse=True)

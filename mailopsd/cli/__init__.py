@@ -18,6 +18,7 @@ from mailopsd import __version__, errors
 from mailopsd.cli.apikey import add_apikey
 from mailopsd.cli.commands import add_commands
 from mailopsd.cli.common import EXIT_FAILURE, EXIT_USAGE, print_issues
+from mailopsd.cli.doctor import add_doctor
 from mailopsd.cli.secrets import add_secrets
 from mailopsd.errors import ConfigError, MailopsError
 
@@ -39,6 +40,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="what to do (mailopsd COMMAND --help tells more)",
     )
     add_commands(commands)
+    add_doctor(commands)
     add_secrets(commands)
     add_apikey(commands)
     return parser

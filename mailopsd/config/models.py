@@ -54,6 +54,7 @@ from mailopsd.config.scalars import (
     one_of,
     resolve_tls,
 )
+from mailopsd.config.selectors import DkimSelectors
 
 __all__ = [
     "CREDENTIAL_SECRET_FIELDS",
@@ -301,6 +302,13 @@ class Credential(_Model):
         default=None,
         description="Open and click tracking of this mailbox's messages; when set, it "
         "replaces the campaign's as a whole. Needs http.",
+    )
+    dkim_selectors: DkimSelectors | None = Field(
+        default=None,
+        min_length=1,
+        description="DKIM selectors the SMTP provider signs this mailbox's mail with: "
+        "mailopsd doctor looks up the keys at <selector>._domainkey.<from_email domain>. "
+        "Absent: doctor tries common selectors.",
     )
 
     @property

@@ -263,6 +263,19 @@ def _cases() -> list[Case]:
             "wrong key",
             ("secrets", "updatekeys", "{full_mac}", "--age-key-file", "{other_key}"),
         ),
+        # doctor: a config that does not load is a usage error here (exit 1 is "a check
+        # fails"); it reads no secret, so an encrypted config needs no key
+        c("doctor", "missing config", ("doctor", "--config", "{missing}"), USAGE),
+        c("doctor", "garbage config", ("doctor", "--config", "{garbage}"), USAGE),
+        c(
+            "doctor",
+            "unknown campaign",
+            ("doctor", "acme-q5", "--config", "{enc}"),
+            USAGE,
+            says="error: no campaign acme-q5 in the config; did you mean acme-q4?",
+        ),
+        c("doctor", "bad --nameserver", ("doctor", "--nameserver", "ns.example.net"), USAGE),
+        c("doctor", "bad --timeout", ("doctor", "--timeout", "-1"), USAGE),
         # apikey
         c("apikey", "no verb", ("apikey",), USAGE),
         c("apikey new", "bad name", ("apikey", "new", "Not_An_Id"), USAGE),

@@ -1,0 +1,172 @@
+"""The checks of one sending domain: MX, SPF, DKIM, DMARC, and the bulk-sender rules.
+
+The sending domains are the ``from_email`` domains of the credentials checked.
+mailopsd's envelope sender (``MAIL FROM``) is the ``from_email`` itself, so there is no
+separate bounce (VERP) domain to check: bounces and replies come back to the from
+domain, which therefore needs MX (or address) records. A first lookup that gets no
+answer (a dead nameserver, a broken zone) ends the domain's checks with one finding
+rather than one timeout per check. Pure: it asks a ``Dns``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from mailopsd.config.models import Config
+from mailopsd.doctor import dkim, dmarc, spfreport
+from mailopsd.doctor.findings import DomainReport, Finding, Severity
+from mailopsd.doctor.lookups import Dns, DnsError
+
+__all__ = ["SendingDomain", "check_domain", "sending_domains"]
+
+
+@dataclass(frozen=True)
+class SendingDomain:
+    """A from domain and what sends as it.
+
+    Attributes:
+        domain: The domain (A-labels, lower case, as sent).
+        sender: The first ``from_email`` at it (SPF macros may use it).
+        smtp_hosts: The SMTP hosts of its credentials, in config order.
+        selectors: The ``dkim_selectors`` of its credentials, merged; ``None`` if none
+            of them names any.
+        used_by: Its credentials, as ``campaign/credential``.
+    """
+
+    domain: str
+    sender: str
+    smtp_hosts: tuple[str, ...]
+    selectors: tuple[str, ...] | None
+    used_by: tuple[str, ...]
+
+
+def sending_domains(config: Config, campaign_ids: Iterable[str]) -> list[SendingDomain]:
+    """The from domains of the given campaigns' credentials, in config order."""
+    found: dict[str, dict[str, list[str]]] = {}
+    senders: dict[str, str] = {}
+    for campaign_id in campaign_ids:
+        for credential_id, credential in config.campaigns[campaign_id].smtp_credentials.items():
+            domain = credential.from_email.rpartition("@")[2].lower()
+            senders.setdefault(domain, credential.from_email)
+            entry = found.setdefault(domain, {"hosts": [], "selectors": [], "used_by": []})
+            entry["used_by"].append(f"{campaign_id}/{credential_id}")
+            if credential.smtp_host.lower() not in entry["hosts"]:
+                entry["hosts"].append(credential.smtp_host.lower())
+            for selector in credential.dkim_selectors or ():
+                if selector.lower() not in entry["selectors"]:
+                    entry["selectors"].append(selector.lower())
+    return [
+        SendingDomain(
+            domain,
+            senders[domain],
+            tuple(entry["hosts"]),
+            tuple(entry["selectors"]) or None,
+            tuple(entry["used_by"]),
+        )
+        for domain, entry in found.items()
+    ]
+
+
+def _mx_finding(dns: Dns, domain: str) -> Finding:
+    """The MX finding; a failed lookup raises, to end the domain's checks.
+
+    Raises:
+        DnsError: The MX lookup got no answer.
+    """
+    answer = dns.lookup(domain, "MX")
+    if not answer.exists:
+        return Finding(
+            "mx",
+            Severity.FAIL,
+            f"{domain} does not exist in DNS: receivers refuse mail from a domain that "
+            "does not exist, and replies and bounces cannot come back; check from_email",
+        )
+    hosts = sorted(answer.records, key=lambda record: int(record.split()[0]))
+    if any(record.split()[-1] == "." for record in hosts):
+        return Finding(
+            "mx",
+            Severity.FAIL,
+            f"{domain} publishes a null MX (RFC 7505): it receives no mail, so replies and "
+            "bounces to it are lost and receivers may refuse mail from it",
+            (f"{domain}. MX 10 <your inbound mail server>.",),
+        )
+    if hosts:
+        return Finding("mx", Severity.OK, f"{domain} receives mail at {', '.join(hosts)}")
+    addresses = [*dns.lookup(domain, "A").records, *dns.lookup(domain, "AAAA").records]
+    if addresses:
+        return Finding(
+            "mx",
+            Severity.WARN,
+            f"{domain} has no MX record: mail to it goes to its own address "
+            f"({', '.join(addresses)}), which must run a mail server; publish an MX",
+            (f"{domain}. MX 10 <your inbound mail server>.",),
+        )
+    return Finding(
+        "mx",
+        Severity.FAIL,
+        f"{domain} has no MX and no address record: it cannot receive replies or bounces, "
+        "and receivers may refuse mail from it",
+        (f"{domain}. MX 10 <your inbound mail server>.",),
+    )
+
+
+def _bulk_sender(domain: str, *, spf_ok: bool, dkim_ok: bool, dmarc_ok: bool) -> Finding:
+    """The Gmail and Yahoo sender rules of February 2024, from the other findings."""
+    has = [name for name, ok in (("SPF", spf_ok), ("DKIM", dkim_ok)) if ok]
+    rule = "Gmail and Yahoo (February 2024)"
+    if not dmarc_ok or not has:
+        missing = [] if has else ["SPF or DKIM passing for the from domain"]
+        missing += [] if dmarc_ok else ["a DMARC record (p=none at least)"]
+        return Finding(
+            "bulk-sender",
+            Severity.FAIL,
+            f"{rule} ask bulk senders for {' and '.join(missing)}; mail from {domain} is "
+            "likely to be refused or put in spam. Fix the findings above",
+        )
+    if len(has) < 2:
+        lacking = "DKIM" if spf_ok else "SPF"
+        return Finding(
+            "bulk-sender",
+            Severity.WARN,
+            f"{rule}: {has[0]} aligned and DMARC present meet the rule for all senders; "
+            f"senders of more than 5,000 messages a day to them also need {lacking}",
+        )
+    return Finding(
+        "bulk-sender",
+        Severity.OK,
+        f"{rule}: SPF and DKIM aligned with {domain} and DMARC present; one-click "
+        "unsubscribe is checked per campaign below",
+    )
+
+
+def check_domain(dns: Dns, target: SendingDomain) -> DomainReport:
+    """Every finding of one sending domain.
+
+    Args:
+        dns: Where to look names up.
+        target: The domain and what sends as it.
+
+    Returns:
+        The findings: mx, spf (one per SMTP host), dkim, dmarc, bulk-sender.
+    """
+    domain = target.domain
+    try:
+        findings = [_mx_finding(dns, domain)]
+    except DnsError as err:
+        skipped = Finding(
+            "dns",
+            Severity.FAIL,
+            f"could not look up {domain}: {err}; its MX, SPF, DKIM and DMARC checks were skipped",
+        )
+        return DomainReport(domain, target.used_by, (skipped,))
+    for host in target.smtp_hosts:
+        findings.append(spfreport.check_spf(dns, spfreport.SpfCheck(domain, target.sender, host)))
+    spf_ok = all(f.severity is Severity.OK for f in findings if f.check == "spf")
+    dkim_findings, dkim_ok = dkim.check_dkim(dns, domain, selectors=target.selectors)
+    dmarc_finding, policy = dmarc.check_dmarc(dns, domain)
+    findings += [*dkim_findings, dmarc_finding]
+    findings.append(
+        _bulk_sender(domain, spf_ok=spf_ok, dkim_ok=dkim_ok, dmarc_ok=policy is not None)
+    )
+    return DomainReport(domain, target.used_by, tuple(findings))
