@@ -164,13 +164,13 @@ class Dispatcher:
         self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
     ) -> dict[str, Budget]:
         day_start = utc_day_start(now)
-        usage = self.ledger.sends.step1_today(campaign_id, day_start)
+        usage = self.ledger.sends.usage(campaign_id, day_start)
         windows: dict[str, dict[str, int]] = {}
         budgets = {}
         for credential_id, credential in campaign.smtp_credentials.items():
             if not self._usable((campaign_id, credential_id), credential, state, now):
                 continue
-            sent, last = usage.get(credential_id, (0, None))
+            sent, last, _, _ = usage.get(credential_id, (0, None, None, None))
             rate_left = None
             if credential.rate_limit is not None:
                 period = credential.rate_limit.period
