@@ -20,12 +20,10 @@ from mailopsd.dispatch.rotation import Budget
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
-from mailopsd.state.sends import CredentialUsage
+from mailopsd.state.sends import UNUSED, CredentialUsage
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["credential_budgets", "daily_cap"]
-
-_UNUSED: CredentialUsage = (0, None, None, None)
 
 
 def daily_cap(
@@ -49,7 +47,7 @@ def _interval_free(
     key: CredentialRef, credential: Credential, usage: CredentialUsage, now: datetime
 ) -> bool:
     """Tell whether the gap after the credential's last send is over."""
-    _, last, gap_s, _ = usage
+    _, _, last, gap_s, _ = usage
     if last is None or (credential.min_interval is None and gap_s is None):
         return True
     until = pacing.next_send_at(
@@ -104,18 +102,19 @@ def credential_budgets(
         entry = state.credential(credential_key(*key))
         if not _is_usable(credential, entry, backoff.get(key), now):
             continue
-        used = usage.get(credential_id, _UNUSED)
+        used = usage.get(credential_id, UNUSED)
+        sent, first_send = used[1], used[4]
         rate_left = None
         if credential.rate_limit is not None:
             period = credential.rate_limit.period
             if period.text not in windows:
                 windows[period.text] = ledger.sends.since(campaign_id, period.subtract_from(now))
             rate_left = credential.rate_limit.value - windows[period.text].get(credential_id, 0)
-        cap = daily_cap(credential, first_send=used[3], entry=entry, now=now)
+        cap = daily_cap(credential, first_send=first_send, entry=entry, now=now)
         budgets[credential_id] = Budget(
             credential_id=credential_id,
-            sent_today=used[0],
-            daily_left=cap - used[0],
+            sent_today=sent,
+            daily_left=cap - sent,
             rate_left=rate_left,
             interval_free=_interval_free(key, credential, used, now),
             one_per_tick=credential.min_interval is not None,

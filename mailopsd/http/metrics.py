@@ -35,10 +35,10 @@ from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
+from mailopsd.state.sends import UNUSED
 from mailopsd.state.statefile import CredentialState, StateFile
 from mailopsd.state.totals import Totals
 from mailopsd.status import report
-from mailopsd.status.pacing import NO_USAGE
 
 __all__ = ["CONTENT_TYPE", "PATH", "Exporter", "ReloadCounts", "Sources"]
 
@@ -142,7 +142,7 @@ class _Collector(Collector):
             usage = ledger.sends.usage(campaign_id, utc_day_start(now))
             for credential_id, credential in sorted(campaign.smtp_credentials.items()):
                 entry = state.credential(credential_key(campaign_id, credential_id))
-                first_send = usage.get(credential_id, NO_USAGE)[3]
+                first_send = usage.get(credential_id, UNUSED)[4]
                 figures = report.measure_credential(
                     ledger,
                     (campaign_id, credential_id),

@@ -19,10 +19,7 @@ from mailopsd.state.schema import unstamp
 from mailopsd.state.sends import CredentialUsage
 from mailopsd.state.statefile import CredentialState, format_time
 
-__all__ = ["NO_USAGE", "pace_report"]
-
-NO_USAGE: CredentialUsage = (0, None, None, None)
-"""The usage of a credential that never sent."""
+__all__ = ["pace_report"]
 
 _SPREAD = TypeAdapter(MinInterval | None)
 
@@ -82,7 +79,7 @@ def pace_report(
         ``next_send_at`` (until when ``min_interval`` holds the mailbox back; ``None`` if
         it does not at ``now``).
     """
-    _, last, gap_s, first = usage
+    _, _, last, gap_s, first = usage
     cap, ramp = _ramp(snapshot, unstamp(first) if first else None, entry, now)
     until = pacing.next_send_at(
         _SPREAD.validate_python(snapshot.get("min_interval")),

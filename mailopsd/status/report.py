@@ -20,7 +20,7 @@ from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
-from mailopsd.state.sends import CredentialCounts, CredentialUsage
+from mailopsd.state.sends import UNUSED, CredentialCounts, CredentialUsage
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -28,7 +28,7 @@ from mailopsd.state.statefile import (
     format_time,
     load_state,
 )
-from mailopsd.status.pacing import NO_USAGE, pace_report
+from mailopsd.status.pacing import pace_report
 from mailopsd.status.progress import campaign_progress
 
 __all__ = [
@@ -218,7 +218,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         key,
                         snapshot,
                         campaign,
-                        usage=usage.get(key[1], NO_USAGE),
+                        usage=usage.get(key[1], UNUSED),
                         state=state,
                         now=now,
                     )

@@ -34,7 +34,7 @@ def _usage(db: sqlite3.Connection, campaign: str, day: datetime) -> dict[str, ob
             (campaign, credential, last),
         ).fetchall()
         assert len(gaps) == 1, "one gap per send time (a credential with a gap sends one a tick)"
-        usage[credential] = (sent, last, gaps[0][0], first)
+        usage[credential] = (credential, sent, last, gaps[0][0], first)
     return usage
 
 
@@ -145,7 +145,7 @@ def test_a_send_after_today_still_counts(tmp_path: Path) -> None:
     for at in (NOW, NOW + timedelta(days=1), NOW + timedelta(days=2, hours=1)):
         ledger.sends.record_intents([Intent("acme", "a", "x@example.net", 1, "<m>", "s", at)])
     assert ledger.sends.usage("acme", MIDNIGHT) == {
-        "a": (3, stamp(NOW + timedelta(days=2, hours=1)), None, stamp(NOW))
+        "a": ("a", 3, stamp(NOW + timedelta(days=2, hours=1)), None, stamp(NOW))
     }
     _check(ledger, db)
     db.close()
@@ -178,12 +178,13 @@ def test_schema_3_ledger_gets_its_counters(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert ledger.sends.usage("acme", MIDNIGHT) == {
-        "a": (1, stamp(NOW - timedelta(hours=1)), None, stamp(NOW - timedelta(days=1))),
-        "b": (0, stamp(NOW - timedelta(days=2)), None, stamp(NOW - timedelta(days=2))),
+        "a": ("a", 1, stamp(NOW - timedelta(hours=1)), None, stamp(NOW - timedelta(days=1))),
+        "b": ("b", 0, stamp(NOW - timedelta(days=2)), None, stamp(NOW - timedelta(days=2))),
     }
     _check(ledger, db)
     ledger.sends.record_intents([Intent("acme", "b", "y@example.net", 1, "<n>", "s", NOW, 90)])
     assert ledger.sends.usage("acme", MIDNIGHT)["b"] == (
+        "b",
         1,
         stamp(NOW),
         90,
@@ -245,11 +246,12 @@ def test_schema_6_ledger_gets_gaps_and_first_sends(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path)
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     assert ledger.sends.usage("acme", MIDNIGHT) == {
-        "a": (1, stamp(NOW - timedelta(hours=1)), None, stamp(NOW - timedelta(days=3))),
-        "b": (0, stamp(NOW - timedelta(days=1)), None, stamp(NOW - timedelta(days=1))),
+        "a": ("a", 1, stamp(NOW - timedelta(hours=1)), None, stamp(NOW - timedelta(days=3))),
+        "b": ("b", 0, stamp(NOW - timedelta(days=1)), None, stamp(NOW - timedelta(days=1))),
     }
     ledger.sends.record_intents([Intent("acme", "a", "y@example.net", 1, "<n>", "s", NOW, 120)])
     assert ledger.sends.usage("acme", MIDNIGHT)["a"] == (
+        "a",
         2,
         stamp(NOW),
         120,
