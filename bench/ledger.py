@@ -10,9 +10,10 @@ bare ``executemany`` on a ledger of the same schema: what SQLite itself costs.
 
 Counts: a ledger whose ``sends`` holds 1,000,000 rows of one campaign, spread over 5,000
 credentials and 30 days (some deferred, bounced or unknown, with their bounces), is asked
-what the dispatcher and ``status`` ask on every tick: ``sends.step1_today`` (every
-credential's step-1 sends today and last send), ``sends.counts`` of one credential, and
-``sends.since`` an hour ago (rate limits). Medians of many calls; the target is 5 ms each.
+what the dispatcher and ``status`` ask on every tick: ``sends.usage`` (every
+credential's step-1 sends today, last send with its drawn gap, and first send),
+``sends.counts`` of one credential, and ``sends.since`` an hour ago (rate limits).
+Medians of many calls; the target is 5 ms each.
 """
 
 from __future__ import annotations
@@ -270,7 +271,7 @@ def _counting(quick: bool) -> list[Row]:
             window = NOW - timedelta(days=7)
             hour_ago = NOW - timedelta(hours=1)
             queries: dict[str, Callable[[], object]] = {
-                f"step1_today (all {credentials:,} credentials)": lambda: ledger.sends.step1_today(
+                f"usage (all {credentials:,} credentials)": lambda: ledger.sends.usage(
                     CAMPAIGN, DAY_START
                 ),
                 "counts (one credential, 7-day window)": lambda: ledger.sends.counts(
@@ -280,9 +281,9 @@ def _counting(quick: bool) -> list[Row]:
                     CAMPAIGN, hour_ago
                 ),
             }
-            usage = ledger.sends.step1_today(CAMPAIGN, DAY_START)
+            usage = ledger.sends.usage(CAMPAIGN, DAY_START)
             if len(usage) != credentials:
-                raise RuntimeError(f"step1_today saw {len(usage)} of {credentials} credentials")
+                raise RuntimeError(f"usage saw {len(usage)} of {credentials} credentials")
             results = {name: _median_ms(query, calls) for name, query in queries.items()}
         finally:
             ledger.close()

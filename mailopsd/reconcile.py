@@ -294,9 +294,23 @@ class Plan:
         return [action.describe() for action in self.actions]
 
 
-def _shown(value: object) -> str:
+def _shown(value: object, limit: int = 40) -> str:
     text = repr(value) if not isinstance(value, str) else value
-    return text if len(text) <= 40 else text[:39] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_flat(value: object) -> bool:
+    """Tell whether ``value`` is a mapping of plain values (``{start: 10, step: 5}``)."""
+    return isinstance(value, dict) and not any(
+        isinstance(item, dict | list) for item in value.values()
+    )
+
+
+def _flat(value: object) -> str:
+    """A value of a plan line: a flat mapping as ``{key: value, ...}``."""
+    if isinstance(value, dict):
+        return _shown("{" + ", ".join(f"{key}: {item}" for key, item in value.items()) + "}", 80)
+    return _shown(value)
 
 
 def _change(
@@ -305,9 +319,19 @@ def _change(
     if name in secrets:
         return f"{name} {CHANGED_MARK}"
     old, new = before.get(name), after.get(name)
-    if isinstance(old, dict | list) or isinstance(new, dict | list):
-        return f"{name} (changed)"
-    return f"{name} {_shown(old)} -> {_shown(new)}"
+    if isinstance(old, dict) and isinstance(new, dict) and _is_flat(old) and _is_flat(new):
+        # A setting such as ramp or min_interval: each of its fields that changed.
+        return ", ".join(
+            f"{name}.{key} {_shown(old.get(key))} -> {_shown(new.get(key))}"
+            for key in _changed_fields(new, old)  # in the order of the config as it is now
+        )
+    if (
+        isinstance(old, list)
+        or isinstance(new, list)
+        or not all(_is_flat(value) for value in (old, new) if isinstance(value, dict))
+    ):
+        return f"{name} {CHANGED_MARK}"
+    return f"{name} {_flat(old)} -> {_flat(new)}"
 
 
 def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:

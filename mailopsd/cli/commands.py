@@ -229,11 +229,12 @@ def _credential_text(c: dict[str, Any]) -> list[str]:
     state = c["state"] + (f" since {c['disabled_at']}" if c["disabled_at"] else "")
     lines.append(
         f"  {c['id']}: {state}; {c['from_email']} via {c['smtp_host']}:{c['smtp_port']}; "
-        f"sent today {c['sent_today']}/{c['daily_limit']}, "
+        f"sent today {c['sent_today']}/{c['daily_cap']}, "
         f"follow-ups {c['followups_today']}; "
         f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
         f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
     )
+    lines.extend(summary.pace_lines(c))
     if c["disabled_reason"]:
         lines.append(f"    disabled: {c['disabled_reason']}")
     if c["inbox_error"]:

@@ -17,7 +17,7 @@ from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.statefile import format_time
 from mailopsd.status.progress import local_time
 
-__all__ = ["campaign_lines", "run_lines"]
+__all__ = ["campaign_lines", "pace_lines", "run_lines"]
 
 Report = Mapping[str, Any]
 
@@ -149,6 +149,34 @@ def _sandbox_line(campaign: Report, work: TickReport, state_dir: Path) -> str | 
     if not copies:
         return None
     return f"  sandbox copies (delivered nowhere): {', '.join(copies)}"
+
+
+_ORIGINS = {
+    "from": "from",
+    "first_send": "from its first send",
+    "reenabled_at": "from its re-enable",
+}
+
+
+def pace_lines(credential: Report) -> list[str]:
+    """A credential's ramp and ``min_interval`` wait, when it has them."""
+    lines = []
+    ramp = credential["ramp"]
+    if ramp is not None:
+        shape = f"start {ramp['start']}, +{ramp['step']} every {ramp['every']}"
+        if ramp["day"] is None:
+            where = "not started (it starts with the first send)"
+        else:
+            counted = _ORIGINS[ramp["counted_from"]]
+            where = f"day {ramp['day']} (counted {counted} {ramp['day_one']})"
+        rise = f"; next rise {ramp['next_rise_at']}" if ramp["next_rise_at"] else "; at daily_limit"
+        lines.append(
+            f"    ramp ({shape}): {where}, cap today {credential['daily_cap']} of daily_limit "
+            f"{credential['daily_limit']}{rise}"
+        )
+    if credential["next_send_at"] is not None:
+        lines.append(f"    min_interval: next send from {credential['next_send_at']}")
+    return lines
 
 
 def run_lines(report: Report, work: TickReport, *, state_dir: Path, now: datetime) -> list[str]:

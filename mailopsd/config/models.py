@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
+from mailopsd.config.pacing import MinInterval, Ramp, Spread, ramp_cap
 from mailopsd.config.periods import Period, parse_period
 from mailopsd.config.scalars import (
     IMAP_IMPLICIT_TLS_PORT,
@@ -65,8 +66,10 @@ __all__ = [
     "Config",
     "Credential",
     "Http",
+    "Ramp",
     "RateLimit",
     "SendWindow",
+    "Spread",
     "Step",
     "Tracking",
     "Unsubscribe",
@@ -276,8 +279,20 @@ class Credential(_Model):
     ] = Field(default="allowed", description="allowed sends; sandbox delivers nowhere.")
     enabled: Flag = Field(default=True, description="Manual on/off switch.")
     rate_limit: RateLimit | None = Field(default=None, description="Sends per period, all steps.")
-    min_interval: PeriodValue | None = Field(
-        default=None, description="Minimum time between two sends of this mailbox."
+    min_interval: MinInterval | None = Field(
+        default=None,
+        description='Minimum time between two sends of this mailbox: a period ("90 seconds"), '
+        "or {min, max}: the gap after each send is drawn in that range.",
+    )
+    ramp: Ramp | None = Field(
+        default=None,
+        description="Warm-up: a daily cap of step-1 sends that rises from start by step every "
+        "`every`, up to daily_limit.",
+    )
+    ramp_restart_on_reenable: Flag | None = Field(
+        default=None,
+        description="true: the ramp starts again from the re-enable that ends an "
+        "auto-disable (default false).",
     )
     bcc: Email | None = Field(default=None, description="Address copied on every message.")
     archive: Flag = Field(default=False, description="Keep a copy of every sent message.")
@@ -333,6 +348,44 @@ class Credential(_Model):
     def has_imap(self) -> bool:
         """Tell whether reply detection is configured (all four IMAP fields)."""
         return self.imap_host is not None
+
+    def daily_cap(
+        self, *, first_send: datetime | None, reenabled_at: datetime | None, now: datetime
+    ) -> int:
+        """Step-1 sends allowed in the UTC day of ``now``: its ramp's cap, or ``daily_limit``.
+
+        Args:
+            first_send: When it first sent, if ever.
+            reenabled_at: The last re-enable applied after an auto-disable, if any.
+            now: The instant.
+        """
+        if self.ramp is None:
+            return self.daily_limit
+        return ramp_cap(
+            self.ramp,
+            daily_limit=self.daily_limit,
+            restart_on_reenable=bool(self.ramp_restart_on_reenable),
+            first_send=first_send,
+            reenabled_at=reenabled_at,
+            now=now,
+        )
+
+    @model_validator(mode="after")
+    def _check_pacing(self) -> Self:
+        if self.ramp is None:
+            if self.ramp_restart_on_reenable is not None:
+                raise failure(
+                    "ramp_restart_on_reenable needs a ramp (e.g. ramp: {start: 10, step: 5, "
+                    "every: 1 day})",
+                    field="ramp_restart_on_reenable",
+                )
+        elif self.ramp.start > self.daily_limit:
+            raise failure(
+                f"start {self.ramp.start} is above daily_limit {self.daily_limit}: the ramp "
+                "rises up to daily_limit; lower start or raise daily_limit",
+                field="ramp.start",
+            )
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -433,9 +486,25 @@ class Campaign(_Model):
         description="Open and click tracking of the campaign's messages (default off); a "
         "credential's own tracking wins. Needs http.",
     )
+    delay_jitter: PeriodValue | None = Field(
+        default=None,
+        description="Spreads each follow-up: a time drawn from 0 to this period is added to "
+        "its step's delay (pseudo-random, reproducible), so leads that got a step together "
+        "do not get the next one in the same minute.",
+    )
     smtp_credentials: dict[Id, Credential] = Field(
         min_length=1, description="Mailboxes to send from, by id."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.delay_jitter is not None and len(self.sequence) == 1:
+            raise failure(
+                "delay_jitter spreads follow-ups, and this sequence has none: remove it, "
+                "or add a step",
+                field="delay_jitter",
+            )
+        return self
 
 
 class Http(_Model):

@@ -60,6 +60,7 @@ __all__ = [
     "TlsMode",
     "Url",
     "Weekday",
+    "check_period",
     "describe",
     "failure",
     "is_loopback_host",
@@ -257,7 +258,12 @@ def one_of(*choices: str) -> Callable[[object], str]:
     return validate
 
 
-def _period(value: object) -> Period:
+def check_period(value: object) -> Period:
+    """Check a period as every period field does: text such as ``"90 seconds"``.
+
+    Raises:
+        PydanticCustomError: It is not one, with the reason and the syntax.
+    """
     if type(value) is int:
         reason = f'a number needs a unit, e.g. "{value} minutes"'
     elif not isinstance(value, str):
@@ -273,14 +279,14 @@ def _period(value: object) -> Period:
 
 
 def _poll_interval(value: object) -> Period:
-    period = _period(value)
+    period = check_period(value)
     if period.approx_seconds < MIN_POLL_SECONDS:
         raise failure(f"must be at least {MIN_POLL_SECONDS} seconds (got {describe(value)})")
     return period
 
 
 def _request_timeout(value: object) -> Period:
-    period = _period(value)
+    period = check_period(value)
     low, high = REQUEST_TIMEOUT_SECONDS
     if period.months or not low <= period.seconds <= high:
         raise failure(f"must be from {low} second to {high // 60} minutes (got {describe(value)})")
@@ -419,7 +425,7 @@ Line = Annotated[str, PlainValidator(_line)]
 Host = Annotated[str, PlainValidator(_host)]
 Email = Annotated[str, PlainValidator(_email)]
 Secret = Annotated[SecretStr, PlainValidator(_secret), PlainSerializer(_redacted, return_type=str)]
-PeriodValue = Annotated[Period, PlainValidator(_period), PlainSerializer(str)]
+PeriodValue = Annotated[Period, PlainValidator(check_period), PlainSerializer(str)]
 PollInterval = Annotated[Period, PlainValidator(_poll_interval), PlainSerializer(str)]
 RequestTimeout = Annotated[Period, PlainValidator(_request_timeout), PlainSerializer(str)]
 Folders = Annotated[

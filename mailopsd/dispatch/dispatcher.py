@@ -24,13 +24,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailopsd import backoff
-from mailopsd.clock import utc_day_start
+from mailopsd.config import pacing
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch import progression, report
+from mailopsd.dispatch.budgets import credential_budgets
 from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.report import TickReport
-from mailopsd.dispatch.rotation import Budget, Picker
+from mailopsd.dispatch.rotation import Picker
 from mailopsd.dispatch.windows import is_open
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
@@ -40,7 +41,6 @@ from mailopsd.smtp.message import ComposeError, Outgoing
 from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
 from mailopsd.state.leads import LeadProgress
 from mailopsd.state.ledger import Ledger
-from mailopsd.state.schema import unstamp
 from mailopsd.state.sends import Intent
 from mailopsd.state.statefile import CredentialState, StateFile
 
@@ -76,15 +76,22 @@ class _Job:
     at: datetime = _NEVER
 
     def intent(self, at: datetime) -> Intent:
-        """The intent of this send, recorded at ``at``."""
+        """The intent of this send, recorded at ``at`` with the gap drawn after it."""
+        campaign_id, credential_id = self.key
         return Intent(
-            self.key[0],
-            self.key[1],
+            campaign_id,
+            credential_id,
             self.lead.email,
             self.lead.step + 1,
             self.outgoing.message_id,
             self.outgoing.subject,
             at,
+            pacing.gap_after(
+                self.credential.min_interval,
+                campaign_id=campaign_id,
+                credential_id=credential_id,
+                at=at,
+            ),
         )
 
 
@@ -147,51 +154,6 @@ class Dispatcher:
             )
         return len(pending)
 
-    # Budgets ----------------------------------------------------------------------------
-
-    def _usable(
-        self, key: CredentialRef, credential: Credential, state: StateFile, now: datetime
-    ) -> bool:
-        entry = state.credential(credential_key(*key))
-        if not credential.enabled or credential.status == "blocked":
-            return False
-        if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
-            return False
-        until = self._backoff.get(key)
-        return until is None or until[0] <= now
-
-    def _budgets(
-        self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime
-    ) -> dict[str, Budget]:
-        day_start = utc_day_start(now)
-        usage = self.ledger.sends.step1_today(campaign_id, day_start)
-        windows: dict[str, dict[str, int]] = {}
-        budgets = {}
-        for credential_id, credential in campaign.smtp_credentials.items():
-            if not self._usable((campaign_id, credential_id), credential, state, now):
-                continue
-            sent, last = usage.get(credential_id, (0, None))
-            rate_left = None
-            if credential.rate_limit is not None:
-                period = credential.rate_limit.period
-                if period.text not in windows:
-                    windows[period.text] = self.ledger.sends.since(
-                        campaign_id, period.subtract_from(now)
-                    )
-                rate_left = credential.rate_limit.value - windows[period.text].get(credential_id, 0)
-            interval = credential.min_interval
-            free = interval is None or last is None or interval.add_to(unstamp(last)) <= now
-            budgets[credential_id] = Budget(
-                credential_id=credential_id,
-                sent_today=sent,
-                daily_left=credential.daily_limit - sent,
-                rate_left=rate_left,
-                interval_free=free,
-                one_per_tick=interval is not None,
-                tick_left=self.batch_per_credential,
-            )
-        return budgets
-
     # Planning the tick -------------------------------------------------------------------
 
     def _assign(
@@ -229,7 +191,15 @@ class Dispatcher:
         """Up to ``left`` of a campaign's due sends, each with its credential."""
         if not is_open(campaign, now):
             return []
-        budgets = self._budgets(campaign_id, campaign, state, now)
+        budgets = credential_budgets(
+            self.ledger,
+            campaign_id,
+            campaign,
+            state=state,
+            backoff=self._backoff,
+            per_tick=self.batch_per_credential,
+            now=now,
+        )
         if not budgets:
             return []
         picker = Picker.of(budgets.values())

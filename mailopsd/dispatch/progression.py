@@ -4,7 +4,8 @@ What the dispatcher writes to a lead once a send's outcome is known, and what re
 writes for a send whose outcome never came. No I/O: the dispatcher records the result.
 
 - ``sent`` or ``unknown``: the step counts as sent (``unknown`` is never sent again);
-  the next step is due after its delay, or the lead is done.
+  the next step is due after its delay (plus the campaign's drawn ``delay_jitter``), or
+  the lead is done.
 - ``bounced``: the lead stops (:mod:`mailopsd.health.effects`).
 - ``invalid``: the address was refused as malformed; the lead fails, no bounce.
 - ``deferred``: tried again after a growing delay, failed after ``max_attempts``.
@@ -18,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from mailopsd import backoff
+from mailopsd.config import pacing
 from mailopsd.config.models import Campaign
 from mailopsd.health import effects
 from mailopsd.lifecycle import LeadState, SendOutcome, StopReason
@@ -87,7 +89,16 @@ def sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadP
         state, next_due_at = LeadState.DONE, None
     else:
         delay = campaign.sequence[intent.step].delay
-        due = delay.add_to(intent.at) if delay is not None else intent.at
+        due = intent.at
+        if delay is not None:
+            due = pacing.followup_due(
+                delay,
+                campaign.delay_jitter,
+                campaign_id=intent.campaign_id,
+                email=intent.email,
+                step=intent.step + 1,
+                sent_at=intent.at,
+            )
         state, next_due_at = LeadState.WAITING, stamp(due)
     return replace(
         lead,

@@ -28,7 +28,8 @@ class Budget:
     Attributes:
         credential_id: The credential.
         sent_today: Step-1 sends in the current UTC day.
-        daily_left: Step-1 sends left today (``daily_limit - sent_today``).
+        daily_left: Step-1 sends left today: its daily cap (``daily_limit``, or its
+            ramp's) less ``sent_today``.
         rate_left: Sends of any step left in the rate-limit window (``None``: no limit).
         interval_free: ``min_interval`` has passed since the last send (or there is none).
         one_per_tick: ``min_interval`` is set, so at most one send per instant.

@@ -3,7 +3,8 @@
 Nothing is counted on the sending path: at each scrape a collector opens one ledger
 connection, adds up what the ledger already holds (sends, bounces, replies,
 suppressions, opens, clicks) and reads the state and config now running (disabled
-credentials, daily-cap headroom, mailbox errors, reloads, the applied revision).
+credentials, daily caps as ramps set them and their headroom, mailbox errors, reloads,
+the applied revision).
 Counters restart from the ledger, so they survive a restart of the process; only the
 reload counts and the mailbox polls are the process's own.
 
@@ -25,13 +26,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
+from mailopsd.dispatch.budgets import daily_cap
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
+from mailopsd.state.sends import UNUSED
 from mailopsd.state.statefile import CredentialState, StateFile
 from mailopsd.state.totals import Totals
 from mailopsd.status import report
@@ -129,14 +133,16 @@ class _Collector(Collector):
         yield info
 
     def _credentials(self, ledger: Ledger) -> list[Metric]:
-        """Per credential of the config now running: disabled, headroom, mailbox."""
+        """Per credential of the config now running: disabled, daily cap and headroom, mailbox."""
         families = _CredentialFamilies()
         loaded, state, now = self.sources.loaded(), self.sources.state(), self.sources.clock()
         polls = self.sources.polls()
         campaigns = loaded.config.campaigns.items() if loaded is not None else ()
         for campaign_id, campaign in sorted(campaigns):
+            usage = ledger.sends.usage(campaign_id, utc_day_start(now))
             for credential_id, credential in sorted(campaign.smtp_credentials.items()):
                 entry = state.credential(credential_key(campaign_id, credential_id))
+                first_send = usage.get(credential_id, UNUSED)[4]
                 figures = report.measure_credential(
                     ledger,
                     (campaign_id, credential_id),
@@ -147,6 +153,7 @@ class _Collector(Collector):
                 families.add(
                     [campaign_id, credential_id],
                     credential,
+                    cap=daily_cap(credential, first_send=first_send, entry=entry, now=now),
                     entry=entry,
                     figures=figures,
                     polls=polls.get((campaign_id, credential_id)),
@@ -161,9 +168,14 @@ class _CredentialFamilies:
         self.disabled = GaugeMetricFamily(
             "mailopsd_credential_disabled", "1 if auto-disabled (bounce rate).", labels=_CREDENTIAL
         )
+        self.cap = GaugeMetricFamily(
+            "mailopsd_credential_daily_cap",
+            "Step-1 sends allowed today (UTC day): daily_limit, or less while a ramp rises.",
+            labels=_CREDENTIAL,
+        )
         self.headroom = GaugeMetricFamily(
             "mailopsd_credential_daily_headroom",
-            "Step-1 sends left today (UTC day) under daily_limit.",
+            "Step-1 sends left today (UTC day) under the daily cap.",
             labels=_CREDENTIAL,
         )
         self.inbox_error = GaugeMetricFamily(
@@ -195,13 +207,15 @@ class _CredentialFamilies:
         labels: list[str],
         credential: Credential,
         *,
+        cap: int,
         entry: CredentialState,
         figures: report.CredentialFigures,
         polls: PollStats | None,
     ) -> None:
-        """Add one credential's samples."""
+        """Add one credential's samples (``cap``: its daily cap today)."""
         self.disabled.add_metric(labels, int(entry.is_disabled(credential.reenabled_at)))
-        self.headroom.add_metric(labels, max(0, credential.daily_limit - figures.counts.sent_today))
+        self.cap.add_metric(labels, cap)
+        self.headroom.add_metric(labels, max(0, cap - figures.counts.sent_today))
         if credential.imap_host is None:
             return  # no mailbox: no reply detection to watch
         self.inbox_error.add_metric(labels, int(entry.inbox_error is not None))
@@ -218,6 +232,7 @@ class _CredentialFamilies:
         """Every family, samples added."""
         return [
             self.disabled,
+            self.cap,
             self.headroom,
             self.inbox_error,
             self.last_poll,

@@ -12,55 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from mailopsd.config import addresses
+from mailopsd.state import counters
 from mailopsd.state.db import Database
 from mailopsd.state.errors import StorageTooNewError
 
 __all__ = ["SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
 
-SCHEMA_VERSION = 6
-
-# The bodies of migration 4's triggers: one counts a send that became counted (inserted,
-# or updated into a counted outcome), the other takes back one that stopped counting
-# (updated away, or deleted).
-_COUNT_NEW_SEND = """\
-    BEGIN
-        INSERT INTO credential_days (campaign_id, day, credential_id, step1, followups)
-            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), new.credential_id,
-                new.step = 1, new.step > 1)
-            ON CONFLICT (campaign_id, day, credential_id) DO UPDATE
-            SET step1 = step1 + excluded.step1, followups = followups + excluded.followups;
-        INSERT INTO credential_last_send (campaign_id, credential_id, at, day_step1)
-            VALUES (new.campaign_id, new.credential_id, new.intent_at, 0)
-            ON CONFLICT (campaign_id, credential_id) DO UPDATE
-            SET at = max(coalesce(at, ''), excluded.at);
-        UPDATE credential_last_send SET day_step1 = coalesce((
-            SELECT step1 FROM credential_days WHERE campaign_id = new.campaign_id
-            AND day = substr(credential_last_send.at, 1, 10)
-            AND credential_id = new.credential_id), 0)
-            WHERE campaign_id = new.campaign_id AND credential_id = new.credential_id;
-    END;
-"""
-
-_UNCOUNT_OLD_SEND = """\
-    BEGIN
-        UPDATE credential_days
-            SET step1 = step1 - (old.step = 1), followups = followups - (old.step > 1)
-            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
-            AND credential_id = old.credential_id;
-        UPDATE credential_last_send SET at = (
-            SELECT intent_at FROM sends INDEXED BY sends_by_credential
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id
-            AND (outcome = 'pending' OR outcome = 'sent' OR outcome = 'unknown'
-                OR outcome = 'bounced')
-            ORDER BY intent_at DESC LIMIT 1)
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
-        UPDATE credential_last_send SET day_step1 = coalesce((
-            SELECT step1 FROM credential_days WHERE campaign_id = old.campaign_id
-            AND day = substr(credential_last_send.at, 1, 10)
-            AND credential_id = old.credential_id), 0)
-            WHERE campaign_id = old.campaign_id AND credential_id = old.credential_id;
-    END;
-"""
+SCHEMA_VERSION = 7
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -188,6 +146,7 @@ _MIGRATIONS: dict[int, str] = {
     # since a time (rate limits), one for unknown outcomes. The triggers spell the
     # counted outcomes out with OR, and no index is partial on them: an IN list there
     # builds a temporary table on every UPDATE of sends, several times the update's cost.
+    # The triggers' text is in state/counters.py.
     4: f"""
     CREATE TABLE credential_days (
         campaign_id TEXT NOT NULL,
@@ -219,27 +178,7 @@ _MIGRATIONS: dict[int, str] = {
         AND d.credential_id = credential_last_send.credential_id), 0);
     CREATE INDEX sends_by_time ON sends (campaign_id, intent_at, credential_id, outcome);
     CREATE INDEX sends_unknown ON sends (campaign_id, credential_id) WHERE outcome = 'unknown';
-    CREATE TRIGGER sends_count AFTER INSERT ON sends
-    WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
-        OR new.outcome = 'bounced')
-{_COUNT_NEW_SEND}    CREATE TRIGGER sends_recount AFTER UPDATE ON sends
-    WHEN (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
-        OR new.outcome = 'bounced')
-        AND (NOT (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
-        OR old.outcome = 'bounced')
-        OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
-        OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
-{_COUNT_NEW_SEND}    CREATE TRIGGER sends_uncount AFTER UPDATE ON sends
-    WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
-        OR old.outcome = 'bounced')
-        AND (NOT (new.outcome = 'pending' OR new.outcome = 'sent' OR new.outcome = 'unknown'
-        OR new.outcome = 'bounced')
-        OR new.campaign_id IS NOT old.campaign_id OR new.credential_id IS NOT old.credential_id
-        OR new.intent_at IS NOT old.intent_at OR new.step IS NOT old.step)
-{_UNCOUNT_OLD_SEND}    CREATE TRIGGER sends_uncount_deleted AFTER DELETE ON sends
-    WHEN (old.outcome = 'pending' OR old.outcome = 'sent' OR old.outcome = 'unknown'
-        OR old.outcome = 'bounced')
-{_UNCOUNT_OLD_SEND}    """,
+{counters.TRIGGERS_4}    """,
     # Tracking: one row per lead for opens and one per lead and link for clicks,
     # counters rather than events, so a pixel loaded a thousand times costs one row.
     5: """
@@ -264,6 +203,9 @@ _MIGRATIONS: dict[int, str] = {
     # Addresses kept under their normal form (see config/addresses.py); the rows are
     # rewritten by _rekey_addresses, run with this migration.
     6: "",
+    # Pacing: the gap drawn after each send (min_interval), each credential's first send
+    # (ramps); the counter triggers are replaced (see state/counters.py).
+    7: counters.MIGRATION_7,
 }
 _REKEY_MIGRATION = 6
 
@@ -384,5 +326,9 @@ def stamp(moment: datetime) -> str:
 
 
 def unstamp(text: str) -> datetime:
-    """Read a time the ledger stored."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """Read a time the ledger stored.
+
+    ``fromisoformat`` reads its form (``Z`` included, from Python 3.11) some 30 times
+    faster than ``strptime``: a tick reads one or two for every mailbox.
+    """
+    return datetime.fromisoformat(text)

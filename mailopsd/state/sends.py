@@ -20,7 +20,15 @@ from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp, unstamp
 
-__all__ = ["Bounce", "CredentialCounts", "Intent", "SendTally", "Sends"]
+__all__ = [
+    "UNUSED",
+    "Bounce",
+    "CredentialCounts",
+    "CredentialUsage",
+    "Intent",
+    "SendTally",
+    "Sends",
+]
 
 # The counted outcomes as an SQL list, for ``outcome IN ...``, and single outcomes.
 _COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
@@ -40,6 +48,18 @@ class Intent:
     message_id: str
     subject: str
     at: datetime
+    gap_s: int | None = None
+    """The time drawn for this send's credential to wait after it (``min_interval``)."""
+
+
+CredentialUsage = tuple[str, int, str | None, int | None, str | None]
+"""What a tick reads of a credential, the row as the ledger answers it (one tuple more per
+row, for thousands of credentials a tick, costs a tenth of the read): its id, its step-1
+sends today, its last send's time, the gap drawn after that send (seconds, ``None``:
+none), its first send's time (ledger times)."""
+
+UNUSED: CredentialUsage = ("", 0, None, None, None)
+"""The usage of a credential that never sent."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +118,7 @@ class Sends(Repository):
             for intent in intents:
                 cursor = self._db.execute(
                     "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
-                    "intent_at, subject) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "intent_at, subject, gap_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         intent.campaign_id,
                         intent.credential_id,
@@ -107,6 +127,7 @@ class Sends(Repository):
                         intent.message_id,
                         stamp(intent.at),
                         intent.subject,
+                        intent.gap_s,
                     ),
                 )
                 ids.append(int(cursor.lastrowid or 0))
@@ -271,19 +292,17 @@ class Sends(Repository):
             raise storage_error(err) from err
         return SendTally(total=int(row[0]), today=int(row[1]), step1_today=int(row[2]))
 
-    def step1_today(
-        self, campaign_id: str, day_start: datetime
-    ) -> dict[str, tuple[int, str | None]]:
-        """Per credential: step-1 sends since ``day_start`` and the time of its last send.
+    def usage(self, campaign_id: str, day_start: datetime) -> dict[str, CredentialUsage]:
+        """Per credential: step-1 sends since ``day_start``, last send, its gap, first send.
 
-        Every credential that ever made a counted send is listed. From a UTC midnight
-        (what callers pass) one row per credential answers, kept by triggers, whatever
-        the history holds.
+        See :data:`CredentialUsage`. Every credential that ever made a counted send is
+        listed. From a UTC midnight (what callers pass) one row per credential answers,
+        kept by triggers, whatever the history holds.
         """
         since = stamp(day_start)
         try:
             if not since.endswith(_MIDNIGHT):
-                return self._step1_since(campaign_id, since)
+                return self._usage_since(campaign_id, since)
             # The last send's day is the latest day with sends: today's count is its
             # count, or 0 if it was before today (after today only if the clock went
             # back: add up).
@@ -291,17 +310,17 @@ class Sends(Repository):
                 "SELECT credential_id, CASE WHEN at < :since THEN 0 "
                 "WHEN substr(at, 1, 10) = :day THEN day_step1 ELSE (SELECT sum(step1) "
                 "FROM credential_days AS d WHERE d.campaign_id = :campaign AND d.day >= :day "
-                "AND d.credential_id = last.credential_id) END, at "
+                "AND d.credential_id = last.credential_id) END, at, gap_s, first_at "
                 "FROM credential_last_send AS last WHERE campaign_id = :campaign "
                 "AND at IS NOT NULL",
                 {"campaign": campaign_id, "since": since, "day": since[:10]},
             ).fetchall()
         except sqlite3.Error as err:
             raise storage_error(err) from err
-        return {key: (sent, at) for key, sent, at in rows}
+        return {row[0]: row for row in rows}
 
-    def _step1_since(self, campaign_id: str, since: str) -> dict[str, tuple[int, str | None]]:
-        """:meth:`step1_today` from another time than a midnight: counted from the sends."""
+    def _usage_since(self, campaign_id: str, since: str) -> dict[str, CredentialUsage]:
+        """:meth:`usage` from another time than a midnight: counted from the sends."""
         sent = self._db.execute(
             "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
             "WHERE campaign_id = ? AND intent_at >= ? AND step = 1 "
@@ -310,11 +329,14 @@ class Sends(Repository):
         ).fetchall()
         counts = dict(sent)
         last = self._db.execute(
-            "SELECT credential_id, at FROM credential_last_send WHERE campaign_id = ? "
-            "AND at IS NOT NULL",
+            "SELECT credential_id, at, gap_s, first_at FROM credential_last_send "
+            "WHERE campaign_id = ? AND at IS NOT NULL",
             (campaign_id,),
         )
-        return {str(key): (int(counts.get(key, 0)), at) for key, at in last}
+        return {
+            str(key): (str(key), int(counts.get(key, 0)), at, gap, first)
+            for key, at, gap, first in last
+        }
 
     def since(self, campaign_id: str, since: datetime) -> dict[str, int]:
         """Per credential: sends of any step since ``since`` (for rate limits)."""

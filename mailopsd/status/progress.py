@@ -148,7 +148,7 @@ class _Outlook:
         if self.new_leads <= 0:
             return None
         usable = [c for c in credentials if c.get("state") in USABLE_STATES]
-        room = sum(int(str(c["daily_limit"])) - int(str(c["sent_today"])) for c in usable)
+        room = sum(int(str(c["daily_cap"])) - int(str(c["sent_today"])) for c in usable)
         held_by: str | None = None
         at: datetime | None = self.now
         if not usable:
@@ -195,7 +195,7 @@ def campaign_progress(
         ledger: An open ledger connection.
         campaign_id: The campaign.
         snapshot: Its snapshot in the ledger (settings, sequence, window).
-        credentials: Its credentials as status reports them (state, limit, sent today).
+        credentials: Its credentials as status reports them (state, daily cap, sent today).
         now: The current time.
 
     Returns:

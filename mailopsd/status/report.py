@@ -20,7 +20,7 @@ from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
-from mailopsd.state.sends import CredentialCounts
+from mailopsd.state.sends import UNUSED, CredentialCounts, CredentialUsage
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -28,6 +28,7 @@ from mailopsd.state.statefile import (
     format_time,
     load_state,
 )
+from mailopsd.status.pacing import pace_report
 from mailopsd.status.progress import campaign_progress
 
 __all__ = [
@@ -119,6 +120,8 @@ def _credential(
     ids: CredentialRef,
     snapshot: Mapping[str, object],
     campaign: Mapping[str, object],
+    *,
+    usage: CredentialUsage,
     state: StateFile,
     now: datetime,
 ) -> dict[str, object]:
@@ -135,6 +138,7 @@ def _credential(
         "disabled_reason": entry.disabled_reason,
         "auth_failed_reason": entry.auth_failed_reason,
         "sent_today": counts.sent_today,
+        **pace_report(ids, snapshot, usage, entry=entry, now=now),
         "followups_today": counts.followups_today,
         "bounce_window_start": format_time(window_start),
         "sends_in_window": counts.sends_in_window,
@@ -207,8 +211,17 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
         try:
             credentials = ledger.campaigns.active_credentials()
             for campaign_id, campaign in sorted(ledger.campaigns.active().items()):
+                usage = ledger.sends.usage(campaign_id, utc_day_start(now))
                 rows = [
-                    _credential(ledger, key, snapshot, campaign, state, now)
+                    _credential(
+                        ledger,
+                        key,
+                        snapshot,
+                        campaign,
+                        usage=usage.get(key[1], UNUSED),
+                        state=state,
+                        now=now,
+                    )
                     for key, snapshot in sorted(credentials.items())
                     if key[0] == campaign_id
                 ]

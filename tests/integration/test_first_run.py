@@ -49,10 +49,11 @@ def _sandbox(root: Path) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     ("now", "next_due"),
     [
-        # Sunday 03:00 in Paris: the demo campaign's time zone.
-        ("2026-12-06T03:00:00+01:00", "Wed 2026-12-09 03:00 Europe/Paris (2026-12-09T02:00:00Z)"),
-        ("2026-12-07T10:00:00+01:00", "Thu 2026-12-10 10:00 Europe/Paris (2026-12-10T09:00:00Z)"),
-        ("2026-12-09T23:30:00+01:00", "Sat 2026-12-12 23:30 Europe/Paris (2026-12-12T22:30:00Z)"),
+        # Sunday 03:00 in Paris: the demo campaign's time zone. Step 2 is due 3 days later,
+        # plus each lead's draw of delay_jitter (2 hours): the first lead's is 44:57.
+        ("2026-12-06T03:00:00+01:00", "Wed 2026-12-09 03:44 Europe/Paris (2026-12-09T02:44:57Z)"),
+        ("2026-12-07T10:00:00+01:00", "Thu 2026-12-10 10:44 Europe/Paris (2026-12-10T09:44:57Z)"),
+        ("2026-12-09T23:30:00+01:00", "Sun 2026-12-13 00:14 Europe/Paris (2026-12-12T23:14:57Z)"),
     ],
 )
 def test_demo_sends_at_any_hour_and_says_so(
@@ -93,9 +94,9 @@ def test_status_after_the_demo_run(checkout: Path, capsys: pytest.CaptureFixture
         "  leads: 0 new, 3 in sequence (after step 1: 3), 0 finished, 0 replied, 0 bounced, "
         "0 unsubscribed, 0 stopped",
         "  sends: 3 today (UTC day), 3 in total",
-        "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:00 Europe/Paris "
-        "(2026-12-09T02:00:00Z)",
-        "  finish: about Sun 2026-12-13 15:00 Europe/Paris (2026-12-13T14:00:00Z), when the "
+        "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:44 Europe/Paris "
+        "(2026-12-09T02:44:57Z)",
+        "  finish: about Sun 2026-12-13 16:51 Europe/Paris (2026-12-13T15:51:01Z), when the "
         "last lead's last step is due",
     ]
 
@@ -110,8 +111,8 @@ def test_second_run_says_nothing_was_due(
     assert code == 0
     assert out.splitlines()[1:] == [
         "campaign demo-welcome: sent 0, failed 0",
-        "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:00 Europe/Paris "
-        "(2026-12-09T02:00:00Z)",
+        "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:44 Europe/Paris "
+        "(2026-12-09T02:44:57Z)",
         "details: mailopsd status --state-dir state",
     ]
     assert sum(len(recipients) for recipients in _sandbox(checkout).values()) == 3

@@ -78,6 +78,7 @@ class TestMetrics:
         assert samples[("mailopsd_opens_total", campaign)] == 2
         assert samples[("mailopsd_clicks_total", campaign)] == 1
         assert samples[("mailopsd_credential_disabled", _credential())] == 0
+        assert samples[("mailopsd_credential_daily_cap", _credential())] == 100  # no ramp
         assert samples[("mailopsd_credential_daily_headroom", _credential())] == 97
         assert samples[("mailopsd_ledger_readable", ())] == 1
         names = {name for name, _ in samples}
@@ -146,3 +147,24 @@ def test_mailbox_polls_are_counted_and_timed(tmp_path: Path, smtp_server: SmtpSe
     took = after[("mailopsd_imap_last_poll_duration_seconds", _credential())]
     assert 0 < took == after[("mailopsd_imap_poll_seconds_total", _credential())]
     assert after[("mailopsd_imap_error", _credential())] == 1
+
+
+def test_daily_cap_follows_the_ramp(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """A mailbox on a ramp shows its effective daily cap, and headroom under that cap."""
+    path = _write_config(tmp_path, smtp_server, leads=5)
+    config = yaml.safe_load(path.read_text())
+    config["campaigns"]["camp"]["smtp_credentials"]["a"]["ramp"] = {
+        "start": 2,
+        "step": 2,
+        "every": "1 day",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    with _daemon(tmp_path, smtp_server, rewrite=False) as started:
+        assert started.daemon.dispatch() == 2  # the ramp's first day: 2, not daily_limit 100
+        today = _scrape(started)
+        started.clock[0] = START + timedelta(days=1)
+        tomorrow = _scrape(started)
+    assert today[("mailopsd_credential_daily_cap", _credential())] == 2
+    assert today[("mailopsd_credential_daily_headroom", _credential())] == 0
+    assert tomorrow[("mailopsd_credential_daily_cap", _credential())] == 4
+    assert tomorrow[("mailopsd_credential_daily_headroom", _credential())] == 4

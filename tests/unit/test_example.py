@@ -16,8 +16,10 @@ from mailopsd.config.models import (
     Config,
     Credential,
     Http,
+    Ramp,
     RateLimit,
     SendWindow,
+    Spread,
     Step,
     Tracking,
     Unsubscribe,
@@ -50,8 +52,10 @@ def test_example_is_valid() -> None:
         Config,
         Credential,
         Http,
+        Ramp,
         RateLimit,
         SendWindow,
+        Spread,
         Step,
         Tracking,
         Unsubscribe,
@@ -60,5 +64,6 @@ def test_example_is_valid() -> None:
 def test_example_uses_every_field(model: type[BaseModel]) -> None:
     """Every field of the schema appears in the example, so a newcomer sees it."""
     text = EXAMPLE.read_text()
-    missing = [name for name in model.model_fields if not re.search(rf"\b{name}:", text)]
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    missing = [name for name in names if not re.search(rf"\b{name}:", text)]
     assert missing == []

@@ -106,6 +106,27 @@ class TestActions:
         ]
         assert "hmac" not in result.lines()[0]
 
+    def test_settings_with_fields_show_each_change(self) -> None:
+        """A changed ramp names each changed field; a new spread shows its value; a list
+        is only named."""
+        before = {**CREDENTIAL, "ramp": {"every": "1 day", "start": 2, "step": 2}}
+        changed = {
+            **CREDENTIAL,
+            "ramp": {"start": 5, "step": 2, "every": "2 days"},
+            "min_interval": {"min": "90 seconds", "max": "140 seconds"},
+            "imap_folders": ["INBOX", "Junk"],
+        }
+        observed = Observed(
+            campaigns={"acme": CAMPAIGN},
+            credentials={KEY: before},
+            leads_digests={"acme": "d1"},
+        )
+        result = plan(_desired(credentials={KEY: changed}), observed)
+        assert result.lines() == [
+            "~ credential acme/primary: ramp.start 2 -> 5, ramp.every 1 day -> 2 days, "
+            "min_interval None -> {min: 90 seconds, max: 140 seconds}, imap_folders (changed)"
+        ]
+
     def test_credential_removed(self) -> None:
         """A credential gone from the config is removed (history kept)."""
         result = plan(_desired(credentials={}), _applied())

@@ -261,7 +261,8 @@ class TestCredentialScalars:
         assert credential.rate_limit.period.months == 4
         assert credential.rate_limit.period.seconds == 5 * 3600
         assert credential.min_interval is not None
-        assert credential.min_interval.seconds == 90
+        assert credential.min_interval.is_fixed
+        assert credential.min_interval.min.seconds == 90
         assert credential.reenabled_at == datetime(2026, 11, 23, 12, tzinfo=UTC)
         assert credential.smtp_password.get_secret_value() == CANARY
         assert not credential.has_imap

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailopsd.state.ledger import Ledger
-from mailopsd.state.schema import _MIGRATIONS, SCHEMA_VERSION, stamp
+from mailopsd.state.schema import _MIGRATIONS, SCHEMA_VERSION, _statements, stamp
 from mailopsd.state.sends import Intent
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
@@ -16,15 +16,26 @@ MIDNIGHT = NOW.replace(hour=0, minute=0)
 OUTCOMES = ("sent", "sent", "sent", "deferred", "bounced", "unknown", "not_sent", "auth_failed")
 
 
-def _step1_today(db: sqlite3.Connection, campaign: str, day: datetime) -> dict[str, object]:
-    """What step1_today answered when it read the whole sends table (schema 3)."""
+def _usage(db: sqlite3.Connection, campaign: str, day: datetime) -> dict[str, object]:
+    """What usage answers, read from the whole sends table: step-1 sends since ``day``,
+    the last send with its gap, the first send."""
     rows = db.execute(
-        "SELECT credential_id, coalesce(sum(step = 1 AND intent_at >= ?), 0), max(intent_at) "
-        "FROM sends WHERE campaign_id = ? AND outcome IN ('pending', 'sent', 'unknown', 'bounced') "
+        "SELECT credential_id, coalesce(sum(step = 1 AND intent_at >= ?), 0), max(intent_at), "
+        "min(intent_at) FROM sends "
+        "WHERE campaign_id = ? AND outcome IN ('pending', 'sent', 'unknown', 'bounced') "
         "GROUP BY credential_id",
         (stamp(day), campaign),
-    )
-    return {row[0]: (row[1], row[2]) for row in rows}
+    ).fetchall()
+    usage = {}
+    for credential, sent, last, first in rows:
+        gaps = db.execute(
+            "SELECT DISTINCT gap_s FROM sends WHERE campaign_id = ? AND credential_id = ? "
+            "AND intent_at = ? AND outcome IN ('pending', 'sent', 'unknown', 'bounced')",
+            (campaign, credential, last),
+        ).fetchall()
+        assert len(gaps) == 1, "one gap per send time (a credential with a gap sends one a tick)"
+        usage[credential] = (credential, sent, last, gaps[0][0], first)
+    return usage
 
 
 def _sends_since(db: sqlite3.Connection, campaign: str, since: datetime) -> dict[str, int]:
@@ -68,7 +79,7 @@ def _check(ledger: Ledger, db: sqlite3.Connection) -> None:
     """Every question a tick or status asks gets the answer a full scan gives."""
     for campaign in ("acme", "beta"):
         for day in (MIDNIGHT, MIDNIGHT - timedelta(days=1), NOW - timedelta(hours=5)):
-            assert ledger.sends.step1_today(campaign, day) == _step1_today(db, campaign, day)
+            assert ledger.sends.usage(campaign, day) == _usage(db, campaign, day)
         for since in (NOW - timedelta(hours=1), NOW - timedelta(days=2)):
             assert ledger.sends.since(campaign, since) == _sends_since(db, campaign, since)
         for credential in ("a", "b", "c", "z"):
@@ -101,7 +112,8 @@ def test_counters_follow_every_send_and_outcome(tmp_path: Path) -> None:
                 rng.choice((1, 1, 2, 3)),
                 f"<{tick}.{n}@example.com>",
                 "subject",
-                NOW - timedelta(minutes=rng.randrange(4 * 24 * 60)),
+                NOW - timedelta(minutes=rng.randrange(4 * 24 * 60), seconds=tick * 6 + n),
+                rng.choice((None, 60, 90, 600)),
             )
             for n in range(rng.randrange(1, 6))
         ]
@@ -132,8 +144,8 @@ def test_a_send_after_today_still_counts(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     for at in (NOW, NOW + timedelta(days=1), NOW + timedelta(days=2, hours=1)):
         ledger.sends.record_intents([Intent("acme", "a", "x@example.net", 1, "<m>", "s", at)])
-    assert ledger.sends.step1_today("acme", MIDNIGHT) == {
-        "a": (3, stamp(NOW + timedelta(days=2, hours=1)))
+    assert ledger.sends.usage("acme", MIDNIGHT) == {
+        "a": ("a", 3, stamp(NOW + timedelta(days=2, hours=1)), None, stamp(NOW))
     }
     _check(ledger, db)
     db.close()
@@ -142,7 +154,7 @@ def test_a_send_after_today_still_counts(tmp_path: Path) -> None:
 
 def test_schema_3_ledger_gets_its_counters(tmp_path: Path) -> None:
     """A ledger of schema 3 is migrated: counters built from its sends, then kept."""
-    assert SCHEMA_VERSION >= 4  # migrations 4 and on run over these sends
+    assert SCHEMA_VERSION >= 7  # migrations 4 and on (7: gaps, first sends) run over these
     connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
     for version in (1, 2, 3):
         connection.executescript(_MIGRATIONS[version])
@@ -165,13 +177,19 @@ def test_schema_3_ledger_gets_its_counters(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path)
     db = sqlite3.connect(tmp_path / "ledger.sqlite3")
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert ledger.sends.step1_today("acme", MIDNIGHT) == {
-        "a": (1, stamp(NOW - timedelta(hours=1))),
-        "b": (0, stamp(NOW - timedelta(days=2))),
+    assert ledger.sends.usage("acme", MIDNIGHT) == {
+        "a": ("a", 1, stamp(NOW - timedelta(hours=1)), None, stamp(NOW - timedelta(days=1))),
+        "b": ("b", 0, stamp(NOW - timedelta(days=2)), None, stamp(NOW - timedelta(days=2))),
     }
     _check(ledger, db)
-    ledger.sends.record_intents([Intent("acme", "b", "y@example.net", 1, "<n>", "s", NOW)])
-    assert ledger.sends.step1_today("acme", MIDNIGHT)["b"] == (1, stamp(NOW))
+    ledger.sends.record_intents([Intent("acme", "b", "y@example.net", 1, "<n>", "s", NOW, 90)])
+    assert ledger.sends.usage("acme", MIDNIGHT)["b"] == (
+        "b",
+        1,
+        stamp(NOW),
+        90,
+        stamp(NOW - timedelta(days=2)),
+    )
     _check(ledger, db)
     assert ledger.integrity_ok()
     db.close()
@@ -203,3 +221,43 @@ def test_many_reports_about_one_address_count_once(tmp_path: Path) -> None:
     finally:
         ledger.close()
     assert (counts.bounces_in_window, counts.blocks_in_window) == (2, 1)
+
+
+def test_schema_6_ledger_gets_gaps_and_first_sends(tmp_path: Path) -> None:
+    """A ledger of schema 6 is migrated to 7: each credential's first send is found in its
+    sends, no gap is made up for them, and the new triggers keep both from then on."""
+    connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    for version in range(1, 7):
+        for statement in _statements(_MIGRATIONS[version]):
+            connection.execute(statement)
+    connection.executemany(
+        "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, intent_at, "
+        "outcome) VALUES ('acme', ?, 'x@example.net', 1, '<m>', ?, ?)",
+        [
+            ("a", stamp(NOW - timedelta(days=9)), "deferred"),  # not counted: not the first
+            ("a", stamp(NOW - timedelta(days=3)), "sent"),
+            ("a", stamp(NOW - timedelta(hours=1)), "sent"),
+            ("b", stamp(NOW - timedelta(days=1)), "bounced"),
+        ],
+    )
+    connection.execute("PRAGMA user_version = 6")
+    connection.commit()
+    connection.close()
+    ledger = Ledger.open(tmp_path)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    assert ledger.sends.usage("acme", MIDNIGHT) == {
+        "a": ("a", 1, stamp(NOW - timedelta(hours=1)), None, stamp(NOW - timedelta(days=3))),
+        "b": ("b", 0, stamp(NOW - timedelta(days=1)), None, stamp(NOW - timedelta(days=1))),
+    }
+    ledger.sends.record_intents([Intent("acme", "a", "y@example.net", 1, "<n>", "s", NOW, 120)])
+    assert ledger.sends.usage("acme", MIDNIGHT)["a"] == (
+        "a",
+        2,
+        stamp(NOW),
+        120,
+        stamp(NOW - timedelta(days=3)),
+    )
+    _check(ledger, db)
+    assert ledger.integrity_ok()
+    db.close()
+    ledger.close()
