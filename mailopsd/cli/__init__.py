@@ -19,6 +19,7 @@ from mailopsd.cli.apikey import add_apikey
 from mailopsd.cli.commands import add_commands
 from mailopsd.cli.common import EXIT_FAILURE, EXIT_USAGE, print_issues
 from mailopsd.cli.secrets import add_secrets
+from mailopsd.cli.stats import add_stats
 from mailopsd.errors import ConfigError, MailopsError
 
 __all__ = ["main"]
@@ -41,6 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_commands(commands)
     add_secrets(commands)
     add_apikey(commands)
+    add_stats(commands)
     return parser
 
 

@@ -27,7 +27,7 @@ from mailopsd import backoff
 from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.dispatch import progression, report
+from mailopsd.dispatch import progression, report, variants
 from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.rotation import Budget, Picker
@@ -85,6 +85,7 @@ class _Job:
             self.outgoing.message_id,
             self.outgoing.subject,
             at,
+            self.lead.variants.get(str(self.lead.step + 1)),
         )
 
 
@@ -260,12 +261,16 @@ class Dispatcher:
     ) -> _Job | LeadProgress:
         campaign = loaded.config.campaigns[campaign_id]
         credential = campaign.smtp_credentials[credential_id]
+        versions = variants.assigned(campaign_id, campaign, lead.email, lead.variants, lead.step)
+        lead = replace(lead, variants=versions)
+        variant = versions.get(str(lead.step + 1))
         try:
             outgoing = compose(
                 campaign,
                 credential,
                 step_index=lead.step,
-                body_template=loaded.bodies[campaign_id, lead.step],
+                variant=variant,
+                body_template=loaded.body(campaign_id, lead.step, variant),
                 email=lead.email,
                 fields=lead.fields,
                 first_subject=lead.first_subject,

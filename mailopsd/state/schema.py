@@ -12,12 +12,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from mailopsd.config import addresses
+from mailopsd.lifecycle import COUNTED_OUTCOMES
 from mailopsd.state.db import Database
 from mailopsd.state.errors import StorageTooNewError
 
-__all__ = ["SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
+__all__ = ["COUNTED_SQL", "SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
+COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
+"""The outcomes of sends that count (toward limits and rates), as an SQL list."""
 
 # The bodies of migration 4's triggers: one counts a send that became counted (inserted,
 # or updated into a counted outcome), the other takes back one that stopped counting
@@ -264,6 +267,14 @@ _MIGRATIONS: dict[int, str] = {
     # Addresses kept under their normal form (see config/addresses.py); the rows are
     # rewritten by _rekey_addresses, run with this migration.
     6: "",
+    # A/B/n variants: the version of each step a lead was given (by step number, as
+    # JSON), the version each send carried, and the index that counts sends by step and
+    # version without reading the table.
+    7: """
+    ALTER TABLE leads ADD COLUMN variants TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE sends ADD COLUMN variant TEXT;
+    CREATE INDEX sends_by_step ON sends (campaign_id, step, variant, outcome);
+    """,
 }
 _REKEY_MIGRATION = 6
 

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailopsd.config import addresses
-from mailopsd.lifecycle import COUNTED_OUTCOMES, SendOutcome
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
-from mailopsd.state.schema import stamp, unstamp
+from mailopsd.state.schema import COUNTED_SQL, stamp, unstamp
 
 __all__ = ["Bounce", "CredentialCounts", "Intent", "SendTally", "Sends"]
 
 # The counted outcomes as an SQL list, for ``outcome IN ...``, and single outcomes.
-_COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 _PENDING_SQL = f"'{SendOutcome.PENDING.value}'"
 _UNKNOWN_SQL = f"'{SendOutcome.UNKNOWN.value}'"
 _MIDNIGHT = "T00:00:00.000000Z"
@@ -40,6 +39,8 @@ class Intent:
     message_id: str
     subject: str
     at: datetime
+    variant: str | None = None
+    """The version of the step sent, if the step has variants."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class Sends(Repository):
             for intent in intents:
                 cursor = self._db.execute(
                     "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
-                    "intent_at, subject) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "intent_at, subject, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         intent.campaign_id,
                         intent.credential_id,
@@ -107,6 +108,7 @@ class Sends(Repository):
                         intent.message_id,
                         stamp(intent.at),
                         intent.subject,
+                        intent.variant,
                     ),
                 )
                 ids.append(int(cursor.lastrowid or 0))
@@ -186,14 +188,17 @@ class Sends(Repository):
         try:
             rows = self._db.execute(
                 "SELECT id, campaign_id, credential_id, email, step, message_id, subject, "
-                f"intent_at FROM sends WHERE outcome = {_PENDING_SQL} ORDER BY id"
+                f"intent_at, variant FROM sends WHERE outcome = {_PENDING_SQL} ORDER BY id"
             ).fetchall()
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return [
             (
                 int(row[0]),
-                Intent(row[1], row[2], row[3], int(row[4]), row[5], row[6] or "", unstamp(row[7])),
+                Intent(
+                    *(row[1], row[2], row[3], int(row[4]), row[5], row[6] or ""),
+                    *(unstamp(row[7]), row[8]),
+                ),
             )
             for row in rows
         ]
@@ -210,7 +215,7 @@ class Sends(Repository):
                 "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
                 "coalesce(sum(intent_at >= :window), 0) "
                 "FROM sends INDEXED BY sends_by_credential WHERE campaign_id = :campaign "
-                f"AND credential_id = :credential AND outcome IN {_COUNTED_SQL} "
+                f"AND credential_id = :credential AND outcome IN {COUNTED_SQL} "
                 "AND intent_at >= :since",
                 {
                     "day": day,
@@ -305,7 +310,7 @@ class Sends(Repository):
         sent = self._db.execute(
             "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
             "WHERE campaign_id = ? AND intent_at >= ? AND step = 1 "
-            f"AND outcome IN {_COUNTED_SQL} GROUP BY credential_id",
+            f"AND outcome IN {COUNTED_SQL} GROUP BY credential_id",
             (campaign_id, since),
         ).fetchall()
         counts = dict(sent)
@@ -321,7 +326,7 @@ class Sends(Repository):
         try:
             rows = self._db.execute(
                 "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
-                f"WHERE campaign_id = ? AND intent_at >= ? AND outcome IN {_COUNTED_SQL} "
+                f"WHERE campaign_id = ? AND intent_at >= ? AND outcome IN {COUNTED_SQL} "
                 "GROUP BY credential_id",
                 (campaign_id, stamp(since)),
             )
@@ -334,7 +339,7 @@ class Sends(Repository):
         try:
             row = self._db.execute(
                 "SELECT intent_at FROM sends INDEXED BY sends_by_credential WHERE campaign_id = ? "
-                f"AND credential_id = ? AND outcome IN {_COUNTED_SQL} ORDER BY intent_at LIMIT 1",
+                f"AND credential_id = ? AND outcome IN {COUNTED_SQL} ORDER BY intent_at LIMIT 1",
                 (campaign_id, credential_id),
             ).fetchone()
         except sqlite3.Error as err:
