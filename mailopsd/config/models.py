@@ -190,7 +190,7 @@ class Variant(_Model):
         if self.body is not None and self.body_file is not None:
             raise failure("give at most one of body or body_file", field="body")
         if self.subject is None and self.body is None and self.body_file is None:
-            raise failure("a variant sets a subject, a body or both", field="subject")
+            raise failure("a variant sets a subject, a body or both")
         return self
 
     @property

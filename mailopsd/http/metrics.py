@@ -252,7 +252,7 @@ _STEP_COUNTERS = {
     "sends": "Sends by step and variant (variant empty for a step without variants).",
     "replies": "Leads that replied, by the last step (and its variant) they were sent.",
     "bounces": "Hard bounces, by the step (and its variant) of the send they report.",
-    "unsubscribes": "Leads stopped by an unsubscribe, by the last step (and variant) sent.",
+    "unsubscribes": "Leads that unsubscribed, by the last step (and its variant) they were sent.",
 }
 _READABLE_HELP = "1 if the ledger could be read for this scrape."
 

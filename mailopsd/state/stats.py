@@ -4,8 +4,9 @@ Sends are counted from the ``sends`` table (counted outcomes only: a send that n
 left is no send) through its ``sends_by_step`` index. An answer is put down to the last
 step the lead was sent before it, in the version the lead was given of that step:
 
-- replies: leads that replied (a reply recorded from the mailbox, not an auto-reply),
-- unsubscribes: leads whose sequence stopped on an unsubscribe (a link or a mail),
+- replies: leads that replied (a reply read from the mailbox, not an auto-reply),
+- unsubscribes: leads that asked to be unsubscribed (the one-click link, or a mail to
+  the ``List-Unsubscribe`` address),
 - bounces: hard bounces, each put down to the send it reports (their ``send_id``).
 """
 
@@ -53,17 +54,12 @@ class StepStats(Repository):
                     f"AND outcome IN {COUNTED_SQL} GROUP BY step, coalesce(variant, '')",
                     (campaign_id,),
                 ).fetchall()
-                replies = self._db.execute(
-                    # From the replies to their leads: far fewer replies than leads.
-                    f"SELECT l.step, {_LAST_VERSION}, count(DISTINCT l.email) FROM replies AS r "
-                    "CROSS JOIN leads AS l ON l.campaign_id = r.campaign_id AND l.email = r.email "
-                    "WHERE r.campaign_id = ? AND r.kind = 'reply' AND l.step > 0 GROUP BY 1, 2",
-                    (campaign_id,),
-                ).fetchall()
-                unsubscribes = self._db.execute(
-                    f"SELECT l.step, {_LAST_VERSION}, count(*) FROM leads AS l "
-                    "WHERE l.campaign_id = ? AND l.step > 0 AND l.state = 'stopped' "
-                    "AND l.stop_reason = 'unsubscribed' GROUP BY 1, 2",
+                # From the answers to their leads: far fewer answers than leads.
+                answers = self._db.execute(
+                    f"SELECT r.kind, l.step, {_LAST_VERSION}, count(DISTINCT l.email) "
+                    "FROM replies AS r CROSS JOIN leads AS l ON l.campaign_id = r.campaign_id "
+                    "AND l.email = r.email WHERE r.campaign_id = ? "
+                    "AND r.kind IN ('reply', 'unsubscribe') AND l.step > 0 GROUP BY 1, 2, 3",
                     (campaign_id,),
                 ).fetchall()
                 bounces = self._db.execute(
@@ -75,6 +71,8 @@ class StepStats(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
         counts: dict[tuple[int, str], StepCounts] = {}
+        replies = [row[1:] for row in answers if row[0] == "reply"]
+        unsubscribes = [row[1:] for row in answers if row[0] == "unsubscribe"]
         for name, rows in (
             ("sends", sends),
             ("replies", replies),

@@ -117,6 +117,7 @@ def test_a_removed_variant_sends_nothing_again_and_plan_says_so(
     state = tmp_path / "state"
     run_once(path, state, DAY1)
     _received(smtp_server)
+    capsys.readouterr()
     _edit_step2(path, {"warm": {"body": "Warm follow-up."}})
     plain = "--allow-plaintext-secrets"
     code, out, _ = run_cli(capsys, "plan", "--config", str(path), "--state-dir", str(state), plain)
@@ -162,6 +163,7 @@ def test_stats_count_sends_and_answers_by_variant(
     dovecot.append(user, inbox_mail.reply(warm[1], ADA, str(second[warm[1]]["Message-ID"])))
     dovecot.append(user, inbox_mail.unsubscribe(brief[0], ADA))
     assert run_once(path, state, LATER) == 0
+    capsys.readouterr()
 
     code, out, _ = run_cli(capsys, "stats", "camp", "--state-dir", str(state), "--json")
     assert code == 0
