@@ -144,11 +144,33 @@ class CampaignChanged:
     before: Snapshot
 
     def describe(self) -> str:
-        """One line for ``plan``."""
+        """One line for ``plan`` (and what a removed variant means for its leads)."""
         changes = ", ".join(
             _change(name, self.before, self.snapshot, set()) for name in self.fields
         )
-        return f"~ campaign {self.campaign_id}: {changes}"
+        notes = _removed_variants(self.before.get("sequence"), self.snapshot.get("sequence"))
+        return f"~ campaign {self.campaign_id}: {changes}" + "".join(f"; {n}" for n in notes)
+
+
+def _variant_names(sequence: object) -> list[list[str]]:
+    """Each step's variant ids, in order, from a campaign snapshot's ``sequence``."""
+    steps = sequence if isinstance(sequence, list) else []
+    return [list(step.get("variants") or {}) if isinstance(step, dict) else [] for step in steps]
+
+
+def _removed_variants(before: object, after: object) -> list[str]:
+    """What becomes of the leads given a variant the config no longer declares."""
+    notes = []
+    for number, (old, new) in enumerate(
+        zip(_variant_names(before), _variant_names(after), strict=False), start=1
+    ):
+        for name in (name for name in old if name not in new):
+            instead = f"variant {new[0]}" if new else "the step's own subject and body"
+            notes.append(
+                f"step {number} variant {name} removed: leads given it get {instead} if they "
+                "have not been sent that step yet (nothing is sent again)"
+            )
+    return notes
 
 
 @dataclass(frozen=True)

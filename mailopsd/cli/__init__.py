@@ -20,6 +20,7 @@ from mailopsd.cli.commands import add_commands
 from mailopsd.cli.common import EXIT_FAILURE, EXIT_USAGE, print_issues
 from mailopsd.cli.doctor import add_doctor
 from mailopsd.cli.secrets import add_secrets
+from mailopsd.cli.stats import add_stats
 from mailopsd.errors import ConfigError, MailopsError
 
 __all__ = ["main"]
@@ -43,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_doctor(commands)
     add_secrets(commands)
     add_apikey(commands)
+    add_stats(commands)
     return parser
 
 

@@ -88,7 +88,8 @@ class LoadedConfig:
         revision: sha256 over the config files' and body templates' bytes as read.
         campaign_files: The file each campaign is defined in.
         leads_columns: Each campaign's leads file columns, in order.
-        bodies: Each step's body template text, by ``(campaign id, step index)``.
+        bodies: Each step's body template text by ``(campaign id, step index, "")``, and
+            each variant's own by ``(campaign id, step index, variant id)``: see ``body``.
         root: The config tree (resolved): every file the config names is inside it.
         notes: What is valid but worth a warning, each located in a file.
     """
@@ -98,7 +99,7 @@ class LoadedConfig:
     revision: str
     campaign_files: Mapping[str, Path]
     leads_columns: Mapping[str, tuple[str, ...]]
-    bodies: Mapping[tuple[str, int], str]
+    bodies: Mapping[tuple[str, int, str], str]
     root: Path
     notes: tuple[ConfigIssue, ...] = ()
 
@@ -106,6 +107,14 @@ class LoadedConfig:
     def config_path(self) -> Path:
         """The absolute ``--config`` path that loads this config again: its file or directory."""
         return self.files[0].resolve() if len(self.files) == 1 else self.root
+
+    def body(self, campaign_id: str, index: int, variant: str | None = None) -> str:
+        """The body template of a step (0-based), as one of its variants has it.
+
+        A variant without a body of its own, or ``None``, gives the step's.
+        """
+        own = self.bodies.get((campaign_id, index, variant or ""))
+        return own if own is not None else self.bodies[campaign_id, index, ""]
 
     def leads_path(self, campaign_id: str) -> Path:
         """Return the leads file of a campaign, resolved against its config file."""
@@ -388,7 +397,7 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         raise ConfigError(merge.issues + wording.validation_issues(err, merge)) from None
     if not options.allow_plaintext_secrets:
         merge.issues.extend(secret_fields.plaintext_secrets(config, merge, options.identities))
-    bodies: dict[tuple[str, int], str] = {}
+    bodies: dict[tuple[str, int, str], str] = {}
     body_files: list[bytes] = []
     columns: dict[str, tuple[str, ...]] = {}
     for campaign_id, campaign in config.campaigns.items():

@@ -73,6 +73,7 @@ __all__ = [
     "Step",
     "Tracking",
     "Unsubscribe",
+    "Variant",
 ]
 
 CREDENTIAL_SECRET_FIELDS = frozenset(
@@ -175,6 +176,33 @@ class SendWindow(_Model):
         return self
 
 
+class Variant(_Model):
+    """One version of a step: its own subject and/or body; what it does not set, the step gives."""
+
+    subject: Line | None = Field(default=None, description="Subject template of this version.")
+    body: Text | None = Field(default=None, description="Body template (Jinja2), plain text.")
+    body_file: Text | None = Field(
+        default=None,
+        description="Path of a body template file, as for the step's body_file.",
+    )
+    weight: PositiveInt = Field(
+        default=1, description="Share of the leads given this version: weight / sum of weights."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.body is not None and self.body_file is not None:
+            raise failure("give at most one of body or body_file", field="body")
+        if self.subject is None and self.body is None and self.body_file is None:
+            raise failure("a variant sets a subject, a body or both")
+        return self
+
+    @property
+    def has_body(self) -> bool:
+        """Tell whether this version has a body of its own."""
+        return self.body is not None or self.body_file is not None
+
+
 class Step(_Model):
     """One message of a campaign's sequence."""
 
@@ -191,12 +219,33 @@ class Step(_Model):
     delay: PeriodValue | None = Field(
         default=None, description="Wait after the previous step was sent; not on step 1."
     )
+    variants: dict[Id, Variant] | None = Field(
+        default=None,
+        min_length=1,
+        description="Versions of this step by id (A/B/n): each lead is given one when it "
+        "enters the sequence and keeps it; a version's subject or body replaces the step's.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if (self.body is None) == (self.body_file is None):
+        if self.body is not None and self.body_file is not None:
             raise failure("give exactly one of body or body_file", field="body")
+        if self.body is None and self.body_file is None:
+            lacking = [name for name, v in (self.variants or {}).items() if not v.has_body]
+            if self.variants is None:
+                raise failure("give exactly one of body or body_file", field="body")
+            if lacking:
+                raise failure(
+                    f"variant {lacking[0]} has no body and the step has none: give the step "
+                    "a body (or body_file), or the variant one",
+                    field=f"variants.{lacking[0]}",
+                )
         return self
+
+    def subject_of(self, variant: str | None) -> str | None:
+        """The subject template of one version of the step (its own, else the step's)."""
+        chosen = (self.variants or {}).get(variant or "")
+        return chosen.subject if chosen is not None and chosen.subject else self.subject
 
 
 class Unsubscribe(_Model):
@@ -431,7 +480,14 @@ class Credential(_Model):
 
 def _sequence(steps: tuple[Step, ...]) -> tuple[Step, ...]:
     if steps[0].subject is None:
-        raise failure("step 1 needs a subject", field="0")
+        lacking = [name for name, v in (steps[0].variants or {}).items() if v.subject is None]
+        if steps[0].variants is None:
+            raise failure("step 1 needs a subject", field="0")
+        if lacking:
+            raise failure(
+                f"step 1 needs a subject: variant {lacking[0]} has none and the step has none",
+                field=f"0.variants.{lacking[0]}",
+            )
     if steps[0].delay is not None:
         raise failure("step 1 is sent to new leads at once; remove its delay", field="0.delay")
     for number, step in enumerate(steps[1:], start=2):

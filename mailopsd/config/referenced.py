@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mailopsd.config import confined, leads, suggest, templates
 from mailopsd.config.cache import LoadCache
-from mailopsd.config.models import Campaign
+from mailopsd.config.models import Campaign, Step, Variant
 from mailopsd.config.origins import Loc, Source
 from mailopsd.errors import ConfigIssue
 
@@ -68,7 +68,7 @@ class CampaignFiles:
     campaign: Campaign
     source: Source
     issues: list[ConfigIssue]
-    bodies: dict[tuple[str, int], str]
+    bodies: dict[tuple[str, int, str], str]
     body_files: list[bytes]
     root: Path
 
@@ -95,22 +95,24 @@ class CampaignFiles:
             self._issue(["leads"], str(err))
             return None
 
-    def _body(self, index: int) -> str | None:
-        step = self.campaign.sequence[index]
-        if step.body is not None:
-            return step.body
-        path = self.source.path.parent / str(step.body_file)
+    def _body(self, where: Step | Variant, loc: Loc) -> str | None:
+        """The body of a step or variant: as written, or read from its ``body_file``."""
+        if where.body is not None:
+            return where.body
+        if where.body_file is None:
+            return None
+        path = self.source.path.parent / str(where.body_file)
         try:
             raw = confined.read_bytes(
                 path, self.root, what="template file", limit_bytes=confined.BODY_MAX_BYTES
             )
             text = raw.decode("utf-8")
         except confined.RefusedFileError as err:
-            self._issue(["sequence", index, "body_file"], str(err))
+            self._issue([*loc, "body_file"], str(err))
             return None
         except (OSError, UnicodeDecodeError) as err:
             reason = "not found" if isinstance(err, FileNotFoundError) else f"unreadable: {err}"
-            self._issue(["sequence", index, "body_file"], f"template file {path} {reason}")
+            self._issue([*loc, "body_file"], f"template file {path} {reason}")
             return None
         self.body_files.append(raw)
         return text
@@ -144,17 +146,23 @@ class CampaignFiles:
                 self._issue(["smtp_credentials", credential_id, name], message)
 
     def check(self, columns: tuple[str, ...] | None) -> None:
-        """Read each step's body and check its templates (against ``columns`` if known)."""
+        """Read each step's and variant's body and check the templates (against ``columns``)."""
         for index, step in enumerate(self.campaign.sequence):
-            body = self._body(index)
-            if body is not None:
-                self.bodies[self.campaign_id, index] = body
-            name = "body" if step.body is not None else "body_file"
-            self._check_template(index, "subject", step.subject, columns)
-            self._check_template(index, name, body, columns)
+            versions: list[tuple[str, Step | Variant, Loc]] = [("", step, ["sequence", index])]
+            versions += [
+                (name, variant, ["sequence", index, "variants", name])
+                for name, variant in (step.variants or {}).items()
+            ]
+            for name, version, loc in versions:
+                body = self._body(version, loc)
+                if body is not None:
+                    self.bodies[self.campaign_id, index, name] = body
+                field = "body" if version.body is not None else "body_file"
+                self._check_template(index, [*loc, "subject"], version.subject, columns)
+                self._check_template(index, [*loc, field], body, columns)
 
     def _check_template(
-        self, index: int, name: str, source: str | None, columns: tuple[str, ...] | None
+        self, index: int, loc: Loc, source: str | None, columns: tuple[str, ...] | None
     ) -> None:
         if source is None:
             return
@@ -162,14 +170,14 @@ class CampaignFiles:
             variables = templates.template_variables(source)
             templates.check_render(source, variables)
         except templates.TemplateError as err:
-            self._issue(["sequence", index, name], str(err))
+            self._issue(loc, str(err))
             return
         if columns is None:
             return
         for variable in sorted(variables - set(columns)):
             hint = suggest.did_you_mean(variable, columns)
             self._issue(
-                ["sequence", index, name],
+                loc,
                 f"step {index + 1} uses {{{{ {variable} }}}} but {self.campaign.leads} has "
                 f"no {variable} column{f'; {hint}' if hint else ''} "
                 f"(columns: {', '.join(columns)})",

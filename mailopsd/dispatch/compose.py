@@ -258,11 +258,15 @@ def _footer(template: str | None, url: str | None, email: str) -> str:
 
 
 def _subject(
-    campaign: Campaign, step_index: int, fields: Mapping[str, str], first: str | None
+    campaign: Campaign,
+    step_index: int,
+    fields: Mapping[str, str],
+    first: str | None,
+    variant: str | None,
 ) -> str:
-    step = campaign.sequence[step_index]
-    if step.subject is not None:
-        return _render(step.subject, fields, f"step {step_index + 1} subject")
+    template = campaign.sequence[step_index].subject_of(variant)
+    if template is not None:
+        return _render(template, fields, f"step {step_index + 1} subject")
     base = first or ""
     return base if base.lower().startswith("re:") else f"Re: {base}"
 
@@ -280,8 +284,12 @@ def compose(
     now: datetime,
     token: str,
     links: LinkSettings | None = None,
+    variant: str | None = None,
 ) -> Outgoing:
     """Compose step ``step_index`` (0-based) of ``campaign`` for one lead.
+
+    ``variant`` is the version of the step the lead was given: its subject, if it has
+    one, replaces the step's (``body_template`` is already the version's).
 
     ``links`` (from ``link_settings``, with ``http`` configured) makes the unsubscribe
     URL the daemon's one-click link and turns tracking on as the settings say.
@@ -291,7 +299,7 @@ def compose(
     """
     to = ascii_address(email, "address")
     sender = ascii_address(credential.from_email, "from_email")
-    subject = _subject(campaign, step_index, fields, first_subject)
+    subject = _subject(campaign, step_index, fields, first_subject, variant)
     body = _render(body_template, fields, f"step {step_index + 1} body")
     domain = sender.rsplit("@", 1)[1]
     message_id = f"<{token}@{domain}>"

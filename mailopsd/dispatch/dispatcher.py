@@ -27,7 +27,7 @@ from mailopsd import backoff
 from mailopsd.config import pacing
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
-from mailopsd.dispatch import progression, report
+from mailopsd.dispatch import progression, report, variants
 from mailopsd.dispatch.budgets import credential_budgets
 from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.report import TickReport
@@ -92,6 +92,7 @@ class _Job:
                 credential_id=credential_id,
                 at=at,
             ),
+            self.lead.variants.get(str(self.lead.step + 1)),
         )
 
 
@@ -230,12 +231,16 @@ class Dispatcher:
     ) -> _Job | LeadProgress:
         campaign = loaded.config.campaigns[campaign_id]
         credential = campaign.smtp_credentials[credential_id]
+        versions = variants.assigned(campaign_id, campaign, lead.email, lead.variants, lead.step)
+        lead = replace(lead, variants=versions)
+        variant = versions.get(str(lead.step + 1))
         try:
             outgoing = compose(
                 campaign,
                 credential,
                 step_index=lead.step,
-                body_template=loaded.bodies[campaign_id, lead.step],
+                variant=variant,
+                body_template=loaded.body(campaign_id, lead.step, variant),
                 email=lead.email,
                 fields=lead.fields,
                 first_subject=lead.first_subject,

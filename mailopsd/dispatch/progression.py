@@ -100,8 +100,12 @@ def sent(lead: LeadProgress, intent: Intent, campaign: Campaign | None) -> LeadP
                 sent_at=intent.at,
             )
         state, next_due_at = LeadState.WAITING, stamp(due)
+    variants = lead.variants
+    if intent.variant is not None:  # what was sent is what the lead was given
+        variants = {**lead.variants, str(intent.step): intent.variant}
     return replace(
         lead,
+        variants=variants,
         state=state,
         step=intent.step,
         next_due_at=next_due_at,

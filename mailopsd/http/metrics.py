@@ -9,10 +9,11 @@ Counters restart from the ledger, so they survive a restart of the process; only
 reload counts and the mailbox polls are the process's own.
 
 Labels are config keys and fixed words only (``campaign``, ``credential``, ``outcome``,
-``kind``, ``account``, ``result``, ``revision``): never an address, a URL or a secret, so
-their number stays bounded and the endpoint needs no API key. A ledger that cannot be
-read leaves its metrics out and sets ``mailopsd_ledger_readable`` to 0. Poll counts
-and durations are the inbox's own, since the daemon began to follow each mailbox.
+``kind``, ``account``, ``result``, ``revision``, ``step``, ``variant``): never an address,
+a URL or a secret, so their number stays bounded and the endpoint needs no API key. A
+ledger that cannot be read leaves its metrics out and sets ``mailopsd_ledger_readable``
+to 0. Poll counts and durations are the inbox's own, since the daemon began to follow
+each mailbox.
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ class _Collector(Collector):
             yield GaugeMetricFamily("mailopsd_ledger_readable", _READABLE_HELP, value=0)
             return
         try:
-            families = [*_totals(ledger.totals.read()), *self._credentials(ledger)]
+            families = [
+                *_totals(ledger.totals.read()),
+                *self._credentials(ledger),
+                *self._steps(ledger),
+            ]
         except StorageError as err:
             logger.warning("metrics without ledger totals, ledger not readable error=%s", err)
             families = []
@@ -131,6 +136,22 @@ class _Collector(Collector):
         if revision is not None:
             info.add_metric([revision], 1)
         yield info
+
+    def _steps(self, ledger: Ledger) -> list[Metric]:
+        """Per campaign of the config now running, per step and variant: sends, answers."""
+        families = {
+            name: CounterMetricFamily(
+                f"mailopsd_step_{name}", documentation, labels=["campaign", "step", "variant"]
+            )
+            for name, documentation in _STEP_COUNTERS.items()
+        }
+        loaded = self.sources.loaded()
+        for campaign_id in sorted(loaded.config.campaigns if loaded is not None else ()):
+            for counts in ledger.stats.of(campaign_id):
+                labels = [campaign_id, str(counts.step), counts.variant]
+                for name, family in families.items():
+                    family.add_metric(labels, getattr(counts, name))
+        return list(families.values())
 
     def _credentials(self, ledger: Ledger) -> list[Metric]:
         """Per credential of the config now running: disabled, daily cap and headroom, mailbox."""
@@ -242,6 +263,12 @@ class _CredentialFamilies:
         ]
 
 
+_STEP_COUNTERS = {
+    "sends": "Sends by step and variant (variant empty for a step without variants).",
+    "replies": "Leads that replied, by the last step (and its variant) they were sent.",
+    "bounces": "Hard bounces, by the step (and its variant) of the send they report.",
+    "unsubscribes": "Leads that unsubscribed, by the last step (and its variant) they were sent.",
+}
 _READABLE_HELP = "1 if the ledger could be read for this scrape."
 
 

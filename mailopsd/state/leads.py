@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailopsd.state.db import Repository
@@ -42,6 +42,8 @@ class LeadProgress:
     first_subject: str | None
     last_error: str | None = None
     stop_reason: str | None = None
+    variants: Mapping[str, str] = field(default_factory=dict)
+    """The version of each step given to the lead, by step number (``"2"``), if any."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ _TALLIED_STATES = {
 
 _LEAD_COLUMNS = (
     "campaign_id, email, fields, state, step, credential_id, next_due_at, attempts, "
-    "message_ids, first_subject, last_error, stop_reason"
+    "message_ids, first_subject, last_error, stop_reason, variants"
 )
 
 
@@ -113,6 +115,7 @@ def _progress(row: tuple[object, ...]) -> LeadProgress:
         first_subject=None if row[9] is None else str(row[9]),
         last_error=None if row[10] is None else str(row[10]),
         stop_reason=None if row[11] is None else str(row[11]),
+        variants=json.loads(str(row[12])),
     )
 
 
@@ -240,8 +243,8 @@ class Leads(Repository):
                 "step = ?, credential_id = ?, "
                 "next_due_at = CASE WHEN state = 'stopped' THEN NULL ELSE ? END, "
                 "attempts = ?, message_ids = ?, first_subject = ?, last_error = ?, "
-                "stop_reason = CASE WHEN state = 'stopped' THEN stop_reason ELSE ? END "
-                "WHERE campaign_id = ? AND email = ?",
+                "stop_reason = CASE WHEN state = 'stopped' THEN stop_reason ELSE ? END, "
+                "variants = ? WHERE campaign_id = ? AND email = ?",
                 (
                     lead.state,
                     lead.step,
@@ -252,6 +255,7 @@ class Leads(Repository):
                     lead.first_subject,
                     lead.last_error,
                     lead.stop_reason,
+                    json.dumps(dict(lead.variants), sort_keys=True),
                     lead.campaign_id,
                     lead.email,
                 ),

@@ -33,6 +33,7 @@ from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
 from mailopsd.state.schema import SCHEMA_VERSION, migrate, schema_version
 from mailopsd.state.sends import Sends
+from mailopsd.state.stats import StepStats
 from mailopsd.state.suppression import Suppressions
 from mailopsd.state.totals import RunningTotals
 from mailopsd.state.tracking import Tracking
@@ -88,6 +89,7 @@ class Ledger:
         self.suppressions = Suppressions(database)
         self.tracking = Tracking(database)
         self.totals = RunningTotals(database)
+        self.stats = StepStats(database)
 
     @classmethod
     def scratch(cls) -> Ledger:

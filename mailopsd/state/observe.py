@@ -126,7 +126,12 @@ def _campaign_snapshot(
         campaign, lambda: campaign.model_dump(mode="json", exclude={"smtp_credentials"})
     )
     bodies = [
-        loaded.bodies.get((campaign_id, index), "") for index in range(len(campaign.sequence))
+        loaded.bodies.get((campaign_id, index, ""), "") for index in range(len(campaign.sequence))
+    ]
+    bodies += [  # a variant's own body file changes the campaign too
+        f"{index}/{name}/{loaded.bodies.get((campaign_id, index, name), '')}"
+        for index, step in enumerate(campaign.sequence)
+        for name in step.variants or ()
     ]
     snapshot["templates"] = hashlib.sha256("\0".join(bodies).encode()).hexdigest()
     snapshot["leads_path"] = str(loaded.leads_path(campaign_id).resolve())

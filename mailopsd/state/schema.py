@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from mailopsd.config import addresses
+from mailopsd.lifecycle import COUNTED_OUTCOMES
 from mailopsd.state import counters
 from mailopsd.state.db import Database
 from mailopsd.state.errors import StorageTooNewError
 
-__all__ = ["SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
+__all__ = ["COUNTED_SQL", "SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
+"""The outcomes of sends that count (toward limits and rates), as an SQL list."""
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -206,6 +209,14 @@ _MIGRATIONS: dict[int, str] = {
     # Pacing: the gap drawn after each send (min_interval), each credential's first send
     # (ramps); the counter triggers are replaced (see state/counters.py).
     7: counters.MIGRATION_7,
+    # A/B/n variants: the version of each step a lead was given (by step number, as
+    # JSON), the version each send carried, and the index that counts sends by step and
+    # version without reading the table.
+    8: """
+    ALTER TABLE leads ADD COLUMN variants TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE sends ADD COLUMN variant TEXT;
+    CREATE INDEX sends_by_step ON sends (campaign_id, step, variant, outcome);
+    """,
 }
 _REKEY_MIGRATION = 6
 

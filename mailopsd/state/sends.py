@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailopsd.config import addresses
-from mailopsd.lifecycle import COUNTED_OUTCOMES, SendOutcome
+from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
-from mailopsd.state.schema import stamp, unstamp
+from mailopsd.state.schema import COUNTED_SQL, stamp, unstamp
 
 __all__ = [
     "UNUSED",
@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 # The counted outcomes as an SQL list, for ``outcome IN ...``, and single outcomes.
-_COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 _PENDING_SQL = f"'{SendOutcome.PENDING.value}'"
 _UNKNOWN_SQL = f"'{SendOutcome.UNKNOWN.value}'"
 _MIDNIGHT = "T00:00:00.000000Z"
@@ -50,6 +49,8 @@ class Intent:
     at: datetime
     gap_s: int | None = None
     """The time drawn for this send's credential to wait after it (``min_interval``)."""
+    variant: str | None = None
+    """The version of the step sent, if the step has variants."""
 
 
 CredentialUsage = tuple[str, int, str | None, int | None, str | None]
@@ -118,7 +119,7 @@ class Sends(Repository):
             for intent in intents:
                 cursor = self._db.execute(
                     "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
-                    "intent_at, subject, gap_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "intent_at, subject, gap_s, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         intent.campaign_id,
                         intent.credential_id,
@@ -128,6 +129,7 @@ class Sends(Repository):
                         stamp(intent.at),
                         intent.subject,
                         intent.gap_s,
+                        intent.variant,
                     ),
                 )
                 ids.append(int(cursor.lastrowid or 0))
@@ -207,14 +209,18 @@ class Sends(Repository):
         try:
             rows = self._db.execute(
                 "SELECT id, campaign_id, credential_id, email, step, message_id, subject, "
-                f"intent_at FROM sends WHERE outcome = {_PENDING_SQL} ORDER BY id"
+                f"intent_at, variant FROM sends WHERE outcome = {_PENDING_SQL} ORDER BY id"
             ).fetchall()
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return [
             (
                 int(row[0]),
-                Intent(row[1], row[2], row[3], int(row[4]), row[5], row[6] or "", unstamp(row[7])),
+                Intent(
+                    *(row[1], row[2], row[3], int(row[4]), row[5], row[6] or ""),
+                    unstamp(row[7]),
+                    variant=row[8],
+                ),
             )
             for row in rows
         ]
@@ -231,7 +237,7 @@ class Sends(Repository):
                 "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
                 "coalesce(sum(intent_at >= :window), 0) "
                 "FROM sends INDEXED BY sends_by_credential WHERE campaign_id = :campaign "
-                f"AND credential_id = :credential AND outcome IN {_COUNTED_SQL} "
+                f"AND credential_id = :credential AND outcome IN {COUNTED_SQL} "
                 "AND intent_at >= :since",
                 {
                     "day": day,
@@ -324,7 +330,7 @@ class Sends(Repository):
         sent = self._db.execute(
             "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
             "WHERE campaign_id = ? AND intent_at >= ? AND step = 1 "
-            f"AND outcome IN {_COUNTED_SQL} GROUP BY credential_id",
+            f"AND outcome IN {COUNTED_SQL} GROUP BY credential_id",
             (campaign_id, since),
         ).fetchall()
         counts = dict(sent)
@@ -343,7 +349,7 @@ class Sends(Repository):
         try:
             rows = self._db.execute(
                 "SELECT credential_id, count(*) FROM sends INDEXED BY sends_by_time "
-                f"WHERE campaign_id = ? AND intent_at >= ? AND outcome IN {_COUNTED_SQL} "
+                f"WHERE campaign_id = ? AND intent_at >= ? AND outcome IN {COUNTED_SQL} "
                 "GROUP BY credential_id",
                 (campaign_id, stamp(since)),
             )
@@ -356,7 +362,7 @@ class Sends(Repository):
         try:
             row = self._db.execute(
                 "SELECT intent_at FROM sends INDEXED BY sends_by_credential WHERE campaign_id = ? "
-                f"AND credential_id = ? AND outcome IN {_COUNTED_SQL} ORDER BY intent_at LIMIT 1",
+                f"AND credential_id = ? AND outcome IN {COUNTED_SQL} ORDER BY intent_at LIMIT 1",
                 (campaign_id, credential_id),
             ).fetchone()
         except sqlite3.Error as err:

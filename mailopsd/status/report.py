@@ -30,6 +30,7 @@ from mailopsd.state.statefile import (
 )
 from mailopsd.status.pacing import pace_report
 from mailopsd.status.progress import campaign_progress
+from mailopsd.status.steps import step_report
 
 __all__ = [
     "PUBLIC_FIELDS",
@@ -234,6 +235,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         **progress,
                         "lead_problems": ledger.imports.problems(campaign_id),
                         "tracking": ledger.tracking.totals(campaign_id),
+                        "steps": step_report(ledger, campaign_id),
                         "smtp_credentials": rows,
                     }
                 )

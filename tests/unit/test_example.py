@@ -23,6 +23,7 @@ from mailopsd.config.models import (
     Step,
     Tracking,
     Unsubscribe,
+    Variant,
 )
 from mailopsd.secrets import parse_identities
 
@@ -59,6 +60,7 @@ def test_example_is_valid() -> None:
         Step,
         Tracking,
         Unsubscribe,
+        Variant,
     ],
 )
 def test_example_uses_every_field(model: type[BaseModel]) -> None:

@@ -206,7 +206,7 @@ class TestLeadsAndTemplates:
         Path("templates/step2.txt").write_text("Hi {{ first_name }} at {{ company }}\n")
         path = write_config(replace=('body: "Following up"', "body_file: templates/step2.txt"))
         loaded = loads(path)
-        assert loaded.bodies["acme-q4", 1] == "Hi {{ first_name }} at {{ company }}\n"
+        assert loaded.body("acme-q4", 1) == "Hi {{ first_name }} at {{ company }}\n"
         Path("templates/step2.txt").write_text("Hi {{ surname }}\n")
         assert errors_of(path) == [
             "c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: step 2 uses {{ surname }} "
@@ -388,7 +388,7 @@ class TestReferencedFiles:
             )
         )
         loaded = loads(Path())
-        assert loaded.bodies["acme-q4", 1] == "Hi {{ first_name }}\n"
+        assert loaded.body("acme-q4", 1) == "Hi {{ first_name }}\n"
         assert loaded.leads_columns["acme-q4"] == ("email", "first_name", "company")
 
     def test_body_file_dev_zero(self, tree: Path) -> None:

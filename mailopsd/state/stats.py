@@ -1,0 +1,86 @@
+"""What each step, and each version of a step, of a campaign brought: sends and answers.
+
+Sends are counted from the ``sends`` table (counted outcomes only: a send that never
+left is no send) through its ``sends_by_step`` index. An answer is put down to the last
+step the lead was sent before it, in the version the lead was given of that step:
+
+- replies: leads that replied (a reply read from the mailbox, not an auto-reply),
+- unsubscribes: leads that asked to be unsubscribed (the one-click link, or a mail to
+  the ``List-Unsubscribe`` address),
+- bounces: hard bounces, each put down to the send it reports (their ``send_id``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from mailopsd.state.db import Repository
+from mailopsd.state.errors import storage_error
+from mailopsd.state.schema import COUNTED_SQL
+
+__all__ = ["StepCounts", "StepStats"]
+
+# The version a lead was given of the step it was last sent ('' when the step had none).
+_LAST_VERSION = "coalesce(json_extract(l.variants, '$.\"' || l.step || '\"'), '')"
+
+
+@dataclass
+class StepCounts:
+    """One step (1-based), in one version (``""``: the step has no variants), of a campaign."""
+
+    step: int
+    variant: str
+    sends: int = 0
+    replies: int = 0
+    bounces: int = 0
+    unsubscribes: int = 0
+
+    def rate(self, count: int) -> float | None:
+        """``count`` over the sends (``None`` before any send)."""
+        return count / self.sends if self.sends else None
+
+
+class StepStats(Repository):
+    """Counts by step and version, read in one read transaction."""
+
+    def of(self, campaign_id: str) -> list[StepCounts]:
+        """A campaign's counts by step and version, in step then version order."""
+        try:
+            with self._database.read_snapshot():
+                sends = self._db.execute(
+                    "SELECT step, coalesce(variant, ''), count(*) FROM sends "
+                    "INDEXED BY sends_by_step WHERE campaign_id = ? "
+                    f"AND outcome IN {COUNTED_SQL} GROUP BY step, coalesce(variant, '')",
+                    (campaign_id,),
+                ).fetchall()
+                # From the answers to their leads: far fewer answers than leads.
+                answers = self._db.execute(
+                    f"SELECT r.kind, l.step, {_LAST_VERSION}, count(DISTINCT l.email) "
+                    "FROM replies AS r CROSS JOIN leads AS l ON l.campaign_id = r.campaign_id "
+                    "AND l.email = r.email WHERE r.campaign_id = ? "
+                    "AND r.kind IN ('reply', 'unsubscribe') AND l.step > 0 GROUP BY 1, 2, 3",
+                    (campaign_id,),
+                ).fetchall()
+                bounces = self._db.execute(
+                    "SELECT s.step, coalesce(s.variant, ''), count(DISTINCT b.email) "
+                    "FROM bounces AS b JOIN sends AS s ON s.id = b.send_id "
+                    "WHERE b.campaign_id = ? AND b.kind = 'hard' GROUP BY 1, 2",
+                    (campaign_id,),
+                ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        counts: dict[tuple[int, str], StepCounts] = {}
+        replies = [row[1:] for row in answers if row[0] == "reply"]
+        unsubscribes = [row[1:] for row in answers if row[0] == "unsubscribe"]
+        for name, rows in (
+            ("sends", sends),
+            ("replies", replies),
+            ("unsubscribes", unsubscribes),
+            ("bounces", bounces),
+        ):
+            for step, variant, count in rows:
+                key = (int(step), str(variant))
+                entry = counts.setdefault(key, StepCounts(*key))
+                setattr(entry, name, getattr(entry, name) + int(count))
+        return [counts[key] for key in sorted(counts)]
