@@ -141,6 +141,16 @@ def _cases() -> list[Case]:
         c("status", "garbage state file", ("status", "--state-dir", "{bad_state}")),
         c("status", "garbage ledger", ("status", "--state-dir", "{bad_ledger}")),
         c("status", "bad --now", ("status", "--state-dir", "{bad_state}", "--now", "noon"), USAGE),
+        # stats
+        c("stats", "no campaign given", ("stats",), USAGE),
+        c("stats", "state dir is a file", ("stats", "camp", "--state-dir", "{file}")),
+        c("stats", "garbage ledger", ("stats", "camp", "--state-dir", "{bad_ledger}")),
+        c(
+            "stats",
+            "campaign not in the state",
+            ("stats", "camp", "--state-dir", "{bad_state}"),
+            says="error: no campaign camp in the daemon state in ",
+        ),
         # reenable
         c(
             "reenable",
