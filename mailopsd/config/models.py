@@ -26,8 +26,10 @@ from mailopsd.config.scalars import (
     BounceRoute,
     ClockTime,
     Email,
+    FileList,
     Flag,
     Folders,
+    FreeMailDomain,
     Host,
     Id,
     IpAddress,
@@ -420,6 +422,16 @@ class Campaign(_Model):
     stop_on_auto_reply: Flag = Field(
         default=False, description="Stop a lead's sequence on an auto-reply too."
     )
+    stop_on_domain_reply: Flag = Field(
+        default=False,
+        description="When a lead replies, stop every other lead of the campaign at the same "
+        "domain (their addresses are not suppressed); never for free-mail domains.",
+    )
+    max_per_recipient_domain_per_day: PositiveInt | None = Field(
+        default=None,
+        description="At most this many sends (every step) to one recipient domain per UTC "
+        "day; the other leads at that domain wait for the next day. Absent: no cap.",
+    )
     tracking: Tracking | None = Field(
         default=None,
         description="Open and click tracking of the campaign's messages (default off); a "
@@ -518,6 +530,19 @@ class Config(_Model):
     api_keys: dict[Id, ApiKey] = Field(
         default_factory=dict, description="Keys of the read-only API by name (needs http)."
     )
+    suppress: dict[Id, FileList] = Field(
+        default_factory=dict,
+        description="Suppression lists by account: files relative to the config file, inside "
+        "the config directory, of addresses (ada@example.com) and whole domains "
+        "(@example.com); a .csv file has an email or a domain column. No campaign of the "
+        "account sends to what they list.",
+    )
+    free_mail_domains: tuple[FreeMailDomain, ...] = Field(
+        default=(),
+        description="Free-mail domains added to the built-in table (gmail.com, gmx.*...): a "
+        "reply from one of them never stops other leads (stop_on_domain_reply). A domain, or "
+        "name.* for name under any ending.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -532,7 +557,19 @@ class Config(_Model):
                     field=f"api_keys.{next(iter(self.api_keys))}",
                 )
         self._check_api_keys()
+        self._check_suppress()
         return self
+
+    def _check_suppress(self) -> None:
+        accounts = {campaign.account for campaign in self.campaigns.values()}
+        for account in self.suppress:
+            if account not in accounts:
+                known = ", ".join(sorted(accounts)) or "none"
+                raise failure(
+                    f'no campaign belongs to account "{account}" (accounts: {known}); '
+                    "suppression lists are per account",
+                    field=f"suppress.{account}",
+                )
 
     def _check_api_keys(self) -> None:
         accounts = {campaign.account for campaign in self.campaigns.values()}
