@@ -31,6 +31,7 @@ from mailopsd.state.errors import (
 from mailopsd.state.imports import LeadImports
 from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
+from mailopsd.state.lists import SuppressionLists
 from mailopsd.state.schema import SCHEMA_VERSION, migrate, schema_version
 from mailopsd.state.sends import Sends
 from mailopsd.state.suppression import Suppressions
@@ -72,6 +73,7 @@ class Ledger:
         sends: Intents, outcomes, bounces and the counts limits are checked against.
         inbox: IMAP cursors, messages read, replies.
         suppressions: Suppressed addresses.
+        suppression_lists: The addresses and domains of the config's suppression lists.
         tracking: Opens and clicks.
         totals: Running totals of the whole ledger.
     """
@@ -86,6 +88,7 @@ class Ledger:
         self.sends = Sends(database)
         self.inbox = InboxRecords(database)
         self.suppressions = Suppressions(database)
+        self.suppression_lists = SuppressionLists(database)
         self.tracking = Tracking(database)
         self.totals = RunningTotals(database)
 

@@ -124,7 +124,7 @@ def test_schema_4_ledger_gets_tracking_tables(tmp_path: Path) -> None:
     assert ledger.tracking.clicks("acme", "a@example.net") == {}
     ledger.close()
     connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     connection.close()
 
 
