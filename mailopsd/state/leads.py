@@ -211,11 +211,15 @@ class Leads(Repository):
         *,
         domain_cap: int | None = None,
     ) -> list[LeadProgress]:
-        """Leads waiting for step 1, in file order (leads held back left out)."""
+        """Leads waiting for step 1, in file order (leads held back left out).
+
+        Read in file order from the index of new leads, each checked as it comes: a tick
+        reads as many as it needs, and the held-back leads before them.
+        """
         try:
             rows = self._db.execute(
-                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = :campaign "
-                "AND state = 'new' AND removed_at IS NULL "
+                f"SELECT {_LEAD_COLUMNS} FROM leads INDEXED BY leads_new_by_line "
+                "WHERE campaign_id = :campaign AND state = 'new' AND removed_at IS NULL "
                 "AND (next_due_at IS NULL OR next_due_at <= :now) "
                 f"AND {_NOT_HELD} ORDER BY line LIMIT :limit",
                 {**_held_params(campaign_id, account, now, domain_cap), "limit": limit},
