@@ -9,6 +9,7 @@ import pytest
 
 from mailopsd.config.loader import LoadCache, load_config
 from mailopsd.config.suppression import ListEntry, ListProblem, iter_list
+from mailopsd.daemon.watcher import watched_files
 from mailopsd.errors import ConfigError, ConfigIssue
 from tests.configs import PLAINTEXT_OK, Writer, errors_of, loads
 
@@ -140,6 +141,13 @@ class TestLoading:
             Path("suppress/x.csv"),
         )
         assert loaded.summary().endswith(", 2 suppression lists for 1 account")
+
+    def test_the_daemon_watches_the_lists(self, write_config: Writer) -> None:
+        """An edited list makes the running daemon reload, as an edited leads file does."""
+        Path("suppress").mkdir()
+        Path("suppress/dnc.txt").write_text("ada@example.com\n")
+        watched = watched_files(loads(write_config(add=LISTS)))
+        assert Path("suppress/dnc.txt").resolve() in watched
 
     def test_malformed_lines_point_into_the_list(self, write_config: Writer) -> None:
         """Each malformed line is an error at its file, line and column, with the field."""
