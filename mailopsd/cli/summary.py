@@ -113,6 +113,12 @@ def _next_lines(campaign: Report) -> list[str]:
         first = ", the first" if followup["leads"] > 1 else ","
         due = " due now" if followup["due_now"] else f" from {_when(followup, zone)}"
         lines.append(what + first + due)
+    at_cap = campaign["domains"]["domains_at_cap_today"]
+    if at_cap and lines:
+        lines.append(
+            f"  next: leads at the {_count(at_cap, 'domain')} at the daily cap wait for the "
+            "next UTC day (00:00 UTC)"
+        )
     return lines or ["  next: nothing is due; no lead has a step left to send"]
 
 

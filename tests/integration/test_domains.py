@@ -227,9 +227,9 @@ def test_the_per_domain_cap_spreads_sends_over_days(
         "max_per_recipient_domain_per_day": 2,
         "domains_at_cap_today": 1,
     }
-    assert "at most 2 sends a UTC day to each recipient domain, 1 domain at the cap today" in (
-        _status_text(state, capsys, DAY1_LATER)
-    )
+    text = _status_text(state, capsys, DAY1_LATER)
+    assert "at most 2 sends a UTC day to each recipient domain, 1 domain at the cap today" in text
+    assert "next: leads at the 1 domain at the daily cap wait for the next UTC day" in text
     assert run_once(path, state, DAY2) == 0
     assert _per_day(smtp_server) == {"acme.example": 2}
     assert run_once(path, state, DAY2_LATER) == 0
