@@ -128,7 +128,8 @@ def _line_entry(text: str, line: int) -> ListEntry | ListProblem | None:
 
 
 def _lines(text: str) -> Iterator[ListEntry | ListProblem]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at LF only (a CR before it is stripped), as an editor numbers them.
+    for number, line in enumerate(text.split("\n"), start=1):
         found = _line_entry(line, number)
         if found is not None:
             yield found
