@@ -36,6 +36,9 @@ class StopReason(StrEnum):
     REPLIED = "replied"
     UNSUBSCRIBED = "unsubscribed"
     AUTO_REPLY = "auto_reply"
+    DOMAIN_REPLIED = "domain_replied"
+    """Another lead of the campaign at the same company domain replied
+    (``stop_on_domain_reply``); the address is not suppressed."""
 
 
 class SendOutcome(StrEnum):

@@ -32,10 +32,13 @@ __all__ = [
     "LeadsChanged",
     "LeadsDiff",
     "LeadsFile",
+    "ListsDiff",
     "Observed",
     "ObservedCredential",
     "Plan",
     "ReenableIgnored",
+    "SuppressionListFiles",
+    "SuppressionListsChanged",
     "ignored_reenables",
     "plan",
 ]
@@ -70,6 +73,31 @@ class LeadsDiff:
 
 
 @dataclass(frozen=True)
+class SuppressionListFiles:
+    """An account's suppression lists: the files as configured, and their digest."""
+
+    files: tuple[str, ...]
+    digest: str
+
+
+@dataclass(frozen=True)
+class ListsDiff:
+    """What an account's changed suppression lists change, as the ledger compared them.
+
+    ``stage`` numbers the comparison, as for :class:`LeadsDiff`. The counts are of the
+    entries added and removed; ``examples`` shows the first few, marked ``+`` or ``-``
+    (``+@acme.example``, ``-ada@example.com``).
+    """
+
+    stage: int = 0
+    added_addresses: int = 0
+    removed_addresses: int = 0
+    added_domains: int = 0
+    removed_domains: int = 0
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Desired:
     """The desired state, from a valid config.
 
@@ -81,6 +109,7 @@ class Desired:
         reenabled_at: The ``reenabled_at`` each credential's config holds.
         leads: Each campaign's leads file.
         secret_fields: Names of the fields holding secrets (shown only as changed).
+        suppression_lists: Each account's suppression lists, by account.
     """
 
     revision: str
@@ -90,6 +119,7 @@ class Desired:
     reenabled_at: Mapping[CredentialRef, datetime | None]
     leads: Mapping[str, LeadsFile]
     secret_fields: frozenset[str] = frozenset()
+    suppression_lists: Mapping[str, SuppressionListFiles] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,6 +139,7 @@ class Observed:
     leads_digests: Mapping[str, str] = field(default_factory=dict)
     credential_states: Mapping[CredentialRef, ObservedCredential] = field(default_factory=dict)
     content_hash: str | None = None
+    suppression_digests: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -252,6 +283,36 @@ class LeadsChanged:
         )
 
 
+_LIST_PARTS = (
+    ("+", "added_addresses", "address", "addresses"),
+    ("+", "added_domains", "domain", "domains"),
+    ("-", "removed_addresses", "address", "addresses"),
+    ("-", "removed_domains", "domain", "domains"),
+)
+
+
+@dataclass(frozen=True)
+class SuppressionListsChanged:
+    """An account's suppression lists changed (``digest`` ``None``: it has none now)."""
+
+    account: str
+    files: tuple[str, ...]
+    digest: str | None
+    diff: ListsDiff
+
+    def describe(self) -> str:
+        """One line for ``plan``: the entries added and removed, the files, a few examples."""
+        counts = [
+            f"{sign}{count} {one if count == 1 else many}"
+            for sign, name, one, many in _LIST_PARTS
+            if (count := getattr(self.diff, name))
+        ]
+        what = ", ".join(counts) or "no entry added or removed"
+        shown = f": {', '.join(self.diff.examples)}" if self.diff.examples else ""
+        files = ", ".join(self.files) or "no lists now"
+        return f"~ suppression lists of account {self.account}: {what} ({files}){shown}"
+
+
 @dataclass(frozen=True)
 class CredentialReenabled:
     """A person set ``reenabled_at`` at or after the auto-disable: enable it again."""
@@ -293,6 +354,7 @@ Action = (
     | CredentialRemoved
     | CredentialChanged
     | LeadsChanged
+    | SuppressionListsChanged
     | CredentialReenabled
 )
 
@@ -416,6 +478,21 @@ def _leads_actions(
     return actions
 
 
+def _lists_actions(
+    desired: Desired, observed: Observed, diffs: Mapping[str, ListsDiff]
+) -> list[Action]:
+    actions: list[Action] = []
+    accounts = dict.fromkeys([*desired.suppression_lists, *observed.suppression_digests])
+    for account in accounts:
+        lists = desired.suppression_lists.get(account)
+        digest = lists.digest if lists else None
+        diff = diffs.get(account)
+        if observed.suppression_digests.get(account) != digest and diff is not None:
+            files = lists.files if lists else ()
+            actions.append(SuppressionListsChanged(account, files, digest, diff))
+    return actions
+
+
 def _reenable_actions(desired: Desired, observed: Observed) -> list[Action]:
     actions: list[Action] = []
     for key, reenabled_at in desired.reenabled_at.items():
@@ -448,7 +525,10 @@ def ignored_reenables(
 
 
 def plan(
-    desired: Desired, observed: Observed, leads: Mapping[str, LeadsDiff] | None = None
+    desired: Desired,
+    observed: Observed,
+    leads: Mapping[str, LeadsDiff] | None = None,
+    lists: Mapping[str, ListsDiff] | None = None,
 ) -> Plan:
     """Compute what it takes to bring the observed state to the desired one.
 
@@ -457,15 +537,19 @@ def plan(
         observed: From the ledger and the state file.
         leads: For each campaign whose leads file changed (its digest differs from the
             ledger's), what it changes, as the ledger compared it.
+        lists: For each account whose suppression lists changed (their digest differs
+            from the ledger's, or they are gone), what they change, as compared there.
 
     Returns:
-        The actions, in the order they apply: campaigns, credentials, leads, re-enables,
-        then removed campaigns; and the ``reenabled_at`` values that have no effect.
+        The actions, in the order they apply: campaigns, credentials, leads, suppression
+        lists, re-enables, then removed campaigns; and the ``reenabled_at`` values that
+        have no effect.
     """
     actions = [
         *_campaign_actions(desired, observed),
         *_credential_actions(desired, observed),
         *_leads_actions(desired, observed, leads or {}),
+        *_lists_actions(desired, observed, lists or {}),
         *_reenable_actions(desired, observed),
     ]
     gone = [cid for cid in observed.campaigns if cid not in desired.campaigns]

@@ -272,6 +272,7 @@ def _status_text(report: dict[str, object]) -> list[str]:
             f"{condition['message']} (since {condition['last_transition']})"
         )
         lines.extend(f"  {error}" for error in condition["errors"])
+    lines.extend(summary.list_lines(report))
     for campaign in report["campaigns"]:  # type: ignore[attr-defined]
         lines.append(
             f"campaign {campaign['id']} {campaign['name']!r} (account {campaign['account']}, "

@@ -2,9 +2,9 @@
 
 One object: the revision the plan brings and its actions in the order they apply. Each
 action names what it does (``action``: add, change, remove, reenable), to what (``kind``:
-campaign, credential, leads), the ids involved, the details of its kind, and ``text``,
-the line ``plan`` prints. A changed secret field is named with ``"secret": true`` and no
-values; nothing else of a credential's secrets is in the output.
+campaign, credential, leads, suppression_lists), the ids involved, the details of its
+kind, and ``text``, the line ``plan`` prints. A changed secret field is named with
+``"secret": true`` and no values; nothing else of a credential's secrets is in the output.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ def _action(action: reconcile.Action) -> JsonObject:
             shape = _credential_changed(action)
         case reconcile.LeadsChanged():
             shape = _leads_changed(action)
+        case reconcile.SuppressionListsChanged():
+            shape = _lists_changed(action)
         case reconcile.CredentialReenabled():
             shape = _credential_reenabled(action)
         case _:
@@ -125,6 +127,19 @@ def _leads_changed(action: reconcile.LeadsChanged) -> JsonObject:
         "removed": len(action.removed),
         "skipped": len(action.problems),
         "problems": list(action.problems),
+    }
+
+
+def _lists_changed(action: reconcile.SuppressionListsChanged) -> JsonObject:
+    diff = action.diff
+    return {
+        "action": "change" if action.digest is not None else "remove",
+        "kind": "suppression_lists",
+        "account": action.account,
+        "files": list(action.files),
+        "added": {"addresses": diff.added_addresses, "domains": diff.added_domains},
+        "removed": {"addresses": diff.removed_addresses, "domains": diff.removed_domains},
+        "examples": list(diff.examples),
     }
 
 

@@ -1,7 +1,8 @@
-"""Text for people: a campaign's progress in ``status``, and what a ``run --once`` did.
+"""Text for people: what ``status`` shows and what a ``run --once`` did.
 
-Both read the status report (see ``mailopsd.status.report``); the run summary adds the
-outcomes the run counted. Times are shown in the campaign's time zone and in UTC.
+A campaign's progress and the accounts' suppression lists for ``status``. Both read the
+status report (see ``mailopsd.status.report``); the run summary adds the outcomes the
+run counted. Times are shown in the campaign's time zone and in UTC.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.statefile import format_time
 from mailopsd.status.progress import local_time
 
-__all__ = ["campaign_lines", "pace_lines", "run_lines"]
+__all__ = ["campaign_lines", "list_lines", "pace_lines", "run_lines"]
 
 Report = Mapping[str, Any]
 
@@ -25,8 +26,8 @@ _FAILED = (SendOutcome.BOUNCED, SendOutcome.INVALID)
 _RETRIED = (SendOutcome.DEFERRED, SendOutcome.NOT_SENT, SendOutcome.AUTH_FAILED)
 
 
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}{'' if number == 1 else 's'}"
+def _count(number: int, word: str, plural: str | None = None) -> str:
+    return f"{number} {word if number == 1 else plural or word + 's'}"
 
 
 def _when(moment: Report, timezone: str) -> str:
@@ -66,10 +67,26 @@ def _leads_line(progress: Report) -> str:
             ("sending", "sending"),
             ("failed", "failed"),
             ("suppressed", "suppressed (address suppressed for the account: never sent)"),
+            ("held_by_lists", "held back by the suppression lists"),
+            ("domain_replied", "stopped because a colleague at their domain replied"),
         )
         if progress[name]
     ]
     return line + (f"; {', '.join(extra)}" if extra else "")
+
+
+def _domains_line(domains: Report) -> str | None:
+    """The campaign's rules by recipient domain, if it has any."""
+    rules = []
+    if domains["stop_on_domain_reply"]:
+        rules.append("a reply stops the other leads at its domain (free-mail domains excepted)")
+    cap = domains["max_per_recipient_domain_per_day"]
+    if cap is not None:
+        rules.append(
+            f"at most {_count(cap, 'send')} a UTC day to each recipient domain, "
+            f"{_count(domains['domains_at_cap_today'], 'domain')} at the cap today"
+        )
+    return f"  domains: {'; '.join(rules)}" if rules else None
 
 
 def _new_line(new: Report, timezone: str) -> str:
@@ -96,6 +113,12 @@ def _next_lines(campaign: Report) -> list[str]:
         first = ", the first" if followup["leads"] > 1 else ","
         due = " due now" if followup["due_now"] else f" from {_when(followup, zone)}"
         lines.append(what + first + due)
+    at_cap = campaign["domains"]["domains_at_cap_today"]
+    if at_cap and lines:
+        lines.append(
+            f"  next: leads at the {_count(at_cap, 'domain')} at the daily cap wait for the "
+            "next UTC day (00:00 UTC)"
+        )
     return lines or ["  next: nothing is due; no lead has a step left to send"]
 
 
@@ -113,15 +136,30 @@ def _finish_line(campaign: Report) -> str:
 
 
 def campaign_lines(campaign: Report) -> list[str]:
-    """The status lines of a campaign's window, leads, sends, next work and finish."""
+    """The status lines of a campaign's window, leads, sends, domain rules, next work, finish."""
     sends = campaign["sends"]
+    domains = _domains_line(campaign["domains"])
     return [
         _window_line(campaign["window"]),
         _leads_line(campaign["progress"]),
         f"  sends: {sends['today']} today (UTC day), {sends['total']} in total",
+        *([domains] if domains else []),
         *_next_lines(campaign),
         _finish_line(campaign),
     ]
+
+
+def list_lines(report: Report) -> list[str]:
+    """The status lines of each account's suppression lists."""
+    lines = []
+    for listed in report["suppression_lists"]:
+        lines.append(
+            f"suppression lists of account {listed['account']}: "
+            f"{_count(listed['addresses'], 'address', 'addresses')} and "
+            f"{_count(listed['domains'], 'domain')} never mailed "
+            f"({', '.join(listed['files'])}; applied {listed['applied_at']})"
+        )
+    return lines
 
 
 def _outcome_line(campaign_id: str, work: TickReport) -> str:

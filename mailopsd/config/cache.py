@@ -19,6 +19,8 @@ __all__ = ["LoadCache", "validate_config"]
 
 Stamp = tuple[int, int]
 """A file's modification time (ns) and size: a leads header is read again when it changes."""
+Problems = tuple[tuple[int, int, str], ...]
+"""A suppression list's malformed lines: line, column, message."""
 
 
 @dataclass
@@ -26,20 +28,21 @@ class LoadCache:
     """What a running daemon keeps between loads: a reload redoes only what changed.
 
     Files are kept as read (parsed and decrypted) while their bytes stay the same; a
-    campaign stays validated while its file does; a leads header while the file's size
-    and modification time do. Decrypted values live in this process's memory only,
-    exactly as in the loaded config.
+    campaign stays validated while its file does; a leads header, and what is wrong with
+    a suppression list, while the file's size and modification time do. Decrypted
+    values live in this process's memory only, exactly as in the loaded config.
     """
 
     sources: dict[Path, Source] = field(default_factory=dict)
     campaigns: dict[int, tuple[object, Campaign]] = field(default_factory=dict)
     columns: dict[Path, tuple[Stamp, tuple[str, ...]]] = field(default_factory=dict)
+    lists: dict[Path, tuple[Stamp, Problems]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Sizes only: the campaigns are kept with their decrypted data."""
         return (
             f"LoadCache(files={len(self.sources)}, campaigns={len(self.campaigns)}, "
-            f"leads_headers={len(self.columns)})"
+            f"leads_headers={len(self.columns)}, suppression_lists={len(self.lists)})"
         )
 
     def source(self, path: Path, raw: bytes, read: Callable[[bytes], Source]) -> Source:
@@ -56,6 +59,13 @@ class LoadCache:
         kept = self.columns.get(path)
         if kept is None or kept[0] != stamp:
             kept = self.columns[path] = (stamp, read())
+        return kept[1]
+
+    def list_problems(self, path: Path, stamp: Stamp, read: Callable[[], Problems]) -> Problems:
+        """Return a suppression list's problems as found before when ``stamp`` is the same."""
+        kept = self.lists.get(path)
+        if kept is None or kept[0] != stamp:
+            kept = self.lists[path] = (stamp, read())
         return kept[1]
 
 

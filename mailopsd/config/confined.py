@@ -1,12 +1,13 @@
 """Files a config refers to: read only from inside the config directory, and only so much.
 
-A config names other files: leads, body templates, CA certificates. Whoever may change
-the config (push access to its repository, no key) must not make the daemon read
-anything else: a body template outside the tree, such as the age key, would be mailed
-out. So a referenced path must resolve, symlinks included, to a regular file inside the
-config directory, and is read up to a size limit: a device such as ``/dev/zero`` never
-ends, a FIFO blocks. (A CA file may also be a system bundle named by an absolute path:
-OpenSSL only parses it as certificates, nothing of it is ever sent or shown.)
+A config names other files: leads, body templates, CA certificates, suppression lists.
+Whoever may change the config (push access to its repository, no key) must not make the
+daemon read anything else: a body template outside the tree, such as the age key, would
+be mailed out. So a referenced path must resolve, symlinks included, to a regular file
+inside the config directory, and is read up to a size limit: a device such as
+``/dev/zero`` never ends, a FIFO blocks. (A CA file may also be a system bundle named by
+an absolute path: OpenSSL only parses it as certificates, nothing of it is ever sent or
+shown.)
 
 The checks are made on the opened file, not only on its name: it is opened without
 following a final symlink and without blocking, then ``fstat`` says what it is, and
@@ -28,6 +29,7 @@ __all__ = [
     "CA_MAX_BYTES",
     "CONFIG_MAX_BYTES",
     "LEADS_MAX_BYTES",
+    "SUPPRESS_MAX_BYTES",
     "RefusedFileError",
     "check_file",
     "confine",
@@ -44,6 +46,8 @@ BODY_MAX_BYTES = 1 << 20
 CA_MAX_BYTES = 4 << 20
 # 64 MiB: a file of 10,000 SOPS-encrypted credentials is a tenth of it.
 CONFIG_MAX_BYTES = 64 << 20
+# 64 MiB: two million addresses, one a line; a list is read whole when it changes.
+SUPPRESS_MAX_BYTES = 64 << 20
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 _KINDS = (

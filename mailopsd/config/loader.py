@@ -1,11 +1,11 @@
 """Loading the configuration: files on disk to one validated, immutable ``Config``.
 
 The config is one YAML file or a directory of ``*.yaml``/``*.yml`` files, read in
-sorted order and merged by top-level key; campaigns and api keys merge by id, and any
-other key (``http``) is given in one file only. Every problem found is
-collected into one ``ConfigError`` whose issues point into the files
-(``file:line:col: path: message``). Every file of a config directory is read through
-:mod:`mailopsd.config.confined`: inside the config tree, a regular file, bounded.
+sorted order and merged by top-level key; campaigns, api keys and the suppression
+lists of each account merge by id, and any other key (``http``) is given in one file
+only. Every problem found is collected into one ``ConfigError`` whose issues point into
+the files (``file:line:col: path: message``). Every file of a config directory is read
+through :mod:`mailopsd.config.confined`: inside the config tree, a regular file, bounded.
 
 This module reads each file (UTF-8, YAML, SOPS decryption) and runs the flow; the
 parts live by concept: :mod:`~mailopsd.config.origins` (which file and position each
@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from mailopsd import goyaml, secrets
-from mailopsd.config import confined, secret_fields, wording
+from mailopsd.config import confined, secret_fields, suppression, wording
 from mailopsd.config.cache import LoadCache, validate_config
 from mailopsd.config.models import SECRET_FIELDS, Config
 from mailopsd.config.origins import Merge, Source, duplicate_issue, whole_file
@@ -92,6 +92,7 @@ class LoadedConfig:
             each variant's own by ``(campaign id, step index, variant id)``: see ``body``.
         root: The config tree (resolved): every file the config names is inside it.
         notes: What is valid but worth a warning, each located in a file.
+        suppression_lists: Where each account's suppression lists are.
     """
 
     config: Config
@@ -102,6 +103,9 @@ class LoadedConfig:
     bodies: Mapping[tuple[str, int, str], str]
     root: Path
     notes: tuple[ConfigIssue, ...] = ()
+    suppression_lists: suppression.ListFiles = field(
+        default_factory=lambda: suppression.ListFiles({}, {})
+    )
 
     @property
     def config_path(self) -> Path:
@@ -124,8 +128,8 @@ class LoadedConfig:
     def summary(self) -> str:
         """Describe the config in one line: ``2 campaigns, 5 credentials (3 with …)``.
 
-        With ``http``, where it listens and the links' base URL follow, and the number
-        of API keys.
+        With suppression lists, how many; with ``http``, where it listens and the links'
+        base URL follow, and the number of API keys.
         """
         campaigns = self.config.campaigns.values()
         credentials = [c for campaign in campaigns for c in campaign.smtp_credentials.values()]
@@ -134,6 +138,10 @@ class LoadedConfig:
             f"{_plural(len(campaigns), 'campaign')}, "
             f"{_plural(len(credentials), 'credential')} ({with_imap} with reply detection)"
         )
+        lists = sum(len(files) for files in self.config.suppress.values())
+        if lists:
+            accounts = _plural(len(self.config.suppress), "account")
+            text += f", {_plural(lists, 'suppression list')} for {accounts}"
         http = self.config.http
         if http is not None:
             keys = _plural(len(self.config.api_keys), "API key")
@@ -410,6 +418,7 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         checker.check_ca_files()
         if found is not None:
             columns[campaign_id] = found
+    lists = suppression.check_lists(config, merge, root, cache, merge.issues)
     if merge.issues:
         raise ConfigError(merge.issues)
     return LoadedConfig(
@@ -421,4 +430,5 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         bodies=bodies,
         root=root,
         notes=tuple(secret_fields.non_ascii_logins(config, merge)),
+        suppression_lists=lists,
     )

@@ -9,9 +9,8 @@ line and column). Secrets are ``SecretStr`` and their values never appear in an 
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated, Literal, Self
-from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
@@ -22,13 +21,13 @@ from mailopsd.config.scalars import (
     IMAP_IMPLICIT_TLS_PORT,
     MIN_SIGNING_KEY_CHARS,
     SMTP_IMPLICIT_TLS_PORT,
-    WEEKDAYS,
     BaseUrl,
     BounceRoute,
-    ClockTime,
     Email,
+    FileList,
     Flag,
     Folders,
+    FreeMailDomain,
     Host,
     Id,
     IpAddress,
@@ -48,7 +47,6 @@ from mailopsd.config.scalars import (
     TimeZone,
     TlsMode,
     Url,
-    Weekday,
     describe,
     failure,
     is_loopback_host,
@@ -56,6 +54,7 @@ from mailopsd.config.scalars import (
     resolve_tls,
 )
 from mailopsd.config.selectors import DkimSelectors
+from mailopsd.config.sequence import SendWindow, Step, Variant, check_sequence
 
 __all__ = [
     "CREDENTIAL_SECRET_FIELDS",
@@ -112,140 +111,6 @@ class Tracking(_Model):
 
 
 _NO_TRACKING = Tracking()
-
-
-class SendWindow(_Model):
-    """When a campaign may send, in its time zone."""
-
-    days: tuple[Weekday, ...] = Field(
-        default=WEEKDAYS, min_length=1, description="Weekdays on which sending is allowed."
-    )
-    start: ClockTime = Field(
-        default="00:00", description="Local time of day sending starts, HH:MM."
-    )
-    end: ClockTime = Field(
-        default="24:00", description="Local time of day sending stops, HH:MM (exclusive)."
-    )
-
-    @property
-    def start_minute(self) -> int:
-        """Minutes after local midnight at which the window opens."""
-        return int(self.start[:2]) * 60 + int(self.start[3:])
-
-    @property
-    def end_minute(self) -> int:
-        """Minutes after local midnight at which the window closes."""
-        return int(self.end[:2]) * 60 + int(self.end[3:])
-
-    def contains(self, moment: datetime, timezone: str) -> bool:
-        """Tell whether ``moment`` falls inside the window, in ``timezone``'s local time."""
-        local = moment.astimezone(ZoneInfo(timezone))
-        minute = local.hour * 60 + local.minute
-        day = WEEKDAYS[local.weekday()]
-        return day in self.days and self.start_minute <= minute < self.end_minute
-
-    @property
-    def is_always_open(self) -> bool:
-        """Tell whether the window never closes (every day, 00:00 to 24:00)."""
-        return len(self.days) == len(WEEKDAYS) and (self.start_minute, self.end_minute) == (0, 1440)
-
-    def next_opening(self, moment: datetime, timezone: str) -> datetime:
-        """Return ``moment`` if the window is open then, else the next instant it opens."""
-        if self.contains(moment, timezone):
-            return moment
-        zone = ZoneInfo(timezone)
-        start = time(self.start_minute // 60, self.start_minute % 60)
-        first = moment.astimezone(zone).date()
-        for offset in range(8):
-            day = first + timedelta(days=offset)
-            opening = datetime.combine(day, start, tzinfo=zone)
-            if WEEKDAYS[day.weekday()] in self.days and opening > moment:
-                return opening
-        raise AssertionError("a valid window opens within a week")  # pragma: no cover
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if len(set(self.days)) != len(self.days):
-            raise failure("lists a day twice", field="days")
-        if self.start_minute >= self.end_minute:
-            raise failure(
-                f"end {self.end} must be after start {self.start} "
-                "(windows do not wrap past midnight)",
-                field="end",
-            )
-        return self
-
-
-class Variant(_Model):
-    """One version of a step: its own subject and/or body; what it does not set, the step gives."""
-
-    subject: Line | None = Field(default=None, description="Subject template of this version.")
-    body: Text | None = Field(default=None, description="Body template (Jinja2), plain text.")
-    body_file: Text | None = Field(
-        default=None,
-        description="Path of a body template file, as for the step's body_file.",
-    )
-    weight: PositiveInt = Field(
-        default=1, description="Share of the leads given this version: weight / sum of weights."
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.body is not None and self.body_file is not None:
-            raise failure("give at most one of body or body_file", field="body")
-        if self.subject is None and self.body is None and self.body_file is None:
-            raise failure("a variant sets a subject, a body or both")
-        return self
-
-    @property
-    def has_body(self) -> bool:
-        """Tell whether this version has a body of its own."""
-        return self.body is not None or self.body_file is not None
-
-
-class Step(_Model):
-    """One message of a campaign's sequence."""
-
-    subject: Line | None = Field(
-        default=None,
-        description="Subject template; required on step 1, later steps default to Re: step 1.",
-    )
-    body: Text | None = Field(default=None, description="Body template (Jinja2), plain text.")
-    body_file: Text | None = Field(
-        default=None,
-        description="Path of a body template file, relative to the config file, inside the "
-        "config directory (symlinks included); a regular file of at most 1 MiB.",
-    )
-    delay: PeriodValue | None = Field(
-        default=None, description="Wait after the previous step was sent; not on step 1."
-    )
-    variants: dict[Id, Variant] | None = Field(
-        default=None,
-        min_length=1,
-        description="Versions of this step by id (A/B/n): each lead is given one when it "
-        "enters the sequence and keeps it; a version's subject or body replaces the step's.",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.body is not None and self.body_file is not None:
-            raise failure("give exactly one of body or body_file", field="body")
-        if self.body is None and self.body_file is None:
-            lacking = [name for name, v in (self.variants or {}).items() if not v.has_body]
-            if self.variants is None:
-                raise failure("give exactly one of body or body_file", field="body")
-            if lacking:
-                raise failure(
-                    f"variant {lacking[0]} has no body and the step has none: give the step "
-                    "a body (or body_file), or the variant one",
-                    field=f"variants.{lacking[0]}",
-                )
-        return self
-
-    def subject_of(self, variant: str | None) -> str | None:
-        """The subject template of one version of the step (its own, else the step's)."""
-        chosen = (self.variants or {}).get(variant or "")
-        return chosen.subject if chosen is not None and chosen.subject else self.subject
 
 
 class Unsubscribe(_Model):
@@ -478,27 +343,6 @@ class Credential(_Model):
         return self
 
 
-def _sequence(steps: tuple[Step, ...]) -> tuple[Step, ...]:
-    if steps[0].subject is None:
-        lacking = [name for name, v in (steps[0].variants or {}).items() if v.subject is None]
-        if steps[0].variants is None:
-            raise failure("step 1 needs a subject", field="0")
-        if lacking:
-            raise failure(
-                f"step 1 needs a subject: variant {lacking[0]} has none and the step has none",
-                field=f"0.variants.{lacking[0]}",
-            )
-    if steps[0].delay is not None:
-        raise failure("step 1 is sent to new leads at once; remove its delay", field="0.delay")
-    for number, step in enumerate(steps[1:], start=2):
-        if step.delay is None:
-            raise failure(
-                f'step {number} needs a delay (e.g. "3 days") after step {number - 1}',
-                field=str(number - 1),
-            )
-    return steps
-
-
 class Campaign(_Model):
     """A sequence of messages sent to a list of leads from a set of credentials."""
 
@@ -512,7 +356,7 @@ class Campaign(_Model):
         description="CSV file of leads, relative to the config file, inside the config "
         "directory (symlinks included); a regular file of at most 1 GiB."
     )
-    sequence: Annotated[tuple[Step, ...], AfterValidator(_sequence)] = Field(
+    sequence: Annotated[tuple[Step, ...], AfterValidator(check_sequence)] = Field(
         min_length=1, description="The steps, in order."
     )
     bounce_threshold: Ratio = Field(
@@ -536,6 +380,16 @@ class Campaign(_Model):
     )
     stop_on_auto_reply: Flag = Field(
         default=False, description="Stop a lead's sequence on an auto-reply too."
+    )
+    stop_on_domain_reply: Flag = Field(
+        default=False,
+        description="When a lead replies, stop every other lead of the campaign at the same "
+        "domain (their addresses are not suppressed); never for free-mail domains.",
+    )
+    max_per_recipient_domain_per_day: PositiveInt | None = Field(
+        default=None,
+        description="At most this many sends (every step) to one recipient domain per UTC "
+        "day; the other leads at that domain wait for the next day. Absent: no cap.",
     )
     tracking: Tracking | None = Field(
         default=None,
@@ -651,6 +505,19 @@ class Config(_Model):
     api_keys: dict[Id, ApiKey] = Field(
         default_factory=dict, description="Keys of the read-only API by name (needs http)."
     )
+    suppress: dict[Id, FileList] = Field(
+        default_factory=dict,
+        description="Suppression lists by account: files relative to the config file, inside "
+        "the config directory, of addresses (ada@example.com) and whole domains "
+        "(@example.com); a .csv file has an email or a domain column. No campaign of the "
+        "account sends to what they list.",
+    )
+    free_mail_domains: tuple[FreeMailDomain, ...] = Field(
+        default=(),
+        description="Free-mail domains added to the built-in table (gmail.com, gmx.*...): a "
+        "reply from one of them never stops other leads (stop_on_domain_reply). A domain, or "
+        "name.* for name under any ending.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -665,7 +532,19 @@ class Config(_Model):
                     field=f"api_keys.{next(iter(self.api_keys))}",
                 )
         self._check_api_keys()
+        self._check_suppress()
         return self
+
+    def _check_suppress(self) -> None:
+        accounts = {campaign.account for campaign in self.campaigns.values()}
+        for account in self.suppress:
+            if account not in accounts:
+                known = ", ".join(sorted(accounts)) or "none"
+                raise failure(
+                    f'no campaign belongs to account "{account}" (accounts: {known}); '
+                    "suppression lists are per account",
+                    field=f"suppress.{account}",
+                )
 
     def _check_api_keys(self) -> None:
         accounts = {campaign.account for campaign in self.campaigns.values()}

@@ -1,10 +1,11 @@
 """Where each part of a merged config came from: its file, and the line and column in it.
 
-A config may be many files merged by top-level key (campaigns and api keys by id). The
-merge keeps, for each key, the file that gave it, so that an error found in the merged
-tree points into that file (``file:line:col: path: message``). Positions are recovered
-only when there is an error to show, by composing the offending file again. Pure: the
-files' bytes are read by the loader.
+A config may be many files merged by top-level key (campaigns, api keys and the
+suppression lists of each account by id). The merge keeps, for each key, the file that
+gave it, so that an error found in the merged tree points into that file
+(``file:line:col: path: message``). Positions are recovered only when there is an error
+to show, by composing the offending file again. Pure: the files' bytes are read by the
+loader.
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ __all__ = [
     "whole_file",
 ]
 
-MERGED_BY_ID = {"campaigns": "campaign", "api_keys": "api key"}
+MERGED_BY_ID = {
+    "campaigns": "campaign",
+    "api_keys": "api key",
+    "suppress": "the suppression lists of account",
+}
 """Top-level keys whose entries merge by id across files, and what one entry is called."""
 
 Loc = Sequence[str | int]

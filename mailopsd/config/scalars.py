@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import PlainSerializer, PlainValidator, SecretStr, Strict
 from pydantic_core import PydanticCustomError
 
-from mailopsd.config import addresses, periods, suggest
+from mailopsd.config import addresses, domains, periods, suggest
 from mailopsd.config.periods import Period, PeriodSyntaxError, parse_period
 
 __all__ = [
@@ -38,8 +38,10 @@ __all__ = [
     "BounceRoute",
     "ClockTime",
     "Email",
+    "FileList",
     "Flag",
     "Folders",
+    "FreeMailDomain",
     "Host",
     "Id",
     "IpAddress",
@@ -305,6 +307,27 @@ def _folders(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _file_list(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not value:
+        raise _must("a non-empty list of file paths such as [suppress/do-not-contact.txt]", value)
+    for item in value:
+        _text(item)
+    if len(set(value)) != len(value):
+        raise failure("lists a file twice")
+    return tuple(value)
+
+
+def _free_mail_domain(value: object) -> str:
+    text = _line(value)
+    try:
+        return domains.free_mail_entry(text)
+    except addresses.AddressError as err:
+        raise failure(
+            f"must be a domain such as mail.example.org, or name.* such as gmx.* "
+            f"(got {describe(text)}): {err}"
+        ) from err
+
+
 def _ratio(value: object) -> float:
     ratio: float | None = None
     if isinstance(value, str) and value.endswith("%"):
@@ -431,6 +454,10 @@ RequestTimeout = Annotated[Period, PlainValidator(_request_timeout), PlainSerial
 Folders = Annotated[
     tuple[str, ...], PlainValidator(_folders), PlainSerializer(list, return_type=list[str])
 ]
+FileList = Annotated[
+    tuple[str, ...], PlainValidator(_file_list), PlainSerializer(list, return_type=list[str])
+]
+FreeMailDomain = Annotated[str, PlainValidator(_free_mail_domain)]
 Ratio = Annotated[float, PlainValidator(_ratio)]
 TlsMode = Annotated[
     Literal["auto", "starttls", "implicit", "none"],

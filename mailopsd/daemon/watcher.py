@@ -1,10 +1,10 @@
 """The config watcher: a thread that asks for a reload when a config file changes.
 
 It watches the config directory and the directory of every file the config refers to
-(leads, body templates), with ``watchfiles``, and filters on the file name: editors
-replace files by rename, so a watch on the file itself would lose it. It only calls
-back (the daemon sets a flag and wakes its loop); a change of the watched set of files
-means a new watcher.
+(leads, body templates, suppression lists), with ``watchfiles``, and filters on the file
+name: editors replace files by rename, so a watch on the file itself would lose it. It
+only calls back (the daemon sets a flag and wakes its loop); a change of the watched set
+of files means a new watcher.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ __all__ = ["Watcher", "start_watcher", "watched_files"]
 
 
 def watched_files(loaded: LoadedConfig) -> set[Path]:
-    """The config files and every file they reference (leads, body templates)."""
+    """The config files and every file they reference (leads, body templates, lists)."""
     files = set(loaded.files)
     for campaign_id, campaign in loaded.config.campaigns.items():
         base = loaded.campaign_files[campaign_id].parent
         files.add(base / campaign.leads)
         files.update(base / step.body_file for step in campaign.sequence if step.body_file)
+    for account in loaded.config.suppress:
+        files.update(loaded.suppression_lists.paths(account))
     return {path.resolve() for path in files}  # campaigns often share files: resolve once
 
 

@@ -2,7 +2,9 @@
 
 A tick, for each campaign whose window is open: follow-ups due (each on the credential
 that sent step 1; it waits if that one cannot send), then new leads (rotation picks the
-credential); at most ``sends_per_tick`` sends in all, campaigns taking turns. Every
+credential), each within its campaign's per-domain daily cap
+(:mod:`mailopsd.dispatch.domains`); at most ``sends_per_tick`` sends in all, campaigns
+taking turns. Every
 send's intent is committed to the ledger before any message leaves; outcomes are
 committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
@@ -30,6 +32,7 @@ from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch import progression, report, variants
 from mailopsd.dispatch.budgets import credential_budgets
 from mailopsd.dispatch.compose import compose, link_settings
+from mailopsd.dispatch.domains import DomainQuota
 from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.rotation import Picker
 from mailopsd.dispatch.windows import is_open
@@ -204,20 +207,29 @@ class Dispatcher:
         if not budgets:
             return []
         picker = Picker.of(budgets.values())
+        quota = DomainQuota.of(self.ledger, campaign_id, campaign, now)
         chosen: list[tuple[str, LeadProgress]] = []
         limit = min(self.batch_per_credential * len(budgets), left)
         due = self.ledger.leads.due_followups(
-            campaign_id, campaign.account, now, credentials=sorted(budgets), limit=limit
+            campaign_id,
+            campaign.account,
+            now,
+            credentials=sorted(budgets),
+            limit=limit,
+            domain_cap=quota.cap,
         )
-        for lead in due:
+        for lead in quota.admitted(due):
             if lead.credential_id is not None and picker.follow_up(lead.credential_id):
+                quota.use(lead.email)
                 chosen.append((lead.credential_id, lead))
         # Read only the new leads the picker can place: each read lead costs a parse.
         room = min(sum(budget.step1_room() for budget in budgets.values()), left - len(chosen))
-        for lead in self.ledger.leads.new(campaign_id, campaign.account, now, room):
+        new = self.ledger.leads.new(campaign_id, campaign.account, now, room, domain_cap=quota.cap)
+        for lead in quota.admitted(new):
             budget = picker.pick()
             if budget is None:
                 break
+            quota.use(lead.email)
             chosen.append((budget.credential_id, lead))
         return chosen
 

@@ -4,8 +4,11 @@ A hard bounce (an SMTP 5xx at send time, or a report in the mailbox), a complain
 unsubscribe (by mail or by one click) end a lead the same way, wherever they were
 learnt: the lead is stopped with a :class:`~mailopsd.lifecycle.StopReason` and its
 address suppressed for every campaign of its campaign's account, with a
-:class:`Suppression` reason. A reply stops the lead and suppresses nothing. The
-functions write inside the caller's ledger transaction.
+:class:`Suppression` reason. A reply stops the lead and suppresses nothing; with
+``stop_on_domain_reply`` it also stops the lead's colleagues, the other active leads of
+its campaign at the same domain (:func:`stop_colleagues`), suppressing nothing either:
+they did not ask not to be written to. The functions write inside the caller's ledger
+transaction.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 
+from mailopsd.config.domains import FreeMail, domain_of
 from mailopsd.lifecycle import LeadState, StopReason
 from mailopsd.refs import CredentialRef
 from mailopsd.state.leads import LeadProgress
 from mailopsd.state.ledger import Ledger
 
-__all__ = ["Suppression", "record_stop", "stop_lead", "stopped", "suppress"]
+__all__ = ["Suppression", "record_stop", "stop_colleagues", "stop_lead", "stopped", "suppress"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,38 @@ def record_stop(
         logger.info("lead stopped campaign=%s credential=%s reason=%s", *key, reason)
     if suppression is not None and account is not None:
         suppress(ledger, account, email, suppression, now)
+
+
+def stop_colleagues(
+    ledger: Ledger, key: CredentialRef, email: str, *, free_mail: FreeMail
+) -> list[str]:
+    """Stop the other active leads of a campaign at the domain of a lead who replied.
+
+    Each is stopped with ``domain_replied`` and logged once (``lead stopped``); no
+    address is suppressed. Nothing happens at a free-mail domain.
+
+    Args:
+        ledger: The ledger, inside a transaction.
+        key: The campaign and the credential the reply was read for.
+        email: The address of the lead who replied.
+        free_mail: The free-mail domains, where a reply speaks for one person only.
+
+    Returns:
+        The addresses stopped now.
+    """
+    domain = domain_of(email)
+    if free_mail.covers(domain):
+        return []
+    colleagues = ledger.leads.stop_at_domain(key[0], domain, StopReason.DOMAIN_REPLIED, keep=email)
+    for colleague in colleagues:
+        logger.info(
+            "lead stopped campaign=%s credential=%s reason=%s lead=%s replied=%s",
+            *key,
+            StopReason.DOMAIN_REPLIED,
+            colleague,
+            email,
+        )
+    return colleagues
 
 
 def stopped(lead: LeadProgress, reason: StopReason, *, error: str) -> LeadProgress:

@@ -12,7 +12,9 @@ nobody else reads them). A Message-ID of another account's send, or of a credent
 that reads its own mailbox, matches nothing here.
 
 - ``reply``: the lead that was written to (matched by the Message-IDs it refers to, else
-  by its address among this credential's sends) is stopped: no further step.
+  by its address among this credential's sends) is stopped: no further step. With
+  ``stop_on_domain_reply``, so are the other active leads of its campaign at the same
+  domain, unless it is a free-mail domain (nothing is suppressed).
 - ``auto_reply``: recorded; stops the lead only with ``stop_on_auto_reply``.
 - ``unsubscribe`` and ``feedback`` (a complaint): the lead stops and its address is
   suppressed for the whole account.
@@ -30,6 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailopsd.config.domains import free_mail
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.health import effects
 from mailopsd.inbox.classify import Classification, FailedRecipient
@@ -105,6 +108,7 @@ class _Recorder:
         self.now = now
         self.senders = senders
         self.done = Recorded()
+        self.free_mail = free_mail(loaded.config.free_mail_domains)
 
     def _quoted(self, references: tuple[str, ...], address: str | None) -> _Send | None:
         """The send of this mailbox a message refers to (to ``address``, if given)."""
@@ -138,6 +142,18 @@ class _Recorder:
             account=self._account(send.campaign_id),
             suppression=suppress,
             now=self.now,
+        )
+
+    def _stop_colleagues(self, send: _Send) -> None:
+        """With ``stop_on_domain_reply``, stop the other leads at the domain of one who replied."""
+        campaign = self.loaded.config.campaigns.get(send.campaign_id)
+        if campaign is None or not campaign.stop_on_domain_reply:
+            return
+        effects.stop_colleagues(
+            self.ledger,
+            (send.campaign_id, send.credential_id),
+            send.email,
+            free_mail=self.free_mail,
         )
 
     def _bounce(self, recipient: FailedRecipient, references: tuple[str, ...]) -> str | None:
@@ -205,6 +221,7 @@ class _Recorder:
         self._reply(send, kind, arrival)
         if kind == MailKind.REPLY:
             self._stop(send, StopReason.REPLIED)
+            self._stop_colleagues(send)
         elif kind == MailKind.UNSUBSCRIBE:
             self._stop(send, StopReason.UNSUBSCRIBED, suppress=effects.Suppression.UNSUBSCRIBED)
         else:

@@ -24,6 +24,7 @@ from mailopsd.reconcile import (
     CredentialRemoved,
     LeadsChanged,
     Plan,
+    SuppressionListsChanged,
 )
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import Ledger
@@ -34,6 +35,7 @@ from mailopsd.state.observe import (
     config_revision,
     fingerprint_key,
     leads_diffs,
+    lists_diffs,
     observe,
 )
 from mailopsd.state.statefile import CredentialState, StateFile
@@ -62,6 +64,14 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
                 action.stage,
                 account=action.account,
                 digest=action.digest,
+                now=now,
+            )
+        elif isinstance(action, SuppressionListsChanged):
+            ledger.suppression_lists.apply_stage(
+                action.account,
+                action.diff.stage,
+                digest=action.digest,
+                files=action.files,
                 now=now,
             )
 
@@ -134,8 +144,8 @@ class Reconciler:
     def plan(self, loaded: LoadedConfig, state: StateFile) -> Plan:
         """Compute the plan that brings the ledger and state file to ``loaded``.
 
-        Changed leads files are staged in the ledger; the plan reads their rows from
-        there, until the next plan stages them again.
+        Changed leads files and suppression lists are staged in the ledger; the plan
+        reads their rows from there, until the next plan stages them again.
         """
         observed = observe(self.ledger, state)
         desired = build_desired(
@@ -146,7 +156,8 @@ class Reconciler:
             snapshots=self._snapshots,
         )
         leads = leads_diffs(self._staging(), loaded, desired, observed, progress=self.progress)
-        return reconcile.plan(desired, observed, leads)
+        lists = lists_diffs(self._staging(), loaded, desired, observed)
+        return reconcile.plan(desired, observed, leads, lists)
 
     def apply(self, plan: Plan, state: StateFile, now: datetime) -> StateFile:
         """Apply a plan; returns the new state (not yet saved)."""

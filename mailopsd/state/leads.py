@@ -3,7 +3,10 @@
 A lead's row is written by the import of its campaign's leads file (see
 :mod:`mailopsd.state.imports`) and moved on by the dispatcher and the inbox: a step
 sent, a reply or a bounce stops it. Reads leave out removed leads and, for the work
-that is due, the addresses suppressed for the campaign's account.
+that is due, the leads held back: an address suppressed for the campaign's account, an
+address or a domain on the account's suppression lists (:mod:`mailopsd.state.lists`),
+and with a per-domain daily cap, a domain at its cap (counted by the schema's triggers
+in ``domain_days``), each one lookup per lead read.
 """
 
 from __future__ import annotations
@@ -69,16 +72,20 @@ class LeadTally:
         total: Active leads.
         by_state: Leads by state: ``new``, ``sending``, ``waiting``, ``done``, ``failed``,
             and the stopped ones by reason: ``replied``, ``bounced``, ``unsubscribed``,
-            ``stopped`` (any other reason: a complaint, an auto-reply).
+            ``domain_replied``, ``stopped`` (any other reason: a complaint, an auto-reply).
         waiting: Per number of steps sent, the leads waiting for their next step.
         suppressed: Per ``(state, steps sent)``, new and waiting leads whose address is
             suppressed for the account: they are never sent their next step.
+        listed: Per ``(state, steps sent)``, the other new and waiting leads whose
+            address or domain is on the account's suppression lists: held back while it
+            is listed.
     """
 
     total: int
     by_state: dict[str, int]
     waiting: dict[int, StepWait]
     suppressed: dict[tuple[str, int], int]
+    listed: dict[tuple[str, int], int]
 
 
 # What one scan of a campaign's leads adds up, by name (module constants only).
@@ -91,9 +98,40 @@ _TALLIED_STATES = {
     "replied": "state = 'stopped' AND stop_reason = 'replied'",
     "bounced": "state = 'stopped' AND stop_reason = 'bounced'",
     "unsubscribed": "state = 'stopped' AND stop_reason = 'unsubscribed'",
+    "domain_replied": "state = 'stopped' AND stop_reason = 'domain_replied'",
     "stopped": "state = 'stopped' AND coalesce(stop_reason, '') "
-    "NOT IN ('replied', 'bounced', 'unsubscribed')",
+    "NOT IN ('replied', 'bounced', 'unsubscribed', 'domain_replied')",
 }
+
+# A lead's domain, as the index leads_by_domain holds it (see config/domains.py).
+_DOMAIN = "substr(leads.email, instr(leads.email, '@') + 1)"
+# What holds back due work: the account's suppressions, its lists, and the campaign's
+# per-domain daily cap (``:cap`` NULL: none), each one primary-key lookup per lead.
+_NOT_HELD = (
+    "NOT EXISTS (SELECT 1 FROM suppressions AS s WHERE s.account = :account "
+    "AND s.email = leads.email) "
+    "AND NOT EXISTS (SELECT 1 FROM listed_addresses AS a WHERE a.account = :account "
+    "AND a.email = leads.email) "
+    "AND NOT EXISTS (SELECT 1 FROM listed_domains AS d WHERE d.account = :account "
+    f"AND d.domain = {_DOMAIN}) "
+    "AND (:cap IS NULL OR NOT EXISTS (SELECT 1 FROM domain_days AS c "
+    f"WHERE c.campaign_id = leads.campaign_id AND c.day = :day AND c.domain = {_DOMAIN} "
+    "AND c.sends >= :cap))"
+)
+# The new and waiting leads held back by the account's suppressions or lists, each once,
+# reached from the account's entries (far fewer than the campaign's leads), and whether
+# its address is suppressed (else it is listed).
+_HELD_TALLY = (
+    "WITH held (email) AS (SELECT email FROM suppressions WHERE account = :account "
+    "UNION SELECT email FROM listed_addresses WHERE account = :account "
+    "UNION SELECT leads.email FROM listed_domains AS d CROSS JOIN leads "
+    f"ON leads.campaign_id = :campaign AND {_DOMAIN} = d.domain WHERE d.account = :account) "
+    "SELECT l.state, l.step, EXISTS (SELECT 1 FROM suppressions AS s "
+    "WHERE s.account = :account AND s.email = l.email), count(*) "
+    "FROM held AS h CROSS JOIN leads AS l ON l.campaign_id = :campaign AND l.email = h.email "
+    "WHERE l.state IN ('new', 'waiting') AND l.removed_at IS NULL GROUP BY 1, 2, 3"
+)
+
 
 _LEAD_COLUMNS = (
     "campaign_id, email, fields, state, step, credential_id, next_due_at, attempts, "
@@ -119,43 +157,96 @@ def _progress(row: tuple[object, ...]) -> LeadProgress:
     )
 
 
+def _held_params(
+    campaign_id: str, account: str, now: datetime, domain_cap: int | None
+) -> dict[str, object]:
+    """The parameters of :data:`_NOT_HELD` (the cap counts sends of ``now``'s UTC day)."""
+    return {
+        "campaign": campaign_id,
+        "account": account,
+        "now": stamp(now),
+        "day": stamp(now)[:10],
+        "cap": domain_cap,
+    }
+
+
 class Leads(Repository):
     """Each lead's progress: the work due, one lead, a campaign's tally."""
 
     def due_followups(
-        self, campaign_id: str, account: str, now: datetime, *, credentials: list[str], limit: int
+        self,
+        campaign_id: str,
+        account: str,
+        now: datetime,
+        *,
+        credentials: list[str],
+        limit: int,
+        domain_cap: int | None = None,
     ) -> list[LeadProgress]:
         """Leads whose next step is due on one of ``credentials``, oldest first.
 
-        Suppressed addresses are left out; so are leads of other credentials, so that a
-        disabled mailbox's waiting follow-ups never crowd out those that can go.
+        Leads held back are left out (see the module); so are leads of other
+        credentials, so that a disabled mailbox's waiting follow-ups never crowd out
+        those that can go.
         """
         try:
             rows = self._db.execute(
-                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'waiting' "
-                "AND removed_at IS NULL AND next_due_at <= ? "
-                "AND credential_id IN (SELECT value FROM json_each(?)) AND NOT EXISTS "
-                "(SELECT 1 FROM suppressions s WHERE s.account = ? AND s.email = leads.email) "
-                "ORDER BY next_due_at LIMIT ?",
-                (campaign_id, stamp(now), json.dumps(credentials), account, limit),
+                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = :campaign "
+                "AND state = 'waiting' AND removed_at IS NULL AND next_due_at <= :now "
+                "AND credential_id IN (SELECT value FROM json_each(:credentials)) "
+                f"AND {_NOT_HELD} ORDER BY next_due_at LIMIT :limit",
+                {
+                    **_held_params(campaign_id, account, now, domain_cap),
+                    "credentials": json.dumps(credentials),
+                    "limit": limit,
+                },
             )
             return [_progress(row) for row in rows]
         except sqlite3.Error as err:
             raise storage_error(err) from err
 
-    def new(self, campaign_id: str, account: str, now: datetime, limit: int) -> list[LeadProgress]:
-        """Leads waiting for step 1, in file order (suppressed addresses left out)."""
+    def new(
+        self,
+        campaign_id: str,
+        account: str,
+        now: datetime,
+        limit: int,
+        *,
+        domain_cap: int | None = None,
+    ) -> list[LeadProgress]:
+        """Leads waiting for step 1, in file order (leads held back left out).
+
+        Read in file order from the index of new leads, each checked as it comes: a tick
+        reads as many as it needs, and the held-back leads before them.
+        """
         try:
             rows = self._db.execute(
-                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND state = 'new' "
-                "AND removed_at IS NULL AND (next_due_at IS NULL OR next_due_at <= ?) "
-                "AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.account = ? "
-                "AND s.email = leads.email) ORDER BY line LIMIT ?",
-                (campaign_id, stamp(now), account, limit),
+                f"SELECT {_LEAD_COLUMNS} FROM leads INDEXED BY leads_new_by_line "
+                "WHERE campaign_id = :campaign AND state = 'new' AND removed_at IS NULL "
+                "AND (next_due_at IS NULL OR next_due_at <= :now) "
+                f"AND {_NOT_HELD} ORDER BY line LIMIT :limit",
+                {**_held_params(campaign_id, account, now, domain_cap), "limit": limit},
             )
             return [_progress(row) for row in rows]
         except sqlite3.Error as err:
             raise storage_error(err) from err
+
+    def stop_at_domain(self, campaign_id: str, domain: str, reason: str, *, keep: str) -> list[str]:
+        """Stop every active lead of a campaign at ``domain`` but ``keep``.
+
+        Returns:
+            The addresses stopped now (a lead already over is left as it is).
+        """
+        try:
+            rows = self._db.execute(
+                "UPDATE leads SET state = 'stopped', stop_reason = :reason, next_due_at = NULL "
+                f"WHERE campaign_id = :campaign AND {_DOMAIN} = :domain AND email <> :keep "
+                "AND state IN ('new', 'waiting', 'sending') RETURNING email",
+                {"reason": reason, "campaign": campaign_id, "domain": domain, "keep": keep},
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return sorted(str(email) for (email,) in rows)
 
     def get(self, campaign_id: str, email: str) -> LeadProgress | None:
         """One lead's progress."""
@@ -183,8 +274,8 @@ class Leads(Repository):
         """Count a campaign's active leads by state, and its waiting leads by step.
 
         One pass over the campaign's leads (conditional sums, no sort: a grouped query
-        would sort every lead), then one lookup per suppressed address of the account,
-        in one read transaction.
+        would sort every lead), then one lookup per suppressed or listed address of the
+        account and one index range per listed domain, in one read transaction.
 
         Args:
             campaign_id: The campaign.
@@ -206,14 +297,8 @@ class Leads(Repository):
                     "WHERE campaign_id = ? AND removed_at IS NULL",
                     (campaign_id,),
                 ).fetchone()
-                # From the account's suppressions to the leads, not the other way round:
-                # an account has far fewer suppressed addresses than leads.
-                blocked = self._db.execute(
-                    "SELECT l.state, l.step, count(*) FROM suppressions AS s "
-                    "CROSS JOIN leads AS l ON l.campaign_id = ? AND l.email = s.email "
-                    "WHERE s.account = ? AND l.state IN ('new', 'waiting') "
-                    "AND l.removed_at IS NULL GROUP BY l.state, l.step",
-                    (campaign_id, account),
+                held = self._db.execute(
+                    _HELD_TALLY, {"campaign": campaign_id, "account": account}
                 ).fetchall()
         except sqlite3.Error as err:
             raise storage_error(err) from err
@@ -228,7 +313,8 @@ class Leads(Repository):
             total=int(row[0]),
             by_state=dict(zip(_TALLIED_STATES, map(int, counts), strict=True)),
             waiting=waiting,
-            suppressed={(str(state), int(step)): int(n) for state, step, n in blocked},
+            suppressed={(str(st), int(step)): int(n) for st, step, ours, n in held if ours},
+            listed={(str(st), int(step)): int(n) for st, step, ours, n in held if not ours},
         )
 
     def update(self, lead: LeadProgress) -> None:

@@ -31,6 +31,7 @@ from mailopsd.state.errors import (
 from mailopsd.state.imports import LeadImports
 from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
+from mailopsd.state.lists import SuppressionLists
 from mailopsd.state.schema import SCHEMA_VERSION, migrate, schema_version
 from mailopsd.state.sends import Sends
 from mailopsd.state.stats import StepStats
@@ -73,6 +74,7 @@ class Ledger:
         sends: Intents, outcomes, bounces and the counts limits are checked against.
         inbox: IMAP cursors, messages read, replies.
         suppressions: Suppressed addresses.
+        suppression_lists: The addresses and domains of the config's suppression lists.
         tracking: Opens and clicks.
         totals: Running totals of the whole ledger.
     """
@@ -87,6 +89,7 @@ class Ledger:
         self.sends = Sends(database)
         self.inbox = InboxRecords(database)
         self.suppressions = Suppressions(database)
+        self.suppression_lists = SuppressionLists(database)
         self.tracking = Tracking(database)
         self.totals = RunningTotals(database)
         self.stats = StepStats(database)

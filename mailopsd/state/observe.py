@@ -17,15 +17,25 @@ import hashlib
 import hmac
 import os
 import subprocess
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 
+from mailopsd.config import confined
 from mailopsd.config.confined import RefusedFileError, confine
 from mailopsd.config.leads import Progress, file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
+from mailopsd.config.suppression import ListEntry, ListProblem, iter_list, lists_digest
 from mailopsd.errors import StateError
-from mailopsd.reconcile import Desired, LeadsDiff, LeadsFile, Observed, ObservedCredential
+from mailopsd.reconcile import (
+    Desired,
+    LeadsDiff,
+    LeadsFile,
+    ListsDiff,
+    Observed,
+    ObservedCredential,
+    SuppressionListFiles,
+)
 from mailopsd.refs import CredentialRef, parse_credential_key
 from mailopsd.state.errors import storage_error
 from mailopsd.state.ledger import Ledger
@@ -38,6 +48,7 @@ __all__ = [
     "config_revision",
     "fingerprint_key",
     "leads_diffs",
+    "lists_diffs",
     "observe",
 ]
 
@@ -91,6 +102,37 @@ def _leads_digest(path: Path, cache: DigestCache, root: Path) -> str:
     digest = file_digest(path, root=root)
     cache[path] = (stat.st_mtime_ns, stat.st_size, digest)
     return digest
+
+
+def _list_digest(path: Path, cache: DigestCache, root: Path) -> str:
+    stat = confine(path, root, what="suppression list").stat()
+    cached = cache.get(path)
+    if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+        return cached[2]
+    raw = confined.read_bytes(
+        path, root, what="suppression list", limit_bytes=confined.SUPPRESS_MAX_BYTES
+    )
+    digest = hashlib.sha256(raw).hexdigest()
+    cache[path] = (stat.st_mtime_ns, stat.st_size, digest)
+    return digest
+
+
+def _suppression_lists(loaded: LoadedConfig, cache: DigestCache) -> dict[str, SuppressionListFiles]:
+    """Each account's list files and their digest (raises ``StateError`` if one is unread)."""
+    lists: dict[str, SuppressionListFiles] = {}
+    for account, names in loaded.config.suppress.items():
+        paths = loaded.suppression_lists.paths(account)
+        try:
+            digests = {
+                name: _list_digest(path, cache, loaded.root)
+                for name, path in zip(names, paths, strict=True)
+            }
+        except RefusedFileError as err:
+            raise StateError(str(err)) from err
+        except OSError as err:
+            raise StateError(f"cannot read suppression list: {err}") from err
+        lists[account] = SuppressionListFiles(names, lists_digest(digests))
+    return lists
 
 
 class SnapshotCache:
@@ -181,6 +223,7 @@ def build_desired(
         reenabled_at=reenabled,
         leads=leads,
         secret_fields=SECRET_FIELDS,
+        suppression_lists=_suppression_lists(loaded, cache),
     )
 
 
@@ -202,6 +245,7 @@ def observe(ledger: Ledger | None, state: StateFile) -> Observed:
         leads_digests=ledger.campaigns.leads_digests(),
         credential_states=states,
         content_hash=state.daemon.applied_content_hash,
+        suppression_digests=ledger.suppression_lists.digests(),
     )
 
 
@@ -239,6 +283,45 @@ def leads_diffs(
         except (OSError, UnicodeDecodeError) as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
         diffs[campaign_id] = ledger.imports.changes(stage)
+    return diffs
+
+
+def _entries(loaded: LoadedConfig, account: str) -> Iterator[ListEntry]:
+    """Every entry of an account's lists; a list made invalid since the load stops it."""
+    for path in loaded.suppression_lists.paths(account):
+        for item in iter_list(path, root=loaded.root):
+            if isinstance(item, ListProblem):
+                raise StateError(
+                    f"{path}:{item.line}:{item.column}: {item.message} (the list changed "
+                    "after it was checked; the next reload checks it again)"
+                )
+            yield item
+
+
+def lists_diffs(
+    ledger: Ledger, loaded: LoadedConfig, desired: Desired, observed: Observed
+) -> dict[str, ListsDiff]:
+    """Compare each account's changed suppression lists with what the ledger lists.
+
+    An account whose lists' digest differs from the ledger's is staged and compared in
+    ``ledger``; one whose lists are gone from the config is compared with no entries.
+
+    Raises:
+        StateError: A list cannot be read, or is no longer valid.
+    """
+    diffs: dict[str, ListsDiff] = {}
+    for account in observed.suppression_digests:
+        if account not in desired.suppression_lists:
+            diffs[account] = ledger.suppression_lists.stage(account, ())
+    for account, lists in desired.suppression_lists.items():
+        if observed.suppression_digests.get(account) == lists.digest:
+            continue
+        try:
+            diffs[account] = ledger.suppression_lists.stage(account, _entries(loaded, account))
+        except RefusedFileError as err:
+            raise StateError(str(err)) from err
+        except (OSError, ValueError) as err:
+            raise StateError(f"cannot read a suppression list of account {account}: {err}") from err
     return diffs
 
 

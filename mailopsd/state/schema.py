@@ -19,9 +19,36 @@ from mailopsd.state.errors import StorageTooNewError
 
 __all__ = ["COUNTED_SQL", "SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 """The outcomes of sends that count (toward limits and rates), as an SQL list."""
+
+# Migration 7's: a lead's or a send's recipient domain, as config/domains.py takes it
+# from an address key (what follows its one @), and the counted outcomes spelled out as
+# migration 4's triggers do.
+_DOMAIN = "substr({0}email, instr({0}email, '@') + 1)"
+_COUNTED = (
+    "({0}outcome = 'pending' OR {0}outcome = 'sent' OR {0}outcome = 'unknown' "
+    "OR {0}outcome = 'bounced')"
+)
+_DOMAIN_KEY_MOVED = (
+    "new.campaign_id IS NOT old.campaign_id OR new.intent_at IS NOT old.intent_at "
+    "OR new.email IS NOT old.email"
+)
+_COUNT_DOMAIN_SEND = f"""\
+    BEGIN
+        INSERT INTO domain_days (campaign_id, day, domain, sends)
+            VALUES (new.campaign_id, substr(new.intent_at, 1, 10), {_DOMAIN.format("new.")}, 1)
+            ON CONFLICT (campaign_id, day, domain) DO UPDATE SET sends = sends + 1;
+    END;
+"""
+_UNCOUNT_DOMAIN_SEND = f"""\
+    BEGIN
+        UPDATE domain_days SET sends = sends - 1
+            WHERE campaign_id = old.campaign_id AND day = substr(old.intent_at, 1, 10)
+            AND domain = {_DOMAIN.format("old.")};
+    END;
+"""
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -217,6 +244,56 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE sends ADD COLUMN variant TEXT;
     CREATE INDEX sends_by_step ON sends (campaign_id, step, variant, outcome);
     """,
+    # Recipient domains. Suppression lists from the config: the entries of each account's
+    # lists as last applied, with the lists' digest; a lead is held back while its address
+    # or its domain is listed for its campaign's account. Leads by domain (stopping the
+    # colleagues of a lead who replied; counting the leads a listed domain holds back).
+    # New leads in file order, so that a tick reads them until it has enough, checking
+    # only those for what holds them back, rather than checking and sorting every new
+    # lead of the campaign. Counted sends per campaign, UTC day and recipient domain, kept
+    # by triggers like migration 4's counters (the per-domain daily cap asks one row per
+    # lead it reads).
+    9: f"""
+    CREATE TABLE suppression_lists (
+        account TEXT PRIMARY KEY,
+        digest TEXT NOT NULL,
+        files TEXT NOT NULL,
+        applied_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE listed_addresses (
+        account TEXT NOT NULL,
+        email TEXT NOT NULL,
+        PRIMARY KEY (account, email)
+    ) WITHOUT ROWID;
+    CREATE TABLE listed_domains (
+        account TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        PRIMARY KEY (account, domain)
+    ) WITHOUT ROWID;
+    CREATE INDEX leads_by_domain ON leads (campaign_id, {_DOMAIN.format("")});
+    CREATE INDEX leads_new_by_line ON leads (campaign_id, line) WHERE state = 'new';
+    CREATE TABLE domain_days (
+        campaign_id TEXT NOT NULL,
+        day TEXT NOT NULL,
+        domain TEXT NOT NULL,
+        sends INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (campaign_id, day, domain)
+    ) WITHOUT ROWID;
+    INSERT INTO domain_days (campaign_id, day, domain, sends)
+        SELECT campaign_id, substr(intent_at, 1, 10), {_DOMAIN.format("")}, count(*)
+        FROM sends WHERE {_COUNTED.format("")}
+        GROUP BY campaign_id, substr(intent_at, 1, 10), {_DOMAIN.format("")};
+    CREATE TRIGGER sends_domain_count AFTER INSERT ON sends
+    WHEN {_COUNTED.format("new.")}
+{_COUNT_DOMAIN_SEND}    CREATE TRIGGER sends_domain_recount AFTER UPDATE ON sends
+    WHEN {_COUNTED.format("new.")}
+        AND (NOT {_COUNTED.format("old.")} OR {_DOMAIN_KEY_MOVED})
+{_COUNT_DOMAIN_SEND}    CREATE TRIGGER sends_domain_uncount AFTER UPDATE ON sends
+    WHEN {_COUNTED.format("old.")}
+        AND (NOT {_COUNTED.format("new.")} OR {_DOMAIN_KEY_MOVED})
+{_UNCOUNT_DOMAIN_SEND}    CREATE TRIGGER sends_domain_uncount_deleted AFTER DELETE ON sends
+    WHEN {_COUNTED.format("old.")}
+{_UNCOUNT_DOMAIN_SEND}    """,
 }
 _REKEY_MIGRATION = 6
 

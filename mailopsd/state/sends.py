@@ -344,6 +344,34 @@ class Sends(Repository):
             for key, at, gap, first in last
         }
 
+    def domain_sends(
+        self, campaign_id: str, day_start: datetime, domains: Iterable[str]
+    ) -> dict[str, int]:
+        """Counted sends to each of ``domains`` in the UTC day from ``day_start``.
+
+        Read from the per-day counters the triggers keep: one row per domain asked.
+        """
+        try:
+            rows = self._db.execute(
+                "SELECT domain, sends FROM domain_days WHERE campaign_id = ? AND day = ? "
+                "AND domain IN (SELECT value FROM json_each(?))",
+                (campaign_id, stamp(day_start)[:10], json.dumps(sorted(set(domains)))),
+            )
+            return {str(domain): int(sends) for domain, sends in rows}
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
+    def domains_at(self, campaign_id: str, day_start: datetime, cap: int) -> int:
+        """How many recipient domains got ``cap`` counted sends or more in a UTC day."""
+        try:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM domain_days WHERE campaign_id = ? AND day = ? AND sends >= ?",
+                (campaign_id, stamp(day_start)[:10], cap),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return int(count)
+
     def since(self, campaign_id: str, since: datetime) -> dict[str, int]:
         """Per credential: sends of any step since ``since`` (for rate limits)."""
         try:

@@ -71,23 +71,31 @@ class _Outlook:
             moment = delay.add_to(moment) if delay is not None else moment
         return moment
 
-    def suppressed(self, state: str, sent: int | None = None) -> int:
-        """Suppressed leads in ``state`` (after ``sent`` steps, or all)."""
+    def suppressed(self, state: str, sent: int | None = None, *, listed: bool = False) -> int:
+        """Suppressed leads in ``state`` (after ``sent`` steps, or all).
+
+        With ``listed``: the leads held back by the suppression lists instead.
+        """
+        held = self.tally.listed if listed else self.tally.suppressed
         return sum(
             count
-            for (kind, steps), count in self.tally.suppressed.items()
+            for (kind, steps), count in held.items()
             if kind == state and (sent is None or steps == sent)
         )
+
+    def held(self, state: str, sent: int | None = None) -> int:
+        """Leads in ``state`` never sent their next step now: suppressed, or listed."""
+        return self.suppressed(state, sent) + self.suppressed(state, sent, listed=True)
 
     @property
     def new_leads(self) -> int:
         """New leads that can still get step 1."""
-        return self.tally.by_state["new"] - self.suppressed("new")
+        return self.tally.by_state["new"] - self.held("new")
 
     def waiting(self, sent: int) -> int:
         """Leads that have sent ``sent`` steps and can get the next one."""
         wait = self.tally.waiting.get(sent)
-        return (wait.leads if wait else 0) - self.suppressed("waiting", sent)
+        return (wait.leads if wait else 0) - self.held("waiting", sent)
 
     def window_report(self) -> dict[str, object]:
         """The send window: its shape, whether it is open now, when it opens next."""
@@ -109,23 +117,26 @@ class _Outlook:
         steps = range(1, max(len(self.delays), 1))
         return {
             "new": self.new_leads,
-            "in_sequence": by_state["waiting"] - self.suppressed("waiting"),
+            "in_sequence": by_state["waiting"] - self.held("waiting"),
             "in_sequence_by_step": {str(sent): self.waiting(sent) for sent in steps},
             "sending": by_state["sending"],
             "finished": by_state["done"],
             "replied": by_state["replied"],
             "bounced": by_state["bounced"],
             "unsubscribed": by_state["unsubscribed"],
+            "domain_replied": by_state["domain_replied"],
             "stopped": by_state["stopped"],
             "failed": by_state["failed"],
             "suppressed": self.suppressed("new") + self.suppressed("waiting"),
+            "held_by_lists": self.suppressed("new", listed=True)
+            + self.suppressed("waiting", listed=True),
         }
 
     def next_followup(self) -> dict[str, object] | None:
         """The next follow-up step due: which step, for how many leads, from when.
 
-        The earliest due time may be a suppressed lead's: they are few, and a query
-        telling them apart would read every waiting lead once more.
+        The earliest due time may be a suppressed or listed lead's: they are few, and a
+        query telling them apart would read every waiting lead once more.
         """
         due = [
             (unstamp(wait.first_due), sent)

@@ -20,6 +20,8 @@ from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
+from mailopsd.state.lists import ListedCounts
+from mailopsd.state.schema import unstamp
 from mailopsd.state.sends import UNUSED, CredentialCounts, CredentialUsage
 from mailopsd.state.statefile import (
     STATE_FILE,
@@ -159,6 +161,34 @@ def _credential(
     }
 
 
+def _domains(
+    ledger: Ledger, campaign_id: str, campaign: Mapping[str, object], now: datetime
+) -> dict[str, object]:
+    """A campaign's rules by recipient domain, and the domains at their cap today."""
+    cap = campaign.get("max_per_recipient_domain_per_day")
+    at_cap = (
+        ledger.sends.domains_at(campaign_id, utc_day_start(now), int(str(cap)))
+        if cap is not None
+        else None
+    )
+    return {
+        "stop_on_domain_reply": bool(campaign.get("stop_on_domain_reply")),
+        "max_per_recipient_domain_per_day": cap,
+        "domains_at_cap_today": at_cap,
+    }
+
+
+def _listed(counts: ListedCounts) -> dict[str, object]:
+    """An account's suppression lists as status shows them."""
+    return {
+        "account": counts.account,
+        "files": list(counts.files),
+        "addresses": counts.addresses,
+        "domains": counts.domains,
+        "applied_at": format_time(unstamp(counts.applied_at)),
+    }
+
+
 def _storage(state_dir: Path) -> dict[str, object]:
     """Whether the state directory takes writes, judged without writing to it."""
     try:
@@ -208,6 +238,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
     state = load_state(state_dir)
     ledger = Ledger.open_readonly(state_dir)
     campaigns: list[dict[str, object]] = []
+    lists: list[dict[str, object]] = []
     if ledger is not None:
         try:
             credentials = ledger.campaigns.active_credentials()
@@ -233,12 +264,14 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         "name": campaign.get("name"),
                         "account": campaign.get("account"),
                         **progress,
+                        "domains": _domains(ledger, campaign_id, campaign, now),
                         "lead_problems": ledger.imports.problems(campaign_id),
                         "tracking": ledger.tracking.totals(campaign_id),
                         "steps": step_report(ledger, campaign_id),
                         "smtp_credentials": rows,
                     }
                 )
+            lists = [_listed(counts) for counts in ledger.suppression_lists.counts()]
         finally:
             ledger.close()
     daemon = state.daemon
@@ -248,5 +281,6 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
         "last_reload": daemon.last_reload_result,
         "state_dir": {"path": str(state_dir), **_storage(state_dir)},
         "conditions": [condition.model_dump(mode="json") for condition in state.conditions],
+        "suppression_lists": lists,
         "campaigns": campaigns,
     }

@@ -58,8 +58,10 @@ def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[st
         "last_reload",
         "state_dir",
         "conditions",
+        "suppression_lists",
         "campaigns",
     }
+    assert report["suppression_lists"] == []
     assert report["state_dir"]["path"] == "st"
     assert report["state_dir"]["writable"] is True
     assert report["state_dir"]["problem"] is None

@@ -82,18 +82,23 @@ def test_demo_sends_at_any_hour_and_says_so(
 
 
 def test_status_after_the_demo_run(checkout: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """README's second half, status, shows the window, the leads and what is due next."""
+    """README's second half, status, shows the suppression lists, the window, the leads, the
+    rules by recipient domain and what is due next."""
     now = "2026-12-06T03:00:00+01:00"
     assert run_cli(capsys, *FIRST_COMMAND, "--now", now)[0] == 0
     code, out, _ = run_cli(capsys, "status", "--now", now)
     assert code == 0
-    campaign = out.splitlines()[3:9]
+    campaign = out.splitlines()[3:11]
     assert campaign == [
+        "suppression lists of account default: 1 address and 1 domain never mailed "
+        "(suppress/demo-do-not-contact.txt; applied 2026-12-06T02:00:00Z)",
         "campaign demo-welcome 'Demo welcome sequence' (account default, 3 leads)",
         "  send window: any time (Europe/Paris)",
         "  leads: 0 new, 3 in sequence (after step 1: 3), 0 finished, 0 replied, 0 bounced, "
         "0 unsubscribed, 0 stopped",
         "  sends: 3 today (UTC day), 3 in total",
+        "  domains: a reply stops the other leads at its domain (free-mail domains excepted); "
+        "at most 20 sends a UTC day to each recipient domain, 0 domains at the cap today",
         "  next: step 2 for 3 leads, the first from Wed 2026-12-09 03:44 Europe/Paris "
         "(2026-12-09T02:44:57Z)",
         "  finish: about Sun 2026-12-13 16:51 Europe/Paris (2026-12-13T15:51:01Z), when the "

@@ -133,9 +133,11 @@ def test_campaign_progress(write_config: Writer, capsys: pytest.CaptureFixture[s
         "replied": 1,
         "bounced": 1,
         "unsubscribed": 1,
+        "domain_replied": 0,
         "stopped": 1,
         "failed": 1,
         "suppressed": 1,
+        "held_by_lists": 0,
     }
     assert campaign["sends"] == {"today": 4, "step1_today": 3, "total": 7}
     assert campaign["next"] == {

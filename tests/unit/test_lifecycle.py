@@ -28,6 +28,7 @@ class TestLifecycle:
             "replied",
             "unsubscribed",
             "auto_reply",
+            "domain_replied",
         ]
 
     def test_mail_kinds(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from mailopsd.config.leads import LeadRow
@@ -17,8 +18,11 @@ from mailopsd.reconcile import (
     LeadsChanged,
     LeadsDiff,
     LeadsFile,
+    ListsDiff,
     Observed,
     ObservedCredential,
+    SuppressionListFiles,
+    SuppressionListsChanged,
     plan,
 )
 
@@ -165,6 +169,43 @@ class TestActions:
         """The same digest means no leads action, even without rows."""
         diff = LeadsDiff(1, added=(_row("a@x.io"),))
         assert plan(_desired(), _applied(), {"acme": diff}).is_empty
+
+
+class TestSuppressionLists:
+    """An account's suppression lists: changed when their digest is, gone when unlisted."""
+
+    @staticmethod
+    def _with_lists(digest: str) -> Desired:
+        lists = {"default": SuppressionListFiles(("dnc.txt", "x.csv"), digest)}
+        return replace(_desired(), suppression_lists=lists)
+
+    def test_changed_lists_say_what_they_add_and_remove(self) -> None:
+        """A changed digest plans the difference the ledger found, with examples."""
+        diff = ListsDiff(3, 1, 0, 1, 2, ("+bob@acme.example", "+@acme.example", "-@old.example"))
+        observed = replace(_applied(), suppression_digests={"default": "l1"})
+        result = plan(self._with_lists("l2"), observed, lists={"default": diff})
+        assert result.actions == (
+            SuppressionListsChanged("default", ("dnc.txt", "x.csv"), "l2", diff),
+        )
+        assert result.lines() == [
+            "~ suppression lists of account default: +1 address, +1 domain, -2 domains "
+            "(dnc.txt, x.csv): +bob@acme.example, +@acme.example, -@old.example"
+        ]
+
+    def test_same_digest_is_no_work(self) -> None:
+        """Lists whose digest the ledger has are not compared again."""
+        observed = replace(_applied(), suppression_digests={"default": "l1"})
+        assert plan(self._with_lists("l1"), observed).is_empty
+
+    def test_lists_gone_from_the_config(self) -> None:
+        """An account whose lists left the config has them removed, entries and all."""
+        diff = ListsDiff(4, removed_addresses=1)
+        observed = replace(_applied(), suppression_digests={"default": "l1"})
+        result = plan(_desired(), observed, lists={"default": diff})
+        assert result.actions == (SuppressionListsChanged("default", (), None, diff),)
+        assert result.lines() == [
+            "~ suppression lists of account default: -1 address (no lists now)"
+        ]
 
 
 class TestReenable:
