@@ -42,9 +42,10 @@ def test_newer_schema_refused(tmp_path: Path) -> None:
     """A ledger written by a newer mailopsd is refused, not migrated down."""
     Ledger.open(tmp_path).close()
     connection = sqlite3.connect(tmp_path / "ledger.sqlite3")
-    connection.execute("PRAGMA user_version = 9")
+    newer = SCHEMA_VERSION + 1
+    connection.execute(f"PRAGMA user_version = {newer}")
     connection.close()
-    with pytest.raises(StateError, match="has schema 9, newer than this mailopsd"):
+    with pytest.raises(StateError, match=f"has schema {newer}, newer than this mailopsd"):
         Ledger.open(tmp_path)
 
 
