@@ -83,6 +83,8 @@ class DaemonSettings:
     imap_retry_s: float = 60.0
     storage_headroom_bytes: int = 16 * 1024 * 1024
     storage_retry_s: float = 5.0
+    dry_run: bool = False
+    """Send nothing: each send is recorded as sent and goes nowhere (``preview``)."""
 
 
 class Daemon:
@@ -149,6 +151,7 @@ class Daemon:
             state_dir,
             smtp=SmtpTransport(timeout_s=self.settings.smtp_timeout_s),
             heartbeat=self.notifier.watchdog,
+            dry_run=self.settings.dry_run,
         )
         self._inbox = Inbox(
             self._ledger,

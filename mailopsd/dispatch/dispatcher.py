@@ -112,6 +112,8 @@ class Dispatcher:
     max_attempts: int = 5
     token: Callable[[], str] = field(default=lambda: secrets.token_hex(16))
     heartbeat: Callable[[], None] = field(default=lambda: None)
+    dry_run: bool = False
+    """Deliver nothing anywhere: every send is taken as sent (a forecast's ticks)."""
     _backoff: dict[CredentialRef, tuple[datetime, int]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _turn: int = 0
@@ -304,7 +306,7 @@ class Dispatcher:
                 continue
             then = jobs[position + 1].outgoing if position + 1 < len(jobs) else None
             outcome = self._send(job, ca_files.get(job.key), then)
-            if job.credential.archive and outcome.kind == SendOutcome.SENT:
+            if job.credential.archive and outcome.kind == SendOutcome.SENT and not self.dry_run:
                 self.archive.deliver(job.key, job.credential, None, job.outgoing)
             if outcome.kind in _STOPS_BATCH:
                 blocked = outcome
@@ -323,6 +325,8 @@ class Dispatcher:
         ``unknown`` and never sent again. It is logged by type and place only, as its
         text may quote a password.
         """
+        if self.dry_run:
+            return Outcome(SendOutcome.SENT, 250, "forecast: nothing was sent")
         if job.credential.status == "sandbox":  # the state directory failing pauses all work
             return self.sandbox.deliver(job.key, job.credential, None, job.outgoing)
         try:

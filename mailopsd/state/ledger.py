@@ -111,6 +111,28 @@ class Ledger:
             raise storage_error(err) from err
         return ledger
 
+    def copy_into(self, directory: Path) -> None:
+        """Write a consistent copy of this ledger into ``directory`` (SQLite's backup).
+
+        The copy is what a private reader may change freely (a forecast sends into it);
+        this ledger is only read.
+
+        Raises:
+            StorageError: The copy could not be written.
+        """
+        path = directory / LEDGER_FILE
+        try:
+            _create_private(path)
+            target = sqlite3.connect(path)
+            try:
+                self._database.connection.backup(target)
+            finally:
+                target.close()
+        except OSError as err:
+            raise _unusable(path, err) from err
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+
     @classmethod
     def open(cls, directory: Path, *, any_thread: bool = False) -> Ledger:
         """Open (creating and migrating as needed) the ledger in ``directory``.

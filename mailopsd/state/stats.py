@@ -19,7 +19,7 @@ from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import COUNTED_SQL
 
-__all__ = ["StepCounts", "StepStats"]
+__all__ = ["DaySends", "StepCounts", "StepStats"]
 
 # The version a lead was given of the step it was last sent ('' when the step had none).
 _LAST_VERSION = "coalesce(json_extract(l.variants, '$.\"' || l.step || '\"'), '')"
@@ -39,6 +39,16 @@ class StepCounts:
     def rate(self, count: int) -> float | None:
         """``count`` over the sends (``None`` before any send)."""
         return count / self.sends if self.sends else None
+
+
+@dataclass(frozen=True)
+class DaySends:
+    """One mailbox's counted sends on one UTC day: step 1 and follow-ups apart."""
+
+    day: str
+    credential_id: str
+    step1: int
+    followups: int
 
 
 class StepStats(Repository):
@@ -84,3 +94,16 @@ class StepStats(Repository):
                 entry = counts.setdefault(key, StepCounts(*key))
                 setattr(entry, name, getattr(entry, name) + int(count))
         return [counts[key] for key in sorted(counts)]
+
+    def days(self, campaign_id: str, first_day: str) -> list[DaySends]:
+        """A campaign's counted sends per UTC day (``YYYY-MM-DD``) and mailbox, from a day on."""
+        try:
+            rows = self._db.execute(
+                "SELECT day, credential_id, step1, followups FROM credential_days "
+                "WHERE campaign_id = ? AND day >= ? AND step1 + followups > 0 "
+                "ORDER BY day, credential_id",
+                (campaign_id, first_day),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return [DaySends(str(d), str(c), int(s), int(f)) for d, c, s, f in rows]

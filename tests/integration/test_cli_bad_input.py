@@ -141,6 +141,17 @@ def _cases() -> list[Case]:
         c("status", "garbage state file", ("status", "--state-dir", "{bad_state}")),
         c("status", "garbage ledger", ("status", "--state-dir", "{bad_ledger}")),
         c("status", "bad --now", ("status", "--state-dir", "{bad_state}", "--now", "noon"), USAGE),
+        # preview
+        c("preview", "no campaign given", ("preview",), USAGE),
+        c("preview", "missing config", ("preview", "camp", "--config", "{missing}")),
+        c("preview", "bad --days", ("preview", "camp", "--days", "-3"), USAGE),
+        c("preview", "bad --every", ("preview", "camp", "--every", "soon"), USAGE),
+        c(
+            "preview",
+            "unknown campaign",
+            ("preview", "nope", "--config", "{enc}", *key),
+            says="error: no campaign nope in the config",
+        ),
         # stats
         c("stats", "no campaign given", ("stats",), USAGE),
         c("stats", "state dir is a file", ("stats", "camp", "--state-dir", "{file}")),
