@@ -3,15 +3,16 @@
 A tick, for each campaign whose window is open: follow-ups due (each on the credential
 that sent step 1; it waits if that one cannot send), then new leads (rotation picks the
 credential), each within its campaign's per-domain daily cap
-(:mod:`mailopsd.dispatch.domains`); at most ``sends_per_tick`` sends in all, campaigns
-taking turns. Every
-send's intent is committed to the ledger before any message leaves; outcomes are
-committed after. A send whose intent has no outcome (the process died, or
+(:mod:`mailopsd.dispatch.domains`) and in the variant of the step the lead was given
+(:mod:`mailopsd.dispatch.variants`); at most ``sends_per_tick`` sends in all, campaigns
+taking turns. Every send's intent is committed to the ledger before any message leaves;
+outcomes are committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
 again. Sends of different credentials run concurrently in a bounded pool; one
 credential's sends go one after the other on its kept-open connection. After each 5xx
 a batch asks :mod:`mailopsd.health.batch` whether its credential may go on; after the
-tick, :mod:`mailopsd.health.autodisable` checks the credentials that bounced.
+tick, :mod:`mailopsd.health.autodisable` checks the credentials that bounced. With
+``dry_run`` (a forecast) nothing is delivered: every send is recorded as sent.
 """
 
 from __future__ import annotations
