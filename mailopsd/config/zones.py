@@ -53,9 +53,8 @@ def fallback_note(
     """
     shown = [f"{name}:{line}" for line in list(lines)[:EXAMPLE_LINES]]
     more = ", ..." if count > len(shown) else ""
-    leads = "lead" if count == 1 else "leads"
     return (
-        f"{name}: {count} of {total} {leads} without a valid time zone in column {column} "
-        f"(empty, or not an IANA name such as America/New_York) send in the campaign's "
+        f"{name}: {count} of {total} leads have no valid time zone in column {column} "
+        f"(empty, or not an IANA name such as America/New_York) and send in the campaign's "
         f"{timezone} window: {', '.join(shown)}{more}"
     )

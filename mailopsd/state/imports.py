@@ -22,7 +22,7 @@ from mailopsd.errors import StateError
 from mailopsd.reconcile import LeadsDiff
 from mailopsd.state.db import Database, Repository
 from mailopsd.state.errors import storage_error
-from mailopsd.state.schema import stamp
+from mailopsd.state.schema import ZONES_SCHEMA, schema_version, stamp
 
 __all__ = ["LeadImports", "LeadsStage", "Staged"]
 
@@ -203,6 +203,16 @@ class LeadImports(Repository):
         self._db.executemany(insert_problem, problems)
         return count + len(rows)
 
+    def _zone_changed(self) -> str:
+        """What else makes a kept row changed: its zone, if the ledger keeps zones yet.
+
+        ``plan`` reads a ledger without migrating it: one of schema 9 has no zones (and
+        then no campaign of it has per-lead zones).
+        """
+        if schema_version(self._db) < ZONES_SCHEMA:
+            return ""
+        return " OR lead.zone IS NOT staged.zone"
+
     def _compare_stage(self, stage: LeadsStage, count: int, name: str) -> None:
         """Keep each address's first row, note the repeats, and compare with the leads."""
         lines, problems, kept, removed = (
@@ -211,8 +221,7 @@ class LeadImports(Repository):
         self._db.execute(
             f"INSERT INTO {kept} (email, line, change) "
             "SELECT first.email, first.line, CASE WHEN lead.row_hash IS NULL THEN 'added' "
-            "WHEN lead.row_hash <> staged.row_hash OR lead.zone IS NOT staged.zone "
-            "THEN 'updated' END "
+            f"WHEN lead.row_hash <> staged.row_hash{self._zone_changed()} THEN 'updated' END "
             f"FROM (SELECT email, min(line) AS line FROM {lines} GROUP BY email) AS first "
             f"JOIN {lines} AS staged ON staged.line = first.line "
             "LEFT JOIN main.leads AS lead ON lead.campaign_id = ? AND lead.email = first.email "

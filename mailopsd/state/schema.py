@@ -17,9 +17,19 @@ from mailopsd.state import counters
 from mailopsd.state.db import Database
 from mailopsd.state.errors import StorageTooNewError
 
-__all__ = ["COUNTED_SQL", "SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
+__all__ = [
+    "COUNTED_SQL",
+    "SCHEMA_VERSION",
+    "ZONES_SCHEMA",
+    "migrate",
+    "schema_version",
+    "stamp",
+    "unstamp",
+]
 
 SCHEMA_VERSION = 10
+ZONES_SCHEMA = 10
+"""The first schema that keeps each lead's time zone."""
 COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 """The outcomes of sends that count (toward limits and rates), as an SQL list."""
 
