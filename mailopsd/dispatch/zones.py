@@ -14,28 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailopsd.config.models import Campaign
+from mailopsd.dispatch.windows import is_open, open_zones
 from mailopsd.state.ledger import Ledger
 
-__all__ = ["CampaignZones", "open_zones"]
-
-
-def open_zones(
-    campaign: Campaign, zones: frozenset[str | None], now: datetime
-) -> list[str | None] | None:
-    """The zones among ``zones`` whose window is open at ``now``, sorted (``None`` last).
-
-    ``None`` stands for the leads without a zone of their own, in the campaign's.
-
-    Returns:
-        ``None`` when the campaign has no per-lead zones (its window alone decides).
-    """
-    window = campaign.send_window
-    if window is None or window.zone_column is None:
-        return None
-    found = [
-        zone for zone in zones if window.contains(now, campaign.timezone if zone is None else zone)
-    ]
-    return sorted(found, key=lambda zone: (zone is None, zone or ""))
+__all__ = ["CampaignZones"]
 
 
 @dataclass
@@ -61,10 +43,8 @@ class CampaignZones:
         empty list when it is closed.
         """
         window = campaign.send_window
-        if window is None:
-            return None
-        if window.zone_column is None:
-            return None if window.contains(now, campaign.timezone) else []
+        if window is None or window.zone_column is None:
+            return None if is_open(campaign, now) else []
         digest = self.ledger.campaigns.leads_digests().get(campaign_id)
         found = open_zones(campaign, self.of(campaign_id, digest), now)
         return [] if found is None else found
