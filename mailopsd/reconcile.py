@@ -409,6 +409,13 @@ def _change(
             f"{name}.{key} {_shown(old.get(key))} -> {_shown(new.get(key))}"
             for key in _changed_fields(new, old)  # in the order of the config as it is now
         )
+    if isinstance(old, dict) and isinstance(new, dict):
+        # A setting with a list in it (send_window's days): each field that changed, a
+        # list or a nested mapping only as changed.
+        return ", ".join(
+            _change(f"{name}.{key}", _prefixed(name, old), _prefixed(name, new), frozenset())
+            for key in _changed_fields(new, old)
+        )
     if (
         isinstance(old, list)
         or isinstance(new, list)
@@ -416,6 +423,11 @@ def _change(
     ):
         return f"{name} {CHANGED_MARK}"
     return f"{name} {_flat(old)} -> {_flat(new)}"
+
+
+def _prefixed(name: str, setting: Snapshot) -> Snapshot:
+    """A setting's fields named as :func:`_change` names them (``send_window.days``)."""
+    return {f"{name}.{key}": value for key, value in setting.items()}
 
 
 def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:

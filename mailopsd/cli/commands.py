@@ -32,9 +32,11 @@ from mailopsd.cli.common import (
     state_dir,
 )
 from mailopsd.cli.planjson import plan_as_json
-from mailopsd.config import loader
-from mailopsd.config.leads import read_leads
+from mailopsd.config import loader, zones
+from mailopsd.config.leads import LeadsRead, read_leads
+from mailopsd.config.models import Campaign
 from mailopsd.config.reenable import ignored_issue, set_reenabled_at, unknown_credential
+from mailopsd.config.zones import zone_of_row
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import ConfigError, ConfigIssue
 from mailopsd.inbox.classify import classify
@@ -65,12 +67,31 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_OK
     for note in loaded.notes:
         print(f"warning: {note}", file=sys.stderr)
-    for campaign_id in loaded.config.campaigns:
+    for campaign_id, campaign in loaded.config.campaigns.items():
         path = loaded.leads_path(campaign_id)
-        for problem in read_leads(path, str(path), root=loaded.root).problems:
+        read = read_leads(path, str(path), root=loaded.root)
+        for problem in read.problems:
             print(f"warning: {problem}", file=sys.stderr)
+        fallbacks = _zone_fallbacks(campaign, read, str(path))
+        if fallbacks is not None:
+            print(f"warning: {fallbacks}", file=sys.stderr)
     print(f"ok: {loaded.summary()}")
     return EXIT_OK
+
+
+def _zone_fallbacks(campaign: Campaign, read: LeadsRead, name: str) -> str | None:
+    """With per-lead time zones, the leads that use the campaign's zone (``None``: none)."""
+    column = campaign.send_window.zone_column if campaign.send_window else None
+    if column is None:
+        return None
+    lines = sorted(
+        row.line for row in read.rows.values() if zone_of_row(row.fields, column) is None
+    )
+    if not lines:
+        return None
+    return zones.fallback_note(
+        name, column, campaign.timezone, count=len(lines), total=len(read.rows), lines=lines
+    )
 
 
 def _ignored_issues(

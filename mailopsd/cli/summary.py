@@ -42,10 +42,28 @@ def _window_line(window: Report) -> str:
         return f"  send window: any time ({zone})"
     days = window["days"]
     named = "every day" if len(days) == len(WEEKDAYS) else ",".join(days)
+    per_lead = window.get("lead_zones")
+    if per_lead:
+        return _lead_zones_line(f"{named} {window['start']}-{window['end']}", per_lead, zone)
     shape = f"{named} {window['start']}-{window['end']} {zone}"
     if window["open_now"]:
         return f"  send window {shape}: open now"
     return f"  send window {shape}: closed; opens {_when(window['next_open'], zone)}"
+
+
+def _lead_zones_line(shape: str, zones: Report, zone: str) -> str:
+    """The window of a campaign sending in each lead's zone, and the leads falling back."""
+    line = (
+        f"  send window {shape} in each lead's time zone (column {zones['column']}, else "
+        f"{zone}): {zones['leads_open_now']} of {zones['leads']} leads to send in an open "
+        f"window now, {_count(zones['zones'], 'zone')}"
+    )
+    if zones["next_zone"] is not None:
+        line += f"; next opens {zones['next_zone']} at {_when(zones['next_zone_opens'], zone)}"
+    fallback = zones.get("fallback") or {}
+    if fallback.get("note"):
+        line += f"\n  warning: {fallback['note']}"
+    return line
 
 
 def _leads_line(progress: Report) -> str:

@@ -415,6 +415,7 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         )
         found = checker.columns(cache)
         checker.check(found)
+        checker.check_zone_column(found)
         checker.check_ca_files()
         if found is not None:
             columns[campaign_id] = found

@@ -145,6 +145,19 @@ class CampaignFiles:
                     continue
                 self._issue(["smtp_credentials", credential_id, name], message)
 
+    def check_zone_column(self, columns: tuple[str, ...] | None) -> None:
+        """Check that the column of the leads' time zones (``send_window.timezone``) exists."""
+        window = self.campaign.send_window
+        column = None if window is None else window.zone_column
+        if column is None or columns is None or column in columns:
+            return
+        hint = suggest.did_you_mean(column, columns)
+        self._issue(
+            ["send_window", "timezone"],
+            f"the leads' time zones are read from column {column}, but {self.campaign.leads} "
+            f"has no {column} column{f'; {hint}' if hint else ''} (columns: {', '.join(columns)})",
+        )
+
     def check(self, columns: tuple[str, ...] | None) -> None:
         """Read each step's and variant's body and check the templates (against ``columns``)."""
         for index, step in enumerate(self.campaign.sequence):

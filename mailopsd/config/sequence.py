@@ -7,10 +7,18 @@ campaign): frozen models that forbid unknown keys, checked as that module's are.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from typing import Self
+from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from mailopsd.config.scalars import (
     WEEKDAYS,
@@ -21,14 +29,39 @@ from mailopsd.config.scalars import (
     PositiveInt,
     Text,
     Weekday,
+    describe,
     failure,
 )
 
-__all__ = ["SendWindow", "Step", "Variant", "check_sequence"]
+__all__ = ["LEAD_ZONE_COLUMN", "LeadZones", "SendWindow", "Step", "Variant", "check_sequence"]
+
+LEAD_ZONE_COLUMN = "timezone"
+"""The leads file's column that ``send_window.timezone: lead`` names."""
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LeadZones(_Model):
+    """Each lead's window is in the time zone of a column of the leads file."""
+
+    column: Line = Field(
+        description="The leads file's column holding each lead's IANA time zone "
+        "(America/New_York); an empty or unknown value uses the campaign's timezone."
+    )
+
+
+def _lead_zones(value: object) -> object:
+    """``lead`` is the ``timezone`` column; a mapping is checked as :class:`LeadZones`."""
+    if value == "lead":
+        return {"column": LEAD_ZONE_COLUMN}
+    if isinstance(value, str):
+        raise failure(
+            f"must be lead (the leads file's timezone column) or {{column: NAME}}, not "
+            f"{describe(value)}; the campaign's own zone is set by the campaign's timezone"
+        )
+    return value
 
 
 class SendWindow(_Model):
@@ -43,6 +76,25 @@ class SendWindow(_Model):
     end: ClockTime = Field(
         default="24:00", description="Local time of day sending stops, HH:MM (exclusive)."
     )
+    timezone: Annotated[LeadZones, BeforeValidator(_lead_zones)] | None = Field(
+        default=None,
+        description="lead: each lead's days and hours are in the zone of the leads file's "
+        "timezone column; {column: NAME}: of that column. A lead whose value is empty or not "
+        "an IANA zone uses the campaign's timezone. Absent: the campaign's timezone for all.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Absent, it is left out: a campaign written before it has the same snapshot.
+        dumped = handler(self)
+        if isinstance(dumped, dict) and dumped.get("timezone") is None:
+            dumped.pop("timezone", None)
+        return dumped
+
+    @property
+    def zone_column(self) -> str | None:
+        """The leads file's column of each lead's zone (``None``: the campaign's zone for all)."""
+        return None if self.timezone is None else self.timezone.column
 
     @property
     def start_minute(self) -> int:

@@ -36,7 +36,7 @@ from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.domains import DomainQuota
 from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.rotation import Picker
-from mailopsd.dispatch.windows import is_open
+from mailopsd.dispatch.zones import CampaignZones
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
 from mailopsd.lifecycle import LeadState, SendOutcome
@@ -118,6 +118,7 @@ class Dispatcher:
     _backoff: dict[CredentialRef, tuple[datetime, int]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _turn: int = 0
+    _zones: CampaignZones | None = None
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -195,8 +196,15 @@ class Dispatcher:
     def _choose(
         self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime, left: int
     ) -> list[tuple[str, LeadProgress]]:
-        """Up to ``left`` of a campaign's due sends, each with its credential."""
-        if not is_open(campaign, now):
+        """Up to ``left`` of a campaign's due sends, each with its credential.
+
+        Only the leads whose window is open now: the campaign's, or with per-lead time
+        zones the leads in the zones open now (:mod:`mailopsd.dispatch.zones`).
+        """
+        if self._zones is None:
+            self._zones = CampaignZones(self.ledger)
+        zones = self._zones.open(campaign_id, campaign, now)
+        if zones == []:
             return []
         budgets = credential_budgets(
             self.ledger,
@@ -220,6 +228,7 @@ class Dispatcher:
             credentials=sorted(budgets),
             limit=limit,
             domain_cap=quota.cap,
+            zones=zones,
         )
         for lead in quota.admitted(due):
             if lead.credential_id is not None and picker.follow_up(lead.credential_id):
@@ -227,7 +236,9 @@ class Dispatcher:
                 chosen.append((lead.credential_id, lead))
         # Read only the new leads the picker can place: each read lead costs a parse.
         room = min(sum(budget.step1_room() for budget in budgets.values()), left - len(chosen))
-        new = self.ledger.leads.new(campaign_id, campaign.account, now, room, domain_cap=quota.cap)
+        new = self.ledger.leads.new(
+            campaign_id, campaign.account, now, room, domain_cap=quota.cap, zones=zones
+        )
         for lead in quota.admitted(new):
             budget = picker.pick()
             if budget is None:

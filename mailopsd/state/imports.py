@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import TypeVar, overload
 
 from mailopsd.config.leads import LeadLine, LeadRow, repeat_problem
+from mailopsd.config.zones import zone_of_row
 from mailopsd.errors import StateError
 from mailopsd.reconcile import LeadsDiff
 from mailopsd.state.db import Database, Repository
 from mailopsd.state.errors import storage_error
-from mailopsd.state.schema import stamp
+from mailopsd.state.schema import ZONES_SCHEMA, schema_version, stamp
 
 __all__ = ["LeadImports", "LeadsStage", "Staged"]
 
@@ -96,7 +97,14 @@ class LeadImports(Repository):
         self._stages: dict[str, LeadsStage] = {}
         self._staged = 0
 
-    def stage(self, campaign_id: str, lines: Iterable[LeadLine], *, name: str) -> LeadsStage:
+    def stage(
+        self,
+        campaign_id: str,
+        lines: Iterable[LeadLine],
+        *,
+        name: str,
+        zone_column: str | None = None,
+    ) -> LeadsStage:
         """Stage a leads file read row by row, and compare it with the campaign's leads.
 
         The rows go to temporary tables (on disk, outside the ledger file: nothing is
@@ -108,6 +116,10 @@ class LeadImports(Repository):
             campaign_id: The campaign whose leads file it is.
             lines: The file's rows, in order (see ``iter_leads``).
             name: How problems name the file.
+            zone_column: The column of each lead's time zone (``send_window.timezone``):
+                each row's zone is resolved here and kept with the lead (``None``, or a
+                value that is no zone: the campaign's). A lead whose zone changes is
+                updated.
 
         Returns:
             The stage, with how many rows it adds, changes and removes, and its problems.
@@ -122,7 +134,7 @@ class LeadImports(Repository):
         self._stages[campaign_id] = stage
         try:
             with self._database.temporary_work():
-                counts = self._fill_stage(stage, lines, name)
+                counts = self._fill_stage(stage, lines, name, zone_column)
         except sqlite3.Error as err:
             self._stages.pop(campaign_id, None)
             raise storage_error(err) from err
@@ -134,7 +146,7 @@ class LeadImports(Repository):
         return stage
 
     def _fill_stage(
-        self, stage: LeadsStage, lines: Iterable[LeadLine], name: str
+        self, stage: LeadsStage, lines: Iterable[LeadLine], name: str, zone_column: str | None
     ) -> tuple[int, int, int, int]:
         """Create a stage's tables, fill and compare them; return its four counts."""
         lines_table, problems, kept, removed = (
@@ -142,7 +154,7 @@ class LeadImports(Repository):
         )
         self._db.execute(
             f"CREATE TABLE {lines_table} (line INTEGER PRIMARY KEY, email TEXT NOT NULL, "
-            "given TEXT, fields TEXT NOT NULL, row_hash TEXT NOT NULL)"
+            "given TEXT, fields TEXT NOT NULL, row_hash TEXT NOT NULL, zone TEXT)"
         )
         self._db.execute(
             f"CREATE TABLE {problems} (line INTEGER PRIMARY KEY, message TEXT NOT NULL)"
@@ -152,7 +164,7 @@ class LeadImports(Repository):
             "WITHOUT ROWID"
         )
         self._db.execute(f"CREATE TABLE {removed} (email TEXT PRIMARY KEY) WITHOUT ROWID")
-        count = self._load_stage(stage, lines)
+        count = self._load_stage(stage, lines, zone_column)
         self._compare_stage(stage, count, name)
         added, updated = self._db.execute(
             f"SELECT coalesce(sum(change = 'added'), 0), coalesce(sum(change = 'updated'), 0) "
@@ -162,14 +174,16 @@ class LeadImports(Repository):
         (skipped,) = self._db.execute(f"SELECT count(*) FROM {problems}").fetchone()
         return int(added), int(updated), int(gone), int(skipped)
 
-    def _load_stage(self, stage: LeadsStage, lines: Iterable[LeadLine]) -> int:
+    def _load_stage(
+        self, stage: LeadsStage, lines: Iterable[LeadLine], zone_column: str | None
+    ) -> int:
         """Write the rows and the skipped rows; return how many usable rows there were."""
         insert_line = (
-            f"INSERT INTO {stage.table('lines')} (line, email, given, fields, row_hash) "
-            "VALUES (?, ?, ?, ?, ?)"
+            f"INSERT INTO {stage.table('lines')} (line, email, given, fields, row_hash, zone) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
         )
         insert_problem = f"INSERT INTO {stage.table('problems')} (line, message) VALUES (?, ?)"
-        rows: list[tuple[int, str, str | None, str, str]] = []
+        rows: list[tuple[int, str, str | None, str, str, str | None]] = []
         problems: list[tuple[int, str]] = []
         count = 0
         for lead in lines:
@@ -177,7 +191,8 @@ class LeadImports(Repository):
                 problems.append((lead.line, lead.problem))
                 continue
             given = None if lead.given == lead.email else lead.given
-            rows.append((lead.line, lead.email, given, lead.text, lead.row_hash))
+            zone = zone_of_row(lead.fields, zone_column)
+            rows.append((lead.line, lead.email, given, lead.text, lead.row_hash, zone))
             if len(rows) >= self._STAGE_BATCH:
                 count += len(rows)
                 self._db.executemany(insert_line, rows)
@@ -188,6 +203,16 @@ class LeadImports(Repository):
         self._db.executemany(insert_problem, problems)
         return count + len(rows)
 
+    def _zone_changed(self) -> str:
+        """What else makes a kept row changed: its zone, if the ledger keeps zones yet.
+
+        ``plan`` reads a ledger without migrating it: one of schema 9 has no zones (and
+        then no campaign of it has per-lead zones).
+        """
+        if schema_version(self._db) < ZONES_SCHEMA:
+            return ""
+        return " OR lead.zone IS NOT staged.zone"
+
     def _compare_stage(self, stage: LeadsStage, count: int, name: str) -> None:
         """Keep each address's first row, note the repeats, and compare with the leads."""
         lines, problems, kept, removed = (
@@ -196,7 +221,7 @@ class LeadImports(Repository):
         self._db.execute(
             f"INSERT INTO {kept} (email, line, change) "
             "SELECT first.email, first.line, CASE WHEN lead.row_hash IS NULL THEN 'added' "
-            "WHEN lead.row_hash <> staged.row_hash THEN 'updated' END "
+            f"WHEN lead.row_hash <> staged.row_hash{self._zone_changed()} THEN 'updated' END "
             f"FROM (SELECT email, min(line) AS line FROM {lines} GROUP BY email) AS first "
             f"JOIN {lines} AS staged ON staged.line = first.line "
             "LEFT JOIN main.leads AS lead ON lead.campaign_id = ? AND lead.email = first.email "
@@ -317,12 +342,13 @@ class LeadImports(Repository):
 
     def _apply_stage(self, stage: LeadsStage, *, account: str, digest: str, when: str) -> None:
         self._db.execute(
-            "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at) "
-            f"SELECT ?, k.email, ?, l.fields, l.row_hash, k.line, ? FROM {stage.table('kept')} "
-            f"AS k JOIN {stage.table('lines')} AS l ON l.line = k.line "
-            "WHERE k.change IS NOT NULL ORDER BY k.email "
+            "INSERT INTO leads (campaign_id, email, account, fields, row_hash, line, added_at, "
+            f"zone) SELECT ?, k.email, ?, l.fields, l.row_hash, k.line, ?, l.zone "
+            f"FROM {stage.table('kept')} AS k JOIN {stage.table('lines')} AS l "
+            "ON l.line = k.line WHERE k.change IS NOT NULL ORDER BY k.email "
             "ON CONFLICT (campaign_id, email) DO UPDATE SET fields = excluded.fields, "
-            "row_hash = excluded.row_hash, line = excluded.line, removed_at = NULL",
+            "row_hash = excluded.row_hash, line = excluded.line, zone = excluded.zone, "
+            "removed_at = NULL",
             (stage.campaign_id, account, when),
         )
         self._db.execute(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -133,6 +133,24 @@ _HELD_TALLY = (
 )
 
 
+# The distinct zones of a campaign's new or waiting leads (NULL apart), each found by one
+# seek in the index after the previous one, rather than by reading every lead.
+_ZONES = (
+    "WITH RECURSIVE z (zone) AS (SELECT min(zone) FROM leads INDEXED BY {index} "
+    "WHERE campaign_id = :campaign AND {state} AND zone IS NOT NULL "
+    "UNION ALL SELECT (SELECT min(zone) FROM leads INDEXED BY {index} "
+    "WHERE campaign_id = :campaign AND {state} AND zone > z.zone) FROM z "
+    "WHERE z.zone IS NOT NULL) SELECT zone FROM z WHERE zone IS NOT NULL"
+)
+_ZONE_INDEXES = {
+    "leads_new_by_zone": "state = 'new'",
+    "leads_waiting_by_zone": "state = 'waiting'",
+}
+_HAS_NULL_ZONE = (
+    "SELECT EXISTS (SELECT 1 FROM leads INDEXED BY {index} WHERE campaign_id = :campaign "
+    "AND {state} AND zone IS NULL)"
+)
+
 _LEAD_COLUMNS = (
     "campaign_id, email, fields, state, step, credential_id, next_due_at, attempts, "
     "message_ids, first_subject, last_error, stop_reason, variants"
@@ -182,28 +200,34 @@ class Leads(Repository):
         credentials: list[str],
         limit: int,
         domain_cap: int | None = None,
+        zones: Sequence[str | None] | None = None,
     ) -> list[LeadProgress]:
         """Leads whose next step is due on one of ``credentials``, oldest first.
 
         Leads held back are left out (see the module); so are leads of other
         credentials, so that a disabled mailbox's waiting follow-ups never crowd out
-        those that can go.
+        those that can go. With ``zones``, only the leads in those zones (``None``: the
+        campaign's zone), read zone by zone from the index of waiting leads by zone.
         """
-        try:
-            rows = self._db.execute(
-                f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = :campaign "
-                "AND state = 'waiting' AND removed_at IS NULL AND next_due_at <= :now "
-                "AND credential_id IN (SELECT value FROM json_each(:credentials)) "
-                f"AND {_NOT_HELD} ORDER BY next_due_at LIMIT :limit",
-                {
-                    **_held_params(campaign_id, account, now, domain_cap),
-                    "credentials": json.dumps(credentials),
-                    "limit": limit,
-                },
-            )
-            return [_progress(row) for row in rows]
-        except sqlite3.Error as err:
-            raise storage_error(err) from err
+        params = {
+            **_held_params(campaign_id, account, now, domain_cap),
+            "credentials": json.dumps(credentials),
+            "limit": limit,
+        }
+        where = (
+            "WHERE campaign_id = :campaign AND state = 'waiting' AND removed_at IS NULL "
+            "AND next_due_at <= :now "
+            "AND credential_id IN (SELECT value FROM json_each(:credentials)) "
+            f"AND {_NOT_HELD}"
+        )
+        if zones is None:
+            query = f"SELECT {_LEAD_COLUMNS} FROM leads {where} ORDER BY next_due_at LIMIT :limit"
+            return self._read(query, params)
+        query = (
+            f"SELECT {_LEAD_COLUMNS} FROM leads INDEXED BY leads_waiting_by_zone {where} "
+            "AND zone IS :zone ORDER BY next_due_at LIMIT :limit"
+        )
+        return self._by_zone(query, params, zones, limit, key=lambda lead: lead.next_due_at or "")
 
     def new(
         self,
@@ -213,23 +237,110 @@ class Leads(Repository):
         limit: int,
         *,
         domain_cap: int | None = None,
+        zones: Sequence[str | None] | None = None,
     ) -> list[LeadProgress]:
         """Leads waiting for step 1, in file order (leads held back left out).
 
         Read in file order from the index of new leads, each checked as it comes: a tick
-        reads as many as it needs, and the held-back leads before them.
+        reads as many as it needs, and the held-back leads before them. With ``zones``,
+        only the leads in those zones (``None``: the campaign's zone), read zone by zone
+        from the index of new leads by zone, in file order within the zones.
         """
-        try:
-            rows = self._db.execute(
-                f"SELECT {_LEAD_COLUMNS} FROM leads INDEXED BY leads_new_by_line "
-                "WHERE campaign_id = :campaign AND state = 'new' AND removed_at IS NULL "
-                "AND (next_due_at IS NULL OR next_due_at <= :now) "
-                f"AND {_NOT_HELD} ORDER BY line LIMIT :limit",
-                {**_held_params(campaign_id, account, now, domain_cap), "limit": limit},
+        params = {**_held_params(campaign_id, account, now, domain_cap), "limit": limit}
+        where = (
+            "WHERE campaign_id = :campaign AND state = 'new' AND removed_at IS NULL "
+            f"AND (next_due_at IS NULL OR next_due_at <= :now) AND {_NOT_HELD}"
+        )
+        if zones is None:
+            query = (
+                f"SELECT {_LEAD_COLUMNS} FROM leads INDEXED BY leads_new_by_line {where} "
+                "ORDER BY line LIMIT :limit"
             )
-            return [_progress(row) for row in rows]
+            return self._read(query, params)
+        query = (
+            f"SELECT {_LEAD_COLUMNS}, line FROM leads INDEXED BY leads_new_by_zone {where} "
+            "AND zone IS :zone ORDER BY line LIMIT :limit"
+        )
+        return self._by_zone(query, params, zones, limit, key=None)
+
+    def _read(self, query: str, params: Mapping[str, object]) -> list[LeadProgress]:
+        try:
+            return [_progress(row) for row in self._db.execute(query, params)]
         except sqlite3.Error as err:
             raise storage_error(err) from err
+
+    def _by_zone(
+        self,
+        query: str,
+        params: Mapping[str, object],
+        zones: Sequence[str | None],
+        limit: int,
+        *,
+        key: Callable[[LeadProgress], str] | None,
+    ) -> list[LeadProgress]:
+        """Run ``query`` once per zone (up to ``limit`` each); keep the first ``limit`` in all.
+
+        ``key`` orders the merged leads; ``None``: the line the query adds as its last column.
+        """
+        found: list[tuple[object, LeadProgress]] = []
+        try:
+            for zone in zones:
+                for row in self._db.execute(query, {**params, "zone": zone}):
+                    lead = _progress(row)
+                    found.append((row[-1] if key is None else key(lead), lead))
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        found.sort(key=lambda pair: pair[0])  # type: ignore[arg-type,return-value]
+        return [lead for _, lead in found[:limit]]
+
+    def zones(self, campaign_id: str) -> frozenset[str | None]:
+        """The zones of a campaign's new and waiting leads (``None``: the campaign's own).
+
+        A few index seeks per zone, whatever the number of leads.
+        """
+        found: set[str | None] = set()
+        try:
+            for index, state in _ZONE_INDEXES.items():
+                params = {"campaign": campaign_id}
+                rows = self._db.execute(_ZONES.format(index=index, state=state), params)
+                found.update(str(zone) for (zone,) in rows)
+                (has_null,) = self._db.execute(
+                    _HAS_NULL_ZONE.format(index=index, state=state), params
+                ).fetchone()
+                if has_null:
+                    found.add(None)
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return frozenset(found)
+
+    def by_zone(self, campaign_id: str) -> dict[str | None, int]:
+        """How many active new or waiting leads a campaign has in each zone (``None``: its own)."""
+        try:
+            rows = self._db.execute(
+                "SELECT zone, count(*) FROM leads WHERE campaign_id = ? "
+                "AND state IN ('new', 'waiting') AND removed_at IS NULL GROUP BY zone",
+                (campaign_id,),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return {None if zone is None else str(zone): int(count) for zone, count in rows}
+
+    def without_zone(self, campaign_id: str, limit: int) -> tuple[int, list[int]]:
+        """How many active leads use the campaign's zone, and the lines of the first ``limit``."""
+        try:
+            (count,) = self._db.execute(
+                "SELECT count(*) FROM leads WHERE campaign_id = ? AND removed_at IS NULL "
+                "AND zone IS NULL",
+                (campaign_id,),
+            ).fetchone()
+            lines = self._db.execute(
+                "SELECT line FROM leads WHERE campaign_id = ? AND removed_at IS NULL "
+                "AND zone IS NULL ORDER BY line LIMIT ?",
+                (campaign_id, limit),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return int(count), [int(line) for (line,) in lines]
 
     def stop_at_domain(self, campaign_id: str, domain: str, reason: str, *, keep: str) -> list[str]:
         """Stop every active lead of a campaign at ``domain`` but ``keep``.

@@ -213,6 +213,9 @@ def build_desired(
             raise StateError(str(err)) from err
         except OSError as err:
             raise StateError(f"cannot read leads file {path}: {err}") from err
+        column = campaign.send_window.zone_column if campaign.send_window else None
+        if column is not None:  # the leads' zones come from the file: a new column reads it again
+            digest = f"{digest}+zone:{column}"
         leads[campaign_id] = LeadsFile(path=str(campaign.leads), digest=digest)
     snapshots.turn()
     return Desired(
@@ -277,6 +280,7 @@ def leads_diffs(
                 campaign_id,
                 iter_leads(path, campaign.leads, progress=progress, root=loaded.root),
                 name=campaign.leads,
+                zone_column=campaign.send_window.zone_column if campaign.send_window else None,
             )
         except RefusedFileError as err:
             raise StateError(str(err)) from err

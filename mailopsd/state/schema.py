@@ -17,9 +17,19 @@ from mailopsd.state import counters
 from mailopsd.state.db import Database
 from mailopsd.state.errors import StorageTooNewError
 
-__all__ = ["COUNTED_SQL", "SCHEMA_VERSION", "migrate", "schema_version", "stamp", "unstamp"]
+__all__ = [
+    "COUNTED_SQL",
+    "SCHEMA_VERSION",
+    "ZONES_SCHEMA",
+    "migrate",
+    "schema_version",
+    "stamp",
+    "unstamp",
+]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
+ZONES_SCHEMA = 10
+"""The first schema that keeps each lead's time zone."""
 COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 """The outcomes of sends that count (toward limits and rates), as an SQL list."""
 
@@ -294,6 +304,16 @@ _MIGRATIONS: dict[int, str] = {
 {_UNCOUNT_DOMAIN_SEND}    CREATE TRIGGER sends_domain_uncount_deleted AFTER DELETE ON sends
     WHEN {_COUNTED.format("old.")}
 {_UNCOUNT_DOMAIN_SEND}    """,
+    # Recipient time zones: the IANA zone of each lead's send window, read from its row
+    # when its leads file is imported (NULL: the campaign's zone). A tick reads the new
+    # and the waiting leads of each zone whose window is open from these indexes, and
+    # finds a campaign's zones by seeking from one to the next in them.
+    10: """
+    ALTER TABLE leads ADD COLUMN zone TEXT;
+    CREATE INDEX leads_new_by_zone ON leads (campaign_id, zone, line) WHERE state = 'new';
+    CREATE INDEX leads_waiting_by_zone ON leads (campaign_id, zone, next_due_at)
+        WHERE state = 'waiting';
+    """,
 }
 _REKEY_MIGRATION = 6
 

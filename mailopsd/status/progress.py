@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from mailopsd.clock import next_utc_day_start, utc_day_start
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import parse_period
+from mailopsd.config.zones import EXAMPLE_LINES, fallback_note
 from mailopsd.state.leads import LeadTally
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
@@ -48,7 +49,12 @@ class _Outlook:
     """What status computes for one campaign, from its snapshot and the ledger's tallies."""
 
     def __init__(
-        self, snapshot: Snapshot, tally: LeadTally, sends: SendTally, now: datetime
+        self,
+        snapshot: Snapshot,
+        tally: LeadTally,
+        sends: SendTally,
+        now: datetime,
+        zones: Mapping[str | None, int] | None = None,
     ) -> None:
         self.now = now
         self.tally = tally
@@ -56,14 +62,28 @@ class _Outlook:
         self.timezone = str(snapshot.get("timezone") or "UTC")
         raw = snapshot.get("send_window")
         self.window = SendWindow.model_validate(raw) if isinstance(raw, dict) else None
+        column = self.window.zone_column if self.window else None
+        # Per-lead zones: the zones of the new and waiting leads, with how many each.
+        self.zones = (
+            {self.timezone if zone is None else zone: 0 for zone in (zones or {})} if column else {}
+        )
+        for zone, count in (zones or {}).items() if column else ():
+            self.zones[self.timezone if zone is None else zone] += count
         sequence = snapshot.get("sequence")
         steps = sequence if isinstance(sequence, list) else []
         delays = [step.get("delay") if isinstance(step, dict) else None for step in steps]
         self.delays = [parse_period(str(delay)) if delay else None for delay in delays]
 
     def opening(self, moment: datetime) -> datetime:
-        """``moment``, or the next opening of the send window after it."""
-        return moment if self.window is None else self.window.next_opening(moment, self.timezone)
+        """``moment``, or the next opening of the send window after it.
+
+        With per-lead zones: the next opening of the window in any zone of the leads.
+        """
+        if self.window is None:
+            return moment
+        window = self.window
+        zones = self.zones or {self.timezone: 0}
+        return min(window.next_opening(moment, zone) for zone in zones)
 
     def after_steps(self, sent: int, moment: datetime) -> datetime:
         """When a lead whose ``sent``-th step goes at ``moment`` gets its last step."""
@@ -100,6 +120,8 @@ class _Outlook:
     def window_report(self) -> dict[str, object]:
         """The send window: its shape, whether it is open now, when it opens next."""
         window = self.window
+        if window is not None and window.zone_column is not None:
+            return self._lead_zones_report(window)
         is_open = window is None or window.contains(self.now, self.timezone)
         return {
             "timezone": self.timezone,
@@ -109,6 +131,35 @@ class _Outlook:
             "always_open": window is None or window.is_always_open,
             "open_now": is_open,
             "next_open": _moment(None if is_open else self.opening(self.now), self.timezone),
+            "lead_zones": None,
+        }
+
+    def _lead_zones_report(self, window: SendWindow) -> dict[str, object]:
+        """The window of a campaign with per-lead zones: open now if open in any lead's zone.
+
+        ``lead_zones`` says how many new and waiting leads are in an open window now, in
+        how many zones, and when the next zone not open now opens.
+        """
+        open_zones = [zone for zone in self.zones if window.contains(self.now, zone)]
+        closed = [zone for zone in self.zones if zone not in open_zones]
+        openings = [(window.next_opening(self.now, zone), zone) for zone in closed]
+        first = min(openings) if openings else None
+        return {
+            "timezone": self.timezone,
+            "days": list(window.days),
+            "start": window.start,
+            "end": window.end,
+            "always_open": window.is_always_open,
+            "open_now": bool(open_zones),
+            "next_open": _moment(None if open_zones or first is None else first[0], self.timezone),
+            "lead_zones": {
+                "column": window.zone_column,
+                "zones": len(self.zones),
+                "leads_open_now": sum(self.zones[zone] for zone in open_zones),
+                "leads": sum(self.zones.values()),
+                "next_zone": None if first is None else first[1],
+                "next_zone_opens": _moment(None if first is None else first[0], self.timezone),
+            },
         }
 
     def progress_report(self) -> dict[str, object]:
@@ -218,11 +269,31 @@ def campaign_progress(
     account = str(snapshot.get("account") or "default")
     tally = ledger.leads.tally(campaign_id, account, steps=steps)
     sends = ledger.sends.tally(campaign_id, utc_day_start(now))
-    outlook = _Outlook(snapshot, tally, sends, now)
+    raw = snapshot.get("send_window")
+    column = raw.get("timezone") if isinstance(raw, dict) else None
+    zones = ledger.leads.by_zone(campaign_id) if column else None
+    outlook = _Outlook(snapshot, tally, sends, now, zones)
     upcoming = {"followup": outlook.next_followup(), "new_leads": outlook.new_outlook(credentials)}
+    window = outlook.window_report()
+    if isinstance(window["lead_zones"], dict) and isinstance(column, dict):
+        count, lines = ledger.leads.without_zone(campaign_id, EXAMPLE_LINES)
+        window["lead_zones"]["fallback"] = {
+            "leads": count,
+            "lines": lines,
+            "note": fallback_note(
+                str(snapshot.get("leads") or "leads file"),
+                str(column.get("column")),
+                outlook.timezone,
+                count=count,
+                total=tally.total,
+                lines=lines,
+            )
+            if count
+            else None,
+        }
     return {
         "leads": tally.total,
-        "window": outlook.window_report(),
+        "window": window,
         "progress": outlook.progress_report(),
         "sends": {"today": sends.today, "step1_today": sends.step1_today, "total": sends.total},
         "next": upcoming,

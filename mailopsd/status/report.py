@@ -69,8 +69,12 @@ def _state_of(
     if credential.get("status") == "blocked":
         return "blocked"
     window = campaign.get("send_window")
-    if isinstance(window, dict) and not SendWindow.model_validate(window).contains(
-        now, str(campaign.get("timezone", "UTC"))
+    shape = SendWindow.model_validate(window) if isinstance(window, dict) else None
+    # With per-lead zones some lead's window may be open: the campaign's window says.
+    if (
+        shape is not None
+        and shape.zone_column is None
+        and not shape.contains(now, str(campaign.get("timezone", "UTC")))
     ):
         return "outside_window"
     return "sandbox" if credential.get("status") == "sandbox" else "active"

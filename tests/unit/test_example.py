@@ -25,6 +25,7 @@ from mailopsd.config.models import (
     Unsubscribe,
     Variant,
 )
+from mailopsd.config.sequence import LeadZones
 from mailopsd.secrets import parse_identities
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "campaigns.example.yaml"
@@ -53,6 +54,7 @@ def test_example_is_valid() -> None:
         Config,
         Credential,
         Http,
+        LeadZones,
         Ramp,
         RateLimit,
         SendWindow,

@@ -131,6 +131,22 @@ class TestActions:
             "min_interval None -> {min: 90 seconds, max: 140 seconds}, imap_folders (changed)"
         ]
 
+    def test_a_send_window_shows_each_changed_field(self) -> None:
+        """Per-lead time zones appear as send_window.timezone; its days list only as changed."""
+        window = {"days": ["mon"], "start": "09:00", "end": "17:00"}
+        before = {**CAMPAIGN, "send_window": window}
+        changed = {
+            **CAMPAIGN,
+            "send_window": {**window, "days": ["mon", "tue"], "timezone": {"column": "tz"}},
+        }
+        observed = Observed(
+            campaigns={"acme": before}, credentials={KEY: CREDENTIAL}, leads_digests={"acme": "d1"}
+        )
+        result = plan(_desired(campaigns={"acme": changed}), observed)
+        assert result.lines() == [
+            "~ campaign acme: send_window.days (changed), send_window.timezone None -> {column: tz}"
+        ]
+
     def test_credential_removed(self) -> None:
         """A credential gone from the config is removed (history kept)."""
         result = plan(_desired(credentials={}), _applied())
