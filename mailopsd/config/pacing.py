@@ -44,7 +44,14 @@ from pydantic import (
 from mailopsd.clock import utc_day_start
 from mailopsd.config import periods
 from mailopsd.config.periods import Period
-from mailopsd.config.scalars import PeriodValue, PositiveInt, check_period, describe, failure
+from mailopsd.config.scalars import (
+    PeriodValue,
+    PositiveInt,
+    aware_moment,
+    check_period,
+    describe,
+    failure,
+)
 
 __all__ = [
     "MinInterval",
@@ -123,15 +130,8 @@ MinInterval = Annotated[Spread, BeforeValidator(_spread_or_period)]
 
 
 def _ramp_start(value: object) -> datetime:
-    moment = value
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if isinstance(moment, datetime) and moment.tzinfo is None and len(value) == 10:
-            moment = moment.replace(tzinfo=UTC)  # a date alone: its 00:00 UTC
-    if not isinstance(moment, datetime) or moment.tzinfo is None:
+    moment = aware_moment(value, date_alone_is_utc=True)
+    if moment is None:
         raise failure(
             "must be a date such as 2026-11-23, or a timestamp with a time zone such as "
             f"2026-11-23T12:00:00Z (got {describe(value)})"

@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -62,6 +62,7 @@ __all__ = [
     "TlsMode",
     "Url",
     "Weekday",
+    "aware_moment",
     "check_period",
     "describe",
     "failure",
@@ -361,14 +362,29 @@ def _clock(value: object) -> str:
     return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
-def _timestamp(value: object) -> datetime:
+def aware_moment(value: object, *, date_alone_is_utc: bool = False) -> datetime | None:
+    """``value`` as a time-zone-aware moment, or ``None`` when it is not one.
+
+    Args:
+        value: A datetime, or an ISO 8601 string.
+        date_alone_is_utc: Take a date alone (``2026-11-23``) as its 00:00 UTC.
+    """
     moment = value
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            moment = None
+            return None
+        if date_alone_is_utc and moment.tzinfo is None and len(value) == 10:
+            moment = moment.replace(tzinfo=UTC)
     if not isinstance(moment, datetime) or moment.tzinfo is None:
+        return None
+    return moment
+
+
+def _timestamp(value: object) -> datetime:
+    moment = aware_moment(value)
+    if moment is None:
         raise _must("a timestamp with a time zone, such as 2026-11-23T12:00:00Z", value)
     return moment
 
