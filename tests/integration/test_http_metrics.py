@@ -81,6 +81,11 @@ class TestMetrics:
         assert samples[("mailopsd_credential_daily_cap", _credential())] == 100  # no ramp
         assert samples[("mailopsd_credential_daily_headroom", _credential())] == 97
         assert samples[("mailopsd_ledger_readable", ())] == 1
+        step1 = (("campaign", "camp"), ("step", "1"), ("variant", ""))  # a step without variants
+        assert samples[("mailopsd_step_sends_total", step1)] == 3  # the bounce was sent too
+        assert samples[("mailopsd_step_bounces_total", step1)] == 1
+        assert samples[("mailopsd_step_unsubscribes_total", step1)] == 1
+        assert samples[("mailopsd_step_replies_total", step1)] == 0
         names = {name for name, _ in samples}
         assert not any(name.startswith("mailopsd_imap") for name in names)  # no mailbox set
 
