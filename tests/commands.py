@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from mailopsd import cli
@@ -12,3 +16,11 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def status_json(capsys: pytest.CaptureFixture[str], state: Path, now: str) -> dict[str, Any]:
+    """``mailopsd status --json --now NOW`` of a state directory, parsed (it must succeed)."""
+    capsys.readouterr()  # what came before is not the report
+    code, out, err = run_cli(capsys, "status", "--state-dir", str(state), "--json", "--now", now)
+    assert code == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]

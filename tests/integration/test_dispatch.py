@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import mailbox
 import re
 from collections import Counter
@@ -20,6 +19,7 @@ from mailopsd.dispatch.dispatcher import HEARTBEAT_S
 from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, load_state, save_state
+from tests.commands import status_json
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.e2e.test_daemon import NotifySocket
 from tests.servers.imap import HungServer
@@ -32,9 +32,7 @@ def _logins(server: SmtpServer) -> Counter[str | None]:
 
 
 def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[str, object]:
-    capsys.readouterr()
-    assert cli.main(["status", "--state-dir", str(state), "--json", "--now", now]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    return status_json(capsys, state, now)
 
 
 def test_rotation_caps_and_followups_over_days(tmp_path: Path, smtp_server: SmtpServer) -> None:

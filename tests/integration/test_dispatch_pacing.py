@@ -6,7 +6,6 @@ dispatcher, the ledger and state file read again, as after a restart.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -21,6 +20,7 @@ from mailopsd import cli
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
 from mailopsd.state.statefile import load_state, save_state
+from tests.commands import status_json
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import Received, SmtpServer
 
@@ -33,9 +33,7 @@ def _at(moment: datetime) -> str:
 
 
 def _status(state: Path, capsys: pytest.CaptureFixture[str], now: datetime) -> dict[str, Any]:
-    capsys.readouterr()
-    assert cli.main(["status", "--state-dir", str(state), "--json", "--now", _at(now)]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    return status_json(capsys, state, _at(now))
 
 
 def _credential_status(

@@ -3,7 +3,6 @@ suppression lists hold leads back, and a per-domain daily cap spreads the sends.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from mailopsd import cli
 from tests import inbox_mail
+from tests.commands import status_json
 from tests.dispatch_setup import ADA, credential, imap_fields, run_once, sent_ids, write_campaign
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
@@ -25,9 +25,7 @@ DAY3 = "2026-11-25T10:00:02Z"
 
 
 def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[str, Any]:
-    capsys.readouterr()
-    assert cli.main(["status", "--state-dir", str(state), "--json", "--now", now]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    return status_json(capsys, state, now)
 
 
 def _status_text(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from mailopsd import cli
 from mailopsd.state.inbox import Cursor
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
+from tests.commands import status_json
 from tests.dispatch_setup import (
     ADA,
     campaign_tree,
@@ -36,9 +36,7 @@ DAY2 = "2026-11-24T10:00:01Z"
 
 
 def _status(state: Path, capsys: pytest.CaptureFixture[str], now: str) -> dict[str, Any]:
-    capsys.readouterr()
-    assert cli.main(["status", "--state-dir", str(state), "--json", "--now", now]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    return status_json(capsys, state, now)
 
 
 def _ada(report: dict[str, Any]) -> dict[str, Any]:
