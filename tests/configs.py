@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mailopsd.config import LoadedConfig, load_config
 from mailopsd.config.loader import LoadOptions
+from mailopsd.config.models import Campaign
 from mailopsd.errors import ConfigError
 
 CANARY = "canary-Pw-9f3e2d1c"
@@ -83,3 +85,30 @@ def traces_in(secret: str, texts: Iterable[str]) -> list[str]:
                 at = text.index(trace)
                 found.append(f"{trace!r} in ...{text[max(0, at - 100) : at + 40]}...")
     return found
+
+
+def campaign_model(*, credential: Mapping[str, Any] | None = None, **fields: Any) -> Campaign:
+    """A valid campaign built in memory: a one-step sequence and one credential ``a``.
+
+    ``fields`` add to the campaign or replace its fields (``sequence``...); ``credential``
+    adds to the credential's.
+    """
+    box = {
+        "smtp_host": "h.example.com",
+        "smtp_port": 587,
+        "smtp_username": "u",
+        "smtp_password": "p",
+        "from_name": "A",
+        "from_email": "a@h.example.com",
+        "daily_limit": 100,
+        **(credential or {}),
+    }
+    return Campaign.model_validate(
+        {
+            "name": "x",
+            "leads": "l.csv",
+            "sequence": [{"subject": "s", "body": "b"}],
+            "smtp_credentials": {"a": box},
+            **fields,
+        }
+    )

@@ -6,31 +6,15 @@ from collections import Counter
 
 from mailopsd.config.models import Campaign
 from mailopsd.dispatch.variants import assigned, draw
+from tests.configs import campaign_model
 
 
 def _campaign(step1: dict[str, object], step2: dict[str, object] | None = None) -> Campaign:
-    step2 = step2 if step2 is not None else {}
-    return Campaign.model_validate(
-        {
-            "name": "C",
-            "leads": "leads.csv",
-            "sequence": [
-                {"subject": "S", "body": "B", **step1},
-                {"delay": "1 day", "body": "F", **step2},
-            ],
-            "smtp_credentials": {
-                "a": {
-                    "smtp_host": "smtp.example.com",
-                    "smtp_port": 587,
-                    "smtp_username": "u",
-                    "smtp_password": "p",
-                    "from_name": "A",
-                    "from_email": "a@example.com",
-                    "daily_limit": 10,
-                }
-            },
-        }
-    )
+    sequence = [
+        {"subject": "S", "body": "B", **step1},
+        {"delay": "1 day", "body": "F", **(step2 or {})},
+    ]
+    return campaign_model(sequence=sequence, credential={"daily_limit": 10})
 
 
 ADDRESSES = [f"lead{i}@example.net" for i in range(4000)]

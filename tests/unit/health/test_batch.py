@@ -10,31 +10,13 @@ from mailopsd.health.batch import BounceCheck
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.sends import Intent
 from mailopsd.state.statefile import StateFile
+from tests.configs import campaign_model
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
 def _campaign() -> Campaign:
-    return Campaign.model_validate(
-        {
-            "name": "x",
-            "leads": "l.csv",
-            "sequence": [{"subject": "s", "body": "b"}],
-            "bounce_threshold": "10%",
-            "bounce_min_sends": 10,
-            "smtp_credentials": {
-                "a": {
-                    "smtp_host": "h.example.com",
-                    "smtp_port": 587,
-                    "smtp_username": "u",
-                    "smtp_password": "p",
-                    "from_name": "A",
-                    "from_email": "a@h.example.com",
-                    "daily_limit": 100,
-                }
-            },
-        }
-    )
+    return campaign_model(bounce_threshold="10%", bounce_min_sends=10)
 
 
 def _check(directory: Path) -> BounceCheck:

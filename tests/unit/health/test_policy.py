@@ -7,31 +7,15 @@ from datetime import UTC, datetime
 from mailopsd.config.models import Campaign
 from mailopsd.config.periods import parse_period
 from mailopsd.health.policy import disable_reason, window_start
+from tests.configs import campaign_model
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 SINCE = datetime(2026, 11, 16, tzinfo=UTC)
 
 
 def _campaign(threshold: str = "5%", min_sends: int = 20) -> Campaign:
-    return Campaign.model_validate(
-        {
-            "name": "x",
-            "leads": "l.csv",
-            "sequence": [{"subject": "s", "body": "b"}],
-            "bounce_threshold": threshold,
-            "bounce_min_sends": min_sends,
-            "smtp_credentials": {
-                "a": {
-                    "smtp_host": "h.example.com",
-                    "smtp_port": 587,
-                    "smtp_username": "u",
-                    "smtp_password": "p",
-                    "from_name": "A",
-                    "from_email": "a@h.example.com",
-                    "daily_limit": 1,
-                }
-            },
-        }
+    return campaign_model(
+        bounce_threshold=threshold, bounce_min_sends=min_sends, credential={"daily_limit": 1}
     )
 
 
