@@ -61,7 +61,8 @@ def _messages(
     campaign = loaded.config.campaigns[campaign_id]
     given: dict[str, str] = {}
     credential_id = next(iter(campaign.smtp_credentials))
-    ledger = Ledger.open_readonly(state_dir(args)) if state_dir(args).is_dir() else None
+    directory = state_dir(args)
+    ledger = Ledger.open_readonly(directory) if directory.is_dir() else None
     if ledger is not None:
         try:
             known = ledger.leads.get(campaign_id, email)
