@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from mailopsd.config.models import Campaign, Config
+from mailopsd.config.mailboxes import Shared
+from mailopsd.config.models import Campaign, Config, Credential
 from mailopsd.config.origins import Source
 
 __all__ = ["LoadCache", "validate_config"]
@@ -35,6 +36,7 @@ class LoadCache:
 
     sources: dict[Path, Source] = field(default_factory=dict)
     campaigns: dict[int, tuple[object, Campaign]] = field(default_factory=dict)
+    mailboxes: dict[int, tuple[object, Credential]] = field(default_factory=dict)
     columns: dict[Path, tuple[Stamp, tuple[str, ...]]] = field(default_factory=dict)
     lists: dict[Path, tuple[Stamp, Problems]] = field(default_factory=dict)
 
@@ -72,8 +74,10 @@ class LoadCache:
 def validate_config(data: dict[str, object], cache: LoadCache | None) -> Config:
     """Validate the merged tree; with a cache, only the campaigns not seen unchanged.
 
-    The other top-level keys (``http``, ``api_keys``) are small and validated every
-    time, as are the rules that hold between them and the campaigns.
+    The shared mailboxes are validated first (:mod:`mailopsd.config.mailboxes`), so that
+    the campaigns that name them get them; a campaign is kept while its tree and every
+    mailbox it names are. The other top-level keys (``http``, ``api_keys``) are small and
+    validated every time, as are the rules that hold between them and the campaigns.
 
     Args:
         data: The merged tree of every config file.
@@ -86,20 +90,33 @@ def validate_config(data: dict[str, object], cache: LoadCache | None) -> Config:
         ValidationError: Something is invalid (always from validating the whole tree,
             so that every error is reported with its full path).
     """
+    shared = Shared.of(data, cache.mailboxes if cache is not None else {})
+    context = shared.context
+    tree = shared.into(data)
     campaigns = data.get("campaigns")
     if cache is None or not isinstance(campaigns, dict):
-        return Config.model_validate(data)
+        return Config.model_validate(tree, context=context)
     kept: dict[int, tuple[object, Campaign]] = {}
     valid: dict[str, Campaign] = {}
     try:
         for campaign_id, body in campaigns.items():
             known = cache.campaigns.get(id(body))
-            if known is None or known[0] is not body:
-                known = (body, Campaign.model_validate(body))
+            if known is None or known[0] is not body or not _names_same(known[1], shared):
+                known = (body, Campaign.model_validate(body, context=context))
             kept[id(body)] = known
             valid[campaign_id] = known[1]
-        config = Config.model_validate({**data, "campaigns": valid})
+        config = Config.model_validate({**tree, "campaigns": valid}, context=context)
     except ValidationError:
-        return Config.model_validate(data)
+        return Config.model_validate(tree, context=context)
     cache.campaigns = kept
+    cache.mailboxes = shared.kept(data)
     return config
+
+
+def _names_same(campaign: Campaign, shared: Shared) -> bool:
+    """Tell whether each shared mailbox a kept campaign holds is the one validated now."""
+    return all(
+        shared.valid.get(credential.shared_as) is credential
+        for credential in campaign.smtp_credentials.values()
+        if credential.shared_as is not None
+    )

@@ -27,11 +27,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from mailopsd import goyaml, secrets
-from mailopsd.config import confined, secret_fields, suppression, wording
+from mailopsd.config import confined, mailboxes, secret_fields, suppression, wording
 from mailopsd.config.cache import LoadCache, validate_config
-from mailopsd.config.models import SECRET_FIELDS, Config
-from mailopsd.config.origins import Merge, Source, duplicate_issue, whole_file
-from mailopsd.config.referenced import CampaignFiles
+from mailopsd.config.models import SECRET_FIELDS, Config, Credential
+from mailopsd.config.origins import Loc, Merge, Source, duplicate_issue, whole_file
+from mailopsd.config.referenced import CampaignFiles, check_ca_files
 from mailopsd.config.scalars import describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
@@ -87,6 +87,7 @@ class LoadedConfig:
         files: The config files read, in merge order.
         revision: sha256 over the config files' and body templates' bytes as read.
         campaign_files: The file each campaign is defined in.
+        mailbox_files: The file each shared mailbox (top-level ``mailboxes``) is defined in.
         leads_columns: Each campaign's leads file columns, in order.
         bodies: Each step's body template text by ``(campaign id, step index, "")``, and
             each variant's own by ``(campaign id, step index, variant id)``: see ``body``.
@@ -106,6 +107,7 @@ class LoadedConfig:
     suppression_lists: suppression.ListFiles = field(
         default_factory=lambda: suppression.ListFiles({}, {})
     )
+    mailbox_files: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def config_path(self) -> Path:
@@ -119,6 +121,15 @@ class LoadedConfig:
         """
         own = self.bodies.get((campaign_id, index, variant or ""))
         return own if own is not None else self.bodies[campaign_id, index, ""]
+
+    def credential_dir(self, campaign_id: str, credential: Credential) -> Path:
+        """The directory a credential's relative paths (CA files) are read from.
+
+        That of the file declaring it: its campaign's, or its shared mailbox's.
+        """
+        if credential.shared_as is not None:
+            return self.mailbox_files[credential.shared_as].parent
+        return self.campaign_files[campaign_id].parent
 
     def leads_path(self, campaign_id: str) -> Path:
         """Return the leads file of a campaign, resolved against its config file."""
@@ -138,6 +149,8 @@ class LoadedConfig:
             f"{_plural(len(campaigns), 'campaign')}, "
             f"{_plural(len(credentials), 'credential')} ({with_imap} with reply detection)"
         )
+        if self.config.mailboxes:
+            text += f", {_plural(len(self.config.mailboxes), 'shared mailbox')}"
         lists = sum(len(files) for files in self.config.suppress.values())
         if lists:
             accounts = _plural(len(self.config.suppress), "account")
@@ -416,9 +429,9 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         found = checker.columns(cache)
         checker.check(found)
         checker.check_zone_column(found)
-        checker.check_ca_files()
         if found is not None:
             columns[campaign_id] = found
+    check_ca_files(mailboxes.credential_places(config), merge, root, merge.issues)
     lists = suppression.check_lists(config, merge, root, cache, merge.issues)
     if merge.issues:
         raise ConfigError(merge.issues)
@@ -430,6 +443,20 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         leads_columns=columns,
         bodies=bodies,
         root=root,
-        notes=tuple(secret_fields.non_ascii_logins(config, merge)),
+        notes=tuple(_notes(config, merge, options)),
         suppression_lists=lists,
+        mailbox_files={mid: merge.source_for(["mailboxes", mid]).path for mid in config.mailboxes},
     )
+
+
+def _notes(config: Config, merge: Merge, options: LoadOptions) -> list[ConfigIssue]:
+    """What is valid but worth a warning: logins beyond ASCII, shared mailboxes' notes."""
+
+    def is_sealed(loc: Loc) -> bool:
+        return not options.decrypt and tuple(loc) in merge.source_for(loc).encrypted
+
+    return [
+        *secret_fields.non_ascii_logins(config, merge),
+        *mailboxes.unused_mailboxes(config, merge),
+        *mailboxes.duplicate_logins(config, merge, is_sealed),
+    ]

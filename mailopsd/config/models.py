@@ -8,13 +8,26 @@ line and column). Secrets are ``SecretStr`` and their values never appear in an 
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from mailopsd.config import suggest
 from mailopsd.config.pacing import MinInterval, Ramp, Spread, ramp_cap
 from mailopsd.config.periods import Period, parse_period
 from mailopsd.config.scalars import (
@@ -59,6 +72,7 @@ from mailopsd.config.sequence import SendWindow, Step, Variant, check_sequence
 __all__ = [
     "CREDENTIAL_SECRET_FIELDS",
     "IMAP_FIELDS",
+    "MAILBOXES_CONTEXT",
     "SECRET_FIELDS",
     "ApiKey",
     "Campaign",
@@ -158,7 +172,14 @@ class RateLimit(_Model):
 
 
 class Credential(_Model):
-    """One SMTP mailbox a campaign sends from, with optional IMAP reply detection."""
+    """One SMTP mailbox a campaign sends from, with optional IMAP reply detection.
+
+    Declared in a campaign's ``smtp_credentials``, or once under the top-level
+    ``mailboxes`` and named from campaigns (``mailbox: ada``): then every campaign holds
+    the same object, whose ``shared_as`` is its id there.
+    """
+
+    _shared_as: str | None = PrivateAttr(default=None)
 
     label: Line | None = Field(default=None, description="Display name.")
     smtp_host: Host = Field(description="SMTP server host name or IP address.")
@@ -239,6 +260,17 @@ class Credential(_Model):
         "mailopsd doctor looks up the keys at <selector>._domainkey.<from_email domain>. "
         "Absent: doctor tries common selectors.",
     )
+
+    def as_mailbox(self, mailbox_id: str) -> Credential:
+        """This credential as the top-level mailbox ``mailbox_id`` (a copy)."""
+        shared = self.model_copy()
+        shared._shared_as = mailbox_id
+        return shared
+
+    @property
+    def shared_as(self) -> str | None:
+        """The id under the top-level ``mailboxes`` it is declared with, if shared."""
+        return self._shared_as
 
     @property
     def smtp_tls_mode(self) -> str:
@@ -343,6 +375,55 @@ class Credential(_Model):
         return self
 
 
+MAILBOXES_CONTEXT = "mailboxes"
+"""The validation context's key for the valid top-level mailboxes, by id.
+
+Its value is ``(valid, declared)``: the mailboxes that validated, and every id declared
+(one that failed is reported at its own place, and not again at each use).
+"""
+
+
+def _mailbox_reference(
+    value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> Credential:
+    """A campaign's credential: its own fields, or ``{mailbox: id}`` naming a shared one."""
+    if not isinstance(value, dict) or "mailbox" not in value:
+        return handler(value)  # type: ignore[no-any-return]
+    mailbox_id = value["mailbox"]
+    for name in value:
+        if name != "mailbox":
+            there = mailbox_id if isinstance(mailbox_id, str) else "<id>"
+            raise failure(
+                "a credential that names a shared mailbox has only mailbox:; its other "
+                f"fields are those of mailboxes.{there}",
+                field=str(name),
+            )
+    context = info.context or {}
+    valid, declared = context.get(MAILBOXES_CONTEXT, ({}, ()))
+    if not isinstance(mailbox_id, str) or mailbox_id not in declared:
+        known = suggest.listed(declared) or "none"
+        hint = (
+            suggest.did_you_mean(mailbox_id, declared, quote='"')
+            if isinstance(mailbox_id, str)
+            else None
+        )
+        raise failure(
+            f"no mailbox {describe(mailbox_id)} under the top-level mailboxes: (declared: "
+            f"{known}){'; ' + hint if hint else ''}",
+            field="mailbox",
+        )
+    if mailbox_id not in valid:
+        raise failure(
+            f'mailbox "{mailbox_id}" is invalid: see mailboxes.{mailbox_id}', field="mailbox"
+        )
+    shared: Credential = valid[mailbox_id]
+    return shared
+
+
+CredentialEntry = Annotated[Credential, WrapValidator(_mailbox_reference)]
+"""A campaign's credential: declared in place, or ``{mailbox: id}`` of a shared one."""
+
+
 class Campaign(_Model):
     """A sequence of messages sent to a list of leads from a set of credentials."""
 
@@ -402,8 +483,10 @@ class Campaign(_Model):
         "its step's delay (pseudo-random, reproducible), so leads that got a step together "
         "do not get the next one in the same minute.",
     )
-    smtp_credentials: dict[Id, Credential] = Field(
-        min_length=1, description="Mailboxes to send from, by id."
+    smtp_credentials: dict[Id, CredentialEntry] = Field(
+        min_length=1,
+        description="Mailboxes to send from, by id: each declared here (smtp_host, ...), or "
+        "{mailbox: id} naming one of the top-level mailboxes, shared with other campaigns.",
     )
 
     @model_validator(mode="after")
@@ -474,9 +557,12 @@ def _needs_http(campaign_id: str, campaign: Campaign) -> PydanticCustomError | N
         return failure(_TRACKING_NEEDS_HTTP, field=f"{where}.tracking")
     for credential_id, credential in campaign.smtp_credentials.items():
         if credential.tracking is not None:
-            return failure(
-                _TRACKING_NEEDS_HTTP, field=f"{where}.smtp_credentials.{credential_id}.tracking"
+            place = (
+                f"mailboxes.{credential.shared_as}"
+                if credential.shared_as is not None
+                else f"{where}.smtp_credentials.{credential_id}"
             )
+            return failure(_TRACKING_NEEDS_HTTP, field=f"{place}.tracking")
     footer = campaign.unsubscribe.footer_without_url() if campaign.unsubscribe else None
     if footer is not None:
         return failure(
@@ -496,6 +582,13 @@ _TRACKING_NEEDS_HTTP = (
 class Config(_Model):
     """The whole desired state, merged from every config file."""
 
+    mailboxes: dict[Id, Credential] = Field(
+        default_factory=dict,
+        description="Mailboxes shared by campaigns, by id, each with the fields of a "
+        "credential; a campaign uses one with {mailbox: id} in its smtp_credentials. One "
+        "daily cap, rate limit, min_interval and ramp hold across all its campaigns, its "
+        "IMAP mailbox is polled once, and an auto-disable stops it in every campaign.",
+    )
     campaigns: dict[Id, Campaign] = Field(default_factory=dict, description="Campaigns by id.")
     http: Http | None = Field(
         default=None,
@@ -533,7 +626,44 @@ class Config(_Model):
                 )
         self._check_api_keys()
         self._check_suppress()
+        self._check_mailbox_uses()
         return self
+
+    @model_validator(mode="after")
+    def _name_mailboxes(self) -> Self:
+        # Mailboxes validated without the loader (a model built in code) learn their id.
+        for mailbox_id, mailbox in self.mailboxes.items():
+            if mailbox.shared_as != mailbox_id:
+                self.mailboxes[mailbox_id] = mailbox.as_mailbox(mailbox_id)
+        return self
+
+    def _check_mailbox_uses(self) -> None:
+        for campaign_id, campaign in self.campaigns.items():
+            seen: dict[str, str] = {}
+            for credential_id, credential in campaign.smtp_credentials.items():
+                mailbox = credential.shared_as
+                if mailbox is None:
+                    continue
+                if mailbox in seen:
+                    raise failure(
+                        f'mailbox "{mailbox}" is already used by smtp_credentials.'
+                        f"{seen[mailbox]} of this campaign; a campaign uses a mailbox once",
+                        field=f"campaigns.{campaign_id}.smtp_credentials.{credential_id}.mailbox",
+                    )
+                seen[mailbox] = credential_id
+
+    @functools.cached_property
+    def mailbox_uses(self) -> dict[str, tuple[tuple[str, str], ...]]:
+        """Where each top-level mailbox is used: ``(campaign id, credential id)`` pairs.
+
+        Every declared mailbox has an entry (an unused one, no pair).
+        """
+        uses: dict[str, list[tuple[str, str]]] = {mailbox_id: [] for mailbox_id in self.mailboxes}
+        for campaign_id, campaign in self.campaigns.items():
+            for credential_id, credential in campaign.smtp_credentials.items():
+                if credential.shared_as is not None:
+                    uses.setdefault(credential.shared_as, []).append((campaign_id, credential_id))
+        return {mailbox_id: tuple(pairs) for mailbox_id, pairs in uses.items()}
 
     def _check_suppress(self) -> None:
         accounts = {campaign.account for campaign in self.campaigns.values()}

@@ -1,8 +1,8 @@
 """Where each part of a merged config came from: its file, and the line and column in it.
 
-A config may be many files merged by top-level key (campaigns, api keys and the
-suppression lists of each account by id). The merge keeps, for each key, the file that
-gave it, so that an error found in the merged tree points into that file
+A config may be many files merged by top-level key (campaigns, shared mailboxes, api
+keys and the suppression lists of each account by id). The merge keeps, for each key, the
+file that gave it, so that an error found in the merged tree points into that file
 (``file:line:col: path: message``). Positions are recovered only when there is an error
 to show, by composing the offending file again. Pure: the files' bytes are read by the
 loader.
@@ -31,6 +31,7 @@ __all__ = [
 
 MERGED_BY_ID = {
     "campaigns": "campaign",
+    "mailboxes": "mailbox",
     "api_keys": "api key",
     "suppress": "the suppression lists of account",
 }

@@ -10,16 +10,17 @@ problem is an issue at the field that names the file.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailopsd.config import confined, leads, suggest, templates
 from mailopsd.config.cache import LoadCache
-from mailopsd.config.models import Campaign, Step, Variant
-from mailopsd.config.origins import Loc, Source
+from mailopsd.config.models import Campaign, Credential, Step, Variant
+from mailopsd.config.origins import Loc, Merge, Source
 from mailopsd.errors import ConfigIssue
 
-__all__ = ["CampaignFiles"]
+__all__ = ["CampaignFiles", "check_ca_files"]
 
 
 def _read_leads_columns(path: Path, root: Path) -> tuple[str, ...]:
@@ -117,34 +118,6 @@ class CampaignFiles:
         self.body_files.append(raw)
         return text
 
-    def check_ca_files(self) -> None:
-        """Check that each CA file the credentials name is a regular file of bounded size.
-
-        A relative path must stay inside the tree, as every other; an absolute one may
-        name a system bundle (``/etc/ssl/certs/ca-certificates.crt``): a CA file is only
-        ever parsed by OpenSSL as certificates, never sent, logged or shown.
-        """
-        for credential_id, credential in self.campaign.smtp_credentials.items():
-            for name in ("tls_ca_file", "imap_tls_ca_file"):
-                given = getattr(credential, name)
-                if given is None:
-                    continue
-                path = self.source.path.parent / given
-                root = None if Path(given).is_absolute() else self.root
-                try:
-                    confined.check_file(
-                        path, root, what="CA file", limit_bytes=confined.CA_MAX_BYTES
-                    )
-                except FileNotFoundError:
-                    message = f"CA file {path} not found"
-                except confined.RefusedFileError as err:
-                    message = str(err)
-                except OSError as err:
-                    message = f"cannot read CA file {path}: {err.strerror}"
-                else:
-                    continue
-                self._issue(["smtp_credentials", credential_id, name], message)
-
     def check_zone_column(self, columns: tuple[str, ...] | None) -> None:
         """Check that the column of the leads' time zones (``send_window.timezone``) exists."""
         window = self.campaign.send_window
@@ -195,3 +168,43 @@ class CampaignFiles:
                 f"no {variable} column{f'; {hint}' if hint else ''} "
                 f"(columns: {', '.join(columns)})",
             )
+
+
+def check_ca_files(
+    places: Iterable[tuple[tuple[str, ...], Credential]],
+    merge: Merge,
+    root: Path,
+    issues: list[ConfigIssue],
+) -> None:
+    """Check that each CA file a credential names is a regular file of bounded size.
+
+    A relative path is read from the directory of the file that declares the credential
+    (a campaign's, or a shared mailbox's) and must stay inside the tree, as every other;
+    an absolute one may name a system bundle (``/etc/ssl/certs/ca-certificates.crt``): a
+    CA file is only ever parsed by OpenSSL as certificates, never sent, logged or shown.
+
+    Args:
+        places: Each credential with where it is declared (``mailboxes.places``).
+        merge: The merged tree, for the file of each place.
+        root: The config tree.
+        issues: Where a problem goes, at the field that names the file.
+    """
+    for loc, credential in places:
+        source = merge.source_for(loc)
+        for name in ("tls_ca_file", "imap_tls_ca_file"):
+            given = getattr(credential, name)
+            if given is None:
+                continue
+            path = source.path.parent / given
+            within = None if Path(given).is_absolute() else root
+            try:
+                confined.check_file(path, within, what="CA file", limit_bytes=confined.CA_MAX_BYTES)
+            except FileNotFoundError:
+                message = f"CA file {path} not found"
+            except confined.RefusedFileError as err:
+                message = str(err)
+            except OSError as err:
+                message = f"cannot read CA file {path}: {err.strerror}"
+            else:
+                continue
+            issues.append(source.issue([*loc, name], message))

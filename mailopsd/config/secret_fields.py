@@ -10,7 +10,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterator
 
+from pydantic import SecretStr
+
 from mailopsd import secrets
+from mailopsd.config import mailboxes
 from mailopsd.config.models import IMAP_FIELDS, Config
 from mailopsd.config.origins import Merge, Source
 from mailopsd.errors import ConfigIssue, SecretError
@@ -30,12 +33,11 @@ _NON_ASCII_LOGIN = {
 
 
 def _secret_values(config: Config) -> Iterator[tuple[str, ...]]:
-    """Where the config holds a secret: the credentials' in file order, then http's."""
-    for campaign_id, campaign in config.campaigns.items():
-        for credential_id, credential in campaign.smtp_credentials.items():
-            for name in SECRET_FIELDS_IN_ORDER:
-                if getattr(credential, name) is not None:
-                    yield ("campaigns", campaign_id, "smtp_credentials", credential_id, name)
+    """Where the config holds a secret: each credential's where it is declared, then http's."""
+    for loc, credential in mailboxes.credential_places(config):
+        for name in SECRET_FIELDS_IN_ORDER:
+            if getattr(credential, name) is not None:
+                yield (*loc, name)
     if config.http is not None:
         yield ("http", "signing_key")
 
@@ -125,14 +127,16 @@ def non_ascii_logins(config: Config, merge: Merge) -> list[ConfigIssue]:
 
     The note names the field, never its value or which characters are not ASCII.
     """
-    notes = []
-    for loc in _secret_values(config):
-        if loc[0] != "campaigns":
-            continue
-        credential = config.campaigns[loc[1]].smtp_credentials[loc[3]]
-        value = getattr(credential, loc[4])
-        if value is None or value.get_secret_value().isascii():
-            continue
-        protocol, what = loc[4].split("_", 1)
-        notes.append(merge.source_for(loc).issue(loc, _NON_ASCII_LOGIN[protocol].format(what=what)))
+    notes: list[ConfigIssue] = []
+    for loc, credential in mailboxes.credential_places(config):
+        for name in SECRET_FIELDS_IN_ORDER:
+            notes += _non_ascii(merge, (*loc, name), getattr(credential, name))
     return notes
+
+
+def _non_ascii(merge: Merge, loc: tuple[str, ...], value: SecretStr | None) -> list[ConfigIssue]:
+    """The note for one login field, if it holds more than ASCII."""
+    if value is None or value.get_secret_value().isascii():
+        return []
+    protocol, what = loc[-1].split("_", 1)
+    return [merge.source_for(loc).issue(loc, _NON_ASCII_LOGIN[protocol].format(what=what))]

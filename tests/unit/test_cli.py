@@ -209,7 +209,8 @@ def test_installed_command_validates_example(tmp_path: Path) -> None:
     )
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == (
-        "ok: 1 campaign, 2 credentials (1 with reply detection), 1 suppression list for 1 "
+        "ok: 1 campaign, 3 credentials (1 with reply detection), 1 shared mailbox, "
+        "1 suppression list for 1 "
         "account; http on 127.0.0.1:8025 for https://mail.example.com, 1 API key\n"
     )
 

@@ -37,7 +37,8 @@ def test_example_is_valid() -> None:
     identities = parse_identities(DEMO_KEY.read_text(), str(DEMO_KEY))
     loaded = load_config(EXAMPLE, LoadOptions(identities=lambda: identities))
     assert loaded.summary() == (
-        "1 campaign, 2 credentials (1 with reply detection), 1 suppression list for 1 "
+        "1 campaign, 3 credentials (1 with reply detection), 1 shared mailbox, "
+        "1 suppression list for 1 "
         "account; http on 127.0.0.1:8025 for https://mail.example.com, 1 API key"
     )
     assert loaded.leads_path("demo-welcome").name == "demo.csv"

@@ -88,7 +88,8 @@ def test_example_needs_the_demo_key(
     key.chmod(0o600)
     assert cli.main(["validate", str(EXAMPLE), "--age-key-file", str(key)]) == 0
     assert capsys.readouterr().out == (
-        "ok: 1 campaign, 2 credentials (1 with reply detection), 1 suppression list for 1 "
+        "ok: 1 campaign, 3 credentials (1 with reply detection), 1 shared mailbox, "
+        "1 suppression list for 1 "
         "account; http on 127.0.0.1:8025 for https://mail.example.com, 1 API key\n"
     )
     assert cli.main(["validate", str(EXAMPLE)]) == 1

@@ -1,0 +1,147 @@
+"""Mailboxes shared by campaigns: declared once under ``mailboxes:``, named with ``mailbox:``.
+
+Before the campaigns are validated, each top-level mailbox is validated on its own; the
+valid ones go to the validation context, where a campaign's ``{mailbox: id}`` takes the
+very object (see ``models.CredentialEntry``). A mailbox that fails is reported at its own
+place by the whole config's validation. After it, the notes: a mailbox no campaign uses,
+and one SMTP login declared in two places without sharing (its limits would not hold
+across them). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr, ValidationError
+
+from mailopsd.config.models import MAILBOXES_CONTEXT, Config, Credential
+from mailopsd.config.origins import Loc, Merge
+from mailopsd.errors import ConfigIssue
+
+__all__ = ["Shared", "credential_places", "duplicate_logins", "unused_mailboxes"]
+
+
+@dataclass
+class Shared:
+    """The top-level mailboxes as validated alone, for the campaigns that name them.
+
+    Attributes:
+        valid: The mailboxes that validated, by id (each knows its id: ``shared_as``).
+        declared: Every mailbox id declared, valid or not.
+    """
+
+    valid: dict[str, Credential] = field(default_factory=dict)
+    declared: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls, data: Mapping[str, object], kept: Mapping[int, tuple[object, Credential]]
+    ) -> Shared:
+        """Validate the ``mailboxes`` of a merged tree, reusing what ``kept`` holds.
+
+        Args:
+            data: The merged tree.
+            kept: Mailboxes validated by an earlier load, by ``id()`` of their tree: one
+                whose tree is the same object is not validated again.
+        """
+        bodies = data.get("mailboxes")
+        if not isinstance(bodies, dict):
+            return cls()
+        valid: dict[str, Credential] = {}
+        for mailbox_id, body in bodies.items():
+            known = kept.get(id(body))
+            if known is not None and known[0] is body and known[1].shared_as == mailbox_id:
+                valid[str(mailbox_id)] = known[1]
+                continue
+            try:
+                valid[str(mailbox_id)] = Credential.model_validate(body).as_mailbox(str(mailbox_id))
+            except ValidationError:
+                continue  # reported where it is, by the whole config's validation
+        return cls(valid, tuple(str(mailbox_id) for mailbox_id in bodies))
+
+    @property
+    def context(self) -> dict[str, object]:
+        """The validation context through which campaigns find the mailboxes they name."""
+        return {MAILBOXES_CONTEXT: (self.valid, self.declared)}
+
+    def into(self, data: Mapping[str, object]) -> dict[str, object]:
+        """The merged tree with each valid mailbox as its validated object (not again)."""
+        bodies = data.get("mailboxes")
+        if not isinstance(bodies, dict) or not self.valid:
+            return dict(data)
+        merged = {**bodies, **self.valid}
+        return {**data, "mailboxes": merged}
+
+    def kept(self, data: Mapping[str, object]) -> dict[int, tuple[object, Credential]]:
+        """What a cache keeps of this validation, by ``id()`` of each mailbox's tree."""
+        bodies = data.get("mailboxes")
+        if not isinstance(bodies, dict):
+            return {}
+        return {
+            id(body): (body, self.valid[str(mailbox_id)])
+            for mailbox_id, body in bodies.items()
+            if str(mailbox_id) in self.valid
+        }
+
+
+def credential_places(config: Config) -> Iterator[tuple[tuple[str, ...], Credential]]:
+    """Each credential where it is declared, once: shared mailboxes, then campaigns' own."""
+    for mailbox_id, mailbox in config.mailboxes.items():
+        yield ("mailboxes", mailbox_id), mailbox
+    for campaign_id, campaign in config.campaigns.items():
+        for credential_id, credential in campaign.smtp_credentials.items():
+            if credential.shared_as is None:
+                yield ("campaigns", campaign_id, "smtp_credentials", credential_id), credential
+
+
+def unused_mailboxes(config: Config, merge: Merge) -> list[ConfigIssue]:
+    """A note for each top-level mailbox that no campaign names."""
+    return [
+        merge.source_for(loc).issue(
+            loc,
+            "no campaign uses this mailbox; name it in a campaign's smtp_credentials "
+            f"({{mailbox: {mailbox_id}}}), or remove it",
+            key=True,
+        )
+        for mailbox_id, uses in config.mailbox_uses.items()
+        if not uses
+        for loc in [("mailboxes", mailbox_id)]
+    ]
+
+
+def _login(credential: Credential) -> tuple[str, int, str]:
+    username: SecretStr = credential.smtp_username
+    return (credential.smtp_host.lower(), credential.smtp_port, username.get_secret_value())
+
+
+def duplicate_logins(
+    config: Config, merge: Merge, is_sealed: Callable[[Loc], bool]
+) -> list[ConfigIssue]:
+    """A note for each SMTP login declared again in another place, naming the first.
+
+    Two places with one login are one mailbox counted twice: each has its own daily cap
+    and rate limit, so together they send more than either says. Logins still sealed
+    (``--no-decrypt``) cannot be compared and are skipped.
+    """
+    first: dict[tuple[str, int, str], tuple[str, ...]] = {}
+    notes = []
+    for loc, credential in credential_places(config):
+        if is_sealed((*loc, "smtp_username")):
+            continue
+        login = _login(credential)
+        earlier = first.setdefault(login, loc)
+        if earlier is loc:
+            continue
+        there = merge.source_for(earlier).issue(earlier, "", key=True)
+        notes.append(
+            merge.source_for(loc).issue(
+                (*loc, "smtp_username"),
+                f"the same SMTP login ({credential.smtp_host}:{credential.smtp_port}) as "
+                f"{'.'.join(earlier)} ({there.file}:{there.line}:{there.column}): each place "
+                "has its own daily_limit and rate limit, so together they send more than "
+                "either allows; declare it once under mailboxes: and name it with "
+                "{mailbox: <id>} in each campaign",
+            )
+        )
+    return notes
