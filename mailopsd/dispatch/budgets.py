@@ -6,24 +6,34 @@ by AUTH failures, and not backing off. Its budget: step-1 sends left under its d
 window, whether the gap after its last send (``min_interval``, as drawn and recorded with
 that send) is over. One ledger read answers every credential of the campaign (and one
 more per distinct rate-limit period): a ramp and a spread add no query.
+
+A mailbox shared by campaigns (top-level ``mailboxes``) has one budget across them: its
+counters are those of all its uses added up (each campaign's read once a tick), it is
+unusable when any use is disabled or stopped by AUTH failures, and within a tick the
+budget a campaign leaves is where the next campaign that names it starts (``carried``).
+So that the first campaign of a tick does not take the whole day, each campaign gets an
+even share of the step-1 sends left (rounded up) among the campaigns of the tick that
+have not had theirs; what a campaign does not use passes on to the next, and to the
+next tick.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from mailopsd.clock import utc_day_start
 from mailopsd.config import pacing
-from mailopsd.config.models import Campaign, Credential
+from mailopsd.config.models import Campaign, Config, Credential
+from mailopsd.config.periods import Period
 from mailopsd.dispatch.rotation import Budget
-from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
 from mailopsd.state.sends import UNUSED, CredentialUsage
 from mailopsd.state.statefile import CredentialState, StateFile
 
-__all__ = ["credential_budgets", "daily_cap"]
+__all__ = ["TickUsage", "credential_budgets", "daily_cap"]
 
 
 def daily_cap(
@@ -43,10 +53,95 @@ def daily_cap(
     return credential.daily_cap(first_send=first, reenabled_at=entry.reenabled_at, now=now)
 
 
+@dataclass
+class TickUsage:
+    """A tick's reads of the ledger's counters, each campaign's read once.
+
+    Attributes:
+        ledger: The ledger (read only).
+        config: The running config (which campaigns name each shared mailbox).
+        day_start: The UTC midnight of the tick's day.
+        carried: Each shared mailbox's budget as the last campaign that named it in this
+            tick left it, by mailbox id.
+    """
+
+    ledger: Ledger
+    config: Config
+    day_start: datetime
+    carried: dict[str, Budget] = field(default_factory=dict)
+    _served: dict[str, int] = field(default_factory=dict)  # campaigns given a share so far
+    _held: dict[str, int] = field(default_factory=dict)  # step-1 sends left out of the share
+    _usage: dict[str, dict[str, CredentialUsage]] = field(default_factory=dict)
+    _windows: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+
+    def _campaign(self, campaign_id: str) -> dict[str, CredentialUsage]:
+        found = self._usage.get(campaign_id)
+        if found is None:
+            found = self._usage[campaign_id] = self.ledger.sends.usage(campaign_id, self.day_start)
+        return found
+
+    def uses(self, key: CredentialRef, credential: Credential) -> tuple[CredentialRef, ...]:
+        """The campaigns' credentials that send as this one: a shared mailbox's every use."""
+        if credential.shared_as is None:
+            return (key,)
+        return self.config.mailbox_uses.get(credential.shared_as, (key,))
+
+    def usage(
+        self, key: CredentialRef, credential: Credential
+    ) -> tuple[CredentialRef, CredentialUsage]:
+        """The credential's usage, all the uses of a shared mailbox together.
+
+        Returns:
+            The use that sent last (whose recorded gap counts) and the usage: step-1 sends
+            today added up, the last send and its gap, the first send.
+        """
+        rows = [
+            (use, self._campaign(use[0]).get(use[1], UNUSED)) for use in self.uses(key, credential)
+        ]
+        if len(rows) == 1:
+            return rows[0]
+        last_use, last_row = max(rows, key=lambda row: row[1][2] or "")
+        firsts = [row[4] for _, row in rows if row[4] is not None]
+        sent = sum(row[1] for _, row in rows)
+        return last_use, (last_row[0], sent, last_row[2], last_row[3], min(firsts, default=None))
+
+    def share(self, mailbox_id: str, budget: Budget) -> Budget:
+        """``budget`` with this campaign's share of the mailbox's step-1 sends left today."""
+        waiting = len(self.config.mailbox_uses.get(mailbox_id, ())) - self._served.get(
+            mailbox_id, 0
+        )
+        self._served[mailbox_id] = self._served.get(mailbox_id, 0) + 1
+        share = -(-budget.daily_left // max(1, waiting))  # rounded up
+        self._held[mailbox_id] = budget.daily_left - share
+        budget.daily_left = share
+        return budget
+
+    def carry(self, campaign: Campaign, budgets: Mapping[str, Budget]) -> None:
+        """Keep what a campaign left of each shared mailbox's budget, for the next one."""
+        for credential_id, budget in budgets.items():
+            shared = campaign.smtp_credentials[credential_id].shared_as
+            if shared is not None:
+                budget.daily_left += self._held.pop(shared, 0)
+                self.carried[shared] = budget
+
+    def sent_since(
+        self, key: CredentialRef, credential: Credential, period: Period, now: datetime
+    ) -> int:
+        """Sends of any step in the ``period`` before ``now``, all uses together."""
+        total = 0
+        for campaign_id, credential_id in self.uses(key, credential):
+            window = self._windows.get((campaign_id, period.text))
+            if window is None:
+                window = self.ledger.sends.since(campaign_id, period.subtract_from(now))
+                self._windows[campaign_id, period.text] = window
+            total += window.get(credential_id, 0)
+        return total
+
+
 def _interval_free(
     key: CredentialRef, credential: Credential, usage: CredentialUsage, now: datetime
 ) -> bool:
-    """Tell whether the gap after the credential's last send is over."""
+    """Tell whether the gap after the credential's last send (by ``key``) is over."""
     _, _, last, gap_s, _ = usage
     if last is None or (credential.min_interval is None and gap_s is None):
         return True
@@ -62,19 +157,21 @@ def _interval_free(
 
 def _is_usable(
     credential: Credential,
-    entry: CredentialState,
+    entries: list[CredentialState],
     until: tuple[datetime, int] | None,
     now: datetime,
 ) -> bool:
+    """Tell whether it may send: enabled, and no use of it disabled or stopped."""
     if not credential.enabled or credential.status == "blocked":
         return False
-    if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
-        return False
+    for entry in entries:
+        if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
+            return False
     return until is None or until[0] <= now
 
 
 def credential_budgets(
-    ledger: Ledger,
+    reads: TickUsage,
     campaign_id: str,
     campaign: Campaign,
     *,
@@ -86,38 +183,42 @@ def credential_budgets(
     """The budget of each usable credential of a campaign at ``now``, by credential id.
 
     Args:
-        ledger: The ledger (read only).
+        reads: The tick's reads of the ledger, and the shared mailboxes' budgets so far.
         campaign_id: The campaign.
         campaign: Its config.
         state: The state file (disables, AUTH failures, re-enables).
-        backoff: Until when each backing-off credential waits, with its failure count.
+        backoff: Until when each backing-off sender (``refs.sender_ref``) waits, with its
+            failure count.
         per_tick: Sends one credential may make in a tick.
         now: The tick's instant.
     """
-    usage = ledger.sends.usage(campaign_id, utc_day_start(now))
-    windows: dict[str, dict[str, int]] = {}
     budgets = {}
     for credential_id, credential in campaign.smtp_credentials.items():
         key = (campaign_id, credential_id)
-        entry = state.credential(credential_key(*key))
-        if not _is_usable(credential, entry, backoff.get(key), now):
+        shared = credential.shared_as
+        if shared is not None and shared in reads.carried:
+            carried = replace(reads.carried[shared], credential_id=credential_id)
+            budgets[credential_id] = reads.share(shared, carried)
             continue
-        used = usage.get(credential_id, UNUSED)
+        uses = reads.uses(key, credential)
+        entries = [state.credential(credential_key(*use)) for use in uses]
+        if not _is_usable(credential, entries, backoff.get(sender_ref(key, shared)), now):
+            continue
+        last_use, used = reads.usage(key, credential)
         sent, first_send = used[1], used[4]
         rate_left = None
         if credential.rate_limit is not None:
-            period = credential.rate_limit.period
-            if period.text not in windows:
-                windows[period.text] = ledger.sends.since(campaign_id, period.subtract_from(now))
-            rate_left = credential.rate_limit.value - windows[period.text].get(credential_id, 0)
-        cap = daily_cap(credential, first_send=first_send, entry=entry, now=now)
-        budgets[credential_id] = Budget(
+            rate = credential.rate_limit
+            rate_left = rate.value - reads.sent_since(key, credential, rate.period, now)
+        cap = daily_cap(credential, first_send=first_send, entry=entries[0], now=now)
+        budget = Budget(
             credential_id=credential_id,
             sent_today=sent,
             daily_left=cap - sent,
             rate_left=rate_left,
-            interval_free=_interval_free(key, credential, used, now),
+            interval_free=_interval_free(last_use, credential, used, now),
             one_per_tick=credential.min_interval is not None,
             tick_left=per_tick,
         )
+        budgets[credential_id] = budget if shared is None else reads.share(shared, budget)
     return budgets

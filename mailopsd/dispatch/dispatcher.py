@@ -27,11 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from mailopsd import backoff
+from mailopsd.clock import utc_day_start
 from mailopsd.config import pacing
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.dispatch import progression, report, variants
-from mailopsd.dispatch.budgets import credential_budgets
+from mailopsd.dispatch.budgets import TickUsage, credential_budgets
 from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.domains import DomainQuota
 from mailopsd.dispatch.report import TickReport
@@ -40,7 +41,7 @@ from mailopsd.dispatch.zones import CampaignZones
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
 from mailopsd.lifecycle import LeadState, SendOutcome
-from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.smtp.message import ComposeError, Outgoing
 from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
 from mailopsd.state.leads import LeadProgress
@@ -116,6 +117,7 @@ class Dispatcher:
     dry_run: bool = False
     """Deliver nothing anywhere: every send is taken as sent (a forecast's ticks)."""
     _backoff: dict[CredentialRef, tuple[datetime, int]] = field(default_factory=dict)
+    """Until when each sender (``refs.sender_ref``: a shared mailbox is one) waits."""
     _pool: ThreadPoolExecutor | None = None
     _turn: int = 0
     _zones: CampaignZones | None = None
@@ -172,8 +174,10 @@ class Dispatcher:
         The cap is for all campaigns together, so that the messages a tick holds in
         memory, and the pause in sending while they are prepared, do not grow with the
         number of campaigns. Campaigns take turns: the next tick starts after the last
-        campaign this one reached.
+        campaign this one reached. A shared mailbox's budget passes from one campaign
+        that names it to the next.
         """
+        reads = TickUsage(self.ledger, loaded.config, utc_day_start(now))
         jobs: list[_Job] = []
         failed: list[LeadProgress] = []
         order = list(loaded.config.campaigns.items())
@@ -184,7 +188,7 @@ class Dispatcher:
             campaign_id, campaign = rotated[reached]
             reached += 1
             left = self.sends_per_tick - len(jobs) - len(failed)
-            for credential_id, lead in self._choose(campaign_id, campaign, state, now, left):
+            for credential_id, lead in self._choose(reads, campaign_id, campaign, state, now, left):
                 job = self._compose(loaded, campaign_id, credential_id, lead, now)
                 if isinstance(job, _Job):
                     jobs.append(job)
@@ -194,7 +198,13 @@ class Dispatcher:
         return jobs, failed
 
     def _choose(
-        self, campaign_id: str, campaign: Campaign, state: StateFile, now: datetime, left: int
+        self,
+        reads: TickUsage,
+        campaign_id: str,
+        campaign: Campaign,
+        state: StateFile,
+        now: datetime,
+        left: int,
     ) -> list[tuple[str, LeadProgress]]:
         """Up to ``left`` of a campaign's due sends, each with its credential.
 
@@ -207,7 +217,7 @@ class Dispatcher:
         if zones == []:
             return []
         budgets = credential_budgets(
-            self.ledger,
+            reads,
             campaign_id,
             campaign,
             state=state,
@@ -245,6 +255,7 @@ class Dispatcher:
                 break
             quota.use(lead.email)
             chosen.append((budget.credential_id, lead))
+        reads.carry(campaign, budgets)
         return chosen
 
     def _compose(
@@ -367,7 +378,9 @@ class Dispatcher:
         for job in jobs:
             groups[job.key].append(job)
         ca_files = {
-            key: (loaded.campaign_files[key[0]].parent / group[0].credential.tls_ca_file)
+            key: (
+                loaded.credential_dir(key[0], group[0].credential) / group[0].credential.tls_ca_file
+            )
             if group[0].credential.tls_ca_file
             else None
             for key, group in groups.items()
@@ -446,15 +459,18 @@ class Dispatcher:
     ) -> StateFile:
         credentials = dict(state.credentials)
         last: dict[CredentialRef, Outcome] = {}  # how each credential's batch ended
+        senders: dict[CredentialRef, CredentialRef] = {}  # a shared mailbox backs off as one
         for job, outcome in results:
             if not outcome.detail.startswith(report.NOT_ATTEMPTED):
                 last[job.key] = outcome
+                senders[job.key] = sender_ref(job.key, job.credential.shared_as)
         for key, outcome in last.items():
             name = credential_key(*key)
+            sender = senders[key]
             entry = credentials.get(name, CredentialState())
             if outcome.kind == SendOutcome.AUTH_FAILED:
                 failures = entry.auth_failures + 1
-                self._backoff[key] = (
+                self._backoff[sender] = (
                     now + timedelta(seconds=backoff.SMTP_AUTH.delay_s(failures)),
                     failures,
                 )
@@ -472,9 +488,9 @@ class Dispatcher:
                     )
                 credentials[name] = entry.model_copy(update=update)
             elif outcome.kind in _SERVER_TROUBLE:
-                failures = self._backoff.get(key, (now, 0))[1] + 1
+                failures = self._backoff.get(sender, (now, 0))[1] + 1
                 delay = backoff.SMTP_TROUBLE.delay_s(failures)
-                self._backoff[key] = (now + timedelta(seconds=delay), failures)
+                self._backoff[sender] = (now + timedelta(seconds=delay), failures)
                 logger.warning(
                     "%s campaign=%s credential=%s code=%s detail=%s retry_in_s=%d",
                     _SERVER_TROUBLE[outcome.kind],
@@ -491,7 +507,7 @@ class Dispatcher:
                     }
                 )
             else:
-                self._backoff.pop(key, None)
+                self._backoff.pop(sender, None)
                 if entry.auth_failures or entry.smtp_error:
                     if entry.smtp_error:
                         logger.info("smtp reachable again campaign=%s credential=%s", *key)

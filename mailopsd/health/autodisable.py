@@ -4,7 +4,9 @@ Called after every batch of hard bounces or blocks, wherever they were found (an
 reply at send time, a delivery report in the mailbox): the rates are computed from the
 ledger over the bounce window and, above the campaign's thresholds, the credential gets
 ``disabled_at`` and ``disabled_reason`` in the state file, and is used no more until a
-person re-enables it in its YAML.
+person re-enables it in its YAML. A mailbox shared by campaigns is judged in each
+campaign on that campaign's sends against its thresholds, and once one of them disables
+it, it is disabled in every campaign that names it: the entry of each use says why.
 """
 
 from __future__ import annotations
@@ -57,14 +59,28 @@ def check_credentials(
         if reason is None:
             continue
         logger.error(
-            "credential disabled campaign=%s credential=%s reason=%s; re-enable with "
+            "credential disabled campaign=%s credential=%s%s reason=%s; re-enable with "
             "reenabled_at in its YAML (mailopsd reenable %s %s --config %s)",
             campaign_id,
             credential_id,
+            f" mailbox={credential.shared_as}" if credential.shared_as is not None else "",
             reason,
             campaign_id,
             credential_id,
             shlex.quote(str(loaded.config_path)),
         )
-        credentials[name] = entry.model_copy(update={"disabled_at": now, "disabled_reason": reason})
+        uses = [(campaign_id, credential_id)]
+        if credential.shared_as is not None:
+            reason += (
+                f" in campaign {campaign_id}; shared mailbox {credential.shared_as} is disabled "
+                "in every campaign that names it"
+            )
+            uses = list(loaded.config.mailbox_uses.get(credential.shared_as, uses))
+        for use in uses:
+            key = credential_key(*use)
+            kept = credentials.get(key, CredentialState())
+            if not kept.is_disabled(credential.reenabled_at):
+                credentials[key] = kept.model_copy(
+                    update={"disabled_at": now, "disabled_reason": reason}
+                )
     return state.model_copy(update={"credentials": credentials})

@@ -86,6 +86,8 @@ def fingerprint_key(state_dir: Path, *, create: bool = True) -> bytes:
 
 def _fingerprint(credential: Credential, key: bytes) -> dict[str, object]:
     snapshot = credential.model_dump(mode="json", exclude={"reenabled_at"})
+    if credential.shared_as is not None:  # one mailbox of several campaigns
+        snapshot["mailbox"] = credential.shared_as
     for name in CREDENTIAL_SECRET_FIELDS:
         secret = getattr(credential, name)
         if secret is not None:
