@@ -174,8 +174,10 @@ class Dispatcher:
         The cap is for all campaigns together, so that the messages a tick holds in
         memory, and the pause in sending while they are prepared, do not grow with the
         number of campaigns. Campaigns take turns: the next tick starts after the last
-        campaign this one reached. A shared mailbox's budget passes from one campaign
-        that names it to the next.
+        campaign this one reached, or, when it reached them all, with the one after the
+        campaign it started with, so that no campaign is always served first (a shared
+        mailbox's budget passes from one campaign that names it to the next). A tick
+        that finds nothing to do moves no turn.
         """
         reads = TickUsage(self.ledger, loaded.config, utc_day_start(now))
         jobs: list[_Job] = []
@@ -194,7 +196,8 @@ class Dispatcher:
                     jobs.append(job)
                 else:
                     failed.append(job)
-        self._turn = start + reached
+        if jobs or failed:  # a tick that found nothing to do gives no campaign its turn
+            self._turn = start + (reached if reached < len(rotated) else 1)
         return jobs, failed
 
     def _choose(
