@@ -11,11 +11,20 @@ import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.commands import run_cli
-from tests.dispatch_setup import credential, parsed, run_once, write_campaign
+from tests.dispatch_setup import (
+    campaign_tree,
+    credential,
+    parsed,
+    run_once,
+    write_campaign,
+    write_config,
+    write_leads,
+)
 from tests.servers.smtp import SmtpServer
 
 START = datetime(2026, 11, 23, tzinfo=UTC)  # a Monday
@@ -113,3 +122,49 @@ def test_the_messages_are_composed_for_the_lead(
     )
     assert code == 1
     assert err == f"error: no lead nobody@example.net in {tmp_path / 'leads.csv'}\n"
+
+
+def test_the_forecast_counts_a_shared_mailbox_across_campaigns(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """north's forecast is its part of a ramped mailbox that south uses too: per day and
+    mailbox, what run --once then sends to north's leads."""
+    ramped = credential(
+        smtp_server, "ada", daily_limit=6, ramp={"start": 2, "step": 2, "every": "1 day"}
+    )
+    campaigns = {}
+    for name in ("north", "south"):
+        write_leads(
+            tmp_path / f"{name}.csv", [f"{name}{i:02d}@example.net,L{i}" for i in range(40)]
+        )
+        boxes: dict[str, Any] = {"shared": {"mailbox": "ada"}}
+        if name == "north":
+            boxes["steady"] = credential(smtp_server, "box2", daily_limit=3)
+        campaigns[name] = campaign_tree(boxes, leads=f"{name}.csv", delay="2 days")
+    path = write_config(tmp_path, campaigns, mailboxes={"ada": ramped})
+    state = tmp_path / "state"
+    code, out, err = run_cli(
+        capsys,
+        *("preview", "north", "--config", str(path), "--state-dir", str(state), PLAIN),
+        *("--now", START.isoformat(), "--days", "6", "--every", "3 hours", "--json"),
+    )
+    assert code == 0, err
+    forecast = {
+        (row["day"], row["credential_id"]): (row["step1"], row["followups"])
+        for row in json.loads(out)["forecast"]["sends"]
+    }
+    seen: Counter[tuple[str, str, bool]] = Counter()
+    moment = START
+    while moment < START + timedelta(days=6):
+        assert run_once(path, state, moment.isoformat()) == 0
+        for message in smtp_server.handler.messages:
+            if message.rcpt_tos[0].startswith("north"):
+                box = "shared" if message.login == "ada" else "steady"
+                follow_up = str(parsed(message)["Subject"]).startswith("Re: ")
+                seen[f"{moment:%Y-%m-%d}", box, follow_up] += 1
+        smtp_server.handler.messages.clear()
+        moment += EVERY
+    capsys.readouterr()
+    actual = {(day, box): (seen[day, box, False], seen[day, box, True]) for day, box, _ in seen}
+    assert forecast == actual
+    assert 0 < forecast["2026-11-23", "shared"][0] < 2  # day one's cap of 2, shared with south
