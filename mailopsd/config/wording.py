@@ -44,7 +44,10 @@ def validation_issues(err: ValidationError, merge: Merge) -> list[ConfigIssue]:
         ``--no-decrypt`` cannot check it gives none (the loader says so once).
     """
     issues = []
-    for error in err.errors(include_url=False):
+    errors = err.errors(include_url=False)
+    for error in errors:
+        if _follows_from_items(error, errors):
+            continue
         loc: list[str | int] = list(error["loc"])
         is_key = bool(loc) and loc[-1] == "[key]"
         if is_key:
@@ -58,6 +61,20 @@ def validation_issues(err: ValidationError, merge: Merge) -> list[ConfigIssue]:
         at_key = is_key or error["type"] in ("missing", "extra_forbidden")
         issues.append(source.issue(loc, _message(error, loc), key=at_key))
     return issues
+
+
+def _follows_from_items(error: ErrorDetails, errors: list[ErrorDetails]) -> bool:
+    """Tell whether ``error`` is a list found too short only because items of it failed.
+
+    Pydantic counts a list's valid items: one item in error leaves ``sequence: [...]``
+    "too short" besides the item's own error, which says all there is to say.
+    """
+    if error["type"] != "too_short":
+        return False
+    loc = tuple(error["loc"])
+    return any(
+        len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc for other in errors
+    )
 
 
 def _message(error: ErrorDetails, loc: Loc) -> str:

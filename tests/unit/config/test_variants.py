@@ -108,3 +108,14 @@ def test_step_1_variants_need_a_subject(write_config: Writer) -> None:
         "c.yaml:9:14: campaigns.acme-q4.sequence.0.variants.b: step 1 needs a subject: "
         "variant b has none and the step has none"
     ]
+
+
+def test_a_mistake_in_a_step_is_its_only_error(write_config: Writer) -> None:
+    """The step's own error, not also "sequence: must not be empty" for the list it is in."""
+    path = _with_step1(
+        write_config, STEP1 + "        variants:\n" + '          a: {subject: "x", weigth: 2}\n'
+    )
+    assert errors_of(path) == [
+        "c.yaml:9:29: campaigns.acme-q4.sequence.0.variants.a.weigth: unknown field; did you "
+        "mean weight?"
+    ]
