@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.configs import Writer, errors_of, loads
+from tests.configs import BASE, Writer, errors_of, loads
 
 STEP1 = """      - subject: "Quick question, {{ first_name }}"
         body: "Hi {{ first_name }}"
@@ -111,11 +111,11 @@ def test_step_1_variants_need_a_subject(write_config: Writer) -> None:
 
 
 def test_a_mistake_in_a_step_is_its_only_error(write_config: Writer) -> None:
-    """The step's own error, not also "sequence: must not be empty" for the list it is in."""
-    path = _with_step1(
-        write_config, STEP1 + "        variants:\n" + '          a: {subject: "x", weigth: 2}\n'
-    )
-    assert errors_of(path) == [
+    """The step's own error, not also "sequence: must not be empty" for the list it is in
+    (a one-step sequence whose step fails has no valid step left)."""
+    one_step = STEP1 + "        variants:\n" + '          a: {subject: "x", weigth: 2}\n'
+    text = BASE.replace(STEP1 + '      - delay: 3 days\n        body: "Following up"\n', one_step)
+    assert errors_of(write_config(text)) == [
         "c.yaml:9:29: campaigns.acme-q4.sequence.0.variants.a.weigth: unknown field; did you "
         "mean weight?"
     ]
