@@ -66,7 +66,7 @@ def _budgets(count: int, config: Config | None = None) -> list[Budget]:
         cap = daily_cap(RAMPED, first_send=first, entry=_NO_STATE, now=NOW)
         budget = Budget(f"box{i:05d}", sent_today=i % 7, daily_left=cap - i % 7, tick_left=10**9)
         if reads is not None and i < count // 2:
-            budget = reads.share(budget.credential_id, budget)
+            budget = reads.share(budget.credential_id, "a", budget)
         budgets.append(budget)
     return budgets
 

@@ -12,9 +12,8 @@ counters are those of all its uses added up (each campaign's read once a tick), 
 unusable when any use is disabled or stopped by AUTH failures, and within a tick the
 budget a campaign leaves is where the next campaign that names it starts (``carried``).
 So that the first campaign of a tick does not take the whole day, each campaign gets an
-even share of the step-1 sends left (rounded up) among the campaigns of the tick that
-have not had theirs; what a campaign does not use passes on to the next, and to the
-next tick.
+even share of the step-1 sends left (rounded up) with the campaigns after it in the
+tick's order; what a campaign does not use passes on to the next, and to the next tick.
 """
 
 from __future__ import annotations
@@ -69,7 +68,8 @@ class TickUsage:
     config: Config
     day_start: datetime
     carried: dict[str, Budget] = field(default_factory=dict)
-    _served: dict[str, int] = field(default_factory=dict)  # campaigns given a share so far
+    order: dict[str, int] = field(default_factory=dict)
+    """Each campaign's place in the tick's order (campaigns take turns at being first)."""
     _held: dict[str, int] = field(default_factory=dict)  # step-1 sends left out of the share
     _usage: dict[str, dict[str, CredentialUsage]] = field(default_factory=dict)
     _windows: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
@@ -105,12 +105,18 @@ class TickUsage:
         sent = sum(row[1] for _, row in rows)
         return last_use, (last_row[0], sent, last_row[2], last_row[3], min(firsts, default=None))
 
-    def share(self, mailbox_id: str, budget: Budget) -> Budget:
-        """``budget`` with this campaign's share of the mailbox's step-1 sends left today."""
-        waiting = len(self.config.mailbox_uses.get(mailbox_id, ())) - self._served.get(
-            mailbox_id, 0
-        )
-        self._served[mailbox_id] = self._served.get(mailbox_id, 0) + 1
+    def share(self, mailbox_id: str, campaign_id: str, budget: Budget) -> Budget:
+        """``budget`` with the campaign's share of the mailbox's step-1 sends left today.
+
+        An even share among this campaign and those that name the mailbox after it in
+        the tick's order (``order``), rounded up; without an order, all its uses.
+        """
+        uses = self.config.mailbox_uses.get(mailbox_id, ())
+        here = self.order.get(campaign_id)
+        if here is None:
+            waiting = len(uses)
+        else:
+            waiting = 1 + sum(1 for use in uses if self.order.get(use[0], -1) > here)
         share = -(-budget.daily_left // max(1, waiting))  # rounded up
         self._held[mailbox_id] = budget.daily_left - share
         budget.daily_left = share
@@ -198,7 +204,7 @@ def credential_budgets(
         shared = credential.shared_as
         if shared is not None and shared in reads.carried:
             carried = replace(reads.carried[shared], credential_id=credential_id)
-            budgets[credential_id] = reads.share(shared, carried)
+            budgets[credential_id] = reads.share(shared, campaign_id, carried)
             continue
         uses = reads.uses(key, credential)
         entries = [state.credential(credential_key(*use)) for use in uses]
@@ -220,5 +226,7 @@ def credential_budgets(
             one_per_tick=credential.min_interval is not None,
             tick_left=per_tick,
         )
-        budgets[credential_id] = budget if shared is None else reads.share(shared, budget)
+        budgets[credential_id] = (
+            budget if shared is None else reads.share(shared, campaign_id, budget)
+        )
     return budgets

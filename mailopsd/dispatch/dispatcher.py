@@ -185,6 +185,7 @@ class Dispatcher:
         order = list(loaded.config.campaigns.items())
         start = self._turn % len(order) if order else 0
         rotated = order[start:] + order[:start]
+        reads.order = {campaign_id: place for place, (campaign_id, _) in enumerate(rotated)}
         reached = 0
         while reached < len(rotated) and len(jobs) + len(failed) < self.sends_per_tick:
             campaign_id, campaign = rotated[reached]

@@ -163,3 +163,20 @@ def test_an_auto_disable_stops_the_mailbox_in_every_campaign(
     }
     assert sent_to == {"north", "south"}
     assert load_state(state).credential("south/shared").disabled_at is None
+
+
+def test_a_campaign_alone_in_its_window_gets_the_whole_day(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """While north's window is closed, south may use all the mailbox has left today."""
+    path = _two_campaigns(tmp_path, credential(smtp_server, "ada", daily_limit=5))
+    config = yaml.safe_load(path.read_text())
+    config["campaigns"]["north"]["send_window"] = {
+        "days": ["sun"],
+        "start": "09:00",
+        "end": "17:00",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert run_once(path, tmp_path / "state", _at(DAY1)) == 0
+    counts = _by_sender_and_kind(smtp_server.handler.messages)
+    assert counts == Counter({("ada", "south", "step1"): 5})
