@@ -19,6 +19,8 @@ from tests.dispatch_setup import (
     imap_fields,
     parsed,
     run_once,
+    sent_ids,
+    write_campaign,
     write_config,
     write_leads,
 )
@@ -167,3 +169,27 @@ def test_a_campaign_that_stops_naming_the_mailbox_leaves_its_reading_where_it_wa
         ("c2", "only2@example.net"),
         ("c2", "gone2@example.net"),
     ]
+
+
+def test_moving_a_campaigns_mailbox_under_mailboxes_counts_nothing_twice(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """A campaign's own mailbox declared instead under mailboxes: and named from it: the
+    shared poll reads the mailbox from the start, and what was recorded counts once."""
+    user, _ = dovecot.add_user()
+    ada = credential(smtp_server, "ada", **imap_fields(dovecot, user))
+    path = write_campaign(tmp_path, {"a": ada}, leads=2)
+    state = tmp_path / "state"
+    run_once(path, state, DAY1)
+    lead = "lead0000@example.net"
+    dovecot.append(user, inbox_mail.postfix_dsn(lead, ADA, sent_ids(smtp_server)[lead]))
+    run_once(path, state, DAY1_LATER)
+    assert _recorded(state)[1] == [("camp", "a", lead, "hard")]
+
+    config = yaml.safe_load(path.read_text())
+    config["mailboxes"] = {"ada": ada}
+    config["campaigns"]["camp"]["smtp_credentials"]["a"] = {"mailbox": "ada"}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_once(path, state, DAY1_LATER)
+    assert _recorded(state)[1] == [("camp", "a", lead, "hard")]
+    assert ("", "ada", "ok: 0 new, 1 seen before") in _cursors(state)
