@@ -32,7 +32,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
 from mailopsd.dispatch.budgets import daily_cap
 from mailopsd.inbox.service import PollStats
-from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
@@ -81,7 +81,8 @@ class Sources:
         ledger: The calling thread's ledger connection, kept open: never closed by the caller.
         clock: The current time.
         reloads: The reload counts of the process.
-        polls: How each mailbox's polls went, by (campaign, credential).
+        polls: How each mailbox's polls went, by poll: (campaign, credential), or a
+            shared mailbox's pair (``refs.sender_ref``), whose figures every use shows.
     """
 
     loaded: Callable[[], LoadedConfig | None]
@@ -177,7 +178,7 @@ class _Collector(Collector):
                     cap=daily_cap(credential, first_send=first_send, entry=entry, now=now),
                     entry=entry,
                     figures=figures,
-                    polls=polls.get((campaign_id, credential_id)),
+                    polls=polls.get(sender_ref((campaign_id, credential_id), credential.shared_as)),
                 )
         return families.all()
 

@@ -9,12 +9,16 @@ A message speaks only of the sends made from the mailbox it was found in: those 
 own credential, and of the credentials of the same account that write from the same
 address without reading a mailbox themselves (their reports and replies land here, and
 nobody else reads them). A Message-ID of another account's send, or of a credential
-that reads its own mailbox, matches nothing here.
+that reads its own mailbox, matches nothing here. A mailbox shared by campaigns is read
+by one poll for all of them (``poll_uses``), whatever their accounts: it speaks of the
+sends of every campaign credential that names it, and a message goes to the campaign,
+credential and account of the send it answers.
 
 - ``reply``: the lead that was written to (matched by the Message-IDs it refers to, else
-  by its address among this credential's sends) is stopped: no further step. With
-  ``stop_on_domain_reply``, so are the other active leads of its campaign at the same
-  domain, unless it is a free-mail domain (nothing is suppressed).
+  by its address: the last send to it of the credentials that read this mailbox) is
+  stopped: no further step. With ``stop_on_domain_reply``, so are the other active
+  leads of its campaign at the same domain, unless it is a free-mail domain (nothing is
+  suppressed).
 - ``auto_reply``: recorded; stops the lead only with ``stop_on_auto_reply``.
 - ``unsubscribe`` and ``feedback`` (a complaint): the lead stops and its address is
   suppressed for the whole account.
@@ -34,14 +38,15 @@ from datetime import datetime
 
 from mailopsd.config.domains import free_mail
 from mailopsd.config.loader import LoadedConfig
+from mailopsd.config.models import Credential
 from mailopsd.health import effects
 from mailopsd.inbox.classify import Classification, FailedRecipient
 from mailopsd.inbox.imap import Arrival, PollResult
 from mailopsd.lifecycle import MailKind, StopReason
-from mailopsd.refs import CredentialRef
+from mailopsd.refs import CredentialRef, is_shared, sender_ref
 from mailopsd.state.ledger import Ledger
 
-__all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "record_poll"]
+__all__ = ["REPORT_KINDS", "Recorded", "mailbox_senders", "poll_uses", "record_poll"]
 
 REPORT_KINDS = frozenset(
     {MailKind.HARD, MailKind.SOFT, MailKind.BLOCK, MailKind.FEEDBACK, MailKind.DELIVERED}
@@ -71,25 +76,35 @@ class _Send:
     email: str
 
 
+def poll_uses(loaded: LoadedConfig, key: CredentialRef) -> tuple[CredentialRef, ...]:
+    """The campaign credentials that read the mailbox polled as ``key``.
+
+    A shared mailbox's poll (``refs.mailbox_ref``) reads for every campaign credential
+    that names it; any other poll, for its own credential.
+    """
+    return loaded.config.mailbox_uses.get(key[1], ()) if is_shared(key) else (key,)
+
+
 def mailbox_senders(loaded: LoadedConfig) -> dict[CredentialRef, frozenset[CredentialRef]]:
-    """For each credential, the credentials whose sends its mailbox may speak of.
+    """For each mailbox polled (keyed as ``refs.sender_ref``), whose sends it may speak of.
 
     Reports and replies go to the address a message was sent from, so a mailbox hears
-    of its own credential's sends and of those of the credentials of the same account
-    that write from the same address but read no mailbox themselves (were they read,
-    each report would be counted twice).
+    of the sends of the credentials that read it (a shared mailbox: of every campaign
+    credential that names it, whatever its account) and of those of the credentials of
+    the same account that write from the same address but read no mailbox themselves
+    (were they read, each report would be counted twice).
     """
-    by_address: dict[tuple[str, str], list[tuple[CredentialRef, bool]]] = {}
+    by_address: dict[tuple[str, str], list[tuple[CredentialRef, Credential]]] = {}
     for campaign_id, campaign in loaded.config.campaigns.items():
         for credential_id, credential in campaign.smtp_credentials.items():
             address = (campaign.account, credential.from_email.lower())
-            entry = ((campaign_id, credential_id), credential.has_imap)
-            by_address.setdefault(address, []).append(entry)
+            by_address.setdefault(address, []).append(((campaign_id, credential_id), credential))
     senders: dict[CredentialRef, frozenset[CredentialRef]] = {}
     for group in by_address.values():
-        unread = frozenset(key for key, reads in group if not reads)
-        for key, _ in group:
-            senders[key] = unread | {key}
+        unread = frozenset(use for use, credential in group if not credential.has_imap)
+        for use, credential in group:
+            key = sender_ref(use, credential.shared_as)
+            senders[key] = senders.get(key, frozenset()) | unread | {use}
     return senders
 
 
@@ -107,6 +122,10 @@ class _Recorder:
         self.key = key
         self.now = now
         self.senders = senders
+        self.uses = poll_uses(loaded, key)
+        # A message recorded under a use's own poll, before the campaign named the shared
+        # mailbox, was read already: moving a mailbox under mailboxes: counts nothing twice.
+        self.readers = tuple(dict.fromkeys((key, *self.uses)))
         self.done = Recorded()
         self.free_mail = free_mail(loaded.config.free_mail_domains)
 
@@ -116,12 +135,15 @@ class _Recorder:
         return None if found is None else _Send(*found)
 
     def _written_to(self, address: str) -> _Send | None:
-        """The last send of this credential to ``address``."""
-        found = self.ledger.sends.last_to(*self.key, address)
-        return None if found is None else _Send(*found)
+        """The last send to ``address`` of the credentials that read this mailbox."""
+        found = [self.ledger.sends.last_to(*use, address) for use in self.uses]
+        latest = max(
+            (row for row in found if row is not None), key=lambda row: row[0], default=None
+        )
+        return None if latest is None else _Send(*latest)
 
     def _find(self, references: tuple[str, ...], address: str | None) -> _Send | None:
-        """The send a message refers to, else the last one of this credential to ``address``."""
+        """The send a message refers to, else the last one of this mailbox to ``address``."""
         send = self._quoted(references, address)
         if send is None and address is not None:
             send = self._written_to(address)
@@ -231,7 +253,7 @@ class _Recorder:
         return send.email
 
     def one(self, arrival: Arrival) -> None:
-        if self.ledger.inbox.has_message(*self.key, arrival.key):
+        if any(self.ledger.inbox.has_message(*reader, arrival.key) for reader in self.readers):
             self.done.duplicates += 1
             return
         result = arrival.classification
@@ -274,7 +296,8 @@ def record_poll(
     Args:
         ledger: The ledger, written in one transaction.
         loaded: The running config.
-        key: The polled credential, ``(campaign, credential)``.
+        key: The poll: a credential, ``(campaign, credential)``, or a shared mailbox's
+            pair (``refs.mailbox_ref``); its cursors and messages read are kept under it.
         result: What the poll read.
         now: The time recorded.
         senders: The credentials whose sends this mailbox speaks of (its entry in

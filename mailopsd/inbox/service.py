@@ -6,8 +6,15 @@ out the cursors, then records the results (``record``) and checks the credential
 health. A slow or dead server only ever holds a worker, never the dispatcher. A failed
 poll is retried with exponential backoff; the first failure and the recovery are logged
 once each, and the credential's ``inbox_error`` in the state file says what is wrong
-meanwhile. With ``imap_idle: true`` a thread per credential waits in IMAP IDLE and asks
+meanwhile. With ``imap_idle: true`` a thread per mailbox waits in IMAP IDLE and asks
 for a poll as soon as mail arrives.
+
+A mailbox shared by campaigns (top-level ``mailboxes``) is polled once, keyed by its
+own pair (``refs.mailbox_ref``) whichever campaigns name it, so a campaign that starts
+or stops naming it never makes it read again: as often as the most eager of its
+campaigns asks, from the first send of any of them. Its ``inbox_error`` is written on
+the state-file entry of every campaign credential that names it, and its log lines say
+``mailbox=<id>``.
 
 Processed reports are disposed of as ``bounce_notifications`` says: ``from`` leaves them,
 ``drop`` moves them to the Trash folder (or flags them deleted), an address gets them
@@ -22,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import make_msgid
 from pathlib import Path
@@ -43,9 +50,9 @@ from mailopsd.inbox.imap import (
     poll,
     wait_for_mail,
 )
-from mailopsd.inbox.record import Recorded, mailbox_senders, record_poll
+from mailopsd.inbox.record import Recorded, mailbox_senders, poll_uses, record_poll
 from mailopsd.lifecycle import SendOutcome
-from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.refs import CredentialRef, credential_key, is_shared, sender_ref
 from mailopsd.smtp.message import forwarded_report
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.ledger import Ledger
@@ -56,9 +63,23 @@ __all__ = ["Inbox", "PollStats"]
 logger = logging.getLogger(__name__)
 
 
+def _named(key: CredentialRef) -> str:
+    """The ``key=value`` words naming a polled mailbox in a log line."""
+    return f"mailbox={key[1]}" if is_shared(key) else f"campaign={key[0]} credential={key[1]}"
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """A mailbox the config asks to read: how, how often (s), with IDLE or not."""
+
+    access: MailboxAccess
+    interval_s: float
+    idle: bool
+
+
 @dataclass
 class _Mailbox:
-    """What the inbox keeps between polls for one credential."""
+    """What the inbox keeps between polls for one mailbox."""
 
     access: MailboxAccess
     interval_s: float
@@ -113,20 +134,19 @@ class _Idler:
             except ImapError as err:
                 failures += 1
                 if failures == 1:
-                    logger.warning(
-                        "imap idle failed campaign=%s credential=%s error=%s",
-                        self.access.campaign_id,
-                        self.access.credential_id,
-                        err,
-                    )
+                    logger.warning("imap idle failed %s error=%s", _named(self._key), err)
                 self.stop.wait(backoff.imap_idle(self.retry_s).delay_s(failures))
                 continue
             failures = 0
             if arrived:
                 self.on_mail()
 
+    @property
+    def _key(self) -> CredentialRef:
+        return (self.access.campaign_id, self.access.credential_id)
+
     def start(self) -> None:
-        name = f"mailopsd-idle-{self.access.campaign_id}/{self.access.credential_id}"
+        name = f"mailopsd-idle-{'/'.join(part for part in self._key if part)}"
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
@@ -165,20 +185,22 @@ class Inbox:
 
     # Which mailboxes -------------------------------------------------------------------
 
-    def _wanted(
-        self, loaded: LoadedConfig
-    ) -> dict[CredentialRef, tuple[MailboxAccess, float, bool]]:
-        """Every mailbox to read: access, poll interval (s), IDLE or not."""
-        wanted: dict[CredentialRef, tuple[MailboxAccess, float, bool]] = {}
+    def _wanted(self, loaded: LoadedConfig) -> dict[CredentialRef, _Wanted]:
+        """Every mailbox to read, once: a campaign's own credential, or a shared mailbox."""
+        wanted: dict[CredentialRef, _Wanted] = {}
         for campaign_id, campaign in loaded.config.campaigns.items():
-            base = loaded.campaign_files[campaign_id].parent
             for credential_id, credential in campaign.smtp_credentials.items():
                 if not credential.has_imap or credential.status == "sandbox":
                     continue
-                key = (campaign_id, credential_id)
-                access = MailboxAccess.of(key, credential, base, timeout_s=self.timeout_s)
+                key = sender_ref((campaign_id, credential_id), credential.shared_as)
                 interval = float(credential.poll_interval(campaign).approx_seconds)
-                wanted[key] = (access, interval, credential.imap_idle)
+                known = wanted.get(key)
+                if known is not None:  # a shared mailbox named again: the shortest interval
+                    wanted[key] = replace(known, interval_s=min(interval, known.interval_s))
+                    continue
+                base = loaded.credential_dir(campaign_id, credential)
+                access = MailboxAccess.of(key, credential, base, timeout_s=self.timeout_s)
+                wanted[key] = _Wanted(access, interval, credential.imap_idle)
         return wanted
 
     def _sync(self, loaded: LoadedConfig) -> None:
@@ -188,17 +210,18 @@ class Inbox:
         self._synced = loaded
         wanted = self._wanted(loaded)
         for key in list(self._mailboxes):
-            if key not in wanted or self._mailboxes[key].access != wanted[key][0]:
+            if key not in wanted or self._mailboxes[key].access != wanted[key].access:
                 self._forget(key)
-        for key, (access, interval, idle) in wanted.items():
+        for key, want in wanted.items():
             mailbox = self._mailboxes.get(key)
             if mailbox is None:
-                mailbox = self._mailboxes[key] = _Mailbox(access, interval)
-            mailbox.interval_s = interval
-            if idle and mailbox.idle is None:
-                mailbox.idle = _Idler(access, functools.partial(self._poll_soon, key), self.retry_s)
+                mailbox = self._mailboxes[key] = _Mailbox(want.access, want.interval_s)
+            mailbox.interval_s = want.interval_s
+            if want.idle and mailbox.idle is None:
+                poll_soon = functools.partial(self._poll_soon, key)
+                mailbox.idle = _Idler(want.access, poll_soon, self.retry_s)
                 mailbox.idle.start()
-            elif not idle and mailbox.idle is not None:
+            elif not want.idle and mailbox.idle is not None:
                 mailbox.idle.close()
                 mailbox.idle = None
 
@@ -240,7 +263,7 @@ class Inbox:
                 due = mailbox.due <= now
             if mailbox.running is not None or not due:
                 continue
-            since = self.ledger.sends.first_at(*key)
+            since = self._first_send(loaded, key)
             if since is None:
                 mailbox.due = now + mailbox.interval_s
                 continue
@@ -248,30 +271,30 @@ class Inbox:
             started += 1
         return started
 
+    def _first_send(self, loaded: LoadedConfig, key: CredentialRef) -> datetime | None:
+        """When the first of the credentials that read the mailbox first sent, if any did."""
+        firsts = (self.ledger.sends.first_at(*use) for use in poll_uses(loaded, key))
+        return min((at for at in firsts if at is not None), default=None)
+
     def _failed(
-        self, key: CredentialRef, mailbox: _Mailbox, error: str, state: StateFile, at: datetime
+        self,
+        key: CredentialRef,
+        mailbox: _Mailbox,
+        error: str,
+        uses: tuple[CredentialRef, ...],
+        state: StateFile,
+        at: datetime,
     ) -> StateFile:
         mailbox.failures += 1
         delay = backoff.imap_poll(self.retry_s, mailbox.interval_s).delay_s(mailbox.failures)
         mailbox.due = time.monotonic() + delay
         if mailbox.error is None:  # one line when the mailbox becomes unreadable
-            logger.warning(
-                "imap unavailable campaign=%s credential=%s error=%s retry_in_s=%d",
-                *key,
-                error,
-                delay,
-            )
+            logger.warning("imap unavailable %s error=%s retry_in_s=%d", _named(key), error, delay)
         mailbox.error = error
         with self.ledger.transaction():
             for folder in mailbox.access.folders:
                 self.ledger.inbox.set_cursor(*key, folder, None, at=at, result=f"error: {error}")
-        entry = state.credential(credential_key(*key))
-        if entry.inbox_error == error:
-            return state
-        update: dict[str, object] = {"inbox_error": error}
-        if entry.inbox_error is None:
-            update["inbox_error_since"] = at
-        return _with_entry(state, key, entry.model_copy(update=update))
+        return _with_inbox_error(state, uses, error, at)
 
     def _succeeded(
         self,
@@ -283,7 +306,7 @@ class Inbox:
         at: datetime,
     ) -> StateFile:
         if mailbox.error is not None:
-            logger.info("imap reachable again campaign=%s credential=%s", *key)
+            logger.info("imap reachable again %s", _named(key))
         mailbox.failures = 0
         mailbox.error = None
         with self._lock:
@@ -293,22 +316,19 @@ class Inbox:
         )
         if done.new:
             logger.info(
-                "inbox read campaign=%s credential=%s %s",
-                *key,
+                "inbox read %s %s",
+                _named(key),
                 " ".join(f"{kind}={n}" for kind, n in sorted(done.by_kind.items())),
             )
         if done.unconfirmed:
             logger.warning(
-                "bounce reports not counted campaign=%s credential=%s addresses=%d: they quote "
-                "none of this mailbox's messages (status lists them as unconfirmed)",
-                *key,
+                "bounce reports not counted %s addresses=%d: they quote none of this "
+                "mailbox's messages (status lists them as unconfirmed)",
+                _named(key),
                 done.unconfirmed,
             )
         self._dispose(key, loaded, done)
-        entry = state.credential(credential_key(*key))
-        if entry.inbox_error is not None:
-            cleared = entry.model_copy(update={"inbox_error": None, "inbox_error_since": None})
-            state = _with_entry(state, key, cleared)
+        state = _with_inbox_error(state, poll_uses(loaded, key), None, at)
         return autodisable.check_credentials(self.ledger, loaded, state, done.check, at)
 
     def _record(
@@ -321,15 +341,16 @@ class Inbox:
         at: datetime,
     ) -> StateFile:
         seconds = max(0.0, (mailbox.finished or time.monotonic()) - mailbox.started)
+        uses = poll_uses(loaded, key)
         try:
             result = future.result()
         except ImapError as err:
-            state = self._failed(key, mailbox, str(err), state, at)
+            state = self._failed(key, mailbox, str(err), uses, state, at)
         except Exception as err:  # a poller bug must not stop the daemon
             # Its type and place only: an exception's text may quote a password.
             what = describe_unexpected(err)
-            logger.error("imap poll crashed campaign=%s credential=%s error=%s", *key, what)
-            state = self._failed(key, mailbox, f"internal error: {what}", state, at)
+            logger.error("imap poll crashed %s error=%s", _named(key), what)
+            state = self._failed(key, mailbox, f"internal error: {what}", uses, state, at)
         else:
             state = self._succeeded(key, mailbox, result, loaded, state, at)
             mailbox.stats = mailbox.stats.add(seconds, ok=True)
@@ -338,13 +359,13 @@ class Inbox:
         return state
 
     def _senders_of(self, loaded: LoadedConfig, key: CredentialRef) -> frozenset[CredentialRef]:
-        """The credentials whose sends ``key``'s mailbox speaks of (worked out once per load)."""
+        """The credentials whose sends the mailbox polled as ``key`` speaks of (once per load)."""
         if self._senders is None or self._senders[0] is not loaded:
             self._senders = (loaded, mailbox_senders(loaded))
         return self._senders[1].get(key, frozenset({key}))
 
     def poll_stats(self) -> dict[CredentialRef, PollStats]:
-        """How each mailbox's polls went (safe from another thread)."""
+        """How each mailbox's polls went, by poll (``refs.sender_ref``; thread-safe)."""
         return {key: mailbox.stats for key, mailbox in list(self._mailboxes.items())}
 
     def collect(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
@@ -388,10 +409,9 @@ class Inbox:
     # Disposal --------------------------------------------------------------------------
 
     def _dispose(self, key: CredentialRef, loaded: LoadedConfig, done: Recorded) -> None:
-        campaign = loaded.config.campaigns.get(key[0])
-        if campaign is None or not done.reports:
+        credential = _polled_credential(loaded, key)
+        if credential is None or not done.reports:
             return
-        credential = campaign.smtp_credentials[key[1]]
         route = credential.bounce_notifications
         if route == "from":
             return
@@ -399,7 +419,7 @@ class Inbox:
         by_folder: dict[tuple[str, int], list[int]] = {}
         for arrival in done.reports:
             by_folder.setdefault((arrival.folder, arrival.uidvalidity), []).append(arrival.uid)
-        base = loaded.campaign_files[key[0]].parent
+        base = loaded.credential_dir(key[0], credential)
         for (folder, validity), uids in by_folder.items():
             if route == "drop":
                 chore = self._executor().submit(dispose, access, folder, validity, uids)
@@ -460,7 +480,31 @@ class Inbox:
         self.smtp.close_all()
 
 
-def _with_entry(state: StateFile, key: CredentialRef, entry: CredentialState) -> StateFile:
-    credentials = dict(state.credentials)
-    credentials[credential_key(*key)] = entry
-    return state.model_copy(update={"credentials": credentials})
+def _polled_credential(loaded: LoadedConfig, key: CredentialRef) -> Credential | None:
+    """The credential a poll reads for: a shared mailbox, or a campaign's own one."""
+    if is_shared(key):
+        return loaded.config.mailboxes.get(key[1])
+    campaign = loaded.config.campaigns.get(key[0])
+    return None if campaign is None else campaign.smtp_credentials.get(key[1])
+
+
+def _with_inbox_error(
+    state: StateFile, uses: tuple[CredentialRef, ...], error: str | None, at: datetime
+) -> StateFile:
+    """``state`` with a poll's error (``None``: it read the mailbox) on each use's entry.
+
+    Each campaign credential that reads the mailbox has the error in its own entry, so
+    status shows it wherever the mailbox is used; its ``inbox_error_since`` is when it
+    became unreadable.
+    """
+    changed: dict[str, CredentialState] = {}
+    for use in uses:
+        entry = state.credential(credential_key(*use))
+        if entry.inbox_error == error:
+            continue
+        since = entry.inbox_error_since if entry.inbox_error is not None else at
+        update = {"inbox_error": error, "inbox_error_since": since if error is not None else None}
+        changed[credential_key(*use)] = entry.model_copy(update=update)
+    if not changed:
+        return state
+    return state.model_copy(update={"credentials": {**state.credentials, **changed}})
