@@ -255,6 +255,7 @@ def _credential_text(c: dict[str, Any]) -> list[str]:
         f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
         f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
     )
+    lines.extend(summary.mailbox_lines(c))
     lines.extend(summary.pace_lines(c))
     if c["disabled_reason"]:
         lines.append(f"    disabled: {c['disabled_reason']}")

@@ -1,0 +1,115 @@
+"""What an operator sees of a mailbox shared by campaigns: ``status``, ``/metrics``, the API.
+
+Sends go to a real SMTP server on loopback through ``run --once``; status is read as a
+person runs it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mailopsd.state.statefile import CredentialState, load_state, save_state
+from tests.commands import run_cli, status_json
+from tests.dispatch_setup import credential, run_once, write_leads
+from tests.integration.test_shared_mailboxes import DAY, DAY1, _at, _two_campaigns
+from tests.servers.smtp import SmtpServer
+
+
+def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each credential row of a status report, by ``campaign/credential``."""
+    return {
+        f"{campaign['id']}/{row['id']}": row
+        for campaign in report["campaigns"]
+        for row in campaign["smtp_credentials"]
+    }
+
+
+def _only_north_has_leads(path: Path) -> dict[str, Any]:
+    """Give south an empty leads file (its leads come later); return the config tree."""
+    config: dict[str, Any] = yaml.safe_load(path.read_text())
+    config["campaigns"]["south"]["leads"] = "south-later.csv"
+    write_leads(path.parent / "south-later.csv", [])
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+class TestStatus:
+    def test_sent_today_and_cap_are_the_mailbox_across_campaigns(
+        self, tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """daily_limit 5 used up by both campaigns together: each use shows 5/5 and its own
+        part, names the mailbox and the other use; new leads wait for the next day."""
+        path = _two_campaigns(
+            tmp_path,
+            credential(smtp_server, "ada", daily_limit=5),
+            leads=20,
+            own=credential(smtp_server, "box2", daily_limit=2),
+        )
+        state = tmp_path / "state"
+        assert run_once(path, state, _at(DAY1)) == 0
+        report = status_json(capsys, state, _at(DAY1 + timedelta(hours=1)))
+        rows = _rows(report)
+        north, south = rows["north/shared"], rows["south/shared"]
+        assert (north["mailbox"], north["shared_with"]) == ("ada", ["south/shared"])
+        assert (south["mailbox"], south["shared_with"]) == ("ada", ["north/shared"])
+        for row in (north, south):
+            assert (row["sent_today"], row["daily_cap"], row["daily_limit"]) == (5, 5, 5)
+        assert north["sent_today_here"] + south["sent_today_here"] == 5
+        assert north["sent_today_here"] > 0
+        assert south["sent_today_here"] > 0
+        own = rows["south/own"]
+        assert (own["mailbox"], own["shared_with"]) == (None, [])
+        assert (own["sent_today"], own["sent_today_here"], own["daily_cap"]) == (2, 2, 2)
+        north_next = report["campaigns"][0]["next"]["new_leads"]
+        assert north_next["held_by"] == "daily_limits"  # the mailbox is at its cap
+
+        code, out, _ = run_cli(
+            capsys, "status", "--state-dir", str(state), "--now", _at(DAY1 + timedelta(hours=1))
+        )
+        assert code == 0
+        here = north["sent_today_here"]
+        assert "sent today 5/5, follow-ups 0;" in out
+        assert (
+            "    shared mailbox ada (also south/shared): sent today and the daily cap, ramp and "
+            "min_interval are the mailbox's, across its campaigns; "
+            f"{here} of today's 5 step-1 sends from this campaign"
+        ) in out.splitlines()
+
+    def test_a_ramp_counts_from_the_mailbox_first_send_in_any_campaign(
+        self, tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Only north sent on day 1: on day 2, south's use of the mailbox shows the ramp's
+        day 2 and its cap, as the dispatcher counts them."""
+        ramp = {"start": 2, "step": 2, "every": "1 day"}
+        path = _two_campaigns(tmp_path, credential(smtp_server, "ada", daily_limit=10, ramp=ramp))
+        _only_north_has_leads(path)
+        state = tmp_path / "state"
+        assert run_once(path, state, _at(DAY1)) == 0
+        south = _rows(status_json(capsys, state, _at(DAY1 + DAY)))["south/shared"]
+        assert south["ramp"]["counted_from"] == "first_send"
+        assert south["ramp"]["day"] == 2
+        assert south["ramp"]["day_one"] == "2026-11-23T00:00:00Z"
+        assert (south["daily_cap"], south["sent_today"]) == (4, 0)
+
+    def test_a_use_whose_mailbox_is_disabled_shows_disabled(
+        self, tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Only north's entry says disabled (south named the mailbox after the disable): the
+        dispatcher sends nothing from it in south, and status says south's use is disabled."""
+        path = _two_campaigns(tmp_path, credential(smtp_server, "ada"))
+        state = tmp_path / "state"
+        assert run_once(path, state, _at(DAY1)) == 0
+        disabled = CredentialState(
+            disabled_at=DAY1 + timedelta(minutes=5), disabled_reason="bounce rate 40%"
+        )
+        entries = {"north/shared": disabled}
+        save_state(state, load_state(state).model_copy(update={"credentials": entries}))
+        south = _rows(status_json(capsys, state, _at(DAY1 + timedelta(hours=1))))["south/shared"]
+        assert south["state"] == "disabled"
+        assert south["disabled_at"] == "2026-11-23T10:05:00Z"
+        assert south["disabled_reason"] == "bounce rate 40%"
