@@ -1,11 +1,14 @@
 """What an operator sees of a mailbox shared by campaigns: ``status``, ``/metrics``, the API.
 
-Sends go to a real SMTP server on loopback through ``run --once``; status is read as a
-person runs it.
+Sends go to a real SMTP server on loopback (``run --once``, or a daemon in this process
+serving HTTP); status is read as a person runs it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,11 +16,18 @@ from typing import Any
 import pytest
 import yaml
 
-from mailopsd.state.statefile import CredentialState, load_state, save_state
+from mailopsd.http.apikeys import hash_api_key
+from mailopsd.state.statefile import CredentialState, StateFile, load_state, save_state
 from tests.commands import run_cli, status_json
-from tests.dispatch_setup import credential, run_once, write_leads
+from tests.daemons import in_process
+from tests.dispatch_setup import campaign_tree, credential, run_once, write_leads
+from tests.integration.test_http import KEY, Running
+from tests.integration.test_http_metrics import _scrape
 from tests.integration.test_shared_mailboxes import DAY, DAY1, _at, _two_campaigns
 from tests.servers.smtp import SmtpServer
+
+API_KEY = "mk_shared-mailbox-key-0123456789abcdefghijklmn"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -113,3 +123,92 @@ class TestStatus:
         assert south["state"] == "disabled"
         assert south["disabled_at"] == "2026-11-23T10:05:00Z"
         assert south["disabled_reason"] == "bounce rate 40%"
+
+
+def _write_directory(conf: Path, smtp: SmtpServer) -> None:
+    """A config directory: mailbox ada (daily_limit 5) in mailboxes.yaml, named by north
+    and south in campaigns.yaml; south also has its own box2; an http section, an API key."""
+    conf.mkdir()
+    (conf / "mailboxes.yaml").write_text(
+        yaml.safe_dump({"mailboxes": {"ada": credential(smtp, "ada", daily_limit=5)}})
+    )
+    campaigns = {}
+    for name in ("north", "south"):
+        write_leads(conf / f"{name}.csv", [f"{name}{i}@example.net,Lead{i}" for i in range(10)])
+        credentials: dict[str, Any] = {"shared": {"mailbox": "ada"}}
+        if name == "south":
+            credentials["own"] = credential(smtp, "box2", daily_limit=2)
+        campaigns[name] = campaign_tree(credentials, leads=f"{name}.csv", name=name)
+    tree = {
+        "campaigns": campaigns,
+        "http": {
+            "listen": "127.0.0.1:0",
+            "public_base_url": "https://mail.example.com",
+            "signing_key": KEY,
+        },
+        "api_keys": {"ops": {"account": "default", "sha256": hash_api_key(API_KEY)}},
+    }
+    (conf / "campaigns.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+
+
+@contextmanager
+def _serving(
+    tmp_path: Path, smtp: SmtpServer, entries: dict[str, CredentialState] | None = None
+) -> Iterator[Running]:
+    """A daemon serving HTTP on the config of ``_write_directory``, its state file holding
+    ``entries`` when given."""
+    conf = tmp_path / "conf"
+    _write_directory(conf, smtp)
+    state = tmp_path / "state"
+    if entries is not None:
+        state.mkdir(mode=0o700)
+        save_state(state, StateFile(credentials=entries))
+    clock = [DAY1]
+    with in_process(conf, state, clock) as daemon:
+        daemon.start_http()
+        yield Running(daemon, clock, state, conf / "campaigns.yaml", [])
+
+
+@pytest.fixture
+def served(tmp_path: Path, smtp_server: SmtpServer) -> Iterator[Running]:
+    """A daemon serving HTTP that sent step 1 from the shared mailbox for both campaigns."""
+    with _serving(tmp_path, smtp_server) as running:
+        assert running.daemon.dispatch() > 0
+        yield running
+
+
+def _sent_by(smtp_server: SmtpServer) -> Counter[str]:
+    return Counter(str(message.login) for message in smtp_server.handler.messages)
+
+
+class TestMetrics:
+    def test_cap_and_headroom_are_the_mailbox(
+        self, served: Running, smtp_server: SmtpServer
+    ) -> None:
+        """Each campaign's use of ada shows the mailbox's cap and what both campaigns left
+        of it; south's own credential its own."""
+        samples = _scrape(served)
+        sent = _sent_by(smtp_server)
+        assert sent["ada"] == 5  # both campaigns together, up to the mailbox's daily_limit
+        for campaign in ("north", "south"):
+            labels = (("campaign", campaign), ("credential", "shared"))
+            assert samples[("mailopsd_credential_daily_cap", labels)] == 5
+            assert samples[("mailopsd_credential_daily_headroom", labels)] == 0
+        own = (("campaign", "south"), ("credential", "own"))
+        assert samples[("mailopsd_credential_daily_cap", own)] == 2
+        assert samples[("mailopsd_credential_daily_headroom", own)] == 2 - sent["box2"]
+
+    def test_disabled_in_one_campaign_is_disabled_in_all(
+        self, tmp_path: Path, smtp_server: SmtpServer
+    ) -> None:
+        """Only north's entry says disabled (south named ada after the disable): south's use
+        of ada counts as disabled too, south's own credential does not."""
+        disabled = CredentialState(disabled_at=DAY1, disabled_reason="bounce rate 40%")
+        with _serving(tmp_path, smtp_server, {"north/shared": disabled}) as running:
+            assert running.daemon.dispatch() == 2  # box2's, nothing from ada
+            samples = _scrape(running)
+        for campaign in ("north", "south"):
+            labels = (("campaign", campaign), ("credential", "shared"))
+            assert samples[("mailopsd_credential_disabled", labels)] == 1
+        own = (("campaign", "south"), ("credential", "own"))
+        assert samples[("mailopsd_credential_disabled", own)] == 0
