@@ -6,6 +6,7 @@ serving HTTP); status is read as a person runs it.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from tests.dispatch_setup import campaign_tree, credential, run_once, write_lead
 from tests.integration.test_http import KEY, Running
 from tests.integration.test_http_metrics import _scrape
 from tests.integration.test_shared_mailboxes import DAY, DAY1, _at, _two_campaigns
+from tests.printed import run_as_printed, suggested_commands
 from tests.servers.smtp import SmtpServer
 
 API_KEY = "mk_shared-mailbox-key-0123456789abcdefghijklmn"
@@ -212,3 +214,41 @@ class TestMetrics:
             assert samples[("mailopsd_credential_disabled", labels)] == 1
         own = (("campaign", "south"), ("credential", "own"))
         assert samples[("mailopsd_credential_disabled", own)] == 0
+
+
+class TestApi:
+    def test_a_use_names_its_mailbox(self, served: Running) -> None:
+        """GET of a credential that names ada says mailbox ada; one of its own says null."""
+        reply = served.request("GET", "/campaigns/south/smtp_credentials", headers=AUTH)
+        assert reply.status == 200
+        rows = {row["id"]: row for row in json.loads(reply.body)["smtp_credentials"]}
+        assert (rows["shared"]["mailbox"], rows["shared"]["daily_limit"]) == ("ada", 5)
+        assert rows["own"]["mailbox"] is None
+        for secret in ("pw-ada", "pw-box2", '"box2"'):
+            assert secret.encode() not in reply.body
+
+    def test_reenable_names_the_mailbox_and_a_command_that_works(
+        self, served: Running, tmp_path: Path
+    ) -> None:
+        """POST .../reenable of a use of ada: 405 naming mailboxes.ada in mailboxes.yaml and
+        the other campaign; the command it names, run where it says, writes the mailbox's
+        reenabled_at and leaves the campaigns' file as it was."""
+        reply = served.request(
+            "POST", "/campaigns/north/smtp_credentials/shared/reenable", b"{}", AUTH
+        )
+        assert reply.status == 405
+        message = json.loads(reply.body)["error"]["message"]
+        assert (
+            "edit mailboxes.yaml:2 (mailboxes.ada: the shared mailbox north/shared names, also "
+            "used by south/shared) and commit it; mailopsd reenable north shared --config conf, "
+            "run in the directory that holds conf/, writes reenabled_at for you"
+        ) in message
+        (command,) = suggested_commands(message)
+        home = tmp_path / "home"
+        home.mkdir()
+        campaigns = (tmp_path / "conf" / "campaigns.yaml").read_text()
+        result = run_as_printed(command, cwd=tmp_path, home=home)
+        assert result.returncode == 0, result.stderr
+        mailboxes = yaml.safe_load((tmp_path / "conf" / "mailboxes.yaml").read_text())
+        assert "reenabled_at" in mailboxes["mailboxes"]["ada"]
+        assert (tmp_path / "conf" / "campaigns.yaml").read_text() == campaigns
