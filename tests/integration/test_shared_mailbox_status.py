@@ -24,7 +24,13 @@ from tests.daemons import in_process
 from tests.dispatch_setup import campaign_tree, credential, run_once, write_leads
 from tests.integration.test_http import KEY, Running
 from tests.integration.test_http_metrics import _scrape
-from tests.integration.test_shared_mailboxes import DAY, DAY1, _at, _two_campaigns
+from tests.integration.test_shared_mailboxes import (
+    DAY,
+    DAY1,
+    _at,
+    _by_sender_and_kind,
+    _two_campaigns,
+)
 from tests.printed import run_as_printed, suggested_commands
 from tests.servers.smtp import SmtpServer
 
@@ -107,6 +113,33 @@ class TestStatus:
         assert south["ramp"]["day"] == 2
         assert south["ramp"]["day_one"] == "2026-11-23T00:00:00Z"
         assert (south["daily_cap"], south["sent_today"]) == (4, 0)
+
+    def test_a_ramp_restarts_from_the_mailbox_reenable_for_every_use(
+        self, tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """ramp_restart_on_reenable: the re-enable applied is in south's entry only (north
+        named ada after it); north's use shows the ramp counted from it too, and the
+        dispatcher sends the restarted ramp's cap for both campaigns together."""
+        ramp = {"start": 2, "step": 2, "every": "1 day"}
+        ada = credential(
+            smtp_server, "ada", daily_limit=10, ramp=ramp, ramp_restart_on_reenable=True
+        )
+        path = _two_campaigns(tmp_path, ada, leads=10)
+        state = tmp_path / "state"
+        assert run_once(path, state, _at(DAY1)) == 0
+        reenabled = DAY1 + 2 * DAY
+        entry = CredentialState(reenabled_at=reenabled, bounce_window_start=reenabled)
+        save_state(
+            state, load_state(state).model_copy(update={"credentials": {"south/shared": entry}})
+        )
+        later = DAY1 + 3 * DAY
+        north = _rows(status_json(capsys, state, _at(later)))["north/shared"]
+        assert (north["ramp"]["counted_from"], north["ramp"]["day"]) == ("reenabled_at", 2)
+        assert north["daily_cap"] == 4
+        smtp_server.handler.messages.clear()
+        assert run_once(path, state, _at(later)) == 0
+        counts = _by_sender_and_kind(smtp_server.handler.messages)
+        assert counts["ada", "north", "step1"] + counts["ada", "south", "step1"] == 4
 
     def test_a_use_whose_mailbox_is_disabled_shows_disabled(
         self, tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
