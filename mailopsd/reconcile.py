@@ -215,9 +215,11 @@ class CredentialAdded:
     def describe(self) -> str:
         """One line for ``plan``."""
         where = f"{self.snapshot.get('smtp_host')}:{self.snapshot.get('smtp_port')}"
+        mailbox = self.snapshot.get("mailbox")
+        shared = f", shared mailbox {mailbox}" if mailbox is not None else ""
         return (
             f"+ credential {self.campaign_id}/{self.credential_id} "
-            f"({self.snapshot.get('from_email')} via {where})"
+            f"({self.snapshot.get('from_email')} via {where}{shared})"
         )
 
 
@@ -250,14 +252,31 @@ class CredentialChanged:
         return any(name in _DELIVERY_FIELDS for name in self.fields)
 
     def describe(self) -> str:
-        """One line for ``plan``; a changed host is called out."""
+        """One line for ``plan``; the shared mailbox named first, a changed host called out."""
         changes = ", ".join(
-            _change(name, self.before, self.snapshot, self.secret_fields) for name in self.fields
+            _change(name, self.before, self.snapshot, self.secret_fields)
+            for name in self.fields
+            if name != "mailbox"
         )
-        line = f"~ credential {self.campaign_id}/{self.credential_id}: {changes}"
+        old, new = self.before.get("mailbox"), self.snapshot.get("mailbox")
+        if old == new:  # the mailbox's own settings changed, or the campaign's credential's
+            shared = f" (shared mailbox {new}: in every campaign that names it)" if new else ""
+            line = f"~ credential {self.campaign_id}/{self.credential_id}: {changes}{shared}"
+        else:
+            line = f"~ credential {self.campaign_id}/{self.credential_id}: "
+            line += _mailbox_turn(old, new) + (f"; {changes}" if changes else "")
         if self.moves_delivery:
             line += " [!] the password now goes to a different host"
         return line
+
+
+def _mailbox_turn(old: object, new: object) -> str:
+    """How a credential's change of the shared mailbox it names reads in ``plan``."""
+    if old is None:
+        return f"now names shared mailbox {new}"
+    if new is None:
+        return f"no longer names shared mailbox {old}, has settings of its own"
+    return f"shared mailbox {old} -> {new}"
 
 
 @dataclass(frozen=True)

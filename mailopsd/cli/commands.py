@@ -1,4 +1,4 @@
-"""The config and daemon commands: validate, run, plan, status, reenable."""
+"""The config and daemon commands: validate, run, plan, status (and reenable, from its module)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,12 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mailopsd import reconcile, secrets
-from mailopsd.atomicfile import write_atomically
+from mailopsd import reconcile
 from mailopsd.cli import summary
 from mailopsd.cli.common import (
     EXIT_CHANGES,
@@ -25,28 +22,27 @@ from mailopsd.cli.common import (
     add_key_option,
     add_state_option,
     default_config_path,
-    identities,
     load_options,
     parse_now,
     print_issues,
     state_dir,
 )
 from mailopsd.cli.planjson import plan_as_json
+from mailopsd.cli.reenable import add_reenable
 from mailopsd.config import loader, zones
 from mailopsd.config.leads import LeadsRead, read_leads
 from mailopsd.config.models import Campaign
-from mailopsd.config.reenable import ignored_issue, set_reenabled_at, unknown_credential
+from mailopsd.config.reenable import ignored_issues
 from mailopsd.config.zones import zone_of_row
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.errors import ConfigError, ConfigIssue
 from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
 from mailopsd.notify import Notifier
-from mailopsd.refs import credential_key
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import observe
-from mailopsd.state.statefile import format_time, load_state
+from mailopsd.state.statefile import load_state
 from mailopsd.status.report import build_status, require_state
 
 __all__ = ["add_commands"]
@@ -109,20 +105,7 @@ def _ignored_issues(
     """
     options = {"--config": config, "--state-dir": state_dir, "--age-key-file": key_file}
     given = [part for name, value in options.items() if value for part in (name, str(value))]
-    issues = []
-    for note in ignored:
-        ids = (note.campaign_id, note.credential_id)
-        command = ["mailopsd", "reenable", *ids, *given]
-        issues.append(
-            ignored_issue(
-                loaded.campaign_files[note.campaign_id],
-                ids,
-                reenabled_at=note.reenabled_at,
-                disabled_at=note.disabled_at,
-                command=shlex.join(command),
-            )
-        )
-    return issues
+    return ignored_issues(loaded, ignored, given=given)
 
 
 def _state_issues(loaded: loader.LoadedConfig, args: argparse.Namespace) -> list[ConfigIssue]:
@@ -255,6 +238,7 @@ def _credential_text(c: dict[str, Any]) -> list[str]:
         f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
         f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
     )
+    lines.extend(summary.mailbox_lines(c))
     lines.extend(summary.pace_lines(c))
     if c["disabled_reason"]:
         lines.append(f"    disabled: {c['disabled_reason']}")
@@ -318,75 +302,6 @@ def _status(args: argparse.Namespace) -> int:
     else:
         print("\n".join(_status_text(report)))
     return EXIT_OK
-
-
-def _needs_key(text: str, where: str, path: tuple[str, ...]) -> bool:
-    """Tell whether changing a clear value of this SOPS file needs its key."""
-    meta = secrets.read_metadata(text, where)
-    return not meta.mac_only_encrypted or meta.rule.is_comment_rule or meta.rule.encrypts(path)
-
-
-def _reenable(args: argparse.Namespace) -> int:
-    options = loader.LoadOptions(decrypt=False, allow_plaintext_secrets=True)
-    loaded = loader.load_config(args.config or default_config_path(), options)
-    unknown = unknown_credential(loaded.config, args.campaign, args.credential)
-    if unknown is not None:
-        print(f"error: {unknown}", file=sys.stderr)
-        return EXIT_FAILURE
-    path = loaded.campaign_files[args.campaign]
-    moment: datetime = parse_now(args.now)
-    disabled_at = None
-    if args.state_dir is not None:
-        require_state(args.state_dir)
-        key = credential_key(args.campaign, args.credential)
-        disabled_at = load_state(args.state_dir).credential(key).disabled_at
-        refusal = _reenable_refusal(args, moment, disabled_at)
-        if refusal is not None:
-            return refusal
-    text = path.read_text(encoding="utf-8")
-    where = str(path)
-    field = ("campaigns", args.campaign, "smtp_credentials", args.credential, "reenabled_at")
-    if "\nsops:" in text and _needs_key(text, where, field):
-        opened = secrets.decrypt_text(text, identities(args), where)
-        changed = set_reenabled_at(opened.text, args.campaign, args.credential, moment, where)
-        text = secrets.encrypt_text(
-            changed,
-            opened.options(),
-            where,
-            now=moment,
-            data_key=opened.data_key,
-            comment_aads=opened.comment_aads,
-        )
-    else:
-        text = set_reenabled_at(text, args.campaign, args.credential, moment, where)
-    write_atomically(path, text)
-    since = f" (disabled since {format_time(disabled_at)})" if disabled_at else ""
-    print(
-        f"{path}: set reenabled_at for {args.campaign}/{args.credential}{since}; commit this change"
-    )
-    return EXIT_OK
-
-
-def _reenable_refusal(
-    args: argparse.Namespace, moment: datetime, disabled_at: datetime | None
-) -> int | None:
-    """Why ``reenable`` writes nothing, per the daemon's state (printed), or ``None``."""
-    name = f"{args.campaign}/{args.credential}"
-    if disabled_at is None:
-        print(
-            f"{name} is not disabled in the daemon state in {args.state_dir}: nothing to "
-            "re-enable, nothing written"
-        )
-        return EXIT_OK
-    if moment.replace(microsecond=0) < disabled_at:
-        print(
-            f"error: {format_time(moment)} is before {name}'s disabled_at "
-            f"{format_time(disabled_at)}: a reenabled_at before it would have no effect; "
-            "give --now at or after it, or leave --now out; nothing written",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-    return None
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -494,25 +409,7 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
     status.add_argument("--json", action="store_true", help="the stable JSON form")
     status.add_argument("--now", help="evaluate windows and counters at this time (ISO 8601)")
     status.set_defaults(handler=_status)
-    reenable = commands.add_parser(
-        "reenable",
-        help="write reenabled_at: now into the YAML that defines a credential",
-        description=(
-            "Set reenabled_at for CAMPAIGN/CREDENTIAL in its YAML file, keeping everything "
-            "else byte for byte. Commit the change; the daemon applies it on reload."
-        ),
-    )
-    reenable.add_argument("campaign", help="the campaign's id")
-    reenable.add_argument("credential", help="the credential's id in that campaign")
-    add_config_options(reenable, state=False)
-    reenable.add_argument(
-        "--state-dir",
-        type=Path,
-        help="the daemon's state directory: write only if the credential is disabled there, "
-        "and only a time at or after its disabled_at; default: no state is read",
-    )
-    reenable.add_argument("--now", help="the time to write (ISO 8601; default: now)")
-    reenable.set_defaults(handler=_reenable)
+    add_reenable(commands)
     classify_command = commands.add_parser(
         "classify",
         help="print what each message file is (bounce class, recipients, Message-IDs)",

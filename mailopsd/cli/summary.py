@@ -18,7 +18,7 @@ from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.statefile import format_time
 from mailopsd.status.progress import local_time
 
-__all__ = ["campaign_lines", "list_lines", "pace_lines", "run_lines"]
+__all__ = ["campaign_lines", "list_lines", "mailbox_lines", "pace_lines", "run_lines"]
 
 Report = Mapping[str, Any]
 
@@ -212,6 +212,20 @@ _ORIGINS = {
     "first_send": "from its first send",
     "reenabled_at": "from its re-enable",
 }
+
+
+def mailbox_lines(credential: Report) -> list[str]:
+    """What a credential that names a shared mailbox shares, and this campaign's part."""
+    mailbox = credential["mailbox"]
+    if mailbox is None:
+        return []
+    others = ", ".join(credential["shared_with"]) or "no other campaign now"
+    return [
+        f"    shared mailbox {mailbox} (also {others}): sent today and the daily cap, ramp "
+        "and min_interval are the mailbox's, across its campaigns; "
+        f"{credential['sent_today_here']} of today's {credential['sent_today']} step-1 sends "
+        "from this campaign"
+    ]
 
 
 def pace_lines(credential: Report) -> list[str]:

@@ -10,7 +10,7 @@ shared mailbox in the validation context the loader gives). Part of the schema
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal, Self
+from typing import Annotated, Literal, Protocol, Self
 
 from pydantic import (
     BaseModel,
@@ -53,8 +53,18 @@ from mailopsd.config.scalars import (
 )
 from mailopsd.config.selectors import DkimSelectors
 
-if TYPE_CHECKING:
-    from mailopsd.config.models import Campaign
+
+class CampaignDefaults(Protocol):
+    """What a credential takes from its campaign when it does not say (a ``Campaign``)."""
+
+    @property
+    def imap_poll_interval(self) -> Period:
+        """Time between two polls of each credential's mailbox."""
+
+    @property
+    def tracking(self) -> Tracking | None:
+        """Open and click tracking of the campaign's messages."""
+
 
 __all__ = [
     "CREDENTIAL_SECRET_FIELDS",
@@ -220,11 +230,11 @@ class Credential(_Model):
         """``imap_tls`` with ``auto`` resolved: implicit TLS on port 993, else STARTTLS."""
         return resolve_tls(self.imap_tls, self.imap_port or 0, IMAP_IMPLICIT_TLS_PORT)
 
-    def poll_interval(self, campaign: Campaign) -> Period:
+    def poll_interval(self, campaign: CampaignDefaults) -> Period:
         """Time between two polls: the credential's own, else its campaign's."""
         return self.imap_poll_interval or campaign.imap_poll_interval
 
-    def tracking_for(self, campaign: Campaign) -> Tracking:
+    def tracking_for(self, campaign: CampaignDefaults) -> Tracking:
         """Tracking of this mailbox's messages: its own when set, else its campaign's."""
         return self.tracking or campaign.tracking or _NO_TRACKING
 

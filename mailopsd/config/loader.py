@@ -150,7 +150,7 @@ class LoadedConfig:
             f"{_plural(len(credentials), 'credential')} ({with_imap} with reply detection)"
         )
         if self.config.mailboxes:
-            text += f", {_plural(len(self.config.mailboxes), 'shared mailbox')}"
+            text += f", {_plural(len(self.config.mailboxes), 'shared mailbox', 'es')}"
         lists = sum(len(files) for files in self.config.suppress.values())
         if lists:
             accounts = _plural(len(self.config.suppress), "account")
@@ -162,8 +162,8 @@ class LoadedConfig:
         return text
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def _plural(count: int, noun: str, ending: str = "s") -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{ending}"
 
 
 def config_files(path: Path) -> list[Path]:

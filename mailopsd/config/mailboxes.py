@@ -140,8 +140,24 @@ def duplicate_logins(
                 f"the same SMTP login ({credential.smtp_host}:{credential.smtp_port}) as "
                 f"{'.'.join(earlier)} ({there.file}:{there.line}:{there.column}): each place "
                 "has its own daily_limit and rate limit, so together they send more than "
-                "either allows; declare it once under mailboxes: and name it with "
-                "{mailbox: <id>} in each campaign",
+                f"either allows; {_sharing_advice(config, earlier, loc)}",
             )
         )
     return notes
+
+
+def _sharing_advice(config: Config, earlier: tuple[str, ...], loc: tuple[str, ...]) -> str:
+    """What to do about one login declared at ``earlier`` and again at ``loc``."""
+    if earlier[0] != "mailboxes":
+        return "declare it once under mailboxes: and name it with {mailbox: <id>} in each campaign"
+    mailbox = earlier[1]
+    if loc[0] == "mailboxes":
+        return f"keep one: name mailboxes.{mailbox} where {loc[1]} is named, and remove {loc[1]}"
+    credentials = config.campaigns[loc[1]].smtp_credentials
+    named = [key for key, credential in credentials.items() if credential.shared_as == mailbox]
+    if named:
+        return (
+            f"remove it: this campaign already sends from mailboxes.{mailbox} as "
+            f"smtp_credentials.{named[0]}"
+        )
+    return f"name the shared mailbox instead of these fields: {loc[-1]}: {{mailbox: {mailbox}}}"

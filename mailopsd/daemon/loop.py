@@ -14,7 +14,6 @@ the state directory takes no writes (:mod:`.storage`) and the HTTP server's supe
 from __future__ import annotations
 
 import logging
-import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -36,7 +35,7 @@ from mailopsd.config.loader import (
     load_config,
 )
 from mailopsd.config.models import Http
-from mailopsd.config.reenable import ignored_issue
+from mailopsd.config.reenable import ignored_issues
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
@@ -304,21 +303,9 @@ class Daemon:
 
     def _warn_ignored(self, loaded: LoadedConfig, ignored: tuple[ReenableIgnored, ...]) -> None:
         """Log each ``reenabled_at`` that has no effect, once while it stays so."""
-        lines = set()
-        for note in ignored:
-            ids = (note.campaign_id, note.credential_id)
-            config, state_dir = str(self.settings.config_path), str(self.settings.state_dir)
-            command = shlex.join(
-                ["mailopsd", "reenable", *ids, "--config", config, "--state-dir", state_dir]
-            )
-            issue = ignored_issue(
-                loaded.campaign_files[note.campaign_id],
-                ids,
-                reenabled_at=note.reenabled_at,
-                disabled_at=note.disabled_at,
-                command=command,
-            )
-            lines.add(str(issue))
+        config, state_dir = str(self.settings.config_path), str(self.settings.state_dir)
+        given = ["--config", config, "--state-dir", state_dir]
+        lines = {str(issue) for issue in ignored_issues(loaded, ignored, given=given)}
         for line in sorted(lines - self._logged_ignored):
             logger.warning("reenabled_at has no effect: %s", line)
         self._logged_ignored = frozenset(lines)

@@ -8,8 +8,9 @@ that send) is over. One ledger read answers every credential of the campaign (an
 more per distinct rate-limit period): a ramp and a spread add no query.
 
 A mailbox shared by campaigns (top-level ``mailboxes``) has one budget across them: its
-counters are those of all its uses added up (each campaign's read once a tick), it is
-unusable when any use is disabled or stopped by AUTH failures, and within a tick the
+counters are those of all its uses added up (each campaign's read once a tick, put
+together by ``state.mailboxes``, as ``status`` and ``/metrics`` do), it is unusable when
+any use is disabled or stopped by AUTH failures, and within a tick the
 budget a campaign leaves is where the next campaign that names it starts (``carried``).
 So that the first campaign of a tick does not take the whole day, each campaign gets an
 even share of the step-1 sends left (rounded up) with the campaigns after it in the
@@ -26,10 +27,11 @@ from mailopsd.config import pacing
 from mailopsd.config.models import Campaign, Config, Credential
 from mailopsd.config.periods import Period
 from mailopsd.dispatch.rotation import Budget
-from mailopsd.refs import CredentialRef, credential_key, sender_ref
+from mailopsd.refs import CredentialRef, sender_ref
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.mailboxes import UsageReads, mailbox_entry
 from mailopsd.state.schema import unstamp
-from mailopsd.state.sends import UNUSED, CredentialUsage
+from mailopsd.state.sends import CredentialUsage
 from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = ["TickUsage", "credential_budgets", "daily_cap"]
@@ -71,14 +73,11 @@ class TickUsage:
     order: dict[str, int] = field(default_factory=dict)
     """Each campaign's place in the tick's order (campaigns take turns at being first)."""
     _held: dict[str, int] = field(default_factory=dict)  # step-1 sends left out of the share
-    _usage: dict[str, dict[str, CredentialUsage]] = field(default_factory=dict)
     _windows: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    _reads: UsageReads = field(init=False)
 
-    def _campaign(self, campaign_id: str) -> dict[str, CredentialUsage]:
-        found = self._usage.get(campaign_id)
-        if found is None:
-            found = self._usage[campaign_id] = self.ledger.sends.usage(campaign_id, self.day_start)
-        return found
+    def __post_init__(self) -> None:
+        self._reads = UsageReads(self.ledger, self.day_start)
 
     def uses(self, key: CredentialRef, credential: Credential) -> tuple[CredentialRef, ...]:
         """The campaigns' credentials that send as this one: a shared mailbox's every use."""
@@ -95,15 +94,17 @@ class TickUsage:
             The use that sent last (whose recorded gap counts) and the usage: step-1 sends
             today added up, the last send and its gap, the first send.
         """
-        rows = [
-            (use, self._campaign(use[0]).get(use[1], UNUSED)) for use in self.uses(key, credential)
-        ]
-        if len(rows) == 1:
-            return rows[0]
-        last_use, last_row = max(rows, key=lambda row: row[1][2] or "")
-        firsts = [row[4] for _, row in rows if row[4] is not None]
-        sent = sum(row[1] for _, row in rows)
-        return last_use, (last_row[0], sent, last_row[2], last_row[3], min(firsts, default=None))
+        return self._reads.usage(self.uses(key, credential))
+
+    def entry(
+        self, state: StateFile, key: CredentialRef, credential: Credential
+    ) -> CredentialState:
+        """The credential's entry in the state file, its shared mailbox's disable included.
+
+        See ``state.mailboxes.mailbox_entry``: any use disabled or stopped by AUTH
+        failures stops the mailbox, and its last re-enable counts for the ramp.
+        """
+        return mailbox_entry(state, key, self.uses(key, credential))
 
     def share(self, mailbox_id: str, campaign_id: str, budget: Budget) -> Budget:
         """``budget`` with the campaign's share of the mailbox's step-1 sends left today.
@@ -163,16 +164,15 @@ def _interval_free(
 
 def _is_usable(
     credential: Credential,
-    entries: list[CredentialState],
+    entry: CredentialState,
     until: tuple[datetime, int] | None,
     now: datetime,
 ) -> bool:
-    """Tell whether it may send: enabled, and no use of it disabled or stopped."""
+    """Tell whether it may send: enabled, and (no use of) it disabled or stopped."""
     if not credential.enabled or credential.status == "blocked":
         return False
-    for entry in entries:
-        if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
-            return False
+    if entry.is_disabled(credential.reenabled_at) or entry.auth_failed_at is not None:
+        return False
     return until is None or until[0] <= now
 
 
@@ -206,9 +206,8 @@ def credential_budgets(
             carried = replace(reads.carried[shared], credential_id=credential_id)
             budgets[credential_id] = reads.share(shared, campaign_id, carried)
             continue
-        uses = reads.uses(key, credential)
-        entries = [state.credential(credential_key(*use)) for use in uses]
-        if not _is_usable(credential, entries, backoff.get(sender_ref(key, shared)), now):
+        entry = reads.entry(state, key, credential)
+        if not _is_usable(credential, entry, backoff.get(sender_ref(key, shared)), now):
             continue
         last_use, used = reads.usage(key, credential)
         sent, first_send = used[1], used[4]
@@ -216,7 +215,7 @@ def credential_budgets(
         if credential.rate_limit is not None:
             rate = credential.rate_limit
             rate_left = rate.value - reads.sent_since(key, credential, rate.period, now)
-        cap = daily_cap(credential, first_send=first_send, entry=entries[0], now=now)
+        cap = daily_cap(credential, first_send=first_send, entry=entry, now=now)
         budget = Budget(
             credential_id=credential_id,
             sent_today=sent,

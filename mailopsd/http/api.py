@@ -28,6 +28,7 @@ from mailopsd.http.openapi import OPENAPI
 from mailopsd.refs import credential_key
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.mailboxes import mailbox_entry
 from mailopsd.state.statefile import StateFile, format_time
 from mailopsd.status import report
 
@@ -225,7 +226,10 @@ class _Answer:
         self, ledger: Ledger, campaign_id: str, campaign: Campaign, credential_id: str
     ) -> dict[str, object]:
         credential = campaign.smtp_credentials[credential_id]
-        entry = self.reader.state().credential(credential_key(campaign_id, credential_id))
+        key = (campaign_id, credential_id)
+        uses = self.loaded.config.mailbox_uses.get(credential.shared_as or "", (key,))
+        # A shared mailbox is disabled in every campaign when it is in one.
+        entry = mailbox_entry(self.reader.state(), key, uses)
         figures = report.measure_credential(
             ledger,
             (campaign_id, credential_id),
@@ -236,6 +240,7 @@ class _Answer:
         disabled = entry.is_disabled(credential.reenabled_at)
         return {
             **_credential_fields(credential_id, credential),
+            "mailbox": credential.shared_as,
             "status": "disabled" if disabled else "enabled",
             "disabled_at": format_time(entry.disabled_at)
             if disabled and entry.disabled_at
@@ -264,16 +269,47 @@ class _Answer:
         if credential_id is not None:
             keys += ["smtp_credentials", credential_id]
         file = self.loaded.campaign_files[campaign_id]
+        shared = self._shared(campaign_id, credential_id)
+        if shared is not None and method != "DELETE":  # its fields are the mailbox's
+            keys, file = ["mailboxes", shared], self.loaded.mailbox_files[shared]
         line = _line_of(file, keys)
         where = f"{file.name}:{line}" if line is not None else file.name
         dotted = ".".join(str(key) for key in keys)
+        if shared is not None and method != "DELETE":
+            dotted += f": the shared mailbox {campaign_id}/{credential_id} names"
+            others = [
+                credential_key(*use)
+                for use in self.loaded.config.mailbox_uses[shared]
+                if use != (campaign_id, credential_id)
+            ]
+            dotted += f", also used by {', '.join(others)}" if others else ""
         hint = f"edit {where} ({dotted}) and commit it"
         if credential_id is not None:
-            name = shlex.quote(file.name)
-            command = f"mailopsd reenable {campaign_id} {credential_id} --config {name}"
-            hint += f"; {command}, run in the directory of {file.name}, writes reenabled_at for you"
+            hint += f"; {self._reenable_command(campaign_id, credential_id)}"
         allowed = () if reenable else _READ
         return _not_allowed(allowed, f"{method} is not served: the API is read-only; {hint}")
+
+    def _shared(self, campaign_id: str, credential_id: str | None) -> str | None:
+        """The shared mailbox a campaign's credential names, if it names one."""
+        if credential_id is None:
+            return None
+        return self.loaded.config.campaigns[campaign_id].smtp_credentials[credential_id].shared_as
+
+    def _reenable_command(self, campaign_id: str, credential_id: str) -> str:
+        """The ``mailopsd reenable`` command line for a credential, and where to run it.
+
+        Its ``--config`` is the campaign's file, unless the shared mailbox it names is
+        declared in another file: then the config directory, which holds both.
+        """
+        config = self.loaded.campaign_files[campaign_id]
+        where = f"the directory of {config.name}"
+        shared = self._shared(campaign_id, credential_id)
+        if shared is not None and self.loaded.mailbox_files[shared] != config:
+            config = self.loaded.root
+            where = f"the directory that holds {config.name}/"
+        name = shlex.quote(config.name)
+        command = f"mailopsd reenable {campaign_id} {credential_id} --config {name}"
+        return f"{command}, run in {where}, writes reenabled_at for you"
 
 
 def _campaign_json(campaign_id: str, campaign: Campaign) -> dict[str, object]:

@@ -4,7 +4,8 @@ Nothing is counted on the sending path: at each scrape a collector opens one led
 connection, adds up what the ledger already holds (sends, bounces, replies,
 suppressions, opens, clicks) and reads the state and config now running (disabled
 credentials, daily caps as ramps set them and their headroom, mailbox errors, reloads,
-the applied revision).
+the applied revision). A mailbox shared by campaigns has one daily cap: each campaign's
+credential that names it shows the mailbox's cap and headroom, and its disable.
 Counters restart from the ledger, so they survive a restart of the process; only the
 reload counts and the mailbox polls are the process's own.
 
@@ -30,13 +31,12 @@ from prometheus_client.registry import Collector
 from mailopsd.clock import utc_day_start
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
-from mailopsd.dispatch.budgets import daily_cap
+from mailopsd.dispatch.budgets import TickUsage, daily_cap
 from mailopsd.inbox.service import PollStats
-from mailopsd.refs import CredentialRef, credential_key, sender_ref
+from mailopsd.refs import CredentialRef, sender_ref
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import unstamp
-from mailopsd.state.sends import UNUSED
 from mailopsd.state.statefile import CredentialState, StateFile
 from mailopsd.state.totals import Totals
 from mailopsd.status import report
@@ -155,30 +155,33 @@ class _Collector(Collector):
         return list(families.values())
 
     def _credentials(self, ledger: Ledger) -> list[Metric]:
-        """Per credential of the config now running: disabled, daily cap and headroom, mailbox."""
+        """Per credential of the config now running: disabled, daily cap and headroom, mailbox.
+
+        A shared mailbox's cap and headroom are the mailbox's across its campaigns, and it
+        is disabled in each when it is in one, as the dispatcher counts (``TickUsage``).
+        """
         families = _CredentialFamilies()
         loaded, state, now = self.sources.loaded(), self.sources.state(), self.sources.clock()
+        if loaded is None:
+            return families.all()
         polls = self.sources.polls()
-        campaigns = loaded.config.campaigns.items() if loaded is not None else ()
-        for campaign_id, campaign in sorted(campaigns):
-            usage = ledger.sends.usage(campaign_id, utc_day_start(now))
+        reads = TickUsage(ledger, loaded.config, utc_day_start(now))
+        for campaign_id, campaign in sorted(loaded.config.campaigns.items()):
             for credential_id, credential in sorted(campaign.smtp_credentials.items()):
-                entry = state.credential(credential_key(campaign_id, credential_id))
-                first_send = usage.get(credential_id, UNUSED)[4]
+                key = (campaign_id, credential_id)
+                entry = reads.entry(state, key, credential)
+                _, used = reads.usage(key, credential)
                 figures = report.measure_credential(
-                    ledger,
-                    (campaign_id, credential_id),
-                    bounce_window=campaign.bounce_window,
-                    entry=entry,
-                    now=now,
+                    ledger, key, bounce_window=campaign.bounce_window, entry=entry, now=now
                 )
                 families.add(
                     [campaign_id, credential_id],
                     credential,
-                    cap=daily_cap(credential, first_send=first_send, entry=entry, now=now),
+                    cap=daily_cap(credential, first_send=used[4], entry=entry, now=now),
+                    sent_today=used[1],
                     entry=entry,
                     figures=figures,
-                    polls=polls.get(sender_ref((campaign_id, credential_id), credential.shared_as)),
+                    polls=polls.get(sender_ref(key, credential.shared_as)),
                 )
         return families.all()
 
@@ -192,12 +195,14 @@ class _CredentialFamilies:
         )
         self.cap = GaugeMetricFamily(
             "mailopsd_credential_daily_cap",
-            "Step-1 sends allowed today (UTC day): daily_limit, or less while a ramp rises.",
+            "Step-1 sends allowed today (UTC day): daily_limit, or less while a ramp rises; "
+            "a shared mailbox's, for all its campaigns together.",
             labels=_CREDENTIAL,
         )
         self.headroom = GaugeMetricFamily(
             "mailopsd_credential_daily_headroom",
-            "Step-1 sends left today (UTC day) under the daily cap.",
+            "Step-1 sends left today (UTC day) under the daily cap (a shared mailbox's: "
+            "after the sends of all its campaigns).",
             labels=_CREDENTIAL,
         )
         self.inbox_error = GaugeMetricFamily(
@@ -230,14 +235,15 @@ class _CredentialFamilies:
         credential: Credential,
         *,
         cap: int,
+        sent_today: int,
         entry: CredentialState,
         figures: report.CredentialFigures,
         polls: PollStats | None,
     ) -> None:
-        """Add one credential's samples (``cap``: its daily cap today)."""
+        """Add one credential's samples (``cap``: its daily cap today, against ``sent_today``)."""
         self.disabled.add_metric(labels, int(entry.is_disabled(credential.reenabled_at)))
         self.cap.add_metric(labels, cap)
-        self.headroom.add_metric(labels, max(0, cap - figures.counts.sent_today))
+        self.headroom.add_metric(labels, max(0, cap - sent_today))
         if credential.imap_host is None:
             return  # no mailbox: no reply detection to watch
         self.inbox_error.add_metric(labels, int(entry.inbox_error is not None))

@@ -118,6 +118,12 @@ _SCHEMAS: dict[str, object] = {
             "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
             "daily_limit": {"type": "integer", "minimum": 1},
             "reply_detection": {"type": "boolean"},
+            "mailbox": {
+                **_NULLABLE_STRING,
+                "description": "The shared mailbox (top-level mailboxes) it names, if any: "
+                "its fields, daily limit and disable are those of the mailbox, in every "
+                "campaign that names it.",
+            },
             "status": {"enum": ["enabled", "disabled"]},
             "disabled_at": {**_NULLABLE_STRING, "format": "date-time"},
             "sends_today": _COUNT,

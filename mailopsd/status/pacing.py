@@ -1,8 +1,9 @@
 """A credential's pace in ``status``: its effective daily cap (ramp) and its next send.
 
 Read from the credential's snapshot in the ledger and the ledger's per-credential usage
-row, with the rules of :mod:`mailopsd.config.pacing` that the dispatcher applies, so
-status shows the cap and the wait the dispatcher goes by.
+row (for a shared mailbox, all its uses' rows put together), with the rules of
+:mod:`mailopsd.config.pacing` that the dispatcher applies, so status shows the cap and
+the wait the dispatcher goes by.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def pace_report(
     """A credential's ``daily_cap``, ``ramp`` and ``next_send_at``, in status's JSON form.
 
     Args:
-        ids: ``(campaign id, credential id)``.
+        ids: ``(campaign id, credential id)``; of a shared mailbox, the use that sent
+            last (the gap after a send is drawn for the credential that made it).
         snapshot: The credential's snapshot in the ledger.
-        usage: Its usage row (see ``Sends.usage``).
+        usage: Its usage row (see ``Sends.usage``); of a shared mailbox, its uses' rows
+            put together (``state.mailboxes.combine_usage``).
         entry: Its entry in the state file (the last re-enable applied).
         now: The current time.
 

@@ -8,7 +8,7 @@ form is a stable interface for scripts.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,8 +21,9 @@ from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.lists import ListedCounts
+from mailopsd.state.mailboxes import UsageReads, mailbox_entry
 from mailopsd.state.schema import unstamp
-from mailopsd.state.sends import UNUSED, CredentialCounts, CredentialUsage
+from mailopsd.state.sends import CredentialCounts
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -122,30 +123,57 @@ def measure_credential(
     return CredentialFigures(counts, window_start, rate)
 
 
+def _mailbox_uses(
+    credentials: Mapping[CredentialRef, Mapping[str, object]],
+) -> dict[str, list[CredentialRef]]:
+    """Each shared mailbox's uses, by the ``mailbox`` of their snapshots in the ledger."""
+    uses: dict[str, list[CredentialRef]] = {}
+    for key, snapshot in sorted(credentials.items()):
+        mailbox = snapshot.get("mailbox")
+        if isinstance(mailbox, str):
+            uses.setdefault(mailbox, []).append(key)
+    return uses
+
+
+def _uses_of(
+    key: CredentialRef, snapshot: Mapping[str, object], shared: Mapping[str, list[CredentialRef]]
+) -> list[CredentialRef]:
+    """Every use of the credential's shared mailbox, or the credential alone."""
+    mailbox = snapshot.get("mailbox")
+    return shared.get(mailbox, [key]) if isinstance(mailbox, str) else [key]
+
+
 def _credential(
     ledger: Ledger,
     ids: CredentialRef,
     snapshot: Mapping[str, object],
     campaign: Mapping[str, object],
     *,
-    usage: CredentialUsage,
+    reads: UsageReads,
+    uses: Sequence[CredentialRef],
     state: StateFile,
     now: datetime,
 ) -> dict[str, object]:
-    entry = state.credential(credential_key(*ids))
+    """A credential's row; ``uses``: every use of its shared mailbox, or itself alone."""
+    entry = mailbox_entry(state, ids, uses)
     bounce_window = parse_period(str(campaign.get("bounce_window", "7 days")))
     figures = measure_credential(ledger, ids, bounce_window=bounce_window, entry=entry, now=now)
     counts, window_start, rate = figures.counts, figures.window_start, figures.bounce_rate
+    last_use, usage = reads.usage(uses)
+    mailbox = snapshot.get("mailbox")
     return {
         "id": ids[1],
         **{name: snapshot.get(name) for name in PUBLIC_FIELDS},
+        "mailbox": mailbox if isinstance(mailbox, str) else None,
+        "shared_with": [credential_key(*use) for use in uses if use != ids],
         "reply_detection": snapshot.get("imap_host") is not None,
         "state": _state_of(snapshot, campaign, entry, now),
         "disabled_at": format_time(entry.disabled_at) if entry.disabled_at else None,
         "disabled_reason": entry.disabled_reason,
         "auth_failed_reason": entry.auth_failed_reason,
-        "sent_today": counts.sent_today,
-        **pace_report(ids, snapshot, usage, entry=entry, now=now),
+        "sent_today": usage[1] if len(uses) > 1 else counts.sent_today,
+        "sent_today_here": counts.sent_today,
+        **pace_report(last_use, snapshot, usage, entry=entry, now=now),
         "followups_today": counts.followups_today,
         "bounce_window_start": format_time(window_start),
         "sends_in_window": counts.sends_in_window,
@@ -246,15 +274,17 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
     if ledger is not None:
         try:
             credentials = ledger.campaigns.active_credentials()
+            shared = _mailbox_uses(credentials)
+            reads = UsageReads(ledger, utc_day_start(now))
             for campaign_id, campaign in sorted(ledger.campaigns.active().items()):
-                usage = ledger.sends.usage(campaign_id, utc_day_start(now))
                 rows = [
                     _credential(
                         ledger,
                         key,
                         snapshot,
                         campaign,
-                        usage=usage.get(key[1], UNUSED),
+                        reads=reads,
+                        uses=_uses_of(key, snapshot, shared),
                         state=state,
                         now=now,
                     )

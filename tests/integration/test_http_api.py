@@ -143,6 +143,7 @@ class TestReads:
             "smtp_port": body["smtp_port"],
             "daily_limit": 100,
             "reply_detection": False,
+            "mailbox": None,
             "status": "enabled",
             "disabled_at": None,
             "sends_today": 3,

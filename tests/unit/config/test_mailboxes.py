@@ -144,8 +144,8 @@ def test_one_login_in_two_places_is_a_warning_naming_both(write_config: Writer) 
     assert notes == [
         "c.yaml:29:24: campaigns.c2.smtp_credentials.own.smtp_username: the same SMTP login "
         "(SMTP.example.com:587) as mailboxes.ada (c.yaml:2:3): each place has its own "
-        "daily_limit and rate limit, so together they send more than either allows; declare "
-        "it once under mailboxes: and name it with {mailbox: <id>} in each campaign"
+        "daily_limit and rate limit, so together they send more than either allows; name the "
+        "shared mailbox instead of these fields: own: {mailbox: ada}"
     ]
     assert all(CANARY not in note and "ada@example.com" not in note for note in notes)
 
