@@ -53,6 +53,18 @@ from mailopsd.config.scalars import (
 )
 from mailopsd.config.selectors import DkimSelectors
 
+__all__ = [
+    "CREDENTIAL_SECRET_FIELDS",
+    "IMAP_FIELDS",
+    "IMAP_OPTIONS",
+    "MAILBOXES_CONTEXT",
+    "CampaignDefaults",
+    "Credential",
+    "CredentialEntry",
+    "RateLimit",
+    "Tracking",
+]
+
 
 class CampaignDefaults(Protocol):
     """What a credential takes from its campaign when it does not say (a ``Campaign``)."""
@@ -64,18 +76,6 @@ class CampaignDefaults(Protocol):
     @property
     def tracking(self) -> Tracking | None:
         """Open and click tracking of the campaign's messages."""
-
-
-__all__ = [
-    "CREDENTIAL_SECRET_FIELDS",
-    "IMAP_FIELDS",
-    "IMAP_OPTIONS",
-    "MAILBOXES_CONTEXT",
-    "Credential",
-    "CredentialEntry",
-    "RateLimit",
-    "Tracking",
-]
 
 
 class _Model(BaseModel):

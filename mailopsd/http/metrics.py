@@ -182,6 +182,7 @@ class _Collector(Collector):
                     entry=entry,
                     figures=figures,
                     polls=polls.get(sender_ref(key, credential.shared_as)),
+                    last_poll=ledger.inbox.last_poll(*sender_ref(key, credential.shared_as))[0],
                 )
         return families.all()
 
@@ -239,16 +240,21 @@ class _CredentialFamilies:
         entry: CredentialState,
         figures: report.CredentialFigures,
         polls: PollStats | None,
+        last_poll: str | None,
     ) -> None:
-        """Add one credential's samples (``cap``: its daily cap today, against ``sent_today``)."""
+        """Add one credential's samples.
+
+        ``cap`` is its daily cap today, against ``sent_today``; ``last_poll`` when its
+        mailbox was last read (a shared mailbox's one poll), as the ledger stores times.
+        """
         self.disabled.add_metric(labels, int(entry.is_disabled(credential.reenabled_at)))
         self.cap.add_metric(labels, cap)
         self.headroom.add_metric(labels, max(0, cap - sent_today))
         if credential.imap_host is None:
             return  # no mailbox: no reply detection to watch
         self.inbox_error.add_metric(labels, int(entry.inbox_error is not None))
-        if figures.counts.last_poll_at is not None:
-            self.last_poll.add_metric(labels, unstamp(figures.counts.last_poll_at).timestamp())
+        if last_poll is not None:
+            self.last_poll.add_metric(labels, unstamp(last_poll).timestamp())
         if polls is not None:
             self.polls.add_metric([*labels, "ok"], polls.ok)
             self.polls.add_metric([*labels, "error"], polls.failed)

@@ -76,6 +76,21 @@ class InboxRecords(Repository):
             for c, k, folder, validity, uid, at, result in rows
         ]
 
+    def last_poll(self, campaign_id: str, credential_id: str) -> tuple[str | None, str | None]:
+        """When a poll last read any folder of this mailbox, and what it said (ledger times).
+
+        A shared mailbox's poll is read by its pair (``refs.mailbox_ref``).
+        """
+        try:
+            row = self._db.execute(
+                "SELECT last_poll_at, last_result FROM imap_cursors WHERE campaign_id = ? "
+                "AND credential_id = ? ORDER BY last_poll_at DESC LIMIT 1",
+                (campaign_id, credential_id),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return (row[0], row[1]) if row else (None, None)
+
     def set_cursor(
         self,
         campaign_id: str,

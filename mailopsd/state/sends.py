@@ -74,8 +74,6 @@ class CredentialCounts:
     blocks_in_window: int = 0
     unconfirmed_in_window: int = 0
     unknown: int = 0
-    last_poll_at: str | None = None
-    last_poll_result: str | None = None
 
 
 @dataclass(frozen=True)
@@ -261,11 +259,6 @@ class Sends(Repository):
                 "FROM bounces WHERE campaign_id = ? AND credential_id = ? AND at >= ?",
                 (*key, stamp(window_start)),
             ).fetchone()
-            poll = self._db.execute(
-                "SELECT last_poll_at, last_result FROM imap_cursors WHERE campaign_id = ? "
-                "AND credential_id = ? ORDER BY last_poll_at DESC LIMIT 1",
-                key,
-            ).fetchone()
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return CredentialCounts(
@@ -276,8 +269,6 @@ class Sends(Repository):
             bounces_in_window=int(bounced[0]),
             blocks_in_window=int(bounced[1]),
             unconfirmed_in_window=int(bounced[2]),
-            last_poll_at=poll[0] if poll else None,
-            last_poll_result=poll[1] if poll else None,
         )
 
     def tally(self, campaign_id: str, day_start: datetime) -> SendTally:

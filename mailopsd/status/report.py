@@ -18,7 +18,7 @@ from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import Period, parse_period
 from mailopsd.errors import StateError
 from mailopsd.health import policy
-from mailopsd.refs import CredentialRef, credential_key
+from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.lists import ListedCounts
 from mailopsd.state.mailboxes import UsageReads, mailbox_entry
@@ -161,6 +161,8 @@ def _credential(
     counts, window_start, rate = figures.counts, figures.window_start, figures.bounce_rate
     last_use, usage = reads.usage(uses)
     mailbox = snapshot.get("mailbox")
+    # A shared mailbox is read by one poll, for all its uses.
+    poll = ledger.inbox.last_poll(*sender_ref(ids, mailbox if isinstance(mailbox, str) else None))
     return {
         "id": ids[1],
         **{name: snapshot.get(name) for name in PUBLIC_FIELDS},
@@ -180,8 +182,8 @@ def _credential(
         "bounces_in_window": counts.bounces_in_window,
         "bounce_rate": rate,
         "unknown_outcomes": counts.unknown,
-        "last_poll_at": counts.last_poll_at,
-        "last_poll_result": counts.last_poll_result,
+        "last_poll_at": format_time(unstamp(poll[0])) if poll[0] else None,
+        "last_poll_result": poll[1],
         "inbox_error": entry.inbox_error,
         "inbox_error_since": format_time(entry.inbox_error_since)
         if entry.inbox_error_since

@@ -11,6 +11,7 @@ import yaml
 
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
+from tests.commands import status_json
 from tests.daemons import in_process
 from tests.dispatch_setup import (
     ADA,
@@ -78,7 +79,7 @@ def _recorded(state: Path) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]
 
 
 def test_one_poll_answers_each_campaign_for_its_own_messages(
-    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Two campaigns name one mailbox: it is polled once; a reply stops the lead in the
     campaign whose message it answers (an unthreaded one: the campaign that wrote to it),
@@ -106,6 +107,12 @@ def test_one_poll_answers_each_campaign_for_its_own_messages(
     assert run_once(path, state, DAY1_LATER) == 0
     assert _cursors(state) == [("", "ada", "ok: 0 new")]
     assert _recorded(state) == (replies, bounces)
+    rows = [
+        (campaign["id"], row["last_poll_at"], row["last_poll_result"])
+        for campaign in status_json(capsys, state, DAY1_LATER)["campaigns"]
+        for row in campaign["smtp_credentials"]
+    ]
+    assert rows == [("c1", DAY1_LATER, "ok: 0 new"), ("c2", DAY1_LATER, "ok: 0 new")]
     smtp_server.handler.messages.clear()
     assert run_once(path, state, DAY2) == 0
     followed = sorted(
