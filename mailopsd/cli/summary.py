@@ -219,9 +219,10 @@ def mailbox_lines(credential: Report) -> list[str]:
     mailbox = credential["mailbox"]
     if mailbox is None:
         return []
-    others = ", ".join(credential["shared_with"]) or "no other campaign now"
+    others = credential["shared_with"]
+    uses = f"also {', '.join(others)}" if others else "no other campaign names it now"
     return [
-        f"    shared mailbox {mailbox} (also {others}): sent today and the daily cap, ramp "
+        f"    shared mailbox {mailbox} ({uses}): sent today and the daily cap, ramp "
         "and min_interval are the mailbox's, across its campaigns; "
         f"{credential['sent_today_here']} of today's {credential['sent_today']} step-1 sends "
         "from this campaign"
