@@ -136,14 +136,16 @@ def _record_bare(directory: Path, leads: list[LeadRow]) -> float:
                     f"<{first + n}.bench@example.com>",
                     at,
                     f"Hello Lead{first + n}",
+                    at[:10],
+                    lead.email.partition("@")[2],
                 )
                 for n, lead in enumerate(batch)
             ]
             db.execute("BEGIN IMMEDIATE")
             before = db.execute("SELECT coalesce(max(id), 0) FROM sends").fetchone()[0]
             db.executemany(
-                "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
-                "intent_at, subject) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                "INSERT OR ROLLBACK INTO sends (campaign_id, credential_id, email, step, "
+                "message_id, intent_at, subject, day, domain) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
                 rows,
             )
             db.executemany(
@@ -153,8 +155,8 @@ def _record_bare(directory: Path, leads: list[LeadRow]) -> float:
             db.execute("COMMIT")
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
-                "UPDATE sends SET outcome = 'sent', smtp_code = 250, detail = '250 ok', "
-                "outcome_at = ? WHERE id = ?",
+                "UPDATE OR ROLLBACK sends SET outcome = 'sent', smtp_code = 250, "
+                "detail = '250 ok', outcome_at = ? WHERE id = ?",
                 [(at, before + 1 + n) for n in range(len(batch))],
             )
             db.executemany(
@@ -228,11 +230,14 @@ def _fill(directory: Path, rows: int, credentials: int, days: int) -> None:
                     at,
                     outcome,
                     at,
+                    at[:10],
+                    "example.net",
                 )
 
         db.executemany(
             "INSERT INTO sends (id, campaign_id, credential_id, email, step, message_id, "
-            "intent_at, outcome, outcome_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "intent_at, outcome, outcome_at, day, domain) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             sends(),
         )
         db.execute(

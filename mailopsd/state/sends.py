@@ -34,6 +34,28 @@ __all__ = [
 _PENDING_SQL = f"'{SendOutcome.PENDING.value}'"
 _UNKNOWN_SQL = f"'{SendOutcome.UNKNOWN.value}'"
 _MIDNIGHT = "T00:00:00.000000Z"
+# A send is written with its UTC day and its recipient domain, which the counters'
+# triggers read (see state/counters.py, migration 11), and with OR ROLLBACK, as are its
+# outcomes: a failed write rolls the whole transaction back, as the transaction's caller
+# would, so that SQLite keeps no statement journal for the triggers' writes.
+_INSERT_INTENT = (
+    "INSERT OR ROLLBACK INTO sends (campaign_id, credential_id, email, step, message_id, "
+    "intent_at, subject, gap_s, variant, day, domain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_OUTCOME = (
+    "UPDATE OR ROLLBACK sends SET outcome = ?, smtp_code = ?, detail = ?, outcome_at = ? "
+    "WHERE id = ?"
+)
+_DAY_CHARS = len("2026-12-31")
+
+
+def _domain(email: str) -> str:
+    """A send's recipient domain, as the ledger's SQL takes it from an address key.
+
+    What follows the first ``@`` (``substr(email, instr(email, '@') + 1)``), or the
+    whole text if there is none.
+    """
+    return email[email.find("@") + 1 :]
 
 
 @dataclass(frozen=True)
@@ -115,19 +137,21 @@ class Sends(Repository):
         ids = []
         with self._database.transaction():  # which translates SQLite's errors
             for intent in intents:
+                at = stamp(intent.at)
                 cursor = self._db.execute(
-                    "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
-                    "intent_at, subject, gap_s, variant) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _INSERT_INTENT,
                     (
                         intent.campaign_id,
                         intent.credential_id,
                         intent.email,
                         intent.step,
                         intent.message_id,
-                        stamp(intent.at),
+                        at,
                         intent.subject,
                         intent.gap_s,
                         intent.variant,
+                        at[:_DAY_CHARS],
+                        _domain(intent.email),
                     ),
                 )
                 ids.append(int(cursor.lastrowid or 0))
@@ -142,11 +166,7 @@ class Sends(Repository):
     ) -> None:
         """Record how a send ended (inside the caller's transaction)."""
         try:
-            self._db.execute(
-                "UPDATE sends SET outcome = ?, smtp_code = ?, detail = ?, outcome_at = ? "
-                "WHERE id = ?",
-                (outcome, code, detail, stamp(at), send_id),
-            )
+            self._db.execute(_SET_OUTCOME, (outcome, code, detail, stamp(at), send_id))
         except sqlite3.Error as err:
             raise storage_error(err) from err
 

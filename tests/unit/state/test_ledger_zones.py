@@ -109,7 +109,7 @@ def test_schema_9_ledger_gets_zones(tmp_path: Path) -> None:
         readonly.close()
     ledger = Ledger.open(tmp_path)
     try:
-        assert schema.schema_version(ledger._database.connection) == 10
+        assert schema.schema_version(ledger._database.connection) == schema.SCHEMA_VERSION
         assert ledger.leads.zones("acme") == {None}
         assert _emails(ledger.leads.new("acme", "default", NOW, 5, zones=[None])) == [
             "a@example.net"
