@@ -11,9 +11,10 @@ A mailbox shared by campaigns (top-level ``mailboxes``) has one budget across th
 counters are those of all its uses added up (each campaign's read once a tick, put
 together by ``state.mailboxes``, as ``status`` and ``/metrics`` do), it is unusable when
 any use is disabled or stopped by AUTH failures, and within a tick the budget a campaign
-leaves is where the next campaign that names it starts (``carried``). So that the first campaign of a tick does not take the whole day, each campaign gets an
-even share of the step-1 sends left (rounded up) with the campaigns after it in the
-tick's order; what a campaign does not use passes on to the next, and to the next tick.
+leaves is where the next campaign that names it starts (``carried``). So that the first
+campaign of a tick does not take the whole day, each campaign gets an even share of the
+step-1 sends left (rounded up) with the campaigns after it in the tick's order; what a
+campaign does not use passes on to the next, and to the next tick.
 """
 
 from __future__ import annotations
