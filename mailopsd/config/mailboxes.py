@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr, ValidationError
 
+from mailopsd.config import suggest
 from mailopsd.config.models import MAILBOXES_CONTEXT, Config, Credential
 from mailopsd.config.origins import Loc, Merge
 from mailopsd.errors import ConfigIssue
@@ -118,29 +119,34 @@ def _login(credential: Credential) -> tuple[str, int, str]:
 def duplicate_logins(
     config: Config, merge: Merge, is_sealed: Callable[[Loc], bool]
 ) -> list[ConfigIssue]:
-    """A note for each SMTP login declared again in another place, naming the first.
+    """A note for each SMTP login declared in more than one place, at its second place.
 
     Two places with one login are one mailbox counted twice: each has its own daily cap
-    and rate limit, so together they send more than either says. Logins still sealed
-    (``--no-decrypt``) cannot be compared and are skipped.
+    and rate limit, so together they send more than either says. The note names the
+    first place, and the others when there are more (one note per login, however many
+    places repeat it). Logins still sealed (``--no-decrypt``) cannot be compared and are
+    skipped.
     """
-    first: dict[tuple[str, int, str], tuple[str, ...]] = {}
-    notes = []
+    places: dict[tuple[str, int, str], list[tuple[tuple[str, ...], Credential]]] = {}
     for loc, credential in credential_places(config):
-        if is_sealed((*loc, "smtp_username")):
+        if not is_sealed((*loc, "smtp_username")):
+            places.setdefault(_login(credential), []).append((loc, credential))
+    notes = []
+    for group in places.values():
+        if len(group) < 2:
             continue
-        login = _login(credential)
-        earlier = first.setdefault(login, loc)
-        if earlier is loc:
-            continue
+        (earlier, _), (loc, credential) = group[0], group[1]
         there = merge.source_for(earlier).issue(earlier, "", key=True)
+        more = [".".join(other) for other, _ in group[2:]]
+        also = f"; also at {suggest.listed(more)}" if more else ""
         notes.append(
             merge.source_for(loc).issue(
                 (*loc, "smtp_username"),
                 f"the same SMTP login ({credential.smtp_host}:{credential.smtp_port}) as "
-                f"{'.'.join(earlier)} ({there.file}:{there.line}:{there.column}): each place "
-                "has its own daily_limit and rate limit, so together they send more than "
-                f"either allows; {_sharing_advice(config, earlier, loc)}",
+                f"{'.'.join(earlier)} "
+                f"({there.file}:{there.line}:{there.column}){also}: each place has its own "
+                "daily_limit and rate limit, so together they send more than either allows; "
+                f"{_sharing_advice(config, earlier, loc)}",
             )
         )
     return notes

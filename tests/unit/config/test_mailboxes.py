@@ -179,3 +179,16 @@ def test_a_reload_sees_a_changed_mailbox_in_unchanged_campaigns(write_config: Wr
     shared = again.config.campaigns["c1"].smtp_credentials["main"]
     assert shared.daily_limit == 7
     assert shared is again.config.mailboxes["ada"]
+
+
+def test_a_login_in_many_places_is_one_warning_naming_them(write_config: Writer) -> None:
+    """Three campaigns with one login: one note, at the second, naming the first and third."""
+    own = OWN.format(cid="own", host="h.example.com", user="same")
+    path = write_config(_config(("c1", own), ("c2", own), ("c3", own), mailboxes=""))
+    notes = [str(note) for note in loads(path).notes]
+    assert len(notes) == 1
+    assert notes[0].startswith(
+        "c.yaml:27:24: campaigns.c2.smtp_credentials.own.smtp_username: the same SMTP login "
+        "(h.example.com:587) as campaigns.c1.smtp_credentials.own (c.yaml:9:7); also at "
+        "campaigns.c3.smtp_credentials.own: each place"
+    )
