@@ -163,12 +163,22 @@ def generate(out: Path, *, campaigns: int, credentials: int, plain_secrets: bool
     for c in range(campaigns):
         parts.append(_CAMPAIGN.format(c=c, account=c % 7))
         parts.extend(
-            _CREDENTIAL.format(n=n, c=c, limit=50 + n, user=user, password=password)
+            _CREDENTIAL.format(
+                n=n, c=c, limit=50 + n, user=_login(user, n, c, plain_secrets), password=password
+            )
             for n in range(credentials)
         )
     path = out / "campaigns.yaml"
     path.write_text("".join(parts))
     return path
+
+
+def _login(user: str, n: int, c: int, plain: bool) -> str:
+    """Each mailbox its own login, as in a real config.
+
+    One login in several places is a warning that ``validate`` locates in the file.
+    """
+    return user.replace("@", f"{n}.c{c}@") if plain else user
 
 
 def generate_credentials(out: Path, credentials: int, *, plain_secrets: bool = False) -> Path:

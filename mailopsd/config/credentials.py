@@ -218,7 +218,10 @@ class Credential(_Model):
     @property
     def shared_as(self) -> str | None:
         """The id under the top-level ``mailboxes`` it is declared with, if shared."""
-        return self._shared_as
+        # Read from the private values' dict itself: a private attribute read through
+        # the model's __getattr__ costs 3 µs, and every reload asks each credential.
+        private = self.__pydantic_private__
+        return None if private is None else private.get("_shared_as")
 
     @property
     def smtp_tls_mode(self) -> str:
