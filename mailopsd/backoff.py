@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFERRED_LEAD",
+    "HTTP_PROCESS",
     "IMAP_MAX_S",
     "SMTP_AUTH",
     "SMTP_TROUBLE",
@@ -57,6 +58,9 @@ SMTP_AUTH = Backoff(first_s=60.0, cap_s=3600.0)
 
 SMTP_TROUBLE = Backoff(first_s=30.0, cap_s=1800.0)
 """A credential whose server is unreachable or failing: 30 s, then 60, … at most 30 minutes."""
+
+HTTP_PROCESS = Backoff(first_s=1.0, cap_s=60.0)
+"""The HTTP process, when it exits soon after its start: 1 s, then 2, 4, … at most 1 minute."""
 
 IMAP_MAX_S = 3600.0
 """The longest wait between tries of a mailbox that cannot be read."""

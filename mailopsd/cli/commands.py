@@ -161,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         load_options=load_options(args),
         clock=(lambda: fixed) if fixed else (lambda: parse_now(None)),
         progress=_show_progress if sys.stderr.isatty() else None,
+        wall_clock=fixed is None,
     )
     daemon = Daemon(settings, Notifier(os.environ))
     lines: list[str] = []

@@ -14,6 +14,7 @@ the state directory takes no writes (:mod:`.storage`) and the HTTP server's supe
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
@@ -84,6 +85,8 @@ class DaemonSettings:
     storage_retry_s: float = 5.0
     dry_run: bool = False
     """Send nothing: each send is recorded as sent and goes nowhere (``preview``)."""
+    wall_clock: bool = False
+    """``clock`` is the wall clock: the HTTP process reads it itself instead of asking."""
 
 
 class Daemon:
@@ -113,7 +116,13 @@ class Daemon:
             retry_s=settings.storage_retry_s,
         )
         self._serving = False
-        self._http = HttpSupervisor(settings.state_dir, self._site)
+        self._http = HttpSupervisor(
+            settings.state_dir,
+            self._site,
+            settings.clock,
+            wall_clock=settings.wall_clock,
+            environment=os.environ,
+        )
         self._reloads = ReloadCounts()  # since the process started, for /metrics
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
@@ -461,6 +470,11 @@ class Daemon:
         """Where the HTTP server listens (``host:port``, the real port), if it runs."""
         return self._http.listen
 
+    @property
+    def http_pid(self) -> int | None:
+        """The HTTP process' id, while one runs."""
+        return self._http.pid
+
     def start_http(self) -> None:
         """Run the HTTP server while the config has an ``http`` section (after :meth:`start`)."""
         self._http.start(self._http_config())
@@ -472,6 +486,10 @@ class Daemon:
     def _http_config(self) -> Http | None:
         return self.loaded.config.http if self.loaded is not None else None
 
+    def _signing_key(self) -> str | None:
+        http = self._http_config()
+        return http.signing_key.get_secret_value() if http is not None else None
+
     def _not_ready(self) -> str | None:
         if self.loaded is None:
             return "no config loaded"
@@ -481,7 +499,7 @@ class Daemon:
 
     def _site(self, ledgers: ThreadLedgers) -> Site:
         return Site(
-            http=self._http_config,
+            signing_key=self._signing_key,
             not_ready=self._not_ready,
             ledger=ledgers.get,
             clock=self.settings.clock,

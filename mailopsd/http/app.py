@@ -17,8 +17,9 @@
 A token that does not verify, for the purpose of the path it came on, gets a 404 page.
 Every page is small static HTML with every value escaped, under a Content-Security-Policy
 that allows no script, no frame and no form target but the page itself. The app reads
-the current config through a callable, so a reload swaps the signing key in place, and
-opens a ledger connection per request that writes (see :mod:`mailopsd.http.record`).
+the signing key through a callable, so a reload swaps it in place. The HTTP process
+(:mod:`mailopsd.http.process`) answers the links and ``/healthz`` with it; the daemon
+answers the paths of :func:`needs_daemon` with it, from its memory.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 from mailopsd import tokens
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.config.models import Http
 from mailopsd.http import api, metrics, record
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef
@@ -46,7 +46,7 @@ from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
-__all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Site"]
+__all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Response", "Site", "needs_daemon", "write"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class Site:
     """What the app reads from the daemon, each time it needs it.
 
     Attributes:
-        http: The ``http`` section of the config now running (``None``: none).
+        signing_key: The ``http.signing_key`` of the config now running (``None``: none).
         not_ready: Why the daemon is not ready (no config, state not writable), or ``None``.
         ledger: The calling thread's ledger connection, kept open: never closed by the caller.
         clock: The current time.
@@ -99,7 +99,7 @@ class Site:
         polls: How each mailbox's polls went (for ``/metrics``).
     """
 
-    http: Callable[[], Http | None]
+    signing_key: Callable[[], str | None]
     not_ready: Callable[[], str | None]
     ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
@@ -110,14 +110,16 @@ class Site:
 
 
 @dataclass(frozen=True)
-class _Response:
+class Response:
+    """A response before it is written: what :meth:`LinkApp.respond` gives."""
+
     status: str
     body: bytes = b""
     content_type: str = _HTML
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-def _page(status: str, title: str, *paragraphs: str, form: str = "") -> _Response:
+def _page(status: str, title: str, *paragraphs: str, form: str = "") -> Response:
     """A small HTML page; ``paragraphs`` are plain text (escaped here), ``form`` markup."""
     text = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in paragraphs)
     body = (
@@ -126,10 +128,10 @@ def _page(status: str, title: str, *paragraphs: str, form: str = "") -> _Respons
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{text}{form}</body></html>"
     )
-    return _Response(status, body.encode("utf-8"))
+    return Response(status, body.encode("utf-8"))
 
 
-def _not_found() -> _Response:
+def _not_found() -> Response:
     return _page(
         "404 Not Found",
         "Link not found",
@@ -137,17 +139,17 @@ def _not_found() -> _Response:
     )
 
 
-def _unavailable() -> _Response:
+def _unavailable() -> Response:
     response = _page(
         "503 Service Unavailable",
         "Try again later",
         "Your request could not be recorded just now. Please try again in a few minutes.",
     )
-    return _Response(response.status, response.body, headers=(("Retry-After", "60"),))
+    return Response(response.status, response.body, headers=(("Retry-After", "60"),))
 
 
-def _text(status: str, text: str) -> _Response:
-    return _Response(status, text.encode("utf-8"), _TEXT)
+def _text(status: str, text: str) -> Response:
+    return Response(status, text.encode("utf-8"), _TEXT)
 
 
 def _request_body(environ: WSGIEnvironment) -> bytes:
@@ -190,11 +192,46 @@ def _location(url: str) -> str | None:
     return quote(url, safe=_URL_SAFE)
 
 
+def write(
+    response: Response, environ: WSGIEnvironment, start_response: StartResponse
+) -> Iterable[bytes]:
+    """Hand a response to the server (PEP 3333), with the headers every response carries."""
+    headers = [
+        ("Content-Type", response.content_type),
+        ("Content-Length", str(len(response.body))),
+        *_COMMON_HEADERS,
+        *response.headers,
+    ]
+    start_response(response.status, headers)
+    return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
+
+
+def needs_daemon(path: str) -> bool:
+    """Tell whether the answer to ``path`` reads the daemon's memory (config, state, polls).
+
+    ``/readyz``, ``/metrics`` and the API do; the links and ``/healthz`` need only the
+    signing key and the ledger, so the HTTP process answers them itself.
+    """
+    return path in ("/readyz", metrics.PATH) or _is_api(path)
+
+
+def _is_api(path: str) -> bool:
+    return path == api.OPENAPI_PATH or path == api.PREFIX or path.startswith(api.PREFIX + "/")
+
+
 class LinkApp:
     """The WSGI application; one instance serves every thread of the server."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, counts: Callable[[record.Count], None] | None = None) -> None:
+        """Serve ``site``.
+
+        Args:
+            site: What the app reads from the daemon.
+            counts: Where opens and clicks go (a queue written in batches); by default
+                each is written in a transaction of its own before its response.
+        """
         self.site = site
+        self._counts = counts
         # The last ledger error /readyz logged: a probe every few seconds logs a failing
         # ledger once, and once again when it reads again.
         self._ledger_error: str | None = None
@@ -206,23 +243,15 @@ class LinkApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request (PEP 3333)."""
-        response = self.respond(environ)
-        headers = [
-            ("Content-Type", response.content_type),
-            ("Content-Length", str(len(response.body))),
-            *_COMMON_HEADERS,
-            *response.headers,
-        ]
-        start_response(response.status, headers)
-        return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
+        return write(self.respond(environ), environ, start_response)
 
-    def respond(self, environ: WSGIEnvironment) -> _Response:
+    def respond(self, environ: WSGIEnvironment) -> Response:
         """The response to a request, before it is written."""
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO") or "/")
         if path in ("/healthz", "/readyz", metrics.PATH):
             return self._operations(method, path)
-        if path == api.OPENAPI_PATH or path == api.PREFIX or path.startswith(api.PREFIX + "/"):
+        if _is_api(path):
             return self._api(method, path, environ)
         link = tokens.parse_link_path(path)
         if link is None:
@@ -242,26 +271,26 @@ class LinkApp:
             return self._open(claims, counted=method == "GET")
         return self._click(claims, counted=method == "GET")
 
-    def _operations(self, method: str, path: str) -> _Response:
+    def _operations(self, method: str, path: str) -> Response:
         """``/healthz``, ``/readyz`` and ``/metrics``: read-only, open to any client."""
         if method not in _READ:
             return self._not_allowed(_READ)
         if path == metrics.PATH:
-            return _Response("200 OK", self.metrics.render(), metrics.CONTENT_TYPE)
+            return Response("200 OK", self.metrics.render(), metrics.CONTENT_TYPE)
         return _text("200 OK", "ok\n") if path == "/healthz" else self._ready()
 
-    def _api(self, method: str, path: str, environ: WSGIEnvironment) -> _Response:
+    def _api(self, method: str, path: str, environ: WSGIEnvironment) -> Response:
         site = self.site
         reader = api.Reader(site.loaded, site.state, site.ledger, site.clock)
         answer = api.answer(reader, method, path, environ)
-        return _Response(answer.status, answer.body, answer.content_type, answer.headers)
+        return Response(answer.status, answer.body, answer.content_type, answer.headers)
 
     @staticmethod
-    def _not_allowed(allowed: tuple[str, ...]) -> _Response:
+    def _not_allowed(allowed: tuple[str, ...]) -> Response:
         response = _text("405 Method Not Allowed", "method not allowed\n")
-        return _Response(response.status, response.body, _TEXT, (("Allow", ", ".join(allowed)),))
+        return Response(response.status, response.body, _TEXT, (("Allow", ", ".join(allowed)),))
 
-    def _ready(self) -> _Response:
+    def _ready(self) -> Response:
         problem = self.site.not_ready() or self._ledger_problem()
         if problem is None:
             return _text("200 OK", "ready\n")
@@ -282,16 +311,15 @@ class LinkApp:
         return None
 
     def _verify(self, purpose: str, token: str) -> tokens.Claims | None:
-        http = self.site.http()
-        if http is None:
+        key = self.site.signing_key()
+        if key is None:
             return None
-        key = http.signing_key.get_secret_value().encode("utf-8")
-        return tokens.verify(key, purpose, token)
+        return tokens.verify(key.encode("utf-8"), purpose, token)
 
     def _with_ledger(self, action: Callable[[Ledger], _T]) -> _T:
         return action(self.site.ledger())
 
-    def _confirm(self, claims: tokens.Claims) -> _Response:
+    def _confirm(self, claims: tokens.Claims) -> Response:
         try:
             account = self._with_ledger(lambda ledger: ledger.campaigns.account(claims.campaign_id))
         except StorageError as err:
@@ -311,7 +339,7 @@ class LinkApp:
             form=form,
         )
 
-    def _unsubscribe(self, environ: WSGIEnvironment, claims: tokens.Claims) -> _Response:
+    def _unsubscribe(self, environ: WSGIEnvironment, claims: tokens.Claims) -> Response:
         if not _is_one_click(environ):
             return _page(
                 "400 Bad Request",
@@ -337,18 +365,18 @@ class LinkApp:
             f"{claims.email} will receive no more of these messages.",
         )
 
-    def _open(self, claims: tokens.Claims, *, counted: bool) -> _Response:
+    def _open(self, claims: tokens.Claims, *, counted: bool) -> Response:
         if counted:
             self._count("open", claims, record.record_open)
-        return _Response("200 OK", PIXEL_GIF, "image/gif")
+        return Response("200 OK", PIXEL_GIF, "image/gif")
 
-    def _click(self, claims: tokens.Claims, *, counted: bool) -> _Response:
+    def _click(self, claims: tokens.Claims, *, counted: bool) -> Response:
         location = _location(claims.url or "")
         if location is None:
             return _not_found()
         if counted:
             self._count("click", claims, record.record_click)
-        return _Response("302 Found", b"", _TEXT, (("Location", location),))
+        return Response("302 Found", b"", _TEXT, (("Location", location),))
 
     def _count(
         self,
@@ -358,6 +386,9 @@ class LinkApp:
     ) -> None:
         """Count an open or a click; a failure loses the count, never the response."""
         now = self.site.clock()
+        if self._counts is not None:
+            self._counts(record.Count(claims, now))
+            return
         try:
             self._with_ledger(lambda ledger: count(ledger, claims, now))
         except StorageError as err:

@@ -1,7 +1,8 @@
 """What a followed link does to the ledger: unsubscribe a lead, count an open or a click.
 
-Runs on the HTTP server's threads, each call in one short transaction of its own on a
-connection of the caller's (see :mod:`mailopsd.state.ledger`). A one-click unsubscribe
+Runs in the HTTP process, each call in one short transaction of its own on a
+connection of the caller's (see :mod:`mailopsd.state.ledger`); opens and clicks come
+in batches (:mod:`mailopsd.http.counts`). A one-click unsubscribe
 does what an unsubscribe request by mail does (:mod:`mailopsd.inbox.record`): the lead
 stops, its address is suppressed for every campaign of the campaign's account, and an
 ``unsubscribe`` reply is recorded; a repeated request changes nothing more. Both go
@@ -11,7 +12,8 @@ through :mod:`mailopsd.health.effects`.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -21,7 +23,7 @@ from mailopsd.lifecycle import MailKind, StopReason
 from mailopsd.state.ledger import Ledger
 from mailopsd.tokens import Claims
 
-__all__ = ["Unsubscribed", "record_click", "record_open", "unsubscribe"]
+__all__ = ["Count", "Unsubscribed", "record_click", "record_counts", "record_open", "unsubscribe"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +118,38 @@ def record_click(ledger: Ledger, claims: Claims, now: datetime) -> bool:
             return False
         ledger.tracking.record_click(claims.campaign_id, _keyed(claims).email, claims.url, now)
     return True
+
+
+@dataclass(frozen=True)
+class Count:
+    """An open (``claims.url`` ``None``) or a click, at the time its request came."""
+
+    claims: Claims
+    at: datetime
+
+
+def record_counts(ledger: Ledger, counts: Iterable[Count]) -> int:
+    """Count many opens and clicks in one transaction: one wait for the write lock, one sync.
+
+    Returns:
+        How many were counted (those of campaigns the ledger knows).
+
+    Raises:
+        StorageError: The ledger did not take the write (nothing was recorded).
+    """
+    counted = 0
+    known: dict[str, bool] = {}
+    with ledger.transaction():
+        for count in counts:
+            campaign = count.claims.campaign_id
+            if campaign not in known:
+                known[campaign] = ledger.campaigns.account(campaign) is not None
+            if not known[campaign]:
+                continue
+            claims = _keyed(count.claims)
+            if claims.url is None:
+                ledger.tracking.record_open(campaign, claims.email, count.at)
+            else:
+                ledger.tracking.record_click(campaign, claims.email, claims.url, count.at)
+            counted += 1
+    return counted

@@ -1,11 +1,9 @@
-"""The HTTP server's lifecycle: waitress on its own threads, started and stopped by the daemon.
+"""The HTTP server: waitress on threads of the HTTP process, serving a socket the daemon bound.
 
 waitress reads and buffers each request on one I/O thread (so a slow client holds no
-worker) and runs the application on a small pool of worker threads; neither is the
-daemon's main thread, so nothing here ever stalls dispatching. Exactly one socket is
-bound: on the configured address, or the first address a host name resolves to (port
-0 takes a free port, whose number :attr:`HttpServer.port` tells). waitress has no stop
-call of its own: the I/O
+worker) and runs the application on a small pool of worker threads. Exactly one socket
+is bound (:func:`bind`): on the configured address, or the first address a host name
+resolves to (port 0 takes a free port). waitress has no stop call of its own: the I/O
 loop runs here one poll at a time, and on :meth:`HttpServer.stop` it closes the
 listening socket and every connection on its own thread, then the workers are shut
 down.
@@ -48,7 +46,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 from mailopsd.http.app import MAX_BODY_BYTES
 
-__all__ = ["ClientLimits", "HttpServer", "start_server"]
+__all__ = ["ClientLimits", "HttpServer", "bind", "listen_address", "start_server"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +57,7 @@ _SPARE_CONNECTIONS = 10
 _QUIET_GRACE_S = 1.0  # see _Channel.is_holding
 _SWEEP_S = 1  # how often late requests are looked for (waitress takes whole seconds)
 _POLL_S = 0.5
+_BACKLOG = 1024  # waitress' default: connections wait here while the process restarts
 
 
 @dataclass(frozen=True)
@@ -146,13 +145,23 @@ class _Server(waitress.server.TcpWSGIServer):
         connections: dict[int, socket.socket],
         workers: ThreadedTaskDispatcher,
         adj: Adjustments,
+        sock: socket.socket,
         sockinfo: tuple[int, int, int, tuple[str, int]],
         limits: ClientLimits,
     ) -> None:
         self.limits = limits
         self._connections = connections
         self._closed = {"over_client_limit": 0, "idle_for_room": 0}
-        super().__init__(app, map=connections, dispatcher=workers, adj=adj, sockinfo=sockinfo)
+        # A bound socket is served as waitress serves its ``sockets`` setting.
+        super().__init__(
+            app,
+            map=connections,
+            _sock=sock,
+            dispatcher=workers,
+            adj=adj,
+            sockinfo=sockinfo,
+            bind_socket=False,
+        )
 
     def _channels(self) -> list[_Channel]:
         return [c for c in self._connections.values() if isinstance(c, _Channel)]
@@ -254,7 +263,6 @@ class HttpServer:
         else:
             self._close_all()
         self._server.task_dispatcher.shutdown(timeout=int(max(timeout_s, 1)))
-        logger.info("http server stopped listen=%s", self.listen)
 
 
 def _close_all(connections: dict[int, socket.socket]) -> None:
@@ -265,7 +273,8 @@ def _close_all(connections: dict[int, socket.socket]) -> None:
     waiting to write to it.
     """
     for dispatcher in list(connections.values()):
-        close = getattr(dispatcher, "handle_close", dispatcher.close)
+        # A connection's handle_close; the listening socket's would log a warning.
+        close = dispatcher.handle_close if isinstance(dispatcher, HTTPChannel) else dispatcher.close
         try:
             close()
         except OSError as err:
@@ -273,19 +282,34 @@ def _close_all(connections: dict[int, socket.socket]) -> None:
     connections.clear()
 
 
-def _resolve(host: str, port: int) -> tuple[str, tuple[int, int, int, tuple[str, int]]]:
-    """``host:port`` with the host's first address, and that address as waitress binds it.
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``: the first address a host name resolves to.
 
-    Only the first address is taken, so that exactly one socket is bound.
+    Only the first address is taken, so that exactly one socket is bound. The daemon
+    binds it and the HTTP process serves it (see :mod:`mailopsd.http.process`): a bind
+    failure is the daemon's to report, and the socket outlives a restart of the process.
+
+    Raises:
+        OSError: The address cannot be bound (in use, not an address of this machine).
     """
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    listen = f"[{address[0]}]:{port}" if family == socket.AF_INET6 else f"{address[0]}:{port}"
-    return listen, (family, kind, proto, (str(address[0]), int(address[1])))
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(_BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
-def _address(sock: socket.socket) -> str:
+def listen_address(sock: socket.socket) -> str:
+    """Where a bound socket listens, as ``host:port`` (an IPv6 host in brackets)."""
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
 
@@ -293,34 +317,25 @@ def _address(sock: socket.socket) -> str:
 def start_server(
     app: WSGIApplication,
     *,
-    host: str,
-    port: int,
+    sock: socket.socket,
     threads: int = 1,
     limits: ClientLimits = ClientLimits(),  # frozen: one shared value is safe
 ) -> HttpServer:
-    """Bind ``host:port`` and serve ``app`` there on background threads.
+    """Serve ``app`` on ``sock`` (from :func:`bind`) on background threads.
 
     Args:
         app: The WSGI application.
-        host: The address (or name) to listen on.
-        port: The port; 0 takes a free one.
-        threads: How many worker threads run the application. One, by default: the
-            requests are short and waitress reads and writes the sockets itself, so
-            more workers only contend with the dispatcher for the interpreter (measured
-            with ``python -m bench http``: with 4 workers sending fell to 0.42 to 0.53 of
-            its quiet pace and the server answered 430 to 600 requests/s; with 1, 0.80
-            and 1,000 requests/s).
+        sock: The listening socket; the server closes it when it stops.
+        threads: How many worker threads run the application.
         limits: How long a request may take to arrive and how many waiting
             connections one client may hold.
 
     Returns:
         The running server.
-
-    Raises:
-        OSError: The address cannot be bound (in use, not an address of this machine).
     """
     connections: dict[int, socket.socket] = {}
-    listen, sockinfo = _resolve(host, port)
+    listen = listen_address(sock)
+    host, port = sock.getsockname()[:2]
     adj = Adjustments(
         listen=listen,
         threads=threads,
@@ -329,32 +344,20 @@ def start_server(
         channel_timeout=_CHANNEL_TIMEOUT_S,
         connection_limit=_MAX_CONNECTIONS,
         cleanup_interval=_SWEEP_S,
+        backlog=_BACKLOG,
         ident="mailopsd",
     )
-    # The workers start only once the address is bound: a bind that fails leaves no thread.
     workers = ThreadedTaskDispatcher()
-    try:
-        server = _Server(
-            app,
-            connections=connections,
-            workers=workers,
-            adj=adj,
-            sockinfo=sockinfo,
-            limits=limits,
-        )
-    except OSError:
-        _close_all(connections)  # what waitress opened before the bind failed
-        raise
-    if server.socket is None:
-        raise TypeError("waitress made a server without a socket")
-    workers.set_thread_count(threads)
-    running = HttpServer(server, connections, _address(server.socket))
-    running.start()
-    logger.info(
-        "http server listening listen=%s threads=%d request_timeout_s=%s connections_per_client=%d",
-        running.listen,
-        threads,
-        limits.request_timeout_s,
-        limits.connections_per_client,
+    server = _Server(
+        app,
+        connections=connections,
+        workers=workers,
+        adj=adj,
+        sock=sock,
+        sockinfo=(sock.family, sock.type, sock.proto, (str(host), int(port))),
+        limits=limits,
     )
+    workers.set_thread_count(threads)
+    running = HttpServer(server, connections, listen)
+    running.start()
     return running

@@ -8,12 +8,13 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -25,6 +26,7 @@ from mailopsd.state.tracking import Tracked
 from tests.daemons import in_process
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
 
 START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 KEY = "test-signing-key-0123456789abcdefghijklmnop"
@@ -35,6 +37,8 @@ FOOTER = (
 )
 LINK = re.compile(re.escape(BASE_URL) + r"(/(?:u|c)/[A-Za-z0-9_-]+|/o/[A-Za-z0-9_-]+\.gif)")
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
+WAIT_S = 10.0  # opens and clicks are written in batches, a moment after their response
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,6 +78,14 @@ class Running:
 
     def ledger(self) -> Ledger:
         return Ledger.open(self.state)
+
+    def read(self, question: Callable[[Ledger], T]) -> T:
+        """Ask the ledger once, on a connection of its own."""
+        ledger = self.ledger()
+        try:
+            return question(ledger)
+        finally:
+            ledger.close()
 
 
 def _write_config(tmp_path: Path, smtp: SmtpServer, *, key: str = KEY, leads: int = 3) -> Path:
@@ -271,12 +283,14 @@ class TestTracking:
             assert reply.headers["Location"] == OFFER
             running.clock[0] += timedelta(minutes=5)
         assert running.request("HEAD", path).status == 302  # not counted
-        ledger = running.ledger()
-        try:
-            clicks = ledger.tracking.clicks("camp", LEAD)
-        finally:
-            ledger.close()
-        assert clicks == {OFFER: Tracked(START, START + timedelta(minutes=5), 2)}
+        expected = {OFFER: Tracked(START, START + timedelta(minutes=5), 2)}
+        poll_until(
+            lambda: running.read(lambda ledger: ledger.tracking.clicks("camp", LEAD)) == expected,
+            timeout_s=WAIT_S,
+            what="two clicks counted",
+        )
+        time.sleep(0.2)  # counts are written in batches: a third would be in by now
+        assert running.read(lambda ledger: ledger.tracking.clicks("camp", LEAD)) == expected
 
     def test_open_returns_a_gif_and_counts(self, running: Running, smtp_server: SmtpServer) -> None:
         """The pixel is a 1x1 GIF; the first open time stays, the count grows."""
@@ -290,13 +304,13 @@ class TestTracking:
             assert int.from_bytes(reply.body[6:8], "little") == 1
             assert int.from_bytes(reply.body[8:10], "little") == 1
             running.clock[0] += timedelta(hours=1)
-        ledger = running.ledger()
-        try:
-            opens = ledger.tracking.opens("camp", LEAD)
-            assert ledger.tracking.opens("camp", OTHER) is None
-        finally:
-            ledger.close()
-        assert opens == Tracked(START, START + timedelta(hours=2), 3)
+        expected = Tracked(START, START + timedelta(hours=2), 3)
+        poll_until(
+            lambda: running.read(lambda ledger: ledger.tracking.opens("camp", LEAD)) == expected,
+            timeout_s=WAIT_S,
+            what="three opens counted",
+        )
+        assert running.read(lambda ledger: ledger.tracking.opens("camp", OTHER)) is None
 
     def test_status_shows_opens_and_clicks(
         self, running: Running, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
@@ -306,6 +320,11 @@ class TestTracking:
             for _ in range(times):
                 assert running.request("GET", _links(smtp_server, lead)["o"]).status == 200
         assert running.request("GET", _links(smtp_server, LEAD)["c"]).status == 302
+        poll_until(
+            lambda: running.read(lambda ledger: ledger.tracking.clicks("camp", LEAD)),
+            timeout_s=WAIT_S,
+            what="the click counted (it comes last)",
+        )
         capsys.readouterr()
         assert cli.main(["status", "--state-dir", str(running.state)]) == 0
         assert (

@@ -124,7 +124,7 @@ def test_readyz_fails_when_the_ledger_cannot_be_read(
     (state / LEDGER_FILE).write_bytes(b"this is not a database\n" * 100)
     ledgers = ThreadLedgers(state)
     site = Site(
-        http=lambda: loaded.config.http,
+        signing_key=lambda: None,
         not_ready=lambda: None,
         ledger=ledgers.get,
         clock=lambda: START,

@@ -24,6 +24,7 @@ from tests.integration.test_http import (
     _write_config,
 )
 from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
 
 BOUNCED = "lead0002@example.net"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -67,8 +68,12 @@ class TestMetrics:
         for _ in range(2):
             assert scraped.request("GET", links["o"]).status == 200
         assert scraped.request("GET", links["c"]).status == 302
-        samples = _scrape(scraped)
         campaign = (("campaign", "camp"),)
+        samples = poll_until(  # opens and clicks are written a moment after their response
+            lambda: (s := _scrape(scraped)).get(("mailopsd_clicks_total", campaign)) and s,
+            timeout_s=10,
+            what="the click counted (it comes last)",
+        )
         assert samples[("mailopsd_sends_total", _credential(outcome="sent"))] == 2
         assert samples[("mailopsd_sends_total", _credential(outcome="bounced"))] == 1
         assert samples[("mailopsd_bounces_total", _credential(kind="hard"))] == 1

@@ -1,0 +1,109 @@
+"""The HTTP server runs in a process of its own: what it holds, how it dies and comes back.
+
+The daemon binds the address and starts ``python -m mailopsd.http.process`` on it; these
+tests look at that process from outside (``/proc``, signals) and at what a client sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from mailopsd import tokens
+from mailopsd.state.tracking import Tracked
+from tests.integration.test_http import KEY, LEAD, START, Running, _daemon, _links
+from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
+
+WAIT_S = 15.0
+AGE_KEY_CANARY = "AGE-SECRET-KEY-1CANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARYCANARYQ"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {name.decode(): value.decode(errors="replace") for name, _, value in pairs}
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_server_is_another_process_without_the_keys_and_passwords(
+    tmp_path: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HTTP process is not the daemon, and nothing of the age key or the SMTP
+    password reaches it through its environment or command line; a stop ends it."""
+    monkeypatch.setenv("SOPS_AGE_KEY", AGE_KEY_CANARY)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    with _daemon(tmp_path, smtp_server) as started:
+        pid = started.daemon.http_pid
+        assert pid is not None
+        assert pid != os.getpid()
+        assert started.request("GET", "/healthz").status == 200
+        environ = _environ(pid)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+        for name in ("SOPS_AGE_KEY", "CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"):
+            assert name not in environ
+        seen = repr(environ) + command
+        for secret in (AGE_KEY_CANARY, KEY, "pw-ada"):
+            assert secret not in seen
+    assert _gone(pid)
+
+
+def test_a_killed_process_is_started_again_on_the_same_address(
+    tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL to the HTTP process: one error line, a new process on the same address,
+    and clients are answered again; sending never stopped."""
+    caplog.set_level(logging.INFO)
+    with _daemon(tmp_path, smtp_server) as started:
+        listen, first = started.daemon.http_listen, started.daemon.http_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        poll_until(
+            lambda: started.daemon.http_pid not in (None, first),
+            timeout_s=WAIT_S,
+            what="a new HTTP process",
+        )
+        assert started.daemon.dispatch() == 3
+        assert started.daemon.http_listen == listen
+        assert started.request("GET", "/healthz").status == 200
+        path = "/u/" + tokens.sign(KEY.encode(), tokens.UNSUBSCRIBE, "camp", LEAD)
+        assert started.request("GET", path).status == 200  # it has the signing key
+    lines = [r.getMessage() for r in caplog.records if "http process exited" in r.getMessage()]
+    assert lines == [f"http process exited status=-9 listen={listen}; started again in 1s"]
+
+
+def test_counts_waiting_at_a_stop_are_written(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """Opens answered just before the daemon stops are all in the ledger after the stop."""
+    with _daemon(tmp_path, smtp_server) as started:
+        assert started.daemon.dispatch() == 3
+        pixel = _links(smtp_server, LEAD)["o"]
+        for _ in range(50):
+            assert started.request("GET", pixel).status == 200
+    opens = Running.read(started, lambda ledger: ledger.tracking.opens("camp", LEAD))
+    assert opens == Tracked(START, START, 50)
+
+
+def test_api_metrics_and_readiness_are_answered_by_the_daemon(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """What reads the daemon's memory is handed to it: the metrics count the daemon's
+    reloads (readiness: ``test_http.py``; the API: ``test_http_api.py``)."""
+    with _daemon(tmp_path, smtp_server) as started:
+        assert started.request("GET", "/readyz").body == b"ready\n"
+        before = started.request("GET", "/metrics").body.decode()
+        started.daemon._reload_now(notify=False)
+        after = started.request("GET", "/metrics").body.decode()
+        assert 'mailopsd_reloads_total{result="ok"} 0.0' in before
+        assert 'mailopsd_reloads_total{result="ok"} 1.0' in after
