@@ -6,9 +6,10 @@ and hands their bytes and stamps over.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -16,12 +17,13 @@ from mailopsd.config.mailboxes import Shared
 from mailopsd.config.models import Campaign, Config, Credential
 from mailopsd.config.origins import Source
 
-__all__ = ["LoadCache", "validate_config"]
+__all__ = ["LoadCache", "per_campaign", "validate_config"]
 
 Stamp = tuple[int, int]
 """A file's modification time (ns) and size: a leads header is read again when it changes."""
 Problems = tuple[tuple[int, int, str], ...]
 """A suppression list's malformed lines: line, column, message."""
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,6 +41,7 @@ class LoadCache:
     mailboxes: dict[int, tuple[object, Credential]] = field(default_factory=dict)
     columns: dict[Path, tuple[Stamp, tuple[str, ...]]] = field(default_factory=dict)
     lists: dict[Path, tuple[Stamp, Problems]] = field(default_factory=dict)
+    logins: dict[int, tuple[Campaign, object]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Sizes only: the campaigns are kept with their decrypted data."""
@@ -69,6 +72,28 @@ class LoadCache:
         if kept is None or kept[0] != stamp:
             kept = self.lists[path] = (stamp, read())
         return kept[1]
+
+
+def per_campaign(
+    cache: LoadCache | None, campaigns: Mapping[str, Campaign], work: Callable[[str, Campaign], T]
+) -> list[T]:
+    """``work`` for each campaign; with a cache, only for campaigns not seen before.
+
+    A campaign object stays the same while its file does (see :func:`validate_config`),
+    so what was worked out of it holds while it is kept. One kind of work per cache:
+    the notes on logins.
+    """
+    if cache is None:
+        return [work(campaign_id, campaign) for campaign_id, campaign in campaigns.items()]
+    kept, cache.logins = cache.logins, {}
+    results = []
+    for campaign_id, campaign in campaigns.items():
+        found = kept.get(id(campaign))
+        if found is None or found[0] is not campaign:
+            found = (campaign, work(campaign_id, campaign))
+        cache.logins[id(campaign)] = found
+        results.append(cast(T, found[1]))
+    return results
 
 
 def validate_config(data: dict[str, object], cache: LoadCache | None) -> Config:

@@ -10,17 +10,27 @@ across them). Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr, ValidationError
 
 from mailopsd.config import suggest
-from mailopsd.config.models import MAILBOXES_CONTEXT, Config, Credential
+from mailopsd.config.models import MAILBOXES_CONTEXT, Campaign, Config, Credential
 from mailopsd.config.origins import Loc, Merge
 from mailopsd.errors import ConfigIssue
 
-__all__ = ["Shared", "credential_places", "duplicate_logins", "unused_mailboxes"]
+__all__ = [
+    "Login",
+    "Place",
+    "Shared",
+    "campaign_places",
+    "credential_places",
+    "duplicate_logins",
+    "login",
+    "mailbox_places",
+    "unused_mailboxes",
+]
 
 
 @dataclass
@@ -86,14 +96,30 @@ class Shared:
         }
 
 
-def credential_places(config: Config) -> Iterator[tuple[tuple[str, ...], Credential]]:
+Place = tuple[tuple[str, ...], Credential]
+"""A credential and where it is declared."""
+Login = tuple[str, int, str]
+"""An SMTP login: host (lower case), port, user name."""
+
+
+def credential_places(config: Config) -> Iterator[Place]:
     """Each credential where it is declared, once: shared mailboxes, then campaigns' own."""
+    yield from mailbox_places(config)
+    for campaign_id, campaign in config.campaigns.items():
+        yield from campaign_places(campaign_id, campaign)
+
+
+def mailbox_places(config: Config) -> Iterator[Place]:
+    """The shared mailboxes where they are declared."""
     for mailbox_id, mailbox in config.mailboxes.items():
         yield ("mailboxes", mailbox_id), mailbox
-    for campaign_id, campaign in config.campaigns.items():
-        for credential_id, credential in campaign.smtp_credentials.items():
-            if credential.shared_as is None:
-                yield ("campaigns", campaign_id, "smtp_credentials", credential_id), credential
+
+
+def campaign_places(campaign_id: str, campaign: Campaign) -> Iterator[Place]:
+    """A campaign's own credentials (not the shared mailboxes it names) where declared."""
+    for credential_id, credential in campaign.smtp_credentials.items():
+        if credential.shared_as is None:
+            yield ("campaigns", campaign_id, "smtp_credentials", credential_id), credential
 
 
 def unused_mailboxes(config: Config, merge: Merge) -> list[ConfigIssue]:
@@ -111,13 +137,17 @@ def unused_mailboxes(config: Config, merge: Merge) -> list[ConfigIssue]:
     ]
 
 
-def _login(credential: Credential) -> tuple[str, int, str]:
+def login(credential: Credential) -> Login:
+    """A credential's SMTP login."""
     username: SecretStr = credential.smtp_username
     return (credential.smtp_host.lower(), credential.smtp_port, username.get_secret_value())
 
 
 def duplicate_logins(
-    config: Config, merge: Merge, is_sealed: Callable[[Loc], bool]
+    config: Config,
+    merge: Merge,
+    is_sealed: Callable[[Loc], bool] | None,
+    logins: Iterable[tuple[Login, tuple[str, ...]]],
 ) -> list[ConfigIssue]:
     """A note for each SMTP login declared in more than one place, at its second place.
 
@@ -127,17 +157,18 @@ def duplicate_logins(
     places repeat it). Logins still sealed (``--no-decrypt``) cannot be compared and are
     skipped.
     """
-    places: dict[tuple[str, int, str], list[tuple[tuple[str, ...], Credential]]] = {}
-    for loc, credential in credential_places(config):
-        if not is_sealed((*loc, "smtp_username")):
-            places.setdefault(_login(credential), []).append((loc, credential))
+    places: dict[Login, list[tuple[str, ...]]] = {}
+    for found, loc in logins:
+        if is_sealed is None or not is_sealed((*loc, "smtp_username")):
+            places.setdefault(found, []).append(loc)
     notes = []
     for group in places.values():
         if len(group) < 2:
             continue
-        (earlier, _), (loc, credential) = group[0], group[1]
+        earlier, loc = group[0], group[1]
+        credential = _declared_at(config, loc)
         there = merge.source_for(earlier).issue(earlier, "", key=True)
-        more = [".".join(other) for other, _ in group[2:]]
+        more = [".".join(other) for other in group[2:]]
         also = f"; also at {suggest.listed(more)}" if more else ""
         notes.append(
             merge.source_for(loc).issue(
@@ -150,6 +181,13 @@ def duplicate_logins(
             )
         )
     return notes
+
+
+def _declared_at(config: Config, loc: tuple[str, ...]) -> Credential:
+    """The credential declared at ``loc`` (a place of :func:`credential_places`)."""
+    if loc[0] == "mailboxes":
+        return config.mailboxes[loc[1]]
+    return config.campaigns[loc[1]].smtp_credentials[loc[3]]
 
 
 def _sharing_advice(config: Config, earlier: tuple[str, ...], loc: tuple[str, ...]) -> str:

@@ -8,7 +8,8 @@ only AUTH PLAIN carries it. A message names the field, never its value.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -18,7 +19,7 @@ from mailopsd.config.models import IMAP_FIELDS, Config
 from mailopsd.config.origins import Merge, Source
 from mailopsd.errors import ConfigIssue, SecretError
 
-__all__ = ["non_ascii_logins", "plaintext_secrets"]
+__all__ = ["Logins", "logins", "non_ascii_logins", "plaintext_secrets"]
 
 SECRET_FIELDS_IN_ORDER = ("smtp_username", "smtp_password", *IMAP_FIELDS[2:])
 Identities = Callable[[], secrets.IdentitySet]
@@ -122,21 +123,42 @@ def plaintext_secrets(
     return issues
 
 
-def non_ascii_logins(config: Config, merge: Merge) -> list[ConfigIssue]:
+@dataclass(frozen=True)
+class Logins:
+    """What the notes on logins need of some credentials: a load keeps it per campaign.
+
+    Attributes:
+        smtp: Each SMTP login with where its credential is declared.
+        beyond_ascii: The login fields (user names, passwords) beyond ASCII.
+    """
+
+    smtp: tuple[tuple[mailboxes.Login, tuple[str, ...]], ...]
+    beyond_ascii: tuple[tuple[str, ...], ...]
+
+
+def logins(places: Iterable[mailboxes.Place]) -> Logins:
+    """The logins of the credentials at ``places``."""
+    smtp = []
+    beyond: list[tuple[str, ...]] = []
+    for loc, credential in places:
+        smtp.append((mailboxes.login(credential), loc))
+        for name in SECRET_FIELDS_IN_ORDER:
+            value: SecretStr | None = getattr(credential, name)
+            if value is not None and not value.get_secret_value().isascii():
+                beyond.append((*loc, name))
+    return Logins(tuple(smtp), tuple(beyond))
+
+
+def non_ascii_logins(merge: Merge, found: Iterable[Logins]) -> list[ConfigIssue]:
     """Return a note for each login field beyond ASCII: only AUTH PLAIN carries it.
 
     The note names the field, never its value or which characters are not ASCII.
     """
-    notes: list[ConfigIssue] = []
-    for loc, credential in mailboxes.credential_places(config):
-        for name in SECRET_FIELDS_IN_ORDER:
-            notes += _non_ascii(merge, (*loc, name), getattr(credential, name))
+    notes = []
+    for part in found:
+        for loc in part.beyond_ascii:
+            protocol, what = loc[-1].split("_", 1)
+            notes.append(
+                merge.source_for(loc).issue(loc, _NON_ASCII_LOGIN[protocol].format(what=what))
+            )
     return notes
-
-
-def _non_ascii(merge: Merge, loc: tuple[str, ...], value: SecretStr | None) -> list[ConfigIssue]:
-    """The note for one login field, if it holds more than ASCII."""
-    if value is None or value.get_secret_value().isascii():
-        return []
-    protocol, what = loc[-1].split("_", 1)
-    return [merge.source_for(loc).issue(loc, _NON_ASCII_LOGIN[protocol].format(what=what))]

@@ -192,3 +192,29 @@ def test_a_login_in_many_places_is_one_warning_naming_them(write_config: Writer)
         "(h.example.com:587) as campaigns.c1.smtp_credentials.own (c.yaml:9:7); also at "
         "campaigns.c3.smtp_credentials.own: each place"
     )
+
+
+def test_a_reload_notes_logins_as_a_cold_load_does(write_config: Writer) -> None:
+    """Unchanged campaigns' logins are kept between loads; the notes are those of a cold load.
+
+    A second campaign taking the first's login gets the note at once; changing it back
+    drops it, and a campaign removed takes its logins with it.
+    """
+    cache = LoadCache()
+    own = OWN.format(cid="own", host="h.example.com", user="same")
+    other = OWN.format(cid="own", host="h.example.com", user="other")
+    path = write_config(_config(("c1", own), ("c2", other), mailboxes=""))
+    versions = [
+        _config(("c1", own), ("c2", other), mailboxes=""),
+        _config(("c1", own), ("c2", own), mailboxes=""),
+        _config(("c1", own), ("c2", other), mailboxes=""),
+        _config(("c1", own), ("c3", own), mailboxes=""),
+        _config(("c3", own), mailboxes=""),
+    ]
+    seen = []
+    for text in versions:
+        path.write_text(text)
+        reloaded = [str(note) for note in load_config(path, PLAINTEXT_OK, cache=cache).notes]
+        assert reloaded == [str(note) for note in loads(path).notes]
+        seen.append(len(reloaded))
+    assert seen == [0, 1, 0, 1, 0]
