@@ -32,6 +32,7 @@ BENCHMARKS = (
     "memory",
     "idle",
     "http",
+    "git",
 )
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -27,6 +27,7 @@ from mailopsd.cli.common import (
     print_issues,
     state_dir,
 )
+from mailopsd.cli.follow import add_git_options, git_follow
 from mailopsd.cli.planjson import plan_as_json
 from mailopsd.cli.reenable import add_reenable
 from mailopsd.config import loader, zones
@@ -153,15 +154,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.now is not None and not args.once:
         print("error: --now is only for --once runs", file=sys.stderr)
         return EXIT_FAILURE
+    git = git_follow(args, os.environ)
     _configure_daemon_logging(args.log_format)
     fixed = parse_now(args.now) if args.now else None
+    directory = state_dir(args)
     settings = DaemonSettings(
-        config_path=args.config or default_config_path(),
-        state_dir=state_dir(args),
+        config_path=directory / "git" / "tree" if git else args.config or default_config_path(),
+        state_dir=directory,
         load_options=load_options(args),
         clock=(lambda: fixed) if fixed else (lambda: parse_now(None)),
         progress=_show_progress if sys.stderr.isatty() else None,
         wall_clock=fixed is None,
+        git=git,
     )
     daemon = Daemon(settings, Notifier(os.environ))
     lines: list[str] = []
@@ -261,11 +265,35 @@ def _credential_text(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _git_text(git: object) -> list[str]:
+    """The followed remote's lines of ``status``: applied, fetched, refused, fetch error."""
+    if not isinstance(git, dict):
+        return []
+
+    def short(commit: object) -> str:
+        return str(commit)[:12] if commit else "none"
+
+    path = f" ({git['path']}/)" if git["path"] else ""
+    lines = [
+        f"git: following {git['remote']} branch {git['branch']}{path}: applied commit "
+        f"{short(git['applied_commit'])} at {git['applied_at'] or 'never'}, fetched "
+        f"{short(git['fetched_commit'])} at {git['fetched_at'] or 'never'}"
+    ]
+    if git["refused_commit"]:
+        lines.append(
+            f"  not applied: commit {short(git['refused_commit'])}: {git['refused_reason']}"
+        )
+    if git["fetch_error"]:
+        lines.append(f"  fetch failing since {git['fetch_error_since']}: {git['fetch_error']}")
+    return lines
+
+
 def _status_text(report: dict[str, object]) -> list[str]:
     lines = [
         f"revision {report['revision']} applied {report['applied_at']} "
         f"(last reload: {report['last_reload'] or 'none'})"
     ]
+    lines.extend(_git_text(report.get("git")))
     storage = report["state_dir"]
     if not storage["writable"]:  # type: ignore[index]
         lines.append(
@@ -381,6 +409,7 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
     add_config_options(run)
     run.add_argument("--once", action="store_true", help="reconcile, do the work due now, exit")
     run.add_argument("--now", help="the time for a --once run (ISO 8601; UTC if no zone)")
+    add_git_options(run)
     run.add_argument(
         "--log-format",
         choices=("text", "json"),

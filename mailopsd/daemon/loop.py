@@ -7,8 +7,9 @@ sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHD
 set, the loop pets the watchdog at least every half interval.
 
 The parts it runs live beside it: the config watcher (:mod:`.watcher`), the pause while
-the state directory takes no writes (:mod:`.storage`) and the HTTP server's supervisor
-(:mod:`.httpsupervisor`).
+the state directory takes no writes (:mod:`.storage`), the HTTP server's supervisor
+(:mod:`.httpsupervisor`) and, with ``run --git``, the remote it follows instead of
+watching files (:mod:`.follow`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mailopsd.config.loader import (
 )
 from mailopsd.config.models import Http
 from mailopsd.config.reenable import ignored_issues
+from mailopsd.daemon.follow import Applied, Following, GitFollow
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
@@ -49,11 +51,12 @@ from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
+from mailopsd.remote.repository import Repository
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
-from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
+from mailopsd.state.statefile import Condition, GitState, StateFile, load_state, save_state
 
 __all__ = ["Daemon", "DaemonSettings"]
 
@@ -87,6 +90,8 @@ class DaemonSettings:
     """Send nothing: each send is recorded as sent and goes nowhere (``preview``)."""
     wall_clock: bool = False
     """``clock`` is the wall clock: the HTTP process reads it itself instead of asking."""
+    git: GitFollow | None = None
+    """Follow this remote (``run --git``): ``config_path`` is unused."""
 
 
 class Daemon:
@@ -127,6 +132,9 @@ class Daemon:
         self.state = StateFile()
         self.loaded: LoadedConfig | None = None
         self.work_done = TickReport()  # every tick's, since the process started
+        self._config_path = settings.config_path  # in the work tree, when following git
+        self._following: Following | None = None
+        self._rejection = ""  # why the last reload was not applied
 
     # Start and stop -------------------------------------------------------------------
 
@@ -136,6 +144,8 @@ class Daemon:
         Raises:
             StateError: The state directory, state file or ledger cannot be used.
             ConfigError: The config is invalid (the daemon does not start).
+            RemoteError: A followed remote gives nothing to start on (see
+                :meth:`Following.first_tree`).
         """
         state_dir = self.settings.state_dir
         try:
@@ -151,8 +161,11 @@ class Daemon:
         self._state_loaded = True
         self._ledger = self._until_writable("opening the ledger", lambda: Ledger.open(state_dir))
         self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
+        if self.settings.git is not None:
+            self._start_following(self.settings.git)
         loaded = self._load()
         self._until_writable("applying the config", lambda: self._apply(loaded))
+        self._git_started()
         self._watched = watched_files(loaded)
         self._dispatcher = Dispatcher(
             self._ledger,
@@ -178,6 +191,8 @@ class Daemon:
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
         self._http.close()
+        if self._following is not None:
+            self._following.close()
         if self._watcher is not None:
             self._watcher.close()
         if self._dispatcher is not None:
@@ -294,9 +309,7 @@ class Daemon:
 
     def _load(self) -> LoadedConfig:
         """Load the config, redoing only what changed since the last load."""
-        return load_config(
-            self.settings.config_path, self.settings.load_options, cache=self._load_cache
-        )
+        return load_config(self._config_path, self.settings.load_options, cache=self._load_cache)
 
     def _apply(self, loaded: LoadedConfig) -> None:
         assert self._reconciler is not None  # noqa: S101 - start() opened it
@@ -312,18 +325,20 @@ class Daemon:
 
     def _warn_ignored(self, loaded: LoadedConfig, ignored: tuple[ReenableIgnored, ...]) -> None:
         """Log each ``reenabled_at`` that has no effect, once while it stays so."""
-        config, state_dir = str(self.settings.config_path), str(self.settings.state_dir)
+        config, state_dir = str(self._config_path), str(self.settings.state_dir)
         given = ["--config", config, "--state-dir", state_dir]
         lines = {str(issue) for issue in ignored_issues(loaded, ignored, given=given)}
         for line in sorted(lines - self._logged_ignored):
             logger.warning("reenabled_at has no effect: %s", line)
         self._logged_ignored = frozenset(lines)
 
-    def _reload_now(self, *, notify: bool) -> None:
+    def _reload_now(self, *, notify: bool) -> Applied:
+        """Load and apply the config; what became of it (why not: ``self._rejection``)."""
         if not self._storage_ready():
-            return  # the end of the pause reloads
+            return Applied.LATER  # the end of the pause reloads
         if notify:
             self.notifier.reloading()
+        outcome = Applied.REFUSED
         try:
             with collector_paused():
                 loaded = self._load()
@@ -334,9 +349,11 @@ class Daemon:
         except StateError as err:  # the ledger's, the state file's, or a leads file's
             if unwritable(err):
                 self._storage_failed(err, "applying the config")
+                outcome = Applied.LATER
             else:
                 self._reconcile_failed(err)
         else:
+            outcome = Applied.APPLIED
             self._record_reload("ok")
             if self._logged_errors:
                 logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
@@ -347,10 +364,12 @@ class Daemon:
             self._sync_http()
         if notify:
             self.notifier.ready(self.status_line())
+        return outcome
 
     def _reconcile_failed(self, err: BaseException) -> None:
         """A valid config that could not be applied: the last applied one keeps running."""
         message = f"not applied, running on revision {self.state.daemon.applied_revision}: {err}"
+        self._rejection = f"the config cannot be applied: {err}"
         if self._logged_errors != {message}:
             logger.error("reconcile failed, keeping the last applied config: %s", err)
         self._logged_errors = frozenset({message})
@@ -359,6 +378,8 @@ class Daemon:
 
     def _config_rejected(self, err: ConfigError) -> None:
         errors = [str(issue) for issue in err.issues]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        self._rejection = f"{len(errors)} config error(s): {errors[0] if errors else err}{more}"
         for line in errors:
             if line not in self._logged_errors:
                 logger.error("config error, keeping the last good config: %s", line)
@@ -507,15 +528,70 @@ class Daemon:
             state=lambda: self.state,
             reloads=lambda: self._reloads,
             polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
+            git_hook=self.git_hook,
         )
+
+    # A followed git remote ------------------------------------------------------------
+
+    def _start_following(self, follow: GitFollow) -> None:
+        """Fetch the remote, then load from the applied commit (or the head, the first time).
+
+        Raises:
+            RemoteError: Nothing to start on: never applied here, and the remote cannot be
+                fetched (or its head is not signed as required).
+        """
+        repository = Repository(self.settings.state_dir / "git", follow.source, os.environ)
+        following = Following(follow, repository, wake=self._wake.set, clock=self._now)
+        state = following.fresh_state(self.state.daemon.git)
+        path, state = following.first_tree(state)
+        self._config_path = path
+        self._following = following
+        self._set_git(state)
+
+    def _set_git(self, state: GitState) -> None:
+        if state != self.state.daemon.git:
+            daemon = self.state.daemon.model_copy(update={"git": state})
+            self.state = self.state.model_copy(update={"daemon": daemon})
+            self._save()
+
+    def _git_started(self) -> None:
+        """After the first apply: the commit the daemon started on is the applied one."""
+        following, state = self._following, self.state.daemon.git
+        if following is None or state is None or state.applied_commit is not None:
+            return
+        head = state.fetched_commit
+        self._set_git(state.model_copy(update={"applied_commit": head, "applied_at": self._now()}))
+        logger.info("git commit applied commit=%s remote=%s", (head or "")[:12], following.remote)
+
+    def _follow(self) -> None:
+        """Take in the last fetch, and run on a new head if it is good."""
+        following, state = self._following, self.state.daemon.git
+        if following is None or state is None:
+            return
+        self._set_git(following.tick(state, self._run_on))
+
+    def _run_on(self, path: Path) -> tuple[Applied, str]:
+        """Reload from ``path`` (a commit's work tree); back to the last path if refused."""
+        before, self._config_path = self._config_path, path
+        outcome = self._reload_now(notify=True)
+        if outcome is not Applied.APPLIED:
+            self._config_path = before
+        return outcome, self._rejection
+
+    def git_hook(self) -> tuple[bytes, Callable[[], None]] | None:
+        """The webhook's secret and what it triggers, when a remote is followed with one."""
+        git = self.settings.git
+        if self._following is None or git is None or git.webhook_secret is None:
+            return None
+        return git.webhook_secret.get_secret_value().encode("utf-8"), self._following.fetch_soon
 
     # The loop -------------------------------------------------------------------------
 
     def _restart_watcher(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
-        if self.loaded is None:
-            return
+        if self.loaded is None or self._following is not None:
+            return  # a followed remote's work tree changes only by the daemon's hand
         self._watcher = start_watcher(
             self.settings.config_path,
             self._watched,
@@ -550,6 +626,8 @@ class Daemon:
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         self._restart_watcher()
+        if self._following is not None:
+            self._following.start()
         self.start_http()
         self._serving = True
         self.notifier.ready(self.status_line())
@@ -561,6 +639,7 @@ class Daemon:
                 self._reload.clear()
                 self._reload_now(notify=True)
                 self.dispatch()
+            self._follow()
             self.inbox_tick()
             self._scheduler.run_pending()
             self.notifier.watchdog()

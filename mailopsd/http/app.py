@@ -13,6 +13,9 @@
   to any client, like the health checks, since it holds no address and no secret.
 - ``/healthz``: the process answers; ``/readyz``: a config is loaded and the state
   directory takes writes (503 otherwise).
+- ``/hooks/git``: a ``POST`` signed with the webhook secret makes the daemon fetch the
+  remote it follows now (202); a bad signature gets 401; without a followed remote and
+  a secret, 404 (see :mod:`mailopsd.http.hooks`).
 
 A token that does not verify, for the purpose of the path it came on, gets a 404 page.
 Every page is small static HTML with every value escaped, under a Content-Security-Policy
@@ -39,19 +42,30 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 from mailopsd import tokens
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.http import api, metrics, record
+from mailopsd.http import api, hooks, metrics, record
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import StateFile
 
-__all__ = ["MAX_BODY_BYTES", "PIXEL_GIF", "LinkApp", "Response", "Site", "needs_daemon", "write"]
+__all__ = [
+    "HOOK_MAX_BYTES",
+    "MAX_BODY_BYTES",
+    "PIXEL_GIF",
+    "LinkApp",
+    "Response",
+    "Site",
+    "needs_daemon",
+    "write",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4096
-"""The largest request body read (the server refuses larger ones with 413)."""
+"""The largest request body, but a webhook's: a larger one gets 413, unread."""
+HOOK_MAX_BYTES = 1024 * 1024
+"""The largest webhook body (and request body: the server refuses larger ones with 413)."""
 
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 """A transparent 1x1 GIF."""
@@ -97,6 +111,8 @@ class Site:
         state: The daemon's state now (for the API).
         reloads: The daemon's reload counts (for ``/metrics``).
         polls: How each mailbox's polls went (for ``/metrics``).
+        git_hook: The webhook's secret and the fetch it triggers, when the daemon follows a
+            remote with a webhook secret; ``None`` otherwise.
     """
 
     signing_key: Callable[[], str | None]
@@ -107,6 +123,7 @@ class Site:
     state: Callable[[], StateFile]
     reloads: Callable[[], metrics.ReloadCounts]
     polls: Callable[[], Mapping[CredentialRef, PollStats]] = dict
+    git_hook: Callable[[], tuple[bytes, Callable[[], None]] | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -152,14 +169,18 @@ def _text(status: str, text: str) -> Response:
     return Response(status, text.encode("utf-8"), _TEXT)
 
 
-def _request_body(environ: WSGIEnvironment) -> bytes:
+def _declared_length(environ: WSGIEnvironment) -> int:
     try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return b""
+        return 0
+
+
+def _request_body(environ: WSGIEnvironment, limit: int = MAX_BODY_BYTES) -> bytes:
+    length = _declared_length(environ)
     if length <= 0:
         return b""
-    data: bytes = environ["wsgi.input"].read(min(length, MAX_BODY_BYTES))
+    data: bytes = environ["wsgi.input"].read(min(length, limit))
     return data
 
 
@@ -212,7 +233,7 @@ def needs_daemon(path: str) -> bool:
     ``/readyz``, ``/metrics`` and the API do; the links and ``/healthz`` need only the
     signing key and the ledger, so the HTTP process answers them itself.
     """
-    return path in ("/readyz", metrics.PATH) or _is_api(path)
+    return path in ("/readyz", metrics.PATH, hooks.PATH) or _is_api(path)
 
 
 def _is_api(path: str) -> bool:
@@ -249,8 +270,10 @@ class LinkApp:
         """The response to a request, before it is written."""
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO") or "/")
-        if path in ("/healthz", "/readyz", metrics.PATH):
-            return self._operations(method, path)
+        if path != hooks.PATH and _declared_length(environ) > MAX_BODY_BYTES:
+            return _text("413 Request Entity Too Large", "request body too large\n")
+        if path in ("/healthz", "/readyz", metrics.PATH, hooks.PATH):
+            return self._operations(method, path, environ)
         if _is_api(path):
             return self._api(method, path, environ)
         link = tokens.parse_link_path(path)
@@ -271,8 +294,10 @@ class LinkApp:
             return self._open(claims, counted=method == "GET")
         return self._click(claims, counted=method == "GET")
 
-    def _operations(self, method: str, path: str) -> Response:
-        """``/healthz``, ``/readyz`` and ``/metrics``: read-only, open to any client."""
+    def _operations(self, method: str, path: str, environ: WSGIEnvironment) -> Response:
+        """``/healthz``, ``/readyz``, ``/metrics`` (read-only, open to any client) and the hook."""
+        if path == hooks.PATH:
+            return self._git_hook(method, environ)
         if method not in _READ:
             return self._not_allowed(_READ)
         if path == metrics.PATH:
@@ -284,6 +309,22 @@ class LinkApp:
         reader = api.Reader(site.loaded, site.state, site.ledger, site.clock)
         answer = api.answer(reader, method, path, environ)
         return Response(answer.status, answer.body, answer.content_type, answer.headers)
+
+    def _git_hook(self, method: str, environ: WSGIEnvironment) -> Response:
+        """``POST /hooks/git``: a signed request makes the daemon fetch its remote now."""
+        hook = self.site.git_hook()
+        if hook is None:
+            return _not_found()
+        if method != "POST":
+            return self._not_allowed(("POST",))
+        secret, fetch = hook
+        if not hooks.is_signed(secret, _request_body(environ, HOOK_MAX_BYTES), environ):
+            logger.warning(
+                "git webhook refused: no valid signature client=%s", environ.get("REMOTE_ADDR")
+            )
+            return _text("401 Unauthorized", "bad signature\n")
+        fetch()
+        return _text("202 Accepted", "fetching\n")
 
     @staticmethod
     def _not_allowed(allowed: tuple[str, ...]) -> Response:

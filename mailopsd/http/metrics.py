@@ -137,6 +137,37 @@ class _Collector(Collector):
         if revision is not None:
             info.add_metric([revision], 1)
         yield info
+        yield from self._git()
+
+    def _git(self) -> Iterator[Metric]:
+        """The followed remote: each commit by role (applied, fetched, refused), fetch health."""
+        git = self.sources.state().daemon.git
+        if git is None:
+            return
+        commits = GaugeMetricFamily(
+            "mailopsd_git_commit_info",
+            "Commits of the followed branch by role: applied, fetched, refused (always 1).",
+            labels=["role", "commit"],
+        )
+        for role, commit in (
+            ("applied", git.applied_commit),
+            ("fetched", git.fetched_commit),
+            ("refused", git.refused_commit),
+        ):
+            if commit is not None:
+                commits.add_metric([role, commit], 1)
+        yield commits
+        yield GaugeMetricFamily(
+            "mailopsd_git_fetch_failing",
+            "1 while the last fetch of the followed remote failed.",
+            value=int(git.fetch_error is not None),
+        )
+        if git.fetched_at is not None:
+            yield GaugeMetricFamily(
+                "mailopsd_git_last_fetch_timestamp_seconds",
+                "When the followed remote was last fetched.",
+                value=git.fetched_at.timestamp(),
+            )
 
     def _steps(self, ledger: Ledger) -> list[Metric]:
         """Per campaign of the config now running, per step and variant: sends, answers."""

@@ -44,7 +44,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.task import ThreadedTaskDispatcher
 
-from mailopsd.http.app import MAX_BODY_BYTES
+from mailopsd.http.app import HOOK_MAX_BYTES
 
 __all__ = ["ClientLimits", "HttpServer", "bind", "listen_address", "start_server"]
 
@@ -339,7 +339,7 @@ def start_server(
     adj = Adjustments(
         listen=listen,
         threads=threads,
-        max_request_body_size=MAX_BODY_BYTES,
+        max_request_body_size=HOOK_MAX_BYTES,
         max_request_header_size=_MAX_HEADER_BYTES,
         channel_timeout=_CHANNEL_TIMEOUT_S,
         connection_limit=_MAX_CONNECTIONS,

@@ -37,7 +37,8 @@ from multiprocessing.connection import Connection
 from typing import cast
 from wsgiref.types import WSGIEnvironment
 
-from mailopsd.http.app import MAX_BODY_BYTES, Response
+from mailopsd.http.app import HOOK_MAX_BYTES, MAX_BODY_BYTES, Response
+from mailopsd.http.hooks import PATH as HOOK_PATH
 
 __all__ = [
     "Channel",
@@ -49,8 +50,8 @@ __all__ = [
     "time_from",
 ]
 
-MAX_FRAME_BYTES = 256 * 1024
-"""The largest frame either side reads: a request's headers and body fit many times over."""
+MAX_FRAME_BYTES = 2 * HOOK_MAX_BYTES
+"""The largest frame either side reads: a webhook's body (base64) and headers fit."""
 
 _ENVIRON_KEYS = frozenset(
     {
@@ -148,7 +149,8 @@ def request_frame(ask: int, environ: WSGIEnvironment) -> Frame:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = 0
-    body = environ["wsgi.input"].read(min(length, MAX_BODY_BYTES)) if length > 0 else b""
+    limit = HOOK_MAX_BYTES if picked.get("PATH_INFO") == HOOK_PATH else MAX_BODY_BYTES
+    body = environ["wsgi.input"].read(min(length, limit)) if length > 0 else b""
     return {"ask": ask, "environ": picked, "body": base64.b64encode(body).decode("ascii")}
 
 
@@ -167,7 +169,7 @@ def environ_from(frame: Frame) -> WSGIEnvironment:
     ):
         raise WireError("a request's environ must map CGI variable names to text")
     body = _bytes(frame.get("body"))
-    if len(body) > MAX_BODY_BYTES:
+    if len(body) > HOOK_MAX_BYTES:
         raise WireError("a request's body is larger than the server reads")
     environ: WSGIEnvironment = dict(variables)
     environ["CONTENT_LENGTH"] = str(len(body))

@@ -1,9 +1,10 @@
-"""A local copy of the git remote the daemon follows: fetched heads, signatures and trees.
+"""A local copy of the git remote the daemon follows: fetched heads, signatures, a work tree.
 
 Everything goes through the ``git`` command (argument lists, never a shell) on a bare
 repository of the daemon's own, ``<directory>/repo.git``, that the remote is fetched
 into by URL: no remote is configured, so no URL or credential is ever written to disk.
-Each commit the daemon uses is checked out, detached, at ``<directory>/trees/<commit>``.
+The commit the daemon runs on is checked out, detached, in one work tree,
+``<directory>/tree``, switched from commit to commit.
 
 Secrets stay off command lines: an HTTPS token reaches git through the
 ``GIT_CONFIG_COUNT`` environment variables of the fetch alone, and a password in the
@@ -21,7 +22,7 @@ import shlex
 import shutil
 import signal
 import subprocess
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote
@@ -89,6 +90,8 @@ class Source:
             are applied (``None``: signatures are not checked).
         ssh_key: The private key for ``ssh://`` or scp-like URLs.
         token_file: A file holding an HTTPS token, sent as ``Authorization: Bearer``.
+        known_hosts: The remote's SSH host keys (``ssh-keyscan`` output): only a host
+            key listed there is accepted (``None``: ssh's own files, never a prompt).
     """
 
     url: str
@@ -97,6 +100,7 @@ class Source:
     allowed_signers: Path | None = None
     ssh_key: Path | None = None
     token_file: Path | None = None
+    known_hosts: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ def _run(argv: Sequence[str], *, env: Mapping[str, str], timeout_s: float) -> _O
 
 
 class Repository:
-    """The daemon's local copy of a remote branch, and the trees of its commits.
+    """The daemon's local copy of a remote branch, and the work tree it runs on.
 
     Args:
         directory: Where the copy lives (``<state dir>/git``), created on first use (0700).
@@ -216,7 +220,6 @@ class Repository:
     ) -> None:
         self._directory = directory
         self._repo = directory / "repo.git"
-        self._trees = directory / "trees"
         self._source = source
         self._fetch_timeout_s = fetch_timeout_s
         self._url = redact_url(source.url)
@@ -230,10 +233,16 @@ class Repository:
             and not name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
         }
         env |= {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
+        ssh = []
         if self._source.ssh_key is not None:
-            # git runs GIT_SSH_COMMAND through the shell: the key's path is quoted for it
+            # git runs GIT_SSH_COMMAND through the shell: paths are quoted for it
             key = shlex.quote(str(self._source.ssh_key))
-            env["GIT_SSH_COMMAND"] = f"ssh -i {key} -o IdentitiesOnly=yes -o BatchMode=yes"
+            ssh += [f"-i {key}", "-o IdentitiesOnly=yes"]
+        if self._source.known_hosts is not None:
+            hosts = shlex.quote(str(self._source.known_hosts))
+            ssh += [f"-o UserKnownHostsFile={hosts}", "-o StrictHostKeyChecking=yes"]
+        if ssh:
+            env["GIT_SSH_COMMAND"] = " ".join(["ssh", *ssh, "-o BatchMode=yes"])
         return env
 
     def fetch(self) -> Fetched:
@@ -339,49 +348,56 @@ class Repository:
             return f"commit {commit[:12]} cannot be checked: cannot read {signers}: {err.strerror}"
         return None
 
-    def checkout(self, commit: str) -> Path:
-        """Make (or reuse) a detached tree of exactly ``commit``, for reading.
+    def switch(self, commit: str) -> Path:
+        """Make the one work tree, ``<directory>/tree``, hold exactly ``commit``.
 
-        A complete tree is reused; one left half-made by a crash is removed and made again.
+        The daemon runs on this tree: its paths stay the same from commit to commit, so
+        a reload reads again only the files a commit changed (a tree per commit would
+        make every reload a cold load). Only the files that differ are written; anything
+        else found in the tree is removed. A tree that is missing or broken is made again.
 
         Args:
             commit: A full sha of a fetched commit.
 
         Returns:
-            ``<directory>/trees/<commit>`` joined with the source's path.
+            The tree joined with the source's path.
 
         Raises:
             RemoteError: The commit is not in the local copy, the source's path is not a
-                directory in it, or git cannot make the tree.
+                directory in it, or git cannot check it out.
             ValueError: ``commit`` is not a full sha.
         """
         self._require(commit)
         path = self._subdirectory(commit)
-        tree = self._trees / commit
+        tree = self._directory / "tree"
+        doing = f"cannot check out commit {commit[:12]} of {self._url} at {tree}"
+        hint = "check the free space and permissions of the state directory"
+        if (tree / ".git").is_file():
+            here = ["-C", str(tree)]
+            moved = self._git(
+                ["checkout", "--quiet", "--force", "--detach", commit],
+                doing=doing,
+                where=here,
+                check=False,
+            )
+            if moved.code == 0:
+                self._git(["clean", "-q", "-f", "-d", "-x"], doing=doing, where=here, check=False)
         if not self._is_complete(tree, commit):
-            self._trees.mkdir(mode=0o700, exist_ok=True)
             self._discard(tree)
             self._git(
                 ["worktree", "add", "--detach", "--force", "--quiet", str(tree), commit],
-                doing=f"cannot check out commit {commit[:12]} of {self._url} at {tree}",
-                hint="check the free space and permissions of the state directory",
+                doing=doing,
+                hint=hint,
             )
-            logger.info("checked out url=%s commit=%s tree=%s", self._url, commit, tree)
         return tree / path
 
-    def prune(self, keep: Collection[str]) -> None:
-        """Remove every tree whose commit is not in ``keep`` (full shas).
-
-        Raises:
-            RemoteError: A tree cannot be removed.
-        """
-        if self._trees.is_dir():
-            for tree in sorted(self._trees.iterdir()):
-                if tree.name not in keep:
-                    self._remove(tree)
-                    logger.info("removed tree url=%s tree=%s", self._url, tree)
-        if self._repo.is_dir():
-            self._git(["worktree", "prune"], doing=f"cannot prune the trees of {self._url}")
+    def current(self) -> str | None:
+        """The commit the work tree of :meth:`switch` holds, if there is one."""
+        tree = self._directory / "tree"
+        if not (tree / ".git").is_file():
+            return None
+        head = self._git(["rev-parse", "HEAD"], doing="", where=["-C", str(tree)], check=False)
+        return head.out.strip() if head.code == 0 else None
 
     def _create(self) -> None:
         """Make the bare repository, atomically: made aside, then renamed into place."""
@@ -468,9 +484,9 @@ class Repository:
     def _discard(self, tree: Path) -> None:
         """Remove a half-made tree and git's record of it."""
         if tree.exists() or tree.is_symlink():
-            logger.warning("redoing a half-made tree url=%s tree=%s", self._url, tree)
+            logger.warning("redoing a broken work tree url=%s tree=%s", self._url, tree)
             self._remove(tree)
-        self._git(["worktree", "prune"], doing=f"cannot prune the trees of {self._url}")
+        self._git(["worktree", "prune"], doing=f"cannot prune the work trees of {self._url}")
 
     def _remove(self, tree: Path) -> None:
         try:

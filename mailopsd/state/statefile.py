@@ -28,6 +28,7 @@ __all__ = [
     "Condition",
     "CredentialState",
     "DaemonState",
+    "GitState",
     "StateFile",
     "format_time",
     "load_state",
@@ -92,6 +93,24 @@ class Condition(_Model):
     errors: tuple[str, ...] = ()
 
 
+class GitState(_Model):
+    """The git remote the daemon follows (``run --git``): what it fetched and applied."""
+
+    remote: str = Field(description="The remote's URL, any password in it removed.")
+    branch: str
+    path: str = Field(default="", description="The config's directory in the repository.")
+    fetched_commit: str | None = Field(default=None, description="The branch's head last fetched.")
+    fetched_at: Time | None = None
+    applied_commit: str | None = Field(default=None, description="The commit the daemon runs on.")
+    applied_at: Time | None = None
+    refused_commit: str | None = Field(
+        default=None, description="The last fetched commit not applied, until another is."
+    )
+    refused_reason: str | None = None
+    fetch_error: str | None = Field(default=None, description="Why the last fetch failed.")
+    fetch_error_since: Time | None = None
+
+
 class DaemonState(_Model):
     """What the daemon applied and attempted, and when."""
 
@@ -100,6 +119,7 @@ class DaemonState(_Model):
     applied_at: Time | None = None
     last_reload_at: Time | None = None
     last_reload_result: Literal["ok", "error"] | None = None
+    git: GitState | None = None
 
 
 class StateFile(_Model):

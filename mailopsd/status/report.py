@@ -315,6 +315,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
         "revision": daemon.applied_revision,
         "applied_at": format_time(daemon.applied_at) if daemon.applied_at else None,
         "last_reload": daemon.last_reload_result,
+        "git": daemon.git.model_dump(mode="json") if daemon.git is not None else None,
         "state_dir": {"path": str(state_dir), **_storage(state_dir)},
         "conditions": [condition.model_dump(mode="json") for condition in state.conditions],
         "suppression_lists": lists,

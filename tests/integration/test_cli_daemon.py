@@ -56,6 +56,7 @@ def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[st
         "revision",
         "applied_at",
         "last_reload",
+        "git",
         "state_dir",
         "conditions",
         "suppression_lists",

@@ -12,7 +12,7 @@ from multiprocessing import Pipe
 import pytest
 
 from mailopsd.http import wire
-from mailopsd.http.app import MAX_BODY_BYTES, Response
+from mailopsd.http.app import HOOK_MAX_BYTES, Response
 
 
 def _request(**environ: object) -> wire.Frame:
@@ -59,7 +59,7 @@ def test_a_response_arrives_as_it_was_sent() -> None:
         ({"environ": []}, "must map CGI variable names to text"),
         ({"body": "not base64!"}, "a body must be base64 text"),
         ({"body": None}, "a body must be base64 text"),
-        ({"body": "A" * (MAX_BODY_BYTES * 2)}, "larger than the server reads"),
+        ({"body": "A" * (HOOK_MAX_BYTES * 2)}, "larger than the server reads"),
     ],
 )
 def test_a_bad_request_frame_is_refused(change: wire.Frame, message: str) -> None:

@@ -1,4 +1,4 @@
-"""The local copy of a git remote: fetch, verify, check out and prune, on real repositories."""
+"""The local copy of a git remote: fetch, verify and the work tree, on real repositories."""
 
 from __future__ import annotations
 
@@ -337,32 +337,31 @@ class TestToken:
             repository.fetch()
 
 
-class TestCheckout:
-    def test_tree_holds_the_commit_and_is_clean(self, tmp_path: Path, upstream: Upstream) -> None:
-        """Each commit gets its own tree with that commit's files; git sees it clean."""
-        first = upstream.commit({"campaigns.yaml": "a: 1\n"})
+class TestSwitch:
+    def test_the_tree_holds_each_commit_in_turn(self, tmp_path: Path, upstream: Upstream) -> None:
+        """One tree, switched from commit to commit: a file unchanged is not rewritten,
+        one removed is gone, and git sees the tree clean at the commit."""
+        first = upstream.commit({"campaigns.yaml": "a: 1\n", "leads.csv": "email\n"})
         upstream.push()
         repository = _repository(tmp_path, str(upstream.bare))
         repository.fetch()
-        second = upstream.commit({"campaigns.yaml": "a: 2\n", "leads.csv": "email\n"})
+        assert repository.current() is None
+        tree = repository.switch(first)
+        assert tree == tmp_path / "state" / "git" / "tree"
+        inode = (tree / "campaigns.yaml").stat().st_ino
+        upstream.git("rm", "--quiet", "leads.csv")
+        second = upstream.commit({"body.txt": "Hi\n"})
         upstream.push()
         repository.fetch()
-        old, new = repository.checkout(first), repository.checkout(second)
-        assert old == tmp_path / "state" / "git" / "trees" / first
-        assert (old / "campaigns.yaml").read_text() == "a: 1\n"
-        assert not (old / "leads.csv").exists()
-        assert (new / "campaigns.yaml").read_text() == "a: 2\n"
-        assert _git_status(old) == (first, "")
-        assert _git_status(new) == (second, "")
-
-    def test_existing_tree_is_reused(self, tmp_path: Path, upstream: Upstream) -> None:
-        """A second checkout of the same commit keeps the files it made (same inodes)."""
-        head = upstream.commit({"campaigns.yaml": "a: 1\n"})
-        upstream.push()
-        repository = _repository(tmp_path, str(upstream.bare))
-        repository.fetch()
-        inode = (repository.checkout(head) / "campaigns.yaml").stat().st_ino
-        assert (repository.checkout(head) / "campaigns.yaml").stat().st_ino == inode
+        assert repository.switch(second) == tree
+        assert (tree / "campaigns.yaml").stat().st_ino == inode
+        assert not (tree / "leads.csv").exists()
+        assert (tree / "body.txt").read_text() == "Hi\n"
+        assert _git_status(tree) == (second, "")
+        assert repository.current() == second
+        repository.switch(first)
+        assert (tree / "leads.csv").read_text() == "email\n"
+        assert repository.current() == first
 
     def test_subdirectory(self, tmp_path: Path, upstream: Upstream) -> None:
         """With a path, the tree's subdirectory is returned; the tree is still whole."""
@@ -370,8 +369,8 @@ class TestCheckout:
         upstream.push()
         repository = _repository(tmp_path, str(upstream.bare), path="deploy/prod/")
         repository.fetch()
-        config = repository.checkout(head)
-        assert config == tmp_path / "state" / "git" / "trees" / head / "deploy" / "prod"
+        config = repository.switch(head)
+        assert config == tmp_path / "state" / "git" / "tree" / "deploy" / "prod"
         assert (config / "campaigns.yaml").read_text() == "a: 1\n"
         assert _git_status(config) == (head, "")
 
@@ -383,11 +382,11 @@ class TestCheckout:
         repository = _repository(tmp_path, str(upstream.bare), path=path)
         repository.fetch()
         with pytest.raises(RemoteError) as caught:
-            repository.checkout(head)
+            repository.switch(head)
         assert str(caught.value).startswith(
             f"path {path!r} is not a directory in commit {head[:12]} of {upstream.bare}"
         )
-        assert not (tmp_path / "state" / "git" / "trees" / head).exists()
+        assert repository.current() is None
 
     def test_unfetched_commit(self, tmp_path: Path, upstream: Upstream) -> None:
         """A commit the local copy lacks is refused with the next step."""
@@ -397,62 +396,45 @@ class TestCheckout:
         repository.fetch()
         later = upstream.commit({"campaigns.yaml": "a: 2\n"})
         with pytest.raises(RemoteError, match=f"commit {later[:12]} is not in the local copy"):
-            repository.checkout(later)
+            repository.switch(later)
 
     def test_not_a_sha_is_refused(self, tmp_path: Path, upstream: Upstream) -> None:
-        """Only a full sha names a tree: anything else (a path, a branch) is a caller's bug."""
+        """Only a full sha is checked out: anything else (a path, a branch) is a caller's bug."""
         repository = _repository(tmp_path, str(upstream.bare))
         with pytest.raises(ValueError, match="not a full commit sha"):
-            repository.checkout("../../escape")
+            repository.switch("../../escape")
         with pytest.raises(RemoteError, match="is not in the local copy"):
-            repository.checkout("0" * 40)  # nothing fetched yet
+            repository.switch("0" * 40)  # nothing fetched yet
 
-    def test_half_made_tree_is_made_again(self, tmp_path: Path, upstream: Upstream) -> None:
+    def test_a_broken_tree_is_made_again(self, tmp_path: Path, upstream: Upstream) -> None:
         """A tree a crash left without its index, a file missing and a stray one, is redone."""
         head = upstream.commit({"campaigns.yaml": "a: 1\n", "leads.csv": "email\n"})
         upstream.push()
         repository = _repository(tmp_path, str(upstream.bare))
         repository.fetch()
-        tree = repository.checkout(head)
-        (tmp_path / "state" / "git" / "repo.git" / "worktrees" / head / "index").unlink()
+        tree = repository.switch(head)
+        (tmp_path / "state" / "git" / "repo.git" / "worktrees" / "tree" / "index").unlink()
         (tree / "leads.csv").unlink()
         (tree / "campaigns.yaml.tmp").write_text("partial")
-        assert repository.checkout(head) == tree
+        assert repository.switch(head) == tree
         assert (tree / "leads.csv").read_text() == "email\n"
         assert not (tree / "campaigns.yaml.tmp").exists()
         assert _git_status(tree) == (head, "")
 
-    def test_directory_without_git_is_made_again(self, tmp_path: Path, upstream: Upstream) -> None:
+    def test_a_directory_without_git_is_made_again(
+        self, tmp_path: Path, upstream: Upstream
+    ) -> None:
         """A tree's directory holding only leftovers (no .git) is replaced by the real tree."""
         head = upstream.commit({"campaigns.yaml": "a: 1\n"})
         upstream.push()
         repository = _repository(tmp_path, str(upstream.bare))
         repository.fetch()
-        leftover = tmp_path / "state" / "git" / "trees" / head
+        leftover = tmp_path / "state" / "git" / "tree"
         leftover.mkdir(parents=True)
         (leftover / "campaigns.yaml").write_text("half")
-        tree = repository.checkout(head)
+        tree = repository.switch(head)
         assert (tree / "campaigns.yaml").read_text() == "a: 1\n"
         assert _git_status(tree) == (head, "")
-
-    def test_prune_removes_other_trees(self, tmp_path: Path, upstream: Upstream) -> None:
-        """Trees of commits not kept are gone, and git forgets them; a kept one stays."""
-        first = upstream.commit({"campaigns.yaml": "a: 1\n"})
-        upstream.push()
-        repository = _repository(tmp_path, str(upstream.bare))
-        repository.fetch()
-        second = upstream.commit({"campaigns.yaml": "a: 2\n"})
-        upstream.push()
-        repository.fetch()
-        old, new = repository.checkout(first), repository.checkout(second)
-        repository.prune({second})
-        assert not old.exists()
-        assert (new / "campaigns.yaml").read_text() == "a: 2\n"
-        copy = tmp_path / "state" / "git" / "repo.git"
-        listed = _git(upstream.env, "--git-dir", str(copy), "worktree", "list", "--porcelain")
-        assert first not in listed
-        assert second in listed
-        assert (repository.checkout(first) / "campaigns.yaml").read_text() == "a: 1\n"
 
 
 class TestVerify:
