@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -326,3 +327,30 @@ def test_only_commits_signed_by_an_allowed_key_are_applied(
                 assert daemon.git()["refused_reason"] == f"commit {head[:12]} is not signed"
         reason = str(daemon.git()["refused_reason"])
         assert reason.startswith(f"commit {head[:12]} is signed by a key not in {signers}")
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.05, 0.3])
+def test_a_kill_while_a_push_is_applied_loses_nothing(
+    remote: Remote, tmp_path: Path, notify: NotifySocket, delay_s: float
+) -> None:
+    """SIGKILL right after the webhook, at a few moments of the fetch and the apply: the
+    restarted daemon runs on the pushed commit, its work tree holds exactly that commit,
+    and it applies it once."""
+    with _following(remote, tmp_path, notify, "--git-interval", "3600") as daemon:
+        notify.wait_for("READY=1")
+        remote.edit("daily_limit: 100", "daily_limit: 150")
+        pushed = remote.push("Raise the limit")
+        assert daemon.hook(b"{}") == 202
+        time.sleep(delay_s)
+        daemon.process.kill()
+        daemon.process.wait()
+    before = len(notify.messages)
+    with _following(remote, tmp_path, notify, "--git-interval", "3600") as daemon:
+        notify.wait_for("READY=1", after=before)
+        daemon.applied(pushed)
+        assert daemon.limit() == 150
+        tree = daemon.state / "git" / "tree"
+        assert _git("rev-parse", "HEAD", cwd=tree) == pushed
+        assert _git("status", "--porcelain", cwd=tree) == ""
+    log = daemon.log.read_text()
+    assert log.count(f"git commit applied commit={pushed[:12]}") <= 1
