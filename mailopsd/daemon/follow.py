@@ -125,6 +125,11 @@ class Following:
             return mine
         return known
 
+    def in_repository(self, file: str) -> str:
+        """A file of the work tree named as in the repository (``mailops/c.yaml``)."""
+        tree = f"{self._repository.work_tree}/"
+        return file.removeprefix(tree)
+
     def first_tree(self, state: GitState) -> tuple[Path, GitState]:
         """Fetch once, then switch the work tree to the commit to start on.
 

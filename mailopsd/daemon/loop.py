@@ -377,7 +377,11 @@ class Daemon:
         self._record_reload("error")
 
     def _config_rejected(self, err: ConfigError) -> None:
-        errors = [str(issue) for issue in err.issues]
+        issues = err.issues
+        if self._following is not None:  # named as in the repository, not in the work tree
+            shown = self._following.in_repository
+            issues = [replace(issue, file=shown(issue.file)) for issue in issues]
+        errors = [str(issue) for issue in issues]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         self._rejection = f"{len(errors)} config error(s): {errors[0] if errors else err}{more}"
         for line in errors:

@@ -276,7 +276,7 @@ class Repository:
             previous is not None and previous != commit and not self._is_ancestor(previous, commit)
         )
         if commit != previous:
-            logger.info(
+            logger.debug(
                 "fetched url=%s branch=%s commit=%s previous=%s rewritten=%s",
                 self._url,
                 branch,
@@ -348,6 +348,11 @@ class Repository:
             return f"commit {commit[:12]} cannot be checked: cannot read {signers}: {err.strerror}"
         return None
 
+    @property
+    def work_tree(self) -> Path:
+        """The one work tree the daemon runs on (see :meth:`switch`)."""
+        return self._directory / "tree"
+
     def switch(self, commit: str) -> Path:
         """Make the one work tree, ``<directory>/tree``, hold exactly ``commit``.
 
@@ -369,7 +374,7 @@ class Repository:
         """
         self._require(commit)
         path = self._subdirectory(commit)
-        tree = self._directory / "tree"
+        tree = self.work_tree
         doing = f"cannot check out commit {commit[:12]} of {self._url} at {tree}"
         hint = "check the free space and permissions of the state directory"
         if (tree / ".git").is_file():
@@ -393,7 +398,7 @@ class Repository:
 
     def current(self) -> str | None:
         """The commit the work tree of :meth:`switch` holds, if there is one."""
-        tree = self._directory / "tree"
+        tree = self.work_tree
         if not (tree / ".git").is_file():
             return None
         head = self._git(["rev-parse", "HEAD"], doing="", where=["-C", str(tree)], check=False)

@@ -224,7 +224,11 @@ def test_pushes_are_applied_bad_ones_refused(
         assert daemon.limit() == 150
         shown = _mailopsd("status", "--state-dir", str(daemon.state)).stdout
         assert f"git: following {remote.url} branch main (mailops/): applied commit " in shown
-        assert f"  not applied: commit {bad[:12]}: 1 config error(s): " in shown
+        assert (
+            f"  not applied: commit {bad[:12]}: 1 config error(s): mailops/c.yaml:18:22: "
+            "campaigns.acme-q4.smtp_credentials.primary.daily_limit: must be an integer ≥ 1 "
+            "(got 0)\n"
+        ) in shown
 
         _git("reset", "-q", "--hard", second, cwd=remote.work)
         remote.edit("daily_limit: 150", "daily_limit: 175")
