@@ -10,13 +10,16 @@ it the signing key at the start and at each reload.
 A reload starts a new process only when ``http.listen`` or a limit on clients changed;
 otherwise the process gets the new signing key in place. A process that exits on its
 own is logged and started again on the same socket (connections wait in the socket's
-backlog meanwhile), after 1 s, 2 s, … when it keeps exiting soon after its start. An
-address that cannot be bound is logged, once while the address and the error stay the
-same, and tried again at the next reload; sending goes on meanwhile.
+backlog meanwhile), after 1 s, 2 s, … when it keeps exiting soon after its start. At a
+start, an address in use is tried again for up to 2 s (a killed daemon's HTTP process
+lets go of it a moment later). An address that cannot be bound is logged, once while
+the address and the error stay the same, and tried again at the next reload; sending
+goes on meanwhile.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -53,6 +56,7 @@ quiet pace, answering 2,200, 2,450-2,620, 3,100 requests/s)."""
 
 _TEXT = "text/plain; charset=utf-8"
 _STOP_WAIT_S = 5.0
+_START_PATIENCE_S = 2.0
 _STEADY_S = 30.0  # a process that ran this long before exiting starts again at once
 # What the HTTP process must not inherit: the service manager's sockets and the
 # age key's places. It reads neither, and holds only what the daemon sends it.
@@ -123,17 +127,26 @@ class HttpSupervisor:
         return self._serving.pid if self._serving is not None else None
 
     def start(self, http: Http | None) -> None:
-        """Run the server from now on, while ``http`` (the config's section) is given."""
+        """Run the server from now on, while ``http`` (the config's section) is given.
+
+        At a start, an address in use is tried again for a moment: the HTTP process of
+        a daemon just killed lets go of it once it sees its daemon gone.
+        """
         self._wanted = True
-        self.sync(http)
+        self.sync(http, patience_s=_START_PATIENCE_S)
 
     def close(self) -> None:
         """Stop the server for good."""
         self._wanted = False
         self._stop()
 
-    def sync(self, http: Http | None) -> None:
-        """Start, restart or stop the server to match the config's ``http`` section now."""
+    def sync(self, http: Http | None, *, patience_s: float = 0.0) -> None:
+        """Start, restart or stop the server to match the config's ``http`` section now.
+
+        Args:
+            http: The config's ``http`` section (``None``: no server).
+            patience_s: How long an address in use is tried again before it is reported.
+        """
         if not self._wanted or http is None:
             self._stop()
             return
@@ -150,7 +163,7 @@ class HttpSupervisor:
             return
         self._stop()
         try:
-            sock = bind(http.listen_host, http.listen_port)
+            sock = _bind_patiently(http, patience_s)
         except OSError as err:
             self._cannot_listen(http, err)
             return
@@ -402,6 +415,24 @@ class _Serving:
         except Exception:
             logger.exception("http request failed path=%s", environ.get("PATH_INFO"))
             return Response("500 Internal Server Error", b"internal error\n", _TEXT)
+
+
+def _bind_patiently(http: Http, patience_s: float) -> socket.socket:
+    """Bind ``http.listen``, trying an address in use again for up to ``patience_s``.
+
+    Raises:
+        OSError: It cannot be bound (still in use after the wait, or any other reason).
+    """
+    deadline = time.monotonic() + patience_s
+    wait_s = 0.05
+    while True:
+        try:
+            return bind(http.listen_host, http.listen_port)
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE or time.monotonic() + wait_s > deadline:
+                raise
+        time.sleep(wait_s)
+        wait_s *= 2
 
 
 def _environment(daemon: Mapping[str, str]) -> dict[str, str]:

@@ -9,13 +9,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 
 from mailopsd import tokens
 from mailopsd.state.tracking import Tracked
-from tests.integration.test_http import KEY, LEAD, START, Running, _daemon, _links
+from tests.integration.test_http import (
+    KEY,
+    LEAD,
+    START,
+    Running,
+    _daemon,
+    _links,
+    _write_config,
+)
 from tests.servers.smtp import SmtpServer
 from tests.waiting import poll_until
 
@@ -107,3 +117,20 @@ def test_api_metrics_and_readiness_are_answered_by_the_daemon(
         after = started.request("GET", "/metrics").body.decode()
         assert 'mailopsd_reloads_total{result="ok"} 0.0' in before
         assert 'mailopsd_reloads_total{result="ok"} 1.0' in after
+
+
+def test_an_address_let_go_of_during_the_start_is_taken(
+    tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The port is still held for a moment (a killed daemon's HTTP process): the start
+    waits for it instead of running without its server."""
+    caplog.set_level(logging.INFO)
+    holder = socket.create_server(("127.0.0.1", 0))
+    port = holder.getsockname()[1]
+    path = _write_config(tmp_path, smtp_server)
+    path.write_text(path.read_text().replace("127.0.0.1:0", f"127.0.0.1:{port}"))
+    threading.Timer(0.3, holder.close).start()
+    with _daemon(tmp_path, smtp_server, rewrite=False) as started:
+        assert started.daemon.http_listen == f"127.0.0.1:{port}"
+        assert started.request("GET", "/healthz").status == 200
+    assert "cannot listen" not in caplog.text
