@@ -149,13 +149,18 @@ class Following:
         if failed is not None and state.applied_commit is None:
             raise RemoteError(failed)  # the daemon does not start: the error says why
         state = self._took(state)
-        start = state.applied_commit or state.fetched_commit
+        if state.applied_commit is not None:
+            try:
+                return self._repository.switch(state.applied_commit), state
+            except RemoteError as err:  # the local copy was removed or damaged
+                logger.warning("git applied commit not at hand, starting on the head: %s", err)
+                state = state.model_copy(update={"applied_commit": None, "applied_at": None})
+        start = state.fetched_commit
         if start is None:
             raise RemoteError(state.fetch_error or f"{self.remote}: nothing fetched")
-        if state.applied_commit is None:
-            reason = self._repository.verify(start)
-            if reason is not None:
-                raise RemoteError(f"{reason}, and no commit was applied before")
+        reason = self._repository.verify(start)
+        if reason is not None:
+            raise RemoteError(f"{reason}, and no commit was applied before")
         return self._repository.switch(start), state
 
     def start(self) -> None:

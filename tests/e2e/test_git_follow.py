@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -358,3 +359,26 @@ def test_a_kill_while_a_push_is_applied_loses_nothing(
         assert _git("status", "--porcelain", cwd=tree) == ""
     log = daemon.log.read_text()
     assert log.count(f"git commit applied commit={pushed[:12]}") <= 1
+
+
+def test_a_lost_local_copy_starts_on_the_head(
+    remote: Remote, tmp_path: Path, notify: NotifySocket
+) -> None:
+    """The state directory's copy of the remote is gone and the applied commit with it
+    (a force-push dropped it): the daemon starts on the head instead of not at all."""
+    first = _git("rev-parse", "HEAD", cwd=remote.work)
+    with _following(remote, tmp_path, notify, "--git-interval", "3600") as daemon:
+        notify.wait_for("READY=1")
+        assert daemon.git()["applied_commit"] == first
+    remote.edit("daily_limit: 100", "daily_limit: 130")
+    _git("commit", "-q", "--amend", "-am", "First config, amended", cwd=remote.work)
+    _git("push", "-q", "--force", "origin", "main", cwd=remote.work)
+    _git("gc", "-q", "--prune=now", cwd=remote.bare)
+    head = _git("rev-parse", "HEAD", cwd=remote.work)
+    shutil.rmtree(tmp_path / "state" / "git" / "repo.git")
+    before = len(notify.messages)
+    with _following(remote, tmp_path, notify, "--git-interval", "3600") as daemon:
+        notify.wait_for("READY=1", after=before)
+        assert daemon.git()["applied_commit"] == head
+        assert daemon.limit() == 130
+    assert "git applied commit not at hand, starting on the head" in daemon.log.read_text()
