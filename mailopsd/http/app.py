@@ -227,13 +227,21 @@ def write(
     return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
 
 
-def needs_daemon(path: str) -> bool:
-    """Tell whether the answer to ``path`` reads the daemon's memory (config, state, polls).
+def needs_daemon(environ: WSGIEnvironment) -> bool:
+    """Tell whether the answer to a request reads the daemon's memory (config, state, polls).
 
-    ``/readyz``, ``/metrics`` and the API do; the links and ``/healthz`` need only the
-    signing key and the ledger, so the HTTP process answers them itself.
+    ``/readyz``, ``/metrics``, the git webhook and the API do; the links and ``/healthz``
+    need only the signing key and the ledger, so the HTTP process answers them itself,
+    as it answers a body too large for its path (413) without handing it over.
     """
+    path = str(environ.get("PATH_INFO") or "/")
+    if _too_large(path, environ):
+        return False
     return path in ("/readyz", metrics.PATH, hooks.PATH) or _is_api(path)
+
+
+def _too_large(path: str, environ: WSGIEnvironment) -> bool:
+    return path != hooks.PATH and _declared_length(environ) > MAX_BODY_BYTES
 
 
 def _is_api(path: str) -> bool:
@@ -270,7 +278,7 @@ class LinkApp:
         """The response to a request, before it is written."""
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         path = str(environ.get("PATH_INFO") or "/")
-        if path != hooks.PATH and _declared_length(environ) > MAX_BODY_BYTES:
+        if _too_large(path, environ):
             return _text("413 Request Entity Too Large", "request body too large\n")
         if path in ("/healthz", "/readyz", metrics.PATH, hooks.PATH):
             return self._operations(method, path, environ)

@@ -108,8 +108,7 @@ class Front:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one request (PEP 3333): here, or by the daemon."""
-        path = str(environ.get("PATH_INFO") or "/")
-        response = self._ask(environ) if needs_daemon(path) else self.app.respond(environ)
+        response = self._ask(environ) if needs_daemon(environ) else self.app.respond(environ)
         return write(response, environ, start_response)
 
     def now(self) -> datetime:

@@ -134,3 +134,15 @@ def test_an_address_let_go_of_during_the_start_is_taken(
         assert started.daemon.http_listen == f"127.0.0.1:{port}"
         assert started.request("GET", "/healthz").status == 200
     assert "cannot listen" not in caplog.text
+
+
+def test_a_body_too_large_for_the_api_is_refused_not_cut(
+    tmp_path: Path, smtp_server: SmtpServer
+) -> None:
+    """A request the daemon would answer, with a body past 4 KiB: 413, never handed over
+    cut to 4 KiB; a webhook's body may be larger (1 MiB)."""
+    with _daemon(tmp_path, smtp_server) as started:
+        body = b'{"smtp_credential": {"label": "' + b"x" * 5000 + b'"}}'
+        reply = started.request("POST", "/campaigns/camp/smtp_credentials", body)
+        assert (reply.status, reply.body) == (413, b"request body too large\n")
+        assert started.request("POST", "/hooks/git", b"x" * 5000).status == 404  # no remote
