@@ -228,11 +228,6 @@ class HttpServer:
         """Where it listens, as ``host:port`` (an IPv6 host in brackets)."""
         self._thread = threading.Thread(target=self._run, name="mailopsd-http", daemon=True)
 
-    @property
-    def port(self) -> int:
-        """The port it listens on (the one taken, when the config said 0)."""
-        return int(self.listen.rpartition(":")[2])
-
     def start(self) -> None:
         """Start the I/O loop's thread (done by :func:`start_server`)."""
         self._thread.start()

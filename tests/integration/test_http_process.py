@@ -105,9 +105,7 @@ def test_counts_waiting_at_a_stop_are_written(tmp_path: Path, smtp_server: SmtpS
     assert opens == Tracked(START, START, 50)
 
 
-def test_api_metrics_and_readiness_are_answered_by_the_daemon(
-    tmp_path: Path, smtp_server: SmtpServer
-) -> None:
+def test_metrics_are_answered_by_the_daemon(tmp_path: Path, smtp_server: SmtpServer) -> None:
     """What reads the daemon's memory is handed to it: the metrics count the daemon's
     reloads (readiness: ``test_http.py``; the API: ``test_http_api.py``)."""
     with _daemon(tmp_path, smtp_server) as started:
