@@ -6,101 +6,41 @@ into by URL: no remote is configured, so no URL or credential is ever written to
 The commit the daemon runs on is checked out, detached, in one work tree,
 ``<directory>/tree``, switched from commit to commit.
 
-Secrets stay off command lines: an HTTPS token reaches git through the
-``GIT_CONFIG_COUNT`` environment variables of the fetch alone, and a password in the
-URL is removed from every message. A fetch runs in a process group of its own, killed
-whole (ssh and remote helpers included) when it outlives its timeout.
+git runs as :mod:`mailopsd.remote.git` runs it for both sides of the remote: secrets
+stay off command lines (an HTTPS token reaches git through the ``GIT_CONFIG_COUNT``
+environment variables of the fetch alone), a password in the URL is removed from every
+message, and a fetch is killed whole (ssh and remote helpers included) when it outlives
+its timeout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import shlex
 import shutil
-import signal
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote
+from pathlib import Path
 
-from mailopsd.errors import MailopsError
+from mailopsd.remote.git import (
+    Git,
+    Outcome,
+    RemoteError,
+    Source,
+    last_line,
+    redact_url,
+)
 
 __all__ = ["Fetched", "RemoteError", "Repository", "Source", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
 FETCH_TIMEOUT_S = 60.0
-LOCAL_TIMEOUT_S = 120.0  # a checkout of a large tree on a slow disk
 FETCHED_REF = "refs/mailopsd/fetched"
-QUOTE_MAX_CHARS = 300
 
-# gc.autoDetach=false: gc after a fetch stays in the fetch's process group, under its
-# timeout; --no-write-fetch-head: FETCH_HEAD would keep the URL on disk.
-_FETCH_OPTIONS = (
-    *("-c", "gc.autoDetach=false", "fetch"),
-    *("--force", "--no-tags", "--quiet", "--no-write-fetch-head"),
-)
 _FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*)@")
 _SIGNATURE_HEADERS = ("gpgsig ", "gpgsig-sha256 ")
 _SSH_SIGNATURE = "-----BEGIN SSH SIGNATURE-----"
-# Variables that would point git at another repository, index or config (the list git
-# itself clears for its local subprocesses): the daemon's environment must not steer ours.
-_REPOSITORY_VARIABLES = frozenset(
-    {
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-        "GIT_CONFIG",
-        "GIT_CONFIG_COUNT",
-        "GIT_CONFIG_PARAMETERS",
-        "GIT_DIR",
-        "GIT_GRAFT_FILE",
-        "GIT_IMPLICIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_NAMESPACE",
-        "GIT_NO_REPLACE_OBJECTS",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_PREFIX",
-        "GIT_REPLACE_REF_BASE",
-        "GIT_SHALLOW_FILE",
-        "GIT_WORK_TREE",
-    }
-)
-# git's advice after a failed fetch, true of every failure: the line before it says why.
-_BOILERPLATE = (
-    "fatal: could not read from remote repository.",
-    "please make sure you have the correct access rights",
-    "and the repository exists.",
-)
-
-
-@dataclass(frozen=True)
-class Source:
-    """The remote the daemon follows.
-
-    Attributes:
-        url: Any URL or path git accepts.
-        branch: The branch whose head is followed.
-        path: The config's subdirectory in the repository ("" = its root).
-        allowed_signers: An ssh ``allowed_signers`` file: only commits signed by its keys
-            are applied (``None``: signatures are not checked).
-        ssh_key: The private key for ``ssh://`` or scp-like URLs.
-        token_file: A file holding an HTTPS token, sent as ``Authorization: Bearer``.
-        known_hosts: The remote's SSH host keys (``ssh-keyscan`` output): only a host
-            key listed there is accepted (``None``: ssh's own files, never a prompt).
-    """
-
-    url: str
-    branch: str
-    path: str = ""
-    allowed_signers: Path | None = None
-    ssh_key: Path | None = None
-    token_file: Path | None = None
-    known_hosts: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -119,50 +59,6 @@ class Fetched:
     rewritten: bool
 
 
-class RemoteError(MailopsError):
-    """git could not do it.
-
-    ``str()`` is one line for a person, naming the URL (without any password) and git's
-    own last stderr line; never a token.
-    """
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    code: int
-    out: str
-    err: str
-
-
-def redact_url(url: str) -> str:
-    """Remove the password from a URL's userinfo (``https://u:p@h/r`` -> ``https://u@h/r``).
-
-    Like git, the userinfo is what comes before an ``@`` that precedes the first ``/``
-    after the scheme; scp-like URLs (``git@host:repo``) carry no password and are kept.
-    """
-    match = _USERINFO.match(url)
-    if match is None or ":" not in match[2]:
-        return url
-    user = match[2].partition(":")[0]
-    return f"{match[1]}{user}@{url[match.end() :]}"
-
-
-def _password(url: str) -> str:
-    match = _USERINFO.match(url)
-    return match[2].partition(":")[2] if match else ""
-
-
-def _last_line(stderr: str) -> str:
-    """The last line of git's stderr that says why, without its generic advice."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    telling = [
-        line
-        for line in lines
-        if not line.lower().startswith(_BOILERPLATE) and not line.startswith("hint:")
-    ]
-    return (telling or lines or [""])[-1]
-
-
 def _signature(commit_text: str) -> str | None:
     """The signature header of a raw commit object (first line only), if any."""
     for line in commit_text.split("\n\n", 1)[0].splitlines():
@@ -170,34 +66,6 @@ def _signature(commit_text: str) -> str | None:
             if line.startswith(header):
                 return line.removeprefix(header).strip()
     return None
-
-
-def _run(argv: Sequence[str], *, env: Mapping[str, str], timeout_s: float) -> _Outcome:
-    """Run a command in a process group of its own, killed whole if it outlives the timeout.
-
-    Raises:
-        OSError: The command cannot be started.
-        subprocess.TimeoutExpired: It did not end in time (it was killed).
-    """
-    process = subprocess.Popen(  # noqa: S603 - an argument list, no shell
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=True,  # ssh and remote helpers die with git
-    )
-    try:
-        out, err = process.communicate(timeout=timeout_s)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise
-    return _Outcome(process.returncode, out, err)
 
 
 class Repository:
@@ -222,28 +90,8 @@ class Repository:
         self._repo = directory / "repo.git"
         self._source = source
         self._fetch_timeout_s = fetch_timeout_s
-        self._url = redact_url(source.url)
-        self._environment = self._git_environment(environment)
-
-    def _git_environment(self, environment: Mapping[str, str]) -> dict[str, str]:
-        env = {
-            name: value
-            for name, value in environment.items()
-            if name not in _REPOSITORY_VARIABLES
-            and not name.startswith(("GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_"))
-        }
-        env |= {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1"}
-        ssh = []
-        if self._source.ssh_key is not None:
-            # git runs GIT_SSH_COMMAND through the shell: paths are quoted for it
-            key = shlex.quote(str(self._source.ssh_key))
-            ssh += [f"-i {key}", "-o IdentitiesOnly=yes"]
-        if self._source.known_hosts is not None:
-            hosts = shlex.quote(str(self._source.known_hosts))
-            ssh += [f"-o UserKnownHostsFile={hosts}", "-o StrictHostKeyChecking=yes"]
-        if ssh:
-            env["GIT_SSH_COMMAND"] = " ".join(["ssh", *ssh, "-o BatchMode=yes"])
-        return env
+        self._runner = Git(source, environment)
+        self._url = self._runner.url
 
     def fetch(self) -> Fetched:
         """Fetch the branch head from the remote.
@@ -258,20 +106,12 @@ class Repository:
         self._create()
         previous = self.fetched()
         branch = self._source.branch
-        doing = f"cannot fetch branch {branch!r} of {self._url}"
-        token = self._token(doing)
-        refspec = f"+refs/heads/{branch}:{FETCHED_REF}"
-        self._git(
-            [*_FETCH_OPTIONS, "--", self._source.url, refspec],
-            doing=doing,
-            hint="check the URL, the branch and the credentials",
+        commit = self._runner.fetch(
+            branch,
+            ref=FETCHED_REF,
+            where=["--git-dir", str(self._repo)],
             timeout_s=self._fetch_timeout_s,
-            secrets=(token,),
-            env=self._token_environment(token),
         )
-        commit = self.fetched()
-        if commit is None:
-            raise RemoteError(f"{doing}: git fetched nothing")
         rewritten = (
             previous is not None and previous != commit and not self._is_ancestor(previous, commit)
         )
@@ -329,7 +169,8 @@ class Repository:
         status = self._git([*config, "show", "-s", "--format=%G?", commit], doing=doing)
         if status.out.strip() == "U":  # a good signature whose key has no principal
             return f"commit {commit[:12]} is signed by a key not in {signers}"
-        line = self._scrub(_last_line(outcome.err)) or f"git exited with status {outcome.code}"
+        line = self._runner.redact(last_line(outcome.err))
+        line = line or f"git exited with status {outcome.code}"
         return f"commit {commit[:12]} has a signature that does not verify: {line}"
 
     def _signature_problem(self, commit: str, signers: Path) -> str | None:
@@ -421,34 +262,6 @@ class Repository:
         except OSError as err:
             raise RemoteError(f"{doing}: {err.strerror or err}") from err
 
-    def _token(self, doing: str) -> str | None:
-        """The HTTPS token, read at each fetch so that a replaced file takes effect."""
-        if self._source.token_file is None:
-            return None
-        try:
-            token = self._source.token_file.read_text().strip()
-        except (OSError, UnicodeDecodeError) as err:
-            why = err.strerror if isinstance(err, OSError) else "not UTF-8 text"
-            raise RemoteError(
-                f"{doing}: cannot read token file {self._source.token_file}: {why}"
-            ) from err
-        if not token or not token.isprintable():
-            raise RemoteError(
-                f"{doing}: token file {self._source.token_file} is empty or holds more "
-                "than the token; write the token alone in it"
-            )
-        return token
-
-    def _token_environment(self, token: str | None) -> dict[str, str]:
-        """The environment of a fetch: the token as config, in neither argv nor a file."""
-        if token is None:
-            return self._environment
-        return self._environment | {
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Bearer {token}",
-        }
-
     def _is_ancestor(self, previous: str, commit: str) -> bool:
         """Whether ``previous`` is an ancestor of ``commit`` (not if it is gone: unknown)."""
         outcome = self._git(
@@ -460,18 +273,7 @@ class Repository:
 
     def _subdirectory(self, commit: str) -> str:
         """The source's path, checked to be a directory in ``commit``."""
-        path = PurePosixPath(self._source.path.strip("/") or ".")
-        wrong = f"path {self._source.path!r} is not a directory in commit {commit[:12]} of "
-        if ".." in path.parts:
-            raise RemoteError(f"{wrong}{self._url}: it leaves the repository")
-        spec = "" if str(path) == "." else str(path)
-        outcome = self._git(
-            ["cat-file", "-t", f"{commit}:{spec}"], doing=wrong + self._url, check=False
-        )
-        if outcome.code != 0 or outcome.out.strip() != "tree":
-            found = outcome.out.strip() or "nothing"
-            raise RemoteError(f"{wrong}{self._url} (found {found}); check the configured path")
-        return spec
+        return self._runner.subdirectory(commit, where=["--git-dir", str(self._repo)])
 
     def _is_complete(self, tree: Path, commit: str) -> bool:
         """Whether ``tree`` holds exactly ``commit``, every file in place and nothing else."""
@@ -514,15 +316,6 @@ class Repository:
                 f"commit {commit[:12]} is not in the local copy of {self._url}; fetch it first"
             )
 
-    def _scrub(self, text: str) -> str:
-        """Git's text without the URL's password, capped for a message."""
-        text = text.replace(self._source.url, self._url)
-        password = _password(self._source.url)
-        for secret in (password, unquote(password)):
-            if secret:
-                text = text.replace(secret, "***")
-        return text[:QUOTE_MAX_CHARS]
-
     def _git(
         self,
         args: Sequence[str],
@@ -530,11 +323,8 @@ class Repository:
         doing: str,
         hint: str = "",
         where: Sequence[str] | None = None,
-        timeout_s: float = LOCAL_TIMEOUT_S,
-        secrets: Sequence[str | None] = (),
-        env: Mapping[str, str] | None = None,
         check: bool = True,
-    ) -> _Outcome:
+    ) -> Outcome:
         """Run git on the local copy (or ``where``); raise ``RemoteError`` if it fails.
 
         Args:
@@ -542,26 +332,12 @@ class Repository:
             doing: The message's start: what failed, on what.
             hint: The message's end: the next step.
             where: The repository options (default: ``--git-dir`` of the local copy).
-            timeout_s: How long git may run.
-            secrets: Texts removed from git's text before it is quoted.
-            env: git's environment (default: the daemon's, with our settings).
             check: Raise if git fails (else the caller reads the exit code).
         """
         location = ["--git-dir", str(self._repo)] if where is None else list(where)
-        argv = ["git", *location, *args]
-        try:
-            outcome = _run(argv, env=env or self._environment, timeout_s=timeout_s)
-        except subprocess.TimeoutExpired as err:
-            why = f"no answer within {timeout_s:g} s"
-            raise RemoteError(f"{doing}: {why}; {hint or 'try again later'}") from err
-        except OSError as err:
-            why = f"cannot run git: {err.strerror or err}"
-            raise RemoteError(f"{doing}: {why}; install git or fix PATH") from err
-        if check and outcome.code != 0:
-            line = self._scrub(_last_line(outcome.err))
-            for secret in secrets:
-                if secret:
-                    line = line.replace(secret, "***")
-            why = line or f"git exited with status {outcome.code}"
-            raise RemoteError(f"{doing}: {why}" + (f"; {hint}" if hint else ""))
-        return outcome
+        return self._runner.run(
+            [*location, *args],
+            doing=doing,
+            hint=hint,
+            check=check,
+        )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -16,20 +15,13 @@ from pathlib import Path
 import pytest
 
 from mailopsd.remote import RemoteError, Repository, Source, redact_url
-
-TOKEN = "tok-3f9a1c7e5b2d4068"  # noqa: S105 - a made-up token to look for
-
-
-def _git(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args],  # noqa: S607 - git from PATH, as the daemon runs it
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return result.stdout.strip()
+from tests.unit.remote.upstream import (
+    TOKEN,
+    Upstream,
+    daemon_environment,
+    logging_git,
+    run_git,
+)
 
 
 def _free_port() -> int:
@@ -58,58 +50,6 @@ def _allowed_signers(path: Path, principal: str, key: Path) -> Path:
     return path
 
 
-class Upstream:
-    """A bare repository (the remote) and a work repository that commits and pushes to it."""
-
-    def __init__(self, root: Path) -> None:
-        (root / "home").mkdir()
-        self.env = {
-            "PATH": os.environ["PATH"],
-            "HOME": str(root / "home"),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_AUTHOR_NAME": "Ada",
-            "GIT_AUTHOR_EMAIL": "ada@example.com",
-            "GIT_COMMITTER_NAME": "Ada",
-            "GIT_COMMITTER_EMAIL": "ada@example.com",
-        }
-        self.bare = root / "upstream.git"
-        self.work = root / "work"
-        _git(self.env, "init", "--quiet", "--bare", "-b", "main", str(self.bare))
-        _git(self.env, "init", "--quiet", "-b", "main", str(self.work))
-
-    def git(self, *args: str) -> str:
-        return _git(self.env, "-C", str(self.work), *args)
-
-    def commit(self, files: dict[str, str], *, key: Path | None = None, amend: bool = False) -> str:
-        for name, text in files.items():
-            path = self.work / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        self.git("add", "--all")
-        options = ["--amend"] if amend else []
-        if key is not None:
-            options += ["-S"]
-            self.git("config", "gpg.format", "ssh")
-            self.git("config", "user.signingkey", f"{key}.pub")
-        self.git("commit", "--quiet", "--allow-empty", "-m", "change", *options)
-        return self.git("rev-parse", "HEAD")
-
-    def push(self, *, force: bool = False) -> None:
-        self.git("push", "--quiet", *(["--force"] if force else []), str(self.bare), "main")
-        _git(self.env, "--git-dir", str(self.bare), "update-server-info")  # for dumb HTTP
-
-
-@pytest.fixture
-def upstream(tmp_path: Path) -> Upstream:
-    return Upstream(tmp_path)
-
-
-def _environment(tmp_path: Path, **extra: str) -> dict[str, str]:
-    home = tmp_path / "daemon-home"
-    home.mkdir(exist_ok=True)
-    return {"PATH": os.environ["PATH"], "HOME": str(home), **extra}
-
-
 def _repository(
     tmp_path: Path,
     url: str,
@@ -121,7 +61,7 @@ def _repository(
     return Repository(
         tmp_path / "state" / "git",
         Source(url=url, branch=str(source.pop("branch", "main")), **source),  # type: ignore[arg-type]
-        environment or _environment(tmp_path),
+        environment or daemon_environment(tmp_path),
         fetch_timeout_s=fetch_timeout_s,
     )
 
@@ -129,20 +69,9 @@ def _repository(
 def _git_status(tree: Path) -> tuple[str, str]:
     env = {"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tree)}
     return (
-        _git(env, "-C", str(tree), "rev-parse", "HEAD"),
-        _git(env, "-C", str(tree), "status", "--porcelain"),
+        run_git(env, "-C", str(tree), "rev-parse", "HEAD"),
+        run_git(env, "-C", str(tree), "status", "--porcelain"),
     )
-
-
-def _logging_git(directory: Path, log: Path) -> str:
-    """A PATH whose ``git`` writes its argv (global options included) to ``log``, then runs git."""
-    directory.mkdir()
-    real = shutil.which("git")
-    assert real is not None
-    wrapper = directory / "git"
-    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{real}" "$@"\n')
-    wrapper.chmod(0o755)
-    return f"{directory}{os.pathsep}{os.environ['PATH']}"
 
 
 @contextlib.contextmanager
@@ -280,7 +209,7 @@ class TestFetch:
         port = _free_port()
         trace = tmp_path / "trace.log"
         url = f"ssh://git@127.0.0.1:{port}/config.git"
-        environment = _environment(tmp_path, GIT_TRACE=str(trace))
+        environment = daemon_environment(tmp_path, GIT_TRACE=str(trace))
         repository = _repository(tmp_path, url, environment=environment, ssh_key=key)
         with pytest.raises(RemoteError, match=f"connect to host 127.0.0.1 port {port}"):
             repository.fetch()
@@ -294,8 +223,8 @@ class TestToken:
         upstream.push()
         (tmp_path / "token").write_text(f"{TOKEN}\n")
         trace, argvs = tmp_path / "trace.log", tmp_path / "argv.log"
-        environment = _environment(
-            tmp_path, GIT_TRACE=str(trace), PATH=_logging_git(tmp_path / "bin", argvs)
+        environment = daemon_environment(
+            tmp_path, GIT_TRACE=str(trace), PATH=logging_git(tmp_path / "bin", argvs)
         )
         with _token_server(upstream.bare, TOKEN) as (url, seen):
             repository = _repository(
