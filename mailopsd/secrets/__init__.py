@@ -10,6 +10,7 @@ from mailopsd.secrets.demo import (
     has_demo_recipient,
     is_demo_file,
 )
+from mailopsd.secrets.edit import edit_sops_file
 from mailopsd.secrets.history import earlier_versions
 from mailopsd.secrets.metadata import DEFAULT_RULE, Metadata, Rule, parse_metadata
 from mailopsd.secrets.sopsfile import (
@@ -53,6 +54,7 @@ __all__ = [
     "decrypt_yaml_data",
     "demo_refusal",
     "earlier_versions",
+    "edit_sops_file",
     "encrypt_text",
     "find_creation_rule",
     "find_identities",
