@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -60,6 +60,7 @@ __all__ = [
     "IMAP_FIELDS",
     "MAILBOXES_CONTEXT",
     "SECRET_FIELDS",
+    "Api",
     "ApiKey",
     "Campaign",
     "Config",
@@ -240,11 +241,28 @@ class Http(_Model):
 
 
 class ApiKey(_Model):
-    """A key of the read-only API, declared by its hash only."""
+    """A key of the credentials API, declared by its hash only."""
 
-    account: Id = Field(description="Account whose credentials the key may read.")
+    account: Id = Field(description="Account whose campaigns and credentials the key reaches.")
     sha256: Sha256Hex = Field(
         description="sha256 of the key, 64 lowercase hex digits (mailopsd apikey new prints it)."
+    )
+    scope: Literal["read", "write"] = Field(
+        default="read",
+        description="read: the key reads only; write: it may also add, change, delete and "
+        "re-enable credentials, when api.write allows writes (a read key writing gets 403).",
+    )
+
+
+class Api(_Model):
+    """What the credentials API may do beyond reading."""
+
+    write: Literal["off", "commit", "branch"] = Field(
+        default="off",
+        description="off: writes answer 405 naming the file to edit. commit: a write by a "
+        "write key is committed to the followed git branch and pushed (run --git), and "
+        "answered once applied. branch: it is pushed to a review branch of its own "
+        "(mailopsd/api/...) and answered 202 with the commit; merging it applies it.",
     )
 
 
@@ -294,7 +312,12 @@ class Config(_Model):
         "absent: no server, List-Unsubscribe uses unsubscribe.url.",
     )
     api_keys: dict[Id, ApiKey] = Field(
-        default_factory=dict, description="Keys of the read-only API by name (needs http)."
+        default_factory=dict, description="Keys of the credentials API by name (needs http)."
+    )
+    api: Api = Field(
+        default_factory=Api,
+        description="What the credentials API may change (needs http to write); by default "
+        "it only reads.",
     )
     suppress: dict[Id, FileList] = Field(
         default_factory=dict,
@@ -321,6 +344,12 @@ class Config(_Model):
                 raise failure(
                     "api keys need http: add an http: section for the server that answers the API",
                     field=f"api_keys.{next(iter(self.api_keys))}",
+                )
+            if self.api.write != "off":
+                raise failure(
+                    "api writes need http: add an http: section for the server that "
+                    "answers the API",
+                    field="api.write",
                 )
         self._check_api_keys()
         self._check_suppress()

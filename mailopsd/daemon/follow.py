@@ -175,6 +175,10 @@ class Following:
         if self._thread is not None:
             self._thread.join()
 
+    def includes(self, applied: str, commit: str) -> bool:
+        """Whether the applied commit is ``commit`` or has it in its history."""
+        return applied == commit or self._repository.is_ancestor(commit, applied)
+
     def fetch_soon(self) -> None:
         """Fetch now, not at the next interval (the webhook); calls in a burst make one fetch."""
         self._soon.set()

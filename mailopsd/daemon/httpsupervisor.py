@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -37,7 +38,7 @@ import mailopsd
 from mailopsd.backoff import HTTP_PROCESS
 from mailopsd.config.models import Http
 from mailopsd.http import wire
-from mailopsd.http.app import LinkApp, Response, Site
+from mailopsd.http.app import LinkApp, Response, Site, is_api_write
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.server import ClientLimits, bind, listen_address
 
@@ -53,6 +54,9 @@ THREADS = 2
 and the other answers the links. More answer more requests and leave the sender less
 CPU (``python -m bench http``: 1, 2, 4 workers sent at 0.61, 0.53-0.56, 0.48-0.51 of the
 quiet pace, answering 2,200, 2,450-2,620, 3,100 requests/s)."""
+
+WRITES_WAITING = 8
+"""API writes that may wait for the one before them to be committed; more get a 503."""
 
 _TEXT = "text/plain; charset=utf-8"
 _STOP_WAIT_S = 5.0
@@ -284,6 +288,14 @@ class _Serving:
         self._process: _Process | None = None
         self._threads: list[threading.Thread] = []
         self._failures = 0
+        # API writes wait for a push and an apply: answered on a thread of their own, in
+        # order, so that reads, /readyz and /metrics are not held up meanwhile.
+        self._writes: queue.Queue[tuple[_Process, int, wire.Frame] | None] = queue.Queue(
+            WRITES_WAITING
+        )
+        self._writer = threading.Thread(
+            target=self._write, name="mailopsd-http-writes", daemon=True
+        )
 
     @property
     def pid(self) -> int | None:
@@ -291,6 +303,7 @@ class _Serving:
         return process.popen.pid if process is not None else None
 
     def start(self) -> None:
+        self._writer.start()
         with self._lock:
             self._spawn()
 
@@ -318,6 +331,9 @@ class _Serving:
             process.end()
         for thread in threads:
             thread.join(_STOP_WAIT_S)
+        self._writes.put(None)  # a write under way finishes first (its commit is pushed)
+        if self._writer.is_alive():
+            self._writer.join()
         self._sock.close()
         self._ledgers.close()  # after the answering threads are done with them
 
@@ -402,11 +418,34 @@ class _Serving:
         elif frame.get("keyed") is True:
             process.keyed.set()
         elif isinstance(ask := frame.get("ask"), int):
-            self._send(process, wire.response_frame(ask, self._respond(frame)))
+            if is_api_write(_request_of(frame)):
+                self._queue_write(process, ask, frame)
+            else:
+                self._send(process, wire.response_frame(ask, self._respond(frame)))
         elif isinstance(now := frame.get("now"), int):
             self._send(process, {"now": now, "at": self._clock().isoformat()})
         else:
             raise wire.WireError("not a frame the HTTP process sends")
+
+    def _queue_write(self, process: _Process, ask: int, frame: wire.Frame) -> None:
+        try:
+            self._writes.put_nowait((process, ask, frame))
+        except queue.Full:
+            busy = Response(
+                "503 Service Unavailable", b"too many writes waiting, try again\n", _TEXT
+            )
+            self._send(process, wire.response_frame(ask, busy))
+
+    def _write(self) -> None:
+        """Answer the API writes, one after another, until :meth:`stop`."""
+        while (item := self._writes.get()) is not None:
+            process, ask, frame = item
+            try:
+                response = self._respond(frame)
+            except wire.WireError as err:
+                logger.error("http process sent a bad frame error=%s", err)
+                continue
+            self._send(process, wire.response_frame(ask, response))
 
     def _respond(self, frame: wire.Frame) -> Response:
         environ = wire.environ_from(frame)
@@ -415,6 +454,12 @@ class _Serving:
         except Exception:
             logger.exception("http request failed path=%s", environ.get("PATH_INFO"))
             return Response("500 Internal Server Error", b"internal error\n", _TEXT)
+
+
+def _request_of(frame: wire.Frame) -> Mapping[str, object]:
+    """A request frame's CGI variables (unchecked: enough to route it)."""
+    variables = frame.get("environ")
+    return variables if isinstance(variables, dict) else {}
 
 
 def _bind_patiently(http: Http, patience_s: float) -> socket.socket:

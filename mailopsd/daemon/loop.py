@@ -38,6 +38,7 @@ from mailopsd.config.loader import (
 )
 from mailopsd.config.models import Http
 from mailopsd.config.reenable import ignored_issues
+from mailopsd.daemon.apiwrites import PUSH_TIMEOUT_S, ApiWrites, DaemonView
 from mailopsd.daemon.follow import Applied, Following, GitFollow
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
@@ -52,6 +53,7 @@ from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
 from mailopsd.remote.repository import Repository
+from mailopsd.remote.writer import Writer
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.errors import StorageError
@@ -134,6 +136,7 @@ class Daemon:
         self.work_done = TickReport()  # every tick's, since the process started
         self._config_path = settings.config_path  # in the work tree, when following git
         self._following: Following | None = None
+        self._api_writes: ApiWrites | None = None  # the API's writes, when following
         self._rejection = ""  # why the last reload was not applied
 
     # Start and stop -------------------------------------------------------------------
@@ -533,6 +536,7 @@ class Daemon:
             reloads=lambda: self._reloads,
             polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
             git_hook=self.git_hook,
+            api_writes=lambda: self._api_writes,
         )
 
     # A followed git remote ------------------------------------------------------------
@@ -551,6 +555,20 @@ class Daemon:
         self._config_path = path
         self._following = following
         self._set_git(state)
+        writer = Writer(
+            self.settings.state_dir / "git" / "write",
+            follow.source,
+            os.environ,
+            push_timeout_s=PUSH_TIMEOUT_S,
+        )
+        view = DaemonView(
+            loaded=lambda: self.loaded,
+            git=lambda: self.state.daemon.git,
+            clock=self._now,
+            load_options=self.settings.load_options,
+        )
+        signed = follow.source.allowed_signers is not None
+        self._api_writes = ApiWrites(writer, following, view, signed=signed)
 
     def _set_git(self, state: GitState) -> None:
         if state != self.state.daemon.git:

@@ -1,11 +1,14 @@
-"""The read-only credentials API: campaigns and their SMTP credentials, as JSON.
+"""The credentials API: campaigns and their SMTP credentials, as JSON.
 
 Paths and shapes follow the credential API this project mirrors (``/campaigns``,
-``/campaigns/{id}/smtp_credentials``...), but only reads are served: the config files
-are the source of truth, so every write answers 405 with the file and line to edit.
-A request carries ``Authorization: Bearer <key>``; the key's account decides which
-campaigns exist for it, and another account's campaign is indistinguishable from a
-missing one. No response holds an SMTP username, password or the signing key.
+``/campaigns/{id}/smtp_credentials``...). The config files are the source of truth: by
+default a write answers 405 with the file and line to edit. With ``api.write`` set and
+a daemon that follows a git remote, a key of scope ``write`` adds, changes, deletes and
+re-enables credentials by commits to that remote (:mod:`mailopsd.http.writes`); a key
+of scope ``read`` gets 403. A request carries ``Authorization: Bearer <key>``; the key's
+account decides which campaigns exist for it, and another account's campaign is
+indistinguishable from a missing one. No response holds an SMTP username, password or
+the signing key.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.http import apikeys
 from mailopsd.http.openapi import OPENAPI
+from mailopsd.http.writes import Committer, Kind, WriteRefused, Written, read_request
 from mailopsd.refs import credential_key
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
@@ -61,12 +65,36 @@ class Reader:
         state: The daemon's state (disabled credentials, bounce windows).
         ledger: The calling thread's ledger connection, kept open: never closed by the caller.
         clock: The current time.
+        writes: What commits a write, while the daemon follows a git remote (else ``None``).
     """
 
     loaded: Callable[[], LoadedConfig | None]
     state: Callable[[], StateFile]
     ledger: Callable[[], Ledger]
     clock: Callable[[], datetime]
+    writes: Callable[[], Committer | None] = lambda: None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What a request is: its method and path, and the key it came with."""
+
+    method: str
+    path: str
+    key: str
+    scope: str
+    environ: Mapping[str, object]
+
+    def body(self) -> bytes:
+        """The request body (bounded by the server)."""
+        stream = self.environ.get("wsgi.input")
+        read = getattr(stream, "read", None)
+        try:
+            length = int(str(self.environ.get("CONTENT_LENGTH") or 0))
+        except ValueError:
+            length = 0
+        found = read(length) if callable(read) and length > 0 else b""
+        return found if isinstance(found, bytes) else b""
 
 
 @dataclass(frozen=True)
@@ -149,8 +177,9 @@ def answer(reader: Reader, method: str, path: str, environ: Mapping[str, object]
         return _unauthorized("the API key is not one of api_keys; check it or make a new one")
     if target is None:
         return _error("404 Not Found", "not_found", f"no API path {path}")
-    account = loaded.config.api_keys[name].account
-    return _Answer(reader, loaded, account).respond(method, target)
+    key = loaded.config.api_keys[name]
+    request = _Request(method, path, name, key.scope, environ)
+    return _Answer(reader, loaded, key.account).respond(request, target)
 
 
 def _not_allowed(allowed: tuple[str, ...], message: str) -> ApiResponse:
@@ -181,8 +210,9 @@ class _Answer:
         campaigns = self.loaded.config.campaigns.items()
         return {key: value for key, value in sorted(campaigns) if value.account == self.account}
 
-    def respond(self, method: str, target: _Target) -> ApiResponse:
-        """Resolve the target for this account, then read it or refuse the write."""
+    def respond(self, request: _Request, target: _Target) -> ApiResponse:
+        """Resolve the target for this account, then read it or write it."""
+        method = request.method
         campaigns = self._campaigns()
         campaign_id = target.campaign_id
         if campaign_id is None:
@@ -200,8 +230,58 @@ class _Answer:
                 f'no SMTP credential "{credential_id}" in campaign "{campaign_id}"',
             )
         if method not in _READ or target.reenable:
-            return self._refuse(method, campaign_id, credential_id, reenable=target.reenable)
+            return self._write(request, target, campaign_id, credential_id)
         return self._read(campaign_id, campaign, target)
+
+    def _write(
+        self, request: _Request, target: _Target, campaign_id: str, credential_id: str | None
+    ) -> ApiResponse:
+        """A write: refused (405, 403), or committed through the reader's committer."""
+        method = request.method
+        kind, allowed = _kind(method, target)
+        committer = self.reader.writes()
+        mode = self.loaded.config.api.write
+        if mode == "off" or committer is None:
+            why = "" if kind is None else _why_read_only(mode)
+            return self._refuse(
+                method, campaign_id, credential_id, reenable=target.reenable, why=why
+            )
+        if kind is None:
+            return _not_allowed(allowed, f"{method} is not served on {request.path}")
+        if request.scope != "write":
+            return _error(
+                "403 Forbidden",
+                "forbidden",
+                f'the API key "{request.key}" may only read (scope: read); writes need a key '
+                "of scope: write under api_keys",
+            )
+        try:
+            write = read_request(kind, campaign_id, credential_id, request.body())
+            written = committer(write, key=request.key, mode=mode, method=method, path=request.path)
+        except WriteRefused as err:
+            return _json(err.status, err.body())
+        return self._written(kind, campaign_id, written)
+
+    def _written(self, kind: Kind, campaign_id: str, written: Written) -> ApiResponse:
+        """The answer to a write the remote has: what now runs, or 202 with the commit."""
+        commit = ("Mailopsd-Commit", written.commit)
+        credential_id = written.credential_id or ""
+        loaded = self.reader.loaded() if written.applied else None
+        campaign = loaded.config.campaigns.get(campaign_id) if loaded is not None else None
+        credential = campaign.smtp_credentials.get(credential_id) if campaign else None
+        if kind is Kind.DELETE and campaign is not None and credential is None:
+            return ApiResponse("204 No Content", b"", (commit,))
+        if credential is None:
+            pushed = {"id": written.credential_id, "status": "pushed", "commit": written.commit}
+            return _json("202 Accepted", {**pushed, "branch": written.branch}, commit)
+        if kind is Kind.REENABLE:
+            reenabled = {"id": credential_id, "from_email": credential.from_email}
+            return _json("200 OK", {**reenabled, "status": "enabled"}, commit)
+        fields = _credential_fields(credential_id, credential)
+        if kind is Kind.ADD:
+            where = f"{PREFIX}/{campaign_id}/smtp_credentials/{credential_id}"
+            return _json("201 Created", fields, commit, ("Location", where))
+        return _json("200 OK", fields, commit)
 
     def _read_all(self, campaigns: dict[str, Campaign]) -> ApiResponse:
         rows = [_campaign_json(key, value) for key, value in campaigns.items()]
@@ -259,6 +339,7 @@ class _Answer:
         credential_id: str | None,
         *,
         reenable: bool = False,
+        why: str = "",
     ) -> ApiResponse:
         """405 for a write, naming the file and line to edit instead."""
         if campaign_id is None:
@@ -286,6 +367,8 @@ class _Answer:
         hint = f"edit {where} ({dotted}) and commit it"
         if credential_id is not None:
             hint += f"; {self._reenable_command(campaign_id, credential_id)}"
+        if why:
+            hint += f"; {why}"
         allowed = () if reenable else _READ
         return _not_allowed(allowed, f"{method} is not served: the API is read-only; {hint}")
 
@@ -310,6 +393,25 @@ class _Answer:
         name = shlex.quote(config.name)
         command = f"mailopsd reenable {campaign_id} {credential_id} --config {name}"
         return f"{command}, run in {where}, writes reenabled_at for you"
+
+
+def _kind(method: str, target: _Target) -> tuple[Kind | None, tuple[str, ...]]:
+    """The write a method makes on a target, and the methods the target answers."""
+    if target.reenable:
+        return (Kind.REENABLE if method == "POST" else None), ("POST",)
+    if target.credential_id is not None:
+        kinds = {"PATCH": Kind.UPDATE, "DELETE": Kind.DELETE}
+        return kinds.get(method), (*_READ, "PATCH", "DELETE")
+    if target.listing:
+        return (Kind.ADD if method == "POST" else None), (*_READ, "POST")
+    return None, _READ
+
+
+def _why_read_only(mode: str) -> str:
+    """Why a write the API has is not served here, and what would serve it."""
+    if mode == "off":
+        return "or set api.write: commit and use a key of scope: write"
+    return f"api.write: {mode} needs the daemon to follow a git remote (run --git URL)"
 
 
 def _campaign_json(campaign_id: str, campaign: Campaign) -> dict[str, object]:

@@ -43,6 +43,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 from mailopsd import tokens
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.http import api, hooks, metrics, record
+from mailopsd.http.writes import Committer
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef
 from mailopsd.state.errors import StorageError
@@ -113,6 +114,8 @@ class Site:
         polls: How each mailbox's polls went (for ``/metrics``).
         git_hook: The webhook's secret and the fetch it triggers, when the daemon follows a
             remote with a webhook secret; ``None`` otherwise.
+        api_writes: What commits the API's writes, when the daemon follows a remote;
+            ``None`` otherwise.
     """
 
     signing_key: Callable[[], str | None]
@@ -124,6 +127,7 @@ class Site:
     reloads: Callable[[], metrics.ReloadCounts]
     polls: Callable[[], Mapping[CredentialRef, PollStats]] = dict
     git_hook: Callable[[], tuple[bytes, Callable[[], None]] | None] = lambda: None
+    api_writes: Callable[[], Committer | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -217,12 +221,15 @@ def write(
     response: Response, environ: WSGIEnvironment, start_response: StartResponse
 ) -> Iterable[bytes]:
     """Hand a response to the server (PEP 3333), with the headers every response carries."""
-    headers = [
-        ("Content-Type", response.content_type),
-        ("Content-Length", str(len(response.body))),
-        *_COMMON_HEADERS,
-        *response.headers,
-    ]
+    if response.status.startswith("204 "):  # no content: neither a type nor a length
+        headers = [*_COMMON_HEADERS, *response.headers]
+    else:
+        headers = [
+            ("Content-Type", response.content_type),
+            ("Content-Length", str(len(response.body))),
+            *_COMMON_HEADERS,
+            *response.headers,
+        ]
     start_response(response.status, headers)
     return [b"" if environ.get("REQUEST_METHOD") == "HEAD" else response.body]
 
@@ -242,6 +249,13 @@ def needs_daemon(environ: WSGIEnvironment) -> bool:
 
 def _too_large(path: str, environ: WSGIEnvironment) -> bool:
     return path != hooks.PATH and _declared_length(environ) > MAX_BODY_BYTES
+
+
+def is_api_write(environ: Mapping[str, object]) -> bool:
+    """Tell whether a request is a write to the API, which may wait for a commit to apply."""
+    method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+    path = str(environ.get("PATH_INFO") or "/")
+    return method not in _READ and path != api.OPENAPI_PATH and _is_api(path)
 
 
 def _is_api(path: str) -> bool:
@@ -314,7 +328,7 @@ class LinkApp:
 
     def _api(self, method: str, path: str, environ: WSGIEnvironment) -> Response:
         site = self.site
-        reader = api.Reader(site.loaded, site.state, site.ledger, site.clock)
+        reader = api.Reader(site.loaded, site.state, site.ledger, site.clock, site.api_writes)
         answer = api.answer(reader, method, path, environ)
         return Response(answer.status, answer.body, answer.content_type, answer.headers)
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the read-only credentials API, served at ``/openapi.json``."""
+"""The OpenAPI 3.1 description of the credentials API, served at ``/openapi.json``."""
 
 from __future__ import annotations
 
@@ -37,9 +37,6 @@ _COMMON: dict[str, object] = {
     "401": _error("Missing or unknown API key."),
     "503": _error("Not ready."),
 }
-_NOT_ALLOWED: dict[str, object] = {
-    "405": _error("The API is read-only: the message names the file to edit.")
-}
 _NO_CAMPAIGN: dict[str, object] = {
     "404": _error("campaign_not_found: unknown, or another account's.")
 }
@@ -56,16 +53,81 @@ def _read(summary: str, schema: str, missing: dict[str, object]) -> dict[str, ob
     }
 
 
-def _refused(summary: str, missing: dict[str, object]) -> dict[str, object]:
-    return {
+_WRITE_ERRORS: dict[str, object] = {
+    "202": _ok(
+        "Pushed, not applied yet: to a review branch (api.write: branch), or the "
+        "daemon did not run on the commit within its wait.",
+        "Pushed",
+    ),
+    "400": _error("invalid_json: the body is not JSON."),
+    "403": _error("forbidden: the API key's scope is read."),
+    "405": _error(
+        "Writes are off (api.write), or the daemon follows no git remote: the "
+        "message names the file to edit."
+    ),
+    "409": _error(
+        "conflict (another push changed the same lines: error.commit is the commit "
+        "it lost to), shared_mailbox, or not_editable (a layout whose text cannot be kept)."
+    ),
+    "422": _ok("validation_failed: error.errors lists each field's problem.", "Error"),
+    "500": _error("not_applied (pushed, refused by the daemon) or secret_error."),
+    "502": _error("remote_error: the git remote cannot be fetched or pushed to; nothing changed."),
+}
+
+
+def _write(
+    summary: str,
+    success: dict[str, object],
+    missing: dict[str, object],
+    body: str | None = None,
+) -> dict[str, object]:
+    operation: dict[str, object] = {
         "summary": summary,
         "security": [{"bearer": []}],
-        "responses": {**_COMMON, **missing, **_NOT_ALLOWED},
+        "responses": {**success, **_WRITE_ERRORS, **_COMMON, **missing},
     }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {_JSON: {"schema": _ref(body)}}}
+    return operation
 
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _COUNT = {"type": "integer", "minimum": 0}
+_TEXT = {"type": "string", "minLength": 1}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_SECRET = {
+    "type": "string",
+    "writeOnly": True,
+    "description": "Sealed in the config file; never returned. A new password needs at "
+    "least 64 bits of estimated entropy.",
+}
+_INPUT: dict[str, object] = {
+    "label": {"type": ["string", "null"], "description": "Display name; a new id is its slug."},
+    "smtp_host": _TEXT,
+    "smtp_port": _PORT,
+    "smtp_username": {**_SECRET, "description": "Sealed in the config file; never returned."},
+    "smtp_password": _SECRET,
+    "from_name": _TEXT,
+    "from_email": {"type": "string", "format": "email"},
+    "daily_limit": {"type": "integer", "minimum": 1},
+    "imap_host": {"type": ["string", "null"]},
+    "imap_port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
+    "imap_username": {
+        "type": ["string", "null"],
+        "writeOnly": True,
+        "description": "Sealed in the config file; never returned.",
+    },
+    "imap_password": {**_SECRET, "type": ["string", "null"]},
+}
+_REQUIRED = (
+    "smtp_host",
+    "smtp_port",
+    "smtp_username",
+    "smtp_password",
+    "from_name",
+    "from_email",
+    "daily_limit",
+)
 
 _SCHEMAS: dict[str, object] = {
     "Error": {
@@ -133,6 +195,66 @@ _SCHEMAS: dict[str, object] = {
             "bounces_in_window": _COUNT,
         },
     },
+    "SmtpCredentialFields": {
+        "type": "object",
+        "description": "A credential as written; never holds the SMTP username or password.",
+        "required": ["id", "from_email", "from_name", "smtp_host", "smtp_port", "daily_limit"],
+        "properties": {
+            "id": {"type": "string"},
+            "label": _NULLABLE_STRING,
+            "from_email": {"type": "string"},
+            "from_name": {"type": "string"},
+            "smtp_host": {"type": "string"},
+            "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+            "daily_limit": {"type": "integer", "minimum": 1},
+            "reply_detection": {"type": "boolean"},
+        },
+    },
+    "NewSmtpCredential": {
+        "type": "object",
+        "required": ["smtp_credential"],
+        "properties": {
+            "smtp_credential": {
+                "type": "object",
+                "required": list(_REQUIRED),
+                "properties": _INPUT,
+                "additionalProperties": False,
+            }
+        },
+        "additionalProperties": False,
+    },
+    "SmtpCredentialChange": {
+        "type": "object",
+        "required": ["smtp_credential"],
+        "properties": {
+            "smtp_credential": {
+                "type": "object",
+                "minProperties": 1,
+                "properties": _INPUT,
+                "additionalProperties": False,
+            }
+        },
+        "additionalProperties": False,
+    },
+    "Reenabled": {
+        "type": "object",
+        "required": ["id", "from_email", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "from_email": {"type": "string"},
+            "status": {"const": "enabled"},
+        },
+    },
+    "Pushed": {
+        "type": "object",
+        "required": ["status", "commit", "branch"],
+        "properties": {
+            "id": _NULLABLE_STRING,
+            "status": {"const": "pushed"},
+            "commit": {"type": "string", "pattern": "^[0-9a-f]{40,64}$"},
+            "branch": {"type": "string"},
+        },
+    },
     "SmtpCredentialList": {
         "type": "object",
         "required": ["smtp_credentials"],
@@ -145,8 +267,10 @@ OPENAPI: Final[dict[str, object]] = {
     "info": {
         "title": "mailopsd credentials API",
         "version": "1",
-        "description": "Read-only: campaigns and SMTP credentials come from the config files. "
-        "Writes answer 405 with the file and line to edit instead.",
+        "description": "Campaigns and SMTP credentials come from the config files, kept in "
+        "git. Writes are off by default (405 with the file to edit). With api.write and a "
+        "daemon that follows a git remote, a key of scope write adds, changes, deletes and "
+        "re-enables credentials by commits pushed to that remote.",
     },
     "paths": {
         "/campaigns": {
@@ -159,22 +283,34 @@ OPENAPI: Final[dict[str, object]] = {
         "/campaigns/{campaign_id}/smtp_credentials": {
             "parameters": [_CAMPAIGN_ID],
             "get": _read("A campaign's SMTP credentials.", "SmtpCredentialList", _NO_CAMPAIGN),
-            "post": _refused("Not served: add the credential to the config file.", _NO_CAMPAIGN),
+            "post": _write(
+                "Add a credential to a campaign; its id is its label's slug.",
+                {"201": _ok("Added and applied.", "SmtpCredentialFields")},
+                _NO_CAMPAIGN,
+                "NewSmtpCredential",
+            ),
         },
         "/campaigns/{campaign_id}/smtp_credentials/{id}": {
             "parameters": [_CAMPAIGN_ID, _CREDENTIAL_ID],
             "get": _read("One SMTP credential.", "SmtpCredential", _NO_CREDENTIAL),
-            "patch": _refused(
-                "Not served: edit the credential in the config file.", _NO_CREDENTIAL
+            "patch": _write(
+                "Change a credential's fields (null removes an optional one).",
+                {"200": _ok("Changed and applied.", "SmtpCredentialFields")},
+                _NO_CREDENTIAL,
+                "SmtpCredentialChange",
             ),
-            "delete": _refused(
-                "Not served: remove the credential from the config file.", _NO_CREDENTIAL
+            "delete": _write(
+                "Delete a credential.",
+                {"204": {"description": "Deleted and applied."}},
+                _NO_CREDENTIAL,
             ),
         },
         "/campaigns/{campaign_id}/smtp_credentials/{id}/reenable": {
             "parameters": [_CAMPAIGN_ID, _CREDENTIAL_ID],
-            "post": _refused(
-                "Not served: run mailopsd reenable, which writes reenabled_at.", _NO_CREDENTIAL
+            "post": _write(
+                "Re-enable an auto-disabled credential: sets reenabled_at.",
+                {"200": _ok("Re-enabled and applied.", "Reenabled")},
+                _NO_CREDENTIAL,
             ),
         },
     },

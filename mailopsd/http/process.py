@@ -35,7 +35,7 @@ from typing import NoReturn
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 from mailopsd.http import wire
-from mailopsd.http.app import LinkApp, Response, Site, needs_daemon, write
+from mailopsd.http.app import LinkApp, Response, Site, is_api_write, needs_daemon, write
 from mailopsd.http.counts import BatchedCounts
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.server import ClientLimits, start_server
@@ -48,6 +48,10 @@ _TEXT = "text/plain; charset=utf-8"
 
 ASK_TIMEOUT_S = 30.0
 """How long a request handed to the daemon waits for its answer before a 503."""
+
+WRITE_TIMEOUT_S = 180.0
+"""The same for an API write, which the daemon answers once its commit is pushed and
+applied (or after its own wait, with a 202)."""
 
 
 class _ChannelHandler(logging.Handler):
@@ -121,7 +125,8 @@ class Front:
         return wire.time_from(frame)
 
     def _ask(self, environ: WSGIEnvironment) -> Response:
-        frame = self._call(lambda ask: wire.request_frame(ask, environ))
+        timeout_s = WRITE_TIMEOUT_S if is_api_write(environ) else ASK_TIMEOUT_S
+        frame = self._call(lambda ask: wire.request_frame(ask, environ), timeout_s)
         if frame is None:
             return Response("503 Service Unavailable", b"unavailable, try again later\n", _TEXT)
         try:
@@ -130,7 +135,9 @@ class Front:
             logger.error("http answer from the daemon unreadable error=%s", err)
             return Response("502 Bad Gateway", b"unavailable, try again later\n", _TEXT)
 
-    def _call(self, frame: Callable[[int], wire.Frame]) -> wire.Frame | None:
+    def _call(
+        self, frame: Callable[[int], wire.Frame], timeout_s: float = ASK_TIMEOUT_S
+    ) -> wire.Frame | None:
         """Send a frame with a fresh id and wait for the daemon's frame with that id."""
         asked = _Asked()
         with self._lock:
@@ -138,7 +145,7 @@ class Front:
             self._asked[ask] = asked
         try:
             self._channel.send(frame(ask))
-            asked.done.wait(ASK_TIMEOUT_S)
+            asked.done.wait(timeout_s)
         except OSError:
             pass
         finally:
@@ -159,6 +166,9 @@ class Front:
             except (EOFError, OSError, wire.WireError):
                 break
             self._take(frame)
+        with self._lock:  # the daemon is gone: what waits for it is answered 503 now
+            for asked in self._asked.values():
+                asked.done.set()
         self._keyed.set()
         done.set()
 

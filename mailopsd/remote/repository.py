@@ -113,7 +113,7 @@ class Repository:
             timeout_s=self._fetch_timeout_s,
         )
         rewritten = (
-            previous is not None and previous != commit and not self._is_ancestor(previous, commit)
+            previous is not None and previous != commit and not self.is_ancestor(previous, commit)
         )
         if commit != previous:
             logger.debug(
@@ -262,7 +262,7 @@ class Repository:
         except OSError as err:
             raise RemoteError(f"{doing}: {err.strerror or err}") from err
 
-    def _is_ancestor(self, previous: str, commit: str) -> bool:
+    def is_ancestor(self, previous: str, commit: str) -> bool:
         """Whether ``previous`` is an ancestor of ``commit`` (not if it is gone: unknown)."""
         outcome = self._git(
             ["merge-base", "--is-ancestor", previous, commit],

@@ -51,8 +51,10 @@ _PINNED = (
     *("-c", "rerere.enabled=false", "-c", "gc.autoDetach=false", "-c", "core.autocrlf=false"),
     *("-c", "rebase.autoStash=false", "-c", "fetch.recurseSubmodules=false"),
 )
-# `git push --porcelain` reasons for a rejection because the branch moved.
+# `git push --porcelain` reasons for a rejection because the branch moved, and for a
+# push refused because another push held the branch's lock at that moment.
 _MOVED = ("(fetch first)", "(non-fast-forward)")
+_LOCKED = ("(failed to update ref)", "(cannot lock ref")
 _REBASE_STATES = ("rebase-merge", "rebase-apply")
 _DISK_HINT = "check the free space and permissions of the state directory"
 _PUSH_HINT = "check that the credentials may push to the branch"
@@ -175,9 +177,9 @@ class Writer:
             When the edit changed nothing, the head as found: nothing is committed.
 
         Raises:
-            Conflict: Another push changed the same lines first; nothing was pushed.
-            RemoteError: git failed (fetch, push, the clone), a push was refused, or the
-                branch moved at each attempt.
+            Conflict: Another push changed the same lines first, or moved the branch
+                before each attempt; nothing was pushed.
+            RemoteError: git failed (fetch, push, the clone), or a push was refused.
             ValueError: ``message`` is empty or ``branch`` is not a valid branch name.
         """
         target = self._target(branch)
@@ -353,9 +355,12 @@ class Writer:
             if commit == rebased_onto:  # another push made the same change: it is there
                 logger.info("change already pushed url=%s branch=%s", self._url, target)
                 return Pushed(commit=commit, branch=target, rebased_onto=rebased_onto)
-        raise RemoteError(
+        head = self._fetch(target)
+        raise Conflict(
             f"cannot push a change to branch {target!r} of {self._url}: other pushes came "
-            f"first at each of {PUSH_ATTEMPTS} attempts; try again"
+            f"first at each of {PUSH_ATTEMPTS} attempts, the last one commit {head[:12]}; "
+            "try again",
+            commit=head,
         )
 
     def _push_once(self, commit: str, target: str) -> bool:
@@ -377,6 +382,8 @@ class Writer:
         refused = [line.split("\t") for line in outcome.out.splitlines() if line.startswith("!")]
         summary = refused[0][-1].strip() if refused else ""
         if summary.startswith("[rejected]") and summary.endswith(_MOVED):
+            return False
+        if summary.startswith("[remote rejected]") and any(lock in summary for lock in _LOCKED):
             return False
         why = self._runner.redact(summary or last_line(outcome.err))
         why = why or f"git exited with status {outcome.code}"

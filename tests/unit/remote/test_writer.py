@@ -268,13 +268,13 @@ class TestAnotherPush:
             pushes.append(remote.commit({f"other-{len(pushes)}": "o\n"}))
             remote.push()
 
-        with pytest.raises(RemoteError) as caught:
+        with pytest.raises(Conflict) as caught:
             writer.change(_write({"x": "1\n"}), author=AUTHOR, message="m", check=check)
         assert len(pushes) == 3
-        assert remote.head() == pushes[-1]
+        assert remote.head() == pushes[-1] == caught.value.commit
         assert str(caught.value) == (
             f"cannot push a change to branch 'main' of {remote.bare}: other pushes came first "
-            "at each of 3 attempts; try again"
+            f"at each of 3 attempts, the last one commit {pushes[-1][:12]}; try again"
         )
 
     @pytest.mark.parametrize("writers", [1, 2])
