@@ -1,4 +1,4 @@
-"""Weak passwords in clear text, about to be encrypted: validate warns.
+"""Weak passwords in clear text, about to be encrypted: validate and secrets encrypt warn.
 
 Every command test also checks that the weak password itself is never printed.
 """
@@ -193,3 +193,41 @@ class TestValidateWarns:
             "ok: 1 campaign, 1 credential (0 with reply detection)\n",
             "",
         )
+
+
+class TestEncryptWarns:
+    def test_plaintext_file(
+        self, write_config: Writer, key: AgeKey, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Encrypting a file warns of its weak passwords, and encrypts them all the same."""
+        path = write_config(WEAK_BASE)
+        argv = ("secrets", "encrypt", "--age", key.recipient)
+        assert _run(capsys, *argv, "-i", "c.yaml") == (0, "", WARNING)
+        assert "smtp_password: ENC[AES256_GCM," in path.read_text()
+
+    def test_strong_password_is_quiet(
+        self, write_config: Writer, key: AgeKey, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A strong password is encrypted without a word."""
+        write_config()
+        assert _run(capsys, "secrets", "encrypt", "--age", key.recipient, "-i", "c.yaml") == (
+            0,
+            "",
+            "",
+        )
+
+    def test_new_clear_value_in_encrypted_file(
+        self, write_config: Writer, key: AgeKey, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Sealing a mailbox added in clear warns of its weak password, then says what it
+        encrypted."""
+        path = write_config()
+        path.write_text(_encrypted(path, key.recipient).replace("\nsops:\n", f"\n{BACKUP}sops:\n"))
+        argv = ("secrets", "encrypt", "-i", "c.yaml", "--age-key-file", str(key.path))
+        assert _run(capsys, *argv) == (
+            0,
+            "",
+            "warning: c.yaml:23:24: campaigns.acme-q4.smtp_credentials.backup.smtp_password: "
+            f"{REASON}\nc.yaml: encrypted 2 new values\n",
+        )
+        assert WEAK not in path.read_text()
