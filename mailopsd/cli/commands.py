@@ -30,7 +30,7 @@ from mailopsd.cli.common import (
 from mailopsd.cli.follow import add_git_options, git_follow
 from mailopsd.cli.planjson import plan_as_json
 from mailopsd.cli.reenable import add_reenable
-from mailopsd.config import loader, zones
+from mailopsd.config import clear_passwords, loader, zones
 from mailopsd.config.leads import LeadsRead, read_leads
 from mailopsd.config.models import Campaign
 from mailopsd.config.reenable import ignored_issues
@@ -40,6 +40,7 @@ from mailopsd.errors import ConfigError, ConfigIssue
 from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
 from mailopsd.notify import Notifier
+from mailopsd.secrets import strength
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import observe
@@ -51,6 +52,8 @@ __all__ = ["add_commands"]
 
 def _validate(args: argparse.Namespace) -> int:
     path: Path = args.path or default_config_path()
+    for weak in _weak_clear_passwords(path, args):
+        print(f"warning: {weak}", file=sys.stderr)
     try:
         loaded = loader.load_config(path, load_options(args))
     except ConfigError as err:
@@ -74,6 +77,17 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"warning: {fallbacks}", file=sys.stderr)
     print(f"ok: {loaded.summary()}")
     return EXIT_OK
+
+
+def _weak_clear_passwords(path: Path, args: argparse.Namespace) -> list[ConfigIssue]:
+    """The weak passwords in clear in the config files, which ``secrets encrypt`` would seal.
+
+    With ``--allow-plaintext-secrets`` (a sandbox demo) the clear passwords stay clear,
+    and are not estimated; nor are they for ``--format json``, which prints errors only.
+    """
+    if args.allow_plaintext_secrets or args.format == "json":
+        return []
+    return clear_passwords.read_weak_clear_passwords(path)
 
 
 def _zone_fallbacks(campaign: Campaign, read: LeadsRead, name: str) -> str | None:
@@ -362,7 +376,9 @@ def _add_validate(commands: Commands[argparse.ArgumentParser]) -> None:
         description=(
             "Check a config file or directory: YAML syntax, schema, secrets, leads files "
             "and templates. Prints a one-line summary and exits 0 when valid; prints every "
-            "error as file:line:col: path: message and exits 1 otherwise."
+            "error as file:line:col: path: message and exits 1 otherwise. A password in "
+            f"clear text with under {strength.MIN_PASSWORD_BITS} bits of estimated entropy "
+            "is a warning (not with --allow-plaintext-secrets)."
         ),
     )
     validate.add_argument(

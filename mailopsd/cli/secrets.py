@@ -23,9 +23,10 @@ from mailopsd.cli.common import (
     add_key_option,
     identities,
 )
-from mailopsd.config import loader
+from mailopsd.config import clear_passwords, loader
 from mailopsd.config.models import SECRET_FIELDS, Config
 from mailopsd.errors import ConfigError, SecretError
+from mailopsd.secrets import strength
 
 __all__ = ["add_secrets"]
 
@@ -218,11 +219,22 @@ def _encrypt(args: argparse.Namespace) -> int:
         return _encrypt_new_values(args, path, text)
     options = _encrypt_options(path, args)
     encrypted = secrets.encrypt_text(text, options, str(path), now=datetime.now(UTC))
+    _warn_weak_passwords(path, text, options.rule)
     if args.in_place:
         _write(path, encrypted)
     else:
         print(encrypted, end="")
     return EXIT_OK
+
+
+def _warn_weak_passwords(path: Path, text: str, rule: secrets.Rule | None = None) -> None:
+    """Warn of each weak password of a config file that this command encrypts in clear.
+
+    ``rule`` is the one a plaintext file is encrypted with; an encrypted file's new clear
+    values are those its own rule covers.
+    """
+    for weak in clear_passwords.weak_clear_passwords(path, text, rule=rule):
+        print(f"warning: {weak}", file=sys.stderr)
 
 
 def _encrypt_new_values(args: argparse.Namespace, path: Path, text: str) -> int:
@@ -238,6 +250,7 @@ def _encrypt_new_values(args: argparse.Namespace, path: Path, text: str) -> int:
     updated = secrets.update_text(
         text, identities(args), str(path), now=datetime.now(UTC), hints=_hints(path)
     )
+    _warn_weak_passwords(path, text)
     done = [
         *([f"encrypted {_count(updated.sealed, 'new value')}"] if updated.sealed else []),
         *(
@@ -431,7 +444,9 @@ def add_secrets(commands: Commands[argparse.ArgumentParser]) -> None:
             "creation rule. Without a .sops.yaml rule, only the secret fields are "
             "encrypted and the MAC covers only them, so plain fields stay editable. On an "
             "encrypted file, encrypt the values added in clear text and those whose key "
-            "was renamed, with the file's own data key (needs its key)."
+            "was renamed, with the file's own data key (needs its key). Warns of each "
+            f"password it encrypts from clear text with under {strength.MIN_PASSWORD_BITS} "
+            "bits of estimated entropy."
         ),
     )
     encrypt.add_argument("file", type=Path, help="the plaintext YAML or JSON file")

@@ -1,8 +1,8 @@
 """How strong a password is: its estimated entropy in bits, and the rule for new ones.
 
 A password chosen for a new credential should carry at least ``MIN_PASSWORD_BITS`` bits
-of estimated entropy: ``validate`` and ``secrets encrypt`` warn of a weaker one stored in
-clear text, and the API refuses it.
+of estimated entropy (``validate`` and ``secrets encrypt`` warn of a weaker one stored in
+clear text).
 
 The estimate is written on top of zxcvbn, which finds the guessable parts of a password
 (dictionary words, keyboard runs, repeats, sequences, dates) and the guesses each needs.
@@ -10,12 +10,12 @@ What zxcvbn cannot match it counts as "bruteforce" with 10 guesses a character, 
 undervalues random passwords: a random 16-letter app password would come out at 53 bits
 where it has 75. So a bruteforce part counts here ``log2(C)`` bits a character, C being
 the size of the character classes present in the password (26 lower case letters, 26
-upper case, 10 digits, 33 ASCII punctuation characters and space, 100 for any other
+upper case, 10 digits, 33 for ASCII punctuation and space, 100 for any other
 character); every other part counts ``log2(guesses)`` as zxcvbn has it; the parts add up.
 
 zxcvbn's time grows with the square of the length (a password of 64 l33t symbols such as
-``@`` and ``$`` takes about a second), so only the first ``_HEAD_CHARS`` characters are
-given to it. Each further character counts as much as an average one of those (at most 6
+``@`` and ``$`` takes about a second), so only the first 64 characters are given to
+it. Each further character counts as much as an average one of those (at most 6
 bits), and all of them together at most as much as those: a password that goes on past
 them repeating itself (``"a" * 500``) stays weak. Pure: no I/O, and any text gives an
 estimate, never an exception. The password never appears in a reason.
