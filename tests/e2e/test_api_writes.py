@@ -20,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import Case
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from mailopsd.http.apikeys import hash_api_key
 from mailopsd.state.statefile import CredentialState, StateFile, save_state
@@ -474,3 +483,61 @@ def test_a_kill_amid_a_write_loses_nothing_and_applies_once(
     assert log.count("Update SMTP credential acme-q4/primary") == 1
     clone = tmp_path / "state" / "git" / "write" / "clone"
     assert _git("status", "--porcelain", cwd=clone) == ""
+
+
+WRITE_OPERATIONS = [
+    ("/campaigns/{campaign_id}/smtp_credentials", "POST"),
+    ("/campaigns/{campaign_id}/smtp_credentials/{id}", "PATCH"),
+    ("/campaigns/{campaign_id}/smtp_credentials/{id}/reenable", "POST"),
+    ("/campaigns/{campaign_id}/smtp_credentials/{id}", "DELETE"),
+]
+
+
+@pytest.mark.parametrize(("path", "method"), WRITE_OPERATIONS)
+def test_writes_answer_as_documented(
+    remote: Remote, daemon: Daemon, path: str, method: str
+) -> None:
+    """schemathesis' requests to each write, with the write key, against the served
+    OpenAPI document: every answer is one it documents, none a server error, and the
+    remote's head is what the daemon runs on."""
+    base_url = f"http://127.0.0.1:{remote.port}"
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json", timeout=10)
+    operation = schema[path][method]
+    known = {"campaign_id": "acme-q4", "id": "primary"}
+    if method == "DELETE":  # the campaign's only credential cannot go (422): another can
+        added = _call(remote.port, "POST", CREDENTIALS, {"smtp_credential": BACKUP})
+        assert added.status == 201, added.text
+        known["id"] = added.body["id"]
+    known = {name: value for name, value in known.items() if f"{{{name}}}" in path}
+    cases = operation.as_strategy() | operation.as_strategy(path_parameters=known)
+    statuses: list[int] = []
+
+    @given(case=cases)
+    @settings(
+        max_examples=12,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    def check(case: Case) -> None:
+        response = case.call_and_validate(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {WRITE_KEY}"},
+            checks=[
+                not_a_server_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+            ],
+            timeout=WAIT_S * 3,
+        )
+        statuses.append(response.status_code)
+        for secret in SECRETS:
+            assert secret not in response.text
+
+    check()
+    if (path, method) != WRITE_OPERATIONS[0]:  # a generated password is seldom strong
+        assert any(200 <= status < 300 for status in statuses), statuses
+    assert daemon.hook(b"{}") == 202
+    daemon.applied(_head(remote))
