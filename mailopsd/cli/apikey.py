@@ -1,4 +1,4 @@
-"""``mailopsd apikey new``: make a key of the read-only API, shown once.
+"""``mailopsd apikey new``: make a key of the credentials API, shown once.
 
 The key goes to stdout once and is written nowhere else; what goes into the config is
 the entry with its sha256, for a person to paste under ``api_keys:``.
@@ -36,7 +36,9 @@ def _new(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    print(f'api_keys:\n  {name}: {{account: {args.account}, sha256: "{digest}"}}', flush=True)
+    scope = ", scope: write" if args.scope == "write" else ""
+    entry = f'{{account: {args.account}, sha256: "{digest}"{scope}}}'
+    print(f"api_keys:\n  {name}: {entry}", flush=True)
     return EXIT_OK
 
 
@@ -44,8 +46,8 @@ def add_apikey(commands: Commands[argparse.ArgumentParser]) -> None:
     """Add ``apikey`` and its verb ``new``."""
     group = commands.add_parser(
         "apikey",
-        help="make keys of the read-only API",
-        description="Keys of the read-only API; the config holds only their sha256.",
+        help="make keys of the credentials API",
+        description="Keys of the credentials API; the config holds only their sha256.",
     )
     verbs = group.add_subparsers(dest="verb", metavar="VERB", required=True, help="what to do")
     new = verbs.add_parser(
@@ -61,6 +63,13 @@ def add_apikey(commands: Commands[argparse.ArgumentParser]) -> None:
         "name", nargs="?", type=_id, help="the key's name in api_keys (default: key-<hash prefix>)"
     )
     new.add_argument(
-        "--account", type=_id, default="default", help="account the key may read (default: default)"
+        "--account", type=_id, default="default", help="account the key reaches (default: default)"
+    )
+    new.add_argument(
+        "--scope",
+        choices=("read", "write"),
+        default="read",
+        help="read: the key only reads; write: it may also change credentials, where "
+        "api.write allows it (default: read)",
     )
     new.set_defaults(handler=_new)

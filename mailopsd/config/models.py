@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -52,6 +53,7 @@ from mailopsd.config.scalars import (
     TimeZone,
     Url,
     failure,
+    one_of,
 )
 from mailopsd.config.sequence import SendWindow, Step, Variant, check_sequence
 
@@ -247,7 +249,7 @@ class ApiKey(_Model):
     sha256: Sha256Hex = Field(
         description="sha256 of the key, 64 lowercase hex digits (mailopsd apikey new prints it)."
     )
-    scope: Literal["read", "write"] = Field(
+    scope: Annotated[Literal["read", "write"], PlainValidator(one_of("read", "write"))] = Field(
         default="read",
         description="read: the key reads only; write: it may also add, change, delete and "
         "re-enable credentials, when api.write allows writes (a read key writing gets 403).",
@@ -257,7 +259,9 @@ class ApiKey(_Model):
 class Api(_Model):
     """What the credentials API may do beyond reading."""
 
-    write: Literal["off", "commit", "branch"] = Field(
+    write: Annotated[
+        Literal["off", "commit", "branch"], PlainValidator(one_of("off", "commit", "branch"))
+    ] = Field(
         default="off",
         description="off: writes answer 405 naming the file to edit. commit: a write by a "
         "write key is committed to the followed git branch and pushed (run --git), and "

@@ -255,12 +255,29 @@ class _Answer:
                 f'the API key "{request.key}" may only read (scope: read); writes need a key '
                 "of scope: write under api_keys",
             )
+        if kind is Kind.REENABLE and credential_id is not None:
+            enabled = self._enabled(campaign_id, credential_id)
+            if enabled is not None:  # nothing to re-enable: nothing is committed
+                return _json("200 OK", enabled)
         try:
             write = read_request(kind, campaign_id, credential_id, request.body())
             written = committer(write, key=request.key, mode=mode, method=method, path=request.path)
         except WriteRefused as err:
+            if err.status.startswith("405 "):  # writes are not served here at all
+                reads = () if target.reenable else _READ
+                return _json(err.status, err.body(), ("Allow", ", ".join(reads)))
             return _json(err.status, err.body())
         return self._written(kind, campaign_id, written)
+
+    def _enabled(self, campaign_id: str, credential_id: str) -> dict[str, object] | None:
+        """The answer to a re-enable of a credential that is not disabled, else ``None``."""
+        credential = self.loaded.config.campaigns[campaign_id].smtp_credentials[credential_id]
+        key = (campaign_id, credential_id)
+        uses = self.loaded.config.mailbox_uses.get(credential.shared_as or "", (key,))
+        entry = mailbox_entry(self.reader.state(), key, uses)
+        if entry.is_disabled(credential.reenabled_at):
+            return None
+        return {"id": credential_id, "from_email": credential.from_email, "status": "enabled"}
 
     def _written(self, kind: Kind, campaign_id: str, written: Written) -> ApiResponse:
         """The answer to a write the remote has: what now runs, or 202 with the commit."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -273,7 +274,9 @@ def credential_id_for(fields: Mapping[str, object], taken: Iterable[str]) -> str
     source = label if isinstance(label, str) and label.strip() else None
     if source is None and isinstance(address, str):
         source = address.partition("@")[0]
-    slug = _SLUG_CUT.sub("-", (source or "").lower()).strip("-")[:_ID_CHARS].strip("-")
+    # Letters with accents keep their base letter (Zoë → zoe); other characters go.
+    plain = unicodedata.normalize("NFKD", source or "").encode("ascii", "ignore").decode()
+    slug = _SLUG_CUT.sub("-", plain.lower()).strip("-")[:_ID_CHARS].strip("-")
     slug = slug or "credential"
     used = set(taken)
     found, number = slug, 1

@@ -319,9 +319,14 @@ def test_reenable_sets_reenabled_at_and_the_credential_sends_again(
         assert _credentials(daemon)["primary"]["state"] != "disabled"
         text = _file_at(remote, _head(remote))
         assert "        reenabled_at: 20" in text
+        reenabled = _head(remote)
         assert _git("log", "-1", "--format=%s", "main", cwd=remote.bare) == (
             "Re-enable SMTP credential acme-q4/primary"
         )
+        assert "reenabled_at: 20" in _sops_opens(remote, reenabled, tmp_path)
+        again = _call(remote.port, "POST", f"{CREDENTIALS}/primary/reenable")
+        assert (again.status, again.body["status"]) == (200, "enabled")
+        assert _head(remote) == reenabled  # enabled already: nothing committed
 
 
 def test_branch_mode_pushes_a_review_branch(tmp_path: Path, notify: NotifySocket) -> None:
@@ -541,3 +546,34 @@ def test_writes_answer_as_documented(
         assert any(200 <= status < 300 for status in statuses), statuses
     assert daemon.hook(b"{}") == 202
     daemon.applied(_head(remote))
+
+
+def test_a_daemon_that_applies_signed_commits_only_writes_review_branches(
+    remote: Remote, tmp_path: Path, notify: NotifySocket
+) -> None:
+    """With --git-allowed-signers, an API commit (unsigned) would never be applied: a
+    write says so and changes nothing, and names what works instead."""
+    key = tmp_path / "signing-key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "op", "-f", str(key)],  # noqa: S607
+        check=True,
+        timeout=30,
+    )
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"operator@example.com {Path(f'{key}.pub').read_text().strip()}\n")
+    remote.edit("daily_limit: 100", "daily_limit: 101")
+    head = remote.push("Signed", sign=key)
+    options = ("--git-interval", "3600", "--git-allowed-signers", str(signers))
+    with _following(remote, tmp_path, notify, *options) as daemon:
+        notify.wait_for("READY=1")
+        answer = _call(
+            remote.port, "PATCH", f"{CREDENTIALS}/primary", {"smtp_credential": {"daily_limit": 7}}
+        )
+        assert answer.status == 405
+        assert answer.body["error"]["message"] == (
+            "this daemon applies only signed commits (--git-allowed-signers), and an API "
+            "write's commit is not signed: set api.write: branch, and merge its review "
+            "branch with a signed commit"
+        )
+        assert _head(remote) == head
+        assert daemon.limit() == 101

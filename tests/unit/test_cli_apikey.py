@@ -54,6 +54,15 @@ class TestApikeyNew:
         digest = hashlib.sha256(key.encode()).hexdigest()
         assert entry == f'  key-{digest[:8]}: {{account: default, sha256: "{digest}"}}'
 
+    def test_a_write_key(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--scope write puts scope: write in the entry; the default (read) puts nothing."""
+        code, out, _ = _new(capsys, "ci-bot", "--scope", "write")
+        assert code == 0
+        data = goyaml.parse_yaml("\n".join(out.splitlines()[1:])).data
+        assert isinstance(data, dict)
+        assert ApiKey.model_validate(data["api_keys"]["ci-bot"]).scope == "write"
+        assert ApiKey.model_validate(data["api_keys"]["ci-bot"] | {"scope": "read"}).scope == "read"
+
     def test_each_key_is_new(self, capsys: pytest.CaptureFixture[str]) -> None:
         """Two runs never print the same key."""
         first = _new(capsys, "a")[1].splitlines()[0]

@@ -313,6 +313,38 @@ class TestApiKeys:
             "server that answers the API"
         ]
 
+    def test_scope_and_writes(self, write_config: Writer) -> None:
+        """A key reads unless its scope says write; the API writes only with api.write."""
+        section = _api_keys() + f'  bot: {{account: default, sha256: "{"0" * 64}", scope: write}}\n'
+        loaded = loads(write_config(add=_http() + section))
+        assert loaded.config.api_keys["ops"].scope == "read"
+        assert loaded.config.api_keys["bot"].scope == "write"
+        assert loaded.config.api.write == "off"
+        loaded = loads(write_config(add=_http() + section + "api:\n  write: branch\n"))
+        assert loaded.config.api.write == "branch"
+
+    @pytest.mark.parametrize(
+        ("section", "expected"),
+        [
+            (
+                "api:\n  write: yes\n",
+                'c.yaml:24:10: api.write: must be one of off, commit, branch (got "yes")',
+            ),
+            (
+                _api_keys() + "    scope: admin\n",
+                'c.yaml:27:12: api_keys.ops.scope: must be one of read, write (got "admin")',
+            ),
+        ],
+    )
+    def test_bad_scope_or_write(self, write_config: Writer, section: str, expected: str) -> None:
+        assert errors_of(write_config(add=_http() + section)) == [expected]
+
+    def test_writes_need_http(self, write_config: Writer) -> None:
+        assert errors_of(write_config(add="api:\n  write: commit\n")) == [
+            "c.yaml:20:10: api.write: api writes need http: add an http: section for the "
+            "server that answers the API"
+        ]
+
 
 SECOND = """\
 campaigns:
