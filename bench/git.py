@@ -11,6 +11,9 @@ reload. Interval rounds post nothing: a second daemon fetches every 2 s, so its 
 is about half the interval plus the same work. The reference, timed in the same
 rounds, is ``git fetch`` and ``git checkout`` of the same commit into a clone of the
 test's (what git itself needs of the time), and a cold ``load_config`` of the files.
+API rounds send ``PATCH`` of one credential's ``daily_limit`` to the webhook daemon
+(``api.write: commit``) and time it to its ``200``, which comes once the commit is
+pushed and applied; against the webhook rounds' push to applied.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -34,6 +39,7 @@ from bench.smtp import free_port
 from mailopsd.config import load_config
 from mailopsd.config.loader import LoadOptions
 from mailopsd.config.models import SECRET_FIELDS
+from mailopsd.http.apikeys import hash_api_key
 from mailopsd.secrets import (
     EncryptOptions,
     encrypt_text,
@@ -43,6 +49,7 @@ from mailopsd.secrets import (
 )
 
 SECRET = "bench-webhook-secret"  # noqa: S105 - a throwaway for this run
+API_KEY = "mk_bench-write-key-0123456789abcdefghijklmnopq"
 TARGET_S = 1.0
 INTERVAL_S = 2.0
 
@@ -72,6 +79,37 @@ def _hook(port: int) -> None:
         connection.close()
     if status != 202:
         raise RuntimeError(f"the webhook got {status}")
+
+
+def _patch(port: int, path: str, limit: int) -> float:
+    """PATCH a credential's daily_limit through the API; how long until its answer."""
+    body = json.dumps({"smtp_credential": {"daily_limit": limit}}).encode()
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    started = time.monotonic()
+    try:
+        connection.request("PATCH", path, body=body, headers=headers)
+        response = connection.getresponse()
+        text = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"the API write got {response.status}: {text[:300]!r}")
+    return time.monotonic() - started
+
+
+def _last_file_credential(config: Path) -> str:
+    """The API path of the first credential of the last campaign file.
+
+    The push rounds edit the first file: the writes keep out of their lines.
+    """
+    last = sorted(config.glob("camp-*.yaml"))[-1]
+    text = last.read_text()
+    campaign = re.search(r"^  (camp-[a-z0-9-]+):$", text, re.MULTILINE)
+    credential = re.search(r"^ {6}([a-z0-9-]+):$", text, re.MULTILINE)
+    if campaign is None or credential is None:
+        raise RuntimeError(f"no campaign or credential found in {last}")
+    return f"/campaigns/{campaign.group(1)}/smtp_credentials/{credential.group(1)}"
 
 
 class _Follower:
@@ -113,6 +151,8 @@ def _repository(base: Path, credentials: int, recipient: str, port: int) -> tupl
     text = (
         f"http:\n  listen: 127.0.0.1:{port}\n  public_base_url: https://mail.example.com\n"
         "  signing_key: bench-signing-key-0123456789abcdefghijklmnop\n"
+        "api:\n  write: commit\n"
+        f"api_keys:\n  bench: {{account: default, sha256: {hash_api_key(API_KEY)}, scope: write}}\n"
     )
     encrypted = encrypt_text(text, options, "http.yaml", now=datetime.now(UTC))
     (work / "config" / "http.yaml").write_text(encrypted)
@@ -169,8 +209,12 @@ def run(quick: bool) -> list[Row]:
                 start = time.monotonic()
                 load_config(work / "config", options)
                 cold_loads.append(time.monotonic() - start)
+            credential = _last_file_credential(work / "config")
+            _patch(port, credential, 900)  # the write clone's first load is a cold one
+            writes = [_patch(port, credential, 901 + round_) for round_ in range(rounds)]
         finally:
             hooked.close()
+        _git("pull", "-q", "origin", "main", cwd=work)
         interval = []
         polled = _Follower(base, "poll", url, key, "--git-interval", str(INTERVAL_S))
         try:
@@ -224,6 +268,16 @@ def run(quick: bool) -> list[Row]:
             f"push -> applied by a {INTERVAL_S:g} s interval fetch, p50",
             statistics.median(interval) * 1000,
             "ms",
+            note=note,
+        ),
+        Row(
+            "git",
+            "API PATCH -> 200 (committed, pushed, applied), p50",
+            statistics.median(writes) * 1000,
+            "ms",
+            "push -> applied with the webhook",
+            p50 * 1000,
+            statistics.median(writes) / p50,
             note=note,
         ),
         Row("git", "daemon cold start (clone, fetch, load) to READY=1", cold_start, "s", note=note),

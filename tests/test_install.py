@@ -365,3 +365,68 @@ def test_install_section_runs_as_written(machines: tuple[Container, Workstation]
     assert server.shell("systemctl is-active mailopsd").stdout == "active\n"
     journal = _journal(server)
     assert CANARY not in journal + "".join(outputs), journal
+
+
+FOLLOW_SECTION = "## Following a git remote"
+FOLLOW_URL = "ssh://git@git.example.com/you/mailops-config.git"
+
+
+def follow_block() -> Block:
+    """The drop-in block of "Following a git remote", which replaces the install's step 4."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(f"\n{FOLLOW_SECTION}\n")
+    match = re.search(r"^```sh\n(.*?)^```$", text[start:], re.MULTILINE | re.DOTALL)
+    assert match, "no sh block under the section"
+    lines = match.group(1).splitlines()
+    assert lines[0].startswith("# "), lines
+    return Block(lines[0][2:], "\n".join(lines[1:]) + "\n")
+
+
+def test_following_section_runs_under_systemd(machines: tuple[Container, Workstation]) -> None:
+    """The install's steps 1 to 3, then the follow drop-in instead of step 4, as written:
+    the service follows the remote (not a checkout), and applies a push.
+
+    What the test changes in the block: the remote's address is a path in the container,
+    which git reaches without SSH, so the deploy key is a stand-in file and there is no
+    host to scan; and the fetch interval is 1 second, where a person would use the
+    webhook or wait the default minute."""
+    server, workstation = machines
+    install = install_blocks()
+    for block in install[:3]:
+        if block.on_server:
+            done = server.shell(block.script, SOURCE if block.in_source else "/root")
+        else:
+            done = workstation.shell(block.script)
+        assert done.returncode == 0, f"{block.script}\n{done.stdout}{done.stderr}"
+        if "secrets keygen" in block.script:
+            workstation.add_recipient(done.stdout.strip().splitlines()[-1])
+    block = follow_block()
+    assert block.on_server
+    assert block.in_source
+    assert FOLLOW_URL in block.script
+    assert "ssh-keyscan git.example.com > " in block.script
+    script = (
+        block.script.replace(FOLLOW_URL, f"file://{REMOTE}")
+        .replace("ssh-keyscan git.example.com > ", ": > ")
+        .replace("--git-branch main", "--git-branch main --git-interval 1")
+    )
+    stand_in = "install -d -m 0700 ~/.ssh && echo stand-in > ~/.ssh/mailops-deploy-key\n"
+    done = server.shell(stand_in + script, SOURCE)
+    assert done.returncode == 0, f"{script}\n{done.stdout}{done.stderr}\n{_journal(server)}"
+
+    head = workstation.head()
+    _eventually(lambda: _git_state(server).get("applied_commit") == head, "the head applied")
+    assert _status(server)["revision"] != ""
+    assert server.shell("test -e /etc/mailopsd").returncode != 0  # no checkout is used
+    pushed = workstation.push_change("daily_limit: 100", "daily_limit: 150")
+    _eventually(lambda: _daily_limit(server) == 150, "the pushed change to be applied")
+    assert _git_state(server)["applied_commit"] == pushed
+    assert server.shell("systemctl is-active mailopsd").stdout == "active\n"
+    journal = _journal(server)
+    assert f"git commit applied commit={pushed[:12]}" in journal
+    assert CANARY not in journal
+
+
+def _git_state(server: Container) -> dict[str, object]:
+    found = _status(server).get("git")
+    return found if isinstance(found, dict) else {}

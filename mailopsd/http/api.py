@@ -83,14 +83,14 @@ class _Request:
     path: str
     key: str
     scope: str
-    environ: Mapping[str, object]
+    wsgi: Mapping[str, object]
 
     def body(self) -> bytes:
         """The request body (bounded by the server)."""
-        stream = self.environ.get("wsgi.input")
+        stream = self.wsgi.get("wsgi.input")
         read = getattr(stream, "read", None)
         try:
-            length = int(str(self.environ.get("CONTENT_LENGTH") or 0))
+            length = int(str(self.wsgi.get("CONTENT_LENGTH") or 0))
         except ValueError:
             length = 0
         found = read(length) if callable(read) and length > 0 else b""
@@ -249,6 +249,7 @@ class _Answer:
         if kind is None:
             return _not_allowed(allowed, f"{method} is not served on {request.path}")
         if request.scope != "write":
+            logger.info("api write refused key=%s status=403 code=forbidden", request.key)
             return _error(
                 "403 Forbidden",
                 "forbidden",
@@ -263,6 +264,12 @@ class _Answer:
             write = read_request(kind, campaign_id, credential_id, request.body())
             written = committer(write, key=request.key, mode=mode, method=method, path=request.path)
         except WriteRefused as err:
+            logger.info(
+                "api write refused key=%s status=%s code=%s",
+                request.key,
+                err.status.split(" ")[0],
+                err.code,
+            )
             if err.status.startswith("405 "):  # writes are not served here at all
                 reads = () if target.reenable else _READ
                 return _json(err.status, err.body(), ("Allow", ", ".join(reads)))

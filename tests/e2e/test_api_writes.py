@@ -212,6 +212,7 @@ def test_every_write_of_the_reference_api(remote: Remote, daemon: Daemon, tmp_pa
     )
     assert (changed.status, changed.body["daily_limit"]) == (200, 500), changed.text
     assert _credentials(daemon)["backup-relay"]["daily_limit"] == 500
+    assert "daily_limit: 500" in _sops_opens(remote, changed.headers["mailopsd-commit"], tmp_path)
     message = _git("log", "-1", "--format=%B", "main", cwd=remote.bare)
     assert message.startswith("Update SMTP credential acme-q4/backup-relay\n")
     assert '{"smtp_credential": {"daily_limit": 500}}' in message
@@ -291,8 +292,11 @@ def test_refused_writes_change_nothing(remote: Remote, daemon: Daemon) -> None:
     assert not_json.status == 422  # no body: the envelope is required
     assert _head(remote) == head
     assert _git("for-each-ref", "--format=%(refname)", cwd=remote.bare) == "refs/heads/main"
+    log = daemon.log.read_text()
+    assert "api write refused key=dashboard status=403 code=forbidden" in log
+    assert "api write refused key=ci-bot status=422 code=validation_failed" in log
     for secret in SECRETS:
-        assert secret not in daemon.log.read_text()
+        assert secret not in log
 
 
 def test_reenable_sets_reenabled_at_and_the_credential_sends_again(
