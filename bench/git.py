@@ -98,6 +98,14 @@ def _patch(port: int, path: str, limit: int) -> float:
     return time.monotonic() - started
 
 
+def _account(file: Path) -> str:
+    """The account of the campaign in a generated campaign file."""
+    found = re.search(r"^    account: ([a-z0-9-]+)$", file.read_text(), re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"no account in {file}")
+    return found.group(1)
+
+
 def _last_file_credential(config: Path) -> str:
     """The API path of the first credential of the last campaign file.
 
@@ -147,12 +155,14 @@ def _repository(base: Path, credentials: int, recipient: str, port: int) -> tupl
     _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=base)
     _git("clone", "-q", str(bare), str(work), cwd=base)
     _split_config(work / "config", credentials, recipient)
+    account = _account(sorted((work / "config").glob("camp-*.yaml"))[-1])
     options = EncryptOptions((recipient,), secret_fields_rule(SECRET_FIELDS), True)
     text = (
         f"http:\n  listen: 127.0.0.1:{port}\n  public_base_url: https://mail.example.com\n"
         "  signing_key: bench-signing-key-0123456789abcdefghijklmnop\n"
         "api:\n  write: commit\n"
-        f"api_keys:\n  bench: {{account: default, sha256: {hash_api_key(API_KEY)}, scope: write}}\n"
+        f"api_keys:\n  bench: {{account: {account}, sha256: {hash_api_key(API_KEY)}, "
+        "scope: write}\n"
     )
     encrypted = encrypt_text(text, options, "http.yaml", now=datetime.now(UTC))
     (work / "config" / "http.yaml").write_text(encrypted)

@@ -79,12 +79,14 @@ class DaemonView:
         git: The state file's ``daemon.git`` now.
         clock: The daemon's clock.
         load_options: How the daemon loads its config (identities, plaintext secrets).
+        stopping: Whether the daemon is stopping (it applies nothing more).
     """
 
     loaded: Callable[[], LoadedConfig | None]
     git: Callable[[], GitState | None]
     clock: Callable[[], datetime]
     load_options: LoadOptions
+    stopping: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,8 @@ class ApiWrites:
                     "revert the commit or push a fix",
                     commit=commit,
                 )
+            if self._daemon.stopping():
+                return False  # applied at the next start: answered as pushed
             if time.monotonic() >= deadline:
                 logger.warning(
                     "api write not applied within %gs commit=%s; answered as pushed",

@@ -331,9 +331,9 @@ class _Serving:
             process.end()
         for thread in threads:
             thread.join(_STOP_WAIT_S)
-        self._writes.put(None)  # a write under way finishes first (its commit is pushed)
+        self._end_writes()
         if self._writer.is_alive():
-            self._writer.join()
+            self._writer.join()  # a write under way finishes first (its push is not cut)
         self._sock.close()
         self._ledgers.close()  # after the answering threads are done with them
 
@@ -435,6 +435,19 @@ class _Serving:
                 "503 Service Unavailable", b"too many writes waiting, try again\n", _TEXT
             )
             self._send(process, wire.response_frame(ask, busy))
+
+    def _end_writes(self) -> None:
+        """Answer the writes still waiting with a 503 (not made), then end the thread."""
+        stopping = Response("503 Service Unavailable", b"stopping, try again\n", _TEXT)
+        while True:
+            try:
+                item = self._writes.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                process, ask, _ = item
+                self._send(process, wire.response_frame(ask, stopping))
+        self._writes.put(None)
 
     def _write(self) -> None:
         """Answer the API writes, one after another, until :meth:`stop`."""

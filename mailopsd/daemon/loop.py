@@ -566,6 +566,7 @@ class Daemon:
             git=lambda: self.state.daemon.git,
             clock=self._now,
             load_options=self.settings.load_options,
+            stopping=self._stop.is_set,
         )
         signed = follow.source.allowed_signers is not None
         self._api_writes = ApiWrites(writer, following, view, signed=signed)
