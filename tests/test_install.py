@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -386,10 +387,10 @@ def test_following_section_runs_under_systemd(machines: tuple[Container, Worksta
     """The install's steps 1 to 3, then the follow drop-in instead of step 4, as written:
     the service follows the remote (not a checkout), and applies a push.
 
-    What the test changes in the block: the remote's address is a path in the container,
-    which git reaches without SSH, so the deploy key is a stand-in file and there is no
-    host to scan; and the fetch interval is 1 second, where a person would use the
-    webhook or wait the default minute."""
+    What the test changes in the block: the remote is served by ``git daemon`` on
+    loopback in the container (git:// needs no SSH: the deploy key is a stand-in file,
+    and there is no host to scan); and the fetch interval is 1 second, where a person
+    would use the webhook or wait the default minute."""
     server, workstation = machines
     install = install_blocks()
     for block in install[:3]:
@@ -405,8 +406,9 @@ def test_following_section_runs_under_systemd(machines: tuple[Container, Worksta
     assert block.in_source
     assert FOLLOW_URL in block.script
     assert "ssh-keyscan git.example.com > " in block.script
+    url = _serve_remote(server)
     script = (
-        block.script.replace(FOLLOW_URL, f"file://{REMOTE}")
+        block.script.replace(FOLLOW_URL, url)
         .replace("ssh-keyscan git.example.com > ", ": > ")
         .replace("--git-branch main", "--git-branch main --git-interval 1")
     )
@@ -425,6 +427,27 @@ def test_following_section_runs_under_systemd(machines: tuple[Container, Worksta
     journal = _journal(server)
     assert f"git commit applied commit={pushed[:12]}" in journal
     assert CANARY not in journal
+
+
+def _serve_remote(server: Container) -> str:
+    """Serve the remote read-only with ``git daemon`` on loopback; its git:// URL.
+
+    A path would not do: the service's dynamic user does not own the repository, and git
+    refuses to read a repository of another owner (``safe.directory``).
+    """
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = int(probe.getsockname()[1])
+    started = server.shell(
+        "systemd-run --unit=git-daemon --quiet /usr/lib/git-core/git-daemon --export-all "
+        f"--base-path={REMOTE_DIR} --listen=127.0.0.1 --port={port} --reuseaddr"
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    url = f"git://127.0.0.1:{port}/{Path(REMOTE).name}"
+    _eventually(
+        lambda: server.shell(f"git ls-remote {url} >/dev/null 2>&1").returncode == 0,
+        "git daemon serving the remote",
+    )
+    return url
 
 
 def _git_state(server: Container) -> dict[str, object]:
