@@ -38,8 +38,9 @@ from mailopsd.config.loader import (
 )
 from mailopsd.config.models import Http
 from mailopsd.config.reenable import ignored_issues
-from mailopsd.daemon.apiwrites import PUSH_TIMEOUT_S, ApiWrites, DaemonView
-from mailopsd.daemon.follow import Applied, Following, GitFollow
+from mailopsd.daemon.apiwrites import DaemonView
+from mailopsd.daemon.follow import Applied, GitFollow
+from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
@@ -52,8 +53,6 @@ from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
 from mailopsd.reconcile import ReenableIgnored
-from mailopsd.remote.repository import Repository
-from mailopsd.remote.writer import Writer
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.errors import StorageError
@@ -135,8 +134,7 @@ class Daemon:
         self.loaded: LoadedConfig | None = None
         self.work_done = TickReport()  # every tick's, since the process started
         self._config_path = settings.config_path  # in the work tree, when following git
-        self._following: Following | None = None
-        self._api_writes: ApiWrites | None = None  # the API's writes, when following
+        self._git: GitSide | None = None  # with run --git
         self._rejection = ""  # why the last reload was not applied
 
     # Start and stop -------------------------------------------------------------------
@@ -194,8 +192,8 @@ class Daemon:
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
         self._http.close()
-        if self._following is not None:
-            self._following.close()
+        if self._git is not None:
+            self._git.following.close()
         if self._watcher is not None:
             self._watcher.close()
         if self._dispatcher is not None:
@@ -381,8 +379,8 @@ class Daemon:
 
     def _config_rejected(self, err: ConfigError) -> None:
         issues = err.issues
-        if self._following is not None:  # named as in the repository, not in the work tree
-            shown = self._following.in_repository
+        if self._git is not None:  # named as in the repository, not in the work tree
+            shown = self._git.following.in_repository
             issues = [replace(issue, file=shown(issue.file)) for issue in issues]
         errors = [str(issue) for issue in issues]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -536,7 +534,7 @@ class Daemon:
             reloads=lambda: self._reloads,
             polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
             git_hook=self.git_hook,
-            api_writes=lambda: self._api_writes,
+            api_writes=lambda: self._git.writes if self._git is not None else None,
         )
 
     # A followed git remote ------------------------------------------------------------
@@ -548,19 +546,6 @@ class Daemon:
             RemoteError: Nothing to start on: never applied here, and the remote cannot be
                 fetched (or its head is not signed as required).
         """
-        repository = Repository(self.settings.state_dir / "git", follow.source, os.environ)
-        following = Following(follow, repository, wake=self._wake.set, clock=self._now)
-        state = following.fresh_state(self.state.daemon.git)
-        path, state = following.first_tree(state)
-        self._config_path = path
-        self._following = following
-        self._set_git(state)
-        writer = Writer(
-            self.settings.state_dir / "git" / "write",
-            follow.source,
-            os.environ,
-            push_timeout_s=PUSH_TIMEOUT_S,
-        )
         view = DaemonView(
             loaded=lambda: self.loaded,
             git=lambda: self.state.daemon.git,
@@ -568,8 +553,17 @@ class Daemon:
             load_options=self.settings.load_options,
             stopping=self._stop.is_set,
         )
-        signed = follow.source.allowed_signers is not None
-        self._api_writes = ApiWrites(writer, following, view, signed=signed)
+        side = GitSide(
+            follow,
+            self.settings.state_dir,
+            os.environ,
+            wake=self._wake.set,
+            clock=self._now,
+            view=view,
+        )
+        self._config_path, state = side.start(self.state.daemon.git)
+        self._git = side
+        self._set_git(state)
 
     def _set_git(self, state: GitState) -> None:
         if state != self.state.daemon.git:
@@ -579,19 +573,15 @@ class Daemon:
 
     def _git_started(self) -> None:
         """After the first apply: the commit the daemon started on is the applied one."""
-        following, state = self._following, self.state.daemon.git
-        if following is None or state is None or state.applied_commit is not None:
-            return
-        head = state.fetched_commit
-        self._set_git(state.model_copy(update={"applied_commit": head, "applied_at": self._now()}))
-        logger.info("git commit applied commit=%s remote=%s", (head or "")[:12], following.remote)
+        state = self.state.daemon.git
+        if self._git is not None and state is not None:
+            self._set_git(self._git.started(state))
 
     def _follow(self) -> None:
         """Take in the last fetch, and run on a new head if it is good."""
-        following, state = self._following, self.state.daemon.git
-        if following is None or state is None:
-            return
-        self._set_git(following.tick(state, self._run_on))
+        state = self.state.daemon.git
+        if self._git is not None and state is not None:
+            self._set_git(self._git.following.tick(state, self._run_on))
 
     def _run_on(self, path: Path) -> tuple[Applied, str]:
         """Reload from ``path`` (a commit's work tree); back to the last path if refused."""
@@ -603,17 +593,14 @@ class Daemon:
 
     def git_hook(self) -> tuple[bytes, Callable[[], None]] | None:
         """The webhook's secret and what it triggers, when a remote is followed with one."""
-        git = self.settings.git
-        if self._following is None or git is None or git.webhook_secret is None:
-            return None
-        return git.webhook_secret.get_secret_value().encode("utf-8"), self._following.fetch_soon
+        return self._git.hook() if self._git is not None else None
 
     # The loop -------------------------------------------------------------------------
 
     def _restart_watcher(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
-        if self.loaded is None or self._following is not None:
+        if self.loaded is None or self._git is not None:
             return  # a followed remote's work tree changes only by the daemon's hand
         self._watcher = start_watcher(
             self.settings.config_path,
@@ -649,8 +636,8 @@ class Daemon:
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         self._restart_watcher()
-        if self._following is not None:
-            self._following.start()
+        if self._git is not None:
+            self._git.following.start()
         self.start_http()
         self._serving = True
         self.notifier.ready(self.status_line())
