@@ -202,7 +202,7 @@ class Campaign(_Model):
 
 
 class Http(_Model):
-    """The daemon's HTTP server: one-click unsubscribe, tracking links, read-only API."""
+    """The daemon's HTTP server: one-click unsubscribe, tracking links, the credentials API."""
 
     listen: ListenAddress = Field(
         description="Address the server listens on, host:port (an IPv6 host in brackets); "

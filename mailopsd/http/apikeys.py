@@ -1,4 +1,4 @@
-"""Keys of the read-only API: made once, shown once, stored only as their sha256.
+"""Keys of the credentials API: made once, shown once, stored only as their sha256.
 
 The config declares each key by name with its account and the hex sha256 of the key's
 UTF-8 text; whoever holds the key sends it as ``Authorization: Bearer <key>``. A

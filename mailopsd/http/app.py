@@ -6,7 +6,7 @@
 - ``/o/<token>.gif``: a 1x1 GIF; a ``GET`` counts an open.
 - ``/c/<token>``: a ``GET`` counts a click and redirects (302) to the URL inside the
   signed token: never anywhere else.
-- ``/campaigns/...`` and ``/openapi.json``: the read-only credentials API, as JSON
+- ``/campaigns/...`` and ``/openapi.json``: the credentials API, as JSON
   (see :mod:`mailopsd.http.api`).
 - ``/metrics``: counters and gauges in the Prometheus text format, read from the
   ledger and the daemon's state at each scrape (see :mod:`mailopsd.http.metrics`); open
