@@ -35,6 +35,7 @@ from mailopsd.config.reenable import (
     unknown_credential,
     unknown_mailbox,
 )
+from mailopsd.secrets.edit import edit_sops_file
 from mailopsd.state.mailboxes import mailbox_entry
 from mailopsd.state.statefile import format_time, load_state
 from mailopsd.status.report import require_state
@@ -77,19 +78,14 @@ def _write(args: argparse.Namespace, target: Target, moment: datetime) -> None:
     text = path.read_text(encoding="utf-8")
     where = str(path)
     field = (*target.place, "reenabled_at")
+
+    def change(plain: str) -> str:
+        return set_reenabled_at(plain, target.place, moment, where)
+
     if "\nsops:" in text and _needs_key(text, where, field):
-        opened = secrets.decrypt_text(text, identities(args), where)
-        changed = set_reenabled_at(opened.text, target.place, moment, where)
-        text = secrets.encrypt_text(
-            changed,
-            opened.options(),
-            where,
-            now=moment,
-            data_key=opened.data_key,
-            comment_aads=opened.comment_aads,
-        )
+        text = edit_sops_file(text, identities(args), where, change, now=moment)
     else:
-        text = set_reenabled_at(text, target.place, moment, where)
+        text = change(text)
     write_atomically(path, text)
 
 

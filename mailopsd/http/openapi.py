@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from mailopsd.http.writes import REQUIRED
+
 __all__ = ["OPENAPI"]
 
 _JSON = "application/json"
@@ -119,15 +121,6 @@ _INPUT: dict[str, object] = {
     },
     "imap_password": {**_SECRET, "type": ["string", "null"]},
 }
-_REQUIRED = (
-    "smtp_host",
-    "smtp_port",
-    "smtp_username",
-    "smtp_password",
-    "from_name",
-    "from_email",
-    "daily_limit",
-)
 
 _SCHEMAS: dict[str, object] = {
     "Error": {
@@ -216,7 +209,7 @@ _SCHEMAS: dict[str, object] = {
         "properties": {
             "smtp_credential": {
                 "type": "object",
-                "required": list(_REQUIRED),
+                "required": list(REQUIRED),
                 "properties": _INPUT,
                 "additionalProperties": False,
             }

@@ -37,16 +37,11 @@ __all__ = [
     "read_request",
 ]
 
-REQUIRED = (
-    "smtp_host",
-    "smtp_port",
-    "smtp_username",
-    "smtp_password",
-    "from_name",
-    "from_email",
-    "daily_limit",
+REQUIRED = tuple(
+    name for name in CREDENTIAL_FIELD_ORDER if name != "label" and not name.startswith("imap_")
 )
-"""The fields a new credential must have (the reference's "required")."""
+"""The fields a new credential must have (the reference's "required": all but the label
+and the IMAP fields)."""
 
 _INTEGERS = frozenset({"smtp_port", "imap_port", "daily_limit"})
 _PASSWORDS = frozenset({"smtp_password", "imap_password"})

@@ -23,27 +23,23 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case
-from schemathesis.checks import (
-    content_type_conformance,
-    not_a_server_error,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from mailopsd.http.apikeys import hash_api_key
 from mailopsd.state.statefile import CredentialState, StateFile, save_state
-from tests.configs import BASE, CANARY, LEADS
-from tests.e2e.test_daemon import WAIT_S, NotifySocket, _mailopsd, _status
+from tests.configs import BASE, CANARY
+from tests.e2e.test_daemon import WAIT_S, NotifySocket, _status
 from tests.e2e.test_git_follow import (
     SIGNING_KEY,
     Daemon,
     Remote,
     _following,
-    _free_port,
     _git,
+    http_section,
+    make_remote,
 )
 from tests.e2e.test_git_follow import notify as notify
-from tests.sops_tools import make_key, run_sops
+from tests.integration.test_http_schema import CHECKS
+from tests.sops_tools import run_sops
 from tests.waiting import poll_until
 
 WRITE_KEY = "mk_write-key-canary-0123456789abcdefghijklmnop"
@@ -70,8 +66,7 @@ def _config(port: int, write: str) -> str:
     return (
         text
         + "        status: sandbox\n"
-        + f"http:\n  listen: 127.0.0.1:{port}\n  public_base_url: https://mail.example.com\n"
-        + f"  signing_key: {SIGNING_KEY}\n"
+        + http_section(port)
         + f"api:\n  write: {write}\n"
         + "api_keys:\n"
         + f"  ci-bot: {{account: default, sha256: {hash_api_key(WRITE_KEY)}, scope: write}}\n"
@@ -81,24 +76,7 @@ def _config(port: int, write: str) -> str:
 
 def _remote(tmp_path: Path, write: str) -> Remote:
     """A remote whose one commit holds an encrypted config with write and read keys."""
-    bare, work = tmp_path / "remote.git", tmp_path / "work"
-    _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
-    _git("clone", "-q", str(bare), str(work), cwd=tmp_path)
-    _git("config", "user.name", "Operator", cwd=work)
-    _git("config", "user.email", "operator@example.com", cwd=work)
-    port = _free_port()
-    config = work / "mailops"
-    config.mkdir()
-    (config / "leads.csv").write_text(LEADS)
-    (config / "c.yaml").write_text(_config(port, write))
-    key = make_key(tmp_path)
-    encrypted = _mailopsd(
-        "secrets", "encrypt", "--age", key.recipient, "--in-place", str(config / "c.yaml")
-    )
-    assert encrypted.returncode == 0, encrypted.stderr
-    found = Remote(bare, work, key, port)
-    found.push("First config")
-    return found
+    return make_remote(tmp_path, lambda port: _config(port, write))
 
 
 @pytest.fixture
@@ -533,12 +511,7 @@ def test_writes_answer_as_documented(
         response = case.call_and_validate(
             base_url=base_url,
             headers={"Authorization": f"Bearer {WRITE_KEY}"},
-            checks=[
-                not_a_server_error,
-                status_code_conformance,
-                content_type_conformance,
-                response_schema_conformance,
-            ],
+            checks=CHECKS,
             timeout=WAIT_S * 3,
         )
         statuses.append(response.status_code)

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,9 +83,16 @@ class Remote:
         self.config.write_text(text.replace(old, new))
 
 
-@pytest.fixture
-def remote(tmp_path: Path) -> Remote:
-    """A remote whose one commit holds a valid, encrypted config in ``mailops/``."""
+def http_section(port: int) -> str:
+    """An ``http`` section listening on ``port``."""
+    return (
+        f"http:\n  listen: 127.0.0.1:{port}\n  public_base_url: https://mail.example.com\n"
+        f"  signing_key: {SIGNING_KEY}\n"
+    )
+
+
+def make_remote(tmp_path: Path, config_text: Callable[[int], str]) -> Remote:
+    """A remote whose one commit holds ``config_text(port)`` encrypted in ``mailops/c.yaml``."""
     bare, work = tmp_path / "remote.git", tmp_path / "work"
     _git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
     _git("clone", "-q", str(bare), str(work), cwd=tmp_path)
@@ -95,11 +102,7 @@ def remote(tmp_path: Path) -> Remote:
     config = work / "mailops"
     config.mkdir()
     (config / "leads.csv").write_text(LEADS)
-    http = (
-        f"http:\n  listen: 127.0.0.1:{port}\n  public_base_url: https://mail.example.com\n"
-        f"  signing_key: {SIGNING_KEY}\n"
-    )
-    (config / "c.yaml").write_text(BASE + "        status: sandbox\n" + http)
+    (config / "c.yaml").write_text(config_text(port))
     key = make_key(tmp_path)
     encrypted = _mailopsd(
         "secrets", "encrypt", "--age", key.recipient, "--in-place", str(config / "c.yaml")
@@ -108,6 +111,14 @@ def remote(tmp_path: Path) -> Remote:
     found = Remote(bare, work, key, port)
     found.push("First config")
     return found
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    """A remote whose one commit holds a valid, encrypted config in ``mailops/``."""
+    return make_remote(
+        tmp_path, lambda port: BASE + "        status: sandbox\n" + http_section(port)
+    )
 
 
 @dataclass
