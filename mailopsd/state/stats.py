@@ -19,7 +19,7 @@ from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import COUNTED_SQL
 
-__all__ = ["DaySends", "StepCounts", "StepStats"]
+__all__ = ["DayBounces", "DaySends", "StepCounts", "StepStats"]
 
 # The version a lead was given of the step it was last sent ('' when the step had none).
 _LAST_VERSION = "coalesce(json_extract(l.variants, '$.\"' || l.step || '\"'), '')"
@@ -49,6 +49,15 @@ class DaySends:
     credential_id: str
     step1: int
     followups: int
+
+
+@dataclass(frozen=True)
+class DayBounces:
+    """One mailbox's hard-bounced addresses on one UTC day (each address once a day)."""
+
+    day: str
+    credential_id: str
+    bounces: int
 
 
 class StepStats(Repository):
@@ -107,3 +116,19 @@ class StepStats(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return [DaySends(str(d), str(c), int(s), int(f)) for d, c, s, f in rows]
+
+    def bounce_days(self, campaign_id: str, first_day: str) -> list[DayBounces]:
+        """A campaign's hard-bounced addresses per UTC day and mailbox, from a day on.
+
+        As the bounce rate counts them: addresses, not reports.
+        """
+        try:
+            rows = self._db.execute(
+                "SELECT substr(at, 1, 10), credential_id, count(DISTINCT lower(email)) "
+                "FROM bounces WHERE campaign_id = ? AND kind = 'hard' AND at >= ? "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
+                (campaign_id, first_day),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return [DayBounces(str(d), str(c), int(n)) for d, c, n in rows]

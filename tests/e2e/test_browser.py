@@ -66,8 +66,11 @@ def _daemon(tmp_path: Path, smtp: SmtpServer) -> Iterator[Daemon]:
 
 
 @contextmanager
-def _chromium(profile: Path) -> Iterator[webdriver.Chrome]:
-    """Headless Chromium driven by chromedriver; both stopped on the way out."""
+def _chromium(profile: Path, *, logging: bool = False) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium driven by chromedriver; both stopped on the way out.
+
+    With ``logging``, the page's console is kept for ``get_log("browser")``.
+    """
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         pytest.fail(
@@ -78,6 +81,8 @@ def _chromium(profile: Path) -> Iterator[webdriver.Chrome]:
     options.binary_location = str(CHROMIUM)
     for flag in (*_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    if logging:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     try:
         driver.set_page_load_timeout(WAIT_S)
