@@ -11,6 +11,7 @@ Content-Security-Policy violation.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,8 +22,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
+from mailopsd import cli
 from mailopsd.daemon import Daemon
 from mailopsd.http.apikeys import hash_api_key
+from mailopsd.status.report import build_status
 from tests import inbox_mail
 from tests.daemons import in_process
 from tests.dispatch_setup import (
@@ -184,3 +187,61 @@ def test_a_person_reads_the_dashboard(
     for secret in SECRETS:
         assert secret not in shown
     assert _processes_of(tmp_path / "chromium-profile") == []
+
+
+_OFFLINE = ("--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9")
+
+
+def _percent(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else "\N{EN DASH}"
+
+
+def test_the_report_file_opens_offline_with_the_status_figures(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """mailopsd report writes one file that Chromium opens with no network, showing the
+    figures status --json shows."""
+    with _daemon(tmp_path, smtp_server, dovecot) as daemon:
+        state = daemon.settings.state_dir
+    report = tmp_path / "report.html"
+    code = cli.main(
+        [
+            *("report", "--state-dir", str(state), "-o", str(report)),
+            *("--now", "2026-11-23T10:00:00Z", "--config", str(tmp_path / "c.yaml")),
+        ]
+    )
+    assert code == 0
+    text = report.read_text()
+    assert re.findall(r'(?:src|href)="(?!#)[^"]*"', text) == []  # nothing to fetch
+    status = build_status(state, START)
+    with _chromium(tmp_path / "chromium-profile", logging=True, flags=_OFFLINE) as browser:
+        browser.get(report.as_uri())
+        for campaign in status["campaigns"]:  # type: ignore[union-attr]
+            row = browser.find_element(
+                By.CSS_SELECTOR, f"table.overview tr[data-campaign={campaign['id']}]"
+            ).text
+            assert f" {campaign['sends']['today']} " in f" {row} "
+            section = browser.find_element(By.ID, f"campaign-{campaign['id']}")
+            for credential in campaign["smtp_credentials"]:
+                mailbox = section.find_element(
+                    By.CSS_SELECTOR, f"section.mailbox[data-mailbox={credential['id']}]"
+                ).text
+                figures = (
+                    f"bounce rate {_percent(credential['bounce_rate'])} "
+                    f"({credential['bounces_in_window']}/{credential['sends_in_window']})"
+                )
+                assert figures in mailbox
+                assert (
+                    f"sent today {credential['sent_today']} / {credential['daily_cap']}" in mailbox
+                )
+            steps = section.find_element(By.CSS_SELECTOR, "table.steps").text.splitlines()
+            for number, step in enumerate(campaign["steps"], start=1):
+                assert steps[number].split()[:4] == [
+                    str(step["step"]),
+                    step["variant"] or "\N{EN DASH}",
+                    str(step["sends"]),
+                    str(step["replies"]),
+                ]
+        disabled = browser.find_element(By.CSS_SELECTOR, "section.mailbox[data-mailbox=bob]")
+        assert "reenabled_at: 2026-11-23T10:00:00Z" in disabled.text
+        assert _console(browser) == []
