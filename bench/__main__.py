@@ -33,6 +33,7 @@ BENCHMARKS = (
     "idle",
     "http",
     "git",
+    "dashboard",
 )
 RESULTS = Path(__file__).with_name("results.json")
 

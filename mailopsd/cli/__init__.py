@@ -20,6 +20,7 @@ from mailopsd.cli.commands import add_commands
 from mailopsd.cli.common import EXIT_FAILURE, EXIT_USAGE, print_issues
 from mailopsd.cli.doctor import add_doctor
 from mailopsd.cli.preview import add_preview
+from mailopsd.cli.report import add_report
 from mailopsd.cli.secrets import add_secrets
 from mailopsd.cli.stats import add_stats
 from mailopsd.errors import ConfigError, MailopsError
@@ -47,6 +48,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_apikey(commands)
     add_stats(commands)
     add_preview(commands)
+    add_report(commands)
     return parser
 
 

@@ -36,6 +36,7 @@ from mailopsd.config.periods import parse_period
 from mailopsd.config.scalars import (
     MIN_SIGNING_KEY_CHARS,
     BaseUrl,
+    DashboardSession,
     FileList,
     Flag,
     FreeMailDomain,
@@ -221,6 +222,15 @@ class Http(_Model):
         description="Time a client has to send a whole request (headers and body), from its "
         "first byte, or from connecting for a connection's first request; a slower one is "
         "closed unanswered. From 1 second to 5 minutes.",
+    )
+    dashboard: Flag = Field(
+        default=False,
+        description="Serve the read-only dashboard under /dashboard: an account's campaigns "
+        "and their charts, for whoever signs in with one of the account's API keys.",
+    )
+    dashboard_session: DashboardSession = Field(
+        default=parse_period("8 hours"),
+        description="How long a dashboard sign-in lasts, from 5 minutes to 30 days.",
     )
     max_connections_per_client: PositiveInt = Field(
         default=10,

@@ -34,6 +34,7 @@ __all__ = [
     "ignored_issue",
     "ignored_issues",
     "mailbox_target",
+    "reenable_hint",
     "set_reenabled_at",
     "unknown_credential",
     "unknown_mailbox",
@@ -291,3 +292,45 @@ def ignored_issues(
         )
         issues.setdefault(str(issue), issue)
     return list(issues.values())
+
+
+def _key_line(text: str, place: Sequence[str]) -> int | None:
+    """The 1-based line of the last key of ``place`` in ``text``, if the file has it."""
+    try:
+        node: Node | None = goyaml.compose_yaml(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for step in place:
+        pair = _child(node, step)
+        if pair is None:
+            return None
+        line, node = int(pair[0].start_mark.line) + 1, pair[1]
+    return line
+
+
+def reenable_hint(
+    loaded: LoadedConfig, campaign_id: str, credential_id: str, moment: datetime
+) -> str | None:
+    """What re-enables a campaign's credential, for a person: the line, and the command.
+
+    Returns ``None`` when the config defines no such credential. The file is named as
+    under the config directory (``c.yaml``, or ``mailops/c.yaml`` below it).
+    """
+    if unknown_credential(loaded.config, campaign_id, credential_id) is not None:
+        return None
+    target = credential_target(loaded, campaign_id, credential_id)
+    root = loaded.root if loaded.root.is_dir() else loaded.root.parent
+    try:
+        name = str(target.path.relative_to(root))
+        line = _key_line(target.path.read_text(encoding="utf-8"), target.place)
+    except (OSError, UnicodeDecodeError, ValueError):
+        name, line = target.path.name, None
+    at = goyaml.format_go_time(moment.replace(microsecond=0).astimezone(UTC))
+    where = f"{name}:{line}" if line is not None else name
+    command = shlex.join(["mailopsd", "reenable", *target.arguments, "--config", name])
+    return (
+        f"In {where}, under {'.'.join(target.place)}, add the line\n"
+        f"  {FIELD}: {at}\n"
+        f"and commit it; or run {command} in the config directory, which writes it."
+    )

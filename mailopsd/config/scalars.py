@@ -37,6 +37,7 @@ __all__ = [
     "BaseUrl",
     "BounceRoute",
     "ClockTime",
+    "DashboardSession",
     "Email",
     "FileList",
     "Flag",
@@ -296,6 +297,17 @@ def _request_timeout(value: object) -> Period:
     return period
 
 
+DASHBOARD_SESSION_SECONDS = (300, 30 * 86_400)
+
+
+def _dashboard_session(value: object) -> Period:
+    period = check_period(value)
+    low, high = DASHBOARD_SESSION_SECONDS
+    if period.months or not low <= period.seconds <= high:
+        raise failure(f"must be from 5 minutes to 30 days (got {describe(value)})")
+    return period
+
+
 def _folders(value: object) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not value:
         raise _must("a non-empty list of folder names such as [INBOX, Junk]", value)
@@ -467,6 +479,7 @@ Secret = Annotated[SecretStr, PlainValidator(_secret), PlainSerializer(_redacted
 PeriodValue = Annotated[Period, PlainValidator(check_period), PlainSerializer(str)]
 PollInterval = Annotated[Period, PlainValidator(_poll_interval), PlainSerializer(str)]
 RequestTimeout = Annotated[Period, PlainValidator(_request_timeout), PlainSerializer(str)]
+DashboardSession = Annotated[Period, PlainValidator(_dashboard_session), PlainSerializer(str)]
 Folders = Annotated[
     tuple[str, ...], PlainValidator(_folders), PlainSerializer(list, return_type=list[str])
 ]

@@ -48,6 +48,7 @@ from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.report import TickReport
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.app import Site
+from mailopsd.http.dashboard import board_for
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
@@ -535,6 +536,7 @@ class Daemon:
             polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
             git_hook=self.git_hook,
             api_writes=lambda: self._git.writes if self._git is not None else None,
+            dashboard=lambda: board_for(self.loaded, self.settings.state_dir, self._now()),
         )
 
     # A followed git remote ------------------------------------------------------------

@@ -42,7 +42,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 
 from mailopsd import tokens
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.http import api, hooks, metrics, record
+from mailopsd.http import api, dashboard, hooks, metrics, record
 from mailopsd.http.writes import Committer
 from mailopsd.inbox.service import PollStats
 from mailopsd.refs import CredentialRef
@@ -116,6 +116,8 @@ class Site:
             remote with a webhook secret; ``None`` otherwise.
         api_writes: What commits the API's writes, when the daemon follows a remote;
             ``None`` otherwise.
+        dashboard: What the dashboard reads, when the config turns it on; ``None``
+            otherwise.
     """
 
     signing_key: Callable[[], str | None]
@@ -128,6 +130,7 @@ class Site:
     polls: Callable[[], Mapping[CredentialRef, PollStats]] = dict
     git_hook: Callable[[], tuple[bytes, Callable[[], None]] | None] = lambda: None
     api_writes: Callable[[], Committer | None] = lambda: None
+    dashboard: Callable[[], dashboard.Board | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -221,13 +224,16 @@ def write(
     response: Response, environ: WSGIEnvironment, start_response: StartResponse
 ) -> Iterable[bytes]:
     """Hand a response to the server (PEP 3333), with the headers every response carries."""
+    # A response with a policy of its own (the dashboard's) replaces the common one.
+    own = {name.lower() for name, _ in response.headers}
+    common = [(name, value) for name, value in _COMMON_HEADERS if name.lower() not in own]
     if response.status.startswith("204 "):  # no content: neither a type nor a length
-        headers = [*_COMMON_HEADERS, *response.headers]
+        headers = [*common, *response.headers]
     else:
         headers = [
             ("Content-Type", response.content_type),
             ("Content-Length", str(len(response.body))),
-            *_COMMON_HEADERS,
+            *common,
             *response.headers,
         ]
     start_response(response.status, headers)
@@ -244,7 +250,7 @@ def needs_daemon(environ: WSGIEnvironment) -> bool:
     path = str(environ.get("PATH_INFO") or "/")
     if _too_large(path, environ):
         return False
-    return path in ("/readyz", metrics.PATH, hooks.PATH) or _is_api(path)
+    return path in ("/readyz", metrics.PATH, hooks.PATH) or _is_api(path) or _is_dashboard(path)
 
 
 def _too_large(path: str, environ: WSGIEnvironment) -> bool:
@@ -256,6 +262,10 @@ def is_api_write(environ: Mapping[str, object]) -> bool:
     method = str(environ.get("REQUEST_METHOD", "GET")).upper()
     path = str(environ.get("PATH_INFO") or "/")
     return method not in _READ and path != api.OPENAPI_PATH and _is_api(path)
+
+
+def _is_dashboard(path: str) -> bool:
+    return path == dashboard.PREFIX or path.startswith(dashboard.PREFIX + "/")
 
 
 def _is_api(path: str) -> bool:
@@ -298,6 +308,13 @@ class LinkApp:
             return self._operations(method, path, environ)
         if _is_api(path):
             return self._api(method, path, environ)
+        if _is_dashboard(path):
+            page = dashboard.answer(self.site.dashboard(), method, path, environ)
+            return Response(page.status, page.body, page.content_type, page.headers)
+        return self._link(method, path, environ)
+
+    def _link(self, method: str, path: str, environ: WSGIEnvironment) -> Response:
+        """A link put into a message: unsubscribe, open pixel, click."""
         link = tokens.parse_link_path(path)
         if link is None:
             return _not_found()

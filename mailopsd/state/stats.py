@@ -15,12 +15,13 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from mailopsd.lifecycle import COUNTED_OUTCOMES
 from mailopsd.state.db import Repository
 from mailopsd.state.errors import storage_error
-from mailopsd.state.schema import COUNTED_SQL
 
-__all__ = ["DaySends", "StepCounts", "StepStats"]
+__all__ = ["DayBounces", "DaySends", "StepCounts", "StepStats"]
 
+_COUNTED = frozenset(outcome.value for outcome in COUNTED_OUTCOMES)
 # The version a lead was given of the step it was last sent ('' when the step had none).
 _LAST_VERSION = "coalesce(json_extract(l.variants, '$.\"' || l.step || '\"'), '')"
 
@@ -51,6 +52,15 @@ class DaySends:
     followups: int
 
 
+@dataclass(frozen=True)
+class DayBounces:
+    """One mailbox's hard-bounced addresses on one UTC day (each address once a day)."""
+
+    day: str
+    credential_id: str
+    bounces: int
+
+
 class StepStats(Repository):
     """Counts by step and version, read in one read transaction."""
 
@@ -58,12 +68,16 @@ class StepStats(Repository):
         """A campaign's counts by step and version, in step then version order."""
         try:
             with self._database.read_snapshot():
-                sends = self._db.execute(
-                    "SELECT step, coalesce(variant, ''), count(*) FROM sends "
+                # Grouped in the index's own order (outcome included), the counted
+                # outcomes kept here: a filter or a coalesce in SQL would sort the whole
+                # campaign's sends again (0.43 s against 0.10 s for 1,000,000 sends).
+                by_outcome = self._db.execute(
+                    "SELECT step, coalesce(variant, ''), outcome, count(*) FROM sends "
                     "INDEXED BY sends_by_step WHERE campaign_id = ? "
-                    f"AND outcome IN {COUNTED_SQL} GROUP BY step, coalesce(variant, '')",
+                    "GROUP BY step, variant, outcome",
                     (campaign_id,),
                 ).fetchall()
+                sends = [row[:2] + row[3:] for row in by_outcome if row[2] in _COUNTED]
                 # From the answers to their leads: far fewer answers than leads.
                 answers = self._db.execute(
                     f"SELECT r.kind, l.step, {_LAST_VERSION}, count(DISTINCT l.email) "
@@ -107,3 +121,19 @@ class StepStats(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return [DaySends(str(d), str(c), int(s), int(f)) for d, c, s, f in rows]
+
+    def bounce_days(self, campaign_id: str, first_day: str) -> list[DayBounces]:
+        """A campaign's hard-bounced addresses per UTC day and mailbox, from a day on.
+
+        As the bounce rate counts them: addresses, not reports.
+        """
+        try:
+            rows = self._db.execute(
+                "SELECT substr(at, 1, 10), credential_id, count(DISTINCT lower(email)) "
+                "FROM bounces WHERE campaign_id = ? AND kind = 'hard' AND at >= ? "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
+                (campaign_id, first_day),
+            ).fetchall()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        return [DayBounces(str(d), str(c), int(n)) for d, c, n in rows]

@@ -66,8 +66,14 @@ def _daemon(tmp_path: Path, smtp: SmtpServer) -> Iterator[Daemon]:
 
 
 @contextmanager
-def _chromium(profile: Path) -> Iterator[webdriver.Chrome]:
-    """Headless Chromium driven by chromedriver; both stopped on the way out."""
+def _chromium(
+    profile: Path, *, logging: bool = False, flags: tuple[str, ...] = ()
+) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium driven by chromedriver; both stopped on the way out.
+
+    With ``logging``, the page's console is kept for ``get_log("browser")``; ``flags``
+    are further command-line flags.
+    """
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         pytest.fail(
@@ -76,8 +82,10 @@ def _chromium(profile: Path) -> Iterator[webdriver.Chrome]:
         )
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in (*_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*_FLAGS, *flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
+    if logging:
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     try:
         driver.set_page_load_timeout(WAIT_S)

@@ -1,0 +1,1 @@
+"""The dashboard's and the report's pages: status figures, charts as SVG, HTML."""
