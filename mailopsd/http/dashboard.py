@@ -40,7 +40,7 @@ from mailopsd.pages.style import STYLESHEET
 from mailopsd.pages.views import MailboxView
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
-from mailopsd.status.report import build_status
+from mailopsd.status.report import Scope, build_status
 
 __all__ = ["COOKIE", "PREFIX", "Board", "Page", "answer", "board_for", "signed_in"]
 
@@ -249,8 +249,8 @@ def _body(environ: Mapping[str, object]) -> bytes:
     return found if isinstance(found, bytes) else b""
 
 
-def _status(board: Board) -> dict[str, object]:
-    return build_status(board.state_dir, board.now)
+def _status(board: Board, scope: Scope) -> dict[str, object]:
+    return build_status(board.state_dir, board.now, scope)
 
 
 def _account_campaigns(status: Mapping[str, object], account: str) -> list[dict[str, object]]:
@@ -261,7 +261,7 @@ def _account_campaigns(status: Mapping[str, object], account: str) -> list[dict[
 
 def _overview(board: Board, name: str, account: str) -> Page:
     try:
-        status = _status(board)
+        status = _status(board, Scope(account=account, steps=False))  # no steps shown
     except StorageError as err:
         return _unavailable(err)
     campaigns = _account_campaigns(status, account)
@@ -271,8 +271,8 @@ def _overview(board: Board, name: str, account: str) -> Page:
 
 def _campaign(board: Board, name: str, account: str, campaign_id: str) -> Page:
     try:
-        status = _status(board)
-        found = [c for c in _account_campaigns(status, account) if c.get("id") == campaign_id]
+        status = _status(board, Scope(account=account, campaign=campaign_id))
+        found = _account_campaigns(status, account)
         if not found:
             return _not_found()
         ledger = Ledger.open_readonly(board.state_dir)

@@ -38,6 +38,7 @@ from mailopsd.status.steps import step_report
 __all__ = [
     "PUBLIC_FIELDS",
     "CredentialFigures",
+    "Scope",
     "build_status",
     "measure_credential",
     "require_state",
@@ -261,8 +262,29 @@ def require_state(state_dir: Path) -> None:
     )
 
 
-def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
-    """Return the status report (JSON-ready).
+@dataclass(frozen=True)
+class Scope:
+    """Which campaigns a status report covers, and whether with their steps.
+
+    Attributes:
+        account: Only this account's campaigns (``None``: every account's).
+        campaign: Only this campaign (``None``: every campaign).
+        steps: Count sends and answers by step and version (the costliest part).
+    """
+
+    account: str | None = None
+    campaign: str | None = None
+    steps: bool = True
+
+    def covers(self, campaign_id: str, campaign: Mapping[str, object]) -> bool:
+        """Whether the report shows this campaign."""
+        if self.campaign is not None and campaign_id != self.campaign:
+            return False
+        return self.account is None or campaign.get("account") == self.account
+
+
+def build_status(state_dir: Path, now: datetime, scope: Scope | None = None) -> dict[str, object]:
+    """Return the status report (JSON-ready): every campaign, or those of ``scope``.
 
     Raises:
         StateError: There is no daemon state in ``state_dir``, or its state file or
@@ -278,7 +300,10 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
             credentials = ledger.campaigns.active_credentials()
             shared = _mailbox_uses(credentials)
             reads = UsageReads(ledger, utc_day_start(now))
+            scope = scope or Scope()
             for campaign_id, campaign in sorted(ledger.campaigns.active().items()):
+                if not scope.covers(campaign_id, campaign):
+                    continue
                 rows = [
                     _credential(
                         ledger,
@@ -303,7 +328,7 @@ def build_status(state_dir: Path, now: datetime) -> dict[str, object]:
                         "domains": _domains(ledger, campaign_id, campaign, now),
                         "lead_problems": ledger.imports.problems(campaign_id),
                         "tracking": ledger.tracking.totals(campaign_id),
-                        "steps": step_report(ledger, campaign_id),
+                        "steps": step_report(ledger, campaign_id) if scope.steps else [],
                         "smtp_credentials": rows,
                     }
                 )
