@@ -28,7 +28,6 @@ from typing import TypeVar
 
 import schedule
 
-from mailopsd.config.leads import Progress
 from mailopsd.config.loader import (
     LoadCache,
     LoadedConfig,
@@ -52,6 +51,7 @@ from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
+from mailopsd.progress import Progress
 from mailopsd.reconcile import ReenableIgnored
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
@@ -80,6 +80,7 @@ class DaemonSettings:
     drift_interval_s: int = 300
     dispatch_interval_s: int = 10
     progress: Progress | None = None
+    """Told how far long work is: reading leads files."""
     debounce_ms: int = 200
     inbox_check_s: int = 5
     imap_timeout_s: float = 30.0
