@@ -13,6 +13,7 @@ from typing import Any
 
 from mailopsd import reconcile
 from mailopsd.cli import summary
+from mailopsd.cli.bars import bars_on_stderr
 from mailopsd.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
@@ -69,7 +70,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"warning: {note}", file=sys.stderr)
     for campaign_id, campaign in loaded.config.campaigns.items():
         path = loaded.leads_path(campaign_id)
-        read = read_leads(path, str(path), root=loaded.root)
+        with bars_on_stderr() as bars:
+            read = read_leads(path, str(path), progress=bars.progress, root=loaded.root)
         for problem in read.problems:
             print(f"warning: {problem}", file=sys.stderr)
         fallbacks = _zone_fallbacks(campaign, read, str(path))
@@ -159,11 +161,6 @@ def _configure_daemon_logging(log_format: str) -> None:
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 
-def _show_progress(name: str, rows: int, done: bool) -> None:
-    end = "\n" if done else ""
-    print(f"\rreading {name}: {rows:,} rows", end=end, file=sys.stderr, flush=True)
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.now is not None and not args.once:
         print("error: --now is only for --once runs", file=sys.stderr)
@@ -172,12 +169,13 @@ def _run(args: argparse.Namespace) -> int:
     _configure_daemon_logging(args.log_format)
     fixed = parse_now(args.now) if args.now else None
     directory = state_dir(args)
+    bars = bars_on_stderr()
     settings = DaemonSettings(
         config_path=directory / "git" / "tree" if git else args.config or default_config_path(),
         state_dir=directory,
         load_options=load_options(args),
         clock=(lambda: fixed) if fixed else (lambda: parse_now(None)),
-        progress=_show_progress if sys.stderr.isatty() else None,
+        progress=bars.progress,
         wall_clock=fixed is None,
         git=git,
     )
@@ -193,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
             daemon.serve()
         paused = daemon.storage_problem
     finally:
+        bars.close()
         daemon.close()
     if paused is not None:
         print(f"error: work paused, state directory not writable: {paused}", file=sys.stderr)
@@ -221,7 +220,9 @@ def _plan(args: argparse.Namespace) -> int:
     state = load_state(directory)
     ledger = Ledger.open_readonly(directory)
     try:
-        plan = Reconciler(directory, ledger, {}, create_key=False).plan(loaded, state)
+        with bars_on_stderr() as bars:
+            reconciler = Reconciler(directory, ledger, {}, create_key=False, progress=bars.progress)
+            plan = reconciler.plan(loaded, state)
     finally:
         if ledger is not None:
             ledger.close()

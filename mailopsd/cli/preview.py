@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
+from mailopsd.cli.bars import bars_on_stderr
 from mailopsd.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -43,9 +44,11 @@ def _lead(
 ) -> tuple[str, dict[str, str]] | None:
     """The lead's address and fields from the leads file (its first row by default)."""
     key = addresses.key_of(wanted) if wanted else None
-    for row in iter_leads(loaded.leads_path(campaign_id), root=loaded.root):
-        if row.problem is None and (key is None or row.email == key):
-            return row.email, dict(row.fields)
+    path = loaded.leads_path(campaign_id)
+    with bars_on_stderr() as bars:
+        for row in iter_leads(path, str(path), progress=bars.progress, root=loaded.root):
+            if row.problem is None and (key is None or row.email == key):
+                return row.email, dict(row.fields)
     return None
 
 
@@ -162,15 +165,17 @@ def _preview(args: argparse.Namespace) -> int:
     except ComposeError as err:
         print(f"error: {lead[0]} would fail: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    result = forecast(
-        config_path,
-        state_dir(args),
-        load_options(args),
-        campaign_id=args.campaign,
-        start=now,
-        days=args.days,
-        every=args.every,
-    )
+    with bars_on_stderr() as bars:
+        result = forecast(
+            config_path,
+            state_dir(args),
+            load_options(args),
+            campaign_id=args.campaign,
+            start=now,
+            days=args.days,
+            every=args.every,
+            progress=bars.progress,
+        )
     if args.json:
         sends = [vars(row) for row in result.sends]
         report = {

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mailopsd import goyaml, secrets
 from mailopsd.atomicfile import write_atomically
+from mailopsd.cli.bars import bars_on_stderr
 from mailopsd.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -218,7 +219,10 @@ def _encrypt(args: argparse.Namespace) -> int:
     if secrets.is_encrypted_text(text, str(path)):
         return _encrypt_new_values(args, path, text)
     options = _encrypt_options(path, args)
-    encrypted = secrets.encrypt_text(text, options, str(path), now=datetime.now(UTC))
+    with bars_on_stderr() as bars:
+        encrypted = secrets.encrypt_text(
+            text, options, str(path), now=datetime.now(UTC), progress=bars.progress
+        )
     _warn_weak_passwords(path, text, options.rule)
     if args.in_place:
         _write(path, encrypted)
@@ -247,9 +251,16 @@ def _encrypt_new_values(args: argparse.Namespace, path: Path, text: str) -> int:
             f"change with: mailopsd secrets updatekeys {name})"
         )
     _refuse_demo_encrypted(path, secrets.read_metadata(text, str(path)).recipients, args)
-    updated = secrets.update_text(
-        text, identities(args), str(path), now=datetime.now(UTC), hints=_hints(path)
-    )
+    found = identities(args)
+    with bars_on_stderr() as bars:
+        updated = secrets.update_text(
+            text,
+            found,
+            str(path),
+            now=datetime.now(UTC),
+            hints=_hints(path),
+            progress=bars.progress,
+        )
     _warn_weak_passwords(path, text)
     done = [
         *([f"encrypted {_count(updated.sealed, 'new value')}"] if updated.sealed else []),
@@ -286,7 +297,12 @@ def _decrypt(args: argparse.Namespace) -> int:
             for plain in documents
         )
     else:
-        output = secrets.decrypt_text(text, identities(args), str(path), hints=_hints(path)).text
+        found = identities(args)
+        with bars_on_stderr() as bars:
+            decrypted = secrets.decrypt_text(
+                text, found, str(path), hints=_hints(path), progress=bars.progress
+            )
+        output = decrypted.text
     if args.output is not None:
         _write(args.output, output, mode=0o600)
     else:
@@ -298,9 +314,16 @@ def _rotate(args: argparse.Namespace) -> int:
     path: Path = args.file
     text = _read(path)
     _refuse_demo_encrypted(path, secrets.read_metadata(text, str(path)).recipients, args)
-    rotated = secrets.rotate_text(
-        text, identities(args), str(path), now=datetime.now(UTC), hints=_hints(path)
-    )
+    found = identities(args)
+    with bars_on_stderr() as bars:
+        rotated = secrets.rotate_text(
+            text,
+            found,
+            str(path),
+            now=datetime.now(UTC),
+            hints=_hints(path),
+            progress=bars.progress,
+        )
     _write(path, rotated)
     print(f"rotated the data key of {path}", file=sys.stderr)
     return EXIT_OK

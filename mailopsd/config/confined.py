@@ -154,6 +154,13 @@ class _Bounded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def tell(self) -> int:
+        """The bytes read so far: the file is read from its start, never sought."""
+        return self._limit_bytes - self._left
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         count = self._raw.readinto(buffer) or 0
         self._left -= count

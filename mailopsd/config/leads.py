@@ -24,19 +24,20 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Callable, Iterator, Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, TextIO
 
 from mailopsd.config import confined
 from mailopsd.config.addresses import AddressError, lead_key, refusal, shown
+from mailopsd.progress import Progress, Work
 
 __all__ = [
     "LeadLine",
     "LeadRow",
     "LeadsRead",
-    "Progress",
     "file_digest",
     "first_non_utf8",
     "iter_leads",
@@ -175,8 +176,25 @@ def _rows(reader: Iterator[list[str]]) -> Iterator[list[str] | csv.Error]:
             return
 
 
-Progress = Callable[[str, int, bool], None]
-_PROGRESS_EVERY = 100_000
+_PROGRESS_EVERY = 1_000  # rows between two reports: a few a second on a slow disk
+
+
+def _report(
+    progress: Progress | None, name: str, stream: TextIO, rows: int, *, finished: bool = False
+) -> None:
+    """Report how far into the file reading is: its bytes, with the rows read so far."""
+    if progress is None:
+        return
+    binary = stream.buffer
+    work = Work(
+        f"reading {name}",
+        binary.tell(),
+        os.fstat(binary.fileno()).st_size,
+        "B",
+        note=f"{rows:,} row" + ("" if rows == 1 else "s"),
+        finished=finished,
+    )
+    progress(work)
 
 
 def iter_leads(
@@ -194,8 +212,8 @@ def iter_leads(
     Args:
         path: The CSV file (UTF-8, a BOM allowed).
         display: How to name the file in problems (default: ``path``).
-        progress: Called with the file's name, the rows read so far and whether it is
-            done, every 100,000 rows and at the end (a terminal shows it).
+        progress: Told how far reading is (the bytes read of the file's size, and the
+            rows so far) at the start, every 1,000 rows and at the end.
         root: As for :func:`open_leads`.
 
     Yields:
@@ -209,32 +227,40 @@ def iter_leads(
     rows = 0
     with open_leads(path, root=root) as stream:
         reader = csv.reader(stream)
-        header = [column.strip() for column in next(reader, [])]
-        end = reader.line_num
-        for count, row_values in enumerate(_rows(reader), start=1):
-            line, end = end + 1, reader.line_num  # a quoted value may span lines
-            if progress is not None and count % _PROGRESS_EVERY == 0:
-                progress(name, count, False)
-            if isinstance(row_values, csv.Error):
-                rows += 1
-                refused = f"{name}:{line}: cannot be read ({row_values}); skipped"
-                yield LeadLine(line, "", "", {}, "", "", refused)
-                continue
-            if not any(value.strip() for value in row_values):
-                continue
-            rows += 1
-            row = dict(zip(header, row_values, strict=False))
-            given = row.get("email", "").strip()
-            email, problem = _checked(row, given)
-            if problem is not None:
-                yield LeadLine(line, "", given, row, "", "", f"{name}:{line}: {problem}")
-                continue
-            row["email"] = email  # templates see the address as it is sent
-            text = _ROW_JSON(row)
-            row_hash = hashlib.sha256(text.encode()).hexdigest()
-            yield LeadLine(line, email, given, row, text, row_hash)
-    if progress is not None:
-        progress(name, rows, True)
+        _report(progress, name, stream, rows)
+        try:
+            header = [column.strip() for column in next(reader, [])]
+            end = reader.line_num
+            for count, row_values in enumerate(_rows(reader), start=1):
+                line, end = end + 1, reader.line_num  # a quoted value may span lines
+                if count % _PROGRESS_EVERY == 0:
+                    _report(progress, name, stream, count)
+                lead = _lead_line(header, row_values, line, name)
+                if lead is not None:
+                    rows += 1
+                    yield lead
+        finally:  # also when reading fails or stops early: the work is over
+            _report(progress, name, stream, rows, finished=True)
+
+
+def _lead_line(
+    header: list[str], row_values: list[str] | csv.Error, line: int, name: str
+) -> LeadLine | None:
+    """One row of the file as a lead, or why it is skipped; ``None`` for a blank row."""
+    if isinstance(row_values, csv.Error):
+        return LeadLine(
+            line, "", "", {}, "", "", f"{name}:{line}: cannot be read ({row_values}); skipped"
+        )
+    if not any(value.strip() for value in row_values):
+        return None
+    row = dict(zip(header, row_values, strict=False))
+    given = row.get("email", "").strip()
+    email, problem = _checked(row, given)
+    if problem is not None:
+        return LeadLine(line, "", given, row, "", "", f"{name}:{line}: {problem}")
+    row["email"] = email  # templates see the address as it is sent
+    text = _ROW_JSON(row)
+    return LeadLine(line, email, given, row, text, hashlib.sha256(text.encode()).hexdigest())
 
 
 def read_leads(

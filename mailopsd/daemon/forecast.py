@@ -22,6 +22,7 @@ from pathlib import Path
 from mailopsd.config.loader import LoadOptions
 from mailopsd.daemon.loop import Daemon, DaemonSettings
 from mailopsd.notify import Notifier
+from mailopsd.progress import Progress
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import STATE_FILE
 from mailopsd.state.stats import DaySends
@@ -61,6 +62,7 @@ def forecast(
     start: datetime,
     days: int,
     every: timedelta,
+    progress: Progress | None = None,
 ) -> Forecast:
     """Run the daemon's dispatch on a copy of its state, every ``every``, and count.
 
@@ -73,6 +75,7 @@ def forecast(
         start: The first tick.
         days: How many days of ticks.
         every: The time between two ticks.
+        progress: Told how far reading the leads files into the copy is.
 
     Raises:
         ConfigError: The config is invalid.
@@ -87,6 +90,7 @@ def forecast(
             state_dir=scratch,
             load_options=load_options,
             clock=lambda: moment[0],
+            progress=progress,
             dry_run=True,
         )
         first_day = start.strftime("%Y-%m-%d")

@@ -28,7 +28,6 @@ from typing import TypeVar
 
 import schedule
 
-from mailopsd.config.leads import Progress
 from mailopsd.config.loader import (
     LoadCache,
     LoadedConfig,
@@ -53,6 +52,7 @@ from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
+from mailopsd.progress import Progress
 from mailopsd.reconcile import ReenableIgnored
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
@@ -81,6 +81,7 @@ class DaemonSettings:
     drift_interval_s: int = 300
     dispatch_interval_s: int = 10
     progress: Progress | None = None
+    """Told how far long work is: reading leads files, the polls of :meth:`Daemon.poll_inbox`."""
     debounce_ms: int = 200
     inbox_check_s: int = 5
     imap_timeout_s: float = 30.0
@@ -473,7 +474,10 @@ class Daemon:
         """Poll every mailbox now and record what it holds (``run --once``)."""
         if self._inbox is None or self.loaded is None or not self._storage_ready():
             return
-        self._set_state(self._inbox.poll_all(self.loaded, self.state, self._now()))
+        polled = self._inbox.poll_all(
+            self.loaded, self.state, self._now(), progress=self.settings.progress
+        )
+        self._set_state(polled)
         if self._inbox.unrecorded is not None:
             self._poll_unrecorded(self._inbox.unrecorded)
 

@@ -40,6 +40,7 @@ from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
 from mailopsd.errors import describe_unexpected
 from mailopsd.inbox.classify import Classification, classify
+from mailopsd.progress import Progress, Tally
 from mailopsd.refs import CredentialRef
 
 __all__ = [
@@ -308,6 +309,9 @@ def _read_folder(
     cursor: Cursor | None,
     since: datetime,
     counts: list[int],
+    *,
+    progress: Progress | None,
+    mailbox: str,
 ) -> tuple[Cursor | None, list[Arrival]]:
     status, _ = client.select(_quote(folder), readonly=True)
     if status != "OK":
@@ -331,9 +335,14 @@ def _read_folder(
     if cursor is not None and cursor.uidvalidity != validity and next_uid:
         last = max(last, next_uid - 1)
     arrivals: list[Arrival] = []
+    read = Tally(
+        progress, f"reading {mailbox} {folder}", total=len(uids), unit="message", every=BATCH
+    )
     for start in range(0, len(uids), BATCH):
         batch = uids[start : start + BATCH]
         arrivals += _read_batch(client, folder, validity, batch, counts)
+        read.add(len(batch))
+    read.finish()
     return Cursor(validity, last), arrivals
 
 
@@ -355,12 +364,22 @@ def _read_batch(
     return arrivals
 
 
+def _named(access: MailboxAccess) -> str:
+    """The mailbox as a person knows it: ``campaign/credential``, or a shared mailbox's id."""
+    return "/".join(part for part in (access.campaign_id, access.credential_id) if part)
+
+
 def poll(
     access: MailboxAccess,
     cursors: Mapping[str, Cursor],
     since: datetime,
+    *,
+    progress: Progress | None = None,
 ) -> PollResult:
     """Read what is new in each folder since ``cursors`` (or since the day of ``since``).
+
+    ``progress`` is told, folder by folder, how many of the messages to read are read
+    (a first poll of a big mailbox reads many).
 
     Raises:
         ImapError: The server could not be reached, refused the login, or failed a command.
@@ -373,7 +392,15 @@ def poll(
     missing: list[str] = []
     try:
         for folder in access.folders:
-            cursor, new = _read_folder(client, folder, cursors.get(folder), since, counts)
+            cursor, new = _read_folder(
+                client,
+                folder,
+                cursors.get(folder),
+                since,
+                counts,
+                progress=progress,
+                mailbox=_named(access),
+            )
             if cursor is None:
                 missing.append(folder)
                 continue

@@ -52,6 +52,7 @@ from mailopsd.inbox.imap import (
 )
 from mailopsd.inbox.record import Recorded, mailbox_senders, poll_uses, record_poll
 from mailopsd.lifecycle import SendOutcome
+from mailopsd.progress import Progress, Work
 from mailopsd.refs import CredentialRef, credential_key, is_shared, sender_ref
 from mailopsd.smtp.message import forwarded_report
 from mailopsd.smtp.transport import SmtpTransport
@@ -156,6 +157,37 @@ class _Idler:
             self.thread.join(timeout=self.access.timeout_s + 5)
 
 
+class _Scan:
+    """The polls of one :meth:`Inbox.poll_all` told to ``progress`` as one piece of work.
+
+    Each poll reports its folders from its own thread; what they have read and what they
+    found to read, summed over every folder, go on as one report, so a terminal shows one
+    bar however many mailboxes are read at once.
+    """
+
+    what = "reading mailboxes"
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._folders: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+        self._report(finished=False)  # the polls connect and search before they count
+
+    def __call__(self, work: Work) -> None:
+        with self._lock:
+            self._folders[work.what] = (work.done, work.total or 0)
+            self._report(finished=False)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._report(finished=True)
+
+    def _report(self, *, finished: bool) -> None:
+        done = sum(read for read, _ in self._folders.values())
+        total = sum(found for _, found in self._folders.values()) if self._folders else None
+        self._progress(Work(self.what, done, total, "message", finished=finished))
+
+
 @dataclass
 class Inbox:
     """Schedules polls, records their results, disposes of processed reports."""
@@ -239,12 +271,14 @@ class Inbox:
 
     # Polls -----------------------------------------------------------------------------
 
-    def _submit(self, key: CredentialRef, mailbox: _Mailbox, since: datetime) -> None:
+    def _submit(
+        self, key: CredentialRef, mailbox: _Mailbox, since: datetime, progress: Progress | None
+    ) -> None:
         cursors = {
             folder: Cursor(*cursor) for folder, cursor in self.ledger.inbox.cursors(*key).items()
         }
         mailbox.started = time.monotonic()
-        future = self._executor().submit(poll, mailbox.access, cursors, since)
+        future = self._executor().submit(poll, mailbox.access, cursors, since, progress=progress)
 
         def done(_: Future[PollResult]) -> None:
             mailbox.finished = time.monotonic()
@@ -253,8 +287,11 @@ class Inbox:
         future.add_done_callback(done)
         mailbox.running = future
 
-    def start_due(self, loaded: LoadedConfig) -> int:
-        """Start the polls that are due; return how many started."""
+    def start_due(self, loaded: LoadedConfig, *, progress: Progress | None = None) -> int:
+        """Start the polls that are due; return how many started.
+
+        ``progress`` is told how far each poll's folders are read (from its thread).
+        """
         self._sync(loaded)
         now = time.monotonic()
         started = 0
@@ -267,7 +304,7 @@ class Inbox:
             if since is None:
                 mailbox.due = now + mailbox.interval_s
                 continue
-            self._submit(key, mailbox, since)
+            self._submit(key, mailbox, since, progress)
             started += 1
         return started
 
@@ -390,16 +427,30 @@ class Inbox:
         self._finish_chores()
         return state
 
-    def poll_all(self, loaded: LoadedConfig, state: StateFile, at: datetime) -> StateFile:
-        """Poll every mailbox now and wait for the results (``run --once``, tests)."""
+    def poll_all(
+        self,
+        loaded: LoadedConfig,
+        state: StateFile,
+        at: datetime,
+        *,
+        progress: Progress | None = None,
+    ) -> StateFile:
+        """Poll every mailbox now and wait for the results (``run --once``, tests).
+
+        ``progress`` is told how many of the messages the polls found to read are read,
+        every mailbox together (a first poll of a big mailbox reads many).
+        """
         self._sync(loaded)
         for mailbox in self._mailboxes.values():
             with self._lock:
                 mailbox.due = 0.0
-        self.start_due(loaded)
+        scan = _Scan(progress) if progress is not None else None
+        self.start_due(loaded, progress=scan)
         for mailbox in self._mailboxes.values():
             if mailbox.running is not None:
                 mailbox.running.exception()
+        if scan is not None:
+            scan.finish()
         state = self.collect(loaded, state, at)
         for chore in self._chores:
             chore.exception()

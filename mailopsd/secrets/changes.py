@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailopsd.errors import SecretError
+from mailopsd.progress import Tally
 from mailopsd.secrets.metadata import Metadata, mac_aad
 from mailopsd.secrets.tree import Loc, MacBuilder, aad_of, dotted
 from mailopsd.secrets.values import NotOpenedError, SealError, ValueCipher, is_sealed
@@ -293,6 +294,7 @@ def examine(
     *,
     hints: Hints,
     paths_of: _PathsOf,
+    tally: Tally | None = None,
 ) -> Examination:
     """Open every value of a file where it is, or find where it was encrypted.
 
@@ -302,6 +304,7 @@ def examine(
         cipher: Its data key.
         hints: Where old paths may be found.
         paths_of: Reads the sealed values of an earlier version, with their paths.
+        tally: Counts each value the rule covers as it is examined.
 
     Returns:
         What changed, and whether the MAC matches what was found.
@@ -315,6 +318,8 @@ def examine(
         for leaf in leaves:
             if leaf[3]:
                 examiner.covered(number, leaf)
+                if tally is not None:
+                    tally.add()
             else:
                 examiner.uncovered(number, leaf)
     return examiner.finish()

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from mailopsd import goyaml
 from mailopsd.errors import SecretError
+from mailopsd.progress import Progress, Tally
 from mailopsd.secrets import age, changes
 from mailopsd.secrets.changes import ChangedFileError, Hints, LeafView
 from mailopsd.secrets.metadata import AgeStanza, Metadata, Rule, mac_aad, parse_metadata
@@ -280,25 +281,53 @@ def _json_default(value: object) -> str:
     raise TypeError(type(value).__name__)
 
 
+def _expect_values(
+    tally: Tally, progress: Progress | None, docs: Sequence[YamlDocument], rule: Rule
+) -> None:
+    """Tell ``tally`` how many values of ``docs`` ``rule`` has sealed or opened.
+
+    They are counted only when someone asks how far the work is.
+    """
+    if progress is not None:
+        tally.expect(
+            sum(
+                1
+                for doc in docs
+                for _, _, value, covered in doc.covered_leaves(rule)
+                if covered and value not in ("", None)
+            )
+        )
+
+
 def decrypt_text(
-    text: str, identities: age.IdentitySet, where: str, *, hints: Hints | None = None
+    text: str,
+    identities: age.IdentitySet,
+    where: str,
+    *,
+    hints: Hints | None = None,
+    progress: Progress | None = None,
 ) -> DecryptedFile:
     """Decrypt a SOPS file into its plaintext file, checking the MAC.
+
+    ``progress`` is told how many values of a YAML file are opened, as they are.
 
     Raises:
         SecretError: As :func:`decrypt_data` (findings located in the file).
     """
+    tally = Tally(progress, f"decrypting {where}", total=None, unit="value")
     meta = read_metadata(text, where)
     cipher, data_key = _cipher(meta, identities, where)
     if _is_json(where):
         tree = {k: v for k, v in _parse_json(text, where).items() if k != "sops"}
         plain = _opened_trees([tree], meta, cipher, where, hints)[0].data
         output = json.dumps(plain, indent=4, ensure_ascii=False, default=_json_default) + "\n"
+        tally.finish()
         return DecryptedFile(output, meta, data_key, {})
     docs = split_documents(text, where)
     mac = MacBuilder(mac_only_encrypted=meta.mac_only_encrypted)
+    _expect_values(tally, progress, docs, meta.rule)
     try:
-        parts = [decrypt_document(doc, meta, cipher, mac) for doc in docs]
+        parts = [decrypt_document(doc, meta, cipher, mac, tally) for doc in docs]
         check_mac(cipher, meta, mac.hexdigest(), where)
     except SecretError as err:
         leaves = [doc.covered_leaves(meta.rule) for doc in docs]
@@ -306,6 +335,7 @@ def decrypt_text(
         if explained is None:
             raise
         raise _located(explained, docs) from err
+    tally.finish()
     comment_aads = {text: aad for part in parts for text, aad in part.comment_aads.items()}
     return DecryptedFile("".join(part.text for part in parts), meta, data_key, comment_aads)
 
@@ -358,6 +388,7 @@ def encrypt_text(
     now: datetime,
     data_key: bytes | None = None,
     comment_aads: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
 ) -> str:
     """Encrypt a plaintext YAML or JSON file into a SOPS file ``sops`` decrypts.
 
@@ -368,6 +399,7 @@ def encrypt_text(
         now: The time written as ``lastmodified``.
         data_key: The data key to reuse (``edit``); a new random one if ``None``.
         comment_aads: Comment texts to encrypt again, with their paths (``edit``).
+        progress: Told how many values of a YAML file are sealed, as they are.
 
     Raises:
         SecretError: No recipient, the file is already encrypted, a value sops cannot
@@ -380,8 +412,11 @@ def encrypt_text(
         )
     key = data_key if data_key is not None else os.urandom(32)
     sealer = _Sealer(options, key, now)
+    tally = Tally(progress, f"encrypting {where}", total=None, unit="value")
     if _is_json(where):
-        return _encrypt_json(text, sealer, where)
+        encrypted = _encrypt_json(text, sealer, where)
+        tally.finish()
+        return encrypted
     docs = split_documents(text, where)
     for doc in docs:
         if doc.root.flow_style:  # the sops block added below would follow a {…} mapping
@@ -390,10 +425,14 @@ def encrypt_text(
                 "mapping lines (key: value) to encrypt it"
             )
     mac = MacBuilder(mac_only_encrypted=options.mac_only_encrypted)
+    _expect_values(tally, progress, docs, options.rule)
     bodies = [
-        encrypt_document(doc, options.rule, sealer.cipher, mac=mac, comment_aads=comment_aads or {})
+        encrypt_document(
+            doc, options.rule, sealer.cipher, mac=mac, comment_aads=comment_aads or {}, tally=tally
+        )
         for doc in docs
     ]
+    tally.finish()
     stanzas, entries = sealer.metadata(mac.hexdigest())
     return "".join(
         _with_block(body, _metadata_yaml(stanzas, entries, doc.root.start_mark.column))
@@ -445,15 +484,20 @@ def rotate_text(
     *,
     now: datetime,
     hints: Hints | None = None,
+    progress: Progress | None = None,
 ) -> str:
-    """Re-encrypt a SOPS file with a new data key for the same recipients and rule."""
-    decrypted = decrypt_text(text, identities, where, hints=hints)
+    """Re-encrypt a SOPS file with a new data key for the same recipients and rule.
+
+    ``progress`` is told how far decrypting, then encrypting, a YAML file is.
+    """
+    decrypted = decrypt_text(text, identities, where, hints=hints, progress=progress)
     return encrypt_text(
         decrypted.text,
         decrypted.options(),
         where,
         now=now,
         comment_aads=decrypted.comment_aads,
+        progress=progress,
     )
 
 
@@ -516,6 +560,7 @@ def update_text(
     *,
     now: datetime,
     hints: Hints | None = None,
+    progress: Progress | None = None,
 ) -> UpdatedFile:
     """Seal what was added or renamed in an encrypted YAML file, with the file's own data key.
 
@@ -523,6 +568,7 @@ def update_text(
     renamed (found where they were encrypted) are sealed again under their new path; the
     MAC and ``lastmodified`` are renewed. Only when the stored MAC matches what was found,
     so nothing changed without the key goes unnoticed. Everything else stays as written.
+    ``progress`` is told how many of the file's values are checked (each is opened).
 
     Raises:
         ChangedFileError: A change this cannot make (a mistyped key, a value that opens
@@ -534,16 +580,16 @@ def update_text(
             f"{where}: new values are added to an encrypted JSON file with: "
             f"mailopsd secrets edit {shlex.quote(where)}"
         )
+    tally = Tally(progress, f"checking {where}", total=None, unit="value")
     meta = read_metadata(text, where)
     cipher, _ = _cipher(meta, identities, where)
     docs = split_documents(text, where)
+    documents = [list(doc.covered_leaves(meta.rule)) for doc in docs]
+    tally.expect(sum(covered for leaves in documents for *_, covered in leaves))
     exam = changes.examine(
-        [doc.covered_leaves(meta.rule) for doc in docs],
-        meta,
-        cipher,
-        hints=hints or _NO_HINTS,
-        paths_of=_sealed_paths,
+        documents, meta, cipher, hints=hints or _NO_HINTS, paths_of=_sealed_paths, tally=tally
     )
+    tally.finish()
     if not exam.changes and exam.mac_matches:
         return UpdatedFile(text, 0, 0)
     if not exam.is_fixable:

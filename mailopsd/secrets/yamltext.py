@@ -26,6 +26,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mailopsd import goyaml
 from mailopsd.errors import SecretError
+from mailopsd.progress import Tally
 from mailopsd.secrets.metadata import Metadata, Rule
 from mailopsd.secrets.tree import Loc, MacBuilder, aad_of, dotted, open_leaf
 from mailopsd.secrets.values import Comment, SealError, ValueCipher, is_sealed
@@ -424,10 +425,18 @@ class YamlDocument:
         return self.edited(edits)
 
     def edited(self, edits: list[tuple[int, int, str]]) -> str:
-        """Apply ``(start, end, text)`` replacements (not overlapping) to the text."""
-        text = self.text
-        for start, end, new in sorted(edits, reverse=True):
-            text = text[:start] + new + text[end:]
+        """Apply ``(start, end, text)`` replacements (not overlapping) to the text.
+
+        The text is joined once from its kept spans and the replacements, so a file of
+        many values costs time in proportion to its size, not to size times values.
+        """
+        pieces: list[str] = []
+        kept_from = 0
+        for start, end, new in sorted(edits):
+            pieces += (self.text[kept_from:start], new)
+            kept_from = end
+        pieces.append(self.text[kept_from:])
+        text = "".join(pieces)
         return text if text.endswith("\n") or not text else text + "\n"
 
     def covered_leaves(self, rule: Rule) -> Iterator[tuple[Loc, tuple[str, ...], object, bool]]:
@@ -453,8 +462,11 @@ def encrypt_document(
     *,
     mac: MacBuilder,
     comment_aads: Mapping[str, str],
+    tally: Tally | None = None,
 ) -> str:
     """Encrypt the leaves ``rule`` selects, feeding ``mac``; return the text (no ``sops`` block).
+
+    Each value sealed is counted in ``tally``.
 
     Raises:
         SecretError: The file has a ``sops`` block already, uses a comment rule, or holds
@@ -478,6 +490,8 @@ def encrypt_document(
                 node = leaf.node
                 tail = _block_tail(node, doc.text)
                 edits.append((node.start_mark.index, node.end_mark.index, shown + tail))
+                if tally is not None:
+                    tally.add()
         except SealError as err:
             raise SecretError(f"{doc.where}: {dotted(leaf.loc)}: {err}") from err
     for comment in doc.comments():
@@ -518,9 +532,15 @@ def _open_comment(cipher: ValueCipher, text: str, candidates: list[str]) -> tupl
 
 
 def decrypt_document(
-    doc: YamlDocument, meta: Metadata, cipher: ValueCipher, mac: MacBuilder
+    doc: YamlDocument,
+    meta: Metadata,
+    cipher: ValueCipher,
+    mac: MacBuilder,
+    tally: Tally | None = None,
 ) -> DecryptedText:
     """Decrypt a SOPS YAML document into plain YAML text, feeding ``mac`` (checked by the caller).
+
+    Each value opened is counted in ``tally``.
 
     Raises:
         SecretError: A value does not decrypt.
@@ -540,6 +560,8 @@ def decrypt_document(
             edits.append(
                 (node.start_mark.index, node.end_mark.index, shown + _block_tail(node, doc.text))
             )
+            if tally is not None:
+                tally.add()
         mac.add(value, encrypted=is_encrypted)
     comment_aads: dict[str, str] = {}
     for comment in doc.comments():

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 from mailopsd import reconcile
-from mailopsd.config.leads import Progress
 from mailopsd.config.loader import LoadedConfig
+from mailopsd.progress import Progress
 from mailopsd.reconcile import (
     CampaignAdded,
     CampaignChanged,

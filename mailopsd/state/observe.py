@@ -22,11 +22,12 @@ from pathlib import Path
 
 from mailopsd.config import confined
 from mailopsd.config.confined import RefusedFileError, confine
-from mailopsd.config.leads import Progress, file_digest, iter_leads
+from mailopsd.config.leads import file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
 from mailopsd.config.suppression import ListEntry, ListProblem, iter_list, lists_digest
 from mailopsd.errors import StateError
+from mailopsd.progress import Progress
 from mailopsd.reconcile import (
     Desired,
     LeadsDiff,

@@ -367,3 +367,23 @@ def test_now_needs_once(write_config: Writer, capsys: pytest.CaptureFixture[str]
         capsys, "run", "--config", str(write_config()), "--now", "2026-11-23T12:00:00Z"
     )
     assert (code, err) == (1, "error: --now is only for --once runs\n")
+
+
+def test_no_progress_bar_off_a_terminal(
+    write_config: Writer, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Captured stderr is no terminal: validate, plan and run --once of a large leads file
+    put nothing of a progress bar on stderr or in a log line."""
+    path = write_config()
+    rows = "".join(f"lead{i}@example.net,Lead,Co\n" for i in range(20_000))
+    Path("leads.csv").write_text(f"email,first_name,company\n{rows}")
+    caplog.set_level(logging.DEBUG)
+    runs = [
+        run_cli(capsys, "validate", str(path), PLAIN),
+        run_cli(capsys, "plan", "--config", str(path), "--state-dir", "st", PLAIN),
+        run_cli(capsys, "run", "--config", str(path), "--state-dir", "st", "--once", PLAIN),
+    ]
+    assert [code for code, _, _ in runs] == [0, 2, 0], runs
+    shown = "".join(err for _, _, err in runs) + caplog.text
+    for mark in ("reading leads.csv", "rows", "%|", "B/s", "\r"):
+        assert mark not in shown

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from mailopsd.config.leads import LeadLine, first_non_utf8, iter_leads, read_leads
+from mailopsd.progress import Work
 
 CSV = (
     "\ufeffemail , first_name\n"
@@ -59,18 +60,42 @@ def test_read_leads_keeps_the_first_of_a_repeated_address(tmp_path: Path) -> Non
 
 def test_iter_leads_keeps_nothing_between_rows(tmp_path: Path) -> None:
     """The reader is a generator: it reads as it is consumed, and reports progress."""
-    path = _write(tmp_path, "email\n" + "".join(f"l{i}@example.net\n" for i in range(250_001)))
-    calls: list[tuple[str, int, bool]] = []
-    rows = iter_leads(path, "leads.csv", progress=lambda *call: calls.append(call))
+    path = _write(tmp_path, "email\n" + "".join(f"l{i}@example.net\n" for i in range(2_501)))
+    reports: list[Work] = []
+    rows = iter_leads(path, "leads.csv", progress=reports.append)
     first = next(rows)
     assert isinstance(first, LeadLine)
-    assert calls == []
-    assert sum(1 for _ in rows) == 250_000
-    assert calls == [
-        ("leads.csv", 100_000, False),
-        ("leads.csv", 200_000, False),
-        ("leads.csv", 250_001, True),
+    assert reports == [Work("reading leads.csv", 0, path.stat().st_size, "B", note="0 rows")]
+    assert sum(1 for _ in rows) == 2_500
+    assert [(work.note, work.finished) for work in reports] == [
+        ("0 rows", False),
+        ("1,000 rows", False),
+        ("2,000 rows", False),
+        ("2,501 rows", True),
     ]
+
+
+def test_a_read_stopped_early_ends_its_progress(tmp_path: Path) -> None:
+    """A read stopped before the end of the file still sends its last report."""
+    path = _write(tmp_path, "email\n" + "".join(f"l{i}@example.net\n" for i in range(10)))
+    reports: list[Work] = []
+    rows = iter_leads(path, "leads.csv", progress=reports.append)
+    next(rows)
+    rows.close()
+    assert (reports[-1].note, reports[-1].finished) == ("1 row", True)
+
+
+def test_progress_is_in_bytes_of_the_file(tmp_path: Path) -> None:
+    """Progress counts the file's bytes read, up to its size at the end."""
+    path = _write(tmp_path, "email\n" + "".join(f"l{i}@example.net\n" for i in range(100_000)))
+    reports: list[Work] = []
+    read = read_leads(path, "leads.csv", progress=reports.append)
+    assert len(read.rows) == 100_000
+    done = [work.done for work in reports]
+    assert done == sorted(done)
+    assert 0 < done[50] < path.stat().st_size
+    assert reports[-1].done == reports[-1].total == path.stat().st_size
+    assert {(work.what, work.unit) for work in reports} == {("reading leads.csv", "B")}
 
 
 def test_display_name_defaults_to_the_path(tmp_path: Path) -> None:
