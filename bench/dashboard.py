@@ -17,17 +17,16 @@ from __future__ import annotations
 import io
 import random
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from bench.ledger import _median_ms
 from bench.report import Row
 from mailopsd.config.loader import LoadOptions, load_config
 from mailopsd.http import dashboard
@@ -129,15 +128,6 @@ def _fill(state: Path, rows: int, mailboxes: int) -> None:
         db.execute("COMMIT")
     finally:
         db.close()
-
-
-def _median_ms(call: Callable[[], object], calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def _page(board: dashboard.Board, cookie: str, path: str) -> bytes:
