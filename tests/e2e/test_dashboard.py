@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -197,7 +198,7 @@ def _percent(value: object) -> str:
 
 
 def test_the_report_file_opens_offline_with_the_status_figures(
-    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """mailopsd report writes one file that Chromium opens with no network, showing the
     figures status --json shows."""
@@ -211,6 +212,18 @@ def test_the_report_file_opens_offline_with_the_status_figures(
         ]
     )
     assert code == 0
+    assert (
+        capsys.readouterr().out == f"wrote {report}: 3 campaigns, charts of 30 days to 2026-11-23\n"
+    )
+    assert cli.main(["report", "--state-dir", str(state), "--campaign", "nope"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: no campaign nope in the daemon state in {state}; mailopsd status "
+        f"--state-dir {state} lists them\n"
+    )
+    assert (
+        cli.main(["report", "--state-dir", str(state), "-o", str(tmp_path / "no" / "r.html")]) == 1
+    )
+    assert "Traceback" not in capsys.readouterr().err
     text = report.read_text()
     assert re.findall(r'(?:src|href)="(?!#)[^"]*"', text) == []  # nothing to fetch
     status = build_status(state, START)

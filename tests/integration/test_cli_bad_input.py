@@ -162,6 +162,11 @@ def _cases() -> list[Case]:
             ("stats", "camp", "--state-dir", "{bad_state}"),
             says="error: no campaign camp in the daemon state in ",
         ),
+        # report
+        c("report", "days out of range", ("report", "--days", "0"), USAGE),
+        c("report", "state dir is a file", ("report", "--state-dir", "{file}")),
+        c("report", "garbage ledger", ("report", "--state-dir", "{bad_ledger}")),
+        c("report", "unreadable state file", ("report", "--state-dir", "{bad_state}")),
         # reenable
         c(
             "reenable",
