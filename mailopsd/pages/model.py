@@ -94,11 +94,29 @@ def _mailbox(
     shown: Sequence[date],
     span: int,
 ) -> MailboxView:
-    bars = tuple(DayBar(day.isoformat(), *sends.get(day.isoformat(), (0, 0))) for day in shown)
-    rates = []
-    for day in shown:
-        window = [(day - timedelta(days=back)).isoformat() for back in range(span)]
-        sent = sum(sum(sends.get(one, (0, 0))) for one in window)
-        bounced = sum(bounces.get(one, 0) for one in window)
-        rates.append(RatePoint(day.isoformat(), bounced, sent))
-    return MailboxView(row, bars, tuple(rates))
+    """A mailbox's bars, and its rate over the ``span`` days ending each shown day.
+
+    Running totals over the days from the first window's start: each day's window is
+    a difference of two totals, whatever the window's length.
+    """
+    first = shown[0] - timedelta(days=span - 1)
+    every = [
+        (first + timedelta(days=offset)).isoformat() for offset in range(len(shown) + span - 1)
+    ]
+    sent_total, bounced_total = [0], [0]
+    for day in every:
+        step1, followups = sends.get(day, (0, 0))
+        sent_total.append(sent_total[-1] + step1 + followups)
+        bounced_total.append(bounced_total[-1] + bounces.get(day, 0))
+    bars, rates = [], []
+    for index, day in enumerate(every[span - 1 :]):
+        end, start = index + span, index
+        bars.append(DayBar(day, *sends.get(day, (0, 0))))
+        rates.append(
+            RatePoint(
+                day,
+                bounced_total[end] - bounced_total[start],
+                sent_total[end] - sent_total[start],
+            )
+        )
+    return MailboxView(row, tuple(bars), tuple(rates))

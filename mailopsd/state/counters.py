@@ -15,7 +15,7 @@ before :data:`MIGRATION_11` says why they are written as they are).
 
 from __future__ import annotations
 
-__all__ = ["MIGRATION_7", "MIGRATION_11", "TRIGGERS_4"]
+__all__ = ["MIGRATION_7", "MIGRATION_11", "MIGRATION_12", "TRIGGERS_4"]
 
 
 def _counted(row: str) -> str:
@@ -274,3 +274,81 @@ MIGRATION_11 = f"""
 {_uncount_11("")}    END;
 """
 """Migration 11: each send's UTC day and recipient domain; one trigger per statement."""
+
+
+# Migration 12: the counted sends of each step and version of a campaign, so that the
+# steps table of ``status``, ``stats`` and the dashboard reads a few rows instead of
+# counting the campaign's sends (0.1 s for 1,000,000 of them); and each bounce's step and
+# version, written with it, so that its hard bounces by step need no join to its send. The
+# same triggers as migration 11, with the step counter in them; a send whose version
+# changes moves too (never done, but counted exactly if it is).
+_KEY_12 = (*_KEY_11, "variant")
+_MOVED_12 = " OR ".join(f"new.{column} IS NOT old.{column}" for column in _KEY_12)
+_STARTS_12 = f"{_counted('new')} AND (NOT {_counted('old')} OR {_MOVED_12})"
+_STOPS_12 = f"{_counted('old')} AND (NOT {_counted('new')} OR {_MOVED_12})"
+_STEP_KEY = "campaign_id = {0}.campaign_id AND step = {0}.step AND variant IS {0}.variant"
+
+
+def _count_steps(when: str) -> str:
+    """Count ``new`` for its step and version (if ``when``, SQL)."""
+    only = f" AND {when}" if when else ""
+    where = f"WHERE {when} AND" if when else "WHERE"
+    return f"""\
+        UPDATE step_sends SET sends = sends + 1 WHERE {_STEP_KEY.format("new")}{only};
+        INSERT INTO step_sends (campaign_id, step, variant, sends)
+            SELECT new.campaign_id, new.step, new.variant, 1
+            {where} NOT EXISTS (SELECT 1 FROM step_sends WHERE {_STEP_KEY.format("new")});
+"""
+
+
+def _uncount_steps(when: str) -> str:
+    """Take ``old`` back from its step and version (if ``when``, SQL)."""
+    only = f" AND {when}" if when else ""
+    return f"""\
+        UPDATE step_sends SET sends = sends - 1 WHERE {_STEP_KEY.format("old")}{only};
+"""
+
+
+_UPDATE_12 = (
+    _uncount_11(f"({_STOPS_12})")
+    + _uncount_steps(f"({_STOPS_12})")
+    + _count_11(f"({_STARTS_12})")
+    + _count_steps(f"({_STARTS_12})")
+)
+
+MIGRATION_12 = f"""
+    CREATE TABLE step_sends (
+        campaign_id TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        variant TEXT,
+        sends INTEGER NOT NULL
+    );
+    CREATE INDEX step_sends_by_key ON step_sends (campaign_id, step, variant);
+    INSERT INTO step_sends (campaign_id, step, variant, sends)
+        SELECT campaign_id, step, variant, count(*) FROM sends
+        WHERE {_counted("sends")} GROUP BY campaign_id, step, variant;
+    ALTER TABLE bounces ADD COLUMN step INTEGER;
+    ALTER TABLE bounces ADD COLUMN variant TEXT;
+    UPDATE bounces SET (step, variant) = (
+        SELECT s.step, s.variant FROM sends AS s WHERE s.id = bounces.send_id)
+        WHERE send_id IS NOT NULL;
+    CREATE INDEX bounces_by_step ON bounces (campaign_id, kind, step, variant, email);
+    DROP TRIGGER sends_counters_insert;
+    DROP TRIGGER sends_counters_update;
+    DROP TRIGGER sends_counters_delete;
+    CREATE TRIGGER sends_counters_insert AFTER INSERT ON sends
+    WHEN {_counted("new")}
+    BEGIN
+{_count_11("")}{_count_steps("")}    END;
+    CREATE TRIGGER sends_counters_update
+    AFTER UPDATE OF outcome, {", ".join(_KEY_12)} ON sends
+    WHEN ({_counted("old")} OR {_counted("new")})
+        AND ({_counted("old")} <> {_counted("new")} OR {_MOVED_12})
+    BEGIN
+{_UPDATE_12}    END;
+    CREATE TRIGGER sends_counters_delete AFTER DELETE ON sends
+    WHEN {_counted("old")}
+    BEGIN
+{_uncount_11("")}{_uncount_steps("")}    END;
+"""
+"""Migration 12: counted sends by step and version; each bounce's step and version."""

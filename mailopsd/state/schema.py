@@ -27,7 +27,7 @@ __all__ = [
     "unstamp",
 ]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 ZONES_SCHEMA = 10
 """The first schema that keeps each lead's time zone."""
 COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
@@ -318,6 +318,9 @@ _MIGRATIONS: dict[int, str] = {
     # sends, which needs each send's UTC day and recipient domain as columns (filled here
     # for the sends already made): see state/counters.py.
     11: counters.MIGRATION_11,
+    # The counted sends of each step and version, kept by the same triggers, and each
+    # bounce's step and version: the steps table reads these (see state/counters.py).
+    12: counters.MIGRATION_12,
 }
 _REKEY_MIGRATION = 6
 

@@ -192,8 +192,9 @@ class Sends(Repository):
         try:
             self._db.execute(
                 "INSERT INTO bounces (campaign_id, credential_id, email, send_id, at, "
-                "permanent, status, source, kind, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "permanent, status, source, kind, detail, step, variant) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                "(SELECT step FROM sends WHERE id = ?), (SELECT variant FROM sends WHERE id = ?))",
                 (
                     campaign_id,
                     credential_id,
@@ -205,6 +206,8 @@ class Sends(Repository):
                     source,
                     kind,
                     detail,
+                    send_id,
+                    send_id,
                 ),
             )
         except sqlite3.Error as err:

@@ -86,6 +86,21 @@ def _kept(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
     }
 
 
+def _step_sends(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """The counted sends by step and version as schema 12 keeps them (none left out)."""
+    return db.execute(
+        "SELECT campaign_id, step, variant, sends FROM step_sends WHERE sends <> 0 ORDER BY 1, 2, 3"
+    ).fetchall()
+
+
+def _steps_recounted(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+    return db.execute(
+        "SELECT campaign_id, step, variant, count(*) FROM sends "
+        "WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced') GROUP BY 1, 2, 3 "
+        "ORDER BY 1, 2, 3"
+    ).fetchall()
+
+
 class _Twins:
     """The same sends written on a ledger of schema 10 and on a current one."""
 
@@ -139,9 +154,10 @@ class _Twins:
             db.execute("DELETE FROM sends WHERE id = ?", (send_id,))
 
     def assert_same(self) -> None:
-        """Both hold the same counters, row for row."""
+        """Both hold the same counters, row for row; the current one's steps too."""
         assert _counters(self.new) == _counters(self.old)
         assert _kept(self.new) == _recounted(self.new)
+        assert _step_sends(self.new) == _steps_recounted(self.new)
 
     def close(self) -> None:
         """Close both ledgers."""
@@ -310,3 +326,38 @@ def test_a_send_is_written_without_a_statement_journal(tmp_path: Path, statement
     ]
     assert any(row[1] == "Program" for row in program), "the counters' trigger runs"
     assert aborting == []
+
+
+def test_schema_11_ledger_gets_its_step_counts(tmp_path: Path) -> None:
+    """Migrating a ledger of schema 11 counts its sends by step and version, and gives
+    each bounce its send's step and version; new sends count from then on."""
+    db = sqlite3.connect(tmp_path / LEDGER_FILE, isolation_level=None)
+    for version in range(1, 12):
+        for statement in schema._statements(schema._MIGRATIONS[version]):
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 11")
+    for number, (step, variant, outcome) in enumerate(
+        [(1, "a", "sent"), (1, "a", "bounced"), (1, "b", "sent"), (2, None, "not_sent")]
+    ):
+        at = stamp(NOW - timedelta(hours=number))
+        db.execute(
+            "INSERT INTO sends (campaign_id, credential_id, email, step, variant, message_id, "
+            "intent_at, subject, outcome, day, domain) "
+            "VALUES ('acme', 'c', ?, ?, ?, '<m>', ?, 's', ?, ?, 'example.com')",
+            (f"l{number}@example.com", step, variant, at, outcome, at[:10]),
+        )
+    db.execute(
+        "INSERT INTO bounces (campaign_id, credential_id, email, send_id, at, permanent, source) "
+        "VALUES ('acme', 'c', 'l1@example.com', 2, ?, 1, 'smtp')",
+        (stamp(NOW),),
+    )
+    db.close()
+    ledger = Ledger.open(tmp_path)
+    try:
+        connection = ledger._database.connection
+        assert _step_sends(connection) == [("acme", 1, "a", 2), ("acme", 1, "b", 1)]
+        assert connection.execute("SELECT step, variant FROM bounces").fetchall() == [(1, "a")]
+        [counts] = [c for c in ledger.stats.of("acme") if (c.step, c.variant) == (1, "a")]
+        assert (counts.sends, counts.bounces) == (2, 1)
+    finally:
+        ledger.close()
