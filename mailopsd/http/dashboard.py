@@ -14,7 +14,7 @@ derived from ``http.signing_key``: never the API key. A session ends at its expi
 (``http.dashboard_session``), at sign-out (the cookie is dropped), and as soon as its key
 is removed from ``api_keys`` or replaced. The pages hold no script and no secret, under a
 Content-Security-Policy that allows the daemon's own stylesheet and nothing else.
-Posts are accepted from the dashboard's own pages only (their ``Origin``).
+Posts are accepted from the dashboard's own pages only (``Sec-Fetch-Site``, else ``Origin``).
 """
 
 from __future__ import annotations
