@@ -14,7 +14,6 @@ directory, and its figures (``build_status``) alone, in this process.
 
 from __future__ import annotations
 
-import io
 import random
 import sqlite3
 import subprocess
@@ -138,9 +137,7 @@ def _page(board: dashboard.Board, cookie: str, path: str) -> bytes:
 
 
 def _cookie(board: dashboard.Board) -> str:
-    body = f"key={KEY}".encode()
-    environ = {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
-    page = dashboard.answer(board, "POST", "/dashboard/sign-in", environ)
+    page = dashboard.answer(board, "POST", "/dashboard/sign-in", {}, f"key={KEY}".encode())
     return dict(page.headers)["Set-Cookie"].split(";")[0]
 
 

@@ -83,18 +83,7 @@ class _Request:
     path: str
     key: str
     scope: str
-    wsgi: Mapping[str, object]
-
-    def body(self) -> bytes:
-        """The request body (bounded by the server)."""
-        stream = self.wsgi.get("wsgi.input")
-        read = getattr(stream, "read", None)
-        try:
-            length = int(str(self.wsgi.get("CONTENT_LENGTH") or 0))
-        except ValueError:
-            length = 0
-        found = read(length) if callable(read) and length > 0 else b""
-        return found if isinstance(found, bytes) else b""
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -149,7 +138,9 @@ def _bearer(environ: Mapping[str, object]) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def answer(reader: Reader, method: str, path: str, environ: Mapping[str, object]) -> ApiResponse:
+def answer(
+    reader: Reader, method: str, path: str, environ: Mapping[str, object], body: bytes = b""
+) -> ApiResponse:
     """Answer a request to the API (``/openapi.json`` or a path under ``/campaigns``).
 
     Args:
@@ -157,6 +148,7 @@ def answer(reader: Reader, method: str, path: str, environ: Mapping[str, object]
         method: The request method, upper case.
         path: The request path.
         environ: The WSGI environment (for the ``Authorization`` header).
+        body: The request body, as the server read it (bounded).
 
     Returns:
         The response to write.
@@ -178,7 +170,7 @@ def answer(reader: Reader, method: str, path: str, environ: Mapping[str, object]
     if target is None:
         return _error("404 Not Found", "not_found", f"no API path {path}")
     key = loaded.config.api_keys[name]
-    request = _Request(method, path, name, key.scope, environ)
+    request = _Request(method, path, name, key.scope, body)
     return _Answer(reader, loaded, key.account).respond(request, target)
 
 
@@ -261,7 +253,7 @@ class _Answer:
             if enabled is not None:  # nothing to re-enable: nothing is committed
                 return _json("200 OK", enabled)
         try:
-            write = read_request(kind, campaign_id, credential_id, request.body())
+            write = read_request(kind, campaign_id, credential_id, request.body)
             written = committer(write, key=request.key, mode=mode, method=method, path=request.path)
         except WriteRefused as err:
             logger.info(

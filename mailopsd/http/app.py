@@ -309,7 +309,8 @@ class LinkApp:
         if _is_api(path):
             return self._api(method, path, environ)
         if _is_dashboard(path):
-            page = dashboard.answer(self.site.dashboard(), method, path, environ)
+            body = _request_body(environ)
+            page = dashboard.answer(self.site.dashboard(), method, path, environ, body)
             return Response(page.status, page.body, page.content_type, page.headers)
         return self._link(method, path, environ)
 
@@ -346,7 +347,7 @@ class LinkApp:
     def _api(self, method: str, path: str, environ: WSGIEnvironment) -> Response:
         site = self.site
         reader = api.Reader(site.loaded, site.state, site.ledger, site.clock, site.api_writes)
-        answer = api.answer(reader, method, path, environ)
+        answer = api.answer(reader, method, path, environ, _request_body(environ))
         return Response(answer.status, answer.body, answer.content_type, answer.headers)
 
     def _git_hook(self, method: str, environ: WSGIEnvironment) -> Response:

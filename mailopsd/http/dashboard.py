@@ -67,7 +67,6 @@ _CSP = (
 _HEADERS = (("Content-Security-Policy", _CSP),)
 _READ = ("GET", "HEAD")
 _HASH_CHARS = 16
-_MAX_FORM_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -189,8 +188,17 @@ def _is_same_origin(environ: Mapping[str, object]) -> bool:
     return urllib.parse.urlsplit(str(origin)).netloc == host
 
 
-def answer(board: Board | None, method: str, path: str, environ: Mapping[str, object]) -> Page:
-    """Answer a request under ``/dashboard`` (404 when the dashboard is off)."""
+def answer(
+    board: Board | None,
+    method: str,
+    path: str,
+    environ: Mapping[str, object],
+    body: bytes = b"",
+) -> Page:
+    """Answer a request under ``/dashboard`` (404 when the dashboard is off).
+
+    ``body`` is the request's, as the server read it (the sign-in form).
+    """
     if board is None:
         return _not_found()
     if path == _STYLE_PATH:
@@ -198,7 +206,7 @@ def answer(board: Board | None, method: str, path: str, environ: Mapping[str, ob
     if path == _ICON_PATH:
         return Page("200 OK", _ICON, "image/svg+xml", _HEADERS)
     if path in (_SIGN_IN, _SIGN_OUT):
-        return _session_path(board, method, path, environ)
+        return _session_path(board, method, path, environ, body)
     if method not in _READ:
         return Page("405 Method Not Allowed", b"", _HTML, (*_HEADERS, ("Allow", "GET, HEAD")))
     name = signed_in(board, environ)
@@ -212,7 +220,9 @@ def answer(board: Board | None, method: str, path: str, environ: Mapping[str, ob
     return _not_found()
 
 
-def _session_path(board: Board, method: str, path: str, environ: Mapping[str, object]) -> Page:
+def _session_path(
+    board: Board, method: str, path: str, environ: Mapping[str, object], body: bytes
+) -> Page:
     if path == _SIGN_IN and method in _READ:
         return _page("200 OK", "Sign in", f"<main>{html.sign_in_form(_SIGN_IN, None)}</main>")
     if method != "POST":
@@ -222,11 +232,11 @@ def _session_path(board: Board, method: str, path: str, environ: Mapping[str, ob
         return Page("403 Forbidden", b"", _HTML, _HEADERS)
     if path == _SIGN_OUT:
         return _see_other(_SIGN_IN, ("Set-Cookie", _ended_cookie()))
-    return _sign_in(board, environ)
+    return _sign_in(board, environ, body)
 
 
-def _sign_in(board: Board, environ: Mapping[str, object]) -> Page:
-    form = urllib.parse.parse_qs(_body(environ).decode("utf-8", "replace"))
+def _sign_in(board: Board, environ: Mapping[str, object], body: bytes) -> Page:
+    form = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     presented = (form.get("key") or [""])[0].strip()
     name = find_api_key(board.loaded.config.api_keys, presented) if presented else None
     if name is None:
@@ -236,17 +246,6 @@ def _sign_in(board: Board, environ: Mapping[str, object]) -> Page:
         return _page("401 Unauthorized", "Sign in", f"<main>{form_html}</main>")
     logger.info("dashboard sign-in key=%s client=%s", name, environ.get("REMOTE_ADDR"))
     return _see_other(PREFIX, ("Set-Cookie", _session_cookie(board, name)))
-
-
-def _body(environ: Mapping[str, object]) -> bytes:
-    stream = environ.get("wsgi.input")
-    read = getattr(stream, "read", None)
-    try:
-        length = min(int(str(environ.get("CONTENT_LENGTH") or 0)), _MAX_FORM_BYTES)
-    except ValueError:
-        length = 0
-    found = read(length) if callable(read) and length > 0 else b""
-    return found if isinstance(found, bytes) else b""
 
 
 def _status(board: Board, scope: Scope) -> dict[str, object]:

@@ -122,6 +122,30 @@ _INPUT: dict[str, object] = {
     "imap_password": {**_SECRET, "type": ["string", "null"]},
 }
 
+_WRITTEN: dict[str, object] = {
+    "id": {"type": "string"},
+    "label": _NULLABLE_STRING,
+    "from_email": {"type": "string"},
+    "from_name": {"type": "string"},
+    "smtp_host": {"type": "string"},
+    "smtp_port": _PORT,
+    "daily_limit": {"type": "integer", "minimum": 1},
+    "reply_detection": {"type": "boolean"},
+}
+"""A credential's public fields, as reads and writes answer them."""
+
+
+def _envelope(**rules: object) -> dict[str, object]:
+    """A write's body: ``{"smtp_credential": {…}}``, the credential with ``rules``."""
+    credential = {"type": "object", **rules, "properties": _INPUT, "additionalProperties": False}
+    return {
+        "type": "object",
+        "required": ["smtp_credential"],
+        "properties": {"smtp_credential": credential},
+        "additionalProperties": False,
+    }
+
+
 _SCHEMAS: dict[str, object] = {
     "Error": {
         "type": "object",
@@ -165,14 +189,7 @@ _SCHEMAS: dict[str, object] = {
             "disabled_at",
         ],
         "properties": {
-            "id": {"type": "string"},
-            "label": _NULLABLE_STRING,
-            "from_email": {"type": "string"},
-            "from_name": {"type": "string"},
-            "smtp_host": {"type": "string"},
-            "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "daily_limit": {"type": "integer", "minimum": 1},
-            "reply_detection": {"type": "boolean"},
+            **_WRITTEN,
             "mailbox": {
                 **_NULLABLE_STRING,
                 "description": "The shared mailbox (top-level mailboxes) it names, if any: "
@@ -192,43 +209,10 @@ _SCHEMAS: dict[str, object] = {
         "type": "object",
         "description": "A credential as written; never holds the SMTP username or password.",
         "required": ["id", "from_email", "from_name", "smtp_host", "smtp_port", "daily_limit"],
-        "properties": {
-            "id": {"type": "string"},
-            "label": _NULLABLE_STRING,
-            "from_email": {"type": "string"},
-            "from_name": {"type": "string"},
-            "smtp_host": {"type": "string"},
-            "smtp_port": {"type": "integer", "minimum": 1, "maximum": 65535},
-            "daily_limit": {"type": "integer", "minimum": 1},
-            "reply_detection": {"type": "boolean"},
-        },
+        "properties": _WRITTEN,
     },
-    "NewSmtpCredential": {
-        "type": "object",
-        "required": ["smtp_credential"],
-        "properties": {
-            "smtp_credential": {
-                "type": "object",
-                "required": list(REQUIRED),
-                "properties": _INPUT,
-                "additionalProperties": False,
-            }
-        },
-        "additionalProperties": False,
-    },
-    "SmtpCredentialChange": {
-        "type": "object",
-        "required": ["smtp_credential"],
-        "properties": {
-            "smtp_credential": {
-                "type": "object",
-                "minProperties": 1,
-                "properties": _INPUT,
-                "additionalProperties": False,
-            }
-        },
-        "additionalProperties": False,
-    },
+    "NewSmtpCredential": _envelope(required=list(REQUIRED)),
+    "SmtpCredentialChange": _envelope(minProperties=1),
     "Reenabled": {
         "type": "object",
         "required": ["id", "from_email", "status"],

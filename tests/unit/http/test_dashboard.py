@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,13 +30,8 @@ def board(write_config: Writer, tmp_path: Path) -> dashboard.Board:
 
 
 def _post(board: dashboard.Board, path: str, body: str = "", **headers: str) -> dashboard.Page:
-    environ: dict[str, object] = {
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body.encode()),
-        "HTTP_HOST": "mail.example.com",
-        **headers,
-    }
-    return dashboard.answer(board, "POST", path, environ)
+    environ: dict[str, object] = {"HTTP_HOST": "mail.example.com", **headers}
+    return dashboard.answer(board, "POST", path, environ, body.encode())
 
 
 def _cookie(page: dashboard.Page) -> str:

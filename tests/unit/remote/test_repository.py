@@ -6,10 +6,9 @@ import contextlib
 import os
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import HTTPServer, SimpleHTTPRequestHandler
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from tests.unit.remote.upstream import (
     daemon_environment,
     logging_git,
     run_git,
+    serving,
 )
 
 
@@ -93,15 +93,8 @@ def _token_server(directory: Path, token: str) -> Iterator[tuple[str, list[str]]
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(Handler) as url:
+        yield f"{url}/", seen
 
 
 class TestFetch:

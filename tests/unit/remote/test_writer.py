@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from tests.unit.remote.upstream import (
     daemon_environment,
     logging_git,
     run_git,
+    serving,
 )
 
 AUTHOR = Author(name="ci-bot", email="ci-bot@mailopsd.invalid")
@@ -469,15 +470,8 @@ def _smart_http(root: Path, token: str, env: dict[str, str]) -> Iterator[tuple[s
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(Handler) as url:
+        yield url, seen
 
 
 class TestToken:
