@@ -18,7 +18,8 @@ from mailopsd.cli.common import (
 from mailopsd.config import loader
 from mailopsd.config.reenable import reenable_hint
 from mailopsd.pages.model import DEFAULT_DAYS
-from mailopsd.pages.report import Hint, build_report
+from mailopsd.pages.report import build_report
+from mailopsd.pages.views import Hint
 
 __all__ = ["add_report"]
 

@@ -33,7 +33,7 @@ from mailopsd.refs import credential_key
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.mailboxes import mailbox_entry
-from mailopsd.state.statefile import StateFile, format_time
+from mailopsd.state.statefile import CredentialState, StateFile, format_time
 from mailopsd.status import report
 
 __all__ = ["OPENAPI_PATH", "PREFIX", "ApiResponse", "Reader", "answer"]
@@ -271,10 +271,7 @@ class _Answer:
     def _enabled(self, campaign_id: str, credential_id: str) -> dict[str, object] | None:
         """The answer to a re-enable of a credential that is not disabled, else ``None``."""
         credential = self.loaded.config.campaigns[campaign_id].smtp_credentials[credential_id]
-        key = (campaign_id, credential_id)
-        uses = self.loaded.config.mailbox_uses.get(credential.shared_as or "", (key,))
-        entry = mailbox_entry(self.reader.state(), key, uses)
-        if entry.is_disabled(credential.reenabled_at):
+        if self._entry(campaign_id, credential_id, credential).is_disabled(credential.reenabled_at):
             return None
         return {"id": credential_id, "from_email": credential.from_email, "status": "enabled"}
 
@@ -318,14 +315,22 @@ class _Answer:
             )
         return _json("200 OK", rows[0] if chosen is not None else {"smtp_credentials": rows})
 
+    def _entry(
+        self, campaign_id: str, credential_id: str, credential: Credential
+    ) -> CredentialState:
+        """A credential's entry in the state; a shared mailbox's, when it names one.
+
+        A mailbox disabled in one campaign is disabled in every campaign that names it.
+        """
+        key = (campaign_id, credential_id)
+        uses = self.loaded.config.mailbox_uses.get(credential.shared_as or "", (key,))
+        return mailbox_entry(self.reader.state(), key, uses)
+
     def _credential(
         self, ledger: Ledger, campaign_id: str, campaign: Campaign, credential_id: str
     ) -> dict[str, object]:
         credential = campaign.smtp_credentials[credential_id]
-        key = (campaign_id, credential_id)
-        uses = self.loaded.config.mailbox_uses.get(credential.shared_as or "", (key,))
-        # A shared mailbox is disabled in every campaign when it is in one.
-        entry = mailbox_entry(self.reader.state(), key, uses)
+        entry = self._entry(campaign_id, credential_id, credential)
         figures = report.measure_credential(
             ledger,
             (campaign_id, credential_id),

@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import logging
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
@@ -37,7 +37,6 @@ from mailopsd.http.apikeys import find_api_key
 from mailopsd.pages import html
 from mailopsd.pages.model import DEFAULT_DAYS, campaign_view
 from mailopsd.pages.style import STYLESHEET
-from mailopsd.pages.views import MailboxView
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
 from mailopsd.status.report import Scope, build_status
@@ -284,22 +283,14 @@ def _campaign(board: Board, name: str, account: str, campaign_id: str) -> Page:
             ledger.close()
     except StorageError as err:
         return _unavailable(err)
-    hints = _hints(board, campaign_id, view.mailboxes)
-    body = html.campaign_section(view, hints)
+    body = html.campaign_section(
+        view,
+        lambda campaign, credential: reenable_hint(board.loaded, campaign, credential, board.now),
+    )
     back = f'<p><a href="{PREFIX}">All campaigns</a></p>'
     return _page(
         "200 OK", str(view.status.get("name")), f"{_header(name)}<main>{back}{body}</main>"
     )
-
-
-def _hints(board: Board, campaign_id: str, mailboxes: Sequence[MailboxView]) -> dict[str, str]:
-    hints = {}
-    for mailbox in mailboxes:
-        if mailbox.row.get("state") == "disabled":
-            hint = reenable_hint(board.loaded, campaign_id, mailbox.id, board.now)
-            if hint is not None:
-                hints[mailbox.id] = hint
-    return hints
 
 
 def _unavailable(err: StorageError) -> Page:

@@ -250,14 +250,13 @@ def _problem(kind: Kind, name: str, value: object) -> str | None:
 
 def _typed(given: Mapping[str, object]) -> dict[str, object]:
     """The fields in the API's order, passwords and logins kept as ``SecretStr``."""
-    return {
-        name: SecretStr(value)
-        if name in _PASSWORDS | _LOGINS and isinstance(value, str)
-        else given[name]
-        for name in CREDENTIAL_FIELD_ORDER
-        if name in given
-        for value in (given[name],)
-    }
+    typed: dict[str, object] = {}
+    for name in CREDENTIAL_FIELD_ORDER:
+        if name in given:
+            value = given[name]
+            is_secret = name in _PASSWORDS | _LOGINS and isinstance(value, str)
+            typed[name] = SecretStr(str(value)) if is_secret else value
+    return typed
 
 
 def credential_id_for(fields: Mapping[str, object], taken: Iterable[str]) -> str:

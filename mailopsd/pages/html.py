@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from mailopsd.pages.svg import bar_chart, rate_chart
-from mailopsd.pages.views import CampaignView, MailboxView
+from mailopsd.pages.views import CampaignView, Hint, MailboxView
 
 __all__ = [
     "campaign_conditions",
@@ -190,13 +190,13 @@ def _overview_row(campaign: Mapping[str, object], href: str) -> str:
     )
 
 
-def campaign_section(view: CampaignView, reenable: Mapping[str, str]) -> str:
+def campaign_section(view: CampaignView, reenable: Hint) -> str:
     """A campaign's page: its mailboxes with their charts, then its steps and versions.
 
     Args:
         view: The campaign and its days.
-        reenable: For each disabled mailbox, what re-enables it (the YAML line to
-            write and where, or the command), as text.
+        reenable: Asked for each disabled mailbox: what re-enables it (the YAML line to
+            write and where, or the command), as text; ``None`` shows nothing.
     """
     campaign = view.status
     campaign_id = str(campaign.get("id"))
@@ -223,7 +223,7 @@ def _legend() -> str:
     )
 
 
-def _mailbox(view: CampaignView, mailbox: MailboxView, reenable: Mapping[str, str]) -> str:
+def _mailbox(view: CampaignView, mailbox: MailboxView, reenable: Hint) -> str:
     row = mailbox.row
     state = str(row.get("state"))
     line = (
@@ -238,7 +238,7 @@ def _mailbox(view: CampaignView, mailbox: MailboxView, reenable: Mapping[str, st
             f'<p class="state-disabled">disabled at {escape(str(row.get("disabled_at")))}: '
             f"{escape(str(row.get('disabled_reason')))}</p>"
         )
-        hint = reenable.get(mailbox.id)
+        hint = reenable(str(view.status.get("id")), mailbox.id)
         if hint:
             line += f'<pre class="reenable">{escape(hint)}</pre>'
     sends = bar_chart(f"{mailbox.id}: sends per day", mailbox.bars)

@@ -8,7 +8,7 @@ script, no link to anything).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from html import escape
 from pathlib import Path
@@ -16,15 +16,12 @@ from pathlib import Path
 from mailopsd.pages import html
 from mailopsd.pages.model import campaign_view
 from mailopsd.pages.style import STYLESHEET
-from mailopsd.pages.views import CampaignView
+from mailopsd.pages.views import CampaignView, Hint
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import format_time
 from mailopsd.status.report import build_status
 
-__all__ = ["Hint", "build_report"]
-
-Hint = Callable[[str, str], str | None]
-"""What re-enables a campaign's credential, given their ids (``None``: not known)."""
+__all__ = ["build_report"]
 
 
 def build_report(
@@ -55,7 +52,7 @@ def build_report(
     explain = hint or _command
     sections = "".join(
         f'<section class="campaign" id="campaign-{escape(str(view.status.get("id")))}">'
-        + html.campaign_section(view, _hints(view, explain))
+        + html.campaign_section(view, explain)
         + "</section>"
         for view in views
     )
@@ -94,17 +91,6 @@ def _views(
         ]
     finally:
         ledger.close()
-
-
-def _hints(view: CampaignView, explain: Hint) -> dict[str, str]:
-    campaign_id = str(view.status.get("id"))
-    found = {}
-    for mailbox in view.mailboxes:
-        if mailbox.row.get("state") == "disabled":
-            text = explain(campaign_id, mailbox.id)
-            if text is not None:
-                found[mailbox.id] = text
-    return found
 
 
 def _command(campaign_id: str, credential_id: str) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from mailopsd.pages.svg import DayBar, RatePoint
 
-__all__ = ["CampaignView", "MailboxView"]
+__all__ = ["CampaignView", "Hint", "MailboxView"]
+
+Hint = Callable[[str, str], str | None]
+"""What re-enables a campaign's credential, given their ids (``None``: not known)."""
 
 
 @dataclass(frozen=True)
