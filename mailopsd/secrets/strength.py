@@ -26,8 +26,6 @@ from __future__ import annotations
 import math
 import string
 
-from zxcvbn import zxcvbn
-
 __all__ = ["MIN_PASSWORD_BITS", "password_bits", "weak_password"]
 
 MIN_PASSWORD_BITS = 64
@@ -63,6 +61,11 @@ def _head_bits(head: str, bits_per_random_char: float) -> float:
         return 0.0  # zxcvbn fails on the empty string
     # zxcvbn stores its user inputs in a module dict on each call; none are given, so
     # concurrent calls (the API's threads) all write the same empty entry.
+    # Imported here: loading its dictionaries takes 20 ms, which every command would pay
+    # at start, while only a new password (validate, secrets encrypt, an API write)
+    # needs it.
+    from zxcvbn import zxcvbn
+
     result = zxcvbn(head, max_length=_HEAD_CHARS)
     bits = 0.0
     for match in result["sequence"]:
