@@ -13,7 +13,8 @@ import functools
 import re
 from dataclasses import dataclass
 
-from mailopsd.inbox.classify import codes, freetext, limits, phrases, reader, reports, rules
+from mailopsd.diagnosis import Reason, codes, rules
+from mailopsd.inbox.classify import freetext, limits, phrases, reader, reports
 from mailopsd.inbox.classify.model import Classification, FailedRecipient, Reading
 from mailopsd.lifecycle import MailKind
 
@@ -168,7 +169,8 @@ def _replies(message: reader.Entity) -> bool:
 
 
 def _self(sender: str | None, kind: MailKind) -> list[FailedRecipient]:
-    return [FailedRecipient(sender, None, kind)] if sender else []
+    reason = Reason.VACATION if kind == MailKind.AUTO_REPLY else None
+    return [FailedRecipient(sender, None, kind, reason=reason)] if sender else []
 
 
 def _bounce(mail: _Mail) -> Reading:
@@ -198,7 +200,8 @@ def _bounce(mail: _Mail) -> Reading:
         return Reading(recipients[0].kind, recipients, "flufl.bounce")
     words = report[: limits.MAX_WORDS]
     status = codes.status_of(words)
-    kind = rules.kind_of(status, words, temporary=temporary)
+    said = rules.diagnose(status, words, temporary=temporary)
+    kind = said.kind
     # The last place a report may name its recipient: the To of the returned message.
     copies = parts.returned + [
         reader.copy_headers(part.payload(limits.MAX_TEXT)) for part in parts.attachments
@@ -207,7 +210,7 @@ def _bounce(mail: _Mail) -> Reading:
     address = next((a for a in found if a and a not in exclude), None)
     if address is None:
         return Reading(kind, [], "report without a recipient")
-    recipient = FailedRecipient(address, status, kind, freetext.brief(words))
+    recipient = FailedRecipient(address, status, kind, freetext.brief(words), reason=said.reason)
     return Reading(kind, [recipient], "returned message")
 
 

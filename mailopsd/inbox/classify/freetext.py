@@ -19,9 +19,9 @@ from collections.abc import Iterable
 
 import flufl.bounce
 
-from mailopsd.inbox.classify import codes, limits, phrases, reader, rules
+from mailopsd.diagnosis import codes, rules
+from mailopsd.inbox.classify import limits, phrases, reader
 from mailopsd.inbox.classify.model import FailedRecipient
-from mailopsd.lifecycle import MailKind
 
 __all__ = ["brief", "flufl_recipients", "recipient_lines", "split_returned", "text_recipients"]
 
@@ -121,10 +121,10 @@ def text_recipients(
     order = list(dict.fromkeys(a for a in named if a not in exclude)) or [a for a, _ in found]
 
     @functools.cache
-    def whole() -> tuple[str | None, MailKind, str]:
+    def whole() -> tuple[str | None, rules.Diagnosis, str]:
         words = report[: limits.MAX_WORDS]
         status = codes.status_of(words)
-        return status, rules.kind_of(status, words, temporary=temporary), words
+        return status, rules.diagnose(status, words, temporary=temporary), words
 
     recipients = []
     for address in order[: limits.MAX_RECIPIENTS]:
@@ -137,10 +137,12 @@ def text_recipients(
             )
         if rules.informative(words):
             status = codes.status_of(words)
-            kind = rules.kind_of(status, words, temporary=temporary)
+            said = rules.diagnose(status, words, temporary=temporary)
         else:  # the reason is elsewhere: the whole report gives it
-            status, kind, words = whole()
-        recipients.append(FailedRecipient(address, status, kind, brief(words)))
+            status, said, words = whole()
+        recipients.append(
+            FailedRecipient(address, status, said.kind, brief(words), reason=said.reason)
+        )
     return recipients
 
 

@@ -6,6 +6,8 @@ costs time and memory in proportion to these numbers rather than to its size.
 
 from __future__ import annotations
 
+from mailopsd.diagnosis.rules import MAX_WORDS  # characters of a diagnostic matched
+
 __all__ = [
     "MAX_DECODED",
     "MAX_DEPTH",
@@ -27,7 +29,6 @@ __all__ = [
 MAX_MESSAGE = 2 * 2**20  # bytes of a message that are parsed: reports come first
 MAX_TEXT = 64 * 2**10  # characters kept of each text part
 MAX_ENCODED = 96 * 2**10  # bytes of an encoded body decoded to fill MAX_TEXT
-MAX_WORDS = 16 * 2**10  # characters of a diagnostic matched against the word rules
 MAX_PARTS = 64  # MIME parts looked at
 MAX_DEPTH = 8  # MIME nesting followed
 MAX_HEAD = 256 * 2**10  # bytes of header fields read before a body must have begun

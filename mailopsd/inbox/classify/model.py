@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from mailopsd.diagnosis import Reason
 from mailopsd.lifecycle import MailKind
 
 __all__ = ["KINDS", "Classification", "FailedRecipient", "Reading"]
@@ -19,7 +20,8 @@ class FailedRecipient:
 
     For a bounce, the address that failed (``original``: the address as first given, when
     the report names another one); for a complaint, the complaining recipient; for an
-    auto-reply or an unsubscribe request, the address that sent it.
+    auto-reply or an unsubscribe request, the address that sent it. ``reason`` says
+    why (``kind`` follows from it); ``None`` for an unsubscribe request.
     """
 
     address: str
@@ -27,6 +29,7 @@ class FailedRecipient:
     kind: MailKind
     diagnostic: str = ""
     original: str | None = None
+    reason: Reason | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import html
 import re
 from dataclasses import dataclass, field
 
+from mailopsd.diagnosis.rules import ADDRESS
 from mailopsd.inbox.classify import limits
 
 __all__ = [
@@ -34,9 +35,6 @@ __all__ = [
 
 # The local part starts where no local-part character precedes: the scan stays linear in
 # long runs of word characters (base64, hex dumps).
-ADDRESS = re.compile(
-    r"(?<![\w.+=!#$%&'*/?^`{|}~-])[\w.+=!#$%&'*/?^`{|}~-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,8}"
-)
 
 _TAG = re.compile(r"<[^<>]{0,2000}>")
 _RETURNED_TYPES = frozenset({"message/rfc822", "message/global"})

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import json
 
-from mailopsd.inbox.classify import codes, freetext, limits, phrases, reader, rules
+from mailopsd.diagnosis import Reason, codes, rules
+from mailopsd.inbox.classify import freetext, limits, phrases, reader
 from mailopsd.inbox.classify.model import FailedRecipient, Reading
 from mailopsd.lifecycle import MailKind
 
@@ -42,13 +43,15 @@ def dsn_recipients(
             if rules.matching_rule(diagnostic) is None:
                 diagnostic = " ".join(f"{diagnostic} {about}".split())
         if action in ("delivered", "relayed", "expanded"):
-            kind = MailKind.DELIVERED
+            said = rules.Diagnosis(Reason.DELIVERED, MailKind.DELIVERED)
         else:
-            kind = rules.kind_of(
+            said = rules.diagnose(
                 status, diagnostic, temporary=rules.either(action == "delayed", temporary)
             )
         other = original if original not in (None, address) else None
-        found.append(FailedRecipient(address, status, kind, diagnostic[:300], other))
+        found.append(
+            FailedRecipient(address, status, said.kind, diagnostic[:300], other, said.reason)
+        )
     return found
 
 
@@ -106,7 +109,10 @@ def ses_notification(text: str) -> Reading | None:
     )
     if event == "Complaint":
         listed = _list(_dict(data.get("complaint")).get("complainedRecipients"))
-        recipients = [FailedRecipient(a, None, MailKind.FEEDBACK) for a in _ses_addresses(listed)]
+        recipients = [
+            FailedRecipient(a, None, MailKind.FEEDBACK, reason=Reason.FEEDBACK)
+            for a in _ses_addresses(listed)
+        ]
         return Reading(MailKind.FEEDBACK, recipients, "ses", references)
     if event == "Delivery":
         delivery = _dict(data.get("delivery"))
@@ -115,7 +121,8 @@ def ses_notification(text: str) -> Reading | None:
         code = ".".join(found.groups()) if found else None
         listed = _list(delivery.get("recipients"))
         recipients = [
-            FailedRecipient(a, code, MailKind.DELIVERED, response) for a in _ses_addresses(listed)
+            FailedRecipient(a, code, MailKind.DELIVERED, response, reason=Reason.DELIVERED)
+            for a in _ses_addresses(listed)
         ]
         return Reading(MailKind.DELIVERED, recipients, "ses", references)
     if event == "Bounce":
@@ -129,8 +136,10 @@ def ses_notification(text: str) -> Reading | None:
                 continue
             words = reader.clean(f"{entry.get('diagnosticCode', '')} {subtype}".strip())
             status = codes.status_of(str(entry.get("status", ""))) or codes.status_of(words)
-            kind = rules.kind_of(status, words, temporary=lambda: transient)
-            recipients.append(FailedRecipient(address, status, kind, words[:300]))
+            said = rules.diagnose(status, words, temporary=lambda: transient)
+            recipients.append(
+                FailedRecipient(address, status, said.kind, words[:300], reason=said.reason)
+            )
         kind = recipients[0].kind if recipients else MailKind.SOFT if transient else MailKind.HARD
         return Reading(kind, recipients, "ses", references)
     return None
@@ -166,4 +175,7 @@ def feedback_recipients(parts: reader.Parts) -> list[FailedRecipient]:
     ]
     if not found:
         found = [a for m in parts.returned if (a := reader.first_address(m.get("to")))][:1]
-    return [FailedRecipient(a, None, MailKind.FEEDBACK) for a in dict.fromkeys(found)]
+    return [
+        FailedRecipient(a, None, MailKind.FEEDBACK, reason=Reason.FEEDBACK)
+        for a in dict.fromkeys(found)
+    ]
