@@ -7,7 +7,7 @@ messages and one of 10,000, written straight into their Maildirs. After a first
 poll has set the cursors, each round times one poll with nothing new (connect, STARTTLS,
 login, one EXAMINE per folder, logout) on each mailbox in turn; an idle poll must cost the
 same whatever the mailbox holds, so the ratio large/small should be about 1. Then the
-labelled bounce corpus is classified over and over (10,000 messages) for messages/s.
+two labelled bounce corpora are classified over and over (10,000 messages) for messages/s.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from mailopsd.inbox.imap import Cursor, MailboxAccess, poll
 from tests.servers.imap import Dovecot, start_dovecot
 from tests.servers.tlsca import make_ca
 
-CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "bounces"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+CORPORA = (DATA / "bounces", DATA / "bounces-more")
 
 
 def _fill(server: Dovecot, user: str, count: int) -> None:
@@ -83,7 +84,7 @@ def _idle_polls(server: Dovecot, sizes: dict[str, int], rounds: int) -> dict[str
 
 
 def _classification(count: int) -> float:
-    samples = [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))]
+    samples = [path.read_bytes() for corpus in CORPORA for path in sorted(corpus.glob("*.eml"))]
     messages = [samples[i % len(samples)] for i in range(count)]
     start = time.perf_counter()
     for raw in messages:

@@ -42,7 +42,7 @@ _DETAILS: dict[tuple[str, str], Reason] = {
     ("1", "7"): Reason.REJECTED,  # bad sender's mailbox address syntax
     ("1", "8"): Reason.REJECTED,  # bad sender's system address
     ("1", "9"): Reason.SYSTEM_ERROR,  # message relayed to non-compliant mailer
-    ("1", "10"): Reason.HOST_UNKNOWN,  # recipient address has null MX (RFC 7505)
+    ("1", "10"): Reason.NOT_ACCEPT,  # recipient address has null MX (RFC 7505)
     ("2", "1"): Reason.SUSPEND,  # mailbox disabled, not accepting messages
     ("2", "2"): Reason.MAILBOX_FULL,  # mailbox full
     ("2", "3"): Reason.EXCEED_LIMIT,  # message length exceeds administrative limit
@@ -130,7 +130,10 @@ def status_reason(status: str) -> CodeReason | None:
     if (subject, detail) in _GENERIC:
         return CodeReason(_GENERIC[subject, detail], Strength.GENERIC)
     if (subject, detail) in _DETAILS:
-        return CodeReason(_DETAILS[subject, detail], Strength.REASON)
+        # "Mailbox disabled" is also what servers answer for an address they never had:
+        # the words say which.
+        strength = Strength.CLASS if (subject, detail) == ("2", "1") else Strength.REASON
+        return CodeReason(_DETAILS[subject, detail], strength)
     if subject in _SUBJECTS:
         return CodeReason(_SUBJECTS[subject], Strength.CLASS)
     return None  # X.0.0, and X.1.5 and the like: nothing said by the code itself

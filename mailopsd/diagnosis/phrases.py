@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from mailopsd.diagnosis.reasons import Reason
 
-__all__ = ["WORD_RULES", "PhraseRule"]
+__all__ = ["QUEUE", "WORD_RULES", "PhraseRule"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,26 @@ WORD_RULES = (
             r"unexpected volume|user complaints|excessive (?:volume|number)",
         ),
         overrules=r"",
+    ),
+    # The local delivery program failed: Postfix local(8) and pipe(8) "Command died with
+    # status", "Command output:", Sendmail "mailer error" and its X-Unix diagnostics,
+    # Exim's "pipe to |command" deliveries, procmail's own errors.
+    PhraseRule(
+        Reason.MAILER_ERROR,
+        (r"command died|mailer error|delivery program|child (?:status|process)",),
+    ),
+    PhraseRule(
+        Reason.MAILER_ERROR,
+        (r"\bpipe to \||command output|\bx-unix\b|procmail:",),
+        seen_in="bounces-more",
+    ),
+    # qmail-remote names the stage a refusal answered: "Connected to ... but my name was
+    # rejected" (HELO), "... but greeting failed".
+    PhraseRule(
+        Reason.BLOCKED,
+        (r"but (?:my name was rejected|greeting failed)",),
+        overrules=r"",
+        seen_in="bounces-more",
     ),
     # A full mailbox, in the many ways servers say it: Postfix/Dovecot "Quota exceeded
     # (mailbox for user is full)", Exim "mailbox is full", Exchange "mailbox full",
@@ -120,6 +140,12 @@ WORD_RULES = (
         overrules=r"",
     ),
     PhraseRule(
+        Reason.REJECTED,
+        (r"from:? domain (?:is )?invalid|valid from\b",),
+        overrules=r"",
+        seen_in="bounces-more",
+    ),
+    PhraseRule(
         Reason.SECURITY_ERROR,
         (r"authenticat", r"\bauth\b"),
         overrules=r"",
@@ -147,6 +173,27 @@ WORD_RULES = (
             r"no longer (?:with|employed)",
         ),
     ),
+    # The domain takes no mail at all: RFC 7505's null MX, RFC 7504's 556; Gmail "The
+    # domain ... doesn't receive email according to the administrator: returned Null MX".
+    PhraseRule(
+        Reason.NOT_ACCEPT,
+        (
+            r"null mx",
+            r"(?:does not|doesn't|do not|don't) (?:receive|accept) (?:e-?mail|mail|messages)",
+            r"accepts? no mail|no smtp service",
+        ),
+    ),
+    # DNS answered with an error that may pass: the resolver's TRY_AGAIN ("Host not
+    # found, try again"), SERVFAIL, a malformed reply (Postfix "Name service error ...
+    # Malformed or unexpected name server reply", whatever the code it gives).
+    PhraseRule(
+        Reason.NETWORK_ERROR,
+        (
+            r"host not found, try again|servfail|name server (?:failure|timeout|error)",
+            r"unexpected name server reply|dns (?:timeout|failure)|temporary (?:dns|lookup)",
+        ),
+        overrules=r"^\d\.4\.4$",
+    ),
     # The domain does not exist or takes no mail: Postfix "Host or domain name not found.
     # Name service error", Exim "all relevant MX records point to non-existent hosts",
     # "Domain has no MX", Sendmail "Host unknown (Name server: ...: host not found)",
@@ -165,12 +212,16 @@ WORD_RULES = (
             r"name service error",
             r"name or service not known",
             r"unroutea?ble",
-            r"no mx\b|null mx",
-            r"no smtp service",
+            r"no mx\b",
             r"nxdomain",
             r"invalid domain|domain (?:is )?(?:invalid|not valid)",
             r"(?:domain|host) [^.;]{0,40}(?:has no|no valid) (?:mx|mail|a record)",
         ),
+    ),
+    PhraseRule(
+        Reason.HOST_UNKNOWN,
+        (r"(?:account|address) or domain may not exist",),
+        seen_in="bounces-more",
     ),
     # The address does not exist: Postfix "User unknown in local recipient table",
     # "Recipient address rejected", Exim "Unrouteable address", "No such user here",
@@ -341,6 +392,13 @@ WORD_RULES = (
             r"too long in (?:the )?queue|queued? too long|in the queue too long",
         ),
     ),
+    # Exim: "all hosts have been failing for a long time and were last tried after this
+    # message arrived", its retry rules' final verdict.
+    PhraseRule(
+        Reason.EXPIRED,
+        (r"have been failing for a long time",),
+        seen_in="bounces-more",
+    ),
     # The network: Postfix "connect to ...: Connection refused", "Connection timed out",
     # "lost connection with", Exim "all hosts ... have been failing", routing loops.
     PhraseRule(
@@ -357,12 +415,8 @@ WORD_RULES = (
             r"dns (?:error|failure|timeout)",
         ),
     ),
-    # The local delivery program: Postfix "Command died with status", Sendmail "mailer
-    # error", Exim "Child process of ... transport returned".
-    PhraseRule(
-        Reason.MAILER_ERROR,
-        (r"command died|mailer error|delivery program|local delivery|child (?:status|process)",),
-    ),
+    PhraseRule(Reason.NETWORK_ERROR, (r"\blooping\b",), seen_in="bounces-more"),
+    PhraseRule(Reason.MAILER_ERROR, (r"local delivery",)),
     # The receiving system's storage and its own errors.
     PhraseRule(
         Reason.SYSTEM_FULL,
@@ -382,9 +436,25 @@ WORD_RULES = (
             r"not accepting",
         ),
     ),
+    # USA.NET's "encountered an error while being processed".
+    PhraseRule(
+        Reason.SYSTEM_ERROR,
+        (r"error while (?:being )?process",),
+        seen_in="bounces-more",
+    ),
     # Only "later": the report says delivery failed for now, not why.
     PhraseRule(
         Reason.ON_HOLD,
         (r"deferred|temporar|try (?:again )?later|please try again",),
     ),
+)
+
+# What a queue says when it keeps trying or gives up (Gmail "Message will be retried for
+# 2 more day(s)", Exim "has not yet been delivered ... after more than 24 hours on the
+# queue", Postfix "delivery temporarily suspended", Sendmail "Warning: could not send
+# message for past 4 hours", qmail "I'm not going to try again").
+QUEUE = (
+    r"will be retried|(?:has|have) not yet been delivered|on the queue|in the queue",
+    r"could not send message for past|temporarily suspended|not going to try again",
+    r"giving up|gave up|retry time|retry timeout",
 )

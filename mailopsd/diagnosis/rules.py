@@ -75,7 +75,7 @@ _RULES = _compiled(phrases.WORD_RULES)
 # The SMTP command a refusal answered. Before RCPT TO, a refusal is about the sender.
 _STAGE = re.compile(
     r"(?:in reply to|after|following|error (?:after|following)|during|response to)"
-    r" (?:the )?(?:pipelined )?(rcpt|mail\b|mail from|data|end of data|helo|ehlo|greeting"
+    r" (?:the )?(?:pipelined )?(rcpt|mail from|mail(?= command)|data|end of data|helo|ehlo|greeting"
     r"|connect|initial connection|banner|starttls|auth)"
     # [ \t]*, not \s*: from every line start, \s* would run over all the blank lines after it.
     r"|(refused to talk to me)|^[ \t]*>>> (rcpt|mail|data|helo|ehlo)",
@@ -91,6 +91,9 @@ _STAGE_REASONS = {
     "starttls": Reason.FAILED_STARTTLS,
     "auth": Reason.SECURITY_ERROR,
 }
+# The transient reasons that a queue's report of waiting or giving up turns into expired.
+_RETRIED = frozenset({Reason.NETWORK_ERROR, Reason.SYSTEM_ERROR, Reason.UNDEFINED, Reason.ON_HOLD})
+_QUEUE = re.compile("|".join(phrases.QUEUE))
 _URL = re.compile(r"(?:https?|ftp)://([\w.-]*)\S*|\b(www\.[\w.-]+)\S*", re.IGNORECASE)
 
 
@@ -183,6 +186,14 @@ def diagnose(status: str | None, words: str, *, temporary: Flag = never) -> Diag
     else:
         permanent = not temporary()
     reason = _reason(status, words, reply)
+    if reason in _RETRIED and (temporary() or _QUEUE.search(words[:MAX_WORDS].lower())):
+        # A report of a delivery still being retried, or given up on, speaks of the
+        # queue: the network or system trouble it quotes is why it waited.
+        reason = Reason.EXPIRED
+    if reason == Reason.HOST_UNKNOWN and not permanent:
+        # A lookup that failed with a transient code is tried again by the reporting MTA
+        # (Gmail's "DNS Error ... NXDOMAIN" with 4.0.0): not yet a verdict on the domain.
+        reason = Reason.NETWORK_ERROR
     return Diagnosis(reason, class_of(reason, permanent=permanent))
 
 

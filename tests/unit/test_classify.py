@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailopsd import cli
+from mailopsd.diagnosis import rules
 from mailopsd.inbox.classify import KINDS, Classification, classify
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 CORPUS = DATA / "bounces"
 SAMPLES = DATA / "samples"
-LABELS = [json.loads(line) for line in (CORPUS / "labels.jsonl").read_text().splitlines()]
 
 
 def _read(raw: bytes) -> Classification:
@@ -36,19 +36,78 @@ def _read(raw: bytes) -> Classification:
 # --- The labelled corpus -----------------------------------------------------------------
 
 
-def test_corpus_never_crashes_and_agreement_floor() -> None:
-    """Every real message classifies; class and first recipient agree with the labels on
-    at least 95% of them (recipients compared case-insensitively, as the README says)."""
-    classes = recipients = 0
-    for label in LABELS:
-        result = _read((CORPUS / label["file"]).read_bytes())
-        classes += result.kind == label["class"]
-        first = result.recipients[0].address if result.recipients else None
+@dataclasses.dataclass
+class _Agreement:
+    """How a corpus's labels and the classifier agree, for its first recipients."""
+
+    messages: int = 0
+    classes: int = 0
+    recipients: int = 0
+    reasons: int = 0
+    confusion: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+
+    def table(self) -> str:
+        """Expected class (rows) against the class given (columns)."""
+        kinds = sorted({k for pair in self.confusion for k in pair})
+        lines = ["expected \\ got".ljust(16) + "".join(k[:10].rjust(11) for k in kinds)]
+        for wanted in kinds:
+            counts = (self.confusion.get((wanted, got), 0) for got in kinds)
+            lines.append(wanted.ljust(16) + "".join(str(n or ".").rjust(11) for n in counts))
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        def share(n: int) -> str:
+            return f"{n}/{self.messages} ({n / self.messages:.1%})"
+
+        return (
+            f"class {share(self.classes)}, recipient {share(self.recipients)}, "
+            f"reason {share(self.reasons)}"
+        )
+
+
+def _agreement(corpus: Path) -> _Agreement:
+    found = _Agreement()
+    for line in (corpus / "labels.jsonl").read_text().splitlines():
+        label = json.loads(line)
+        result = _read((corpus / label["file"]).read_bytes())
+        first = result.recipients[0] if result.recipients else None
         wanted = label["recipient"]
-        recipients += wanted is None or (first or "").lower() == wanted.lower()
-    print(f"agreement: class {classes}/{len(LABELS)}, recipient {recipients}/{len(LABELS)}")
-    assert classes / len(LABELS) >= 0.95
-    assert recipients / len(LABELS) >= 0.95
+        found.messages += 1
+        found.classes += result.kind == label["class"]
+        found.recipients += wanted is None or (
+            first is not None and first.address.lower() == wanted.lower()
+        )
+        found.reasons += (first.reason if first else None) == label["reason"]
+        pair = (label["class"], str(result.kind))
+        found.confusion[pair] = found.confusion.get(pair, 0) + 1
+    return found
+
+
+@pytest.mark.parametrize(
+    ("corpus", "tuned", "held_out"),
+    [
+        # (class, recipient) floors: with every rule, and without the phrases added after
+        # reading this corpus's messages (PhraseRule.seen_in). The rules before this
+        # classifier had reasons were written beside the first corpus, so only the
+        # second has a figure on messages not tuned on: see docs/deliverability.md.
+        ("bounces", (0.985, 0.995), (0.985, 0.995)),
+        ("bounces-more", (0.99, 0.99), (0.93, 0.99)),
+    ],
+)
+def test_corpus_agreement_cross_validated(
+    corpus: str, tuned: tuple[float, float], held_out: tuple[float, float]
+) -> None:
+    """Every real message of both labelled corpora classifies, and class and first
+    recipient agree with the labels (recipients compared case-insensitively, as the
+    corpus README says); printed per class, with and without the phrases it taught."""
+    every = _agreement(DATA / corpus)
+    with rules.held_out(corpus):
+        untaught = _agreement(DATA / corpus)
+    print(f"\n{corpus}, every rule: {every.summary()}\n{every.table()}")
+    print(f"{corpus}, without what it taught: {untaught.summary()}\n{untaught.table()}")
+    for found, (classes, recipients) in ((every, tuned), (untaught, held_out)):
+        assert found.classes / found.messages >= classes, found.table()
+        assert found.recipients / found.messages >= recipients
 
 
 # --- Hand-written samples in real MTA formats (tests/data/samples) -----------------------

@@ -7,7 +7,9 @@ fields when an MTA writes them as text; from Amazon SES notifications; and other
 the text that MTAs write. Postfix, Exim, Sendmail, qmail, Exchange, Gmail, Yahoo and the
 others word their reports differently, but each names the failed address next to the
 server's reply; ``flufl.bounce`` is the last resort for the addresses. Complaints are RFC
-5965 (ARF) reports. Each failed recipient gets a class:
+5965 (ARF) reports. Each failed recipient gets a reason (``userunknown``, ``mailboxfull``,
+``spamdetected``...) and the class that follows from it, read by
+:mod:`mailopsd.diagnosis` from its status code and the server's words:
 
 - ``hard``: the address does not exist, its domain does not, or the account is closed;
 - ``soft``: passing or recipient-side trouble: mailbox full, message too big, network,
@@ -16,17 +18,13 @@ server's reply; ``flufl.bounce`` is the last resort for the addresses. Complaint
   DMARC, reverse DNS, authentication, relaying, content), which speaks of the sending
   mailbox, not of the address.
 
-The class comes from the RFC 3463 enhanced status code when it is specific (``5.1.1``,
-``4.2.2``, ``5.7.1``...), else from the server's words, else from the SMTP command that
-was refused (a refusal at connect, HELO or MAIL FROM is about the sender), else from the
-SMTP reply code. Messages that are not reports are auto-replies (RFC 3834 and the older
-vendor headers, out-of-office subjects), unsubscribe requests, replies or ``other``.
+Messages that are not reports are auto-replies (RFC 3834 and the older vendor headers,
+out-of-office subjects), unsubscribe requests, replies or ``other``.
 
-The package, by concept: ``reader`` (the tolerant MIME reader), ``codes`` (RFC 3463
-and SMTP codes), ``phrases`` (the words recognised, as data), ``rules`` (one recipient's
-class), ``reports`` (DSN, ARF and SES), ``freetext`` (recipients in a report's text),
-``decision`` (what the message is), ``model`` (what is returned), ``limits`` (the bounds
-on what is read).
+The package, by concept: ``reader`` (the tolerant MIME reader), ``phrases`` (the words
+of robots and people recognised, as data), ``reports`` (DSN, ARF and SES), ``freetext``
+(recipients in a report's text), ``decision`` (what the message is), ``model`` (what is
+returned), ``limits`` (the bounds on what is read).
 """
 
 from __future__ import annotations

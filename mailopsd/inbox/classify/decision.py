@@ -47,6 +47,7 @@ _BOUNCE_BODY = re.compile("|".join(phrases.BOUNCE_BODY), re.IGNORECASE)
 _TEMPORARY = re.compile("|".join(phrases.TEMPORARY), re.IGNORECASE)
 _OOO_SUBJECT = re.compile("|".join(phrases.OUT_OF_OFFICE_SUBJECT), re.IGNORECASE)
 _UNSUBSCRIBE = re.compile(phrases.UNSUBSCRIBE_SUBJECT, re.I)
+_NULL_SENDER = re.compile(r"\s*<\s*(?:>|mailer-daemon\b)", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
 
 
@@ -81,7 +82,11 @@ def _is_report(mail: _Mail) -> bool:
         return True
     if not _BOUNCE_SUBJECT.search(mail.subject) or _REPLY_PREFIX.match(mail.subject):
         return False
-    return bool(_ROBOT_FROM.search(mail.from_field)) or _automatic(mail.message)
+    if _ROBOT_FROM.search(mail.from_field) or _automatic(mail.message):
+        return True
+    # RFC 5321 4.5.5: reports go out with a null reverse-path, which the delivering MTA
+    # writes as Return-Path: <> (some as <MAILER-DAEMON@host>).
+    return bool(_NULL_SENDER.match(mail.message.header("return-path")))
 
 
 def _is_temporary(parts: reader.Parts, subject: str) -> bool:

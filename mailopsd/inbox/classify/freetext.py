@@ -77,7 +77,7 @@ def _candidates(report: str, exclude: set[str]) -> list[tuple[str, int]]:
         if "@" not in line or _SKIP_LINE.match(line):
             continue
         for match in reader.ADDRESS.finditer(line):
-            address = match.group(0).strip(".'`").lower()
+            address = reader.address_of(match.group(0))
             if address in exclude or address in found:
                 continue
             if _DISPLAY_NAME.match(line, match.end()):

@@ -60,6 +60,7 @@ ROBOT_FROM = (
     r"mailman",
     r"sympa",
     r"notification",
+    r"anti-?virus",
 )
 # Subjects of delivery reports.
 BOUNCE_SUBJECT = (
@@ -111,6 +112,7 @@ TEMPORARY = (
     r"still (?:trying|being retried)",
     r"warning:",
     r"has not yet been delivered",
+    r"attempts will continue",
     r"deferred",
 )
 # Out-of-office subjects: strong phrases anywhere, single words only at the start.

@@ -25,6 +25,7 @@ __all__ = [
     "ADDRESS",
     "Entity",
     "Parts",
+    "address_of",
     "clean",
     "copy_headers",
     "entity",
@@ -263,7 +264,16 @@ def first_address(value: str | None) -> str | None:
     if not value:
         return None
     found = ADDRESS.search(value.split(";", 1)[-1])
-    return found.group(0).strip(".'`").lower() if found else None
+    return address_of(found.group(0)) if found else None
+
+
+# An X.400 attribute holding an Internet address (RFC 2156): "dda:SMTP=a@b", "RFC-822=a@b".
+_X400 = re.compile(r"^(?:smtp|rfc-?822)=", re.IGNORECASE)
+
+
+def address_of(found: str) -> str:
+    """An address as matched in a text: lowercased, no quotes, no X.400 attribute before it."""
+    return _X400.sub("", found.strip(".'`")).lower()
 
 
 _KEPT = ("to", "from", "sender", "return-path", "reply-to", "message-id")

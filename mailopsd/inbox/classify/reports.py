@@ -63,7 +63,9 @@ def _dsn_status(block: dict[str, str]) -> tuple[str | None, str]:
     """
     diagnostic = " ".join(block.get("diagnostic-code", "").split())
     if ";" in diagnostic[:20]:
-        diagnostic = diagnostic.split(";", 1)[1].strip()
+        kind, diagnostic = (part.strip() for part in diagnostic.split(";", 1))
+        if kind.lower() == "x-unix":  # a local delivery program's own words or exit code
+            diagnostic = f"X-Unix; {diagnostic}"
     field_status = block.get("status", "").strip()
     success = codes.STATUS.match(field_status)
     if success is not None and success.group(1) == "2":
