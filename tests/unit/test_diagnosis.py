@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mailopsd.diagnosis import (
@@ -132,3 +134,8 @@ def test_held_out_drops_only_the_phrases_a_corpus_taught() -> None:
     with rules.held_out("bounces-more"):
         assert diagnose(None, words) == (Reason.UNDEFINED, MailKind.HARD)
     assert diagnose(None, words).reason == Reason.EXPIRED
+
+
+def test_the_guide_explains_every_reason() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "deliverability.md").read_text()
+    assert [reason for reason in Reason if f"| `{reason}` |" not in guide] == []
