@@ -229,7 +229,7 @@ def run(quick: bool) -> list[Row]:
         polled = _Follower(base, "poll", url, key, "--git-interval", str(INTERVAL_S))
         try:
             _wait(polled.sock, "READY=1")
-            for round_ in range(rounds):
+            for round_ in range(1 if quick else rounds):  # each round waits for the interval
                 text = edited.read_text()
                 edited.write_text(
                     text.replace(f"daily_limit: {500 + round_}\n", "daily_limit: 7\n")
