@@ -258,6 +258,7 @@ def _credential_text(c: dict[str, Any]) -> list[str]:
         f"bounces {c['bounces_in_window']}/{c['sends_in_window']} ({rate}) since "
         f"{c['bounce_window_start']}; last poll {c['last_poll_at'] or 'never'}"
     )
+    lines.extend(summary.reason_lines(c))
     lines.extend(summary.mailbox_lines(c))
     lines.extend(summary.pace_lines(c))
     if c["disabled_reason"]:
@@ -361,7 +362,7 @@ def _classify(args: argparse.Namespace) -> int:
             "file": str(path),
             "class": result.kind,
             "recipients": [
-                {"address": r.address, "status": r.status, "class": r.kind}
+                {"address": r.address, "status": r.status, "class": r.kind, "reason": r.reason}
                 for r in result.recipients
             ],
             "refers_to": list(result.references),
@@ -462,8 +463,9 @@ def add_commands(commands: Commands[argparse.ArgumentParser]) -> None:
         help="print what each message file is (bounce class, recipients, Message-IDs)",
         description=(
             "One JSON line per file: class (hard, soft, block, auto_reply, feedback, reply, "
-            "unsubscribe, delivered, other), failed recipients with status codes, and the "
-            "Message-IDs the message refers to."
+            "unsubscribe, delivered, other), failed recipients with status codes, class and "
+            "reason (userunknown, mailboxfull, spamdetected, ...: the words bounce_reasons "
+            "and block_reasons take), and the Message-IDs the message refers to."
         ),
     )
     classify_command.add_argument(

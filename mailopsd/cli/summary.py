@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from mailopsd.config.scalars import WEEKDAYS
+from mailopsd.diagnosis import CLASSES, parse_reason
 from mailopsd.dispatch.report import TickReport
-from mailopsd.lifecycle import SendOutcome
+from mailopsd.lifecycle import MailKind, SendOutcome
 from mailopsd.state.statefile import format_time
 from mailopsd.status.progress import local_time
 
-__all__ = ["campaign_lines", "list_lines", "mailbox_lines", "pace_lines", "run_lines"]
+__all__ = [
+    "campaign_lines",
+    "list_lines",
+    "mailbox_lines",
+    "pace_lines",
+    "reason_lines",
+    "run_lines",
+]
 
 Report = Mapping[str, Any]
 
@@ -227,6 +235,25 @@ def mailbox_lines(credential: Report) -> list[str]:
         f"{credential['sent_today_here']} of today's {credential['sent_today']} step-1 sends "
         "from this campaign"
     ]
+
+
+def reason_lines(credential: Report) -> list[str]:
+    """The window's bounced addresses by reason (``userunknown 3, spamdetected 1``).
+
+    The class is named only where the reason does not say it: ``undefined``, ``onhold``
+    and ``notaccept`` follow the code, ``unknown`` was recorded before reasons were kept.
+    Unconfirmed reports have a line of their own.
+    """
+    shown = []
+    for found in credential["bounces_by_reason"]:
+        if found["kind"] == MailKind.UNCONFIRMED:
+            continue
+        reason = parse_reason(found["reason"])
+        kind = "" if reason is not None and reason in CLASSES else f" ({found['kind']})"
+        shown.append(f"{found['reason']} {found['addresses']}{kind}")
+    if not shown:
+        return []
+    return [f"    bounces by reason since {credential['bounce_window_start']}: {', '.join(shown)}"]
 
 
 def pace_lines(credential: Report) -> list[str]:

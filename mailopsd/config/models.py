@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     model_validator,
 )
@@ -33,6 +34,7 @@ from mailopsd.config.credentials import (
 )
 from mailopsd.config.pacing import Ramp, Spread
 from mailopsd.config.periods import parse_period
+from mailopsd.config.reasons import CountedReasons, counted_reasons, reason_list
 from mailopsd.config.scalars import (
     MIN_SIGNING_KEY_CHARS,
     BaseUrl,
@@ -57,6 +59,7 @@ from mailopsd.config.scalars import (
     one_of,
 )
 from mailopsd.config.sequence import SendWindow, Step, Variant, check_sequence
+from mailopsd.diagnosis import Reason
 
 __all__ = [
     "CREDENTIAL_SECRET_FIELDS",
@@ -83,6 +86,11 @@ SECRET_FIELDS = CREDENTIAL_SECRET_FIELDS | {"signing_key"}
 """Every field holding a secret, by name (``http.signing_key`` too)."""
 _PLACEHOLDER = re.compile(r"%%([A-Za-z_]*)%%")
 _FOOTER_PLACEHOLDERS = frozenset({"UNSUBSCRIBE", "EMAIL"})
+ReasonList = Annotated[
+    tuple[Reason, ...],
+    PlainValidator(reason_list),
+    PlainSerializer(lambda reasons: [str(reason) for reason in reasons], return_type=list[str]),
+]
 
 
 class _Model(BaseModel):
@@ -143,11 +151,30 @@ class Campaign(_Model):
         min_length=1, description="The steps, in order."
     )
     bounce_threshold: Ratio = Field(
-        default=0.05, description="Bounce rate above which a credential is disabled."
+        default=0.05,
+        description="Bounce rate above which a credential is disabled: addresses that "
+        "bounced for one of bounce_reasons over sends, in the bounce window.",
     )
     block_threshold: Ratio | None = Field(
         default=None,
-        description="Rate of policy rejections (blocks) above which a credential is disabled.",
+        description="Rate of policy rejections (blocks) above which a credential is disabled: "
+        "addresses refused for one of block_reasons over sends, in the bounce window.",
+    )
+    bounce_reasons: ReasonList | None = Field(
+        default=None,
+        description="The bounce reasons that count toward bounce_threshold, such as "
+        "[userunknown, hostunknown, mailboxfull] (mailopsd classify shows a report's). "
+        "Absent: every hard bounce (userunknown, hostunknown, hasmoved, suspend, and "
+        "notaccept, onhold, undefined when permanent) but those block_reasons names. "
+        "notaccept, onhold and undefined count only when permanent (5xx, 5.x.x). Bounces "
+        "recorded before mailopsd kept reasons count by their class (hard) as before.",
+    )
+    block_reasons: ReasonList | None = Field(
+        default=None,
+        description="The bounce reasons that count toward block_threshold, such as "
+        "[blocked, spamdetected, badreputation]. Absent: every block-class reason "
+        "(blocked, policyviolation, spamdetected, ...) but those bounce_reasons names. A "
+        "reason may be in one of the two lists only.",
     )
     bounce_min_sends: PositiveInt = Field(
         default=20, description="Sends needed in the window before any verdict."
@@ -199,7 +226,20 @@ class Campaign(_Model):
                 "or add a step",
                 field="delay_jitter",
             )
+        both = [r for r in self.bounce_reasons or () if r in (self.block_reasons or ())]
+        if both:
+            index = (self.block_reasons or ()).index(both[0])
+            raise failure(
+                f"lists {both[0]}, which bounce_reasons lists too: a reason counts toward "
+                "one rate only; remove it from one of the lists",
+                field=f"block_reasons.{index}",
+            )
         return self
+
+    @property
+    def counted_reasons(self) -> CountedReasons:
+        """The reasons counted toward the bounce rate and toward the block rate."""
+        return counted_reasons(self.bounce_reasons, self.block_reasons)
 
 
 class Http(_Model):

@@ -12,11 +12,12 @@ words, as data), ``rules`` (weighing them).
 from __future__ import annotations
 
 from mailopsd.diagnosis.codes import status_of
-from mailopsd.diagnosis.reasons import BY_CLASS, CLASSES, Reason, class_of, parse_reason
+from mailopsd.diagnosis.reasons import BY_CLASS, BY_CODE, CLASSES, Reason, class_of, parse_reason
 from mailopsd.diagnosis.rules import Diagnosis, diagnose
 
 __all__ = [
     "BY_CLASS",
+    "BY_CODE",
     "CLASSES",
     "Diagnosis",
     "Reason",

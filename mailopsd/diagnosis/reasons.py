@@ -23,7 +23,7 @@ from enum import StrEnum
 
 from mailopsd.lifecycle import MailKind
 
-__all__ = ["BY_CLASS", "CLASSES", "Reason", "class_of", "parse_reason"]
+__all__ = ["BY_CLASS", "BY_CODE", "CLASSES", "Reason", "class_of", "parse_reason"]
 
 
 class Reason(StrEnum):
@@ -145,7 +145,8 @@ CLASSES: dict[Reason, MailKind] = {
 }
 """The class of every reason but the three that follow the status code's class."""
 
-_BY_CODE = frozenset({Reason.NOT_ACCEPT, Reason.ON_HOLD, Reason.UNDEFINED})
+BY_CODE = frozenset({Reason.NOT_ACCEPT, Reason.ON_HOLD, Reason.UNDEFINED})
+"""The reasons whose class follows the status code's class (in no class of their own)."""
 
 BY_CLASS: dict[MailKind, tuple[Reason, ...]] = {
     kind: tuple(reason for reason, its in CLASSES.items() if its == kind)
@@ -156,7 +157,7 @@ BY_CLASS: dict[MailKind, tuple[Reason, ...]] = {
 
 def class_of(reason: Reason, *, permanent: bool) -> MailKind:
     """The class ``reason`` gives; ``permanent``: the failure's code was 5.x.x or 5xx."""
-    if reason in _BY_CODE:
+    if reason in BY_CODE:
         return MailKind.HARD if permanent else MailKind.SOFT
     return CLASSES[reason]
 

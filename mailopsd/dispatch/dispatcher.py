@@ -9,10 +9,16 @@ taking turns. Every send's intent is committed to the ledger before any message 
 outcomes are committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
 again. Sends of different credentials run concurrently in a bounded pool; one
-credential's sends go one after the other on its kept-open connection. After each 5xx
-a batch asks :mod:`mailopsd.health.batch` whether its credential may go on; after the
-tick, :mod:`mailopsd.health.autodisable` checks the credentials that bounced. With
-``dry_run`` (a forecast) nothing is delivered: every send is recorded as sent.
+credential's sends go one after the other on its kept-open connection.
+
+A 5xx to the lead's RCPT or to the message stops the lead's sequence; the reply is read
+as a delivery report's is (:func:`mailopsd.diagnosis.reply_diagnosis`) and recorded as a
+bounce with its reason and class: ``hard`` (the address is gone: it is suppressed for
+the account), ``block`` (the sender was refused: it counts toward the block rate, the
+address is kept) or ``soft`` (recorded only). After each 5xx a batch asks
+:mod:`mailopsd.health.batch` whether its credential may go on; after the tick,
+:mod:`mailopsd.health.autodisable` checks the credentials that bounced. With ``dry_run``
+(a forecast) nothing is delivered: every send is recorded as sent.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from mailopsd.clock import utc_day_start
 from mailopsd.config import pacing
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
+from mailopsd.diagnosis import Diagnosis, reply_diagnosis
 from mailopsd.dispatch import progression, report, variants
 from mailopsd.dispatch.budgets import TickUsage, credential_budgets
 from mailopsd.dispatch.compose import compose, link_settings
@@ -40,7 +47,7 @@ from mailopsd.dispatch.rotation import Picker
 from mailopsd.dispatch.zones import CampaignZones
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
-from mailopsd.lifecycle import LeadState, SendOutcome
+from mailopsd.lifecycle import LeadState, MailKind, SendOutcome
 from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.smtp.message import ComposeError, Outgoing
 from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
@@ -66,6 +73,11 @@ _SERVER_TROUBLE = {
 }
 _STOPS_BATCH = frozenset({SendOutcome.AUTH_FAILED, *_SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _diagnosis(outcome: Outcome) -> Diagnosis:
+    """The reason and class of a 5xx reply, read as a delivery report's would be."""
+    return reply_diagnosis(outcome.code or 0, outcome.detail)
 
 
 @dataclass(slots=True)
@@ -317,9 +329,9 @@ class Dispatcher:
     ) -> list[tuple[_Job, Outcome]]:
         """Send one credential's jobs in order, on its connection.
 
-        After each 5xx ``check`` is asked whether the credential's bounce rate allows
-        the rest; once it is over the threshold (or cannot be read) the rest is not
-        attempted.
+        After each 5xx ``check`` is asked whether the credential's bounce and block
+        rates allow the rest; once one is over its threshold (or they cannot be read) the
+        rest is not attempted.
         """
         results: list[tuple[_Job, Outcome]] = []
         blocked: Outcome | None = None
@@ -338,7 +350,7 @@ class Dispatcher:
             if outcome.kind in _STOPS_BATCH:
                 blocked = outcome
             if outcome.kind == SendOutcome.BOUNCED and check is not None:
-                halt = check.after_bounce(unsent=len(jobs) - position - 1)
+                halt = check.after_refusal(_diagnosis(outcome), unsent=len(jobs) - position - 1)
                 if halt is not None:
                     blocked = Outcome(SendOutcome.NOT_SENT, None, halt)
             results.append((job, outcome))
@@ -422,22 +434,30 @@ class Dispatcher:
                 )
                 self.ledger.leads.update(self._after(job, outcome, now))
                 if outcome.kind == SendOutcome.BOUNCED:
-                    self.ledger.sends.add_bounce(
-                        job.send_id,
-                        job.key[0],
-                        job.key[1],
-                        job.lead.email,
-                        status=str(outcome.code),
-                        source="smtp",
-                        at=now,
-                    )
-                    effects.suppress(
-                        self.ledger,
-                        job.campaign.account,
-                        job.lead.email,
-                        effects.Suppression.HARD_BOUNCE,
-                        now,
-                    )
+                    self._bounce(job, outcome, now)
+
+    def _bounce(self, job: _Job, outcome: Outcome, now: datetime) -> None:
+        """Record a 5xx as a bounce of its reason and class; suppress the address if hard."""
+        found = _diagnosis(outcome)
+        self.ledger.sends.add_bounce(
+            job.send_id,
+            job.key[0],
+            job.key[1],
+            job.lead.email,
+            status=str(outcome.code),
+            source="smtp",
+            at=now,
+            kind=found.kind,
+            reason=found.reason,
+        )
+        if found.kind == MailKind.HARD:
+            effects.suppress(
+                self.ledger,
+                job.campaign.account,
+                job.lead.email,
+                effects.Suppression.HARD_BOUNCE,
+                now,
+            )
 
     def _after(self, job: _Job, outcome: Outcome, now: datetime) -> LeadProgress:
         if outcome.kind == SendOutcome.INVALID:  # never tried again; not a bounce

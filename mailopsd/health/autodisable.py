@@ -1,10 +1,11 @@
 """A credential's health after bounces: the auto-disable written to the state file.
 
-Called after every batch of hard bounces or blocks, wherever they were found (an SMTP
-reply at send time, a delivery report in the mailbox): the rates are computed from the
-ledger over the bounce window and, above the campaign's thresholds, the credential gets
-``disabled_at`` and ``disabled_reason`` in the state file, and is used no more until a
-person re-enables it in its YAML. A mailbox shared by campaigns is judged in each
+Called after every batch of bounces, wherever they were found (a 5xx at send time, a
+delivery report in the mailbox): the rates are computed from the ledger over the bounce
+window, each counting the addresses that bounced for one of its reasons (the campaign's
+``bounce_reasons`` and ``block_reasons``), and, above the campaign's thresholds, the
+credential gets ``disabled_at`` and ``disabled_reason`` in the state file, and is used no
+more until a person re-enables it in its YAML. A mailbox shared by campaigns is judged in each
 campaign on that campaign's sends against its thresholds, and once one of them disables
 it, it is disabled in every campaign that names it: the entry of each use says why.
 """
@@ -49,7 +50,11 @@ def check_credentials(
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
         day_start = utc_day_start(now)
         counts = ledger.sends.counts(
-            campaign_id, credential_id, day_start=day_start, window_start=since
+            campaign_id,
+            credential_id,
+            day_start=day_start,
+            window_start=since,
+            reasons=campaign.counted_reasons,
         )
         reason = policy.disable_reason(
             campaign, bounces=counts.bounces_in_window, sends=counts.sends_in_window, since=since

@@ -1,14 +1,17 @@
-"""The bounce rate inside a sending batch: may a credential go on after a 5xx?
+"""The bounce and block rates inside a sending batch: may a credential go on after a 5xx?
 
 The check after a batch (:mod:`mailopsd.health.autodisable`) comes too late to spare the
 rest of a batch sent to a bad list. So the dispatcher asks a :class:`BounceCheck` after
-each 5xx of a credential's batch: it adds the batch's hard bounces to those of the bounce
-window, and once the rate is over the campaign's threshold the rest of the batch is not
-attempted (the state file is written after the batch, as always).
+each 5xx of a credential's batch, with the reply's diagnosis: a refusal whose reason the
+campaign counts toward its bounce rate (``bounce_reasons``, by default every hard
+bounce) or its block rate (``block_reasons``, by default every block) is added to those
+of the bounce window, and once a rate is over its threshold the rest of the batch is not
+attempted (the state file is written after the batch, as always). A refusal counted
+toward neither (a ``soft`` one, by default) changes nothing.
 
 The ledger is unchanged while a batch is out (outcomes are recorded after it), so
-reading it at the first 5xx gives what reading it before the batch would; most batches
-have no 5xx and read nothing. The ledger's connection belongs to the main thread: the
+reading it at the first counted 5xx gives what reading it before the batch would; most
+batches have none and read nothing. The ledger's connection belongs to the main thread: the
 sending thread opens its own, read-only. A ledger that cannot be read gives the reason
 instead, and the batch stops.
 """
@@ -20,6 +23,8 @@ from pathlib import Path
 
 from mailopsd.clock import utc_day_start
 from mailopsd.config.models import Campaign
+from mailopsd.config.reasons import Rate
+from mailopsd.diagnosis import Diagnosis
 from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key
@@ -35,7 +40,7 @@ RATE_UNKNOWN = "bounce rate unknown"
 
 
 class BounceCheck:
-    """One credential's bounce rate during one batch, read lazily at its first 5xx.
+    """One credential's bounce and block rates during one batch, read at its first counted 5xx.
 
     Made on the main thread (which reads the state file), asked from the sending thread.
     """
@@ -55,7 +60,7 @@ class BounceCheck:
         self._since = since
         self._day_start = day_start
         self._sends: int | None = None  # in the window, this tick's intents included
-        self._bounces = 0
+        self._counted = {Rate.BOUNCE: 0, Rate.BLOCK: 0}
 
     @classmethod
     def of(
@@ -82,40 +87,52 @@ class BounceCheck:
         since = policy.window_start(campaign.bounce_window, entry.bounce_window_start, now)
         return cls(directory, key, campaign, since=since, day_start=utc_day_start(now))
 
-    def after_bounce(self, *, unsent: int) -> str | None:
-        """Count one more hard bounce of the batch; say whether the rest may be sent.
+    def after_refusal(self, diagnosis: Diagnosis, *, unsent: int) -> str | None:
+        """Count one more 5xx of the batch, as its reason says; say whether the rest may go.
 
         Args:
+            diagnosis: The reply's reason and class (``diagnosis.reply_diagnosis``).
             unsent: The batch's sends after this one: their intents are in the ledger,
                 counted among the window's sends, but they have not gone out.
 
         Returns:
             ``None`` to go on, else why the rest of the batch is not attempted
-            (``credential disabled: bounce rate ...`` or ``bounce rate unknown (...)``).
+            (``credential disabled: bounce rate ...``, ``credential disabled: block rate
+            ...`` or ``bounce rate unknown (...)``).
         """
+        campaign = self._campaign
+        rate = campaign.counted_reasons.rate_of(diagnosis.reason, diagnosis.kind)
+        if rate is None:
+            return None
         if self._sends is None:
             found = self._read()
             if isinstance(found, str):
                 return f"{RATE_UNKNOWN} ({found})"
-            self._sends, self._bounces = found
-        self._bounces += 1
+            self._sends, self._counted[Rate.BOUNCE], self._counted[Rate.BLOCK] = found
+        self._counted[rate] += 1
+        sends, since = self._sends - unsent, self._since
         verdict = policy.disable_reason(
-            self._campaign, bounces=self._bounces, sends=self._sends - unsent, since=self._since
+            campaign, bounces=self._counted[Rate.BOUNCE], sends=sends, since=since
+        ) or policy.block_reason(
+            campaign, blocks=self._counted[Rate.BLOCK], sends=sends, since=since
         )
         return None if verdict is None else f"{DISABLED}{verdict}"
 
-    def _read(self) -> tuple[int, int] | str:
-        """The window's sends and hard bounces, or why they could not be read."""
+    def _read(self) -> tuple[int, int, int] | str:
+        """The window's sends, bounces and blocks, or why they could not be read."""
         try:
             ledger = Ledger.open_readonly(self._directory)
             if ledger is None:
                 return "no ledger"
             try:
                 counts = ledger.sends.counts(
-                    *self._key, day_start=self._day_start, window_start=self._since
+                    *self._key,
+                    day_start=self._day_start,
+                    window_start=self._since,
+                    reasons=self._campaign.counted_reasons,
                 )
             finally:
                 ledger.close()
         except StateError as err:  # the storage errors included
             return str(err)
-        return counts.sends_in_window, counts.bounces_in_window
+        return counts.sends_in_window, counts.bounces_in_window, counts.blocks_in_window

@@ -1,15 +1,20 @@
 """The bounce-rate policy: when a credential is auto-disabled.
 
-Pure. The rate is hard bounces over sends since the window start (the later of the last
-re-enable and now minus the campaign's ``bounce_window``). No verdict on fewer than
-``bounce_min_sends`` sends; above ``bounce_threshold`` the credential is disabled, with a
-reason that carries the numbers.
+Pure. The bounce rate is the addresses that bounced for one of the campaign's
+``bounce_reasons`` (default: every hard bounce) over sends since the window start (the
+later of the last re-enable and now minus the campaign's ``bounce_window``); the block
+rate, those refused for one of its ``block_reasons`` (default: every block). No verdict
+on fewer than ``bounce_min_sends`` sends; above ``bounce_threshold`` (or
+``block_threshold``) the credential is disabled, with a reason that carries the numbers,
+and names the reasons counted when they are not the default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
+from mailopsd.config import suggest
 from mailopsd.config.models import Campaign
 from mailopsd.config.periods import Period
 from mailopsd.goyaml import format_go_time
@@ -32,7 +37,9 @@ def disable_reason(campaign: Campaign, *, bounces: int, sends: int, since: datet
         return None
     threshold = f"{campaign.bounce_threshold * 100:g}%"
     moment = format_go_time(since.replace(microsecond=0))
-    return f"bounce rate {rate:.1%} ({bounces}/{sends}) > {threshold} since {moment}"
+    counted = campaign.counted_reasons
+    named = "" if counted.bounces_are_default else _counted(counted.bounces)
+    return f"bounce rate {rate:.1%} ({bounces}/{sends}) > {threshold} since {moment}{named}"
 
 
 def block_reason(campaign: Campaign, *, blocks: int, sends: int, since: datetime) -> str | None:
@@ -44,7 +51,14 @@ def block_reason(campaign: Campaign, *, blocks: int, sends: int, since: datetime
     if rate <= threshold:
         return None
     moment = format_go_time(since.replace(microsecond=0))
+    counted = campaign.counted_reasons
     return (
         f"block rate {rate:.1%} ({blocks}/{sends}) > {threshold * 100:g}% since {moment}: "
         "servers refuse this mailbox (blocklist, spam filter or policy)"
+        + ("" if counted.blocks_are_default else _counted(counted.blocks))
     )
+
+
+def _counted(reasons: Sequence[str]) -> str:
+    """What a reason names as counted when the campaign's lists are not the defaults."""
+    return f"; counted: {suggest.listed(reasons)}"

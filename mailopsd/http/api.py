@@ -337,6 +337,7 @@ class _Answer:
             bounce_window=campaign.bounce_window,
             entry=entry,
             now=self.reader.clock(),
+            reasons=campaign.counted_reasons,
         )
         disabled = entry.is_disabled(credential.reenabled_at)
         return {

@@ -10,11 +10,12 @@ Counters restart from the ledger, so they survive a restart of the process; only
 reload counts and the mailbox polls are the process's own.
 
 Labels are config keys and fixed words only (``campaign``, ``credential``, ``outcome``,
-``kind``, ``account``, ``result``, ``revision``, ``step``, ``variant``): never an address,
-a URL or a secret, so their number stays bounded and the endpoint needs no API key. A
-ledger that cannot be read leaves its metrics out and sets ``mailopsd_ledger_readable``
-to 0. Poll counts and durations are the inbox's own, since the daemon began to follow
-each mailbox.
+``kind``, ``reason``, ``account``, ``result``, ``revision``, ``step``, ``variant``; a
+``reason`` is a word of ``diagnosis.Reason``, or ``unknown`` for a bounce recorded before
+reasons were kept): never an address, a URL or a secret, so their number stays bounded
+and the endpoint needs no API key. A ledger that cannot be read leaves its metrics out
+and sets ``mailopsd_ledger_readable`` to 0. Poll counts and durations are the inbox's
+own, since the daemon began to follow each mailbox.
 """
 
 from __future__ import annotations
@@ -203,7 +204,12 @@ class _Collector(Collector):
                 entry = reads.entry(state, key, credential)
                 _, used = reads.usage(key, credential)
                 figures = report.measure_credential(
-                    ledger, key, bounce_window=campaign.bounce_window, entry=entry, now=now
+                    ledger,
+                    key,
+                    bounce_window=campaign.bounce_window,
+                    entry=entry,
+                    now=now,
+                    reasons=campaign.counted_reasons,
                 )
                 families.add(
                     [campaign_id, credential_id],
@@ -260,6 +266,13 @@ class _CredentialFamilies:
             "How long the last poll took.",
             labels=_CREDENTIAL,
         )
+        self.bounced = GaugeMetricFamily(
+            "mailopsd_credential_bounced_addresses",
+            "Addresses that bounced in the bounce window (from a re-enable, if later), by "
+            "class and reason, as status counts them (reason unknown: recorded before "
+            "reasons were kept; kind unconfirmed: reports never counted).",
+            labels=[*_CREDENTIAL, "kind", "reason"],
+        )
 
     def add(
         self,
@@ -281,6 +294,8 @@ class _CredentialFamilies:
         self.disabled.add_metric(labels, int(entry.is_disabled(credential.reenabled_at)))
         self.cap.add_metric(labels, cap)
         self.headroom.add_metric(labels, max(0, cap - sent_today))
+        for found in figures.reasons:
+            self.bounced.add_metric([*labels, found.kind, found.reason], found.addresses)
         if credential.imap_host is None:
             return  # no mailbox: no reply detection to watch
         self.inbox_error.add_metric(labels, int(entry.inbox_error is not None))
@@ -299,6 +314,7 @@ class _CredentialFamilies:
             self.disabled,
             self.cap,
             self.headroom,
+            self.bounced,
             self.inbox_error,
             self.last_poll,
             self.polls,

@@ -24,11 +24,13 @@ credential and account of the send it answers.
   suppressed for the whole account.
 - ``hard``: the lead stops, the address is suppressed and the bounce counts against the
   credential that sent it; ``block`` counts toward that credential's block rate and
-  never suppresses; ``soft`` is recorded only.
-- A ``hard`` or ``block`` report that quotes none of this mailbox's Message-IDs for the
-  address it names (no returned headers, no In-Reply-To or References to ours) is
-  ``unconfirmed``: anyone who knows a lead's address can write one, so it is recorded,
-  shown in ``status``, and does nothing else: no count, no stop, no suppression.
+  never suppresses; ``soft`` is recorded only. Each is recorded with its reason, and the
+  campaign's ``bounce_reasons`` and ``block_reasons`` say which reasons count.
+- A ``hard``, ``soft`` or ``block`` report (any may count) that quotes none of this
+  mailbox's Message-IDs for the address it names (no returned headers, no In-Reply-To
+  or References to ours) is ``unconfirmed``: anyone who knows a lead's address can write
+  one, so it is recorded, shown in ``status``, and does nothing else: no count, no stop,
+  no suppression.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ REPORT_KINDS = frozenset(
     {MailKind.HARD, MailKind.SOFT, MailKind.BLOCK, MailKind.FEEDBACK, MailKind.DELIVERED}
 )
 _BOUNCE_KINDS = frozenset({MailKind.HARD, MailKind.SOFT, MailKind.BLOCK, MailKind.UNCONFIRMED})
-_COUNTED_KINDS = frozenset({MailKind.HARD, MailKind.BLOCK})  # toward a rate, once confirmed
+# Toward a rate, once confirmed: a soft one too, if its campaign counts its reason.
+_COUNTED_KINDS = frozenset({MailKind.HARD, MailKind.SOFT, MailKind.BLOCK})
 _MAX_RECIPIENTS = 100
 
 
@@ -199,6 +202,7 @@ class _Recorder:
                 source="imap",
                 at=self.now,
                 kind=kind,
+                reason=recipient.reason,
                 detail=recipient.diagnostic[:200] or None,
             )
         if kind == MailKind.HARD:

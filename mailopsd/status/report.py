@@ -16,6 +16,7 @@ from pathlib import Path
 from mailopsd.clock import utc_day_start
 from mailopsd.config.models import SendWindow
 from mailopsd.config.periods import Period, parse_period
+from mailopsd.config.reasons import CountedReasons, counted_reasons
 from mailopsd.errors import StateError
 from mailopsd.health import policy
 from mailopsd.refs import CredentialRef, credential_key, sender_ref
@@ -23,7 +24,7 @@ from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.lists import ListedCounts
 from mailopsd.state.mailboxes import UsageReads, mailbox_entry
 from mailopsd.state.schema import unstamp
-from mailopsd.state.sends import CredentialCounts
+from mailopsd.state.sends import BounceReason, CredentialCounts
 from mailopsd.state.statefile import (
     STATE_FILE,
     CredentialState,
@@ -40,6 +41,7 @@ __all__ = [
     "CredentialFigures",
     "Scope",
     "build_status",
+    "counted_of",
     "measure_credential",
     "require_state",
 ]
@@ -90,11 +92,13 @@ class CredentialFigures:
         counts: Today's sends and the window's sends and bounces, from the ledger.
         window_start: Where the bounce window starts (a re-enable moves it forward).
         bounce_rate: Bounces over sends in the window; ``None`` with no sends.
+        reasons: The window's bounced addresses by reason and kind, most first.
     """
 
     counts: CredentialCounts
     window_start: datetime
     bounce_rate: float | None
+    reasons: list[BounceReason]
 
 
 def measure_credential(
@@ -104,6 +108,7 @@ def measure_credential(
     bounce_window: Period,
     entry: CredentialState,
     now: datetime,
+    reasons: CountedReasons,
 ) -> CredentialFigures:
     """Count a credential's sends and bounces as the auto-disable rule sees them.
 
@@ -113,15 +118,29 @@ def measure_credential(
         bounce_window: The campaign's ``bounce_window``.
         entry: The credential's entry in the state file.
         now: The current time.
+        reasons: The reasons the campaign counts toward its bounce and block rates.
 
     Returns:
-        The counters, the window's start and the bounce rate.
+        The counters, the window's start, the bounce rate and the bounces by reason.
     """
     window_start = policy.window_start(bounce_window, entry.bounce_window_start, now)
-    counts = ledger.sends.counts(*ids, day_start=utc_day_start(now), window_start=window_start)
+    counts = ledger.sends.counts(
+        *ids, day_start=utc_day_start(now), window_start=window_start, reasons=reasons
+    )
     sends = counts.sends_in_window
     rate = counts.bounces_in_window / sends if sends else None
-    return CredentialFigures(counts, window_start, rate)
+    by_reason = ledger.sends.reasons(*ids, since=window_start)
+    return CredentialFigures(counts, window_start, rate, by_reason)
+
+
+def counted_of(campaign: Mapping[str, object]) -> CountedReasons:
+    """The reasons a campaign counts, from its snapshot in the ledger (as last applied)."""
+
+    def words(name: str) -> list[str] | None:
+        found = campaign.get(name)
+        return [str(word) for word in found] if isinstance(found, list) else None
+
+    return counted_reasons(words("bounce_reasons"), words("block_reasons"))
 
 
 def _mailbox_uses(
@@ -158,7 +177,14 @@ def _credential(
     """A credential's row; ``uses``: every use of its shared mailbox, or itself alone."""
     entry = mailbox_entry(state, ids, uses)
     bounce_window = parse_period(str(campaign.get("bounce_window", "7 days")))
-    figures = measure_credential(ledger, ids, bounce_window=bounce_window, entry=entry, now=now)
+    figures = measure_credential(
+        ledger,
+        ids,
+        bounce_window=bounce_window,
+        entry=entry,
+        now=now,
+        reasons=counted_of(campaign),
+    )
     counts, window_start, rate = figures.counts, figures.window_start, figures.bounce_rate
     last_use, usage = reads.usage(uses)
     mailbox = snapshot.get("mailbox")
@@ -182,6 +208,10 @@ def _credential(
         "sends_in_window": counts.sends_in_window,
         "bounces_in_window": counts.bounces_in_window,
         "bounce_rate": rate,
+        "bounces_by_reason": [
+            {"reason": found.reason, "kind": found.kind, "addresses": found.addresses}
+            for found in figures.reasons
+        ],
         "unknown_outcomes": counts.unknown,
         "last_poll_at": format_time(unstamp(poll[0])) if poll[0] else None,
         "last_poll_result": poll[1],

@@ -507,7 +507,8 @@ def test_bounce_threshold_stops_the_batch_with_envelopes_ahead(
     went ahead: that message is never delivered, its lead stays new."""
     leads = [f"lead{i:04d}@example.net" for i in range(12)]
     rules: dict[str, tuple[str, str | None]] = {
-        address: ("DATA", "554 5.7.1 Rejected") for address in leads[1:6:2]
+        address: ("DATA", "554 5.1.1 Recipient address rejected: user unknown")
+        for address in leads[1:6:2]
     }
     server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
     if pipelining:

@@ -94,6 +94,25 @@ class TestMetrics:
         names = {name for name, _ in samples}
         assert not any(name.startswith("mailopsd_imap") for name in names)  # no mailbox set
 
+    def test_bounced_addresses_by_reason(self, tmp_path: Path, smtp_server: SmtpServer) -> None:
+        """Each mailbox's bounced addresses in the window, by class and reason, as status
+        counts them: one series per reason found, with the reason's fixed word."""
+        smtp_server.handler.rules[BOUNCED] = ("RCPT", "550 5.1.1 no such user")
+        smtp_server.handler.rules[OTHER] = ("DATA", "550 5.7.1 Message rejected as spam")
+        with _daemon(tmp_path, smtp_server) as started:
+            assert started.daemon.dispatch() == 3
+            samples = _scrape(started)
+        found = {
+            labels: value
+            for (name, labels), value in samples.items()
+            if name == "mailopsd_credential_bounced_addresses"
+        }
+        assert found == {
+            _credential(kind="hard", reason="userunknown"): 1,
+            _credential(kind="block", reason="spamdetected"): 1,
+        }
+        assert samples[("mailopsd_bounces_total", _credential(kind="block"))] == 1
+
     def test_reloads_and_the_applied_revision(self, scraped: Running) -> None:
         """Reload results are counted, and the applied revision is an info label."""
         before = _scrape(scraped)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from mailopsd import cli
+from mailopsd.diagnosis import CLASSES, Reason
 from mailopsd.state.inbox import Cursor
 from mailopsd.state.statefile import load_state
 from tests import inbox_mail
@@ -179,11 +180,14 @@ def test_bounce_reports_disable_then_reenable(
 
     run_once(path, state, DAY1_LATER)
     with read_ledger(state) as ledger:
-        bounces = sorted((b.email, b.kind, b.source) for b in ledger.sends.bounces())
+        recorded = ledger.sends.bounces()
+    bounces = sorted((b.email, b.kind, b.source) for b in recorded)
     assert bounces == sorted(
         [(a, "hard", "imap") for a in lead[:4]]
         + [(lead[4], "soft", "imap"), (lead[5], "block", "imap")]
     )
+    # each with the reason the classifier found, whose class is the bounce's kind
+    assert all(CLASSES.get(Reason(b.reason), b.kind) == b.kind for b in recorded)
     assert sorted(_suppressed(state)) == lead[:4]
     entry = load_state(state).credentials["camp/a"]
     assert entry.disabled_at is not None

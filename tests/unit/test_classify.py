@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailopsd import cli
-from mailopsd.diagnosis import rules
+from mailopsd.diagnosis import Reason, class_of, rules
 from mailopsd.inbox.classify import KINDS, Classification, classify
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -767,14 +767,16 @@ def test_fuzz_mutated_samples(seed: bytes, edits: list[tuple[int, int, bytes]]) 
 
 
 def test_classify_command(capsys: pytest.CaptureFixture[str]) -> None:
-    """mailopsd classify prints one JSON line per file."""
+    """mailopsd classify prints one JSON line per file, each recipient's reason beside its
+    class (the reason's word, as bounce_reasons takes it)."""
     path = CORPUS / "postfix-09.eml"
     assert cli.main(["classify", str(path)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["file"] == str(path)
-    assert record["recipients"] == [
-        {"address": "kijitora@example.ne.jp", "status": "4.3.2", "class": record["class"]}
-    ]
+    [recipient] = record["recipients"]
+    reason = Reason(recipient.pop("reason"))
+    assert recipient == {"address": "kijitora@example.ne.jp", "status": "4.3.2", "class": "soft"}
+    assert class_of(reason, permanent=False) == record["class"] == "soft"
 
 
 # --- Hostile shapes cost about what a plain report of their size costs -------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -808,3 +809,102 @@ class TestInboxFields:
         campaign = loads(path).config.campaigns["acme-q4"]
         assert campaign.block_threshold == pytest.approx(0.02)
         assert campaign.stop_on_auto_reply is True
+
+
+class TestCountedReasons:
+    """bounce_reasons and block_reasons: words of the reason vocabulary, each in one list."""
+
+    def _with(self, write_config: Writer, lines: str) -> Path:
+        return write_config(replace=("    name: ACME Q4 outreach\n", f"    name: x\n{lines}"))
+
+    def test_lists_replace_the_defaults(self, write_config: Writer) -> None:
+        """A named list is what counts; the other list is its class's reasons less those."""
+        path = self._with(write_config, "    bounce_reasons: [userunknown, spamdetected]\n")
+        counted = loads(path).config.campaigns["acme-q4"].counted_reasons
+        assert counted.bounces == ("userunknown", "spamdetected")
+        assert "spamdetected" not in counted.blocks
+        assert "blocked" in counted.blocks
+        assert not counted.bounces_are_default
+        assert not counted.blocks_are_default
+
+    def test_defaults_count_every_hard_bounce_and_every_block(self, write_config: Writer) -> None:
+        """Without the lists, the hard-class reasons (and the three that follow the code)
+        count toward the bounce rate, the block-class ones toward the block rate."""
+        campaign = loads(self._with(write_config, "")).config.campaigns["acme-q4"]
+        counted = campaign.counted_reasons
+        assert (campaign.bounce_reasons, campaign.block_reasons) == (None, None)
+        assert counted.bounces_are_default
+        assert counted.blocks_are_default
+        assert set(counted.bounces) == {
+            "userunknown",
+            "hostunknown",
+            "hasmoved",
+            "suspend",
+            "notaccept",
+            "onhold",
+            "undefined",
+        }
+
+    @pytest.mark.parametrize(
+        ("lines", "expected"),
+        [
+            (
+                "    bounce_reasons: [userunknown, usrunknown]\n",
+                _campaign(
+                    4,
+                    35,
+                    "bounce_reasons.1",
+                    'unknown reason "usrunknown"; did you mean userunknown?',
+                ),
+            ),
+            (
+                "    block_reasons: [vacation]\n",
+                _campaign(
+                    4,
+                    21,
+                    "block_reasons.0",
+                    "vacation is not a reason a message fails for (vacation, feedback and "
+                    "delivered are never bounces): use a reason such as userunknown or "
+                    "spamdetected",
+                ),
+            ),
+            (
+                "    bounce_reasons: userunknown\n",
+                _campaign(
+                    4,
+                    21,
+                    "bounce_reasons",
+                    "must be a list of reasons such as [userunknown, hostunknown] "
+                    '(got "userunknown")',
+                ),
+            ),
+            (
+                "    bounce_reasons: []\n",
+                _campaign(
+                    4,
+                    21,
+                    "bounce_reasons",
+                    "must name at least one reason: a list of reasons such as "
+                    "[userunknown, hostunknown], or leave it out",
+                ),
+            ),
+            (
+                "    bounce_reasons: [suspend, suspend]\n",
+                _campaign(4, 31, "bounce_reasons.1", "lists suspend twice"),
+            ),
+            (
+                "    bounce_reasons: [userunknown, spamdetected]\n"
+                "    block_reasons: [blocked, spamdetected]\n",
+                _campaign(
+                    5,
+                    30,
+                    "block_reasons.1",
+                    "lists spamdetected, which bounce_reasons lists too: a reason counts "
+                    "toward one rate only; remove it from one of the lists",
+                ),
+            ),
+        ],
+    )
+    def test_bad_list(self, write_config: Writer, lines: str, expected: str) -> None:
+        """A wrong reason list is reported at the word, with the reason meant if one is close."""
+        assert errors_of(self._with(write_config, lines)) == [expected]
