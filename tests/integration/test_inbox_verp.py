@@ -19,6 +19,7 @@ from tests.dispatch_setup import (
     imap_fields,
     parsed,
     run_once,
+    write_campaign,
     write_config,
     write_leads,
 )
@@ -160,3 +161,29 @@ def test_reports_name_the_exact_send(
     # Step 3: only1 (the forged report did nothing) and only2 (a block stops no lead);
     # shared neither in c1 (it bounced) nor in c2 (its address is suppressed).
     assert sorted(m.rcpt_tos[0] for m in smtp_server.handler.messages) == [ONLY1, ONLY2]
+
+
+def test_bcc_copy_report_is_not_the_leads(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """A report of the BCC copy, with the send's token, bounces nothing of the lead; one
+    for the lead in another spelling does."""
+    user, _ = dovecot.add_user()
+    archive = "archive@sender.example.com"
+    fields = {"verp_domain": VERP, "bcc": archive, **imap_fields(dovecot, user)}
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada", **fields)}, leads=2)
+    state = tmp_path / "state"
+    assert run_once(path, state, DAY1) == 0
+    tokens = _check_envelopes(smtp_server, state)
+    sends = _sends(state)
+    lead0, lead1 = "lead0000@example.net", "lead0001@example.net"
+    for lead in (lead0, lead1):
+        envelope = sendtokens.envelope_sender(tokens[sends["camp", lead, 1][1]], VERP)
+        dovecot.append(user, inbox_mail.token_only_dsn(archive, envelope, to=ADA))
+    envelope = sendtokens.envelope_sender(tokens[sends["camp", lead1, 1][1]], VERP)
+    dovecot.append(user, inbox_mail.token_only_dsn("Lead0001@Example.NET", envelope))
+
+    assert run_once(path, state, DAY2) == 0
+    assert _bounces(state) == [("camp", "a", lead1, 1, "hard")]
+    with read_ledger(state) as ledger:
+        assert ledger.suppressions.entries() == {lead1: "hard bounce"}
