@@ -212,3 +212,33 @@ def unquoting_dsn(lead: str, to: str) -> bytes:
         b"Content-Description: Undelivered Message Headers"
     )
     return kept + b"--1A2B3C.1700000000/mail.sender.example.com--\r\n"
+
+
+def token_only_dsn(
+    lead: str, envelope_sender: str, *, status: str = "5.1.1", to: str | None = None
+) -> bytes:
+    """A report that names the send only by the VERP address it was delivered to.
+
+    No returned headers, no Message-ID of the original, none of its own: only
+    ``Delivered-To`` (and ``To``, unless ``to`` is given) hold ``envelope_sender``.
+    """
+    diagnostic = {
+        "5.1.1": f"550 5.1.1 <{lead}>: Recipient address rejected: User unknown",
+        "4.2.2": f"452 4.2.2 <{lead}>: Mailbox full",
+        "5.7.1": "554 5.7.1 Service unavailable; Client host [198.51.100.7] blocked using "
+        "zen.spamhaus.org",
+    }[status]
+    return _crlf(
+        f"Delivered-To: {envelope_sender}\nReturn-Path: <>\n"
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
+        f"To: {to or envelope_sender}\nSubject: Undelivered Mail Returned to Sender\n"
+        "Date: Tue, 24 Nov 2026 11:00:00 +0000\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n\n'
+        "--r\nContent-Type: text/plain; charset=us-ascii\n\n"
+        "Your message could not be delivered.\n\n"
+        "--r\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; mx.example.net\n\n"
+        f"Final-Recipient: rfc822; {lead}\n"
+        f"Action: {'delayed' if status.startswith('4') else 'failed'}\nStatus: {status}\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\n\n--r--\n"
+    )

@@ -31,6 +31,7 @@ from mailopsd.config.scalars import (
     IMAP_IMPLICIT_TLS_PORT,
     SMTP_IMPLICIT_TLS_PORT,
     BounceRoute,
+    Domain,
     Email,
     Flag,
     Folders,
@@ -181,6 +182,15 @@ class Credential(_Model):
     archive: Flag = Field(default=False, description="Keep a copy of every sent message.")
     bounce_notifications: BounceRoute = Field(
         default="from", description="Where bounces go: from, drop or an address."
+    )
+    verp_domain: Domain | None = Field(
+        default=None,
+        description="Domain of a per-send envelope sender (VERP): each message goes out with "
+        "MAIL FROM bounces+<token>@<verp_domain> and the token in its X-Mailopsd-Send header, "
+        "so a delivery report is matched to the exact send even when it quotes nothing of it. "
+        "bounces+<anything>@<verp_domain> must be delivered into the mailbox this credential "
+        "reads over IMAP, and the domain's SPF must allow the SMTP server. Absent: off, the "
+        "envelope sender is from_email.",
     )
     source_address: IpAddress | None = Field(
         default=None, description="Local IP address to send from."

@@ -38,6 +38,7 @@ __all__ = [
     "BounceRoute",
     "ClockTime",
     "DashboardSession",
+    "Domain",
     "Email",
     "FileList",
     "Flag",
@@ -341,6 +342,17 @@ def _free_mail_domain(value: object) -> str:
         ) from err
 
 
+def _domain(value: object) -> str:
+    """A domain mail is sent to or from, in its normal form (lower case, A-labels)."""
+    text = _line(value)
+    try:
+        return domains.domain_key(text)
+    except addresses.AddressError as err:
+        raise failure(
+            f"must be a domain such as bounces.example.com (got {describe(text)}): {err}"
+        ) from err
+
+
 def _ratio(value: object) -> float:
     ratio: float | None = None
     if isinstance(value, str) and value.endswith("%"):
@@ -487,6 +499,7 @@ FileList = Annotated[
     tuple[str, ...], PlainValidator(_file_list), PlainSerializer(list, return_type=list[str])
 ]
 FreeMailDomain = Annotated[str, PlainValidator(_free_mail_domain)]
+Domain = Annotated[str, PlainValidator(_domain)]
 Ratio = Annotated[float, PlainValidator(_ratio)]
 TlsMode = Annotated[
     Literal["auto", "starttls", "implicit", "none"],

@@ -58,6 +58,7 @@ from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.errors import StorageError
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.sendkey import load_send_key
 from mailopsd.state.statefile import Condition, GitState, StateFile, load_state, save_state
 
 __all__ = ["Daemon", "DaemonSettings"]
@@ -170,15 +171,18 @@ class Daemon:
         self._until_writable("applying the config", lambda: self._apply(loaded))
         self._git_started()
         self._watched = watched_files(loaded)
+        send_key = load_send_key(state_dir)
         self._dispatcher = Dispatcher(
             self._ledger,
             state_dir,
             smtp=SmtpTransport(timeout_s=self.settings.smtp_timeout_s),
             heartbeat=self.notifier.watchdog,
             dry_run=self.settings.dry_run,
+            send_key=send_key,
         )
         self._inbox = Inbox(
             self._ledger,
+            send_key=send_key,
             timeout_s=self.settings.imap_timeout_s,
             retry_s=self.settings.imap_retry_s,
             wake=self._wake.set,

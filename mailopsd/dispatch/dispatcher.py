@@ -18,7 +18,10 @@ the account), ``block`` (the sender was refused: it counts toward the block rate
 address is kept) or ``soft`` (recorded only). After each 5xx a batch asks
 :mod:`mailopsd.health.batch` whether its credential may go on; after the tick,
 :mod:`mailopsd.health.autodisable` checks the credentials that bounced. With ``dry_run``
-(a forecast) nothing is delivered: every send is recorded as sent.
+(a forecast) nothing is delivered: every send is recorded as sent. A
+credential with ``verp_domain`` sends each message with its send's token
+(:mod:`mailopsd.sendtokens`) in ``MAIL FROM`` and a header, made once the intent's row
+gives the send id.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mailopsd import backoff
+from mailopsd import backoff, sendtokens
 from mailopsd.clock import utc_day_start
 from mailopsd.config import pacing
 from mailopsd.config.loader import LoadedConfig
@@ -49,8 +52,9 @@ from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
 from mailopsd.lifecycle import LeadState, MailKind, SendOutcome
 from mailopsd.refs import CredentialRef, credential_key, sender_ref
-from mailopsd.smtp.message import ComposeError, Outgoing
+from mailopsd.smtp.message import ComposeError, Outgoing, with_send_token
 from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
+from mailopsd.state import sendkey
 from mailopsd.state.leads import LeadProgress
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.sends import Intent
@@ -128,6 +132,9 @@ class Dispatcher:
     heartbeat: Callable[[], None] = field(default=lambda: None)
     dry_run: bool = False
     """Deliver nothing anywhere: every send is taken as sent (a forecast's ticks)."""
+    send_key: bytes | None = field(default=None, repr=False)
+    """The send-token key (``state.sendkey``); read from ``state_dir`` when first needed
+    if not given."""
     _backoff: dict[CredentialRef, tuple[datetime, int]] = field(default_factory=dict)
     """Until when each sender (``refs.sender_ref``: a shared mailbox is one) waits."""
     _pool: ThreadPoolExecutor | None = None
@@ -317,6 +324,17 @@ class Dispatcher:
             )
             return replace(lead, state=LeadState.FAILED, last_error=str(err))
         return _Job((campaign_id, credential_id), campaign, credential, lead, outgoing)
+
+    def _with_token(self, job: _Job, verp_domain: str) -> Outgoing:
+        """The job's message with its send's token in ``MAIL FROM`` and a header (VERP).
+
+        The token needs the send id, which the intent's row gives: it is made after the
+        intent is recorded and before the message leaves.
+        """
+        if self.send_key is None:
+            self.send_key = sendkey.load_send_key(self.state_dir)
+        token = sendtokens.make(self.send_key, job.send_id, job.outgoing.message_id)
+        return with_send_token(job.outgoing, token=token, verp_domain=verp_domain)
 
     # Sending ----------------------------------------------------------------------------
 
@@ -562,6 +580,8 @@ class Dispatcher:
         ids = self.ledger.sends.record_intents(intents)
         for job, send_id in zip(jobs, ids, strict=True):
             job.send_id, job.at = send_id, now
+            if job.credential.verp_domain is not None:
+                job.outgoing = self._with_token(job, job.credential.verp_domain)
         results = self._deliver(jobs, loaded, should_stop, state, now)
         self._record(results, now)
         done.count([(job.key, outcome) for job, outcome in results])

@@ -8,7 +8,8 @@ changed ``UIDVALIDITY``, it searches from the day of the credential's first send
 come first (``BODY.PEEK[HEADER]``, at most ``HEADER_LIMIT`` bytes); only messages that
 look like delivery or feedback reports have their body read, and never more than
 ``BODY_LIMIT`` bytes of it. Messages are fetched and classified ``BATCH`` at a time and
-only their classification is kept, so a poll's memory does not grow with the mailbox.
+only their classification (and the send tokens they carry, :mod:`mailopsd.sendtokens`)
+is kept, so a poll's memory does not grow with the mailbox.
 
 Implicit TLS on 993, STARTTLS elsewhere, certificates verified; a server that does not
 offer STARTTLS gets no password unless it is on loopback and TLS is turned off.
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from mailopsd import sendtokens
 from mailopsd.config.models import Credential
 from mailopsd.config.scalars import is_loopback_host
 from mailopsd.errors import describe_unexpected
@@ -137,7 +139,11 @@ class Cursor:
 
 @dataclass(frozen=True)
 class Arrival:
-    """One new message of a folder, classified."""
+    """One new message of a folder, classified.
+
+    ``send_tokens`` are the send tokens (VERP) found in it, not yet verified
+    (:func:`mailopsd.sendtokens.candidates`).
+    """
 
     folder: str
     uidvalidity: int
@@ -146,6 +152,7 @@ class Arrival:
     size: int
     complete: bool
     classification: Classification
+    send_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -360,7 +367,18 @@ def _read_batch(
         size, head = headers[uid]
         raw = bodies.get(uid, (size, head + b"\r\n"))[1]
         complete = uid not in bodies or size <= BODY_LIMIT
-        arrivals.append(Arrival(folder, validity, uid, _key(head), size, complete, classify(raw)))
+        arrivals.append(
+            Arrival(
+                folder,
+                validity,
+                uid,
+                _key(head),
+                size,
+                complete,
+                classify(raw),
+                sendtokens.candidates(raw),
+            )
+        )
     return arrivals
 
 

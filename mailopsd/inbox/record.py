@@ -31,13 +31,27 @@ credential and account of the send it answers.
   or References to ours) is ``unconfirmed``: anyone who knows a lead's address can write
   one, so it is recorded, shown in ``status``, and does nothing else: no count, no stop,
   no suppression.
+
+A report that carries a send token (VERP: a credential with ``verp_domain``; see
+:mod:`mailopsd.sendtokens`) in its envelope fields or returned headers is matched by it
+first. A token whose MAC verifies names the exact send (campaign, credential, lead,
+step): every recipient the report names is that send's lead, in whatever spelling
+(except the credential's ``bcc`` copy, which is not the lead's), and the report is
+confirmed even when it quotes nothing of the message. It must be a send this mailbox may
+speak of, as above. A token that does not verify (forged or damaged, or of a send this
+ledger does not have, or of another mailbox's) makes the report count for nothing: it
+is recorded as read (kind ``unconfirmed``), logged, left in the mailbox, and nothing else.
+A report without a token is matched as above.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailopsd import sendtokens
+from mailopsd.config import addresses
 from mailopsd.config.domains import free_mail
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Credential
@@ -57,6 +71,8 @@ _BOUNCE_KINDS = frozenset({MailKind.HARD, MailKind.SOFT, MailKind.BLOCK, MailKin
 # Toward a rate, once confirmed: a soft one too, if its campaign counts its reason.
 _COUNTED_KINDS = frozenset({MailKind.HARD, MailKind.SOFT, MailKind.BLOCK})
 _MAX_RECIPIENTS = 100
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,8 +135,10 @@ class _Recorder:
         key: CredentialRef,
         now: datetime,
         senders: frozenset[CredentialRef],
+        send_key: bytes | None,
     ) -> None:
         self.ledger = ledger
+        self.send_key = send_key
         self.loaded = loaded
         self.key = key
         self.now = now
@@ -188,6 +206,11 @@ class _Recorder:
         send = send or self._written_to(recipient.address)
         if send is None:
             return None
+        self._count(send, recipient, confirmed=confirmed)
+        return send.email
+
+    def _count(self, send: _Send, recipient: FailedRecipient, *, confirmed: bool) -> None:
+        """Record a report's word on one recipient of ``send``: a bounce, a stop, a check."""
         kind = recipient.kind
         if kind in _COUNTED_KINDS and not confirmed:
             kind = MailKind.UNCONFIRMED
@@ -209,7 +232,6 @@ class _Recorder:
             self._stop(send, StopReason.BOUNCED, suppress=effects.Suppression.HARD_BOUNCE)
         if kind in _COUNTED_KINDS:
             self.done.check.add((send.campaign_id, send.credential_id))
-        return send.email
 
     def _reports(self, arrival: Arrival, result: Classification) -> str | None:
         first: str | None = None
@@ -227,6 +249,58 @@ class _Recorder:
                 self._reply(send, MailKind.FEEDBACK, arrival)
                 self._stop(send, StopReason.COMPLAINED, suppress=effects.Suppression.COMPLAINT)
         return first
+
+    def _by_token(self, tokens: tuple[str, ...]) -> tuple[_Send | None, int | None]:
+        """The send a verifying token names; else the send id a refused token claimed.
+
+        Returns ``(None, None)`` when there is no token (or no key to check one with).
+        """
+        if self.send_key is None or not tokens:
+            return None, None
+        claimed: int | None = None
+        for token in tokens:
+            send_id = sendtokens.parse(token)
+            found = None if send_id is None else self.ledger.sends.by_id(send_id)
+            if claimed is None:
+                claimed = send_id or 0
+            if found is None or sendtokens.verify(self.send_key, token, found.message_id) is None:
+                continue
+            if (found.campaign_id, found.credential_id) not in self.senders:
+                continue  # another mailbox's send: not this mailbox's to speak of
+            return _Send(found.send_id, found.campaign_id, found.credential_id, found.email), None
+        return None, claimed
+
+    def _bcc(self, send: _Send) -> str | None:
+        """The key of the address the sending credential copies every message to, if any."""
+        campaign = self.loaded.config.campaigns.get(send.campaign_id)
+        credential = campaign.smtp_credentials.get(send.credential_id) if campaign else None
+        return addresses.key_of(credential.bcc) if credential and credential.bcc else None
+
+    def _token_reports(self, send: _Send, arrival: Arrival, result: Classification) -> str:
+        """A report whose send token verified: each recipient it names is ``send``'s lead.
+
+        Confirmed whatever it quotes; only the credential's BCC copy is someone else.
+        """
+        bcc = self._bcc(send)
+        for recipient in result.recipients[:_MAX_RECIPIENTS]:
+            if bcc is None or addresses.key_of(recipient.address) != bcc:
+                self._count(send, recipient, confirmed=True)
+        if result.kind == MailKind.FEEDBACK:
+            self._reply(send, MailKind.FEEDBACK, arrival)
+            self._stop(send, StopReason.COMPLAINED, suppress=effects.Suppression.COMPLAINT)
+        return send.email
+
+    def _refuse(self, arrival: Arrival, claimed: int) -> None:
+        """Log a report whose send token does not verify; it does nothing else."""
+        logger.warning(
+            "delivery report with an invalid send token ignored mailbox=%s folder=%s uid=%d "
+            "claimed_send=%d: the token is forged or damaged, or names a send of another "
+            "mailbox or of an earlier ledger; nothing was counted, the message stays in place",
+            "/".join(part for part in self.key if part),
+            arrival.folder,
+            arrival.uid,
+            claimed,
+        )
 
     def _reply(self, send: _Send, kind: MailKind, arrival: Arrival) -> None:
         self.ledger.inbox.add_reply(
@@ -256,6 +330,20 @@ class _Recorder:
                 self._stop(send, StopReason.AUTO_REPLY)
         return send.email
 
+    def _report(self, arrival: Arrival, result: Classification) -> tuple[MailKind, str | None]:
+        """What a report does: by its send token if it has one, else as it quotes.
+
+        Returns:
+            The kind to record the message as, and the lead's address if one is ours.
+        """
+        send, claimed = self._by_token(arrival.send_tokens)
+        if claimed is not None:
+            self._refuse(arrival, claimed)
+            return MailKind.UNCONFIRMED, None
+        if send is not None:
+            return result.kind, self._token_reports(send, arrival, result)
+        return result.kind, self._reports(arrival, result)
+
     def one(self, arrival: Arrival) -> None:
         if any(self.ledger.inbox.has_message(*reader, arrival.key) for reader in self.readers):
             self.done.duplicates += 1
@@ -264,7 +352,7 @@ class _Recorder:
         kind = result.kind
         email: str | None = None
         if kind in REPORT_KINDS:
-            email = self._reports(arrival, result)
+            kind, email = self._report(arrival, result)
         elif kind in (MailKind.REPLY, MailKind.AUTO_REPLY, MailKind.UNSUBSCRIBE):
             email = self._answer(arrival, result, kind)
         elif kind == MailKind.OTHER and result.sender:
@@ -294,6 +382,7 @@ def record_poll(
     now: datetime,
     *,
     senders: frozenset[CredentialRef] | None = None,
+    send_key: bytes | None = None,
 ) -> Recorded:
     """Apply a poll's messages and commit its cursors, all in one transaction.
 
@@ -306,13 +395,15 @@ def record_poll(
         now: The time recorded.
         senders: The credentials whose sends this mailbox speaks of (its entry in
             :func:`mailbox_senders`, computed from ``loaded`` when not given).
+        send_key: The daemon's send-token key (``state.sendkey``); without it, send
+            tokens are not looked at and reports are matched as if they had none.
 
     Returns:
         What recording did.
     """
     if senders is None:
         senders = mailbox_senders(loaded).get(key, frozenset({key}))
-    recorder = _Recorder(ledger, loaded, key, now, senders)
+    recorder = _Recorder(ledger, loaded, key, now, senders, send_key)
     with ledger.transaction():
         for arrival in result.arrivals:
             recorder.one(arrival)

@@ -198,6 +198,9 @@ class Inbox:
     retry_s: float = 60.0
     wake: Callable[[], None] = lambda: None
     smtp: SmtpTransport = field(default_factory=SmtpTransport)
+    send_key: bytes | None = field(default=None, repr=False)
+    """The send-token key (``state.sendkey``) that reports' send tokens are checked with;
+    without it they are not looked at."""
     _mailboxes: dict[CredentialRef, _Mailbox] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _chores: list[Future[str]] = field(default_factory=list)
@@ -349,7 +352,13 @@ class Inbox:
         with self._lock:
             mailbox.due = max(mailbox.due, time.monotonic() + mailbox.interval_s)
         done = record_poll(
-            self.ledger, loaded, key, result, at, senders=self._senders_of(loaded, key)
+            self.ledger,
+            loaded,
+            key,
+            result,
+            at,
+            senders=self._senders_of(loaded, key),
+            send_key=self.send_key,
         )
         if done.new:
             logger.info(

@@ -15,11 +15,12 @@ import binascii
 import functools
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr
 
+from mailopsd import sendtokens
 from mailopsd.config.scalars import CONTROL_CHARACTERS
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "from_header",
     "text_body",
     "text_header",
+    "with_send_token",
 ]
 
 _FOLD_AT = 78
@@ -60,6 +62,26 @@ class Outgoing:
     subject: str
     envelope_from: str
     recipients: tuple[str, ...]
+
+
+def with_send_token(outgoing: Outgoing, *, token: str, verp_domain: str) -> Outgoing:
+    """``outgoing`` sent with a send token (VERP): in ``MAIL FROM`` and in a header.
+
+    The envelope sender becomes ``bounces+<token>@<verp_domain>``, where delivery reports
+    go, and the ``X-Mailopsd-Send`` header carries the token, for reports that return the
+    message's headers. The header goes first: the order of header fields means nothing.
+
+    Args:
+        outgoing: The composed message.
+        token: The send's token (:func:`mailopsd.sendtokens.make`).
+        verp_domain: The credential's ``verp_domain`` (ASCII, as the config keeps it).
+    """
+    header = fold(sendtokens.HEADER, token).encode("ascii")
+    return replace(
+        outgoing,
+        data=header + outgoing.data,
+        envelope_from=sendtokens.envelope_sender(token, verp_domain),
+    )
 
 
 def _check_header_value(name: str, value: str) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "Intent",
     "SendTally",
     "Sends",
+    "SentMessage",
 ]
 
 # The counted outcomes as an SQL list, for ``outcome IN ...``, and single outcomes.
@@ -145,6 +146,18 @@ class SendTally:
 
 # A send found for a message: (id, campaign, credential, address).
 _SendRow = tuple[int, str, str, str]
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One send as a send token names it (:mod:`mailopsd.sendtokens`)."""
+
+    send_id: int
+    campaign_id: str
+    credential_id: str
+    email: str
+    step: int
+    message_id: str
 
 
 @dataclass(frozen=True)
@@ -532,6 +545,24 @@ class Sends(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+
+    def by_id(self, send_id: int) -> SentMessage | None:
+        """The send of id ``send_id`` (a send token's), ``None`` if there is none."""
+        if not 0 < send_id < 2**63:  # SQLite's integers: a larger id names no row
+            return None
+        try:
+            row = self._db.execute(
+                "SELECT id, campaign_id, credential_id, email, step, message_id FROM sends "
+                "WHERE id = ?",
+                (send_id,),
+            ).fetchone()
+        except sqlite3.Error as err:
+            raise storage_error(err) from err
+        if row is None:
+            return None
+        return SentMessage(
+            int(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]), str(row[5])
+        )
 
     def outcomes(self, message_ids: Iterable[str]) -> dict[str, str]:
         """The outcome of each send that had one of ``message_ids``, by Message-ID."""
