@@ -29,6 +29,7 @@ __all__ = [
     "Rule",
     "diagnose",
     "either",
+    "gave_up",
     "held_out",
     "informative",
     "matching_rule",
@@ -217,6 +218,13 @@ def _reason(status: str | None, words: str, reply: re.Match[str] | None) -> Reas
     if code is not None:
         return code.reason
     return Reason.UNDEFINED
+
+
+def gave_up(said: Diagnosis) -> Diagnosis:
+    """``said`` for a delivery the queue stopped trying: a transient reason is its expiry."""
+    if said.reason in _RETRIED and said.kind == MailKind.SOFT:
+        return Diagnosis(Reason.EXPIRED, MailKind.SOFT)
+    return said
 
 
 def informative(words: str) -> bool:

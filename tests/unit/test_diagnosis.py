@@ -139,3 +139,12 @@ def test_held_out_drops_only_the_phrases_a_corpus_taught() -> None:
 def test_the_guide_explains_every_reason() -> None:
     guide = (Path(__file__).resolve().parents[2] / "docs" / "deliverability.md").read_text()
     assert [reason for reason in Reason if f"| `{reason}` |" not in guide] == []
+
+
+def test_a_queue_that_stopped_trying_expired() -> None:
+    """RFC 3464's "failed" with a transient status: the network trouble it quotes is why
+    the message waited until the queue gave up."""
+    said = diagnose("4.4.1", "connect to b.example[192.0.2.1]:25: Connection timed out")
+    assert rules.gave_up(said) == (Reason.EXPIRED, MailKind.SOFT)
+    hard = diagnose("5.1.1", "550 5.1.1 User unknown")
+    assert rules.gave_up(hard) == hard

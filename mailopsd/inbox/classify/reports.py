@@ -48,6 +48,10 @@ def dsn_recipients(
             said = rules.diagnose(
                 status, diagnostic, temporary=rules.either(action == "delayed", temporary)
             )
+            if action == "expired" or (action == "failed" and (status or "").startswith("4.")):
+                # A final failure of a transient one: the queue stopped trying (RFC 3464's
+                # "failed" with a 4.x.x status; some MTAs write "expired").
+                said = rules.gave_up(said)
         other = original if original not in (None, address) else None
         found.append(
             FailedRecipient(address, status, said.kind, diagnostic[:300], other, said.reason)
