@@ -68,7 +68,7 @@ def _text_lines(report: doctor.Report) -> list[str]:
         f"DNS from {report.server}"
     ]
     for domain in report.domains:
-        lines.append(f"{domain.domain} (from_email of {', '.join(domain.used_by)})")
+        lines.append(f"{domain.domain} ({domain.role} of {', '.join(domain.used_by)})")
         for finding in domain.findings:
             lines.extend(_finding_lines(finding))
     for campaign in report.campaigns:

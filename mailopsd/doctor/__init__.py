@@ -2,8 +2,9 @@
 
 For every ``from_email`` domain: MX, SPF (does it authorise the SMTP host's
 addresses?), DKIM keys, the DMARC policy, and the sender rules of the large mailbox
-providers; for every campaign: one-click unsubscribe and the unsubscribe footer. Each
-finding says what was found and what to publish or change. The checks ask DNS through
+providers; for every ``verp_domain``: MX and SPF; for every campaign: one-click
+unsubscribe and the unsubscribe footer. Each finding says what was found and what to
+publish or change. The checks ask DNS through
 a ``Dns`` (:mod:`~mailopsd.doctor.resolver` does the lookups); they read the config
 only, never the state or a secret.
 """
@@ -13,7 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mailopsd.config.models import Config
-from mailopsd.doctor.domain import check_domain, sending_domains
+from mailopsd.doctor.domain import (
+    check_domain,
+    check_envelope_domain,
+    envelope_domains,
+    sending_domains,
+)
 from mailopsd.doctor.findings import CampaignReport, DomainReport, Finding, Report, Severity
 from mailopsd.doctor.lookups import Answer, Dns, DnsError
 from mailopsd.doctor.unsubscribe import check_unsubscribe
@@ -43,7 +49,14 @@ def diagnose(config: Config, dns: Dns, *, campaign_ids: Sequence[str], server: s
     Returns:
         The findings, by domain (in config order), then by campaign.
     """
-    domains = tuple(check_domain(dns, target) for target in sending_domains(config, campaign_ids))
+    envelopes = [check_envelope_domain(dns, t) for t in envelope_domains(config, campaign_ids)]
+    envelope_spf = {
+        report.domain: all(f.severity is Severity.OK for f in report.findings if f.check != "mx")
+        for report in envelopes
+    }
+    domains = tuple(
+        check_domain(dns, target, envelope_spf) for target in sending_domains(config, campaign_ids)
+    ) + tuple(envelopes)
     campaigns = tuple(
         CampaignReport(campaign_id, tuple(check_unsubscribe(config, config.campaigns[campaign_id])))
         for campaign_id in campaign_ids

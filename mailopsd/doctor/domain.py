@@ -1,16 +1,20 @@
 """The checks of one sending domain: MX, SPF, DKIM, DMARC, and the bulk-sender rules.
 
-The sending domains are the ``from_email`` domains of the credentials checked.
-mailopsd's envelope sender (``MAIL FROM``) is the ``from_email`` itself, so there is no
-separate bounce (VERP) domain to check: bounces and replies come back to the from
-domain, which therefore needs MX (or address) records. A first lookup that gets no
-answer (a dead nameserver, a broken zone) ends the domain's checks with one finding
-rather than one timeout per check. Pure: it asks a ``Dns``.
+The sending domains are the ``from_email`` domains of the credentials checked. Replies
+come back to the from domain, which therefore needs MX (or address) records. The
+envelope sender (``MAIL FROM``) is the ``from_email`` itself, unless the credential has
+``verp_domain``: then it is ``bounces+<token>@<verp_domain>``, delivery reports come
+back there, and receivers check SPF against that domain. So a ``verp_domain`` gets its
+own checks (MX, and SPF for the SMTP hosts of the credentials that use it), the from
+domain's SPF is checked for the credentials without one, and for those with one the
+from domain's report says whether SPF still aligns with it for DMARC. A first lookup
+that gets no answer (a dead nameserver, a broken zone) ends the domain's checks with
+one finding rather than one timeout per check. Pure: it asks a ``Dns``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mailopsd.config.models import Config
@@ -18,7 +22,13 @@ from mailopsd.doctor import dkim, dmarc, spfreport
 from mailopsd.doctor.findings import DomainReport, Finding, Severity
 from mailopsd.doctor.lookups import Dns, DnsError
 
-__all__ = ["SendingDomain", "check_domain", "sending_domains"]
+__all__ = [
+    "SendingDomain",
+    "check_domain",
+    "check_envelope_domain",
+    "envelope_domains",
+    "sending_domains",
+]
 
 
 @dataclass(frozen=True)
@@ -28,10 +38,12 @@ class SendingDomain:
     Attributes:
         domain: The domain (A-labels, lower case, as sent).
         sender: The first ``from_email`` at it (SPF macros may use it).
-        smtp_hosts: The SMTP hosts of its credentials, in config order.
+        smtp_hosts: The SMTP hosts of its credentials that send with it as the envelope
+            domain (those without ``verp_domain``), in config order.
         selectors: The ``dkim_selectors`` of its credentials, merged; ``None`` if none
             of them names any.
         used_by: Its credentials, as ``campaign/credential``.
+        verp_domains: The ``verp_domain`` of its credentials that have one.
     """
 
     domain: str
@@ -39,6 +51,7 @@ class SendingDomain:
     smtp_hosts: tuple[str, ...]
     selectors: tuple[str, ...] | None
     used_by: tuple[str, ...]
+    verp_domains: tuple[str, ...] = ()
 
 
 def sending_domains(config: Config, campaign_ids: Iterable[str]) -> list[SendingDomain]:
@@ -49,13 +62,16 @@ def sending_domains(config: Config, campaign_ids: Iterable[str]) -> list[Sending
         for credential_id, credential in config.campaigns[campaign_id].smtp_credentials.items():
             domain = credential.from_email.rpartition("@")[2].lower()
             senders.setdefault(domain, credential.from_email)
-            entry = found.setdefault(domain, {"hosts": [], "selectors": [], "used_by": []})
+            entry = found.setdefault(
+                domain, {"hosts": [], "selectors": [], "used_by": [], "verp": []}
+            )
             entry["used_by"].append(f"{campaign_id}/{credential_id}")
-            if credential.smtp_host.lower() not in entry["hosts"]:
-                entry["hosts"].append(credential.smtp_host.lower())
+            if credential.verp_domain is not None:
+                _add(entry["verp"], credential.verp_domain)
+            else:
+                _add(entry["hosts"], credential.smtp_host.lower())
             for selector in credential.dkim_selectors or ():
-                if selector.lower() not in entry["selectors"]:
-                    entry["selectors"].append(selector.lower())
+                _add(entry["selectors"], selector.lower())
     return [
         SendingDomain(
             domain,
@@ -63,12 +79,34 @@ def sending_domains(config: Config, campaign_ids: Iterable[str]) -> list[Sending
             tuple(entry["hosts"]),
             tuple(entry["selectors"]) or None,
             tuple(entry["used_by"]),
+            tuple(entry["verp"]),
         )
         for domain, entry in found.items()
     ]
 
 
-def _mx_finding(dns: Dns, domain: str) -> Finding:
+def envelope_domains(config: Config, campaign_ids: Iterable[str]) -> list[SendingDomain]:
+    """The ``verp_domain`` of the given campaigns' credentials, in config order."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for campaign_id in campaign_ids:
+        for credential_id, credential in config.campaigns[campaign_id].smtp_credentials.items():
+            if credential.verp_domain is None:
+                continue
+            entry = found.setdefault(credential.verp_domain, {"hosts": [], "used_by": []})
+            entry["used_by"].append(f"{campaign_id}/{credential_id}")
+            _add(entry["hosts"], credential.smtp_host.lower())
+    return [
+        SendingDomain(domain, f"bounces@{domain}", tuple(e["hosts"]), None, tuple(e["used_by"]))
+        for domain, e in found.items()
+    ]
+
+
+def _add(items: list[str], item: str) -> None:
+    if item not in items:
+        items.append(item)
+
+
+def _mx_finding(dns: Dns, domain: str, *, field: str = "from_email") -> Finding:
     """The MX finding; a failed lookup raises, to end the domain's checks.
 
     Raises:
@@ -80,7 +118,7 @@ def _mx_finding(dns: Dns, domain: str) -> Finding:
             "mx",
             Severity.FAIL,
             f"{domain} does not exist in DNS: receivers refuse mail from a domain that "
-            "does not exist, and replies and bounces cannot come back; check from_email",
+            f"does not exist, and replies and bounces cannot come back; check {field}",
         )
     hosts = sorted(answer.records, key=lambda record: int(record.split()[0]))
     if any(record.split()[-1] == "." for record in hosts):
@@ -140,15 +178,100 @@ def _bulk_sender(domain: str, *, spf_ok: bool, dkim_ok: bool, dmarc_ok: bool) ->
     )
 
 
-def check_domain(dns: Dns, target: SendingDomain) -> DomainReport:
+def _aligned(envelope: str, domain: str) -> bool:
+    """Whether SPF of ``envelope`` aligns with a From at ``domain`` in DMARC's relaxed mode.
+
+    Relaxed alignment asks for the same organizational domain. Without the public suffix
+    list (as for DMARC's walk up, ``dmarc.py``), this takes one domain under the other,
+    or both under the from domain's parent when that parent has at least two labels:
+    ``bounces.example.com`` aligns with ``example.com`` and with ``news.example.com``.
+    Under a public suffix of two labels (``co.uk``) it may say aligned where DMARC does
+    not; nobody can own a sibling there, so it errs only on a config that cannot work.
+    """
+    if envelope == domain or envelope.endswith(f".{domain}") or domain.endswith(f".{envelope}"):
+        return True
+    parent = domain.partition(".")[2]
+    return parent.count(".") >= 1 and envelope.endswith(f".{parent}")
+
+
+def _alignment(
+    domain: str, verp_domains: tuple[str, ...], envelope_spf: Mapping[str, bool]
+) -> tuple[list[Finding], bool]:
+    """For credentials with ``verp_domain``: whether their SPF aligns with ``domain``."""
+    findings, ok = [], True
+    for envelope in verp_domains:
+        if not _aligned(envelope, domain):
+            ok = False
+            findings.append(
+                Finding(
+                    "spf-align",
+                    Severity.WARN,
+                    f"verp_domain {envelope} is outside {domain}'s organizational domain: "
+                    f"SPF is checked against {envelope} and cannot align with the From "
+                    f"domain, so DMARC passes only through DKIM; use a verp_domain under "
+                    f"{domain} (such as bounces.{domain}) to have both",
+                )
+            )
+        elif not envelope_spf.get(envelope, False):
+            ok = False
+            findings.append(
+                Finding(
+                    "spf-align",
+                    Severity.WARN,
+                    f"verp_domain {envelope} aligns with {domain}, but its SPF does not pass "
+                    "for every smtp_host (see its checks below)",
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "spf-align",
+                    Severity.OK,
+                    f"verp_domain {envelope}: SPF passes there and aligns with {domain} (relaxed)",
+                )
+            )
+    return findings, ok
+
+
+def check_envelope_domain(dns: Dns, target: SendingDomain) -> DomainReport:
+    """The findings of one ``verp_domain``: MX (reports come back) and SPF per SMTP host.
+
+    Args:
+        dns: Where to look names up.
+        target: The domain (``envelope_domains``) and the credentials that use it.
+
+    Returns:
+        The findings: mx, spf (one per SMTP host); no DKIM or DMARC (From is elsewhere).
+    """
+    domain = target.domain
+    try:
+        findings = [_mx_finding(dns, domain, field="verp_domain")]
+    except DnsError as err:
+        skipped = Finding(
+            "dns",
+            Severity.FAIL,
+            f"could not look up {domain}: {err}; its MX and SPF checks were skipped",
+        )
+        return DomainReport(domain, target.used_by, (skipped,), role="verp_domain")
+    for host in target.smtp_hosts:
+        findings.append(spfreport.check_spf(dns, spfreport.SpfCheck(domain, target.sender, host)))
+    return DomainReport(domain, target.used_by, tuple(findings), role="verp_domain")
+
+
+def check_domain(
+    dns: Dns, target: SendingDomain, envelope_spf: Mapping[str, bool] | None = None
+) -> DomainReport:
     """Every finding of one sending domain.
 
     Args:
         dns: Where to look names up.
         target: The domain and what sends as it.
+        envelope_spf: For each of its ``verp_domains``, whether SPF passes there for
+            every SMTP host (``check_envelope_domain``).
 
     Returns:
-        The findings: mx, spf (one per SMTP host), dkim, dmarc, bulk-sender.
+        The findings: mx, spf (one per SMTP host sending with it as envelope domain),
+        spf-align (one per verp_domain), dkim, dmarc, bulk-sender.
     """
     domain = target.domain
     try:
@@ -163,6 +286,9 @@ def check_domain(dns: Dns, target: SendingDomain) -> DomainReport:
     for host in target.smtp_hosts:
         findings.append(spfreport.check_spf(dns, spfreport.SpfCheck(domain, target.sender, host)))
     spf_ok = all(f.severity is Severity.OK for f in findings if f.check == "spf")
+    aligned, align_ok = _alignment(domain, target.verp_domains, envelope_spf or {})
+    findings += aligned
+    spf_ok = spf_ok and align_ok
     dkim_findings, dkim_ok = dkim.check_dkim(dns, domain, selectors=target.selectors)
     dmarc_finding, policy = dmarc.check_dmarc(dns, domain)
     findings += [*dkim_findings, dmarc_finding]

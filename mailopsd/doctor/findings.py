@@ -73,14 +73,17 @@ class DomainReport:
     """The DNS findings of one sending domain.
 
     Attributes:
-        domain: The ``from_email`` domain.
+        domain: The ``from_email`` domain, or a ``verp_domain``.
         used_by: The credentials sending from it, as ``campaign/credential``.
-        findings: In check order: mx, spf (one per SMTP host), dkim, dmarc, bulk-sender.
+        findings: In check order: mx, spf (one per SMTP host), then for a from domain
+            spf-align (one per verp_domain), dkim, dmarc, bulk-sender.
+        role: ``from_email`` or ``verp_domain``: what the domain is to them.
     """
 
     domain: str
     used_by: tuple[str, ...]
     findings: tuple[Finding, ...]
+    role: str = "from_email"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Report:
             "domains": [
                 {
                     "domain": domain.domain,
+                    "role": domain.role,
                     "used_by": list(domain.used_by),
                     "findings": [finding.as_dict() for finding in domain.findings],
                 }

@@ -62,6 +62,8 @@ good IN TXT "v=spf1 include:_spf.example.net -all"
 s1._domainkey.good IN TXT {key}
 _dmarc.good IN TXT "v=DMARC1; p=quarantine; sp=none; rua=mailto:dmarc@good.example.com"
 news.good IN MX 10 mx.good
+bounces.good IN MX 10 mx.good
+bounces.good IN TXT "v=spf1 include:_spf.example.net -all"
 news.good IN TXT "v=spf1 include:_spf.example.net -all"
 s1._domainkey.news.good IN TXT {key}
 broken IN MX 0 .
@@ -188,6 +190,52 @@ class TestDoctorText:
             "(RFC 8058)",
             "  ok    footer       the unsubscribe link is in footer_text",
             "result: 7 ok, 0 warn, 0 fail: no check fails",
+        ]
+
+    def test_verp_domain_gets_its_own_checks(
+        self, dns: Nsd, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With verp_domain, reports come back to it and receivers check its SPF: it gets
+        MX and SPF checks, and the from domain says whether SPF still aligns for DMARC."""
+        verp = "        verp_domain: bounces.good.example.com\n"
+        _config({"primary": "ada@good.example.com"}, unsubscribe=FOOTER, selectors=S1 + verp)
+        code, out, err = _doctor(capsys, dns)
+        assert (code, err) == (0, "")
+        lines = out.splitlines()
+        assert lines[0] == f"checked 2 domain(s) and 1 campaign(s); DNS from {dns.address}"
+        assert "bounces.good.example.com (verp_domain of acme-q4/primary)" in lines
+        assert _lines_of(out, "spf-align") == [
+            "ok    spf-align    verp_domain bounces.good.example.com: SPF passes there and "
+            "aligns with good.example.com (relaxed)"
+        ]
+        # SPF is checked where receivers check it: at the envelope domain only.
+        spf = _lines_of(out, "spf")
+        assert len(spf) == 1 and spf[0].startswith("ok    spf          bounces.good.example.com:")
+        assert _lines_of(out, "mx")[1] == (
+            "ok    mx           bounces.good.example.com receives mail at 10 mx.good.example.com"
+        )
+
+    def test_verp_domain_without_mx_or_outside_the_from_domain(
+        self, dns: Nsd, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A verp_domain that cannot receive reports fails; one outside the From's
+        organizational domain warns that SPF cannot align."""
+        verp = "        verp_domain: nowhere.example.org\n"
+        _config({"primary": "ada@good.example.com"}, unsubscribe=FOOTER, selectors=S1 + verp)
+        code, out, _ = _doctor(capsys, dns)
+        assert code == 1
+        assert "nowhere.example.org (verp_domain of acme-q4/primary)" in out.splitlines()
+        assert _lines_of(out, "mx")[1] == (
+            "fail  mx           nowhere.example.org does not exist in DNS: receivers refuse "
+            "mail from a domain that does not exist, and replies and bounces cannot come "
+            "back; check verp_domain"
+        )
+        assert _lines_of(out, "spf-align") == [
+            "warn  spf-align    verp_domain nowhere.example.org is outside good.example.com's "
+            "organizational domain: SPF is checked against nowhere.example.org and cannot "
+            "align with the From domain, so DMARC passes only through DKIM; use a "
+            "verp_domain under good.example.com (such as bounces.good.example.com) to have "
+            "both"
         ]
 
     def test_missing_records_come_with_the_records_to_publish(
