@@ -210,7 +210,8 @@ class TestDoctorText:
         ]
         # SPF is checked where receivers check it: at the envelope domain only.
         spf = _lines_of(out, "spf")
-        assert len(spf) == 1 and spf[0].startswith("ok    spf          bounces.good.example.com:")
+        assert len(spf) == 1
+        assert spf[0].startswith("ok    spf          bounces.good.example.com:")
         assert _lines_of(out, "mx")[1] == (
             "ok    mx           bounces.good.example.com receives mail at 10 mx.good.example.com"
         )
