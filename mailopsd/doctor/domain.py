@@ -185,8 +185,10 @@ def _aligned(envelope: str, domain: str) -> bool:
     list (as for DMARC's walk up, ``dmarc.py``), this takes one domain under the other,
     or both under the from domain's parent when that parent has at least two labels:
     ``bounces.example.com`` aligns with ``example.com`` and with ``news.example.com``.
-    Under a public suffix of two labels (``co.uk``) it may say aligned where DMARC does
-    not; nobody can own a sibling there, so it errs only on a config that cannot work.
+    Its limits, both ways: under a public suffix of two labels (``co.uk``) it calls
+    ``other.co.uk`` aligned with ``example.co.uk`` though they are separate domains, and
+    it calls ``x.example.com`` not aligned with ``a.b.example.com`` though DMARC does.
+    Deciding exactly needs the public suffix list.
     """
     if envelope == domain or envelope.endswith(f".{domain}") or domain.endswith(f".{envelope}"):
         return True
