@@ -1,8 +1,11 @@
 """YAML text to plain values, typed the way ``sops`` (go-yaml v3) types them.
 
-Parsing is behind :func:`parse_yaml` alone so a faster parser can replace it. The fast
-path keeps no positions: when there is an error to show, :func:`compose_yaml` parses the
-text again into nodes that carry line and column, and :func:`locate` walks them.
+Parsing is behind :func:`parse_yaml` alone. The common document (mappings, sequences,
+plain and quoted scalars) is parsed natively by :mod:`mailopsd.nativeyaml`, typed with
+:func:`resolve_plain`; the rest (tags, aliases, invalid text...) by PyYAML, here, which
+also words every error. Neither keeps positions: when there is an error to show,
+:func:`compose_yaml` parses the text again into nodes that carry line and column, and
+:func:`locate` walks them.
 
 Typing follows go-yaml v3, so a file means the same to mailopsd and to ``sops``:
 ``yes``/``on`` are strings, ``0o17`` and ``012`` are ints, ``1e3`` is a float,
@@ -22,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from mailopsd import nativeyaml
 
 __all__ = [
     "NUMBER_TAG",
@@ -377,6 +382,14 @@ def parse_yaml(text: str) -> ParsedYaml:
         YamlSyntaxError: The text is not one valid YAML document, or its aliases
             expand beyond a bound.
     """
+    native = nativeyaml.parse(text, resolve_plain)
+    if native is not None:
+        return ParsedYaml(data=native, duplicates=())
+    return _parse_general(text)
+
+
+def _parse_general(text: str) -> ParsedYaml:
+    """Parse with PyYAML: every YAML construct, duplicate keys, and every error worded."""
     loader = _Loader(text)
     loader.duplicates = []
     try:
