@@ -138,7 +138,7 @@ def test_staged_sequences_behave_as_sequences(ledger: Ledger, tmp_path: Path) ->
         added[3]
     assert not removed
     assert "leads.csv:5: repeats Ada@Example.com (line 2 kept)" in problems
-    assert repr(added) == f"<3 staged in temp.leads_stage_{stage.number}_*>"
+    assert repr(added) == f"<3 staged as stage {stage.number}>"
 
 
 def test_a_stage_is_replaced_by_the_next(ledger: Ledger, tmp_path: Path) -> None:
