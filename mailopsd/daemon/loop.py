@@ -119,6 +119,7 @@ class Daemon:
         self._inbox: Inbox | None = None
         self._load_cache = LoadCache()
         self._watched: set[Path] = set()
+        self._resolved: dict[Path, Path] = {}  # see watched_files
         self._storage = StoragePause(
             settings.state_dir,
             headroom_bytes=settings.storage_headroom_bytes,
@@ -167,10 +168,11 @@ class Daemon:
         self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
         if self.settings.git is not None:
             self._start_following(self.settings.git)
-        loaded = self._load()
-        self._until_writable("applying the config", lambda: self._apply(loaded))
+        with collector_paused():  # as a reload: see collector_paused
+            loaded = self._load()
+            self._until_writable("applying the config", lambda: self._apply(loaded))
         self._git_started()
-        self._watched = watched_files(loaded)
+        self._watched = watched_files(loaded, self._resolved)
         send_key = load_send_key(state_dir)
         self._dispatcher = Dispatcher(
             self._ledger,
@@ -365,7 +367,7 @@ class Daemon:
             if self._logged_errors:
                 logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
             self._logged_errors = frozenset()
-            self._watched = watched_files(loaded)
+            self._watched = watched_files(loaded, self._resolved)
             if self._watched != files_before and self._serving:
                 self._restart_watcher()
             self._sync_http()

@@ -20,9 +20,19 @@ from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig
 
 __all__ = ["Watcher", "start_watcher", "watched_files"]
 
+_QUIET_MS = 15
 
-def watched_files(loaded: LoadedConfig) -> set[Path]:
-    """The config files and every file they reference (leads, body templates, lists)."""
+
+def watched_files(loaded: LoadedConfig, resolved: dict[Path, Path] | None = None) -> set[Path]:
+    """The config files and every file they reference (leads, body templates, lists).
+
+    Args:
+        loaded: The config.
+        resolved: Where each path was found to resolve at an earlier reload, kept by the
+            caller: a reload resolves only the paths it has not seen (thousands of
+            campaigns' files took 75 ms a reload). Paths no longer named are dropped
+            from it.
+    """
     files = set(loaded.files)
     for campaign_id, campaign in loaded.config.campaigns.items():
         base = loaded.campaign_files[campaign_id].parent
@@ -30,7 +40,13 @@ def watched_files(loaded: LoadedConfig) -> set[Path]:
         files.update(base / step.body_file for step in campaign.sequence if step.body_file)
     for account in loaded.config.suppress:
         files.update(loaded.suppression_lists.paths(account))
-    return {path.resolve() for path in files}  # campaigns often share files: resolve once
+    if resolved is None:
+        return {path.resolve() for path in files}
+    for gone in resolved.keys() - files:
+        del resolved[gone]
+    for path in files - resolved.keys():
+        resolved[path] = path.resolve()
+    return set(resolved.values())
 
 
 @dataclass
@@ -56,6 +72,9 @@ class Watcher:
             *directories,
             watch_filter=self._relevant,
             debounce=self.debounce_ms,
+            # How long no new change is seen before the changes are handed over (the
+            # default is 50 ms): a saved file is one write, or a write and a rename.
+            step=_QUIET_MS,
             stop_event=self.stop,
             raise_interrupt=False,
             recursive=False,

@@ -12,6 +12,7 @@ changed password is noticed while no password is stored.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -98,10 +99,15 @@ def _fingerprint(credential: Credential, key: bytes) -> dict[str, object]:
 
 
 def _leads_digest(path: Path, cache: DigestCache, root: Path) -> str:
-    stat = confine(path, root, what="leads file").stat()
     cached = cache.get(path)
-    if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
-        return cached[2]
+    if cached is not None:
+        # A file seen before is first looked at as it is (a thousand campaigns' files at
+        # each reload); it is confined again, and read, only when it changed.
+        with contextlib.suppress(OSError):
+            seen = os.stat(path)
+            if cached[:2] == (seen.st_mtime_ns, seen.st_size):
+                return cached[2]
+    stat = confine(path, root, what="leads file").stat()
     digest = file_digest(path, root=root)
     cache[path] = (stat.st_mtime_ns, stat.st_size, digest)
     return digest
@@ -167,9 +173,16 @@ def _campaign_snapshot(
     loaded: LoadedConfig, campaign_id: str, snapshots: SnapshotCache
 ) -> dict[str, object]:
     campaign = loaded.config.campaigns[campaign_id]
-    snapshot = snapshots.get(
-        campaign, lambda: campaign.model_dump(mode="json", exclude={"smtp_credentials"})
-    )
+
+    def make() -> dict[str, object]:
+        made = campaign.model_dump(mode="json", exclude={"smtp_credentials"})
+        # Kept with the campaign: the same campaign object is the same file in the same
+        # place (see LoadCache). A leads file moved behind a symbolic link shows when the
+        # campaign changes; its rows, by its digest, at once.
+        made["leads_path"] = str(loaded.leads_path(campaign_id).resolve())
+        return made
+
+    snapshot = snapshots.get(campaign, make)
     bodies = [
         loaded.bodies.get((campaign_id, index, ""), "") for index in range(len(campaign.sequence))
     ]
@@ -179,7 +192,6 @@ def _campaign_snapshot(
         for name in step.variants or ()
     ]
     snapshot["templates"] = hashlib.sha256("\0".join(bodies).encode()).hexdigest()
-    snapshot["leads_path"] = str(loaded.leads_path(campaign_id).resolve())
     return snapshot
 
 
