@@ -17,10 +17,13 @@ from mailopsd.config.mailboxes import Shared
 from mailopsd.config.models import Campaign, Config, Credential
 from mailopsd.config.origins import Source
 
-__all__ = ["LoadCache", "per_campaign", "validate_config"]
+__all__ = ["FileStamp", "LoadCache", "per_campaign", "validate_config"]
 
 Stamp = tuple[int, int]
 """A file's modification time (ns) and size: a leads header is read again when it changes."""
+FileStamp = tuple[int, int, int, int, int, int]
+"""A config file as ``lstat`` sees it: device, inode, mode, size, modification and change
+times (ns). The same stamp, taken before the read, is the same file."""
 Problems = tuple[tuple[int, int, str], ...]
 """A suppression list's malformed lines: line, column, message."""
 T = TypeVar("T")
@@ -42,6 +45,7 @@ class LoadCache:
     columns: dict[Path, tuple[Stamp, tuple[str, ...]]] = field(default_factory=dict)
     lists: dict[Path, tuple[Stamp, Problems]] = field(default_factory=dict)
     logins: dict[int, tuple[Campaign, object]] = field(default_factory=dict)
+    stamps: dict[Path, FileStamp] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         """Sizes only: the campaigns are kept with their decrypted data."""
@@ -56,6 +60,18 @@ class LoadCache:
         if kept is None or kept.raw != raw:
             kept = self.sources[path] = read(raw)
         return kept
+
+    def unchanged(self, path: Path, stamp: FileStamp) -> Source | None:
+        """The file as read before, without reading it: its stamp is the one kept."""
+        kept = self.sources.get(path)
+        return kept if kept is not None and self.stamps.get(path) == stamp else None
+
+    def stamp(self, path: Path, stamp: FileStamp | None) -> None:
+        """Keep the stamp ``path`` had before it was read; ``None`` keeps none."""
+        if stamp is None:
+            self.stamps.pop(path, None)
+        else:
+            self.stamps[path] = stamp
 
     def leads_columns(
         self, path: Path, stamp: Stamp, read: Callable[[], tuple[str, ...]]

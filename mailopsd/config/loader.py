@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,7 @@ from pydantic import ValidationError
 
 from mailopsd import goyaml, secrets
 from mailopsd.config import confined, mailboxes, secret_fields, suppression, wording
-from mailopsd.config.cache import LoadCache, per_campaign, validate_config
+from mailopsd.config.cache import FileStamp, LoadCache, per_campaign, validate_config
 from mailopsd.config.models import SECRET_FIELDS, Config, Credential
 from mailopsd.config.origins import Loc, Merge, Source, duplicate_issue, whole_file
 from mailopsd.config.referenced import CampaignFiles, check_ca_files
@@ -224,15 +226,41 @@ def _read_config_file(path: Path, root: Path | None) -> bytes:
         raise ConfigError([whole_file(path, f"cannot read: {err.strerror}")]) from err
 
 
+# A file changed within this long of a read may have changed again since, with the same
+# stamp (a file system's clock ticks are coarser than a nanosecond): it is read again.
+_SETTLED_NS = 2_000_000_000
+
+
+def _stamp(path: Path) -> FileStamp | None:
+    """The file's stamp, when it has settled (see _SETTLED_NS); ``None`` otherwise."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if max(info.st_mtime_ns, info.st_ctime_ns) > time.time_ns() - _SETTLED_NS:
+        return None
+    mode, size = info.st_mode, info.st_size
+    return (info.st_dev, info.st_ino, mode, size, info.st_mtime_ns, info.st_ctime_ns)
+
+
 def _read_cached(
     path: Path, options: LoadOptions, cache: LoadCache | None, root: Path | None
 ) -> Source:
-    """Read a file, or return it as read before when its bytes did not change."""
+    """Read a file, or return it as read before when it did not change.
+
+    A file whose stamp (taken before reading it) is the same as at the last read is not
+    read again: a reload of a thousand files reads the one that changed.
+    """
     if cache is None or path in options.plaintext:
         return _read_source(path, options, root=root)
-    return cache.source(
+    stamp = _stamp(path)
+    if stamp is not None and (kept := cache.unchanged(path, stamp)) is not None:
+        return kept
+    source = cache.source(
         path, _read_config_file(path, root), lambda raw: _read_source(path, options, raw)
     )
+    cache.stamp(path, stamp)
+    return source
 
 
 def _read_source(

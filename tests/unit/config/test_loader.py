@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -306,6 +307,37 @@ class TestReloadCache:
             load_config(conf, PLAINTEXT_OK, cache=cache)
         assert [str(i) for i in cached.value.issues] == errors_of(conf)
         assert "daily_limit: must be an integer ≥ 1 (got 0)" in str(cached.value.issues[0])
+
+    def test_settled_files_are_not_read_again_changed_ones_are(self, write_config: Writer) -> None:
+        """Files untouched for a while are known by their stamp; an edit is still seen,
+        even one that puts the modification time back (the change time moves)."""
+        conf = self._setup(write_config)
+        old = time.time() - 60
+        for path in conf.glob("*.y*ml"):
+            os.utime(path, (old, old))
+        time.sleep(2.1)  # the change times set by utime settle
+        cache = LoadCache()
+        first = load_config(conf, PLAINTEXT_OK, cache=cache)
+        beta = conf / "20-beta.yml"
+        beta.write_text(beta.read_text().replace("daily_limit: 5", "daily_limit: 6"))
+        os.utime(beta, (old, old))
+        second = load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert second.config.campaigns["beta"].smtp_credentials["main"].daily_limit == 6
+        assert second.config.campaigns["acme-q4"] is first.config.campaigns["acme-q4"]
+        assert second.config == loads(conf).config
+
+    def test_a_file_changed_as_it_was_read_is_read_again(self, write_config: Writer) -> None:
+        """A file changed within the clock's tick of its read has the same stamp: files
+        that changed in the last seconds are always read."""
+        conf = self._setup(write_config)
+        cache = LoadCache()
+        load_config(conf, PLAINTEXT_OK, cache=cache)
+        beta = conf / "20-beta.yml"
+        stat = beta.stat()
+        beta.write_text(beta.read_text().replace("daily_limit: 5", "daily_limit: 8"))
+        os.utime(beta, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime
+        loaded = load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert loaded.config.campaigns["beta"].smtp_credentials["main"].daily_limit == 8
 
     def test_a_new_leads_header_is_read(self, write_config: Writer) -> None:
         """The leads header is read again when the file changes."""
