@@ -8,7 +8,8 @@ round edits one credential's ``daily_limit`` in one file and measures, from the 
 is saved, until the daemon says ``READY=1`` after its reload (the new state is then
 written and visible in ``status``); the daemon-side part is the time from
 ``RELOADING=1`` to ``READY=1``. The reference, timed in the same rounds, is a full cold
-``load_config`` of the same files.
+``load_config`` of the same files. Before the rounds, the time from start to ``READY=1``:
+of a first start on an empty state directory, and of a start on the state it left.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from mailopsd.secrets import (
     parse_identities,
     secret_fields_rule,
 )
+
+START_TARGET_S = 3.0
 
 
 def _wait(sock: socket.socket, line: str, timeout_s: float = 600) -> float:
@@ -80,15 +83,19 @@ def run(quick: bool) -> list[Row]:
         sock.bind(str(base / "n"))
         sock.settimeout(600)
         env = dict(os.environ, NOTIFY_SOCKET=str(base / "n"))
+        command = [
+            *(sys.executable, "-m", "mailopsd", "run", "--config", str(path)),
+            *("--state-dir", str(base / "state"), "--age-key-file", str(key)),
+        ]
+        # A first start (empty state directory: every campaign and credential is new),
+        # stopped, then a start on the state it left, as after a deploy.
         started = time.monotonic()
-        daemon = subprocess.Popen(  # noqa: S603 - our own program
-            [
-                *(sys.executable, "-m", "mailopsd", "run", "--config", str(path)),
-                *("--state-dir", str(base / "state"), "--age-key-file", str(key)),
-            ],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        daemon = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603
+        first_start = _wait(sock, "READY=1") - started
+        daemon.terminate()
+        daemon.wait(timeout=120)
+        started = time.monotonic()
+        daemon = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603
         edited = sorted(path.glob("*.yaml"))[0]
         try:
             cold_start = _wait(sock, "READY=1") - started
@@ -136,5 +143,22 @@ def run(quick: bool) -> list[Row]:
             "ms",
             note=note,
         ),
-        Row("reload", "daemon cold start to READY=1", cold_start, "s", note=note),
+        Row(
+            "reload",
+            "daemon first start to READY=1",
+            first_start,
+            "s",
+            target=f"≤ {START_TARGET_S:g} s" if full else "",
+            met=first_start <= START_TARGET_S if full else None,
+            note=f"{note}; empty state directory",
+        ),
+        Row(
+            "reload",
+            "daemon start to READY=1, state kept",
+            cold_start,
+            "s",
+            target=f"≤ {START_TARGET_S:g} s" if full else "",
+            met=cold_start <= START_TARGET_S if full else None,
+            note=f"{note}; the state of the first start",
+        ),
     ]
