@@ -22,7 +22,6 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
 
 import ryml
 
@@ -212,29 +211,30 @@ class _HeldStderr:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
+        self._fd: int | None = None
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
         with self._lock:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile()  # noqa: SIM115 - kept open on purpose
+            if self._fd is None:
+                # A descriptor, not a file object: it stays open until the process ends.
+                self._fd, name = tempfile.mkstemp(prefix="mailopsd-stderr-")
+                os.unlink(name)
             try:
                 saved = os.dup(2)
             except OSError:  # no standard error: nothing to hold
                 yield
                 return
             try:
-                os.dup2(self._file.fileno(), 2)
+                os.dup2(self._fd, 2)
                 yield
             finally:
                 os.dup2(saved, 2)
                 os.close(saved)
-                self._release(self._file)
+                self._release(self._fd)
 
     @staticmethod
-    def _release(file: IO[bytes]) -> None:
-        fd = file.fileno()
+    def _release(fd: int) -> None:
         size = os.lseek(fd, 0, os.SEEK_END)
         if not size:
             return

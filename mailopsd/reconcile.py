@@ -467,10 +467,14 @@ def _campaign_actions(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
-def _credential_actions(desired: Desired, observed: Observed) -> list[Action]:
+def _credential_actions(
+    desired: Desired, observed: Observed, applied: Mapping[CredentialRef, Snapshot]
+) -> list[Action]:
     actions: list[Action] = []
     for (campaign_id, credential_id), snapshot in desired.credentials.items():
         before = observed.credentials.get((campaign_id, credential_id))
+        if before is not None and applied.get((campaign_id, credential_id)) is snapshot:
+            continue  # the very snapshot the ledger was last given: unchanged
         if before is None:
             actions.append(CredentialAdded(campaign_id, credential_id, snapshot))
         elif fields := _changed_fields(before, snapshot):
@@ -560,6 +564,7 @@ def plan(
     observed: Observed,
     leads: Mapping[str, LeadsDiff] | None = None,
     lists: Mapping[str, ListsDiff] | None = None,
+    applied: Mapping[CredentialRef, Snapshot] | None = None,
 ) -> Plan:
     """Compute what it takes to bring the observed state to the desired one.
 
@@ -570,6 +575,9 @@ def plan(
             ledger's), what it changes, as the ledger compared it.
         lists: For each account whose suppression lists changed (their digest differs
             from the ledger's, or they are gone), what they change, as compared there.
+        applied: The credential snapshots the ledger was given by the last plan applied
+            (the very objects): a desired snapshot that is one of them is not compared
+            again (a reload of one file among thousands compares only its own).
 
     Returns:
         The actions, in the order they apply: campaigns, credentials, leads, suppression
@@ -578,7 +586,7 @@ def plan(
     """
     actions = [
         *_campaign_actions(desired, observed),
-        *_credential_actions(desired, observed),
+        *_credential_actions(desired, observed, applied or {}),
         *_leads_actions(desired, observed, leads or {}),
         *_lists_actions(desired, observed, lists or {}),
         *_reenable_actions(desired, observed),

@@ -375,6 +375,12 @@ class Daemon:
             self.notifier.ready(self.status_line())
         return outcome
 
+    def _drift_check(self) -> None:
+        """The periodic reload: everything is compared with the ledger, changed or not."""
+        if self._reconciler is not None:
+            self._reconciler.compare_all()
+        self._reload_now(notify=False)
+
     def _reconcile_failed(self, err: BaseException) -> None:
         """A valid config that could not be applied: the last applied one keeps running."""
         message = f"not applied, running on revision {self.state.daemon.applied_revision}: {err}"
@@ -642,9 +648,7 @@ class Daemon:
     def serve(self) -> None:
         """Run until a stop request: reloads, scheduled jobs, watchdog."""
         self._install_signals()
-        self._scheduler.every(self.settings.drift_interval_s).seconds.do(
-            self._reload_now, notify=False
-        )
+        self._scheduler.every(self.settings.drift_interval_s).seconds.do(self._drift_check)
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         self._restart_watcher()

@@ -156,13 +156,19 @@ class SnapshotCache:
         self._kept: dict[int, tuple[object, dict[str, object]]] = {}
         self._next: dict[int, tuple[object, dict[str, object]]] = {}
 
-    def get(self, item: object, make: Callable[[], dict[str, object]]) -> dict[str, object]:
-        """The snapshot of ``item``: kept from the last plan, else made now (a copy)."""
+    def get(
+        self, item: object, make: Callable[[], dict[str, object]], *, copy: bool = True
+    ) -> dict[str, object]:
+        """The snapshot of ``item``: kept from the last plan, else made now.
+
+        A copy, to add to; with ``copy=False`` the kept snapshot itself, which nothing
+        may change (the plan knows it applied unchanged by that identity).
+        """
         kept = self._kept.get(id(item))
         if kept is None or kept[0] is not item:
             kept = (item, make())
         self._next[id(item)] = kept
-        return dict(kept[1])
+        return dict(kept[1]) if copy else kept[1]
 
     def turn(self) -> None:
         """Keep what this plan used; forget the rest."""
@@ -218,7 +224,7 @@ def build_desired(
     for campaign_id, campaign in loaded.config.campaigns.items():
         for credential_id, credential in campaign.smtp_credentials.items():
             credentials[campaign_id, credential_id] = snapshots.get(
-                credential, functools.partial(_fingerprint, credential, key)
+                credential, functools.partial(_fingerprint, credential, key), copy=False
             )
             reenabled[campaign_id, credential_id] = credential.reenabled_at
         path = loaded.leads_path(campaign_id)

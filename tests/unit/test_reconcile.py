@@ -90,6 +90,18 @@ class TestActions:
         """Once applied, the same desired state plans nothing."""
         assert plan(_desired(), _applied()).is_empty
 
+    def test_the_snapshot_last_applied_is_not_compared_again(self) -> None:
+        """A snapshot that is the very one the ledger was last given plans nothing; a new
+        one is compared, and one gone from the ledger is added again."""
+        snapshot = dict(CREDENTIAL)
+        desired = _desired(credentials={KEY: snapshot})
+        stale = replace(_applied(), credentials={KEY: {**CREDENTIAL, "daily_limit": 5}})
+        assert plan(desired, stale, applied={KEY: snapshot}).is_empty
+        changed = plan(desired, stale, applied={KEY: dict(snapshot)})
+        assert [type(a) for a in changed.actions] == [CredentialChanged]
+        gone = plan(desired, replace(stale, credentials={}), applied={KEY: snapshot})
+        assert [type(a) for a in gone.actions] == [CredentialAdded]
+
     def test_campaign_changed_names_fields(self) -> None:
         """A changed campaign names its changed fields with old and new values."""
         changed = {**CAMPAIGN, "timezone": "Europe/Paris"}
