@@ -37,11 +37,13 @@ __all__ = [
 
 IV_BYTES = 32
 _TAG_BYTES = 16
+_PREFIX = "ENC[AES256_GCM,data:"
 _SEALED = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
 _GO_INT = re.compile(r"[-+]?[0-9]+\Z")
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_KINDS = frozenset({"str", "int", "float", "bool", "time", "comment", "bytes"})
 
 
 class SealError(ValueError):
@@ -72,6 +74,32 @@ class Sealed:
 def is_sealed(value: object) -> bool:
     """Tell whether ``value`` is a string that starts like an encrypted SOPS value."""
     return isinstance(value, str) and value.startswith("ENC[AES256_GCM,")
+
+
+def _parts(text: str) -> tuple[bytes, bytes, bytes, str] | None:
+    """Split a well-formed ``ENC[…]`` string the short way; ``None`` for anything else.
+
+    Forty thousand values spent more time in the regular expression and ``b64decode``'s
+    checks than in AES-GCM; this takes the common shape apart with string methods and
+    strict base64, and leaves every other text to :func:`parse_sealed`'s general way.
+    """
+    if not text.startswith(_PREFIX) or not text.endswith("]"):
+        return None
+    fields = text[len(_PREFIX) : -1].split(",")
+    if len(fields) != 4:
+        return None
+    data, iv, tag, kind = fields
+    if not (iv.startswith("iv:") and tag.startswith("tag:") and kind.startswith("type:")):
+        return None
+    try:
+        return (
+            binascii.a2b_base64(data, strict_mode=True),
+            binascii.a2b_base64(iv[3:], strict_mode=True),
+            binascii.a2b_base64(tag[4:], strict_mode=True),
+            kind[5:],
+        )
+    except (binascii.Error, ValueError):
+        return None
 
 
 def parse_sealed(text: str) -> Sealed:
@@ -182,19 +210,28 @@ class ValueCipher:
             SealError: Malformed, not decryptable with this key at this path, or an
                 unknown type.
         """
-        sealed = parse_sealed(text)
-        if sealed.kind not in ("str", "int", "float", "bool", "time", "comment", "bytes"):
-            raise SealError(f"has an unknown type {sealed.kind!r}")
+        parts = _parts(text)
+        if parts is None:
+            sealed = parse_sealed(text)
+            parts = (sealed.data, sealed.iv, sealed.tag, sealed.kind)
+        data, iv, tag, kind = parts
+        if kind not in _KINDS:
+            raise SealError(f"has an unknown type {kind!r}")
         try:
-            plaintext = self._aead.decrypt(sealed.iv, sealed.data + sealed.tag, aad.encode())
+            plaintext = self._aead.decrypt(iv, data + tag, aad.encode())
         except (InvalidTag, ValueError) as err:
             raise NotOpenedError(
                 "cannot be decrypted (moved from another key, or corrupted)"
             ) from err
+        if kind == "str":  # most values: no more to do than _decode does
+            try:
+                return plaintext.decode()
+            except UnicodeDecodeError as err:
+                raise SealError("has a plaintext that is not a valid str") from err
         try:
-            return _decode(plaintext, sealed.kind)
+            return _decode(plaintext, kind)
         except (UnicodeDecodeError, ValueError) as err:
-            raise SealError(f"has a plaintext that is not a valid {sealed.kind}") from err
+            raise SealError(f"has a plaintext that is not a valid {kind}") from err
 
     def seal(self, value: object, aad: str) -> str:
         """Encrypt a typed value (with a fresh random IV) into an ``ENC[…]`` string."""
