@@ -33,7 +33,7 @@ from mailopsd.config import confined, mailboxes, secret_fields, suppression, wor
 from mailopsd.config.cache import FileStamp, LoadCache, per_campaign, validate_config
 from mailopsd.config.models import SECRET_FIELDS, Config, Credential
 from mailopsd.config.origins import Loc, Merge, Source, duplicate_issue, whole_file
-from mailopsd.config.referenced import CampaignFiles, check_ca_files
+from mailopsd.config.referenced import CampaignFiles, FilesRead, check_ca_files
 from mailopsd.config.scalars import describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
@@ -449,10 +449,11 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
     bodies: dict[tuple[str, int, str], str] = {}
     body_files: list[bytes] = []
     columns: dict[str, tuple[str, ...]] = {}
+    read = FilesRead()
     for campaign_id, campaign in config.campaigns.items():
         source = merge.source_for(["campaigns", campaign_id])
         checker = CampaignFiles(
-            campaign_id, campaign, source, merge.issues, bodies, body_files, root
+            campaign_id, campaign, source, merge.issues, bodies, body_files, root, read
         )
         found = checker.columns(cache)
         checker.check(found)

@@ -10,6 +10,7 @@ January 31 is the last day of February.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,8 +131,12 @@ def _parse_counted(text: str) -> tuple[int, int]:
     return 0, count * _SECONDS_PER_UNIT[unit] + extra
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_period(text: str) -> Period:
     """Parse a period string.
+
+    A period is a value: the same text gives the same object, parsed once (ten
+    thousand credentials write a handful of periods).
 
     Args:
         text: The period as written, e.g. ``"4 months 5:00:00"``.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailopsd.config import confined, leads, suggest, templates
@@ -20,7 +20,7 @@ from mailopsd.config.models import Campaign, Credential, Step, Variant
 from mailopsd.config.origins import Loc, Merge, Source
 from mailopsd.errors import ConfigIssue
 
-__all__ = ["CampaignFiles", "check_ca_files"]
+__all__ = ["CampaignFiles", "FilesRead", "check_ca_files"]
 
 
 def _read_leads_columns(path: Path, root: Path) -> tuple[str, ...]:
@@ -62,6 +62,19 @@ def _read_leads_columns(path: Path, root: Path) -> tuple[str, ...]:
 
 
 @dataclass
+class FilesRead:
+    """The files read by one load, by path, each read once.
+
+    Campaigns often share a leads file or a template: a thousand campaigns read one
+    leads header a thousand times before. Each holds what reading gave: the content,
+    or the error to report (at each campaign that names the file).
+    """
+
+    columns: dict[Path, tuple[str, ...] | Exception] = field(default_factory=dict)
+    bodies: dict[Path, tuple[bytes, str] | Exception] = field(default_factory=dict)
+
+
+@dataclass
 class CampaignFiles:
     """Checks the files one campaign names: its leads header, its templates against it, CA files."""
 
@@ -72,6 +85,7 @@ class CampaignFiles:
     bodies: dict[tuple[str, int, str], str]
     body_files: list[bytes]
     root: Path
+    read: FilesRead = field(default_factory=FilesRead)
 
     def _issue(self, loc: Loc, message: str) -> None:
         self.issues.append(self.source.issue(["campaigns", self.campaign_id, *loc], message))
@@ -79,22 +93,47 @@ class CampaignFiles:
     def columns(self, cache: LoadCache | None) -> tuple[str, ...] | None:
         """Return the leads file's columns, or ``None`` after noting why they cannot be read."""
         path = self.source.path.parent / self.campaign.leads
+        found = self.read.columns.get(path)
+        if found is None:
+            try:
+                found = self.read.columns[path] = self._read_columns(path, cache)
+            except (FileNotFoundError, ValueError, confined.RefusedFileError) as err:
+                found = self.read.columns[path] = err
         try:
-            if cache is None:
-                return _read_leads_columns(path, self.root)
-            # Checked every time: a symlink may now lead elsewhere with the same stamp.
-            stat = confined.confine(path, self.root, what="leads file").stat()
-            return cache.leads_columns(
-                path,
-                (stat.st_mtime_ns, stat.st_size),
-                lambda: _read_leads_columns(path, self.root),
-            )
+            if isinstance(found, Exception):
+                raise found
+            return found
         except FileNotFoundError:
             self._issue(["leads"], f"leads file {path} not found")
             return None
         except (ValueError, confined.RefusedFileError) as err:
             self._issue(["leads"], str(err))
             return None
+
+    def _read_columns(self, path: Path, cache: LoadCache | None) -> tuple[str, ...]:
+        if cache is None:
+            return _read_leads_columns(path, self.root)
+        # Checked every time: a symlink may now lead elsewhere with the same stamp.
+        stat = confined.confine(path, self.root, what="leads file").stat()
+        return cache.leads_columns(
+            path,
+            (stat.st_mtime_ns, stat.st_size),
+            lambda: _read_leads_columns(path, self.root),
+        )
+
+    def _read_body(self, path: Path) -> tuple[bytes, str]:
+        found = self.read.bodies.get(path)
+        if found is None:
+            try:
+                raw = confined.read_bytes(
+                    path, self.root, what="template file", limit_bytes=confined.BODY_MAX_BYTES
+                )
+                found = self.read.bodies[path] = (raw, raw.decode("utf-8"))
+            except (OSError, UnicodeDecodeError) as err:  # RefusedFileError is an OSError
+                found = self.read.bodies[path] = err
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def _body(self, where: Step | Variant, loc: Loc) -> str | None:
         """The body of a step or variant: as written, or read from its ``body_file``."""
@@ -104,10 +143,7 @@ class CampaignFiles:
             return None
         path = self.source.path.parent / str(where.body_file)
         try:
-            raw = confined.read_bytes(
-                path, self.root, what="template file", limit_bytes=confined.BODY_MAX_BYTES
-            )
-            text = raw.decode("utf-8")
+            raw, text = self._read_body(path)
         except confined.RefusedFileError as err:
             self._issue([*loc, "body_file"], str(err))
             return None

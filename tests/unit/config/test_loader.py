@@ -339,6 +339,19 @@ class TestReloadCache:
         loaded = load_config(conf, PLAINTEXT_OK, cache=cache)
         assert loaded.config.campaigns["beta"].smtp_credentials["main"].daily_limit == 8
 
+    def test_a_shared_file_read_once_is_reported_at_each_campaign(
+        self, write_config: Writer
+    ) -> None:
+        """Two campaigns naming one missing leads file each get the error, at their own
+        leads field (the file is looked for once)."""
+        conf = self._setup(write_config)
+        (conf / "leads.csv").unlink()
+        errors = [line for line in errors_of(conf) if "leads file" in line]
+        assert len(errors) == 2
+        assert "campaigns.acme-q4.leads: leads file" in errors[0]
+        assert "campaigns.beta.leads: leads file" in errors[1]
+        assert all(line.endswith("leads.csv not found") for line in errors)
+
     def test_a_new_leads_header_is_read(self, write_config: Writer) -> None:
         """The leads header is read again when the file changes."""
         conf = self._setup(write_config)
