@@ -44,7 +44,7 @@ class LoadCache:
     mailboxes: dict[int, tuple[object, Credential]] = field(default_factory=dict)
     columns: dict[Path, tuple[Stamp, tuple[str, ...]]] = field(default_factory=dict)
     lists: dict[Path, tuple[Stamp, Problems]] = field(default_factory=dict)
-    logins: dict[int, tuple[Campaign, object]] = field(default_factory=dict)
+    worked: dict[str, dict[int, tuple[Campaign, object]]] = field(default_factory=dict)
     stamps: dict[Path, FileStamp] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -91,24 +91,30 @@ class LoadCache:
 
 
 def per_campaign(
-    cache: LoadCache | None, campaigns: Mapping[str, Campaign], work: Callable[[str, Campaign], T]
+    cache: LoadCache | None,
+    campaigns: Mapping[str, Campaign],
+    work: Callable[[str, Campaign], T],
+    *,
+    kind: str,
 ) -> list[T]:
     """``work`` for each campaign; with a cache, only for campaigns not seen before.
 
     A campaign object stays the same while its file does (see :func:`validate_config`),
-    so what was worked out of it holds while it is kept. One kind of work per cache:
-    the notes on logins.
+    so what was worked out of it holds while it is kept. ``kind`` names the work (the
+    notes on logins, the secrets in clear text): each kind is kept apart.
     """
     if cache is None:
         return [work(campaign_id, campaign) for campaign_id, campaign in campaigns.items()]
-    kept, cache.logins = cache.logins, {}
+    kept = cache.worked.get(kind, {})
+    now: dict[int, tuple[Campaign, object]] = {}
     results = []
     for campaign_id, campaign in campaigns.items():
         found = kept.get(id(campaign))
         if found is None or found[0] is not campaign:
             found = (campaign, work(campaign_id, campaign))
-        cache.logins[id(campaign)] = found
+        now[id(campaign)] = found
         results.append(cast(T, found[1]))
+    cache.worked[kind] = now
     return results
 
 

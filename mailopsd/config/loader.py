@@ -445,7 +445,9 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
     except ValidationError as err:
         raise ConfigError(merge.issues + wording.validation_issues(err, merge)) from None
     if not options.allow_plaintext_secrets:
-        merge.issues.extend(secret_fields.plaintext_secrets(config, merge, options.identities))
+        merge.issues.extend(
+            secret_fields.plaintext_secrets(config, merge, options.identities, cache)
+        )
     bodies: dict[tuple[str, int, str], str] = {}
     body_files: list[bytes] = []
     columns: dict[str, tuple[str, ...]] = {}
@@ -496,6 +498,7 @@ def _notes(
             cache,
             config.campaigns,
             lambda cid, campaign: secret_fields.logins(mailboxes.campaign_places(cid, campaign)),
+            kind="logins",
         ),
     ]
     smtp = (login for part in found for login in part.smtp)

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from mailopsd import secrets
 from mailopsd.config import mailboxes
+from mailopsd.config.cache import LoadCache, per_campaign
 from mailopsd.config.models import IMAP_FIELDS, Config
 from mailopsd.config.origins import Merge, Source
 from mailopsd.errors import ConfigIssue, SecretError
@@ -33,14 +34,36 @@ _NON_ASCII_LOGIN = {
 }
 
 
-def _secret_values(config: Config) -> Iterator[tuple[str, ...]]:
-    """Where the config holds a secret: each credential's where it is declared, then http's."""
-    for loc, credential in mailboxes.credential_places(config):
+def _secrets_of(places: Iterable[mailboxes.Place]) -> Iterator[tuple[str, ...]]:
+    """Where some credentials hold a secret, in the order they are declared."""
+    for loc, credential in places:
         for name in SECRET_FIELDS_IN_ORDER:
             if getattr(credential, name) is not None:
                 yield (*loc, name)
+
+
+def _clear(merge: Merge, locs: Iterable[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The secrets among ``locs`` that their file holds in clear text."""
+    return [loc for loc in locs if loc not in merge.source_for(loc).encrypted]
+
+
+def _secret_values(
+    config: Config, merge: Merge, cache: LoadCache | None
+) -> Iterator[tuple[str, ...]]:
+    """Where the config holds a secret in clear: each credential's, then http's.
+
+    A campaign's are worked out again only when it changed (see ``per_campaign``).
+    """
+    yield from _clear(merge, _secrets_of(mailboxes.mailbox_places(config)))
+    for found in per_campaign(
+        cache,
+        config.campaigns,
+        lambda cid, campaign: _clear(merge, _secrets_of(mailboxes.campaign_places(cid, campaign))),
+        kind="clear secrets",
+    ):
+        yield from found
     if config.http is not None:
-        yield ("http", "signing_key")
+        yield from _clear(merge, [("http", "signing_key")])
 
 
 def _own_recipients(identities: Identities | None) -> tuple[str, ...]:
@@ -80,7 +103,7 @@ def _encrypt_advice(source: Source, them: str, identities: Identities | None) ->
 
 
 def plaintext_secrets(
-    config: Config, merge: Merge, identities: Identities | None
+    config: Config, merge: Merge, identities: Identities | None, cache: LoadCache | None = None
 ) -> list[ConfigIssue]:
     """Return one issue per file whose secret fields are stored in clear text.
 
@@ -89,16 +112,15 @@ def plaintext_secrets(
         merge: The file each part of it came from, and what was encrypted there.
         identities: Returns the age identities this load decrypts with, if any: the
             advice encrypts for them.
+        cache: Kept by a running daemon: unchanged campaigns are not looked at again.
 
     Returns:
         The issues, each at the first such field of its file, with the command that
         encrypts them.
     """
     found: dict[str, list[tuple[str, ...]]] = {}
-    for loc in _secret_values(config):
-        source = merge.source_for(loc)
-        if loc not in source.encrypted:
-            found.setdefault(source.name, []).append(loc)
+    for loc in _secret_values(config, merge, cache):
+        found.setdefault(merge.source_for(loc).name, []).append(loc)
     issues = []
     for locs in found.values():
         source = merge.source_for(locs[0])

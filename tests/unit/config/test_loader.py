@@ -352,6 +352,22 @@ class TestReloadCache:
         assert "campaigns.beta.leads: leads file" in errors[1]
         assert all(line.endswith("leads.csv not found") for line in errors)
 
+    def test_secrets_in_clear_are_reported_at_every_reload(self, write_config: Writer) -> None:
+        """What is found of an unchanged campaign is kept, and still reported."""
+        conf = self._setup(write_config)
+        cache = LoadCache()
+        found = []
+        for _ in range(2):
+            with pytest.raises(ConfigError) as caught:
+                load_config(conf, cache=cache)
+            found.append([str(issue) for issue in caught.value.issues])
+        assert found[0] == found[1]
+        assert [line.split(": ")[0] for line in found[0]] == [
+            "conf/10-acme.yaml:14:24",
+            "conf/20-beta.yml:8:74",
+        ]
+        assert all("2 secret fields are stored in clear text" in line for line in found[0])
+
     def test_a_new_leads_header_is_read(self, write_config: Writer) -> None:
         """The leads header is read again when the file changes."""
         conf = self._setup(write_config)
