@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 
-from mailopsd.state.db import Repository
+from mailopsd.state.db import Database, Repository
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp
 
@@ -22,6 +22,11 @@ __all__ = ["Campaigns"]
 
 class Campaigns(Repository):
     """Campaign and credential records."""
+
+    def __init__(self, database: Database) -> None:
+        """No snapshot read yet."""
+        super().__init__(database)
+        self._read: dict[str, tuple[str, dict[str, object]]] = {}
 
     def account(self, campaign_id: str) -> str | None:
         """The account of a campaign the ledger knows, removed ones included."""
@@ -34,12 +39,26 @@ class Campaigns(Repository):
         return None if row is None else str(row[0])
 
     def active(self) -> dict[str, dict[str, object]]:
-        """Snapshots of the campaigns not removed, by id."""
+        """Snapshots of the campaigns not removed, by id (not to be changed by the caller).
+
+        A snapshot whose text is the one read last time is not decoded again (each
+        reload reads them all).
+        """
+        read = self._read
+        found: dict[str, dict[str, object]] = {}
+        kept: dict[str, tuple[str, dict[str, object]]] = {}
         try:
             rows = self._db.execute("SELECT id, snapshot FROM campaigns WHERE removed_at IS NULL")
-            return {row[0]: json.loads(row[1]) for row in rows}
+            for campaign_id, text in rows:
+                known = read.get(campaign_id)
+                if known is None or known[0] != text:
+                    known = (text, json.loads(text))
+                kept[campaign_id] = known
+                found[campaign_id] = known[1]
         except sqlite3.Error as err:
             raise storage_error(err) from err
+        self._read = kept
+        return found
 
     def active_credentials(self) -> dict[tuple[str, str], dict[str, object]]:
         """Snapshots of the credentials not removed, by (campaign, credential)."""

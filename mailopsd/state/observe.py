@@ -19,13 +19,14 @@ import hmac
 import os
 import subprocess
 from collections.abc import Callable, Iterator, MutableMapping
+from datetime import datetime
 from pathlib import Path
 
 from mailopsd.config import confined
 from mailopsd.config.confined import RefusedFileError, confine
 from mailopsd.config.leads import file_digest, iter_leads
 from mailopsd.config.loader import LoadedConfig
-from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Credential
+from mailopsd.config.models import CREDENTIAL_SECRET_FIELDS, SECRET_FIELDS, Campaign, Credential
 from mailopsd.config.suppression import ListEntry, ListProblem, iter_list, lists_digest
 from mailopsd.errors import StateError
 from mailopsd.progress import Progress
@@ -201,6 +202,20 @@ def _campaign_snapshot(
     return snapshot
 
 
+def _credentials_part(
+    campaign_id: str, campaign: Campaign, key: bytes, snapshots: SnapshotCache
+) -> dict[str, object]:
+    """A campaign's credentials' fingerprints and ``reenabled_at``, by credential key."""
+    credentials: dict[CredentialRef, dict[str, object]] = {}
+    reenabled: dict[CredentialRef, datetime | None] = {}
+    for credential_id, credential in campaign.smtp_credentials.items():
+        credentials[campaign_id, credential_id] = snapshots.get(
+            credential, functools.partial(_fingerprint, credential, key), copy=False
+        )
+        reenabled[campaign_id, credential_id] = credential.reenabled_at
+    return {"campaign_id": campaign_id, "credentials": credentials, "reenabled_at": reenabled}
+
+
 def build_desired(
     loaded: LoadedConfig,
     *,
@@ -218,15 +233,21 @@ def build_desired(
     """
     snapshots = snapshots or SnapshotCache()
     campaigns = {cid: _campaign_snapshot(loaded, cid, snapshots) for cid in loaded.config.campaigns}
-    credentials = {}
-    reenabled = {}
+    credentials: dict[CredentialRef, dict[str, object]] = {}
+    reenabled: dict[CredentialRef, datetime | None] = {}
     leads: dict[str, LeadsFile] = {}
     for campaign_id, campaign in loaded.config.campaigns.items():
-        for credential_id, credential in campaign.smtp_credentials.items():
-            credentials[campaign_id, credential_id] = snapshots.get(
-                credential, functools.partial(_fingerprint, credential, key), copy=False
-            )
-            reenabled[campaign_id, credential_id] = credential.reenabled_at
+        # A campaign's credentials as a whole, kept with the campaign: a reload of one
+        # file among thousands walks the others' ten thousand credentials no more.
+        part = snapshots.get(
+            campaign.smtp_credentials,
+            functools.partial(_credentials_part, campaign_id, campaign, key, snapshots),
+            copy=False,
+        )
+        if part["campaign_id"] != campaign_id:  # the same object under another id: rare
+            part = _credentials_part(campaign_id, campaign, key, snapshots)
+        credentials.update(part["credentials"])  # type: ignore[call-overload]
+        reenabled.update(part["reenabled_at"])  # type: ignore[call-overload]
         path = loaded.leads_path(campaign_id)
         try:
             digest = _leads_digest(path, cache, loaded.root)
