@@ -42,7 +42,7 @@ from mailopsd.daemon.follow import Applied, GitFollow
 from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
 from mailopsd.daemon.storage import StoragePause, unwritable
-from mailopsd.daemon.watcher import Watcher, start_watcher, watched_files
+from mailopsd.daemon.watcher import WatchedFiles, Watcher, start_watcher
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.report import TickReport
 from mailopsd.errors import ConfigError, StateError
@@ -119,7 +119,7 @@ class Daemon:
         self._inbox: Inbox | None = None
         self._load_cache = LoadCache()
         self._watched: set[Path] = set()
-        self._resolved: dict[Path, Path] = {}  # see watched_files
+        self._watching = WatchedFiles()
         self._storage = StoragePause(
             settings.state_dir,
             headroom_bytes=settings.storage_headroom_bytes,
@@ -172,7 +172,7 @@ class Daemon:
             loaded = self._load()
             self._until_writable("applying the config", lambda: self._apply(loaded))
         self._git_started()
-        self._watched = watched_files(loaded, self._resolved)
+        self._watched = self._watching.of(loaded)
         send_key = load_send_key(state_dir)
         self._dispatcher = Dispatcher(
             self._ledger,
@@ -367,7 +367,7 @@ class Daemon:
             if self._logged_errors:
                 logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
             self._logged_errors = frozenset()
-            self._watched = watched_files(loaded, self._resolved)
+            self._watched = self._watching.of(loaded)
             if self._watched != files_before and self._serving:
                 self._restart_watcher()
             self._sync_http()

@@ -18,7 +18,7 @@ import watchfiles
 
 from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig
 
-__all__ = ["Watcher", "start_watcher", "watched_files"]
+__all__ = ["WatchedFiles", "Watcher", "start_watcher", "watched_files"]
 
 _QUIET_MS = 15
 
@@ -47,6 +47,35 @@ def watched_files(loaded: LoadedConfig, resolved: dict[Path, Path] | None = None
     for path in files - resolved.keys():
         resolved[path] = path.resolve()
     return set(resolved.values())
+
+
+class WatchedFiles:
+    """:func:`watched_files` of each config a daemon applies, worked out only on change.
+
+    The files a config names change only with its campaigns (the same objects while
+    their files are unchanged, see ``LoadCache``), its files or its suppression lists.
+    """
+
+    def __init__(self) -> None:
+        """Nothing seen yet."""
+        self._resolved: dict[Path, Path] = {}
+        self._seen: tuple[tuple[Path, ...], object, list[str], list[object]] | None = None
+        self._files: set[Path] = set()
+
+    def of(self, loaded: LoadedConfig) -> set[Path]:
+        """The files to watch for ``loaded``."""
+        config = loaded.config
+        campaigns: list[object] = list(config.campaigns.values())
+        seen = (loaded.files, dict(config.suppress), list(config.campaigns), campaigns)
+        last = self._seen
+        if (
+            last is None
+            or last[:3] != seen[:3]
+            or any(new is not old for new, old in zip(campaigns, last[3], strict=True))
+        ):
+            self._files = watched_files(loaded, self._resolved)
+            self._seen = seen
+        return self._files
 
 
 @dataclass
