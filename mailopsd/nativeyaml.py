@@ -82,13 +82,12 @@ def parse(text: str, type_plain: Callable[[str], object]) -> object | None:
     try:
         data = json.loads(
             ryml.emit_json(tree),
-            object_pairs_hook=_mapping,
             # A JSON number is a plain scalar in JSON's syntax, which go-yaml types as
             # Python does; only an integer beyond 64 bits becomes a float there.
             parse_int=lambda digits: int(digits) if len(digits) < _LONG else type_plain(digits),
             parse_constant=_unsuitable,
         )
-        for path, step in _retyped(data, type_plain):
+        for path, step in _retyped(data, type_plain, tree.size()):
             _retype(tree, data, path, step, type_plain)
     except (_Unsuitable, ValueError):
         return None
@@ -117,30 +116,27 @@ def _unsuitable(_: str) -> object:
     raise _Unsuitable
 
 
-def _mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    mapping = dict(pairs)
-    if len(mapping) != len(pairs):
-        raise _Unsuitable  # a key given twice: the general parser reports where
-    return mapping
-
-
 def _retyped(
-    data: object, type_plain: Callable[[str], object]
+    data: object, type_plain: Callable[[str], object], nodes: int
 ) -> list[tuple[tuple[str | int, ...], str | int]]:
     """Where a string value would type as something else if it was plain.
 
     This walk visits every value, so it is kept to the bare loop (a fifth of the parse).
+    It also counts them: fewer than the tree's ``nodes`` (the root aside) means that a
+    mapping gave a key twice, which JSON's decoder kept once.
 
     Raises:
         _Unsuitable: A key would type as something else if it was plain (a number or a
-            date as a key: rare, and left to the general parser).
+            date as a key: rare, and left to the general parser), or was given twice.
     """
     found: list[tuple[tuple[str | int, ...], str | int]] = []
     keys: set[str] = set()  # the same keys recur in every campaign and credential
     maybe = _MAYBE_RETYPED.match
+    counted = [0]
 
     def walk(value: object, path: tuple[str | int, ...]) -> None:
         items: Iterable[tuple[str | int, object]]
+        counted[0] += len(value)  # type: ignore[arg-type]
         if type(value) is dict:
             if not keys.issuperset(value):
                 _check_keys(value, keys, type_plain)
@@ -156,6 +152,8 @@ def _retyped(
                 walk(child, (*path, step))
 
     walk(data, ())
+    if counted[0] != nodes - 1:
+        raise _Unsuitable  # a key given twice: the general parser reports where
     return found
 
 

@@ -9,6 +9,7 @@ in an error. Pure: no I/O, no environment.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -206,6 +207,14 @@ def _is_ip(text: str) -> bool:
 
 
 def _host(value: object) -> str:
+    if type(value) is str:
+        return _host_text(value)
+    return _host_text(_text(value))  # not text: _text says so
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_text(value: str) -> str:
+    """A host name checked once: thousands of credentials name a few servers."""
     text = _text(value)
     if "://" in text:
         raise failure(f"must be a host name, not a URL (got {describe(text)})")

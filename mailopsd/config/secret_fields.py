@@ -43,8 +43,15 @@ def _secrets_of(places: Iterable[mailboxes.Place]) -> Iterator[tuple[str, ...]]:
 
 
 def _clear(merge: Merge, locs: Iterable[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """The secrets among ``locs`` that their file holds in clear text."""
-    return [loc for loc in locs if loc not in merge.source_for(loc).encrypted]
+    """The secrets among ``locs`` (of one campaign, or one mailbox) held in clear text.
+
+    A campaign, or a shared mailbox, is in one file: its first secret names it.
+    """
+    found = list(locs)
+    if not found:
+        return []
+    encrypted = merge.source_for(found[0]).encrypted
+    return [loc for loc in found if loc not in encrypted]
 
 
 def _secret_values(
@@ -54,7 +61,8 @@ def _secret_values(
 
     A campaign's are worked out again only when it changed (see ``per_campaign``).
     """
-    yield from _clear(merge, _secrets_of(mailboxes.mailbox_places(config)))
+    for place in mailboxes.mailbox_places(config):
+        yield from _clear(merge, _secrets_of([place]))
     for found in per_campaign(
         cache,
         config.campaigns,

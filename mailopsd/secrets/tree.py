@@ -10,6 +10,7 @@ order (only the encrypted ones under ``mac_only_encrypted``), upper-case hex.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -188,7 +189,7 @@ class _Opening:
 
     def copy(self, node: object, loc: Loc, path: tuple[str, ...], *, hit: bool) -> object:
         if isinstance(node, dict):
-            if not all(isinstance(key, str) for key in node):
+            if not all(map(isinstance, node, itertools.repeat(str))):  # no frame per key
                 bad = next(key for key in reversed(list(node)) if not isinstance(key, str))
                 raise SecretError(f"{dotted(loc)}: map key {bad!r} is not a string")
             copied: dict[str, object] = {}
