@@ -182,9 +182,12 @@ def config_files(path: Path) -> list[Path]:
     """
     if path.is_dir():
         files = sorted(
-            child
-            for child in path.iterdir()
-            if child.suffix in CONFIG_SUFFIXES and not child.name.startswith(".")
+            (
+                child
+                for child in path.iterdir()
+                if child.suffix in CONFIG_SUFFIXES and not child.name.startswith(".")
+            ),
+            key=lambda child: child.name,  # the order of the paths, without their objects'
         )
         if not files:
             raise ConfigError([whole_file(path, "no *.yaml or *.yml config files here")])

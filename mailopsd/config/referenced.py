@@ -226,11 +226,11 @@ def check_ca_files(
         issues: Where a problem goes, at the field that names the file.
     """
     for loc, credential in places:
-        source = merge.source_for(loc)
         for name in ("tls_ca_file", "imap_tls_ca_file"):
             given = getattr(credential, name)
             if given is None:
                 continue
+            source = merge.source_for(loc)
             path = source.path.parent / given
             within = None if Path(given).is_absolute() else root
             try:

@@ -336,8 +336,9 @@ _ENVIRONMENT = make_environment()
 
 
 @functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def template_variables(source: str) -> frozenset[str]:
-    """Return the variables a template reads from its context.
+    """Return the variables a template reads from its context (parsed once per text).
 
     Args:
         source: The template text.
