@@ -179,17 +179,8 @@ class SnapshotCache:
 def _campaign_snapshot(
     loaded: LoadedConfig, campaign_id: str, snapshots: SnapshotCache
 ) -> dict[str, object]:
+    """A campaign's snapshot: kept with the campaign while its templates' texts stay."""
     campaign = loaded.config.campaigns[campaign_id]
-
-    def make() -> dict[str, object]:
-        made = campaign.model_dump(mode="json", exclude={"smtp_credentials"})
-        # Kept with the campaign: the same campaign object is the same file in the same
-        # place (see LoadCache). A leads file moved behind a symbolic link shows when the
-        # campaign changes; its rows, by its digest, at once.
-        made["leads_path"] = str(loaded.leads_path(campaign_id).resolve())
-        return made
-
-    snapshot = snapshots.get(campaign, make)
     bodies = [
         loaded.bodies.get((campaign_id, index, ""), "") for index in range(len(campaign.sequence))
     ]
@@ -198,14 +189,31 @@ def _campaign_snapshot(
         for index, step in enumerate(campaign.sequence)
         for name in step.variants or ()
     ]
-    snapshot["templates"] = hashlib.sha256("\0".join(bodies).encode()).hexdigest()
+    templates = hashlib.sha256("\0".join(bodies).encode()).hexdigest()
+
+    def make() -> dict[str, object]:
+        made = campaign.model_dump(mode="json", exclude={"smtp_credentials"})
+        # Kept with the campaign: the same campaign object is the same file in the same
+        # place (see LoadCache). A leads file moved behind a symbolic link shows when the
+        # campaign changes; its rows, by its digest, at once.
+        made["leads_path"] = str(loaded.leads_path(campaign_id).resolve())
+        made["templates"] = templates
+        return made
+
+    snapshot = snapshots.get(campaign, make, copy=False)
+    if snapshot["templates"] != templates:  # a body file changed, not the campaign
+        return {**snapshot, "templates": templates}
     return snapshot
 
 
 def _credentials_part(
-    campaign_id: str, campaign: Campaign, key: bytes, snapshots: SnapshotCache
+    loaded: LoadedConfig,
+    campaign_id: str,
+    campaign: Campaign,
+    key: bytes,
+    snapshots: SnapshotCache,
 ) -> dict[str, object]:
-    """A campaign's credentials' fingerprints and ``reenabled_at``, by credential key."""
+    """A campaign's credentials' fingerprints and ``reenabled_at``, and its leads file."""
     credentials: dict[CredentialRef, dict[str, object]] = {}
     reenabled: dict[CredentialRef, datetime | None] = {}
     for credential_id, credential in campaign.smtp_credentials.items():
@@ -213,7 +221,12 @@ def _credentials_part(
             credential, functools.partial(_fingerprint, credential, key), copy=False
         )
         reenabled[campaign_id, credential_id] = credential.reenabled_at
-    return {"campaign_id": campaign_id, "credentials": credentials, "reenabled_at": reenabled}
+    return {
+        "campaign_id": campaign_id,
+        "credentials": credentials,
+        "reenabled_at": reenabled,
+        "leads_path": loaded.leads_path(campaign_id),
+    }
 
 
 def build_desired(
@@ -241,14 +254,15 @@ def build_desired(
         # file among thousands walks the others' ten thousand credentials no more.
         part = snapshots.get(
             campaign.smtp_credentials,
-            functools.partial(_credentials_part, campaign_id, campaign, key, snapshots),
+            functools.partial(_credentials_part, loaded, campaign_id, campaign, key, snapshots),
             copy=False,
         )
         if part["campaign_id"] != campaign_id:  # the same object under another id: rare
-            part = _credentials_part(campaign_id, campaign, key, snapshots)
+            part = _credentials_part(loaded, campaign_id, campaign, key, snapshots)
         credentials.update(part["credentials"])  # type: ignore[call-overload]
         reenabled.update(part["reenabled_at"])  # type: ignore[call-overload]
-        path = loaded.leads_path(campaign_id)
+        path = part["leads_path"]
+        assert isinstance(path, Path)  # noqa: S101 - as _credentials_part makes it
         try:
             digest = _leads_digest(path, cache, loaded.root)
         except RefusedFileError as err:
