@@ -42,7 +42,11 @@ _REFUSED_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xef\xbf[\xbe\xbf]|\xe2\x80[\xa8\x
 # The texts a plain scalar may not keep as a string: numbers, timestamps, booleans,
 # nulls, .inf and .nan start so (the typing itself decides).
 _LONG = 19  # digits, sign included, from which an integer may not fit 64 bits
-_MAYBE_RETYPED = re.compile(r"[-+.~0-9]|(?:true|True|TRUE|false|False|FALSE|null|Null|NULL)\Z")
+_MAYBE_RETYPED = re.compile(r"[-+.~0-9@`]|(?:true|True|TRUE|false|False|FALSE|null|Null|NULL)\Z")
+# A plain scalar cannot start with these (reserved indicators), though rapidyaml reads
+# one: a string that starts so is looked up, and if it was plain, the general parser
+# refuses the document with its message.
+_RESERVED = ("@", "`")
 
 # rapidyaml writes a parse error to the process's standard error before raising it, with
 # no way to turn that off from Python; the message the operator reads is the general
@@ -146,7 +150,10 @@ def _retyped(
         for step, child in items:
             kind = type(child)
             if kind is str:
-                if maybe(child) and not isinstance(type_plain(child), str):  # type: ignore[arg-type]
+                text: str = child  # type: ignore[assignment]
+                if maybe(text) and (
+                    text.startswith(_RESERVED) or not isinstance(type_plain(text), str)
+                ):
                     found.append((path, step))
             elif kind is dict or kind is list:
                 walk(child, (*path, step))
@@ -162,8 +169,10 @@ def _check_keys(
 ) -> None:
     for key in mapping:
         if key not in keys:
-            if _MAYBE_RETYPED.match(key) and not isinstance(type_plain(key), str):
-                raise _Unsuitable
+            if _MAYBE_RETYPED.match(key) and (
+                key.startswith(_RESERVED) or not isinstance(type_plain(key), str)
+            ):
+                raise _Unsuitable  # a key typed otherwise, or one to refuse if plain
             keys.add(key)
 
 
@@ -183,6 +192,8 @@ def _retype(
     child = _child(tree, node, step)
     value = container[step]  # type: ignore[index]
     if type(value) is str and tree.has_val(child) and tree.is_val_plain(child):
+        if value.startswith(_RESERVED):
+            raise _Unsuitable
         typed = type_plain(value)
         if not isinstance(typed, str):
             container[step] = typed  # type: ignore[index]

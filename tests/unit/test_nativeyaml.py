@@ -96,6 +96,9 @@ def test_plain_and_quoted_scalars_typed_apart(text: str, expected: object) -> No
         "a: [1, 2\n",
         "a:\n\tb: 1\n",
         "a: +5\n",  # JSON cannot hold it
+        "a: @x\n",  # a reserved indicator starts no plain scalar
+        "a: `x\n",
+        "a: [b, @c]\n",
     ],
 )
 def test_steps_aside(text: str) -> None:
@@ -144,7 +147,7 @@ _TRICKY_PLAIN = [
     *("true", "True", "TRUE", "false", "yes", "No", "on", "~", "null", "Null", "NULL"),
     *("2024-01-31", "2024-1-3", "2026-11-23T12:00:00.123456789Z", "2001-12-14 21:59:43.10 -5"),
     *("2024-02-30", "09:00", "0:30:00", "1 hour", "4 months 5:00:00", "5%", "3.9.0", "-"),
-    *("a b", "x-y", "ENC[AES256_GCM,data:abc=,iv:x,tag:y,type:str]", "é", "日本"),
+    *("a b", "x-y", "ENC[AES256_GCM,data:abc=,iv:x,tag:y,type:str]", "é", "日本", "@x", "`x"),
 ]
 _plain = st.sampled_from(_TRICKY_PLAIN) | st.from_regex(
     r"[A-Za-z0-9][A-Za-z0-9 _@./%+=()-]{0,15}[A-Za-z0-9]", fullmatch=True
