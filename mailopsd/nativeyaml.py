@@ -30,7 +30,6 @@ __all__ = ["parse"]
 # A tag (!), an anchor (&name) or an alias (*name) starts a node: at the document's
 # start, after white space, a flow indicator or a colon. One inside a quoted or block
 # scalar ("R&D", "a *bold* move") only sends the document the general way.
-_PROPERTY = re.compile(r"!|[&*][^\s]")
 _BEFORE_PROPERTY = frozenset(" \t\r\n[{,:")
 # The bytes of the characters YAML does not allow, once the allowed ASCII ones are
 # deleted: C0 controls and DEL (the rest of ASCII), C1 controls, U+FFFE, U+FFFF.
@@ -42,11 +41,23 @@ _REFUSED_UTF8 = re.compile(rb"\xc2[\x80-\x9f]|\xef\xbf[\xbe\xbf]|\xe2\x80[\xa8\x
 # The texts a plain scalar may not keep as a string: numbers, timestamps, booleans,
 # nulls, .inf and .nan start so (the typing itself decides).
 _LONG = 19  # digits, sign included, from which an integer may not fit 64 bits
-_MAYBE_RETYPED = re.compile(r"[-+.~0-9@`]|(?:true|True|TRUE|false|False|FALSE|null|Null|NULL)\Z")
-# A plain scalar cannot start with these (reserved indicators), though rapidyaml reads
-# one: a string that starts so is looked up, and if it was plain, the general parser
-# refuses the document with its message.
-_RESERVED = ("@", "`")
+_MAYBE_RETYPED = re.compile(
+    r"[-+.~0-9@`\]}:?% ]|(?:true|True|TRUE|false|False|FALSE|null|Null|NULL)\Z"
+)
+# rapidyaml reads a plain scalar starting with these where YAML 1.1 does not: the
+# reserved indicators and "%", a closing bracket, and (in a flow) ":" or "?" with no space
+# after; and a space, which starts no plain scalar, but does one of rapidyaml's when a
+# line is indented too deep after a quoted one. A string that starts so is looked up,
+# and if it was plain, the document goes the general way, which refuses it with its
+# message or reads it its own way.
+_RESERVED = ("@", "`", "%", "]", "}", ":", "?", " ")
+
+# A block scalar's header, wherever one may start (a line's first node, or after an
+# indicator); rapidyaml reads some headers YAML refuses (">  - x"), so a header that is
+# not one of YAML's sends the document the general way, which words the error.
+_HEADER_REST = re.compile(r"(?:[1-9][-+]?|[-+][1-9]?)?(?:[ ]+#.*)?[ ]*\r?\Z")
+# A document marker: rapidyaml reads "..." first as an empty document, YAML 1.1 not.
+_MARKERS = ("---", "...")
 
 # rapidyaml writes a parse error to the process's standard error before raising it, with
 # no way to turn that off from Python; the message the operator reads is the general
@@ -71,7 +82,13 @@ def parse(text: str, type_plain: Callable[[str], object]) -> object | None:
         cannot carry.
     """
     raw = text.encode()
+    if "\t" in text:
+        return None  # YAML 1.1 allows a tab in fewer places than rapidyaml reads one
     if _has_properties(text) or text.startswith("%") or "\n%" in text or _refused(raw):
+        return None
+    if text.startswith(_MARKERS) or "\n---" in text or "\n..." in text:
+        return None  # a document marker: the general parser knows where documents end
+    if not _headers_valid(text):
         return None
     if ("\\u" in text or "\\U" in text) and _SURROGATE_ESCAPE.search(text):
         return None  # "\ud800" makes no character: the general parser says so
@@ -100,12 +117,47 @@ def parse(text: str, type_plain: Callable[[str], object]) -> object | None:
 
 
 def _has_properties(text: str) -> bool:
-    if "!" not in text and "&" not in text and "*" not in text:
-        return False  # each test is a fast scan; the expression below is not
-    return any(
-        match.start() == 0 or text[match.start() - 1] in _BEFORE_PROPERTY
-        for match in _PROPERTY.finditer(text)
-    )
+    """Whether a tag, an anchor or an alias may start a node, named or not.
+
+    Each character is found by ``str.find`` and its place looked at here: a pattern,
+    even a character class, scans a large file ten times slower.
+    """
+    for char in "!&*":
+        at = text.find(char)
+        while at >= 0:
+            named = char == "!" or not text[at + 1 : at + 2].isspace()
+            if named and (at == 0 or text[at - 1] in _BEFORE_PROPERTY):
+                return True
+            if not named and _starts_node(text, at, flow=True):
+                return True  # "& x": no name, which YAML refuses; "R & D" is text
+            at = text.find(char, at + 1)
+    return False
+
+
+def _headers_valid(text: str) -> bool:
+    """Whether every "|" or ">" where a node may start is followed by a valid header."""
+    for indicator in "|>":
+        at = text.find(indicator)
+        while at >= 0:
+            if _starts_node(text, at, flow=False):
+                end = text.find("\n", at)
+                if not _HEADER_REST.match(text, at + 1, len(text) if end < 0 else end):
+                    return False
+            at = text.find(indicator, at + 1)
+    return True
+
+
+def _starts_node(text: str, at: int, *, flow: bool) -> bool:
+    """Whether a node may start at ``at``.
+
+    That is after a line's indentation, after an indicator and a space, or (``flow``)
+    after a flow indicator.
+    """
+    start = text.rfind("\n", 0, at) + 1
+    before = text[start:at].rstrip(" ")
+    if not before:
+        return True
+    return (before[-1] in "-?:" and len(before) < at - start) or (flow and before[-1] in "[{,")
 
 
 def _refused(raw: bytes) -> bool:
@@ -169,6 +221,10 @@ def _check_keys(
 ) -> None:
     for key in mapping:
         if key not in keys:
+            if not key:
+                # rapidyaml reads a key left out (": value") as an empty one, which YAML
+                # 1.1 refuses; a quoted empty key is rare enough to go the general way too.
+                raise _Unsuitable
             if _MAYBE_RETYPED.match(key) and (
                 key.startswith(_RESERVED) or not isinstance(type_plain(key), str)
             ):

@@ -99,6 +99,23 @@ def test_plain_and_quoted_scalars_typed_apart(text: str, expected: object) -> No
         "a: @x\n",  # a reserved indicator starts no plain scalar
         "a: `x\n",
         "a: [b, @c]\n",
+        # What rapidyaml reads and YAML 1.1 refuses, or reads otherwise:
+        "a:\n  b: 1\n  : value\n",  # a key left out
+        "- : value\n",
+        "a: ]x\n",  # a plain scalar may not start with a closing bracket
+        "]x: 1\n",
+        "a: {b: %5}\n",
+        "a: [:x]\n",
+        "a: [?x]\n",  # a key in a flow sequence, for YAML 1.1
+        "- b:\n  - 'x'\n   e: 1\n",  # a line indented too deep after a quoted scalar
+        "a: >  - x\n",  # not a block scalar's header
+        "a: >2 x\n",
+        "...\na: 1\n",  # a document's end before any document
+        "a:\n  \t\n  b: 1\n",  # a tab where YAML 1.1 allows none
+        "a:\tb\n",
+        "a: & b\n",  # an anchor without a name
+        "- * b\n",
+        "  & value: 1\n",
     ],
 )
 def test_steps_aside(text: str) -> None:
@@ -221,4 +238,49 @@ def test_native_and_general_agree(text: str) -> None:
         return
     native = _native(text)
     assume(native is not None)
+    _same(native, general)
+
+
+_BASES = [
+    (ROOT / "config/campaigns.example.yaml").read_text(),
+    *(path.read_text() for path in VECTORS),
+]
+_SNIPPETS = [": value", "}", "]", "{", "[", "   extra: 1", "%YAML 9.9", "- x", "? a", "- : x"]
+_SNIPPETS += ["a: b: c", "'x", "|", ">  - x", "...", "---", "a: [b", "a: {b: %c}", "\t", "& x"]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> str:
+    """A real config file with a few lines broken the way a hurried edit breaks them."""
+    lines = draw(st.sampled_from(_BASES)).splitlines(keepends=True)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(lines) - 1))
+        line = lines[at]
+        op = draw(st.sampled_from(["insert", "dedent", "indent", "character", "delete"]))
+        if op == "insert":
+            indent = max(0, len(line) - len(line.lstrip(" ")) + draw(st.integers(-3, 3)))
+            lines.insert(at, " " * indent + draw(st.sampled_from(_SNIPPETS)) + "\n")
+        elif op == "dedent":
+            lines[at] = line.removeprefix(" ")
+        elif op == "indent":
+            lines[at] = " " + line
+        elif len(line) > 1:
+            where = draw(st.integers(0, len(line) - 2))
+            new = draw(st.sampled_from(":-?{}[],#'\"|> \t%@`&*!")) if op == "character" else ""
+            lines[at] = line[:where] + new + line[where + (op == "delete") :]
+    return "".join(lines)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated())
+def test_a_broken_file_is_never_read_natively(text: str) -> None:
+    """Whatever a hurried edit does to a real file, the native parse either steps aside
+    or gives what the general parser gives: it never reads a file YAML refuses."""
+    native = _native(text)
+    if native is None:
+        return
+    try:
+        general = _general(text)
+    except goyaml.YamlSyntaxError as err:
+        pytest.fail(f"read natively, refused generally ({err}):\n{text}")
     _same(native, general)
