@@ -3,7 +3,9 @@
 ``python -m mailopsd.http.process`` is started by the daemon (never by hand), so that
 serving the links put into messages never takes the interpreter from sending: waitress
 parsing requests and the ledger writes of opens and clicks run here, on the other
-core. Measured with ``python -m bench http`` (see ``docs/benchmarks.md``).
+core, at a lower priority than the daemon's (:data:`NICENESS`), so that a busy server
+does not take the CPU from the sender either. Measured with ``python -m bench http``
+(see ``docs/benchmarks.md``).
 
 The daemon binds the listening socket and passes it in (``--socket-fd``), with one end
 of a socket pair (``--channel-fd``) that carries the frames of :mod:`mailopsd.http.wire`.
