@@ -3,7 +3,9 @@
 ``python -m mailopsd.http.process`` is started by the daemon (never by hand), so that
 serving the links put into messages never takes the interpreter from sending: waitress
 parsing requests and the ledger writes of opens and clicks run here, on the other
-core. Measured with ``python -m bench http`` (see ``docs/benchmarks.md``).
+core, at a lower priority than the daemon's (:data:`NICENESS`), so that a busy server
+does not take the CPU from the sender either. Measured with ``python -m bench http``
+(see ``docs/benchmarks.md``).
 
 The daemon binds the listening socket and passes it in (``--socket-fd``), with one end
 of a socket pair (``--channel-fd``) that carries the frames of :mod:`mailopsd.http.wire`.
@@ -23,6 +25,7 @@ import argparse
 import contextlib
 import itertools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -52,6 +55,12 @@ ASK_TIMEOUT_S = 30.0
 WRITE_TIMEOUT_S = 180.0
 """The same for an API write, which the daemon answers once its commit is pushed and
 applied (or after its own wait, with a 202)."""
+
+NICENESS = 10
+"""How far below the daemon's the scheduling priority of this process' threads is set
+(the nice value added), but for the writer of opens and clicks. With both busy on the
+same core the sender gets about nine tenths of it; an idle core is the server's whole
+(``python -m bench http``: see ``docs/benchmarks.md``)."""
 
 
 class _ChannelHandler(logging.Handler):
@@ -192,6 +201,21 @@ def _daemon_answers() -> NoReturn:
     raise RuntimeError("the daemon answers this, not the HTTP process")
 
 
+def _lower_priority() -> None:
+    """Lower the priority of the calling thread, and so of the threads it starts, by ``NICENESS``.
+
+    On Linux a nice value belongs to a thread, and a new thread starts with its
+    creator's: called after :class:`BatchedCounts` has started its writer, it leaves
+    that thread at the daemon's priority. The writer holds the ledger's write lock while
+    it writes, and the sender waits for that lock: a writer at a low priority would be
+    the one thread the sender waits for that gets the CPU last.
+    """
+    try:
+        os.nice(NICENESS)
+    except OSError as err:  # a nice value can always be raised on Linux; elsewhere, serve as is
+        logger.warning("http process priority not lowered error=%s", err)
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mailopsd.http.process")
     parser.add_argument("--socket-fd", type=int, required=True)
@@ -214,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ledgers = ThreadLedgers(args.state_dir)
     counts = BatchedCounts(ledgers)
+    _lower_priority()
     front = Front(channel, ledgers, counts, wall_clock=args.wall_clock)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda _signum, _frame: done.set())

@@ -131,25 +131,37 @@ class Count:
 def record_counts(ledger: Ledger, counts: Iterable[Count]) -> int:
     """Count many opens and clicks in one transaction: one wait for the write lock, one sync.
 
+    The counts of one lead's opens (or of one link's clicks) are added up first and
+    written in one statement each, so that the write lock is held for as many statements
+    as there are leads and links in the batch, however often each was followed.
+
     Returns:
         How many were counted (those of campaigns the ledger knows).
 
     Raises:
         StorageError: The ledger did not take the write (nothing was recorded).
     """
+    # (campaign, lead, URL or None) -> first time, last time, how many
+    summed: dict[tuple[str, str, str | None], tuple[datetime, datetime, int]] = {}
+    for count in counts:
+        claims = _keyed(count.claims)
+        key = (claims.campaign_id, claims.email, claims.url)
+        seen = summed.get(key)
+        if seen is None:
+            summed[key] = (count.at, count.at, 1)
+        else:
+            summed[key] = (min(seen[0], count.at), max(seen[1], count.at), seen[2] + 1)
     counted = 0
     known: dict[str, bool] = {}
     with ledger.transaction():
-        for count in counts:
-            campaign = count.claims.campaign_id
+        for (campaign, email, url), (first_at, last_at, times) in summed.items():
             if campaign not in known:
                 known[campaign] = ledger.campaigns.account(campaign) is not None
             if not known[campaign]:
                 continue
-            claims = _keyed(count.claims)
-            if claims.url is None:
-                ledger.tracking.record_open(campaign, claims.email, count.at)
+            if url is None:
+                ledger.tracking.add_opens(campaign, email, first_at, last_at, times)
             else:
-                ledger.tracking.record_click(campaign, claims.email, claims.url, count.at)
-            counted += 1
+                ledger.tracking.add_clicks(campaign, email, url, first_at, last_at, times)
+            counted += times
     return counted

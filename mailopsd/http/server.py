@@ -25,6 +25,11 @@ channel and server classes, which are subclassed here):
   each new connection closes the kept-alive connection idle for longest: clients must
   expect an idle connection to be closed (RFC 9112, section 9.5), and so someone
   holding many connections open after one quick request each cannot fill the server.
+
+waitress warns of every request that waits for a free worker thread: under load that
+is a line per request, thousands a second, each sent to the daemon to be written (the
+daemon spent a tenth of a core on them). Here those waits are added up and logged at
+most once a minute (:class:`_QueueWaits`).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ _QUIET_GRACE_S = 1.0  # see _Channel.is_holding
 _SWEEP_S = 1  # how often late requests are looked for (waitress takes whole seconds)
 _POLL_S = 0.5
 _BACKLOG = 1024  # waitress' default: connections wait here while the process restarts
+_QUEUE_LOG_S = 60.0  # the least time between two lines on requests waiting for a worker
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,34 @@ class _Channel(HTTPChannel):
         return self._is_waiting() and self.has_received and self.request is None
 
 
+class _QueueWaits(logging.Logger):
+    """Stands for waitress' queue logger: it adds up the waits instead of writing each.
+
+    waitress calls ``warning("Task queue depth is %d", depth)`` (holding its dispatcher's
+    lock) each time a request is queued with no worker free.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("waitress.queue")
+        self._lock = threading.Lock()
+        self._waits = 0
+        self._deepest = 0
+
+    def warning(self, msg: object, *args: object, **kwargs: object) -> None:
+        """Count one request that waits for a worker, ``args[0]`` deep in the queue."""
+        depth = args[0] if args and isinstance(args[0], int) else 1
+        with self._lock:
+            self._waits += 1
+            self._deepest = max(self._deepest, depth)
+
+    def take(self) -> tuple[int, int]:
+        """The waits counted since the last call, and the deepest queue they saw."""
+        with self._lock:
+            taken = (self._waits, self._deepest)
+            self._waits = self._deepest = 0
+        return taken
+
+
 class _Server(waitress.server.TcpWSGIServer):
     """waitress' server, holding each client to :class:`ClientLimits`."""
 
@@ -148,10 +182,13 @@ class _Server(waitress.server.TcpWSGIServer):
         sock: socket.socket,
         sockinfo: tuple[int, int, int, tuple[str, int]],
         limits: ClientLimits,
+        waits: _QueueWaits,
     ) -> None:
         self.limits = limits
         self._connections = connections
         self._closed = {"over_client_limit": 0, "idle_for_room": 0}
+        self._waits = waits
+        self._waits_logged = -_QUEUE_LOG_S  # the first waits are logged at once
         # A bound socket is served as waitress serves its ``sockets`` setting.
         super().__init__(
             app,
@@ -188,10 +225,12 @@ class _Server(waitress.server.TcpWSGIServer):
         """Close silent connections, late requests and connections beyond a client's cap.
 
         Silent ones as waitress does; the cap again here for a burst of connections that
-        had sent nothing yet when they were admitted.
+        had sent nothing yet when they were admitted. Then log the requests that waited
+        for a worker, if the last such line is a minute old.
         """
         super().maintenance(now)
         moment = time.monotonic()
+        self._log_waits(moment)
         cutoff = moment - self.limits.request_timeout_s
         late = 0
         channels = self._channels()
@@ -210,6 +249,19 @@ class _Server(waitress.server.TcpWSGIServer):
                 self._closed["idle_for_room"],
             )
             self._closed = dict.fromkeys(self._closed, 0)
+
+    def _log_waits(self, moment: float) -> None:
+        if moment - self._waits_logged < _QUEUE_LOG_S:
+            return
+        waits, deepest = self._waits.take()
+        if waits:
+            logger.warning(
+                "http requests waited for a worker waits=%d deepest_queue=%d threads=%d",
+                waits,
+                deepest,
+                self.adj.threads,
+            )
+            self._waits_logged = moment
 
 
 class HttpServer:
@@ -343,6 +395,8 @@ def start_server(
         ident="mailopsd",
     )
     workers = ThreadedTaskDispatcher()
+    waits = _QueueWaits()
+    workers.queue_logger = waits
     server = _Server(
         app,
         connections=connections,
@@ -351,6 +405,7 @@ def start_server(
         sock=sock,
         sockinfo=(sock.family, sock.type, sock.proto, (str(host), int(port))),
         limits=limits,
+        waits=waits,
     )
     workers.set_thread_count(threads)
     running = HttpServer(server, connections, listen)

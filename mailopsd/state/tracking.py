@@ -31,26 +31,47 @@ class Tracking(Repository):
 
     def record_open(self, campaign_id: str, email: str, at: datetime) -> None:
         """Count an open of a lead's message, keeping the first time (inside a transaction)."""
+        self.add_opens(campaign_id, email, at, at, 1)
+
+    def record_click(self, campaign_id: str, email: str, url: str, at: datetime) -> None:
+        """Count a click on one link of a lead's message (inside a transaction)."""
+        self.add_clicks(campaign_id, email, url, at, at, 1)
+
+    def add_opens(
+        self, campaign_id: str, email: str, first_at: datetime, last_at: datetime, count: int
+    ) -> None:
+        """Count ``count`` opens of a lead's message seen from ``first_at`` to ``last_at``.
+
+        In one statement, as :meth:`record_open` ``count`` times would (inside a transaction).
+        """
         try:
             self._db.execute(
                 "INSERT INTO opens (campaign_id, email, first_at, last_at, count) "
-                "VALUES (?, ?, ?, ?, 1) ON CONFLICT (campaign_id, email) DO UPDATE SET "
-                "count = count + 1, first_at = min(first_at, excluded.first_at), "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email) DO UPDATE SET "
+                "count = count + excluded.count, first_at = min(first_at, excluded.first_at), "
                 "last_at = max(last_at, excluded.last_at)",
-                (campaign_id, email, stamp(at), stamp(at)),
+                (campaign_id, email, stamp(first_at), stamp(last_at), count),
             )
         except sqlite3.Error as err:
             raise storage_error(err) from err
 
-    def record_click(self, campaign_id: str, email: str, url: str, at: datetime) -> None:
-        """Count a click on one link of a lead's message (inside a transaction)."""
+    def add_clicks(
+        self,
+        campaign_id: str,
+        email: str,
+        url: str,
+        first_at: datetime,
+        last_at: datetime,
+        count: int,
+    ) -> None:
+        """Count ``count`` clicks on one link of a lead's message, as :meth:`add_opens` opens."""
         try:
             self._db.execute(
                 "INSERT INTO clicks (campaign_id, email, url, first_at, last_at, count) "
-                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (campaign_id, email, url) DO UPDATE SET "
-                "count = count + 1, first_at = min(first_at, excluded.first_at), "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email, url) DO UPDATE SET "
+                "count = count + excluded.count, first_at = min(first_at, excluded.first_at), "
                 "last_at = max(last_at, excluded.last_at)",
-                (campaign_id, email, url, stamp(at), stamp(at)),
+                (campaign_id, email, url, stamp(first_at), stamp(last_at), count),
             )
         except sqlite3.Error as err:
             raise storage_error(err) from err

@@ -289,7 +289,7 @@ class TestTracking:
             timeout_s=WAIT_S,
             what="two clicks counted",
         )
-        time.sleep(0.2)  # counts are written in batches: a third would be in by now
+        time.sleep(0.5)  # counts are written every 0.25 s: a third would be in by now
         assert running.read(lambda ledger: ledger.tracking.clicks("camp", LEAD)) == expected
 
     def test_open_returns_a_gif_and_counts(self, running: Running, smtp_server: SmtpServer) -> None:

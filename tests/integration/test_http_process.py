@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd import tokens
+from mailopsd.http.process import NICENESS
 from mailopsd.state.tracking import Tracked
 from tests.integration.test_http import (
     KEY,
@@ -144,3 +145,27 @@ def test_a_body_too_large_for_the_api_is_refused_not_cut(
         reply = started.request("POST", "/campaigns/camp/smtp_credentials", body)
         assert (reply.status, reply.body) == (413, b"request body too large\n")
         assert started.request("POST", "/hooks/git", b"x" * 5000).status == 404  # no remote
+
+
+def _nice(pid: int, tid: int) -> int:
+    """A thread's nice value, from ``/proc`` (the 19th field of its ``stat``)."""
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])
+
+
+def test_the_server_yields_the_cpu_to_sending(tmp_path: Path, smtp_server: SmtpServer) -> None:
+    """The HTTP process runs at a lower priority than the daemon, so that a busy server
+    leaves the sender its CPU time; its writer of opens and clicks, which holds the
+    ledger's write lock the sender waits for, keeps the daemon's."""
+    daemon_nice = os.getpriority(os.PRIO_PROCESS, 0)  # the daemon runs on this thread
+    if daemon_nice + NICENESS > 19:
+        pytest.skip("the tests run at too low a priority to lower the server's")
+    with _daemon(tmp_path, smtp_server) as started:
+        pid = started.daemon.http_pid
+        assert pid is not None
+        assert started.request("GET", "/healthz").status == 200
+        nices = {int(tid): _nice(pid, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
+    assert nices[pid] == daemon_nice + NICENESS
+    at_daemon = [tid for tid, nice in nices.items() if nice == daemon_nice]
+    assert len(at_daemon) == 1
+    assert all(nice == nices[pid] for tid, nice in nices.items() if tid not in at_daemon)
