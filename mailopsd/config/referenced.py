@@ -113,8 +113,10 @@ class CampaignFiles:
     def _read_columns(self, path: Path, cache: LoadCache | None) -> tuple[str, ...]:
         if cache is None:
             return _read_leads_columns(path, self.root)
-        # Checked every time: a symlink may now lead elsewhere with the same stamp.
-        stat = confined.confine(path, self.root, what="leads file").stat()
+        try:  # checked every time: a symlink may now lead elsewhere with the same stamp
+            stat = confined.confine(path, self.root, what="leads file").stat()
+        except OSError:  # reading says why, in the words of a load without a cache
+            return _read_leads_columns(path, self.root)
         return cache.leads_columns(
             path,
             (stat.st_mtime_ns, stat.st_size),

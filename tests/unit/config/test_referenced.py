@@ -1,0 +1,95 @@
+"""The files campaigns name: one file named by several campaigns is checked for each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mailopsd.config.loader import LoadCache, load_config
+from mailopsd.errors import ConfigError
+from tests.configs import BASE, PLAINTEXT_OK, Writer, errors_of, loads
+
+# A second campaign after BASE's, in the same file: it starts on line 19.
+BETA = """\
+  beta:
+    name: Beta
+    leads: leads.csv
+    sequence:
+      - {subject: Hello, body: Hi}
+      - {delay: 2 days, body_file: step2.txt}
+    smtp_credentials:
+      main: {smtp_host: smtp.example.org, smtp_port: 465, smtp_username: u,
+             smtp_password: p, from_name: Bea, from_email: bea@example.org, daily_limit: 5}
+"""
+TWO = BASE.replace('body: "Following up"', "body_file: step2.txt") + BETA
+
+
+class TestNamedFiles:
+    """A leads file or template named by many campaigns is read once, reported at each."""
+
+    def test_a_bad_leads_header_is_reported_at_each_campaign(self, write_config: Writer) -> None:
+        """A header without email is an error at each campaign naming the file."""
+        Path("step2.txt").write_text("Later\n")
+        path = write_config(TWO)
+        Path("leads.csv").write_text("mail,name\n")
+        message = "leads file leads.csv has no email column (columns: mail, name)"
+        assert errors_of(path) == [
+            f"c.yaml:4:12: campaigns.acme-q4.leads: {message}",
+            f"c.yaml:21:12: campaigns.beta.leads: {message}",
+        ]
+
+    def test_a_missing_template_is_reported_at_each_step(self, write_config: Writer) -> None:
+        """Two steps naming one missing template each get the error at their body_file."""
+        path = write_config(TWO)
+        assert errors_of(path) == [
+            "c.yaml:9:20: campaigns.acme-q4.sequence.1.body_file: template file step2.txt "
+            "not found",
+            "c.yaml:24:36: campaigns.beta.sequence.1.body_file: template file step2.txt not found",
+        ]
+
+    def test_a_shared_template_is_checked_against_each_campaigns_leads(
+        self, write_config: Writer
+    ) -> None:
+        """One template is checked against the columns of each campaign's own leads file."""
+        Path("step2.txt").write_text("Later, {{ company }}\n")
+        path = write_config(TWO.replace("Beta\n    leads: leads.csv", "Beta\n    leads: few.csv"))
+        Path("few.csv").write_text("email,first_name\n")
+        assert errors_of(path) == [
+            "c.yaml:24:36: campaigns.beta.sequence.1.body_file: step 2 uses {{ company }} "
+            "but few.csv has no company column (columns: email, first_name)"
+        ]
+
+    def test_a_shared_template_is_each_steps_body(self, write_config: Writer) -> None:
+        """Each step naming a template has its text, and the revision follows it."""
+        Path("step2.txt").write_text("Later, {{ first_name }}\n")
+        path = write_config(TWO)
+        loaded = loads(path)
+        assert loaded.body("acme-q4", 1) == loaded.body("beta", 1) == "Later, {{ first_name }}\n"
+        Path("step2.txt").write_text("Later\n")
+        assert loads(path).revision != loaded.revision
+
+    def test_a_reload_reports_as_a_cold_load(self, write_config: Writer) -> None:
+        """With a cache, a leads file gone since the last load is reported at each campaign."""
+        Path("step2.txt").write_text("Later\n")
+        path = write_config(TWO)
+        cache = LoadCache()
+        load_config(path, PLAINTEXT_OK, cache=cache)
+        Path("leads.csv").unlink()
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, PLAINTEXT_OK, cache=cache)
+        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
+        assert len(caught.value.issues) == 2
+
+    def test_a_leads_path_through_a_file_is_reported(self, write_config: Writer) -> None:
+        """A leads path under a file (not a directory) is an error, with a cache too."""
+        Path("step2.txt").write_text("Later\n")
+        path = write_config(TWO.replace("leads: leads.csv", "leads: leads.csv/more.csv"))
+        cache = LoadCache()
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, PLAINTEXT_OK, cache=cache)
+        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
+        assert [issue.path for issue in caught.value.issues] == [
+            "campaigns.acme-q4.leads",
+            "campaigns.beta.leads",
+        ]
