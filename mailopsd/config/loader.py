@@ -33,7 +33,7 @@ from mailopsd.config import confined, mailboxes, secret_fields, suppression, wor
 from mailopsd.config.cache import FileStamp, LoadCache, per_campaign, validate_config
 from mailopsd.config.models import SECRET_FIELDS, Config, Credential
 from mailopsd.config.origins import Loc, Merge, Source, duplicate_issue, whole_file
-from mailopsd.config.referenced import CampaignFiles, FilesRead, check_ca_files
+from mailopsd.config.referenced import check_ca_files, check_campaigns
 from mailopsd.config.scalars import describe
 from mailopsd.errors import ConfigError, ConfigIssue, SecretError
 
@@ -453,19 +453,8 @@ def _load(path: Path, options: LoadOptions, cache: LoadCache | None) -> LoadedCo
         )
     bodies: dict[tuple[str, int, str], str] = {}
     body_files: list[bytes] = []
-    columns: dict[str, tuple[str, ...]] = {}
-    read = FilesRead()
-    for campaign_id, campaign in config.campaigns.items():
-        source = merge.source_for(["campaigns", campaign_id])
-        checker = CampaignFiles(
-            campaign_id, campaign, source, merge.issues, bodies, body_files, root, read
-        )
-        found = checker.columns(cache)
-        checker.check(found)
-        checker.check_zone_column(found)
-        if found is not None:
-            columns[campaign_id] = found
-    check_ca_files(mailboxes.credential_places(config), merge, root, merge.issues)
+    columns = check_campaigns(config, merge, root, cache, bodies, body_files)
+    check_ca_files(config, merge, root, cache)
     lists = suppression.check_lists(config, merge, root, cache, merge.issues)
     if merge.issues:
         raise ConfigError(merge.issues)

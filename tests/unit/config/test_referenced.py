@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,63 @@ class TestNamedFiles:
             "campaigns.acme-q4.leads",
             "campaigns.beta.leads",
         ]
+
+
+class TestReloads:
+    """With a cache, an unchanged campaign is not checked again, but what it reads is."""
+
+    def _loaded_twice(
+        self, write_config: Writer, edit: Callable[[], object]
+    ) -> tuple[Path, LoadCache]:
+        """TWO loaded with a cache, then ``edit`` made."""
+        Path("step2.txt").write_text("Later, {{ first_name }}\n")
+        path = write_config(TWO)
+        cache = LoadCache()
+        load_config(path, PLAINTEXT_OK, cache=cache)
+        edit()
+        return path, cache
+
+    def test_an_edited_template_is_checked_again(self, write_config: Writer) -> None:
+        """A template now naming a column the leads lack is an error at each campaign."""
+        path, cache = self._loaded_twice(
+            write_config, lambda: Path("step2.txt").write_text("Later, {{ city }}\n")
+        )
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, PLAINTEXT_OK, cache=cache)
+        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
+        assert [issue.path for issue in caught.value.issues] == [
+            "campaigns.acme-q4.sequence.1.body_file",
+            "campaigns.beta.sequence.1.body_file",
+        ]
+
+    def test_an_edited_template_is_the_new_body(self, write_config: Writer) -> None:
+        """The body and the revision follow the template's new text, as a cold load's."""
+        path, cache = self._loaded_twice(
+            write_config, lambda: Path("step2.txt").write_text("Soon\n")
+        )
+        loaded = load_config(path, PLAINTEXT_OK, cache=cache)
+        assert loaded.body("acme-q4", 1) == loaded.body("beta", 1) == "Soon\n"
+        assert loaded.revision == loads(path).revision
+
+    def test_a_new_leads_column_is_seen_by_the_templates(self, write_config: Writer) -> None:
+        """A template rejected for a missing column is accepted once the leads have it."""
+        Path("step2.txt").write_text("Later, {{ city }}\n")
+        path = write_config(TWO)
+        cache = LoadCache()
+        with pytest.raises(ConfigError):
+            load_config(path, PLAINTEXT_OK, cache=cache)
+        Path("leads.csv").write_text("email,first_name,company,city\ngrace@example.com,G,N,P\n")
+        loaded = load_config(path, PLAINTEXT_OK, cache=cache)
+        assert loaded.leads_columns["beta"][-1] == "city"
+        Path("leads.csv").write_text("email,first_name,company\ngrace@example.com,G,N\n")
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, PLAINTEXT_OK, cache=cache)
+        assert "has no city column" in str(caught.value.issues[0])
+
+    def test_a_template_gone_is_reported_after_a_good_load(self, write_config: Writer) -> None:
+        """A template deleted after a good load is an error at each step naming it."""
+        path, cache = self._loaded_twice(write_config, Path("step2.txt").unlink)
+        with pytest.raises(ConfigError) as caught:
+            load_config(path, PLAINTEXT_OK, cache=cache)
+        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
+        assert all("step2.txt not found" in str(issue) for issue in caught.value.issues)
