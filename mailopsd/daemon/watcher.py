@@ -17,13 +17,18 @@ from pathlib import Path
 import watchfiles
 
 from mailopsd.config.loader import CONFIG_SUFFIXES, LoadedConfig
+from mailopsd.config.models import Campaign, Step, Variant
 
 __all__ = ["WatchedFiles", "Watcher", "start_watcher", "watched_files"]
 
 _QUIET_MS = 15
 
 
-def watched_files(loaded: LoadedConfig, resolved: dict[Path, Path] | None = None) -> set[Path]:
+def watched_files(
+    loaded: LoadedConfig,
+    resolved: dict[Path, Path] | None = None,
+    named: dict[int, tuple[Campaign, Path, tuple[Path, ...]]] | None = None,
+) -> set[Path]:
     """The config files and every file they reference (leads, body templates, lists).
 
     Args:
@@ -32,12 +37,22 @@ def watched_files(loaded: LoadedConfig, resolved: dict[Path, Path] | None = None
             caller: a reload resolves only the paths it has not seen (thousands of
             campaigns' files took 75 ms a reload). Paths no longer named are dropped
             from it.
+        named: The files each campaign named at an earlier reload, kept by the caller:
+            a campaign object is the same while its file is (see ``LoadCache``), so only
+            new ones are gone through (1,000 campaigns: 12 ms a reload before).
     """
     files = set(loaded.files)
+    now: dict[int, tuple[Campaign, Path, tuple[Path, ...]]] = {}
     for campaign_id, campaign in loaded.config.campaigns.items():
         base = loaded.campaign_files[campaign_id].parent
-        files.add(base / campaign.leads)
-        files.update(base / step.body_file for step in campaign.sequence if step.body_file)
+        kept = named.get(id(campaign)) if named is not None else None
+        if kept is None or kept[0] is not campaign or kept[1] != base:
+            kept = (campaign, base, _named_by(base, campaign))
+        now[id(campaign)] = kept
+        files.update(kept[2])
+    if named is not None:
+        named.clear()
+        named.update(now)
     for account in loaded.config.suppress:
         files.update(loaded.suppression_lists.paths(account))
     if resolved is None:
@@ -47,6 +62,15 @@ def watched_files(loaded: LoadedConfig, resolved: dict[Path, Path] | None = None
     for path in files - resolved.keys():
         resolved[path] = path.resolve()
     return set(resolved.values())
+
+
+def _named_by(base: Path, campaign: Campaign) -> tuple[Path, ...]:
+    """The files a campaign names: its leads file, its steps' and variants' templates."""
+    named = [campaign.leads]
+    for step in campaign.sequence:
+        versions: list[Step | Variant] = [step, *(step.variants or {}).values()]
+        named += [version.body_file for version in versions if version.body_file]
+    return tuple(base / name for name in named)
 
 
 class WatchedFiles:
@@ -59,6 +83,7 @@ class WatchedFiles:
     def __init__(self) -> None:
         """Nothing seen yet."""
         self._resolved: dict[Path, Path] = {}
+        self._named: dict[int, tuple[Campaign, Path, tuple[Path, ...]]] = {}
         self._seen: tuple[tuple[Path, ...], object, list[str], list[object]] | None = None
         self._files: set[Path] = set()
 
@@ -73,7 +98,7 @@ class WatchedFiles:
             or last[:3] != seen[:3]
             or any(new is not old for new, old in zip(campaigns, last[3], strict=True))
         ):
-            self._files = watched_files(loaded, self._resolved)
+            self._files = watched_files(loaded, self._resolved, self._named)
             self._seen = seen
         return self._files
 

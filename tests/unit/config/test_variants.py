@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.configs import BASE, Writer, errors_of, loads
+from mailopsd.config.loader import LoadCache, load_config
+from mailopsd.daemon.watcher import WatchedFiles, watched_files
+from tests.configs import BASE, PLAINTEXT_OK, Writer, errors_of, loads
 
 STEP1 = """      - subject: "Quick question, {{ first_name }}"
         body: "Hi {{ first_name }}"
@@ -35,6 +37,32 @@ def test_variants_replace_subject_or_body_and_keep_weights(write_config: Writer)
     assert step.subject_of("short") == "Quick question, {{ first_name }}"
     assert loaded.body("acme-q4", 0, "short") == "Short one, {{ first_name }}.\n"
     assert loaded.body("acme-q4", 0, "plain") == "Hi {{ first_name }}"
+
+
+def test_the_daemon_watches_a_variants_template(write_config: Writer) -> None:
+    """An edited variant template makes the running daemon reload, as a step's does."""
+    Path("short.txt").write_text("Short one.\n")
+    path = _with_step1(
+        write_config, STEP1 + "        variants:\n          short: {body_file: short.txt}\n"
+    )
+    loaded = loads(path)
+    assert Path("short.txt").resolve() in watched_files(loaded)
+    assert Path("short.txt").resolve() in WatchedFiles().of(loaded)
+
+
+def test_the_daemon_watches_what_an_edited_campaign_names(write_config: Writer) -> None:
+    """After a reload, the files of the edited campaign are watched, not those it left."""
+    Path("short.txt").write_text("Short one.\n")
+    Path("other.txt").write_text("Other one.\n")
+    path = _with_step1(
+        write_config, STEP1 + "        variants:\n          short: {body_file: short.txt}\n"
+    )
+    cache, watching = LoadCache(), WatchedFiles()
+    assert Path("short.txt").resolve() in watching.of(load_config(path, PLAINTEXT_OK, cache=cache))
+    path.write_text(path.read_text().replace("body_file: short.txt", "body_file: other.txt"))
+    watched = watching.of(load_config(path, PLAINTEXT_OK, cache=cache))
+    assert Path("other.txt").resolve() in watched
+    assert Path("short.txt").resolve() not in watched
 
 
 def test_a_step_without_body_needs_one_in_every_variant(write_config: Writer) -> None:
