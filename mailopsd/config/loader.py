@@ -387,9 +387,11 @@ def _read_sources(
 
 
 def _revision(sources: Iterable[Source], body_files: Iterable[bytes]) -> str:
+    """The content hash: over each file's name and digest (kept with an unchanged file,
+    so that a reload hashes only what changed), then the templates' bytes."""
     digest = hashlib.sha256()
     for source in sources:
-        digest.update(source.path.name.encode() + b"\0" + source.raw + b"\0")
+        digest.update(source.path.name.encode() + b"\0" + source.digest + b"\0")
     for raw in body_files:
         digest.update(raw + b"\0")
     return digest.hexdigest()

@@ -10,6 +10,8 @@ loader.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +62,11 @@ class Source:
     def name(self) -> str:
         """The file's path as shown in a message."""
         return str(self.path)
+
+    @functools.cached_property
+    def digest(self) -> bytes:
+        """The sha256 of the file's bytes, kept with the file as read."""
+        return hashlib.sha256(self.raw).digest()
 
     def root(self) -> Node | None:
         """Return the file's composed YAML nodes (composed once, on first use)."""
