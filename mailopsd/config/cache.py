@@ -162,8 +162,8 @@ def validate_config(data: dict[str, object], cache: LoadCache | None) -> Config:
 
 def _names_same(campaign: Campaign, shared: Shared) -> bool:
     """Tell whether each shared mailbox a kept campaign holds is the one validated now."""
+    credentials = campaign.smtp_credentials
     return all(
-        shared.valid.get(credential.shared_as) is credential
-        for credential in campaign.smtp_credentials.values()
-        if credential.shared_as is not None
+        shared.valid.get(mailbox_id) is credentials[credential_id]
+        for credential_id, mailbox_id in campaign.mailboxes_named
     )

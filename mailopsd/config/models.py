@@ -241,6 +241,20 @@ class Campaign(_Model):
         """The reasons counted toward the bounce rate and toward the block rate."""
         return counted_reasons(self.bounce_reasons, self.block_reasons)
 
+    @functools.cached_property
+    def mailboxes_named(self) -> tuple[tuple[str, str], ...]:
+        """``(credential id, mailbox id)`` for each top-level mailbox this campaign names.
+
+        Kept with the campaign, which a reload keeps while its file is unchanged: the
+        checks over every campaign's mailboxes go through the few named, not every
+        credential (10,000 credentials: 12 ms a reload before).
+        """
+        return tuple(
+            (credential_id, credential.shared_as)
+            for credential_id, credential in self.smtp_credentials.items()
+            if credential.shared_as is not None
+        )
+
 
 class Http(_Model):
     """The daemon's HTTP server: one-click unsubscribe, tracking links, the credentials API."""
@@ -421,10 +435,7 @@ class Config(_Model):
     def _check_mailbox_uses(self) -> None:
         for campaign_id, campaign in self.campaigns.items():
             seen: dict[str, str] = {}
-            for credential_id, credential in campaign.smtp_credentials.items():
-                mailbox = credential.shared_as
-                if mailbox is None:
-                    continue
+            for credential_id, mailbox in campaign.mailboxes_named:
                 if mailbox in seen:
                     raise failure(
                         f'mailbox "{mailbox}" is already used by smtp_credentials.'
@@ -441,9 +452,8 @@ class Config(_Model):
         """
         uses: dict[str, list[tuple[str, str]]] = {mailbox_id: [] for mailbox_id in self.mailboxes}
         for campaign_id, campaign in self.campaigns.items():
-            for credential_id, credential in campaign.smtp_credentials.items():
-                if credential.shared_as is not None:
-                    uses.setdefault(credential.shared_as, []).append((campaign_id, credential_id))
+            for credential_id, mailbox_id in campaign.mailboxes_named:
+                uses.setdefault(mailbox_id, []).append((campaign_id, credential_id))
         return {mailbox_id: tuple(pairs) for mailbox_id, pairs in uses.items()}
 
     def _check_suppress(self) -> None:
