@@ -110,6 +110,8 @@ class Desired:
         leads: Each campaign's leads file.
         secret_fields: Names of the fields holding secrets (shown only as changed).
         suppression_lists: Each account's suppression lists, by account.
+        credential_parts: ``credentials`` by campaign, each part the object kept with an
+            unchanged campaign (empty: grouped from ``credentials`` when planning).
     """
 
     revision: str
@@ -120,6 +122,16 @@ class Desired:
     leads: Mapping[str, LeadsFile]
     secret_fields: frozenset[str] = frozenset()
     suppression_lists: Mapping[str, SuppressionListFiles] = field(default_factory=dict)
+    credential_parts: Mapping[str, Mapping[CredentialRef, Snapshot]] = field(default_factory=dict)
+
+    def parts(self) -> Mapping[str, Mapping[CredentialRef, Snapshot]]:
+        """The credentials by campaign, in their order."""
+        if self.credential_parts or not self.credentials:
+            return self.credential_parts
+        grouped: dict[str, dict[CredentialRef, Snapshot]] = {}
+        for key, snapshot in self.credentials.items():
+            grouped.setdefault(key[0], {})[key] = snapshot
+        return grouped
 
 
 @dataclass(frozen=True)
@@ -456,10 +468,15 @@ def _changed_fields(before: Snapshot, after: Snapshot) -> tuple[str, ...]:
     return tuple(name for name in names if before.get(name) != after.get(name))
 
 
-def _campaign_actions(desired: Desired, observed: Observed) -> list[Action]:
+def _campaign_actions(
+    desired: Desired, observed: Observed, applied: Desired | None
+) -> list[Action]:
     actions: list[Action] = []
+    last = applied.campaigns if applied is not None else {}
     for campaign_id, snapshot in desired.campaigns.items():
         before = observed.campaigns.get(campaign_id)
+        if before is not None and last.get(campaign_id) is snapshot:
+            continue  # the very snapshot the ledger was last given: unchanged
         if before is None:
             actions.append(CampaignAdded(campaign_id, snapshot))
         elif fields := _changed_fields(before, snapshot):
@@ -468,23 +485,28 @@ def _campaign_actions(desired: Desired, observed: Observed) -> list[Action]:
 
 
 def _credential_actions(
-    desired: Desired, observed: Observed, applied: Mapping[CredentialRef, Snapshot]
+    desired: Desired, observed: Observed, applied: Desired | None
 ) -> list[Action]:
     actions: list[Action] = []
-    for (campaign_id, credential_id), snapshot in desired.credentials.items():
-        before = observed.credentials.get((campaign_id, credential_id))
-        if before is not None and applied.get((campaign_id, credential_id)) is snapshot:
-            continue  # the very snapshot the ledger was last given: unchanged
-        if before is None:
-            actions.append(CredentialAdded(campaign_id, credential_id, snapshot))
-        elif fields := _changed_fields(before, snapshot):
-            actions.append(
-                CredentialChanged(
-                    campaign_id, credential_id, fields, snapshot, before, desired.secret_fields
+    last_parts = applied.parts() if applied is not None else {}
+    last = applied.credentials if applied is not None else {}
+    in_ledger = observed.credentials.keys()
+    for campaign_id, part in desired.parts().items():
+        if last_parts.get(campaign_id) is part and part.keys() <= in_ledger:
+            continue  # the very credentials the ledger was last given: unchanged
+        for key, snapshot in part.items():
+            before = observed.credentials.get(key)
+            if before is not None and last.get(key) is snapshot:
+                continue
+            if before is None:
+                actions.append(CredentialAdded(*key, snapshot))
+            elif fields := _changed_fields(before, snapshot):
+                actions.append(
+                    CredentialChanged(*key, fields, snapshot, before, desired.secret_fields)
                 )
-            )
-    removed = [key for key in observed.credentials if key not in desired.credentials]
-    actions.extend(CredentialRemoved(*key) for key in removed)
+    if not in_ledger <= desired.credentials.keys():  # a set comparison, at C speed
+        removed = [key for key in observed.credentials if key not in desired.credentials]
+        actions.extend(CredentialRemoved(*key) for key in removed)
     return actions
 
 
@@ -564,7 +586,7 @@ def plan(
     observed: Observed,
     leads: Mapping[str, LeadsDiff] | None = None,
     lists: Mapping[str, ListsDiff] | None = None,
-    applied: Mapping[CredentialRef, Snapshot] | None = None,
+    applied: Desired | None = None,
 ) -> Plan:
     """Compute what it takes to bring the observed state to the desired one.
 
@@ -575,9 +597,10 @@ def plan(
             ledger's), what it changes, as the ledger compared it.
         lists: For each account whose suppression lists changed (their digest differs
             from the ledger's, or they are gone), what they change, as compared there.
-        applied: The credential snapshots the ledger was given by the last plan applied
-            (the very objects): a desired snapshot that is one of them is not compared
-            again (a reload of one file among thousands compares only its own).
+        applied: The desired state the ledger was given by the last plan applied: a
+            snapshot (or a campaign's credentials) that is the very object it held is
+            not compared again (a reload of one file among thousands compares only its
+            own). The ledger's campaigns and credentials change only by applied plans.
 
     Returns:
         The actions, in the order they apply: campaigns, credentials, leads, suppression
@@ -585,8 +608,8 @@ def plan(
         have no effect.
     """
     actions = [
-        *_campaign_actions(desired, observed),
-        *_credential_actions(desired, observed, applied or {}),
+        *_campaign_actions(desired, observed, applied),
+        *_credential_actions(desired, observed, applied),
         *_leads_actions(desired, observed, leads or {}),
         *_lists_actions(desired, observed, lists or {}),
         *_reenable_actions(desired, observed),

@@ -7,7 +7,6 @@ date and plans only what the state file still lacks, so applying is safe to repe
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,9 +22,9 @@ from mailopsd.reconcile import (
     CredentialChanged,
     CredentialReenabled,
     CredentialRemoved,
+    Desired,
     LeadsChanged,
     Plan,
-    Snapshot,
     SuppressionListsChanged,
 )
 from mailopsd.refs import CredentialRef, credential_key
@@ -134,10 +133,10 @@ class Reconciler:
     progress: Progress | None = None
     _scratch: Ledger | None = field(default=None, init=False, repr=False)
     _snapshots: SnapshotCache = field(default_factory=SnapshotCache, init=False, repr=False)
-    # The credential snapshots of the last plan, and of the last plan applied: the
-    # ledger's credentials change only by an applied plan (see reconcile.plan).
-    _planned: Mapping[CredentialRef, Snapshot] = field(default_factory=dict, init=False, repr=False)
-    _applied: Mapping[CredentialRef, Snapshot] = field(default_factory=dict, init=False, repr=False)
+    # The desired state of the last plan, and of the last plan applied: the ledger's
+    # campaigns and credentials change only by an applied plan (see reconcile.plan).
+    _planned: Desired | None = field(default=None, init=False, repr=False)
+    _applied: Desired | None = field(default=None, init=False, repr=False)
 
     def _staging(self) -> Ledger:
         """Where leads files are staged: the ledger, or without one a scratch ledger."""
@@ -164,17 +163,17 @@ class Reconciler:
         leads = leads_diffs(self._staging(), loaded, desired, observed, progress=self.progress)
         lists = lists_diffs(self._staging(), loaded, desired, observed)
         planned = reconcile.plan(desired, observed, leads, lists, self._applied)
-        self._planned = desired.credentials
+        self._planned = desired
         return planned
 
     def apply(self, plan: Plan, state: StateFile, now: datetime) -> StateFile:
         """Apply a plan; returns the new state (not yet saved)."""
         assert self.ledger is not None  # noqa: S101 - only a read-only plan has no ledger
-        self._applied = {}  # until the ledger has taken this plan
+        self._applied = None  # until the ledger has taken this plan
         applied = apply_plan(plan, ledger=self.ledger, state=state, now=now)
         self._applied = self._planned
         return applied
 
     def compare_all(self) -> None:
-        """Compare every credential with the ledger at the next plan (a periodic check)."""
-        self._applied = {}
+        """Compare everything with the ledger at the next plan (a periodic check)."""
+        self._applied = None

@@ -18,9 +18,10 @@ import hashlib
 import hmac
 import os
 import subprocess
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from mailopsd.config import confined
 from mailopsd.config.confined import RefusedFileError, confine
@@ -37,6 +38,7 @@ from mailopsd.reconcile import (
     ListsDiff,
     Observed,
     ObservedCredential,
+    Snapshot,
     SuppressionListFiles,
 )
 from mailopsd.refs import CredentialRef, parse_credential_key
@@ -246,9 +248,11 @@ def build_desired(
     """
     snapshots = snapshots or SnapshotCache()
     campaigns = {cid: _campaign_snapshot(loaded, cid, snapshots) for cid in loaded.config.campaigns}
-    credentials: dict[CredentialRef, dict[str, object]] = {}
+    credentials: dict[CredentialRef, Snapshot] = {}
+    parts: dict[str, Mapping[CredentialRef, Snapshot]] = {}
     reenabled: dict[CredentialRef, datetime | None] = {}
     leads: dict[str, LeadsFile] = {}
+    digests: dict[Path, str] = {}  # many campaigns, one leads file: looked at once a plan
     for campaign_id, campaign in loaded.config.campaigns.items():
         # A campaign's credentials as a whole, kept with the campaign: a reload of one
         # file among thousands walks the others' ten thousand credentials no more.
@@ -259,16 +263,20 @@ def build_desired(
         )
         if part["campaign_id"] != campaign_id:  # the same object under another id: rare
             part = _credentials_part(loaded, campaign_id, campaign, key, snapshots)
-        credentials.update(part["credentials"])  # type: ignore[call-overload]
+        own = cast(Mapping[CredentialRef, Snapshot], part["credentials"])
+        credentials.update(own)
+        parts[campaign_id] = own
         reenabled.update(part["reenabled_at"])  # type: ignore[call-overload]
         path = part["leads_path"]
         assert isinstance(path, Path)  # noqa: S101 - as _credentials_part makes it
-        try:
-            digest = _leads_digest(path, cache, loaded.root)
-        except RefusedFileError as err:
-            raise StateError(str(err)) from err
-        except OSError as err:
-            raise StateError(f"cannot read leads file {path}: {err}") from err
+        digest = digests.get(path) or ""
+        if not digest:
+            try:
+                digest = digests[path] = _leads_digest(path, cache, loaded.root)
+            except RefusedFileError as err:
+                raise StateError(str(err)) from err
+            except OSError as err:
+                raise StateError(f"cannot read leads file {path}: {err}") from err
         column = campaign.send_window.zone_column if campaign.send_window else None
         if column is not None:  # the leads' zones come from the file: a new column reads it again
             digest = f"{digest}+zone:{column}"
@@ -283,6 +291,7 @@ def build_desired(
         leads=leads,
         secret_fields=SECRET_FIELDS,
         suppression_lists=_suppression_lists(loaded, cache),
+        credential_parts=parts,
     )
 
 

@@ -96,11 +96,38 @@ class TestActions:
         snapshot = dict(CREDENTIAL)
         desired = _desired(credentials={KEY: snapshot})
         stale = replace(_applied(), credentials={KEY: {**CREDENTIAL, "daily_limit": 5}})
-        assert plan(desired, stale, applied={KEY: snapshot}).is_empty
-        changed = plan(desired, stale, applied={KEY: dict(snapshot)})
+        assert plan(desired, stale, applied=desired).is_empty
+        other = _desired(credentials={KEY: dict(snapshot)})
+        changed = plan(desired, stale, applied=other)
         assert [type(a) for a in changed.actions] == [CredentialChanged]
-        gone = plan(desired, replace(stale, credentials={}), applied={KEY: snapshot})
+        gone = plan(desired, replace(stale, credentials={}), applied=desired)
         assert [type(a) for a in gone.actions] == [CredentialAdded]
+
+    def test_a_campaigns_credentials_last_applied_are_not_compared_again(self) -> None:
+        """A campaign's credentials that are the very part last applied plan nothing; one
+        gone from the ledger is added again, one the config dropped is removed."""
+        part = {KEY: dict(CREDENTIAL)}
+        desired = replace(_desired(credentials=part), credential_parts={"acme": part})
+        stale = replace(_applied(), credentials={KEY: {**CREDENTIAL, "daily_limit": 5}})
+        assert plan(desired, stale, applied=desired).is_empty
+        assert [type(a) for a in plan(desired, stale).actions] == [CredentialChanged]
+        gone = plan(desired, replace(stale, credentials={}), applied=desired)
+        assert [type(a) for a in gone.actions] == [CredentialAdded]
+        extra = ("acme", "old")
+        more = replace(stale, credentials={**stale.credentials, extra: CREDENTIAL})
+        assert plan(desired, more, applied=desired).actions == (CredentialRemoved(*extra),)
+
+    def test_the_campaign_last_applied_is_not_compared_again(self) -> None:
+        """A campaign snapshot that is the very one last applied plans nothing; a new one
+        is compared, and one gone from the ledger is added again."""
+        snapshot = dict(CAMPAIGN)
+        desired = _desired(campaigns={"acme": snapshot})
+        stale = replace(_applied(), campaigns={"acme": {**CAMPAIGN, "timezone": "Europe/Paris"}})
+        assert plan(desired, stale, applied=desired).is_empty
+        changed = plan(desired, stale, applied=_desired(campaigns={"acme": dict(snapshot)}))
+        assert [type(a) for a in changed.actions] == [CampaignChanged]
+        gone = plan(desired, replace(stale, campaigns={}), applied=desired)
+        assert [type(a) for a in gone.actions] == [CampaignAdded]
 
     def test_campaign_changed_names_fields(self) -> None:
         """A changed campaign names its changed fields with old and new values."""
