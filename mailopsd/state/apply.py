@@ -25,6 +25,7 @@ from mailopsd.reconcile import (
     Desired,
     LeadsChanged,
     Plan,
+    Snapshot,
     SuppressionListsChanged,
 )
 from mailopsd.refs import CredentialRef, credential_key
@@ -47,16 +48,19 @@ logger = logging.getLogger(__name__)
 
 
 def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
+    puts: list[tuple[str, str, Snapshot]] = []  # credentials added or changed, in a row
     for action in plan.actions:
+        if isinstance(action, CredentialAdded | CredentialChanged):
+            puts.append((action.campaign_id, action.credential_id, action.snapshot))
+            continue
+        if puts:
+            ledger.campaigns.put_credentials(puts, now)
+            puts = []
         if isinstance(action, CampaignAdded | CampaignChanged):
             account = str(action.snapshot.get("account", "default"))
             ledger.campaigns.put(action.campaign_id, account, action.snapshot, now)
         elif isinstance(action, CampaignRemoved):
             ledger.campaigns.remove(action.campaign_id, now)
-        elif isinstance(action, CredentialAdded | CredentialChanged):
-            ledger.campaigns.put_credential(
-                action.campaign_id, action.credential_id, action.snapshot, now
-            )
         elif isinstance(action, CredentialRemoved):
             ledger.campaigns.remove_credential(action.campaign_id, action.credential_id, now)
         elif isinstance(action, LeadsChanged):
@@ -75,6 +79,8 @@ def _apply_to_ledger(plan: Plan, ledger: Ledger, now: datetime) -> None:
                 files=action.files,
                 now=now,
             )
+    if puts:
+        ledger.campaigns.put_credentials(puts, now)
 
 
 def _ids(action: object) -> CredentialRef:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from mailopsd.state.db import Database, Repository
@@ -108,22 +108,29 @@ class Campaigns(Repository):
         except sqlite3.Error as err:
             raise storage_error(err) from err
 
-    def put_credential(
-        self, campaign_id: str, credential_id: str, snapshot: Mapping[str, object], now: datetime
+    def put_credentials(
+        self, credentials: Sequence[tuple[str, str, Mapping[str, object]]], now: datetime
     ) -> None:
-        """Add or update a credential (a removed one comes back)."""
-        text = json.dumps(snapshot, sort_keys=True)
+        """Add or update credentials (a removed one comes back), in one statement.
+
+        Each is ``(campaign id, credential id, snapshot)``; a first start adds thousands.
+        """
+        texts = [
+            (cid, kid, json.dumps(snapshot, sort_keys=True)) for cid, kid, snapshot in credentials
+        ]
         try:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO credentials (campaign_id, id, snapshot, added_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id, id) DO UPDATE SET "
                 "snapshot = excluded.snapshot, removed_at = NULL",
-                (campaign_id, credential_id, text, stamp(now)),
+                [(cid, kid, text, stamp(now)) for cid, kid, text in texts],
             )
         except sqlite3.Error as err:
             raise storage_error(err) from err
-        if self._database.credentials is not None:
-            self._database.credentials[campaign_id, credential_id] = json.loads(text)
+        kept = self._database.credentials
+        if kept is not None:
+            for cid, kid, text in texts:
+                kept[cid, kid] = json.loads(text)
 
     def remove_credential(self, campaign_id: str, credential_id: str, now: datetime) -> None:
         """Mark a credential removed; its sends and bounces stay for history."""

@@ -62,6 +62,7 @@ def test_secret_change_seen_not_stored(
     write_config(BASE.replace("canary-Pw-9f3e2d1c", "new-password-42") + SECOND)
     lines, state = _cycle(reconciler, path, state)
     assert lines == ["~ credential acme-q4/primary: smtp_password (changed)"]
+    assert reconciler.plan(load_config(path, PLAIN), state).is_empty  # the ledger took it
     stored = b"".join(p.read_bytes() for p in (tmp_path / "state").iterdir())
     assert b"new-password-42" not in stored
     assert b"canary-Pw-9f3e2d1c" not in stored
