@@ -10,7 +10,7 @@ credentials' snapshots, which a rolled-back transaction forgets). Each repositor
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -28,7 +28,7 @@ class Database:
         self.path = path
         # Only the main thread's instance writes credentials: active credentials'
         # snapshots are kept in memory after the first read, and updated as they are written.
-        self.credentials: dict[tuple[str, str], dict[str, object]] | None = None
+        self.credentials: dict[tuple[str, str], Mapping[str, object]] | None = None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
