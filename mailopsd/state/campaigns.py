@@ -121,6 +121,7 @@ class Campaigns(Repository):
 
         Each is ``(campaign id, credential id, snapshot)``; a first start adds thousands.
         """
+        at = stamp(now)
         texts = [
             (cid, kid, json.dumps(snapshot, sort_keys=True)) for cid, kid, snapshot in credentials
         ]
@@ -129,7 +130,7 @@ class Campaigns(Repository):
                 "INSERT INTO credentials (campaign_id, id, snapshot, added_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (campaign_id, id) DO UPDATE SET "
                 "snapshot = excluded.snapshot, removed_at = NULL",
-                [(cid, kid, text, stamp(now)) for cid, kid, text in texts],
+                [(cid, kid, text, at) for cid, kid, text in texts],
             )
         except sqlite3.Error as err:
             raise storage_error(err) from err
