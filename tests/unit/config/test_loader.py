@@ -326,6 +326,29 @@ class TestReloadCache:
         assert second.config.campaigns["acme-q4"] is first.config.campaigns["acme-q4"]
         assert second.config == loads(conf).config
 
+    def test_files_added_removed_or_renamed_in_a_settled_directory_are_seen(
+        self, write_config: Writer
+    ) -> None:
+        """The directory is listed again when it changes, however long it was settled."""
+        conf = self._setup(write_config)
+        old = time.time() - 60
+        for path in [conf, *conf.iterdir()]:
+            os.utime(path, (old, old))
+        time.sleep(2.1)  # the change times set by utime settle
+        cache = LoadCache()
+        assert set(load_config(conf, PLAINTEXT_OK, cache=cache).config.campaigns) == {
+            "acme-q4",
+            "beta",
+        }
+        (conf / "20-beta.yml").rename(conf / "20-beta.yml.off")
+        assert set(load_config(conf, PLAINTEXT_OK, cache=cache).config.campaigns) == {"acme-q4"}
+        time.sleep(2.1)  # settled again: the listing is kept
+        assert set(load_config(conf, PLAINTEXT_OK, cache=cache).config.campaigns) == {"acme-q4"}
+        (conf / "20-beta.yml.off").rename(conf / "30-beta.yaml")
+        loaded = load_config(conf, PLAINTEXT_OK, cache=cache)
+        assert set(loaded.config.campaigns) == {"acme-q4", "beta"}
+        assert loaded.files == (conf / "10-acme.yaml", conf / "30-beta.yaml")
+
     def test_a_file_changed_as_it_was_read_is_read_again(self, write_config: Writer) -> None:
         """A file changed within the clock's tick of its read has the same stamp: files
         that changed in the last seconds are always read."""
