@@ -395,25 +395,46 @@ def lists_diffs(
 
 
 def config_revision(files: tuple[Path, ...], content_hash: str) -> str:
-    """The git commit of the config when it is a clean git work tree, else its content hash."""
+    """The git commit of the config when it is a clean git work tree, else its content hash.
+
+    Git is asked only when it could find a repository (a ``.git`` here or above, or
+    ``GIT_DIR`` set), and both questions at once: each reload asks (3 ms of a reload of
+    1,000 files outside git before, two commands one after the other).
+    """
     directory = files[0].parent if files else Path()
+    fallback = f"sha256:{content_hash[:16]}"
+    if not _may_be_in_git(directory):
+        return fallback
+    asked: list[subprocess.Popen[str]] = []
     try:
-        head = subprocess.run(  # noqa: S603 - fixed arguments
-            ["git", "-C", str(directory), "rev-parse", "HEAD"],  # noqa: S607 - git from PATH
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        dirty = subprocess.run(  # noqa: S603 - fixed arguments
-            ["git", "-C", str(directory), "status", "--porcelain", "--", "."],  # noqa: S607
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        asked.append(_git(directory, "rev-parse", "HEAD"))
+        asked.append(_git(directory, "status", "--porcelain", "--", "."))
+        (commit, _), (changes, _) = (command.communicate(timeout=10) for command in asked)
     except (OSError, subprocess.SubprocessError):
-        return f"sha256:{content_hash[:16]}"
-    if head.returncode == 0 and dirty.returncode == 0 and not dirty.stdout.strip():
-        return f"git:{head.stdout.strip()[:12]}"
-    return f"sha256:{content_hash[:16]}"
+        for command in asked:
+            command.kill()
+            command.communicate()
+        return fallback
+    head, dirty = asked
+    if head.returncode == 0 and dirty.returncode == 0 and not changes.strip():
+        return f"git:{commit.strip()[:12]}"
+    return fallback
+
+
+def _git(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603 - fixed arguments
+        ["git", "-C", str(directory), *args],  # noqa: S607 - git from PATH
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _may_be_in_git(directory: Path) -> bool:
+    """Tell whether git could find a repository for ``directory``."""
+    if "GIT_DIR" in os.environ:
+        return True
+    places = {directory.absolute(), directory.resolve()}  # git starts from the latter
+    return any(
+        os.path.lexists(folder / ".git") for place in places for folder in (place, *place.parents)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mailopsd.errors import StateError
 from mailopsd.reconcile import CampaignRemoved, CredentialRemoved, LeadsChanged
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.observe import config_revision
 from mailopsd.state.statefile import StateFile, save_state
 from tests.configs import BASE, Writer
 
@@ -126,3 +128,21 @@ def test_leads_turned_fifo_after_validation_are_not_read(write_config: Writer) -
     reconciler = Reconciler(Path("state"), None, {}, create_key=False)
     with pytest.raises(StateError, match=r"^leads file leads.csv is a FIFO, not a regular file"):
         reconciler.plan(loaded, StateFile())
+
+
+def test_the_revision_is_the_commit_of_a_clean_git_work_tree(tmp_path: Path) -> None:
+    """A clean work tree gives its commit, a changed one or no repository the content hash,
+    as does a config in a folder of a work tree (git is asked from where the files are)."""
+    config = tmp_path / "repo" / "config"
+    config.mkdir(parents=True)
+    files = (config / "c.yaml",)
+    files[0].write_text("campaigns: {}\n")
+    assert config_revision(files, "ab" * 32) == "sha256:" + "ab" * 8
+    git = ["git", "-C", str(tmp_path / "repo"), "-c", "user.name=T", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    assert config_revision(files, "ab" * 32) == "git:" + head.stdout.strip()[:12]
+    files[0].write_text("campaigns: {x: 1}\n")
+    assert config_revision(files, "cd" * 32) == "sha256:" + "cd" * 8
