@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd.config.loader import LoadCache, load_config
-from mailopsd.errors import ConfigError
+from mailopsd.errors import ConfigError, ConfigIssue
 from tests.configs import BASE, PLAINTEXT_OK, Writer, errors_of, loads
 
 # A second campaign after BASE's, in the same file: it starts on line 19.
@@ -24,6 +24,14 @@ BETA = """\
              smtp_password: p, from_name: Bea, from_email: bea@example.org, daily_limit: 5}
 """
 TWO = BASE.replace('body: "Following up"', "body_file: step2.txt") + BETA
+
+
+def _errors_with(cache: LoadCache, path: Path) -> list[ConfigIssue]:
+    """The issues of a load with ``cache``, checked to be those of a cold load."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, PLAINTEXT_OK, cache=cache)
+    assert [str(issue) for issue in caught.value.issues] == errors_of(path)
+    return list(caught.value.issues)
 
 
 class TestNamedFiles:
@@ -77,20 +85,13 @@ class TestNamedFiles:
         cache = LoadCache()
         load_config(path, PLAINTEXT_OK, cache=cache)
         Path("leads.csv").unlink()
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, PLAINTEXT_OK, cache=cache)
-        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
-        assert len(caught.value.issues) == 2
+        assert len(_errors_with(cache, path)) == 2
 
     def test_a_leads_path_through_a_file_is_reported(self, write_config: Writer) -> None:
         """A leads path under a file (not a directory) is an error, with a cache too."""
         Path("step2.txt").write_text("Later\n")
         path = write_config(TWO.replace("leads: leads.csv", "leads: leads.csv/more.csv"))
-        cache = LoadCache()
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, PLAINTEXT_OK, cache=cache)
-        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
-        assert [issue.path for issue in caught.value.issues] == [
+        assert [issue.path for issue in _errors_with(LoadCache(), path)] == [
             "campaigns.acme-q4.leads",
             "campaigns.beta.leads",
         ]
@@ -115,10 +116,7 @@ class TestReloads:
         path, cache = self._loaded_twice(
             write_config, lambda: Path("step2.txt").write_text("Later, {{ city }}\n")
         )
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, PLAINTEXT_OK, cache=cache)
-        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
-        assert [issue.path for issue in caught.value.issues] == [
+        assert [issue.path for issue in _errors_with(cache, path)] == [
             "campaigns.acme-q4.sequence.1.body_file",
             "campaigns.beta.sequence.1.body_file",
         ]
@@ -150,7 +148,4 @@ class TestReloads:
     def test_a_template_gone_is_reported_after_a_good_load(self, write_config: Writer) -> None:
         """A template deleted after a good load is an error at each step naming it."""
         path, cache = self._loaded_twice(write_config, Path("step2.txt").unlink)
-        with pytest.raises(ConfigError) as caught:
-            load_config(path, PLAINTEXT_OK, cache=cache)
-        assert [str(issue) for issue in caught.value.issues] == errors_of(path)
-        assert all("step2.txt not found" in str(issue) for issue in caught.value.issues)
+        assert all("step2.txt not found" in str(issue) for issue in _errors_with(cache, path))
