@@ -411,9 +411,11 @@ def config_revision(files: tuple[Path, ...], content_hash: str) -> str:
         asked.append(_git(directory, "status", "--porcelain", "--", "."))
         (commit, _), (changes, _) = (command.communicate(timeout=10) for command in asked)
     except (OSError, subprocess.SubprocessError):
-        for command in asked:
+        for command in asked:  # one that finished is left as it is
             command.kill()
-            command.communicate()
+            command.wait()
+            if command.stdout is not None:
+                command.stdout.close()
         return fallback
     head, dirty = asked
     if head.returncode == 0 and dirty.returncode == 0 and not changes.strip():
