@@ -76,18 +76,18 @@ class FilesRead:
 
 @dataclass
 class CampaignFiles:
-    """Checks the files one campaign names: its leads header, its templates against it, CA files."""
+    """Checks the files one campaign names: its leads header, and its templates against it."""
 
     campaign_id: str
     campaign: Campaign
     source: Source
-    issues: list[ConfigIssue]
-    bodies: dict[tuple[str, int, str], str]
-    body_files: list[bytes]
     root: Path
     read: FilesRead = field(default_factory=FilesRead)
+    issues: list[ConfigIssue] = field(default_factory=list)
+    bodies: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    """Each step's and variant's body text."""
     opened: list[tuple[Path, bytes]] = field(default_factory=list)
-    """Each template read, with its bytes, in the order read."""
+    """Each template read, with its bytes, in the order read (the revision hashes them)."""
     unread: bool = False
     """A template could not be read."""
 
@@ -176,8 +176,22 @@ class CampaignFiles:
             self._issue([*loc, "body_file"], f"template file {path} {reason}")
             return None
         self.opened.append((path, raw))
-        self.body_files.append(raw)
         return text
+
+    def checked(self, cache: LoadCache | None) -> Checked:
+        """Check the leads header, the templates against it and the time zone column."""
+        found = self.columns(cache)
+        self.check(found)
+        self.check_zone_column(found)
+        return Checked(
+            self.root,
+            self.leads_path,
+            found,
+            tuple(self.opened),
+            tuple(self.issues),
+            tuple(self.bodies.items()),
+            complete=found is not None and not self.unread,
+        )
 
     def check_zone_column(self, columns: tuple[str, ...] | None) -> None:
         """Check that the column of the leads' time zones (``send_window.timezone``) exists."""
@@ -235,17 +249,19 @@ class CampaignFiles:
 class Checked:
     """What checking one campaign's files gave, and what it read to give it.
 
-    It holds while the campaign object is the same (its file and the mailboxes it names
-    are unchanged, see ``LoadCache``), the root is, its leads file has the same columns
-    and each template it read has the same bytes.
+    A complete one holds while the campaign object is the same (its file and the
+    mailboxes it names are unchanged, see ``LoadCache``), the root is, its leads file has
+    the same columns and each template it read has the same bytes.
     """
 
     root: Path
     leads: Path
-    columns: tuple[str, ...]
+    columns: tuple[str, ...] | None
     opened: tuple[tuple[Path, bytes], ...]
     issues: tuple[ConfigIssue, ...]
     bodies: tuple[tuple[tuple[str, int, str], str], ...]
+    complete: bool
+    """The leads header and every template were read: it may be kept for the next load."""
 
     def holds(self, checker: CampaignFiles, cache: LoadCache | None) -> bool:
         """Tell whether the files read are unchanged (read again, once per load, to see)."""
@@ -288,39 +304,18 @@ def check_campaigns(
     now: dict[int, tuple[Campaign, object]] = {}
     for campaign_id, campaign in config.campaigns.items():
         source = merge.source_for(["campaigns", campaign_id])
+        checker = CampaignFiles(campaign_id, campaign, source, root, read)
         known = kept.get(id(campaign))
         checked = known[1] if known is not None and known[0] is campaign else None
-        if isinstance(checked, Checked):
-            checker = CampaignFiles(campaign_id, campaign, source, [], {}, [], root, read)
-            if checked.holds(checker, cache):
-                merge.issues.extend(checked.issues)
-                bodies.update(checked.bodies)
-                body_files.extend(raw for _, raw in checked.opened)
-                columns[campaign_id] = checked.columns
-                now[id(campaign)] = (campaign, checked)
-                continue
-        checker = CampaignFiles(campaign_id, campaign, source, [], {}, [], root, read)
-        found = checker.columns(cache)
-        checker.check(found)
-        checker.check_zone_column(found)
-        merge.issues.extend(checker.issues)
-        bodies.update(checker.bodies)
-        body_files.extend(checker.body_files)
-        if found is None:
-            continue
-        columns[campaign_id] = found
-        if not checker.unread:
-            now[id(campaign)] = (
-                campaign,
-                Checked(
-                    root,
-                    checker.leads_path,
-                    found,
-                    tuple(checker.opened),
-                    tuple(checker.issues),
-                    tuple(checker.bodies.items()),
-                ),
-            )
+        if not isinstance(checked, Checked) or not checked.holds(checker, cache):
+            checked = checker.checked(cache)
+        merge.issues.extend(checked.issues)
+        bodies.update(checked.bodies)
+        body_files.extend(raw for _, raw in checked.opened)
+        if checked.columns is not None:
+            columns[campaign_id] = checked.columns
+        if checked.complete:
+            now[id(campaign)] = (campaign, checked)
     if cache is not None:
         cache.worked["files"] = now
     return columns
