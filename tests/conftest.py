@@ -12,7 +12,13 @@ import pytest
 
 from tests.configs import BASE, LEADS, Writer
 
-pytest_plugins = ["tests.servers.smtp", "tests.servers.imap", "tests.servers.dns"]
+pytest_plugins = [
+    "tests.servers.smtp",
+    "tests.servers.imap",
+    "tests.servers.dns",
+    "tests.servers.postgres",
+    "tests.ledger_setup",
+]
 
 
 @pytest.fixture(autouse=True)

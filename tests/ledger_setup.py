@@ -1,9 +1,13 @@
-"""A ledger in tests: leads put in as the daemon puts them, and read through its repositories.
+"""A ledger in tests: on either engine, leads put in as the daemon puts them, read back.
 
-Tests that need a lead in a ledger without a whole config use :func:`import_leads`; it
-goes through the same staging and applying as a reconcile, so a lead seeded here is a
-lead the daemon would have. Tests that look at what a run recorded open the state
-directory's ledger with :func:`read_ledger`, and ask its repositories, never the tables.
+Tests of the ledger's behaviour take :func:`ledgers`, which runs each of them twice: on
+SQLite (a file in ``tmp_path``) and on PostgreSQL (a fresh database of the session's
+server); ``ledgers.open()`` opens the one ledger of the test, again each time it is
+called. Tests that need a lead in a ledger without a whole config use
+:func:`import_leads`; it goes through the same staging and applying as a reconcile, so a
+lead seeded here is a lead the daemon would have. Tests that look at what a run recorded
+open the state directory's ledger with :func:`read_ledger`, and ask its repositories,
+never the tables.
 """
 
 from __future__ import annotations
@@ -11,12 +15,53 @@ from __future__ import annotations
 import csv
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from mailopsd.config.leads import iter_leads
+from mailopsd.state import postgres
 from mailopsd.state.ledger import Ledger
+
+ENGINES = ("sqlite", "postgresql")
+
+
+class Ledgers:
+    """The ledger of one test, on one engine: opened as often as the test asks."""
+
+    def __init__(self, engine: str, directory: Path, dsn: str | None) -> None:
+        """Open ledgers in ``directory`` (SQLite) or at ``dsn`` (PostgreSQL)."""
+        self.engine = engine
+        self.directory = directory
+        self.dsn = dsn
+        self._opened: list[Ledger] = []
+
+    def open(self) -> Ledger:
+        """A new connection to the test's ledger (closed after the test if left open)."""
+        ledger = Ledger.open(self.directory) if self.dsn is None else Ledger.connect(self.dsn)
+        self._opened.append(ledger)
+        return ledger
+
+    def close(self) -> None:
+        """Close every ledger opened, and the pools behind PostgreSQL's."""
+        for ledger in self._opened:
+            with suppress(Exception):  # closed already by the test
+                ledger.close()
+        if self.dsn is not None:
+            postgres.close_pools()
+
+
+@pytest.fixture(params=ENGINES)
+def ledgers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledgers]:
+    """The test's ledger, on SQLite then on PostgreSQL (one run each)."""
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgresql" else None
+    opened = Ledgers(request.param, tmp_path, dsn)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 def import_leads(

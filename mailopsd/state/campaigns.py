@@ -9,11 +9,11 @@ per connection and kept in memory, updated as they are written (see
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from mailopsd.state.db import Database, Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp
 
@@ -34,7 +34,7 @@ class Campaigns(Repository):
             row = self._db.execute(
                 "SELECT account FROM campaigns WHERE id = ?", (campaign_id,)
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return None if row is None else str(row[0])
 
@@ -55,7 +55,7 @@ class Campaigns(Repository):
                     known = (text, json.loads(text))
                 kept[campaign_id] = known
                 found[campaign_id] = known[1]
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         self._read = kept
         return found
@@ -75,7 +75,7 @@ class Campaigns(Repository):
                     (row[0], row[1]): snapshot
                     for row, snapshot in zip(rows, snapshots, strict=True)
                 }
-            except sqlite3.Error as err:
+            except ENGINE_ERRORS as err:
                 raise storage_error(err) from err
         return dict(database.credentials)
 
@@ -87,7 +87,7 @@ class Campaigns(Repository):
                 "AND leads_digest IS NOT NULL"
             )
             return {row[0]: row[1] for row in rows}
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def put(
@@ -101,7 +101,7 @@ class Campaigns(Repository):
                 "snapshot = excluded.snapshot, removed_at = NULL",
                 (campaign_id, account, json.dumps(snapshot, sort_keys=True), stamp(now)),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def remove(self, campaign_id: str, now: datetime) -> None:
@@ -111,7 +111,7 @@ class Campaigns(Repository):
                 "UPDATE campaigns SET removed_at = ?, leads_digest = NULL WHERE id = ?",
                 (stamp(now), campaign_id),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def put_credentials(
@@ -132,7 +132,7 @@ class Campaigns(Repository):
                 "snapshot = excluded.snapshot, removed_at = NULL",
                 [(cid, kid, text, at) for cid, kid, text in texts],
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         kept = self._database.credentials
         if kept is not None:
@@ -149,7 +149,7 @@ class Campaigns(Repository):
                 "UPDATE credentials SET removed_at = ? WHERE campaign_id = ? AND id = ?",
                 (stamp(now), campaign_id, credential_id),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         if self._database.credentials is not None:
             self._database.credentials.pop((campaign_id, credential_id), None)

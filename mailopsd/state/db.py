@@ -1,6 +1,7 @@
 """The ledger's connection and what its repositories share on it.
 
-One :class:`Database` per SQLite connection: the transactions (all or nothing), the read
+One :class:`Database` per connection (SQLite's, or PostgreSQL's: see
+:mod:`mailopsd.state.engine`): the transactions (all or nothing), the read
 snapshots (several reads that agree with each other), the work on temporary tables,
 and the caches every repository of the connection must see alike (the active
 credentials' snapshots, which a rolled-back transaction forgets). Each repository is a
@@ -14,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from mailopsd.state.engine import ENGINE_ERRORS, SQLITE, Connection, Dialect
 from mailopsd.state.errors import storage_error
 
 __all__ = ["Database", "Repository"]
@@ -22,10 +24,21 @@ __all__ = ["Database", "Repository"]
 class Database:
     """One connection to the ledger, used from one thread, and its shared caches."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        """Share ``connection`` (to the ledger at ``path``) between repositories."""
+    def __init__(
+        self, connection: Connection, path: Path, dialect: Dialect = SQLITE, name: str = ""
+    ) -> None:
+        """Share ``connection`` between repositories.
+
+        Args:
+            connection: The connection, of the engine ``dialect`` says.
+            path: The ledger's file (SQLite), or an empty path.
+            dialect: The engine's differences.
+            name: How messages name the ledger (by default its path).
+        """
         self.connection = connection
         self.path = path
+        self.dialect = dialect
+        self.name = name or str(path)
         # Only the main thread's instance writes credentials: active credentials'
         # snapshots are kept in memory after the first read, and updated as they are written.
         self.credentials: dict[tuple[str, str], Mapping[str, object]] | None = None
@@ -39,7 +52,7 @@ class Database:
         """
         try:
             self.connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         try:
             yield
@@ -47,7 +60,7 @@ class Database:
         except BaseException as err:
             # A failed COMMIT (disk full, I/O error) may already have rolled back; the
             # ROLLBACK then fails, and the first error is the one that counts.
-            with suppress(sqlite3.Error):
+            with suppress(*ENGINE_ERRORS):
                 self.connection.execute("ROLLBACK")
             self.credentials = None
             if isinstance(err, sqlite3.Error):
@@ -65,7 +78,7 @@ class Database:
             yield
             self.connection.execute("COMMIT")
         except BaseException:
-            with suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already
+            with suppress(*ENGINE_ERRORS):  # a failed COMMIT may have rolled back already
                 self.connection.execute("ROLLBACK")
             raise
 
@@ -75,7 +88,7 @@ class Database:
         if self.connection.in_transaction:
             yield
             return
-        self.connection.execute("BEGIN")
+        self.connection.execute(self.dialect.begin_snapshot)
         try:
             yield
         finally:
@@ -85,10 +98,10 @@ class Database:
 class Repository:
     """The reads and writes of one part of the ledger, on the connection it shares.
 
-    Every public method translates SQLite's errors into storage errors (see
+    Every public method translates the engine's errors into storage errors (see
     :mod:`mailopsd.state.errors`) around its whole body: nothing per row, nothing when
-    nothing fails. An ``OSError`` passes as it is: SQLite raises none, so it comes from
-    an iterable the caller gave (a leads file being read), and is the caller's.
+    nothing fails. An ``OSError`` passes as it is: neither engine raises one, so it comes
+    from an iterable the caller gave (a leads file being read), and is the caller's.
     """
 
     def __init__(self, database: Database) -> None:

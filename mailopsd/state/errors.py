@@ -1,12 +1,12 @@
 """Storage errors: what the ledger and the state file raise when storage fails them.
 
-SQLite's and the system's errors are translated where the state package calls them, by
-SQLite's result code and the system's ``errno`` (never by message text), into one
-family that says what the failure means for the daemon: a full disk, a read-only one
-and storage that cannot be reached now pass when the operator acts (the daemon pauses
-its work meanwhile); a damaged ledger or one newer than this program does not. The
-original error stays as ``__cause__``, and its text is the message, as people saw it
-before the translation.
+SQLite's, PostgreSQL's and the system's errors are translated where the state package
+calls them, by SQLite's result code, PostgreSQL's SQLSTATE and the system's ``errno``
+(never by message text), into one family that says what the failure means for the
+daemon: a full disk, a read-only one and storage that cannot be reached now pass when
+the operator acts (the daemon pauses its work meanwhile); a damaged ledger or one
+newer than this program does not. The original error stays as ``__cause__``, and its
+text is the message, as people saw it before the translation.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import errno
 import sqlite3
 
 from mailopsd.errors import StateError
+from mailopsd.state.engine import EngineError
 
 __all__ = [
     "StorageCorruptError",
@@ -71,6 +72,24 @@ _BY_RESULT_CODE: dict[int, type[StorageError]] = {
     sqlite3.SQLITE_NOTADB: StorageCorruptError,
 }
 
+# PostgreSQL's SQLSTATE codes, whole, then by class (their first two characters).
+_BY_SQLSTATE: dict[str, type[StorageError]] = {
+    "53100": StorageFullError,  # disk_full
+    "25006": StorageReadOnlyError,  # read_only_sql_transaction: a standby
+    "42501": StorageReadOnlyError,  # insufficient_privilege
+    "XX001": StorageCorruptError,  # data_corrupted
+    "XX002": StorageCorruptError,  # index_corrupted
+    "40001": StorageUnavailableError,  # serialization_failure
+    "40P01": StorageUnavailableError,  # deadlock_detected
+    "55P03": StorageUnavailableError,  # lock_not_available
+}
+_BY_SQLSTATE_CLASS: dict[str, type[StorageError]] = {
+    "08": StorageUnavailableError,  # connection exception
+    "53": StorageUnavailableError,  # insufficient resources
+    "57": StorageUnavailableError,  # operator intervention: shut down, cannot connect now
+    "58": StorageUnavailableError,  # system error (the server's I/O)
+}
+
 _BY_ERRNO: dict[int, type[StorageError]] = {
     errno.ENOSPC: StorageFullError,
     errno.EDQUOT: StorageFullError,
@@ -81,11 +100,13 @@ _BY_ERRNO: dict[int, type[StorageError]] = {
 }
 
 
-def storage_error(err: sqlite3.Error | OSError, message: str | None = None) -> StorageError:
+def storage_error(
+    err: sqlite3.Error | EngineError | OSError, message: str | None = None
+) -> StorageError:
     """The storage error that says what ``err`` means; raise it ``from err``.
 
     Args:
-        err: What SQLite or the system raised.
+        err: What SQLite, PostgreSQL or the system raised.
         message: What to say; by default the text of ``err``.
 
     Returns:
@@ -93,6 +114,10 @@ def storage_error(err: sqlite3.Error | OSError, message: str | None = None) -> S
     """
     if isinstance(err, OSError):
         kind = _BY_ERRNO.get(err.errno or 0, StorageError)
+    elif isinstance(err, EngineError):
+        # No SQLSTATE: the driver's own failure, which is a lost connection.
+        state = err.sqlstate or "08000"
+        kind = _BY_SQLSTATE.get(state) or _BY_SQLSTATE_CLASS.get(state[:2], StorageError)
     else:
         # Extended result codes keep the primary code in their low byte.
         code = getattr(err, "sqlite_errorcode", None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from mailopsd.config.zones import zone_of_row
 from mailopsd.errors import StateError
 from mailopsd.reconcile import LeadsDiff
 from mailopsd.state.db import Database, Repository
+from mailopsd.state.engine import ENGINE_ERRORS, SQLITE
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import ZONES_SCHEMA, schema_version, stamp
 
@@ -140,7 +140,7 @@ class LeadImports(Repository):
         try:
             with self._database.temporary_work():
                 counts = self._fill_stage(stage, lines, name, zone_column)
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             self._stages.pop(campaign_id, None)
             raise storage_error(err) from err
         except BaseException:
@@ -178,7 +178,8 @@ class LeadImports(Repository):
         self._compare_stage(stage, count, name)
         number = (stage.number,)
         added, updated = self._db.execute(
-            f"SELECT coalesce(sum(change = 'added'), 0), coalesce(sum(change = 'updated'), 0) "
+            "SELECT coalesce(sum(CASE WHEN change = 'added' THEN 1 ELSE 0 END), 0), "
+            "coalesce(sum(CASE WHEN change = 'updated' THEN 1 ELSE 0 END), 0) "
             f"FROM {kept} WHERE stage = ?",
             number,
         ).fetchone()
@@ -228,9 +229,9 @@ class LeadImports(Repository):
         ``plan`` reads a ledger without migrating it: one of schema 9 has no zones (and
         then no campaign of it has per-lead zones).
         """
-        if schema_version(self._db) < ZONES_SCHEMA:
+        if self._database.dialect is SQLITE and schema_version(self._db) < ZONES_SCHEMA:
             return ""
-        return " OR lead.zone IS NOT staged.zone"
+        return " OR lead.zone IS DISTINCT FROM staged.zone"
 
     def _compare_stage(self, stage: LeadsStage, count: int, name: str) -> None:
         """Keep each address's first row, note the repeats, and compare with the leads."""
@@ -294,7 +295,7 @@ class LeadImports(Repository):
             )
             for email, fields, row_hash, line in rows:
                 yield LeadRow(email, json.loads(fields), row_hash, line)
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def _staged_column(self, stage: LeadsStage, query: str) -> Iterator[str]:
@@ -302,7 +303,7 @@ class LeadImports(Repository):
         try:
             for (value,) in self._db.execute(query, (stage.number,)):
                 yield str(value)
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def changes(self, stage: LeadsStage) -> LeadsDiff:
@@ -333,7 +334,7 @@ class LeadImports(Repository):
                     self._db.execute(
                         f"DELETE FROM {stage.table(part)} WHERE stage = ?", (stage.number,)
                     )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def apply_stage(
@@ -364,7 +365,7 @@ class LeadImports(Repository):
             )
         try:
             self._apply_stage(stage, account=account, digest=digest, when=stamp(now))
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         self.drop(campaign_id)
 
@@ -404,5 +405,5 @@ class LeadImports(Repository):
                 (campaign_id,),
             )
             return [str(row[0]) for row in rows]
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err

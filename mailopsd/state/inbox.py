@@ -9,11 +9,11 @@ with the send it answers; bounces are kept with the sends (see
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp, unstamp
 
@@ -57,7 +57,7 @@ class InboxRecords(Repository):
                 (campaign_id, credential_id),
             )
             return {str(row[0]): (int(row[1]), int(row[2] or 0)) for row in rows}
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def polls(self, campaign_id: str | None = None) -> list[Cursor]:
@@ -69,7 +69,7 @@ class InboxRecords(Repository):
                 "ORDER BY campaign_id, credential_id, folder",
                 (campaign_id, campaign_id),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [
             Cursor(c, k, folder, validity, uid, None if at is None else unstamp(at), result)
@@ -87,7 +87,7 @@ class InboxRecords(Repository):
                 "AND credential_id = ? ORDER BY last_poll_at DESC LIMIT 1",
                 (campaign_id, credential_id),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return (row[0], row[1]) if row else (None, None)
 
@@ -120,7 +120,7 @@ class InboxRecords(Repository):
                     result,
                 ),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def note_message(
@@ -142,7 +142,7 @@ class InboxRecords(Repository):
                 "uid, at, kind, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (campaign_id, credential_id, key, folder, uid, stamp(at), kind, email),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def has_message(self, campaign_id: str, credential_id: str, key: str) -> bool:
@@ -153,7 +153,7 @@ class InboxRecords(Repository):
                 "AND key = ?",
                 (campaign_id, credential_id, key),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return row is not None
 
@@ -163,7 +163,7 @@ class InboxRecords(Repository):
             (count,) = self._db.execute(
                 "SELECT count(*) FROM inbox_messages WHERE campaign_id = ?", (campaign_id,)
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return int(count)
 
@@ -184,7 +184,7 @@ class InboxRecords(Repository):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (campaign_id, credential_id, email, stamp(at), kind, message_id),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def replies(self, campaign_id: str | None = None) -> list[Reply]:
@@ -195,6 +195,6 @@ class InboxRecords(Repository):
                 "WHERE ? IS NULL OR campaign_id = ? ORDER BY id",
                 (campaign_id, campaign_id),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [Reply(c, k, e, kind, unstamp(at), m) for c, k, e, kind, at, m in rows]

@@ -12,12 +12,12 @@ in ``domain_days``), each one lookup per lead read.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp
 
@@ -157,6 +157,11 @@ _LEAD_COLUMNS = (
 )
 
 
+def _flag(condition: str) -> str:
+    """1 where ``condition`` holds, else 0 (a condition is a number in SQLite only)."""
+    return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
+
+
 def _progress(row: tuple[object, ...]) -> LeadProgress:
     return LeadProgress(
         campaign_id=str(row[0]),
@@ -217,7 +222,7 @@ class Leads(Repository):
         where = (
             "WHERE campaign_id = :campaign AND state = 'waiting' AND removed_at IS NULL "
             "AND next_due_at <= :now "
-            "AND credential_id IN (SELECT value FROM json_each(:credentials)) "
+            f"AND credential_id IN ({self._database.dialect.json_values.format(':credentials')}) "
             f"AND {_NOT_HELD}"
         )
         if zones is None:
@@ -225,7 +230,7 @@ class Leads(Repository):
             return self._read(query, params)
         query = (
             f"SELECT {_LEAD_COLUMNS} FROM leads INDEXED BY leads_waiting_by_zone {where} "
-            "AND zone IS :zone ORDER BY next_due_at LIMIT :limit"
+            "AND {zone} ORDER BY next_due_at LIMIT :limit"
         )
         return self._by_zone(query, params, zones, limit, key=lambda lead: lead.next_due_at or "")
 
@@ -259,14 +264,14 @@ class Leads(Repository):
             return self._read(query, params)
         query = (
             f"SELECT {_LEAD_COLUMNS}, line FROM leads INDEXED BY leads_new_by_zone {where} "
-            "AND zone IS :zone ORDER BY line LIMIT :limit"
+            "AND {zone} ORDER BY line LIMIT :limit"
         )
         return self._by_zone(query, params, zones, limit, key=None)
 
     def _read(self, query: str, params: Mapping[str, object]) -> list[LeadProgress]:
         try:
             return [_progress(row) for row in self._db.execute(query, params)]
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def _by_zone(
@@ -283,12 +288,17 @@ class Leads(Repository):
         ``key`` orders the merged leads; ``None``: the line the query adds as its last column.
         """
         found: list[tuple[object, LeadProgress]] = []
+        # ``zone IS :zone`` would be one query, but PostgreSQL's indexes find no row by IS.
+        by_zone = query.replace("{zone}", "zone = :zone")
+        no_zone = query.replace("{zone}", "zone IS NULL")
         try:
             for zone in zones:
-                for row in self._db.execute(query, {**params, "zone": zone}):
+                for row in self._db.execute(
+                    no_zone if zone is None else by_zone, {**params, "zone": zone}
+                ):
                     lead = _progress(row)
                     found.append((row[-1] if key is None else key(lead), lead))
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         found.sort(key=lambda pair: pair[0])  # type: ignore[arg-type,return-value]
         return [lead for _, lead in found[:limit]]
@@ -309,7 +319,7 @@ class Leads(Repository):
                 ).fetchone()
                 if has_null:
                     found.add(None)
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return frozenset(found)
 
@@ -321,7 +331,7 @@ class Leads(Repository):
                 "AND state IN ('new', 'waiting') AND removed_at IS NULL GROUP BY zone",
                 (campaign_id,),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return {None if zone is None else str(zone): int(count) for zone, count in rows}
 
@@ -338,7 +348,7 @@ class Leads(Repository):
                 "AND zone IS NULL ORDER BY line LIMIT ?",
                 (campaign_id, limit),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return int(count), [int(line) for (line,) in lines]
 
@@ -355,7 +365,7 @@ class Leads(Repository):
                 "AND state IN ('new', 'waiting', 'sending') RETURNING email",
                 {"reason": reason, "campaign": campaign_id, "domain": domain, "keep": keep},
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return sorted(str(email) for (email,) in rows)
 
@@ -366,7 +376,7 @@ class Leads(Repository):
                 f"SELECT {_LEAD_COLUMNS} FROM leads WHERE campaign_id = ? AND email = ?",
                 (campaign_id, email),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return None if row is None else _progress(row)
 
@@ -377,7 +387,7 @@ class Leads(Repository):
                 "SELECT count(*) FROM leads WHERE campaign_id = ? AND removed_at IS NULL",
                 (campaign_id,),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return int(row[0])
 
@@ -393,11 +403,11 @@ class Leads(Repository):
             account: Its account (suppressions are per account).
             steps: The length of its sequence (waiting leads have sent 1 to steps - 1).
         """
-        sums = [f"coalesce(sum({where}), 0)" for where in _TALLIED_STATES.values()]
+        sums = [f"coalesce(sum({_flag(where)}), 0)" for where in _TALLIED_STATES.values()]
         for sent in range(1, max(steps, 1)):
             after = f"state = 'waiting' AND step = {int(sent)}"
             sums += [
-                f"coalesce(sum({after}), 0)",
+                f"coalesce(sum({_flag(after)}), 0)",
                 f"min(CASE WHEN {after} THEN next_due_at END)",
                 f"max(CASE WHEN {after} THEN next_due_at END)",
             ]
@@ -411,7 +421,7 @@ class Leads(Repository):
                 held = self._db.execute(
                     _HELD_TALLY, {"campaign": campaign_id, "account": account}
                 ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         counts = row[1 : 1 + len(_TALLIED_STATES)]
         steps_part = row[1 + len(_TALLIED_STATES) :]
@@ -457,7 +467,7 @@ class Leads(Repository):
                     lead.email,
                 ),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def stop(self, campaign_id: str, email: str, reason: str) -> bool:
@@ -468,6 +478,6 @@ class Leads(Repository):
                 "WHERE campaign_id = ? AND email = ? AND state IN ('new', 'waiting', 'sending')",
                 (reason, campaign_id, email),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return cursor.rowcount == 1

@@ -1,7 +1,8 @@
 """The ledger: every lead's progress, every send, reply and bounce, IMAP cursors, opens, clicks.
 
 SQLite in WAL mode (readers such as ``mailopsd status`` never block the daemon), with
-``synchronous=FULL`` so a recorded send intent survives a crash. A :class:`Ledger` owns
+``synchronous=FULL`` so a recorded send intent survives a crash; or PostgreSQL, for
+several daemons on one ledger (see :meth:`Ledger.connect`). A :class:`Ledger` owns
 one connection: it opens, migrates and closes it, runs transactions on it, and exposes
 the repositories that read and write each part of the ledger, all on that connection
 (``ledger.sends.record_intents(...)``, ``ledger.leads.due_followups(...)``).
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from mailopsd.state.campaigns import Campaigns
 from mailopsd.state.db import Database
+from mailopsd.state.engine import ENGINE_ERRORS, POSTGRESQL, SQLITE, Connection, Dialect
 from mailopsd.state.errors import (
     StorageError,
     StorageReadOnlyError,
@@ -79,10 +81,14 @@ class Ledger:
         totals: Running totals of the whole ledger.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        """Wrap an open connection (use :meth:`open` or :meth:`open_readonly`)."""
-        self._database = database = Database(connection, path)
+    def __init__(
+        self, connection: Connection, path: Path, dialect: Dialect = SQLITE, name: str = ""
+    ) -> None:
+        """Wrap an open connection (use :meth:`open`, :meth:`open_readonly` or :meth:`connect`)."""
+        self._database = database = Database(connection, path, dialect, name)
         self.path = path
+        self.dialect = dialect
+        self.name = database.name
         self.campaigns = Campaigns(database)
         self.imports = LeadImports(database)
         self.leads = Leads(database)
@@ -120,12 +126,15 @@ class Ledger:
         Raises:
             StorageError: The copy could not be written.
         """
+        source = self._database.connection
+        if not isinstance(source, sqlite3.Connection):
+            raise StorageError(f"ledger {self.name} is PostgreSQL's: no copy is made of it")
         path = directory / LEDGER_FILE
         try:
             _create_private(path)
             target = sqlite3.connect(path)
             try:
-                self._database.connection.backup(target)
+                source.backup(target)
             finally:
                 target.close()
         except OSError as err:
@@ -170,6 +179,34 @@ class Ledger:
         return ledger
 
     @classmethod
+    def connect(cls, dsn: str, shown: str | None = None) -> Ledger:
+        """Open (creating and migrating as needed) the PostgreSQL ledger at ``dsn``.
+
+        Args:
+            dsn: A ``postgresql://`` URL (or ``key=value`` string), password included.
+            shown: How messages name the ledger; by default ``dsn`` without its password.
+
+        Raises:
+            StorageError: The server cannot be reached or refused (a subclass says why).
+            StorageTooNewError: The ledger is newer than this mailopsd.
+        """
+        # psycopg is imported only by a daemon whose ledger is PostgreSQL's.
+        from mailopsd.state import postgres
+
+        name = shown if shown is not None else postgres.shown(dsn)
+        try:
+            connection = postgres.connect(dsn, name)
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+        ledger = cls(connection, Path(), POSTGRESQL, name)
+        try:
+            migrate(ledger._database)
+        except BaseException:
+            connection.close()
+            raise
+        return ledger
+
+    @classmethod
     def open_readonly(cls, directory: Path) -> Ledger | None:
         """Open the ledger for reading only (``None`` if there is none yet).
 
@@ -197,10 +234,10 @@ class Ledger:
         return cls(connection, path)
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (PostgreSQL's connection goes back to its pool)."""
         try:
             self._database.connection.close()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def check_readable(self) -> None:
@@ -209,9 +246,10 @@ class Ledger:
         Raises:
             StorageError: The database cannot be read (lost files, I/O errors).
         """
+        table = "sqlite_master" if self.dialect is SQLITE else "pg_class"
         try:
-            self._database.connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error as err:
+            self._database.connection.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -230,15 +268,20 @@ class Ledger:
         """
         db = self._database.connection
         with self._database.transaction():
+            if self.dialect is not SQLITE:
+                db.execute("UPDATE ledger_schema SET version = version")
+                return
             version = db.execute("PRAGMA user_version").fetchone()[0]
             db.execute(f"PRAGMA user_version = {int(version)}")
 
     def integrity_ok(self) -> bool:
-        """Tell whether SQLite's integrity check passes.
+        """Tell whether SQLite's integrity check passes (PostgreSQL checks its own pages).
 
         Raises:
             StorageError: The check could not run.
         """
+        if self.dialect is not SQLITE:
+            return True
         try:
             row = self._database.connection.execute("PRAGMA integrity_check").fetchone()
         except sqlite3.Error as err:

@@ -12,7 +12,6 @@ listed for its campaign's account (:mod:`mailopsd.state.leads`).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from mailopsd.config.suppression import ListEntry
 from mailopsd.errors import StateError
 from mailopsd.reconcile import ListsDiff
 from mailopsd.state.db import Database, Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp
 
@@ -57,7 +57,7 @@ class SuppressionLists(Repository):
         try:
             rows = self._db.execute("SELECT account, digest FROM suppression_lists")
             return {str(account): str(digest) for account, digest in rows}
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def _table(self, number: int) -> str:
@@ -97,7 +97,7 @@ class SuppressionLists(Repository):
                         batch.clear()
                 self._db.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?, ?)", batch)
                 return self._compare(account, number)
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             self._stages.pop(account, None)
             raise storage_error(err) from err
         except BaseException:
@@ -126,7 +126,9 @@ class SuppressionLists(Repository):
             for kind in ("address", "domain"):
                 query = self._difference(account, table, kind, added=added)
                 params = {"account": account}
-                (count,) = self._db.execute(f"SELECT count(*) FROM ({query})", params).fetchone()
+                (count,) = self._db.execute(
+                    f"SELECT count(*) FROM ({query}) AS q", params
+                ).fetchone()
                 counts.append(int(count))
                 first = self._db.execute(f"{query} ORDER BY 1 LIMIT {_EXAMPLES}", params)
                 mark = ("+" if added else "-") + _KINDS[kind][2]
@@ -148,7 +150,7 @@ class SuppressionLists(Repository):
             return
         try:
             self._db.execute(f"DROP TABLE IF EXISTS {self._table(number)}")
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def apply_stage(
@@ -189,7 +191,7 @@ class SuppressionLists(Repository):
                 )
                 self._db.execute(
                     f"INSERT INTO {listed} (account, {column}) SELECT :account, value FROM "
-                    f"({self._difference(account, table, kind, added=True)})",
+                    f"({self._difference(account, table, kind, added=True)}) AS d",
                     params,
                 )
             if digest is None:
@@ -202,7 +204,7 @@ class SuppressionLists(Repository):
                     "applied_at = excluded.applied_at",
                     (account, digest, json.dumps(list(files)), stamp(now)),
                 )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         self.drop(account)
 
@@ -215,7 +217,7 @@ class SuppressionLists(Repository):
                 "(SELECT count(*) FROM listed_domains AS d WHERE d.account = l.account) "
                 "FROM suppression_lists AS l ORDER BY account"
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [
             ListedCounts(str(account), tuple(json.loads(files)), int(a), int(d), str(at))

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 
 from mailopsd.config import addresses
 from mailopsd.lifecycle import COUNTED_OUTCOMES
-from mailopsd.state import counters
+from mailopsd.state import counters, postgres_schema
 from mailopsd.state.db import Database
+from mailopsd.state.engine import POSTGRESQL, Connection
 from mailopsd.state.errors import StorageTooNewError
 
 __all__ = [
@@ -361,7 +362,7 @@ _MERGE_TRACKED = {  # table: its key's columns, and what a rewritten row's key i
 }
 
 
-def _rekey_addresses(db: sqlite3.Connection) -> None:
+def _rekey_addresses(db: Connection) -> None:
     """Rewrite addresses kept under an old spelling to their normal form (migration 6).
 
     Two rows that become one are merged: a lead keeps the row that went further (a
@@ -392,7 +393,7 @@ def _rekey_addresses(db: sqlite3.Connection) -> None:
         _rekey_leads(db, old, new)
 
 
-def _rekey_leads(db: sqlite3.Connection, old: str, new: str) -> None:
+def _rekey_leads(db: Connection, old: str, new: str) -> None:
     """Move each campaign's lead ``old`` to ``new``, keeping the row that went further."""
     best: dict[str, str] = {}
     rows = db.execute(
@@ -414,9 +415,18 @@ def _rekey_leads(db: sqlite3.Connection, old: str, new: str) -> None:
             )
 
 
-def schema_version(db: sqlite3.Connection) -> int:
-    """The schema version a ledger's file records (0: a new, empty file)."""
-    return int(db.execute("PRAGMA user_version").fetchone()[0])
+def schema_version(db: Connection, *, postgresql: bool = False) -> int:
+    """The schema version a ledger records (0: a new, empty one).
+
+    Args:
+        db: A connection to it.
+        postgresql: The connection is PostgreSQL's (whose version is a table's row).
+    """
+    if not postgresql:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    if db.execute("SELECT to_regclass('ledger_schema')").fetchone()[0] is None:
+        return 0
+    return int(db.execute("SELECT coalesce(max(version), 0) FROM ledger_schema").fetchone()[0])
 
 
 def migrate(database: Database) -> None:
@@ -428,12 +438,11 @@ def migrate(database: Database) -> None:
         StorageError: A migration could not be written (it was rolled back).
     """
     db = database.connection
+    if database.dialect is POSTGRESQL:
+        _migrate_postgresql(database)
+        return
     version = schema_version(db)
-    if version > SCHEMA_VERSION:
-        raise StorageTooNewError(
-            f"ledger {database.path} has schema {version}, newer than this mailopsd "
-            f"({SCHEMA_VERSION}); upgrade mailopsd"
-        )
+    _check_not_newer(database, version)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         with database.transaction():
             for statement in _statements(_MIGRATIONS[target]):
@@ -441,6 +450,33 @@ def migrate(database: Database) -> None:
             if target == _REKEY_MIGRATION:
                 _rekey_addresses(db)
             db.execute(f"PRAGMA user_version = {target}")
+
+
+def _check_not_newer(database: Database, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StorageTooNewError(
+            f"ledger {database.name} has schema {version}, newer than this mailopsd "
+            f"({SCHEMA_VERSION}); upgrade mailopsd"
+        )
+
+
+def _migrate_postgresql(database: Database) -> None:
+    """Bring a PostgreSQL ledger to :data:`SCHEMA_VERSION` (see :mod:`.postgres_schema`).
+
+    Daemons starting at once on one ledger take turns: each migration holds an advisory
+    lock until its transaction ends, and reads the version again under it.
+    """
+    db = database.connection
+    if schema_version(db, postgresql=True) == SCHEMA_VERSION:
+        return
+    with database.transaction():
+        db.execute(f"SELECT pg_advisory_xact_lock({postgres_schema.MIGRATION_LOCK})")
+        db.execute(postgres_schema.VERSION_TABLE)
+        version = schema_version(db, postgresql=True)
+        _check_not_newer(database, version)
+        if version == 0:
+            db.execute(postgres_schema.SCHEMA_13)
+            db.execute("INSERT INTO ledger_schema (one, version) VALUES (1, 13)")
 
 
 def stamp(moment: datetime) -> str:

@@ -9,7 +9,6 @@ and daily limits ask on every tick are read from counters the schema's triggers 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +18,7 @@ from mailopsd.config.reasons import CountedReasons
 from mailopsd.diagnosis import BY_CODE
 from mailopsd.lifecycle import SendOutcome
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import COUNTED_SQL, stamp, unstamp
 
@@ -45,7 +45,8 @@ _MIDNIGHT = "T00:00:00.000000Z"
 # would, so that SQLite keeps no statement journal for the triggers' writes.
 _INSERT_INTENT = (
     "INSERT OR ROLLBACK INTO sends (campaign_id, credential_id, email, step, message_id, "
-    "intent_at, subject, gap_s, variant, day, domain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "intent_at, subject, gap_s, variant, day, domain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING id"
 )
 _SET_OUTCOME = (
     "UPDATE OR ROLLBACK sends SET outcome = ?, smtp_code = ?, detail = ?, outcome_at = ? "
@@ -212,7 +213,7 @@ class Sends(Repository):
                         _domain(intent.email),
                     ),
                 )
-                ids.append(int(cursor.lastrowid or 0))
+                ids.append(int(cursor.fetchone()[0]))
                 self._db.execute(
                     "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",
                     (intent.campaign_id, intent.email),
@@ -225,7 +226,7 @@ class Sends(Repository):
         """Record how a send ended (inside the caller's transaction)."""
         try:
             self._db.execute(_SET_OUTCOME, (outcome, code, detail, stamp(at), send_id))
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def add_bounce(
@@ -273,7 +274,7 @@ class Sends(Repository):
                     reason,
                 ),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def bounces(self, campaign_id: str | None = None) -> list[Bounce]:
@@ -285,7 +286,7 @@ class Sends(Repository):
                 "WHERE ? IS NULL OR campaign_id = ? ORDER BY id",
                 (campaign_id, campaign_id),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [
             Bounce(c, k, e, kind, source, unstamp(at), reason)
@@ -307,7 +308,7 @@ class Sends(Repository):
                 "GROUP BY why, kind ORDER BY addresses DESC, why, kind",
                 (campaign_id, credential_id, stamp(since)),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [BounceReason(str(why), str(kind), int(count)) for why, kind, count in rows]
 
@@ -318,7 +319,7 @@ class Sends(Repository):
                 "SELECT id, campaign_id, credential_id, email, step, message_id, subject, "
                 f"intent_at, variant FROM sends WHERE outcome = {_PENDING_SQL} ORDER BY id"
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [
             (
@@ -351,9 +352,9 @@ class Sends(Repository):
         day, window = stamp(day_start), stamp(window_start)
         try:
             sent = self._db.execute(
-                "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
-                "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
-                "coalesce(sum(intent_at >= :window), 0) "
+                "SELECT coalesce(sum(CASE WHEN step = 1 AND intent_at >= :day THEN 1 END), 0), "
+                "coalesce(sum(CASE WHEN step > 1 AND intent_at >= :day THEN 1 END), 0), "
+                "coalesce(sum(CASE WHEN intent_at >= :window THEN 1 END), 0) "
                 "FROM sends INDEXED BY sends_by_credential WHERE campaign_id = :campaign "
                 f"AND credential_id = :credential AND outcome IN {COUNTED_SQL} "
                 "AND intent_at >= :since",
@@ -382,7 +383,7 @@ class Sends(Repository):
                     "blocks": _listed(reasons.blocks),
                 },
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return CredentialCounts(
             sent_today=int(sent[0]),
@@ -408,7 +409,7 @@ class Sends(Repository):
                 "FROM credential_days WHERE campaign_id = :campaign",
                 {"day": day, "campaign": campaign_id},
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return SendTally(total=int(row[0]), today=int(row[1]), step1_today=int(row[2]))
 
@@ -435,7 +436,7 @@ class Sends(Repository):
                 "AND at IS NOT NULL",
                 {"campaign": campaign_id, "since": since, "day": since[:10]},
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return {row[0]: row for row in rows}
 
@@ -468,11 +469,11 @@ class Sends(Repository):
         try:
             rows = self._db.execute(
                 "SELECT domain, sends FROM domain_days WHERE campaign_id = ? AND day = ? "
-                "AND domain IN (SELECT value FROM json_each(?))",
+                f"AND domain IN ({self._database.dialect.json_values.format('?')})",
                 (campaign_id, stamp(day_start)[:10], json.dumps(sorted(set(domains)))),
             )
             return {str(domain): int(sends) for domain, sends in rows}
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def domains_at(self, campaign_id: str, day_start: datetime, cap: int) -> int:
@@ -482,7 +483,7 @@ class Sends(Repository):
                 "SELECT count(*) FROM domain_days WHERE campaign_id = ? AND day = ? AND sends >= ?",
                 (campaign_id, stamp(day_start)[:10], cap),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return int(count)
 
@@ -496,7 +497,7 @@ class Sends(Repository):
                 (campaign_id, stamp(since)),
             )
             return {str(row[0]): int(row[1]) for row in rows}
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def first_at(self, campaign_id: str, credential_id: str) -> datetime | None:
@@ -507,7 +508,7 @@ class Sends(Repository):
                 f"AND credential_id = ? AND outcome IN {COUNTED_SQL} ORDER BY intent_at LIMIT 1",
                 (campaign_id, credential_id),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return unstamp(row[0]) if row and row[0] else None
 
@@ -529,20 +530,23 @@ class Sends(Repository):
         ids = [m for m in message_ids if m]
         if not ids:
             return None
+        dialect = self._database.dialect
         try:
             row = self._db.execute(
                 "SELECT id, campaign_id, credential_id, email FROM sends WHERE message_id IN "
-                "(SELECT value FROM json_each(:ids)) AND (:email IS NULL OR email = :email) "
-                "AND EXISTS (SELECT 1 FROM json_each(:senders) WHERE "
-                "json_extract(value, '$[0]') = campaign_id "
-                "AND json_extract(value, '$[1]') = credential_id) ORDER BY id DESC LIMIT 1",
+                f"({dialect.json_values.format(':ids')}) "
+                "AND (:email IS NULL OR email = :email) "
+                f"AND EXISTS (SELECT 1 FROM ({dialect.json_values.format(':senders')}) AS s "
+                f"WHERE {dialect.json_item.format('s.value', 0)} = campaign_id "
+                f"AND {dialect.json_item.format('s.value', 1)} = credential_id) "
+                "ORDER BY id DESC LIMIT 1",
                 {
                     "ids": json.dumps(ids),
                     "email": addresses.key_of(email) if email is not None else None,
                     "senders": json.dumps([list(pair) for pair in senders]),
                 },
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
@@ -556,7 +560,7 @@ class Sends(Repository):
                 "WHERE id = ?",
                 (send_id,),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         if row is None:
             return None
@@ -569,10 +573,10 @@ class Sends(Repository):
         try:
             rows = self._db.execute(
                 "SELECT message_id, outcome FROM sends WHERE message_id IN "
-                "(SELECT value FROM json_each(?)) ORDER BY id",
+                f"({self._database.dialect.json_values.format('?')}) ORDER BY id",
                 (json.dumps(list(message_ids)),),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return {str(message_id): str(outcome) for message_id, outcome in rows}
 
@@ -584,6 +588,6 @@ class Sends(Repository):
                 "AND credential_id = ? AND campaign_id = ? ORDER BY id DESC LIMIT 1",
                 (addresses.key_of(email), credential_id, campaign_id),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return None if row is None else (int(row[0]), str(row[1]), str(row[2]), str(row[3]))

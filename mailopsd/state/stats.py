@@ -12,16 +12,17 @@ step the lead was sent before it, in the version the lead was given of that step
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 
 __all__ = ["DayBounces", "DaySends", "StepCounts", "StepStats"]
 
-# The version a lead was given of the step it was last sent ('' when the step had none).
-_LAST_VERSION = "coalesce(json_extract(l.variants, '$.\"' || l.step || '\"'), '')"
+# The version a lead was given of the step it was last sent ('' when the step had none):
+# the key ``l.step`` of the JSON object ``l.variants``, as the engine reads it.
+_LAST_VERSION = "coalesce({}, '')"
 
 
 @dataclass
@@ -64,6 +65,9 @@ class StepStats(Repository):
 
     def of(self, campaign_id: str) -> list[StepCounts]:
         """A campaign's counts by step and version, in step then version order."""
+        last_version = _LAST_VERSION.format(
+            self._database.dialect.json_key.format("l.variants", "l.step")
+        )
         try:
             with self._database.read_snapshot():
                 # Kept by the sends' triggers (state/counters.py): a few rows a campaign.
@@ -74,7 +78,7 @@ class StepStats(Repository):
                 ).fetchall()
                 # From the answers to their leads: far fewer answers than leads.
                 answers = self._db.execute(
-                    f"SELECT r.kind, l.step, {_LAST_VERSION}, count(DISTINCT l.email) "
+                    f"SELECT r.kind, l.step, {last_version}, count(DISTINCT l.email) "
                     "FROM replies AS r CROSS JOIN leads AS l ON l.campaign_id = r.campaign_id "
                     "AND l.email = r.email WHERE r.campaign_id = ? "
                     "AND r.kind IN ('reply', 'unsubscribe') AND l.step > 0 GROUP BY 1, 2, 3",
@@ -87,7 +91,7 @@ class StepStats(Repository):
                     "AND kind = 'hard' AND step IS NOT NULL GROUP BY step, variant",
                     (campaign_id,),
                 ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         counts: dict[tuple[int, str], StepCounts] = {}
         replies = [row[1:] for row in answers if row[0] == "reply"]
@@ -113,7 +117,7 @@ class StepStats(Repository):
                 "ORDER BY day, credential_id",
                 (campaign_id, first_day),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [DaySends(str(d), str(c), int(s), int(f)) for d, c, s, f in rows]
 
@@ -129,6 +133,6 @@ class StepStats(Repository):
                 "GROUP BY 1, 2 ORDER BY 1, 2",
                 (campaign_id, first_day),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return [DayBounces(str(d), str(c), int(n)) for d, c, n in rows]

@@ -6,11 +6,11 @@ by, so every spelling of it is suppressed; the first reason is kept.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from mailopsd.config import addresses
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp
 
@@ -32,7 +32,7 @@ class Suppressions(Repository):
                 "VALUES (?, ?, ?, ?)",
                 (account, addresses.key_of(email), reason, stamp(at)),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return cursor.rowcount == 1
 
@@ -43,7 +43,7 @@ class Suppressions(Repository):
                 "SELECT reason FROM suppressions WHERE account = ? AND email = ?",
                 (account, addresses.key_of(email)),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return None if row is None else str(row[0])
 
@@ -55,6 +55,6 @@ class Suppressions(Repository):
                 "ORDER BY email",
                 (account, account),
             ).fetchall()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return {str(email): str(reason) for email, reason in rows}

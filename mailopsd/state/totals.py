@@ -6,10 +6,10 @@ each other.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 
 __all__ = ["RunningTotals", "Totals"]
@@ -66,6 +66,6 @@ class RunningTotals(Repository):
                     found[name] = {
                         tuple(str(value or "") for value in row[:-1]): int(row[-1]) for row in rows
                     }
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return Totals(**found)

@@ -6,15 +6,25 @@ links' clicks, are a count with the first and the last time.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from mailopsd.state.db import Repository
+from mailopsd.state.engine import ENGINE_ERRORS
 from mailopsd.state.errors import storage_error
 from mailopsd.state.schema import stamp, unstamp
 
 __all__ = ["Tracked", "Tracking"]
+
+# What a repeated open or click adds to its row, ``{0}`` its table (named, as PostgreSQL
+# finds a bare column ambiguous beside ``excluded``'s).
+_ADDED = (
+    "count = {0}.count + excluded.count, "
+    "first_at = CASE WHEN excluded.first_at < {0}.first_at THEN excluded.first_at "
+    "ELSE {0}.first_at END, "
+    "last_at = CASE WHEN excluded.last_at > {0}.last_at THEN excluded.last_at "
+    "ELSE {0}.last_at END"
+)
 
 
 @dataclass(frozen=True)
@@ -48,11 +58,10 @@ class Tracking(Repository):
             self._db.execute(
                 "INSERT INTO opens (campaign_id, email, first_at, last_at, count) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email) DO UPDATE SET "
-                "count = count + excluded.count, first_at = min(first_at, excluded.first_at), "
-                "last_at = max(last_at, excluded.last_at)",
+                f"{_ADDED.format('opens')}",
                 (campaign_id, email, stamp(first_at), stamp(last_at), count),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def add_clicks(
@@ -69,11 +78,10 @@ class Tracking(Repository):
             self._db.execute(
                 "INSERT INTO clicks (campaign_id, email, url, first_at, last_at, count) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (campaign_id, email, url) DO UPDATE SET "
-                "count = count + excluded.count, first_at = min(first_at, excluded.first_at), "
-                "last_at = max(last_at, excluded.last_at)",
+                f"{_ADDED.format('clicks')}",
                 (campaign_id, email, url, stamp(first_at), stamp(last_at), count),
             )
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def opens(self, campaign_id: str, email: str) -> Tracked | None:
@@ -83,7 +91,7 @@ class Tracking(Repository):
                 "SELECT first_at, last_at, count FROM opens WHERE campaign_id = ? AND email = ?",
                 (campaign_id, email),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return None if row is None else Tracked(unstamp(row[0]), unstamp(row[1]), int(row[2]))
 
@@ -98,7 +106,7 @@ class Tracking(Repository):
             return {
                 str(row[0]): Tracked(unstamp(row[1]), unstamp(row[2]), int(row[3])) for row in rows
             }
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
     def totals(self, campaign_id: str) -> dict[str, int]:
@@ -113,7 +121,7 @@ class Tracking(Repository):
                 "WHERE campaign_id = ?",
                 (campaign_id,),
             ).fetchone()
-        except sqlite3.Error as err:
+        except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         return {
             "leads_opened": int(opened),

@@ -7,20 +7,23 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mailopsd.state.engine import Connection
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.schema import _MIGRATIONS, SCHEMA_VERSION, _statements, stamp
 from mailopsd.state.sends import Intent
+from tests.ledger_setup import Ledgers
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 MIDNIGHT = NOW.replace(hour=0, minute=0)
 OUTCOMES = ("sent", "sent", "sent", "deferred", "bounced", "unknown", "not_sent", "auth_failed")
 
 
-def _usage(db: sqlite3.Connection, campaign: str, day: datetime) -> dict[str, object]:
+def _usage(db: Connection, campaign: str, day: datetime) -> dict[str, object]:
     """What usage answers, read from the whole sends table: step-1 sends since ``day``,
     the last send with its gap, the first send."""
     rows = db.execute(
-        "SELECT credential_id, coalesce(sum(step = 1 AND intent_at >= ?), 0), max(intent_at), "
+        "SELECT credential_id, coalesce(sum(CASE WHEN step = 1 AND intent_at >= ? THEN 1 END), 0), "
+        "max(intent_at), "
         "min(intent_at) FROM sends "
         "WHERE campaign_id = ? AND outcome IN ('pending', 'sent', 'unknown', 'bounced') "
         "GROUP BY credential_id",
@@ -38,7 +41,7 @@ def _usage(db: sqlite3.Connection, campaign: str, day: datetime) -> dict[str, ob
     return usage
 
 
-def _sends_since(db: sqlite3.Connection, campaign: str, since: datetime) -> dict[str, int]:
+def _sends_since(db: Connection, campaign: str, since: datetime) -> dict[str, int]:
     rows = db.execute(
         "SELECT credential_id, count(*) FROM sends WHERE campaign_id = ? AND intent_at >= ? "
         "AND outcome IN ('pending', 'sent', 'unknown', 'bounced') GROUP BY credential_id",
@@ -48,12 +51,13 @@ def _sends_since(db: sqlite3.Connection, campaign: str, since: datetime) -> dict
 
 
 def _counts(
-    db: sqlite3.Connection, campaign: str, credential: str, day: datetime, window: datetime
+    db: Connection, campaign: str, credential: str, day: datetime, window: datetime
 ) -> tuple[int, ...]:
     row = db.execute(
-        "SELECT coalesce(sum(step = 1 AND intent_at >= :day), 0), "
-        "coalesce(sum(step > 1 AND intent_at >= :day), 0), "
-        "coalesce(sum(intent_at >= :window), 0), coalesce(sum(outcome = 'unknown'), 0) "
+        "SELECT coalesce(sum(CASE WHEN step = 1 AND intent_at >= :day THEN 1 END), 0), "
+        "coalesce(sum(CASE WHEN step > 1 AND intent_at >= :day THEN 1 END), 0), "
+        "coalesce(sum(CASE WHEN intent_at >= :window THEN 1 END), 0), "
+        "coalesce(sum(CASE WHEN outcome = 'unknown' THEN 1 END), 0) "
         "FROM sends WHERE campaign_id = :campaign AND credential_id = :credential "
         "AND outcome IN ('pending', 'sent', 'unknown', 'bounced')",
         {
@@ -66,7 +70,7 @@ def _counts(
     return tuple(row)
 
 
-def _first_send(db: sqlite3.Connection, campaign: str, credential: str) -> str | None:
+def _first_send(db: Connection, campaign: str, credential: str) -> str | None:
     row = db.execute(
         "SELECT min(intent_at) FROM sends WHERE campaign_id = ? AND credential_id = ? "
         "AND outcome IN ('pending', 'sent', 'unknown', 'bounced')",
@@ -75,7 +79,7 @@ def _first_send(db: sqlite3.Connection, campaign: str, credential: str) -> str |
     return row[0]  # type: ignore[no-any-return]
 
 
-def _check(ledger: Ledger, db: sqlite3.Connection) -> None:
+def _check(ledger: Ledger, db: Connection) -> None:
     """Every question a tick or status asks gets the answer a full scan gives."""
     for campaign in ("acme", "beta"):
         for day in (MIDNIGHT, MIDNIGHT - timedelta(days=1), NOW - timedelta(hours=5)):
@@ -97,11 +101,12 @@ def _check(ledger: Ledger, db: sqlite3.Connection) -> None:
             assert (stamp(first) if first else None) == _first_send(db, campaign, credential)
 
 
-def test_counters_follow_every_send_and_outcome(tmp_path: Path) -> None:
+def test_counters_follow_every_send_and_outcome(ledgers: Ledgers) -> None:
     """Random intents over four days, outcomes set (and taken back): counters stay exact."""
     rng = random.Random(20261123)
-    ledger = Ledger.open(tmp_path)
-    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    ledger = ledgers.open()
+    reader = ledgers.open()
+    db = reader._database.connection
     sent: list[int] = []
     for tick in range(40):
         intents = [
@@ -131,25 +136,21 @@ def test_counters_follow_every_send_and_outcome(tmp_path: Path) -> None:
                 )
         sent.extend(ids)
         _check(ledger, db)
-    with db:  # the daemon never deletes a send: the trigger that takes one back is tested here
-        db.execute("DELETE FROM sends WHERE id % 3 = 0")
+    with reader.transaction():  # the daemon never deletes a send: the trigger that takes
+        db.execute("DELETE FROM sends WHERE id % 3 = 0")  # one back is tested here
     _check(ledger, db)
-    db.close()
-    ledger.close()
 
 
-def test_a_send_after_today_still_counts(tmp_path: Path) -> None:
+def test_a_send_after_today_still_counts(ledgers: Ledgers) -> None:
     """If the clock went back, sends dated later than today count as today's, as before."""
-    ledger = Ledger.open(tmp_path)
-    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    ledger = ledgers.open()
+    db = ledgers.open()._database.connection
     for at in (NOW, NOW + timedelta(days=1), NOW + timedelta(days=2, hours=1)):
         ledger.sends.record_intents([Intent("acme", "a", "x@example.net", 1, "<m>", "s", at)])
     assert ledger.sends.usage("acme", MIDNIGHT) == {
         "a": ("a", 3, stamp(NOW + timedelta(days=2, hours=1)), None, stamp(NOW))
     }
     _check(ledger, db)
-    db.close()
-    ledger.close()
 
 
 def test_schema_3_ledger_gets_its_counters(tmp_path: Path) -> None:

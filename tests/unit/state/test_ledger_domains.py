@@ -16,6 +16,7 @@ from mailopsd.lifecycle import SendOutcome, StopReason
 from mailopsd.state import schema
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.sends import Intent
+from tests.ledger_setup import Ledgers
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 LEADS = [
@@ -28,9 +29,9 @@ LEADS = [
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
+def ledger(ledgers: Ledgers, tmp_path: Path) -> Iterator[Ledger]:
     """A ledger whose campaign ``acme`` (account default) has the five LEADS, all new."""
-    opened = Ledger.open(tmp_path)
+    opened = ledgers.open()
     path = tmp_path / "leads.csv"
     path.write_text("email\n" + "".join(f"{email}\n" for email in LEADS))
     with opened.transaction():

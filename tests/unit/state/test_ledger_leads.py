@@ -13,13 +13,14 @@ from mailopsd.errors import StateError
 from mailopsd.reconcile import LeadsDiff
 from mailopsd.state.imports import LeadsStage
 from mailopsd.state.ledger import Ledger
+from tests.ledger_setup import Ledgers
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = Ledger.open(tmp_path)
+def ledger(ledgers: Ledgers, tmp_path: Path) -> Iterator[Ledger]:
+    opened = ledgers.open()
     with opened.transaction():
         opened.campaigns.put("acme", "default", {"name": "ACME"}, NOW)
     yield opened

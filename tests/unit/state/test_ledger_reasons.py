@@ -11,6 +11,7 @@ from mailopsd.state import schema
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.schema import stamp
 from mailopsd.state.sends import _BOUNCED_SQL, BounceReason
+from tests.ledger_setup import Ledgers
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 WEEK_AGO = NOW - timedelta(days=7)
@@ -22,9 +23,8 @@ def _bounce(ledger: Ledger, email: str, kind: str, reason: str | None) -> None:
     )
 
 
-def _ledger(tmp_path: Path) -> Ledger:
-    """A ledger with bounces of every kind, one reason each (two for userunknown)."""
-    ledger = Ledger.open(tmp_path)
+def _with_bounces(ledger: Ledger) -> Ledger:
+    """``ledger``, given bounces of every kind, one reason each (two for userunknown)."""
     with ledger.transaction():
         _bounce(ledger, "a@example.net", "hard", "userunknown")
         _bounce(ledger, "A@example.net", "hard", "userunknown")  # the same address
@@ -39,10 +39,10 @@ def _ledger(tmp_path: Path) -> Ledger:
 
 
 class TestCounts:
-    def test_default_counts_every_hard_bounce_and_every_block(self, tmp_path: Path) -> None:
+    def test_default_counts_every_hard_bounce_and_every_block(self, ledgers: Ledgers) -> None:
         """By default the hard bounces (a permanent undefined too) count toward the bounce
         rate and the blocks toward the block rate, by address; unconfirmed ones never."""
-        ledger = _ledger(tmp_path)
+        ledger = _with_bounces(ledgers.open())
         try:
             counts = ledger.sends.counts("acme", "a", day_start=NOW, window_start=WEEK_AGO)
         finally:
@@ -50,10 +50,10 @@ class TestCounts:
         assert (counts.bounces_in_window, counts.blocks_in_window) == (3, 1)
         assert counts.unconfirmed_in_window == 2
 
-    def test_named_reasons_count_toward_their_rate(self, tmp_path: Path) -> None:
+    def test_named_reasons_count_toward_their_rate(self, ledgers: Ledgers) -> None:
         """A campaign's lists decide: a soft reason can count, a block can count as a
         bounce; undefined counts only when permanent; unconfirmed reports never."""
-        ledger = _ledger(tmp_path)
+        ledger = _with_bounces(ledgers.open())
         reasons = counted_reasons(["mailboxfull", "undefined"], ["userunknown", "spamdetected"])
         try:
             counts = ledger.sends.counts(
@@ -63,9 +63,9 @@ class TestCounts:
             ledger.close()
         assert (counts.bounces_in_window, counts.blocks_in_window) == (2, 3)
 
-    def test_bounces_before_reasons_count_by_kind(self, tmp_path: Path) -> None:
+    def test_bounces_before_reasons_count_by_kind(self, ledgers: Ledgers) -> None:
         """A bounce recorded without a reason counts by its kind, whatever the lists."""
-        ledger = Ledger.open(tmp_path)
+        ledger = ledgers.open()
         try:
             with ledger.transaction():
                 _bounce(ledger, "a@example.net", "hard", None)
@@ -91,7 +91,7 @@ class TestCounts:
     def test_the_count_reads_the_credentials_index(self, tmp_path: Path) -> None:
         """The count by reason seeks the credential's bounces in the window in the index of
         a credential's bounces by time: it never reads the whole table."""
-        ledger = _ledger(tmp_path)
+        ledger = _with_bounces(Ledger.open(tmp_path))  # SQLite's plan
         try:
             db = ledger._database.connection
             plan = db.execute(
@@ -106,9 +106,9 @@ class TestCounts:
 
 
 class TestReasons:
-    def test_addresses_by_reason_and_kind(self, tmp_path: Path) -> None:
+    def test_addresses_by_reason_and_kind(self, ledgers: Ledgers) -> None:
         """A credential's bounced addresses in the window by reason and kind, most first."""
-        ledger = _ledger(tmp_path)
+        ledger = _with_bounces(ledgers.open())
         try:
             with ledger.transaction():
                 ledger.sends.add_bounce(

@@ -1,8 +1,9 @@
 """Schema 11's counter triggers count exactly as the triggers of schemas 7 and 9 did.
 
 Each test runs the same writes on a ledger of schema 10 (migrations 1 to 10, its
-triggers as they were) and on a current one, and compares their counters row for row,
-or checks the counters against a count made from the ``sends`` table itself.
+triggers as they were) and on a current one (SQLite's, then PostgreSQL's, whose counters
+one PL/pgSQL trigger keeps), and compares their counters row for row, or checks the
+counters against a count made from the ``sends`` table itself.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pytest
 
 from mailopsd.lifecycle import SendOutcome
 from mailopsd.state import schema, sends
+from mailopsd.state.engine import ENGINE_ERRORS, Connection
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.schema import stamp
 from mailopsd.state.sends import Intent
+from tests.ledger_setup import Ledgers
 
 NOW = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)
 OUTCOMES = [outcome.value for outcome in SendOutcome]
@@ -33,7 +36,7 @@ COUNTERS = {
 }
 
 
-def _counters(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+def _counters(db: Connection) -> dict[str, list[tuple[object, ...]]]:
     return {table: db.execute(query).fetchall() for table, query in COUNTERS.items()}
 
 
@@ -47,11 +50,12 @@ def _schema_10(directory: Path) -> sqlite3.Connection:
     return db
 
 
-def _recounted(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+def _recounted(db: Connection) -> dict[str, list[tuple[object, ...]]]:
     """What the counters hold (rows taken back to nothing left out), from the sends."""
     days = db.execute(
-        "SELECT campaign_id, substr(intent_at, 1, 10), credential_id, sum(step = 1), "
-        "sum(step > 1) FROM sends WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced') "
+        "SELECT campaign_id, substr(intent_at, 1, 10), credential_id, "
+        "sum(CASE WHEN step = 1 THEN 1 ELSE 0 END), sum(CASE WHEN step > 1 THEN 1 ELSE 0 END) "
+        "FROM sends WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced') "
         "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     ).fetchall()
     last = db.execute(
@@ -76,7 +80,7 @@ def _recounted(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
     return {"credential_days": days, "credential_last_send": last_sends, "domain_days": domains}
 
 
-def _kept(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+def _kept(db: Connection) -> dict[str, list[tuple[object, ...]]]:
     """The counters, without the rows whose sends were all taken back."""
     counters = _counters(db)
     return {
@@ -86,14 +90,14 @@ def _kept(db: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
     }
 
 
-def _step_sends(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+def _step_sends(db: Connection) -> list[tuple[object, ...]]:
     """The counted sends by step and version as schema 12 keeps them (none left out)."""
     return db.execute(
         "SELECT campaign_id, step, variant, sends FROM step_sends WHERE sends <> 0 ORDER BY 1, 2, 3"
     ).fetchall()
 
 
-def _steps_recounted(db: sqlite3.Connection) -> list[tuple[object, ...]]:
+def _steps_recounted(db: Connection) -> list[tuple[object, ...]]:
     return db.execute(
         "SELECT campaign_id, step, variant, count(*) FROM sends "
         "WHERE outcome IN ('pending', 'sent', 'unknown', 'bounced') GROUP BY 1, 2, 3 "
@@ -104,11 +108,10 @@ def _steps_recounted(db: sqlite3.Connection) -> list[tuple[object, ...]]:
 class _Twins:
     """The same sends written on a ledger of schema 10 and on a current one."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, ledgers: Ledgers) -> None:
         (directory / "10").mkdir()
-        (directory / "now").mkdir()
         self.old = _schema_10(directory / "10")
-        self.ledger = Ledger.open(directory / "now")
+        self.ledger = ledgers.open()
         self.new = self.ledger._database.connection
         self.times = itertools.count()
 
@@ -166,9 +169,9 @@ class _Twins:
 
 
 @pytest.fixture
-def twins(tmp_path: Path) -> Iterator[_Twins]:
-    """A ledger of schema 10 and a current one, both empty."""
-    pair = _Twins(tmp_path)
+def twins(tmp_path: Path, ledgers: Ledgers) -> Iterator[_Twins]:
+    """A ledger of schema 10 and a current one (on each engine), both empty."""
+    pair = _Twins(tmp_path, ledgers)
     yield pair
     pair.close()
 
@@ -222,10 +225,10 @@ def test_sends_moved_and_deleted(twins: _Twins) -> None:
         twins.assert_same()
 
 
-def test_a_send_keeps_the_day_and_domain_sql_takes(tmp_path: Path) -> None:
+def test_a_send_keeps_the_day_and_domain_sql_takes(ledgers: Ledgers) -> None:
     """Each send's day and domain are what the ledger's SQL takes from its time and
     address, whatever the address holds."""
-    ledger = Ledger.open(tmp_path)
+    ledger = ledgers.open()
     emails = ["a@example.net", "a@xn--bcher-kva.de", "a@b@c.example", "no-at-sign", "é@é.fr"]
     ledger.sends.record_intents(
         [Intent("acme", "a", email, 1, "<m>", "s", NOW, None) for email in emails]
@@ -244,13 +247,13 @@ def test_a_send_keeps_the_day_and_domain_sql_takes(tmp_path: Path) -> None:
     ]
 
 
-def test_a_send_written_without_its_day_is_refused(tmp_path: Path) -> None:
+def test_a_send_written_without_its_day_is_refused(ledgers: Ledgers) -> None:
     """A send written straight into the table without its day and domain fails (it
     could not be counted), rather than count nowhere."""
-    ledger = Ledger.open(tmp_path)
+    ledger = ledgers.open()
     db = ledger._database.connection
     try:
-        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+        with pytest.raises(ENGINE_ERRORS, match=r"(?i)NOT NULL|null value"):
             db.execute(
                 "INSERT INTO sends (campaign_id, credential_id, email, step, message_id, "
                 "intent_at) VALUES ('acme', 'a', 'x@example.net', 1, '<m>', ?)",
