@@ -3,11 +3,12 @@
 Tests of the ledger's behaviour take :func:`ledgers`, which runs each of them twice: on
 SQLite (a file in ``tmp_path``) and on PostgreSQL (a fresh database of the session's
 server); ``ledgers.open()`` opens the one ledger of the test, again each time it is
-called. Tests that need a lead in a ledger without a whole config use
-:func:`import_leads`; it goes through the same staging and applying as a reconcile, so a
-lead seeded here is a lead the daemon would have. Tests that look at what a run recorded
-open the state directory's ledger with :func:`read_ledger`, and ask its repositories,
-never the tables.
+called. Tests that run commands on a state directory ``tmp_path / "state"`` take
+:func:`state_ledger` to run on both engines. Tests that need a lead in a ledger without a
+whole config use :func:`import_leads`; it goes through the same staging and applying as
+a reconcile, so a lead seeded here is a lead the daemon would have. Tests that look at
+what a run recorded open the state directory's ledger with :func:`read_ledger`, and ask
+its repositories, never the tables.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mailopsd.config.leads import iter_leads
-from mailopsd.state import postgres
+from mailopsd.state import place, postgres
 from mailopsd.state.ledger import Ledger
 
 ENGINES = ("sqlite", "postgresql")
@@ -50,6 +51,24 @@ class Ledgers:
             with suppress(Exception):  # closed already by the test
                 ledger.close()
         if self.dsn is not None:
+            postgres.close_pools()
+
+
+@pytest.fixture(params=ENGINES)
+def state_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The engine of the ledger of the test's state directory ``tmp_path / "state"``.
+
+    Its own SQLite file, then (a second run) a fresh PostgreSQL database that the state
+    directory names, as ``run --ledger`` makes it: every command on that state directory
+    then uses that ledger.
+    """
+    dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgresql" else None
+    if dsn is not None:
+        place.point(tmp_path / "state", dsn)
+    try:
+        yield request.param
+    finally:
+        if dsn is not None:
             postgres.close_pools()
 
 

@@ -18,6 +18,7 @@ from mailopsd.cli.common import (
     EXIT_CHANGES,
     EXIT_FAILURE,
     EXIT_OK,
+    EXIT_USAGE,
     Commands,
     add_config_options,
     add_key_option,
@@ -42,6 +43,7 @@ from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
 from mailopsd.notify import Notifier
 from mailopsd.secrets import strength
+from mailopsd.state import place
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import observe
@@ -169,6 +171,12 @@ def _run(args: argparse.Namespace) -> int:
     _configure_daemon_logging(args.log_format)
     fixed = parse_now(args.now) if args.now else None
     directory = state_dir(args)
+    if args.ledger is not None:
+        try:
+            place.point(directory, None if args.ledger == "sqlite" else args.ledger)
+        except place.LedgerAddressError as err:
+            print(f"error: --ledger: {err}", file=sys.stderr)
+            return EXIT_USAGE
     bars = bars_on_stderr()
     settings = DaemonSettings(
         config_path=directory / "git" / "tree" if git else args.config or default_config_path(),
@@ -428,6 +436,14 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
     run.add_argument("--once", action="store_true", help="reconcile, do the work due now, exit")
     run.add_argument("--now", help="the time for a --once run (ISO 8601; UTC if no zone)")
     add_git_options(run)
+    run.add_argument(
+        "--ledger",
+        metavar="ADDRESS",
+        help="keep the ledger in PostgreSQL, shared by several daemons: "
+        "postgresql://USER@HOST[:PORT]/DATABASE, its password in a file (?passfile=PATH) "
+        "or ~/.pgpass, never here; 'sqlite' for the state directory's own file (the "
+        "default). The state directory remembers it",
+    )
     run.add_argument(
         "--log-format",
         choices=("text", "json"),

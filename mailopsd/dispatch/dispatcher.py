@@ -427,7 +427,7 @@ class Dispatcher:
                 group,
                 ca_files,
                 should_stop,
-                batch.BounceCheck.of(self.ledger.path.parent, key, group[0].campaign, state, now),
+                batch.BounceCheck.of(self.state_dir, key, group[0].campaign, state, now),
             )
             for key, group in groups.items()
         ]

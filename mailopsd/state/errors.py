@@ -21,6 +21,7 @@ __all__ = [
     "StorageCorruptError",
     "StorageError",
     "StorageFullError",
+    "StorageMissingError",
     "StorageReadOnlyError",
     "StorageTooNewError",
     "StorageUnavailableError",
@@ -58,6 +59,10 @@ class StorageCorruptError(StorageError):
 
 class StorageTooNewError(StorageError):
     """The ledger's schema is newer than this program's."""
+
+
+class StorageMissingError(StorageError):
+    """The ledger has no tables yet (no daemon has run on it)."""
 
 
 _BY_RESULT_CODE: dict[int, type[StorageError]] = {

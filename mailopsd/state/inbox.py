@@ -107,8 +107,8 @@ class InboxRecords(Repository):
                 "INSERT INTO imap_cursors (campaign_id, credential_id, folder, uidvalidity, "
                 "last_uid, last_poll_at, last_result) VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (campaign_id, credential_id, folder) DO UPDATE SET "
-                "uidvalidity = coalesce(excluded.uidvalidity, uidvalidity), "
-                "last_uid = coalesce(excluded.last_uid, last_uid), "
+                "uidvalidity = coalesce(excluded.uidvalidity, imap_cursors.uidvalidity), "
+                "last_uid = coalesce(excluded.last_uid, imap_cursors.last_uid), "
                 "last_poll_at = excluded.last_poll_at, last_result = excluded.last_result",
                 (
                     campaign_id,

@@ -21,11 +21,13 @@ import sqlite3
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 
+from mailopsd.state import place
 from mailopsd.state.campaigns import Campaigns
 from mailopsd.state.db import Database
 from mailopsd.state.engine import ENGINE_ERRORS, POSTGRESQL, SQLITE, Connection, Dialect
 from mailopsd.state.errors import (
     StorageError,
+    StorageMissingError,
     StorageReadOnlyError,
     StorageTooNewError,
     storage_error,
@@ -34,7 +36,7 @@ from mailopsd.state.imports import LeadImports
 from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
 from mailopsd.state.lists import SuppressionLists
-from mailopsd.state.schema import SCHEMA_VERSION, migrate, schema_version
+from mailopsd.state.schema import SCHEMA_VERSION, check_version, migrate, schema_version
 from mailopsd.state.sends import Sends
 from mailopsd.state.stats import StepStats
 from mailopsd.state.suppression import Suppressions
@@ -44,6 +46,25 @@ from mailopsd.state.tracking import Tracking
 __all__ = ["LEDGER_FILE", "Ledger"]
 
 LEDGER_FILE = "ledger.sqlite3"
+# Every table a copy takes, in no particular order (no table refers to another), but the
+# counters, which the copy's triggers make again from its sends.
+_COPIED_TABLES = (
+    "campaigns",
+    "credentials",
+    "leads",
+    "lead_problems",
+    "sends",
+    "bounces",
+    "replies",
+    "imap_cursors",
+    "inbox_messages",
+    "suppressions",
+    "suppression_lists",
+    "listed_addresses",
+    "listed_domains",
+    "opens",
+    "clicks",
+)
 
 
 def _read_only_fs(directory: Path) -> bool:
@@ -118,17 +139,19 @@ class Ledger:
         return ledger
 
     def copy_into(self, directory: Path) -> None:
-        """Write a consistent copy of this ledger into ``directory`` (SQLite's backup).
+        """Write a consistent copy of this ledger into ``directory``, as a SQLite ledger.
 
         The copy is what a private reader may change freely (a forecast sends into it);
-        this ledger is only read.
+        this ledger is only read. SQLite's is copied by its backup; PostgreSQL's row by
+        row from one snapshot, its counters made again by the copy's triggers.
 
         Raises:
             StorageError: The copy could not be written.
         """
         source = self._database.connection
         if not isinstance(source, sqlite3.Connection):
-            raise StorageError(f"ledger {self.name} is PostgreSQL's: no copy is made of it")
+            self._copy_rows_into(directory)
+            return
         path = directory / LEDGER_FILE
         try:
             _create_private(path)
@@ -142,12 +165,36 @@ class Ledger:
         except sqlite3.Error as err:
             raise storage_error(err) from err
 
+    def _copy_rows_into(self, directory: Path) -> None:
+        """Copy every row but the counters' into a new SQLite ledger in ``directory``."""
+        target = Ledger.open(directory)
+        into = target._database.connection
+        try:
+            with self._database.read_snapshot(), target.transaction():
+                for table in _COPIED_TABLES:
+                    columns = ", ".join(
+                        str(row[1]) for row in into.execute(f"PRAGMA table_info({table})")
+                    )
+                    rows = self._database.connection.execute(
+                        f"SELECT {columns} FROM {table}"  # noqa: S608 - the schema's names
+                    )
+                    marks = ", ".join("?" * len(columns.split(", ")))
+                    into.executemany(
+                        f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608
+                        rows,
+                    )
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+        finally:
+            target.close()
+
     @classmethod
     def open(cls, directory: Path, *, any_thread: bool = False) -> Ledger:
         """Open (creating and migrating as needed) the ledger in ``directory``.
 
         Args:
-            directory: The state directory.
+            directory: The state directory (whose ``ledger.url`` may name a PostgreSQL
+                ledger: see :mod:`mailopsd.state.place`).
             any_thread: Let another thread than the opening one use (or close) the
                 connection; the caller makes sure one thread at a time does.
 
@@ -156,6 +203,9 @@ class Ledger:
                 why).
             StorageTooNewError: The ledger is newer than this mailopsd.
         """
+        address = place.pointed(directory)
+        if address is not None:
+            return cls.connect(address)
         path = directory / LEDGER_FILE
         try:
             _create_private(path)
@@ -179,12 +229,15 @@ class Ledger:
         return ledger
 
     @classmethod
-    def connect(cls, dsn: str, shown: str | None = None) -> Ledger:
+    def connect(cls, dsn: str, shown: str | None = None, *, create: bool = True) -> Ledger:
         """Open (creating and migrating as needed) the PostgreSQL ledger at ``dsn``.
 
         Args:
             dsn: A ``postgresql://`` URL (or ``key=value`` string), password included.
             shown: How messages name the ledger; by default ``dsn`` without its password.
+            create: Create and migrate its tables if needed; else a ledger of an older
+                schema is read as it is, and one with no tables raises
+                :class:`StorageMissingError`.
 
         Raises:
             StorageError: The server cannot be reached or refused (a subclass says why).
@@ -200,7 +253,10 @@ class Ledger:
             raise storage_error(err) from err
         ledger = cls(connection, Path(), POSTGRESQL, name)
         try:
-            migrate(ledger._database)
+            if create:
+                migrate(ledger._database)
+            else:
+                check_version(ledger._database)
         except BaseException:
             connection.close()
             raise
@@ -214,6 +270,12 @@ class Ledger:
             StorageError: The file cannot be read or is not a ledger (a subclass says why).
             StorageTooNewError: The ledger is newer than this mailopsd.
         """
+        address = place.pointed(directory)
+        if address is not None:
+            try:
+                return cls.connect(address, create=False)
+            except StorageMissingError:
+                return None
         path = directory / LEDGER_FILE
         if not path.exists():
             return None

@@ -15,6 +15,7 @@ one while their ledger is open, and give it back when it closes.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
@@ -127,14 +128,29 @@ class _Rows:
         return iter(self.fetchall())
 
 
+def _unreachable(dsn: str, shown: str, timeout: psycopg_pool.PoolTimeout) -> EngineError:
+    """Why the pool had no connection to give (it only says it waited).
+
+    The client library's own words if a connection made here fails too, else a full pool.
+    """
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.Error as err:
+        cause = " ".join(str(err).split())
+        return EngineError(f"ledger {shown} cannot be reached: {cause}", err.sqlstate or "08001")
+    return EngineError(
+        f"ledger {shown}: every connection of the pool is in use ({timeout})", "53300"
+    )
+
+
 class PostgresConnection:
     """One pooled connection, with SQLite's interface (see :mod:`mailopsd.state.engine`).
 
     In autocommit mode: a transaction is what the repositories' own ``BEGIN`` opens.
     """
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool[Any], dsn_shown: str) -> None:
-        """Take a connection from ``pool`` (``dsn_shown``: the ledger, said without secrets).
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Any], dsn: str, dsn_shown: str) -> None:
+        """Take a connection from ``pool`` of ``dsn`` (``dsn_shown``: said without secrets).
 
         Raises:
             EngineError: No connection could be had in the pool's timeout.
@@ -143,7 +159,9 @@ class PostgresConnection:
         self.shown = dsn_shown
         try:
             self._connection: psycopg.Connection[Any] | None = pool.getconn()
-        except psycopg.Error as err:  # the pool's timeout is one too
+        except psycopg_pool.PoolTimeout as err:
+            raise _unreachable(dsn, dsn_shown, err) from err
+        except psycopg.Error as err:
             raise EngineError(f"ledger {dsn_shown} cannot be reached: {err}", err.sqlstate) from err
 
     def _live(self) -> psycopg.Connection[Any]:
@@ -187,28 +205,31 @@ class PostgresConnection:
             self._pool.putconn(connection)
 
 
-_POOLS: dict[str, psycopg_pool.ConnectionPool[Any]] = {}
+# The pools of this process by address; a child process forked with them makes its own
+# (a connection's socket is never shared between processes).
+_POOLS: dict[tuple[int, str], psycopg_pool.ConnectionPool[Any]] = {}
 _POOLS_LOCK = threading.Lock()
 
 
 def _pool(dsn: str, *, size: int) -> psycopg_pool.ConnectionPool[Any]:
     """The process's pool of connections to ``dsn`` (opened on first use)."""
+    key = (os.getpid(), dsn)
     with _POOLS_LOCK:
-        pool = _POOLS.get(dsn)
+        pool = _POOLS.get(key)
         if pool is None or pool.closed:
             pool = psycopg_pool.ConnectionPool(
                 dsn,
-                min_size=1,
+                min_size=0,  # none opened ahead: an unreachable server costs nothing idle
                 max_size=size,
                 kwargs={"autocommit": True},
                 configure=_configure,
                 check=psycopg_pool.ConnectionPool.check_connection,
-                timeout=10,
+                timeout=3,  # then the cause is asked for: see _unreachable
                 open=False,
                 name="ledger",
             )
             pool.open(wait=False)
-            _POOLS[dsn] = pool
+            _POOLS[key] = pool
         return pool
 
 
@@ -235,13 +256,13 @@ def connect(dsn: str, shown: str, *, pool_size: int = 16) -> PostgresConnection:
     Raises:
         EngineError: No connection could be had.
     """
-    return PostgresConnection(_pool(dsn, size=pool_size), shown)
+    return PostgresConnection(_pool(dsn, size=pool_size), dsn, shown)
 
 
 def close_pools() -> None:
     """Close every pool of this process (their connections too)."""
     with _POOLS_LOCK:
-        pools = list(_POOLS.values())
+        pools = [pool for (pid, _), pool in _POOLS.items() if pid == os.getpid()]
         _POOLS.clear()
     for pool in pools:
         pool.close()

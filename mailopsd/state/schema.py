@@ -16,12 +16,13 @@ from mailopsd.lifecycle import COUNTED_OUTCOMES
 from mailopsd.state import counters, postgres_schema
 from mailopsd.state.db import Database
 from mailopsd.state.engine import POSTGRESQL, Connection
-from mailopsd.state.errors import StorageTooNewError
+from mailopsd.state.errors import StorageMissingError, StorageTooNewError
 
 __all__ = [
     "COUNTED_SQL",
     "SCHEMA_VERSION",
     "ZONES_SCHEMA",
+    "check_version",
     "migrate",
     "schema_version",
     "stamp",
@@ -450,6 +451,19 @@ def migrate(database: Database) -> None:
             if target == _REKEY_MIGRATION:
                 _rekey_addresses(db)
             db.execute(f"PRAGMA user_version = {target}")
+
+
+def check_version(database: Database) -> None:
+    """Check a PostgreSQL ledger can be read as it is (``open_readonly``'s check).
+
+    Raises:
+        StorageMissingError: It has no tables yet.
+        StorageTooNewError: Its schema is newer than this program's.
+    """
+    version = schema_version(database.connection, postgresql=True)
+    if version == 0:
+        raise StorageMissingError(f"ledger {database.name} has no tables yet")
+    _check_not_newer(database, version)
 
 
 def _check_not_newer(database: Database, version: int) -> None:

@@ -26,6 +26,9 @@ from tests.servers.imap import HungServer
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
 
+# Each test on a state directory tmp_path / "state" runs on both ledgers.
+pytestmark = pytest.mark.usefixtures("state_ledger")
+
 
 def _logins(server: SmtpServer) -> Counter[str | None]:
     return Counter(m.login for m in server.handler.messages)

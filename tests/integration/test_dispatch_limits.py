@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mailopsd.config.loader import LoadOptions, load_config
@@ -13,6 +14,9 @@ from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import load_state
+
+# Each test on a state directory tmp_path / "state" runs on both ledgers.
+pytestmark = pytest.mark.usefixtures("state_ledger")
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 OPTIONS = LoadOptions(allow_plaintext_secrets=True)

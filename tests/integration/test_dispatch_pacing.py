@@ -24,6 +24,9 @@ from tests.commands import status_json
 from tests.dispatch_setup import credential, parsed, run_once, write_campaign
 from tests.servers.smtp import Received, SmtpServer
 
+# Each test on a state directory tmp_path / "state" runs on both ledgers.
+pytestmark = pytest.mark.usefixtures("state_ledger")
+
 DAY1 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 

@@ -15,6 +15,9 @@ from tests.ledger_setup import read_ledger
 from tests.servers.smtp import start_smtp
 from tests.servers.tlsca import TestCA
 
+# Each test on a state directory tmp_path / "state" runs on both ledgers.
+pytestmark = pytest.mark.usefixtures("state_ledger")
+
 NOW = "2026-11-23T10:00:00Z"
 SPAM = "550 5.7.1 Message rejected as spam by the content filter"
 

@@ -31,6 +31,9 @@ from tests.ledger_setup import read_ledger
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
 
+# Each test on a state directory tmp_path / "state" runs on both ledgers.
+pytestmark = pytest.mark.usefixtures("state_ledger")
+
 DAY1 = "2026-11-23T10:00:00Z"
 DAY1_LATER = "2026-11-23T12:00:00Z"
 DAY2 = "2026-11-24T10:00:01Z"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from mailopsd.state.statefile import load_state
@@ -23,6 +24,9 @@ from tests.dispatch_setup import (
     write_leads,
 )
 from tests.servers.smtp import Received, SmtpServer
+
+# Each test on a state directory tmp_path / "state" runs on both ledgers.
+pytestmark = pytest.mark.usefixtures("state_ledger")
 
 DAY1 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

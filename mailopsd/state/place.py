@@ -1,0 +1,104 @@
+"""Where a state directory's ledger is: its own SQLite file, or the PostgreSQL one it names.
+
+A state directory keeps its ledger in ``ledger.sqlite3`` unless its file ``ledger.url``
+names a PostgreSQL database (``run --ledger postgresql://…`` writes it). Everything that
+opens a state directory's ledger (the daemon, its HTTP side, ``status``, ``stats``,
+``preview``) follows it, so each daemon of a cluster keeps its own state directory (its
+state file, its send key) with the ledger they share.
+
+The address never holds the password: it is read from the file the address names with
+``passfile=`` (a ``LoadCredential=`` of the unit, ``%d/…``) or from ``~/.pgpass``, as
+libpq reads them, so that no command line, log or file of the state directory holds it.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+from mailopsd.atomicfile import write_atomically
+from mailopsd.state.errors import StorageError, storage_error
+
+__all__ = ["LEDGER_POINTER", "LedgerAddressError", "check_address", "point", "pointed"]
+
+LEDGER_POINTER = "ledger.url"
+_SCHEMES = ("postgresql", "postgres")
+
+
+class LedgerAddressError(ValueError):
+    """A ledger address that cannot be used (the message says why and what to give)."""
+
+
+def check_address(address: str) -> str:
+    """``address`` if it names a PostgreSQL ledger without its password.
+
+    Raises:
+        LedgerAddressError: It is not a ``postgresql://`` URL, or it holds a password.
+    """
+    try:
+        parts = urlsplit(address)
+        password = parts.password
+        query = dict(parse_qsl(parts.query))
+    except ValueError as err:
+        raise LedgerAddressError(f"ledger address cannot be read: {err}") from err
+    if parts.scheme not in _SCHEMES or not parts.hostname:
+        raise LedgerAddressError(
+            "a ledger address is postgresql://USER@HOST[:PORT]/DATABASE (or 'sqlite' for "
+            "the state directory's own file)"
+        )
+    if password is not None or "password" in query:
+        raise LedgerAddressError(
+            "the ledger's address holds its password: leave it out, and give it in a "
+            "password file (postgresql://USER@HOST/DATABASE?passfile=/path, a line "
+            "HOST:PORT:DATABASE:USER:PASSWORD, mode 0600; under systemd, LoadCredential= "
+            "and passfile=%d/NAME) or in ~/.pgpass"
+        )
+    return address
+
+
+def pointed(directory: Path) -> str | None:
+    """The PostgreSQL ledger the state directory names, ``None`` for its own file.
+
+    Raises:
+        StorageError: The pointer cannot be read.
+    """
+    try:
+        text = (directory / LEDGER_POINTER).read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise storage_error(err, f"cannot read {directory / LEDGER_POINTER}: {err}") from err
+    return text or None
+
+
+def point(directory: Path, address: str | None) -> None:
+    """Make the state directory's ledger the one at ``address`` (``None``: its own file).
+
+    A state directory that keeps a ledger of its own is not pointed elsewhere: the two
+    hold different histories, and the daemon would forget its own.
+
+    Raises:
+        LedgerAddressError: ``address`` cannot be used (see :func:`check_address`).
+        StorageError: The directory keeps a SQLite ledger, or the pointer cannot be written.
+    """
+    pointer = directory / LEDGER_POINTER
+    if address is None:
+        try:
+            with suppress(FileNotFoundError):
+                pointer.unlink()
+        except OSError as err:
+            raise storage_error(err, f"cannot remove {pointer}: {err}") from err
+        return
+    check_address(address)
+    if pointed(directory) is None and (directory / "ledger.sqlite3").exists():
+        raise StorageError(
+            f"state directory {directory} keeps its own ledger (ledger.sqlite3): a "
+            "PostgreSQL ledger holds another history; give the daemon a new state "
+            "directory, or move ledger.sqlite3 away first"
+        )
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomically(pointer, address + "\n", mode=0o600)
+    except OSError as err:
+        raise storage_error(err, f"cannot write {pointer}: {err.strerror or err}") from err

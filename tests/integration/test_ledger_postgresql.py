@@ -1,0 +1,159 @@
+"""``run --ledger``: a state directory whose ledger is a PostgreSQL database.
+
+The address is remembered in the state directory; every command on it (``run``,
+``status``, ``preview``) then uses that ledger. Its password never goes on the command
+line, and nothing of it is printed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mailopsd.state import postgres
+from mailopsd.state.ledger import LEDGER_FILE, Ledger
+from mailopsd.state.place import LEDGER_POINTER
+from tests.commands import run_cli, status_json
+from tests.dispatch_setup import credential, run_once, write_campaign
+from tests.servers.smtp import SmtpServer
+
+PLAIN = "--allow-plaintext-secrets"
+CANARY = "canary-pg-Zq8v1x"
+DAY = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _pools_closed() -> Iterator[None]:
+    """Close this process's ledger pools after each test (their threads with them)."""
+    yield
+    postgres.close_pools()
+
+
+def _run(
+    capsys: pytest.CaptureFixture[str], path: Path, state: Path, *extra: str
+) -> tuple[int, str, str]:
+    return run_cli(
+        capsys,
+        *("run", "--config", str(path), "--state-dir", str(state), PLAIN),
+        *("--once", "--now", "2026-11-23T10:00:00Z", *extra),
+    )
+
+
+def test_run_sends_into_the_postgresql_ledger_and_status_reads_it(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The daemon's sends are in the database; the state directory keeps no ledger file,
+    and a later command without --ledger reads the same ledger."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=3)
+    state = tmp_path / "state"
+    code, out, err = _run(capsys, path, state, "--ledger", postgres_dsn)
+    assert code == 0, err
+    assert "sent 3" in out
+    assert len(smtp_server.handler.messages) == 3
+    assert (state / LEDGER_POINTER).read_text().strip() == postgres_dsn
+    assert not (state / LEDGER_FILE).exists()
+    report = status_json(capsys, state, "2026-11-23T10:00:00Z")
+    [campaign] = report["campaigns"]
+    assert campaign["sends"]["total"] == 3
+    ledger = Ledger.connect(postgres_dsn)
+    try:
+        assert ledger.sends.since("camp", DAY) == {"a": 3}
+    finally:
+        ledger.close()
+    # A second run (no --ledger) sends nothing twice: the database remembers.
+    assert run_once(path, state, "2026-11-23T10:05:00Z") == 0
+    assert len(smtp_server.handler.messages) == 3
+
+
+def test_a_password_on_the_command_line_is_refused_unprinted(
+    tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The address with a password is refused before anything runs (exit 2), the message
+    says where the password goes, and the password is printed nowhere."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=1)
+    state = tmp_path / "state"
+    address = f"postgresql://mailopsd:{CANARY}@127.0.0.1:1/mailopsd"
+    code, out, err = _run(capsys, path, state, "--ledger", address)
+    assert code == 2
+    assert "passfile" in err
+    assert "~/.pgpass" in err
+    assert CANARY not in out + err
+    assert not state.exists()
+    assert smtp_server.handler.messages == []
+
+
+def test_a_state_directory_with_its_own_ledger_is_not_repointed(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A state directory that already keeps a SQLite ledger keeps it: the run stops,
+    says why and what to do, and sends nothing."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
+    state = tmp_path / "state"
+    assert run_once(path, state, "2026-11-23T10:00:00Z") == 0
+    smtp_server.handler.messages.clear()
+    code, _, err = _run(capsys, path, state, "--ledger", postgres_dsn)
+    assert code == 1
+    assert "keeps its own ledger (ledger.sqlite3)" in err
+    assert "new state directory" in err
+    assert not (state / LEDGER_POINTER).exists()
+    assert smtp_server.handler.messages == []
+
+
+def test_an_unreachable_server_is_named_with_its_cause(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """status on a state directory whose ledger's server does not answer (the pointer
+    moved to a port where nothing listens) says which ledger it could not reach, and
+    why, as the server's client said it."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=1)
+    state = tmp_path / "state"
+    assert _run(capsys, path, state, "--ledger", postgres_dsn)[0] == 0
+    (state / LEDGER_POINTER).write_text("postgresql://postgres@127.0.0.1:1/nowhere\n")
+    code, out, err = run_cli(capsys, "status", "--state-dir", str(state))
+    assert code == 1
+    assert "postgresql://postgres@127.0.0.1:1/nowhere cannot be reached" in err
+    assert "Connection refused" in err
+    assert out == ""
+
+
+def test_preview_forecasts_from_a_copy_of_the_postgresql_ledger(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """preview copies the database's ledger into a private SQLite one: what was sent
+    counts (the cap is used up today), and the database is left as it was."""
+    path = write_campaign(
+        tmp_path, {"a": credential(smtp_server, "ada", daily_limit=2)}, leads=5, steps=1
+    )
+    state = tmp_path / "state"
+    code, _, err = _run(capsys, path, state, "--ledger", postgres_dsn)
+    assert code == 0, err
+    code, out, err = run_cli(
+        capsys,
+        *("preview", "camp", "--config", str(path), "--state-dir", str(state), PLAIN),
+        *("--now", "2026-11-23T11:00:00Z", "--days", "2", "--every", "1 hour", "--json"),
+    )
+    assert code == 0, err
+    sends = {row["day"]: row["step1"] for row in json.loads(out)["forecast"]["sends"]}
+    # Today's 2 are spent (the copy holds them): 2 more tomorrow, the last lead after.
+    assert sends == {"2026-11-24": 2, "2026-11-25": 1}
+    ledger = Ledger.connect(postgres_dsn)
+    try:
+        assert ledger.sends.since("camp", DAY) == {"a": 2}
+    finally:
+        ledger.close()
