@@ -312,12 +312,22 @@ def _git_text(git: object) -> list[str]:
     return lines
 
 
+def _ledger_text(ledger: object) -> list[str]:
+    """The line of a shared ledger: where it is and which daemon works on it now."""
+    if not isinstance(ledger, dict) or ledger.get("engine") != "postgresql":
+        return []  # the state directory's own file: nothing to say
+    working = ledger.get("working_daemon")
+    who = f"worked on by {working}" if working else "no daemon works on it now"
+    return [f"ledger {ledger['address']} (PostgreSQL): {who}"]
+
+
 def _status_text(report: dict[str, object]) -> list[str]:
     lines = [
         f"revision {report['revision']} applied {report['applied_at']} "
         f"(last reload: {report['last_reload'] or 'none'})"
     ]
     lines.extend(_git_text(report.get("git")))
+    lines.extend(_ledger_text(report.get("ledger")))
     storage = report["state_dir"]
     if not storage["writable"]:  # type: ignore[index]
         lines.append(

@@ -164,7 +164,9 @@ class Daemon:
             raise StateError(f"cannot create state directory {state_dir}: {err.strerror}") from err
         self.state = load_state(state_dir)
         self._state_loaded = True
-        self._ledger = self._until_writable("opening the ledger", lambda: Ledger.open(state_dir))
+        self._ledger = self._until_writable(
+            "opening the ledger", lambda: Ledger.open(state_dir, exclusive=True)
+        )
         self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
         if self.settings.git is not None:
             self._start_following(self.settings.git)

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from mailopsd.notify import Notifier
+from mailopsd.state.engine import EngineError
 from mailopsd.state.errors import (
     StorageError,
     StorageFullError,
+    StorageInUseError,
     StorageReadOnlyError,
     StorageUnavailableError,
 )
@@ -40,6 +42,25 @@ logger = logging.getLogger("mailopsd.daemon")
 _UNWRITABLE = (StorageFullError, StorageReadOnlyError, StorageUnavailableError)
 
 _T = TypeVar("_T")
+
+
+def _standing_by(err: BaseException | None) -> bool:
+    """Tell whether the error says another daemon works on the shared ledger."""
+    while err is not None:
+        if isinstance(err, StorageInUseError):
+            return True
+        err = err.__cause__
+    return False
+
+
+def _what_failed(err: BaseException) -> tuple[str, str]:
+    """What did not take the write, and what the operator does about it."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, EngineError):  # PostgreSQL's: the ledger is elsewhere
+            return "ledger not reachable", "check the database server and the network to it"
+        cause = cause.__cause__
+    return "state directory not writable", "free space there or make it writable"
 
 
 def unwritable(err: BaseException | None) -> bool:
@@ -58,17 +79,22 @@ def unwritable(err: BaseException | None) -> bool:
 class StoragePause:
     """Whether the work is paused for the state directory, and why."""
 
-    def __init__(self, state_dir: Path, *, headroom_bytes: int, retry_s: float) -> None:
+    def __init__(
+        self, state_dir: Path, *, headroom_bytes: int, retry_s: float, standby_s: float = 1.0
+    ) -> None:
         """Not paused.
 
         Args:
             state_dir: The state directory.
             headroom_bytes: Sending pauses when less than this is free there.
             retry_s: How long a start waits between tries while writes are refused.
+            standby_s: How long a start waits between tries while another daemon works
+                on the shared ledger (how soon this one takes over when it stops).
         """
         self._state_dir = state_dir
         self._headroom_bytes = headroom_bytes
         self._retry_s = retry_s
+        self._standby_s = standby_s
         self._problem: str | None = None
 
     @property
@@ -85,10 +111,12 @@ class StoragePause:
             The reason, as :attr:`problem` now says it.
         """
         reason = str(err) or type(err).__name__
-        if self._problem is None:
+        if self._problem is None and _standing_by(err):
+            logger.warning("standing by, work paused while=%s: %s", doing, reason)
+        elif self._problem is None:
             logger.error(
-                "state directory not writable, work paused state_dir=%s while=%s error=%s; "
-                "free space there or make it writable: the work resumes by itself",
+                "%s, work paused state_dir=%s while=%s error=%s; %s: the work resumes by itself",
+                *_what_failed(err),
                 self._state_dir,
                 doing,
                 reason,
@@ -142,29 +170,38 @@ class StoragePause:
             StateError: ``action`` failed otherwise (a ``StorageError`` that does not
                 pass by itself, or another), or while ``stop`` was set.
         """
-        waiting = False
+        waiting: str | None = None  # what for
         while True:
             try:
                 result = action()
             except StorageError as err:
                 if not unwritable(err) or stop.is_set():
                     raise
-                if not waiting:
+                if waiting is None:
                     self._log_waiting(doing, err)
-                    notifier.ready(f"waiting: state directory not writable ({err})")
-                    waiting = True
+                    waiting = "standby" if _standing_by(err) else _what_failed(err)[0]
+                    notifier.ready(f"waiting: {waiting} ({err})")
                 notifier.watchdog()
-                stop.wait(self._retry_s)
+                stop.wait(self._standby_s if waiting == "standby" else self._retry_s)
                 continue
-            if waiting:
+            if waiting == "standby":
+                logger.info("taking over: the other daemon stopped, this one works now")
+            elif waiting == "ledger not reachable":
+                logger.info("ledger reachable again state_dir=%s", self._state_dir)
+            elif waiting is not None:
                 logger.info("state directory writable again state_dir=%s", self._state_dir)
             return result
 
     def _log_waiting(self, doing: str, err: BaseException) -> None:
+        if _standing_by(err):
+            logger.info("standing by while=%s: %s", doing, err)
+            return
+        failed, advice = _what_failed(err)
         logger.error(
-            "state directory not writable, waiting state_dir=%s while=%s error=%s; "
-            "free space there or make it writable: the start goes on by itself",
+            "%s, waiting state_dir=%s while=%s error=%s; %s: the start goes on by itself",
+            failed,
             self._state_dir,
             doing,
             err,
+            advice,
         )

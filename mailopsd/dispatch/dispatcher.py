@@ -140,6 +140,8 @@ class Dispatcher:
     _pool: ThreadPoolExecutor | None = None
     _turn: int = 0
     _zones: CampaignZones | None = None
+    _recovered: int = 0
+    """The ledger's session whose sends without an outcome :meth:`recover` marked."""
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -159,6 +161,7 @@ class Dispatcher:
         Returns:
             How many sends were found so.
         """
+        self._recovered = self.ledger.sessions
         pending = self.ledger.sends.pending()
         with self.ledger.transaction():
             for send_id, intent in pending:
@@ -566,7 +569,14 @@ class Dispatcher:
         *,
         should_stop: Callable[[], bool] = lambda: False,
     ) -> tuple[StateFile, TickReport]:
-        """Send what is due at ``now``; return the new state and what happened."""
+        """Send what is due at ``now``; return the new state and what happened.
+
+        On a new session of a shared ledger (its connection was lost and taken again),
+        sends left without an outcome are marked first, as at start: another daemon may
+        have worked on the ledger meanwhile, and stopped in the middle of a batch.
+        """
+        if self.ledger.sessions != self._recovered:
+            self.recover(loaded, now)
         jobs, failed = self._assign(loaded, state, now)
         if failed:
             with self.ledger.transaction():

@@ -15,12 +15,13 @@ import errno
 import sqlite3
 
 from mailopsd.errors import StateError
-from mailopsd.state.engine import EngineError
+from mailopsd.state.engine import EngineError, LedgerInUseError
 
 __all__ = [
     "StorageCorruptError",
     "StorageError",
     "StorageFullError",
+    "StorageInUseError",
     "StorageMissingError",
     "StorageReadOnlyError",
     "StorageTooNewError",
@@ -51,6 +52,10 @@ class StorageUnavailableError(StorageError):
     It cannot be opened, fails with I/O errors, or is locked by another process longer
     than the busy timeout.
     """
+
+
+class StorageInUseError(StorageUnavailableError):
+    """Another daemon works on the (shared) ledger: this one stands by until it stops."""
 
 
 class StorageCorruptError(StorageError):
@@ -119,6 +124,8 @@ def storage_error(
     """
     if isinstance(err, OSError):
         kind = _BY_ERRNO.get(err.errno or 0, StorageError)
+    elif isinstance(err, LedgerInUseError):
+        kind = StorageInUseError
     elif isinstance(err, EngineError):
         # No SQLSTATE: the driver's own failure, which is a lost connection.
         state = err.sqlstate or "08000"

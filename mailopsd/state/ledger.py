@@ -189,7 +189,7 @@ class Ledger:
             target.close()
 
     @classmethod
-    def open(cls, directory: Path, *, any_thread: bool = False) -> Ledger:
+    def open(cls, directory: Path, *, any_thread: bool = False, exclusive: bool = False) -> Ledger:
         """Open (creating and migrating as needed) the ledger in ``directory``.
 
         Args:
@@ -197,6 +197,9 @@ class Ledger:
                 ledger: see :mod:`mailopsd.state.place`).
             any_thread: Let another thread than the opening one use (or close) the
                 connection; the caller makes sure one thread at a time does.
+            exclusive: The daemon's own ledger: on PostgreSQL, the connection holds
+                the ledger's lock (see :meth:`connect`); SQLite's one writer at a time
+                needs none.
 
         Raises:
             StorageError: The file cannot be opened or is not a ledger (a subclass says
@@ -205,7 +208,7 @@ class Ledger:
         """
         address = place.pointed(directory)
         if address is not None:
-            return cls.connect(address)
+            return cls.connect(address, exclusive=exclusive)
         path = directory / LEDGER_FILE
         try:
             _create_private(path)
@@ -229,7 +232,9 @@ class Ledger:
         return ledger
 
     @classmethod
-    def connect(cls, dsn: str, shown: str | None = None, *, create: bool = True) -> Ledger:
+    def connect(
+        cls, dsn: str, shown: str | None = None, *, create: bool = True, exclusive: bool = False
+    ) -> Ledger:
         """Open (creating and migrating as needed) the PostgreSQL ledger at ``dsn``.
 
         Args:
@@ -238,6 +243,9 @@ class Ledger:
             create: Create and migrate its tables if needed; else a ledger of an older
                 schema is read as it is, and one with no tables raises
                 :class:`StorageMissingError`.
+            exclusive: The daemon's connection, which holds the ledger's lock: one
+                daemon works on a ledger at a time, the others wait (their open raises
+                :class:`StorageUnavailableError` naming the one that works).
 
         Raises:
             StorageError: The server cannot be reached or refused (a subclass says why).
@@ -248,7 +256,7 @@ class Ledger:
 
         name = shown if shown is not None else postgres.shown(dsn)
         try:
-            connection = postgres.connect(dsn, name)
+            connection = postgres.connect(dsn, name, exclusive=exclusive)
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         ledger = cls(connection, Path(), POSTGRESQL, name)
@@ -294,6 +302,36 @@ class Ledger:
                 f"ledger {path} has schema {version}, newer than this mailopsd"
             )
         return cls(connection, path)
+
+    def describe(self) -> dict[str, object]:
+        """Which ledger this is, for status: its engine, address, and who works on it.
+
+        On PostgreSQL, ``working_daemon`` is the daemon that works on it now (``None``:
+        none does).
+
+        Raises:
+            StorageError: The question could not be asked.
+        """
+        if self.dialect is SQLITE:
+            return {"engine": "sqlite", "address": str(self.path)}
+        from mailopsd.state import postgres  # as in connect
+
+        connection = self._database.connection
+        assert isinstance(connection, postgres.PostgresConnection)  # noqa: S101 - its dialect
+        try:
+            working = connection.working_daemon()
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+        return {"engine": "postgresql", "address": self.name, "working_daemon": working}
+
+    @property
+    def sessions(self) -> int:
+        """How many sessions the connection has had (SQLite's: one).
+
+        One more each time PostgreSQL's was lost and taken again: another daemon may have
+        worked on the ledger meanwhile.
+        """
+        return int(getattr(self._database.connection, "sessions", 1))
 
     def close(self) -> None:
         """Close the database (PostgreSQL's connection goes back to its pool)."""

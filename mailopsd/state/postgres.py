@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
+from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
@@ -28,9 +31,9 @@ from psycopg import pq
 from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
 
-from mailopsd.state.engine import EngineError
+from mailopsd.state.engine import EngineError, LedgerInUseError
 
-__all__ = ["PostgresConnection", "close_pools", "connect", "shown", "translate"]
+__all__ = ["DAEMON_LOCK", "PostgresConnection", "close_pools", "connect", "shown", "translate"]
 
 # What SQLite spells otherwise than PostgreSQL, outside quoted text, and why each
 # rewrite keeps the meaning (order matters: ``OR IGNORE`` is found before the rest).
@@ -55,6 +58,12 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\?"), "%s"),
     (re.compile(r"(?<![:\w]):([A-Za-z_]\w*)"), r"%(\1)s"),
 )
+DAEMON_LOCK = (0x6D61696C, 1)
+"""The advisory lock (two keys: "mail", 1) the working daemon's session holds."""
+# The server notices a client cut off (and lets its lock go) after idle + interval x
+# count seconds without an answer to its TCP keepalives; the client notices a server
+# gone as fast. The default is hours.
+_KEEPALIVE = {"idle": 4, "interval": 2, "count": 3}
 _IGNORE = re.compile(r"^\s*INSERT OR IGNORE\b")
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
 
@@ -111,18 +120,18 @@ def _engine_error(err: psycopg.Error) -> EngineError:
 class _Rows:
     """A statement's rows (all fetched when it ran), as SQLite's cursor gives them."""
 
-    def __init__(self, cursor: psycopg.ClientCursor[Any]) -> None:
-        self._cursor = cursor
-        self.rowcount = cursor.rowcount
+    def __init__(self, cursor: psycopg.ClientCursor[Any] | None) -> None:
+        self._cursor = cursor if cursor is not None and cursor.description else None
+        self.rowcount = -1 if cursor is None else cursor.rowcount
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description else None
+        return None if self._cursor is None else self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description else []
+        return [] if self._cursor is None else self._cursor.fetchall()
 
     def fetchmany(self, size: int) -> list[Any]:
-        return self._cursor.fetchmany(size) if self._cursor.description else []
+        return [] if self._cursor is None else self._cursor.fetchmany(size)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.fetchall())
@@ -143,72 +152,205 @@ def _unreachable(dsn: str, shown: str, timeout: psycopg_pool.PoolTimeout) -> Eng
     )
 
 
+def _holder(connection: psycopg.Connection[Any], lock: tuple[int, int]) -> str | None:
+    """Who holds the advisory lock ``lock``: its application name, address and since when."""
+    row = connection.execute(
+        "SELECT a.application_name, host(a.client_addr), a.backend_start "
+        "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s "
+        "AND l.objsubid = 2 AND l.granted",
+        lock,
+    ).fetchone()
+    if row is None:
+        return None
+    name, address, since = row
+    where = f" from {address}" if address else ""
+    return (
+        f"{name or 'a session'}{where}, connected since {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+
 class PostgresConnection:
     """One pooled connection, with SQLite's interface (see :mod:`mailopsd.state.engine`).
 
-    In autocommit mode: a transaction is what the repositories' own ``BEGIN`` opens.
+    In autocommit mode: a transaction is what the repositories' own ``BEGIN`` opens. A
+    connection lost between transactions is replaced by another of the pool at the next
+    statement; one lost inside a transaction fails every statement until the caller's
+    ``ROLLBACK`` (the server has rolled it back), so no statement of a transaction ever
+    runs outside it.
+
+    With ``hold``, the connection is the daemon's: each connection it takes first takes
+    the ledger's advisory lock for its session, and is given back if another session
+    holds it (:class:`EngineError` with SQLSTATE 55P03, naming the holder). The server
+    lets the lock go with the session: when the daemon stops, dies, or (after the TCP
+    keepalives of :func:`_pool` give up) is cut off from it.
     """
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool[Any], dsn: str, dsn_shown: str) -> None:
+    def __init__(
+        self,
+        pool: psycopg_pool.ConnectionPool[Any],
+        dsn: str,
+        dsn_shown: str,
+        *,
+        hold: tuple[int, int] | None = None,
+    ) -> None:
         """Take a connection from ``pool`` of ``dsn`` (``dsn_shown``: said without secrets).
 
         Raises:
-            EngineError: No connection could be had in the pool's timeout.
+            EngineError: No connection could be had in the pool's timeout, or (``hold``)
+                another session holds the lock.
         """
         self._pool = pool
+        self._dsn = dsn
         self.shown = dsn_shown
+        self._hold = hold
+        self._connection: psycopg.Connection[Any] | None = None
+        self._in_transaction = False
+        self._lost = False  # inside a transaction, until its ROLLBACK
+        self._closed = False
+        self.sessions = 0
+        """How many sessions this connection has had (one more each time it was lost)."""
+        self._connection = self._take()
+
+    def _take(self) -> psycopg.Connection[Any]:
         try:
-            self._connection: psycopg.Connection[Any] | None = pool.getconn()
+            connection: psycopg.Connection[Any] = self._pool.getconn()
         except psycopg_pool.PoolTimeout as err:
-            raise _unreachable(dsn, dsn_shown, err) from err
+            raise _unreachable(self._dsn, self.shown, err) from err
         except psycopg.Error as err:
-            raise EngineError(f"ledger {dsn_shown} cannot be reached: {err}", err.sqlstate) from err
+            raise EngineError(
+                f"ledger {self.shown} cannot be reached: {err}", err.sqlstate
+            ) from err
+        if self._hold is None:
+            self.sessions += 1
+            return connection
+        try:
+            held = connection.execute("SELECT pg_try_advisory_lock(%s, %s)", self._hold).fetchone()
+            holder = None if held and held[0] else _holder(connection, self._hold) or "gone now"
+        except psycopg.Error as err:
+            self._pool.putconn(connection)
+            raise _engine_error(err) from err
+        if holder is not None:
+            self._pool.putconn(connection)
+            raise LedgerInUseError(
+                f"ledger {self.shown} is in use by another daemon ({holder}); this one "
+                "stands by, and takes over when that one stops",
+                "55P03",
+            )
+        self.sessions += 1
+        return connection
 
     def _live(self) -> psycopg.Connection[Any]:
-        if self._connection is None:
+        """The connection to run on: a new one if it was lost between transactions."""
+        if self._closed:
             raise EngineError(f"ledger {self.shown}: the connection is closed", "08003")
-        return self._connection
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            return connection
+        if self._lost:
+            raise EngineError(
+                f"ledger {self.shown}: the connection was lost inside a transaction "
+                "(the server rolled it back)",
+                "08006",
+            )
+        if connection is not None:
+            self._connection = None
+            self._pool.putconn(connection)  # a closed connection: the pool drops it
+        taken = self._take()
+        self._connection = taken
+        return taken
+
+    def working_daemon(self) -> str | None:
+        """The daemon whose session holds the ledger's lock (who, from where, since when).
+
+        Raises:
+            EngineError: The question could not be asked.
+        """
+        try:
+            return _holder(self._live(), DAEMON_LOCK)
+        except psycopg.Error as err:
+            raise _engine_error(err) from err
 
     @property
     def in_transaction(self) -> bool:
         """Whether a transaction is open (or failed and not rolled back yet)."""
-        status = self._live().info.transaction_status
-        return status != pq.TransactionStatus.IDLE
+        connection = self._connection
+        if connection is None or connection.closed:
+            return self._in_transaction
+        return connection.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def _run(self, sql: str, run: Callable[[psycopg.ClientCursor[Any]], object]) -> _Rows:
+        word = sql.lstrip()[:8].upper()
+        if word.startswith(("ROLLBACK", "COMMIT")) and self._lost:
+            self._lost = self._in_transaction = False
+            if word.startswith("ROLLBACK"):
+                return _Rows(None)  # the server rolled it back with the session
+        connection = self._live()
+        try:
+            cursor = psycopg.ClientCursor(connection)
+            run(cursor)
+        except psycopg.Error as err:
+            if connection.closed and self._in_transaction:
+                self._lost = True
+            raise _engine_error(err) from err
+        if word.startswith("BEGIN"):
+            self._in_transaction = True
+        elif word.startswith(("ROLLBACK", "COMMIT")):
+            self._in_transaction = False
+        return _Rows(cursor)
 
     def execute(self, sql: str, parameters: Any = (), /) -> _Rows:
         """Run one statement; raise :class:`EngineError` if it fails."""
-        try:
-            cursor = psycopg.ClientCursor(self._live())
-            if parameters:
-                cursor.execute(translate(sql), parameters)
-            else:
-                cursor.execute(translate(sql, bound=False))
-        except psycopg.Error as err:
-            raise _engine_error(err) from err
-        return _Rows(cursor)
+        if parameters:
+            return self._run(sql, lambda cursor: cursor.execute(translate(sql), parameters))
+        return self._run(sql, lambda cursor: cursor.execute(translate(sql, bound=False)))
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> _Rows:
         """Run one statement for each set of parameters."""
         rows = list(parameters)
-        try:
-            cursor = psycopg.ClientCursor(self._live())
-            if len(rows) > 0:
+
+        def run(cursor: psycopg.ClientCursor[Any]) -> None:
+            if rows:
                 cursor.executemany(translate(sql), rows)
-        except psycopg.Error as err:
-            raise _engine_error(err) from err
-        return _Rows(cursor)
+
+        return self._run(sql, run)
 
     def close(self) -> None:
-        """Give the connection back to the pool (rolled back if a transaction was left)."""
+        """Give the connection back to the pool (rolled back if a transaction was left).
+
+        A connection that held the lock is closed instead: the lock goes with its session.
+        """
+        self._closed = True
         connection, self._connection = self._connection, None
-        if connection is not None:
-            self._pool.putconn(connection)
+        if connection is None:
+            return
+        if self._hold is not None:
+            with suppress(psycopg.Error):
+                connection.close()
+        self._pool.putconn(connection)
 
 
 # The pools of this process by address; a child process forked with them makes its own
 # (a connection's socket is never shared between processes).
 _POOLS: dict[tuple[int, str], psycopg_pool.ConnectionPool[Any]] = {}
 _POOLS_LOCK = threading.Lock()
+
+
+def _session_settings(dsn: str) -> dict[str, object]:
+    """What each connection of the pool sets, but what the address sets itself.
+
+    The keepalives bound how long a lost link keeps the daemon's lock (see
+    ``_KEEPALIVE``): an address may set others (``?keepalives_idle=2&options=...``).
+    """
+    given = conninfo_to_dict(dsn)
+    settings: dict[str, object] = {
+        "autocommit": True,
+        "application_name": f"mailopsd {socket.gethostname()} pid {os.getpid()}",
+        "keepalives": 1,
+        **{f"keepalives_{name}": value for name, value in _KEEPALIVE.items()},
+        "options": " ".join(f"-c tcp_keepalives_{name}={v}" for name, v in _KEEPALIVE.items()),
+    }
+    return {key: value for key, value in settings.items() if key not in given}
 
 
 def _pool(dsn: str, *, size: int) -> psycopg_pool.ConnectionPool[Any]:
@@ -221,7 +363,7 @@ def _pool(dsn: str, *, size: int) -> psycopg_pool.ConnectionPool[Any]:
                 dsn,
                 min_size=0,  # none opened ahead: an unreachable server costs nothing idle
                 max_size=size,
-                kwargs={"autocommit": True},
+                kwargs=_session_settings(dsn),
                 configure=_configure,
                 check=psycopg_pool.ConnectionPool.check_connection,
                 timeout=3,  # then the cause is asked for: see _unreachable
@@ -245,18 +387,24 @@ def shown(dsn: str) -> str:
     return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
 
 
-def connect(dsn: str, shown: str, *, pool_size: int = 16) -> PostgresConnection:
+def connect(
+    dsn: str, shown: str, *, exclusive: bool = False, pool_size: int = 16
+) -> PostgresConnection:
     """A connection to the ledger at ``dsn``, from this process's pool for it.
 
     Args:
         dsn: A ``postgresql://`` URL or ``key=value`` string, password included.
         shown: How messages name the ledger (``dsn`` without its password).
+        exclusive: The daemon's connection: it holds the ledger's lock (one daemon works
+            on a ledger at a time; see :class:`PostgresConnection`).
         pool_size: The most connections the pool opens.
 
     Raises:
-        EngineError: No connection could be had.
+        EngineError: No connection could be had, or (``exclusive``) another daemon
+            holds the lock (SQLSTATE 55P03).
     """
-    return PostgresConnection(_pool(dsn, size=pool_size), dsn, shown)
+    hold = DAEMON_LOCK if exclusive else None
+    return PostgresConnection(_pool(dsn, size=pool_size), dsn, shown, hold=hold)
 
 
 def close_pools() -> None:

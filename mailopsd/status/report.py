@@ -325,8 +325,10 @@ def build_status(state_dir: Path, now: datetime, scope: Scope | None = None) -> 
     ledger = Ledger.open_readonly(state_dir)
     campaigns: list[dict[str, object]] = []
     lists: list[dict[str, object]] = []
+    where: dict[str, object] | None = None
     if ledger is not None:
         try:
+            where = ledger.describe()
             credentials = ledger.campaigns.active_credentials()
             shared = _mailbox_uses(credentials)
             reads = UsageReads(ledger, utc_day_start(now))
@@ -372,6 +374,7 @@ def build_status(state_dir: Path, now: datetime, scope: Scope | None = None) -> 
         "last_reload": daemon.last_reload_result,
         "git": daemon.git.model_dump(mode="json") if daemon.git is not None else None,
         "state_dir": {"path": str(state_dir), **_storage(state_dir)},
+        "ledger": where,
         "conditions": [condition.model_dump(mode="json") for condition in state.conditions],
         "suppression_lists": lists,
         "campaigns": campaigns,

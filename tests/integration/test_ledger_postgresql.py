@@ -62,6 +62,14 @@ def test_run_sends_into_the_postgresql_ledger_and_status_reads_it(
     report = status_json(capsys, state, "2026-11-23T10:00:00Z")
     [campaign] = report["campaigns"]
     assert campaign["sends"]["total"] == 3
+    assert report["ledger"] == {
+        "engine": "postgresql",
+        "address": postgres_dsn,
+        "working_daemon": None,  # the run is over
+    }
+    code, out, _ = run_cli(capsys, "status", "--state-dir", str(state))
+    assert code == 0
+    assert f"ledger {postgres_dsn} (PostgreSQL): no daemon works on it now" in out
     ledger = Ledger.connect(postgres_dsn)
     try:
         assert ledger.sends.since("camp", DAY) == {"a": 3}
