@@ -142,6 +142,8 @@ class Dispatcher:
     _zones: CampaignZones | None = None
     _recovered: int = 0
     """The ledger's session whose sends without an outcome :meth:`recover` marked."""
+    _checked: int = 0
+    """The ledger's session whose credentials :meth:`_check_shared` checked."""
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -185,6 +187,23 @@ class Dispatcher:
                 intent.message_id,
             )
         return len(pending)
+
+    def _check_shared(self, loaded: LoadedConfig, state: StateFile, now: datetime) -> StateFile:
+        """On a shared ledger, check every credential's rates before the first send.
+
+        A daemon that takes over from another has its own state file, without the
+        ``disabled_at`` the other may have written: the rates, counted from the ledger
+        they share, disable again what is over its threshold.
+        """
+        self._checked = self.ledger.sessions
+        if self.ledger.dialect.name != "postgresql":
+            return state
+        keys = [
+            (campaign_id, credential_id)
+            for campaign_id, campaign in loaded.config.campaigns.items()
+            for credential_id in campaign.smtp_credentials
+        ]
+        return autodisable.check_credentials(self.ledger, loaded, state, keys, now)
 
     # Planning the tick -------------------------------------------------------------------
 
@@ -577,6 +596,8 @@ class Dispatcher:
         """
         if self.ledger.sessions != self._recovered:
             self.recover(loaded, now)
+        if self.ledger.sessions != self._checked:
+            state = self._check_shared(loaded, state, now)
         jobs, failed = self._assign(loaded, state, now)
         if failed:
             with self.ledger.transaction():

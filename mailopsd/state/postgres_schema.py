@@ -33,7 +33,7 @@ _MOVED = " OR ".join(f"NEW.{column} IS DISTINCT FROM OLD.{column}" for column in
 SCHEMA_13 = f"""
     CREATE FUNCTION instr(haystack text, needle text) RETURNS integer
         LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-        RETURN strpos(haystack, needle);
+        AS $$ SELECT strpos(haystack, needle) $$;
     CREATE TABLE campaigns (
         id {_T} PRIMARY KEY,
         account {_T} NOT NULL,

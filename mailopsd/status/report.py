@@ -23,6 +23,7 @@ from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.lists import ListedCounts
 from mailopsd.state.mailboxes import UsageReads, mailbox_entry
+from mailopsd.state.place import LEDGER_POINTER
 from mailopsd.state.schema import unstamp
 from mailopsd.state.sends import BounceReason, CredentialCounts
 from mailopsd.state.statefile import (
@@ -272,10 +273,13 @@ def _storage(state_dir: Path) -> dict[str, object]:
 def require_state(state_dir: Path) -> None:
     """Check that ``state_dir`` holds a daemon's state (its state file or its ledger).
 
+    Its ledger is its own file, or the PostgreSQL one its ``ledger.url`` names.
+
     Raises:
         StateError: It does not: where it looked, and where the state usually is.
     """
-    if (state_dir / STATE_FILE).is_file() or (state_dir / LEDGER_FILE).is_file():
+    ledger = (state_dir / LEDGER_FILE).is_file() or (state_dir / LEDGER_POINTER).is_file()
+    if (state_dir / STATE_FILE).is_file() or ledger:
         return
     where = state_dir.absolute()
     if not state_dir.exists():

@@ -17,9 +17,11 @@ import pytest
 from mailopsd.state import postgres
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.place import LEDGER_POINTER
+from mailopsd.state.statefile import load_state
 from tests.commands import run_cli, status_json
 from tests.dispatch_setup import credential, run_once, write_campaign
-from tests.servers.smtp import SmtpServer
+from tests.servers.smtp import SmtpServer, start_smtp
+from tests.servers.tlsca import TestCA
 
 PLAIN = "--allow-plaintext-secrets"
 CANARY = "canary-pg-Zq8v1x"
@@ -165,3 +167,47 @@ def test_preview_forecasts_from_a_copy_of_the_postgresql_ledger(
         assert ledger.sends.since("camp", DAY) == {"a": 2}
     finally:
         ledger.close()
+
+
+def test_a_mailbox_disabled_by_one_daemon_stays_disabled_for_the_next(
+    tmp_path: Path, test_ca: TestCA, postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One daemon disables a bouncing mailbox (in its own state file); another daemon,
+    with its own state directory, takes over the shared ledger the next day: the rates
+    it counts from that ledger disable the mailbox again before it sends anything."""
+    leads = [f"lead{i:04d}@example.net" for i in range(20)]
+    rules: dict[str, tuple[str, str | None]] = {
+        address: ("RCPT", "550 5.1.1 No such user") for address in leads[1::2]
+    }
+    server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
+    try:
+        path = write_campaign(
+            tmp_path,
+            {"a": credential(server, "ada")},
+            leads=20,
+            steps=1,
+            bounce_threshold="20%",
+            bounce_min_sends=5,
+        )
+        first, second = tmp_path / "first", tmp_path / "second"
+        code, _, err = run_cli(
+            capsys,
+            *("run", "--config", str(path), "--state-dir", str(first), PLAIN),
+            *("--once", "--now", "2026-11-23T10:00:00Z", "--ledger", postgres_dsn),
+        )
+        assert code == 0, err
+        assert load_state(first).credentials["camp/a"].disabled_at is not None
+        sent = len(server.handler.messages)
+        assert sent == 3  # of 6 tried: every other lead was refused
+        code, _, err = run_cli(
+            capsys,
+            *("run", "--config", str(path), "--state-dir", str(second), PLAIN),
+            *("--once", "--now", "2026-11-24T10:00:00Z", "--ledger", postgres_dsn),
+        )
+        assert code == 0, err
+        assert len(server.handler.messages) == sent  # nothing from the bouncing mailbox
+        entry = load_state(second).credentials["camp/a"]
+        assert entry.disabled_reason is not None
+        assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
+    finally:
+        server.controller.stop()
