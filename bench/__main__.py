@@ -34,6 +34,7 @@ BENCHMARKS = (
     "http",
     "git",
     "dashboard",
+    "cluster",
 )
 RESULTS = Path(__file__).with_name("results.json")
 

@@ -20,7 +20,6 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from datetime import UTC
 from functools import lru_cache
 from typing import Any
@@ -318,15 +317,20 @@ class PostgresConnection:
     def close(self) -> None:
         """Give the connection back to the pool (rolled back if a transaction was left).
 
-        A connection that held the lock is closed instead: the lock goes with its session.
+        A connection that held the lock lets it go first (if it cannot, the connection is
+        broken, and the pool drops it: the lock goes with its session).
         """
         self._closed = True
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._hold is not None:
-            with suppress(psycopg.Error):
-                connection.close()
+        if self._hold is not None and not connection.closed:
+            try:
+                if connection.info.transaction_status != pq.TransactionStatus.IDLE:
+                    connection.execute("ROLLBACK")
+                connection.execute("SELECT pg_advisory_unlock(%s, %s)", self._hold)
+            except psycopg.Error:
+                connection.close()  # the lock goes with the session
         self._pool.putconn(connection)
 
 

@@ -58,10 +58,12 @@ def test_once_then_status(write_config: Writer, capsys: pytest.CaptureFixture[st
         "last_reload",
         "git",
         "state_dir",
+        "ledger",
         "conditions",
         "suppression_lists",
         "campaigns",
     }
+    assert report["ledger"] == {"engine": "sqlite", "address": "st/ledger.sqlite3"}
     assert report["suppression_lists"] == []
     assert report["state_dir"]["path"] == "st"
     assert report["state_dir"]["writable"] is True

@@ -564,6 +564,7 @@ def test_server_trouble_shows_in_status_until_mail_goes_again(
         server.controller.stop()
 
 
+@pytest.mark.parametrize("state_ledger", ["sqlite"], indirect=True)  # the watchdog only
 def test_a_silent_server_never_starves_the_watchdog(tmp_path: Path, hung_imap: HungServer) -> None:
     """While a tick waits on a server that never answers, the service manager still
     hears the daemon is alive; the wait ends at the SMTP timeout, and nothing is sent."""

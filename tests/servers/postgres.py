@@ -82,6 +82,8 @@ class PostgresServer:
     directory: Path
     initdb: Path
     postgres: Path
+    durable: bool = False
+    """Keep PostgreSQL's own crash safety (fsync, synchronous commits): for benchmarks."""
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -122,7 +124,7 @@ class PostgresServer:
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
-                "--no-sync",  # test speed only: a crash of the machine may lose the cluster
+                *(() if self.durable else ("--no-sync",)),  # test speed only (see _command)
                 "--no-instructions",
             ],
             cwd=self.data_directory,
@@ -146,13 +148,12 @@ class PostgresServer:
             "port": str(self.port),
             # No Unix socket: nothing to reach beyond loopback TCP, and no ~107-byte path limit.
             "unix_socket_directories": "",
-            # Test speed only: these trade crash safety for speed; tests never need a
-            # cluster to survive a crash of the machine. Never use them in production.
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
             "max_connections": "200",
         }
+        if not self.durable:
+            # Test speed only: these trade crash safety for speed; tests never need a
+            # cluster to survive a crash of the machine. Never use them in production.
+            settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
         options = [f"--{name}={value}" for name, value in settings.items()]
         return [str(self.postgres), "-D", str(self.data_directory), *options]
 
@@ -275,8 +276,10 @@ def _database_of(dsn: str) -> str:
     return str(conninfo_to_dict(dsn)["dbname"])
 
 
-def start_postgres(directory: Path) -> PostgresServer:
+def start_postgres(directory: Path, *, durable: bool = False) -> PostgresServer:
     """Make a cluster in ``directory`` (which must be empty) and start its server.
+
+    ``durable``: with PostgreSQL's own crash safety, as in production (benchmarks).
 
     Raises:
         RuntimeError: it did not start; the message quotes its log.
@@ -295,7 +298,7 @@ def start_postgres(directory: Path) -> PostgresServer:
                 f"tests run as root but there is no {SYSTEM_USER!r} user to run PostgreSQL; "
                 "the Debian package postgresql makes it (scripts/test installs it)"
             )
-    server = PostgresServer(directory, *binaries)
+    server = PostgresServer(directory, *binaries, durable=durable)
     server.init()
     server.start()
     return server
