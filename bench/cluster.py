@@ -39,13 +39,18 @@ import psycopg
 
 from bench.daemon import mailopsd_command
 from bench.report import Row
-from bench.smtp import alternate_rates, plain_credentials, smtp_sink, write_campaign
+from bench.smtp import (
+    alternate_rates,
+    check_all_sent,
+    plain_credentials,
+    smtp_sink,
+    write_campaign,
+)
 from mailopsd.config.loader import LoadOptions
 from mailopsd.daemon import Daemon, DaemonSettings
 from mailopsd.notify import Notifier
 from mailopsd.state import place, postgres
-from mailopsd.state.ledger import Ledger
-from tests.servers.postgres import PostgresServer, start_postgres
+from tests.servers.postgres import PostgresServer, start_postgres, working_daemon_pid
 
 TAKEOVER_TARGET_S = 15.0
 THROUGHPUT_TARGET = 0.5
@@ -111,8 +116,10 @@ def _dispatch_rate(
             elapsed = time.perf_counter() - start
     finally:
         daemon.close()
+    try:
+        check_all_sent(state, messages)
+    finally:
         postgres.close_pools()
-    _check_sent(state, messages)
     shutil.rmtree(directory, ignore_errors=True)
     if server is not None and dsn is not None:
         server.drop_database(dsn)
@@ -124,35 +131,10 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-def _check_sent(state: Path, messages: int) -> None:
-    ledger = Ledger.open_readonly(state)
-    outcomes: dict[str, int] = {}
-    if ledger is not None:
-        try:
-            for (_, _, outcome), count in ledger.totals.read().sends.items():
-                outcomes[outcome] = outcomes.get(outcome, 0) + count
-        finally:
-            ledger.close()
-            postgres.close_pools()
-    if outcomes != {"sent": messages}:
-        raise RuntimeError(f"{messages} messages expected sent, the ledger has {outcomes}")
-
-
-def _holder(admin: psycopg.Connection[Any]) -> int | None:
-    """The pid of the daemon whose session holds the ledger's lock, if one does."""
-    row = admin.execute(
-        "SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a "
-        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = %s "
-        "AND l.objid = %s AND l.objsubid = 2 AND l.granted",
-        postgres.DAEMON_LOCK,
-    ).fetchone()
-    return int(row[0].rsplit(" ", 1)[1]) if row and row[0].startswith("mailopsd ") else None
-
-
 def _wait_holder(admin: psycopg.Connection[Any], among: set[int], timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        holder = _holder(admin)
+        holder = working_daemon_pid(admin)
         if holder in among:
             return holder
         time.sleep(0.01)

@@ -260,8 +260,19 @@ def mailopsd_rate(
         elapsed = time.perf_counter() - start
     finally:
         daemon.close()
+    check_all_sent(directory / "state", messages)
+    shutil.rmtree(directory, ignore_errors=True)
+    return messages / elapsed
+
+
+def check_all_sent(state: Path, messages: int) -> None:
+    """Check the state directory's ledger has ``messages`` sends, every one ``sent``.
+
+    Raises:
+        RuntimeError: It has other outcomes, or another number.
+    """
     outcomes: dict[str, int] = {}
-    ledger = Ledger.open_readonly(directory / "state")
+    ledger = Ledger.open_readonly(state)
     if ledger is not None:
         try:
             for (_, _, outcome), count in ledger.totals.read().sends.items():
@@ -272,8 +283,6 @@ def mailopsd_rate(
         raise RuntimeError(
             f"mailopsd: {messages} messages expected sent, the ledger has {outcomes}"
         )
-    shutil.rmtree(directory, ignore_errors=True)
-    return messages / elapsed
 
 
 # References -----------------------------------------------------------------------------

@@ -157,7 +157,8 @@ def _holder(connection: psycopg.Connection[Any], lock: tuple[int, int]) -> str |
         "SELECT a.application_name, host(a.client_addr), a.backend_start "
         "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
         "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s "
-        "AND l.objsubid = 2 AND l.granted",
+        "AND l.objsubid = 2 AND l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         lock,
     ).fetchone()
     if row is None:

@@ -16,7 +16,6 @@ over, and started again (it then stands by). Afterwards:
 from __future__ import annotations
 
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -34,9 +33,9 @@ from mailopsd.state import postgres
 from mailopsd.state.ledger import Ledger
 from tests.dispatch_setup import campaign_tree, credential, parsed, write_config, write_leads
 from tests.reliability.counts import count, seeded
-from tests.servers.postgres import PostgresServer
+from tests.servers.postgres import PostgresServer, working_daemon_pid
 from tests.servers.proxy import proxy_to
-from tests.servers.smtp import SmtpServer, start_smtp
+from tests.servers.smtp import Received, SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
 from tests.waiting import poll_until
 
@@ -48,21 +47,21 @@ SERVER_NOTICES_S = 4.0
 """When the server lets the cut daemon's session go (its keepalives give up after 10 s;
 the proxy plays that part sooner, for the suite's time)."""
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-_HOLDER = re.compile(r"^mailopsd \S+ pid (\d+)$")
 
 
 def _box(server: SmtpServer, login: str) -> dict[str, Any]:
     return credential(server, login, daily_limit=100_000, tls="none")
 
 
-def _write_config(directory: Path, server: SmtpServer) -> Path:
+def _write_config(directory: Path, server: SmtpServer, *, steps: int = 2) -> Path:
+    """Campaigns alpha and beta, LEADS leads and two mailboxes each, of ``steps`` steps."""
     campaigns = {}
     for name, first in (("alpha", 0), ("beta", 2)):
         write_leads(
             directory / f"{name}.csv", [f"{name}{i:05d}@example.net,N{i}" for i in range(LEADS)]
         )
         boxes = {f"b{n}": _box(server, f"box{n}") for n in (first, first + 1)}
-        campaigns[name] = campaign_tree(boxes, delay="0:00:01", leads=f"{name}.csv")
+        campaigns[name] = campaign_tree(boxes, steps=steps, delay="0:00:01", leads=f"{name}.csv")
     return write_config(directory, campaigns, file_name="campaigns.yaml")
 
 
@@ -79,18 +78,6 @@ def _start(path: Path, state: Path, dsn: str, log: Path) -> subprocess.Popen[byt
         )
 
 
-def _holder(admin: psycopg.Connection[Any]) -> int | None:
-    """The pid of the daemon whose session holds the ledger's lock, if one does."""
-    row = admin.execute(
-        "SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a "
-        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = %s "
-        "AND l.objid = %s AND l.objsubid = 2 AND l.granted",
-        postgres.DAEMON_LOCK,
-    ).fetchone()
-    found = _HOLDER.match(row[0]) if row else None
-    return int(found.group(1)) if found else None
-
-
 def _status_text(state: Path) -> str:
     """What ``mailopsd status`` prints for a state directory (it must succeed)."""
     done = subprocess.run(
@@ -104,10 +91,26 @@ def _status_text(state: Path) -> str:
     return done.stdout
 
 
-def _done(dsn: str) -> bool:
+def _sent_twice(received: list[Received]) -> list[tuple[str, str]]:
+    """The (address, subject) pairs the SMTP server received more than once."""
+    seen = Counter((m.rcpt_tos[0], str(parsed(m)["Subject"])) for m in received)
+    return [key for key, n in seen.items() if n > 1]
+
+
+def _steps_recorded(dsn: str) -> list[int]:
+    """Each campaign's counted sends in the ledger (sent, unknown, bounced, pending)."""
     ledger = Ledger.connect(dsn)
     try:
-        tallies = [ledger.leads.tally(name, "default", steps=2) for name in ("alpha", "beta")]
+        return [ledger.sends.tally(name, EPOCH).total for name in ("alpha", "beta")]
+    finally:
+        ledger.close()
+        postgres.close_pools()
+
+
+def _done(dsn: str, steps: int = 2) -> bool:
+    ledger = Ledger.connect(dsn)
+    try:
+        tallies = [ledger.leads.tally(name, "default", steps=steps) for name in ("alpha", "beta")]
     finally:
         ledger.close()
     return all(tally.by_state.get("done", 0) == LEADS for tally in tallies)
@@ -130,14 +133,14 @@ def test_the_one_that_works_is_killed_over_and_over(
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             pids = {daemon.pid for daemon in daemons}
             poll_until(
-                lambda: _holder(admin) in pids,
+                lambda: working_daemon_pid(admin) in pids,
                 timeout_s=60,
                 interval_s=0.05,
                 what="a daemon to take the ledger",
             )
             for _ in range(KILLS):
                 time.sleep(chance.uniform(0.05, 2.0))
-                victim_pid = _holder(admin)
+                victim_pid = working_daemon_pid(admin)
                 assert victim_pid is not None, "no daemon holds the ledger"
                 victim = next(n for n, d in enumerate(daemons) if d.pid == victim_pid)
                 os.kill(victim_pid, signal.SIGKILL)
@@ -145,7 +148,7 @@ def test_the_one_that_works_is_killed_over_and_over(
                 killed_at = time.monotonic()
                 others = {d.pid for n, d in enumerate(daemons) if n != victim}
                 poll_until(
-                    lambda others=others: _holder(admin) in others,  # type: ignore[misc]
+                    lambda others=others: working_daemon_pid(admin) in others,  # type: ignore[misc]
                     timeout_s=TAKEOVER_BOUND_S + 15,
                     interval_s=0.02,
                     what="another daemon to take over",
@@ -153,7 +156,7 @@ def test_the_one_that_works_is_killed_over_and_over(
                 takeovers.append(time.monotonic() - killed_at)
                 if len(takeovers) == 1:  # what a person asking status sees now
                     shown = _status_text(states[victim])
-                    assert f"pid {_holder(admin)}" in shown, shown
+                    assert f"pid {working_daemon_pid(admin)}" in shown, shown
                 daemons[victim] = _start(path, states[victim], postgres_dsn, logs[victim])
         poll_until(
             lambda: _done(postgres_dsn),
@@ -174,25 +177,18 @@ def test_the_one_that_works_is_killed_over_and_over(
                 daemon.wait()
         server.controller.stop()
         postgres.close_pools()
-    twice = [
-        key
-        for key, n in Counter((m.rcpt_tos[0], parsed(m)["Subject"]) for m in received).items()
-        if n > 1
-    ]
+    twice = _sent_twice(received)
     assert twice == [], f"sent twice: {twice[:5]}"
     ledger = Ledger.connect(postgres_dsn)
     try:
         outcomes = ledger.sends.outcomes(str(parsed(m)["Message-ID"]) for m in received)
-        totals = [
-            ledger.sends.tally(name, datetime(2026, 1, 1, tzinfo=UTC)) for name in ("alpha", "beta")
-        ]
     finally:
         ledger.close()
         postgres.close_pools()
     assert set(outcomes.values()) <= {"sent", "unknown"}
     assert len(outcomes) == len(received)
     # Each lead's two steps are in the ledger once each: sent, or unknown (never again).
-    assert [tally.total for tally in totals] == [2 * LEADS, 2 * LEADS]
+    assert _steps_recorded(postgres_dsn) == [2 * LEADS, 2 * LEADS]
     unknown = sum(1 for outcome in outcomes.values() if outcome == "unknown")
     print(
         f"kills={len(takeovers)} accepted={len(received)} unknown_accepted={unknown} "
@@ -212,14 +208,16 @@ def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
     the other takes over only after the server let the cut one's lock go, and nothing
     is sent twice or lost."""
     server = start_smtp(test_ca, {f"box{i}": f"pw-box{i}" for i in range(4)}, starttls=False)
-    path = _write_config(tmp_path, server)
+    path = _write_config(tmp_path, server, steps=1)  # no follow-up to wait for
     with proxy_to(postgres_server.host, postgres_server.port) as link:
         linked = postgres_dsn.replace(f":{postgres_server.port}/", f":{link.port}/")
         cut = _start(path, tmp_path / "cut", linked, tmp_path / "cut.log")
         other: subprocess.Popen[bytes] | None = None
         try:
             with psycopg.connect(postgres_dsn, autocommit=True) as admin:
-                poll_until(lambda: _holder(admin) == cut.pid, timeout_s=60, what="the first")
+                poll_until(
+                    lambda: working_daemon_pid(admin) == cut.pid, timeout_s=60, what="the first"
+                )
                 other = _start(path, tmp_path / "other", postgres_dsn, tmp_path / "other.log")
                 poll_until(lambda: server.handler.messages, timeout_s=60, what="first sends")
                 link.cut(server_notices_s=SERVER_NOTICES_S)
@@ -228,7 +226,7 @@ def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
                 after_batch = len(server.handler.messages)
                 holder = other.pid
                 poll_until(
-                    lambda: _holder(admin) == holder,
+                    lambda: working_daemon_pid(admin) == holder,
                     timeout_s=SERVER_NOTICES_S + TAKEOVER_BOUND_S,
                     interval_s=0.01,
                     what="the other daemon to take over",
@@ -236,7 +234,7 @@ def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
                 took_over = time.monotonic() - cut_at
                 at_takeover = len(server.handler.messages)
             link.heal()
-            poll_until(lambda: _done(postgres_dsn), timeout_s=180, what="every lead done")
+            poll_until(lambda: _done(postgres_dsn, 1), timeout_s=180, what="every lead done")
             assert cut.poll() is None, "the cut daemon exited instead of waiting"
             assert "ledger not reachable" in (tmp_path / "cut.log").read_text()
             for daemon in (cut, other):
@@ -253,17 +251,7 @@ def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
             postgres.close_pools()
     assert at_takeover == after_batch, "the cut daemon sent after its batch in flight"
     assert SERVER_NOTICES_S <= took_over <= SERVER_NOTICES_S + TAKEOVER_BOUND_S
-    twice = [
-        key
-        for key, n in Counter((m.rcpt_tos[0], parsed(m)["Subject"]) for m in received).items()
-        if n > 1
-    ]
+    twice = _sent_twice(received)
     assert twice == [], f"sent twice: {twice[:5]}"
-    ledger = Ledger.connect(postgres_dsn)
-    try:
-        totals = [ledger.sends.tally(name, EPOCH) for name in ("alpha", "beta")]
-    finally:
-        ledger.close()
-        postgres.close_pools()
-    assert [tally.total for tally in totals] == [2 * LEADS, 2 * LEADS]
+    assert _steps_recorded(postgres_dsn) == [LEADS, LEADS]
     print(f"cut: the other took over {took_over:.2f}s after the cut")

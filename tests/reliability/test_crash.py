@@ -50,7 +50,7 @@ from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
 
-KILLS = count(30, 250)
+KILLS = count(20, 250)
 LEADS = count(2000, 5000)
 RISKY_LEADS = 300
 SQLITE3 = shutil.which("sqlite3")

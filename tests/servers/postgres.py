@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
+from mailopsd.state import postgres
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5
@@ -39,6 +42,7 @@ TERMINATE_TIMEOUT_MS = 5000
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
 _DEBIAN_BINARIES = Path("/usr/lib/postgresql")
+_DAEMON_SESSION = re.compile(r"^mailopsd \S+ pid (\d+)$")
 
 
 def find_binaries() -> tuple[Path, Path] | None:
@@ -270,6 +274,23 @@ class PostgresServer:
         if not self.log_file.exists():
             return "(no log)"
         return self.log_file.read_text(errors="replace")[-5000:]
+
+
+def working_daemon_pid(admin: psycopg.Connection[TupleRow]) -> int | None:
+    """The pid of the mailopsd daemon whose session holds its ledger's lock, if one does.
+
+    Asked of PostgreSQL itself (``pg_locks``), on a connection to the ledger's database;
+    a daemon's sessions are named ``mailopsd HOST pid PID``.
+    """
+    row = admin.execute(
+        "SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a "
+        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = %s "
+        "AND l.objid = %s AND l.objsubid = 2 AND l.granted "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        postgres.DAEMON_LOCK,
+    ).fetchone()
+    found = _DAEMON_SESSION.match(str(row[0])) if row else None
+    return int(found.group(1)) if found else None
 
 
 def _database_of(dsn: str) -> str:
