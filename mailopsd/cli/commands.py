@@ -186,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=bars.progress,
         wall_clock=fixed is None,
         git=git,
+        stand_by=not args.once,
     )
     daemon = Daemon(settings, Notifier(os.environ))
     lines: list[str] = []

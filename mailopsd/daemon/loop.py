@@ -96,6 +96,8 @@ class DaemonSettings:
     """``clock`` is the wall clock: the HTTP process reads it itself instead of asking."""
     git: GitFollow | None = None
     """Follow this remote (``run --git``): ``config_path`` is unused."""
+    stand_by: bool = True
+    """Wait while another daemon works on the shared ledger (a ``--once`` run does not)."""
 
 
 class Daemon:
@@ -228,7 +230,9 @@ class Daemon:
 
     def _until_writable(self, doing: str, action: Callable[[], _T]) -> _T:
         """Run ``action`` at start, waiting while the state directory takes no writes."""
-        return self._storage.wait_writable(doing, action, stop=self._stop, notifier=self.notifier)
+        return self._storage.wait_writable(
+            doing, action, stop=self._stop, notifier=self.notifier, stand_by=self.settings.stand_by
+        )
 
     # Conditions and the state file ----------------------------------------------------
 

@@ -159,12 +159,19 @@ class StoragePause:
         return True
 
     def wait_writable(
-        self, doing: str, action: Callable[[], _T], *, stop: threading.Event, notifier: Notifier
+        self,
+        doing: str,
+        action: Callable[[], _T],
+        *,
+        stop: threading.Event,
+        notifier: Notifier,
+        stand_by: bool = True,
     ) -> _T:
         """Run ``action`` at start, waiting while the state directory takes no writes.
 
         The daemon reports ready meanwhile, with the reason as its status; ``stop`` set
-        ends the wait.
+        ends the wait. Without ``stand_by`` (a ``--once`` run), a shared ledger another
+        daemon works on is not waited for: its ``StorageInUseError`` is raised.
 
         Raises:
             StateError: ``action`` failed otherwise (a ``StorageError`` that does not
@@ -177,6 +184,11 @@ class StoragePause:
             except StorageError as err:
                 if not unwritable(err) or stop.is_set():
                     raise
+                if not stand_by and _standing_by(err):
+                    raise StorageInUseError(
+                        f"{err}; a run that does not stand by (--once) does not wait for "
+                        "it: stop that daemon, or let it do the work"
+                    ) from err
                 if waiting is None:
                     self._log_waiting(doing, err)
                     waiting = "standby" if _standing_by(err) else _what_failed(err)[0]
@@ -194,7 +206,11 @@ class StoragePause:
 
     def _log_waiting(self, doing: str, err: BaseException) -> None:
         if _standing_by(err):
-            logger.info("standing by while=%s: %s", doing, err)
+            logger.info(
+                "standing by while=%s: %s; this daemon takes over when that one stops",
+                doing,
+                err,
+            )
             return
         failed, advice = _what_failed(err)
         logger.error(

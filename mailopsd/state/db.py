@@ -10,7 +10,6 @@ credentials' snapshots, which a rolled-back transaction forgets). Each repositor
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -63,7 +62,7 @@ class Database:
             with suppress(*ENGINE_ERRORS):
                 self.connection.execute("ROLLBACK")
             self.credentials = None
-            if isinstance(err, sqlite3.Error):
+            if isinstance(err, ENGINE_ERRORS):
                 raise storage_error(err) from err
             raise
 

@@ -63,6 +63,7 @@ DAEMON_LOCK = (0x6D61696C, 1)
 # count seconds without an answer to its TCP keepalives; the client notices a server
 # gone as fast. The default is hours.
 _KEEPALIVE = {"idle": 4, "interval": 2, "count": 3}
+_FIRST_WAIT_S = 0.5
 _IGNORE = re.compile(r"^\s*INSERT OR IGNORE\b")
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
 
@@ -136,19 +137,17 @@ class _Rows:
         return iter(self.fetchall())
 
 
-def _unreachable(dsn: str, shown: str, timeout: psycopg_pool.PoolTimeout) -> EngineError:
-    """Why the pool had no connection to give (it only says it waited).
+def _refused(dsn: str, shown: str) -> EngineError | None:
+    """Why the server takes no connection, in the client library's own words.
 
-    The client library's own words if a connection made here fails too, else a full pool.
+    ``None``: it takes one (made here, and closed at once).
     """
     try:
         psycopg.connect(dsn, connect_timeout=5).close()
     except psycopg.Error as err:
         cause = " ".join(str(err).split())
         return EngineError(f"ledger {shown} cannot be reached: {cause}", err.sqlstate or "08001")
-    return EngineError(
-        f"ledger {shown}: every connection of the pool is in use ({timeout})", "53300"
-    )
+    return None
 
 
 def _holder(connection: psycopg.Connection[Any], lock: tuple[int, int]) -> str | None:
@@ -214,9 +213,20 @@ class PostgresConnection:
 
     def _take(self) -> psycopg.Connection[Any]:
         try:
-            connection: psycopg.Connection[Any] = self._pool.getconn()
+            connection: psycopg.Connection[Any] = self._pool.getconn(timeout=_FIRST_WAIT_S)
         except psycopg_pool.PoolTimeout as err:
-            raise _unreachable(self._dsn, self.shown, err) from err
+            # The pool only says it waited: a connection made here says why the server
+            # refuses, if it does; else the pool is busy, and is waited for longer.
+            refused = _refused(self._dsn, self.shown)
+            if refused is not None:
+                raise refused from err
+            try:
+                connection = self._pool.getconn()
+            except psycopg_pool.PoolTimeout as busy:
+                raise EngineError(
+                    f"ledger {self.shown}: every connection of the pool is in use ({busy})",
+                    "53300",
+                ) from busy
         except psycopg.Error as err:
             raise EngineError(
                 f"ledger {self.shown} cannot be reached: {err}", err.sqlstate
@@ -233,8 +243,7 @@ class PostgresConnection:
         if holder is not None:
             self._pool.putconn(connection)
             raise LedgerInUseError(
-                f"ledger {self.shown} is in use by another daemon ({holder}); this one "
-                "stands by, and takes over when that one stops",
+                f"ledger {self.shown} is in use by another daemon ({holder})",
                 "55P03",
             )
         self.sessions += 1
@@ -371,7 +380,7 @@ def _pool(dsn: str, *, size: int) -> psycopg_pool.ConnectionPool[Any]:
                 kwargs=_session_settings(dsn),
                 configure=_configure,
                 check=psycopg_pool.ConnectionPool.check_connection,
-                timeout=3,  # then the cause is asked for: see _unreachable
+                timeout=10,  # a busy pool (a server that refuses is told sooner: see _take)
                 open=False,
                 name="ledger",
             )

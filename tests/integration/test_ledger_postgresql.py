@@ -211,3 +211,23 @@ def test_a_mailbox_disabled_by_one_daemon_stays_disabled_for_the_next(
         assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
     finally:
         server.controller.stop()
+
+
+def test_a_once_run_does_not_wait_for_the_daemon_that_works(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another daemon works on the shared ledger: ``run --once`` says so and which one,
+    sends nothing and exits 1, instead of standing by."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
+    working = Ledger.connect(postgres_dsn, exclusive=True)
+    try:
+        code, _, err = _run(capsys, path, tmp_path / "state", "--ledger", postgres_dsn)
+    finally:
+        working.close()
+    assert code == 1
+    assert f"ledger {postgres_dsn} is in use by another daemon (mailopsd " in err
+    assert "(--once) does not wait for it: stop that daemon, or let it do the work" in err
+    assert smtp_server.handler.messages == []
