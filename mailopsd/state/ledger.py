@@ -244,8 +244,8 @@ class Ledger:
                 schema is read as it is, and one with no tables raises
                 :class:`StorageMissingError`.
             exclusive: The daemon's connection, which holds the ledger's lock: one
-                daemon works on a ledger at a time, the others wait (their open raises
-                :class:`StorageUnavailableError` naming the one that works).
+                daemon works on a ledger at a time; the others' open raises
+                :class:`StorageInUseError` naming the one that works, and they stand by.
 
         Raises:
             StorageError: The server cannot be reached or refused (a subclass says why).
