@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from bench.smtp import (
     check_all_sent,
     plain_credentials,
     smtp_sink,
+    stop,
     write_campaign,
 )
 from mailopsd.config.loader import LoadOptions
@@ -58,33 +59,27 @@ THROUGHPUT_TARGET = 0.5
 trip away instead of a file's: at least half as fast."""
 
 
+def _daemon(path: Path, state: Path, dsn: str) -> subprocess.Popen[bytes]:
+    """A ``mailopsd run`` process on the config ``path`` and the ledger at ``dsn``."""
+    return subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        mailopsd_command(
+            *("run", "--allow-plaintext-secrets", "--config", str(path)),
+            *("--state-dir", str(state), "--ledger", dsn),
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @contextmanager
 def _standing_by(path: Path, parent: Path, dsn: str, count: int) -> Iterator[None]:
     """``count`` daemons (processes) standing by on the ledger at ``dsn``."""
-    processes = []
-    for n in range(count):
-        state = parent / f"standby{n}"
-        processes.append(
-            subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-                mailopsd_command(
-                    *("run", "--allow-plaintext-secrets", "--config", str(path)),
-                    *("--state-dir", str(state), "--ledger", dsn),
-                ),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    processes = [_daemon(path, parent / f"standby{n}", dsn) for n in range(count)]
     try:
         yield
     finally:
         for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def _dispatch_rate(
@@ -109,7 +104,7 @@ def _dispatch_rate(
     daemon = Daemon(settings, Notifier({}))
     try:
         daemon.start()  # takes the ledger: the others then stand by
-        with _standing_by(path, directory, dsn, standby) if dsn else _nothing():
+        with _standing_by(path, directory, dsn, standby) if dsn else nullcontext():
             time.sleep(1.0 if standby else 0)  # they have started and asked once
             start = time.perf_counter()
             daemon.dispatch(max_ticks=1_000_000)
@@ -124,11 +119,6 @@ def _dispatch_rate(
     if server is not None and dsn is not None:
         server.drop_database(dsn)
     return messages / elapsed
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _wait_holder(admin: psycopg.Connection[Any], among: set[int], timeout_s: float) -> int:
@@ -148,14 +138,7 @@ def _takeovers(parent: Path, server: PostgresServer, port: int, kills: int) -> l
     dsn = server.create_database()
 
     def start(n: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
-            mailopsd_command(
-                *("run", "--allow-plaintext-secrets", "--config", str(path)),
-                *("--state-dir", str(directory / f"state{n}"), "--ledger", dsn),
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return _daemon(path, directory / f"state{n}", dsn)
 
     daemons = [start(0), start(1)]
     times = []

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ import yaml
 
 from mailopsd import cli
 from tests.servers.imap import Dovecot
-from tests.servers.smtp import Received, SmtpServer
+from tests.servers.smtp import Received, SmtpServer, start_smtp
+from tests.servers.tlsca import TestCA
 
 # The address credential(server, "ada") sends from.
 ADA = "ada@sender.example.com"
@@ -134,6 +136,31 @@ def write_campaign(
     sections = {} if http is None else {"http": dict(http)}
     built = campaign_tree(credentials, steps=steps, delay=delay, **fields)
     return write_config(directory, {"camp": built}, **sections)
+
+
+@contextmanager
+def bouncing_mailbox(directory: Path, ca: TestCA) -> Iterator[tuple[Path, SmtpServer]]:
+    """A one-step campaign of 20 leads over one mailbox (``a``, login ada) that is
+    disabled over a 20% bounce rate (from 5 sends), and its server, which refuses every
+    other lead with ``550 5.1.1`` (stopped when the block ends): the config's path and
+    the server."""
+    leads = [f"lead{i:04d}@example.net" for i in range(20)]
+    rules: dict[str, tuple[str, str | None]] = {
+        address: ("RCPT", "550 5.1.1 No such user") for address in leads[1::2]
+    }
+    server = start_smtp(ca, {"ada": "pw-ada"}, rules=rules)
+    try:
+        path = write_campaign(
+            directory,
+            {"a": credential(server, "ada")},
+            leads=20,
+            steps=1,
+            bounce_threshold="20%",
+            bounce_min_sends=5,
+        )
+        yield path, server
+    finally:
+        server.controller.stop()
 
 
 def run_once(path: Path, state: Path, now: str) -> int:

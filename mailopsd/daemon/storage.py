@@ -44,22 +44,24 @@ _UNWRITABLE = (StorageFullError, StorageReadOnlyError, StorageUnavailableError)
 _T = TypeVar("_T")
 
 
-def _standing_by(err: BaseException | None) -> bool:
-    """Tell whether the error says another daemon works on the shared ledger."""
+def _caused_by(err: BaseException | None, kinds: type | tuple[type, ...]) -> bool:
+    """Tell whether ``err``, or one it was raised from, is one of ``kinds``."""
     while err is not None:
-        if isinstance(err, StorageInUseError):
+        if isinstance(err, kinds):
             return True
         err = err.__cause__
     return False
 
 
+def _standing_by(err: BaseException) -> bool:
+    """Tell whether the error says another daemon works on the shared ledger."""
+    return _caused_by(err, StorageInUseError)
+
+
 def _what_failed(err: BaseException) -> tuple[str, str]:
     """What did not take the write, and what the operator does about it."""
-    cause: BaseException | None = err
-    while cause is not None:
-        if isinstance(cause, EngineError):  # PostgreSQL's: the ledger is elsewhere
-            return "ledger not reachable", "check the database server and the network to it"
-        cause = cause.__cause__
+    if _caused_by(err, EngineError):  # PostgreSQL's: the ledger is elsewhere
+        return "ledger not reachable", "check the database server and the network to it"
     return "state directory not writable", "free space there or make it writable"
 
 
@@ -69,11 +71,7 @@ def unwritable(err: BaseException | None) -> bool:
     A full disk, a read-only or failing file system, or missing permission: these pass
     when the operator acts. A corrupt ledger or state file is not one of them.
     """
-    while err is not None:
-        if isinstance(err, _UNWRITABLE):
-            return True
-        err = err.__cause__
-    return False
+    return _caused_by(err, _UNWRITABLE)
 
 
 class StoragePause:

@@ -10,7 +10,8 @@ credentials' snapshots, which a rolled-back transaction forgets). Each repositor
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -65,6 +66,15 @@ class Database:
             if isinstance(err, ENGINE_ERRORS):
                 raise storage_error(err) from err
             raise
+
+    def insert_one(self, sql: str, parameters: Sequence[object]) -> int:
+        """Run an ``INSERT`` of one row into a table whose key is ``id``; its new id.
+
+        SQLite's cursor has the row's id at no cost; PostgreSQL's statement returns it.
+        """
+        if isinstance(self.connection, sqlite3.Connection):
+            return int(self.connection.execute(sql, parameters).lastrowid or 0)
+        return int(self.connection.execute(f"{sql} RETURNING id", parameters).fetchone()[0])
 
     @contextmanager
     def temporary_work(self) -> Iterator[None]:

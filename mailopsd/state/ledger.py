@@ -36,6 +36,7 @@ from mailopsd.state.imports import LeadImports
 from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
 from mailopsd.state.lists import SuppressionLists
+from mailopsd.state.place import LEDGER_FILE
 from mailopsd.state.schema import SCHEMA_VERSION, check_version, migrate, schema_version
 from mailopsd.state.sends import Sends
 from mailopsd.state.stats import StepStats
@@ -45,7 +46,6 @@ from mailopsd.state.tracking import Tracking
 
 __all__ = ["LEDGER_FILE", "Ledger"]
 
-LEDGER_FILE = "ledger.sqlite3"
 # Every table a copy takes, in no particular order (no table refers to another), but the
 # counters, which the copy's triggers make again from its sends.
 _COPIED_TABLES = (

@@ -20,8 +20,17 @@ from urllib.parse import parse_qsl, urlsplit
 from mailopsd.atomicfile import write_atomically
 from mailopsd.state.errors import StorageError, storage_error
 
-__all__ = ["LEDGER_POINTER", "LedgerAddressError", "check_address", "point", "pointed"]
+__all__ = [
+    "LEDGER_FILE",
+    "LEDGER_POINTER",
+    "LedgerAddressError",
+    "check_address",
+    "point",
+    "pointed",
+]
 
+LEDGER_FILE = "ledger.sqlite3"
+"""A state directory's own ledger (SQLite's file)."""
 LEDGER_POINTER = "ledger.url"
 _SCHEMES = ("postgresql", "postgres")
 
@@ -91,7 +100,7 @@ def point(directory: Path, address: str | None) -> None:
             raise storage_error(err, f"cannot remove {pointer}: {err}") from err
         return
     check_address(address)
-    if pointed(directory) is None and (directory / "ledger.sqlite3").exists():
+    if pointed(directory) is None and (directory / LEDGER_FILE).exists():
         raise StorageError(
             f"state directory {directory} keeps its own ledger (ledger.sqlite3): a "
             "PostgreSQL ledger holds another history; give the daemon a new state "

@@ -45,8 +45,7 @@ _MIDNIGHT = "T00:00:00.000000Z"
 # would, so that SQLite keeps no statement journal for the triggers' writes.
 _INSERT_INTENT = (
     "INSERT OR ROLLBACK INTO sends (campaign_id, credential_id, email, step, message_id, "
-    "intent_at, subject, gap_s, variant, day, domain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "RETURNING id"
+    "intent_at, subject, gap_s, variant, day, domain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SET_OUTCOME = (
     "UPDATE OR ROLLBACK sends SET outcome = ?, smtp_code = ?, detail = ?, outcome_at = ? "
@@ -197,7 +196,7 @@ class Sends(Repository):
         with self._database.transaction():  # which translates SQLite's errors
             for intent in intents:
                 at = stamp(intent.at)
-                cursor = self._db.execute(
+                send_id = self._database.insert_one(
                     _INSERT_INTENT,
                     (
                         intent.campaign_id,
@@ -213,7 +212,7 @@ class Sends(Repository):
                         _domain(intent.email),
                     ),
                 )
-                ids.append(int(cursor.fetchone()[0]))
+                ids.append(send_id)
                 self._db.execute(
                     "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",
                     (intent.campaign_id, intent.email),

@@ -20,7 +20,7 @@ from mailopsd.notify import Notifier
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.statefile import CredentialState, load_state, save_state
 from tests.commands import status_json
-from tests.dispatch_setup import credential, parsed, run_once, write_campaign
+from tests.dispatch_setup import bouncing_mailbox, credential, parsed, run_once, write_campaign
 from tests.e2e.test_daemon import NotifySocket
 from tests.servers.imap import HungServer
 from tests.servers.smtp import SmtpServer, start_smtp
@@ -434,19 +434,7 @@ def test_bounce_threshold_stops_the_batch_at_once(
     """Once 5xx replies push the rate over the threshold, the rest of the batch is not
     attempted: the mailbox is disabled mid-batch and its untried leads stay new."""
     leads = [f"lead{i:04d}@example.net" for i in range(20)]
-    rules: dict[str, tuple[str, str | None]] = {
-        address: ("RCPT", "550 5.1.1 No such user") for address in leads[1::2]
-    }
-    server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
-    try:
-        path = write_campaign(
-            tmp_path,
-            {"a": credential(server, "ada")},
-            leads=20,
-            steps=1,
-            bounce_threshold="20%",
-            bounce_min_sends=5,
-        )
+    with bouncing_mailbox(tmp_path, test_ca) as (path, server):
         state = tmp_path / "state"
         run_once(path, state, "2026-11-23T10:00:00Z")
         # lead 5 is the third 5xx in six sends (50% > 20%): nothing after it is tried
@@ -456,8 +444,6 @@ def test_bounce_threshold_stops_the_batch_at_once(
         assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
         states, _ = _leads_and_outcomes(state)
         assert states == {"done": 3, "bounced": 3, "new": 14}
-    finally:
-        server.controller.stop()
 
 
 def _leads_and_outcomes(state: Path) -> tuple[dict[str, int], Counter[str]]:

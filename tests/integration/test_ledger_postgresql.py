@@ -19,8 +19,8 @@ from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.place import LEDGER_POINTER
 from mailopsd.state.statefile import load_state
 from tests.commands import run_cli, status_json
-from tests.dispatch_setup import credential, run_once, write_campaign
-from tests.servers.smtp import SmtpServer, start_smtp
+from tests.dispatch_setup import bouncing_mailbox, credential, run_once, write_campaign
+from tests.servers.smtp import SmtpServer
 from tests.servers.tlsca import TestCA
 
 PLAIN = "--allow-plaintext-secrets"
@@ -36,12 +36,17 @@ def _pools_closed() -> Iterator[None]:
 
 
 def _run(
-    capsys: pytest.CaptureFixture[str], path: Path, state: Path, *extra: str
+    capsys: pytest.CaptureFixture[str],
+    path: Path,
+    state: Path,
+    *extra: str,
+    now: str = "2026-11-23T10:00:00Z",
 ) -> tuple[int, str, str]:
+    """``run --once --now NOW`` on ``state``, with ``extra`` arguments."""
     return run_cli(
         capsys,
         *("run", "--config", str(path), "--state-dir", str(state), PLAIN),
-        *("--once", "--now", "2026-11-23T10:00:00Z", *extra),
+        *("--once", "--now", now, *extra),
     )
 
 
@@ -175,42 +180,21 @@ def test_a_mailbox_disabled_by_one_daemon_stays_disabled_for_the_next(
     """One daemon disables a bouncing mailbox (in its own state file); another daemon,
     with its own state directory, takes over the shared ledger the next day: the rates
     it counts from that ledger disable the mailbox again before it sends anything."""
-    leads = [f"lead{i:04d}@example.net" for i in range(20)]
-    rules: dict[str, tuple[str, str | None]] = {
-        address: ("RCPT", "550 5.1.1 No such user") for address in leads[1::2]
-    }
-    server = start_smtp(test_ca, {"ada": "pw-ada"}, rules=rules)
-    try:
-        path = write_campaign(
-            tmp_path,
-            {"a": credential(server, "ada")},
-            leads=20,
-            steps=1,
-            bounce_threshold="20%",
-            bounce_min_sends=5,
-        )
+    with bouncing_mailbox(tmp_path, test_ca) as (path, server):
         first, second = tmp_path / "first", tmp_path / "second"
-        code, _, err = run_cli(
-            capsys,
-            *("run", "--config", str(path), "--state-dir", str(first), PLAIN),
-            *("--once", "--now", "2026-11-23T10:00:00Z", "--ledger", postgres_dsn),
-        )
+        code, _, err = _run(capsys, path, first, "--ledger", postgres_dsn)
         assert code == 0, err
         assert load_state(first).credentials["camp/a"].disabled_at is not None
         sent = len(server.handler.messages)
         assert sent == 3  # of 6 tried: every other lead was refused
-        code, _, err = run_cli(
-            capsys,
-            *("run", "--config", str(path), "--state-dir", str(second), PLAIN),
-            *("--once", "--now", "2026-11-24T10:00:00Z", "--ledger", postgres_dsn),
+        code, _, err = _run(
+            capsys, path, second, "--ledger", postgres_dsn, now="2026-11-24T10:00:00Z"
         )
         assert code == 0, err
         assert len(server.handler.messages) == sent  # nothing from the bouncing mailbox
         entry = load_state(second).credentials["camp/a"]
         assert entry.disabled_reason is not None
         assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
-    finally:
-        server.controller.stop()
 
 
 def test_a_once_run_does_not_wait_for_the_daemon_that_works(
