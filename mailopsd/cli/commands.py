@@ -452,8 +452,8 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
         metavar="ADDRESS",
         help="keep the ledger in PostgreSQL, shared by several daemons: "
         "postgresql://USER@HOST[:PORT]/DATABASE, its password in a file (?passfile=PATH) "
-        "or ~/.pgpass, never here; 'sqlite' for the state directory's own file (the "
-        "default). The state directory remembers it",
+        "or ~/.pgpass, never here; 'sqlite' (the default) for the state directory's own "
+        "file. The state directory remembers it, and is never moved from one to the other",
     )
     run.add_argument(
         "--log-format",

@@ -13,7 +13,6 @@ libpq reads them, so that no command line, log or file of the state directory ho
 
 from __future__ import annotations
 
-from contextlib import suppress
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -84,23 +83,27 @@ def pointed(directory: Path) -> str | None:
 def point(directory: Path, address: str | None) -> None:
     """Make the state directory's ledger the one at ``address`` (``None``: its own file).
 
-    A state directory that keeps a ledger of its own is not pointed elsewhere: the two
-    hold different histories, and the daemon would forget its own.
+    A state directory whose ledger is one of its own kind is never moved to the other:
+    the two hold different histories, and the daemon would forget the one it has (a
+    ledger file made now would have every lead new again).
 
     Raises:
         LedgerAddressError: ``address`` cannot be used (see :func:`check_address`).
-        StorageError: The directory keeps a SQLite ledger, or the pointer cannot be written.
+        StorageError: The directory keeps a ledger of the other kind, or the pointer
+            cannot be written.
     """
     pointer = directory / LEDGER_POINTER
+    current = pointed(directory)
     if address is None:
-        try:
-            with suppress(FileNotFoundError):
-                pointer.unlink()
-        except OSError as err:
-            raise storage_error(err, f"cannot remove {pointer}: {err}") from err
+        if current is not None:
+            raise StorageError(
+                f"state directory {directory} keeps its ledger in PostgreSQL ({current}): "
+                f"a {LEDGER_FILE} made now would hold none of its history (every lead "
+                "new again); give the daemon a new state directory for a ledger of its own"
+            )
         return
     check_address(address)
-    if pointed(directory) is None and (directory / LEDGER_FILE).exists():
+    if current is None and (directory / LEDGER_FILE).exists():
         raise StorageError(
             f"state directory {directory} keeps its own ledger (ledger.sqlite3): a "
             "PostgreSQL ledger holds another history; give the daemon a new state "

@@ -215,3 +215,24 @@ def test_a_once_run_does_not_wait_for_the_daemon_that_works(
     assert f"ledger {postgres_dsn} is in use by another daemon (mailopsd " in err
     assert "(--once) does not wait for it: stop that daemon, or let it do the work" in err
     assert smtp_server.handler.messages == []
+
+
+def test_a_state_directory_on_postgresql_is_not_taken_back_to_a_file(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--ledger sqlite`` on a state directory whose ledger is PostgreSQL's is refused:
+    a new ledger file would have every lead new again. Nothing is sent twice, and the
+    state directory keeps its ledger."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
+    state = tmp_path / "state"
+    assert _run(capsys, path, state, "--ledger", postgres_dsn)[0] == 0
+    code, _, err = _run(capsys, path, state, "--ledger", "sqlite", now="2026-11-24T10:00:00Z")
+    assert code == 1
+    assert "a ledger.sqlite3 made now would hold none of its history" in err
+    assert "new state directory" in err
+    assert len(smtp_server.handler.messages) == 2
+    assert (state / LEDGER_POINTER).read_text().strip() == postgres_dsn
+    assert not (state / LEDGER_FILE).exists()
