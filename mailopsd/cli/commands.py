@@ -38,6 +38,7 @@ from mailopsd.config.models import Campaign
 from mailopsd.config.reenable import ignored_issues
 from mailopsd.config.zones import zone_of_row
 from mailopsd.daemon import Daemon, DaemonSettings
+from mailopsd.daemon.cluster import LIVE_S
 from mailopsd.errors import ConfigError, ConfigIssue
 from mailopsd.inbox.classify import classify
 from mailopsd.logformat import JournalFormatter, JsonFormatter, TextFormatter
@@ -188,15 +189,24 @@ def _run(args: argparse.Namespace) -> int:
         git=git,
         stand_by=not args.once,
     )
-    daemon = Daemon(settings, Notifier(os.environ))
+    notifier = Notifier(os.environ)
+    daemon = Daemon(settings, notifier)
     lines: list[str] = []
     try:
-        daemon.start()
         if args.once:
+            daemon.start()
             daemon.poll_inbox()
             daemon.dispatch()
             lines = _once_summary(daemon)
         else:
+            daemon.install_signals()  # a stop while standing by is a stop too
+            daemon.start()
+            daemon.serve()
+        while daemon.stepped_down is not None:  # outvoted on a shared ledger: stand by again
+            daemon.close()
+            daemon = Daemon(settings, notifier)
+            daemon.install_signals()
+            daemon.start()
             daemon.serve()
         paused = daemon.storage_problem
     finally:
@@ -319,7 +329,25 @@ def _ledger_text(ledger: object) -> list[str]:
         return []  # the state directory's own file: nothing to say
     working = ledger.get("working_daemon")
     who = f"worked on by {working}" if working else "no daemon works on it now"
-    return [f"ledger {ledger['address']} (PostgreSQL): {who}"]
+    lines = [f"ledger {ledger['address']} (PostgreSQL): {who}"]
+    daemons = ledger.get("daemons") or []
+    assert isinstance(daemons, list)  # noqa: S101 - describe()'s shape
+    return lines + [f"  {_daemon_text(row)}" for row in daemons]
+
+
+def _daemon_text(row: dict[str, object]) -> str:
+    """One daemon of a shared ledger: who, what it does, on which revision, last heard."""
+    role, age = str(row["role"]), float(row["heartbeat_age_s"])  # type: ignore[arg-type]
+    if role == "stopped":
+        doing = f"stopped at {row['heartbeat_at']}"
+    elif age > LIVE_S:  # killed, cut off or gone with its machine: it said nothing since
+        doing = f"not heard from in {age:.0f} s ({role} when last heard from)"
+    else:
+        doing = f"{role}, heartbeat {age:.0f} s ago"
+    if role == "working" and age <= LIVE_S:
+        doing += ", holds the work of every campaign"
+    what = row["note"] if role == "behind" and row["note"] else f"revision {row['revision']}"
+    return f"daemon {row['id']} ({row['host']}, pid {row['pid']}): {doing}; {what}"
 
 
 def _status_text(report: dict[str, object]) -> list[str]:

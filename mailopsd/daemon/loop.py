@@ -38,6 +38,7 @@ from mailopsd.config.loader import (
 from mailopsd.config.models import Http
 from mailopsd.config.reenable import ignored_issues
 from mailopsd.daemon.apiwrites import DaemonView
+from mailopsd.daemon.cluster import LIVE_S, Presence
 from mailopsd.daemon.follow import Applied, GitFollow
 from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
@@ -55,9 +56,11 @@ from mailopsd.notify import Notifier
 from mailopsd.progress import Progress
 from mailopsd.reconcile import ReenableIgnored
 from mailopsd.smtp.transport import SmtpTransport
+from mailopsd.state import place
 from mailopsd.state.apply import Reconciler
-from mailopsd.state.errors import StorageError
+from mailopsd.state.errors import StorageError, StorageInUseError
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.observe import config_revision
 from mailopsd.state.sendkey import load_send_key
 from mailopsd.state.statefile import Condition, GitState, StateFile, load_state, save_state
 
@@ -98,6 +101,10 @@ class DaemonSettings:
     """Follow this remote (``run --git``): ``config_path`` is unused."""
     stand_by: bool = True
     """Wait while another daemon works on the shared ledger (a ``--once`` run does not)."""
+    heartbeat_s: int = 5
+    """How often the working daemon writes its row in a shared ledger (see :mod:`.cluster`)."""
+    live_s: float = LIVE_S
+    """How young a daemon's heartbeat is for it to count in the revision rule."""
 
 
 class Daemon:
@@ -142,11 +149,18 @@ class Daemon:
         self._config_path = settings.config_path  # in the work tree, when following git
         self._git: GitSide | None = None  # with run --git
         self._rejection = ""  # why the last reload was not applied
+        self._presence: Presence | None = None  # on a shared ledger, while standing by too
+        self._standby_config: LoadedConfig | None = None  # loaded while standing by
+        self.stepped_down: str | None = None
+        """Why the daemon let its work on the shared ledger go (another revision won)."""
 
     # Start and stop -------------------------------------------------------------------
 
     def start(self) -> None:
         """Open the state, load the config and reconcile once.
+
+        On a shared ledger another daemon works on, this waits (stands by) until it can
+        work; a stop asked meanwhile ends the start there, and :meth:`serve` does nothing.
 
         Raises:
             StateError: The state directory, state file or ledger cannot be used.
@@ -166,14 +180,22 @@ class Daemon:
             raise StateError(f"cannot create state directory {state_dir}: {err.strerror}") from err
         self.state = load_state(state_dir)
         self._state_loaded = True
-        self._ledger = self._until_writable(
-            "opening the ledger", lambda: Ledger.open(state_dir, exclusive=True)
-        )
-        self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
         if self.settings.git is not None:
             self._start_following(self.settings.git)
         with collector_paused():  # as a reload: see collector_paused
-            loaded = self._load()
+            self._standby_config = self._load()
+        if self.settings.stand_by and place.pointed(state_dir) is not None:
+            self._presence = Presence(state_dir, live_s=self.settings.live_s)
+        try:
+            self._ledger = self._until_writable("opening the ledger", self._take_ledger)
+        except StorageInUseError:
+            if not self._stop.is_set():
+                raise
+            logger.info("stopped while standing by")
+            return
+        loaded, self._standby_config = self._standby_config, None
+        self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
+        with collector_paused():
             self._until_writable("applying the config", lambda: self._apply(loaded))
         self._git_started()
         self._watched = self._watching.of(loaded)
@@ -200,6 +222,40 @@ class Daemon:
         )
         if unknown:
             logger.warning("sends without outcome marked unknown count=%d", unknown)
+        self._heartbeat()
+
+    def _take_ledger(self) -> Ledger:
+        """Open the ledger for the daemon's work (asked again every second while standing by).
+
+        On a shared ledger, the config is loaded again first (a config that became invalid
+        leaves the last valid one standing), and this daemon's row written; a daemon whose
+        revision does not win stands by without asking for the lock (see :mod:`.cluster`).
+        """
+        presence, loaded = self._presence, self._standby_config
+        if presence is not None and loaded is not None:
+            with suppress(ConfigError):  # reported once applied, as a reload's would be
+                loaded = self._standby_config = self._load()
+            presence.stand_by(config_revision(loaded.files, loaded.revision))
+        ledger = Ledger.open(self.settings.state_dir, exclusive=True)
+        if presence is not None:
+            presence.close()  # the connection it stood by on
+        return ledger
+
+    def _heartbeat(self) -> None:
+        """Write this daemon's row in a shared ledger; let the work go if outvoted."""
+        if self._presence is None or self._ledger is None or self._storage.problem is not None:
+            return
+        try:
+            reason = self._presence.beat(self._ledger, self.state.daemon.applied_revision)
+        except StorageError as err:
+            if not unwritable(err):
+                raise
+            self._storage_failed(err, "writing the heartbeat")
+            return
+        if reason is not None:
+            logger.warning("letting the work go, standing by again: %s", reason)
+            self.stepped_down = reason
+            self.request_stop()
 
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
@@ -212,7 +268,14 @@ class Daemon:
             self._dispatcher.close()
         if self._inbox is not None:
             self._inbox.close()
-        if self._state_loaded:  # never replace a state file that could not be read
+        if self._presence is not None and self.stepped_down is None:
+            self._presence.stop(self._ledger)
+        elif self._presence is not None:
+            self._presence.close()
+        if self._state_loaded and self.stepped_down is not None:
+            self._set_condition("Ready", "False", "StandingBy", f"standing by: {self.stepped_down}")
+            self._save()
+        elif self._state_loaded:  # never replace a state file that could not be read
             self._set_condition("Ready", "False", "Stopped", "the daemon is not running")
             self._save()
         if self._ledger is not None:
@@ -633,7 +696,9 @@ class Daemon:
             debounce_ms=self.settings.debounce_ms,
         )
 
-    def _install_signals(self) -> None:
+    def install_signals(self) -> None:
+        """Stop on SIGTERM and SIGINT, reload on SIGHUP (from the main thread)."""
+
         def on_stop(signum: int, _: FrameType | None) -> None:
             logger.info("stopping signal=%s", signal.Signals(signum).name)
             self.request_stop()
@@ -652,11 +717,18 @@ class Daemon:
         return min(timeout, interval / 2) if interval else timeout
 
     def serve(self) -> None:
-        """Run until a stop request: reloads, scheduled jobs, watchdog."""
-        self._install_signals()
+        """Run until a stop request: reloads, scheduled jobs, watchdog.
+
+        Nothing runs if the daemon was stopped while standing by (see :meth:`start`).
+        """
+        if self._ledger is None:
+            return
+        self.install_signals()
         self._scheduler.every(self.settings.drift_interval_s).seconds.do(self._drift_check)
         self._scheduler.every(self.settings.dispatch_interval_s).seconds.do(self.dispatch)
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
+        if self._presence is not None:
+            self._scheduler.every(self.settings.heartbeat_s).seconds.do(self._heartbeat)
         self._restart_watcher()
         if self._git is not None:
             self._git.following.start()
@@ -677,4 +749,7 @@ class Daemon:
             self.notifier.watchdog()
             self._wake.wait(self._timeout_s())
             self._wake.clear()
-        self.notifier.stopping()
+        if self.stepped_down is None:
+            self.notifier.stopping()
+        else:
+            self.notifier.status(f"standing by: {self.stepped_down}")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from mailopsd.daemon.cluster import BehindError
 from mailopsd.notify import Notifier
 from mailopsd.state.engine import EngineError
 from mailopsd.state.errors import (
@@ -195,7 +196,7 @@ class StoragePause:
                 stop.wait(self._standby_s if waiting == "standby" else self._retry_s)
                 continue
             if waiting == "standby":
-                logger.info("taking over: the other daemon stopped, this one works now")
+                logger.info("taking over: no other daemon works on the ledger now, this one does")
             elif waiting == "ledger not reachable":
                 logger.info("ledger reachable again state_dir=%s", self._state_dir)
             elif waiting is not None:
@@ -203,6 +204,9 @@ class StoragePause:
             return result
 
     def _log_waiting(self, doing: str, err: BaseException) -> None:
+        if _caused_by(err, BehindError):
+            logger.warning("standing by while=%s: %s", doing, err)
+            return
         if _standing_by(err):
             logger.info(
                 "standing by while=%s: %s; this daemon takes over when that one stops",

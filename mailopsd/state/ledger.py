@@ -19,10 +19,13 @@ import errno
 import os
 import sqlite3
 from contextlib import AbstractContextManager, suppress
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mailopsd.state import place
 from mailopsd.state.campaigns import Campaigns
+from mailopsd.state.daemons import Daemons
 from mailopsd.state.db import Database
 from mailopsd.state.engine import ENGINE_ERRORS, POSTGRESQL, SQLITE, Connection, Dialect
 from mailopsd.state.errors import (
@@ -37,8 +40,15 @@ from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
 from mailopsd.state.lists import SuppressionLists
 from mailopsd.state.place import LEDGER_FILE
-from mailopsd.state.schema import SCHEMA_VERSION, check_version, migrate, schema_version
+from mailopsd.state.schema import (
+    DAEMONS_SCHEMA,
+    SCHEMA_VERSION,
+    check_version,
+    migrate,
+    schema_version,
+)
 from mailopsd.state.sends import Sends
+from mailopsd.state.statefile import format_time
 from mailopsd.state.stats import StepStats
 from mailopsd.state.suppression import Suppressions
 from mailopsd.state.totals import RunningTotals
@@ -47,7 +57,8 @@ from mailopsd.state.tracking import Tracking
 __all__ = ["LEDGER_FILE", "Ledger"]
 
 # Every table a copy takes, in no particular order (no table refers to another), but the
-# counters, which the copy's triggers make again from its sends.
+# counters, which the copy's triggers make again from its sends, and the daemons' rows
+# (a copy has none working on it).
 _COPIED_TABLES = (
     "campaigns",
     "credentials",
@@ -100,6 +111,7 @@ class Ledger:
         suppression_lists: The addresses and domains of the config's suppression lists.
         tracking: Opens and clicks.
         totals: Running totals of the whole ledger.
+        daemons: The daemons that work on the ledger or stand by for it.
     """
 
     def __init__(
@@ -120,6 +132,7 @@ class Ledger:
         self.tracking = Tracking(database)
         self.totals = RunningTotals(database)
         self.stats = StepStats(database)
+        self.daemons = Daemons(database)
 
     @classmethod
     def scratch(cls) -> Ledger:
@@ -307,7 +320,8 @@ class Ledger:
         """Which ledger this is, for status: its engine, address, and who works on it.
 
         On PostgreSQL, ``working_daemon`` is the daemon that works on it now (``None``:
-        none does).
+        none does), and ``daemons`` each daemon's row (see :mod:`.daemons`), with how old
+        its heartbeat is by this machine's clock.
 
         Raises:
             StorageError: The question could not be asked.
@@ -320,9 +334,25 @@ class Ledger:
         assert isinstance(connection, postgres.PostgresConnection)  # noqa: S101 - its dialect
         try:
             working = connection.working_daemon()
+            with_rows = schema_version(connection, postgresql=True) >= DAEMONS_SCHEMA
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
-        return {"engine": "postgresql", "address": self.name, "working_daemon": working}
+        now = datetime.now(UTC)
+        daemons = [
+            {
+                **asdict(row),
+                "started_at": format_time(row.started_at),
+                "heartbeat_at": format_time(row.heartbeat_at),
+                "heartbeat_age_s": round((now - row.heartbeat_at).total_seconds(), 1),
+            }
+            for row in (self.daemons.all() if with_rows else [])
+        ]
+        return {
+            "engine": "postgresql",
+            "address": self.name,
+            "working_daemon": working,
+            "daemons": daemons,
+        }
 
     @property
     def sessions(self) -> int:

@@ -29,9 +29,11 @@ __all__ = [
     "unstamp",
 ]
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 ZONES_SCHEMA = 10
 """The first schema that keeps each lead's time zone."""
+DAEMONS_SCHEMA = 14
+"""The first schema that keeps the daemons' rows."""
 COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 """The outcomes of sends that count (toward limits and rates), as an SQL list."""
 
@@ -331,6 +333,21 @@ _MIGRATIONS: dict[int, str] = {
     13: """
     ALTER TABLE bounces ADD COLUMN reason TEXT;
     """,
+    # The daemons that work on the ledger or stand by for it, one row each, written by
+    # each daemon every few seconds (see daemon/cluster.py). On SQLite, one daemon works
+    # on a ledger: its row alone. Times are the writer's (UTC, as stamp() writes them).
+    14: """
+    CREATE TABLE daemons (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        revision TEXT,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    """,
 }
 _REKEY_MIGRATION = 6
 
@@ -491,6 +508,11 @@ def _migrate_postgresql(database: Database) -> None:
         if version == 0:
             db.execute(postgres_schema.SCHEMA_13)
             db.execute("INSERT INTO ledger_schema (one, version) VALUES (1, 13)")
+            version = 13
+        for target in range(version + 1, SCHEMA_VERSION + 1):  # written for both engines
+            for statement in _statements(_MIGRATIONS[target]):
+                db.execute(statement)
+            db.execute("UPDATE ledger_schema SET version = ? WHERE one = 1", (target,))
 
 
 def stamp(moment: datetime) -> str:

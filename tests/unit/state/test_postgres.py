@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from mailopsd.state import postgres
+from mailopsd.state import postgres, postgres_schema, schema
 from mailopsd.state.errors import StorageError, StorageInUseError, StorageUnavailableError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.postgres import translate
@@ -141,3 +141,24 @@ class TestTheDaemonsLock:
         finally:
             first.close()
             postgres.close_pools()
+
+
+def test_a_ledger_of_schema_13_is_migrated_and_keeps_its_rows(postgres_dsn: str) -> None:
+    """Migrations after 13 are SQLite's, run on PostgreSQL: the daemons' table appears,
+    the version moves, and what the ledger held stays."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(postgres_schema.VERSION_TABLE)
+        admin.execute(postgres_schema.SCHEMA_13)
+        admin.execute("INSERT INTO ledger_schema (one, version) VALUES (1, 13)")
+        admin.execute(
+            "INSERT INTO campaigns (id, account, snapshot, added_at) "
+            "VALUES ('acme', 'default', '{\"name\": \"ACME\"}', '2026-11-23T12:00:00Z')"
+        )
+    ledger = Ledger.connect(postgres_dsn)
+    try:
+        assert ledger.campaigns.active() == {"acme": {"name": "ACME"}}
+        assert ledger.daemons.all() == []
+        version = schema.schema_version(ledger._database.connection, postgresql=True)
+        assert version == schema.SCHEMA_VERSION
+    finally:
+        ledger.close()

@@ -1,0 +1,199 @@
+"""Several daemons on one shared ledger: each one's heartbeat, and the revision rule.
+
+One daemon works on a shared ledger at a time (it holds the ledger's lock: see
+:mod:`mailopsd.state.postgres`); the others stand by. Each writes its row in the ledger
+(:class:`~mailopsd.state.daemons.Daemons`): the working one every few seconds, one
+standing by each time it asks for the lock. ``status`` shows them all.
+
+The revision rule: the daemons work on one config revision. A daemon is *live* while
+its heartbeat is younger than ``live_s``; a revision that more live daemons run than
+this one's wins, and on a tie the working daemon's revision does. A daemon on a
+revision that does not win holds nothing: one standing by does not ask for the lock, and
+the working one lets it go (its work is taken over by one on the winning revision). It
+says so in its log and its row, and works again once it runs that revision. A daemon
+that stops says so in its row, so those standing by need not wait for its heartbeat to
+age.
+
+Heartbeats are the writers' clocks (UTC): the machines' clocks are taken to agree within
+a few seconds, as NTP keeps them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mailopsd.state.daemons import DaemonRow
+from mailopsd.state.errors import StorageError, StorageInUseError
+from mailopsd.state.ledger import Ledger
+
+__all__ = [
+    "BEHIND",
+    "LIVE_S",
+    "STANDING_BY",
+    "STOPPED",
+    "WORKING",
+    "BehindError",
+    "Presence",
+    "identity",
+    "outvoted",
+]
+
+WORKING = "working"
+STANDING_BY = "standing by"
+BEHIND = "behind"
+"""Standing by on a revision that does not win: it does not ask for the lock."""
+STOPPED = "stopped"
+LIVE_S = 15.0
+"""How young a heartbeat is, by default, for its daemon to count as live."""
+
+logger = logging.getLogger("mailopsd.daemon")
+
+# Rows of daemons not heard from in this long are deleted by the working daemon.
+_FORGET_AFTER = timedelta(days=7)
+
+
+class BehindError(StorageInUseError):
+    """This daemon's revision does not win: it holds nothing until it runs the one that does."""
+
+
+def identity(state_dir: Path) -> str:
+    """The daemon's id: its host and a digest of its state directory (the same each start)."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:6]
+    return f"{socket.gethostname()}-{digest}"
+
+
+def outvoted(
+    revision: str | None, others: Iterable[DaemonRow], now: datetime, live_s: float
+) -> tuple[str, int] | None:
+    """The revision that wins over ``revision``, and how many live daemons run it; or None.
+
+    Args:
+        revision: This daemon's revision.
+        others: The other daemons' rows (this one's is left out).
+        now: The time heartbeats are aged against.
+        live_s: How young a heartbeat is for its daemon to count.
+    """
+    live = [
+        row
+        for row in others
+        if row.role != STOPPED and (now - row.heartbeat_at).total_seconds() <= live_s
+    ]
+    counts = Counter(row.revision for row in live)
+    mine = counts[revision] + 1
+    more = sorted(
+        ((count, str(other)) for other, count in counts.items() if other != revision),
+        reverse=True,
+    )
+    if more and more[0][0] > mine:
+        return more[0][1], more[0][0]
+    working = next((row for row in live if row.role == WORKING), None)
+    if working is not None and working.revision != revision and counts[working.revision] == mine:
+        return str(working.revision), mine
+    return None
+
+
+def _behind_reason(revision: str | None, winner: tuple[str, int]) -> str:
+    other, count = winner
+    others = "1 other daemon runs" if count == 1 else f"{count} other daemons run"
+    return (
+        f"on revision {revision}, while {others} {other}: this daemon holds no work until "
+        "it runs that revision"
+    )
+
+
+class Presence:
+    """This daemon's row in a shared ledger, and the revision rule as it applies to it."""
+
+    def __init__(self, state_dir: Path, *, live_s: float = LIVE_S) -> None:
+        """Not written yet.
+
+        Args:
+            state_dir: The state directory (the daemon's id comes from it).
+            live_s: How young a heartbeat is for its daemon to count (and how long one
+                on another revision may wait after a daemon dies without a word).
+        """
+        self.id = identity(state_dir)
+        self._state_dir = state_dir
+        self._live_s = live_s
+        self._started = datetime.now(UTC)
+        self._waiting: Ledger | None = None  # the connection while standing by
+        self._behind: str | None = None  # why it did not ask for the lock last time
+        self._asked = False  # the first answer is logged by the start's wait
+        self._revision: str | None = None  # the one last written
+
+    def _verdict(self, ledger: Ledger, revision: str | None) -> str | None:
+        """Why a daemon on ``revision`` holds no work now (see :func:`outvoted`), or None."""
+        others = [row for row in ledger.daemons.all() if row.id != self.id]
+        winner = outvoted(revision, others, datetime.now(UTC), self._live_s)
+        return None if winner is None else _behind_reason(revision, winner)
+
+    def _row(self, role: str, revision: str | None, note: str | None) -> DaemonRow:
+        self._revision = revision
+        return DaemonRow(
+            self.id,
+            socket.gethostname(),
+            os.getpid(),
+            role,
+            revision,
+            self._started,
+            datetime.now(UTC),
+            note or "",
+        )
+
+    def beat(self, ledger: Ledger, revision: str | None) -> str | None:
+        """Write the working daemon's row; why it must let its work go, or None.
+
+        Raises:
+            StorageError: The row could not be written or the others read.
+        """
+        reason = self._verdict(ledger, revision)
+        ledger.daemons.beat(self._row(WORKING if reason is None else BEHIND, revision, reason))
+        if forgotten := ledger.daemons.forget_before(datetime.now(UTC) - _FORGET_AFTER):
+            logger.info("forgot daemons not heard from in 7 days count=%d", forgotten)
+        return reason
+
+    def stand_by(self, revision: str | None) -> None:
+        """Write this row as standing by; raise :class:`BehindError` if outvoted.
+
+        Its own connection (not the lock's) is kept open until :meth:`close`.
+
+        Raises:
+            BehindError: Another revision wins: the lock is not to be asked for.
+            StorageError: The row could not be written or the others read.
+        """
+        if self._waiting is None:
+            self._waiting = Ledger.open(self._state_dir)
+        ledger = self._waiting
+        reason = self._verdict(ledger, revision)
+        if reason != self._behind and self._asked and reason is None:
+            logger.info("revision %s wins now: this daemon asks for the work again", revision)
+        elif reason != self._behind and self._asked:
+            logger.warning("standing by: %s", reason)
+        self._behind, self._asked = reason, True
+        ledger.daemons.beat(self._row(STANDING_BY if reason is None else BEHIND, revision, reason))
+        if reason is None:
+            return
+        raise BehindError(f"ledger {ledger.name}: this daemon is {reason}")
+
+    def stop(self, ledger: Ledger | None) -> None:
+        """Say this daemon stopped (through ``ledger``, or the standby connection); close it."""
+        with suppress(StorageError):  # the row then ages: the others wait live_s at most
+            writer = ledger if ledger is not None else self._waiting
+            if writer is not None:
+                writer.daemons.beat(self._row(STOPPED, self._revision, ""))
+        self.close()
+
+    def close(self) -> None:
+        """Close the standby connection, if open."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            with suppress(StorageError):
+                waiting.close()

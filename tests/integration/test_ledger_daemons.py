@@ -1,0 +1,153 @@
+"""Daemons on one PostgreSQL ledger: status shows each one, and they agree on a revision.
+
+Real daemons (``mailopsd run``, one process each, each with its own state directory) on
+a real PostgreSQL, sending to the SMTP test server. Two configs differ by one comment,
+so by revision (their content hash).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from mailopsd.state import postgres
+from tests.dispatch_setup import credential, write_campaign
+from tests.servers.postgres import working_daemon_pid
+from tests.servers.smtp import SmtpServer
+from tests.waiting import poll_until
+
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+
+
+class Cluster:
+    """Daemons started on one ledger; each stopped (by pid) when the test ends."""
+
+    def __init__(self, root: Path, dsn: str) -> None:
+        self.root = root
+        self.dsn = dsn
+        self.daemons: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, config: Path) -> subprocess.Popen[bytes]:
+        log = self.log(name).open("ab")
+        with log:
+            daemon = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "mailopsd", "run", "--allow-plaintext-secrets"),
+                    *("--config", str(config), "--state-dir", str(self.state(name))),
+                    *("--ledger", self.dsn),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        self.daemons[name] = daemon
+        return daemon
+
+    def state(self, name: str) -> Path:
+        return self.root / f"state-{name}"
+
+    def log(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+    def status(self) -> str:
+        """What ``mailopsd status`` prints (from any daemon's state directory)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "mailopsd", "status", "--state-dir", str(self.state("a"))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def line(self, name: str) -> str:
+        """The status line of daemon ``name`` ("" if status shows none)."""
+        pid = f"pid {self.daemons[name].pid})"
+        return next((line for line in self.status().splitlines() if pid in line), "")
+
+    def working(self) -> str | None:
+        """The name of the daemon that holds the ledger's lock, as PostgreSQL says."""
+        with psycopg.connect(self.dsn, autocommit=True) as admin:
+            pid = working_daemon_pid(admin)
+        return next((name for name, d in self.daemons.items() if d.pid == pid), None)
+
+    def stop_all(self) -> None:
+        for daemon in self.daemons.values():
+            if daemon.poll() is None:
+                daemon.send_signal(signal.SIGTERM)
+        for daemon in self.daemons.values():
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_dsn: str) -> Iterator[Cluster]:
+    cluster = Cluster(tmp_path, postgres_dsn)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        postgres.close_pools()
+
+
+def _configs(root: Path, smtp_server: SmtpServer) -> tuple[Path, Path]:
+    """Config A and config B, the same campaign but for a comment (two revisions)."""
+    boxes = {"a": credential(smtp_server, "ada", tls="none")}
+    for name in ("one", "two"):
+        (root / name).mkdir()
+    first = write_campaign(root / "one", boxes, leads=2, steps=1)
+    second = write_campaign(root / "two", boxes, leads=2, steps=1)
+    second.write_text(second.read_text() + "# the second revision\n")
+    return first, second
+
+
+def test_status_shows_every_daemon_and_one_on_another_revision_holds_no_work(
+    tmp_path: Path, cluster: Cluster, smtp_server: SmtpServer
+) -> None:
+    """a and b run revision A, c and then d revision B. a works, b stands by, c waits
+    behind. Once b stops, B is what most run: a lets the work go to c or d, and stands by
+    behind them until its config is B too."""
+    first, second = _configs(tmp_path, smtp_server)
+    cluster.start("a", first)
+    poll_until(lambda: cluster.working() == "a", timeout_s=60, what="a to work")
+    cluster.start("b", first)
+    poll_until(lambda: "standing by" in cluster.line("b"), timeout_s=60, what="b to stand by")
+    working = cluster.line("a")
+    assert "working, heartbeat" in working
+    assert "holds the work of every campaign" in working
+    revision_a = working.rsplit("revision ", 1)[1]
+    assert revision_a.startswith("sha256:")
+
+    cluster.start("c", second)
+    poll_until(lambda: "behind" in cluster.line("c"), timeout_s=60, what="c to wait behind")
+    behind = cluster.line("c")
+    assert f"while 2 other daemons run {revision_a}" in behind, behind
+    assert "holds no work until it runs that revision" in behind
+    logged = cluster.log("c").read_text()
+    assert "standing by while=opening the ledger" in logged, logged
+    assert "until it runs that revision" in logged
+
+    cluster.start("d", second)
+    poll_until(lambda: "behind" in cluster.line("d"), timeout_s=60, what="d to wait behind")
+    assert cluster.working() == "a"  # two on each revision: the working one's wins
+
+    cluster.daemons["b"].send_signal(signal.SIGTERM)
+    assert cluster.daemons["b"].wait(timeout=30) == 0
+    poll_until(lambda: cluster.working() in {"c", "d"}, timeout_s=30, what="a to let go")
+    assert cluster.daemons["a"].poll() is None  # still running: standing by
+    assert "letting the work go, standing by again" in cluster.log("a").read_text()
+    poll_until(lambda: "behind" in cluster.line("a"), timeout_s=30, what="a to wait behind")
+    assert "stopped at" in cluster.line("b")
+
+    first.write_text(second.read_text())  # a's config catches up
+    poll_until(lambda: "standing by" in cluster.line("a"), timeout_s=30, what="a to catch up")
+    assert "revision sha256:" in cluster.line("a")
