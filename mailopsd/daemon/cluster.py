@@ -5,6 +5,13 @@ One daemon works on a shared ledger at a time (it holds the ledger's lock: see
 (:class:`~mailopsd.state.daemons.Daemons`): the working one every few seconds, one
 standing by each time it asks for the lock. ``status`` shows them all.
 
+The mailboxes' states (disabled, re-enabled, stopped by AUTH failures) are the working
+daemon's state file's, written into the ledger as they change
+(:class:`~mailopsd.state.mailboxstates.MailboxStates`). A daemon that begins to work,
+or whose session was lost and taken again (another may have worked meanwhile), takes
+them from there into its own state file first: what one disabled stays disabled, and a
+re-enable one applied holds for the next.
+
 The revision rule: the daemons work on one config revision. A daemon is *live* while
 its heartbeat is younger than ``live_s``; a revision that more live daemons run than
 this one's wins, and on a tie the working daemon's revision does. A daemon on a
@@ -33,6 +40,7 @@ from pathlib import Path
 from mailopsd.state.daemons import DaemonRow
 from mailopsd.state.errors import StorageError, StorageInUseError
 from mailopsd.state.ledger import Ledger
+from mailopsd.state.statefile import CredentialState, StateFile
 
 __all__ = [
     "BEHIND",
@@ -128,6 +136,9 @@ class Presence:
         self._behind: str | None = None  # why it did not ask for the lock last time
         self._asked = False  # the first answer is logged by the start's wait
         self._revision: str | None = None  # the one last written
+        self._written = False  # whether this daemon wrote its row
+        self._shared: dict[str, CredentialState] = {}  # the mailbox states last written
+        self._session = 0  # the ledger session whose mailbox states were taken
 
     def _verdict(self, ledger: Ledger, revision: str | None) -> str | None:
         """Why a daemon on ``revision`` holds no work now (see :func:`outvoted`), or None."""
@@ -136,7 +147,7 @@ class Presence:
         return None if winner is None else _behind_reason(revision, winner)
 
     def _row(self, role: str, revision: str | None, note: str | None) -> DaemonRow:
-        self._revision = revision
+        self._revision, self._written = revision, True
         return DaemonRow(
             self.id,
             socket.gethostname(),
@@ -183,11 +194,43 @@ class Presence:
             return
         raise BehindError(f"ledger {ledger.name}: this daemon is {reason}")
 
+    def take_states(self, ledger: Ledger, state: StateFile) -> StateFile:
+        """``state`` with the ledger's mailbox states, on a session they were not taken on.
+
+        The ledger's replace the state file's entries, unless it has none yet (the first
+        daemon to work on it, whose own entries then go in at the next :meth:`share`).
+
+        Raises:
+            StorageError: They could not be read.
+        """
+        if ledger.sessions == self._session:
+            return state
+        shared = ledger.mailbox_states.all()
+        self._session = ledger.sessions
+        self._shared = shared
+        if not shared or shared == state.credentials:
+            return state
+        logger.info("mailbox states taken from the ledger count=%d", len(shared))
+        return state.model_copy(update={"credentials": shared})
+
+    def share(self, ledger: Ledger, state: StateFile, at: datetime) -> None:
+        """Write the mailbox states that changed since last written into the ledger.
+
+        Raises:
+            StorageError: They could not be written (they are written again next time).
+        """
+        current = state.credentials
+        changed = {key: entry for key, entry in current.items() if self._shared.get(key) != entry}
+        removed = set(self._shared) - set(current)
+        if changed or removed:
+            ledger.mailbox_states.write(changed, removed, at)
+            self._shared = dict(current)
+
     def stop(self, ledger: Ledger | None) -> None:
         """Say this daemon stopped (through ``ledger``, or the standby connection); close it."""
         with suppress(StorageError):  # the row then ages: the others wait live_s at most
             writer = ledger if ledger is not None else self._waiting
-            if writer is not None:
+            if writer is not None and self._written:
                 writer.daemons.beat(self._row(STOPPED, self._revision, ""))
         self.close()
 

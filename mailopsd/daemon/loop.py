@@ -184,7 +184,7 @@ class Daemon:
             self._start_following(self.settings.git)
         with collector_paused():  # as a reload: see collector_paused
             self._standby_config = self._load()
-        if self.settings.stand_by and place.pointed(state_dir) is not None:
+        if place.pointed(state_dir) is not None:
             self._presence = Presence(state_dir, live_s=self.settings.live_s)
         try:
             self._ledger = self._until_writable("opening the ledger", self._take_ledger)
@@ -194,6 +194,7 @@ class Daemon:
             logger.info("stopped while standing by")
             return
         loaded, self._standby_config = self._standby_config, None
+        self._take_states()
         self._reconciler = Reconciler(state_dir, self._ledger, {}, progress=self.settings.progress)
         with collector_paused():
             self._until_writable("applying the config", lambda: self._apply(loaded))
@@ -232,7 +233,7 @@ class Daemon:
         revision does not win stands by without asking for the lock (see :mod:`.cluster`).
         """
         presence, loaded = self._presence, self._standby_config
-        if presence is not None and loaded is not None:
+        if presence is not None and loaded is not None and self.settings.stand_by:
             with suppress(ConfigError):  # reported once applied, as a reload's would be
                 loaded = self._standby_config = self._load()
             presence.stand_by(config_revision(loaded.files, loaded.revision))
@@ -245,6 +246,8 @@ class Daemon:
         """Write this daemon's row in a shared ledger; let the work go if outvoted."""
         if self._presence is None or self._ledger is None or self._storage.problem is not None:
             return
+        if not self.settings.stand_by:
+            return  # a run --once is not one of the daemons: it writes no row
         try:
             reason = self._presence.beat(self._ledger, self.state.daemon.applied_revision)
         except StorageError as err:
@@ -322,8 +325,39 @@ class Daemon:
             return  # saved by the write test that ends the pause
         try:
             save_state(self.settings.state_dir, self.state)
+            if self._presence is not None and self._ledger is not None:
+                self._presence.share(self._ledger, self.state, self._now())
         except StateError as err:
             self._storage_failed(err, "saving the state file")
+
+    def _take_states(self) -> None:
+        """At start on a shared ledger, take its mailbox states (see :mod:`.cluster`)."""
+        presence, ledger = self._presence, self._ledger
+        if presence is not None and ledger is not None:
+            self._set_state(
+                self._until_writable(
+                    "reading the mailboxes' states",
+                    lambda: presence.take_states(ledger, self.state),
+                )
+            )
+
+    def _may_work(self) -> bool:
+        """The state directory takes writes, and the mailbox states are current."""
+        return self._storage_ready() and self._states_current()
+
+    def _states_current(self) -> bool:
+        """Take the shared ledger's mailbox states if its session changed; False: paused."""
+        presence, ledger = self._presence, self._ledger
+        if presence is None or ledger is None:
+            return True
+        try:
+            self._set_state(presence.take_states(ledger, self.state))
+        except StorageError as err:
+            if not unwritable(err):
+                raise
+            self._storage_failed(err, "reading the mailboxes' states")
+            return False
+        return True
 
     # The state directory --------------------------------------------------------------
 
@@ -506,7 +540,7 @@ class Daemon:
         total = 0
         for _ in range(max_ticks):
             reload_asked = self._serving and self._reload.is_set()
-            if self._stop.is_set() or reload_asked or not self._storage_ready():
+            if self._stop.is_set() or reload_asked or not self._may_work():
                 break
             try:
                 state, report = self._dispatcher.tick(

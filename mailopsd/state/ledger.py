@@ -39,6 +39,7 @@ from mailopsd.state.imports import LeadImports
 from mailopsd.state.inbox import InboxRecords
 from mailopsd.state.leads import Leads
 from mailopsd.state.lists import SuppressionLists
+from mailopsd.state.mailboxstates import MailboxStates
 from mailopsd.state.place import LEDGER_FILE
 from mailopsd.state.schema import (
     DAEMONS_SCHEMA,
@@ -112,6 +113,7 @@ class Ledger:
         tracking: Opens and clicks.
         totals: Running totals of the whole ledger.
         daemons: The daemons that work on the ledger or stand by for it.
+        mailbox_states: Each mailbox's state, as the working daemon last wrote it.
     """
 
     def __init__(
@@ -133,6 +135,7 @@ class Ledger:
         self.totals = RunningTotals(database)
         self.stats = StepStats(database)
         self.daemons = Daemons(database)
+        self.mailbox_states = MailboxStates(database)
 
     @classmethod
     def scratch(cls) -> Ledger:

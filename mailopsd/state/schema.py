@@ -334,9 +334,17 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE bounces ADD COLUMN reason TEXT;
     """,
     # The daemons that work on the ledger or stand by for it, one row each, written by
-    # each daemon every few seconds (see daemon/cluster.py). On SQLite, one daemon works
-    # on a ledger: its row alone. Times are the writer's (UTC, as stamp() writes them).
+    # each daemon every few seconds, and each mailbox's state (disabled, re-enabled, AUTH
+    # failures: a credential's entry of the state file, as JSON), written by the working
+    # daemon as it changes, so the next one to work goes on from it (see
+    # daemon/cluster.py). Only a shared ledger (PostgreSQL) has rows in them. Times are
+    # the writer's (UTC, as stamp() writes them).
     14: """
+    CREATE TABLE mailbox_states (
+        key TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        written_at TEXT NOT NULL
+    ) WITHOUT ROWID;
     CREATE TABLE daemons (
         id TEXT PRIMARY KEY,
         host TEXT NOT NULL,

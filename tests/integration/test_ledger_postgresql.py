@@ -178,9 +178,9 @@ def test_preview_forecasts_from_a_copy_of_the_postgresql_ledger(
 def test_a_mailbox_disabled_by_one_daemon_stays_disabled_for_the_next(
     tmp_path: Path, test_ca: TestCA, postgres_dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """One daemon disables a bouncing mailbox (in its own state file); another daemon,
-    with its own state directory, takes over the shared ledger the next day: the rates
-    it counts from that ledger disable the mailbox again before it sends anything."""
+    """One daemon disables a bouncing mailbox; another daemon, with its own state
+    directory, takes over the shared ledger the next day: it takes the mailbox's state
+    from the ledger (and the rates it counts there agree) before it sends anything."""
     with bouncing_mailbox(tmp_path, test_ca) as (path, server):
         first, second = tmp_path / "first", tmp_path / "second"
         code, _, err = _run(capsys, path, first, "--ledger", postgres_dsn)
@@ -196,6 +196,40 @@ def test_a_mailbox_disabled_by_one_daemon_stays_disabled_for_the_next(
         entry = load_state(second).credentials["camp/a"]
         assert entry.disabled_reason is not None
         assert entry.disabled_reason.startswith("bounce rate 50.0% (3/6) > 20%")
+
+
+def test_a_reenable_one_daemon_applied_holds_for_the_next(
+    tmp_path: Path, test_ca: TestCA, postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The mailbox a daemon disabled, the operator re-enables; that daemon applies it and
+    sends the rest. The next daemon to work, with a state directory of its own, goes on
+    from the same mailbox state: re-enabled then, its bounces counted from then."""
+    with bouncing_mailbox(tmp_path, test_ca) as (path, server):
+        first, second = tmp_path / "first", tmp_path / "second"
+        assert _run(capsys, path, first, "--ledger", postgres_dsn)[0] == 0
+        assert load_state(first).credentials["camp/a"].disabled_at is not None
+        server.handler.rules.clear()  # the bad addresses are gone from the list
+        reenabled = credential(server, "ada", reenabled_at="2026-11-23T11:00:00Z")
+        write_campaign(
+            tmp_path,
+            {"a": reenabled},
+            leads=20,
+            steps=1,
+            bounce_threshold="20%",
+            bounce_min_sends=5,
+        )
+        code, _, err = _run(capsys, path, first, now="2026-11-23T11:30:00Z")
+        assert code == 0, err
+        assert len(server.handler.messages) == 3 + 14  # the rest went after the re-enable
+        code, _, err = _run(
+            capsys, path, second, "--ledger", postgres_dsn, now="2026-11-24T10:00:00Z"
+        )
+        assert code == 0, err
+    entry = load_state(second).credentials["camp/a"]
+    assert entry == load_state(first).credentials["camp/a"]
+    assert entry.reenabled_at is not None
+    assert not entry.is_disabled(entry.reenabled_at)
+    assert entry.bounce_window_start is not None
 
 
 def test_a_once_run_does_not_wait_for_the_daemon_that_works(
