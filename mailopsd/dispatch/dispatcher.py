@@ -463,16 +463,22 @@ class Dispatcher:
     # Outcomes ---------------------------------------------------------------------------
 
     def _record(self, results: list[tuple[_Job, Outcome]], now: datetime) -> None:
+        """Each send's outcome, its lead's progress, then the bounces, in one transaction.
+
+        Each kind of row is written by one statement (on PostgreSQL, one round trip for
+        the batch); a lead's progress follows its outcome, and a bounce's suppression
+        its lead's progress, as one at a time would.
+        """
+        outcomes = [
+            (job.send_id, outcome.kind.value, outcome.code, outcome.detail)
+            for job, outcome in results
+        ]
         with self.ledger.transaction():
+            self.ledger.sends.set_outcomes(outcomes, now)
+            self.ledger.leads.update_many(
+                self._after(job, outcome, now) for job, outcome in results
+            )
             for job, outcome in results:
-                self.ledger.sends.set_outcome(
-                    job.send_id,
-                    outcome=outcome.kind.value,
-                    code=outcome.code,
-                    detail=outcome.detail,
-                    at=now,
-                )
-                self.ledger.leads.update(self._after(job, outcome, now))
                 if outcome.kind == SendOutcome.BOUNCED:
                     self._bounce(job, outcome, now)
 

@@ -14,8 +14,15 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import cast
 
-from mailopsd.state.engine import ENGINE_ERRORS, SQLITE, Connection, Dialect
+from mailopsd.state.engine import (
+    ENGINE_ERRORS,
+    SQLITE,
+    Connection,
+    Dialect,
+    ReturningConnection,
+)
 from mailopsd.state.errors import storage_error
 
 __all__ = ["Database", "Repository"]
@@ -75,6 +82,17 @@ class Database:
         if isinstance(self.connection, sqlite3.Connection):
             return int(self.connection.execute(sql, parameters).lastrowid or 0)
         return int(self.connection.execute(f"{sql} RETURNING id", parameters).fetchone()[0])
+
+    def insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> list[int]:
+        """Run an ``INSERT`` of one row for each of ``rows``; their new ids, in order.
+
+        SQLite's, one statement each, costs nothing more; PostgreSQL's go out in one
+        round trip, each returning its id.
+        """
+        connection = self.connection
+        if isinstance(connection, sqlite3.Connection):
+            return [int(connection.execute(sql, row).lastrowid or 0) for row in rows]
+        return cast(ReturningConnection, connection).insert_returning(f"{sql} RETURNING id", rows)
 
     @contextmanager
     def temporary_work(self) -> Iterator[None]:

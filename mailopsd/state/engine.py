@@ -13,7 +13,7 @@ Errors of either engine reach the repositories as :data:`ENGINE_ERRORS`, which
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ __all__ = [
     "Dialect",
     "EngineError",
     "LedgerInUseError",
+    "ReturningConnection",
 ]
 
 
@@ -92,6 +93,14 @@ class Connection(Protocol):
 
     def close(self) -> None:
         """Close the connection."""
+        ...
+
+
+class ReturningConnection(Connection, Protocol):
+    """A connection that runs one ``INSERT ... RETURNING id`` for many rows (PostgreSQL's)."""
+
+    def insert_returning(self, sql: str, rows: Sequence[Any], /) -> list[int]:
+        """Run ``sql`` for each row; the ids it returned, in the rows' order."""
         ...
 
 

@@ -9,7 +9,7 @@ and daily limits ask on every tick are read from counters the schema's triggers 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +52,8 @@ _SET_OUTCOME = (
     "WHERE id = ?"
 )
 _DAY_CHARS = len("2026-12-31")
+OutcomeRow = tuple[int, str, int | None, str]
+"""How a send ended: its id, outcome, SMTP code and the server's words."""
 UNKNOWN_REASON = "unknown"
 """The reason shown for a bounce recorded before the ledger kept reasons (schema 13)."""
 _BY_CODE_SQL = "(" + ", ".join(f"'{reason.value}'" for reason in sorted(BY_CODE)) + ")"
@@ -192,31 +194,30 @@ class Sends(Repository):
 
     def record_intents(self, intents: list[Intent]) -> list[int]:
         """Commit every intent (and mark its lead ``sending``) before any message leaves."""
-        ids = []
+        rows = []
+        for intent in intents:
+            at = stamp(intent.at)
+            rows.append(
+                (
+                    intent.campaign_id,
+                    intent.credential_id,
+                    intent.email,
+                    intent.step,
+                    intent.message_id,
+                    at,
+                    intent.subject,
+                    intent.gap_s,
+                    intent.variant,
+                    at[:_DAY_CHARS],
+                    _domain(intent.email),
+                )
+            )
         with self._database.transaction():  # which translates SQLite's errors
-            for intent in intents:
-                at = stamp(intent.at)
-                send_id = self._database.insert_one(
-                    _INSERT_INTENT,
-                    (
-                        intent.campaign_id,
-                        intent.credential_id,
-                        intent.email,
-                        intent.step,
-                        intent.message_id,
-                        at,
-                        intent.subject,
-                        intent.gap_s,
-                        intent.variant,
-                        at[:_DAY_CHARS],
-                        _domain(intent.email),
-                    ),
-                )
-                ids.append(send_id)
-                self._db.execute(
-                    "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",
-                    (intent.campaign_id, intent.email),
-                )
+            ids = self._database.insert_many(_INSERT_INTENT, rows)
+            self._db.executemany(
+                "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",
+                [(intent.campaign_id, intent.email) for intent in intents],
+            )
         return ids
 
     def set_outcome(
@@ -225,6 +226,20 @@ class Sends(Repository):
         """Record how a send ended (inside the caller's transaction)."""
         try:
             self._db.execute(_SET_OUTCOME, (outcome, code, detail, stamp(at), send_id))
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+
+    def set_outcomes(self, outcomes: Sequence[OutcomeRow], at: datetime) -> None:
+        """Record how each of several sends ended (inside the caller's transaction).
+
+        One statement for them all (on PostgreSQL, one round trip).
+        """
+        moment = stamp(at)
+        try:
+            self._db.executemany(
+                _SET_OUTCOME,
+                [(kind, code, detail, moment, send_id) for send_id, kind, code, detail in outcomes],
+            )
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
