@@ -3,7 +3,6 @@ suppression lists hold leads back, and a per-domain daily cap spreads the sends.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,11 @@ from mailopsd import cli
 from tests import inbox_mail
 from tests.commands import status_json
 from tests.dispatch_setup import ADA, credential, imap_fields, run_once, sent_ids, write_campaign
+from tests.ledger_setup import read_ledger
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
+
+pytestmark = pytest.mark.usefixtures("state_ledger")
 
 DAY1 = "2026-11-23T10:00:00Z"
 DAY1_LATER = "2026-11-23T12:00:00Z"
@@ -42,8 +44,8 @@ def _received(server: SmtpServer) -> list[str]:
 
 
 def _rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(state / "ledger.sqlite3") as db:
-        return db.execute(sql).fetchall()
+    with read_ledger(state) as ledger:
+        return [tuple(row) for row in ledger._database.connection.execute(sql).fetchall()]
 
 
 def test_a_reply_stops_the_colleagues_at_its_domain(

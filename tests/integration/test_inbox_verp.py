@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,8 @@ from tests.dispatch_setup import (
 from tests.ledger_setup import read_ledger
 from tests.servers.imap import Dovecot
 from tests.servers.smtp import SmtpServer
+
+pytestmark = pytest.mark.usefixtures("state_ledger")
 
 DAY1 = "2026-11-23T10:00:00Z"
 DAY2 = "2026-11-24T10:00:01Z"
@@ -51,15 +52,17 @@ def _config(tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot, user: str
 
 def _sends(state: Path) -> dict[tuple[str, str, int], tuple[int, str]]:
     """Each send's (id, Message-ID), by (campaign, lead, step), as the ledger has it."""
-    with sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT id, campaign_id, email, step, message_id FROM sends").fetchall()
+    with read_ledger(state) as ledger:
+        rows = ledger._database.connection.execute(
+            "SELECT id, campaign_id, email, step, message_id FROM sends"
+        ).fetchall()
     return {(c, e, s): (i, m) for i, c, e, s, m in rows}
 
 
 def _bounces(state: Path) -> list[tuple[str, str, str, int, str]]:
     """Each bounce recorded: (campaign, credential, lead, step, kind), in order."""
-    with sqlite3.connect(f"file:{state / 'ledger.sqlite3'}?mode=ro", uri=True) as db:
-        rows = db.execute(
+    with read_ledger(state) as ledger:
+        rows = ledger._database.connection.execute(
             "SELECT campaign_id, credential_id, email, step, kind FROM bounces ORDER BY id"
         ).fetchall()
     return [tuple(row) for row in rows]
