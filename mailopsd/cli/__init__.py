@@ -24,6 +24,7 @@ from mailopsd.cli.report import add_report
 from mailopsd.cli.secrets import add_secrets
 from mailopsd.cli.stats import add_stats
 from mailopsd.errors import ConfigError, MailopsError
+from mailopsd.state import ledgerfile
 
 __all__ = ["main"]
 
@@ -108,6 +109,7 @@ def _command_parser(
 def _run_command(args: argparse.Namespace) -> int:
     """Run the chosen command and report the errors mailopsd raises on purpose."""
     handler: Handler = args.handler
+    ledgerfile.use_age_key_file(getattr(args, "age_key_file", None))  # a ledger file's key
     try:
         code = handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

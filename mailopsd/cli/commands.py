@@ -477,11 +477,13 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
     add_git_options(run)
     run.add_argument(
         "--ledger",
-        metavar="ADDRESS",
+        metavar="ADDRESS|FILE",
         help="keep the ledger in PostgreSQL, shared by several daemons: "
         "postgresql://USER@HOST[:PORT]/DATABASE, its password in a file (?passfile=PATH) "
-        "or ~/.pgpass, never here; 'sqlite' (the default) for the state directory's own "
-        "file. The state directory remembers it, and is never moved from one to the other",
+        "or ~/.pgpass, never here; or a ledger file (YAML: 'ledger: ADDRESS' and "
+        "'ledger_password:' encrypted by 'mailopsd secrets encrypt'); 'sqlite' (the "
+        "default) for the state directory's own file. The state directory remembers it, "
+        "and is never moved from one to the other",
     )
     run.add_argument(
         "--log-format",

@@ -28,6 +28,7 @@ from mailopsd.config import clear_passwords, loader
 from mailopsd.config.models import SECRET_FIELDS, Config
 from mailopsd.errors import ConfigError, SecretError
 from mailopsd.secrets import strength
+from mailopsd.state.ledgerfile import LEDGER_PASSWORD
 
 __all__ = ["add_secrets"]
 
@@ -114,9 +115,8 @@ def _encrypt_options(path: Path, args: argparse.Namespace) -> secrets.EncryptOpt
         raise SecretError(f"{path}: {secrets.demo_refusal(source)}; {_own_key_advice(args, path)}")
     if rule is not None and rule.rule is not None:
         return secrets.EncryptOptions(chosen, rule.rule, rule.mac_only_encrypted)
-    return secrets.EncryptOptions(
-        chosen, secrets.secret_fields_rule(SECRET_FIELDS), mac_only_encrypted=True
-    )
+    fields = secrets.secret_fields_rule(SECRET_FIELDS | {LEDGER_PASSWORD})  # a ledger file's too
+    return secrets.EncryptOptions(chosen, fields, mac_only_encrypted=True)
 
 
 def _refuse_demo_encrypted(path: Path, recipients: Sequence[str], args: argparse.Namespace) -> None:

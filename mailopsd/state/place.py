@@ -9,6 +9,8 @@ state file, its send key) with the ledger they share.
 The address never holds the password: it is read from the file the address names with
 ``passfile=`` (a ``LoadCredential=`` of the unit, ``%d/…``) or from ``~/.pgpass``, as
 libpq reads them, so that no command line, log or file of the state directory holds it.
+Or ``ledger.url`` holds the path of a ledger file (``run --ledger FILE``), which holds
+the address and the password encrypted (see :mod:`.ledgerfile`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from psycopg.conninfo import make_conninfo
+
 from mailopsd.atomicfile import write_atomically
+from mailopsd.state import ledgerfile
 from mailopsd.state.errors import StorageError, storage_error
 
 __all__ = [
@@ -65,12 +70,8 @@ def check_address(address: str) -> str:
     return address
 
 
-def pointed(directory: Path) -> str | None:
-    """The PostgreSQL ledger the state directory names, ``None`` for its own file.
-
-    Raises:
-        StorageError: The pointer cannot be read.
-    """
+def _pointer(directory: Path) -> str | None:
+    """What ``ledger.url`` holds (an address, or a ledger file's path), or None."""
     try:
         text = (directory / LEDGER_POINTER).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
@@ -80,6 +81,37 @@ def pointed(directory: Path) -> str | None:
     return text or None
 
 
+def _is_file(pointer: str) -> bool:
+    """Whether ``pointer`` is a ledger file's path (an address is a URL)."""
+    return "://" not in pointer
+
+
+def _from_file(path: Path) -> str:
+    """The address a ledger file gives, with its password if it holds one."""
+    address, password = ledgerfile.read(path)
+    try:
+        check_address(address)
+    except LedgerAddressError as err:
+        raise ledgerfile.LedgerFileError(f"ledger file {path}: {err}") from err
+    return address if password is None else make_conninfo(address, password=password)
+
+
+def pointed(directory: Path) -> str | None:
+    """The PostgreSQL ledger the state directory names, ``None`` for its own file.
+
+    The address comes with its password when a ledger file gives it: only ever to
+    connect with (:func:`mailopsd.state.postgres.shown` says an address without it).
+
+    Raises:
+        StorageError: The pointer cannot be read, or the ledger file it names cannot
+            be used (:class:`~mailopsd.state.ledgerfile.LedgerFileError`).
+    """
+    pointer = _pointer(directory)
+    if pointer is not None and _is_file(pointer):
+        return _from_file(Path(pointer))
+    return pointer
+
+
 def point(directory: Path, address: str | None) -> None:
     """Make the state directory's ledger the one at ``address`` (``None``: its own file).
 
@@ -87,13 +119,18 @@ def point(directory: Path, address: str | None) -> None:
     the two hold different histories, and the daemon would forget the one it has (a
     ledger file made now would have every lead new again).
 
+    Args:
+        directory: The state directory.
+        address: A ``postgresql://`` address, or the path of a ledger file (see
+            :mod:`.ledgerfile`), or None.
+
     Raises:
         LedgerAddressError: ``address`` cannot be used (see :func:`check_address`).
-        StorageError: The directory keeps a ledger of the other kind, or the pointer
-            cannot be written.
+        StorageError: The directory keeps a ledger of the other kind, the ledger file
+            cannot be used, or the pointer cannot be written.
     """
     pointer = directory / LEDGER_POINTER
-    current = pointed(directory)
+    current = _pointer(directory)  # a path or an address: never a password
     if address is None:
         if current is not None:
             raise StorageError(
@@ -102,7 +139,11 @@ def point(directory: Path, address: str | None) -> None:
                 "new again); give the daemon a new state directory for a ledger of its own"
             )
         return
-    check_address(address)
+    if _is_file(address):
+        address = str(Path(address).resolve())
+        _from_file(Path(address))  # it can be used now, or it is said now
+    else:
+        check_address(address)
     if current is None and (directory / LEDGER_FILE).exists():
         raise StorageError(
             f"state directory {directory} keeps its own ledger (ledger.sqlite3): a "

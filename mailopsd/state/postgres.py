@@ -64,6 +64,13 @@ DAEMON_LOCK = (0x6D61696C, 1)
 # gone as fast. The default is hours.
 _KEEPALIVE = {"idle": 4, "interval": 2, "count": 3}
 _FIRST_WAIT_S = 0.5
+# The server's answers that turn a client away for good, and their SQLSTATEs.
+_TURNED_AWAY = (
+    (re.compile(r"FATAL: password authentication failed"), "28P01"),
+    (re.compile(r"FATAL: no pg_hba\.conf entry"), "28000"),
+    (re.compile(r'FATAL: role ".*" (does not exist|is not permitted to log in)'), "28000"),
+    (re.compile(r'FATAL: database ".*" does not exist'), "3D000"),
+)
 _IGNORE = re.compile(r"^\s*INSERT OR IGNORE\b")
 _QUOTED = re.compile(r"('(?:[^']|'')*')")
 
@@ -140,12 +147,23 @@ class _Rows:
 def _refused(dsn: str, shown: str) -> EngineError | None:
     """Why the server takes no connection, in the client library's own words.
 
+    A server that answers and turns this client away (its password, user or database)
+    is told apart from one that cannot be reached: that does not pass by waiting.
     ``None``: it takes one (made here, and closed at once).
     """
     try:
         psycopg.connect(dsn, connect_timeout=5).close()
     except psycopg.Error as err:
         cause = " ".join(str(err).split())
+        # libpq gives no SQLSTATE for a failed connection: the server's words say which.
+        for words, sqlstate in _TURNED_AWAY:
+            if words.search(cause):
+                return EngineError(
+                    f"ledger {shown} refused this client: {cause}; check the user, the "
+                    "database and the password (the ledger file's ledger_password, the "
+                    "address's passfile=, or ~/.pgpass)",
+                    sqlstate,
+                )
         return EngineError(f"ledger {shown} cannot be reached: {cause}", err.sqlstate or "08001")
     return None
 

@@ -41,6 +41,8 @@ CONNECT_TIMEOUT_S = 5
 TERMINATE_TIMEOUT_MS = 5000
 SYSTEM_USER = "postgres"
 SUPERUSER = "postgres"
+PASSWORD_USER = "mailopsd_pw"  # noqa: S105 - a role's name
+"""The one role that logs in with a password (see PostgresServer.owned_by_password_role)."""
 _DEBIAN_BINARIES = Path("/usr/lib/postgresql")
 _DAEMON_SESSION = re.compile(r"^mailopsd \S+ pid (\d+)$")
 
@@ -145,6 +147,11 @@ class PostgresServer:
                 f"initdb failed in {self.data_directory} (exit {done.returncode}):\n"
                 f"{done.stdout[-2000:]}{done.stderr[-2000:]}"
             )
+        # One role logs in with its password (the first matching line wins); all others
+        # are trusted.
+        hba = self.data_directory / "pg_hba.conf"
+        line = f"host all {PASSWORD_USER} 127.0.0.1/32 scram-sha-256\n"
+        hba.write_text(line + hba.read_text())
 
     def _command(self) -> list[str]:
         settings = {
@@ -243,6 +250,29 @@ class PostgresServer:
         with self._admin() as connection:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.dsn(name)
+
+    def owned_by_password_role(self, dsn: str, password: str) -> str:
+        """Give the database of ``dsn`` to the role that logs in with ``password``.
+
+        Returns:
+            Its address as that role, without the password (which it needs).
+        """
+        name = _database_of(dsn)
+        with self._admin() as connection:
+            role = sql.Identifier(PASSWORD_USER)
+            exists = connection.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (PASSWORD_USER,)
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            connection.execute(
+                sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(role, sql.Literal(password))
+            )
+            connection.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name), role)
+            )
+        with psycopg.connect(self.dsn(name), autocommit=True) as connection:
+            connection.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(role))
+        return f"postgresql://{PASSWORD_USER}@{self.host}:{self.port}/{name}"
 
     def terminate_connections(self, dsn: str) -> int:
         """End every session open on the database of ``dsn`` (as a network partition would).
