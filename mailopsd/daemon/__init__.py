@@ -7,6 +7,7 @@ With an ``http`` section, the serving daemon also runs the HTTP server, started,
 restarted and stopped to match the config (:mod:`.httpsupervisor`).
 """
 
-from mailopsd.daemon.loop import Daemon, DaemonSettings
+from mailopsd.daemon.loop import Daemon
+from mailopsd.daemon.settings import DaemonSettings
 
 __all__ = ["Daemon", "DaemonSettings"]

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from mailopsd.config.loader import LoadOptions
-from mailopsd.daemon.loop import Daemon, DaemonSettings
+from mailopsd.daemon.loop import Daemon
+from mailopsd.daemon.settings import DaemonSettings
 from mailopsd.notify import Notifier
 from mailopsd.progress import Progress
 from mailopsd.state.ledger import Ledger

@@ -6,10 +6,14 @@ flags and wake it. A reload that fails validation keeps the last good config run
 sets the ``ConfigError`` condition; the next good load clears it. With ``$WATCHDOG_USEC``
 set, the loop pets the watchdog at least every half interval.
 
-The parts it runs live beside it: the config watcher (:mod:`.watcher`), the pause while
-the state directory takes no writes (:mod:`.storage`), the HTTP server's supervisor
-(:mod:`.httpsupervisor`) and, with ``run --git``, the remote it follows instead of
-watching files (:mod:`.follow`).
+The parts it runs live beside it: what it runs on (:mod:`.settings`), the config's load,
+apply and reload (:mod:`.reload`), the config watcher (:mod:`.watcher`), the pause while
+the state directory takes no writes (:mod:`.storage`), its row and the revision rule on a
+shared ledger (:mod:`.cluster`), the HTTP server (:mod:`.httpserving`; its process is
+supervised by :mod:`.httpsupervisor`) and, with ``run --git``, the remote it follows
+instead of watching files (:mod:`.gitfollowing`; the remote's own parts: :mod:`.gitside`).
+The parts that work on the daemon's own state (:mod:`.reload`, :mod:`.httpserving`,
+:mod:`.gitfollowing`) are bases of :class:`Daemon` rather than objects of their own.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import signal
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -28,33 +31,22 @@ from typing import TypeVar
 
 import schedule
 
-from mailopsd.config.loader import (
-    LoadCache,
-    LoadedConfig,
-    LoadOptions,
-    collector_paused,
-    load_config,
-)
-from mailopsd.config.models import Http
-from mailopsd.config.reenable import ignored_issues
-from mailopsd.daemon.apiwrites import DaemonView
-from mailopsd.daemon.cluster import LIVE_S, Presence
-from mailopsd.daemon.follow import Applied, GitFollow
+from mailopsd.config.loader import LoadCache, LoadedConfig, collector_paused
+from mailopsd.daemon.cluster import Presence
+from mailopsd.daemon.gitfollowing import GitFollowing
 from mailopsd.daemon.gitside import GitSide
+from mailopsd.daemon.httpserving import HttpServing
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
+from mailopsd.daemon.reload import ConfigReloads
+from mailopsd.daemon.settings import DaemonSettings
 from mailopsd.daemon.storage import StoragePause, unwritable
 from mailopsd.daemon.watcher import WatchedFiles, Watcher, start_watcher
 from mailopsd.dispatch.dispatcher import Dispatcher
 from mailopsd.dispatch.report import TickReport
 from mailopsd.errors import ConfigError, StateError
-from mailopsd.http.app import Site
-from mailopsd.http.dashboard import board_for
-from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.metrics import ReloadCounts
 from mailopsd.inbox.service import Inbox
 from mailopsd.notify import Notifier
-from mailopsd.progress import Progress
-from mailopsd.reconcile import ReenableIgnored
 from mailopsd.smtp.transport import SmtpTransport
 from mailopsd.state import place
 from mailopsd.state.apply import Reconciler
@@ -62,52 +54,17 @@ from mailopsd.state.errors import StorageError, StorageInUseError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.observe import config_revision
 from mailopsd.state.sendkey import load_send_key
-from mailopsd.state.statefile import Condition, GitState, StateFile, load_state, save_state
+from mailopsd.state.statefile import Condition, StateFile, load_state, save_state
 
-__all__ = ["Daemon", "DaemonSettings"]
+__all__ = ["Daemon"]
 
 # The daemon's lines keep one logger name, whichever of its modules writes them.
 logger = logging.getLogger("mailopsd.daemon")
 
 _T = TypeVar("_T")
 
-Clock = Callable[[], datetime]
 
-
-@dataclass(frozen=True)
-class DaemonSettings:
-    """What the daemon runs on; filled by the entry point."""
-
-    config_path: Path
-    state_dir: Path
-    load_options: LoadOptions
-    clock: Clock
-    drift_interval_s: int = 300
-    dispatch_interval_s: int = 10
-    progress: Progress | None = None
-    """Told how far long work is: reading leads files, the polls of :meth:`Daemon.poll_inbox`."""
-    debounce_ms: int = 200
-    inbox_check_s: int = 5
-    imap_timeout_s: float = 30.0
-    smtp_timeout_s: float = 30.0
-    imap_retry_s: float = 60.0
-    storage_headroom_bytes: int = 16 * 1024 * 1024
-    storage_retry_s: float = 5.0
-    dry_run: bool = False
-    """Send nothing: each send is recorded as sent and goes nowhere (``preview``)."""
-    wall_clock: bool = False
-    """``clock`` is the wall clock: the HTTP process reads it itself instead of asking."""
-    git: GitFollow | None = None
-    """Follow this remote (``run --git``): ``config_path`` is unused."""
-    stand_by: bool = True
-    """Wait while another daemon works on the shared ledger (a ``--once`` run does not)."""
-    heartbeat_s: int = 5
-    """How often the working daemon writes its row in a shared ledger (see :mod:`.cluster`)."""
-    live_s: float = LIVE_S
-    """How young a daemon's heartbeat is for it to count in the revision rule."""
-
-
-class Daemon:
+class Daemon(ConfigReloads, HttpServing, GitFollowing):
     """One mailopsd process."""
 
     def __init__(self, settings: DaemonSettings, notifier: Notifier) -> None:
@@ -181,7 +138,7 @@ class Daemon:
         self.state = load_state(state_dir)
         self._state_loaded = True
         if self.settings.git is not None:
-            self._start_following(self.settings.git)
+            self._start_following(self.settings.git, os.environ)
         with collector_paused():  # as a reload: see collector_paused
             self._standby_config = self._load()
         if place.pointed(state_dir) is not None:
@@ -417,116 +374,6 @@ class Daemon:
             raise
         return unknown
 
-    # Load and apply -------------------------------------------------------------------
-
-    def _load(self) -> LoadedConfig:
-        """Load the config, redoing only what changed since the last load."""
-        return load_config(self._config_path, self.settings.load_options, cache=self._load_cache)
-
-    def _apply(self, loaded: LoadedConfig) -> None:
-        assert self._reconciler is not None  # noqa: S101 - start() opened it
-        plan = self._reconciler.plan(loaded, self.state)
-        self.state = self._reconciler.apply(plan, self.state, self._now())
-        if plan.actions:
-            logger.info("reconciled revision=%s actions=%d", plan.revision, len(plan.actions))
-        self._warn_ignored(loaded, plan.ignored)
-        self.loaded = loaded
-        self._set_condition("ConfigError", "False", "Valid", "the config is valid")
-        self._set_condition("Ready", "True", "Reconciled", f"revision {plan.revision} applied")
-        self._save()
-
-    def _warn_ignored(self, loaded: LoadedConfig, ignored: tuple[ReenableIgnored, ...]) -> None:
-        """Log each ``reenabled_at`` that has no effect, once while it stays so."""
-        config, state_dir = str(self._config_path), str(self.settings.state_dir)
-        given = ["--config", config, "--state-dir", state_dir]
-        lines = {str(issue) for issue in ignored_issues(loaded, ignored, given=given)}
-        for line in sorted(lines - self._logged_ignored):
-            logger.warning("reenabled_at has no effect: %s", line)
-        self._logged_ignored = frozenset(lines)
-
-    def _reload_now(self, *, notify: bool) -> Applied:
-        """Load and apply the config; what became of it (why not: ``self._rejection``)."""
-        if not self._storage_ready():
-            return Applied.LATER  # the end of the pause reloads
-        if notify:
-            self.notifier.reloading()
-        outcome = Applied.REFUSED
-        try:
-            with collector_paused():
-                loaded = self._load()
-                files_before = self._watched
-                self._apply(loaded)
-        except ConfigError as err:
-            self._config_rejected(err)
-        except StateError as err:  # the ledger's, the state file's, or a leads file's
-            if unwritable(err):
-                self._storage_failed(err, "applying the config")
-                outcome = Applied.LATER
-            else:
-                self._reconcile_failed(err)
-        else:
-            outcome = Applied.APPLIED
-            self._record_reload("ok")
-            if self._logged_errors:
-                logger.info("config valid again revision=%s", self.state.daemon.applied_revision)
-            self._logged_errors = frozenset()
-            self._watched = self._watching.of(loaded)
-            if self._watched != files_before and self._serving:
-                self._restart_watcher()
-            self._sync_http()
-        if notify:
-            self.notifier.ready(self.status_line())
-        return outcome
-
-    def _drift_check(self) -> None:
-        """The periodic reload: everything is compared with the ledger, changed or not."""
-        if self._reconciler is not None:
-            self._reconciler.compare_all()
-        self._reload_now(notify=False)
-
-    def _reconcile_failed(self, err: BaseException) -> None:
-        """A valid config that could not be applied: the last applied one keeps running."""
-        message = f"not applied, running on revision {self.state.daemon.applied_revision}: {err}"
-        self._rejection = f"the config cannot be applied: {err}"
-        if self._logged_errors != {message}:
-            logger.error("reconcile failed, keeping the last applied config: %s", err)
-        self._logged_errors = frozenset({message})
-        self._set_condition("Ready", "False", "ReconcileFailed", message)
-        self._record_reload("error")
-
-    def _config_rejected(self, err: ConfigError) -> None:
-        issues = err.issues
-        if self._git is not None:  # named as in the repository, not in the work tree
-            shown = self._git.following.in_repository
-            issues = [replace(issue, file=shown(issue.file)) for issue in issues]
-        errors = [str(issue) for issue in issues]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        self._rejection = f"{len(errors)} config error(s): {errors[0] if errors else err}{more}"
-        for line in errors:
-            if line not in self._logged_errors:
-                logger.error("config error, keeping the last good config: %s", line)
-        self._logged_errors = frozenset(errors)
-        self._set_condition(
-            "ConfigError",
-            "True",
-            "InvalidConfig",
-            f"{len(errors)} error(s); running on revision {self.state.daemon.applied_revision}",
-            errors,
-        )
-        self._record_reload("error")
-
-    def _record_reload(self, result: str) -> None:
-        counts = self._reloads
-        if result == "ok":
-            self._reloads = replace(counts, ok=counts.ok + 1)
-        else:
-            self._reloads = replace(counts, failed=counts.failed + 1)
-        daemon = self.state.daemon.model_copy(
-            update={"last_reload_at": self._now(), "last_reload_result": result}
-        )
-        self.state = self.state.model_copy(update={"daemon": daemon})
-        self._save()
-
     def dispatch(self, *, max_ticks: int = 1000) -> int:
         """Send what is due now, tick after tick, until nothing more is; return sends made.
 
@@ -608,113 +455,6 @@ class Daemon:
         if self._http.listen is not None:
             line += f"; http on {self._http.listen}"
         return line
-
-    # The HTTP server ------------------------------------------------------------------
-
-    @property
-    def http_listen(self) -> str | None:
-        """Where the HTTP server listens (``host:port``, the real port), if it runs."""
-        return self._http.listen
-
-    @property
-    def http_pid(self) -> int | None:
-        """The HTTP process' id, while one runs."""
-        return self._http.pid
-
-    def start_http(self) -> None:
-        """Run the HTTP server while the config has an ``http`` section (after :meth:`start`)."""
-        self._http.start(self._http_config())
-
-    def _sync_http(self) -> None:
-        """Start, restart or stop the HTTP server to match the config now running."""
-        self._http.sync(self._http_config())
-
-    def _http_config(self) -> Http | None:
-        return self.loaded.config.http if self.loaded is not None else None
-
-    def _signing_key(self) -> str | None:
-        http = self._http_config()
-        return http.signing_key.get_secret_value() if http is not None else None
-
-    def _not_ready(self) -> str | None:
-        if self.loaded is None:
-            return "no config loaded"
-        if self._storage.problem is not None:
-            return "state directory not writable"
-        return None
-
-    def _site(self, ledgers: ThreadLedgers) -> Site:
-        return Site(
-            signing_key=self._signing_key,
-            not_ready=self._not_ready,
-            ledger=ledgers.get,
-            clock=self.settings.clock,
-            loaded=lambda: self.loaded,
-            state=lambda: self.state,
-            reloads=lambda: self._reloads,
-            polls=lambda: self._inbox.poll_stats() if self._inbox is not None else {},
-            git_hook=self.git_hook,
-            api_writes=lambda: self._git.writes if self._git is not None else None,
-            dashboard=lambda: board_for(self.loaded, self.settings.state_dir, self._now()),
-        )
-
-    # A followed git remote ------------------------------------------------------------
-
-    def _start_following(self, follow: GitFollow) -> None:
-        """Fetch the remote, then load from the applied commit (or the head, the first time).
-
-        Raises:
-            RemoteError: Nothing to start on: never applied here, and the remote cannot be
-                fetched (or its head is not signed as required).
-        """
-        view = DaemonView(
-            loaded=lambda: self.loaded,
-            git=lambda: self.state.daemon.git,
-            clock=self._now,
-            load_options=self.settings.load_options,
-            stopping=self._stop.is_set,
-        )
-        side = GitSide(
-            follow,
-            self.settings.state_dir,
-            os.environ,
-            wake=self._wake.set,
-            clock=self._now,
-            view=view,
-        )
-        self._config_path, state = side.start(self.state.daemon.git)
-        self._git = side
-        self._set_git(state)
-
-    def _set_git(self, state: GitState) -> None:
-        if state != self.state.daemon.git:
-            daemon = self.state.daemon.model_copy(update={"git": state})
-            self.state = self.state.model_copy(update={"daemon": daemon})
-            self._save()
-
-    def _git_started(self) -> None:
-        """After the first apply: the commit the daemon started on is the applied one."""
-        state = self.state.daemon.git
-        if self._git is not None and state is not None:
-            self._set_git(self._git.started(state))
-
-    def _follow(self) -> None:
-        """Take in the last fetch, and run on a new head if it is good."""
-        state = self.state.daemon.git
-        if self._git is not None and state is not None:
-            self._set_git(self._git.following.tick(state, self._run_on))
-
-    def _run_on(self, path: Path) -> tuple[Applied, str]:
-        """Reload from ``path`` (a commit's work tree); back to the last path if refused."""
-        before, self._config_path = self._config_path, path
-        outcome = self._reload_now(notify=True)
-        if outcome is not Applied.APPLIED:
-            self._config_path = before
-        return outcome, self._rejection
-
-    def git_hook(self) -> tuple[bytes, Callable[[], None]] | None:
-        """The webhook's secret and what it triggers, when a remote is followed with one."""
-        return self._git.hook() if self._git is not None else None
 
     # The loop -------------------------------------------------------------------------
 
