@@ -41,6 +41,8 @@ from mailopsd.http import wire
 from mailopsd.http.app import LinkApp, Response, Site, is_api_write
 from mailopsd.http.ledgers import ThreadLedgers
 from mailopsd.http.server import ClientLimits, bind, listen_address
+from mailopsd.state import place
+from mailopsd.state.errors import StorageError
 
 __all__ = ["HttpSupervisor"]
 
@@ -182,6 +184,7 @@ class HttpSupervisor:
             command=self._command,
             clock=self._clock,
             environment=_environment(self._environment),
+            state_dir=self._state_dir,
         )
         self._serving.start()
         logger.info(
@@ -260,6 +263,7 @@ class _Serving:
         command: Callable[[socket.socket, int, ClientLimits], list[str]],
         clock: Callable[[], datetime],
         environment: dict[str, str],
+        state_dir: Path,
     ) -> None:
         """Serve ``sock`` (bound); nothing runs until :meth:`start`.
 
@@ -273,8 +277,10 @@ class _Serving:
                 channel and the limits.
             clock: The daemon's clock, for a process that asks the time.
             environment: The process' environment.
+            state_dir: The state directory (whose shared ledger the process is told).
         """
         self._environment = environment
+        self._state_dir = state_dir
         self._sock = sock
         self.shape = shape
         self.listen = listen_address(sock)
@@ -355,12 +361,23 @@ class _Serving:
             theirs.close()
         process = _Process(popen, wire.Channel(ours), time.monotonic())
         self._process = process
-        self._send(process, {"key": self._key})
+        self._send(process, {"key": self._key, "ledger": self._ledger_address()})
         thread = threading.Thread(
             target=self._run, args=(process,), name="mailopsd-http-answers", daemon=True
         )
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
+
+    def _ledger_address(self) -> str | None:
+        """The shared ledger's address, password included, for the HTTP process.
+
+        A ledger file's password is decrypted here: the process has no age key.
+        """
+        try:
+            return place.pointed(self._state_dir)
+        except StorageError as err:  # the process then says why it has no ledger
+            logger.error("http process gets no ledger address error=%s", err)
+            return None
 
     def _send(self, process: _Process, frame: wire.Frame) -> None:
         try:

@@ -23,6 +23,7 @@ class ThreadLedgers:
     def __init__(self, directory: Path) -> None:
         """Serve connections to the ledger in the state directory ``directory``."""
         self._directory = directory
+        self._address: str | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
         self._opened: list[Ledger] = []
@@ -38,7 +39,10 @@ class ThreadLedgers:
         ledger: Ledger | None = getattr(self._local, "ledger", None)
         if ledger is not None:
             return ledger
-        ledger = Ledger.open(self._directory, any_thread=True)
+        if self._address is not None:
+            ledger = Ledger.connect(self._address)
+        else:
+            ledger = Ledger.open(self._directory, any_thread=True)
         with self._lock:
             if self._closed:
                 ledger.close()
@@ -48,6 +52,14 @@ class ThreadLedgers:
             self._opened.append(ledger)
         self._local.ledger = ledger
         return ledger
+
+    def use_address(self, address: str) -> None:
+        """Open the shared ledger at ``address`` (password included), not the directory's.
+
+        The HTTP process gets it from the daemon: it has no age key to read a ledger
+        file with, and holds only what the daemon sends it.
+        """
+        self._address = address
 
     def close(self) -> None:
         """Close every connection (once the threads that used them are done)."""

@@ -100,6 +100,7 @@ class Front:
     ) -> None:
         self._channel = channel
         self._wall_clock = wall_clock
+        self._ledgers = ledgers
         self._key: str | None = None
         self._keyed = threading.Event()
         self._asked: dict[int, _Asked] = {}
@@ -183,6 +184,9 @@ class Front:
 
     def _take(self, frame: wire.Frame) -> None:
         if "key" in frame:
+            address = frame.get("ledger")
+            if isinstance(address, str):
+                self._ledgers.use_address(address)
             key = frame["key"]
             self._key = key if isinstance(key, str) else None
             self._keyed.set()

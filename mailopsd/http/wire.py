@@ -19,7 +19,8 @@ From the HTTP process:
 From the daemon:
 
 - ``{"key": signing key or null}``: the config's ``http.signing_key``, at the start and
-  at each reload;
+  at each reload; the first also has ``"ledger"``, the shared ledger's address (with
+  its password) or null for the state directory's own;
 - ``{"answer": id, "status": ..., "body": base64, "content_type": ..., "headers": [...]}``;
 - ``{"now": id, "at": ISO 8601}``.
 """

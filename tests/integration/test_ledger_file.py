@@ -12,11 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import make_conninfo
 
-from mailopsd.state import postgres
+from mailopsd import tokens
+from mailopsd.state import place, postgres
+from mailopsd.state.ledger import Ledger
 from mailopsd.state.place import LEDGER_POINTER
 from tests.commands import run_cli
 from tests.dispatch_setup import credential, write_campaign
+from tests.integration.test_http import KEY, LEAD, _daemon
 from tests.servers.postgres import PostgresServer
 from tests.servers.smtp import SmtpServer
 
@@ -152,3 +156,34 @@ def test_a_wrong_password_or_key_is_named_and_nothing_is_sent(
     assert code == 1
     assert f"error: ledger file {ledger_file}: " in err, err
     assert smtp_server.handler.messages == []
+
+
+def test_the_http_process_reads_the_ledger_the_file_names_without_the_key(
+    tmp_path: Path,
+    protected: str,
+    smtp_server: SmtpServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The HTTP process has no age key: the daemon hands it the address, password
+    included, over their private channel. A one-click unsubscribe reaches the shared
+    ledger; neither its environment nor its command line holds the password."""
+    key, recipient = _key(capsys, tmp_path)
+    ledger_file = _ledger_file(tmp_path, protected, CANARY)
+    encrypt = ("secrets", "encrypt", "--in-place", "--age", recipient, str(ledger_file))
+    assert run_cli(capsys, *encrypt)[0] == 0
+    monkeypatch.setenv("MAILOPSD_AGE_KEY_FILE", str(key))
+    place.point(tmp_path / "state", str(ledger_file))
+    with _daemon(tmp_path, smtp_server) as started:
+        assert started.daemon.dispatch() == 3
+        pid = started.daemon.http_pid
+        assert pid is not None
+        path = "/u/" + tokens.sign(KEY.encode(), tokens.UNSUBSCRIBE, "camp", LEAD)
+        assert started.request("POST", path, b"List-Unsubscribe=One-Click").status == 200
+        seen = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert CANARY.encode() not in seen
+    ledger = Ledger.connect(make_conninfo(protected, password=CANARY))
+    try:
+        assert ledger.leads.get("camp", LEAD).state == "stopped"
+    finally:
+        ledger.close()
