@@ -5,8 +5,12 @@ The repositories write SQLite's spelling (see :mod:`mailopsd.state.engine`). A
 :data:`_REWRITES`, every difference of spelling between the engines in one place) and
 runs it through psycopg with the values bound on the client side, as SQLite's values
 are: a ``NULL`` or a number stands where the query has it, whatever its context, with
-no type for PostgreSQL to infer from a parameter. psycopg's errors become
-:class:`~mailopsd.state.engine.EngineError` with the server's SQLSTATE.
+no type for PostgreSQL to infer from a parameter. A statement run for many rows
+(:meth:`PostgresConnection.executemany`: the inserts and updates of a batch, whose every
+value goes into a column that gives it its type) is bound on the server instead, so
+that it is parsed and planned once for the batch, and all its rows go in one pipeline.
+psycopg's errors become :class:`~mailopsd.state.engine.EngineError` with the server's
+SQLSTATE.
 
 The connections of one process to one ledger come from one pool
 (:class:`psycopg_pool.ConnectionPool`): the daemon's thread and each HTTP thread hold
@@ -127,7 +131,7 @@ def _engine_error(err: psycopg.Error) -> EngineError:
 class _Rows:
     """A statement's rows (all fetched when it ran), as SQLite's cursor gives them."""
 
-    def __init__(self, cursor: psycopg.ClientCursor[Any] | None) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any] | None) -> None:
         self._cursor = cursor if cursor is not None and cursor.description else None
         self.rowcount = -1 if cursor is None else cursor.rowcount
 
@@ -306,7 +310,9 @@ class PostgresConnection:
             return self._in_transaction
         return connection.info.transaction_status != pq.TransactionStatus.IDLE
 
-    def _run(self, sql: str, run: Callable[[psycopg.ClientCursor[Any]], object]) -> _Rows:
+    def _run(
+        self, sql: str, run: Callable[[psycopg.Cursor[Any]], object], *, server: bool = False
+    ) -> _Rows:
         word = sql.lstrip()[:8].upper()
         if word.startswith(("ROLLBACK", "COMMIT")) and self._lost:
             self._lost = self._in_transaction = False
@@ -314,7 +320,7 @@ class PostgresConnection:
                 return _Rows(None)  # the server rolled it back with the session
         connection = self._live()
         try:
-            cursor = psycopg.ClientCursor(connection)
+            cursor = psycopg.Cursor(connection) if server else psycopg.ClientCursor(connection)
             run(cursor)
         except psycopg.Error as err:
             if connection.closed and self._in_transaction:
@@ -333,14 +339,14 @@ class PostgresConnection:
         return self._run(sql, lambda cursor: cursor.execute(translate(sql, bound=False)))
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> _Rows:
-        """Run one statement for each set of parameters."""
+        """Run one statement for each set of parameters (bound on the server: see above)."""
         rows = list(parameters)
 
-        def run(cursor: psycopg.ClientCursor[Any]) -> None:
+        def run(cursor: psycopg.Cursor[Any]) -> None:
             if rows:
                 cursor.executemany(translate(sql), rows)
 
-        return self._run(sql, run)
+        return self._run(sql, run, server=True)
 
     def insert_returning(self, sql: str, rows: Sequence[Any], /) -> list[int]:
         """Run ``sql`` (an ``INSERT ... RETURNING id``) for each row; the ids, in order.
@@ -349,7 +355,7 @@ class PostgresConnection:
         """
         ids: list[int] = []
 
-        def run(cursor: psycopg.ClientCursor[Any]) -> None:
+        def run(cursor: psycopg.Cursor[Any]) -> None:
             if not rows:
                 return
             cursor.executemany(translate(sql), rows, returning=True)
@@ -361,7 +367,7 @@ class PostgresConnection:
                 if not cursor.nextset():
                     break
 
-        self._run(sql, run)
+        self._run(sql, run, server=True)
         return ids
 
     def close(self) -> None:
