@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from datetime import datetime
@@ -108,6 +109,7 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         self._rejection = ""  # why the last reload was not applied
         self._presence: Presence | None = None  # on a shared ledger, while standing by too
         self._standby_config: LoadedConfig | None = None  # loaded while standing by
+        self._beat_at = 0.0  # when the heartbeat last ran (time.monotonic)
         self.stepped_down: str | None = None
         """Why the daemon let its work on the shared ledger go (another revision won)."""
 
@@ -205,6 +207,7 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             return
         if not self.settings.stand_by:
             return  # a run --once is not one of the daemons: it writes no row
+        self._beat_at = time.monotonic()
         try:
             reason = self._presence.beat(self._ledger, self.state.daemon.applied_revision)
         except StorageError as err:
@@ -379,8 +382,9 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
 
         A long backlog does not hold up the rest: a reload asked for ends the run (the
         main loop applies it, then dispatches again), and between ticks the watchdog is
-        petted and, while serving, finished mailbox polls are recorded, so a reply
-        stops its lead's next step even in the middle of a backlog.
+        petted, the heartbeat written when due (on a shared ledger) and, while serving,
+        finished mailbox polls are recorded, so a reply stops its lead's next step even
+        in the middle of a backlog.
         """
         if self._dispatcher is None or self.loaded is None:
             return 0
@@ -407,10 +411,16 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             total += report.assigned
             if not report.assigned:
                 break
-            self.notifier.watchdog()
-            if self._serving:
-                self.inbox_tick()
+            self._between_ticks()
         return total
+
+    def _between_ticks(self) -> None:
+        """Pet the watchdog, write the heartbeat when due, record finished polls."""
+        self.notifier.watchdog()
+        if time.monotonic() - self._beat_at >= self.settings.heartbeat_s:
+            self._heartbeat()  # a long backlog does not age this daemon's row
+        if self._serving:
+            self.inbox_tick()
 
     def _set_state(self, state: StateFile) -> None:
         if state != self.state:
