@@ -164,7 +164,9 @@ class Following:
         return self._repository.switch(start), state
 
     def start(self) -> None:
-        """Start the fetching thread (after the first fetch)."""
+        """Start the fetching thread (after the first fetch), unless it runs already."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name="mailopsd-git", daemon=True)
         self._thread.start()
 

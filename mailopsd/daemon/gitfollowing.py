@@ -22,6 +22,7 @@ from mailopsd.daemon.apiwrites import DaemonView
 from mailopsd.daemon.follow import Applied, GitFollow
 from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.settings import DaemonSettings
+from mailopsd.errors import ConfigError
 from mailopsd.state.statefile import GitState, StateFile
 
 __all__ = ["GitFollowing"]
@@ -39,6 +40,7 @@ class GitFollowing:
     _config_path: Path
     _git: GitSide | None
     _rejection: str
+    _standby_config: LoadedConfig | None
 
     if TYPE_CHECKING:  # the daemon's own, or its other parts'
 
@@ -47,6 +49,8 @@ class GitFollowing:
         def _save(self) -> None: ...
 
         def _reload_now(self, *, notify: bool) -> Applied: ...
+
+        def _load(self) -> LoadedConfig: ...
 
     def _start_following(self, follow: GitFollow, environment: Mapping[str, str]) -> None:
         """Fetch the remote, then load from the applied commit (or the head, the first time).
@@ -103,6 +107,27 @@ class GitFollowing:
         if outcome is not Applied.APPLIED:
             self._config_path = before
         return outcome, self._rejection
+
+    def _follow_standing_by(self) -> None:
+        """While standing by on a shared ledger: fetch, and load (not apply) a new head.
+
+        The config loaded is the one the daemon applies if it takes over, and whose
+        revision it stands by on (so one behind catches up with the remote).
+        """
+        state = self.state.daemon.git
+        if self._git is not None and state is not None:
+            self._git.following.start()
+            self._set_git(self._git.following.tick(state, self._load_only))
+
+    def _load_only(self, path: Path) -> tuple[Applied, str]:
+        """Load the config from ``path`` without applying it; back to the last if invalid."""
+        before, self._config_path = self._config_path, path
+        try:
+            self._standby_config = self._load()
+        except ConfigError as err:
+            self._config_path = before
+            return Applied.REFUSED, str(err)
+        return Applied.APPLIED, ""
 
     def git_hook(self) -> tuple[bytes, Callable[[], None]] | None:
         """The webhook's secret and what it triggers, when a remote is followed with one."""

@@ -191,10 +191,14 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         leaves the last valid one standing), and this daemon's row written; a daemon whose
         revision does not win stands by without asking for the lock (see :mod:`.cluster`).
         """
-        presence, loaded = self._presence, self._standby_config
-        if presence is not None and loaded is not None and self.settings.stand_by:
-            with suppress(ConfigError):  # reported once applied, as a reload's would be
-                loaded = self._standby_config = self._load()
+        presence = self._presence
+        if presence is not None and self._standby_config is not None and self.settings.stand_by:
+            if self._git is not None:
+                self._follow_standing_by()
+            else:
+                with suppress(ConfigError):  # reported once applied, as a reload's would be
+                    self._standby_config = self._load()
+            loaded = self._standby_config
             presence.stand_by(config_revision(loaded.files, loaded.revision))
         ledger = Ledger.open(self.settings.state_dir, exclusive=True)
         if presence is not None:

@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 from mailopsd.state import postgres
+from tests.configs import BASE
 from tests.dispatch_setup import credential, write_campaign
+from tests.e2e.test_git_follow import make_remote
 from tests.servers.postgres import working_daemon_pid
 from tests.servers.smtp import SmtpServer
 from tests.waiting import poll_until
@@ -34,13 +36,16 @@ class Cluster:
         self.daemons: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, config: Path) -> subprocess.Popen[bytes]:
+        return self.start_with(name, "--allow-plaintext-secrets", "--config", str(config))
+
+    def start_with(self, name: str, *arguments: str) -> subprocess.Popen[bytes]:
+        """Start daemon ``name`` (``run ARGUMENTS`` on its state directory and the ledger)."""
         log = self.log(name).open("ab")
         with log:
             daemon = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "mailopsd", "run", "--allow-plaintext-secrets"),
-                    *("--config", str(config), "--state-dir", str(self.state(name))),
-                    *("--ledger", self.dsn),
+                    *(sys.executable, "-m", "mailopsd", "run", *arguments),
+                    *("--state-dir", str(self.state(name)), "--ledger", self.dsn),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -151,3 +156,31 @@ def test_status_shows_every_daemon_and_one_on_another_revision_holds_no_work(
     first.write_text(second.read_text())  # a's config catches up
     poll_until(lambda: "standing by" in cluster.line("a"), timeout_s=30, what="a to catch up")
     assert "revision sha256:" in cluster.line("a")
+
+
+def test_a_standby_following_git_catches_up_with_a_push(tmp_path: Path, cluster: Cluster) -> None:
+    """Two daemons follow one remote: after a push, the one that works applies the new
+    commit, and the one standing by fetches and loads it meanwhile, so it stands by on
+    the same revision (not behind), ready to take over with it."""
+    remote = make_remote(tmp_path, lambda _port: BASE + "        status: sandbox\n")
+    following = (
+        *("--git", remote.url, "--git-path", "mailops", "--git-interval", "0.5"),
+        *("--age-key-file", str(remote.key.path)),
+    )
+    cluster.start_with("a", *following)
+    poll_until(lambda: cluster.working() == "a", timeout_s=60, what="a to work")
+    cluster.start_with("b", *following)
+    poll_until(lambda: "standing by" in cluster.line("b"), timeout_s=60, what="b to stand by")
+    remote.edit("daily_limit: 100", "daily_limit: 120")
+    pushed = remote.push("Raise the limit")[:12]
+    poll_until(
+        lambda: f"revision git:{pushed}" in cluster.line("a"), timeout_s=60, what="a to apply it"
+    )
+    poll_until(
+        lambda: (
+            "standing by, heartbeat" in cluster.line("b")
+            and f"revision git:{pushed}" in cluster.line("b")
+        ),
+        timeout_s=60,
+        what="b to stand by on the pushed commit",
+    )
