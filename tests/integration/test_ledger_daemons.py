@@ -7,6 +7,7 @@ so by revision (their content hash).
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -59,10 +60,13 @@ class Cluster:
     def log(self, name: str) -> Path:
         return self.root / f"{name}.log"
 
-    def status(self) -> str:
+    def status(self, *options: str) -> str:
         """What ``mailopsd status`` prints (from any daemon's state directory)."""
         done = subprocess.run(
-            [sys.executable, "-m", "mailopsd", "status", "--state-dir", str(self.state("a"))],
+            [
+                *(sys.executable, "-m", "mailopsd", "status"),
+                *("--state-dir", str(self.state("a")), *options),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -131,6 +135,12 @@ def test_status_shows_every_daemon_and_one_on_another_revision_holds_no_work(
     assert "holds the work of every campaign" in working
     revision_a = working.rsplit("revision ", 1)[1]
     assert revision_a.startswith("sha256:")
+    rows = json.loads(cluster.status("--json"))["ledger"]["daemons"]
+    by_pid = {row["pid"]: row for row in rows}
+    assert by_pid[cluster.daemons["a"].pid]["role"] == "working"
+    assert by_pid[cluster.daemons["b"].pid]["role"] == "standing by"
+    assert {row["revision"] for row in rows} == {revision_a}
+    assert all(row["heartbeat_age_s"] < 15 for row in rows)
 
     cluster.start("c", second)
     poll_until(lambda: "behind" in cluster.line("c"), timeout_s=60, what="c to wait behind")
