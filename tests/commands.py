@@ -1,8 +1,10 @@
-"""Run a mailopsd command in this process, as a person would type it."""
+"""Run a mailopsd command as a person would type it: in this process, or as its own."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +26,16 @@ def status_json(capsys: pytest.CaptureFixture[str], state: Path, now: str) -> di
     code, out, err = run_cli(capsys, "status", "--state-dir", str(state), "--json", "--now", now)
     assert code == 0, err
     return json.loads(out)  # type: ignore[no-any-return]
+
+
+def status_process(state: Path, *options: str) -> str:
+    """What ``mailopsd status`` prints for ``state``, run as its own process (it must succeed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mailopsd", "status", "--state-dir", str(state), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

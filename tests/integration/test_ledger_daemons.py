@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from mailopsd.state import postgres
+from tests.commands import status_process
 from tests.configs import BASE
 from tests.dispatch_setup import credential, write_campaign
 from tests.e2e.test_git_follow import make_remote
@@ -62,18 +63,7 @@ class Cluster:
 
     def status(self, *options: str) -> str:
         """What ``mailopsd status`` prints (from any daemon's state directory)."""
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "mailopsd", "status"),
-                *("--state-dir", str(self.state("a")), *options),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        return status_process(self.state("a"), *options)
 
     def line(self, name: str) -> str:
         """The status line of daemon ``name`` ("" if status shows none)."""

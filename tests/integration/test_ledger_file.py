@@ -55,6 +55,18 @@ def _ledger_file(directory: Path, address: str, password: str) -> Path:
     return path
 
 
+def _encrypted(
+    capsys: pytest.CaptureFixture[str], directory: Path, address: str, password: str
+) -> tuple[Path, Path]:
+    """A ledger file encrypted with ``secrets encrypt`` for a new key: the file, the key."""
+    key, recipient = _key(capsys, directory)
+    path = _ledger_file(directory, address, password)
+    encrypt = ("secrets", "encrypt", "--in-place", "--age", recipient, str(path))
+    code, _, err = run_cli(capsys, *encrypt)
+    assert code == 0, err
+    return path, key
+
+
 def _run(
     capsys: pytest.CaptureFixture[str], path: Path, state: Path, *extra: str
 ) -> tuple[int, str, str]:
@@ -75,12 +87,7 @@ def test_the_password_comes_from_the_encrypted_ledger_file(
     """Encrypted with ``secrets encrypt``, the file gives the daemon its ledger; status
     reads the same ledger with the key found as the config's is; the password is in no
     file of the state directory, no output."""
-    key, recipient = _key(capsys, tmp_path)
-    ledger_file = _ledger_file(tmp_path, protected, CANARY)
-    code, _, err = run_cli(
-        capsys, "secrets", "encrypt", "--in-place", "--age", recipient, str(ledger_file)
-    )
-    assert code == 0, err
+    ledger_file, key = _encrypted(capsys, tmp_path, protected, CANARY)
     assert CANARY not in ledger_file.read_text()
     assert f"ledger: {protected}" in ledger_file.read_text()  # the address stays readable
     path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
@@ -137,13 +144,10 @@ def test_a_wrong_password_or_key_is_named_and_nothing_is_sent(
     """A password the server refuses: the server's words and what to check, at once (it
     does not pass by waiting), not the password. A key that does not open the file: said
     so. Nothing is sent either way."""
-    key, recipient = _key(capsys, tmp_path)
+    wrong = "not-the-" + CANARY
+    ledger_file, key = _encrypted(capsys, tmp_path, protected, wrong)
     (tmp_path / "other").mkdir()
     other_key, _ = _key(capsys, tmp_path / "other")
-    wrong = "not-the-" + CANARY
-    ledger_file = _ledger_file(tmp_path, protected, wrong)
-    encrypt = ("secrets", "encrypt", "--in-place", "--age", recipient, str(ledger_file))
-    assert run_cli(capsys, *encrypt)[0] == 0
     path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
     given = ("--ledger", str(ledger_file), "--age-key-file")
     code, _, err = _run(capsys, path, tmp_path / "s1", *given, str(key))
@@ -168,10 +172,7 @@ def test_the_http_process_reads_the_ledger_the_file_names_without_the_key(
     """The HTTP process has no age key: the daemon hands it the address, password
     included, over their private channel. A one-click unsubscribe reaches the shared
     ledger; neither its environment nor its command line holds the password."""
-    key, recipient = _key(capsys, tmp_path)
-    ledger_file = _ledger_file(tmp_path, protected, CANARY)
-    encrypt = ("secrets", "encrypt", "--in-place", "--age", recipient, str(ledger_file))
-    assert run_cli(capsys, *encrypt)[0] == 0
+    ledger_file, key = _encrypted(capsys, tmp_path, protected, CANARY)
     monkeypatch.setenv("MAILOPSD_AGE_KEY_FILE", str(key))
     place.point(tmp_path / "state", str(ledger_file))
     with _daemon(tmp_path, smtp_server) as started:

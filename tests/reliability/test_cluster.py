@@ -31,6 +31,7 @@ import pytest
 
 from mailopsd.state import postgres
 from mailopsd.state.ledger import Ledger
+from tests.commands import status_process
 from tests.dispatch_setup import campaign_tree, credential, parsed, write_config, write_leads
 from tests.reliability.counts import count, seeded
 from tests.servers.postgres import PostgresServer, working_daemon_pid
@@ -80,15 +81,7 @@ def _start(path: Path, state: Path, dsn: str, log: Path) -> subprocess.Popen[byt
 
 def _status_text(state: Path) -> str:
     """What ``mailopsd status`` prints for a state directory (it must succeed)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mailopsd", "status", "--state-dir", str(state)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return status_process(state)
 
 
 def _sent_twice(received: list[Received]) -> list[tuple[str, str]]:
