@@ -32,6 +32,9 @@ NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 NSD_CHECKZONE = shutil.which("nsd-checkzone") or "/usr/sbin/nsd-checkzone"
 START_TIMEOUT_S = 15.0
 QUERY_TIMEOUT_S = 1.0
+# The first waits for an answer while NSD starts: a query sent before it listens gets no
+# answer at all (UDP), so each wait is short at first and doubles up to QUERY_TIMEOUT_S.
+FIRST_WAIT_S = 0.02
 
 _CONFIG = """\
 server:
@@ -105,11 +108,13 @@ class Nsd:
             conf.write_text(_CONFIG.format(port=self.port, dir=self.directory) + zone_config)
             process = subprocess.Popen([NSD, "-d", "-c", str(conf)])
             deadline = time.monotonic() + START_TIMEOUT_S
+            wait_s = FIRST_WAIT_S
             while process.poll() is None and time.monotonic() < deadline:
-                if self._answers():
+                if self._answers(wait_s):
                     self.process = process
                     return
-                time.sleep(0.02)
+                wait_s = min(2 * wait_s, QUERY_TIMEOUT_S)
+                time.sleep(0.01)
             if process.poll() is None:
                 process.kill()
                 process.wait()
@@ -119,10 +124,10 @@ class Nsd:
             # It exited: most likely the port was taken meanwhile; try another.
         raise RuntimeError(f"nsd failed to start {tries} times; its log:\n{self.log()}")
 
-    def _answers(self) -> bool:
+    def _answers(self, timeout_s: float) -> bool:
         query = dns.message.make_query(self.zones[0], "SOA")
         try:
-            reply = dns.query.udp(query, "127.0.0.1", timeout=QUERY_TIMEOUT_S, port=self.port)
+            reply = dns.query.udp(query, "127.0.0.1", timeout=timeout_s, port=self.port)
         except (OSError, dns.exception.DNSException):
             return False
         return reply.rcode() in (dns.rcode.NOERROR, dns.rcode.SERVFAIL)
