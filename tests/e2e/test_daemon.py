@@ -1,11 +1,14 @@
 """The real daemon process: start, apply edits, survive a bad push, reload, stop.
 
 It runs as ``python -m mailopsd run`` with a notify socket of the test's, the way
-systemd runs it; the test reads ``mailopsd status --json`` as an operator would.
+systemd runs it; the test reads ``mailopsd status --json`` as an operator would (the
+command run in the test's own process, see :func:`_status`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from mailopsd import cli
 from mailopsd.state.statefile import load_state
 from tests.configs import BASE, LEADS
 from tests.sops_tools import AgeKey, make_key
@@ -94,10 +98,33 @@ def _mailopsd(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _in_process(*args: str) -> tuple[int, str, str]:
+    """``mailopsd ARGS`` run in this process: its exit code, stdout and stderr.
+
+    The same command an operator types, reading the same files, without the half second a
+    new interpreter takes to start (which was most of the time of a look at the daemon).
+    The daemon itself always runs as a process of its own.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
 def _status(state: Path) -> dict[str, object]:
-    result = _mailopsd("status", "--json", "--state-dir", str(state))
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    """``mailopsd status --json`` of the state directory (it must succeed), parsed."""
+    code, out, err = _in_process("status", "--json", "--state-dir", str(state))
+    assert code == 0, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def _encrypt(key: AgeKey, path: Path) -> None:
+    """``mailopsd secrets encrypt --age RECIPIENT --in-place PATH``, as the operator does
+    before a daemon reads the file (it must succeed)."""
+    code, _, err = _in_process(
+        "secrets", "encrypt", "--age", key.recipient, "--in-place", str(path)
+    )
+    assert code == 0, err
 
 
 def _eventually(check: Callable[[], object], what: str) -> None:
@@ -121,10 +148,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, AgeKey]:
     (config / "leads.csv").write_text(LEADS)
     (config / "c.yaml").write_text(BASE + "        status: sandbox\n")  # no network
     key = make_key(tmp_path)
-    encrypted = _mailopsd(
-        "secrets", "encrypt", "--age", key.recipient, "--in-place", str(config / "c.yaml")
-    )
-    assert encrypted.returncode == 0, encrypted.stderr
+    _encrypt(key, config / "c.yaml")
     return config, tmp_path / "state", key
 
 

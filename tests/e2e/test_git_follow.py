@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.configs import BASE, CANARY, LEADS
-from tests.e2e.test_daemon import WAIT_S, NotifySocket, _mailopsd, _status
+from tests.e2e.test_daemon import WAIT_S, NotifySocket, _encrypt, _mailopsd, _status
 from tests.sops_tools import AgeKey, make_key
 from tests.waiting import poll_until
 
@@ -104,10 +104,7 @@ def make_remote(tmp_path: Path, config_text: Callable[[int], str]) -> Remote:
     (config / "leads.csv").write_text(LEADS)
     (config / "c.yaml").write_text(config_text(port))
     key = make_key(tmp_path)
-    encrypted = _mailopsd(
-        "secrets", "encrypt", "--age", key.recipient, "--in-place", str(config / "c.yaml")
-    )
-    assert encrypted.returncode == 0, encrypted.stderr
+    _encrypt(key, config / "c.yaml")
     found = Remote(bare, work, key, port)
     found.push("First config")
     return found
