@@ -39,7 +39,7 @@ def _ready(daemon: WatchedDaemon, since: float) -> None:
 def run(quick: bool) -> list[Row]:
     """Measure an idle daemon's CPU over a minute, and the CPU of one drift reload."""
     credentials, leads = (50, 10_000) if quick else (5_000, 1_000_000)
-    settle_s, measure_s = (1.0, 2.0) if quick else (5.0, 60.0)
+    settle_s, measure_s = (0.5, 1.0) if quick else (5.0, 60.0)
     open_day = _DAYS[(datetime.now(UTC) + timedelta(days=3)).weekday()]
     size = f"{credentials:,} credentials, {leads:,} leads"
     with tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:

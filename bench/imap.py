@@ -97,7 +97,7 @@ def run(quick: bool) -> list[Row]:
     if shutil.which("dovecot") is None:
         raise RuntimeError("dovecot is not installed (Debian package dovecot-imapd)")
     large = 200 if quick else 10_000
-    rounds = 5 if quick else 20
+    rounds = 1 if quick else 20
     work = Path(tempfile.mkdtemp(prefix="bench-imap-"))
     server = start_dovecot(make_ca(work))
     try:

@@ -266,7 +266,7 @@ def _median_ms(call: Callable[[], object], calls: int) -> float:
 
 def _counting(quick: bool) -> list[Row]:
     rows, credentials, days = (10_000, 50, 30) if quick else (1_000_000, 5_000, 30)
-    calls = 21 if quick else 101
+    calls = 3 if quick else 101
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
         directory = Path(tmp)
         _fill(directory, rows, credentials, days)

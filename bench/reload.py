@@ -70,7 +70,7 @@ def _split_config(directory: Path, credentials: int, recipient: str) -> Path:
 def run(quick: bool) -> list[Row]:
     """Start a daemon, edit its config round after round, and time each reload."""
     credentials = 100 if quick else 10_000
-    rounds = 3 if quick else 10
+    rounds = 1 if quick else 10
     identity, recipient = generate_identity()
     # Under /tmp: the notify socket's path must stay short (AF_UNIX).
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:

@@ -432,7 +432,7 @@ def comparison(
 
 def run(quick: bool) -> list[Row]:
     """Alternate mailopsd and the three references; one row per reference."""
-    messages, rounds = (200, 2) if quick else (5000, 5)
+    messages, rounds = (200, 1) if quick else (5000, 5)
     with tempfile.TemporaryDirectory(prefix="bench-smtp-") as tmp, smtp_sink() as port:
         parent = Path(tmp)
         mailmerge_binary()  # installed before the rounds, not in them

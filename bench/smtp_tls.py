@@ -159,7 +159,7 @@ def run(quick: bool) -> list[Row]:
     """Alternate mailopsd and the naive loop against the STARTTLS + AUTH server."""
     from tests.servers.tlsca import make_ca
 
-    messages, rounds = (200, 2) if quick else (3000, 5)
+    messages, rounds = (200, 1) if quick else (3000, 5)
     with tempfile.TemporaryDirectory(prefix="bench-smtp-tls-") as tmp:
         parent = Path(tmp)
         ca = make_ca(parent)
