@@ -58,6 +58,8 @@ class NotifySocket:
                 message = self.sock.recv(4096).decode()
             except TimeoutError:
                 continue
+            if not message:  # close() waking the reader: no notify message is empty
+                continue
             with self.lock:
                 self.messages.append(message)
 
@@ -74,6 +76,12 @@ class NotifySocket:
 
     def close(self) -> None:
         self.closing.set()
+        with (
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waker,
+            contextlib.suppress(OSError),  # a full queue: the reader stops at its timeout
+        ):
+            waker.setblocking(False)
+            waker.sendto(b"", self.path)  # the reader stops now, not at its next timeout
         self.thread.join(5)
         self.sock.close()
         os.unlink(self.path)
