@@ -109,7 +109,7 @@ def _command_parser(
 def _run_command(args: argparse.Namespace) -> int:
     """Run the chosen command and report the errors mailopsd raises on purpose."""
     handler: Handler = args.handler
-    ledgerfile.use_age_key_file(getattr(args, "age_key_file", None))  # a ledger file's key
+    ledgerfile.use_age_key_file(getattr(args, "age_key_file", None), os.environ)
     try:
         code = handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

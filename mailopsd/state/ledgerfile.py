@@ -16,7 +16,7 @@ address alone, and the password comes as for an address (``passfile=``, ``~/.pgp
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,16 +33,21 @@ LEDGER_PASSWORD = "ledger_password"  # noqa: S105 - a field's name
 _KEYS = frozenset({"ledger", LEDGER_PASSWORD, "sops"})
 
 _key_file: Path | None = None
+_environ: Mapping[str, str] = {}
 
 
 class LedgerFileError(StorageError):
     """A ledger file that cannot be used (the message says why and what to do)."""
 
 
-def use_age_key_file(path: Path | None) -> None:
-    """Decrypt ledger files with the key in ``path`` (``--age-key-file``) first."""
-    global _key_file
-    _key_file = path
+def use_age_key_file(path: Path | None, environ: Mapping[str, str]) -> None:
+    """Decrypt ledger files with the key the config's would be found with.
+
+    That is ``path`` (``--age-key-file``), else one that ``environ`` (the process's
+    environment) names. Set by the entry point, once per command.
+    """
+    global _key_file, _environ
+    _key_file, _environ = path, environ
 
 
 def read(path: Path) -> tuple[str, str | None]:
@@ -72,7 +77,7 @@ def _read(path: Path, _mtime_ns: int, _size: int, key_file: Path | None) -> tupl
         encrypted = secrets.is_encrypted_text(text, where)
         if encrypted:
             identities = secrets.find_identities(
-                key_file=key_file, environ=os.environ, home=Path.home()
+                key_file=key_file, environ=_environ, home=Path.home()
             )
             data = secrets.decrypt_yaml_data(text, identities, where)[0]
         else:

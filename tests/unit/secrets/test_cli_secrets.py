@@ -137,13 +137,15 @@ class TestEncryptDecrypt:
     def test_default_rule_is_secrets_only(
         self, write_config: Writer, key: AgeKey, run: CliRun
     ) -> None:
-        """Without .sops.yaml only the secret fields are encrypted, MAC over them only."""
+        """Without .sops.yaml only the secret fields are encrypted, MAC over them only
+        (a ledger file's ledger_password among them)."""
         path = write_config()
         run("secrets", "encrypt", "--age", key.recipient, "--in-place", str(path))
         meta = read_metadata(path.read_text(), "c.yaml")
         assert meta.mac_only_encrypted
         assert meta.rule.pattern == (
-            "^(imap_password|imap_username|signing_key|smtp_password|smtp_username)$"
+            "^(imap_password|imap_username|ledger_password|signing_key|smtp_password|"
+            "smtp_username)$"
         )
         result = run_sops(["decrypt", "--output-type", "json", str(path)], key.path)
         assert result.returncode == 0, result.stderr
