@@ -607,8 +607,7 @@ class Dispatcher:
         jobs, failed = self._assign(loaded, state, now)
         if failed:
             with self.ledger.transaction():
-                for lead in failed:
-                    self.ledger.leads.update(lead)
+                self.ledger.leads.update_many(failed)
         done = TickReport(assigned=len(jobs))
         done.failed_leads.update(lead.campaign_id for lead in failed)
         if not jobs:

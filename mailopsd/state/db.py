@@ -74,15 +74,6 @@ class Database:
                 raise storage_error(err) from err
             raise
 
-    def insert_one(self, sql: str, parameters: Sequence[object]) -> int:
-        """Run an ``INSERT`` of one row into a table whose key is ``id``; its new id.
-
-        SQLite's cursor has the row's id at no cost; PostgreSQL's statement returns it.
-        """
-        if isinstance(self.connection, sqlite3.Connection):
-            return int(self.connection.execute(sql, parameters).lastrowid or 0)
-        return int(self.connection.execute(f"{sql} RETURNING id", parameters).fetchone()[0])
-
     def insert_many(self, sql: str, rows: Sequence[Sequence[object]]) -> list[int]:
         """Run an ``INSERT`` of one row for each of ``rows``; their new ids, in order.
 
