@@ -324,12 +324,16 @@ def _git_text(git: object) -> list[str]:
 
 
 def _ledger_text(ledger: object) -> list[str]:
-    """The line of a shared ledger: where it is and which daemon works on it now."""
+    """The lines of a shared ledger: where it is, how much of it is held, and its daemons."""
     if not isinstance(ledger, dict) or ledger.get("engine") != "postgresql":
         return []  # the state directory's own file: nothing to say
-    working = ledger.get("working_daemon")
-    who = f"worked on by {working}" if working else "no daemon works on it now"
-    lines = [f"ledger {ledger['address']} (PostgreSQL): {who}"]
+    leases = int(ledger.get("leases") or 0)
+    held = (
+        f"{leases} campaign lease{'' if leases == 1 else 's'} held now"
+        if leases
+        else "no campaign is held by a daemon now"
+    )
+    lines = [f"ledger {ledger['address']} (PostgreSQL): {held}"]
     daemons = ledger.get("daemons") or []
     assert isinstance(daemons, list)  # noqa: S101 - describe()'s shape
     return lines + [f"  {_daemon_text(row)}" for row in daemons]
@@ -344,8 +348,14 @@ def _daemon_text(row: dict[str, object]) -> str:
         doing = f"not heard from in {age:.0f} s ({role} when last heard from)"
     else:
         doing = f"{role}, heartbeat {age:.0f} s ago"
+    holds = row.get("holds") or []
+    assert isinstance(holds, list)  # noqa: S101 - describe()'s shape
     if role == "working" and age <= LIVE_S:
-        doing += ", holds the work of every campaign"
+        doing += (
+            f", holds {', '.join(map(str, holds))}"
+            if holds
+            else ", holds no campaign now (it takes over those of a daemon that stops)"
+        )
     what = row["note"] if role == "behind" and row["note"] else f"revision {row['revision']}"
     return f"daemon {row['id']} ({row['host']}, pid {row['pid']}): {doing}; {what}"
 

@@ -37,6 +37,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from mailopsd.refs import parse_credential_key
 from mailopsd.state.daemons import DaemonRow
 from mailopsd.state.errors import StorageError, StorageInUseError
 from mailopsd.state.ledger import Ledger
@@ -79,15 +80,24 @@ def identity(state_dir: Path) -> str:
 
 
 def outvoted(
-    revision: str | None, others: Iterable[DaemonRow], now: datetime, live_s: float
+    revision: str | None,
+    others: Iterable[DaemonRow],
+    now: datetime,
+    live_s: float,
+    *,
+    working_as: str | None = None,
 ) -> tuple[str, int] | None:
     """The revision that wins over ``revision``, and how many live daemons run it; or None.
+
+    On a tie, the revision of the working daemon whose id sorts first wins (every
+    daemon finds the same one).
 
     Args:
         revision: This daemon's revision.
         others: The other daemons' rows (this one's is left out).
         now: The time heartbeats are aged against.
         live_s: How young a heartbeat is for its daemon to count.
+        working_as: This daemon's id, if it works (it then counts among the working).
     """
     live = [
         row
@@ -102,9 +112,12 @@ def outvoted(
     )
     if more and more[0][0] > mine:
         return more[0][1], more[0][0]
-    working = next((row for row in live if row.role == WORKING), None)
-    if working is not None and working.revision != revision and counts[working.revision] == mine:
-        return str(working.revision), mine
+    working = sorted((row.id, row.revision) for row in live if row.role == WORKING)
+    if working_as is not None:
+        working = sorted([*working, (working_as, revision)])
+    first = working[0][1] if working else revision
+    if first != revision and counts[first] == mine:
+        return str(first), mine
     return None
 
 
@@ -138,15 +151,21 @@ class Presence:
         self._revision: str | None = None  # the one last written
         self._written = False  # whether this daemon wrote its row
         self._shared: dict[str, CredentialState] = {}  # the mailbox states last written
-        self._session = 0  # the ledger session whose mailbox states were taken
 
-    def _verdict(self, ledger: Ledger, revision: str | None) -> str | None:
+    def _verdict(self, ledger: Ledger, revision: str | None, *, working: bool) -> str | None:
         """Why a daemon on ``revision`` holds no work now (see :func:`outvoted`), or None."""
-        others = [row for row in ledger.daemons.all() if row.id != self.id]
-        winner = outvoted(revision, others, datetime.now(UTC), self._live_s)
+        winner = outvoted(
+            revision,
+            self.others(ledger),
+            datetime.now(UTC),
+            self._live_s,
+            working_as=self.id if working else None,
+        )
         return None if winner is None else _behind_reason(revision, winner)
 
-    def _row(self, role: str, revision: str | None, note: str | None) -> DaemonRow:
+    def _row(
+        self, role: str, revision: str | None, note: str | None, holds: Iterable[str] = ()
+    ) -> DaemonRow:
         self._revision, self._written = revision, True
         return DaemonRow(
             self.id,
@@ -157,16 +176,31 @@ class Presence:
             self._started,
             datetime.now(UTC),
             note or "",
+            tuple(sorted(holds)),
         )
 
-    def beat(self, ledger: Ledger, revision: str | None) -> str | None:
+    def others(self, ledger: Ledger) -> list[DaemonRow]:
+        """The other daemons' rows.
+
+        Raises:
+            StorageError: They could not be read.
+        """
+        return [row for row in ledger.daemons.all() if row.id != self.id]
+
+    def beat(self, ledger: Ledger, revision: str | None, holds: Iterable[str] = ()) -> str | None:
         """Write the working daemon's row; why it must let its work go, or None.
+
+        Args:
+            ledger: The daemon's ledger.
+            revision: The revision it applied.
+            holds: The campaigns whose leases it holds.
 
         Raises:
             StorageError: The row could not be written or the others read.
         """
-        reason = self._verdict(ledger, revision)
-        ledger.daemons.beat(self._row(WORKING if reason is None else BEHIND, revision, reason))
+        reason = self._verdict(ledger, revision, working=True)
+        role = WORKING if reason is None else BEHIND
+        ledger.daemons.beat(self._row(role, revision, reason, holds))
         if forgotten := ledger.daemons.forget_before(datetime.now(UTC) - _FORGET_AFTER):
             logger.info("forgot daemons not heard from in 7 days count=%d", forgotten)
         return reason
@@ -183,7 +217,7 @@ class Presence:
         if self._waiting is None:
             self._waiting = Ledger.open(self._state_dir)
         ledger = self._waiting
-        reason = self._verdict(ledger, revision)
+        reason = self._verdict(ledger, revision, working=False)
         if reason != self._behind and self._asked and reason is None:
             logger.info("revision %s wins now: this daemon asks for the work again", revision)
         elif reason != self._behind and self._asked:
@@ -194,37 +228,58 @@ class Presence:
             return
         raise BehindError(f"ledger {ledger.name}: this daemon is {reason}")
 
-    def take_states(self, ledger: Ledger, state: StateFile) -> StateFile:
-        """``state`` with the ledger's mailbox states, on a session they were not taken on.
+    def take_states(
+        self, ledger: Ledger, state: StateFile, keep: frozenset[str] = frozenset()
+    ) -> StateFile:
+        """``state`` with the ledger's mailbox states, but those of the campaigns ``keep``.
 
-        The ledger's replace the state file's entries, unless it has none yet (the first
-        daemon to work on it, whose own entries then go in at the next :meth:`share`).
+        The daemon writes the states of the campaigns it holds (:meth:`share`), and takes
+        the others' from the ledger, where their holders wrote them: those it holds
+        (``keep``) stay as its state file has them. A ledger with no states yet (the first
+        daemon to work on it) leaves ``state`` as it is; its entries go in at the next
+        :meth:`share`.
 
         Raises:
             StorageError: They could not be read.
         """
-        if ledger.sessions == self._session:
-            return state
         shared = ledger.mailbox_states.all()
-        self._session = ledger.sessions
-        self._shared = shared
-        if not shared or shared == state.credentials:
+        self._shared = dict(shared)  # what the ledger has: share() writes what differs
+        if not shared:
             return state
-        logger.info("mailbox states taken from the ledger count=%d", len(shared))
-        return state.model_copy(update={"credentials": shared})
+        current = state.credentials
+        taken = {
+            key: entry
+            for key, entry in shared.items()
+            if parse_credential_key(key)[0] not in keep and current.get(key) != entry
+        }
+        if not taken:
+            return state
+        if len(taken) > 1 or not keep:
+            logger.info("mailbox states taken from the ledger count=%d", len(taken))
+        return state.model_copy(update={"credentials": {**current, **taken}})
 
-    def share(self, ledger: Ledger, state: StateFile, at: datetime) -> None:
+    def share(
+        self, ledger: Ledger, state: StateFile, at: datetime, held: frozenset[str] | None = None
+    ) -> None:
         """Write the mailbox states that changed since last written into the ledger.
+
+        With ``held``, only those campaigns' (the others' are their holders' to write).
 
         Raises:
             StorageError: They could not be written (they are written again next time).
         """
-        current = state.credentials
+
+        def mine(key: str) -> bool:
+            return held is None or parse_credential_key(key)[0] in held
+
+        current = {key: entry for key, entry in state.credentials.items() if mine(key)}
         changed = {key: entry for key, entry in current.items() if self._shared.get(key) != entry}
-        removed = set(self._shared) - set(current)
+        removed = {key for key in self._shared if mine(key) and key not in current}
         if changed or removed:
             ledger.mailbox_states.write(changed, removed, at)
-            self._shared = dict(current)
+            for key in removed:
+                self._shared.pop(key, None)
+            self._shared.update(changed)
 
     def stop(self, ledger: Ledger | None) -> None:
         """Say this daemon stopped (through ``ledger``, or the standby connection); close it."""

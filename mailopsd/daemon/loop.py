@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -38,6 +38,7 @@ from mailopsd.daemon.gitfollowing import GitFollowing
 from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.httpserving import HttpServing
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
+from mailopsd.daemon.leases import Leases
 from mailopsd.daemon.reload import ConfigReloads
 from mailopsd.daemon.settings import DaemonSettings
 from mailopsd.daemon.storage import StoragePause, unwritable
@@ -108,8 +109,14 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         self._git: GitSide | None = None  # with run --git
         self._rejection = ""  # why the last reload was not applied
         self._presence: Presence | None = None  # on a shared ledger, while standing by too
+        self._leases: Leases | None = None  # on a shared ledger: the campaigns it holds
+        self._unrecovered: frozenset[str] = frozenset()  # taken, not yet recovered
+        self._lease_at = 0.0  # when the lease round last ran (time.monotonic)
+        self._dispatch_due = False  # a lease round took campaigns: dispatch at once
+        self._left = ""  # the campaigns a run --once left to other daemons, as last logged
         self._standby_config: LoadedConfig | None = None  # loaded while standing by
         self._beat_at = 0.0  # when the heartbeat last ran (time.monotonic)
+        self._outvoted_at: float | None = None  # when a heartbeat first found it outvoted
         self.stepped_down: str | None = None
         """Why the daemon let its work on the shared ledger go (another revision won)."""
 
@@ -145,6 +152,9 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             self._standby_config = self._load()
         if place.pointed(state_dir) is not None:
             self._presence = Presence(state_dir, live_s=self.settings.live_s)
+            self._leases = Leases(
+                self._presence.id, self.settings.live_s, member=self.settings.stand_by
+            )
         try:
             self._ledger = self._until_writable("opening the ledger", self._take_ledger)
         except StorageInUseError:
@@ -176,12 +186,14 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             wake=self._wake.set,
         )
         dispatcher = self._dispatcher
-        unknown = self._until_writable(
-            "recording sends left without an outcome",
-            lambda: dispatcher.recover(loaded, self._now()),
-        )
-        if unknown:
-            logger.warning("sends without outcome marked unknown count=%d", unknown)
+        if self._leases is None:  # on a shared ledger, each campaign's as its lease is taken
+            unknown = self._until_writable(
+                "recording sends left without an outcome",
+                lambda: dispatcher.recover(loaded, self._now()),
+            )
+            if unknown:
+                logger.warning("sends without outcome marked unknown count=%d", unknown)
+        self._lease_round()
         self._heartbeat()
 
     def _take_ledger(self) -> Ledger:
@@ -200,29 +212,120 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
                     self._standby_config = self._load()
             loaded = self._standby_config
             presence.stand_by(config_revision(loaded.files, loaded.revision))
-        ledger = Ledger.open(self.settings.state_dir, exclusive=True)
+        ledger = Ledger.open(self.settings.state_dir, leases=True)
         if presence is not None:
             presence.close()  # the connection it stood by on
         return ledger
 
     def _heartbeat(self) -> None:
-        """Write this daemon's row in a shared ledger; let the work go if outvoted."""
-        if self._presence is None or self._ledger is None or self._storage.problem is not None:
+        """Write this daemon's row in a shared ledger; let the work go if outvoted.
+
+        The mailboxes' states of the campaigns other daemons hold are taken from the
+        ledger then, where their holders write them.
+        """
+        presence, ledger = self._presence, self._ledger
+        if presence is None or ledger is None or self._storage.problem is not None:
             return
         if not self.settings.stand_by:
             return  # a run --once is not one of the daemons: it writes no row
         self._beat_at = time.monotonic()
+        held = self._held() or frozenset()
         try:
-            reason = self._presence.beat(self._ledger, self.state.daemon.applied_revision)
+            reason = presence.beat(ledger, self.state.daemon.applied_revision, held)
+            if reason is None:
+                self._set_state(presence.take_states(ledger, self.state, keep=held))
         except StorageError as err:
             if not unwritable(err):
                 raise
             self._storage_failed(err, "writing the heartbeat")
             return
-        if reason is not None:
+        if reason is None:
+            self._outvoted_at = None
+        elif self._outvoted_at is None:
+            # The others may only be a little behind (a push each applies in turn): the
+            # work is let go if this daemon is still outvoted at its next heartbeat.
+            self._outvoted_at = time.monotonic()
+            logger.info("outvoted, the work goes at the next heartbeat if still so: %s", reason)
+        elif time.monotonic() - self._outvoted_at >= self.settings.heartbeat_s:
             logger.warning("letting the work go, standing by again: %s", reason)
             self.stepped_down = reason
             self.request_stop()
+
+    def _held(self) -> frozenset[str] | None:
+        """The campaigns this daemon may work on now: None, every one (its own ledger)."""
+        if self._leases is None:
+            return None
+        return self._leases.held - self._unrecovered
+
+    def _lease_round(self) -> None:
+        """On a shared ledger, take and let go campaigns' leases (see :mod:`.leases`).
+
+        What it takes it first recovers: the sends its last holder left without an
+        outcome are marked ``unknown``, the mailboxes' states are taken from the ledger,
+        and the credentials' rates checked.
+        """
+        leases, ledger, loaded, presence = self._leases, self._ledger, self.loaded, self._presence
+        if leases is None or ledger is None or loaded is None or presence is None:
+            return
+        if self._storage.problem is not None or self._stop.is_set():
+            return
+        self._lease_at = time.monotonic()
+        try:
+            rows = presence.others(ledger) if leases.member else []
+            change = leases.round(ledger, loaded.config, rows, datetime.now(UTC))
+            self._unrecovered = (self._unrecovered | change.taken) & leases.held
+            if self._unrecovered:
+                self._recover_taken(ledger, loaded, presence, leases)
+        except StorageError as err:
+            if not unwritable(err):
+                raise
+            self._storage_failed(err, "taking the campaigns' leases")
+            return
+        if self._inbox is not None:
+            self._inbox.held = self._held()
+        if change.taken and self._serving:
+            self._dispatch_due = True  # its sends go on now, not at the next dispatch
+            self._wake.set()
+        if not leases.member:
+            left = ",".join(sorted(set(loaded.config.campaigns) - leases.held))
+            if left and left != self._left:
+                logger.warning("left to the daemons that hold them campaigns=%s", left)
+            self._left = left
+        elif change:
+            self._heartbeat()  # the others see at once what it holds
+
+    def _recover_taken(
+        self, ledger: Ledger, loaded: LoadedConfig, presence: Presence, leases: Leases
+    ) -> None:
+        """Recover the campaigns just taken, before any of their sends (see above).
+
+        Raises:
+            StorageError: A write was refused.
+        """
+        assert self._dispatcher is not None  # noqa: S101 - start() made it
+        taken, now = self._unrecovered, self._now()
+        state = presence.take_states(ledger, self.state, keep=leases.held - taken)
+        unknown = self._dispatcher.recover(loaded, now, campaigns=taken)
+        if unknown:
+            logger.warning(
+                "sends without outcome marked unknown count=%d campaigns=%s",
+                unknown,
+                ",".join(sorted(taken)),
+            )
+        self._set_state(state)
+        # The config applied again on the states taken: a re-enable this daemon applied
+        # while another held the campaign, and that one had not, holds.
+        try:
+            with collector_paused():
+                self._apply(loaded)
+        except StorageError:
+            raise
+        except StateError as err:  # as a reload's would be (a leads file gone, ...)
+            self._reconcile_failed(err)
+        self._set_state(
+            self._dispatcher.check_shared(loaded, self.state, self._now(), campaigns=taken)
+        )
+        self._unrecovered = frozenset()
 
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
@@ -290,7 +393,8 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         try:
             save_state(self.settings.state_dir, self.state)
             if self._presence is not None and self._ledger is not None:
-                self._presence.share(self._ledger, self.state, self._now())
+                held = None if self._leases is None else self._leases.held
+                self._presence.share(self._ledger, self.state, self._now(), held)
         except StateError as err:
             self._storage_failed(err, "saving the state file")
 
@@ -304,24 +408,6 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
                     lambda: presence.take_states(ledger, self.state),
                 )
             )
-
-    def _may_work(self) -> bool:
-        """The state directory takes writes, and the mailbox states are current."""
-        return self._storage_ready() and self._states_current()
-
-    def _states_current(self) -> bool:
-        """Take the shared ledger's mailbox states if its session changed; False: paused."""
-        presence, ledger = self._presence, self._ledger
-        if presence is None or ledger is None:
-            return True
-        try:
-            self._set_state(presence.take_states(ledger, self.state))
-        except StorageError as err:
-            if not unwritable(err):
-                raise
-            self._storage_failed(err, "reading the mailboxes' states")
-            return False
-        return True
 
     # The state directory --------------------------------------------------------------
 
@@ -374,12 +460,24 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         )
         try:
             ledger.probe_write()
-            unknown = dispatcher.recover(loaded, self._now())
+            leases = self._leases
+            unknown = (
+                dispatcher.recover(loaded, self._now())
+                if leases is None
+                else dispatcher.recover(loaded, self._now(), campaigns=self._held_still(leases))
+            )
             save_state(self.settings.state_dir, self.state)
         except StorageError:
             self.state = paused
             raise
         return unknown
+
+    def _held_still(self, leases: Leases) -> frozenset[str]:
+        """The campaigns whose leases the ledger's session still holds (none if it was lost)."""
+        ledger = self._ledger
+        return (
+            leases.held if ledger is not None and ledger.sessions == leases.session else frozenset()
+        )
 
     def dispatch(self, *, max_ticks: int = 1000) -> int:
         """Send what is due now, tick after tick, until nothing more is; return sends made.
@@ -395,11 +493,16 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         total = 0
         for _ in range(max_ticks):
             reload_asked = self._serving and self._reload.is_set()
-            if self._stop.is_set() or reload_asked or not self._may_work():
+            if self._stop.is_set() or reload_asked or not self._storage_ready():
                 break
             try:
                 state, report = self._dispatcher.tick(
-                    self.loaded, self.state, self._now(), should_stop=self._stop.is_set
+                    self.loaded,
+                    self.state,
+                    self._now(),
+                    should_stop=self._stop.is_set,
+                    held=self._held(),
+                    fence=None if self._leases is None else self._leases.session,
                 )
             except StorageError as err:
                 if not unwritable(err):
@@ -419,10 +522,12 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         return total
 
     def _between_ticks(self) -> None:
-        """Pet the watchdog, write the heartbeat when due, record finished polls."""
+        """Pet the watchdog, the heartbeat and lease round when due, record finished polls."""
         self.notifier.watchdog()
         if time.monotonic() - self._beat_at >= self.settings.heartbeat_s:
             self._heartbeat()  # a long backlog does not age this daemon's row
+        if time.monotonic() - self._lease_at >= self.settings.lease_s:
+            self._lease_round()  # nor keeps a daemon that joined from its share
         if self._serving:
             self.inbox_tick()
 
@@ -517,6 +622,7 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
         self._scheduler.every(self.settings.inbox_check_s).seconds.do(self.inbox_tick)
         if self._presence is not None:
             self._scheduler.every(self.settings.heartbeat_s).seconds.do(self._heartbeat)
+            self._scheduler.every(self.settings.lease_s).seconds.do(self._lease_round)
         self._restart_watcher()
         if self._git is not None:
             self._git.following.start()
@@ -530,6 +636,9 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             if self._reload.is_set():
                 self._reload.clear()
                 self._reload_now(notify=True)
+                self.dispatch()
+            if self._dispatch_due:
+                self._dispatch_due = False
                 self.dispatch()
             self._follow()
             self.inbox_tick()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -87,8 +88,12 @@ class ConfigReloads:
 
     def _apply(self, loaded: LoadedConfig) -> None:
         assert self._reconciler is not None  # noqa: S101 - start() opened it
-        plan = self._reconciler.plan(loaded, self.state)
-        self.state = self._reconciler.apply(plan, self.state, self._now())
+        ledger = self._reconciler.ledger
+        # On a shared ledger, one daemon applies at a time: the next plans from what the
+        # last applied, and finds the ledger's part done.
+        with nullcontext() if ledger is None else ledger.applying(self.notifier.watchdog):
+            plan = self._reconciler.plan(loaded, self.state)
+            self.state = self._reconciler.apply(plan, self.state, self._now())
         if plan.actions:
             logger.info("reconciled revision=%s actions=%d", plan.revision, len(plan.actions))
         self._warn_ignored(loaded, plan.ignored)

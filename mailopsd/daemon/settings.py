@@ -47,8 +47,12 @@ class DaemonSettings:
     git: GitFollow | None = None
     """Follow this remote (``run --git``): ``config_path`` is unused."""
     stand_by: bool = True
-    """Wait while another daemon works on the shared ledger (a ``--once`` run does not)."""
+    """One of the daemons of a shared ledger: it writes its row, and waits while its
+    revision does not win (a ``--once`` run does neither, and takes only what no daemon
+    holds)."""
     heartbeat_s: int = 5
     """How often the working daemon writes its row in a shared ledger (see :mod:`.cluster`)."""
     live_s: float = LIVE_S
     """How young a daemon's heartbeat is for it to count in the revision rule."""
+    lease_s: int = 1
+    """How often a daemon of a shared ledger takes and lets go leases (see :mod:`.leases`)."""

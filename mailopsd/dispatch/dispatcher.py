@@ -55,6 +55,7 @@ from mailopsd.refs import CredentialRef, credential_key, sender_ref
 from mailopsd.smtp.message import ComposeError, Outgoing, with_send_token
 from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
 from mailopsd.state import sendkey
+from mailopsd.state.errors import StorageLeasesLostError
 from mailopsd.state.leads import LeadProgress
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.sends import Intent
@@ -143,7 +144,7 @@ class Dispatcher:
     _recovered: int = 0
     """The ledger's session whose sends without an outcome :meth:`recover` marked."""
     _checked: int = 0
-    """The ledger's session whose credentials :meth:`_check_shared` checked."""
+    """The ledger's session whose credentials :meth:`check_shared` checked."""
 
     @property
     def sandbox(self) -> SandboxTransport:
@@ -157,14 +158,27 @@ class Dispatcher:
 
     # Recovery ---------------------------------------------------------------------------
 
-    def recover(self, loaded: LoadedConfig, now: datetime) -> int:
+    def recover(
+        self, loaded: LoadedConfig, now: datetime, campaigns: frozenset[str] | None = None
+    ) -> int:
         """Mark sends left without an outcome ``unknown``, and move their leads on.
+
+        Args:
+            loaded: The config.
+            now: When.
+            campaigns: Only these campaigns' (on a shared ledger, those whose leases
+                were just taken); by default every campaign's.
 
         Returns:
             How many sends were found so.
         """
-        self._recovered = self.ledger.sessions
-        pending = self.ledger.sends.pending()
+        if campaigns is None:
+            self._recovered = self.ledger.sessions
+        pending = [
+            (send_id, intent)
+            for send_id, intent in self.ledger.sends.pending()
+            if campaigns is None or intent.campaign_id in campaigns
+        ]
         with self.ledger.transaction():
             for send_id, intent in pending:
                 self.ledger.sends.set_outcome(
@@ -188,19 +202,27 @@ class Dispatcher:
             )
         return len(pending)
 
-    def _check_shared(self, loaded: LoadedConfig, state: StateFile, now: datetime) -> StateFile:
-        """On a shared ledger, check every credential's rates before the first send.
+    def check_shared(
+        self,
+        loaded: LoadedConfig,
+        state: StateFile,
+        now: datetime,
+        campaigns: frozenset[str] | None = None,
+    ) -> StateFile:
+        """On a shared ledger, check the credentials' rates before their first send.
 
-        A daemon that takes over from another has its own state file, without the
-        ``disabled_at`` the other may have written: the rates, counted from the ledger
-        they share, disable again what is over its threshold.
+        A daemon that takes over from another may lack a ``disabled_at`` the other wrote
+        just before it stopped: the rates, counted from the ledger they share, disable
+        again what is over its threshold. Only ``campaigns``' if given.
         """
-        self._checked = self.ledger.sessions
+        if campaigns is None:
+            self._checked = self.ledger.sessions
         if self.ledger.dialect.name != "postgresql":
             return state
         keys = [
             (campaign_id, credential_id)
             for campaign_id, campaign in loaded.config.campaigns.items()
+            if campaigns is None or campaign_id in campaigns
             for credential_id in campaign.smtp_credentials
         ]
         return autodisable.check_credentials(self.ledger, loaded, state, keys, now)
@@ -208,7 +230,7 @@ class Dispatcher:
     # Planning the tick -------------------------------------------------------------------
 
     def _assign(
-        self, loaded: LoadedConfig, state: StateFile, now: datetime
+        self, loaded: LoadedConfig, state: StateFile, now: datetime, held: frozenset[str] | None
     ) -> tuple[list[_Job], list[LeadProgress]]:
         """Choose and compose this tick's sends, at most ``sends_per_tick`` in all.
 
@@ -218,12 +240,16 @@ class Dispatcher:
         campaign this one reached, or, when it reached them all, with the one after the
         campaign it started with, so that no campaign is always served first (a shared
         mailbox's budget passes from one campaign that names it to the next). A tick
-        that finds nothing to do moves no turn.
+        that finds nothing to do moves no turn. With ``held``, only those campaigns.
         """
         reads = TickUsage(self.ledger, loaded.config, utc_day_start(now))
         jobs: list[_Job] = []
         failed: list[LeadProgress] = []
-        order = list(loaded.config.campaigns.items())
+        order = [
+            (campaign_id, campaign)
+            for campaign_id, campaign in loaded.config.campaigns.items()
+            if held is None or campaign_id in held
+        ]
         start = self._turn % len(order) if order else 0
         rotated = order[start:] + order[:start]
         reads.order = {campaign_id: place for place, (campaign_id, _) in enumerate(rotated)}
@@ -462,7 +488,9 @@ class Dispatcher:
 
     # Outcomes ---------------------------------------------------------------------------
 
-    def _record(self, results: list[tuple[_Job, Outcome]], now: datetime) -> None:
+    def _record(
+        self, results: list[tuple[_Job, Outcome]], now: datetime, fence: int | None
+    ) -> None:
         """Each send's outcome, its lead's progress, then the bounces, in one transaction.
 
         Each kind of row is written by one statement (on PostgreSQL, one round trip for
@@ -473,7 +501,7 @@ class Dispatcher:
             (job.send_id, outcome.kind.value, outcome.code, outcome.detail)
             for job, outcome in results
         ]
-        with self.ledger.transaction():
+        with self.ledger.transaction(fence):
             self.ledger.sends.set_outcomes(outcomes, now)
             self.ledger.leads.update_many(
                 self._after(job, outcome, now) for job, outcome in results
@@ -593,33 +621,54 @@ class Dispatcher:
         now: datetime,
         *,
         should_stop: Callable[[], bool] = lambda: False,
+        held: frozenset[str] | None = None,
+        fence: int | None = None,
     ) -> tuple[StateFile, TickReport]:
         """Send what is due at ``now``; return the new state and what happened.
 
         On a new session of a shared ledger (its connection was lost and taken again),
         sends left without an outcome are marked first, as at start: another daemon may
         have worked on the ledger meanwhile, and stopped in the middle of a batch.
+
+        With ``held`` (a shared ledger's daemon), only those campaigns are sent for, and
+        every write is made on the session ``fence`` that holds their leases: once it
+        is lost, nothing more is (the daemon that takes the campaigns marks what this
+        one left without an outcome); the daemon's lease rounds recover and check what
+        it takes.
         """
-        if self.ledger.sessions != self._recovered:
+        if held is None and self.ledger.sessions != self._recovered:
             self.recover(loaded, now)
-        if self.ledger.sessions != self._checked:
-            state = self._check_shared(loaded, state, now)
-        jobs, failed = self._assign(loaded, state, now)
-        if failed:
-            with self.ledger.transaction():
-                self.ledger.leads.update_many(failed)
+        if held is None and self.ledger.sessions != self._checked:
+            state = self.check_shared(loaded, state, now)
+        if held is not None and self.ledger.sessions != fence:
+            return state, TickReport()  # the leases went with the session
+        jobs, failed = self._assign(loaded, state, now, held)
         done = TickReport(assigned=len(jobs))
         done.failed_leads.update(lead.campaign_id for lead in failed)
-        if not jobs:
-            return state, done
-        intents = [job.intent(now) for job in jobs]
-        ids = self.ledger.sends.record_intents(intents)
+        try:
+            if failed:
+                with self.ledger.transaction(fence):
+                    self.ledger.leads.update_many(failed)
+            if not jobs:
+                return state, done
+            ids = self.ledger.sends.record_intents([job.intent(now) for job in jobs], fence)
+        except StorageLeasesLostError as err:
+            logger.warning("nothing sent: %s", err)
+            return state, TickReport()
         for job, send_id in zip(jobs, ids, strict=True):
             job.send_id, job.at = send_id, now
             if job.credential.verp_domain is not None:
                 job.outgoing = self._with_token(job, job.credential.verp_domain)
         results = self._deliver(jobs, loaded, should_stop, state, now)
-        self._record(results, now)
+        try:
+            self._record(results, now, fence)
+        except StorageLeasesLostError as err:
+            logger.warning(
+                "outcomes not recorded count=%d: %s; the daemon that takes these campaigns "
+                "marks them unknown (never sent again)",
+                len(results),
+                err,
+            )
         done.count([(job.key, outcome) for job, outcome in results])
         state = self._credential_outcomes(results, state, now)
         bounced = {job.key for job, outcome in results if outcome.kind == SendOutcome.BOUNCED}

@@ -76,6 +76,7 @@ class _Wanted:
     access: MailboxAccess
     interval_s: float
     idle: bool
+    campaign_id: str  # one campaign that names it (all that do share one lease)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class _Mailbox:
 
     access: MailboxAccess
     interval_s: float
+    campaign_id: str
     due: float = 0.0
     failures: int = 0
     error: str | None = None
@@ -208,6 +210,9 @@ class Inbox:
     _synced: LoadedConfig | None = None
     _wants: dict[CredentialRef, tuple[object, Credential, _Wanted]] = field(default_factory=dict)
     _senders: tuple[LoadedConfig, dict[CredentialRef, frozenset[CredentialRef]]] | None = None
+    held: frozenset[str] | None = None
+    """On a shared ledger, the campaigns this daemon holds: only their mailboxes are read
+    (see :mod:`mailopsd.daemon.leases`); None: every campaign's."""
     unrecorded: BaseException | None = None
     """Why the last :meth:`collect` left a finished poll unrecorded (the ledger took no
     write); that poll waits to be recorded by a later call."""
@@ -254,7 +259,7 @@ class Inbox:
         interval = float(credential.poll_interval(campaign).approx_seconds)
         base = loaded.credential_dir(ref[0], credential)
         access = MailboxAccess.of(key, credential, base, timeout_s=self.timeout_s)
-        return _Wanted(access, interval, credential.imap_idle)
+        return _Wanted(access, interval, credential.imap_idle, ref[0])
 
     def _sync(self, loaded: LoadedConfig) -> None:
         """Follow the config: new mailboxes, changed ones, removed ones (once per load)."""
@@ -271,8 +276,10 @@ class Inbox:
         for key, want in wanted.items():
             mailbox = self._mailboxes.get(key)
             if mailbox is None:
-                mailbox = self._mailboxes[key] = _Mailbox(want.access, want.interval_s)
-            mailbox.interval_s = want.interval_s
+                mailbox = self._mailboxes[key] = _Mailbox(
+                    want.access, want.interval_s, want.campaign_id
+                )
+            mailbox.interval_s, mailbox.campaign_id = want.interval_s, want.campaign_id
             if want.idle and mailbox.idle is None:
                 poll_soon = functools.partial(self._poll_soon, key)
                 mailbox.idle = _Idler(want.access, poll_soon, self.retry_s)
@@ -319,11 +326,14 @@ class Inbox:
         self._sync(loaded)
         now = time.monotonic()
         started = 0
+        held = self.held
         for key, mailbox in self._mailboxes.items():
             with self._lock:
                 due = mailbox.due <= now
             if mailbox.running is not None or not due:
                 continue
+            if held is not None and mailbox.campaign_id not in held:
+                continue  # another daemon's
             since = self._first_send(loaded, key)
             if since is None:
                 mailbox.due = now + mailbox.interval_s

@@ -8,6 +8,7 @@ revision they work on (see :mod:`mailopsd.daemon.cluster`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +32,8 @@ class DaemonRow:
     started_at: datetime
     heartbeat_at: datetime
     note: str = ""
+    holds: tuple[str, ...] = ()
+    """The campaigns whose leases it holds."""
 
 
 class Daemons(Repository):
@@ -42,11 +45,11 @@ class Daemons(Repository):
             with self._database.transaction():
                 self._db.execute(
                     "INSERT INTO daemons (id, host, pid, role, revision, started_at, "
-                    "heartbeat_at, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "heartbeat_at, note, holds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
                     "role = excluded.role, revision = excluded.revision, "
                     "started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, "
-                    "note = excluded.note",
+                    "note = excluded.note, holds = excluded.holds",
                     (
                         row.id,
                         row.host,
@@ -56,6 +59,7 @@ class Daemons(Repository):
                         stamp(row.started_at),
                         stamp(row.heartbeat_at),
                         row.note,
+                        json.dumps(list(row.holds)),
                     ),
                 )
         except ENGINE_ERRORS as err:
@@ -76,7 +80,7 @@ class Daemons(Repository):
         """Every daemon's row, by id."""
         try:
             rows = self._db.execute(
-                "SELECT id, host, pid, role, revision, started_at, heartbeat_at, note "
+                "SELECT id, host, pid, role, revision, started_at, heartbeat_at, note, holds "
                 "FROM daemons ORDER BY id"
             ).fetchall()
         except ENGINE_ERRORS as err:
@@ -91,6 +95,7 @@ class Daemons(Repository):
                 unstamp(started),
                 unstamp(beat),
                 str(note),
+                tuple(json.loads(holds)),
             )
-            for id_, host, pid, role, revision, started, beat, note in rows
+            for id_, host, pid, role, revision, started, beat, note, holds in rows
         ]

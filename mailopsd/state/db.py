@@ -23,7 +23,7 @@ from mailopsd.state.engine import (
     Dialect,
     ReturningConnection,
 )
-from mailopsd.state.errors import storage_error
+from mailopsd.state.errors import StorageLeasesLostError, storage_error
 
 __all__ = ["Database", "Repository"]
 
@@ -51,16 +51,30 @@ class Database:
         self.credentials: dict[tuple[str, str], Mapping[str, object]] | None = None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, fence: int | None = None) -> Iterator[None]:
         """Run the block in one transaction (all or nothing).
 
+        Args:
+            fence: The session the block must run on (a shared ledger's session that
+                holds the leases of what it writes; see :mod:`mailopsd.daemon.leases`).
+
         Raises:
+            StorageLeasesLostError: The transaction began on another session than
+                ``fence`` (it was rolled back, nothing written).
             StorageError: The transaction could not begin or commit (it was rolled back).
         """
         try:
             self.connection.execute("BEGIN IMMEDIATE")
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
+        sessions = getattr(self.connection, "sessions", 1)
+        if fence is not None and sessions != fence:
+            with suppress(*ENGINE_ERRORS):
+                self.connection.execute("ROLLBACK")
+            raise StorageLeasesLostError(
+                f"ledger {self.name}: the session that held this daemon's leases was lost "
+                "(the campaigns went with it); nothing of theirs was written"
+            )
         try:
             yield
             self.connection.execute("COMMIT")

@@ -25,6 +25,7 @@ __all__ = [
     "Cursor",
     "Dialect",
     "EngineError",
+    "LeasingConnection",
     "LedgerInUseError",
     "ReturningConnection",
 ]
@@ -101,6 +102,32 @@ class ReturningConnection(Connection, Protocol):
 
     def insert_returning(self, sql: str, rows: Sequence[Any], /) -> list[int]:
         """Run ``sql`` for each row; the ids it returned, in the rows' order."""
+        ...
+
+
+class LeasingConnection(Connection, Protocol):
+    """A connection whose session holds leases and advisory locks (PostgreSQL's)."""
+
+    sessions: int
+
+    def leases_taken(self) -> frozenset[int]:
+        """The keys of the leases any session holds."""
+        ...
+
+    def take_leases(self, keys: Iterable[int], /) -> frozenset[int]:
+        """Take the free leases of ``keys``; the keys the session holds now."""
+        ...
+
+    def let_go(self, keys: Iterable[int], /) -> None:
+        """Give back the leases of ``keys``."""
+        ...
+
+    def try_lock(self, lock: tuple[int, int], /) -> bool:
+        """Take the advisory lock ``lock`` if free; tell whether it was."""
+        ...
+
+    def unlock(self, lock: tuple[int, int], /) -> None:
+        """Let the advisory lock ``lock`` go."""
         ...
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "StorageError",
     "StorageFullError",
     "StorageInUseError",
+    "StorageLeasesLostError",
     "StorageMissingError",
     "StorageReadOnlyError",
     "StorageTooNewError",
@@ -56,6 +57,14 @@ class StorageUnavailableError(StorageError):
 
 class StorageInUseError(StorageUnavailableError):
     """Another daemon works on the (shared) ledger: this one stands by until it stops."""
+
+
+class StorageLeasesLostError(StorageError):
+    """The session that held this daemon's leases was lost: what they fenced is not written.
+
+    The campaigns went with it (another daemon may hold them now); the daemon takes
+    again those still free at its next lease round.
+    """
 
 
 class StorageCorruptError(StorageError):

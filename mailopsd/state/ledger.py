@@ -18,16 +18,26 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from contextlib import AbstractContextManager, suppress
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 from mailopsd.state import place
 from mailopsd.state.campaigns import Campaigns
 from mailopsd.state.daemons import Daemons
 from mailopsd.state.db import Database
-from mailopsd.state.engine import ENGINE_ERRORS, POSTGRESQL, SQLITE, Connection, Dialect
+from mailopsd.state.engine import (
+    ENGINE_ERRORS,
+    POSTGRESQL,
+    SQLITE,
+    Connection,
+    Dialect,
+    LeasingConnection,
+)
 from mailopsd.state.errors import (
     StorageError,
     StorageMissingError,
@@ -205,7 +215,7 @@ class Ledger:
             target.close()
 
     @classmethod
-    def open(cls, directory: Path, *, any_thread: bool = False, exclusive: bool = False) -> Ledger:
+    def open(cls, directory: Path, *, any_thread: bool = False, leases: bool = False) -> Ledger:
         """Open (creating and migrating as needed) the ledger in ``directory``.
 
         Args:
@@ -213,9 +223,9 @@ class Ledger:
                 ledger: see :mod:`mailopsd.state.place`).
             any_thread: Let another thread than the opening one use (or close) the
                 connection; the caller makes sure one thread at a time does.
-            exclusive: The daemon's own ledger: on PostgreSQL, the connection holds
-                the ledger's lock (see :meth:`connect`); SQLite's one writer at a time
-                needs none.
+            leases: The daemon's own ledger: on PostgreSQL, the connection holds the
+                leases of the campaigns it works on (see :meth:`connect`); SQLite's
+                daemon works on every campaign.
 
         Raises:
             StorageError: The file cannot be opened or is not a ledger (a subclass says
@@ -224,7 +234,7 @@ class Ledger:
         """
         address = place.pointed(directory)
         if address is not None:
-            return cls.connect(address, exclusive=exclusive)
+            return cls.connect(address, leases=leases)
         path = directory / LEDGER_FILE
         try:
             _create_private(path)
@@ -249,7 +259,7 @@ class Ledger:
 
     @classmethod
     def connect(
-        cls, dsn: str, shown: str | None = None, *, create: bool = True, exclusive: bool = False
+        cls, dsn: str, shown: str | None = None, *, create: bool = True, leases: bool = False
     ) -> Ledger:
         """Open (creating and migrating as needed) the PostgreSQL ledger at ``dsn``.
 
@@ -259,9 +269,8 @@ class Ledger:
             create: Create and migrate its tables if needed; else a ledger of an older
                 schema is read as it is, and one with no tables raises
                 :class:`StorageMissingError`.
-            exclusive: The daemon's connection, which holds the ledger's lock: one
-                daemon works on a ledger at a time; the others' open raises
-                :class:`StorageInUseError` naming the one that works, and they stand by.
+            leases: The daemon's connection, which holds the leases of the campaigns it
+                works on (see :meth:`take_leases`).
 
         Raises:
             StorageError: The server cannot be reached or refused (a subclass says why).
@@ -272,7 +281,7 @@ class Ledger:
 
         name = shown if shown is not None else postgres.shown(dsn)
         try:
-            connection = postgres.connect(dsn, name, exclusive=exclusive)
+            connection = postgres.connect(dsn, name, leases=leases)
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
         ledger = cls(connection, Path(), POSTGRESQL, name)
@@ -322,9 +331,9 @@ class Ledger:
     def describe(self) -> dict[str, object]:
         """Which ledger this is, for status: its engine, address, and who works on it.
 
-        On PostgreSQL, ``working_daemon`` is the daemon that works on it now (``None``:
-        none does), and ``daemons`` each daemon's row (see :mod:`.daemons`), with how old
-        its heartbeat is by this machine's clock.
+        On PostgreSQL, ``daemons`` is each daemon's row (see :mod:`.daemons`), with how
+        old its heartbeat is by this machine's clock, and ``leases`` how many campaign
+        leases the sessions of the ledger hold now.
 
         Raises:
             StorageError: The question could not be asked.
@@ -336,7 +345,7 @@ class Ledger:
         connection = self._database.connection
         assert isinstance(connection, postgres.PostgresConnection)  # noqa: S101 - its dialect
         try:
-            working = connection.working_daemon()
+            leases = len(connection.leases_taken())
             with_rows = schema_version(connection, postgresql=True) >= DAEMONS_SCHEMA
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
@@ -344,6 +353,7 @@ class Ledger:
         daemons = [
             {
                 **asdict(row),
+                "holds": list(row.holds),
                 "started_at": format_time(row.started_at),
                 "heartbeat_at": format_time(row.heartbeat_at),
                 "heartbeat_age_s": round((now - row.heartbeat_at).total_seconds(), 1),
@@ -353,7 +363,7 @@ class Ledger:
         return {
             "engine": "postgresql",
             "address": self.name,
-            "working_daemon": working,
+            "leases": leases,
             "daemons": daemons,
         }
 
@@ -365,6 +375,79 @@ class Ledger:
         worked on the ledger meanwhile.
         """
         return int(getattr(self._database.connection, "sessions", 1))
+
+    def take_leases(self, keys: Iterable[int]) -> frozenset[int] | None:
+        """Take the free leases of ``keys``; the keys held now (None: SQLite, all are).
+
+        See :meth:`PostgresConnection.take_leases`.
+
+        Raises:
+            StorageError: The server could not be asked.
+        """
+        connection = self._database.connection
+        if isinstance(connection, sqlite3.Connection):
+            return None
+        try:
+            return cast(LeasingConnection, connection).take_leases(keys)
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+
+    def leases_taken(self) -> frozenset[int]:
+        """The keys of the leases any session holds now (SQLite: none).
+
+        Raises:
+            StorageError: The server could not be asked.
+        """
+        connection = self._database.connection
+        if isinstance(connection, sqlite3.Connection):
+            return frozenset()
+        try:
+            return cast(LeasingConnection, connection).leases_taken()
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+
+    def let_go(self, keys: Iterable[int]) -> None:
+        """Give back the leases of ``keys`` (nothing on SQLite).
+
+        Raises:
+            StorageError: The server could not be told (the leases go with the session).
+        """
+        connection = self._database.connection
+        if isinstance(connection, sqlite3.Connection):
+            return
+        try:
+            cast(LeasingConnection, connection).let_go(keys)
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+
+    @contextmanager
+    def applying(self, waiting: Callable[[], None]) -> Iterator[None]:
+        """Run the block while no other daemon applies a config to this ledger.
+
+        On PostgreSQL, the block holds the ledger's apply lock (see
+        :data:`postgres.APPLY_LOCK`); ``waiting`` is called every tenth of a second
+        while another daemon holds it. SQLite's daemon is alone.
+
+        Raises:
+            StorageError: The server could not be asked.
+        """
+        connection = self._database.connection
+        if isinstance(connection, sqlite3.Connection):
+            yield
+            return
+        from mailopsd.state import postgres  # as in connect
+
+        leasing = cast(LeasingConnection, connection)
+        try:
+            while not leasing.try_lock(postgres.APPLY_LOCK):
+                waiting()
+                time.sleep(0.1)
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+        try:
+            yield
+        finally:
+            leasing.unlock(postgres.APPLY_LOCK)
 
     def close(self) -> None:
         """Close the database (PostgreSQL's connection goes back to its pool)."""
@@ -385,13 +468,14 @@ class Ledger:
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
-    def transaction(self) -> AbstractContextManager[None]:
-        """Run the block in one transaction (all or nothing).
+    def transaction(self, fence: int | None = None) -> AbstractContextManager[None]:
+        """Run the block in one transaction (all or nothing), on session ``fence`` if given.
 
         Raises:
+            StorageLeasesLostError: It began on another session than ``fence``.
             StorageError: The transaction could not begin or commit (it was rolled back).
         """
-        return self._database.transaction()
+        return self._database.transaction(fence)
 
     def probe_write(self) -> None:
         """Write one page and commit it, to tell whether the ledger takes writes now.

@@ -24,7 +24,6 @@ import re
 import socket
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
@@ -34,9 +33,17 @@ from psycopg import pq
 from psycopg.adapt import Dumper, Loader
 from psycopg.conninfo import conninfo_to_dict
 
-from mailopsd.state.engine import EngineError, LedgerInUseError
+from mailopsd.state.engine import EngineError
 
-__all__ = ["DAEMON_LOCK", "PostgresConnection", "close_pools", "connect", "shown", "translate"]
+__all__ = [
+    "APPLY_LOCK",
+    "LEASES",
+    "PostgresConnection",
+    "close_pools",
+    "connect",
+    "shown",
+    "translate",
+]
 
 # What SQLite spells otherwise than PostgreSQL, outside quoted text, and why each
 # rewrite keeps the meaning (order matters: ``OR IGNORE`` is found before the rest).
@@ -61,9 +68,11 @@ _REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\?"), "%s"),
     (re.compile(r"(?<![:\w]):([A-Za-z_]\w*)"), r"%(\1)s"),
 )
-DAEMON_LOCK = (0x6D61696C, 1)
-"""The advisory lock (two keys: "mail", 1) the working daemon's session holds."""
-# The server notices a client cut off (and lets its lock go) after idle + interval x
+LEASES = 0x6C656173
+"""The first key of every lease's advisory lock ("leas"); the second is the campaign's."""
+APPLY_LOCK = (0x6D61696C, 3)
+"""The advisory lock (two keys: "mail", 3) a daemon holds while it applies a config."""
+# The server notices a client cut off (and lets its leases go) after idle + interval x
 # count seconds without an answer to its TCP keepalives; the client notices a server
 # gone as fast. The default is hours.
 _KEEPALIVE = {"idle": 4, "interval": 2, "count": 3}
@@ -172,25 +181,6 @@ def _refused(dsn: str, shown: str) -> EngineError | None:
     return None
 
 
-def _holder(connection: psycopg.Connection[Any], lock: tuple[int, int]) -> str | None:
-    """Who holds the advisory lock ``lock``: its application name, address and since when."""
-    row = connection.execute(
-        "SELECT a.application_name, host(a.client_addr), a.backend_start "
-        "FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid "
-        "WHERE l.locktype = 'advisory' AND l.classid = %s AND l.objid = %s "
-        "AND l.objsubid = 2 AND l.granted "
-        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        lock,
-    ).fetchone()
-    if row is None:
-        return None
-    name, address, since = row
-    where = f" from {address}" if address else ""
-    return (
-        f"{name or 'a session'}{where}, connected since {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
-    )
-
-
 class PostgresConnection:
     """One pooled connection, with SQLite's interface (see :mod:`mailopsd.state.engine`).
 
@@ -200,11 +190,11 @@ class PostgresConnection:
     ``ROLLBACK`` (the server has rolled it back), so no statement of a transaction ever
     runs outside it.
 
-    With ``hold``, the connection is the daemon's: each connection it takes first takes
-    the ledger's advisory lock for its session, and is given back if another session
-    holds it (:class:`EngineError` with SQLSTATE 55P03, naming the holder). The server
-    lets the lock go with the session: when the daemon stops, dies, or (after the TCP
-    keepalives of :func:`_pool` give up) is cut off from it.
+    With ``leases``, the connection is the daemon's: it holds the leases of the campaigns
+    the daemon works on, each an advisory lock of its session (:meth:`take_leases`). The
+    server lets them go with the session: when the daemon stops, dies, or (after the TCP
+    keepalives of :func:`_pool` give up) is cut off from it. A new session holds none:
+    :attr:`held` is emptied as :attr:`sessions` grows.
     """
 
     def __init__(
@@ -213,18 +203,18 @@ class PostgresConnection:
         dsn: str,
         dsn_shown: str,
         *,
-        hold: tuple[int, int] | None = None,
+        leases: bool = False,
     ) -> None:
         """Take a connection from ``pool`` of ``dsn`` (``dsn_shown``: said without secrets).
 
         Raises:
-            EngineError: No connection could be had in the pool's timeout, or (``hold``)
-                another session holds the lock.
+            EngineError: No connection could be had in the pool's timeout.
         """
         self._pool = pool
         self._dsn = dsn
         self.shown = dsn_shown
-        self._hold = hold
+        self._leases = leases
+        self._held: set[int] = set()
         self._connection: psycopg.Connection[Any] | None = None
         self._in_transaction = False
         self._lost = False  # inside a transaction, until its ROLLBACK
@@ -253,21 +243,7 @@ class PostgresConnection:
             raise EngineError(
                 f"ledger {self.shown} cannot be reached: {err}", err.sqlstate
             ) from err
-        if self._hold is None:
-            self.sessions += 1
-            return connection
-        try:
-            held = connection.execute("SELECT pg_try_advisory_lock(%s, %s)", self._hold).fetchone()
-            holder = None if held and held[0] else _holder(connection, self._hold) or "gone now"
-        except psycopg.Error as err:
-            self._pool.putconn(connection)
-            raise _engine_error(err) from err
-        if holder is not None:
-            self._pool.putconn(connection)
-            raise LedgerInUseError(
-                f"ledger {self.shown} is in use by another daemon ({holder})",
-                "55P03",
-            )
+        self._held.clear()  # gone with the session they were held in
         self.sessions += 1
         return connection
 
@@ -291,16 +267,96 @@ class PostgresConnection:
         self._connection = taken
         return taken
 
-    def working_daemon(self) -> str | None:
-        """The daemon whose session holds the ledger's lock (who, from where, since when).
+    @property
+    def held(self) -> frozenset[int]:
+        """The second keys of the leases this session holds (see :func:`lease_key`)."""
+        return frozenset(self._held)
+
+    def leases_taken(self) -> frozenset[int]:
+        """The keys of the leases any session holds now.
 
         Raises:
-            EngineError: The question could not be asked.
+            EngineError: The server could not be asked.
         """
         try:
-            return _holder(self._live(), DAEMON_LOCK)
+            rows = (
+                self._live()
+                .execute(
+                    "SELECT objid::int8 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid = %s AND objsubid = 2 AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                    (LEASES,),
+                )
+                .fetchall()
+            )
         except psycopg.Error as err:
             raise _engine_error(err) from err
+        # pg_locks shows the second key as an unsigned oid.
+        return frozenset(key - (1 << 32) if key >= (1 << 31) else key for (key,) in rows)
+
+    def take_leases(self, keys: Iterable[int]) -> frozenset[int]:
+        """Take each lease of ``keys`` that no session holds; return those held now.
+
+        The connection is taken again first if it was lost (the new session holds none
+        of the old one's). Outside a transaction only.
+
+        Raises:
+            EngineError: The server could not be asked (nothing more is held).
+        """
+        connection = self._live()
+        wanted = sorted(set(keys) - self._held)
+        if wanted:
+            try:
+                rows = connection.execute(
+                    "SELECT k, pg_try_advisory_lock(%s, k) FROM unnest(%s::int4[]) AS k",
+                    (LEASES, wanted),
+                ).fetchall()
+            except psycopg.Error as err:
+                raise _engine_error(err) from err
+            self._held.update(int(key) for key, taken in rows if taken)
+        return frozenset(self._held)
+
+    def let_go(self, keys: Iterable[int]) -> None:
+        """Give back the leases of ``keys`` this session holds (outside a transaction).
+
+        Raises:
+            EngineError: The server could not be told (the session is then closed, and
+                its leases go with it).
+        """
+        given = sorted(set(keys) & self._held)
+        if not given:
+            return
+        self._held.difference_update(given)
+        connection = self._live()
+        try:
+            connection.execute(
+                "SELECT pg_advisory_unlock(%s, k) FROM unnest(%s::int4[]) AS k", (LEASES, given)
+            )
+        except psycopg.Error as err:
+            connection.close()  # its leases go with its session
+            raise _engine_error(err) from err
+
+    def try_lock(self, lock: tuple[int, int]) -> bool:
+        """Take the session's advisory lock ``lock`` if free; tell whether it was.
+
+        Raises:
+            EngineError: The server could not be asked.
+        """
+        try:
+            row = self._live().execute("SELECT pg_try_advisory_lock(%s, %s)", lock).fetchone()
+        except psycopg.Error as err:
+            raise _engine_error(err) from err
+        return bool(row and row[0])
+
+    def unlock(self, lock: tuple[int, int]) -> None:
+        """Let the session's advisory lock ``lock`` go (nothing if the session is gone)."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            return
+        try:
+            connection.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
+        except psycopg.Error:
+            connection.close()  # the lock goes with the session
 
     @property
     def in_transaction(self) -> bool:
@@ -373,20 +429,21 @@ class PostgresConnection:
     def close(self) -> None:
         """Give the connection back to the pool (rolled back if a transaction was left).
 
-        A connection that held the lock lets it go first (if it cannot, the connection is
-        broken, and the pool drops it: the lock goes with its session).
+        A connection that held leases lets them go first (if it cannot, the connection is
+        broken, and the pool drops it: they go with its session).
         """
         self._closed = True
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if self._hold is not None and not connection.closed:
+        if self._leases and not connection.closed:
             try:
                 if connection.info.transaction_status != pq.TransactionStatus.IDLE:
                     connection.execute("ROLLBACK")
-                connection.execute("SELECT pg_advisory_unlock(%s, %s)", self._hold)
+                connection.execute("SELECT pg_advisory_unlock_all()")
             except psycopg.Error:
-                connection.close()  # the lock goes with the session
+                connection.close()  # the leases go with the session
+        self._held.clear()
         self._pool.putconn(connection)
 
 
@@ -448,23 +505,21 @@ def shown(dsn: str) -> str:
 
 
 def connect(
-    dsn: str, shown: str, *, exclusive: bool = False, pool_size: int = 16
+    dsn: str, shown: str, *, leases: bool = False, pool_size: int = 16
 ) -> PostgresConnection:
     """A connection to the ledger at ``dsn``, from this process's pool for it.
 
     Args:
         dsn: A ``postgresql://`` URL or ``key=value`` string, password included.
         shown: How messages name the ledger (``dsn`` without its password).
-        exclusive: The daemon's connection: it holds the ledger's lock (one daemon works
-            on a ledger at a time; see :class:`PostgresConnection`).
+        leases: The daemon's connection: it holds the leases of the campaigns it works
+            on (see :class:`PostgresConnection`).
         pool_size: The most connections the pool opens.
 
     Raises:
-        EngineError: No connection could be had, or (``exclusive``) another daemon
-            holds the lock (SQLSTATE 55P03).
+        EngineError: No connection could be had.
     """
-    hold = DAEMON_LOCK if exclusive else None
-    return PostgresConnection(_pool(dsn, size=pool_size), dsn, shown, hold=hold)
+    return PostgresConnection(_pool(dsn, size=pool_size), dsn, shown, leases=leases)
 
 
 def close_pools() -> None:

@@ -29,11 +29,11 @@ __all__ = [
     "unstamp",
 ]
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 ZONES_SCHEMA = 10
 """The first schema that keeps each lead's time zone."""
-DAEMONS_SCHEMA = 14
-"""The first schema that keeps the daemons' rows."""
+DAEMONS_SCHEMA = 15
+"""The first schema whose daemons' rows say which campaigns each holds."""
 COUNTED_SQL = "(" + ", ".join(f"'{outcome.value}'" for outcome in COUNTED_OUTCOMES) + ")"
 """The outcomes of sends that count (toward limits and rates), as an SQL list."""
 
@@ -355,6 +355,11 @@ _MIGRATIONS: dict[int, str] = {
         heartbeat_at TEXT NOT NULL,
         note TEXT NOT NULL DEFAULT ''
     ) WITHOUT ROWID;
+    """,
+    # The campaigns each daemon holds the lease of (a JSON list of their ids), which
+    # ``status`` shows and the daemons read to share the work evenly.
+    15: """
+    ALTER TABLE daemons ADD COLUMN holds TEXT NOT NULL DEFAULT '[]';
     """,
 }
 _REKEY_MIGRATION = 6

@@ -192,8 +192,14 @@ _DEFAULT_REASONS = CountedReasons()
 class Sends(Repository):
     """Intents, outcomes and bounces; the counts limits are checked against."""
 
-    def record_intents(self, intents: list[Intent]) -> list[int]:
-        """Commit every intent (and mark its lead ``sending``) before any message leaves."""
+    def record_intents(self, intents: list[Intent], fence: int | None = None) -> list[int]:
+        """Commit every intent (and mark its lead ``sending``) before any message leaves.
+
+        Args:
+            intents: The sends about to be made.
+            fence: The session that must hold their campaigns' leases (see
+                :meth:`Database.transaction`).
+        """
         rows = []
         for intent in intents:
             at = stamp(intent.at)
@@ -212,7 +218,7 @@ class Sends(Repository):
                     _domain(intent.email),
                 )
             )
-        with self._database.transaction():  # which translates SQLite's errors
+        with self._database.transaction(fence):  # which translates SQLite's errors
             ids = self._database.insert_many(_INSERT_INTENT, rows)
             self._db.executemany(
                 "UPDATE leads SET state = 'sending' WHERE campaign_id = ? AND email = ?",

@@ -1,4 +1,5 @@
-"""Daemons on one PostgreSQL ledger: status shows each one, and they agree on a revision.
+"""Daemons on one PostgreSQL ledger: status shows each one, they share the campaigns,
+and they agree on a revision.
 
 Real daemons (``mailopsd run``, one process each, each with its own state directory) on
 a real PostgreSQL, sending to the SMTP test server. Two configs differ by one comment,
@@ -20,9 +21,15 @@ import pytest
 from mailopsd.state import postgres
 from tests.commands import status_process
 from tests.configs import BASE
-from tests.dispatch_setup import credential, write_campaign
+from tests.dispatch_setup import (
+    campaign_tree,
+    credential,
+    write_campaign,
+    write_config,
+    write_leads,
+)
 from tests.e2e.test_git_follow import make_remote
-from tests.servers.postgres import working_daemon_pid
+from tests.servers.postgres import campaign_holders
 from tests.servers.smtp import SmtpServer
 from tests.waiting import poll_until
 
@@ -70,10 +77,10 @@ class Cluster:
         pid = f"pid {self.daemons[name].pid})"
         return next((line for line in self.status().splitlines() if pid in line), "")
 
-    def working(self) -> str | None:
-        """The name of the daemon that holds the ledger's lock, as PostgreSQL says."""
+    def holder(self, campaign: str = "camp") -> str | None:
+        """The name of the daemon that holds ``campaign``'s lease, as PostgreSQL says."""
         with psycopg.connect(self.dsn, autocommit=True) as admin:
-            pid = working_daemon_pid(admin)
+            pid = campaign_holders(admin, [campaign])[campaign]
         return next((name for name, d in self.daemons.items() if d.pid == pid), None)
 
     def stop_all(self) -> None:
@@ -112,23 +119,25 @@ def _configs(root: Path, smtp_server: SmtpServer) -> tuple[Path, Path]:
 def test_status_shows_every_daemon_and_one_on_another_revision_holds_no_work(
     tmp_path: Path, cluster: Cluster, smtp_server: SmtpServer
 ) -> None:
-    """a and b run revision A, c and then d revision B. a works, b stands by, c waits
-    behind. Once b stops, B is what most run: a lets the work go to c or d, and stands by
-    behind them until its config is B too."""
+    """a and b run revision A, c and then d revision B. a holds the one campaign, b works
+    with none to hold, c waits behind. Once b stops, B is what most run: a lets the
+    campaign go to c or d, and stands by behind them until its config is B too."""
     first, second = _configs(tmp_path, smtp_server)
     cluster.start("a", first)
-    poll_until(lambda: cluster.working() == "a", timeout_s=60, what="a to work")
+    poll_until(lambda: cluster.holder() == "a", timeout_s=60, what="a to hold the campaign")
     cluster.start("b", first)
-    poll_until(lambda: "standing by" in cluster.line("b"), timeout_s=60, what="b to stand by")
+    poll_until(lambda: "holds no campaign now" in cluster.line("b"), timeout_s=60, what="b")
     working = cluster.line("a")
     assert "working, heartbeat" in working
-    assert "holds the work of every campaign" in working
+    assert "holds camp;" in working
     revision_a = working.rsplit("revision ", 1)[1]
     assert revision_a.startswith("sha256:")
+    assert "1 campaign lease held now" in cluster.status()
     rows = json.loads(cluster.status("--json"))["ledger"]["daemons"]
     by_pid = {row["pid"]: row for row in rows}
-    assert by_pid[cluster.daemons["a"].pid]["role"] == "working"
-    assert by_pid[cluster.daemons["b"].pid]["role"] == "standing by"
+    assert by_pid[cluster.daemons["a"].pid]["holds"] == ["camp"]
+    assert by_pid[cluster.daemons["b"].pid]["role"] == "working"
+    assert by_pid[cluster.daemons["b"].pid]["holds"] == []
     assert {row["revision"] for row in rows} == {revision_a}
     assert all(row["heartbeat_age_s"] < 15 for row in rows)
 
@@ -143,34 +152,71 @@ def test_status_shows_every_daemon_and_one_on_another_revision_holds_no_work(
 
     cluster.start("d", second)
     poll_until(lambda: "behind" in cluster.line("d"), timeout_s=60, what="d to wait behind")
-    assert cluster.working() == "a"  # two on each revision: the working one's wins
+    assert cluster.holder() == "a"  # two on each revision: the working ones' wins
 
     cluster.daemons["b"].send_signal(signal.SIGTERM)
     assert cluster.daemons["b"].wait(timeout=30) == 0
-    poll_until(lambda: cluster.working() in {"c", "d"}, timeout_s=30, what="a to let go")
+    poll_until(lambda: cluster.holder() in {"c", "d"}, timeout_s=30, what="a to let go")
     assert cluster.daemons["a"].poll() is None  # still running: standing by
     assert "letting the work go, standing by again" in cluster.log("a").read_text()
     poll_until(lambda: "behind" in cluster.line("a"), timeout_s=30, what="a to wait behind")
     assert "stopped at" in cluster.line("b")
 
     first.write_text(second.read_text())  # a's config catches up
-    poll_until(lambda: "standing by" in cluster.line("a"), timeout_s=30, what="a to catch up")
+    poll_until(lambda: "working, heartbeat" in cluster.line("a"), timeout_s=30, what="a back")
     assert "revision sha256:" in cluster.line("a")
 
 
-def test_a_standby_following_git_catches_up_with_a_push(tmp_path: Path, cluster: Cluster) -> None:
-    """Two daemons follow one remote: after a push, the one that works applies the new
-    commit, and the one standing by fetches and loads it meanwhile, so it stands by on
-    the same revision (not behind), ready to take over with it."""
+def test_two_daemons_share_the_campaigns_and_one_takes_over_the_others(
+    tmp_path: Path, cluster: Cluster, smtp_server: SmtpServer
+) -> None:
+    """Two campaigns of their own mailboxes, two daemons: each holds one and sends its
+    leads. One is stopped: the other takes its campaign at once and sends the rest."""
+    campaigns = {}
+    for name, login in (("north", "ada"), ("south", "box2")):
+        write_leads(tmp_path / f"{name}.csv", [f"{name}{i}@example.net,N{i}" for i in range(3)])
+        box = {"b": credential(smtp_server, login)}
+        campaigns[name] = campaign_tree(box, steps=1, leads=f"{name}.csv", name=name)
+    config = write_config(tmp_path, campaigns)
+    cluster.start("a", config)
+    poll_until(lambda: len(smtp_server.handler.messages) == 6, timeout_s=60, what="a alone")
+    cluster.start("b", config)
+    poll_until(
+        lambda: {cluster.holder("north"), cluster.holder("south")} == {"a", "b"},
+        timeout_s=60,
+        what="each daemon to hold one campaign",
+    )
+    lines = {name: cluster.line(name) for name in ("a", "b")}
+    assert {"holds north;", "holds south;"} == {
+        "holds north;" if "holds north;" in line else "holds south;" for line in lines.values()
+    }, lines
+    kept = "north" if cluster.holder("north") == "b" else "south"
+    cluster.daemons["a"].send_signal(signal.SIGTERM)
+    assert cluster.daemons["a"].wait(timeout=30) == 0
+    poll_until(
+        lambda: cluster.holder("north") == cluster.holder("south") == "b",
+        timeout_s=15,
+        what="b to take a's campaign",
+    )
+    assert "holds north, south;" in cluster.line("b")
+    assert "leases taken campaigns=" in cluster.log("b").read_text()
+    assert kept in cluster.log("b").read_text()
+
+
+def test_a_daemon_following_git_applies_a_push_while_another_holds_the_campaign(
+    tmp_path: Path, cluster: Cluster
+) -> None:
+    """Two daemons follow one remote: after a push, each fetches and applies the new
+    commit, the one that holds no campaign too, so it is ready to take over with it."""
     remote = make_remote(tmp_path, lambda _port: BASE + "        status: sandbox\n")
     following = (
         *("--git", remote.url, "--git-path", "mailops", "--git-interval", "0.5"),
         *("--age-key-file", str(remote.key.path)),
     )
     cluster.start_with("a", *following)
-    poll_until(lambda: cluster.working() == "a", timeout_s=60, what="a to work")
+    poll_until(lambda: cluster.holder("acme-q4") == "a", timeout_s=60, what="a to hold it")
     cluster.start_with("b", *following)
-    poll_until(lambda: "standing by" in cluster.line("b"), timeout_s=60, what="b to stand by")
+    poll_until(lambda: "holds no campaign now" in cluster.line("b"), timeout_s=60, what="b")
     remote.edit("daily_limit: 100", "daily_limit: 120")
     pushed = remote.push("Raise the limit")[:12]
     poll_until(
@@ -178,9 +224,9 @@ def test_a_standby_following_git_catches_up_with_a_push(tmp_path: Path, cluster:
     )
     poll_until(
         lambda: (
-            "standing by, heartbeat" in cluster.line("b")
+            "holds no campaign now" in cluster.line("b")
             and f"revision git:{pushed}" in cluster.line("b")
         ),
         timeout_s=60,
-        what="b to stand by on the pushed commit",
+        what="b to work on the pushed commit",
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from mailopsd.daemon.leases import lease_key
 from mailopsd.state import postgres
 from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.place import LEDGER_POINTER
@@ -72,12 +73,12 @@ def test_run_sends_into_the_postgresql_ledger_and_status_reads_it(
     assert report["ledger"] == {
         "engine": "postgresql",
         "address": postgres_dsn,
-        "working_daemon": None,  # the run is over
+        "leases": 0,  # the run is over
         "daemons": [],  # a run --once stands by for nothing: it writes no row
     }
     code, out, _ = run_cli(capsys, "status", "--state-dir", str(state))
     assert code == 0
-    assert f"ledger {postgres_dsn} (PostgreSQL): no daemon works on it now" in out
+    assert f"ledger {postgres_dsn} (PostgreSQL): no campaign is held by a daemon now" in out
     ledger = Ledger.connect(postgres_dsn)
     try:
         assert ledger.sends.since("camp", DAY) == {"a": 3}
@@ -232,24 +233,28 @@ def test_a_reenable_one_daemon_applied_holds_for_the_next(
     assert entry.bounce_window_start is not None
 
 
-def test_a_once_run_does_not_wait_for_the_daemon_that_works(
+def test_a_once_run_leaves_the_campaigns_another_daemon_holds(
     tmp_path: Path,
     smtp_server: SmtpServer,
     postgres_dsn: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Another daemon works on the shared ledger: ``run --once`` says so and which one,
-    sends nothing and exits 1, instead of standing by."""
+    """Another daemon holds the campaign's lease: ``run --once`` does not wait for it,
+    sends nothing for that campaign and says it left it; once the lease is free, the
+    same run sends."""
     path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
-    working = Ledger.connect(postgres_dsn, exclusive=True)
+    working = Ledger.connect(postgres_dsn, leases=True)
     try:
+        assert working.take_leases([lease_key("camp")]) == {lease_key("camp")}
         code, _, err = _run(capsys, path, tmp_path / "state", "--ledger", postgres_dsn)
     finally:
         working.close()
-    assert code == 1
-    assert f"ledger {postgres_dsn} is in use by another daemon (mailopsd " in err
-    assert "(--once) does not wait for it: stop that daemon, or let it do the work" in err
+    assert code == 0, err
+    assert "left to the daemons that hold them campaigns=camp" in err
     assert smtp_server.handler.messages == []
+    code, _, err = _run(capsys, path, tmp_path / "state")
+    assert code == 0, err
+    assert len(smtp_server.handler.messages) == 2
 
 
 def test_a_state_directory_on_postgresql_is_not_taken_back_to_a_file(

@@ -1,16 +1,16 @@
-"""Three daemons on one PostgreSQL ledger: one works, two stand by; kill the one that works.
+"""Three daemons on one PostgreSQL ledger share two campaigns; kill those that hold them.
 
 Each daemon has its own state directory and the same config (two campaigns, two
 mailboxes each, sending to a real SMTP server on loopback) and ledger (``run --ledger``).
-The daemon whose session holds the ledger's lock works; the others stand by and take
-over when it stops. The one that works is SIGKILLed at seeded random moments, over and
-over, and started again (it then stands by). Afterwards:
+Each campaign is held by one daemon (its lease: see ``mailopsd.daemon.leases``); the
+third holds none and is ready to take one over. A daemon that holds a campaign is
+SIGKILLed at seeded random moments, over and over, and started again. Afterwards:
 
 - no lead received any step twice (the SMTP server's record is the witness);
 - every message the server accepted is in the ledger as ``sent`` or ``unknown``;
 - nothing was lost: every lead went through both steps, each recorded once;
-- after every kill another daemon took over within the bound (the lock's holder, as
-  PostgreSQL shows it, changed).
+- after every kill the campaigns the killed daemon held were held by others within the
+  bound (their leases' holders, as PostgreSQL shows them, changed).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from mailopsd.state.ledger import Ledger
 from tests.commands import status_process
 from tests.dispatch_setup import campaign_tree, credential, parsed, write_config, write_leads
 from tests.reliability.counts import count, seeded
-from tests.servers.postgres import PostgresServer, working_daemon_pid
+from tests.servers.postgres import PostgresServer, campaign_holders
 from tests.servers.proxy import proxy_to
 from tests.servers.smtp import Received, SmtpServer, start_smtp
 from tests.servers.tlsca import TestCA
@@ -48,6 +48,11 @@ SERVER_NOTICES_S = 4.0
 """When the server lets the cut daemon's session go (its keepalives give up after 10 s;
 the proxy plays that part sooner, for the suite's time)."""
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+CAMPAIGNS = ("alpha", "beta")
+
+
+def _holders(admin: psycopg.Connection[Any]) -> dict[str, int | None]:
+    return campaign_holders(admin, CAMPAIGNS)
 
 
 def _box(server: SmtpServer, login: str) -> dict[str, Any]:
@@ -126,30 +131,41 @@ def test_the_one_that_works_is_killed_over_and_over(
         with psycopg.connect(postgres_dsn, autocommit=True) as admin:
             pids = {daemon.pid for daemon in daemons}
             poll_until(
-                lambda: working_daemon_pid(admin) in pids,
+                lambda: set(_holders(admin).values()) <= pids,
                 timeout_s=60,
                 interval_s=0.05,
-                what="a daemon to take the ledger",
+                what="daemons to hold both campaigns",
             )
             for _ in range(KILLS):
                 time.sleep(chance.uniform(0.05, 2.0))
-                victim_pid = working_daemon_pid(admin)
-                assert victim_pid is not None, "no daemon holds the ledger"
+                holders = _holders(admin)
+                assert None not in holders.values(), f"a campaign is held by none: {holders}"
+                victim_pid = chance.choice(sorted({pid for pid in holders.values() if pid}))
+                held = {campaign for campaign, pid in holders.items() if pid == victim_pid}
                 victim = next(n for n, d in enumerate(daemons) if d.pid == victim_pid)
                 os.kill(victim_pid, signal.SIGKILL)
                 daemons[victim].wait(timeout=30)
                 killed_at = time.monotonic()
                 others = {d.pid for n, d in enumerate(daemons) if n != victim}
                 poll_until(
-                    lambda others=others: working_daemon_pid(admin) in others,  # type: ignore[misc]
+                    lambda others=others, held=held: all(  # type: ignore[misc]
+                        _holders(admin)[campaign] in others for campaign in held
+                    ),
                     timeout_s=TAKEOVER_BOUND_S + 15,
                     interval_s=0.02,
-                    what="another daemon to take over",
+                    what="other daemons to take the killed one's campaigns",
                 )
                 takeovers.append(time.monotonic() - killed_at)
                 if len(takeovers) == 1:  # what a person asking status sees now
-                    shown = _status_text(states[victim])
-                    assert f"pid {working_daemon_pid(admin)}" in shown, shown
+                    taker = f"pid {_holders(admin)[min(held)]})"
+                    poll_until(
+                        lambda taker=taker, held=held, at=states[victim]: any(  # type: ignore[misc]
+                            taker in line and min(held) in line.split("holds ", 1)[-1]
+                            for line in _status_text(at).splitlines()
+                        ),
+                        timeout_s=10,
+                        what="status to show the campaign's new holder",
+                    )
                 daemons[victim] = _start(path, states[victim], postgres_dsn, logs[victim])
         poll_until(
             lambda: _done(postgres_dsn),
@@ -191,15 +207,20 @@ def test_the_one_that_works_is_killed_over_and_over(
     assert len(received) >= 2 * 2 * LEADS - 2 * KILLS * 50  # at most a batch lost a kill
 
 
+def _to(campaign: str, received: list[Received]) -> int:
+    """How many of ``received`` went to ``campaign``'s leads."""
+    return sum(1 for message in received if message.rcpt_tos[0].startswith(campaign))
+
+
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
 def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
     tmp_path: Path, test_ca: TestCA, postgres_server: PostgresServer, postgres_dsn: str
 ) -> None:
-    """The working daemon reaches the ledger through a link that is then cut (its
-    connections reset, new ones refused; the server notices later, as its keepalives
-    would). That daemon sends nothing more once its batch in flight is done,
-    the other takes over only after the server let the cut one's lock go, and nothing
-    is sent twice or lost."""
+    """Two daemons hold a campaign each; one reaches the ledger through a link that is
+    then cut (its connections reset, new ones refused; the server notices later, as its
+    keepalives would). That daemon sends nothing more for its campaign once its batch in
+    flight is done; the other takes the campaign only after the server let the cut
+    one's session go, and nothing is sent twice or lost."""
     server = start_smtp(test_ca, {f"box{i}": f"pw-box{i}" for i in range(4)}, starttls=False)
     path = _write_config(tmp_path, server, steps=1)  # no follow-up to wait for
     with proxy_to(postgres_server.host, postgres_server.port) as link:
@@ -209,23 +230,37 @@ def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
         try:
             with psycopg.connect(postgres_dsn, autocommit=True) as admin:
                 poll_until(
-                    lambda: working_daemon_pid(admin) == cut.pid, timeout_s=60, what="the first"
+                    lambda: set(_holders(admin).values()) == {cut.pid},
+                    timeout_s=60,
+                    what="the first to hold both campaigns",
                 )
                 other = _start(path, tmp_path / "other", postgres_dsn, tmp_path / "other.log")
-                poll_until(lambda: server.handler.messages, timeout_s=60, what="first sends")
+                pids = {cut.pid, other.pid}
+                poll_until(
+                    lambda: set(_holders(admin).values()) == pids,
+                    timeout_s=60,
+                    what="each daemon to hold one campaign",
+                )
+                [campaign] = [c for c, pid in _holders(admin).items() if pid == cut.pid]
+                poll_until(
+                    lambda: _to(campaign, server.handler.messages),
+                    timeout_s=60,
+                    what="the cut one's first sends",
+                )
                 link.cut(server_notices_s=SERVER_NOTICES_S)
                 cut_at = time.monotonic()
                 time.sleep(2)  # the batch in flight ends (its outcomes are lost)
-                after_batch = len(server.handler.messages)
+                after_batch = _to(campaign, server.handler.messages)
+                time.sleep(max(cut_at + SERVER_NOTICES_S - 0.5 - time.monotonic(), 0))
+                before_notice = _to(campaign, server.handler.messages)
                 holder = other.pid
                 poll_until(
-                    lambda: working_daemon_pid(admin) == holder,
+                    lambda: _holders(admin)[campaign] == holder,
                     timeout_s=SERVER_NOTICES_S + TAKEOVER_BOUND_S,
                     interval_s=0.01,
-                    what="the other daemon to take over",
+                    what="the other daemon to take the campaign",
                 )
                 took_over = time.monotonic() - cut_at
-                at_takeover = len(server.handler.messages)
             link.heal()
             poll_until(lambda: _done(postgres_dsn, 1), timeout_s=180, what="every lead done")
             assert cut.poll() is None, "the cut daemon exited instead of waiting"
@@ -242,9 +277,9 @@ def test_a_daemon_cut_off_from_the_ledger_stops_before_the_other_takes_over(
                     daemon.wait()
             server.controller.stop()
             postgres.close_pools()
-    assert at_takeover == after_batch, "the cut daemon sent after its batch in flight"
+    assert before_notice == after_batch, "the cut daemon sent after its batch in flight"
     assert SERVER_NOTICES_S <= took_over <= SERVER_NOTICES_S + TAKEOVER_BOUND_S
     twice = _sent_twice(received)
     assert twice == [], f"sent twice: {twice[:5]}"
     assert _steps_recorded(postgres_dsn) == [LEADS, LEADS]
-    print(f"cut: the other took over {took_over:.2f}s after the cut")
+    print(f"cut: the other took {campaign} over {took_over:.2f}s after the cut")

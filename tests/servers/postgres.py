@@ -22,7 +22,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
+from mailopsd.daemon.leases import lease_key
 from mailopsd.state import postgres
 
 START_TIMEOUT_S = 30.0
@@ -306,21 +307,26 @@ class PostgresServer:
         return self.log_file.read_text(errors="replace")[-5000:]
 
 
-def working_daemon_pid(admin: psycopg.Connection[TupleRow]) -> int | None:
-    """The pid of the mailopsd daemon whose session holds its ledger's lock, if one does.
+def campaign_holders(
+    admin: psycopg.Connection[TupleRow], campaigns: Iterable[str]
+) -> dict[str, int | None]:
+    """The pid of the mailopsd daemon that holds each campaign's lease (None: none does).
 
     Asked of PostgreSQL itself (``pg_locks``), on a connection to the ledger's database;
     a daemon's sessions are named ``mailopsd HOST pid PID``.
     """
-    row = admin.execute(
-        "SELECT a.application_name FROM pg_locks AS l JOIN pg_stat_activity AS a "
-        "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.classid = %s "
-        "AND l.objid = %s AND l.objsubid = 2 AND l.granted "
+    rows = admin.execute(
+        "SELECT l.objid::int8, a.application_name FROM pg_locks AS l "
+        "JOIN pg_stat_activity AS a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.classid = %s AND l.objsubid = 2 AND l.granted "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-        postgres.DAEMON_LOCK,
-    ).fetchone()
-    found = _DAEMON_SESSION.match(str(row[0])) if row else None
-    return int(found.group(1)) if found else None
+        (postgres.LEASES,),
+    ).fetchall()
+    by_key: dict[int, int | None] = {}
+    for key, name in rows:
+        found = _DAEMON_SESSION.match(str(name))
+        by_key[int(key)] = int(found.group(1)) if found else None
+    return {campaign: by_key.get(lease_key(campaign) % (1 << 32)) for campaign in campaigns}
 
 
 def _database_of(dsn: str) -> str:

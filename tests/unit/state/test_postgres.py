@@ -3,6 +3,8 @@ the daemon's lock, errors translated as SQLite's are."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -10,10 +12,11 @@ import psycopg
 import pytest
 
 from mailopsd.state import postgres, postgres_schema, schema
-from mailopsd.state.errors import StorageError, StorageInUseError, StorageUnavailableError
+from mailopsd.state.errors import StorageError, StorageLeasesLostError, StorageUnavailableError
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.postgres import translate
 from tests.servers.postgres import PostgresServer
+from tests.waiting import poll_until
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -101,46 +104,90 @@ class TestLostSessions:
         assert ledger.sessions == 2
 
 
-class TestTheDaemonsLock:
-    def test_one_daemon_at_a_time_the_next_when_it_stops(self, postgres_dsn: str) -> None:
-        """A second daemon's ledger is refused, naming who works; once the first closes
-        (its lock let go), the second gets it."""
-        first = Ledger.connect(postgres_dsn, exclusive=True)
-        with pytest.raises(StorageInUseError, match=r"in use by another daemon \(mailopsd "):
-            Ledger.connect(postgres_dsn, exclusive=True)
-        assert first.describe()["working_daemon"] is not None
-        first.close()
-        second = Ledger.connect(postgres_dsn, exclusive=True)
+class TestLeases:
+    def test_a_lease_is_one_sessions_until_it_lets_it_go_or_closes(self, postgres_dsn: str) -> None:
+        """Two daemons' ledgers ask for overlapping leases: each gets only the free ones,
+        both see all taken; what one lets go or leaves on closing, the other can take."""
+        first = Ledger.connect(postgres_dsn, leases=True)
+        second = Ledger.connect(postgres_dsn, leases=True)
         try:
-            working = second.describe()["working_daemon"]
-            assert isinstance(working, str)
-            assert working.startswith("mailopsd ")
+            assert first.take_leases([1, 2]) == {1, 2}
+            assert second.take_leases([2, 3]) == {3}
+            assert second.leases_taken() == {1, 2, 3}
+            assert second.describe()["leases"] == 3
+            first.let_go([2])
+            assert second.take_leases([2]) == {2, 3}
+            first.close()
+            assert second.take_leases([1]) == {1, 2, 3}
         finally:
             second.close()
+            first.close()
+        other = Ledger.connect(postgres_dsn)
+        try:
+            assert other.leases_taken() == frozenset()  # closing let every lease go
+        finally:
+            other.close()
 
-    def test_the_lock_goes_with_a_lost_session(
+    def test_leases_go_with_a_lost_session_and_fence_its_writes(
         self, postgres_server: PostgresServer, postgres_dsn: str
     ) -> None:
-        """The working daemon's session dropped by the server: another daemon gets the
-        lock, and the first, asking again, is told it is in use."""
-        first = Ledger.connect(postgres_dsn, exclusive=True)
+        """A daemon's session dropped by the server: another daemon takes its lease; the
+        first, on its new session, holds none, and a write fenced on the old session is
+        refused whole."""
+        first = Ledger.connect(postgres_dsn, leases=True)
         try:
+            assert first.take_leases([7]) == {7}
+            fence = first.sessions
             with psycopg.connect(postgres_dsn, autocommit=True) as admin:
                 [backend] = admin.execute(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
                 ).fetchone() or [None]
                 admin.execute("SELECT pg_terminate_backend(%s, 5000)", (backend,))
-            second = Ledger.connect(postgres_dsn, exclusive=True)
+            second = Ledger.connect(postgres_dsn, leases=True)
             try:
+                assert second.take_leases([7]) == {7}
                 with pytest.raises(StorageError):
                     first.sends.pending()  # the lost session
-                with pytest.raises(StorageInUseError):
-                    first.sends.pending()  # a new one: the lock is the other's now
+                assert first.take_leases([7]) == frozenset()  # a new one: the other's
+                assert first.sessions == fence + 1
+                with (
+                    pytest.raises(StorageLeasesLostError, match="nothing of theirs"),
+                    first.transaction(fence),
+                ):
+                    first.campaigns.put("acme", "default", {"name": "A"}, NOW)
+                assert first.campaigns.active() == {}
             finally:
                 second.close()
         finally:
             first.close()
             postgres.close_pools()
+
+    def test_one_daemon_applies_at_a_time(self, postgres_dsn: str) -> None:
+        """While one daemon applies, another's apply waits (told each tenth of a second)."""
+        first = Ledger.connect(postgres_dsn, leases=True)
+        second = Ledger.connect(postgres_dsn, leases=True)
+        order: list[str] = []
+        waits: list[float] = []
+        try:
+            with first.applying(lambda: None):
+                order.append("first in")
+                thread = threading.Thread(
+                    target=lambda: _apply_in(second, order, waits), name="second"
+                )
+                thread.start()
+                poll_until(lambda: len(waits) >= 2, timeout_s=10, what="the second to wait")
+                order.append("first out")
+            thread.join(timeout=10)
+        finally:
+            second.close()
+            first.close()
+            postgres.close_pools()
+        assert order == ["first in", "first out", "second in"]
+
+
+def _apply_in(ledger: Ledger, order: list[str], waits: list[float]) -> None:
+    with ledger.applying(lambda: waits.append(time.monotonic())):
+        order.append("second in")
 
 
 def test_a_ledger_of_schema_13_is_migrated_and_keeps_its_rows(postgres_dsn: str) -> None:
