@@ -1,24 +1,25 @@
 """Several daemons on one shared ledger: each one's heartbeat, and the revision rule.
 
-One daemon works on a shared ledger at a time (it holds the ledger's lock: see
-:mod:`mailopsd.state.postgres`); the others stand by. Each writes its row in the ledger
-(:class:`~mailopsd.state.daemons.Daemons`): the working one every few seconds, one
-standing by each time it asks for the lock. ``status`` shows them all.
+The daemons of a shared ledger share its campaigns (their leases: see :mod:`.leases`).
+Each writes its row in the ledger (:class:`~mailopsd.state.daemons.Daemons`): who it
+is, what it does, its revision and the campaigns it holds, every few seconds and when
+what it holds changes; one waiting on a revision that does not win, each time it asks.
+``status`` shows them all.
 
-The mailboxes' states (disabled, re-enabled, stopped by AUTH failures) are the working
-daemon's state file's, written into the ledger as they change
-(:class:`~mailopsd.state.mailboxstates.MailboxStates`). A daemon that begins to work,
-or whose session was lost and taken again (another may have worked meanwhile), takes
-them from there into its own state file first: what one disabled stays disabled, and a
-re-enable one applied holds for the next.
+The mailboxes' states (disabled, re-enabled, stopped by AUTH failures) are written into
+the ledger (:class:`~mailopsd.state.mailboxstates.MailboxStates`) by the daemon that
+holds their campaign, as they change; every other daemon takes them from there into its
+own state file at each heartbeat, and a daemon that takes a campaign takes its
+mailboxes' states first: what one disabled stays disabled, and a re-enable one applied
+holds for the next.
 
 The revision rule: the daemons work on one config revision. A daemon is *live* while
 its heartbeat is younger than ``live_s``; a revision that more live daemons run than
-this one's wins, and on a tie the working daemon's revision does. A daemon on a
-revision that does not win holds nothing: one standing by does not ask for the lock, and
-the working one lets it go (its work is taken over by one on the winning revision). It
-says so in its log and its row, and works again once it runs that revision. A daemon
-that stops says so in its row, so those standing by need not wait for its heartbeat to
+this one's wins, and on a tie that of the working daemon whose id sorts first does. A
+daemon on a revision that does not win holds nothing: one starting waits without taking
+a lease, and one working lets its campaigns go (others on the winning revision take
+them). It says so in its log and its row, and works again once it runs that revision. A
+daemon that stops says so in its row, so the others need not wait for its heartbeat to
 age.
 
 Heartbeats are the writers' clocks (UTC): the machines' clocks are taken to agree within

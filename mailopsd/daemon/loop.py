@@ -38,7 +38,7 @@ from mailopsd.daemon.gitfollowing import GitFollowing
 from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.httpserving import HttpServing
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
-from mailopsd.daemon.leases import Leases
+from mailopsd.daemon.leases import LeaseChange, Leases
 from mailopsd.daemon.reload import ConfigReloads
 from mailopsd.daemon.settings import DaemonSettings
 from mailopsd.daemon.storage import StoragePause, unwritable
@@ -281,6 +281,10 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
                 raise
             self._storage_failed(err, "taking the campaigns' leases")
             return
+        self._after_round(change, loaded, leases)
+
+    def _after_round(self, change: LeaseChange, loaded: LoadedConfig, leases: Leases) -> None:
+        """Follow a lease round: the inbox, a dispatch now, the row or the log."""
         if self._inbox is not None:
             self._inbox.held = self._held()
         if change.taken and self._serving:

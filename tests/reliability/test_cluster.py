@@ -115,10 +115,10 @@ def _done(dsn: str, steps: int = 2) -> bool:
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
-def test_the_one_that_works_is_killed_over_and_over(
+def test_daemons_holding_campaigns_are_killed_over_and_over(
     tmp_path: Path, test_ca: TestCA, postgres_dsn: str
 ) -> None:
-    """Kill the working daemon at random moments: another takes over within the bound,
+    """Kill daemons that hold campaigns at random moments: others take them within the bound,
     nothing is lost, nothing is sent twice."""
     chance = seeded("cluster")
     server = start_smtp(test_ca, {f"box{i}": f"pw-box{i}" for i in range(4)}, starttls=False)
