@@ -9,11 +9,13 @@ set, the loop pets the watchdog at least every half interval.
 The parts it runs live beside it: what it runs on (:mod:`.settings`), the config's load,
 apply and reload (:mod:`.reload`), the config watcher (:mod:`.watcher`), the pause while
 the state directory takes no writes (:mod:`.storage`), its row and the revision rule on a
-shared ledger (:mod:`.cluster`), the HTTP server (:mod:`.httpserving`; its process is
-supervised by :mod:`.httpsupervisor`) and, with ``run --git``, the remote it follows
-instead of watching files (:mod:`.gitfollowing`; the remote's own parts: :mod:`.gitside`).
-The parts that work on the daemon's own state (:mod:`.reload`, :mod:`.httpserving`,
-:mod:`.gitfollowing`) are bases of :class:`Daemon` rather than objects of their own.
+shared ledger (:mod:`.cluster`), the campaigns it holds there (:mod:`.leasing`, deciding
+with :mod:`.leases`), the HTTP server (:mod:`.httpserving`; its process is supervised by
+:mod:`.httpsupervisor`) and, with ``run --git``, the remote it follows instead of
+watching files (:mod:`.gitfollowing`; the remote's own parts: :mod:`.gitside`). The
+parts that work on the daemon's own state (:mod:`.reload`, :mod:`.httpserving`,
+:mod:`.gitfollowing`, :mod:`.leasing`) are bases of :class:`Daemon` rather than objects
+of their own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TypeVar
@@ -38,7 +40,8 @@ from mailopsd.daemon.gitfollowing import GitFollowing
 from mailopsd.daemon.gitside import GitSide
 from mailopsd.daemon.httpserving import HttpServing
 from mailopsd.daemon.httpsupervisor import HttpSupervisor
-from mailopsd.daemon.leases import LeaseChange, Leases
+from mailopsd.daemon.leases import Leases
+from mailopsd.daemon.leasing import LeaseRounds
 from mailopsd.daemon.reload import ConfigReloads
 from mailopsd.daemon.settings import DaemonSettings
 from mailopsd.daemon.storage import StoragePause, unwritable
@@ -66,7 +69,7 @@ logger = logging.getLogger("mailopsd.daemon")
 _T = TypeVar("_T")
 
 
-class Daemon(ConfigReloads, HttpServing, GitFollowing):
+class Daemon(ConfigReloads, HttpServing, GitFollowing, LeaseRounds):
     """One mailopsd process."""
 
     def __init__(self, settings: DaemonSettings, notifier: Notifier) -> None:
@@ -251,86 +254,6 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             self.stepped_down = reason
             self.request_stop()
 
-    def _held(self) -> frozenset[str] | None:
-        """The campaigns this daemon may work on now: None, every one (its own ledger)."""
-        if self._leases is None:
-            return None
-        return self._leases.held - self._unrecovered
-
-    def _lease_round(self) -> None:
-        """On a shared ledger, take and let go campaigns' leases (see :mod:`.leases`).
-
-        What it takes it first recovers: the sends its last holder left without an
-        outcome are marked ``unknown``, the mailboxes' states are taken from the ledger,
-        and the credentials' rates checked.
-        """
-        leases, ledger, loaded, presence = self._leases, self._ledger, self.loaded, self._presence
-        if leases is None or ledger is None or loaded is None or presence is None:
-            return
-        if self._storage.problem is not None or self._stop.is_set():
-            return
-        self._lease_at = time.monotonic()
-        try:
-            rows = presence.others(ledger) if leases.member else []
-            change = leases.round(ledger, loaded.config, rows, datetime.now(UTC))
-            self._unrecovered = (self._unrecovered | change.taken) & leases.held
-            if self._unrecovered:
-                self._recover_taken(ledger, loaded, presence, leases)
-        except StorageError as err:
-            if not unwritable(err):
-                raise
-            self._storage_failed(err, "taking the campaigns' leases")
-            return
-        self._after_round(change, loaded, leases)
-
-    def _after_round(self, change: LeaseChange, loaded: LoadedConfig, leases: Leases) -> None:
-        """Follow a lease round: the inbox, a dispatch now, the row or the log."""
-        if self._inbox is not None:
-            self._inbox.held = self._held()
-        if change.taken and self._serving:
-            self._dispatch_due = True  # its sends go on now, not at the next dispatch
-            self._wake.set()
-        if not leases.member:
-            left = ",".join(sorted(set(loaded.config.campaigns) - leases.held))
-            if left and left != self._left:
-                logger.warning("left to the daemons that hold them campaigns=%s", left)
-            self._left = left
-        elif change:
-            self._heartbeat()  # the others see at once what it holds
-
-    def _recover_taken(
-        self, ledger: Ledger, loaded: LoadedConfig, presence: Presence, leases: Leases
-    ) -> None:
-        """Recover the campaigns just taken, before any of their sends (see above).
-
-        Raises:
-            StorageError: A write was refused.
-        """
-        assert self._dispatcher is not None  # noqa: S101 - start() made it
-        taken, now = self._unrecovered, self._now()
-        state = presence.take_states(ledger, self.state, keep=leases.held - taken)
-        unknown = self._dispatcher.recover(loaded, now, campaigns=taken)
-        if unknown:
-            logger.warning(
-                "sends without outcome marked unknown count=%d campaigns=%s",
-                unknown,
-                ",".join(sorted(taken)),
-            )
-        self._set_state(state)
-        # The config applied again on the states taken: a re-enable this daemon applied
-        # while another held the campaign, and that one had not, holds.
-        try:
-            with collector_paused():
-                self._apply(loaded)
-        except StorageError:
-            raise
-        except StateError as err:  # as a reload's would be (a leads file gone, ...)
-            self._reconcile_failed(err)
-        self._set_state(
-            self._dispatcher.check_shared(loaded, self.state, self._now(), campaigns=taken)
-        )
-        self._unrecovered = frozenset()
-
     def close(self) -> None:
         """Stop the HTTP server and the watcher, mark the daemon stopped, close the ledger."""
         self._http.close()
@@ -475,13 +398,6 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing):
             self.state = paused
             raise
         return unknown
-
-    def _held_still(self, leases: Leases) -> frozenset[str]:
-        """The campaigns whose leases the ledger's session still holds (none if it was lost)."""
-        ledger = self._ledger
-        return (
-            leases.held if ledger is not None and ledger.sessions == leases.session else frozenset()
-        )
 
     def dispatch(self, *, max_ticks: int = 1000) -> int:
         """Send what is due now, tick after tick, until nothing more is; return sends made.

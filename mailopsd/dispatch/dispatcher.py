@@ -8,7 +8,8 @@ credential), each within its campaign's per-domain daily cap
 taking turns. Every send's intent is committed to the ledger before any message leaves;
 outcomes are committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
-again. Sends of different credentials run concurrently in a bounded pool; one
+again (:mod:`mailopsd.dispatch.recovery`). What a batch's outcomes do to its credentials
+(AUTH failures, backoff) is :mod:`mailopsd.dispatch.outcomes`'. Sends of different credentials run concurrently in a bounded pool; one
 credential's sends go one after the other on its kept-open connection.
 
 A 5xx to the lead's RCPT or to the message stops the lead's sequence; the reply is read
@@ -32,26 +33,27 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from mailopsd import backoff, sendtokens
+from mailopsd import sendtokens
 from mailopsd.clock import utc_day_start
 from mailopsd.config import pacing
 from mailopsd.config.loader import LoadedConfig
 from mailopsd.config.models import Campaign, Credential
 from mailopsd.diagnosis import Diagnosis, reply_diagnosis
-from mailopsd.dispatch import progression, report, variants
+from mailopsd.dispatch import progression, recovery, report, variants
 from mailopsd.dispatch.budgets import TickUsage, credential_budgets
 from mailopsd.dispatch.compose import compose, link_settings
 from mailopsd.dispatch.domains import DomainQuota
+from mailopsd.dispatch.outcomes import SERVER_TROUBLE, credential_outcomes
 from mailopsd.dispatch.report import TickReport
 from mailopsd.dispatch.rotation import Picker
 from mailopsd.dispatch.zones import CampaignZones
 from mailopsd.errors import describe_unexpected
 from mailopsd.health import autodisable, batch, effects
 from mailopsd.lifecycle import LeadState, MailKind, SendOutcome
-from mailopsd.refs import CredentialRef, credential_key, sender_ref
+from mailopsd.refs import CredentialRef
 from mailopsd.smtp.message import ComposeError, Outgoing, with_send_token
 from mailopsd.smtp.transport import Outcome, SandboxTransport, SmtpTransport
 from mailopsd.state import sendkey
@@ -59,24 +61,17 @@ from mailopsd.state.errors import StorageLeasesLostError
 from mailopsd.state.leads import LeadProgress
 from mailopsd.state.ledger import Ledger
 from mailopsd.state.sends import Intent
-from mailopsd.state.statefile import CredentialState, StateFile
+from mailopsd.state.statefile import StateFile
 
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger(__name__)
 
-AUTH_FAILURES_BEFORE_CONDITION = 3
 HEARTBEAT_S = 5.0
 """How often a tick waiting on slow servers tells the service manager it is alive."""
 
-# Outcomes that say the server (or the way to it) is in trouble, not the lead: the rest of
-# the credential's batch waits and the credential backs off. A connection lost during
-# DATA is one: the next message would most likely be lost the same way, as ``unknown``.
-_SERVER_TROUBLE = {
-    SendOutcome.NOT_SENT: "smtp unavailable",
-    SendOutcome.UNKNOWN: "smtp connection lost during data, outcome unknown (never sent again)",
-}
-_STOPS_BATCH = frozenset({SendOutcome.AUTH_FAILED, *_SERVER_TROUBLE})
+# A credential's batch stops at these: the rest waits (see outcomes.SERVER_TROUBLE).
+_STOPS_BATCH = frozenset({SendOutcome.AUTH_FAILED, *SERVER_TROUBLE})
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -161,46 +156,14 @@ class Dispatcher:
     def recover(
         self, loaded: LoadedConfig, now: datetime, campaigns: frozenset[str] | None = None
     ) -> int:
-        """Mark sends left without an outcome ``unknown``, and move their leads on.
+        """Mark sends left without an outcome ``unknown`` (see :func:`recovery.recover`).
 
-        Args:
-            loaded: The config.
-            now: When.
-            campaigns: Only these campaigns' (on a shared ledger, those whose leases
-                were just taken); by default every campaign's.
-
-        Returns:
-            How many sends were found so.
+        Only ``campaigns``' if given (on a shared ledger, those whose leases were just
+        taken); else every campaign's, on this session of the ledger.
         """
         if campaigns is None:
             self._recovered = self.ledger.sessions
-        pending = [
-            (send_id, intent)
-            for send_id, intent in self.ledger.sends.pending()
-            if campaigns is None or intent.campaign_id in campaigns
-        ]
-        with self.ledger.transaction():
-            for send_id, intent in pending:
-                self.ledger.sends.set_outcome(
-                    send_id,
-                    outcome=SendOutcome.UNKNOWN,
-                    code=None,
-                    detail="no outcome recorded (mailopsd stopped); never sent again",
-                    at=now,
-                )
-                lead = self.ledger.leads.get(intent.campaign_id, intent.email)
-                campaign = loaded.config.campaigns.get(intent.campaign_id)
-                if lead is not None and lead.state == LeadState.SENDING:
-                    self.ledger.leads.update(progression.sent(lead, intent, campaign))
-        for _, intent in pending:
-            logger.warning(
-                "send outcome unknown campaign=%s credential=%s step=%d message_id=%s",
-                intent.campaign_id,
-                intent.credential_id,
-                intent.step,
-                intent.message_id,
-            )
-        return len(pending)
+        return recovery.recover(self.ledger, loaded, now, campaigns)
 
     def check_shared(
         self,
@@ -552,68 +515,6 @@ class Dispatcher:
             now=now,
         )
 
-    def _credential_outcomes(
-        self, results: list[tuple[_Job, Outcome]], state: StateFile, now: datetime
-    ) -> StateFile:
-        credentials = dict(state.credentials)
-        last: dict[CredentialRef, Outcome] = {}  # how each credential's batch ended
-        senders: dict[CredentialRef, CredentialRef] = {}  # a shared mailbox backs off as one
-        for job, outcome in results:
-            if not outcome.detail.startswith(report.NOT_ATTEMPTED):
-                last[job.key] = outcome
-                senders[job.key] = sender_ref(job.key, job.credential.shared_as)
-        for key, outcome in last.items():
-            name = credential_key(*key)
-            sender = senders[key]
-            entry = credentials.get(name, CredentialState())
-            if outcome.kind == SendOutcome.AUTH_FAILED:
-                failures = entry.auth_failures + 1
-                self._backoff[sender] = (
-                    now + timedelta(seconds=backoff.SMTP_AUTH.delay_s(failures)),
-                    failures,
-                )
-                logger.error(
-                    "smtp auth failed campaign=%s credential=%s failures=%d reply=%s %s",
-                    *key,
-                    failures,
-                    outcome.code,
-                    outcome.detail,
-                )
-                update: dict[str, object] = {"auth_failures": failures}
-                if failures >= AUTH_FAILURES_BEFORE_CONDITION:
-                    update.update(
-                        auth_failed_at=now, auth_failed_reason=f"{outcome.code} {outcome.detail}"
-                    )
-                credentials[name] = entry.model_copy(update=update)
-            elif outcome.kind in _SERVER_TROUBLE:
-                failures = self._backoff.get(sender, (now, 0))[1] + 1
-                delay = backoff.SMTP_TROUBLE.delay_s(failures)
-                self._backoff[sender] = (now + timedelta(seconds=delay), failures)
-                logger.warning(
-                    "%s campaign=%s credential=%s code=%s detail=%s retry_in_s=%d",
-                    _SERVER_TROUBLE[outcome.kind],
-                    *key,
-                    outcome.code,
-                    outcome.detail,
-                    delay,
-                )
-                error = " ".join(str(part) for part in (outcome.code, outcome.detail) if part)
-                credentials[name] = entry.model_copy(
-                    update={
-                        "smtp_error": f"{_SERVER_TROUBLE[outcome.kind]}: {error}",
-                        "smtp_error_since": entry.smtp_error_since or now,
-                    }
-                )
-            else:
-                self._backoff.pop(sender, None)
-                if entry.auth_failures or entry.smtp_error:
-                    if entry.smtp_error:
-                        logger.info("smtp reachable again campaign=%s credential=%s", *key)
-                    credentials[name] = entry.model_copy(
-                        update={"auth_failures": 0, "smtp_error": None, "smtp_error_since": None}
-                    )
-        return state.model_copy(update={"credentials": credentials})
-
     def tick(
         self,
         loaded: LoadedConfig,
@@ -670,7 +571,12 @@ class Dispatcher:
                 err,
             )
         done.count([(job.key, outcome) for job, outcome in results])
-        state = self._credential_outcomes(results, state, now)
+        state = credential_outcomes(
+            ((job.key, job.credential.shared_as, outcome) for job, outcome in results),
+            state,
+            now,
+            self._backoff,
+        )
         bounced = {job.key for job, outcome in results if outcome.kind == SendOutcome.BOUNCED}
         return autodisable.check_credentials(self.ledger, loaded, state, bounced, now), done
 
