@@ -260,18 +260,24 @@ class Presence:
         return state.model_copy(update={"credentials": {**current, **taken}})
 
     def share(
-        self, ledger: Ledger, state: StateFile, at: datetime, held: frozenset[str] | None = None
+        self,
+        ledger: Ledger,
+        state: StateFile,
+        at: datetime,
+        held: frozenset[str] | None = None,
+        applied: frozenset[str] = frozenset(),
     ) -> None:
         """Write the mailbox states that changed since last written into the ledger.
 
-        With ``held``, only those campaigns' (the others' are their holders' to write).
+        With ``held``, only those campaigns' (the others' are their holders' to write),
+        and those of ``applied``: entries a config change just reset or re-enabled.
 
         Raises:
             StorageError: They could not be written (they are written again next time).
         """
 
         def mine(key: str) -> bool:
-            return held is None or parse_credential_key(key)[0] in held
+            return held is None or key in applied or parse_credential_key(key)[0] in held
 
         current = {key: entry for key, entry in state.credentials.items() if mine(key)}
         changed = {key: entry for key, entry in current.items() if self._shared.get(key) != entry}

@@ -314,14 +314,21 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing, LeaseRounds):
         )
         self.state = self.state.with_condition(condition)
 
-    def _save(self) -> None:
+    def _save(self, applied: frozenset[str] = frozenset()) -> None:
+        """Save the state file; on a shared ledger, share the mailbox states it writes.
+
+        Args:
+            applied: The credentials (state-file keys) whose entries a config change
+                just reset or re-enabled: shared whoever holds their campaign, so the
+                holder (or the next) takes the change from the ledger.
+        """
         if self._storage.problem is not None:
             return  # saved by the write test that ends the pause
         try:
             save_state(self.settings.state_dir, self.state)
             if self._presence is not None and self._ledger is not None:
                 held = None if self._leases is None else self._leases.held
-                self._presence.share(self._ledger, self.state, self._now(), held)
+                self._presence.share(self._ledger, self.state, self._now(), held, applied)
         except StateError as err:
             self._storage_failed(err, "saving the state file")
 

@@ -31,7 +31,8 @@ from mailopsd.daemon.watcher import WatchedFiles
 from mailopsd.errors import ConfigError, StateError
 from mailopsd.http.metrics import ReloadCounts
 from mailopsd.notify import Notifier
-from mailopsd.reconcile import ReenableIgnored
+from mailopsd.reconcile import CredentialChanged, CredentialReenabled, ReenableIgnored
+from mailopsd.refs import credential_key
 from mailopsd.state.apply import Reconciler
 from mailopsd.state.statefile import StateFile
 
@@ -69,7 +70,7 @@ class ConfigReloads:
             self, kind: str, status: str, reason: str, message: str, errors: Iterable[str] = ()
         ) -> None: ...
 
-        def _save(self) -> None: ...
+        def _save(self, applied: frozenset[str] = frozenset()) -> None: ...
 
         def _storage_ready(self) -> bool: ...
 
@@ -100,7 +101,13 @@ class ConfigReloads:
         self.loaded = loaded
         self._set_condition("ConfigError", "False", "Valid", "the config is valid")
         self._set_condition("Ready", "True", "Reconciled", f"revision {plan.revision} applied")
-        self._save()
+        self._save(
+            frozenset(
+                credential_key(action.campaign_id, action.credential_id)
+                for action in plan.actions
+                if isinstance(action, CredentialChanged | CredentialReenabled)
+            )
+        )
 
     def _warn_ignored(self, loaded: LoadedConfig, ignored: tuple[ReenableIgnored, ...]) -> None:
         """Log each ``reenabled_at`` that has no effect, once while it stays so."""

@@ -8,8 +8,9 @@ credential), each within its campaign's per-domain daily cap
 taking turns. Every send's intent is committed to the ledger before any message leaves;
 outcomes are committed after. A send whose intent has no outcome (the process died, or
 the connection broke after the message went out) is marked ``unknown`` and never sent
-again (:mod:`mailopsd.dispatch.recovery`). What a batch's outcomes do to its credentials
-(AUTH failures, backoff) is :mod:`mailopsd.dispatch.outcomes`'. Sends of different credentials run concurrently in a bounded pool; one
+again (:mod:`mailopsd.dispatch.recovery`); what a batch's outcomes do to its credentials
+(AUTH failures, backoff) is in :mod:`mailopsd.dispatch.outcomes`. Sends of different
+credentials run concurrently in a bounded pool; one
 credential's sends go one after the other on its kept-open connection.
 
 A 5xx to the lead's RCPT or to the message stops the lead's sequence; the reply is read
