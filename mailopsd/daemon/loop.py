@@ -290,9 +290,7 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing, LeaseRounds):
 
     def _until_writable(self, doing: str, action: Callable[[], _T]) -> _T:
         """Run ``action`` at start, waiting while the state directory takes no writes."""
-        return self._storage.wait_writable(
-            doing, action, stop=self._stop, notifier=self.notifier, stand_by=self.settings.stand_by
-        )
+        return self._storage.wait_writable(doing, action, stop=self._stop, notifier=self.notifier)
 
     # Conditions and the state file ----------------------------------------------------
 

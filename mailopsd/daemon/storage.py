@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from mailopsd.daemon.cluster import BehindError
 from mailopsd.notify import Notifier
 from mailopsd.state.engine import EngineError
 from mailopsd.state.errors import (
@@ -87,8 +86,8 @@ class StoragePause:
             state_dir: The state directory.
             headroom_bytes: Sending pauses when less than this is free there.
             retry_s: How long a start waits between tries while writes are refused.
-            standby_s: How long a start waits between tries while another daemon works
-                on the shared ledger (how soon this one takes over when it stops).
+            standby_s: How long a start waits between tries while this daemon's revision
+                does not win on the shared ledger (how soon it works once it does).
         """
         self._state_dir = state_dir
         self._headroom_bytes = headroom_bytes
@@ -164,13 +163,11 @@ class StoragePause:
         *,
         stop: threading.Event,
         notifier: Notifier,
-        stand_by: bool = True,
     ) -> _T:
         """Run ``action`` at start, waiting while the state directory takes no writes.
 
         The daemon reports ready meanwhile, with the reason as its status; ``stop`` set
-        ends the wait. Without ``stand_by`` (a ``--once`` run), a shared ledger another
-        daemon works on is not waited for: its ``StorageInUseError`` is raised.
+        ends the wait.
 
         Raises:
             StateError: ``action`` failed otherwise (a ``StorageError`` that does not
@@ -183,11 +180,6 @@ class StoragePause:
             except StorageError as err:
                 if not unwritable(err) or stop.is_set():
                     raise
-                if not stand_by and _standing_by(err):
-                    raise StorageInUseError(
-                        f"{err}; a run that does not stand by (--once) does not wait for "
-                        "it: stop that daemon, or let it do the work"
-                    ) from err
                 if waiting is None:
                     self._log_waiting(doing, err)
                     waiting = "standby" if _standing_by(err) else _what_failed(err)[0]
@@ -196,7 +188,7 @@ class StoragePause:
                 stop.wait(self._standby_s if waiting == "standby" else self._retry_s)
                 continue
             if waiting == "standby":
-                logger.info("taking over: no other daemon works on the ledger now, this one does")
+                logger.info("working on the shared ledger: this daemon's revision wins now")
             elif waiting == "ledger not reachable":
                 logger.info("ledger reachable again state_dir=%s", self._state_dir)
             elif waiting is not None:
@@ -204,15 +196,8 @@ class StoragePause:
             return result
 
     def _log_waiting(self, doing: str, err: BaseException) -> None:
-        if _caused_by(err, BehindError):
+        if _standing_by(err):  # its revision does not win (BehindError)
             logger.warning("standing by while=%s: %s", doing, err)
-            return
-        if _standing_by(err):
-            logger.info(
-                "standing by while=%s: %s; this daemon takes over when that one stops",
-                doing,
-                err,
-            )
             return
         failed, advice = _what_failed(err)
         logger.error(

@@ -26,7 +26,6 @@ __all__ = [
     "Dialect",
     "EngineError",
     "LeasingConnection",
-    "LedgerInUseError",
     "ReturningConnection",
 ]
 
@@ -41,10 +40,6 @@ class EngineError(Exception):
         """Say ``message``; ``sqlstate`` is the server's five-character code, if any."""
         super().__init__(message)
         self.sqlstate = sqlstate
-
-
-class LedgerInUseError(EngineError):
-    """Another daemon's session holds the ledger's lock: this daemon stands by."""
 
 
 ENGINE_ERRORS: tuple[type[sqlite3.Error], type[EngineError]] = (sqlite3.Error, EngineError)

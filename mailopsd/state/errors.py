@@ -15,7 +15,7 @@ import errno
 import sqlite3
 
 from mailopsd.errors import StateError
-from mailopsd.state.engine import EngineError, LedgerInUseError
+from mailopsd.state.engine import EngineError
 
 __all__ = [
     "StorageCorruptError",
@@ -56,7 +56,7 @@ class StorageUnavailableError(StorageError):
 
 
 class StorageInUseError(StorageUnavailableError):
-    """Another daemon works on the (shared) ledger: this one stands by until it stops."""
+    """This daemon may not work on the shared ledger now: it waits (see ``BehindError``)."""
 
 
 class StorageLeasesLostError(StorageError):
@@ -133,8 +133,6 @@ def storage_error(
     """
     if isinstance(err, OSError):
         kind = _BY_ERRNO.get(err.errno or 0, StorageError)
-    elif isinstance(err, LedgerInUseError):
-        kind = StorageInUseError
     elif isinstance(err, EngineError):
         # No SQLSTATE: the driver's own failure, which is a lost connection.
         state = err.sqlstate or "08000"
