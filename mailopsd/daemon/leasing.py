@@ -105,7 +105,7 @@ class LeaseRounds:
     def _after_round(self, change: LeaseChange, loaded: LoadedConfig, leases: Leases) -> None:
         """Follow a lease round: the inbox, a dispatch now, the row or the log."""
         if self._inbox is not None:
-            self._inbox.held = self._held()
+            self._inbox.hold(self._held())
         if change.taken and self._serving:
             self._dispatch_due = True  # its sends go on now, not at the next dispatch
             self._wake.set()

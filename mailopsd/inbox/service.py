@@ -210,12 +210,21 @@ class Inbox:
     _synced: LoadedConfig | None = None
     _wants: dict[CredentialRef, tuple[object, Credential, _Wanted]] = field(default_factory=dict)
     _senders: tuple[LoadedConfig, dict[CredentialRef, frozenset[CredentialRef]]] | None = None
-    held: frozenset[str] | None = None
-    """On a shared ledger, the campaigns this daemon holds: only their mailboxes are read
-    (see :mod:`mailopsd.daemon.leases`); None: every campaign's."""
+    _held: frozenset[str] | None = None  # see hold()
     unrecorded: BaseException | None = None
     """Why the last :meth:`collect` left a finished poll unrecorded (the ledger took no
     write); that poll waits to be recorded by a later call."""
+
+    def hold(self, campaigns: frozenset[str] | None) -> None:
+        """Read only these campaigns' mailboxes (None: every campaign's).
+
+        On a shared ledger, the campaigns this daemon holds (see
+        :mod:`mailopsd.daemon.leases`): the others' mailboxes are their holders' to
+        poll, and to keep an IDLE connection to.
+        """
+        if campaigns != self._held:
+            self._held = campaigns
+            self._synced = None  # IDLE connections follow at the next sync
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -280,11 +289,12 @@ class Inbox:
                     want.access, want.interval_s, want.campaign_id
                 )
             mailbox.interval_s, mailbox.campaign_id = want.interval_s, want.campaign_id
-            if want.idle and mailbox.idle is None:
+            idle = want.idle and (self._held is None or want.campaign_id in self._held)
+            if idle and mailbox.idle is None:
                 poll_soon = functools.partial(self._poll_soon, key)
                 mailbox.idle = _Idler(want.access, poll_soon, self.retry_s)
                 mailbox.idle.start()
-            elif not want.idle and mailbox.idle is not None:
+            elif not idle and mailbox.idle is not None:
                 mailbox.idle.close()
                 mailbox.idle = None
 
@@ -326,7 +336,7 @@ class Inbox:
         self._sync(loaded)
         now = time.monotonic()
         started = 0
-        held = self.held
+        held = self._held
         for key, mailbox in self._mailboxes.items():
             with self._lock:
                 due = mailbox.due <= now

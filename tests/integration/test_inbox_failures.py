@@ -347,3 +347,24 @@ def no_starttls_imap() -> Iterator[list[bytes]]:
     line it received."""
     with agreeable_imap(b"IMAP4rev1 AUTH=PLAIN", "no-starttls-imap") as seen:
         yield seen
+
+
+def test_only_the_held_campaigns_mailboxes_are_read(
+    tmp_path: Path, smtp_server: SmtpServer, dovecot: Dovecot
+) -> None:
+    """On a shared ledger the inbox reads, and keeps IDLE to, only the mailboxes of the
+    campaigns its daemon holds: another's holder reads those."""
+    user, _ = dovecot.add_user()
+    imap = imap_fields(dovecot, user, imap_idle=True, imap_poll_interval="1 hour")
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada", **imap)}, leads=2)
+    with daemon(path, tmp_path / "state", [START]) as running:
+        running.dispatch()
+        inbox, loaded = running._inbox, running.loaded
+        assert inbox is not None
+        assert loaded is not None
+        inbox.hold(frozenset())  # another daemon holds camp
+        assert inbox.start_due(loaded) == 0
+        assert [mailbox.idle for mailbox in inbox._mailboxes.values()] == [None]
+        inbox.hold(frozenset({"camp"}))
+        assert inbox.start_due(loaded) == 1
+        assert [mailbox.idle is not None for mailbox in inbox._mailboxes.values()] == [True]
