@@ -488,7 +488,8 @@ def _add_run(commands: Commands[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--ledger",
         metavar="ADDRESS|FILE",
-        help="keep the ledger in PostgreSQL, shared by several daemons: "
+        help="keep the ledger in PostgreSQL, shared by several daemons (which share its "
+        "campaigns): "
         "postgresql://USER@HOST[:PORT]/DATABASE, its password in a file (?passfile=PATH) "
         "or ~/.pgpass, never here; or a ledger file (YAML: 'ledger: ADDRESS' and "
         "'ledger_password:' encrypted by 'mailopsd secrets encrypt'); 'sqlite' (the "
