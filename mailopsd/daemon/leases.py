@@ -5,11 +5,13 @@ Each campaign has a lease in the ledger: an advisory lock of the holder's sessio
 session, so a daemon that stops, dies or is cut off from the ledger lets its campaigns
 go without a word. A daemon sends for, and reads the mailboxes of, the campaigns it
 holds, and no other: every intent is written on the session that holds its campaign's
-lease (see :meth:`Leases.fence`), so no two daemons can send the same step to the same
-lead, even while leases move. Advisory locks rather than rows with an expiry: nothing to
-renew, and the server says at once who holds what; what bounds a takeover is how soon
-the server notices a session gone (at once for a process that died, the TCP keepalives
-for a machine cut off: see :mod:`mailopsd.state.postgres`) and one or two lease rounds.
+lease (:attr:`Leases.session`), so no two daemons can send the same step to the same
+lead, even while leases move. Advisory locks rather than rows with an expiry: nothing
+to renew, and the server says at once who holds what; what bounds a takeover is how
+soon the server notices a session gone (at once for a process that died, the TCP
+keepalives for a machine cut off: see :mod:`mailopsd.state.postgres`) and one or two
+lease rounds. Advisory lock keys are 32-bit digests of the campaigns' ids: two campaigns
+whose digests agree are held together, as one.
 
 Campaigns that share a mailbox are held together, as one *group*: the mailbox's daily
 cap, rate limit, bounce window, backoff and inbox are one, and only one daemon can keep
@@ -134,7 +136,8 @@ class Leases:
     held: frozenset[str] = frozenset()
     """The campaigns held now (their leases are this session's)."""
     session: int = 0
-    """The ledger session the leases are held in (see :meth:`fence`)."""
+    """The ledger session the leases are held in: every write of the held campaigns'
+    sends is fenced on it (``Ledger.transaction(fence=...)``)."""
     _free_before: frozenset[tuple[str, ...]] = field(default_factory=frozenset)
     _config: Config | None = None
     _groups: list[tuple[str, ...]] = field(default_factory=list)
@@ -143,10 +146,6 @@ class Leases:
         if config is not self._config:
             self._config, self._groups = config, groups_of(config)
         return self._groups
-
-    def fence(self) -> int:
-        """The session every write of the held campaigns' sends must be made on."""
-        return self.session
 
     def round(
         self,

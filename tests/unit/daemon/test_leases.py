@@ -134,7 +134,7 @@ def test_a_lost_session_loses_the_leases_and_its_writes_are_fenced(
     first_ledger, second_ledger = two
     first, second = Leases("first", 15.0), Leases("second", 15.0)
     assert first.round(first_ledger, config, [], NOW).taken == {"a"}
-    fence = first.fence()
+    fence = first.session
     with psycopg.connect(postgres_dsn, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_locks "
@@ -148,7 +148,7 @@ def test_a_lost_session_loses_the_leases_and_its_writes_are_fenced(
     change = first.round(first_ledger, config, [_row(second)], NOW)
     assert change.let_go == {"a"}
     assert first.held == frozenset()
-    assert first.fence() != fence
+    assert first.session != fence
     with (
         pytest.raises(StorageLeasesLostError, match="nothing of theirs was written"),
         first_ledger.transaction(fence),
