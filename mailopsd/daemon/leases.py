@@ -22,8 +22,9 @@ revision (see :mod:`.cluster`):
 
 - lets go the campaigns no longer in the config, and any group it holds in part;
 - takes free groups while it holds fewer than its fair share (the groups divided by the
-  live daemons that work, rounded up), and any group found free two rounds running
-  (whoever held it is gone, and the daemon that should take it did not);
+  live daemons that work, rounded up); and beyond it, any free group a live daemon's row
+  still says it holds (that daemon is gone, its row not yet aged) or found free two
+  rounds running (let go, and the daemon that should have taken it did not);
 - lets one group go when it holds more than its share while another live daemon holds
   less, so a daemon that joins gets work.
 
@@ -195,7 +196,15 @@ class Leases:
         ):
             release.update(lease_key(c) for c in mine.pop())  # one, for a daemon with less
         room = max(share - len(mine), 0) if self.member else len(free)
-        take = free[:room] + [group for group in free[room:] if group in self._free_before]
+        # Beyond its share, a daemon takes a group that is free though a live daemon's
+        # row says it holds it (that daemon is gone: its row has not aged yet), or that
+        # stayed free a whole round (let go, and no daemon with room took it).
+        claimed = {campaign for row in live.values() for campaign in row.holds}
+        take = free[:room] + [
+            group
+            for group in free[room:]
+            if group in self._free_before or claimed.intersection(group)
+        ]
         self._free_before = frozenset(free) - set(take)
         if release:
             ledger.let_go(release)

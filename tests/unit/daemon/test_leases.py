@@ -99,13 +99,27 @@ def test_two_daemons_share_the_work_and_one_takes_over_when_the_other_dies(
 
     first_ledger.close()  # it dies: the server lets its leases go with its session
     kept = second.held
-    # Its row still looks live: the second holds its fair share, so it waits a round
-    # for the campaigns to stay free (a daemon that should take them would have) ...
-    assert not second.round(second_ledger, config, [_row(first)], NOW)
-    # ... and takes them at the next.
+    # Its row still looks live, and says it holds them: the second, though it holds its
+    # fair share, takes them at once.
     change = second.round(second_ledger, config, [_row(first)], NOW)
     assert change.taken == {"a", "b", "c", "d"} - kept
     assert second.held == {"a", "b", "c", "d"}
+
+
+def test_a_campaign_let_go_is_left_a_round_to_the_daemon_with_room(
+    tmp_path: Path, two: tuple[Ledger, Ledger]
+) -> None:
+    """A daemon holding both campaigns lets one go for a daemon that joined with none;
+    free and claimed by no row, it is left to that one for a round, and taken back by
+    the first only when nobody took it."""
+    config = _config(tmp_path, {name: {"b": _box(name)} for name in ("a", "b")})
+    first_ledger, _ = two
+    first = Leases("first", 15.0)
+    first.round(first_ledger, config, [], NOW)
+    joined = _row(Leases("joined", 15.0))  # live, holding nothing: the share is 1 each
+    assert first.round(first_ledger, config, [joined], NOW).let_go == {"b"}
+    assert not first.round(first_ledger, config, [joined], NOW)  # left to the one joined
+    assert first.round(first_ledger, config, [joined], NOW).taken == {"b"}
 
 
 def test_a_daemon_that_stopped_does_not_count_and_its_work_is_taken_at_once(
