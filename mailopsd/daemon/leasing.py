@@ -93,6 +93,8 @@ class LeaseRounds:
             rows = presence.others(ledger) if leases.member else []
             change = leases.round(ledger, loaded.config, rows, datetime.now(UTC))
             self._unrecovered = (self._unrecovered | change.taken) & leases.held
+            if change and leases.member:
+                self._heartbeat()  # the others see at once what it holds
             if self._unrecovered:
                 self._recover_taken(ledger, loaded, presence, leases)
         except StorageError as err:
@@ -103,7 +105,7 @@ class LeaseRounds:
         self._after_round(change, loaded, leases)
 
     def _after_round(self, change: LeaseChange, loaded: LoadedConfig, leases: Leases) -> None:
-        """Follow a lease round: the inbox, a dispatch now, the row or the log."""
+        """Follow a lease round: the inbox, a dispatch now, the log of a run --once."""
         if self._inbox is not None:
             self._inbox.hold(self._held())
         if change.taken and self._serving:
@@ -114,8 +116,6 @@ class LeaseRounds:
             if left and left != self._left:
                 logger.warning("left to the daemons that hold them campaigns=%s", left)
             self._left = left
-        elif change:
-            self._heartbeat()  # the others see at once what it holds
 
     def _recover_taken(
         self, ledger: Ledger, loaded: LoadedConfig, presence: Presence, leases: Leases

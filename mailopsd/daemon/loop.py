@@ -232,7 +232,7 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing, LeaseRounds):
         if not self.settings.stand_by:
             return  # a run --once is not one of the daemons: it writes no row
         self._beat_at = time.monotonic()
-        held = self._held() or frozenset()
+        held = frozenset() if self._leases is None else self._leases.held
         try:
             reason = presence.beat(ledger, self.state.daemon.applied_revision, held)
             if reason is None:
