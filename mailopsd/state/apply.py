@@ -138,6 +138,7 @@ class Reconciler:
     create_key: bool = True
     progress: Progress | None = None
     _scratch: Ledger | None = field(default=None, init=False, repr=False)
+    _key: bytes | None = field(default=None, init=False, repr=False)  # fingerprints' HMAC key
     _snapshots: SnapshotCache = field(default_factory=SnapshotCache, init=False, repr=False)
     # The desired state of the last plan, and of the last plan applied: the ledger's
     # campaigns and credentials change only by an applied plan (see reconcile.plan).
@@ -159,9 +160,14 @@ class Reconciler:
         reads their rows from there, until the next plan stages them again.
         """
         observed = observe(self.ledger, state)
+        if self._key is None:
+            shared = (
+                None if self.ledger is None else self.ledger.fingerprint_key(create=self.create_key)
+            )
+            self._key = shared or fingerprint_key(self.state_dir, create=self.create_key)
         desired = build_desired(
             loaded,
-            key=fingerprint_key(self.state_dir, create=self.create_key),
+            key=self._key,
             revision=config_revision(loaded.files, loaded.revision),
             cache=self.digests,
             snapshots=self._snapshots,

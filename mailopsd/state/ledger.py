@@ -392,6 +392,35 @@ class Ledger:
         except ENGINE_ERRORS as err:
             raise storage_error(err) from err
 
+    def fingerprint_key(self, *, create: bool = True) -> bytes | None:
+        """The shared ledger's HMAC key for secret fingerprints (SQLite's: None).
+
+        The daemons of a shared ledger compare credentials by the fingerprints the ledger
+        holds (:mod:`mailopsd.state.observe`): they must make them with one key, or each
+        would find every password changed by the others. The first daemon to ask makes
+        it; whoever can read the database can then test a guessed password against its
+        fingerprint, as they can read every lead and send the ledger holds. Without
+        ``create``, a ledger without one gives a throwaway key (a read-only plan).
+
+        Raises:
+            StorageError: The key could not be read or written.
+        """
+        if self.dialect is SQLITE:
+            return None
+        db = self._database.connection
+        try:
+            if create:
+                with self._database.transaction():
+                    db.execute(
+                        "INSERT INTO ledger_keys (name, value) VALUES ('fingerprint', ?) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        (os.urandom(32).hex(),),
+                    )
+            row = db.execute("SELECT value FROM ledger_keys WHERE name = 'fingerprint'").fetchone()
+        except ENGINE_ERRORS as err:
+            raise storage_error(err) from err
+        return bytes.fromhex(str(row[0])) if row else os.urandom(32)
+
     def leases_taken(self) -> frozenset[int]:
         """The keys of the leases any session holds now (SQLite: none).
 

@@ -7,7 +7,8 @@ rows nor the ledger's are ever all in memory.
 
 Credentials are compared by fingerprint: their fields with every secret replaced by an
 HMAC under a random key kept in the state directory (``fingerprint.key``, 0600), so a
-changed password is noticed while no password is stored.
+changed password is noticed while no password is stored. A shared ledger keeps its own
+key, which all its daemons use (``Ledger.fingerprint_key``).
 """
 
 from __future__ import annotations

@@ -357,9 +357,15 @@ _MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     """,
     # The campaigns each daemon holds the lease of (a JSON list of their ids), which
-    # ``status`` shows and the daemons read to share the work evenly.
+    # ``status`` shows and the daemons read to share the work evenly; and the keys the
+    # daemons of a shared ledger must agree on (the secret fingerprints' HMAC key: see
+    # Ledger.fingerprint_key).
     15: """
     ALTER TABLE daemons ADD COLUMN holds TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE ledger_keys (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
     """,
 }
 _REKEY_MIGRATION = 6

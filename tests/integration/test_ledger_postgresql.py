@@ -276,3 +276,27 @@ def test_a_state_directory_on_postgresql_is_not_taken_back_to_a_file(
     assert len(smtp_server.handler.messages) == 2
     assert (state / LEDGER_POINTER).read_text().strip() == postgres_dsn
     assert not (state / LEDGER_FILE).exists()
+
+
+def test_daemons_of_one_ledger_agree_on_the_secrets_fingerprints(
+    tmp_path: Path,
+    smtp_server: SmtpServer,
+    postgres_dsn: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second daemon (its own state directory) on the same config finds no credential
+    changed: the ledger's fingerprint key is theirs, not each state directory's. A
+    password changed in the config is still seen as changed."""
+    path = write_campaign(tmp_path, {"a": credential(smtp_server, "ada")}, leads=2)
+    code, _, err = _run(capsys, path, tmp_path / "first", "--ledger", postgres_dsn)
+    assert code == 0, err
+    assert "applied + credential camp/a" in err
+    code, _, err = _run(capsys, path, tmp_path / "second", "--ledger", postgres_dsn)
+    assert code == 0, err
+    assert "credential camp/a" not in err  # nothing to apply
+    changed = credential(smtp_server, "ada", smtp_password="canary-Pw-5521")
+    write_campaign(tmp_path, {"a": changed}, leads=2)
+    code, _, err = _run(capsys, path, tmp_path / "first")
+    assert "applied ~ credential camp/a" in err
+    assert "smtp_password (changed)" in err
+    assert "canary-Pw-5521" not in err
