@@ -20,6 +20,7 @@ from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.place import LEDGER_POINTER
 from mailopsd.state.statefile import load_state
 from tests.commands import run_cli, status_json
+from tests.configs import CANARY
 from tests.dispatch_setup import bouncing_mailbox, credential, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
 from tests.servers.tlsca import TestCA
@@ -294,9 +295,9 @@ def test_daemons_of_one_ledger_agree_on_the_secrets_fingerprints(
     code, _, err = _run(capsys, path, tmp_path / "second", "--ledger", postgres_dsn)
     assert code == 0, err
     assert "credential camp/a" not in err  # nothing to apply
-    changed = credential(smtp_server, "ada", smtp_password="canary-Pw-5521")
+    changed = credential(smtp_server, "ada", smtp_password=CANARY)
     write_campaign(tmp_path, {"a": changed}, leads=2)
     code, _, err = _run(capsys, path, tmp_path / "first")
     assert "applied ~ credential camp/a" in err
     assert "smtp_password (changed)" in err
-    assert "canary-Pw-5521" not in err
+    assert CANARY not in err
