@@ -20,7 +20,6 @@ from mailopsd.state.ledger import LEDGER_FILE, Ledger
 from mailopsd.state.place import LEDGER_POINTER
 from mailopsd.state.statefile import load_state
 from tests.commands import run_cli, status_json
-from tests.configs import CANARY
 from tests.dispatch_setup import bouncing_mailbox, credential, run_once, write_campaign
 from tests.servers.smtp import SmtpServer
 from tests.servers.tlsca import TestCA
