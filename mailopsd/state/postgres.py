@@ -269,7 +269,8 @@ class PostgresConnection:
 
     @property
     def held(self) -> frozenset[int]:
-        """The second keys of the leases this session holds (see :func:`lease_key`)."""
+        """The second keys of the leases this session holds (one per campaign: see
+        ``mailopsd.daemon.leases.lease_key``)."""
         return frozenset(self._held)
 
     def leases_taken(self) -> frozenset[int]:
