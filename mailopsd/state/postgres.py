@@ -269,8 +269,7 @@ class PostgresConnection:
 
     @property
     def held(self) -> frozenset[int]:
-        """The second keys of the leases this session holds (one per campaign: see
-        ``mailopsd.daemon.leases.lease_key``)."""
+        """The second keys of the leases this session holds (``leases.lease_key``'s)."""
         return frozenset(self._held)
 
     def leases_taken(self) -> frozenset[int]:
