@@ -59,7 +59,7 @@ __all__ = [
 WORKING = "working"
 STANDING_BY = "standing by"
 BEHIND = "behind"
-"""Standing by on a revision that does not win: it does not ask for the lock."""
+"""Waiting on a revision that does not win: it takes no lease."""
 STOPPED = "stopped"
 LIVE_S = 15.0
 """How young a heartbeat is, by default, for its daemon to count as live."""
@@ -147,7 +147,7 @@ class Presence:
         self._live_s = live_s
         self._started = datetime.now(UTC)
         self._waiting: Ledger | None = None  # the connection while standing by
-        self._behind: str | None = None  # why it did not ask for the lock last time
+        self._behind: str | None = None  # why it did not open the ledger last time
         self._asked = False  # the first answer is logged by the start's wait
         self._revision: str | None = None  # the one last written
         self._written = False  # whether this daemon wrote its row
@@ -209,10 +209,10 @@ class Presence:
     def stand_by(self, revision: str | None) -> None:
         """Write this row as standing by; raise :class:`BehindError` if outvoted.
 
-        Its own connection (not the lock's) is kept open until :meth:`close`.
+        Its own connection (not the daemon's) is kept open until :meth:`close`.
 
         Raises:
-            BehindError: Another revision wins: the lock is not to be asked for.
+            BehindError: Another revision wins: no lease is to be taken.
             StorageError: The row could not be written or the others read.
         """
         if self._waiting is None:

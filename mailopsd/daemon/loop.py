@@ -204,7 +204,7 @@ class Daemon(ConfigReloads, HttpServing, GitFollowing, LeaseRounds):
 
         On a shared ledger, the config is loaded again first (a config that became invalid
         leaves the last valid one standing), and this daemon's row written; a daemon whose
-        revision does not win stands by without asking for the lock (see :mod:`.cluster`).
+        revision does not win waits, taking no lease (see :mod:`.cluster`).
         """
         presence = self._presence
         if presence is not None and self._standby_config is not None and self.settings.stand_by:
