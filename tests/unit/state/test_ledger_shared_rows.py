@@ -19,11 +19,12 @@ def test_a_daemons_row_is_written_over_and_old_ones_forgotten(ledgers: Ledgers) 
     ledger = ledgers.open()
     row = DaemonRow("b-1", "b", 7, "standing by", "git:abc", NOW, NOW)
     ledger.daemons.beat(row)
-    ledger.daemons.beat(DaemonRow("a-1", "a", 9, "working", None, NOW, NOW, "note"))
+    holding = DaemonRow("a-1", "a", 9, "working", None, NOW, NOW, "note", ("north", "south"))
+    ledger.daemons.beat(holding)
     later = DaemonRow("b-1", "b", 8, "behind", "git:def", NOW, NOW + timedelta(seconds=5), "why")
     ledger.daemons.beat(later)
     assert [r.id for r in ledger.daemons.all()] == ["a-1", "b-1"]
-    assert ledgers.open().daemons.all()[1] == later  # times kept to the microsecond
+    assert ledgers.open().daemons.all() == [holding, later]  # times kept to the microsecond
     assert ledger.daemons.forget_before(NOW + timedelta(seconds=1)) == 1
     assert [r.id for r in ledger.daemons.all()] == ["b-1"]
 
