@@ -101,24 +101,32 @@ def _write_config(directory: Path, per_campaign: int, port: int, campaigns: int)
     return path
 
 
-def _sent(open_ledger: Callable[[], Ledger | None]) -> int:
-    """How many sends the ledger has recorded as sent (0 before it exists)."""
-    try:
-        ledger = open_ledger()
-    except StorageError:  # not made yet, or its tables not yet
-        return 0
-    if ledger is None:
-        return 0
-    try:
-        return sum(
-            count
-            for (_, _, outcome), count in ledger.totals.read().sends.items()
-            if outcome == "sent"
-        )
-    except StorageError:
-        return 0
-    finally:
-        ledger.close()
+class _SentCount:
+    """How many sends the daemons' ledger holds as sent, read on one connection.
+
+    The ledger is opened once it exists, and kept open while the run is sampled, so that
+    sampling costs the daemons one query each time, not a connection.
+    """
+
+    def __init__(self, open_ledger: Callable[[], Ledger | None]) -> None:
+        self._open = open_ledger
+        self._ledger: Ledger | None = None
+
+    def __call__(self) -> int:
+        """The count now (0 while the ledger or its tables are not made yet)."""
+        try:
+            if self._ledger is None:
+                self._ledger = self._open()
+            if self._ledger is None:
+                return 0
+            sends = self._ledger.totals.read().sends
+        except StorageError:
+            return 0
+        return sum(count for (_, _, outcome), count in sends.items() if outcome == "sent")
+
+    def close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
 
 
 def _shared_rate(
@@ -142,22 +150,29 @@ def _shared_rate(
     first_state = directory / "state0"
 
     def open_ledger() -> Ledger | None:
-        return Ledger.connect(dsn) if dsn is not None else Ledger.open_readonly(first_state)
+        if dsn is None:
+            return Ledger.open_readonly(first_state)
+        return Ledger.connect(dsn, create=False)  # the daemons make its tables
+
+    sent = _SentCount(open_ledger)
+    admin = None if dsn is None else psycopg.connect(dsn, autocommit=True)
 
     def shared_out() -> bool:
-        if dsn is None:
+        if admin is None:
             return True
-        with psycopg.connect(dsn, autocommit=True) as admin:
-            holders = campaign_holders(admin, CAMPAIGNS)
+        holders = campaign_holders(admin, CAMPAIGNS)
         return None not in holders.values() and len(set(holders.values())) == daemons
 
     processes = [_daemon(path, directory / f"state{n}", dsn or "sqlite") for n in range(daemons)]
     try:
         launched = time.perf_counter()
-        return _rate(_samples(open_ledger, shared_out, total), total, launched, whole=whole)
+        return _rate(_samples(sent, shared_out, total), total, launched, whole=whole)
     finally:
         for process in processes:
             stop(process)
+        sent.close()
+        if admin is not None:
+            admin.close()
         postgres.close_pools()
         shutil.rmtree(directory, ignore_errors=True)
         if server is not None and dsn is not None:
@@ -165,14 +180,14 @@ def _shared_rate(
 
 
 def _samples(
-    open_ledger: Callable[[], Ledger | None], shared_out: Callable[[], bool], total: int
+    sent_now: Callable[[], int], shared_out: Callable[[], bool], total: int
 ) -> list[tuple[float, int, bool]]:
     """(time, messages sent, campaigns shared out) until nine tenths of ``total`` are sent."""
     samples: list[tuple[float, int, bool]] = []
     shared = False
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
-        sent = _sent(open_ledger)
+        sent = sent_now()
         shared = shared or shared_out()
         samples.append((time.perf_counter(), sent, shared))
         if sent >= total * 0.9:

@@ -255,8 +255,12 @@ class Presence:
         }
         if not taken:
             return state
-        if len(taken) > 1 or not keep:
-            logger.info("mailbox states taken from the ledger count=%d", len(taken))
+        campaigns = sorted({parse_credential_key(key)[0] for key in taken})
+        logger.info(
+            "mailbox states taken from the ledger count=%d campaigns=%s",
+            len(taken),
+            ",".join(campaigns),
+        )
         return state.model_copy(update={"credentials": {**current, **taken}})
 
     def share(
